@@ -1,0 +1,1 @@
+"""Shared contract of MPR: events, subjects, storage, keys and presets."""

@@ -1,0 +1,106 @@
+"""Job rules shared by the API (400 on bad input) and transcoders (failed job, never retried).
+
+Pure functions, unit-tested.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+
+import msgspec
+
+from .events import JOB_KINDS, JobRequested
+from .keys import MEDIA_EXTENSIONS, InvalidKeyError, extension, is_media_key, validate_key
+from .presets import DEFAULT_PRESET, PRESETS, Preset
+
+MAX_MEDIA_SECONDS = 24 * 3600.0
+_JOB_ID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+
+
+class JobRequestError(ValueError):
+    """The request can never succeed; the message says why."""
+
+
+def _check_time(name: str, value: float | None) -> None:
+    if value is None:
+        return
+    if not math.isfinite(value) or value < 0 or value > MAX_MEDIA_SECONDS:
+        raise JobRequestError(f"{name} must be a number of seconds between 0 and {MAX_MEDIA_SECONDS:.0f}")
+
+
+def default_output_key(source_key: str, job_id: str, preset: Preset) -> str:
+    stem = posixpath.splitext(source_key)[0]
+    if preset.container == "hls":
+        return f"{stem}/{job_id}/index.m3u8"
+    ext = preset.extension or extension(source_key)
+    return f"{stem}/{job_id}/{preset.name}{ext}"
+
+
+def normalize_job(job: JobRequested) -> JobRequested:
+    """Validate a job request and fill in defaults (preset, output key).
+
+    Raises :class:`JobRequestError` with a message fit for a client.
+    """
+    if not job.job_id or len(job.job_id) > 64 or not set(job.job_id) <= _JOB_ID_OK:
+        raise JobRequestError("job_id must be 1-64 characters of letters, digits, '-' or '_'")
+    if job.kind not in JOB_KINDS:
+        raise JobRequestError(f"kind must be one of {', '.join(JOB_KINDS)}")
+    try:
+        validate_key(job.source_key)
+    except InvalidKeyError as exc:
+        raise JobRequestError(f"source_key: {exc}") from None
+    if not is_media_key(job.source_key):
+        raise JobRequestError(
+            f"source_key must end with a supported media extension ({', '.join(sorted(MEDIA_EXTENSIONS))})")
+    preset_name = job.preset or DEFAULT_PRESET[job.kind]
+    preset = PRESETS.get(preset_name)
+    if preset is None:
+        raise JobRequestError(f"unknown preset {preset_name!r}; see GET /api/presets")
+    if job.kind not in preset.kinds:
+        raise JobRequestError(f"preset {preset_name!r} is for {', '.join(preset.kinds)} jobs, not {job.kind}")
+    _check_time("start", job.start)
+    _check_time("end", job.end)
+    if job.start is not None and job.end is not None and job.end <= job.start:
+        raise JobRequestError("end must be greater than start")
+    if job.kind == "trim" and job.start is None and job.end is None:
+        raise JobRequestError("a trim job needs start and/or end")
+    if job.kind == "thumbnail" and job.end is not None:
+        raise JobRequestError("a thumbnail job takes start (the frame time), not end")
+    output_key = job.output_key or default_output_key(job.source_key, job.job_id, preset)
+    try:
+        validate_key(output_key)
+    except InvalidKeyError as exc:
+        raise JobRequestError(f"output_key: {exc}") from None
+    out_ext = extension(output_key)
+    if preset.extension:
+        if out_ext != preset.extension:
+            raise JobRequestError(f"output_key must end with {preset.extension} for preset {preset.name!r}")
+    elif out_ext not in MEDIA_EXTENSIONS:
+        raise JobRequestError("output_key must end with a supported media extension")
+    for bucket in (job.source_bucket, job.output_bucket):
+        if bucket is not None and not _valid_bucket(bucket):
+            raise JobRequestError("bucket names must be 3-63 characters of a-z, 0-9, '.' and '-'")
+    return msgspec.structs.replace(job, preset=preset_name, output_key=output_key)
+
+
+def _valid_bucket(name: str) -> bool:
+    return 3 <= len(name) <= 63 and all(c.isdigit() or ("a" <= c <= "z") or c in ".-" for c in name)
+
+
+# --- state machine -----------------------------------------------------------------------
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
+_RANK = {"queued": 0, "running": 1, "completed": 2, "failed": 2, "cancelled": 2}
+
+
+def next_status(current: str | None, incoming: str) -> str:
+    """Monotonic transition: never leave a terminal state, never go back to an earlier one.
+
+    Events may arrive out of order (a completion before the last progress report, a request
+    recorded after its first progress): the result depends only on the set of events seen.
+    """
+    if current is None:
+        return incoming
+    if current in TERMINAL:
+        return current
+    return incoming if _RANK[incoming] >= _RANK[current] else current

@@ -1,0 +1,49 @@
+"""Every NATS subject, stream and durable consumer name of MPR, in one place."""
+
+from __future__ import annotations
+
+PREFIX = "mpr"
+
+# --- JetStream: objects (scanner -> catalog) -------------------------------------------
+OBJECTS_STREAM = "MPR_OBJECTS"
+OBJECT_FOUND = "mpr.objects.found"
+OBJECT_REMOVED = "mpr.objects.removed"
+
+# --- JetStream: assets (catalog -> anyone) ---------------------------------------------
+ASSETS_STREAM = "MPR_ASSETS"
+ASSET_REGISTERED = "mpr.assets.registered"
+
+# --- JetStream: jobs (api / other services -> transcoders; transcoders -> catalog) -----
+JOBS_STREAM = "MPR_JOBS"
+JOB_REQUESTED = "mpr.jobs.requested"
+JOB_PROGRESS = "mpr.jobs.progress"
+JOB_COMPLETED = "mpr.jobs.completed"
+JOB_FAILED = "mpr.jobs.failed"
+JOB_CANCEL = "mpr.jobs.cancel"
+JOBS_ALL = "mpr.jobs.>"
+
+# --- JetStream: dead letters ----------------------------------------------------------
+DLQ_STREAM = "MPR_DLQ"
+DLQ_JOBS = "mpr.dlq.jobs"
+
+# --- JetStream: MinIO bucket notifications (MINIO_NOTIFY_NATS_SUBJECT) -----------------
+MINIO_STREAM = "MPR_MINIO_EVENTS"
+MINIO_EVENTS = "mpr.minio.events"
+
+# --- Core NATS request/reply ----------------------------------------------------------
+SCAN_REQUEST = "mpr.scanner.scan"
+CATALOG_REGISTER = "mpr.catalog.register"
+CATALOG_ASSETS_LIST = "mpr.catalog.assets.list"
+CATALOG_ASSET_GET = "mpr.catalog.assets.get"
+CATALOG_JOBS_LIST = "mpr.catalog.jobs.list"
+CATALOG_JOB_GET = "mpr.catalog.jobs.get"
+CATALOG_JOB_RECORD = "mpr.catalog.jobs.record"
+
+# --- Durable consumers (durable name == queue group for push consumers) ---------------
+TRANSCODERS_DURABLE = "transcoders"
+CATALOG_OBJECTS_DURABLE = "catalog-objects"
+CATALOG_JOBS_DURABLE = "catalog-jobs"
+SCANNER_MINIO_DURABLE = "scanner-minio"
+
+# --- Key/value buckets -----------------------------------------------------------------
+JOB_STATE_KV = "mpr-job-state"  # job_id -> "completed" | "cancelled" (transcoders' claim check)

@@ -1,0 +1,132 @@
+"""Start nats-server and moto's S3 server as child processes on loopback and wait until they answer."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(check, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} while starting")
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} did not come up within {timeout:.0f}s")
+
+
+def _bin(name: str) -> str:
+    here = Path(sys.executable).parent / name
+    if here.exists():
+        return str(here)
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"{name} not found: install the project (uv sync)")
+    return found
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen
+    log_path: Path | None = None
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            self.popen.send_signal(sig)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.alive():
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        return self.popen.returncode
+
+
+@dataclass
+class NatsServer:
+    store_dir: Path
+    port: int = field(default_factory=free_port)
+    monitor_port: int = field(default_factory=free_port)
+    proc: Proc | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> NatsServer:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        args = [_bin("nats-server"), "-js", "-a", "127.0.0.1", "-p", str(self.port),
+                "-m", str(self.monitor_port), "-sd", str(self.store_dir), "-n", "mpr-dev"]
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = Proc("nats-server", subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT), self.log_path)
+        wait_until(self._healthy, 20, "nats-server", self.proc.popen)
+        return self
+
+    def _healthy(self) -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true",
+                                    timeout=1) as r:
+            return r.status == 200
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.stop()
+
+    def kill(self) -> None:
+        if self.proc and self.proc.alive():
+            self.proc.popen.kill()
+            self.proc.popen.wait()
+
+
+@dataclass
+class MotoServer:
+    port: int = field(default_factory=free_port)
+    proc: Proc | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> MotoServer:
+        args = [_bin("moto_server"), "-H", "127.0.0.1", "-p", str(self.port)]
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        env = {**os.environ, "MOTO_S3_CUSTOM_ENDPOINTS": ""}
+        self.proc = Proc("moto", subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env),
+                         self.log_path)
+        wait_until(self._up, 30, "moto server", self.proc.popen)
+        return self
+
+    def _up(self) -> bool:
+        with urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1) as r:
+            return r.status == 200
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.stop()

@@ -1,0 +1,117 @@
+"""The whole system on one machine: the same code paths as production, only endpoints differ."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mpr_common.settings import DEFAULT_BUCKET_IN, DEFAULT_BUCKET_OUT, S3Settings
+from mpr_common.storage import ensure_buckets, get_s3_client
+
+from .servers import MotoServer, NatsServer, Proc, free_port, wait_until
+
+DEV_ACCESS_KEY = "minioadmin"  # the seed's local credentials; moto accepts any
+DEV_SECRET_KEY = "minioadmin"
+DEV_API_TOKEN = "mpr-dev-token"  # documented default for local development only
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    nats_port: int | None = None
+    s3_port: int | None = None
+    api_port: int | None = None
+    transcoders: int = 1
+    bucket_in: str = DEFAULT_BUCKET_IN
+    bucket_out: str = DEFAULT_BUCKET_OUT
+    extra_env: dict[str, str] = field(default_factory=dict)
+    quiet: bool = True
+    nats: NatsServer | None = None
+    moto: MotoServer | None = None
+    services: dict[str, Proc] = field(default_factory=dict)
+
+    # --- endpoints -------------------------------------------------------------------------
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def env(self) -> dict[str, str]:
+        assert self.nats and self.moto
+        env = {
+            **os.environ,
+            "NATS_URL": self.nats.url,
+            "S3_ENDPOINT_URL": self.moto.url,
+            "S3_BUCKET_IN": self.bucket_in,
+            "S3_BUCKET_OUT": self.bucket_out,
+            "AWS_ACCESS_KEY_ID": DEV_ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": DEV_SECRET_KEY,
+            "AWS_REGION": "us-east-1",
+            "DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'catalog.db'}",
+            "API_HOST": "127.0.0.1",
+            "API_PORT": str(self.api_port),
+            "API_TOKENS": DEV_API_TOKEN,
+            "TRANSCODER_WORKDIR": str(self.workdir / "transcoder"),
+            "LOG_FORMAT": "json",
+            "PYTHONUNBUFFERED": "1",
+        }
+        env.update(self.extra_env)
+        return env
+
+    def s3_settings(self) -> S3Settings:
+        return S3Settings.from_env(self.env())
+
+    def s3_client(self):
+        return get_s3_client(self.s3_settings())
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self) -> Stack:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "logs").mkdir(exist_ok=True)
+        self.api_port = self.api_port or free_port()
+        self.nats = NatsServer(self.workdir / "jetstream", port=self.nats_port or free_port(),
+                               log_path=self.workdir / "logs" / "nats-server.log").start()
+        self.moto = MotoServer(port=self.s3_port or free_port(), log_path=self.workdir / "logs" / "s3.log").start()
+        ensure_buckets(self.s3_client(), self.bucket_in, self.bucket_out)
+        for name in ("catalog", "scanner"):
+            self.start_service(name)
+        for i in range(self.transcoders):
+            self.start_service("transcoder", f"transcoder-{i + 1}")
+        self.start_service("api")
+        wait_until(self._api_ready, 60, "api", self.services["api"].popen)
+        return self
+
+    def start_service(self, module: str, name: str | None = None, env: dict[str, str] | None = None) -> Proc:
+        name = name or module
+        log_path = self.workdir / "logs" / f"{name}.log"
+        out = None if not self.quiet else open(log_path, "ab")  # noqa: SIM115
+        full_env = {**self.env(), "MPR_INSTANCE": name, **(env or {})}
+        popen = subprocess.Popen([sys.executable, "-m", f"mpr_{module}"], env=full_env, stdout=out,
+                                 stderr=subprocess.STDOUT if out else None)
+        proc = Proc(name, popen, log_path)
+        self.services[name] = proc
+        return proc
+
+    def _api_ready(self) -> bool:
+        with urllib.request.urlopen(f"{self.api_url}/health/ready", timeout=2) as r:
+            return r.status == 200
+
+    def stop(self) -> None:
+        for proc in self.services.values():
+            proc.signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for proc in self.services.values():
+            try:
+                proc.popen.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.popen.kill()
+                proc.popen.wait()
+        if self.moto:
+            self.moto.stop()
+        if self.nats:
+            self.nats.stop()

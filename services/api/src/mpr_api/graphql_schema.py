@@ -1,0 +1,169 @@
+"""GraphQL: the seed's ``scanMediaFolder`` mutation, plus assets and jobs. Same backend as REST."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.types import Info
+
+from mpr_common.events import AssetView, JobView
+
+from .backend import BadRequest, Backend, Conflict, NotFound, Unavailable
+from .schemas import JobCreate
+
+
+def _backend(info: Info) -> Backend:
+    return info.context["request"].app.state.backend
+
+
+async def _call(coro) -> Any:
+    try:
+        return await coro
+    except (BadRequest, NotFound, Conflict, Unavailable) as exc:
+        code = {BadRequest: "BAD_REQUEST", NotFound: "NOT_FOUND", Conflict: "CONFLICT",
+                Unavailable: "UNAVAILABLE"}[type(exc)]
+        raise GraphQLError(str(exc), extensions={"code": code}) from None
+
+
+@strawberry.type
+class ScanResult:
+    found: int
+    registered: int
+    skipped: int
+    files: list[str]
+
+
+@strawberry.type
+class MediaInfo:
+    format_name: str | None
+    duration: float | None
+    bit_rate: int | None
+    video_codec: str | None
+    width: int | None
+    height: int | None
+    fps: float | None
+    audio_codec: str | None
+    sample_rate: int | None
+    channels: int | None
+
+
+@strawberry.type
+class Asset:
+    id: str
+    bucket: str
+    key: str
+    etag: str
+    size: float
+    media_type: str | None
+    probe_status: str
+    probe_error: str | None
+    info: MediaInfo | None
+
+    @classmethod
+    def of(cls, a: AssetView) -> Asset:
+        info = None
+        if a.info is not None:
+            i = a.info
+            info = MediaInfo(format_name=i.format_name, duration=i.duration, bit_rate=i.bit_rate,
+                             video_codec=i.video_codec, width=i.width, height=i.height, fps=i.fps,
+                             audio_codec=i.audio_codec, sample_rate=i.sample_rate, channels=i.channels)
+        return cls(id=a.id, bucket=a.bucket, key=a.key, etag=a.etag, size=float(a.size), media_type=a.media_type,
+                   probe_status=a.probe_status, probe_error=a.probe_error, info=info)
+
+
+@strawberry.type
+class Job:
+    id: str
+    kind: str
+    status: str
+    progress: float
+    source_key: str
+    output_key: str | None
+    output_url: str | None
+    preset: str | None
+    error: str | None
+    attempts: int
+
+    @classmethod
+    def of(cls, j: JobView, url: str | None) -> Job:
+        return cls(id=j.id, kind=j.kind, status=j.status, progress=j.progress, source_key=j.source_key,
+                   output_key=j.output_key, output_url=url, preset=j.preset, error=j.error, attempts=j.attempts)
+
+
+@strawberry.enum
+class JobKind(enum.Enum):
+    transcode = "transcode"
+    trim = "trim"
+    thumbnail = "thumbnail"
+    audio = "audio"
+    hls = "hls"
+
+
+@strawberry.input
+class JobInput:
+    kind: JobKind
+    source_key: str
+    output_key: str | None = None
+    preset: str | None = None
+    start: float | None = None
+    end: float | None = None
+    job_id: str | None = None
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    async def assets(self, info: Info, limit: int = 100, offset: int = 0, prefix: str | None = None) -> list[Asset]:
+        if not (1 <= limit <= 1000) or offset < 0:
+            raise GraphQLError("limit must be 1-1000 and offset >= 0", extensions={"code": "BAD_REQUEST"})
+        reply = await _call(_backend(info).list_assets(limit, offset, prefix))
+        return [Asset.of(a) for a in reply.assets]
+
+    @strawberry.field
+    async def asset(self, info: Info, id: str) -> Asset | None:
+        try:
+            reply = await _backend(info).get_asset(id)
+        except NotFound:
+            return None
+        return Asset.of(reply.asset)
+
+    @strawberry.field
+    async def job(self, info: Info, id: str) -> Job | None:
+        try:
+            out = await _backend(info).get_job(id)
+        except NotFound:
+            return None
+        return Job.of(out.job, out.output_url)
+
+    @strawberry.field
+    async def jobs(self, info: Info, limit: int = 100, offset: int = 0, status: str | None = None) -> list[Job]:
+        if not (1 <= limit <= 1000) or offset < 0:
+            raise GraphQLError("limit must be 1-1000 and offset >= 0", extensions={"code": "BAD_REQUEST"})
+        items, _ = await _call(_backend(info).list_jobs(limit, offset, status))
+        return [Job.of(o.job, o.output_url) for o in items]
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="List S3_BUCKET_IN and register new media files")
+    async def scan_media_folder(self, info: Info, prefix: str = "") -> ScanResult:
+        r = await _call(_backend(info).scan(prefix))
+        return ScanResult(found=r.found, registered=r.registered, skipped=r.skipped, files=r.files)
+
+    @strawberry.mutation
+    async def submit_job(self, info: Info, job: JobInput) -> Job:
+        body = JobCreate(kind=job.kind.value, source_key=job.source_key, output_key=job.output_key,
+                         preset=job.preset, start=job.start, end=job.end, job_id=job.job_id)
+        out, _ = await _call(_backend(info).submit(body, requested_by="graphql"))
+        return Job.of(out.job, out.output_url)
+
+    @strawberry.mutation
+    async def cancel_job(self, info: Info, id: str) -> Job:
+        out = await _call(_backend(info).cancel(id))
+        return Job.of(out.job, out.output_url)
+
+
+schema = strawberry.Schema(query=Query, mutation=Mutation)

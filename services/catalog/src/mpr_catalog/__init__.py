@@ -1,0 +1,1 @@
+"""MPR catalog: the one writer of the asset and job tables."""

@@ -1,0 +1,209 @@
+"""Wires the catalog: FastStream subscribers over NATS, thin handlers calling :class:`Catalog`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import warnings
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from faststream import AckPolicy, FastStream
+from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsBroker, NatsMessage
+
+from mpr_common import subjects as s
+from mpr_common.codec import DecodeError, ValidationError, decode, decoder, encode
+from mpr_common.events import (
+    AssetRegistered,
+    DeadLetter,
+    JobCancel,
+    JobCompleted,
+    JobFailed,
+    JobProgress,
+    JobRequested,
+    MediaInfo,
+    ObjectFound,
+    ObjectRemoved,
+    Query,
+    QueryReply,
+    RegisterReply,
+    RegisterRequest,
+)
+from mpr_common.storage import get_s3_client
+from mpr_common.streams import setup_streams
+
+from .db import create_tables, make_engine
+from .models import Asset
+from .prober import Prober
+from .repository import Catalog, asset_view, job_view
+from .settings import CatalogSettings
+
+log = logging.getLogger("mpr.catalog")
+
+# FastStream warns that a durable push consumer does not scale; ours has a queue group of the same name.
+warnings.filterwarnings("ignore", message=".*Push consumer with the `durable` option.*")
+
+_JOB_EVENT_TYPES = {
+    s.JOB_REQUESTED: JobRequested,
+    s.JOB_PROGRESS: JobProgress,
+    s.JOB_COMPLETED: JobCompleted,
+    s.JOB_FAILED: JobFailed,
+    s.JOB_CANCEL: JobCancel,
+}
+MAX_DELIVER = 10
+
+
+@dataclass
+class Resources:
+    catalog: Catalog
+    prober: Prober
+
+
+def create_app(settings: CatalogSettings) -> FastStream:
+    broker = NatsBroker(settings.nats.url.split(","), token=settings.nats.token, logger=None,
+                        max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+    res: dict[str, Resources] = {}
+
+    def r() -> Resources:
+        return res["r"]
+
+    async def publish_dead_letter(msg: NatsMessage, error: str) -> None:
+        raw = msg.raw_message
+        meta = raw.metadata if raw.reply else None
+        await broker.publish(encode(DeadLetter(
+            subject=raw.subject, error=error, payload=raw.data.decode("utf-8", "replace"),
+            stream_seq=meta.sequence.stream if meta else None, deliveries=meta.num_delivered if meta else 0,
+        )), "mpr.dlq.catalog", stream=s.DLQ_STREAM)
+
+    async def on_probed(asset: Asset, info: MediaInfo | None, error: str | None) -> None:
+        updated = await r().catalog.set_probe_result(asset.id, info, error)
+        if updated is None:
+            return
+        await broker.publish(encode(AssetRegistered(
+            asset_id=updated.id, bucket=updated.bucket, key=updated.key, etag=updated.etag, size=updated.size,
+            media_type=updated.media_type, info=info, probe_error=error,
+        )), s.ASSET_REGISTERED, stream=s.ASSETS_STREAM, headers={"Nats-Msg-Id": f"asset-{updated.id}"})
+
+    # --- JetStream consumers --------------------------------------------------------------
+    objects_stream = JStream(s.OBJECTS_STREAM, declare=False)
+
+    @broker.subscriber(
+        "mpr.objects.*", stream=objects_stream, durable=s.CATALOG_OBJECTS_DURABLE, queue=s.CATALOG_OBJECTS_DURABLE,
+        deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.MANUAL,
+        config=ConsumerConfig(max_deliver=MAX_DELIVER, ack_wait=30),
+    )
+    async def on_object(msg: NatsMessage) -> None:
+        raw = msg.raw_message
+        try:
+            if raw.subject == s.OBJECT_FOUND:
+                asset, created = await r().catalog.register(decode(raw.data, ObjectFound))
+                if created or asset.probe_status == "pending":
+                    r().prober.submit(asset)
+            elif raw.subject == s.OBJECT_REMOVED:
+                await r().catalog.remove(decode(raw.data, ObjectRemoved))
+        except (DecodeError, ValidationError) as exc:
+            await publish_dead_letter(msg, f"undecodable: {exc}")
+            await msg.ack()
+            return
+        except Exception:
+            log.exception("object event failed; will be redelivered")
+            await msg.nack(delay=2)
+            return
+        await msg.ack()
+
+    @broker.subscriber(
+        s.JOBS_ALL, stream=JStream(s.JOBS_STREAM, declare=False), durable=s.CATALOG_JOBS_DURABLE,
+        queue=s.CATALOG_JOBS_DURABLE, deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.MANUAL,
+        config=ConsumerConfig(max_deliver=MAX_DELIVER, ack_wait=30),
+    )
+    async def on_job_event(msg: NatsMessage) -> None:
+        raw = msg.raw_message
+        type_ = _JOB_EVENT_TYPES.get(raw.subject)
+        if type_ is None:
+            await msg.ack()
+            return
+        try:
+            ev = decode(raw.data, type_)
+            c = r().catalog
+            if isinstance(ev, JobRequested):
+                await c.record_requested(ev)
+            elif isinstance(ev, JobProgress):
+                await c.record_progress(ev)
+            elif isinstance(ev, JobCompleted):
+                await c.record_completed(ev)
+            elif isinstance(ev, JobFailed):
+                await c.record_failed(ev)
+            elif isinstance(ev, JobCancel):
+                await c.record_cancel(ev)
+        except (DecodeError, ValidationError) as exc:
+            await publish_dead_letter(msg, f"undecodable: {exc}")
+            await msg.ack()
+            return
+        except Exception:
+            log.exception("job event failed; will be redelivered")
+            await msg.nack(delay=2)
+            return
+        await msg.ack()
+
+    # --- request / reply --------------------------------------------------------------------
+    register_decoder = decoder(RegisterRequest)
+    query_decoder = decoder(Query)
+
+    @broker.subscriber(s.CATALOG_REGISTER, queue="catalog")
+    async def on_register(msg: NatsMessage) -> bytes:
+        req = register_decoder.decode(msg.raw_message.data)
+        created, registered, skipped = await r().catalog.register_batch(req.objects, req.scan_id)
+        for asset in created:
+            r().prober.submit(asset)
+        return encode(RegisterReply(registered=registered, skipped=skipped))
+
+    @broker.subscriber(s.CATALOG_ASSETS_LIST, queue="catalog")
+    async def on_assets_list(msg: NatsMessage) -> bytes:
+        q = query_decoder.decode(msg.raw_message.data)
+        assets, total = await r().catalog.list_assets(q.limit, q.offset, q.prefix)
+        return encode(QueryReply(assets=[asset_view(a) for a in assets], total=total))
+
+    @broker.subscriber(s.CATALOG_ASSET_GET, queue="catalog")
+    async def on_asset_get(msg: NatsMessage) -> bytes:
+        q = query_decoder.decode(msg.raw_message.data)
+        asset = await r().catalog.get_asset(q.id or "")
+        return encode(QueryReply(asset=asset_view(asset) if asset else None, total=int(asset is not None)))
+
+    @broker.subscriber(s.CATALOG_JOBS_LIST, queue="catalog")
+    async def on_jobs_list(msg: NatsMessage) -> bytes:
+        q = query_decoder.decode(msg.raw_message.data)
+        jobs, total = await r().catalog.list_jobs(q.limit, q.offset, q.status)
+        return encode(QueryReply(jobs=[job_view(j) for j in jobs], total=total))
+
+    @broker.subscriber(s.CATALOG_JOB_GET, queue="catalog")
+    async def on_job_get(msg: NatsMessage) -> bytes:
+        q = query_decoder.decode(msg.raw_message.data)
+        job = await r().catalog.get_job(q.id or "")
+        return encode(QueryReply(job=job_view(job) if job else None, total=int(job is not None)))
+
+    @broker.subscriber(s.CATALOG_JOB_RECORD, queue="catalog")
+    async def on_job_record(msg: NatsMessage) -> bytes:
+        job = await r().catalog.record_requested(decode(msg.raw_message.data, JobRequested))
+        return encode(QueryReply(job=job_view(job), total=1))
+
+    @asynccontextmanager
+    async def lifespan():
+        engine = make_engine(settings.database_url)
+        await create_tables(engine)
+        s3 = get_s3_client(settings.s3)
+        catalog = Catalog(engine)
+        prober = Prober(s3, on_probed, settings.probe_concurrency, settings.probe_timeout)
+        res["r"] = Resources(catalog=catalog, prober=prober)
+        await setup_streams(settings.nats, "mpr-catalog-setup")
+        prober.start()
+        for asset in await catalog.pending_probes():
+            prober.submit(asset)
+        log.info("catalog ready (%s)", engine.dialect.name)
+        try:
+            yield
+        finally:
+            await prober.stop()
+            await engine.dispose()
+            await asyncio.sleep(0)
+
+    return FastStream(broker, lifespan=lifespan)

@@ -1,0 +1,60 @@
+"""The catalog's tables (SQLite by default, PostgreSQL in production)."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class Asset(SQLModel, table=True):
+    __tablename__ = "assets"
+    __table_args__ = (
+        UniqueConstraint("bucket", "key", "etag", name="uq_assets_bucket_key_etag"),
+        Index("ix_assets_bucket_key", "bucket", "key"),
+    )
+
+    id: str = Field(primary_key=True, max_length=32)
+    bucket: str = Field(max_length=63)
+    key: str = Field(sa_column=Column(Text, nullable=False))
+    etag: str = Field(max_length=128)
+    size: int = 0
+    media_type: str | None = Field(default=None, max_length=16)
+    last_modified: float | None = None
+    probe_status: str = Field(default="pending", max_length=16, index=True)
+    probe_error: str | None = Field(default=None, sa_column=Column(Text))
+    info_json: str | None = Field(default=None, sa_column=Column(Text))
+    duration: float | None = None
+    first_scan_id: str | None = Field(default=None, max_length=64)
+    removed: bool = Field(default=False, index=True)
+    created_at: float = Field(default_factory=time.time)
+    updated_at: float = Field(default_factory=time.time)
+
+
+class Job(SQLModel, table=True):
+    __tablename__ = "jobs"
+
+    id: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(default="transcode", max_length=16)
+    status: str = Field(default="queued", max_length=16, index=True)
+    progress: float = 0.0
+    source_bucket: str | None = Field(default=None, max_length=63)
+    source_key: str = Field(default="", sa_column=Column(Text, nullable=False))
+    output_bucket: str | None = Field(default=None, max_length=63)
+    output_key: str | None = Field(default=None, sa_column=Column(Text))
+    output_keys_json: str | None = Field(default=None, sa_column=Column(Text))
+    output_size: int | None = None
+    preset: str | None = Field(default=None, max_length=64)
+    start: float | None = None
+    end: float | None = None
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    failure_reason: str | None = Field(default=None, max_length=32)
+    speed: float | None = None
+    attempts: int = 0
+    worker: str | None = Field(default=None, max_length=128)
+    requested_by: str | None = Field(default=None, max_length=64)
+    created_at: float = Field(default_factory=time.time, index=True)
+    updated_at: float = Field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None

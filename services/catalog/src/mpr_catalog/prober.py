@@ -1,0 +1,66 @@
+"""Reads technical metadata of registered assets with ffprobe over presigned URLs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from mpr_common.events import MediaInfo
+from mpr_common.mediainfo import ProbeError, probe
+from mpr_common.storage import get_presigned_url
+
+from .models import Asset
+
+log = logging.getLogger(__name__)
+
+ProbeDone = Callable[[Asset, MediaInfo | None, str | None], Awaitable[None]]
+
+
+class Prober:
+    """A bounded pool of ffprobe runs fed by a queue; a crash loses nothing since pending
+    assets are re-queued from the database at start-up."""
+
+    def __init__(self, s3_client, on_done: ProbeDone, concurrency: int = 2, timeout: float = 60.0) -> None:
+        self.s3 = s3_client
+        self.on_done = on_done
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.queue: asyncio.Queue[Asset] = asyncio.Queue()
+        self._queued: set[str] = set()
+        self._tasks: list[asyncio.Task] = []
+
+    def submit(self, asset: Asset) -> None:
+        if asset.id not in self._queued:
+            self._queued.add(asset.id)
+            self.queue.put_nowait(asset)
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._worker(), name=f"probe-{i}") for i in range(self.concurrency)]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _worker(self) -> None:
+        while True:
+            asset = await self.queue.get()
+            try:
+                info, error = await self.probe(asset)
+                await self.on_done(asset, info, error)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the asset stays pending and is retried at the next start
+                log.exception("probe bookkeeping failed", extra={"asset_id": asset.id})
+            finally:
+                self._queued.discard(asset.id)
+                self.queue.task_done()
+
+    async def probe(self, asset: Asset) -> tuple[MediaInfo | None, str | None]:
+        url = await asyncio.to_thread(get_presigned_url, asset.key, asset.bucket, 900, client=self.s3)
+        try:
+            return await probe(url, timeout=self.timeout), None
+        except ProbeError as exc:
+            log.info("probe failed: %s", exc, extra={"asset_id": asset.id, "key": asset.key})
+            return None, str(exc)

@@ -1,0 +1,1 @@
+"""MPR scanner: turns bucket listings and MinIO notifications into object events. Stateless."""

@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+import asyncio
+
+from mpr_common.logs import setup_logging
+
+from .app import create_app
+from .settings import ScannerSettings
+
+
+def main() -> None:
+    settings = ScannerSettings.from_env()
+    setup_logging("scanner", settings.log_level, settings.log_format)
+    asyncio.run(create_app(settings).run())
+
+
+if __name__ == "__main__":
+    main()

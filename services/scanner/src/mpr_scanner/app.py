@@ -1,0 +1,127 @@
+"""Wires the scanner: scan requests (request/reply), scheduled scans, MinIO notifications."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import warnings
+from contextlib import asynccontextmanager
+
+from faststream import AckPolicy, FastStream
+from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsBroker, NatsMessage
+
+from mpr_common import subjects as s
+from mpr_common.codec import DecodeError, ValidationError, decoder, encode
+from mpr_common.events import DeadLetter, ObjectFound, ObjectRemoved, ScanReply, ScanRequest, new_id
+from mpr_common.keys import InvalidKeyError
+from mpr_common.storage import get_s3_client, list_objects
+from mpr_common.streams import setup_streams
+
+from .minio_events import translate
+from .settings import ScannerSettings
+
+log = logging.getLogger("mpr.scanner")
+warnings.filterwarnings("ignore", message=".*Push consumer with the `durable` option.*")
+
+
+def object_msg_id(ev: ObjectFound | ObjectRemoved) -> str:
+    if isinstance(ev, ObjectFound):
+        return f"found:{ev.bucket}/{ev.key}@{ev.etag}"
+    return f"removed:{ev.bucket}/{ev.key}@{ev.at}"
+
+
+def create_app(settings: ScannerSettings) -> FastStream:
+    broker = NatsBroker(settings.nats.url.split(","), token=settings.nats.token, logger=None,
+                        max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+    state: dict[str, object] = {}
+    scan_decoder = decoder(ScanRequest)
+
+    async def emit(events: list[ObjectFound | ObjectRemoved]) -> None:
+        """Publish to JetStream, waiting for every ack; bounded concurrency."""
+        sem = asyncio.Semaphore(settings.publish_concurrency)
+
+        async def one(ev: ObjectFound | ObjectRemoved) -> None:
+            async with sem:
+                subject = s.OBJECT_FOUND if isinstance(ev, ObjectFound) else s.OBJECT_REMOVED
+                await broker.publish(encode(ev), subject, stream=s.OBJECTS_STREAM,
+                                     headers={"Nats-Msg-Id": object_msg_id(ev)})
+
+        await asyncio.gather(*(one(ev) for ev in events))
+
+    async def scan(req: ScanRequest) -> list[ObjectFound]:
+        client = state["s3"]
+
+        def listing() -> list[ObjectFound]:
+            return [
+                ObjectFound(bucket=o.bucket, key=o.key, size=o.size, etag=o.etag,
+                            last_modified=o.last_modified.timestamp() if o.last_modified else None,
+                            source="scan", scan_id=req.scan_id)
+                for o in list_objects(settings.s3.bucket_in, req.prefix, client=client)
+            ]
+
+        found = await asyncio.to_thread(listing)
+        await emit(found)
+        log.info("scan %s: %d media objects under %r", req.scan_id, len(found), req.prefix)
+        return found
+
+    @broker.subscriber(s.SCAN_REQUEST, queue="scanner")
+    async def on_scan_request(msg: NatsMessage) -> bytes:
+        try:
+            req = scan_decoder.decode(msg.raw_message.data)
+        except (DecodeError, ValidationError) as exc:
+            return encode(ScanReply(scan_id="", error=f"bad scan request: {exc}"))
+        try:
+            return encode(ScanReply(scan_id=req.scan_id, objects=await scan(req)))
+        except InvalidKeyError as exc:
+            return encode(ScanReply(scan_id=req.scan_id, error=str(exc)))
+        except Exception as exc:  # S3 down: the caller gets the reason
+            log.exception("scan failed")
+            return encode(ScanReply(scan_id=req.scan_id, error=f"listing {settings.s3.bucket_in} failed: {exc}"))
+
+    @broker.subscriber(
+        s.MINIO_EVENTS, stream=JStream(s.MINIO_STREAM, declare=False), durable=s.SCANNER_MINIO_DURABLE,
+        queue=s.SCANNER_MINIO_DURABLE, deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.MANUAL,
+        config=ConsumerConfig(max_deliver=10, ack_wait=30),
+    )
+    async def on_minio_event(msg: NatsMessage) -> None:
+        raw = msg.raw_message
+        try:
+            events = translate(raw.data, settings.s3.bucket_in)
+        except (DecodeError, ValidationError) as exc:
+            await broker.publish(encode(DeadLetter(subject=raw.subject, error=f"not S3 event JSON: {exc}",
+                                                   payload=raw.data.decode("utf-8", "replace"))),
+                                 "mpr.dlq.scanner", stream=s.DLQ_STREAM)
+            await msg.ack()
+            return
+        try:
+            await emit(events)
+        except Exception:
+            log.exception("publishing notification events failed; will be redelivered")
+            await msg.nack(delay=2)
+            return
+        await msg.ack()
+
+    async def scheduled() -> None:
+        while True:
+            await asyncio.sleep(settings.interval)
+            try:
+                await scan(ScanRequest(scan_id=new_id()))
+            except Exception:
+                log.exception("scheduled scan failed")
+
+    @asynccontextmanager
+    async def lifespan():
+        state["s3"] = get_s3_client(settings.s3)
+        await setup_streams(settings.nats, "mpr-scanner-setup")
+        task = asyncio.create_task(scheduled()) if settings.interval > 0 else None
+        log.info("scanner ready (bucket %s)", settings.s3.bucket_in)
+        try:
+            yield
+        finally:
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    return FastStream(broker, lifespan=lifespan)

@@ -1,0 +1,1 @@
+"""MPR transcoder: FFmpeg workers sharing one durable JetStream pull consumer."""

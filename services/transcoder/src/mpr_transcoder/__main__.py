@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from mpr_common.bus import connect
+from mpr_common.logs import setup_logging
+from mpr_common.storage import get_s3_client
+
+from .settings import TranscoderSettings
+from .worker import Worker
+
+
+async def serve(settings: TranscoderSettings) -> None:
+    nc = await connect(settings.nats, f"mpr-transcoder-{settings.worker}")
+    worker = Worker(settings, nc, get_s3_client(settings.s3))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    await worker.run()
+
+
+def main() -> None:
+    settings = TranscoderSettings.from_env()
+    setup_logging("transcoder", settings.log_level, settings.log_format)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""FFmpeg argument lists for each job kind and preset. Pure: no I/O, unit-tested.
+
+Safety: the input is always a URL restricted by a protocol whitelist and a demuxer whitelist
+(no playlists, no concat lists, no local files); options never come from user strings; the
+argument list goes to ``exec`` directly, never through a shell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mpr_common.events import JobRequested, MediaInfo
+from mpr_common.keys import extension
+from mpr_common.mediainfo import INPUT_FORMATS, NETWORK_PROTOCOLS
+from mpr_common.presets import Preset
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    args: list[str]
+    output_dir: Path
+    main_output: Path  # the file uploaded to output_key
+    expected_duration: float | None  # seconds of media the output will hold (for progress)
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds:.3f}"
+
+
+def _scale_height(h: int) -> str:
+    return f"scale=-2:'trunc(min({h},ih)/2)*2'"
+
+
+def thumbnail_time(job: JobRequested, info: MediaInfo) -> float:
+    if job.start is not None:
+        return job.start
+    # Skip black leaders: 10% in, at most 10 s.
+    return min(10.0, (info.duration or 0.0) * 0.1)
+
+
+def build_plan(job: JobRequested, preset: Preset, input_url: str, info: MediaInfo, output_dir: Path,
+               max_output_bytes: int) -> Plan:
+    """``job`` must be normalised (see ``mpr_common.jobs.normalize_job``)."""
+    has_video = info.video_codec is not None
+    has_audio = info.audio_codec is not None
+    args = ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y",
+            "-progress", "pipe:1"]
+    # --- input (options before -i apply to it) ---
+    start = job.start if job.kind != "thumbnail" else thumbnail_time(job, info)
+    in_args = ["-protocol_whitelist", NETWORK_PROTOCOLS, "-format_whitelist", INPUT_FORMATS,
+               "-rw_timeout", "30000000"]
+    if start:
+        # Input seeking: FFmpeg jumps with HTTP range requests instead of reading the head.
+        in_args += ["-ss", _fmt(start)]
+    args += in_args + ["-i", input_url]
+
+    duration = info.duration
+    expected: float | None
+    if job.end is not None:
+        expected = job.end - (start or 0.0)
+        if duration is not None:
+            expected = min(expected, max(0.0, duration - (start or 0.0)))
+        args += ["-t", _fmt(job.end - (start or 0.0))]
+    else:
+        expected = max(0.0, duration - (start or 0.0)) if duration is not None else None
+
+    out_ext = preset.extension or extension(job.output_key or "") or ".mp4"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    main = output_dir / ("index.m3u8" if preset.container == "hls" else f"output{out_ext}")
+
+    if job.kind == "thumbnail":
+        if not has_video:
+            raise ValueError("the source has no video stream to take a thumbnail from")
+        args += ["-map", "0:v:0", "-frames:v", "1", "-vf", f"scale={preset.width}:-2", "-c:v", preset.video_codec]
+        if preset.video_codec == "mjpeg":
+            args += ["-q:v", "3", "-pix_fmt", "yuvj420p"]
+        args += ["-update", "1", "-f", "image2", str(main)]
+        return Plan(args, output_dir, main, None)
+
+    if job.kind == "audio":
+        if not has_audio:
+            raise ValueError("the source has no audio stream to extract")
+        args += ["-map", "0:a:0", "-vn", "-c:a", preset.audio_codec]
+    elif preset.video_codec == "copy":
+        args += ["-map", "0:v?", "-map", "0:a?", "-c", "copy", "-avoid_negative_ts", "make_zero"]
+    else:
+        if not (has_video or has_audio):
+            raise ValueError("the source has no audio or video stream")
+        if has_video:
+            args += ["-map", "0:v:0", "-c:v", preset.video_codec]
+            if preset.height:
+                args += ["-vf", _scale_height(preset.height)]
+            if preset.video_codec == "libx264":
+                args += ["-preset", preset.x264_preset, "-crf", str(preset.crf or 23), "-pix_fmt", "yuv420p",
+                         "-profile:v", "high"]
+            elif preset.video_codec == "libvpx-vp9":
+                args += ["-crf", str(preset.crf or 33), "-b:v", "0", "-deadline", "good", "-cpu-used", "4",
+                         "-row-mt", "1", "-pix_fmt", "yuv420p"]
+            if preset.container == "hls" and preset.hls_segment_seconds:
+                seg = preset.hls_segment_seconds
+                args += ["-force_key_frames", f"expr:gte(t,n_forced*{seg})"]
+        if has_audio:
+            args += ["-map", "0:a:0", "-c:a", preset.audio_codec]
+    if preset.audio_codec not in (None, "copy") and (has_audio or job.kind == "audio"):
+        if preset.audio_bitrate:
+            args += ["-b:a", preset.audio_bitrate]
+        if preset.audio_rate:
+            args += ["-ar", str(preset.audio_rate)]
+        if preset.channels:
+            args += ["-ac", str(preset.channels)]
+
+    args += ["-fs", str(max_output_bytes)]
+    if preset.container == "hls":
+        args += ["-f", "hls", "-hls_time", str(preset.hls_segment_seconds or 4), "-hls_playlist_type", "vod",
+                 "-hls_segment_filename", str(output_dir / "seg_%05d.ts"), str(main)]
+    else:
+        if out_ext in (".mp4", ".m4v", ".mov", ".m4a"):
+            args += ["-movflags", "+faststart"]
+        if preset.container:
+            args += ["-f", preset.container]
+        args += [str(main)]
+    return Plan(args, output_dir, main, expected)

@@ -1,0 +1,161 @@
+"""One job from request to uploaded output: the core shared by the NATS worker and the Lambda handler."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import posixpath
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from mpr_common.events import JobRequested, MediaInfo
+from mpr_common.jobs import JobRequestError, normalize_job
+from mpr_common.mediainfo import ProbeError, probe
+from mpr_common.presets import PRESETS
+from mpr_common.settings import S3Settings
+from mpr_common.storage import get_presigned_url, head_object, upload_file
+
+from .ffmpeg_command import build_plan
+from .ffmpeg_runner import FfmpegCancelled, FfmpegError, FfmpegTimeout, ProgressReport, looks_like_network_error, run_ffmpeg
+
+log = logging.getLogger("mpr.transcoder")
+
+Reason = Literal["invalid", "source", "ffmpeg", "storage", "timeout", "internal", "cancelled"]
+
+
+class JobError(Exception):
+    """A job that failed; ``retryable`` says whether another attempt may succeed."""
+
+    def __init__(self, message: str, reason: Reason, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retryable = retryable
+
+
+@dataclass(slots=True)
+class Outcome:
+    output_bucket: str
+    output_key: str
+    output_keys: list[str] = field(default_factory=list)
+    output_size: int = 0
+    duration: float | None = None
+    elapsed: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    job_timeout: float = 6 * 3600.0
+    probe_timeout: float = 60.0
+    max_output_bytes: int = 50 * 1024**3
+
+
+def _storage_error(exc: Exception) -> JobError:
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if code in ("404", "NoSuchKey", "NotFound"):
+            return JobError("source object not found", "source", retryable=False)
+        if code in ("NoSuchBucket",):
+            return JobError(f"bucket not found: {exc}", "storage", retryable=False)
+        if status in (400, 403) and code not in ("RequestTimeout", "SlowDown"):
+            return JobError(f"storage refused the request: {code}", "storage", retryable=False)
+    return JobError(f"storage unavailable: {exc}", "storage", retryable=True)
+
+
+async def run_job(
+    job: JobRequested,
+    *,
+    s3: Any,
+    s3_settings: S3Settings,
+    workdir: str | Path,
+    on_progress: Callable[[float, ProgressReport], None],
+    cancelled: asyncio.Event | None = None,
+    limits: Limits = Limits(),
+) -> Outcome:
+    """Validate, probe, run FFmpeg on a presigned URL of the source, upload the outputs."""
+    started = time.monotonic()
+    try:
+        job = normalize_job(job)
+    except JobRequestError as exc:
+        raise JobError(str(exc), "invalid") from None
+    preset = PRESETS[job.preset or ""]
+    src_bucket = job.source_bucket or s3_settings.bucket_in
+    out_bucket = job.output_bucket or s3_settings.bucket_out
+    assert job.output_key
+
+    try:
+        await asyncio.to_thread(head_object, job.source_key, src_bucket, client=s3)
+        url = await asyncio.to_thread(get_presigned_url, job.source_key, src_bucket, 6 * 3600, client=s3)
+    except (ClientError, BotoCoreError) as exc:
+        raise _storage_error(exc) from None
+
+    try:
+        info: MediaInfo = await probe(url, timeout=limits.probe_timeout)
+    except ProbeError as exc:
+        msg = str(exc)
+        if looks_like_network_error(msg):
+            raise JobError(f"reading the source failed: {msg}", "storage", retryable=True) from None
+        raise JobError(f"source is not readable media: {msg}", "source") from None
+
+    tmp = Path(tempfile.mkdtemp(prefix=f"job-{job.job_id}-", dir=_ensure_dir(workdir)))
+    try:
+        try:
+            plan = build_plan(job, preset, url, info, tmp / "out", limits.max_output_bytes)
+        except ValueError as exc:
+            raise JobError(str(exc), "invalid") from None
+        expected = plan.expected_duration
+
+        def progress(rep: ProgressReport) -> None:
+            if rep.done:
+                pct = 100.0
+            elif expected and rep.out_time is not None:
+                pct = min(99.0, 100.0 * rep.out_time / expected)
+            else:
+                pct = 0.0
+            on_progress(pct, rep)
+
+        try:
+            await run_ffmpeg(plan.args, progress, timeout=limits.job_timeout, cancelled=cancelled)
+        except FfmpegCancelled:
+            raise JobError("cancelled by request", "cancelled") from None
+        except FfmpegTimeout as exc:
+            raise JobError(f"{exc}", "timeout") from None
+        except FfmpegError as exc:
+            if looks_like_network_error(exc.tail):
+                raise JobError(f"reading the source failed: {exc.tail[-500:]}", "storage", retryable=True) from None
+            raise JobError(f"{exc}\n{exc.tail}"[-2000:], "ffmpeg") from None
+
+        files = sorted(p for p in plan.output_dir.iterdir() if p.is_file())
+        if not plan.main_output.exists() or plan.main_output.stat().st_size == 0:
+            raise JobError("ffmpeg produced no output (empty range or no decodable frames)", "ffmpeg")
+        prefix = posixpath.dirname(job.output_key)
+        uploads: list[tuple[Path, str]] = []
+        for f in files:
+            key = job.output_key if f == plan.main_output else posixpath.join(prefix, f.name)
+            uploads.append((f, key))
+        # Segments first, the playlist (main output) last: a reader never sees a playlist without its media.
+        uploads.sort(key=lambda u: u[0] == plan.main_output)
+        try:
+            for f, key in uploads:
+                await asyncio.to_thread(upload_file, f, key, out_bucket, client=s3)
+        except (ClientError, BotoCoreError) as exc:
+            raise _storage_error(exc) from None
+        return Outcome(
+            output_bucket=out_bucket, output_key=job.output_key, output_keys=[k for _, k in uploads],
+            output_size=sum(f.stat().st_size for f, _ in uploads), duration=expected,
+            elapsed=time.monotonic() - started,
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _ensure_dir(path: str | Path) -> str:
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return str(path)

@@ -1,0 +1,257 @@
+"""The NATS side of a transcoder: one shared durable pull consumer, explicit acks, in-progress
+acks while FFmpeg runs, NAK with backoff for transient failures, dead letters after MaxDeliver,
+and a prompt NAK of unfinished work on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import KeyNotFoundError
+
+from mpr_common import subjects as s
+from mpr_common.bus import publish_event
+from mpr_common.codec import DecodeError, ValidationError, decode, encode
+from mpr_common.events import DeadLetter, JobCancel, JobCompleted, JobFailed, JobProgress, JobRequested
+
+from .ffmpeg_runner import ProgressReport
+from .pipeline import JobError, Limits, run_job
+from .settings import TranscoderSettings
+
+log = logging.getLogger("mpr.transcoder")
+
+COMPLETED_PREFIX = b"completed:"
+CANCELLED = b"cancelled"
+
+
+def consumer_config(settings: TranscoderSettings) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=s.TRANSCODERS_DURABLE,
+        filter_subject=s.JOB_REQUESTED,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=settings.ack_wait,
+        max_deliver=settings.max_deliver,
+        max_ack_pending=10_000,
+    )
+
+
+def retry_delay(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff for the NAK after a transient failure (attempt counts from 1)."""
+    return min(cap, base * (2 ** max(0, attempt - 1)))
+
+
+@dataclass
+class Running:
+    job_id: str
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    progress: float = 0.0
+    report: ProgressReport = field(default_factory=ProgressReport)
+
+
+class Worker:
+    def __init__(self, settings: TranscoderSettings, nc: Client, s3: Any) -> None:
+        self.settings = settings
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+        self.s3 = s3
+        self.kv = None
+        self.stopping = asyncio.Event()
+        self.running: dict[str, Running] = {}
+        self.tasks: set[asyncio.Task] = set()
+        self.limits = Limits(settings.job_timeout, settings.probe_timeout, settings.max_output_bytes)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    async def setup(self) -> None:
+        from mpr_common.streams import ensure_job_state_kv, ensure_streams
+
+        await ensure_streams(self.js, self.settings.nats.stream_replicas)
+        self.kv = await ensure_job_state_kv(self.js, self.settings.nats.stream_replicas)
+        try:
+            await self.js.add_consumer(s.JOBS_STREAM, consumer_config(self.settings))
+        except Exception as exc:  # another replica created it with other settings: bind to it as is
+            log.warning("consumer %s kept as is: %s", s.TRANSCODERS_DURABLE, exc)
+        await self.nc.subscribe(s.JOB_CANCEL, cb=self._on_cancel)
+
+    async def run(self) -> None:
+        await self.setup()
+        sub = await self.js.pull_subscribe_bind(s.TRANSCODERS_DURABLE, stream=s.JOBS_STREAM)
+        slots = asyncio.Semaphore(self.settings.concurrency)
+        log.info("transcoder %s ready (concurrency %d)", self.settings.worker, self.settings.concurrency)
+        while not self.stopping.is_set():
+            await slots.acquire()
+            if self.stopping.is_set():
+                slots.release()
+                break
+            try:
+                msgs = await sub.fetch(1, timeout=1)
+            except (NatsTimeoutError, asyncio.TimeoutError):
+                slots.release()
+                continue
+            except Exception as exc:  # NATS restarting: keep trying
+                slots.release()
+                log.debug("fetch failed: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            for msg in msgs:
+                task = asyncio.create_task(self._handle(msg))
+                self.tasks.add(task)
+                task.add_done_callback(lambda t: (self.tasks.discard(t), slots.release()))
+        await self._shutdown()
+
+    def stop(self) -> None:
+        """Stop fetching; unfinished jobs are stopped and NAKed for another replica."""
+        if not self.stopping.is_set():
+            log.info("stopping: %d job(s) in flight will be handed back", len(self.running))
+            self.stopping.set()
+            for r in self.running.values():
+                r.cancel.set()
+
+    async def _shutdown(self) -> None:
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=self.settings.shutdown_grace)
+        with contextlib.suppress(Exception):
+            await self.nc.drain()
+
+    async def _on_cancel(self, msg: Msg) -> None:
+        with contextlib.suppress(DecodeError, ValidationError):
+            ev = decode(msg.data, JobCancel)
+            r = self.running.get(ev.job_id)
+            if r is not None:
+                r.cancel.set()
+
+    # --- one message ----------------------------------------------------------------------------
+    async def _handle(self, msg: Msg) -> None:
+        deliveries = msg.metadata.num_delivered
+        try:
+            job = decode(msg.data, JobRequested)
+        except (DecodeError, ValidationError) as exc:
+            await self._dead_letter(msg, f"undecodable job request: {exc}", None)
+            await msg.term()
+            return
+        try:
+            await self._process(msg, job, deliveries)
+        except Exception:
+            # NATS or the KV store failed while reporting: leave it for redelivery.
+            log.exception("job bookkeeping failed", extra={"job_id": job.job_id})
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=retry_delay(deliveries, self.settings.retry_base, self.settings.retry_max))
+
+    async def _process(self, msg: Msg, job: JobRequested, attempt: int) -> None:
+        state = await self._job_state(job.job_id)
+        if state is not None and state.startswith(COMPLETED_PREFIX):
+            # Done by an earlier delivery that died before its ack: report again (deduplicated) and ack.
+            await publish_event(self.js, s.JOB_COMPLETED, decode(state[len(COMPLETED_PREFIX):], JobCompleted),
+                                msg_id=f"completed-{job.job_id}")
+            await msg.ack_sync()
+            return
+        if state == CANCELLED:
+            await self._fail(job, JobError("cancelled by request", "cancelled"), attempt)
+            await msg.ack_sync()
+            return
+        if job.job_id in self.running:  # the same job redelivered to this replica while it runs
+            await msg.in_progress()
+            return
+
+        running = Running(job.job_id)
+        self.running[job.job_id] = running
+        ticker = asyncio.create_task(self._tick(msg, job, running, attempt))
+        try:
+            def on_progress(pct: float, rep: ProgressReport) -> None:
+                running.progress = max(running.progress, pct)
+                running.report = rep
+
+            outcome = await run_job(job, s3=self.s3, s3_settings=self.settings.s3, workdir=self.settings.workdir,
+                                    on_progress=on_progress, cancelled=running.cancel, limits=self.limits)
+        except JobError as err:
+            ticker.cancel()
+            await self._on_error(msg, job, err, attempt)
+            return
+        except Exception as exc:  # a bug or an unexpected library error: retry, then dead-letter
+            ticker.cancel()
+            log.exception("job crashed", extra={"job_id": job.job_id})
+            await self._on_error(msg, job, JobError(f"internal error: {exc}", "internal", retryable=True), attempt)
+            return
+        finally:
+            ticker.cancel()
+            self.running.pop(job.job_id, None)
+
+        done = JobCompleted(job_id=job.job_id, output_key=outcome.output_key, output_bucket=outcome.output_bucket,
+                            output_keys=outcome.output_keys, output_size=outcome.output_size,
+                            duration=outcome.duration, elapsed=round(outcome.elapsed, 3),
+                            worker=self.settings.worker, attempt=attempt)
+        assert self.kv is not None
+        await self.kv.put(job.job_id, COMPLETED_PREFIX + encode(done))
+        await publish_event(self.js, s.JOB_COMPLETED, done, msg_id=f"completed-{job.job_id}")
+        await msg.ack_sync()
+        log.info("job completed in %.1fs", outcome.elapsed, extra={"job_id": job.job_id})
+
+    async def _on_error(self, msg: Msg, job: JobRequested, err: JobError, attempt: int) -> None:
+        if err.reason == "cancelled" and self.stopping.is_set():
+            await msg.nak()  # shutting down: hand the job to another replica at once
+            log.info("job handed back on shutdown", extra={"job_id": job.job_id})
+            return
+        if err.retryable and attempt < self.settings.max_deliver:
+            delay = retry_delay(attempt, self.settings.retry_base, self.settings.retry_max)
+            log.warning("attempt %d failed (%s); retry in %.0fs", attempt, err, delay, extra={"job_id": job.job_id})
+            await msg.nak(delay=delay)
+            return
+        if err.retryable:
+            await self._dead_letter(msg, f"gave up after {attempt} attempts: {err}", job.job_id)
+            err = JobError(f"gave up after {attempt} attempts: {err}", err.reason)
+        if err.reason == "cancelled":
+            assert self.kv is not None
+            await self.kv.put(job.job_id, CANCELLED)
+        await self._fail(job, err, attempt)
+        await msg.ack_sync()
+
+    async def _fail(self, job: JobRequested, err: JobError, attempt: int) -> None:
+        log.info("job failed (%s): %s", err.reason, str(err)[:300], extra={"job_id": job.job_id})
+        await publish_event(self.js, s.JOB_FAILED, JobFailed(
+            job_id=job.job_id, error=str(err), reason=err.reason, worker=self.settings.worker, attempt=attempt,
+        ), msg_id=f"failed-{job.job_id}")
+
+    async def _dead_letter(self, msg: Msg, error: str, job_id: str | None) -> None:
+        meta = msg.metadata
+        await publish_event(self.js, s.DLQ_JOBS, DeadLetter(
+            subject=msg.subject, stream_seq=meta.sequence.stream, deliveries=meta.num_delivered, error=error,
+            payload=msg.data.decode("utf-8", "replace"), job_id=job_id,
+        ), msg_id=f"dlq-{meta.sequence.stream}")
+
+    async def _job_state(self, job_id: str) -> bytes | None:
+        assert self.kv is not None
+        try:
+            entry = await self.kv.get(job_id)
+        except KeyNotFoundError:
+            return None
+        except Exception as exc:  # invalid key for KV: the job will fail validation anyway
+            log.debug("kv get %r: %s", job_id, exc)
+            return None
+        return entry.value
+
+    async def _tick(self, msg: Msg, job: JobRequested, running: Running, attempt: int) -> None:
+        """Progress at least every 2 s; in-progress acks well inside ack_wait."""
+        interval = min(self.settings.progress_interval, 2.0)
+        heartbeat_every = max(0.5, self.settings.ack_wait / 3)
+        last_beat = 0.0
+        while True:
+            now = time.monotonic()
+            if now - last_beat >= heartbeat_every:
+                with contextlib.suppress(Exception):
+                    await msg.in_progress()
+                last_beat = now
+            with contextlib.suppress(Exception):
+                await publish_event(self.js, s.JOB_PROGRESS, JobProgress(
+                    job_id=job.job_id, progress=round(running.progress, 2), speed=running.report.speed,
+                    out_time=running.report.out_time, worker=self.settings.worker, attempt=attempt,
+                ), timeout=2.0)
+            await asyncio.sleep(interval)
