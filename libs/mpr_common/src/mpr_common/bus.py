@@ -18,8 +18,15 @@ async def connect(settings: NatsSettings, name: str, **extra: Any) -> Client:
     return await nats.connect(**opts)
 
 
-async def publish_event(js: JetStreamContext, subject: str, event: Any, *, msg_id: str | None = None,
-                        headers: dict[str, str] | None = None, timeout: float = 5.0) -> Any:
+async def publish_event(
+    js: JetStreamContext,
+    subject: str,
+    event: Any,
+    *,
+    msg_id: str | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 5.0,
+) -> Any:
     """Publish to JetStream and wait for the stream's ack (so it is stored, not just sent)."""
     hdrs = dict(headers or {})
     if msg_id:

@@ -52,7 +52,8 @@ def normalize_job(job: JobRequested) -> JobRequested:
         raise JobRequestError(f"source_key: {exc}") from None
     if not is_media_key(job.source_key):
         raise JobRequestError(
-            f"source_key must end with a supported media extension ({', '.join(sorted(MEDIA_EXTENSIONS))})")
+            f"source_key must end with a supported media extension ({', '.join(sorted(MEDIA_EXTENSIONS))})"
+        )
     preset_name = job.preset or DEFAULT_PRESET[job.kind]
     preset = PRESETS.get(preset_name)
     if preset is None:

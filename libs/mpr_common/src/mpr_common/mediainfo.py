@@ -20,11 +20,20 @@ class ProbeError(RuntimeError):
 
 def ffprobe_args(url: str, protocols: str = NETWORK_PROTOCOLS) -> list[str]:
     return [
-        "ffprobe", "-v", "error", "-hide_banner",
-        "-protocol_whitelist", protocols,
-        "-format_whitelist", INPUT_FORMATS,
-        "-show_format", "-show_streams", "-of", "json",
-        "-i", url,
+        "ffprobe",
+        "-v",
+        "error",
+        "-hide_banner",
+        "-protocol_whitelist",
+        protocols,
+        "-format_whitelist",
+        INPUT_FORMATS,
+        "-show_format",
+        "-show_streams",
+        "-of",
+        "json",
+        "-i",
+        url,
     ]
 
 
@@ -48,8 +57,14 @@ def _rate(value: str | None) -> float | None:
 def parse_ffprobe(data: dict[str, Any]) -> MediaInfo:
     fmt = data.get("format") or {}
     streams = data.get("streams") or []
-    video = next((s for s in streams if s.get("codec_type") == "video"
-                  and not (s.get("disposition") or {}).get("attached_pic")), None)
+    video = next(
+        (
+            s
+            for s in streams
+            if s.get("codec_type") == "video" and not (s.get("disposition") or {}).get("attached_pic")
+        ),
+        None,
+    )
     audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
     duration = _num(fmt.get("duration"))
     if duration is None:
@@ -77,7 +92,9 @@ async def probe(url: str, timeout: float = 60.0, protocols: str = NETWORK_PROTOC
     """Run ffprobe on ``url`` (no shell, stdin closed, killed after ``timeout``)."""
     proc = await asyncio.create_subprocess_exec(
         *ffprobe_args(url, protocols),
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)

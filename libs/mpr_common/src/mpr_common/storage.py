@@ -24,8 +24,8 @@ from .keys import MEDIA_EXTENSIONS, extension, is_media_key, safe_local_path, va
 from .settings import S3Settings
 
 __all__ = [
-    "BUCKET_IN",
-    "BUCKET_OUT",
+    "BUCKET_IN",  # noqa: F822 - module __getattr__ reads it lazily
+    "BUCKET_OUT",  # noqa: F822
     "S3Object",
     "download_file",
     "download_to_temp",
@@ -137,8 +137,9 @@ def list_objects(
             )
 
 
-def head_object(key: str, bucket: str | None = None, *, client: Any = None,
-                settings: S3Settings | None = None) -> S3Object:
+def head_object(
+    key: str, bucket: str | None = None, *, client: Any = None, settings: S3Settings | None = None
+) -> S3Object:
     s = _settings(settings)
     client = client or get_s3_client(settings)
     bucket = bucket or s.bucket_in
@@ -189,8 +190,14 @@ def download_to_temp(
         raise
 
 
-def download_key_into(key: str, base_dir: str | Path, bucket: str | None = None, *, client: Any = None,
-                      settings: S3Settings | None = None) -> Path:
+def download_key_into(
+    key: str,
+    base_dir: str | Path,
+    bucket: str | None = None,
+    *,
+    client: Any = None,
+    settings: S3Settings | None = None,
+) -> Path:
     """Download ``key`` to its own path below ``base_dir`` (never outside it)."""
     return download_file(key, safe_local_path(base_dir, key), bucket, client=client, settings=settings)
 

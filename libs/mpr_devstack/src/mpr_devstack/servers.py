@@ -82,16 +82,31 @@ class NatsServer:
 
     def start(self) -> NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        args = [_bin("nats-server"), "-js", "-a", "127.0.0.1", "-p", str(self.port),
-                "-m", str(self.monitor_port), "-sd", str(self.store_dir), "-n", "mpr-dev"]
+        args = [
+            _bin("nats-server"),
+            "-js",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-m",
+            str(self.monitor_port),
+            "-sd",
+            str(self.store_dir),
+            "-n",
+            "mpr-dev",
+        ]
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.proc = Proc("nats-server", subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT), self.log_path)
+        self.proc = Proc(
+            "nats-server", subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT), self.log_path
+        )
         wait_until(self._healthy, 20, "nats-server", self.proc.popen)
         return self
 
     def _healthy(self) -> bool:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true",
-                                    timeout=1) as r:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true", timeout=1
+        ) as r:
             return r.status == 200
 
     def stop(self) -> None:
@@ -118,8 +133,9 @@ class MotoServer:
         args = [_bin("moto_server"), "-H", "127.0.0.1", "-p", str(self.port)]
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         env = {**os.environ, "MOTO_S3_CUSTOM_ENDPOINTS": ""}
-        self.proc = Proc("moto", subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env),
-                         self.log_path)
+        self.proc = Proc(
+            "moto", subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env), self.log_path
+        )
         wait_until(self._up, 30, "moto server", self.proc.popen)
         return self
 

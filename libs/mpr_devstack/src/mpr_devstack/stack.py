@@ -74,9 +74,14 @@ class Stack:
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "logs").mkdir(exist_ok=True)
         self.api_port = self.api_port or free_port()
-        self.nats = NatsServer(self.workdir / "jetstream", port=self.nats_port or free_port(),
-                               log_path=self.workdir / "logs" / "nats-server.log").start()
-        self.moto = MotoServer(port=self.s3_port or free_port(), log_path=self.workdir / "logs" / "s3.log").start()
+        self.nats = NatsServer(
+            self.workdir / "jetstream",
+            port=self.nats_port or free_port(),
+            log_path=self.workdir / "logs" / "nats-server.log",
+        ).start()
+        self.moto = MotoServer(
+            port=self.s3_port or free_port(), log_path=self.workdir / "logs" / "s3.log"
+        ).start()
         ensure_buckets(self.s3_client(), self.bucket_in, self.bucket_out)
         for name in ("catalog", "scanner"):
             self.start_service(name)
@@ -91,8 +96,12 @@ class Stack:
         log_path = self.workdir / "logs" / f"{name}.log"
         out = None if not self.quiet else open(log_path, "ab")  # noqa: SIM115
         full_env = {**self.env(), "MPR_INSTANCE": name, **(env or {})}
-        popen = subprocess.Popen([sys.executable, "-m", f"mpr_{module}"], env=full_env, stdout=out,
-                                 stderr=subprocess.STDOUT if out else None)
+        popen = subprocess.Popen(
+            [sys.executable, "-m", f"mpr_{module}"],
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+        )
         proc = Proc(name, popen, log_path)
         self.services[name] = proc
         return proc

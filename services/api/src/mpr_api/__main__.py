@@ -11,8 +11,15 @@ from .settings import ApiSettings
 def main() -> None:
     settings = ApiSettings.from_env()
     setup_logging("api", settings.log_level, settings.log_format)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
-                access_log=False, timeout_graceful_shutdown=10, lifespan="on")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        lifespan="on",
+    )
 
 
 if __name__ == "__main__":

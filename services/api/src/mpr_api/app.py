@@ -68,14 +68,30 @@ def create_app(settings: ApiSettings) -> Litestar:
     GraphQL = make_graphql_controller(schema, path="/graphql", graphql_ide="graphiql")
 
     return Litestar(
-        route_handlers=[AssetController, JobController, list_presets, media_in, media_out, live, ready, GraphQL],
+        route_handlers=[
+            AssetController,
+            JobController,
+            list_presets,
+            media_in,
+            media_out,
+            live,
+            ready,
+            GraphQL,
+        ],
         dependencies={"backend": Provide(provide_backend, sync_to_thread=False)},
         guards=[token_guard(settings.tokens, settings.public_media)],
         lifespan=[lifespan],
-        exception_handlers={BadRequest: _domain_error, NotFound: _domain_error, Conflict: _domain_error,
-                            Unavailable: _domain_error, Exception: _internal_error},
+        exception_handlers={
+            BadRequest: _domain_error,
+            NotFound: _domain_error,
+            Conflict: _domain_error,
+            Unavailable: _domain_error,
+            Exception: _internal_error,
+        },
         openapi_config=OpenAPIConfig(
-            title="MPR API", version="0.1.0", path="/schema",
+            title="MPR API",
+            version="0.1.0",
+            path="/schema",
             render_plugins=[SwaggerRenderPlugin()],
             components=Components(security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}),
             security=[{"bearer": []}],

@@ -3,7 +3,6 @@ publishes jobs to JetStream. Handlers stay thin and call this."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, TypeVar
 
 from nats.aio.client import Client
@@ -63,12 +62,16 @@ class Backend:
         self.public_s3 = public_s3
         self._reply = decoder(QueryReply)
 
-    async def _request(self, subject: str, payload: Any, reply_type: type[T], timeout: float | None = None) -> T:
+    async def _request(
+        self, subject: str, payload: Any, reply_type: type[T], timeout: float | None = None
+    ) -> T:
         try:
-            msg = await self.nc.request(subject, encode(payload), timeout=timeout or self.settings.request_timeout)
+            msg = await self.nc.request(
+                subject, encode(payload), timeout=timeout or self.settings.request_timeout
+            )
         except NoRespondersError:
             raise Unavailable(f"no {subject.split('.')[1]} service is running") from None
-        except (NatsTimeoutError, asyncio.TimeoutError):
+        except (TimeoutError, NatsTimeoutError):
             raise Unavailable(f"the {subject.split('.')[1]} service did not answer in time") from None
         return decoder(reply_type).decode(msg.data)
 
@@ -83,13 +86,23 @@ class Backend:
         scan = await self._request(s.SCAN_REQUEST, req, ScanReply, self.settings.scan_timeout)
         if scan.error:
             raise Unavailable(scan.error)
-        reg = await self._request(s.CATALOG_REGISTER, RegisterRequest(scan_id=req.scan_id, objects=scan.objects),
-                                  RegisterReply, self.settings.scan_timeout)
-        return ScanResult(found=len(scan.objects), registered=len(reg.registered), skipped=len(reg.skipped),
-                          files=[o.key for o in scan.objects])
+        reg = await self._request(
+            s.CATALOG_REGISTER,
+            RegisterRequest(scan_id=req.scan_id, objects=scan.objects),
+            RegisterReply,
+            self.settings.scan_timeout,
+        )
+        return ScanResult(
+            found=len(scan.objects),
+            registered=len(reg.registered),
+            skipped=len(reg.skipped),
+            files=[o.key for o in scan.objects],
+        )
 
     async def list_assets(self, limit: int, offset: int, prefix: str | None) -> QueryReply:
-        return await self._request(s.CATALOG_ASSETS_LIST, Query(limit=limit, offset=offset, prefix=prefix), QueryReply)
+        return await self._request(
+            s.CATALOG_ASSETS_LIST, Query(limit=limit, offset=offset, prefix=prefix), QueryReply
+        )
 
     async def get_asset(self, asset_id: str) -> QueryReply:
         reply = await self._request(s.CATALOG_ASSET_GET, Query(id=asset_id), QueryReply)
@@ -101,15 +114,23 @@ class Backend:
     def job_out(self, job: JobView) -> JobOut:
         url = None
         if job.status == "completed" and job.output_key:
-            url = get_presigned_url(job.output_key, job.output_bucket or self.settings.s3.bucket_out,
-                                    client=self.public_s3)
+            url = get_presigned_url(
+                job.output_key, job.output_bucket or self.settings.s3.bucket_out, client=self.public_s3
+            )
         return JobOut(job=job, output_url=url)
 
     async def submit(self, body: JobCreate, requested_by: str = "api") -> tuple[JobOut, bool]:
         """Publish a job; returns (job, created). A repeated job_id is not run twice."""
-        req = JobRequested(job_id=body.job_id or new_id(), kind=body.kind, source_key=body.source_key,
-                           output_key=body.output_key, preset=body.preset, start=body.start, end=body.end,
-                           requested_by=requested_by)
+        req = JobRequested(
+            job_id=body.job_id or new_id(),
+            kind=body.kind,
+            source_key=body.source_key,
+            output_key=body.output_key,
+            preset=body.preset,
+            start=body.start,
+            end=body.end,
+            requested_by=requested_by,
+        )
         try:
             req = normalize_job(req)
         except JobRequestError as exc:
@@ -137,7 +158,9 @@ class Backend:
         return self.job_out(reply.job)
 
     async def list_jobs(self, limit: int, offset: int, status: str | None) -> tuple[list[JobOut], int]:
-        reply = await self._request(s.CATALOG_JOBS_LIST, Query(limit=limit, offset=offset, status=status), QueryReply)
+        reply = await self._request(
+            s.CATALOG_JOBS_LIST, Query(limit=limit, offset=offset, status=status), QueryReply
+        )
         return [self.job_out(j) for j in reply.jobs], reply.total
 
     async def cancel(self, job_id: str) -> JobOut:
@@ -157,20 +180,39 @@ class Backend:
                 validate_key(body.output_key)
             except ValueError as exc:
                 raise BadRequest(f"output_key: {exc}") from None
-            await publish_event(self.js, s.JOB_COMPLETED, JobCompleted(
-                job_id=job_id, output_key=body.output_key,
-                output_bucket=body.output_bucket or self.settings.s3.bucket_out,
-                output_keys=body.output_keys or [body.output_key], output_size=body.output_size,
-                duration=body.duration, elapsed=body.elapsed, worker=body.worker or "lambda",
-            ), msg_id=f"completed-{job_id}")
+            await publish_event(
+                self.js,
+                s.JOB_COMPLETED,
+                JobCompleted(
+                    job_id=job_id,
+                    output_key=body.output_key,
+                    output_bucket=body.output_bucket or self.settings.s3.bucket_out,
+                    output_keys=body.output_keys or [body.output_key],
+                    output_size=body.output_size,
+                    duration=body.duration,
+                    elapsed=body.elapsed,
+                    worker=body.worker or "lambda",
+                ),
+                msg_id=f"completed-{job_id}",
+            )
         elif body.status == "failed":
-            await publish_event(self.js, s.JOB_FAILED, JobFailed(
-                job_id=job_id, error=body.error or "failed", reason=body.reason or "internal",
-                worker=body.worker or "lambda",
-            ), msg_id=f"failed-{job_id}")
+            await publish_event(
+                self.js,
+                s.JOB_FAILED,
+                JobFailed(
+                    job_id=job_id,
+                    error=body.error or "failed",
+                    reason=body.reason or "internal",
+                    worker=body.worker or "lambda",
+                ),
+                msg_id=f"failed-{job_id}",
+            )
         else:
-            await publish_event(self.js, s.JOB_PROGRESS, JobProgress(
-                job_id=job_id, progress=body.progress, worker=body.worker or "lambda"))
+            await publish_event(
+                self.js,
+                s.JOB_PROGRESS,
+                JobProgress(job_id=job_id, progress=body.progress, worker=body.worker or "lambda"),
+            )
         return await self.get_job(job_id)
 
     def media_url(self, which: str, key: str) -> str:
@@ -184,9 +226,26 @@ class Backend:
 
 def _queued_view(req: JobRequested) -> JobView:
     return JobView(
-        id=req.job_id, kind=req.kind, status="queued", progress=0.0, source_key=req.source_key,
-        source_bucket=req.source_bucket, output_key=req.output_key, output_bucket=req.output_bucket, output_keys=[],
-        output_size=None, preset=req.preset, start=req.start, end=req.end, error=None, failure_reason=None,
-        speed=None, attempts=0, worker=None, created_at=req.requested_at, updated_at=req.requested_at,
-        started_at=None, finished_at=None,
+        id=req.job_id,
+        kind=req.kind,
+        status="queued",
+        progress=0.0,
+        source_key=req.source_key,
+        source_bucket=req.source_bucket,
+        output_key=req.output_key,
+        output_bucket=req.output_bucket,
+        output_keys=[],
+        output_size=None,
+        preset=req.preset,
+        start=req.start,
+        end=req.end,
+        error=None,
+        failure_reason=None,
+        speed=None,
+        attempts=0,
+        worker=None,
+        created_at=req.requested_at,
+        updated_at=req.requested_at,
+        started_at=None,
+        finished_at=None,
     )

@@ -11,7 +11,7 @@ from strawberry.types import Info
 
 from mpr_common.events import AssetView, JobView
 
-from .backend import BadRequest, Backend, Conflict, NotFound, Unavailable
+from .backend import Backend, BadRequest, Conflict, NotFound, Unavailable
 from .schemas import JobCreate
 
 
@@ -23,8 +23,12 @@ async def _call(coro) -> Any:
     try:
         return await coro
     except (BadRequest, NotFound, Conflict, Unavailable) as exc:
-        code = {BadRequest: "BAD_REQUEST", NotFound: "NOT_FOUND", Conflict: "CONFLICT",
-                Unavailable: "UNAVAILABLE"}[type(exc)]
+        code = {
+            BadRequest: "BAD_REQUEST",
+            NotFound: "NOT_FOUND",
+            Conflict: "CONFLICT",
+            Unavailable: "UNAVAILABLE",
+        }[type(exc)]
         raise GraphQLError(str(exc), extensions={"code": code}) from None
 
 
@@ -67,11 +71,29 @@ class Asset:
         info = None
         if a.info is not None:
             i = a.info
-            info = MediaInfo(format_name=i.format_name, duration=i.duration, bit_rate=i.bit_rate,
-                             video_codec=i.video_codec, width=i.width, height=i.height, fps=i.fps,
-                             audio_codec=i.audio_codec, sample_rate=i.sample_rate, channels=i.channels)
-        return cls(id=a.id, bucket=a.bucket, key=a.key, etag=a.etag, size=float(a.size), media_type=a.media_type,
-                   probe_status=a.probe_status, probe_error=a.probe_error, info=info)
+            info = MediaInfo(
+                format_name=i.format_name,
+                duration=i.duration,
+                bit_rate=i.bit_rate,
+                video_codec=i.video_codec,
+                width=i.width,
+                height=i.height,
+                fps=i.fps,
+                audio_codec=i.audio_codec,
+                sample_rate=i.sample_rate,
+                channels=i.channels,
+            )
+        return cls(
+            id=a.id,
+            bucket=a.bucket,
+            key=a.key,
+            etag=a.etag,
+            size=float(a.size),
+            media_type=a.media_type,
+            probe_status=a.probe_status,
+            probe_error=a.probe_error,
+            info=info,
+        )
 
 
 @strawberry.type
@@ -89,8 +111,18 @@ class Job:
 
     @classmethod
     def of(cls, j: JobView, url: str | None) -> Job:
-        return cls(id=j.id, kind=j.kind, status=j.status, progress=j.progress, source_key=j.source_key,
-                   output_key=j.output_key, output_url=url, preset=j.preset, error=j.error, attempts=j.attempts)
+        return cls(
+            id=j.id,
+            kind=j.kind,
+            status=j.status,
+            progress=j.progress,
+            source_key=j.source_key,
+            output_key=j.output_key,
+            output_url=url,
+            preset=j.preset,
+            error=j.error,
+            attempts=j.attempts,
+        )
 
 
 @strawberry.enum
@@ -116,7 +148,9 @@ class JobInput:
 @strawberry.type
 class Query:
     @strawberry.field
-    async def assets(self, info: Info, limit: int = 100, offset: int = 0, prefix: str | None = None) -> list[Asset]:
+    async def assets(
+        self, info: Info, limit: int = 100, offset: int = 0, prefix: str | None = None
+    ) -> list[Asset]:
         if not (1 <= limit <= 1000) or offset < 0:
             raise GraphQLError("limit must be 1-1000 and offset >= 0", extensions={"code": "BAD_REQUEST"})
         reply = await _call(_backend(info).list_assets(limit, offset, prefix))
@@ -139,7 +173,9 @@ class Query:
         return Job.of(out.job, out.output_url)
 
     @strawberry.field
-    async def jobs(self, info: Info, limit: int = 100, offset: int = 0, status: str | None = None) -> list[Job]:
+    async def jobs(
+        self, info: Info, limit: int = 100, offset: int = 0, status: str | None = None
+    ) -> list[Job]:
         if not (1 <= limit <= 1000) or offset < 0:
             raise GraphQLError("limit must be 1-1000 and offset >= 0", extensions={"code": "BAD_REQUEST"})
         items, _ = await _call(_backend(info).list_jobs(limit, offset, status))
@@ -155,8 +191,15 @@ class Mutation:
 
     @strawberry.mutation
     async def submit_job(self, info: Info, job: JobInput) -> Job:
-        body = JobCreate(kind=job.kind.value, source_key=job.source_key, output_key=job.output_key,
-                         preset=job.preset, start=job.start, end=job.end, job_id=job.job_id)
+        body = JobCreate(
+            kind=job.kind.value,
+            source_key=job.source_key,
+            output_key=job.output_key,
+            preset=job.preset,
+            start=job.start,
+            end=job.end,
+            job_id=job.job_id,
+        )
         out, _ = await _call(_backend(info).submit(body, requested_by="graphql"))
         return Job.of(out.job, out.output_url)
 

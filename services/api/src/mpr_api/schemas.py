@@ -27,7 +27,9 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     preset: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     start: Annotated[float, msgspec.Meta(ge=0)] | None = None
     end: Annotated[float, msgspec.Meta(gt=0)] | None = None
-    job_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern="^[A-Za-z0-9_-]+$")] | None = None
+    job_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern="^[A-Za-z0-9_-]+$")] | None = (
+        None
+    )
 
 
 class JobOut(msgspec.Struct, kw_only=True):

@@ -60,8 +60,13 @@ class Resources:
 
 
 def create_app(settings: CatalogSettings) -> FastStream:
-    broker = NatsBroker(settings.nats.url.split(","), token=settings.nats.token, logger=None,
-                        max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+    broker = NatsBroker(
+        settings.nats.url.split(","),
+        token=settings.nats.token,
+        logger=None,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+    )
     res: dict[str, Resources] = {}
 
     def r() -> Resources:
@@ -70,26 +75,52 @@ def create_app(settings: CatalogSettings) -> FastStream:
     async def publish_dead_letter(msg: NatsMessage, error: str) -> None:
         raw = msg.raw_message
         meta = raw.metadata if raw.reply else None
-        await broker.publish(encode(DeadLetter(
-            subject=raw.subject, error=error, payload=raw.data.decode("utf-8", "replace"),
-            stream_seq=meta.sequence.stream if meta else None, deliveries=meta.num_delivered if meta else 0,
-        )), "mpr.dlq.catalog", stream=s.DLQ_STREAM)
+        await broker.publish(
+            encode(
+                DeadLetter(
+                    subject=raw.subject,
+                    error=error,
+                    payload=raw.data.decode("utf-8", "replace"),
+                    stream_seq=meta.sequence.stream if meta else None,
+                    deliveries=meta.num_delivered if meta else 0,
+                )
+            ),
+            "mpr.dlq.catalog",
+            stream=s.DLQ_STREAM,
+        )
 
     async def on_probed(asset: Asset, info: MediaInfo | None, error: str | None) -> None:
         updated = await r().catalog.set_probe_result(asset.id, info, error)
         if updated is None:
             return
-        await broker.publish(encode(AssetRegistered(
-            asset_id=updated.id, bucket=updated.bucket, key=updated.key, etag=updated.etag, size=updated.size,
-            media_type=updated.media_type, info=info, probe_error=error,
-        )), s.ASSET_REGISTERED, stream=s.ASSETS_STREAM, headers={"Nats-Msg-Id": f"asset-{updated.id}"})
+        await broker.publish(
+            encode(
+                AssetRegistered(
+                    asset_id=updated.id,
+                    bucket=updated.bucket,
+                    key=updated.key,
+                    etag=updated.etag,
+                    size=updated.size,
+                    media_type=updated.media_type,
+                    info=info,
+                    probe_error=error,
+                )
+            ),
+            s.ASSET_REGISTERED,
+            stream=s.ASSETS_STREAM,
+            headers={"Nats-Msg-Id": f"asset-{updated.id}"},
+        )
 
     # --- JetStream consumers --------------------------------------------------------------
     objects_stream = JStream(s.OBJECTS_STREAM, declare=False)
 
     @broker.subscriber(
-        "mpr.objects.*", stream=objects_stream, durable=s.CATALOG_OBJECTS_DURABLE, queue=s.CATALOG_OBJECTS_DURABLE,
-        deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.MANUAL,
+        "mpr.objects.*",
+        stream=objects_stream,
+        durable=s.CATALOG_OBJECTS_DURABLE,
+        queue=s.CATALOG_OBJECTS_DURABLE,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.MANUAL,
         config=ConsumerConfig(max_deliver=MAX_DELIVER, ack_wait=30),
     )
     async def on_object(msg: NatsMessage) -> None:
@@ -112,8 +143,12 @@ def create_app(settings: CatalogSettings) -> FastStream:
         await msg.ack()
 
     @broker.subscriber(
-        s.JOBS_ALL, stream=JStream(s.JOBS_STREAM, declare=False), durable=s.CATALOG_JOBS_DURABLE,
-        queue=s.CATALOG_JOBS_DURABLE, deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.MANUAL,
+        s.JOBS_ALL,
+        stream=JStream(s.JOBS_STREAM, declare=False),
+        durable=s.CATALOG_JOBS_DURABLE,
+        queue=s.CATALOG_JOBS_DURABLE,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.MANUAL,
         config=ConsumerConfig(max_deliver=MAX_DELIVER, ack_wait=30),
     )
     async def on_job_event(msg: NatsMessage) -> None:

@@ -36,7 +36,9 @@ class Prober:
             self.queue.put_nowait(asset)
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._worker(), name=f"probe-{i}") for i in range(self.concurrency)]
+        self._tasks = [
+            asyncio.create_task(self._worker(), name=f"probe-{i}") for i in range(self.concurrency)
+        ]
 
     async def stop(self) -> None:
         for t in self._tasks:

@@ -70,9 +70,16 @@ class Catalog:
                     return existing, False
                 now = time.time()
                 asset = Asset(
-                    id=aid, bucket=obj.bucket, key=obj.key, etag=obj.etag, size=obj.size,
-                    media_type=media_type(obj.key), last_modified=obj.last_modified,
-                    first_scan_id=obj.scan_id, created_at=now, updated_at=now,
+                    id=aid,
+                    bucket=obj.bucket,
+                    key=obj.key,
+                    etag=obj.etag,
+                    size=obj.size,
+                    media_type=media_type(obj.key),
+                    last_modified=obj.last_modified,
+                    first_scan_id=obj.scan_id,
+                    created_at=now,
+                    updated_at=now,
                 )
                 session.add(asset)
                 # A new etag for the same key is a new version: older versions leave the listing.
@@ -90,7 +97,9 @@ class Catalog:
 
         return await self._write(run)
 
-    async def register_batch(self, objects: list[ObjectFound], scan_id: str | None) -> tuple[list[Asset], list[str], list[str]]:
+    async def register_batch(
+        self, objects: list[ObjectFound], scan_id: str | None
+    ) -> tuple[list[Asset], list[str], list[str]]:
         """Returns (new assets, registered keys, skipped keys).
 
         An object counts as registered by this scan if this scan created it, whichever path
@@ -113,7 +122,8 @@ class Catalog:
         async def run() -> int:
             async with self.sessions() as session:
                 res = await session.execute(
-                    update(Asset).where(Asset.bucket == ev.bucket, Asset.key == ev.key, Asset.removed.is_(False))
+                    update(Asset)
+                    .where(Asset.bucket == ev.bucket, Asset.key == ev.key, Asset.removed.is_(False))
                     .values(removed=True, updated_at=time.time())
                 )
                 await session.commit()
@@ -147,8 +157,9 @@ class Catalog:
         async with self.sessions() as session:
             return await session.get(Asset, aid)
 
-    async def list_assets(self, limit: int, offset: int, prefix: str | None = None,
-                          include_removed: bool = False) -> tuple[list[Asset], int]:
+    async def list_assets(
+        self, limit: int, offset: int, prefix: str | None = None, include_removed: bool = False
+    ) -> tuple[list[Asset], int]:
         async with self.sessions() as session:
             q = select(Asset)
             if not include_removed:
@@ -278,21 +289,43 @@ class Catalog:
 
 def asset_view(a: Asset) -> AssetView:
     return AssetView(
-        id=a.id, bucket=a.bucket, key=a.key, etag=a.etag, size=a.size, media_type=a.media_type,
-        probe_status=a.probe_status, probe_error=a.probe_error,
+        id=a.id,
+        bucket=a.bucket,
+        key=a.key,
+        etag=a.etag,
+        size=a.size,
+        media_type=a.media_type,
+        probe_status=a.probe_status,
+        probe_error=a.probe_error,
         info=decode(a.info_json, MediaInfo) if a.info_json else None,
-        removed=a.removed, created_at=a.created_at, updated_at=a.updated_at,
+        removed=a.removed,
+        created_at=a.created_at,
+        updated_at=a.updated_at,
     )
 
 
 def job_view(j: Job) -> JobView:
     return JobView(
-        id=j.id, kind=j.kind, status=j.status, progress=round(j.progress, 1), source_key=j.source_key,
-        source_bucket=j.source_bucket, output_key=j.output_key, output_bucket=j.output_bucket,
+        id=j.id,
+        kind=j.kind,
+        status=j.status,
+        progress=round(j.progress, 1),
+        source_key=j.source_key,
+        source_bucket=j.source_bucket,
+        output_key=j.output_key,
+        output_bucket=j.output_bucket,
         output_keys=decode(j.output_keys_json, list[str]) if j.output_keys_json else [],
-        output_size=j.output_size, preset=j.preset, start=j.start, end=j.end, error=j.error,
-        failure_reason=j.failure_reason, speed=j.speed, attempts=j.attempts, worker=j.worker,
-        created_at=j.created_at, updated_at=j.updated_at, started_at=j.started_at, finished_at=j.finished_at,
+        output_size=j.output_size,
+        preset=j.preset,
+        start=j.start,
+        end=j.end,
+        error=j.error,
+        failure_reason=j.failure_reason,
+        speed=j.speed,
+        attempts=j.attempts,
+        worker=j.worker,
+        created_at=j.created_at,
+        updated_at=j.updated_at,
+        started_at=j.started_at,
+        finished_at=j.finished_at,
     )
-
-

@@ -32,8 +32,13 @@ def object_msg_id(ev: ObjectFound | ObjectRemoved) -> str:
 
 
 def create_app(settings: ScannerSettings) -> FastStream:
-    broker = NatsBroker(settings.nats.url.split(","), token=settings.nats.token, logger=None,
-                        max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+    broker = NatsBroker(
+        settings.nats.url.split(","),
+        token=settings.nats.token,
+        logger=None,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+    )
     state: dict[str, object] = {}
     scan_decoder = decoder(ScanRequest)
 
@@ -44,8 +49,9 @@ def create_app(settings: ScannerSettings) -> FastStream:
         async def one(ev: ObjectFound | ObjectRemoved) -> None:
             async with sem:
                 subject = s.OBJECT_FOUND if isinstance(ev, ObjectFound) else s.OBJECT_REMOVED
-                await broker.publish(encode(ev), subject, stream=s.OBJECTS_STREAM,
-                                     headers={"Nats-Msg-Id": object_msg_id(ev)})
+                await broker.publish(
+                    encode(ev), subject, stream=s.OBJECTS_STREAM, headers={"Nats-Msg-Id": object_msg_id(ev)}
+                )
 
         await asyncio.gather(*(one(ev) for ev in events))
 
@@ -54,9 +60,15 @@ def create_app(settings: ScannerSettings) -> FastStream:
 
         def listing() -> list[ObjectFound]:
             return [
-                ObjectFound(bucket=o.bucket, key=o.key, size=o.size, etag=o.etag,
-                            last_modified=o.last_modified.timestamp() if o.last_modified else None,
-                            source="scan", scan_id=req.scan_id)
+                ObjectFound(
+                    bucket=o.bucket,
+                    key=o.key,
+                    size=o.size,
+                    etag=o.etag,
+                    last_modified=o.last_modified.timestamp() if o.last_modified else None,
+                    source="scan",
+                    scan_id=req.scan_id,
+                )
                 for o in list_objects(settings.s3.bucket_in, req.prefix, client=client)
             ]
 
@@ -77,11 +89,17 @@ def create_app(settings: ScannerSettings) -> FastStream:
             return encode(ScanReply(scan_id=req.scan_id, error=str(exc)))
         except Exception as exc:  # S3 down: the caller gets the reason
             log.exception("scan failed")
-            return encode(ScanReply(scan_id=req.scan_id, error=f"listing {settings.s3.bucket_in} failed: {exc}"))
+            return encode(
+                ScanReply(scan_id=req.scan_id, error=f"listing {settings.s3.bucket_in} failed: {exc}")
+            )
 
     @broker.subscriber(
-        s.MINIO_EVENTS, stream=JStream(s.MINIO_STREAM, declare=False), durable=s.SCANNER_MINIO_DURABLE,
-        queue=s.SCANNER_MINIO_DURABLE, deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.MANUAL,
+        s.MINIO_EVENTS,
+        stream=JStream(s.MINIO_STREAM, declare=False),
+        durable=s.SCANNER_MINIO_DURABLE,
+        queue=s.SCANNER_MINIO_DURABLE,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.MANUAL,
         config=ConsumerConfig(max_deliver=10, ack_wait=30),
     )
     async def on_minio_event(msg: NatsMessage) -> None:
@@ -89,9 +107,17 @@ def create_app(settings: ScannerSettings) -> FastStream:
         try:
             events = translate(raw.data, settings.s3.bucket_in)
         except (DecodeError, ValidationError) as exc:
-            await broker.publish(encode(DeadLetter(subject=raw.subject, error=f"not S3 event JSON: {exc}",
-                                                   payload=raw.data.decode("utf-8", "replace"))),
-                                 "mpr.dlq.scanner", stream=s.DLQ_STREAM)
+            await broker.publish(
+                encode(
+                    DeadLetter(
+                        subject=raw.subject,
+                        error=f"not S3 event JSON: {exc}",
+                        payload=raw.data.decode("utf-8", "replace"),
+                    )
+                ),
+                "mpr.dlq.scanner",
+                stream=s.DLQ_STREAM,
+            )
             await msg.ack()
             return
         try:

@@ -72,9 +72,16 @@ def translate(payload: bytes, bucket_in: str) -> list[ObjectFound | ObjectRemove
         if not is_media_key(key):
             continue
         if rec.eventName.startswith("s3:ObjectCreated:"):
-            out.append(ObjectFound(bucket=bucket_in, key=key, size=rec.s3.object.size,
-                                   etag=rec.s3.object.eTag.strip('"'), last_modified=_time(rec.eventTime),
-                                   source="notification"))
+            out.append(
+                ObjectFound(
+                    bucket=bucket_in,
+                    key=key,
+                    size=rec.s3.object.size,
+                    etag=rec.s3.object.eTag.strip('"'),
+                    last_modified=_time(rec.eventTime),
+                    source="notification",
+                )
+            )
         elif rec.eventName.startswith("s3:ObjectRemoved:"):
             out.append(ObjectRemoved(bucket=bucket_in, key=key, source="notification"))
     return out

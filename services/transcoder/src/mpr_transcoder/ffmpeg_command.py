@@ -39,17 +39,38 @@ def thumbnail_time(job: JobRequested, info: MediaInfo) -> float:
     return min(10.0, (info.duration or 0.0) * 0.1)
 
 
-def build_plan(job: JobRequested, preset: Preset, input_url: str, info: MediaInfo, output_dir: Path,
-               max_output_bytes: int) -> Plan:
+def build_plan(
+    job: JobRequested,
+    preset: Preset,
+    input_url: str,
+    info: MediaInfo,
+    output_dir: Path,
+    max_output_bytes: int,
+) -> Plan:
     """``job`` must be normalised (see ``mpr_common.jobs.normalize_job``)."""
     has_video = info.video_codec is not None
     has_audio = info.audio_codec is not None
-    args = ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y",
-            "-progress", "pipe:1"]
+    args = [
+        "ffmpeg",
+        "-nostdin",
+        "-hide_banner",
+        "-nostats",
+        "-loglevel",
+        "error",
+        "-y",
+        "-progress",
+        "pipe:1",
+    ]
     # --- input (options before -i apply to it) ---
     start = job.start if job.kind != "thumbnail" else thumbnail_time(job, info)
-    in_args = ["-protocol_whitelist", NETWORK_PROTOCOLS, "-format_whitelist", INPUT_FORMATS,
-               "-rw_timeout", "30000000"]
+    in_args = [
+        "-protocol_whitelist",
+        NETWORK_PROTOCOLS,
+        "-format_whitelist",
+        INPUT_FORMATS,
+        "-rw_timeout",
+        "30000000",
+    ]
     if start:
         # Input seeking: FFmpeg jumps with HTTP range requests instead of reading the head.
         in_args += ["-ss", _fmt(start)]
@@ -72,7 +93,16 @@ def build_plan(job: JobRequested, preset: Preset, input_url: str, info: MediaInf
     if job.kind == "thumbnail":
         if not has_video:
             raise ValueError("the source has no video stream to take a thumbnail from")
-        args += ["-map", "0:v:0", "-frames:v", "1", "-vf", f"scale={preset.width}:-2", "-c:v", preset.video_codec]
+        args += [
+            "-map",
+            "0:v:0",
+            "-frames:v",
+            "1",
+            "-vf",
+            f"scale={preset.width}:-2",
+            "-c:v",
+            preset.video_codec,
+        ]
         if preset.video_codec == "mjpeg":
             args += ["-q:v", "3", "-pix_fmt", "yuvj420p"]
         args += ["-update", "1", "-f", "image2", str(main)]
@@ -92,11 +122,31 @@ def build_plan(job: JobRequested, preset: Preset, input_url: str, info: MediaInf
             if preset.height:
                 args += ["-vf", _scale_height(preset.height)]
             if preset.video_codec == "libx264":
-                args += ["-preset", preset.x264_preset, "-crf", str(preset.crf or 23), "-pix_fmt", "yuv420p",
-                         "-profile:v", "high"]
+                args += [
+                    "-preset",
+                    preset.x264_preset,
+                    "-crf",
+                    str(preset.crf or 23),
+                    "-pix_fmt",
+                    "yuv420p",
+                    "-profile:v",
+                    "high",
+                ]
             elif preset.video_codec == "libvpx-vp9":
-                args += ["-crf", str(preset.crf or 33), "-b:v", "0", "-deadline", "good", "-cpu-used", "4",
-                         "-row-mt", "1", "-pix_fmt", "yuv420p"]
+                args += [
+                    "-crf",
+                    str(preset.crf or 33),
+                    "-b:v",
+                    "0",
+                    "-deadline",
+                    "good",
+                    "-cpu-used",
+                    "4",
+                    "-row-mt",
+                    "1",
+                    "-pix_fmt",
+                    "yuv420p",
+                ]
             if preset.container == "hls" and preset.hls_segment_seconds:
                 seg = preset.hls_segment_seconds
                 args += ["-force_key_frames", f"expr:gte(t,n_forced*{seg})"]
@@ -112,8 +162,17 @@ def build_plan(job: JobRequested, preset: Preset, input_url: str, info: MediaInf
 
     args += ["-fs", str(max_output_bytes)]
     if preset.container == "hls":
-        args += ["-f", "hls", "-hls_time", str(preset.hls_segment_seconds or 4), "-hls_playlist_type", "vod",
-                 "-hls_segment_filename", str(output_dir / "seg_%05d.ts"), str(main)]
+        args += [
+            "-f",
+            "hls",
+            "-hls_time",
+            str(preset.hls_segment_seconds or 4),
+            "-hls_playlist_type",
+            "vod",
+            "-hls_segment_filename",
+            str(output_dir / "seg_%05d.ts"),
+            str(main),
+        ]
     else:
         if out_ext in (".mp4", ".m4v", ".mov", ".m4a"):
             args += ["-movflags", "+faststart"]

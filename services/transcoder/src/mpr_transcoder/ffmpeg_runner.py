@@ -50,9 +50,16 @@ def parse_progress_block(lines: list[str]) -> ProgressReport:
 
 
 NETWORK_ERROR_MARKERS = (
-    "Connection refused", "Connection reset", "Connection timed out", "timed out", "Server returned 5",
-    "Server returned 403", "Network is unreachable", "Input/output error",
-    "Temporary failure in name resolution", "Broken pipe",
+    "Connection refused",
+    "Connection reset",
+    "Connection timed out",
+    "timed out",
+    "Server returned 5",
+    "Server returned 403",
+    "Network is unreachable",
+    "Input/output error",
+    "Temporary failure in name resolution",
+    "Broken pipe",
 )
 
 
@@ -70,8 +77,11 @@ async def run_ffmpeg(
 ) -> None:
     """Run ``args``; raise :class:`FfmpegError` (with the stderr tail) on failure."""
     proc = await asyncio.create_subprocess_exec(
-        *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, start_new_session=True,
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
     )
     tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
 
@@ -97,8 +107,9 @@ async def run_ffmpeg(
     cancel_wait = asyncio.ensure_future(cancelled.wait()) if cancelled else None
     reason: str | None = None
     try:
-        done, _ = await asyncio.wait([w for w in (waiter, cancel_wait) if w], timeout=timeout,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            [w for w in (waiter, cancel_wait) if w], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
         if waiter not in done:
             reason = "cancelled" if cancel_wait in done else "timeout"
             await _stop(proc)

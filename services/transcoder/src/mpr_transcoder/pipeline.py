@@ -23,7 +23,14 @@ from mpr_common.settings import S3Settings
 from mpr_common.storage import get_presigned_url, head_object, upload_file
 
 from .ffmpeg_command import build_plan
-from .ffmpeg_runner import FfmpegCancelled, FfmpegError, FfmpegTimeout, ProgressReport, looks_like_network_error, run_ffmpeg
+from .ffmpeg_runner import (
+    FfmpegCancelled,
+    FfmpegError,
+    FfmpegTimeout,
+    ProgressReport,
+    looks_like_network_error,
+    run_ffmpeg,
+)
 
 log = logging.getLogger("mpr.transcoder")
 
@@ -129,7 +136,9 @@ async def run_job(
             raise JobError(f"{exc}", "timeout") from None
         except FfmpegError as exc:
             if looks_like_network_error(exc.tail):
-                raise JobError(f"reading the source failed: {exc.tail[-500:]}", "storage", retryable=True) from None
+                raise JobError(
+                    f"reading the source failed: {exc.tail[-500:]}", "storage", retryable=True
+                ) from None
             raise JobError(f"{exc}\n{exc.tail}"[-2000:], "ffmpeg") from None
 
         files = sorted(p for p in plan.output_dir.iterdir() if p.is_file())
@@ -148,8 +157,11 @@ async def run_job(
         except (ClientError, BotoCoreError) as exc:
             raise _storage_error(exc) from None
         return Outcome(
-            output_bucket=out_bucket, output_key=job.output_key, output_keys=[k for _, k in uploads],
-            output_size=sum(f.stat().st_size for f, _ in uploads), duration=expected,
+            output_bucket=out_bucket,
+            output_key=job.output_key,
+            output_keys=[k for _, k in uploads],
+            output_size=sum(f.stat().st_size for f, _ in uploads),
+            duration=expected,
             elapsed=time.monotonic() - started,
         )
     finally:

@@ -94,7 +94,7 @@ class Worker:
                 break
             try:
                 msgs = await sub.fetch(1, timeout=1)
-            except (NatsTimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, NatsTimeoutError):
                 slots.release()
                 continue
             except Exception as exc:  # NATS restarting: keep trying
@@ -144,14 +144,20 @@ class Worker:
             # NATS or the KV store failed while reporting: leave it for redelivery.
             log.exception("job bookkeeping failed", extra={"job_id": job.job_id})
             with contextlib.suppress(Exception):
-                await msg.nak(delay=retry_delay(deliveries, self.settings.retry_base, self.settings.retry_max))
+                await msg.nak(
+                    delay=retry_delay(deliveries, self.settings.retry_base, self.settings.retry_max)
+                )
 
     async def _process(self, msg: Msg, job: JobRequested, attempt: int) -> None:
         state = await self._job_state(job.job_id)
         if state is not None and state.startswith(COMPLETED_PREFIX):
             # Done by an earlier delivery that died before its ack: report again (deduplicated) and ack.
-            await publish_event(self.js, s.JOB_COMPLETED, decode(state[len(COMPLETED_PREFIX):], JobCompleted),
-                                msg_id=f"completed-{job.job_id}")
+            await publish_event(
+                self.js,
+                s.JOB_COMPLETED,
+                decode(state[len(COMPLETED_PREFIX) :], JobCompleted),
+                msg_id=f"completed-{job.job_id}",
+            )
             await msg.ack_sync()
             return
         if state == CANCELLED:
@@ -166,12 +172,20 @@ class Worker:
         self.running[job.job_id] = running
         ticker = asyncio.create_task(self._tick(msg, job, running, attempt))
         try:
+
             def on_progress(pct: float, rep: ProgressReport) -> None:
                 running.progress = max(running.progress, pct)
                 running.report = rep
 
-            outcome = await run_job(job, s3=self.s3, s3_settings=self.settings.s3, workdir=self.settings.workdir,
-                                    on_progress=on_progress, cancelled=running.cancel, limits=self.limits)
+            outcome = await run_job(
+                job,
+                s3=self.s3,
+                s3_settings=self.settings.s3,
+                workdir=self.settings.workdir,
+                on_progress=on_progress,
+                cancelled=running.cancel,
+                limits=self.limits,
+            )
         except JobError as err:
             ticker.cancel()
             await self._on_error(msg, job, err, attempt)
@@ -179,16 +193,25 @@ class Worker:
         except Exception as exc:  # a bug or an unexpected library error: retry, then dead-letter
             ticker.cancel()
             log.exception("job crashed", extra={"job_id": job.job_id})
-            await self._on_error(msg, job, JobError(f"internal error: {exc}", "internal", retryable=True), attempt)
+            await self._on_error(
+                msg, job, JobError(f"internal error: {exc}", "internal", retryable=True), attempt
+            )
             return
         finally:
             ticker.cancel()
             self.running.pop(job.job_id, None)
 
-        done = JobCompleted(job_id=job.job_id, output_key=outcome.output_key, output_bucket=outcome.output_bucket,
-                            output_keys=outcome.output_keys, output_size=outcome.output_size,
-                            duration=outcome.duration, elapsed=round(outcome.elapsed, 3),
-                            worker=self.settings.worker, attempt=attempt)
+        done = JobCompleted(
+            job_id=job.job_id,
+            output_key=outcome.output_key,
+            output_bucket=outcome.output_bucket,
+            output_keys=outcome.output_keys,
+            output_size=outcome.output_size,
+            duration=outcome.duration,
+            elapsed=round(outcome.elapsed, 3),
+            worker=self.settings.worker,
+            attempt=attempt,
+        )
         assert self.kv is not None
         await self.kv.put(job.job_id, COMPLETED_PREFIX + encode(done))
         await publish_event(self.js, s.JOB_COMPLETED, done, msg_id=f"completed-{job.job_id}")
@@ -202,7 +225,9 @@ class Worker:
             return
         if err.retryable and attempt < self.settings.max_deliver:
             delay = retry_delay(attempt, self.settings.retry_base, self.settings.retry_max)
-            log.warning("attempt %d failed (%s); retry in %.0fs", attempt, err, delay, extra={"job_id": job.job_id})
+            log.warning(
+                "attempt %d failed (%s); retry in %.0fs", attempt, err, delay, extra={"job_id": job.job_id}
+            )
             await msg.nak(delay=delay)
             return
         if err.retryable:
@@ -216,16 +241,34 @@ class Worker:
 
     async def _fail(self, job: JobRequested, err: JobError, attempt: int) -> None:
         log.info("job failed (%s): %s", err.reason, str(err)[:300], extra={"job_id": job.job_id})
-        await publish_event(self.js, s.JOB_FAILED, JobFailed(
-            job_id=job.job_id, error=str(err), reason=err.reason, worker=self.settings.worker, attempt=attempt,
-        ), msg_id=f"failed-{job.job_id}")
+        await publish_event(
+            self.js,
+            s.JOB_FAILED,
+            JobFailed(
+                job_id=job.job_id,
+                error=str(err),
+                reason=err.reason,
+                worker=self.settings.worker,
+                attempt=attempt,
+            ),
+            msg_id=f"failed-{job.job_id}",
+        )
 
     async def _dead_letter(self, msg: Msg, error: str, job_id: str | None) -> None:
         meta = msg.metadata
-        await publish_event(self.js, s.DLQ_JOBS, DeadLetter(
-            subject=msg.subject, stream_seq=meta.sequence.stream, deliveries=meta.num_delivered, error=error,
-            payload=msg.data.decode("utf-8", "replace"), job_id=job_id,
-        ), msg_id=f"dlq-{meta.sequence.stream}")
+        await publish_event(
+            self.js,
+            s.DLQ_JOBS,
+            DeadLetter(
+                subject=msg.subject,
+                stream_seq=meta.sequence.stream,
+                deliveries=meta.num_delivered,
+                error=error,
+                payload=msg.data.decode("utf-8", "replace"),
+                job_id=job_id,
+            ),
+            msg_id=f"dlq-{meta.sequence.stream}",
+        )
 
     async def _job_state(self, job_id: str) -> bytes | None:
         assert self.kv is not None
@@ -250,8 +293,17 @@ class Worker:
                     await msg.in_progress()
                 last_beat = now
             with contextlib.suppress(Exception):
-                await publish_event(self.js, s.JOB_PROGRESS, JobProgress(
-                    job_id=job.job_id, progress=round(running.progress, 2), speed=running.report.speed,
-                    out_time=running.report.out_time, worker=self.settings.worker, attempt=attempt,
-                ), timeout=2.0)
+                await publish_event(
+                    self.js,
+                    s.JOB_PROGRESS,
+                    JobProgress(
+                        job_id=job.job_id,
+                        progress=round(running.progress, 2),
+                        speed=running.report.speed,
+                        out_time=running.report.out_time,
+                        worker=self.settings.worker,
+                        attempt=attempt,
+                    ),
+                    timeout=2.0,
+                )
             await asyncio.sleep(interval)

@@ -31,8 +31,9 @@ class AssetController(Controller):
         return AssetPage(items=reply.assets, total=reply.total, limit=limit, offset=offset)
 
     @get("/{asset_id:str}", summary="One asset")
-    async def get_asset(self, backend: Backend,
-                        asset_id: Annotated[str, Parameter(max_length=64, pattern="^[0-9a-f]{32}$")]) -> AssetView:
+    async def get_asset(
+        self, backend: Backend, asset_id: Annotated[str, Parameter(max_length=64, pattern="^[0-9a-f]{32}$")]
+    ) -> AssetView:
         reply = await backend.get_asset(asset_id)
         assert reply.asset is not None
         return reply.asset

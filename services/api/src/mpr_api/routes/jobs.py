@@ -18,8 +18,9 @@ class JobController(Controller):
     @post("/", status_code=202, summary="Queue a transcode, trim, thumbnail, audio or HLS job")
     async def create_job(self, backend: Backend, data: JobCreate) -> Response[JobOut]:
         out, created = await backend.submit(data)
-        return Response(out, status_code=202 if created else 200,
-                        headers={"Location": f"/api/jobs/{out.job.id}"})
+        return Response(
+            out, status_code=202 if created else 200, headers={"Location": f"/api/jobs/{out.job.id}"}
+        )
 
     @get("/", summary="Jobs, newest first")
     async def list_jobs(

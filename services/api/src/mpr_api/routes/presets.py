@@ -7,8 +7,13 @@ from mpr_common.presets import DEFAULT_PRESET, PRESETS
 from ..schemas import PresetOut
 
 _PRESETS = [
-    PresetOut(name=p.name, kinds=list(p.kinds), description=p.description, extension=p.extension,
-              default_for=[k for k, v in DEFAULT_PRESET.items() if v == p.name])
+    PresetOut(
+        name=p.name,
+        kinds=list(p.kinds),
+        description=p.description,
+        extension=p.extension,
+        default_for=[k for k, v in DEFAULT_PRESET.items() if v == p.name],
+    )
     for p in PRESETS.values()
 ]
 

@@ -1,0 +1,31 @@
+.DEFAULT_GOAL := help
+UV ?= uv
+PYTEST_ARGS ?=
+
+.PHONY: help bootstrap dev test test-unit lint format bench asyncapi
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+bootstrap: ## Install uv, ffmpeg (Debian) and the workspace
+	@./scripts/bootstrap.sh
+
+dev: bootstrap ## Start nats-server, moto S3, SQLite and all services on loopback (Ctrl-C stops)
+	$(UV) run mpr-dev
+
+test: bootstrap ## Install everything and run all tests (real servers on random ports)
+	$(UV) run pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+test-unit: bootstrap ## Unit tests only (no servers)
+	$(UV) run pytest -m "not system" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+lint: bootstrap ## ruff check + format check
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+format: bootstrap ## ruff format + autofix
+	$(UV) run ruff format .
+	$(UV) run ruff check --fix .
+
+bench: bootstrap ## Benchmarks (ratios) into docs/benchmarks.md
+	$(UV) run python -m bench

@@ -1,0 +1,82 @@
+"""The whole system on random loopback ports: real nats-server (JetStream), moto's S3 server,
+SQLite, and the four services as separate processes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mpr_devstack.stack import DEV_API_TOKEN, Stack
+from tests.media import make_audio, make_mkv, make_video
+
+pytestmark = pytest.mark.system
+
+FAST_RETRIES = {
+    "TRANSCODER_ACK_WAIT": "6",
+    "TRANSCODER_RETRY_BASE": "0.5",
+    "TRANSCODER_RETRY_MAX": "4",
+    "TRANSCODER_MAX_DELIVER": "4",
+    "TRANSCODER_SHUTDOWN_GRACE": "10",
+}
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("media")
+    make_video(d / "sample.mp4")
+    make_mkv(d / "clip.mkv")
+    make_audio(d / "tone.flac")
+    data = (d / "sample.mp4").read_bytes()
+    (d / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    (d / "garbage.mp4").write_bytes(bytes(range(256)) * 400)
+    return d
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    st = Stack(tmp_path_factory.mktemp("stack"), transcoders=2, extra_env=FAST_RETRIES)
+    try:
+        st.start()
+        yield st
+    finally:
+        st.stop()
+
+
+@pytest.fixture(scope="session")
+def api(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=stack.api_url, headers={"Authorization": f"Bearer {DEV_API_TOKEN}"}, timeout=60
+    ) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def s3(stack: Stack):
+    return stack.s3_client()
+
+
+def wait_for(fn: Callable[[], object], timeout: float = 60, interval: float = 0.25, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
+
+
+def wait_job(
+    api: httpx.Client, job_id: str, timeout: float = 120, states=("completed", "failed", "cancelled")
+) -> dict:
+    def done():
+        r = api.get(f"/api/jobs/{job_id}")
+        if r.status_code == 200 and r.json()["job"]["status"] in states:
+            return r.json()
+        return None
+
+    return wait_for(done, timeout, what=f"job {job_id} to reach {states}")

@@ -1,0 +1,78 @@
+import math
+
+import msgspec
+import pytest
+
+from mpr_common.codec import decode, encode
+from mpr_common.events import JobCompleted, JobRequested, ObjectFound
+from mpr_common.jobs import JobRequestError, next_status, normalize_job
+
+
+def job(**kw) -> JobRequested:
+    base = {"job_id": "j1", "kind": "transcode", "source_key": "in/a.mp4"}
+    return JobRequested(**{**base, **kw})
+
+
+def test_defaults_are_filled():
+    j = normalize_job(job())
+    assert j.preset == "h264-720p"
+    assert j.output_key == "in/a/j1/h264-720p.mp4"
+    assert normalize_job(job(kind="hls")).output_key == "in/a/j1/index.m3u8"
+    assert normalize_job(job(kind="trim", start=1)).output_key == "in/a/j1/copy.mp4"
+    assert normalize_job(job(kind="trim", source_key="b.mkv", end=2)).output_key == "b/j1/copy.mkv"
+    assert normalize_job(job(kind="thumbnail")).output_key.endswith(".jpg")
+    assert normalize_job(job(kind="audio", source_key="v.mov")).output_key == "v/j1/aac-128k.m4a"
+
+
+@pytest.mark.parametrize(
+    "kw,msg",
+    [
+        ({"kind": "explode"}, "kind must be one of"),
+        ({"source_key": "../a.mp4"}, "source_key"),
+        ({"source_key": "-i.mp4"}, "source_key"),
+        ({"source_key": "notes.txt"}, "supported media extension"),
+        ({"preset": "nope"}, "unknown preset"),
+        ({"preset": "jpeg-320"}, "is for thumbnail jobs"),
+        ({"kind": "trim"}, "needs start"),
+        ({"kind": "trim", "start": 5, "end": 5}, "end must be greater"),
+        ({"start": -1}, "start must be"),
+        ({"end": math.inf}, "end must be"),
+        ({"start": math.nan}, "start must be"),
+        ({"kind": "thumbnail", "end": 3}, "takes start"),
+        ({"output_key": "/abs.mp4"}, "output_key"),
+        ({"output_key": "x.webm"}, "must end with .mp4"),
+        ({"kind": "trim", "start": 1, "output_key": "x.txt"}, "supported media extension"),
+        ({"job_id": "a b"}, "job_id"),
+        ({"job_id": "x" * 65}, "job_id"),
+        ({"source_bucket": "UPPER"}, "bucket"),
+    ],
+)
+def test_bad_requests_say_why(kw, msg):
+    with pytest.raises(JobRequestError, match=msg):
+        normalize_job(job(**kw))
+
+
+def test_state_machine_is_monotonic():
+    assert next_status(None, "running") == "running"
+    assert next_status("queued", "running") == "running"
+    assert next_status("running", "queued") == "running"
+    assert next_status("running", "completed") == "completed"
+    for terminal in ("completed", "failed", "cancelled"):
+        for incoming in ("queued", "running", "completed", "failed", "cancelled"):
+            assert next_status(terminal, incoming) == terminal
+
+
+def test_events_roundtrip_and_tolerate_unknown_fields():
+    ev = JobCompleted(job_id="j", output_key="o.mp4", output_bucket="b")
+    assert decode(encode(ev), JobCompleted) == ev
+    # A newer publisher adds a field: old consumers still decode.
+    raw = msgspec.json.encode({"v": 2, "bucket": "b", "key": "k.mp4", "future_field": [1, 2]})
+    assert decode(raw, ObjectFound).key == "k.mp4"
+    # New fields have defaults: the minimal message from another team is valid.
+    minimal = decode(b'{"kind": "thumbnail", "source_key": "a.mp4"}', JobRequested)
+    assert minimal.v == 1 and len(minimal.job_id) == 32
+
+
+def test_event_missing_required_field_is_rejected():
+    with pytest.raises(msgspec.ValidationError, match="source_key"):
+        decode(b'{"kind": "thumbnail"}', JobRequested)
