@@ -118,8 +118,11 @@ async def run_job(
         except ValueError as exc:
             raise JobError(str(exc), "invalid") from None
         expected = plan.expected_duration
+        written = [0.0]
 
         def progress(rep: ProgressReport) -> None:
+            if rep.out_time is not None:
+                written[0] = max(written[0], rep.out_time)
             if rep.done:
                 pct = 100.0
             elif expected and rep.out_time is not None:
@@ -141,6 +144,9 @@ async def run_job(
                 ) from None
             raise JobError(f"{exc}\n{exc.tail}"[-2000:], "ffmpeg") from None
 
+        if expected and written[0] < expected - max(1.0, 0.05 * expected):
+            raise JobError(f"source is truncated or damaged: FFmpeg wrote {written[0]:.1f}s of the "
+                           f"{expected:.1f}s the source declares", "source")
         files = sorted(p for p in plan.output_dir.iterdir() if p.is_file())
         if not plan.main_output.exists() or plan.main_output.stat().st_size == 0:
             raise JobError("ffmpeg produced no output (empty range or no decodable frames)", "ffmpeg")
