@@ -23,19 +23,32 @@ pytestmark = pytest.mark.system
 
 
 def minio_record(event: str, key_encoded: str, size: int = 0, etag: str = "") -> bytes:
-    return json.dumps({
-        "EventName": event, "Key": f"mpr-media-in/{key_encoded}",
-        "Records": [{"eventVersion": "2.0", "eventSource": "minio:s3", "eventName": event,
-                     "eventTime": "2026-11-24T10:00:00.000Z",
-                     "s3": {"bucket": {"name": "mpr-media-in"},
-                            "object": {"key": key_encoded, "size": size, "eTag": etag}}}],
-    }).encode()
+    return json.dumps(
+        {
+            "EventName": event,
+            "Key": f"mpr-media-in/{key_encoded}",
+            "Records": [
+                {
+                    "eventVersion": "2.0",
+                    "eventSource": "minio:s3",
+                    "eventName": event,
+                    "eventTime": "2026-11-24T10:00:00.000Z",
+                    "s3": {
+                        "bucket": {"name": "mpr-media-in"},
+                        "object": {"key": key_encoded, "size": size, "eTag": etag},
+                    },
+                }
+            ],
+        }
+    ).encode()
 
 
 async def _js_publish(url: str, subject: str, payload: bytes, msg_id: str | None = None):
     nc = await nats.connect(url)
     try:
-        return await nc.jetstream().publish(subject, payload, headers={"Nats-Msg-Id": msg_id} if msg_id else None)
+        return await nc.jetstream().publish(
+            subject, payload, headers={"Nats-Msg-Id": msg_id} if msg_id else None
+        )
     finally:
         await nc.close()
 
@@ -141,9 +154,22 @@ def test_lambda_handler_runs_the_same_core_and_calls_back(stack, api, s3, media_
 
     asyncio.run(record())
     settings = TranscoderSettings.from_env({**stack.env(), "TRANSCODER_WORKDIR": str(tmp_path)})
-    result = handler({"job": {"job_id": job.job_id, "kind": "trim", "source_key": key, "start": 1.0, "end": 3.0,
-                              "preset": "h264-480p"},
-                      "callback_url": stack.api_url, "callback_token": DEV_API_TOKEN}, None, settings=settings)
+    result = handler(
+        {
+            "job": {
+                "job_id": job.job_id,
+                "kind": "trim",
+                "source_key": key,
+                "start": 1.0,
+                "end": 3.0,
+                "preset": "h264-480p",
+            },
+            "callback_url": stack.api_url,
+            "callback_token": DEV_API_TOKEN,
+        },
+        None,
+        settings=settings,
+    )
     assert result["status"] == "completed", result
     done = wait_job(api, job.job_id)
     assert done["job"]["status"] == "completed" and done["job"]["worker"] == "lambda"
@@ -167,8 +193,14 @@ def test_auth_required_and_errors_are_clean(stack):
         assert r.status_code == 400 and "source_key" in r.text
         r = c.post("/api/jobs", json={"kind": "transcode", "source_key": "a.mp4", "surprise": 1})
         assert r.status_code == 400
-        r = c.post("/graphql", json={"query": 'mutation { submitJob(job: {kind: transcode, sourceKey: "../x.mp4"}) { id } }'})
+        r = c.post(
+            "/graphql",
+            json={"query": 'mutation { submitJob(job: {kind: transcode, sourceKey: "../x.mp4"}) { id } }'},
+        )
         body = r.json()
-        assert body["errors"][0]["extensions"]["code"] == "BAD_REQUEST" and "source_key" in body["errors"][0]["message"]
+        assert (
+            body["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+            and "source_key" in body["errors"][0]["message"]
+        )
         r = c.post("/graphql", json={"query": "{ nosuchfield }"})
         assert r.status_code in (200, 400) and r.json()["errors"]

@@ -145,8 +145,11 @@ async def run_job(
             raise JobError(f"{exc}\n{exc.tail}"[-2000:], "ffmpeg") from None
 
         if expected and written[0] < expected - max(1.0, 0.05 * expected):
-            raise JobError(f"source is truncated or damaged: FFmpeg wrote {written[0]:.1f}s of the "
-                           f"{expected:.1f}s the source declares", "source")
+            raise JobError(
+                f"source is truncated or damaged: FFmpeg wrote {written[0]:.1f}s of the "
+                f"{expected:.1f}s the source declares",
+                "source",
+            )
         files = sorted(p for p in plan.output_dir.iterdir() if p.is_file())
         if not plan.main_output.exists() or plan.main_output.stat().st_size == 0:
             raise JobError("ffmpeg produced no output (empty range or no decodable frames)", "ffmpeg")

@@ -1,0 +1,225 @@
+"""Faults: replicas killed, nats-server restarted, S3 gone for a while, poison messages, SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from mpr_common import subjects as s
+from mpr_devstack.servers import free_port
+from mpr_devstack.stack import DEV_API_TOKEN, Stack
+from tests.system.conftest import FAST_RETRIES, wait_for, wait_job
+from tests.system.faults import consumer_info, stream_events
+from tests.tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.system
+
+
+@pytest.fixture
+def make_stack(tmp_path_factory) -> Iterator[Callable[..., Stack]]:
+    stacks: list[Stack] = []
+
+    def make(transcoders: int = 1, **env: str) -> Stack:
+        st = Stack(
+            tmp_path_factory.mktemp("fault"), transcoders=transcoders, extra_env={**FAST_RETRIES, **env}
+        )
+        stacks.append(st)
+        return st.start()
+
+    yield make
+    for st in stacks:
+        st.stop()
+
+
+def client(st: Stack) -> httpx.Client:
+    return httpx.Client(base_url=st.api_url, headers={"Authorization": f"Bearer {DEV_API_TOKEN}"}, timeout=60)
+
+
+def upload_sample(st: Stack, media_dir, name: str = "sample.mp4") -> str:
+    key = f"fault-{uuid.uuid4().hex[:6]}/{name}"
+    st.s3_client().upload_file(str(media_dir / name), "mpr-media-in", key)
+    return key
+
+
+def output_objects(st: Stack, job: dict) -> list[str]:
+    prefix = job["output_key"].rsplit("/", 1)[0] + "/"
+    resp = st.s3_client().list_objects_v2(Bucket="mpr-media-out", Prefix=prefix)
+    return [o["Key"] for o in resp.get("Contents", [])]
+
+
+def completed_events(st: Stack, job_id: str) -> list[dict]:
+    return [e for e in stream_events(st.nats.url, s.JOBS_STREAM, s.JOB_COMPLETED) if e["job_id"] == job_id]
+
+
+def test_kill_9_transcoder_mid_job_another_replica_finishes(make_stack, media_dir):
+    st = make_stack(transcoders=1)
+    api = client(st)
+    key = upload_sample(st, media_dir)
+    job_id = api.post(
+        "/api/jobs", json={"kind": "transcode", "source_key": key, "preset": "vp9-720p"}
+    ).json()["job"]["id"]
+    wait_for(
+        lambda: api.get(f"/api/jobs/{job_id}").json()["job"]["progress"] > 0, what="job to make progress"
+    )
+    st.services["transcoder-1"].popen.kill()  # SIGKILL: no NAK, no goodbye
+    st.services["transcoder-1"].popen.wait()
+    st.start_service("transcoder", "transcoder-2")
+    done = wait_job(api, job_id, timeout=120)["job"]
+    assert done["status"] == "completed", done
+    assert done["worker"] == "transcoder-2" and done["attempts"] == 2
+    assert output_objects(st, done) == [done["output_key"]]
+    assert len(completed_events(st, job_id)) == 1
+    assert api.get("/api/jobs", params={"limit": 1000}).json()["total"] == 1
+
+
+def test_nats_restart_loses_no_job_and_duplicates_run_once(make_stack, media_dir):
+    st = make_stack(transcoders=1)
+    api = client(st)
+    key = upload_sample(st, media_dir)
+    ids = [f"restart-{i}-{uuid.uuid4().hex[:6]}" for i in range(4)]
+    for job_id in ids[:2]:
+        assert (
+            api.post("/api/jobs", json={"kind": "thumbnail", "source_key": key, "job_id": job_id}).status_code
+            == 202
+        )
+    st.nats.kill()  # kill -9 the broker with jobs in flight
+    time.sleep(1)
+    r = api.post("/api/jobs", json={"kind": "thumbnail", "source_key": key, "job_id": ids[2]})
+    assert r.status_code == 503 and "unavailable" in r.json()["detail"]  # refused, not silently lost
+    st.nats.start()  # same port, same file store
+    for job_id in ids[2:]:
+        wait_for(
+            lambda j=job_id: (
+                api.post("/api/jobs", json={"kind": "thumbnail", "source_key": key, "job_id": j}).status_code
+                in (200, 202)
+            ),
+            what="api to publish again after the restart",
+        )
+    # A client retries every job after the outage: duplicates are dropped by job_id.
+    for job_id in ids:
+        assert (
+            api.post("/api/jobs", json={"kind": "thumbnail", "source_key": key, "job_id": job_id}).status_code
+            == 200
+        )
+    for job_id in ids:
+        done = wait_job(api, job_id, timeout=120)["job"]
+        assert done["status"] == "completed", done
+        assert len(completed_events(st, job_id)) == 1
+    requested = [e for e in stream_events(st.nats.url, s.JOBS_STREAM, s.JOB_REQUESTED) if e["job_id"] in ids]
+    assert sorted(e["job_id"] for e in requested) == sorted(ids)
+
+
+def test_s3_outage_retries_with_backoff_then_completes(make_stack, media_dir, tmp_path_factory):
+    moto_port = free_port()
+    proxy = TcpProxy(moto_port).start()
+    st = Stack(
+        tmp_path_factory.mktemp("s3out"),
+        s3_port=moto_port,
+        transcoders=1,
+        extra_env={**FAST_RETRIES, "TRANSCODER_MAX_DELIVER": "10", "TRANSCODER_RETRY_MAX": "3"},
+    )
+    st.start()
+    try:
+        st.extra_env["S3_ENDPOINT_URL"] = proxy.url
+        st.services["transcoder-1"].stop()
+        st.start_service("transcoder", "transcoder-1")  # now reaches S3 only through the proxy
+        api = client(st)
+        key = upload_sample(st, media_dir)
+        proxy.block()
+        job_id = api.post("/api/jobs", json={"kind": "thumbnail", "source_key": key}).json()["job"]["id"]
+        time.sleep(5)
+        during = api.get(f"/api/jobs/{job_id}").json()["job"]
+        assert during["status"] in ("queued", "running")
+        proxy.unblock()
+        done = wait_job(api, job_id, timeout=60)["job"]
+        assert done["status"] == "completed", done
+        assert done["attempts"] >= 2
+    finally:
+        proxy.stop()
+        st.stop()
+
+
+def test_s3_gone_too_long_ends_in_dead_letter_and_failed_job(make_stack, media_dir, tmp_path_factory):
+    moto_port = free_port()
+    proxy = TcpProxy(moto_port).start()
+    st = Stack(
+        tmp_path_factory.mktemp("s3dead"),
+        s3_port=moto_port,
+        transcoders=1,
+        extra_env={**FAST_RETRIES, "TRANSCODER_MAX_DELIVER": "3", "S3_ENDPOINT_URL": proxy.url},
+    )
+    try:
+        st.start()
+        api = client(st)
+        proxy.block()
+        job_id = api.post("/api/jobs", json={"kind": "thumbnail", "source_key": "gone/a.mp4"}).json()["job"][
+            "id"
+        ]
+        done = wait_job(api, job_id, timeout=60)["job"]
+        assert done["status"] == "failed" and done["failure_reason"] == "storage"
+        assert "gave up after 3 attempts" in done["error"] and done["attempts"] == 3
+        dead = [e for e in stream_events(st.nats.url, s.DLQ_STREAM, s.DLQ_JOBS) if e.get("job_id") == job_id]
+        assert len(dead) == 1 and dead[0]["deliveries"] == 3 and job_id in dead[0]["payload"]
+    finally:
+        proxy.stop()
+        st.stop()
+
+
+def test_poison_message_is_dead_lettered_once(make_stack):
+    import asyncio
+
+    import nats
+
+    st = make_stack(transcoders=1)
+
+    async def publish():
+        nc = await nats.connect(st.nats.url)
+        try:
+            await nc.jetstream().publish(s.JOB_REQUESTED, b'{"kind": 42, "oops": true}')
+        finally:
+            await nc.close()
+
+    asyncio.run(publish())
+    dead = wait_for(lambda: stream_events(st.nats.url, s.DLQ_STREAM, s.DLQ_JOBS), what="dead letter")
+    assert len(dead) == 1 and '"oops": true' in dead[0]["payload"] and "undecodable" in dead[0]["error"]
+    info = wait_for(
+        lambda: (
+            (i := consumer_info(st.nats.url, s.JOBS_STREAM, s.TRANSCODERS_DURABLE)).num_ack_pending == 0 and i
+        ),
+        what="ack",
+    )
+    assert info.num_redelivered == 0
+
+
+def test_sigterm_hands_unfinished_work_back_promptly(make_stack, media_dir):
+    # ack_wait 60 s: if the job moves to the new replica within a few seconds, it was NAKed, not timed out.
+    st = make_stack(transcoders=1, TRANSCODER_ACK_WAIT="60", TRANSCODER_SHUTDOWN_GRACE="10")
+    api = client(st)
+    key = upload_sample(st, media_dir)
+    job_id = api.post(
+        "/api/jobs", json={"kind": "transcode", "source_key": key, "preset": "vp9-720p"}
+    ).json()["job"]["id"]
+    wait_for(
+        lambda: api.get(f"/api/jobs/{job_id}").json()["job"]["progress"] > 0, what="job to make progress"
+    )
+    t1 = st.services["transcoder-1"]
+    t0 = time.monotonic()
+    t1.signal(signal.SIGTERM)
+    rc = t1.popen.wait(15)
+    exited_in = time.monotonic() - t0
+    assert rc == 0 and exited_in < 10, (rc, exited_in)
+    t_restart = time.monotonic()
+    st.start_service("transcoder", "transcoder-2")
+    wait_for(
+        lambda: api.get(f"/api/jobs/{job_id}").json()["job"]["worker"] == "transcoder-2",
+        timeout=30,
+        what="job to move to the new replica",
+    )
+    assert time.monotonic() - t_restart < 30
+    done = wait_job(api, job_id, timeout=120)["job"]
+    assert done["status"] == "completed" and done["attempts"] == 2
