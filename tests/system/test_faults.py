@@ -223,3 +223,28 @@ def test_sigterm_hands_unfinished_work_back_promptly(make_stack, media_dir):
     assert time.monotonic() - t_restart < 30
     done = wait_job(api, job_id, timeout=120)["job"]
     assert done["status"] == "completed" and done["attempts"] == 2
+
+
+def test_worker_dying_on_every_delivery_fails_the_job_after_max_deliver(make_stack, media_dir):
+    st = make_stack(transcoders=1, TRANSCODER_MAX_DELIVER="2", TRANSCODER_ACK_WAIT="4")
+    api = client(st)
+    key = upload_sample(st, media_dir)
+    job_id = api.post(
+        "/api/jobs", json={"kind": "transcode", "source_key": key, "preset": "vp9-720p"}
+    ).json()["job"]["id"]
+    for n in (1, 2):
+        name = f"transcoder-{n}"
+        wait_for(
+            lambda n=n: (
+                (j := api.get(f"/api/jobs/{job_id}").json()["job"])["attempts"] == n and j["progress"] > 0
+            ),
+            what=f"delivery {n} to make progress",
+        )
+        st.services[name].popen.kill()
+        st.services[name].popen.wait()
+        # Kubernetes restarts the pod; JetStream notices the exhausted message when it would redeliver it.
+        st.start_service("transcoder", f"transcoder-{n + 1}")
+    done = wait_job(api, job_id, timeout=60)["job"]
+    assert done["status"] == "failed" and "gave up after 2 deliveries" in done["error"], done
+    dead = [e for e in stream_events(st.nats.url, s.DLQ_STREAM, s.DLQ_JOBS) if e.get("job_id") == job_id]
+    assert len(dead) == 1 and dead[0]["deliveries"] == 2

@@ -49,6 +49,9 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
         ),
         StreamConfig(name=s.DLQ_STREAM, subjects=["mpr.dlq.>"], max_age=30 * DAY, **common),
         StreamConfig(name=s.MINIO_STREAM, subjects=[s.MINIO_EVENTS], max_age=7 * DAY, **common),
+        StreamConfig(
+            name=s.ADVISORIES_STREAM, subjects=[s.MAX_DELIVERIES_ADVISORY], max_age=30 * DAY, **common
+        ),
     ]
 
 

@@ -21,10 +21,18 @@ JOB_COMPLETED = "mpr.jobs.completed"
 JOB_FAILED = "mpr.jobs.failed"
 JOB_CANCEL = "mpr.jobs.cancel"
 JOBS_ALL = "mpr.jobs.>"
+TRANSCODERS_DURABLE = "transcoders"  # the one pull consumer all transcoder replicas share
 
 # --- JetStream: dead letters ----------------------------------------------------------
 DLQ_STREAM = "MPR_DLQ"
 DLQ_JOBS = "mpr.dlq.jobs"
+
+# --- JetStream: JetStream's own max-deliveries advisories for the transcoders' consumer -----
+# Kept in a stream so that a job whose worker died on every delivery is failed even if the
+# catalog was down when the advisory was sent.
+ADVISORIES_STREAM = "MPR_ADVISORIES"
+MAX_DELIVERIES_ADVISORY = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{JOBS_STREAM}.{TRANSCODERS_DURABLE}"
+CATALOG_ADVISORIES_DURABLE = "catalog-advisories"
 
 # --- JetStream: MinIO bucket notifications (MINIO_NOTIFY_NATS_SUBJECT) -----------------
 MINIO_STREAM = "MPR_MINIO_EVENTS"
@@ -40,7 +48,6 @@ CATALOG_JOB_GET = "mpr.catalog.jobs.get"
 CATALOG_JOB_RECORD = "mpr.catalog.jobs.record"
 
 # --- Durable consumers (durable name == queue group for push consumers) ---------------
-TRANSCODERS_DURABLE = "transcoders"
 CATALOG_OBJECTS_DURABLE = "catalog-objects"
 CATALOG_JOBS_DURABLE = "catalog-jobs"
 SCANNER_MINIO_DURABLE = "scanner-minio"

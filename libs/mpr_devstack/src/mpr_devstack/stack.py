@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,7 @@ class Stack:
             self.start_service("transcoder", f"transcoder-{i + 1}")
         self.start_service("api")
         wait_until(self._api_ready, 60, "api", self.services["api"].popen)
+        wait_until(self._backends_ready, 60, "catalog and scanner")
         return self
 
     def start_service(self, module: str, name: str | None = None, env: dict[str, str] | None = None) -> Proc:
@@ -109,6 +111,22 @@ class Stack:
     def _api_ready(self) -> bool:
         with urllib.request.urlopen(f"{self.api_url}/health/ready", timeout=2) as r:
             return r.status == 200
+
+    def _backends_ready(self) -> bool:
+        """The catalog answers a query and the scanner a scan of an empty prefix, through the API."""
+        headers = {"Authorization": f"Bearer {DEV_API_TOKEN}", "Content-Type": "application/json"}
+        for method, path, body in (
+            ("GET", "/api/jobs?limit=1", None),
+            ("POST", "/api/assets/scan", b'{"prefix": "mpr-readiness-check/"}'),
+        ):
+            req = urllib.request.Request(self.api_url + path, data=body, method=method, headers=headers)
+            try:
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    if r.status != 200:
+                        return False
+            except urllib.error.HTTPError:
+                return False
+        return True
 
     def stop(self) -> None:
         for proc in self.services.values():

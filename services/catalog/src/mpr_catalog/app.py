@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import warnings
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import msgspec
 from faststream import AckPolicy, FastStream
 from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsBroker, NatsMessage
+from nats.aio.client import Client
 
 from mpr_common import subjects as s
+from mpr_common.bus import connect
 from mpr_common.codec import DecodeError, ValidationError, decode, decoder, encode
 from mpr_common.events import (
     AssetRegistered,
@@ -29,8 +31,9 @@ from mpr_common.events import (
     RegisterReply,
     RegisterRequest,
 )
+from mpr_common.jobs import TERMINAL
 from mpr_common.storage import get_s3_client
-from mpr_common.streams import setup_streams
+from mpr_common.streams import ensure_streams
 
 from .db import create_tables, make_engine
 from .models import Asset
@@ -57,6 +60,16 @@ MAX_DELIVER = 10
 class Resources:
     catalog: Catalog
     prober: Prober
+    nc: Client
+
+
+class MaxDeliveriesAdvisory(msgspec.Struct):
+    """JetStream's ``io.nats.jetstream.advisory.v1.max_deliver`` (the fields we use)."""
+
+    stream: str
+    consumer: str
+    stream_seq: int
+    deliveries: int = 0
 
 
 def create_app(settings: CatalogSettings) -> FastStream:
@@ -180,6 +193,59 @@ def create_app(settings: CatalogSettings) -> FastStream:
             return
         await msg.ack()
 
+    @broker.subscriber(
+        s.MAX_DELIVERIES_ADVISORY,
+        stream=JStream(s.ADVISORIES_STREAM, declare=False),
+        durable=s.CATALOG_ADVISORIES_DURABLE,
+        queue=s.CATALOG_ADVISORIES_DURABLE,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.MANUAL,
+        config=ConsumerConfig(max_deliver=MAX_DELIVER, ack_wait=30),
+    )
+    async def on_max_deliveries(msg: NatsMessage) -> None:
+        """A job whose worker died on every delivery (kill -9, OOM): fail it and keep a dead letter."""
+        try:
+            adv = decode(msg.raw_message.data, MaxDeliveriesAdvisory)
+            js = r().nc.jetstream()
+            original = await js.get_msg(adv.stream, adv.stream_seq)
+            job_id = decode(original.data, JobRequested).job_id
+        except (DecodeError, ValidationError) as exc:
+            await publish_dead_letter(msg, f"max-deliveries advisory for an undecodable job: {exc}")
+            await msg.ack()
+            return
+        except Exception:
+            log.exception("max-deliveries advisory failed; will be redelivered")
+            await msg.nack(delay=2)
+            return
+        job = await r().catalog.get_job(job_id)
+        if job is None or job.status not in TERMINAL:
+            error = (
+                f"gave up after {adv.deliveries} deliveries: the transcoder handling it stopped "
+                "(crashed or killed) before finishing each time"
+            )
+            await broker.publish(
+                encode(
+                    DeadLetter(
+                        subject=s.JOB_REQUESTED,
+                        stream_seq=adv.stream_seq,
+                        deliveries=adv.deliveries,
+                        error=error,
+                        payload=original.data.decode("utf-8", "replace"),
+                        job_id=job_id,
+                    )
+                ),
+                s.DLQ_JOBS,
+                stream=s.DLQ_STREAM,
+                headers={"Nats-Msg-Id": f"dlq-{adv.stream_seq}"},
+            )
+            await broker.publish(
+                encode(JobFailed(job_id=job_id, error=error, reason="internal", attempt=adv.deliveries)),
+                s.JOB_FAILED,
+                stream=s.JOBS_STREAM,
+                headers={"Nats-Msg-Id": f"failed-{job_id}"},
+            )
+        await msg.ack()
+
     # --- request / reply --------------------------------------------------------------------
     register_decoder = decoder(RegisterRequest)
     query_decoder = decoder(Query)
@@ -228,8 +294,9 @@ def create_app(settings: CatalogSettings) -> FastStream:
         s3 = get_s3_client(settings.s3)
         catalog = Catalog(engine)
         prober = Prober(s3, on_probed, settings.probe_concurrency, settings.probe_timeout)
-        res["r"] = Resources(catalog=catalog, prober=prober)
-        await setup_streams(settings.nats, "mpr-catalog-setup")
+        nc = await connect(settings.nats, "mpr-catalog")
+        await ensure_streams(nc.jetstream(), settings.nats.stream_replicas)
+        res["r"] = Resources(catalog=catalog, prober=prober, nc=nc)
         prober.start()
         for asset in await catalog.pending_probes():
             prober.submit(asset)
@@ -238,7 +305,7 @@ def create_app(settings: CatalogSettings) -> FastStream:
             yield
         finally:
             await prober.stop()
+            await nc.drain()
             await engine.dispose()
-            await asyncio.sleep(0)
 
     return FastStream(broker, lifespan=lifespan)
