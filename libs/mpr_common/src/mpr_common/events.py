@@ -163,6 +163,7 @@ class RegisterRequest(Event, kw_only=True):
 class RegisterReply(Event, kw_only=True):
     registered: list[str] = msgspec.field(default_factory=list)
     skipped: list[str] = msgspec.field(default_factory=list)
+    error: str | None = None
 
 
 class AssetView(msgspec.Struct, kw_only=True):

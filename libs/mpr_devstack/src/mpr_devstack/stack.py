@@ -114,6 +114,10 @@ class Stack:
 
     def _backends_ready(self) -> bool:
         """The catalog answers a query and the scanner a scan of an empty prefix, through the API."""
+        for proc in self.services.values():
+            if not proc.alive():
+                tail = proc.log_path.read_text(errors="replace")[-3000:] if proc.log_path else ""
+                raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode} while starting:\n{tail}")
         headers = {"Authorization": f"Bearer {DEV_API_TOKEN}", "Content-Type": "application/json"}
         for method, path, body in (
             ("GET", "/api/jobs?limit=1", None),

@@ -73,7 +73,11 @@ class Backend:
             raise Unavailable(f"no {subject.split('.')[1]} service is running") from None
         except (TimeoutError, NatsTimeoutError):
             raise Unavailable(f"the {subject.split('.')[1]} service did not answer in time") from None
-        return decoder(reply_type).decode(msg.data)
+        reply = decoder(reply_type).decode(msg.data)
+        error = getattr(reply, "error", None)
+        if error:
+            raise (BadRequest if error.startswith("bad request") else Unavailable)(error)
+        return reply
 
     # --- assets ------------------------------------------------------------------------------
     async def scan(self, prefix: str = "") -> ScanResult:
@@ -84,8 +88,6 @@ class Backend:
                 raise BadRequest(f"prefix: {exc}") from None
         req = ScanRequest(scan_id=new_id(), prefix=prefix)
         scan = await self._request(s.SCAN_REQUEST, req, ScanReply, self.settings.scan_timeout)
-        if scan.error:
-            raise Unavailable(scan.error)
         reg = await self._request(
             s.CATALOG_REGISTER,
             RegisterRequest(scan_id=req.scan_id, objects=scan.objects),

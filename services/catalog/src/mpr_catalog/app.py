@@ -246,11 +246,27 @@ def create_app(settings: CatalogSettings) -> FastStream:
             )
         await msg.ack()
 
-    # --- request / reply --------------------------------------------------------------------
+    # --- request / reply ----
+    def answers(handler):
+        """A request handler always replies: with its result, or with the reason it failed."""
+
+        async def wrapped(msg: NatsMessage) -> bytes:
+            try:
+                return await handler(msg)
+            except (DecodeError, ValidationError) as exc:
+                return encode({"error": f"bad request: {exc}"})
+            except Exception as exc:
+                log.exception("request on %s failed", msg.raw_message.subject)
+                return encode({"error": f"catalog error: {type(exc).__name__}"})
+
+        wrapped.__name__ = handler.__name__
+        return wrapped
+
     register_decoder = decoder(RegisterRequest)
     query_decoder = decoder(Query)
 
     @broker.subscriber(s.CATALOG_REGISTER, queue="catalog")
+    @answers
     async def on_register(msg: NatsMessage) -> bytes:
         req = register_decoder.decode(msg.raw_message.data)
         created, registered, skipped = await r().catalog.register_batch(req.objects, req.scan_id)
@@ -259,30 +275,35 @@ def create_app(settings: CatalogSettings) -> FastStream:
         return encode(RegisterReply(registered=registered, skipped=skipped))
 
     @broker.subscriber(s.CATALOG_ASSETS_LIST, queue="catalog")
+    @answers
     async def on_assets_list(msg: NatsMessage) -> bytes:
         q = query_decoder.decode(msg.raw_message.data)
         assets, total = await r().catalog.list_assets(q.limit, q.offset, q.prefix)
         return encode(QueryReply(assets=[asset_view(a) for a in assets], total=total))
 
     @broker.subscriber(s.CATALOG_ASSET_GET, queue="catalog")
+    @answers
     async def on_asset_get(msg: NatsMessage) -> bytes:
         q = query_decoder.decode(msg.raw_message.data)
         asset = await r().catalog.get_asset(q.id or "")
         return encode(QueryReply(asset=asset_view(asset) if asset else None, total=int(asset is not None)))
 
     @broker.subscriber(s.CATALOG_JOBS_LIST, queue="catalog")
+    @answers
     async def on_jobs_list(msg: NatsMessage) -> bytes:
         q = query_decoder.decode(msg.raw_message.data)
         jobs, total = await r().catalog.list_jobs(q.limit, q.offset, q.status)
         return encode(QueryReply(jobs=[job_view(j) for j in jobs], total=total))
 
     @broker.subscriber(s.CATALOG_JOB_GET, queue="catalog")
+    @answers
     async def on_job_get(msg: NatsMessage) -> bytes:
         q = query_decoder.decode(msg.raw_message.data)
         job = await r().catalog.get_job(q.id or "")
         return encode(QueryReply(job=job_view(job) if job else None, total=int(job is not None)))
 
     @broker.subscriber(s.CATALOG_JOB_RECORD, queue="catalog")
+    @answers
     async def on_job_record(msg: NatsMessage) -> bytes:
         job = await r().catalog.record_requested(decode(msg.raw_message.data, JobRequested))
         return encode(QueryReply(job=job_view(job), total=1))

@@ -82,7 +82,7 @@ def create_app(settings: ScannerSettings) -> FastStream:
         try:
             req = scan_decoder.decode(msg.raw_message.data)
         except (DecodeError, ValidationError) as exc:
-            return encode(ScanReply(scan_id="", error=f"bad scan request: {exc}"))
+            return encode(ScanReply(scan_id="", error=f"bad request: {exc}"))
         try:
             return encode(ScanReply(scan_id=req.scan_id, objects=await scan(req)))
         except InvalidKeyError as exc:

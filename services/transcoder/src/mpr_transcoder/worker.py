@@ -106,6 +106,9 @@ class Worker:
                 task = asyncio.create_task(self._handle(msg))
                 self.tasks.add(task)
                 task.add_done_callback(lambda t: (self.tasks.discard(t), slots.release()))
+        # Stop pulling first: nats-py's drain waits forever on a pull subscription's queue.
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
         await self._shutdown()
 
     def stop(self) -> None:

@@ -24,7 +24,7 @@ class AssetController(Controller):
         self,
         backend: Backend,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Parameter(ge=0)] = 0,
+        offset: Annotated[int, Parameter(ge=0, le=1_000_000_000)] = 0,
         prefix: Annotated[str | None, Parameter(max_length=1024)] = None,
     ) -> AssetPage:
         reply = await backend.list_assets(limit, offset, prefix)

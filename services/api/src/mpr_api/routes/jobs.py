@@ -27,7 +27,7 @@ class JobController(Controller):
         self,
         backend: Backend,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Parameter(ge=0)] = 0,
+        offset: Annotated[int, Parameter(ge=0, le=1_000_000_000)] = 0,
         status: Literal["queued", "running", "completed", "failed", "cancelled"] | None = None,
     ) -> JobPage:
         items, total = await backend.list_jobs(limit, offset, status)
