@@ -36,6 +36,7 @@ class Stack:
     nats: NatsServer | None = None
     moto: MotoServer | None = None
     services: dict[str, Proc] = field(default_factory=dict)
+    metrics_ports: dict[str, int] = field(default_factory=dict)
 
     # --- endpoints -------------------------------------------------------------------------
     @property
@@ -97,7 +98,8 @@ class Stack:
         name = name or module
         log_path = self.workdir / "logs" / f"{name}.log"
         out = None if not self.quiet else open(log_path, "ab")  # noqa: SIM115
-        full_env = {**self.env(), "MPR_INSTANCE": name, **(env or {})}
+        self.metrics_ports.setdefault(name, free_port())
+        full_env = {**self.env(), "MPR_INSTANCE": name, "METRICS_PORT": str(self.metrics_ports[name]), **(env or {})}
         popen = subprocess.Popen(
             [sys.executable, "-m", f"mpr_{module}"],
             env=full_env,

@@ -12,6 +12,7 @@ from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from strawberry.litestar import make_graphql_controller
 
 from mpr_common.bus import connect
@@ -77,7 +78,14 @@ def create_app(settings: ApiSettings) -> Litestar:
             live,
             ready,
             GraphQL,
+            PrometheusController,
         ],
+        middleware=[
+            PrometheusConfig(
+                app_name="mpr_api", prefix="mpr", group_path=True, exclude=["/metrics", "/health"]
+            ).middleware
+        ],
+        logging_config=None,
         dependencies={"backend": Provide(provide_backend, sync_to_thread=False)},
         guards=[token_guard(settings.tokens, settings.public_media)],
         lifespan=[lifespan],

@@ -8,7 +8,7 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 
-OPEN_PREFIXES = ("/health", "/schema")
+OPEN_PREFIXES = ("/health", "/schema", "/metrics")
 
 
 def token_guard(tokens: frozenset[str], public_media: bool):

@@ -29,6 +29,7 @@ from mpr_common.events import (
 )
 from mpr_common.jobs import TERMINAL, JobRequestError, normalize_job
 from mpr_common.keys import validate_key
+from mpr_common.metrics import JOBS_SUBMITTED
 from mpr_common.storage import get_presigned_url
 
 from .schemas import JobCallback, JobCreate, JobOut, ScanResult
@@ -141,6 +142,7 @@ class Backend:
             ack = await publish_event(self.js, s.JOB_REQUESTED, req, msg_id=req.job_id)
         except Exception as exc:
             raise Unavailable(f"the job queue is unavailable: {exc}") from None
+        JOBS_SUBMITTED.labels(req.kind, "duplicate" if ack.duplicate else "accepted").inc()
         if ack.duplicate:
             existing = await self._request(s.CATALOG_JOB_GET, Query(id=req.job_id), QueryReply)
             if existing.job is not None:

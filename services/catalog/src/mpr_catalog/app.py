@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import warnings
 from contextlib import asynccontextmanager
@@ -32,6 +33,8 @@ from mpr_common.events import (
     RegisterRequest,
 )
 from mpr_common.jobs import TERMINAL
+from mpr_common.metrics import CATALOG_ASSETS, CATALOG_EVENTS, CATALOG_JOBS
+from mpr_common.ops_server import OpsServer
 from mpr_common.storage import get_s3_client
 from mpr_common.streams import ensure_streams
 
@@ -167,6 +170,7 @@ def create_app(settings: CatalogSettings) -> FastStream:
     async def on_job_event(msg: NatsMessage) -> None:
         raw = msg.raw_message
         type_ = _JOB_EVENT_TYPES.get(raw.subject)
+        CATALOG_EVENTS.labels(raw.subject).inc()
         if type_ is None:
             await msg.ack()
             return
@@ -308,6 +312,16 @@ def create_app(settings: CatalogSettings) -> FastStream:
         job = await r().catalog.record_requested(decode(msg.raw_message.data, JobRequested))
         return encode(QueryReply(job=job_view(job), total=1))
 
+    async def refresh_gauges(catalog: Catalog, every: float = 10.0) -> None:
+        while True:
+            try:
+                for state, count in (await catalog.count_jobs_by_status()).items():
+                    CATALOG_JOBS.labels(state).set(count)
+                CATALOG_ASSETS.set((await catalog.list_assets(1, 0))[1])
+            except Exception:
+                log.exception("metrics refresh failed")
+            await asyncio.sleep(every)
+
     @asynccontextmanager
     async def lifespan():
         engine = make_engine(settings.database_url)
@@ -321,10 +335,15 @@ def create_app(settings: CatalogSettings) -> FastStream:
         prober.start()
         for asset in await catalog.pending_probes():
             prober.submit(asset)
+        ops = OpsServer(settings.metrics_port, lambda: nc.is_connected)
+        await ops.start()
+        gauges = asyncio.create_task(refresh_gauges(catalog))
         log.info("catalog ready (%s)", engine.dialect.name)
         try:
             yield
         finally:
+            gauges.cancel()
+            await ops.stop()
             await prober.stop()
             await nc.drain()
             await engine.dispose()

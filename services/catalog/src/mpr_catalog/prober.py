@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from mpr_common.events import MediaInfo
 from mpr_common.mediainfo import ProbeError, probe
+from mpr_common.metrics import PROBE_SECONDS
 from mpr_common.storage import get_presigned_url
 
 from .models import Asset
@@ -61,8 +63,12 @@ class Prober:
 
     async def probe(self, asset: Asset) -> tuple[MediaInfo | None, str | None]:
         url = await asyncio.to_thread(get_presigned_url, asset.key, asset.bucket, 900, client=self.s3)
+        started = time.monotonic()
         try:
-            return await probe(url, timeout=self.timeout), None
+            info = await probe(url, timeout=self.timeout)
+            PROBE_SECONDS.labels("ok").observe(time.monotonic() - started)
+            return info, None
         except ProbeError as exc:
+            PROBE_SECONDS.labels("error").observe(time.monotonic() - started)
             log.info("probe failed: %s", exc, extra={"asset_id": asset.id, "key": asset.key})
             return None, str(exc)

@@ -273,6 +273,13 @@ class Catalog:
 
         return await self._update_job(ev.job_id, mutate)
 
+    async def count_jobs_by_status(self) -> dict[str, int]:
+        counts = dict.fromkeys(("queued", "running", "completed", "failed", "cancelled"), 0)
+        async with self.sessions() as session:
+            rows = await session.execute(select(Job.status, func.count()).group_by(Job.status))
+            counts.update({status: n for status, n in rows.all()})
+        return counts
+
     async def get_job(self, job_id: str) -> Job | None:
         async with self.sessions() as session:
             return await session.get(Job, job_id)

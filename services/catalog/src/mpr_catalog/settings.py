@@ -12,6 +12,7 @@ class CatalogSettings:
     database_url: str = "sqlite+aiosqlite:///.mpr/catalog.db"
     probe_concurrency: int = 2
     probe_timeout: float = 60.0
+    metrics_port: int = 0  # /metrics and /health/* (0 = off)
     log_level: str = "INFO"
     log_format: str = "json"
     s3: S3Settings = field(default_factory=S3Settings)
@@ -24,6 +25,7 @@ class CatalogSettings:
             database_url=e.get("DATABASE_URL", cls.database_url),
             probe_concurrency=int(e.get("CATALOG_PROBE_CONCURRENCY", "2")),
             probe_timeout=float(e.get("CATALOG_PROBE_TIMEOUT", "60")),
+            metrics_port=int(e.get("METRICS_PORT", "0")),
             log_level=e.get("LOG_LEVEL", "INFO"),
             log_format=e.get("LOG_FORMAT", "json"),
             s3=S3Settings.from_env(e),

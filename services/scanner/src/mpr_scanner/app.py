@@ -15,6 +15,8 @@ from mpr_common import subjects as s
 from mpr_common.codec import DecodeError, ValidationError, decoder, encode
 from mpr_common.events import DeadLetter, ObjectFound, ObjectRemoved, ScanReply, ScanRequest, new_id
 from mpr_common.keys import InvalidKeyError
+from mpr_common.metrics import OBJECTS_EMITTED, SCAN_SECONDS
+from mpr_common.ops_server import OpsServer
 from mpr_common.storage import get_s3_client, list_objects
 from mpr_common.streams import setup_streams
 
@@ -29,6 +31,11 @@ def object_msg_id(ev: ObjectFound | ObjectRemoved) -> str:
     if isinstance(ev, ObjectFound):
         return f"found:{ev.bucket}/{ev.key}@{ev.etag}"
     return f"removed:{ev.bucket}/{ev.key}@{ev.at}"
+
+
+def broker_connected(broker: NatsBroker) -> bool:
+    conn = getattr(broker, "_connection", None)
+    return bool(conn is not None and conn.is_connected)
 
 
 def create_app(settings: ScannerSettings) -> FastStream:
@@ -52,6 +59,7 @@ def create_app(settings: ScannerSettings) -> FastStream:
                 await broker.publish(
                     encode(ev), subject, stream=s.OBJECTS_STREAM, headers={"Nats-Msg-Id": object_msg_id(ev)}
                 )
+                OBJECTS_EMITTED.labels(ev.source, "found" if subject == s.OBJECT_FOUND else "removed").inc()
 
         await asyncio.gather(*(one(ev) for ev in events))
 
@@ -72,8 +80,9 @@ def create_app(settings: ScannerSettings) -> FastStream:
                 for o in list_objects(settings.s3.bucket_in, req.prefix, client=client)
             ]
 
-        found = await asyncio.to_thread(listing)
-        await emit(found)
+        with SCAN_SECONDS.time():
+            found = await asyncio.to_thread(listing)
+            await emit(found)
         log.info("scan %s: %d media objects under %r", req.scan_id, len(found), req.prefix)
         return found
 
@@ -141,10 +150,13 @@ def create_app(settings: ScannerSettings) -> FastStream:
         state["s3"] = get_s3_client(settings.s3)
         await setup_streams(settings.nats, "mpr-scanner-setup")
         task = asyncio.create_task(scheduled()) if settings.interval > 0 else None
+        ops = OpsServer(settings.metrics_port, lambda: broker_connected(broker))
+        await ops.start()
         log.info("scanner ready (bucket %s)", settings.s3.bucket_in)
         try:
             yield
         finally:
+            await ops.stop()
             if task:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

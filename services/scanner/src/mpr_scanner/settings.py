@@ -11,6 +11,7 @@ from mpr_common.settings import NatsSettings, S3Settings
 class ScannerSettings:
     interval: float = 0.0  # seconds between scheduled scans of S3_BUCKET_IN; 0 = on request only
     publish_concurrency: int = 256
+    metrics_port: int = 0  # /metrics and /health/* (0 = off)
     log_level: str = "INFO"
     log_format: str = "json"
     s3: S3Settings = field(default_factory=S3Settings)
@@ -22,6 +23,7 @@ class ScannerSettings:
         return cls(
             interval=float(e.get("SCANNER_INTERVAL", "0")),
             publish_concurrency=int(e.get("SCANNER_PUBLISH_CONCURRENCY", "256")),
+            metrics_port=int(e.get("METRICS_PORT", "0")),
             log_level=e.get("LOG_LEVEL", "INFO"),
             log_format=e.get("LOG_FORMAT", "json"),
             s3=S3Settings.from_env(e),

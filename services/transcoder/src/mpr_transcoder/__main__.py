@@ -5,6 +5,7 @@ import signal
 
 from mpr_common.bus import connect
 from mpr_common.logs import setup_logging
+from mpr_common.ops_server import OpsServer
 from mpr_common.storage import get_s3_client
 
 from .settings import TranscoderSettings
@@ -14,10 +15,17 @@ from .worker import Worker
 async def serve(settings: TranscoderSettings) -> None:
     nc = await connect(settings.nats, f"mpr-transcoder-{settings.worker}")
     worker = Worker(settings, nc, get_s3_client(settings.s3))
+    ops = OpsServer(settings.metrics_port, worker.ready)
+    await ops.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
-    await worker.run()
+    lag = asyncio.create_task(worker.watch_lag())
+    try:
+        await worker.run()
+    finally:
+        lag.cancel()
+        await ops.stop()
 
 
 def main() -> None:

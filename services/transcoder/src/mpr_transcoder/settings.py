@@ -22,6 +22,7 @@ class TranscoderSettings:
     max_output_bytes: int = 50 * 1024**3
     progress_interval: float = 1.0
     shutdown_grace: float = 20.0
+    metrics_port: int = 0  # /metrics and /health/* (0 = off)
     log_level: str = "INFO"
     log_format: str = "json"
     s3: S3Settings = field(default_factory=S3Settings)
@@ -44,6 +45,7 @@ class TranscoderSettings:
             max_output_bytes=int(e.get("TRANSCODER_MAX_OUTPUT_BYTES", str(50 * 1024**3))),
             progress_interval=float(e.get("TRANSCODER_PROGRESS_INTERVAL", "1")),
             shutdown_grace=float(e.get("TRANSCODER_SHUTDOWN_GRACE", "20")),
+            metrics_port=int(e.get("METRICS_PORT", "0")),
             log_level=e.get("LOG_LEVEL", "INFO"),
             log_format=e.get("LOG_FORMAT", "json"),
             s3=S3Settings.from_env(e),

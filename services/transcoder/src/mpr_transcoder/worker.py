@@ -22,6 +22,14 @@ from mpr_common import subjects as s
 from mpr_common.bus import publish_event
 from mpr_common.codec import DecodeError, ValidationError, decode, encode
 from mpr_common.events import DeadLetter, JobCancel, JobCompleted, JobFailed, JobProgress, JobRequested
+from mpr_common.metrics import (
+    CONSUMER_ACK_PENDING,
+    CONSUMER_PENDING,
+    FFMPEG_SPEED,
+    JOB_SECONDS,
+    JOBS_FINISHED,
+    JOBS_IN_FLIGHT,
+)
 
 from .ffmpeg_runner import ProgressReport
 from .pipeline import JobError, Limits, run_job
@@ -111,6 +119,19 @@ class Worker:
             await sub.unsubscribe()
         await self._shutdown()
 
+    def ready(self) -> bool:
+        return self.nc.is_connected and not self.stopping.is_set()
+
+    async def watch_lag(self, every: float = 5.0) -> None:
+        """Consumer lag as metrics (what KEDA scales on, seen from inside)."""
+        labels = (s.JOBS_STREAM, s.TRANSCODERS_DURABLE)
+        while not self.stopping.is_set():
+            with contextlib.suppress(Exception):
+                info = await self.js.consumer_info(*labels)
+                CONSUMER_PENDING.labels(*labels).set(info.num_pending or 0)
+                CONSUMER_ACK_PENDING.labels(*labels).set(info.num_ack_pending or 0)
+            await asyncio.sleep(every)
+
     def stop(self) -> None:
         """Stop fetching; unfinished jobs are stopped and NAKed for another replica."""
         if not self.stopping.is_set():
@@ -173,6 +194,8 @@ class Worker:
 
         running = Running(job.job_id)
         self.running[job.job_id] = running
+        JOBS_IN_FLIGHT.inc()
+        started = time.monotonic()
         ticker = asyncio.create_task(self._tick(msg, job, running, attempt))
         try:
 
@@ -203,6 +226,8 @@ class Worker:
         finally:
             ticker.cancel()
             self.running.pop(job.job_id, None)
+            JOBS_IN_FLIGHT.dec()
+            JOB_SECONDS.labels(job.kind).observe(time.monotonic() - started)
 
         done = JobCompleted(
             job_id=job.job_id,
@@ -219,11 +244,15 @@ class Worker:
         await self.kv.put(job.job_id, COMPLETED_PREFIX + encode(done))
         await publish_event(self.js, s.JOB_COMPLETED, done, msg_id=f"completed-{job.job_id}")
         await msg.ack_sync()
+        JOBS_FINISHED.labels(job.kind, "completed").inc()
+        if running.report.speed:
+            FFMPEG_SPEED.labels(job.kind).observe(running.report.speed)
         log.info("job completed in %.1fs", outcome.elapsed, extra={"job_id": job.job_id})
 
     async def _on_error(self, msg: Msg, job: JobRequested, err: JobError, attempt: int) -> None:
         if err.reason == "cancelled" and self.stopping.is_set():
             await msg.nak()  # shutting down: hand the job to another replica at once
+            JOBS_FINISHED.labels(job.kind, "handed_back").inc()
             log.info("job handed back on shutdown", extra={"job_id": job.job_id})
             return
         if err.retryable and attempt < self.settings.max_deliver:
@@ -232,6 +261,7 @@ class Worker:
                 "attempt %d failed (%s); retry in %.0fs", attempt, err, delay, extra={"job_id": job.job_id}
             )
             await msg.nak(delay=delay)
+            JOBS_FINISHED.labels(job.kind, "retried").inc()
             return
         if err.retryable:
             await self._dead_letter(msg, f"gave up after {attempt} attempts: {err}", job.job_id)
@@ -241,6 +271,7 @@ class Worker:
             await self.kv.put(job.job_id, CANCELLED)
         await self._fail(job, err, attempt)
         await msg.ack_sync()
+        JOBS_FINISHED.labels(job.kind, "cancelled" if err.reason == "cancelled" else "failed").inc()
 
     async def _fail(self, job: JobRequested, err: JobError, attempt: int) -> None:
         log.info("job failed (%s): %s", err.reason, str(err)[:300], extra={"job_id": job.job_id})

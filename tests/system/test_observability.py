@@ -1,0 +1,70 @@
+"""Prometheus metrics and health endpoints of every service; JSON logs."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import httpx
+import pytest
+
+from tests.system.conftest import wait_for, wait_job
+
+pytestmark = pytest.mark.system
+
+
+def scrape(port: int) -> str:
+    r = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    return r.text
+
+
+def value(text: str, name: str, **labels: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_metrics_and_health(stack, api, s3, media_dir):
+    key = f"metrics-{uuid.uuid4().hex[:6]}/a.mp4"
+    s3.upload_file(str(media_dir / "sample.mp4"), "mpr-media-in", key)
+    api.post("/api/assets/scan", json={"prefix": key.split("/")[0] + "/"})
+    job = api.post("/api/jobs", json={"kind": "thumbnail", "source_key": key}).json()["job"]
+    done = wait_job(api, job["id"])["job"]
+    worker = done["worker"]
+
+    t = scrape(stack.metrics_ports[worker])
+    assert value(t, "mpr_transcoder_jobs_total", kind="thumbnail", outcome="completed") >= 1
+    assert value(t, "mpr_transcoder_job_duration_seconds_count", kind="thumbnail") >= 1
+    assert value(t, "mpr_transcoder_jobs_in_flight") is not None
+    wait_for(lambda: value(scrape(stack.metrics_ports[worker]), "mpr_jetstream_consumer_pending",
+                           consumer="transcoders") is not None, what="consumer lag gauge")
+
+    wait_for(lambda: (value(scrape(stack.metrics_ports["catalog"]), "mpr_catalog_jobs", state="completed") or 0) >= 1,
+             timeout=30, what="catalog job gauge")
+    c = scrape(stack.metrics_ports["catalog"])
+    assert value(c, "mpr_catalog_events_total", subject="mpr.jobs.completed") >= 1
+    assert value(c, "mpr_catalog_probe_duration_seconds_count", outcome="ok") >= 1
+
+    sc = scrape(stack.metrics_ports["scanner"])
+    assert value(sc, "mpr_scanner_objects_total", source="scan", event="found") >= 1
+
+    a = httpx.get(f"{stack.api_url}/metrics").text  # open, like the health probes
+    assert value(a, "mpr_api_jobs_submitted_total", kind="thumbnail", outcome="accepted") >= 1
+    assert "mpr_requests_total" in a
+
+    for name in ("catalog", "scanner", worker):
+        base = f"http://127.0.0.1:{stack.metrics_ports[name]}"
+        assert httpx.get(f"{base}/health/live").status_code == 200
+        assert httpx.get(f"{base}/health/ready").status_code == 200
+    assert httpx.get(f"{stack.api_url}/health/ready").status_code == 200
+
+
+def test_logs_are_json_lines(stack):
+    for name, proc in stack.services.items():
+        lines = [ln for ln in proc.log_path.read_text().splitlines() if ln.strip()]
+        assert lines, name
+        for ln in lines:
+            doc = json.loads(ln)  # every line, uvicorn's included
+            assert {"ts", "level", "service", "msg"} <= doc.keys()
