@@ -21,7 +21,7 @@ async def _stream_events(url: str, stream: str, subject: str) -> list[dict]:
             except (TimeoutError, NatsTimeout):
                 break
             for m in msgs:
-                out.append({"subject": m.subject, **json.loads(m.data)})
+                out.append({"subject": m.subject, "headers": dict(m.headers or {}), **json.loads(m.data)})
                 await m.ack()
         await sub.unsubscribe()
         return out

@@ -38,11 +38,23 @@ def test_metrics_and_health(stack, api, s3, media_dir):
     assert value(t, "mpr_transcoder_jobs_total", kind="thumbnail", outcome="completed") >= 1
     assert value(t, "mpr_transcoder_job_duration_seconds_count", kind="thumbnail") >= 1
     assert value(t, "mpr_transcoder_jobs_in_flight") is not None
-    wait_for(lambda: value(scrape(stack.metrics_ports[worker]), "mpr_jetstream_consumer_pending",
-                           consumer="transcoders") is not None, what="consumer lag gauge")
+    wait_for(
+        lambda: (
+            value(
+                scrape(stack.metrics_ports[worker]), "mpr_jetstream_consumer_pending", consumer="transcoders"
+            )
+            is not None
+        ),
+        what="consumer lag gauge",
+    )
 
-    wait_for(lambda: (value(scrape(stack.metrics_ports["catalog"]), "mpr_catalog_jobs", state="completed") or 0) >= 1,
-             timeout=30, what="catalog job gauge")
+    wait_for(
+        lambda: (
+            (value(scrape(stack.metrics_ports["catalog"]), "mpr_catalog_jobs", state="completed") or 0) >= 1
+        ),
+        timeout=30,
+        what="catalog job gauge",
+    )
     c = scrape(stack.metrics_ports["catalog"])
     assert value(c, "mpr_catalog_events_total", subject="mpr.jobs.completed") >= 1
     assert value(c, "mpr_catalog_probe_duration_seconds_count", outcome="ok") >= 1
@@ -68,3 +80,27 @@ def test_logs_are_json_lines(stack):
         for ln in lines:
             doc = json.loads(ln)  # every line, uvicorn's included
             assert {"ts", "level", "service", "msg"} <= doc.keys()
+
+
+def test_trace_context_travels_from_http_through_nats(stack, api, s3, media_dir):
+    from mpr_common import subjects as s
+    from mpr_common.tracing import trace_id_of
+    from tests.system.faults import stream_events
+
+    key = f"trace-{uuid.uuid4().hex[:6]}/a.mp4"
+    s3.upload_file(str(media_dir / "sample.mp4"), "mpr-media-in", key)
+    trace_id = uuid.uuid4().hex
+    r = api.post(
+        "/api/jobs",
+        json={"kind": "thumbnail", "source_key": key},
+        headers={"traceparent": f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"},
+    )
+    job_id = r.json()["job"]["id"]
+    assert wait_job(api, job_id)["job"]["status"] == "completed"
+    events = [
+        e for e in stream_events(stack.nats.url, s.JOBS_STREAM, s.JOBS_ALL) if e.get("job_id") == job_id
+    ]
+    by_subject = {e["subject"]: e for e in events}
+    assert trace_id_of(by_subject[s.JOB_REQUESTED]["headers"]) == trace_id  # api → NATS
+    assert trace_id_of(by_subject[s.JOB_COMPLETED]["headers"]) == trace_id  # transcoder continues it
+    assert trace_id_of(by_subject[s.JOB_PROGRESS]["headers"]) == trace_id

@@ -10,6 +10,7 @@ from nats.js import JetStreamContext
 
 from .codec import encode
 from .settings import NatsSettings
+from .tracing import inject
 
 
 async def connect(settings: NatsSettings, name: str, **extra: Any) -> Client:
@@ -28,7 +29,7 @@ async def publish_event(
     timeout: float = 5.0,
 ) -> Any:
     """Publish to JetStream and wait for the stream's ack (so it is stored, not just sent)."""
-    hdrs = dict(headers or {})
+    hdrs = inject(headers)
     if msg_id:
         hdrs["Nats-Msg-Id"] = msg_id
     return await js.publish(subject, encode(event), headers=hdrs or None, timeout=timeout)

@@ -99,7 +99,12 @@ class Stack:
         log_path = self.workdir / "logs" / f"{name}.log"
         out = None if not self.quiet else open(log_path, "ab")  # noqa: SIM115
         self.metrics_ports.setdefault(name, free_port())
-        full_env = {**self.env(), "MPR_INSTANCE": name, "METRICS_PORT": str(self.metrics_ports[name]), **(env or {})}
+        full_env = {
+            **self.env(),
+            "MPR_INSTANCE": name,
+            "METRICS_PORT": str(self.metrics_ports[name]),
+            **(env or {}),
+        }
         popen = subprocess.Popen(
             [sys.executable, "-m", f"mpr_{module}"],
             env=full_env,

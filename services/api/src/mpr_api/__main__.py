@@ -3,6 +3,7 @@ from __future__ import annotations
 import uvicorn
 
 from mpr_common.logs import setup_logging
+from mpr_common.tracing import setup_tracing
 
 from .app import create_app
 from .settings import ApiSettings
@@ -11,6 +12,7 @@ from .settings import ApiSettings
 def main() -> None:
     settings = ApiSettings.from_env()
     setup_logging("api", settings.log_level, settings.log_format)
+    setup_tracing("api")
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -28,6 +28,7 @@ from .routes.jobs import JobController
 from .routes.media import media_in, media_out
 from .routes.presets import list_presets
 from .settings import ApiSettings
+from .trace_middleware import trace_middleware
 
 log = logging.getLogger("mpr.api")
 
@@ -81,9 +82,10 @@ def create_app(settings: ApiSettings) -> Litestar:
             PrometheusController,
         ],
         middleware=[
+            trace_middleware,
             PrometheusConfig(
                 app_name="mpr_api", prefix="mpr", group_path=True, exclude=["/metrics", "/health"]
-            ).middleware
+            ).middleware,
         ],
         logging_config=None,
         dependencies={"backend": Provide(provide_backend, sync_to_thread=False)},

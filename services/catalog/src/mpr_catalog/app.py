@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import msgspec
 from faststream import AckPolicy, FastStream
 from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsBroker, NatsMessage
+from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from nats.aio.client import Client
 
 from mpr_common import subjects as s
@@ -80,6 +81,7 @@ def create_app(settings: CatalogSettings) -> FastStream:
         settings.nats.url.split(","),
         token=settings.nats.token,
         logger=None,
+        middlewares=[NatsTelemetryMiddleware()],
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
     )

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 
 from mpr_common.logs import setup_logging
+from mpr_common.tracing import setup_tracing
 
 from .app import create_app
 from .settings import ScannerSettings
@@ -11,6 +12,7 @@ from .settings import ScannerSettings
 def main() -> None:
     settings = ScannerSettings.from_env()
     setup_logging("scanner", settings.log_level, settings.log_format)
+    setup_tracing("scanner")
     asyncio.run(create_app(settings).run())
 
 

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from faststream import AckPolicy, FastStream
 from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsBroker, NatsMessage
+from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 
 from mpr_common import subjects as s
 from mpr_common.codec import DecodeError, ValidationError, decoder, encode
@@ -43,6 +44,7 @@ def create_app(settings: ScannerSettings) -> FastStream:
         settings.nats.url.split(","),
         token=settings.nats.token,
         logger=None,
+        middlewares=[NatsTelemetryMiddleware()],
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
     )

@@ -7,6 +7,7 @@ from mpr_common.bus import connect
 from mpr_common.logs import setup_logging
 from mpr_common.ops_server import OpsServer
 from mpr_common.storage import get_s3_client
+from mpr_common.tracing import setup_tracing
 
 from .settings import TranscoderSettings
 from .worker import Worker
@@ -31,6 +32,7 @@ async def serve(settings: TranscoderSettings) -> None:
 def main() -> None:
     settings = TranscoderSettings.from_env()
     setup_logging("transcoder", settings.log_level, settings.log_format)
+    setup_tracing("transcoder")
     asyncio.run(serve(settings))
 
 

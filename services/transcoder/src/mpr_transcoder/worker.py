@@ -30,6 +30,7 @@ from mpr_common.metrics import (
     JOBS_FINISHED,
     JOBS_IN_FLIGHT,
 )
+from mpr_common.tracing import span_from
 
 from .ffmpeg_runner import ProgressReport
 from .pipeline import JobError, Limits, run_job
@@ -163,7 +164,8 @@ class Worker:
             await msg.term()
             return
         try:
-            await self._process(msg, job, deliveries)
+            with span_from("mpr.transcode", msg.headers, job_id=job.job_id, kind=job.kind):
+                await self._process(msg, job, deliveries)
         except Exception:
             # NATS or the KV store failed while reporting: leave it for redelivery.
             log.exception("job bookkeeping failed", extra={"job_id": job.job_id})
