@@ -1,8 +1,11 @@
 """Catalog domain logic on a real SQLite database."""
 
+import uuid
+
 import pytest
 
-from mpr_catalog.db import create_tables, make_engine
+from mpr_catalog.db import make_engine
+from mpr_catalog.migrate import upgrade_async
 from mpr_catalog.repository import Catalog, asset_id, job_view
 from mpr_common.events import (
     JobCancel,
@@ -15,10 +18,14 @@ from mpr_common.events import (
 )
 
 
-@pytest.fixture
-async def catalog(tmp_path):
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
-    await create_tables(engine)
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def catalog(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'c.db'}"
+    else:
+        url = request.getfixturevalue("postgres").create_db(f"t{uuid.uuid4().hex[:12]}")
+    engine = make_engine(url)
+    await upgrade_async(engine, url)  # the schema comes from the migrations, as in production
     yield Catalog(engine)
     await engine.dispose()
 
@@ -108,3 +115,40 @@ async def test_cancel_and_fail(catalog):
     assert (j.status, j.failure_reason) == ("failed", "source")
     jobs, total = await catalog.list_jobs(10, 0, status="failed")
     assert total == 1 and jobs[0].id == "f"
+
+
+async def test_sizes_beyond_32_bits(catalog):
+    big = 7 * 1024**3  # a 7 GiB master file
+    asset, _ = await catalog.register(ObjectFound(bucket="in", key="master.mov", etag="x", size=big))
+    assert (await catalog.get_asset(asset.id)).size == big
+    await catalog.record_completed(
+        JobCompleted(job_id="b", output_key="o.mov", output_bucket="out", output_size=big)
+    )
+    assert (await catalog.get_job("b")).output_size == big
+
+
+async def test_keys_with_unicode_and_quotes(catalog):
+    key = 'Ünïcode/it\'s "quoted" 50%_off.mp4'
+    await catalog.register(found(key))
+    assets, total = await catalog.list_assets(10, 0, prefix='Ünïcode/it\'s "quoted" 50%')
+    assert total == 1 and assets[0].key == key
+
+
+async def test_concurrent_registration_of_one_object(catalog):
+    import asyncio
+
+    results = await asyncio.gather(*(catalog.register(found("race.mp4", scan_id="S")) for _ in range(8)))
+    assert sum(created for _, created in results) == 1
+    assert len({a.id for a, _ in results}) == 1
+
+
+async def test_concurrent_job_events(catalog):
+    import asyncio
+
+    await asyncio.gather(
+        catalog.record_requested(JobRequested(job_id="r", kind="audio", source_key="a.mp4")),
+        *(catalog.record_progress(JobProgress(job_id="r", progress=p)) for p in (10, 20, 30)),
+        catalog.record_completed(JobCompleted(job_id="r", output_key="o.m4a", output_bucket="out")),
+    )
+    j = await catalog.get_job("r")
+    assert (j.status, j.progress, j.kind) == ("completed", 100, "audio")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 from mpr_common.logs import setup_logging
 from mpr_common.tracing import setup_tracing
@@ -12,6 +13,11 @@ from .settings import CatalogSettings
 def main() -> None:
     settings = CatalogSettings.from_env()
     setup_logging("catalog", settings.log_level, settings.log_format)
+    if sys.argv[1:] == ["migrate"]:
+        from .migrate import upgrade
+
+        upgrade(settings.database_url)
+        return
     setup_tracing("catalog")
     asyncio.run(create_app(settings).run())
 

@@ -39,7 +39,8 @@ from mpr_common.ops_server import OpsServer
 from mpr_common.storage import get_s3_client
 from mpr_common.streams import ensure_streams
 
-from .db import create_tables, make_engine
+from .db import make_engine
+from .migrate import upgrade_async
 from .models import Asset
 from .prober import Prober
 from .repository import Catalog, asset_view, job_view
@@ -327,7 +328,8 @@ def create_app(settings: CatalogSettings) -> FastStream:
     @asynccontextmanager
     async def lifespan():
         engine = make_engine(settings.database_url)
-        await create_tables(engine)
+        if settings.migrate:
+            await upgrade_async(engine, settings.database_url)
         s3 = get_s3_client(settings.s3)
         catalog = Catalog(engine)
         prober = Prober(s3, on_probed, settings.probe_concurrency, settings.probe_timeout)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -19,7 +19,9 @@ class Asset(SQLModel, table=True):
     bucket: str = Field(max_length=63)
     key: str = Field(sa_column=Column(Text, nullable=False))
     etag: str = Field(max_length=128)
-    size: int = 0
+    size: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, default=0)
+    )  # media is often > 2 GiB
     media_type: str | None = Field(default=None, max_length=16)
     last_modified: float | None = None
     probe_status: str = Field(default="pending", max_length=16, index=True)
@@ -44,7 +46,7 @@ class Job(SQLModel, table=True):
     output_bucket: str | None = Field(default=None, max_length=63)
     output_key: str | None = Field(default=None, sa_column=Column(Text))
     output_keys_json: str | None = Field(default=None, sa_column=Column(Text))
-    output_size: int | None = None
+    output_size: int | None = Field(default=None, sa_column=Column(BigInteger))
     preset: str | None = Field(default=None, max_length=64)
     start: float | None = None
     end: float | None = None

@@ -81,16 +81,17 @@ class Catalog:
                     created_at=now,
                     updated_at=now,
                 )
-                session.add(asset)
-                # A new etag for the same key is a new version: older versions leave the listing.
-                await session.execute(
-                    update(Asset)
-                    .where(Asset.bucket == obj.bucket, Asset.key == obj.key, Asset.id != aid)
-                    .values(removed=True, updated_at=now)
-                )
                 try:
+                    session.add(asset)
+                    await session.flush()
+                    # A new etag for the same key is a new version: older versions leave the listing.
+                    await session.execute(
+                        update(Asset)
+                        .where(Asset.bucket == obj.bucket, Asset.key == obj.key, Asset.id != aid)
+                        .values(removed=True, updated_at=now)
+                    )
                     await session.commit()
-                except IntegrityError:  # another replica registered it first
+                except IntegrityError:  # registered concurrently (the other path, or another replica)
                     await session.rollback()
                     return (await session.get(Asset, aid)), False
                 return asset, True
@@ -174,7 +175,7 @@ class Catalog:
     async def _update_job(self, job_id: str, mutate) -> Job:
         async def run() -> Job:
             async with self.sessions() as session:
-                job = await session.get(Job, job_id)
+                job = await session.get(Job, job_id, with_for_update=True)  # row lock: no lost updates
                 if job is None:
                     job = Job(id=job_id)
                     mutate(job, True)
@@ -184,7 +185,9 @@ class Catalog:
                         return job
                     except IntegrityError:
                         await session.rollback()
-                        job = await session.get(Job, job_id)
+                        job = await session.get(
+                            Job, job_id, with_for_update=True
+                        )  # row lock: no lost updates
                 mutate(job, False)
                 job.updated_at = time.time()
                 session.add(job)

@@ -10,6 +10,9 @@ from mpr_common.settings import NatsSettings, S3Settings
 @dataclass(frozen=True, slots=True)
 class CatalogSettings:
     database_url: str = "sqlite+aiosqlite:///.mpr/catalog.db"
+    migrate: bool = (
+        True  # upgrade the schema at start-up (Alembic; serialised by an advisory lock on PostgreSQL)
+    )
     probe_concurrency: int = 2
     probe_timeout: float = 60.0
     metrics_port: int = 0  # /metrics and /health/* (0 = off)
@@ -23,6 +26,7 @@ class CatalogSettings:
         e = os.environ if env is None else env
         return cls(
             database_url=e.get("DATABASE_URL", cls.database_url),
+            migrate=e.get("CATALOG_MIGRATE", "true").lower() in ("1", "true", "yes"),
             probe_concurrency=int(e.get("CATALOG_PROBE_CONCURRENCY", "2")),
             probe_timeout=float(e.get("CATALOG_PROBE_TIMEOUT", "60")),
             metrics_port=int(e.get("METRICS_PORT", "0")),
