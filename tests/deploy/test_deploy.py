@@ -1,0 +1,163 @@
+"""compose.yaml, Dockerfiles and k8s/ validated without a Docker engine or a cluster:
+schemas (compose-spec, Kubernetes OpenAPI), hadolint, and the properties we promise."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mpr_common import subjects as s
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+SERVICES = ("scanner", "catalog", "api", "transcoder")
+SECRETISH = re.compile(r"(SECRET|PASSWORD|TOKEN|DATABASE_URL|ACCESS_KEY)")
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True, cwd=ROOT)
+
+
+# --- compose ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "compose.yaml").read_text())
+
+
+def test_compose_matches_the_compose_spec():
+    r = run("check-jsonschema", "--builtin-schema", "vendor.compose-spec", "compose.yaml")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_compose_has_the_whole_system_with_healthchecks(compose):
+    svcs = compose["services"]
+    assert {"nats", "postgres", "minio", "minio-init", "nginx", *SERVICES} <= svcs.keys()
+    for name, svc in svcs.items():
+        if name != "minio-init":
+            assert "healthcheck" in svc, name
+    for name in SERVICES:
+        build = svcs[name]["build"]
+        assert (ROOT / build["context"] / build["dockerfile"]).exists()
+        env = svcs[name]["environment"]
+        assert env["S3_BUCKET_IN"] == "mpr-media-in" and env["S3_BUCKET_OUT"] == "mpr-media-out"
+        assert env["NATS_URL"] == "nats://nats:4222"
+    assert svcs["catalog"]["environment"]["DATABASE_URL"].startswith("postgresql+asyncpg://")
+    assert "--jetstream" in svcs["nats"]["command"]
+
+
+def test_compose_minio_notifies_jetstream_and_init_creates_buckets(compose):
+    minio = compose["services"]["minio"]["environment"]
+    assert minio["MINIO_NOTIFY_NATS_SUBJECT_PRIMARY"] == s.MINIO_EVENTS
+    assert minio["MINIO_NOTIFY_NATS_JETSTREAM_PRIMARY"] == "on"
+    script = "\n".join(compose["services"]["minio-init"]["command"])
+    assert "local/mpr-media-in local/mpr-media-out" in script
+    assert "anonymous set download local/mpr-media-in" in script
+    assert "mc event add" in script and "--event put,delete" in script
+
+
+def test_compose_nginx_serves_the_seed_media_paths():
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert re.search(r"location /media/in/ \{\s*proxy_pass http://minio/mpr-media-in/;", conf)
+    assert re.search(r"location /media/out/ \{\s*proxy_pass http://minio/mpr-media-out/;", conf)
+
+
+def test_compose_transcoder_grace_outlasts_its_shutdown(compose):
+    t = compose["services"]["transcoder"]
+    grace = int(t["stop_grace_period"].rstrip("s"))
+    assert grace > int(t["environment"]["TRANSCODER_SHUTDOWN_GRACE"])
+    assert t["deploy"]["replicas"] >= 2
+
+
+# --- Dockerfiles -------------------------------------------------------------------------------
+@pytest.mark.parametrize("svc", SERVICES)
+def test_dockerfile(svc):
+    path = ROOT / "services" / svc / "Dockerfile"
+    r = run("hadolint", "--config", str(ROOT / ".hadolint.yaml"), str(path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    text = path.read_text()
+    user = re.findall(r"^USER (\S+)", text, re.M)
+    assert user and user[-1].split(":")[0] not in ("root", "0")
+    assert f"--package mpr-{svc}" in text and "--frozen" in text
+    entry = re.search(r'^ENTRYPOINT \["([^"]+)"\]', text, re.M).group(1)
+    scripts = tomllib.loads((ROOT / "services" / svc / "pyproject.toml").read_text())["project"]["scripts"]
+    assert entry in scripts
+    assert ("ffmpeg" in text) == (svc in ("catalog", "transcoder"))  # ffprobe / FFmpeg where they run
+    assert "HEALTHCHECK" in text
+
+
+# --- Kubernetes ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def k8s() -> list[dict]:
+    docs = []
+    for f in sorted((ROOT / "k8s").glob("*.yaml")):
+        docs += [d for d in yaml.safe_load_all(f.read_text()) if d]
+    return docs
+
+
+def of_kind(docs, kind):
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def test_k8s_manifests_validate_against_kubernetes_schemas():
+    files = [str(f) for f in sorted((ROOT / "k8s").glob("*.yaml")) if f.name != "kustomization.yaml"]
+    r = run("kubernetes-validate", "--strict", "--quiet", *files)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_k8s_kustomization_lists_every_manifest():
+    kust = yaml.safe_load((ROOT / "k8s" / "kustomization.yaml").read_text())
+    files = {f.name for f in (ROOT / "k8s").glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(kust["resources"]) == files
+
+
+def test_k8s_workloads_are_hardened_and_probed(k8s):
+    deployments = of_kind(k8s, "Deployment")
+    assert set(SERVICES) <= deployments.keys()
+    for name in SERVICES:
+        pod = deployments[name]["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        (c,) = pod["containers"]
+        assert {"livenessProbe", "readinessProbe", "startupProbe"} <= c.keys(), name
+        assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
+        sc = c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+        assert sc["capabilities"]["drop"] == ["ALL"]
+
+
+def test_k8s_credentials_come_from_secrets(k8s):
+    for doc in k8s:
+        if doc["kind"] == "ConfigMap":
+            assert not [k for k in doc["data"] if SECRETISH.search(k)], doc["metadata"]["name"]
+        pod = (doc.get("spec", {}).get("template") or {}).get("spec")
+        for c in (pod or {}).get("containers", []):
+            for e in c.get("env", []):
+                if SECRETISH.search(e["name"]):
+                    assert "secretKeyRef" in e.get("valueFrom", {}), (doc["metadata"]["name"], e["name"])
+    assert not of_kind(k8s, "Secret"), "no Secret with literal values is committed"
+
+
+def test_k8s_transcoders_autoscale_on_consumer_lag_and_shut_down_gracefully(k8s):
+    (so,) = of_kind(k8s, "ScaledObject").values()
+    assert so["apiVersion"] == "keda.sh/v1alpha1" and so["spec"]["scaleTargetRef"]["name"] == "transcoder"
+    (trigger,) = so["spec"]["triggers"]
+    assert trigger["type"] == "nats-jetstream"
+    assert trigger["metadata"]["stream"] == s.JOBS_STREAM
+    assert trigger["metadata"]["consumer"] == s.TRANSCODERS_DURABLE
+    config = of_kind(k8s, "ConfigMap")["mpr-config"]["data"]
+    pod = of_kind(k8s, "Deployment")["transcoder"]["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] > int(config["TRANSCODER_SHUTDOWN_GRACE"])
+
+
+def test_k8s_nats_is_a_jetstream_cluster(k8s):
+    nats = of_kind(k8s, "StatefulSet")["nats"]
+    assert nats["spec"]["replicas"] >= 3
+    conf = of_kind(k8s, "ConfigMap")["nats-config"]["data"]["nats.conf"]
+    assert "jetstream" in conf and "cluster" in conf
+    assert of_kind(k8s, "ConfigMap")["mpr-config"]["data"]["NATS_STREAM_REPLICAS"] == "3"
