@@ -27,5 +27,8 @@ format: bootstrap ## ruff format + autofix
 	$(UV) run ruff format .
 	$(UV) run ruff check --fix .
 
+asyncapi: bootstrap ## Regenerate docs/asyncapi.json (the NATS contract) from the code
+	$(UV) run python -m mpr_common.asyncapi > docs/asyncapi.json
+
 bench: bootstrap ## Benchmarks (ratios) into docs/benchmarks.md
 	$(UV) run python -m bench

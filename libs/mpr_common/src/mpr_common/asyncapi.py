@@ -1,0 +1,193 @@
+"""The NATS contract as an AsyncAPI 3.0 document, generated from the subjects and the msgspec events.
+
+``python -m mpr_common.asyncapi > docs/asyncapi.json`` regenerates it; CI fails when the committed
+document and the code disagree, so other teams can publish jobs from the document alone.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from . import events as e
+from . import subjects as s
+
+
+@dataclass(frozen=True)
+class Channel:
+    id: str
+    address: str
+    message: type
+    stream: str | None
+    description: str
+    mpr_sends: bool  # MPR publishes it (else: MPR receives it)
+    headers: dict[str, str] | None = None
+
+
+TRACE = {
+    "traceparent": "W3C trace context (optional); MPR continues the trace",
+    "tracestate": "W3C (optional)",
+}
+
+CHANNELS = [
+    Channel(
+        "jobRequested",
+        s.JOB_REQUESTED,
+        e.JobRequested,
+        s.JOBS_STREAM,
+        "A job for the transcoders. Publish with JetStream and header `Nats-Msg-Id: <job_id>`: a repeated "
+        "job_id is dropped for an hour. Invalid requests end as `mpr.jobs.failed` with reason `invalid`.",
+        mpr_sends=False,
+        headers={"Nats-Msg-Id": "the job_id (deduplication)", **TRACE},
+    ),
+    Channel(
+        "jobProgress",
+        s.JOB_PROGRESS,
+        e.JobProgress,
+        s.JOBS_STREAM,
+        "Progress of a running job, at least every 2 s while FFmpeg runs.",
+        mpr_sends=True,
+        headers=TRACE,
+    ),
+    Channel(
+        "jobCompleted",
+        s.JOB_COMPLETED,
+        e.JobCompleted,
+        s.JOBS_STREAM,
+        "A job finished; its outputs are in `output_bucket`.",
+        mpr_sends=True,
+        headers=TRACE,
+    ),
+    Channel(
+        "jobFailed",
+        s.JOB_FAILED,
+        e.JobFailed,
+        s.JOBS_STREAM,
+        "A job failed for good (or was cancelled: reason `cancelled`).",
+        mpr_sends=True,
+        headers=TRACE,
+    ),
+    Channel(
+        "jobCancel",
+        s.JOB_CANCEL,
+        e.JobCancel,
+        s.JOBS_STREAM,
+        "Cancel a queued or running job.",
+        mpr_sends=False,
+        headers=TRACE,
+    ),
+    Channel(
+        "objectFound",
+        s.OBJECT_FOUND,
+        e.ObjectFound,
+        s.OBJECTS_STREAM,
+        "A media object seen in S3_BUCKET_IN (listing or bucket notification).",
+        mpr_sends=True,
+    ),
+    Channel(
+        "objectRemoved",
+        s.OBJECT_REMOVED,
+        e.ObjectRemoved,
+        s.OBJECTS_STREAM,
+        "A media object deleted from S3_BUCKET_IN.",
+        mpr_sends=True,
+    ),
+    Channel(
+        "assetRegistered",
+        s.ASSET_REGISTERED,
+        e.AssetRegistered,
+        s.ASSETS_STREAM,
+        "An asset registered by the catalog, with its ffprobe metadata (or the probe error).",
+        mpr_sends=True,
+    ),
+    Channel(
+        "deadLetter",
+        "mpr.dlq.>",
+        e.DeadLetter,
+        s.DLQ_STREAM,
+        "A message MPR gave up on, with its original payload.",
+        mpr_sends=True,
+    ),
+    Channel(
+        "minioEvents",
+        s.MINIO_EVENTS,
+        dict,
+        s.MINIO_STREAM,
+        "MinIO bucket notifications (S3 event JSON; keys URL-encoded with `+` and `%2F`).",
+        mpr_sends=False,
+    ),
+    Channel(
+        "scanRequest",
+        s.SCAN_REQUEST,
+        e.ScanRequest,
+        None,
+        "Request/reply: list S3_BUCKET_IN under a prefix; the reply is a ScanReply.",
+        mpr_sends=False,
+    ),
+]
+
+
+def document() -> dict[str, Any]:
+    types = [c.message for c in CHANNELS if c.message is not dict] + [e.ScanReply]
+    _, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+    for c in CHANNELS:
+        name = c.message.__name__ if c.message is not dict else "S3EventNotification"
+        msg: dict[str, Any] = {
+            "name": name,
+            "contentType": "application/json",
+            "payload": {"$ref": f"#/components/schemas/{name}"}
+            if c.message is not dict
+            else {"type": "object"},
+        }
+        if c.headers:
+            msg["headers"] = {
+                "type": "object",
+                "properties": {k: {"type": "string", "description": v} for k, v in c.headers.items()},
+            }
+        messages[name] = msg
+        channel: dict[str, Any] = {
+            "address": c.address,
+            "description": c.description,
+            "messages": {name: {"$ref": f"#/components/messages/{name}"}},
+        }
+        if c.stream:
+            channel["bindings"] = {"nats": {"bindingVersion": "0.1.0"}}
+            channel["x-jetstream-stream"] = c.stream
+        channels[c.id] = channel
+        operations[("send" if c.mpr_sends else "receive") + c.id[0].upper() + c.id[1:]] = {
+            "action": "send" if c.mpr_sends else "receive",
+            "channel": {"$ref": f"#/channels/{c.id}"},
+            "messages": [{"$ref": f"#/channels/{c.id}/messages/{name}"}],
+        }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "MPR media processing",
+            "version": "1.0.0",
+            "description": (
+                "NATS contract of MPR. Every payload carries `v` (schema version); new fields always have "
+                "defaults and unknown fields are ignored, so publishers and consumers can be upgraded "
+                "independently. Streams use file storage; publish with JetStream and wait for the ack."
+            ),
+        },
+        "defaultContentType": "application/json",
+        "servers": {"nats": {"host": "nats:4222", "protocol": "nats", "description": "NATS with JetStream"}},
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages, "schemas": components},
+    }
+
+
+def render() -> str:
+    return json.dumps(document(), indent=2, sort_keys=False) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())
