@@ -13,9 +13,9 @@ import pytest
 from mpr_common import subjects as s
 from mpr_devstack.servers import free_port
 from mpr_devstack.stack import DEV_API_TOKEN, Stack
+from mpr_devstack.tcp_proxy import TcpProxy
 from tests.system.conftest import FAST_RETRIES, wait_for, wait_job
 from tests.system.faults import consumer_info, stream_events
-from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.system
 

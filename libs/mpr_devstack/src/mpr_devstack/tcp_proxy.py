@@ -1,4 +1,5 @@
-"""A loopback TCP proxy that can be switched off and on: 'S3 unavailable for a while'."""
+"""A loopback TCP proxy that counts bytes and can be switched off and on (fault tests: "S3 unavailable
+for a while"; benchmarks: bytes a job read from S3)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import contextlib
 import socket
 import threading
 
-from mpr_devstack.servers import free_port
+from .servers import free_port
 
 
 class TcpProxy:
@@ -17,6 +18,8 @@ class TcpProxy:
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
         self.connections = 0
+        self.bytes_down = 0  # upstream -> client (what the client read)
+        self.bytes_up = 0
 
     @property
     def url(self) -> str:
@@ -66,13 +69,18 @@ class TcpProxy:
             self.connections += 1
             with self._lock:
                 self._conns.update((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, down in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pipe, args=(a, b, down), daemon=True).start()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, down: bool) -> None:
         try:
             while data := src.recv(65536):
                 dst.sendall(data)
+                with self._lock:
+                    if down:
+                        self.bytes_down += len(data)
+                    else:
+                        self.bytes_up += len(data)
         except OSError:
             pass
         finally:

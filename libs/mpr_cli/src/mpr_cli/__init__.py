@@ -1,0 +1,1 @@
+"""mpr: the command line for MPR."""
