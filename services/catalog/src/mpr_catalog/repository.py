@@ -54,54 +54,79 @@ class Catalog:
             return await fn()
 
     # --- assets --------------------------------------------------------------------------
-    async def register(self, obj: ObjectFound) -> tuple[Asset, bool]:
-        """Register an object; returns (asset, created_now). Idempotent on bucket+key+etag."""
-        aid = asset_id(obj.bucket, obj.key, obj.etag)
+    @staticmethod
+    def _new_asset(obj: ObjectFound, now: float) -> Asset:
+        return Asset(
+            id=asset_id(obj.bucket, obj.key, obj.etag),
+            bucket=obj.bucket,
+            key=obj.key,
+            etag=obj.etag,
+            size=obj.size,
+            media_type=media_type(obj.key),
+            last_modified=obj.last_modified,
+            first_scan_id=obj.scan_id,
+            created_at=now,
+            updated_at=now,
+        )
 
-        async def run() -> tuple[Asset, bool]:
-            async with self.sessions() as session:
-                existing = await session.get(Asset, aid)
-                if existing is not None:
-                    if existing.removed:
-                        existing.removed = False
-                        existing.updated_at = time.time()
-                        session.add(existing)
-                        await session.commit()
-                    return existing, False
-                now = time.time()
-                asset = Asset(
-                    id=aid,
-                    bucket=obj.bucket,
-                    key=obj.key,
-                    etag=obj.etag,
-                    size=obj.size,
-                    media_type=media_type(obj.key),
-                    last_modified=obj.last_modified,
-                    first_scan_id=obj.scan_id,
-                    created_at=now,
-                    updated_at=now,
+    @staticmethod
+    async def _supersede(session: AsyncSession, new: list[Asset], now: float) -> None:
+        """A new etag for the same key is a new version: older versions leave the listing."""
+        by_bucket: dict[str, list[Asset]] = {}
+        for a in new:
+            by_bucket.setdefault(a.bucket, []).append(a)
+        for bucket, assets in by_bucket.items():
+            await session.execute(
+                update(Asset)
+                .where(
+                    Asset.bucket == bucket,
+                    Asset.key.in_([a.key for a in assets]),
+                    Asset.id.not_in([a.id for a in assets]),
                 )
+                .values(removed=True, updated_at=now)
+            )
+
+    async def _register_chunk(
+        self, objects: list[ObjectFound]
+    ) -> tuple[list[Asset], dict[str, Asset]] | None:
+        """Insert the objects not yet known, in one transaction; returns (created, already known),
+        or None when another writer inserted one of them meanwhile."""
+
+        async def run():
+            ids = {asset_id(o.bucket, o.key, o.etag): o for o in objects}
+            async with self.sessions() as session:
+                rows = await session.execute(select(Asset).where(Asset.id.in_(list(ids))))
+                known = {a.id: a for a in rows.scalars()}
+                now = time.time()
+                for a in known.values():
+                    if a.removed:  # uploaded again after a delete
+                        a.removed = False
+                        a.updated_at = now
+                created = [self._new_asset(o, now) for aid, o in ids.items() if aid not in known]
                 try:
-                    session.add(asset)
+                    session.add_all(created)
                     await session.flush()
-                    # A new etag for the same key is a new version: older versions leave the listing.
-                    await session.execute(
-                        update(Asset)
-                        .where(Asset.bucket == obj.bucket, Asset.key == obj.key, Asset.id != aid)
-                        .values(removed=True, updated_at=now)
-                    )
+                    await self._supersede(session, created, now)
                     await session.commit()
                 except IntegrityError:  # registered concurrently (the other path, or another replica)
                     await session.rollback()
-                    return (await session.get(Asset, aid)), False
-                return asset, True
+                    return None
+                return created, known
 
         return await self._write(run)
 
+    async def register(self, obj: ObjectFound) -> tuple[Asset, bool]:
+        """Register an object; returns (asset, created_now). Idempotent on bucket+key+etag."""
+        while True:
+            result = await self._register_chunk([obj])
+            if result is not None:
+                created, known = result
+                return (created[0], True) if created else (next(iter(known.values())), False)
+
     async def register_batch(
-        self, objects: list[ObjectFound], scan_id: str | None
+        self, objects: list[ObjectFound], scan_id: str | None, chunk: int = 500
     ) -> tuple[list[Asset], list[str], list[str]]:
-        """Returns (new assets, registered keys, skipped keys).
+        """Returns (new assets, registered keys, skipped keys), a few transactions per thousand objects.
 
         An object counts as registered by this scan if this scan created it, whichever path
         (this request or the JetStream consumer) got to it first.
@@ -109,14 +134,21 @@ class Catalog:
         created_assets: list[Asset] = []
         registered: list[str] = []
         skipped: list[str] = []
-        for obj in objects:
-            asset, created = await self.register(obj)
-            if created:
-                created_assets.append(asset)
-            if created or (scan_id is not None and asset.first_scan_id == scan_id):
-                registered.append(obj.key)
+        for i in range(0, len(objects), chunk):
+            part = objects[i : i + chunk]
+            result = await self._register_chunk(part)
+            if result is None:  # lost a race: settle this chunk object by object
+                pairs = [await self.register(o) for o in part]
+                created = [a for a, c in pairs if c]
+                known = {a.id: a for a, c in pairs if not c}
             else:
-                skipped.append(obj.key)
+                created, known = result
+            created_ids = {a.id for a in created}
+            created_assets += created
+            for o in part:
+                aid = asset_id(o.bucket, o.key, o.etag)
+                mine = aid in created_ids or (scan_id is not None and known[aid].first_scan_id == scan_id)
+                (registered if mine else skipped).append(o.key)
         return created_assets, registered, skipped
 
     async def remove(self, ev: ObjectRemoved) -> int:
@@ -188,7 +220,10 @@ class Catalog:
                         job = await session.get(
                             Job, job_id, with_for_update=True
                         )  # row lock: no lost updates
+                before = job.model_dump()
                 mutate(job, False)
+                if job.model_dump() == before:  # a repeated or stale event: nothing to write
+                    return job  # closing the session ends the transaction (and the row lock)
                 job.updated_at = time.time()
                 session.add(job)
                 await session.commit()
