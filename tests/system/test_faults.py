@@ -248,3 +248,40 @@ def test_worker_dying_on_every_delivery_fails_the_job_after_max_deliver(make_sta
     assert done["status"] == "failed" and "gave up after 2 deliveries" in done["error"], done
     dead = [e for e in stream_events(st.nats.url, s.DLQ_STREAM, s.DLQ_JOBS) if e.get("job_id") == job_id]
     assert len(dead) == 1 and dead[0]["deliveries"] == 2
+
+
+def test_scheduled_scan_registers_new_uploads(make_stack, media_dir):
+    st = make_stack(transcoders=0, SCANNER_INTERVAL="1")
+    api = client(st)
+    key = upload_sample(st, media_dir)
+    asset = wait_for(
+        lambda: next(iter(api.get("/api/assets", params={"prefix": key}).json()["items"]), None),
+        timeout=30,
+        what="the scheduled scan to find the upload",
+    )
+    assert asset["key"] == key
+
+
+def test_large_scan_is_chunked_under_the_nats_payload_limit(make_stack):
+    """6,000 objects: the listing is ~1.3 MB of events, more than one NATS message may carry."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    st = make_stack(transcoders=0, CATALOG_PROBE_CONCURRENCY="1")
+    s3c = st.s3_client()
+    n = 6000
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda i: s3c.put_object(Bucket="mpr-media-in", Key=f"bulk/{i:05d}.mp4", Body=b"x"), range(n)))
+    api = client(st)
+    r = api.post("/api/assets/scan", json={"prefix": "bulk/"}, timeout=300)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["found"], body["registered"], body["skipped"]) == (n, n, 0)
+    assert len(set(body["files"])) == n
+    assert api.get("/api/assets", params={"prefix": "bulk/", "limit": 1}).json()["total"] == n
+
+
+def test_scan_without_a_scanner_is_503_with_the_reason(make_stack):
+    st = make_stack(transcoders=0)
+    st.services["scanner"].stop()
+    r = client(st).post("/api/assets/scan")
+    assert r.status_code == 503 and r.json()["detail"] == "no scanner service is running"

@@ -125,14 +125,14 @@ CHANNELS = [
         s.SCAN_REQUEST,
         e.ScanRequest,
         None,
-        "Request/reply: list S3_BUCKET_IN under a prefix; the reply is a ScanReply.",
+        "Request/reply: list S3_BUCKET_IN under a prefix; replies are ScanChunk messages (the last has done=true).",
         mpr_sends=False,
     ),
 ]
 
 
 def document() -> dict[str, Any]:
-    types = [c.message for c in CHANNELS if c.message is not dict] + [e.ScanReply]
+    types = [c.message for c in CHANNELS if c.message is not dict] + [e.ScanChunk]
     _, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}

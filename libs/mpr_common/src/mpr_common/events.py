@@ -149,9 +149,12 @@ class ScanRequest(Event, kw_only=True):
     prefix: str = ""
 
 
-class ScanReply(Event, kw_only=True):
+class ScanChunk(Event, kw_only=True):
+    """Replies to a ScanRequest come in chunks (each well under NATS's max payload); the last has done=True."""
+
     scan_id: str
     objects: list[ObjectFound] = msgspec.field(default_factory=list)
+    done: bool = True
     error: str | None = None
 
 

@@ -18,6 +18,25 @@ class ProbeError(RuntimeError):
     pass
 
 
+# FFmpeg/ffprobe messages that mean the source could not be reached, not that it is bad media.
+NETWORK_ERROR_MARKERS = (
+    "Connection refused",
+    "Connection reset",
+    "Connection timed out",
+    "timed out",
+    "Server returned 5",
+    "Server returned 403",
+    "Network is unreachable",
+    "Input/output error",
+    "Temporary failure in name resolution",
+    "Broken pipe",
+)
+
+
+def looks_like_network_error(tail: str) -> bool:
+    return any(m in tail for m in NETWORK_ERROR_MARKERS)
+
+
 def ffprobe_args(url: str, protocols: str = NETWORK_PROTOCOLS) -> list[str]:
     return [
         "ffprobe",

@@ -70,7 +70,7 @@ async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
 async def ensure_job_state_kv(js: JetStreamContext, replicas: int = 1):
     try:
         return await js.key_value(s.JOB_STATE_KV)
-    except (NotFoundError, Exception):
+    except NotFoundError:  # BucketNotFoundError: first start
         return await js.create_key_value(
             KeyValueConfig(
                 bucket=s.JOB_STATE_KV, history=1, ttl=14 * DAY, storage=StorageType.FILE, replicas=replicas

@@ -19,11 +19,12 @@ from mpr_common.events import (
     JobProgress,
     JobRequested,
     JobView,
+    ObjectFound,
     Query,
     QueryReply,
     RegisterReply,
     RegisterRequest,
-    ScanReply,
+    ScanChunk,
     ScanRequest,
     new_id,
 )
@@ -36,6 +37,7 @@ from .schemas import JobCallback, JobCreate, JobOut, ScanResult
 from .settings import ApiSettings
 
 T = TypeVar("T")
+REGISTER_CHUNK = 500  # objects per register request (well under NATS's max payload)
 
 
 class Unavailable(Exception):
@@ -61,7 +63,7 @@ class Backend:
         self.js = nc.jetstream()
         self.kv = kv
         self.public_s3 = public_s3
-        self._reply = decoder(QueryReply)
+        self._scan_chunk = decoder(ScanChunk)
 
     async def _request(
         self, subject: str, payload: Any, reply_type: type[T], timeout: float | None = None
@@ -88,19 +90,43 @@ class Backend:
             except ValueError as exc:
                 raise BadRequest(f"prefix: {exc}") from None
         req = ScanRequest(scan_id=new_id(), prefix=prefix)
-        scan = await self._request(s.SCAN_REQUEST, req, ScanReply, self.settings.scan_timeout)
-        reg = await self._request(
-            s.CATALOG_REGISTER,
-            RegisterRequest(scan_id=req.scan_id, objects=scan.objects),
-            RegisterReply,
-            self.settings.scan_timeout,
-        )
+        objects = await self._scan(req)
+        registered = skipped = 0
+        for i in range(0, len(objects), REGISTER_CHUNK):
+            reg = await self._request(
+                s.CATALOG_REGISTER,
+                RegisterRequest(scan_id=req.scan_id, objects=objects[i : i + REGISTER_CHUNK]),
+                RegisterReply,
+                self.settings.scan_timeout,
+            )
+            registered += len(reg.registered)
+            skipped += len(reg.skipped)
         return ScanResult(
-            found=len(scan.objects),
-            registered=len(reg.registered),
-            skipped=len(reg.skipped),
-            files=[o.key for o in scan.objects],
+            found=len(objects), registered=registered, skipped=skipped, files=[o.key for o in objects]
         )
+
+    async def _scan(self, req: ScanRequest) -> list[ObjectFound]:
+        """Ask a scanner; collect its chunked reply from our own inbox."""
+        inbox = self.nc.new_inbox()
+        sub = await self.nc.subscribe(inbox)
+        objects: list[ObjectFound] = []
+        try:
+            await self.nc.publish(s.SCAN_REQUEST, encode(req), reply=inbox)
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=self.settings.scan_timeout)
+                except (TimeoutError, NatsTimeoutError):
+                    raise Unavailable("the scanner service did not answer in time") from None
+                if msg.headers and msg.headers.get("Status") == "503":
+                    raise Unavailable("no scanner service is running")
+                chunk = self._scan_chunk.decode(msg.data)
+                if chunk.error:
+                    raise (BadRequest if chunk.error.startswith("bad request") else Unavailable)(chunk.error)
+                objects += chunk.objects
+                if chunk.done:
+                    return objects
+        finally:
+            await sub.unsubscribe()
 
     async def list_assets(self, limit: int, offset: int, prefix: str | None) -> QueryReply:
         return await self._request(

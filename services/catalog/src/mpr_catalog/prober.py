@@ -7,14 +7,21 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from botocore.exceptions import BotoCoreError
+
 from mpr_common.events import MediaInfo
-from mpr_common.mediainfo import ProbeError, probe
+from mpr_common.mediainfo import ProbeError, looks_like_network_error, probe
 from mpr_common.metrics import PROBE_SECONDS
 from mpr_common.storage import get_presigned_url
 
 from .models import Asset
 
 log = logging.getLogger(__name__)
+
+
+class SourceUnreachable(Exception):
+    """S3 could not be reached: probe again later, the asset stays pending."""
+
 
 ProbeDone = Callable[[Asset, MediaInfo | None, str | None], Awaitable[None]]
 
@@ -23,11 +30,19 @@ class Prober:
     """A bounded pool of ffprobe runs fed by a queue; a crash loses nothing since pending
     assets are re-queued from the database at start-up."""
 
-    def __init__(self, s3_client, on_done: ProbeDone, concurrency: int = 2, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        s3_client,
+        on_done: ProbeDone,
+        concurrency: int = 2,
+        timeout: float = 60.0,
+        retry_delay: float = 10.0,
+    ) -> None:
         self.s3 = s3_client
         self.on_done = on_done
         self.concurrency = concurrency
         self.timeout = timeout
+        self.retry_delay = retry_delay
         self.queue: asyncio.Queue[Asset] = asyncio.Queue()
         self._queued: set[str] = set()
         self._tasks: list[asyncio.Task] = []
@@ -55,6 +70,9 @@ class Prober:
                 await self.on_done(asset, info, error)
             except asyncio.CancelledError:
                 raise
+            except (SourceUnreachable, BotoCoreError) as exc:
+                log.warning("probe deferred: %s", exc, extra={"asset_id": asset.id})
+                asyncio.get_running_loop().call_later(self.retry_delay, self.submit, asset)
             except Exception:  # the asset stays pending and is retried at the next start
                 log.exception("probe bookkeeping failed", extra={"asset_id": asset.id})
             finally:
@@ -70,5 +88,7 @@ class Prober:
             return info, None
         except ProbeError as exc:
             PROBE_SECONDS.labels("error").observe(time.monotonic() - started)
+            if looks_like_network_error(str(exc)):
+                raise SourceUnreachable(str(exc)) from None
             log.info("probe failed: %s", exc, extra={"asset_id": asset.id, "key": asset.key})
             return None, str(exc)

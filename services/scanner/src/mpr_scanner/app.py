@@ -14,7 +14,7 @@ from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 
 from mpr_common import subjects as s
 from mpr_common.codec import DecodeError, ValidationError, decoder, encode
-from mpr_common.events import DeadLetter, ObjectFound, ObjectRemoved, ScanReply, ScanRequest, new_id
+from mpr_common.events import DeadLetter, ObjectFound, ObjectRemoved, ScanChunk, ScanRequest, new_id
 from mpr_common.keys import InvalidKeyError
 from mpr_common.metrics import OBJECTS_EMITTED, SCAN_SECONDS
 from mpr_common.ops_server import OpsServer
@@ -32,6 +32,9 @@ def object_msg_id(ev: ObjectFound | ObjectRemoved) -> str:
     if isinstance(ev, ObjectFound):
         return f"found:{ev.bucket}/{ev.key}@{ev.etag}"
     return f"removed:{ev.bucket}/{ev.key}@{ev.at}"
+
+
+SCAN_CHUNK = 500  # objects per reply message (~100 KB)
 
 
 def broker_connected(broker: NatsBroker) -> bool:
@@ -88,21 +91,33 @@ def create_app(settings: ScannerSettings) -> FastStream:
         log.info("scan %s: %d media objects under %r", req.scan_id, len(found), req.prefix)
         return found
 
-    @broker.subscriber(s.SCAN_REQUEST, queue="scanner")
-    async def on_scan_request(msg: NatsMessage) -> bytes:
+    @broker.subscriber(s.SCAN_REQUEST, queue="scanner", no_reply=True)
+    async def on_scan_request(msg: NatsMessage) -> None:
+        """Reply in chunks to the requester's inbox: a large bucket never exceeds NATS's max payload."""
+        reply = msg.raw_message.reply
+        if not reply:
+            return
+
+        async def send(chunk: ScanChunk) -> None:
+            await broker.publish(encode(chunk), reply)
+
         try:
             req = scan_decoder.decode(msg.raw_message.data)
         except (DecodeError, ValidationError) as exc:
-            return encode(ScanReply(scan_id="", error=f"bad request: {exc}"))
+            await send(ScanChunk(scan_id="", error=f"bad request: {exc}"))
+            return
         try:
-            return encode(ScanReply(scan_id=req.scan_id, objects=await scan(req)))
+            found = await scan(req)
         except InvalidKeyError as exc:
-            return encode(ScanReply(scan_id=req.scan_id, error=str(exc)))
+            await send(ScanChunk(scan_id=req.scan_id, error=str(exc)))
+            return
         except Exception as exc:  # S3 down: the caller gets the reason
             log.exception("scan failed")
-            return encode(
-                ScanReply(scan_id=req.scan_id, error=f"listing {settings.s3.bucket_in} failed: {exc}")
-            )
+            await send(ScanChunk(scan_id=req.scan_id, error=f"listing {settings.s3.bucket_in} failed: {exc}"))
+            return
+        for i in range(0, max(len(found), 1), SCAN_CHUNK):
+            part = found[i : i + SCAN_CHUNK]
+            await send(ScanChunk(scan_id=req.scan_id, objects=part, done=i + SCAN_CHUNK >= len(found)))
 
     @broker.subscriber(
         s.MINIO_EVENTS,

@@ -49,24 +49,6 @@ def parse_progress_block(lines: list[str]) -> ProgressReport:
     return rep
 
 
-NETWORK_ERROR_MARKERS = (
-    "Connection refused",
-    "Connection reset",
-    "Connection timed out",
-    "timed out",
-    "Server returned 5",
-    "Server returned 403",
-    "Network is unreachable",
-    "Input/output error",
-    "Temporary failure in name resolution",
-    "Broken pipe",
-)
-
-
-def looks_like_network_error(tail: str) -> bool:
-    return any(m in tail for m in NETWORK_ERROR_MARKERS)
-
-
 async def run_ffmpeg(
     args: list[str],
     on_progress: Callable[[ProgressReport], None],

@@ -17,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mpr_common.events import JobRequested, MediaInfo
 from mpr_common.jobs import JobRequestError, normalize_job
-from mpr_common.mediainfo import ProbeError, probe
+from mpr_common.mediainfo import ProbeError, looks_like_network_error, probe
 from mpr_common.presets import PRESETS
 from mpr_common.settings import S3Settings
 from mpr_common.storage import get_presigned_url, head_object, upload_file
@@ -28,7 +28,6 @@ from .ffmpeg_runner import (
     FfmpegError,
     FfmpegTimeout,
     ProgressReport,
-    looks_like_network_error,
     run_ffmpeg,
 )
 

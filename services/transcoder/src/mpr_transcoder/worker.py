@@ -30,6 +30,7 @@ from mpr_common.metrics import (
     JOBS_FINISHED,
     JOBS_IN_FLIGHT,
 )
+from mpr_common.streams import ensure_job_state_kv, ensure_streams
 from mpr_common.tracing import span_from
 
 from .ffmpeg_runner import ProgressReport
@@ -81,8 +82,6 @@ class Worker:
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def setup(self) -> None:
-        from mpr_common.streams import ensure_job_state_kv, ensure_streams
-
         await ensure_streams(self.js, self.settings.nats.stream_replicas)
         self.kv = await ensure_job_state_kv(self.js, self.settings.nats.stream_replicas)
         try:
