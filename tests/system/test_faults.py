@@ -270,7 +270,11 @@ def test_large_scan_is_chunked_under_the_nats_payload_limit(make_stack):
     s3c = st.s3_client()
     n = 6000
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda i: s3c.put_object(Bucket="mpr-media-in", Key=f"bulk/{i:05d}.mp4", Body=b"x"), range(n)))
+        list(
+            pool.map(
+                lambda i: s3c.put_object(Bucket="mpr-media-in", Key=f"bulk/{i:05d}.mp4", Body=b"x"), range(n)
+            )
+        )
     api = client(st)
     r = api.post("/api/assets/scan", json={"prefix": "bulk/"}, timeout=300)
     assert r.status_code == 200, r.text

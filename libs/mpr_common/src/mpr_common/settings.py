@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DEFAULT_BUCKET_IN = "mpr-media-in"
 DEFAULT_BUCKET_OUT = "mpr-media-out"
@@ -74,3 +74,26 @@ class NatsSettings:
         if self.token:
             opts["token"] = self.token
         return opts
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSettings:
+    """What every service reads: logging, the metrics/health port, S3 and NATS. Each service's
+    settings extend it with their own fields and build it in ``from_env`` via :meth:`common_from_env`."""
+
+    metrics_port: int = 0  # /metrics and /health/* (0 = off; the API serves them on its own port)
+    log_level: str = "INFO"
+    log_format: str = "json"
+    s3: S3Settings = field(default_factory=S3Settings)
+    nats: NatsSettings = field(default_factory=NatsSettings)
+
+    @staticmethod
+    def common_from_env(env: Mapping[str, str] | None = None) -> dict[str, object]:
+        e = _env(env)
+        return {
+            "metrics_port": int(e.get("METRICS_PORT", "0")),
+            "log_level": e.get("LOG_LEVEL", "INFO"),
+            "log_format": e.get("LOG_FORMAT", "json"),
+            "s3": S3Settings.from_env(e),
+            "nats": NatsSettings.from_env(e),
+        }

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import warnings
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import msgspec
 from faststream import AckPolicy, FastStream
-from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsBroker, NatsMessage
-from faststream.nats.opentelemetry import NatsTelemetryMiddleware
+from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsMessage
 from nats.aio.client import Client
 
 from mpr_common import subjects as s
@@ -33,6 +31,7 @@ from mpr_common.events import (
     RegisterReply,
     RegisterRequest,
 )
+from mpr_common.faststream_support import dead_letter_publisher, make_broker, settle
 from mpr_common.jobs import TERMINAL
 from mpr_common.metrics import CATALOG_ASSETS, CATALOG_EVENTS, CATALOG_JOBS
 from mpr_common.ops_server import OpsServer
@@ -48,15 +47,14 @@ from .settings import CatalogSettings
 
 log = logging.getLogger("mpr.catalog")
 
-# FastStream warns that a durable push consumer does not scale; ours has a queue group of the same name.
-warnings.filterwarnings("ignore", message=".*Push consumer with the `durable` option.*")
 
-_JOB_EVENT_TYPES = {
-    s.JOB_REQUESTED: JobRequested,
-    s.JOB_PROGRESS: JobProgress,
-    s.JOB_COMPLETED: JobCompleted,
-    s.JOB_FAILED: JobFailed,
-    s.JOB_CANCEL: JobCancel,
+# subject -> (event type, Catalog method recording it)
+_JOB_EVENT_HANDLERS: dict[str, tuple[type, str]] = {
+    s.JOB_REQUESTED: (JobRequested, "record_requested"),
+    s.JOB_PROGRESS: (JobProgress, "record_progress"),
+    s.JOB_COMPLETED: (JobCompleted, "record_completed"),
+    s.JOB_FAILED: (JobFailed, "record_failed"),
+    s.JOB_CANCEL: (JobCancel, "record_cancel"),
 }
 MAX_DELIVER = 10
 
@@ -78,35 +76,13 @@ class MaxDeliveriesAdvisory(msgspec.Struct):
 
 
 def create_app(settings: CatalogSettings) -> FastStream:
-    broker = NatsBroker(
-        settings.nats.url.split(","),
-        token=settings.nats.token,
-        logger=None,
-        middlewares=[NatsTelemetryMiddleware()],
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
-    )
+    broker = make_broker(settings.nats)
     res: dict[str, Resources] = {}
 
     def r() -> Resources:
         return res["r"]
 
-    async def publish_dead_letter(msg: NatsMessage, error: str) -> None:
-        raw = msg.raw_message
-        meta = raw.metadata if raw.reply else None
-        await broker.publish(
-            encode(
-                DeadLetter(
-                    subject=raw.subject,
-                    error=error,
-                    payload=raw.data.decode("utf-8", "replace"),
-                    stream_seq=meta.sequence.stream if meta else None,
-                    deliveries=meta.num_delivered if meta else 0,
-                )
-            ),
-            "mpr.dlq.catalog",
-            stream=s.DLQ_STREAM,
-        )
+    publish_dead_letter = dead_letter_publisher(broker, "mpr.dlq.catalog")
 
     async def on_probed(asset: Asset, info: MediaInfo | None, error: str | None) -> None:
         updated = await r().catalog.set_probe_result(asset.id, info, error)
@@ -144,22 +120,16 @@ def create_app(settings: CatalogSettings) -> FastStream:
     )
     async def on_object(msg: NatsMessage) -> None:
         raw = msg.raw_message
-        try:
+
+        async def work() -> None:
             if raw.subject == s.OBJECT_FOUND:
                 asset, created = await r().catalog.register(decode(raw.data, ObjectFound))
                 if created or asset.probe_status == "pending":
                     r().prober.submit(asset)
             elif raw.subject == s.OBJECT_REMOVED:
                 await r().catalog.remove(decode(raw.data, ObjectRemoved))
-        except (DecodeError, ValidationError) as exc:
-            await publish_dead_letter(msg, f"undecodable: {exc}")
-            await msg.ack()
-            return
-        except Exception:
-            log.exception("object event failed; will be redelivered")
-            await msg.nack(delay=2)
-            return
-        await msg.ack()
+
+        await settle(msg, work, publish_dead_letter)
 
     @broker.subscriber(
         s.JOBS_ALL,
@@ -172,33 +142,17 @@ def create_app(settings: CatalogSettings) -> FastStream:
     )
     async def on_job_event(msg: NatsMessage) -> None:
         raw = msg.raw_message
-        type_ = _JOB_EVENT_TYPES.get(raw.subject)
         CATALOG_EVENTS.labels(raw.subject).inc()
-        if type_ is None:
+        handler = _JOB_EVENT_HANDLERS.get(raw.subject)
+        if handler is None:
             await msg.ack()
             return
-        try:
-            ev = decode(raw.data, type_)
-            c = r().catalog
-            if isinstance(ev, JobRequested):
-                await c.record_requested(ev)
-            elif isinstance(ev, JobProgress):
-                await c.record_progress(ev)
-            elif isinstance(ev, JobCompleted):
-                await c.record_completed(ev)
-            elif isinstance(ev, JobFailed):
-                await c.record_failed(ev)
-            elif isinstance(ev, JobCancel):
-                await c.record_cancel(ev)
-        except (DecodeError, ValidationError) as exc:
-            await publish_dead_letter(msg, f"undecodable: {exc}")
-            await msg.ack()
-            return
-        except Exception:
-            log.exception("job event failed; will be redelivered")
-            await msg.nack(delay=2)
-            return
-        await msg.ack()
+        type_, method = handler
+
+        async def work() -> None:
+            await getattr(r().catalog, method)(decode(raw.data, type_))
+
+        await settle(msg, work, publish_dead_letter)
 
     @broker.subscriber(
         s.MAX_DELIVERIES_ADVISORY,

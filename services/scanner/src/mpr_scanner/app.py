@@ -5,16 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import warnings
 from contextlib import asynccontextmanager
 
 from faststream import AckPolicy, FastStream
-from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsBroker, NatsMessage
-from faststream.nats.opentelemetry import NatsTelemetryMiddleware
+from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsMessage
 
 from mpr_common import subjects as s
 from mpr_common.codec import DecodeError, ValidationError, decoder, encode
-from mpr_common.events import DeadLetter, ObjectFound, ObjectRemoved, ScanChunk, ScanRequest, new_id
+from mpr_common.events import ObjectFound, ObjectRemoved, ScanChunk, ScanRequest, new_id
+from mpr_common.faststream_support import broker_connected, dead_letter_publisher, make_broker, settle
 from mpr_common.keys import InvalidKeyError
 from mpr_common.metrics import OBJECTS_EMITTED, SCAN_SECONDS
 from mpr_common.ops_server import OpsServer
@@ -25,7 +24,6 @@ from .minio_events import translate
 from .settings import ScannerSettings
 
 log = logging.getLogger("mpr.scanner")
-warnings.filterwarnings("ignore", message=".*Push consumer with the `durable` option.*")
 
 
 def object_msg_id(ev: ObjectFound | ObjectRemoved) -> str:
@@ -37,20 +35,9 @@ def object_msg_id(ev: ObjectFound | ObjectRemoved) -> str:
 SCAN_CHUNK = 500  # objects per reply message (~100 KB)
 
 
-def broker_connected(broker: NatsBroker) -> bool:
-    conn = getattr(broker, "_connection", None)
-    return bool(conn is not None and conn.is_connected)
-
-
 def create_app(settings: ScannerSettings) -> FastStream:
-    broker = NatsBroker(
-        settings.nats.url.split(","),
-        token=settings.nats.token,
-        logger=None,
-        middlewares=[NatsTelemetryMiddleware()],
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
-    )
+    broker = make_broker(settings.nats)
+    dead_letter = dead_letter_publisher(broker, "mpr.dlq.scanner")
     state: dict[str, object] = {}
     scan_decoder = decoder(ScanRequest)
 
@@ -129,30 +116,10 @@ def create_app(settings: ScannerSettings) -> FastStream:
         config=ConsumerConfig(max_deliver=10, ack_wait=30),
     )
     async def on_minio_event(msg: NatsMessage) -> None:
-        raw = msg.raw_message
-        try:
-            events = translate(raw.data, settings.s3.bucket_in)
-        except (DecodeError, ValidationError) as exc:
-            await broker.publish(
-                encode(
-                    DeadLetter(
-                        subject=raw.subject,
-                        error=f"not S3 event JSON: {exc}",
-                        payload=raw.data.decode("utf-8", "replace"),
-                    )
-                ),
-                "mpr.dlq.scanner",
-                stream=s.DLQ_STREAM,
-            )
-            await msg.ack()
-            return
-        try:
-            await emit(events)
-        except Exception:
-            log.exception("publishing notification events failed; will be redelivered")
-            await msg.nack(delay=2)
-            return
-        await msg.ack()
+        async def work() -> None:
+            await emit(translate(msg.raw_message.data, settings.s3.bucket_in))
+
+        await settle(msg, work, dead_letter)
 
     async def scheduled() -> None:
         while True:

@@ -5,11 +5,11 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mpr_common.settings import NatsSettings, S3Settings
+from mpr_common.settings import ServiceSettings
 
 
 @dataclass(frozen=True, slots=True)
-class TranscoderSettings:
+class TranscoderSettings(ServiceSettings):
     worker: str = field(default_factory=socket.gethostname)
     concurrency: int = 1  # FFmpeg jobs at once per replica (FFmpeg itself is multi-threaded)
     workdir: str = "/tmp/mpr-transcoder"
@@ -22,17 +22,13 @@ class TranscoderSettings:
     max_output_bytes: int = 50 * 1024**3
     progress_interval: float = 1.0
     shutdown_grace: float = 20.0
-    metrics_port: int = 0  # /metrics and /health/* (0 = off)
-    log_level: str = "INFO"
-    log_format: str = "json"
-    s3: S3Settings = field(default_factory=S3Settings)
-    nats: NatsSettings = field(default_factory=NatsSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TranscoderSettings:
         e = os.environ if env is None else env
         d = cls
         return cls(
+            **cls.common_from_env(e),
             worker=e.get("MPR_INSTANCE") or e.get("HOSTNAME") or socket.gethostname(),
             concurrency=int(e.get("TRANSCODER_CONCURRENCY", "1")),
             workdir=e.get("TRANSCODER_WORKDIR", d.workdir),
@@ -45,9 +41,4 @@ class TranscoderSettings:
             max_output_bytes=int(e.get("TRANSCODER_MAX_OUTPUT_BYTES", str(50 * 1024**3))),
             progress_interval=float(e.get("TRANSCODER_PROGRESS_INTERVAL", "1")),
             shutdown_grace=float(e.get("TRANSCODER_SHUTDOWN_GRACE", "20")),
-            metrics_port=int(e.get("METRICS_PORT", "0")),
-            log_level=e.get("LOG_LEVEL", "INFO"),
-            log_format=e.get("LOG_FORMAT", "json"),
-            s3=S3Settings.from_env(e),
-            nats=NatsSettings.from_env(e),
         )
