@@ -230,11 +230,13 @@ def report(res: dict, quick: bool) -> str:
         f"| POST /api/jobs ({ap['requests']} requests, {ap['concurrency']} concurrent, no transcoders) | "
         f"p50 {ap['p50_ms']:.1f} ms, p99 {ap['p99_ms']:.1f} ms | **{ap['per_s']:.0f} req/s** |",
         "",
-        "How to read it: the transcode ratio is MPR's overhead (queueing, presigned-URL streaming from S3, probe, "
-        "upload, events) relative to FFmpeg alone on a local file; the trim row shows FFmpeg's input seeking "
-        "reading by HTTP range requests instead of downloading the source. The 10 s trim `copy` reads key-frame "
-        "aligned ranges; the re-encode reads the same ranges. Scan and API rows are throughput on this 2-core "
-        "machine with every service sharing it.",
+        "How to read it: the transcode ratio is MPR's overhead (queueing, probing the source over a presigned "
+        "URL, streaming it from S3 instead of a local disk, uploading the result, the job events) relative to "
+        "FFmpeg alone on a local file. In the trim rows a 10 s span is "
+        f"{10 / tr['seconds']:.3f} of the source; the rest of what is read is the header (moov) and the "
+        "read-ahead of FFmpeg's open-ended HTTP range requests, once for the transcoder's ffprobe and once "
+        "for FFmpeg, which seeks with range requests instead of downloading the file. Scan and API rows are "
+        "throughput on this 2-core machine with every service, the broker and the S3 server sharing it.",
         "",
     ]
     return "\n".join(lines)
