@@ -46,6 +46,19 @@ def upload_sample(st: Stack, media_dir, name: str = "sample.mp4") -> str:
     return key
 
 
+def start_long_job(st: Stack, api: httpx.Client, media_dir, wait_progress: bool = True) -> str:
+    """A VP9 transcode (several seconds of FFmpeg on this machine); by default, wait until it runs."""
+    key = upload_sample(st, media_dir)
+    job_id = api.post(
+        "/api/jobs", json={"kind": "transcode", "source_key": key, "preset": "vp9-720p"}
+    ).json()["job"]["id"]
+    if wait_progress:
+        wait_for(
+            lambda: api.get(f"/api/jobs/{job_id}").json()["job"]["progress"] > 0, what="job to make progress"
+        )
+    return job_id
+
+
 def output_objects(st: Stack, job: dict) -> list[str]:
     prefix = job["output_key"].rsplit("/", 1)[0] + "/"
     resp = st.s3_client().list_objects_v2(Bucket="mpr-media-out", Prefix=prefix)
@@ -59,13 +72,7 @@ def completed_events(st: Stack, job_id: str) -> list[dict]:
 def test_kill_9_transcoder_mid_job_another_replica_finishes(make_stack, media_dir):
     st = make_stack(transcoders=1)
     api = client(st)
-    key = upload_sample(st, media_dir)
-    job_id = api.post(
-        "/api/jobs", json={"kind": "transcode", "source_key": key, "preset": "vp9-720p"}
-    ).json()["job"]["id"]
-    wait_for(
-        lambda: api.get(f"/api/jobs/{job_id}").json()["job"]["progress"] > 0, what="job to make progress"
-    )
+    job_id = start_long_job(st, api, media_dir)
     st.services["transcoder-1"].popen.kill()  # SIGKILL: no NAK, no goodbye
     st.services["transcoder-1"].popen.wait()
     st.start_service("transcoder", "transcoder-2")
@@ -200,13 +207,7 @@ def test_sigterm_hands_unfinished_work_back_promptly(make_stack, media_dir):
     # ack_wait 60 s: if the job moves to the new replica within a few seconds, it was NAKed, not timed out.
     st = make_stack(transcoders=1, TRANSCODER_ACK_WAIT="60", TRANSCODER_SHUTDOWN_GRACE="10")
     api = client(st)
-    key = upload_sample(st, media_dir)
-    job_id = api.post(
-        "/api/jobs", json={"kind": "transcode", "source_key": key, "preset": "vp9-720p"}
-    ).json()["job"]["id"]
-    wait_for(
-        lambda: api.get(f"/api/jobs/{job_id}").json()["job"]["progress"] > 0, what="job to make progress"
-    )
+    job_id = start_long_job(st, api, media_dir)
     t1 = st.services["transcoder-1"]
     t0 = time.monotonic()
     t1.signal(signal.SIGTERM)
@@ -228,10 +229,7 @@ def test_sigterm_hands_unfinished_work_back_promptly(make_stack, media_dir):
 def test_worker_dying_on_every_delivery_fails_the_job_after_max_deliver(make_stack, media_dir):
     st = make_stack(transcoders=1, TRANSCODER_MAX_DELIVER="2", TRANSCODER_ACK_WAIT="4")
     api = client(st)
-    key = upload_sample(st, media_dir)
-    job_id = api.post(
-        "/api/jobs", json={"kind": "transcode", "source_key": key, "preset": "vp9-720p"}
-    ).json()["job"]["id"]
+    job_id = start_long_job(st, api, media_dir, wait_progress=False)
     for n in (1, 2):
         name = f"transcoder-{n}"
         wait_for(
