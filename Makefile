@@ -10,13 +10,14 @@ help: ## Show this help
 bootstrap: ## Install uv, ffmpeg (Debian) and the workspace
 	@./scripts/bootstrap.sh
 
-dev: bootstrap ## Start nats-server, moto S3, SQLite and all services on loopback (Ctrl-C stops)
+dev: ## Start nats-server, moto S3, SQLite and all services on loopback (Ctrl-C stops)
+	@MPR_BOOTSTRAP_POSTGRES=0 ./scripts/bootstrap.sh
 	$(UV) run mpr-dev
 
 test: bootstrap ## Install everything and run all tests (real servers on random ports)
 	$(UV) run pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
-test-unit: bootstrap ## Unit tests only (no servers)
+test-unit: bootstrap ## Tests without the whole system (unit, storage on moto, PostgreSQL, deploy checks)
 	$(UV) run pytest -m "not system" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 lint: bootstrap ## ruff check + format check
