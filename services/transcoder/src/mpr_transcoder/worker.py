@@ -1,6 +1,10 @@
 """The NATS side of a transcoder: one shared durable pull consumer, explicit acks, in-progress
 acks while FFmpeg runs, NAK with backoff for transient failures, dead letters after MaxDeliver,
-and a prompt NAK of unfinished work on SIGTERM."""
+and a prompt NAK of unfinished work on SIGTERM.
+
+Written on nats-py directly rather than a FastStream subscriber: the worker loop needs exact control of
+when it fetches (only with a free slot), of in-progress acks during a long FFmpeg run, of NAK delays, and
+of the order of shutdown (stop fetching, kill FFmpeg, NAK, unsubscribe, drain)."""
 
 from __future__ import annotations
 
