@@ -74,3 +74,22 @@ async def settle(
         await msg.nack(delay=retry_delay)
         return
     await msg.ack()
+
+
+def durable_subscriber(
+    broker: Any, subject: str, stream: str, durable: str, max_deliver: int = 10, ack_wait: float = 30
+) -> Any:
+    """A push consumer shared by every replica of a service: the durable name is also the queue
+    group, delivery starts at the stream's beginning, and handlers settle messages themselves."""
+    from faststream import AckPolicy
+    from faststream.nats import ConsumerConfig, DeliverPolicy, JStream
+
+    return broker.subscriber(
+        subject,
+        stream=JStream(stream, declare=False),
+        durable=durable,
+        queue=durable,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.MANUAL,
+        config=ConsumerConfig(max_deliver=max_deliver, ack_wait=ack_wait),
+    )

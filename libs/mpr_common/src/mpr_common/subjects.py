@@ -8,6 +8,7 @@ PREFIX = "mpr"
 OBJECTS_STREAM = "MPR_OBJECTS"
 OBJECT_FOUND = "mpr.objects.found"
 OBJECT_REMOVED = "mpr.objects.removed"
+OBJECTS_ALL = "mpr.objects.*"
 
 # --- JetStream: assets (catalog -> anyone) ---------------------------------------------
 ASSETS_STREAM = "MPR_ASSETS"
@@ -26,6 +27,8 @@ TRANSCODERS_DURABLE = "transcoders"  # the one pull consumer all transcoder repl
 # --- JetStream: dead letters ----------------------------------------------------------
 DLQ_STREAM = "MPR_DLQ"
 DLQ_JOBS = "mpr.dlq.jobs"
+DLQ_CATALOG = "mpr.dlq.catalog"
+DLQ_SCANNER = "mpr.dlq.scanner"
 
 # --- JetStream: JetStream's own max-deliveries advisories for the transcoders' consumer -----
 # Kept in a stream so that a job whose worker died on every delivery is failed even if the

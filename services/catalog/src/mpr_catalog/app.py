@@ -8,8 +8,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import msgspec
-from faststream import AckPolicy, FastStream
-from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsMessage
+from faststream import FastStream
+from faststream.nats import NatsMessage
 from nats.aio.client import Client
 
 from mpr_common import subjects as s
@@ -31,7 +31,7 @@ from mpr_common.events import (
     RegisterReply,
     RegisterRequest,
 )
-from mpr_common.faststream_support import dead_letter_publisher, make_broker, settle
+from mpr_common.faststream_support import dead_letter_publisher, durable_subscriber, make_broker, settle
 from mpr_common.jobs import TERMINAL
 from mpr_common.metrics import CATALOG_ASSETS, CATALOG_EVENTS, CATALOG_JOBS
 from mpr_common.ops_server import OpsServer
@@ -82,7 +82,7 @@ def create_app(settings: CatalogSettings) -> FastStream:
     def r() -> Resources:
         return res["r"]
 
-    publish_dead_letter = dead_letter_publisher(broker, "mpr.dlq.catalog")
+    publish_dead_letter = dead_letter_publisher(broker, s.DLQ_CATALOG)
 
     async def on_probed(asset: Asset, info: MediaInfo | None, error: str | None) -> None:
         updated = await r().catalog.set_probe_result(asset.id, info, error)
@@ -107,17 +107,7 @@ def create_app(settings: CatalogSettings) -> FastStream:
         )
 
     # --- JetStream consumers --------------------------------------------------------------
-    objects_stream = JStream(s.OBJECTS_STREAM, declare=False)
-
-    @broker.subscriber(
-        "mpr.objects.*",
-        stream=objects_stream,
-        durable=s.CATALOG_OBJECTS_DURABLE,
-        queue=s.CATALOG_OBJECTS_DURABLE,
-        deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.MANUAL,
-        config=ConsumerConfig(max_deliver=MAX_DELIVER, ack_wait=30),
-    )
+    @durable_subscriber(broker, s.OBJECTS_ALL, s.OBJECTS_STREAM, s.CATALOG_OBJECTS_DURABLE, MAX_DELIVER)
     async def on_object(msg: NatsMessage) -> None:
         raw = msg.raw_message
 
@@ -131,15 +121,7 @@ def create_app(settings: CatalogSettings) -> FastStream:
 
         await settle(msg, work, publish_dead_letter)
 
-    @broker.subscriber(
-        s.JOBS_ALL,
-        stream=JStream(s.JOBS_STREAM, declare=False),
-        durable=s.CATALOG_JOBS_DURABLE,
-        queue=s.CATALOG_JOBS_DURABLE,
-        deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.MANUAL,
-        config=ConsumerConfig(max_deliver=MAX_DELIVER, ack_wait=30),
-    )
+    @durable_subscriber(broker, s.JOBS_ALL, s.JOBS_STREAM, s.CATALOG_JOBS_DURABLE, MAX_DELIVER)
     async def on_job_event(msg: NatsMessage) -> None:
         raw = msg.raw_message
         CATALOG_EVENTS.labels(raw.subject).inc()
@@ -154,14 +136,8 @@ def create_app(settings: CatalogSettings) -> FastStream:
 
         await settle(msg, work, publish_dead_letter)
 
-    @broker.subscriber(
-        s.MAX_DELIVERIES_ADVISORY,
-        stream=JStream(s.ADVISORIES_STREAM, declare=False),
-        durable=s.CATALOG_ADVISORIES_DURABLE,
-        queue=s.CATALOG_ADVISORIES_DURABLE,
-        deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.MANUAL,
-        config=ConsumerConfig(max_deliver=MAX_DELIVER, ack_wait=30),
+    @durable_subscriber(
+        broker, s.MAX_DELIVERIES_ADVISORY, s.ADVISORIES_STREAM, s.CATALOG_ADVISORIES_DURABLE, MAX_DELIVER
     )
     async def on_max_deliveries(msg: NatsMessage) -> None:
         """A job whose worker died on every delivery (kill -9, OOM): fail it and keep a dead letter."""

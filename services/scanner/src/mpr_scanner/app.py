@@ -7,13 +7,19 @@ import contextlib
 import logging
 from contextlib import asynccontextmanager
 
-from faststream import AckPolicy, FastStream
-from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsMessage
+from faststream import FastStream
+from faststream.nats import NatsMessage
 
 from mpr_common import subjects as s
 from mpr_common.codec import DecodeError, ValidationError, decoder, encode
 from mpr_common.events import ObjectFound, ObjectRemoved, ScanChunk, ScanRequest, new_id
-from mpr_common.faststream_support import broker_connected, dead_letter_publisher, make_broker, settle
+from mpr_common.faststream_support import (
+    broker_connected,
+    dead_letter_publisher,
+    durable_subscriber,
+    make_broker,
+    settle,
+)
 from mpr_common.keys import InvalidKeyError
 from mpr_common.metrics import OBJECTS_EMITTED, SCAN_SECONDS
 from mpr_common.ops_server import OpsServer
@@ -37,7 +43,7 @@ SCAN_CHUNK = 500  # objects per reply message (~100 KB)
 
 def create_app(settings: ScannerSettings) -> FastStream:
     broker = make_broker(settings.nats)
-    dead_letter = dead_letter_publisher(broker, "mpr.dlq.scanner")
+    dead_letter = dead_letter_publisher(broker, s.DLQ_SCANNER)
     state: dict[str, object] = {}
     scan_decoder = decoder(ScanRequest)
 
@@ -106,15 +112,7 @@ def create_app(settings: ScannerSettings) -> FastStream:
             part = found[i : i + SCAN_CHUNK]
             await send(ScanChunk(scan_id=req.scan_id, objects=part, done=i + SCAN_CHUNK >= len(found)))
 
-    @broker.subscriber(
-        s.MINIO_EVENTS,
-        stream=JStream(s.MINIO_STREAM, declare=False),
-        durable=s.SCANNER_MINIO_DURABLE,
-        queue=s.SCANNER_MINIO_DURABLE,
-        deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.MANUAL,
-        config=ConsumerConfig(max_deliver=10, ack_wait=30),
-    )
+    @durable_subscriber(broker, s.MINIO_EVENTS, s.MINIO_STREAM, s.SCANNER_MINIO_DURABLE)
     async def on_minio_event(msg: NatsMessage) -> None:
         async def work() -> None:
             await emit(translate(msg.raw_message.data, settings.s3.bucket_in))
