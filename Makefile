@@ -1,5 +1,5 @@
 .DEFAULT_GOAL := help
-UV ?= uv
+UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PYTEST_ARGS ?=
 
 .PHONY: help bootstrap dev test test-unit lint format bench asyncapi

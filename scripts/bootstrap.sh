@@ -3,9 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v uv >/dev/null 2>&1; then
+if ! command -v uv >/dev/null 2>&1 && ! python3 -m uv --version >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check uv
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 fi
+UV="uv"
+command -v uv >/dev/null 2>&1 || UV="python3 -m uv"
 # ffmpeg for the services; PostgreSQL's server for the tests that run the production database for real.
 need=()
 command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
@@ -18,4 +21,4 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-uv sync --frozen --quiet
+$UV sync --frozen --quiet
