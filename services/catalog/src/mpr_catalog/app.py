@@ -141,36 +141,28 @@ def create_app(settings: CatalogSettings) -> FastStream:
     )
     async def on_max_deliveries(msg: NatsMessage) -> None:
         """A job whose worker died on every delivery (kill -9, OOM): fail it and keep a dead letter."""
-        try:
+
+        async def work() -> None:
             adv = decode(msg.raw_message.data, MaxDeliveriesAdvisory)
-            js = r().nc.jetstream()
-            original = await js.get_msg(adv.stream, adv.stream_seq)
+            original = await r().nc.jetstream().get_msg(adv.stream, adv.stream_seq)
             job_id = decode(original.data, JobRequested).job_id
-        except (DecodeError, ValidationError) as exc:
-            await publish_dead_letter(msg, f"max-deliveries advisory for an undecodable job: {exc}")
-            await msg.ack()
-            return
-        except Exception:
-            log.exception("max-deliveries advisory failed; will be redelivered")
-            await msg.nack(delay=2)
-            return
-        job = await r().catalog.get_job(job_id)
-        if job is None or job.status not in TERMINAL:
+            job = await r().catalog.get_job(job_id)
+            if job is not None and job.status in TERMINAL:
+                return
             error = (
                 f"gave up after {adv.deliveries} deliveries: the transcoder handling it stopped "
                 "(crashed or killed) before finishing each time"
             )
+            letter = DeadLetter(
+                subject=s.JOB_REQUESTED,
+                stream_seq=adv.stream_seq,
+                deliveries=adv.deliveries,
+                error=error,
+                payload=original.data.decode("utf-8", "replace"),
+                job_id=job_id,
+            )
             await broker.publish(
-                encode(
-                    DeadLetter(
-                        subject=s.JOB_REQUESTED,
-                        stream_seq=adv.stream_seq,
-                        deliveries=adv.deliveries,
-                        error=error,
-                        payload=original.data.decode("utf-8", "replace"),
-                        job_id=job_id,
-                    )
-                ),
+                encode(letter),
                 s.DLQ_JOBS,
                 stream=s.DLQ_STREAM,
                 headers={"Nats-Msg-Id": f"dlq-{adv.stream_seq}"},
@@ -181,7 +173,8 @@ def create_app(settings: CatalogSettings) -> FastStream:
                 stream=s.JOBS_STREAM,
                 headers={"Nats-Msg-Id": f"failed-{job_id}"},
             )
-        await msg.ack()
+
+        await settle(msg, work, publish_dead_letter)
 
     # --- request / reply ----
     def answers(handler):
