@@ -24,9 +24,15 @@ pytestmark = pytest.mark.system
 def make_stack(tmp_path_factory) -> Iterator[Callable[..., Stack]]:
     stacks: list[Stack] = []
 
-    def make(transcoders: int = 1, **env: str) -> Stack:
+    def make(transcoders: int = 1, s3_proxy: TcpProxy | None = None, **env: str) -> Stack:
+        """A stack of its own; with ``s3_proxy``, every service reaches S3 only through that proxy."""
+        if s3_proxy is not None:
+            env = {"S3_ENDPOINT_URL": s3_proxy.url, **env}
         st = Stack(
-            tmp_path_factory.mktemp("fault"), transcoders=transcoders, extra_env={**FAST_RETRIES, **env}
+            tmp_path_factory.mktemp("fault"),
+            transcoders=transcoders,
+            s3_port=s3_proxy.target[1] if s3_proxy else None,
+            extra_env={**FAST_RETRIES, **env},
         )
         stacks.append(st)
         return st.start()
@@ -34,6 +40,14 @@ def make_stack(tmp_path_factory) -> Iterator[Callable[..., Stack]]:
     yield make
     for st in stacks:
         st.stop()
+
+
+@pytest.fixture
+def s3_proxy() -> Iterator[TcpProxy]:
+    """A switchable TCP proxy in front of the (not yet started) S3 server."""
+    proxy = TcpProxy(free_port()).start()
+    yield proxy
+    proxy.stop()
 
 
 def client(st: Stack) -> httpx.Client:
@@ -121,60 +135,31 @@ def test_nats_restart_loses_no_job_and_duplicates_run_once(make_stack, media_dir
     assert sorted(e["job_id"] for e in requested) == sorted(ids)
 
 
-def test_s3_outage_retries_with_backoff_then_completes(make_stack, media_dir, tmp_path_factory):
-    moto_port = free_port()
-    proxy = TcpProxy(moto_port).start()
-    st = Stack(
-        tmp_path_factory.mktemp("s3out"),
-        s3_port=moto_port,
-        transcoders=1,
-        extra_env={**FAST_RETRIES, "TRANSCODER_MAX_DELIVER": "10", "TRANSCODER_RETRY_MAX": "3"},
-    )
-    st.start()
-    try:
-        st.extra_env["S3_ENDPOINT_URL"] = proxy.url
-        st.services["transcoder-1"].stop()
-        st.start_service("transcoder", "transcoder-1")  # now reaches S3 only through the proxy
-        api = client(st)
-        key = upload_sample(st, media_dir)
-        proxy.block()
-        job_id = api.post("/api/jobs", json={"kind": "thumbnail", "source_key": key}).json()["job"]["id"]
-        time.sleep(5)
-        during = api.get(f"/api/jobs/{job_id}").json()["job"]
-        assert during["status"] in ("queued", "running")
-        proxy.unblock()
-        done = wait_job(api, job_id, timeout=60)["job"]
-        assert done["status"] == "completed", done
-        assert done["attempts"] >= 2
-    finally:
-        proxy.stop()
-        st.stop()
+def test_s3_outage_retries_with_backoff_then_completes(make_stack, s3_proxy, media_dir):
+    st = make_stack(1, s3_proxy, TRANSCODER_MAX_DELIVER="10", TRANSCODER_RETRY_MAX="3")
+    api = client(st)
+    key = upload_sample(st, media_dir)
+    s3_proxy.block()
+    job_id = api.post("/api/jobs", json={"kind": "thumbnail", "source_key": key}).json()["job"]["id"]
+    time.sleep(5)
+    during = api.get(f"/api/jobs/{job_id}").json()["job"]
+    assert during["status"] in ("queued", "running")
+    s3_proxy.unblock()
+    done = wait_job(api, job_id, timeout=60)["job"]
+    assert done["status"] == "completed", done
+    assert done["attempts"] >= 2
 
 
-def test_s3_gone_too_long_ends_in_dead_letter_and_failed_job(make_stack, media_dir, tmp_path_factory):
-    moto_port = free_port()
-    proxy = TcpProxy(moto_port).start()
-    st = Stack(
-        tmp_path_factory.mktemp("s3dead"),
-        s3_port=moto_port,
-        transcoders=1,
-        extra_env={**FAST_RETRIES, "TRANSCODER_MAX_DELIVER": "3", "S3_ENDPOINT_URL": proxy.url},
-    )
-    try:
-        st.start()
-        api = client(st)
-        proxy.block()
-        job_id = api.post("/api/jobs", json={"kind": "thumbnail", "source_key": "gone/a.mp4"}).json()["job"][
-            "id"
-        ]
-        done = wait_job(api, job_id, timeout=60)["job"]
-        assert done["status"] == "failed" and done["failure_reason"] == "storage"
-        assert "gave up after 3 attempts" in done["error"] and done["attempts"] == 3
-        dead = [e for e in stream_events(st.nats.url, s.DLQ_STREAM, s.DLQ_JOBS) if e.get("job_id") == job_id]
-        assert len(dead) == 1 and dead[0]["deliveries"] == 3 and job_id in dead[0]["payload"]
-    finally:
-        proxy.stop()
-        st.stop()
+def test_s3_gone_too_long_ends_in_dead_letter_and_failed_job(make_stack, s3_proxy):
+    st = make_stack(1, s3_proxy, TRANSCODER_MAX_DELIVER="3")
+    api = client(st)
+    s3_proxy.block()
+    job_id = api.post("/api/jobs", json={"kind": "thumbnail", "source_key": "gone/a.mp4"}).json()["job"]["id"]
+    done = wait_job(api, job_id, timeout=60)["job"]
+    assert done["status"] == "failed" and done["failure_reason"] == "storage"
+    assert "gave up after 3 attempts" in done["error"] and done["attempts"] == 3
+    dead = [e for e in stream_events(st.nats.url, s.DLQ_STREAM, s.DLQ_JOBS) if e.get("job_id") == job_id]
+    assert len(dead) == 1 and dead[0]["deliveries"] == 3 and job_id in dead[0]["payload"]
 
 
 def test_poison_message_is_dead_lettered_once(make_stack):
