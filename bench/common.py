@@ -1,0 +1,207 @@
+"""Helpers shared by the ceilings and the MPR figures."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from mpr_devstack.servers import free_port, wait_until
+from mpr_devstack.stack import DEV_API_TOKEN
+
+HEADERS = {"Authorization": f"Bearer {DEV_API_TOKEN}"}
+REPO = Path(__file__).resolve().parent.parent
+MiB = 1024 * 1024
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of ``values``."""
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[max(0, min(len(s), math.ceil(q / 100 * len(s))) - 1)]
+
+
+@dataclass
+class Rate:
+    """``count`` things in ``seconds``; ``latencies`` (seconds) of the individual operations."""
+
+    count: int
+    seconds: float
+    latencies: list[float]
+    unit: str = "req"
+    note: str = ""
+
+    @property
+    def per_s(self) -> float:
+        return self.count / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def p50_ms(self) -> float:
+        return 1000 * pct(self.latencies, 50)
+
+    @property
+    def p99_ms(self) -> float:
+        return 1000 * pct(self.latencies, 99)
+
+
+def median_rate(runs: list[Rate]) -> Rate:
+    """The run with the median rate (latencies of that run), noting the spread."""
+    runs = sorted(runs, key=lambda r: r.per_s)
+    mid = runs[len(runs) // 2]
+    if len(runs) > 1:
+        spread = ", ".join(f"{r.per_s:,.0f}" for r in runs)
+        mid.note = (mid.note + "; " if mid.note else "") + f"median of {len(runs)} runs: {spread}"
+    return mid
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
+
+
+def ffmpeg_version() -> str:
+    out = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout
+    return out.split("\n")[0].split(" Copyright")[0]
+
+
+def make_source(path: Path, seconds: int, size: str, bitrate: str) -> Path:
+    ffmpeg(
+        *("-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25:duration={seconds}"),
+        *("-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-b:v", bitrate, "-g", "50"),
+        *("-c:a", "aac", "-shortest", "-movflags", "+faststart", str(path)),
+    )
+    return path
+
+
+def api_client(url: str, timeout: float = 60) -> httpx.Client:
+    return httpx.Client(base_url=url, headers=HEADERS, timeout=timeout)
+
+
+def job_of(body: dict) -> dict:
+    """The job in a job response (``{"job": {...}}`` today; a bare job object is accepted too)."""
+    return body.get("job", body)
+
+
+def submit(api: httpx.Client, body: dict) -> str:
+    r = api.post("/api/jobs", json=body)
+    r.raise_for_status()
+    return job_of(r.json())["id"]
+
+
+def wait_done(api: httpx.Client, job_id: str, timeout: float = 600) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = api.get(f"/api/jobs/{job_id}")
+        if r.status_code == 200:
+            job = job_of(r.json())
+            if job["status"] in ("completed", "failed", "cancelled"):
+                if job["status"] != "completed":
+                    raise RuntimeError(f"job {job_id} {job['status']}: {job.get('error')}")
+                return job
+        time.sleep(0.02)
+    raise TimeoutError(job_id)
+
+
+def page_total(api: httpx.Client, path: str) -> int | None:
+    """``total`` of a list endpoint, or None when it does not answer 200 (e.g. a 503)."""
+    r = api.get(path)
+    return r.json()["total"] if r.status_code == 200 else None
+
+
+# --- memory of the services (psutil is not installed: /proc) ----------------------------------
+def proc_status_kib(pid: int, field: str) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Reset VmHWM to the current RSS (Linux ≥ 4.0: ``echo 5 > /proc/<pid>/clear_refs``)."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+class RssSampler:
+    """Peak RSS of some processes over a phase: VmHWM after resetting it at the start, and, in case the
+    reset is not allowed, the highest VmRSS sampled every 50 ms."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.before = {n: proc_status_kib(p, "VmRSS") or 0 for n, p in pids.items()}
+        self.reset = {n: reset_peak_rss(p) for n, p in pids.items()}
+        self.sampled = dict(self.before)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            for n, p in self.pids.items():
+                self.sampled[n] = max(self.sampled[n], proc_status_kib(p, "VmRSS") or 0)
+
+    def stop(self) -> dict[str, dict[str, int]]:
+        self._stop.set()
+        self._thread.join()
+        out = {}
+        for n, p in self.pids.items():
+            hwm = proc_status_kib(p, "VmHWM") if self.reset[n] else None
+            out[n] = {"before_kib": self.before[n], "peak_kib": max(hwm or 0, self.sampled[n])}
+        return out
+
+
+# --- a subprocess on a random loopback port -------------------------------------------------
+class Server:
+    """``python -m <module>`` with ``BENCH_PORT`` set, up once ``GET <health>`` answers 200."""
+
+    def __init__(self, module: str, env: dict[str, str] | None = None, health: str = "/health") -> None:
+        self.port = free_port()
+        full_env = {
+            **os.environ,
+            **(env or {}),
+            "BENCH_PORT": str(self.port),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        }
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", module],
+            env=full_env,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"http://127.0.0.1:{self.port}{health}"
+        try:
+            wait_until(lambda: urllib.request.urlopen(url, timeout=2).status == 200, 30, module, self.popen)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

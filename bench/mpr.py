@@ -1,0 +1,253 @@
+"""The MPR figures, through the public HTTP API only (so that they keep working while the services
+change): POST /api/jobs until the catalog has every job, scan + register until the catalog has every
+object, transcode, thumbnails, and the bytes a trim reads from S3."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from mpr_devstack.servers import free_port
+from mpr_devstack.stack import Stack
+from mpr_devstack.tcp_proxy import TcpProxy
+
+from .ceilings import ffmpeg_runs, job_requests, load_rate, moto_list
+from .common import (
+    Rate,
+    RssSampler,
+    api_client,
+    job_of,
+    make_source,
+    median_rate,
+    page_total,
+    submit,
+    wait_done,
+)
+from .loadgen import run_load
+
+
+def _wait_total(
+    api: httpx.Client, path: str, target: int, deadline: float, exact: bool = False, failed=lambda: False
+) -> dict:
+    """Poll ``path`` (a list endpoint with ``total``) until total reaches ``target``; give up at
+    ``deadline``, or 10 s after ``failed()`` turned true with no progress meanwhile."""
+    errors = 0
+    total = last = None
+    last_change = time.monotonic()
+    while time.monotonic() < deadline:
+        try:
+            total = page_total(api, path)
+        except httpx.HTTPError:
+            total = None
+        if total is None:
+            errors += 1
+        elif total == target or (not exact and total >= target):
+            return {"caught_up": True, "at": time.perf_counter(), "total": total, "errors": errors}
+        if total != last:
+            last, last_change = total, time.monotonic()
+        elif failed() and time.monotonic() - last_change > 10:
+            break
+        time.sleep(0.05)
+    return {"caught_up": False, "at": time.perf_counter(), "total": total, "errors": errors}
+
+
+# --- (a) POST /api/jobs --------------------------------------------------------------------------
+def post_jobs(st: Stack, n: int, concurrency: int, warmup: int, processes: int = 1) -> dict:
+    """``n`` POSTs, ``concurrency`` at a time (the same load generator as the bare ceiling), then wait
+    until ``GET /api/jobs?limit=1`` counts every job."""
+    api = api_client(st.api_url)
+    port = st.api_port
+    assert port is not None
+    before = page_total(api, "/api/jobs?limit=1") or 0
+    res = run_load(
+        port,
+        job_requests(port, n, "mpr"),
+        concurrency,
+        warmup=job_requests(port, warmup, "mprwarm") if warmup else None,
+        processes=processes,
+    )
+    expected = before + res.ok_all_phases
+    done = _wait_total(api, "/api/jobs?limit=1", expected, time.monotonic() + max(60.0, n / 100))
+    post = load_rate(res)
+    caught = Rate(n, done["at"] - res.started, [], "req")
+    return {
+        "post": post,
+        "caught_up": caught,
+        "catalog": done,
+        "expected": expected,
+        "lag_s": done["at"] - res.ended,
+        "load": res,
+    }
+
+
+# --- (b) scan + register -------------------------------------------------------------------------
+def upload_many(st: Stack, n: int, prefix: str = "many/") -> float:
+    s3 = st.s3_client()
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(16) as pool:
+        list(
+            pool.map(
+                lambda i: s3.put_object(Bucket=st.bucket_in, Key=f"{prefix}{i:06d}.mp4", Body=b"x"), range(n)
+            )
+        )
+    return time.perf_counter() - t0
+
+
+def scan(st: Stack, n: int, ceiling_rounds: int) -> dict:
+    """Upload ``n`` tiny objects, measure moto's bare listing of them (the ceiling), then
+    ``POST /api/assets/scan`` and wait until ``GET /api/assets?prefix=many/`` counts all ``n``;
+    peak RSS of the catalog, scanner and API meanwhile."""
+    upload_s = upload_many(st, n)
+    ceiling = moto_list(st.s3_client(), st.bucket_in, "many/", n, ceiling_rounds)
+    api = api_client(st.api_url)
+    pids = {
+        name: st.services[name].popen.pid for name in ("catalog", "scanner", "api") if name in st.services
+    }
+    post: dict = {}
+    timeout = max(120.0, n / 100)
+
+    def do_post() -> None:
+        t0 = time.perf_counter()
+        try:
+            with api_client(st.api_url, timeout=timeout) as c:
+                r = c.post("/api/assets/scan", json={"prefix": "many/"})
+            post["status"] = r.status_code
+        except httpx.TimeoutException:
+            post["status"] = "timeout"
+        except httpx.HTTPError as exc:
+            post["status"] = type(exc).__name__
+        post["seconds"] = time.perf_counter() - t0
+
+    sampler = RssSampler(pids)
+    t0 = time.perf_counter()
+    poster = threading.Thread(target=do_post, daemon=True)
+    poster.start()
+    done = _wait_total(
+        api,
+        "/api/assets?limit=1&prefix=many/",
+        n,
+        time.monotonic() + timeout,
+        exact=True,
+        failed=lambda: "status" in post and post["status"] not in (200, 201, 202),
+    )
+    poster.join(timeout)
+    memory = sampler.stop()
+    return {
+        "objects": n,
+        "upload_s": upload_s,
+        "rate": Rate(n, done["at"] - t0, [], "objects"),
+        "catalog": done,
+        "post": post,
+        "ceiling": ceiling,
+        "memory": memory,
+    }
+
+
+# --- (c) transcode, (d) thumbnails --------------------------------------------------------------
+def _wait_all(api: httpx.Client, ids: list[str], t0: float, timeout: float = 900) -> list[float]:
+    """Seconds from ``t0`` until each job was seen completed."""
+    pending, latencies = set(ids), []
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for job_id in list(pending):
+            r = api.get(f"/api/jobs/{job_id}")
+            if r.status_code != 200:
+                continue
+            job = job_of(r.json())
+            if job["status"] in ("failed", "cancelled"):
+                raise RuntimeError(f"job {job_id} {job['status']}: {job.get('error')}")
+            if job["status"] == "completed":
+                pending.discard(job_id)
+                latencies.append(time.perf_counter() - t0)
+        time.sleep(0.05)
+    if pending:
+        raise TimeoutError(f"{len(pending)} jobs not completed")
+    return latencies
+
+
+def transcode(st: Stack, work: Path, seconds: int, runs: int) -> dict:
+    src = make_source(work / "t.mp4", seconds, "1280x720", "4M")
+    st.s3_client().upload_file(str(src), st.bucket_in, "bench/t.mp4")
+    body = {"kind": "transcode", "source_key": "bench/t.mp4", "preset": "h264-720p"}
+    raw = ffmpeg_runs(body, src, work, runs)
+    api = api_client(st.api_url)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        wait_done(api, submit(api, body))
+        times.append(time.perf_counter() - t0)
+    return {
+        "source": f"{seconds} s 1280x720 H.264 4 Mb/s → h264-720p",
+        "runs": runs,
+        "mpr": Rate(runs, sum(times), times, "jobs"),
+        "raw": raw,
+    }
+
+
+def thumbnails(st: Stack, work: Path, n: int, transcoders: int, raw_rounds: int = 1) -> dict:
+    src = make_source(work / "thumb.mp4", 10, "1280x720", "4M")
+    st.s3_client().upload_file(str(src), st.bucket_in, "bench/thumb.mp4")
+    body = {"kind": "thumbnail", "source_key": "bench/thumb.mp4"}
+    raw = median_rate([ffmpeg_runs(body, src, work, n, parallel=transcoders) for _ in range(raw_rounds)])
+    api = api_client(st.api_url)
+    t0 = time.perf_counter()
+    ids = [submit(api, body) for _ in range(n)]
+    latencies = _wait_all(api, ids, t0)
+    return {
+        "jobs": n,
+        "transcoders": transcoders,
+        "mpr": Rate(n, max(latencies), latencies, "jobs"),
+        "raw": raw,
+    }
+
+
+# --- (e) trim: bytes read from S3 through a counting proxy ----------------------------------------
+def trim(work: Path, seconds: int, runs: int) -> dict:
+    moto_port = free_port()
+    proxy = TcpProxy(moto_port).start()
+    st = Stack(work / "trim-stack", s3_port=moto_port, transcoders=0)
+    try:
+        st.start()
+        src = make_source(work / "big.mp4", seconds, "1280x720", "6M")
+        st.s3_client().upload_file(str(src), st.bucket_in, "bench/big.mp4")
+        st.extra_env["S3_ENDPOINT_URL"] = proxy.url  # only this transcoder reads through the proxy
+        st.start_service("transcoder", "transcoder-proxied")
+        api = api_client(st.api_url)
+        middle = seconds / 2
+        results = {}
+        for preset in ("copy", "h264-720p"):
+            body = {
+                "kind": "trim",
+                "source_key": "bench/big.mp4",
+                "start": middle,
+                "end": middle + 10,
+                "preset": preset,
+            }
+            reads, conns, times = [], [], []
+            for _ in range(runs):
+                before, conns_before = proxy.bytes_down, proxy.connections
+                t0 = time.perf_counter()
+                wait_done(api, submit(api, body))
+                times.append(time.perf_counter() - t0)
+                time.sleep(0.2)  # FFmpeg exited long ago; let the proxy settle its last connections
+                reads.append(proxy.bytes_down - before)
+                conns.append(proxy.connections - conns_before)
+            results[preset] = {
+                "read": sorted(reads)[len(reads) // 2],
+                "connections": max(conns),
+                "mpr": Rate(runs, sum(times), times, "jobs"),
+                "raw": ffmpeg_runs(body, src, work, runs),
+            }
+        return {
+            "source_bytes": src.stat().st_size,
+            "seconds": seconds,
+            "unread_bound": proxy.unread_bound,
+            "presets": results,
+        }
+    finally:
+        proxy.stop()
+        st.stop()
