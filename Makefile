@@ -20,9 +20,10 @@ test: bootstrap ## Install everything and run all tests (real servers on random 
 test-unit: bootstrap ## Tests without the whole system (unit, storage on moto, PostgreSQL, deploy checks)
 	$(UV) run pytest -m "not system" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
-lint: bootstrap ## ruff check + format check
+lint: bootstrap ## ruff check + format check + mypy (types)
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
+	$(UV) run mypy
 
 format: bootstrap ## ruff format + autofix
 	$(UV) run ruff format .

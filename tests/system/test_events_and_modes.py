@@ -11,8 +11,10 @@ import nats
 import pytest
 
 from mpr_common import subjects as s
+from mpr_common.bus import publish_event
 from mpr_common.codec import encode
-from mpr_common.events import JobRequested
+from mpr_common.events import JobRequested, new_id
+from mpr_common.presets import DEFAULT_PRESET
 from mpr_devstack.stack import DEV_API_TOKEN
 from mpr_transcoder.lambda_handler import handler
 from mpr_transcoder.settings import TranscoderSettings
@@ -93,7 +95,7 @@ def test_job_published_straight_onto_nats(stack, api, s3, media_dir):
     """Another service publishes a job without the API: it runs and the catalog records it."""
     key = f"direct-{uuid.uuid4().hex[:6]}/a.mp4"
     s3.upload_file(str(media_dir / "sample.mp4"), "mpr-media-in", key)
-    job = JobRequested(kind="thumbnail", source_key=key, requested_by="other-team")
+    job = JobRequested(job_id=new_id(), kind="thumbnail", source_key=key, requested_by="other-team")
     ack = js_publish(stack, s.JOB_REQUESTED, encode(job), job.job_id)
     assert not ack.duplicate
     again = js_publish(stack, s.JOB_REQUESTED, encode(job), job.job_id)
@@ -101,6 +103,28 @@ def test_job_published_straight_onto_nats(stack, api, s3, media_dir):
     done = wait_job(api, job.job_id)
     assert done["job"]["status"] == "completed" and done["job"]["attempts"] == 1
     assert probe(done["output_url"])["streams"][0]["codec_name"] == "mjpeg"
+
+
+def test_a_job_with_only_the_required_fields_is_tracked_as_that_one_job(stack, api, s3, media_dir):
+    """docs/asyncapi.json requires kind and source_key only: such a job, with or without a Nats-Msg-Id,
+    is one job, under one id, with the preset that was really used."""
+    key = f"minimal-{uuid.uuid4().hex[:6]}/a.mp4"
+    s3.upload_file(str(media_dir / "sample.mp4"), "mpr-media-in", key)
+    body = json.dumps({"kind": "thumbnail", "source_key": key}).encode()
+    msg_id = f"team-{uuid.uuid4().hex[:8]}"
+    with_id = js_publish(stack, s.JOB_REQUESTED, body, msg_id)
+    without = js_publish(stack, s.JOB_REQUESTED, body, None)
+    for job_id in (msg_id, f"js-{without.seq}"):
+        job = wait_job(api, job_id)["job"]
+        assert (job["status"], job["kind"], job["source_key"]) == ("completed", "thumbnail", key), job
+        assert job["preset"] == DEFAULT_PRESET["thumbnail"] and job["output_key"].endswith(".jpg")
+    assert with_id.seq < without.seq
+    others = [
+        j
+        for j in api.get("/api/jobs", params={"limit": 1000}).json()["items"]
+        if j["job"]["source_key"] in ("", key)
+    ]
+    assert len(others) == 2, others  # no second job with an empty source_key holds the output
 
 
 def test_cancel_running_job(stack, api, s3, media_dir):
@@ -143,12 +167,12 @@ def test_missing_source_fails_cleanly(api):
 def test_lambda_handler_runs_the_same_core_and_calls_back(stack, api, s3, media_dir, tmp_path):
     key = f"lambda-{uuid.uuid4().hex[:6]}/a.mp4"
     s3.upload_file(str(media_dir / "sample.mp4"), "mpr-media-in", key)
-    job = JobRequested(kind="trim", source_key=key, start=1.0, end=3.0, preset="h264-480p")
+    job = JobRequested(job_id=new_id(), kind="trim", source_key=key, start=1.0, end=3.0, preset="h264-480p")
 
-    async def record():  # Step Functions created the job; no NATS worker will see it
+    async def record():  # dispatched to Step Functions: recorded by the catalog, no NATS worker sees it
         nc = await nats.connect(stack.nats.url)
         try:
-            await nc.request(s.CATALOG_JOB_RECORD, encode(job), timeout=10)
+            await publish_event(nc.jetstream(), s.JOB_DISPATCHED, job, msg_id=job.job_id)
         finally:
             await nc.close()
 

@@ -126,7 +126,8 @@ def test_hostile_keys_are_400_at_the_api(api, key):
 
 def test_hostile_keys_published_straight_to_nats_fail_with_reason(stack, api):
     jobs = [
-        JobRequested(kind="transcode", source_key=k) for k in ("-i.mp4", "concat:a.mp4|b.mp4", "../x.mp4")
+        JobRequested(job_id=uuid.uuid4().hex, kind="transcode", source_key=k)
+        for k in ("-i.mp4", "concat:a.mp4|b.mp4", "../x.mp4")
     ]
 
     async def publish():

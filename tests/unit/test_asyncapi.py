@@ -58,13 +58,15 @@ def test_every_job_subject_is_documented(doc):
     addresses = {c["address"] for c in doc["channels"].values()}
     assert {
         s.JOB_REQUESTED,
+        s.JOB_DISPATCHED,
         s.JOB_PROGRESS,
         s.JOB_COMPLETED,
         s.JOB_FAILED,
         s.JOB_CANCEL,
         s.OBJECT_FOUND,
         s.OBJECT_REMOVED,
-        s.ASSET_REGISTERED,
+        s.ASSET_REGISTERED + ".{object}",
+        s.SCAN_STATUS,
         s.MINIO_EVENTS,
     } <= addresses
     req = doc["components"]["messages"]["JobRequested"]

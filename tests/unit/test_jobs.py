@@ -5,7 +5,7 @@ import pytest
 
 from mpr_common.codec import decode, encode
 from mpr_common.events import JobCompleted, JobRequested, ObjectFound
-from mpr_common.jobs import JobRequestError, next_status, normalize_job
+from mpr_common.jobs import JobRequestError, job_identity, next_status, normalize_job
 
 
 def job(**kw) -> JobRequested:
@@ -70,7 +70,10 @@ def test_events_roundtrip_and_tolerate_unknown_fields():
     assert decode(raw, ObjectFound).key == "k.mp4"
     # New fields have defaults: the minimal message from another team is valid.
     minimal = decode(b'{"kind": "thumbnail", "source_key": "a.mp4"}', JobRequested)
-    assert minimal.v == 1 and len(minimal.job_id) == 32
+    assert minimal.v == 1 and minimal.job_id == ""  # each consumer derives the same id (job_identity)
+    assert job_identity(minimal, "team-7", 12).job_id == "team-7"
+    assert job_identity(minimal, None, 12).job_id == "js-12"
+    assert job_identity(msgspec.structs.replace(minimal, job_id="own"), "x", 1).job_id == "own"
 
 
 def test_event_missing_required_field_is_rejected():

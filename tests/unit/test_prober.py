@@ -1,11 +1,12 @@
-"""The catalog's prober: an unreachable S3 defers the probe (asset stays pending), bad media is an error."""
+"""The catalog's prober: an unreachable S3 defers the probe (asset stays pending), bad media is an error
+with a readable reason (never the presigned URL), an empty object is not probed."""
 
 from __future__ import annotations
 
 import asyncio
 
 from mpr_catalog.models import Asset
-from mpr_catalog.prober import Prober
+from mpr_catalog.prober import EMPTY_OBJECT_ERROR, Prober, readable_probe_error
 from mpr_common.settings import S3Settings
 from mpr_common.storage import get_s3_client
 from mpr_devstack.servers import MotoServer, free_port
@@ -31,7 +32,7 @@ async def test_unreachable_s3_defers_instead_of_failing():
 
     prober.probe = counting
     prober.start()
-    prober.submit(Asset(id="a" * 32, bucket="mpr-media-in", key="x.mp4", etag="e"))
+    prober.submit(Asset(id="a" * 32, bucket="mpr-media-in", key="x.mp4", etag="e", size=1))
     await asyncio.sleep(1.5)
     await prober.stop()
     assert attempts >= 2 and done == []  # retried, never recorded as a probe error
@@ -50,7 +51,7 @@ async def test_bad_media_is_a_probe_error():
 
         prober = Prober(s3, on_done, concurrency=1, timeout=10)
         prober.start()
-        prober.submit(Asset(id="b" * 32, bucket="probe-in", key="bad.mp4", etag="e"))
+        prober.submit(Asset(id="b" * 32, bucket="probe-in", key="bad.mp4", etag="e", size=2048))
         for _ in range(100):
             if done:
                 break
@@ -58,5 +59,50 @@ async def test_bad_media_is_a_probe_error():
         await prober.stop()
         ((info, error),) = done
         assert info is None and error
+        assert "http" not in error and "X-Amz" not in error, error  # no presigned URL
     finally:
         server.stop()
+
+
+async def test_empty_object_is_an_error_without_ffprobe(monkeypatch):
+    async def no_ffprobe(*args, **kwargs):
+        raise AssertionError("ffprobe ran on an empty object")
+
+    monkeypatch.setattr("mpr_catalog.prober.probe", no_ffprobe)
+    prober = Prober(None, None)  # neither S3 nor the callback is needed
+    asset = Asset(id="c" * 32, bucket="probe-in", key="empty.mp4", etag="e", size=0)
+    assert await prober.probe(asset) == (None, EMPTY_OBJECT_ERROR)
+
+
+async def test_http_error_reads_as_a_status_without_the_url():
+    """An object recorded with a size that is now empty: S3 answers ffprobe's range request with
+    416, which ffprobe words as "Server returned 4XX Client Error, but not one of 40{0,1,3,4}"."""
+    server = MotoServer().start()
+    try:
+        s3 = get_s3_client(S3Settings(endpoint_url=server.url, access_key_id="a", secret_access_key="b"))
+        s3.create_bucket(Bucket="probe-in")
+        s3.put_object(Bucket="probe-in", Key="gone.mp4", Body=b"")
+
+        async def on_done(asset, info, error):
+            raise AssertionError("not used")
+
+        prober = Prober(s3, on_done, timeout=10)
+        asset = Asset(id="d" * 32, bucket="probe-in", key="gone.mp4", etag="e", size=1)
+        assert await prober.probe(asset) == (None, "the storage answered HTTP 4xx")
+    finally:
+        server.stop()
+
+
+def test_readable_probe_error():
+    url = (
+        "http://127.0.0.1:9000/mpr-media-in/a%20b.mp4?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+        "&X-Amz-Credential=minioadmin%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=abc"
+    )
+    assert readable_probe_error(f"{url}: Server returned 4XX Client Error, but not one of 40{{0,1,3,4}}") == (
+        "the storage answered HTTP 4xx"
+    )
+    assert readable_probe_error(f"{url}: Server returned 404 Not Found") == "the storage answered HTTP 404"
+    assert readable_probe_error(f"{url}: Invalid data found when processing input") == (
+        "Invalid data found when processing input"
+    )
+    assert readable_probe_error("no audio or video stream found") == "no audio or video stream found"

@@ -26,6 +26,7 @@ class Channel:
     description: str
     mpr_sends: bool  # MPR publishes it (else: MPR receives it)
     headers: dict[str, str] | None = None
+    parameters: dict[str, str] | None = None
 
 
 TRACE = {
@@ -39,9 +40,21 @@ CHANNELS = [
         s.JOB_REQUESTED,
         e.JobRequested,
         s.JOBS_STREAM,
-        "A job for the transcoders. Publish with JetStream and header `Nats-Msg-Id: <job_id>`: a repeated "
-        "job_id is dropped for an hour. Invalid requests end as `mpr.jobs.failed` with reason `invalid`.",
+        "A job for the transcoders. Only `kind` and `source_key` are required. Publish with JetStream and "
+        "header `Nats-Msg-Id: <job_id>`: a repeated job_id is dropped for an hour. Without `job_id` the job's "
+        "id is the Nats-Msg-Id, else `js-<stream sequence>` (the PubAck's seq). Invalid requests end as "
+        "`mpr.jobs.failed` with reason `invalid`.",
         mpr_sends=False,
+        headers={"Nats-Msg-Id": "the job_id (deduplication)", **TRACE},
+    ),
+    Channel(
+        "jobDispatched",
+        s.JOB_DISPATCHED,
+        e.JobRequested,
+        s.JOBS_STREAM,
+        "A job handed to an executor outside the transcoders (Step Functions / Lambda): recorded by the "
+        "catalog, not run by the transcoders.",
+        mpr_sends=True,
         headers={"Nats-Msg-Id": "the job_id (deduplication)", **TRACE},
     ),
     Channel(
@@ -97,12 +110,23 @@ CHANNELS = [
         mpr_sends=True,
     ),
     Channel(
+        "scanStatus",
+        s.SCAN_STATUS,
+        e.ScanStatus,
+        s.OBJECTS_STREAM,
+        "A scan's progress and end, after the objects it counts. A completed scan marks registered assets "
+        "under its prefix that it no longer listed as removed.",
+        mpr_sends=True,
+    ),
+    Channel(
         "assetRegistered",
-        s.ASSET_REGISTERED,
+        s.ASSET_REGISTERED + ".{object}",
         e.AssetRegistered,
         s.ASSETS_STREAM,
-        "An asset registered by the catalog, with its ffprobe metadata (or the probe error).",
+        "An asset registered by the catalog, with its ffprobe metadata (or the probe error). The stream "
+        "keeps the latest per object: read it with a direct get of the last message on the subject.",
         mpr_sends=True,
+        parameters={"object": "first 40 hex digits of sha256(bucket + NUL + key)"},
     ),
     Channel(
         "deadLetter",
@@ -125,7 +149,9 @@ CHANNELS = [
         s.SCAN_REQUEST,
         e.ScanRequest,
         None,
-        "Request/reply: list S3_BUCKET_IN under a prefix; replies are ScanChunk messages (the last has done=true).",
+        "Request/reply: list S3_BUCKET_IN under a prefix; replies are ScanChunk messages (the last has "
+        "done=true and the stream sequence after which the catalog holds the whole scan). Errors come as "
+        "headers `Nats-Service-Error-Code` and `Nats-Service-Error`.",
         mpr_sends=False,
     ),
 ]
@@ -157,6 +183,8 @@ def document() -> dict[str, Any]:
             "description": c.description,
             "messages": {name: {"$ref": f"#/components/messages/{name}"}},
         }
+        if c.parameters:
+            channel["parameters"] = {k: {"description": v} for k, v in c.parameters.items()}
         if c.stream:
             channel["bindings"] = {"nats": {"bindingVersion": "0.1.0"}}
             channel["x-jetstream-stream"] = c.stream

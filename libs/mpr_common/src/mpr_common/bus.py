@@ -1,21 +1,37 @@
-"""Connecting to NATS and publishing typed events."""
+"""The messaging kit every service uses: connecting, publishing events with their de-duplication ids,
+and request/reply whose errors travel as codes (see :mod:`mpr_common.errors`)."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import nats
 from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
 
-from .codec import encode
+from .codec import decoder, encode
+from .errors import Unavailable, error_from_headers
 from .settings import NatsSettings
 from .tracing import inject
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MSG_ID = "Nats-Msg-Id"
+PUBLISH_TIMEOUT = 5.0
+PUBLISH_ATTEMPTS = 4
+
 
 async def connect(settings: NatsSettings, name: str, **extra: Any) -> Client:
-    opts = settings.connect_options(name)
-    opts.update(extra)
+    opts: dict[str, Any] = {**settings.connect_options(name), **extra}
     return await nats.connect(**opts)
 
 
@@ -26,10 +42,118 @@ async def publish_event(
     *,
     msg_id: str | None = None,
     headers: dict[str, str] | None = None,
-    timeout: float = 5.0,
-) -> Any:
-    """Publish to JetStream and wait for the stream's ack (so it is stored, not just sent)."""
-    hdrs = inject(headers)
+    timeout: float = PUBLISH_TIMEOUT,
+    attempts: int = PUBLISH_ATTEMPTS,
+    propagate: bool = True,
+) -> PubAck:
+    """Publish to JetStream and wait for the stream's ack (stored, not just sent).
+
+    With a ``msg_id`` a slow ack is retried: the stream drops the copy if the first one was stored,
+    so a retry can never store a fact twice. Without one there is a single attempt. ``propagate=False``
+    sends ``headers`` as given (a caller publishing many events injects the trace context once)."""
+    hdrs = inject(headers) if propagate else dict(headers or {})
     if msg_id:
-        hdrs["Nats-Msg-Id"] = msg_id
-    return await js.publish(subject, encode(event), headers=hdrs or None, timeout=timeout)
+        hdrs[MSG_ID] = msg_id
+    payload = encode(event)
+    tries = attempts if msg_id else 1
+    for attempt in range(1, tries + 1):
+        try:
+            return await js.publish(subject, payload, headers=hdrs or None, timeout=timeout)
+        except (TimeoutError, NatsTimeoutError):
+            if attempt == tries:
+                raise
+            log.warning("publish to %s timed out (attempt %d/%d); retrying", subject, attempt, tries)
+            await asyncio.sleep(0.1 * attempt)
+    raise AssertionError("unreachable")
+
+
+async def request(nc: Client, subject: str, payload: Any, reply_type: type[T], timeout: float) -> T:
+    """Request/reply with a typed answer; an error answer raises the error it names."""
+    service = subject.split(".")[1]
+    try:
+        msg = await nc.request(subject, encode(payload), timeout=timeout)
+    except NoRespondersError:
+        raise Unavailable(f"no {service} service is running") from None
+    except (TimeoutError, NatsTimeoutError):
+        raise Unavailable(f"the {service} service did not answer in time") from None
+    error = error_from_headers(msg.headers)
+    if error is not None:
+        raise error
+    return decoder(reply_type).decode(msg.data)
+
+
+BatchHandler = Callable[[list[Msg]], Awaitable[None]]
+
+
+class BatchConsumer:
+    """Pull a durable consumer (made by ``mpr-setup``) in batches and hand each batch to ``handle``,
+    which settles every message (see :func:`settle_batch`).
+
+    nats-py directly, not a FastStream batch subscriber: FastStream fills a batch by re-fetching with
+    ever shorter timeouts, and under a trickle of messages that left deliveries unhandled until
+    ack_wait (reproduced in tests/unit/test_batch_consumer.py). One long-poll fetch returns as soon as
+    anything is there, so batches grow with the load and latency stays low when idle."""
+
+    def __init__(
+        self, js: JetStreamContext, stream: str, durable: str, handle: BatchHandler, batch: int = 500
+    ) -> None:
+        self.js = js
+        self.stream = stream
+        self.durable = durable
+        self.handle = handle
+        self.batch = batch
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"pull-{self.durable}")
+
+    async def stop(self) -> None:
+        """Stop fetching; a batch being handled is finished (its acks sent) first."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        sub = None
+        while sub is None:
+            try:
+                sub = await self.js.pull_subscribe_bind(self.durable, stream=self.stream)
+            except Exception as exc:
+                log.warning("waiting for consumer %s (run mpr-setup): %s", self.durable, exc)
+                await asyncio.sleep(1)
+        try:
+            while True:
+                try:
+                    msgs = await sub.fetch(self.batch, timeout=1)
+                except (TimeoutError, NatsTimeoutError):
+                    continue
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # reconnecting: unacked messages come back after ack_wait
+                    log.debug("fetch from %s failed: %s", self.durable, exc)
+                    await asyncio.sleep(0.5)
+                    continue
+                # Shielded: a stop while handling waits for the commit and its acks.
+                await asyncio.shield(self.handle(msgs))
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+
+async def settle_batch(
+    msgs: Sequence[Msg], work: Callable[[], Awaitable[None]], retry_delay: float = 2.0
+) -> None:
+    """The settling rule for a batch handled in one transaction: ack each after the commit, or NAK
+    all for a later retry. (``work`` dead-letters undecodable messages itself before it commits.)"""
+    try:
+        await work()
+    except Exception:
+        log.exception("batch of %d on %s failed; will be redelivered", len(msgs), msgs[0].subject)
+        for m in msgs:
+            with contextlib.suppress(Exception):
+                await m.nak(delay=retry_delay)
+        return
+    for m in msgs:
+        with contextlib.suppress(Exception):
+            await m.ack()

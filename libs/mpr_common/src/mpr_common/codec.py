@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, TypeVar
+from collections.abc import Hashable
+from typing import Any, TypeVar, cast
 
 import msgspec
 
@@ -17,8 +18,13 @@ def encode(obj: Any) -> bytes:
 
 
 @functools.cache
-def decoder(type_: type[T]) -> msgspec.json.Decoder[T]:
+def _decoder(type_: Any) -> msgspec.json.Decoder[Any]:
     return msgspec.json.Decoder(type_)
+
+
+def decoder(type_: type[T]) -> msgspec.json.Decoder[T]:
+    """One decoder per type, built on first use."""
+    return _decoder(cast(Hashable, type_))
 
 
 def decode(data: bytes | str, type_: type[T]) -> T:

@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Literal
+from typing import Literal, get_args
 
 import msgspec
 
+# The contract's enumerations: each defined here once; the tuples are derived, never restated.
 JobKind = Literal["transcode", "trim", "thumbnail", "audio", "hls"]
-JOB_KINDS: tuple[str, ...] = ("transcode", "trim", "thumbnail", "audio", "hls")
+JOB_KINDS: tuple[str, ...] = get_args(JobKind)
 JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
+JOB_STATUSES: tuple[str, ...] = get_args(JobStatus)
+FailureReason = Literal["invalid", "source", "ffmpeg", "storage", "timeout", "internal", "cancelled"]
+FAILURE_REASONS: tuple[str, ...] = get_args(FailureReason)
+ObjectSource = Literal["scan", "notification"]
+ScanState = Literal["running", "completed", "failed"]
 
 
 def now() -> float:
@@ -36,7 +42,7 @@ class ObjectFound(Event, kw_only=True):
     size: int = 0
     etag: str = ""
     last_modified: float | None = None
-    source: Literal["scan", "notification"] = "scan"
+    source: ObjectSource = "scan"
     scan_id: str | None = None
     at: float = msgspec.field(default_factory=now)
 
@@ -44,7 +50,7 @@ class ObjectFound(Event, kw_only=True):
 class ObjectRemoved(Event, kw_only=True):
     bucket: str
     key: str
-    source: Literal["scan", "notification"] = "notification"
+    source: ObjectSource = "notification"
     at: float = msgspec.field(default_factory=now)
 
 
@@ -79,9 +85,12 @@ class AssetRegistered(Event, kw_only=True):
 
 # --- jobs ----------------------------------------------------------------------------
 class JobRequested(Event, kw_only=True):
-    """Published on ``mpr.jobs.requested`` with header ``Nats-Msg-Id: <job_id>``."""
+    """Published on ``mpr.jobs.requested`` with header ``Nats-Msg-Id: <job_id>``.
 
-    job_id: str = msgspec.field(default_factory=new_id)
+    Without ``job_id`` every consumer derives the same one from the message (its ``Nats-Msg-Id``,
+    else its stream sequence): see :func:`mpr_common.jobs.job_identity`."""
+
+    job_id: str = ""
     kind: JobKind
     source_key: str
     output_key: str | None = None
@@ -120,7 +129,7 @@ class JobCompleted(Event, kw_only=True):
 class JobFailed(Event, kw_only=True):
     job_id: str
     error: str
-    reason: Literal["invalid", "source", "ffmpeg", "storage", "timeout", "internal", "cancelled"] = "ffmpeg"
+    reason: FailureReason = "ffmpeg"
     worker: str | None = None
     attempt: int = 1
     at: float = msgspec.field(default_factory=now)
@@ -143,30 +152,48 @@ class DeadLetter(Event, kw_only=True):
     at: float = msgspec.field(default_factory=now)
 
 
+# --- scans ----------------------------------------------------------------------------
+class RefusedObject(msgspec.Struct, kw_only=True):
+    """A media object a scan will not register, and why (e.g. an unsafe key)."""
+
+    key: str
+    reason: str
+
+
+class ScanStatus(Event, kw_only=True):
+    """A scan's progress on ``mpr.objects.scans``, in the objects stream after the objects it counts.
+
+    The last one (``completed``) lets the catalog mark what a full listing no longer holds as removed."""
+
+    scan_id: str
+    bucket: str
+    prefix: str = ""
+    state: ScanState = "running"
+    found: int = 0  # media objects published so far
+    refused: list[RefusedObject] = msgspec.field(default_factory=list)
+    refused_count: int = 0
+    error: str | None = None
+    started_at: float = msgspec.field(default_factory=now)
+    at: float = msgspec.field(default_factory=now)
+
+
 # --- request / reply -------------------------------------------------------------------
 class ScanRequest(Event, kw_only=True):
     scan_id: str = msgspec.field(default_factory=new_id)
     prefix: str = ""
+    # False: the scan runs in the background; only the first chunk (accepted) is sent back.
+    reply_files: bool = True
 
 
 class ScanChunk(Event, kw_only=True):
-    """Replies to a ScanRequest come in chunks (each well under NATS's max payload); the last has done=True."""
+    """Replies to a ScanRequest come in chunks (each well under NATS's max payload); the last has
+    done=True and the stream sequence after which the catalog has seen the whole scan."""
 
     scan_id: str
-    objects: list[ObjectFound] = msgspec.field(default_factory=list)
+    keys: list[str] = msgspec.field(default_factory=list)
+    refused: list[RefusedObject] = msgspec.field(default_factory=list)
     done: bool = True
-    error: str | None = None
-
-
-class RegisterRequest(Event, kw_only=True):
-    scan_id: str | None = None
-    objects: list[ObjectFound] = msgspec.field(default_factory=list)
-
-
-class RegisterReply(Event, kw_only=True):
-    registered: list[str] = msgspec.field(default_factory=list)
-    skipped: list[str] = msgspec.field(default_factory=list)
-    error: str | None = None
+    last_seq: int = 0
 
 
 class AssetView(msgspec.Struct, kw_only=True):
@@ -188,24 +215,40 @@ class JobView(msgspec.Struct, kw_only=True):
     id: str
     kind: str
     status: str
-    progress: float
     source_key: str
-    source_bucket: str | None
-    output_key: str | None
-    output_bucket: str | None
-    output_keys: list[str]
-    output_size: int | None
-    preset: str | None
-    start: float | None
-    end: float | None
-    error: str | None
-    failure_reason: str | None
-    speed: float | None
-    attempts: int
-    worker: str | None
     created_at: float
     updated_at: float
-    started_at: float | None
+    progress: float = 0.0
+    source_bucket: str | None = None
+    output_key: str | None = None
+    output_bucket: str | None = None
+    output_keys: list[str] = msgspec.field(default_factory=list)
+    output_size: int | None = None
+    preset: str | None = None
+    start: float | None = None
+    end: float | None = None
+    error: str | None = None
+    failure_reason: str | None = None
+    speed: float | None = None
+    attempts: int = 0
+    worker: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+class ScanView(msgspec.Struct, kw_only=True):
+    id: str
+    bucket: str
+    prefix: str
+    state: str
+    found: int
+    registered: int
+    skipped: int
+    removed: int
+    refused: list[RefusedObject]
+    refused_count: int
+    error: str | None
+    started_at: float
     finished_at: float | None
 
 
@@ -215,6 +258,8 @@ class Query(Event, kw_only=True):
     offset: int = 0
     status: str | None = None
     prefix: str | None = None
+    # Read-your-writes: answer only once the catalog has ingested the stream up to this sequence.
+    after_seq: int = 0
 
 
 class QueryReply(Event, kw_only=True):
@@ -222,5 +267,5 @@ class QueryReply(Event, kw_only=True):
     assets: list[AssetView] = msgspec.field(default_factory=list)
     job: JobView | None = None
     jobs: list[JobView] = msgspec.field(default_factory=list)
+    scan: ScanView | None = None
     total: int = 0
-    error: str | None = None

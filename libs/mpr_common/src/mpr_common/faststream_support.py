@@ -1,50 +1,62 @@
-"""What the FastStream services (scanner, catalog) share: the broker, and how a JetStream message
-is settled. Needs the ``faststream[nats]`` package, which only those services install."""
+"""What the FastStream services (scanner, catalog) share: the broker, binding to the durable consumers
+that ``mpr-setup`` owns, the one rule for settling a JetStream message, dead letters, and request
+handlers that answer errors as codes. Needs ``faststream[nats]``, which only those services install."""
 
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from faststream import AckPolicy
+from faststream.nats import JStream, NatsBroker, NatsMessage, NatsResponse, PullSub
+from faststream.nats.opentelemetry import NatsTelemetryMiddleware
+
 from .codec import DecodeError, ValidationError, encode
+from .errors import BadRequest, MprError, error_headers
 from .events import DeadLetter
 from .settings import NatsSettings
 from .subjects import DLQ_STREAM
 
 log = logging.getLogger(__name__)
 
-# FastStream warns that a durable push consumer does not scale; ours have a queue group of the same name.
-warnings.filterwarnings("ignore", message=".*Push consumer with the `durable` option.*")
-
 DeadLetterFn = Callable[[Any, str], Awaitable[None]]
+RETRY_DELAY = 2.0
 
 
-def make_broker(settings: NatsSettings) -> Any:
-    from faststream.nats import NatsBroker
-    from faststream.nats.opentelemetry import NatsTelemetryMiddleware
-
+def make_broker(settings: NatsSettings, telemetry: bool = True) -> NatsBroker:
     return NatsBroker(
         [u.strip() for u in settings.url.split(",") if u.strip()],
         token=settings.token,
         logger=None,  # our own JSON logs; FastStream's per-message logging is too hot a path
-        middlewares=[NatsTelemetryMiddleware()],
+        middlewares=[NatsTelemetryMiddleware()] if telemetry else [],
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
+        reconnect_time_wait=0.5,  # type: ignore[arg-type]  # seconds: FastStream's hint says int
     )
 
 
-def broker_connected(broker: Any) -> bool:
+def broker_connected(broker: NatsBroker) -> bool:
     conn = getattr(broker, "_connection", None)
     return bool(conn is not None and conn.is_connected)
 
 
-def dead_letter_publisher(broker: Any, subject: str) -> DeadLetterFn:
-    """``await dead_letter(msg, reason)`` keeps an unusable message (payload included) in MPR_DLQ."""
+def pull_subscriber(broker: NatsBroker, subject: str, stream: str, durable: str, **kw: Any) -> Any:
+    """Bind to a durable pull consumer made by ``mpr-setup`` (never declared here), one message per
+    call. (Batches go through :class:`mpr_common.bus.BatchConsumer`.)"""
+    return broker.subscriber(
+        subject,
+        stream=JStream(stream, declare=False),
+        durable=durable,
+        pull_sub=PullSub(batch_size=16, timeout=5),
+        ack_policy=AckPolicy.MANUAL,
+        **kw,
+    )
 
-    async def dead_letter(msg: Any, error: str) -> None:
-        raw = msg.raw_message
+
+def dead_letter_publisher(broker: NatsBroker, subject: str) -> DeadLetterFn:
+    """``await dead_letter(raw_msg, reason)`` keeps an unusable message (payload included) in MPR_DLQ."""
+
+    async def dead_letter(raw: Any, error: str) -> None:
         meta = raw.metadata if raw.reply else None
         letter = DeadLetter(
             subject=raw.subject,
@@ -53,20 +65,26 @@ def dead_letter_publisher(broker: Any, subject: str) -> DeadLetterFn:
             stream_seq=meta.sequence.stream if meta else None,
             deliveries=meta.num_delivered if meta else 0,
         )
-        await broker.publish(encode(letter), subject, stream=DLQ_STREAM)
+        msg_id = f"dlq-{raw.subject}-{meta.sequence.stream}" if meta else None
+        await broker.publish(
+            encode(letter), subject, stream=DLQ_STREAM, headers={"Nats-Msg-Id": msg_id} if msg_id else None
+        )
 
     return dead_letter
 
 
 async def settle(
-    msg: Any, work: Callable[[], Awaitable[None]], dead_letter: DeadLetterFn, retry_delay: float = 2.0
+    msg: NatsMessage,
+    work: Callable[[], Awaitable[None]],
+    dead_letter: DeadLetterFn,
+    retry_delay: float = RETRY_DELAY,
 ) -> None:
-    """Run ``work`` for one JetStream message: ack on success; an undecodable message is dead-lettered
-    and acked (redelivery cannot help); any other failure is NAKed for a later retry."""
+    """The rule for one JetStream message: ack on success; an undecodable or invalid message is
+    dead-lettered and acked (redelivery cannot help); any other failure is NAKed for a later retry."""
     try:
         await work()
-    except (DecodeError, ValidationError) as exc:
-        await dead_letter(msg, f"undecodable: {exc}")
+    except (DecodeError, ValidationError, BadRequest) as exc:
+        await dead_letter(msg.raw_message, f"undecodable: {exc}")
         await msg.ack()
         return
     except Exception:
@@ -76,20 +94,25 @@ async def settle(
     await msg.ack()
 
 
-def durable_subscriber(
-    broker: Any, subject: str, stream: str, durable: str, max_deliver: int = 10, ack_wait: float = 30
-) -> Any:
-    """A push consumer shared by every replica of a service: the durable name is also the queue
-    group, delivery starts at the stream's beginning, and handlers settle messages themselves."""
-    from faststream import AckPolicy
-    from faststream.nats import ConsumerConfig, DeliverPolicy, JStream
+Handler = Callable[[NatsMessage], Awaitable[bytes]]
 
-    return broker.subscriber(
-        subject,
-        stream=JStream(stream, declare=False),
-        durable=durable,
-        queue=durable,
-        deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.MANUAL,
-        config=ConsumerConfig(max_deliver=max_deliver, ack_wait=ack_wait),
-    )
+
+def answers(handler: Handler) -> Callable[[NatsMessage], Awaitable[NatsResponse]]:
+    """A request handler always replies: with its result, or with an error code and message in
+    ``Nats-Service-Error-Code`` / ``Nats-Service-Error`` (decoded by :func:`mpr_common.bus.request`)."""
+
+    async def wrapped(msg: NatsMessage) -> NatsResponse:
+        try:
+            return NatsResponse(await handler(msg))
+        except (DecodeError, ValidationError) as exc:
+            err: MprError = BadRequest(f"bad request: {exc}")
+        except MprError as exc:
+            err = exc
+        except Exception as exc:
+            log.exception("request on %s failed", msg.raw_message.subject)
+            err = MprError(f"{type(exc).__name__} in the service")
+        return NatsResponse(b"", headers=error_headers(err))
+
+    wrapped.__name__ = handler.__name__
+    wrapped.__doc__ = handler.__doc__
+    return wrapped

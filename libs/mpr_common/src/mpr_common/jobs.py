@@ -37,6 +37,15 @@ def default_output_key(source_key: str, job_id: str, preset: Preset) -> str:
     return f"{stem}/{job_id}/{preset.name}{ext}"
 
 
+def job_identity(job: JobRequested, msg_id: str | None, stream_seq: int) -> JobRequested:
+    """The job's id as every consumer sees it: the request's own, else its ``Nats-Msg-Id``, else one
+    derived from its stream sequence. A publisher that leaves job_id out still gets one job, whose id
+    the catalog and the transcoders agree on."""
+    if job.job_id:
+        return job
+    return msgspec.structs.replace(job, job_id=msg_id or f"js-{stream_seq}")
+
+
 def normalize_job(job: JobRequested) -> JobRequested:
     """Validate a job request and fill in defaults (preset, output key).
 

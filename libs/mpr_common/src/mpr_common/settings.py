@@ -1,67 +1,84 @@
-"""Settings shared by every service, read from the environment in one place.
+"""Settings, declared once: each field names its environment variable(s) and has its one default.
 
-Nothing here reads the environment at import time: call ``S3Settings.from_env()`` /
-``NatsSettings.from_env()`` in a service's entry point and pass the result in.
-"""
+Nothing here reads the environment at import time: call ``XSettings.from_env()`` in a service's
+entry point and pass the result in. Values are converted by the field's type (``str``, ``int``,
+``float``, ``bool``, ``frozenset[str]`` as a comma-separated list, optional ones empty = unset)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import socket
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 DEFAULT_BUCKET_IN = "mpr-media-in"
 DEFAULT_BUCKET_OUT = "mpr-media-out"
+_TRUE = ("1", "true", "yes", "on")
+
+S = TypeVar("S")
 
 
-def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
-    return os.environ if env is None else env
+def env(*names: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING) -> Any:
+    """A settings field read from the first of ``names`` that is set."""
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata={"env": names})
+    return field(default=default, metadata={"env": names})
+
+
+def _convert(raw: str, hint: Any) -> Any:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return _convert(raw, args[0]) if raw.strip() else None
+    if hint is bool:
+        return raw.strip().lower() in _TRUE
+    if typing.get_origin(hint) is frozenset:
+        return frozenset(p.strip() for p in raw.split(",") if p.strip())
+    return hint(raw)
+
+
+class EnvSettings:
+    """Mixin: ``from_env()`` builds any frozen dataclass of :func:`env` fields and nested settings."""
+
+    @classmethod
+    def from_env(cls: type[S], environ: Mapping[str, str] | None = None) -> S:
+        e = os.environ if environ is None else environ
+        hints = typing.get_type_hints(cls)
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            hint = hints[f.name]
+            if isinstance(hint, type) and issubclass(hint, EnvSettings):
+                kwargs[f.name] = hint.from_env(e)
+                continue
+            raw = next((e[n] for n in f.metadata.get("env", ()) if n in e), None)
+            if raw is not None:
+                kwargs[f.name] = _convert(raw, hint)
+        return cls(**kwargs)
 
 
 @dataclass(frozen=True, slots=True)
-class S3Settings:
+class S3Settings(EnvSettings):
     """The seed's storage contract: only ``endpoint_url`` differs between MinIO and AWS."""
 
-    endpoint_url: str | None = None
-    bucket_in: str = DEFAULT_BUCKET_IN
-    bucket_out: str = DEFAULT_BUCKET_OUT
-    region: str = "us-east-1"
-    access_key_id: str | None = None
-    secret_access_key: str | None = None
-    presign_ttl: int = 3600
+    endpoint_url: str | None = env("S3_ENDPOINT_URL", default=None)
+    bucket_in: str = env("S3_BUCKET_IN", default=DEFAULT_BUCKET_IN)
+    bucket_out: str = env("S3_BUCKET_OUT", default=DEFAULT_BUCKET_OUT)
+    region: str = env("AWS_REGION", "AWS_DEFAULT_REGION", default="us-east-1")
+    access_key_id: str | None = env("AWS_ACCESS_KEY_ID", default=None)
+    secret_access_key: str | None = env("AWS_SECRET_ACCESS_KEY", default=None)
+    presign_ttl: int = env("S3_PRESIGN_TTL", default=3600)
     # Public base for presigned links handed to browsers (e.g. nginx in front of MinIO).
-    public_endpoint_url: str | None = None
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> S3Settings:
-        e = _env(env)
-        return cls(
-            endpoint_url=e.get("S3_ENDPOINT_URL") or None,
-            bucket_in=e.get("S3_BUCKET_IN", DEFAULT_BUCKET_IN),
-            bucket_out=e.get("S3_BUCKET_OUT", DEFAULT_BUCKET_OUT),
-            region=e.get("AWS_REGION", e.get("AWS_DEFAULT_REGION", "us-east-1")),
-            access_key_id=e.get("AWS_ACCESS_KEY_ID") or None,
-            secret_access_key=e.get("AWS_SECRET_ACCESS_KEY") or None,
-            presign_ttl=int(e.get("S3_PRESIGN_TTL", "3600")),
-            public_endpoint_url=e.get("S3_PUBLIC_ENDPOINT_URL") or None,
-        )
+    public_endpoint_url: str | None = env("S3_PUBLIC_ENDPOINT_URL", default=None)
 
 
 @dataclass(frozen=True, slots=True)
-class NatsSettings:
-    url: str = "nats://127.0.0.1:4222"
-    token: str | None = None
+class NatsSettings(EnvSettings):
+    url: str = env("NATS_URL", default="nats://127.0.0.1:4222")  # comma-separated for a cluster
+    token: str | None = env("NATS_TOKEN", default=None)
     # Replicas for streams: 1 on the embedded default, 3 on a JetStream cluster.
-    stream_replicas: int = 1
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> NatsSettings:
-        e = _env(env)
-        return cls(
-            url=e.get("NATS_URL", "nats://127.0.0.1:4222"),
-            token=e.get("NATS_TOKEN") or None,
-            stream_replicas=int(e.get("NATS_STREAM_REPLICAS", "1")),
-        )
+    stream_replicas: int = env("NATS_STREAM_REPLICAS", default=1)
 
     def connect_options(self, name: str) -> dict[str, object]:
         opts: dict[str, object] = {
@@ -77,23 +94,25 @@ class NatsSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class ServiceSettings:
-    """What every service reads: logging, the metrics/health port, S3 and NATS. Each service's
-    settings extend it with their own fields and build it in ``from_env`` via :meth:`common_from_env`."""
+class JobQueueSettings(EnvSettings):
+    """The transcoders' consumer, as its owner (``mpr-setup``) creates it; transcoders read it back
+    from the server rather than from their own environment."""
 
-    metrics_port: int = 0  # /metrics and /health/* (0 = off; the API serves them on its own port)
-    log_level: str = "INFO"
-    log_format: str = "json"
+    # seconds without an in-progress ack before JetStream redelivers
+    ack_wait: float = env("TRANSCODER_ACK_WAIT", default=30.0)
+    # deliveries before a job is failed and dead-lettered
+    max_deliver: int = env("TRANSCODER_MAX_DELIVER", default=5)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSettings(EnvSettings):
+    """What every service reads: logging, the metrics/health port, S3 and NATS; each service's
+    settings extend it with fields of their own."""
+
+    # /metrics and /health/* (0 = off; the API serves them on its own port)
+    metrics_port: int = env("METRICS_PORT", default=0)
+    log_level: str = env("LOG_LEVEL", default="INFO")
+    log_format: str = env("LOG_FORMAT", default="json")
     s3: S3Settings = field(default_factory=S3Settings)
     nats: NatsSettings = field(default_factory=NatsSettings)
-
-    @staticmethod
-    def common_from_env(env: Mapping[str, str] | None = None) -> dict[str, object]:
-        e = _env(env)
-        return {
-            "metrics_port": int(e.get("METRICS_PORT", "0")),
-            "log_level": e.get("LOG_LEVEL", "INFO"),
-            "log_format": e.get("LOG_FORMAT", "json"),
-            "s3": S3Settings.from_env(e),
-            "nats": NatsSettings.from_env(e),
-        }
+    instance: str = env("MPR_INSTANCE", "HOSTNAME", factory=socket.gethostname)

@@ -33,6 +33,7 @@ __all__ = [
     "get_s3_client",
     "head_object",
     "list_objects",
+    "list_pages",
     "upload_file",
 ]
 
@@ -101,6 +102,49 @@ def make_public_client(settings: S3Settings) -> Any:
     return _make_client(settings, settings.public_endpoint_url or settings.endpoint_url)
 
 
+@dataclass(frozen=True, slots=True)
+class ListedPage:
+    """One page of a listing: the usable media objects, and the media keys refused with the reason."""
+
+    objects: list[S3Object]
+    refused: list[tuple[str, str]]
+
+
+def list_pages(
+    bucket: str,
+    prefix: str = "",
+    extensions: frozenset[str] | None = MEDIA_EXTENSIONS,
+    *,
+    client: Any,
+    page_size: int = 1000,
+) -> Iterator[ListedPage]:
+    """Yield a bucket's listing page by page (``extensions=None`` keeps every object). A key that
+    fails validation is never processed, but it is reported, not silently dropped."""
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": page_size}):
+        objects: list[S3Object] = []
+        refused: list[tuple[str, str]] = []
+        for item in page.get("Contents", ()):
+            key = item["Key"]
+            if extensions is not None and not is_media_key(key, extensions):
+                continue
+            try:
+                validate_key(key)
+            except ValueError as exc:
+                refused.append((key, str(exc)))
+                continue
+            objects.append(
+                S3Object(
+                    bucket=bucket,
+                    key=key,
+                    size=int(item.get("Size", 0)),
+                    etag=str(item.get("ETag", "")).strip('"'),
+                    last_modified=item.get("LastModified"),
+                )
+            )
+        yield ListedPage(objects, refused)
+
+
 def list_objects(
     bucket: str | None = None,
     prefix: str = "",
@@ -113,28 +157,12 @@ def list_objects(
     """Yield the objects under ``prefix`` page by page, keeping supported media extensions.
 
     ``extensions=None`` keeps every object. Keys that fail validation are skipped: they can
-    never be processed safely.
+    never be processed safely (:func:`list_pages` reports them).
     """
     s = _settings(settings)
     client = client or get_s3_client(settings)
-    bucket = bucket or s.bucket_in
-    paginator = client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": page_size}):
-        for item in page.get("Contents", ()):
-            key = item["Key"]
-            if extensions is not None and not is_media_key(key, extensions):
-                continue
-            try:
-                validate_key(key)
-            except ValueError:
-                continue
-            yield S3Object(
-                bucket=bucket,
-                key=key,
-                size=int(item.get("Size", 0)),
-                etag=str(item.get("ETag", "")).strip('"'),
-                last_modified=item.get("LastModified"),
-            )
+    for page in list_pages(bucket or s.bucket_in, prefix, extensions, client=client, page_size=page_size):
+        yield from page.objects
 
 
 def head_object(

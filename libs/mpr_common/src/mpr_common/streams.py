@@ -1,39 +1,61 @@
-"""JetStream streams, created or updated idempotently by every service that needs them."""
+"""JetStream streams, the job-state KV bucket and every durable consumer, created by one owner.
+
+``mpr-setup`` (run by ``make dev``'s stack, a compose one-shot and a Kubernetes Job) is the only
+place that creates or updates them; services bind to what it made and never declare their own."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import logging
+from typing import Any
 
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.errors import BadRequestError, NotFoundError
 
 from . import subjects as s
+from .settings import JobQueueSettings, NatsSettings
 
 log = logging.getLogger(__name__)
 
 DAY = 24 * 3600.0
+CATALOG_MAX_DELIVER = 10
+CATALOG_ACK_WAIT = 30.0
+CATALOG_MAX_ACK_PENDING = 20_000  # room for several full batches in flight
 
 
 def stream_configs(replicas: int = 1) -> list[StreamConfig]:
-    common = dict(
+    common: dict[str, Any] = dict(
         storage=StorageType.FILE,
         num_replicas=replicas,
         discard=DiscardPolicy.OLD,
         retention=RetentionPolicy.LIMITS,
     )
     return [
+        # Objects and scan status in one stream: the catalog reads a scan's end after its objects.
         StreamConfig(
             name=s.OBJECTS_STREAM,
-            subjects=[s.OBJECT_FOUND, s.OBJECT_REMOVED],
+            subjects=[s.OBJECTS_ALL],
             max_age=7 * DAY,
             duplicate_window=120.0,
             **common,
         ),
         StreamConfig(
             name=s.ASSETS_STREAM,
-            subjects=[s.ASSET_REGISTERED],
-            max_age=7 * DAY,
+            subjects=[s.ASSETS_REGISTERED_ALL],
+            max_msgs_per_subject=1,
+            allow_direct=True,
+            max_age=365 * DAY,
             duplicate_window=120.0,
             **common,
         ),
@@ -55,6 +77,40 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
     ]
 
 
+def consumer_configs(queue: JobQueueSettings) -> list[tuple[str, ConsumerConfig]]:
+    """(stream, durable pull consumer) pairs. Every consumer starts at the stream's beginning and
+    acknowledges each message explicitly."""
+
+    def pull(durable: str, subject: str, **kw: Any) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=durable,
+            filter_subject=subject,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            **{"ack_wait": CATALOG_ACK_WAIT, "max_deliver": CATALOG_MAX_DELIVER, **kw},
+        )
+
+    return [
+        (
+            s.JOBS_STREAM,
+            pull(
+                s.TRANSCODERS_DURABLE,
+                s.JOB_REQUESTED,
+                ack_wait=queue.ack_wait,
+                max_deliver=queue.max_deliver,
+                max_ack_pending=10_000,
+            ),
+        ),
+        (s.JOBS_STREAM, pull(s.CATALOG_JOBS_DURABLE, s.JOBS_ALL, max_ack_pending=CATALOG_MAX_ACK_PENDING)),
+        (
+            s.OBJECTS_STREAM,
+            pull(s.CATALOG_OBJECTS_DURABLE, s.OBJECTS_ALL, max_ack_pending=CATALOG_MAX_ACK_PENDING),
+        ),
+        (s.ADVISORIES_STREAM, pull(s.CATALOG_ADVISORIES_DURABLE, s.MAX_DELIVERIES_ADVISORY)),
+        (s.MINIO_STREAM, pull(s.SCANNER_MINIO_DURABLE, s.MINIO_EVENTS)),
+    ]
+
+
 async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
     for cfg in stream_configs(replicas):
         try:
@@ -67,7 +123,7 @@ async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
                 log.warning("stream %s kept as is: %s", cfg.name, exc)
 
 
-async def ensure_job_state_kv(js: JetStreamContext, replicas: int = 1):
+async def ensure_job_state_kv(js: JetStreamContext, replicas: int = 1) -> Any:
     try:
         return await js.key_value(s.JOB_STATE_KV)
     except NotFoundError:  # BucketNotFoundError: first start
@@ -78,13 +134,39 @@ async def ensure_job_state_kv(js: JetStreamContext, replicas: int = 1):
         )
 
 
-async def setup_streams(settings, client_name: str) -> None:
-    """Connect once, create or update the streams, disconnect (for services whose own client is
-    FastStream's and connects only after start-up hooks)."""
+async def ensure_consumers(js: JetStreamContext, queue: JobQueueSettings) -> None:
+    for stream, cfg in consumer_configs(queue):
+        try:  # creates, or updates what may be updated (ack_wait, max_deliver, …)
+            await js.add_consumer(stream, cfg)
+        except BadRequestError as exc:  # e.g. a changed filter subject: keep the existing one
+            log.warning("consumer %s kept as is: %s", cfg.durable_name, exc)
+
+
+async def setup_jetstream(js: JetStreamContext, nats: NatsSettings, queue: JobQueueSettings) -> None:
+    """Everything MPR needs on the server, idempotently: safe to run on every deploy."""
+    await ensure_streams(js, nats.stream_replicas)
+    await ensure_job_state_kv(js, nats.stream_replicas)
+    await ensure_consumers(js, queue)
+
+
+async def run_setup(nats: NatsSettings, queue: JobQueueSettings) -> None:
     from .bus import connect
 
-    nc = await connect(settings, client_name)
+    nc = await connect(nats, "mpr-setup")
     try:
-        await ensure_streams(nc.jetstream(), settings.stream_replicas)
+        await setup_jetstream(nc.jetstream(), nats, queue)
     finally:
         await nc.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``mpr-setup``: create or update MPR's streams, KV bucket and consumers (NATS_URL, NATS_TOKEN)."""
+    argparse.ArgumentParser(prog="mpr-setup", description=main.__doc__).parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    asyncio.run(run_setup(NatsSettings.from_env(), JobQueueSettings.from_env()))
+    log.info("JetStream set up")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import time
 from pathlib import Path
 
-from .stack import DEV_API_TOKEN, Stack
+from .stack import DEV_ACCESS_KEY, DEV_API_TOKEN, DEV_SECRET_KEY, Stack
+
+
+class _Stop(BaseException):
+    """Raised by the signal handler to leave a start-up in progress (a KeyboardInterrupt without the
+    traceback); a BaseException so that no ``except Exception`` on the way swallows it."""
+
+
+def _say(text: str, file=None) -> None:
+    # Stopping must go on when the terminal is gone (SIGHUP): printing would then raise EIO.
+    with contextlib.suppress(OSError):
+        print(text, file=file or sys.stdout, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,43 +43,60 @@ def main(argv: list[str] | None = None) -> int:
         transcoders=args.transcoders,
         quiet=not args.verbose,
     )
-    stopping = False
+    starting = True
+    stopping = False  # set once we decided to stop: services exiting after that are expected
+    rc = 0
 
     def on_signal(signum, _frame):
         nonlocal stopping
+        if stopping:
+            return  # a second Ctrl-C must not break the shutdown under way
         stopping = True
+        if starting:
+            raise _Stop  # start() can wait up to a minute for a service: leave it now
 
-    signal.signal(signal.SIGTERM, on_signal)
+    # Ctrl-C, kill and a closed terminal all stop the stack the same way, quietly, with status 0
+    # (the children run in process groups of their own: the terminal's SIGINT or SIGHUP reach us alone).
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     try:
         stack.start()
+        starting = False
         env = stack.env()
-        print(
+        endpoint = env["S3_ENDPOINT_URL"]
+        # No ~/.aws on a fresh machine: the upload commands need the dev credentials in the environment.
+        creds = (
+            f"AWS_ACCESS_KEY_ID={DEV_ACCESS_KEY} AWS_SECRET_ACCESS_KEY={DEV_SECRET_KEY} "
+            f"AWS_DEFAULT_REGION={env['AWS_REGION']}"
+        )
+        _say(
             f"""
 MPR is running.
   API          {stack.api_url}   (OpenAPI: {stack.api_url}/schema, GraphQL: {stack.api_url}/graphql)
   token        Authorization: Bearer {DEV_API_TOKEN}
   NATS         {env["NATS_URL"]}  (JetStream store: {stack.workdir / "jetstream"})
-  S3 (moto)    {env["S3_ENDPOINT_URL"]}  buckets {env["S3_BUCKET_IN"]}, {env["S3_BUCKET_OUT"]}
-  upload       aws --endpoint-url {env["S3_ENDPOINT_URL"]} s3 cp video.mp4 s3://{env["S3_BUCKET_IN"]}/
+  S3 (moto)    {endpoint}  buckets {env["S3_BUCKET_IN"]}, {env["S3_BUCKET_OUT"]}
+  upload       export {creds} S3_ENDPOINT_URL={endpoint} MPR_API_URL={stack.api_url} MPR_TOKEN={DEV_API_TOKEN}
+               aws --endpoint-url {endpoint} s3 cp video.mp4 s3://{env["S3_BUCKET_IN"]}/
+               uv run mpr upload video.mp4   (the same with the mpr CLI)
   logs         {stack.workdir / "logs"}
-Ctrl-C stops everything.""",
-            flush=True,
+Ctrl-C stops everything."""
         )
         while not stopping:
             for proc in stack.services.values():
-                if not proc.alive():
-                    print(
-                        f"{proc.name} exited with {proc.popen.returncode}; see {proc.log_path}",
-                        file=sys.stderr,
-                    )
+                if not stopping and not proc.alive():  # died on its own, not stopped by us
+                    _say(f"{proc.name} exited with {proc.popen.returncode}; see {proc.log_path}", sys.stderr)
                     stopping = True
+                    rc = 1
             time.sleep(0.5)
-    except KeyboardInterrupt:
+    except _Stop:
         pass
     finally:
-        print("\nstopping…", flush=True)
+        starting = False
+        stopping = True
+        _say("\nstopping…")
         stack.stop()
-    return 0
+    return rc
 
 
 if __name__ == "__main__":

@@ -98,7 +98,9 @@ class NatsServer:
         ]
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.proc = Proc(
-            "nats-server", subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT), self.log_path
+            "nats-server",
+            subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, process_group=0),
+            self.log_path,
         )
         wait_until(self._healthy, 20, "nats-server", self.proc.popen)
         return self
@@ -134,7 +136,9 @@ class MotoServer:
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         env = {**os.environ, "MOTO_S3_CUSTOM_ENDPOINTS": ""}
         self.proc = Proc(
-            "moto", subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env), self.log_path
+            "moto",
+            subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, process_group=0),
+            self.log_path,
         )
         wait_until(self._up, 30, "moto server", self.proc.popen)
         return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -12,8 +13,15 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mpr_common.settings import DEFAULT_BUCKET_IN, DEFAULT_BUCKET_OUT, S3Settings
+from mpr_common.settings import (
+    DEFAULT_BUCKET_IN,
+    DEFAULT_BUCKET_OUT,
+    JobQueueSettings,
+    NatsSettings,
+    S3Settings,
+)
 from mpr_common.storage import ensure_buckets, get_s3_client
+from mpr_common.streams import run_setup
 
 from .servers import MotoServer, NatsServer, Proc, free_port, wait_until
 
@@ -85,6 +93,7 @@ class Stack:
             port=self.s3_port or free_port(), log_path=self.workdir / "logs" / "s3.log"
         ).start()
         ensure_buckets(self.s3_client(), self.bucket_in, self.bucket_out)
+        self.setup_jetstream()
         for name in ("catalog", "scanner"):
             self.start_service(name)
         for i in range(self.transcoders):
@@ -93,6 +102,11 @@ class Stack:
         wait_until(self._api_ready, 60, "api", self.services["api"].popen)
         wait_until(self._backends_ready, 60, "catalog and scanner")
         return self
+
+    def setup_jetstream(self) -> None:
+        """What ``mpr-setup`` does in production: the one owner of streams and consumers."""
+        env = self.env()
+        asyncio.run(run_setup(NatsSettings.from_env(env), JobQueueSettings.from_env(env)))
 
     def start_service(self, module: str, name: str | None = None, env: dict[str, str] | None = None) -> Proc:
         name = name or module
@@ -110,6 +124,9 @@ class Stack:
             env=full_env,
             stdout=out,
             stderr=subprocess.STDOUT if out else None,
+            # Its own process group: a terminal's Ctrl-C reaches mpr-dev alone, which stops the
+            # services first (SIGTERM) and the servers they drain into last.
+            process_group=0,
         )
         proc = Proc(name, popen, log_path)
         self.services[name] = proc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from litestar import Litestar, Request, Response
 from litestar.di import Provide
@@ -15,14 +16,17 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from strawberry.litestar import make_graphql_controller
 
+from mpr_common import subjects as s
 from mpr_common.bus import connect
+from mpr_common.errors import MprError
+from mpr_common.jobstate import JobState
 from mpr_common.storage import make_public_client
-from mpr_common.streams import ensure_job_state_kv, ensure_streams
 
 from .auth import token_guard
-from .backend import Backend, BadRequest, Conflict, NotFound, Unavailable
+from .domain.assets import AssetService
+from .domain.jobs import JobService
 from .graphql_schema import schema
-from .routes.assets import AssetController
+from .routes.assets import AssetController, ScanController
 from .routes.health import live, ready
 from .routes.jobs import JobController
 from .routes.media import media_in, media_out
@@ -32,12 +36,9 @@ from .trace_middleware import trace_middleware
 
 log = logging.getLogger("mpr.api")
 
-_STATUS = {BadRequest: 400, NotFound: 404, Conflict: 409, Unavailable: 503}
 
-
-def _domain_error(_request: Request, exc: Exception) -> Response:
-    status = _STATUS[type(exc)]
-    return Response({"status_code": status, "detail": str(exc)}, status_code=status)
+def _domain_error(_request: Request, exc: MprError) -> Response:
+    return Response({"status_code": exc.code, "detail": exc.detail}, status_code=exc.code)
 
 
 def _internal_error(request: Request, exc: Exception) -> Response:
@@ -50,28 +51,45 @@ def _internal_error(request: Request, exc: Exception) -> Response:
     return Response({"status_code": 500, "detail": "internal error"}, status_code=500)
 
 
-def create_app(settings: ApiSettings) -> Litestar:
+def services(settings: ApiSettings, nc: Any, kv: Any, public_s3: Any) -> dict[str, Any]:
+    """What the handlers are given (``app.state``): the NATS connection and the domain services."""
+    return {
+        "nc": nc,
+        "jobs": JobService(settings, nc, JobState(kv), public_s3),
+        "assets": AssetService(settings, nc, public_s3),
+    }
+
+
+def create_app(settings: ApiSettings, state: dict[str, Any] | None = None) -> Litestar:
+    """``state`` given (in-process tests): use it instead of connecting to NATS and S3."""
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if state is not None:
+            app.state.update(state)
+            yield
+            return
         nc = await connect(settings.nats, "mpr-api")
-        js = nc.jetstream()
-        await ensure_streams(js, settings.nats.stream_replicas)
-        kv = await ensure_job_state_kv(js, settings.nats.stream_replicas)
-        app.state.backend = Backend(settings, nc, kv, make_public_client(settings.s3))
+        kv = await nc.jetstream().key_value(s.JOB_STATE_KV)  # made by mpr-setup
+        app.state.update(services(settings, nc, kv, make_public_client(settings.s3)))
         log.info("api ready on %s:%d", settings.host, settings.port)
         try:
             yield
         finally:
             await nc.drain()
 
-    def provide_backend(request: Request) -> Backend:
-        return request.app.state.backend
+    def provide_jobs(request: Request) -> JobService:
+        return request.app.state.jobs
+
+    def provide_assets(request: Request) -> AssetService:
+        return request.app.state.assets
 
     GraphQL = make_graphql_controller(schema, path="/graphql", graphql_ide="graphiql")
 
     return Litestar(
         route_handlers=[
             AssetController,
+            ScanController,
             JobController,
             list_presets,
             media_in,
@@ -88,14 +106,14 @@ def create_app(settings: ApiSettings) -> Litestar:
             ).middleware,
         ],
         logging_config=None,
-        dependencies={"backend": Provide(provide_backend, sync_to_thread=False)},
+        dependencies={
+            "jobs": Provide(provide_jobs, sync_to_thread=False),
+            "assets": Provide(provide_assets, sync_to_thread=False),
+        },
         guards=[token_guard(settings.tokens, settings.public_media)],
         lifespan=[lifespan],
         exception_handlers={
-            BadRequest: _domain_error,
-            NotFound: _domain_error,
-            Conflict: _domain_error,
-            Unavailable: _domain_error,
+            MprError: _domain_error,
             Exception: _internal_error,
         },
         openapi_config=OpenAPIConfig(

@@ -14,7 +14,8 @@ OPEN_PREFIXES = ("/health", "/schema", "/metrics")
 def token_guard(tokens: frozenset[str], public_media: bool):
     encoded = [t.encode() for t in tokens]
 
-    def guard(connection: ASGIConnection, _handler: BaseRouteHandler) -> None:
+    # async: Litestar runs a synchronous guard in a thread pool, a hand-off per request.
+    async def guard(connection: ASGIConnection, _handler: BaseRouteHandler) -> None:
         if not encoded:
             return
         path = connection.scope["path"]

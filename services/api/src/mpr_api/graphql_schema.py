@@ -9,27 +9,38 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.types import Info
 
-from mpr_common.events import AssetView, JobView
+from mpr_common.errors import MprError, NotFound
+from mpr_common.events import JOB_KINDS, AssetView, JobView
 
-from .backend import Backend, BadRequest, Conflict, NotFound, Unavailable
+from .domain.assets import AssetService
+from .domain.jobs import JobService
 from .schemas import JobCreate
 
 
-def _backend(info: Info) -> Backend:
-    return info.context["request"].app.state.backend
+def _jobs(info: Info) -> JobService:
+    return info.context["request"].app.state.jobs
+
+
+def _assets(info: Info) -> AssetService:
+    return info.context["request"].app.state.assets
 
 
 async def _call(coro) -> Any:
+    """The same errors as REST, with their GraphQL code."""
     try:
         return await coro
-    except (BadRequest, NotFound, Conflict, Unavailable) as exc:
-        code = {
-            BadRequest: "BAD_REQUEST",
-            NotFound: "NOT_FOUND",
-            Conflict: "CONFLICT",
-            Unavailable: "UNAVAILABLE",
-        }[type(exc)]
-        raise GraphQLError(str(exc), extensions={"code": code}) from None
+    except MprError as exc:
+        raise GraphQLError(exc.detail, extensions={"code": exc.name}) from None
+
+
+async def _maybe(coro) -> Any:
+    """``None`` for a missing object, as GraphQL expects of a nullable field; other errors as in _call."""
+    try:
+        return await _call(coro)
+    except GraphQLError as exc:
+        if exc.extensions and exc.extensions.get("code") == NotFound.name:
+            return None
+        raise
 
 
 @strawberry.type
@@ -125,13 +136,7 @@ class Job:
         )
 
 
-@strawberry.enum
-class JobKind(enum.Enum):
-    transcode = "transcode"
-    trim = "trim"
-    thumbnail = "thumbnail"
-    audio = "audio"
-    hls = "hls"
+JobKind: Any = strawberry.enum(enum.Enum("JobKind", {k: k for k in JOB_KINDS}))  # type: ignore[call-overload]
 
 
 @strawberry.input
@@ -153,24 +158,18 @@ class Query:
     ) -> list[Asset]:
         if not (1 <= limit <= 1000) or offset < 0:
             raise GraphQLError("limit must be 1-1000 and offset >= 0", extensions={"code": "BAD_REQUEST"})
-        reply = await _call(_backend(info).list_assets(limit, offset, prefix))
-        return [Asset.of(a) for a in reply.assets]
+        assets, _ = await _call(_assets(info).list(limit, offset, prefix))
+        return [Asset.of(a) for a in assets]
 
     @strawberry.field
     async def asset(self, info: Info, id: str) -> Asset | None:
-        try:
-            reply = await _backend(info).get_asset(id)
-        except NotFound:
-            return None
-        return Asset.of(reply.asset)
+        asset = await _maybe(_assets(info).get(id))
+        return Asset.of(asset) if asset else None
 
     @strawberry.field
     async def job(self, info: Info, id: str) -> Job | None:
-        try:
-            out = await _backend(info).get_job(id)
-        except NotFound:
-            return None
-        return Job.of(out.job, out.output_url)
+        out = await _maybe(_jobs(info).get(id))
+        return Job.of(out.job, out.output_url) if out else None
 
     @strawberry.field
     async def jobs(
@@ -178,7 +177,7 @@ class Query:
     ) -> list[Job]:
         if not (1 <= limit <= 1000) or offset < 0:
             raise GraphQLError("limit must be 1-1000 and offset >= 0", extensions={"code": "BAD_REQUEST"})
-        items, _ = await _call(_backend(info).list_jobs(limit, offset, status))
+        items, _ = await _call(_jobs(info).list(limit, offset, status))
         return [Job.of(o.job, o.output_url) for o in items]
 
 
@@ -186,7 +185,7 @@ class Query:
 class Mutation:
     @strawberry.mutation(description="List S3_BUCKET_IN and register new media files")
     async def scan_media_folder(self, info: Info, prefix: str = "") -> ScanResult:
-        r = await _call(_backend(info).scan(prefix))
+        r = await _call(_assets(info).scan(prefix))
         return ScanResult(found=r.found, registered=r.registered, skipped=r.skipped, files=r.files)
 
     @strawberry.mutation
@@ -200,12 +199,12 @@ class Mutation:
             end=job.end,
             job_id=job.job_id,
         )
-        out, _ = await _call(_backend(info).submit(body, requested_by="graphql"))
+        out, _ = await _call(_jobs(info).submit(body, requested_by="graphql"))
         return Job.of(out.job, out.output_url)
 
     @strawberry.mutation
     async def cancel_job(self, info: Info, id: str) -> Job:
-        out = await _call(_backend(info).cancel(id))
+        out = await _call(_jobs(info).cancel(id))
         return Job.of(out.job, out.output_url)
 
 

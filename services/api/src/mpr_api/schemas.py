@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from mpr_common.events import AssetView, JobView
+from mpr_common.events import AssetView, FailureReason, JobKind, JobView, RefusedObject
 
 
 class ScanBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -14,14 +14,20 @@ class ScanBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class ScanResult(msgspec.Struct, kw_only=True):
+    """The seed's answer (found, registered, skipped, files), plus what the scan refused and why and
+    how many registered assets it no longer found."""
+
     found: int
     registered: int
     skipped: int
     files: list[str]
+    refused: list[RefusedObject] = msgspec.field(default_factory=list)
+    removed: int = 0
+    scan_id: str = ""
 
 
 class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    kind: Literal["transcode", "trim", "thumbnail", "audio", "hls"]
+    kind: JobKind
     source_key: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
     output_key: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)] | None = None
     preset: Annotated[str, msgspec.Meta(max_length=64)] | None = None
@@ -49,7 +55,7 @@ class JobCallback(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     elapsed: float | None = None
     progress: Annotated[float, msgspec.Meta(ge=0, le=100)] = 0.0
     error: Annotated[str, msgspec.Meta(max_length=4000)] | None = None
-    reason: Literal["invalid", "source", "ffmpeg", "storage", "timeout", "internal"] | None = None
+    reason: FailureReason | None = None
     worker: str | None = None
 
 

@@ -15,7 +15,7 @@ def trace_middleware(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())}
-        with span_from(f"{scope['method']} {scope['path']}", headers, kind=SpanKind.SERVER):
+        with span_from(f"{scope.get('method', 'GET')} {scope['path']}", headers, kind=SpanKind.SERVER):
             await app(scope, receive, send)
 
     return middleware

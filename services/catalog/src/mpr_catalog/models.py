@@ -29,6 +29,8 @@ class Asset(SQLModel, table=True):
     info_json: str | None = Field(default=None, sa_column=Column(Text))
     duration: float | None = None
     first_scan_id: str | None = Field(default=None, max_length=64)
+    # The last full scan that listed it: a completed scan marks what it did not list as removed.
+    last_seen_scan_id: str | None = Field(default=None, max_length=64)
     removed: bool = Field(default=False, index=True)
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
@@ -59,4 +61,23 @@ class Job(SQLModel, table=True):
     created_at: float = Field(default_factory=time.time, index=True)
     updated_at: float = Field(default_factory=time.time)
     started_at: float | None = None
+    finished_at: float | None = None
+
+
+class Scan(SQLModel, table=True):
+    """A scan's progress and result, recorded from the scanner's ScanStatus events."""
+
+    __tablename__ = "scans"
+
+    id: str = Field(primary_key=True, max_length=64)
+    bucket: str = Field(default="", max_length=63)
+    prefix: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    state: str = Field(default="running", max_length=16)
+    found: int = 0
+    registered: int = 0
+    removed: int = 0
+    refused_json: str | None = Field(default=None, sa_column=Column(Text))
+    refused_count: int = 0
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    started_at: float = Field(default_factory=time.time, index=True)
     finished_at: float | None = None

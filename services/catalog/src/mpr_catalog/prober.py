@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 
@@ -11,10 +12,10 @@ from botocore.exceptions import BotoCoreError
 
 from mpr_common.events import MediaInfo
 from mpr_common.mediainfo import ProbeError, looks_like_network_error, probe
-from mpr_common.metrics import PROBE_SECONDS
 from mpr_common.storage import get_presigned_url
 
-from .models import Asset
+from .ingest import NewAsset
+from .metrics import PROBE_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,22 @@ class SourceUnreachable(Exception):
     """S3 could not be reached: probe again later, the asset stays pending."""
 
 
-ProbeDone = Callable[[Asset, MediaInfo | None, str | None], Awaitable[None]]
+EMPTY_OBJECT_ERROR = "empty object (0 bytes): not media"
+# ffprobe prefixes its error with the input URL: a presigned URL is a credential, never store or log it.
+_URL = re.compile(r"https?://\S+?(?::\s|\s|$)")
+# FFmpeg's wording for HTTP answers ("Server returned 404 Not Found", "Server returned 4XX Client
+# Error, but not one of 40{0,1,3,4}" for e.g. a 416): users only need the status.
+_HTTP_STATUS = re.compile(r"Server returned (\d)(\d\d|XX)")
+
+
+def readable_probe_error(message: str) -> str:
+    """ffprobe's error line as a short reason, without any URL."""
+    if m := _HTTP_STATUS.search(message):
+        return f"the storage answered HTTP {m.group(1)}{m.group(2).lower()}"
+    return _URL.sub("", message).strip() or "ffprobe failed"
+
+
+ProbeDone = Callable[[NewAsset, MediaInfo | None, str | None], Awaitable[None]]
 
 
 class Prober:
@@ -43,11 +59,11 @@ class Prober:
         self.concurrency = concurrency
         self.timeout = timeout
         self.retry_delay = retry_delay
-        self.queue: asyncio.Queue[Asset] = asyncio.Queue()
+        self.queue: asyncio.Queue[NewAsset] = asyncio.Queue()
         self._queued: set[str] = set()
         self._tasks: list[asyncio.Task] = []
 
-    def submit(self, asset: Asset) -> None:
+    def submit(self, asset: NewAsset) -> None:
         if asset.id not in self._queued:
             self._queued.add(asset.id)
             self.queue.put_nowait(asset)
@@ -79,7 +95,11 @@ class Prober:
                 self._queued.discard(asset.id)
                 self.queue.task_done()
 
-    async def probe(self, asset: Asset) -> tuple[MediaInfo | None, str | None]:
+    async def probe(self, asset: NewAsset) -> tuple[MediaInfo | None, str | None]:
+        if asset.size == 0:
+            # S3 answers 416 to ffprobe's range request on an empty object, which ffprobe reports
+            # as an obscure HTTP error; there is nothing to probe anyway.
+            return None, EMPTY_OBJECT_ERROR
         url = await asyncio.to_thread(get_presigned_url, asset.key, asset.bucket, 900, client=self.s3)
         started = time.monotonic()
         try:
@@ -89,6 +109,7 @@ class Prober:
         except ProbeError as exc:
             PROBE_SECONDS.labels("error").observe(time.monotonic() - started)
             if looks_like_network_error(str(exc)):
-                raise SourceUnreachable(str(exc)) from None
-            log.info("probe failed: %s", exc, extra={"asset_id": asset.id, "key": asset.key})
-            return None, str(exc)
+                raise SourceUnreachable(_URL.sub("", str(exc)).strip()) from None
+            error = readable_probe_error(str(exc))
+            log.info("probe failed: %s", error, extra={"asset_id": asset.id, "key": asset.key})
+            return None, error

@@ -1,4 +1,4 @@
-"""Wires the scanner: scan requests (request/reply), scheduled scans, MinIO notifications."""
+"""Wires the scanner: scan requests (replies in chunks), scheduled scans, MinIO notifications."""
 
 from __future__ import annotations
 
@@ -6,142 +6,134 @@ import asyncio
 import contextlib
 import logging
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from faststream import FastStream
-from faststream.nats import NatsMessage
+from faststream.nats import NatsBroker, NatsMessage
 
 from mpr_common import subjects as s
+from mpr_common.bus import connect
 from mpr_common.codec import DecodeError, ValidationError, decoder, encode
-from mpr_common.events import ObjectFound, ObjectRemoved, ScanChunk, ScanRequest, new_id
+from mpr_common.errors import BadRequest, MprError, Unavailable, error_headers
+from mpr_common.events import ScanChunk, ScanRequest, new_id
 from mpr_common.faststream_support import (
     broker_connected,
     dead_letter_publisher,
-    durable_subscriber,
     make_broker,
+    pull_subscriber,
     settle,
 )
-from mpr_common.keys import InvalidKeyError
-from mpr_common.metrics import OBJECTS_EMITTED, SCAN_SECONDS
 from mpr_common.ops_server import OpsServer
-from mpr_common.storage import get_s3_client, list_objects
-from mpr_common.streams import setup_streams
+from mpr_common.storage import get_s3_client
+from mpr_common.tracing import inject
 
 from .minio_events import translate
+from .scan import publish_objects, run_scan
 from .settings import ScannerSettings
 
 log = logging.getLogger("mpr.scanner")
+_scan_request = decoder(ScanRequest)
 
 
-def object_msg_id(ev: ObjectFound | ObjectRemoved) -> str:
-    if isinstance(ev, ObjectFound):
-        return f"found:{ev.bucket}/{ev.key}@{ev.etag}"
-    return f"removed:{ev.bucket}/{ev.key}@{ev.at}"
+@dataclass
+class ScannerDeps:
+    js: Any
+    s3: Any
 
 
-SCAN_CHUNK = 500  # objects per reply message (~100 KB)
-
-
-def create_app(settings: ScannerSettings) -> FastStream:
-    broker = make_broker(settings.nats)
+def register(broker: NatsBroker, settings: ScannerSettings, deps: Any) -> set[asyncio.Task]:
+    """Attach the scanner's handlers; ``deps()`` gives the resources made in the lifespan. Returns the
+    set that holds background scans (so shutdown can wait for them)."""
     dead_letter = dead_letter_publisher(broker, s.DLQ_SCANNER)
-    state: dict[str, object] = {}
-    scan_decoder = decoder(ScanRequest)
-
-    async def emit(events: list[ObjectFound | ObjectRemoved]) -> None:
-        """Publish to JetStream, waiting for every ack; bounded concurrency."""
-        sem = asyncio.Semaphore(settings.publish_concurrency)
-
-        async def one(ev: ObjectFound | ObjectRemoved) -> None:
-            async with sem:
-                subject = s.OBJECT_FOUND if isinstance(ev, ObjectFound) else s.OBJECT_REMOVED
-                await broker.publish(
-                    encode(ev), subject, stream=s.OBJECTS_STREAM, headers={"Nats-Msg-Id": object_msg_id(ev)}
-                )
-                OBJECTS_EMITTED.labels(ev.source, "found" if subject == s.OBJECT_FOUND else "removed").inc()
-
-        await asyncio.gather(*(one(ev) for ev in events))
-
-    async def scan(req: ScanRequest) -> list[ObjectFound]:
-        client = state["s3"]
-
-        def listing() -> list[ObjectFound]:
-            return [
-                ObjectFound(
-                    bucket=o.bucket,
-                    key=o.key,
-                    size=o.size,
-                    etag=o.etag,
-                    last_modified=o.last_modified.timestamp() if o.last_modified else None,
-                    source="scan",
-                    scan_id=req.scan_id,
-                )
-                for o in list_objects(settings.s3.bucket_in, req.prefix, client=client)
-            ]
-
-        with SCAN_SECONDS.time():
-            found = await asyncio.to_thread(listing)
-            await emit(found)
-        log.info("scan %s: %d media objects under %r", req.scan_id, len(found), req.prefix)
-        return found
+    background: set[asyncio.Task] = set()
 
     @broker.subscriber(s.SCAN_REQUEST, queue="scanner", no_reply=True)
     async def on_scan_request(msg: NatsMessage) -> None:
         """Reply in chunks to the requester's inbox: a large bucket never exceeds NATS's max payload."""
-        reply = msg.raw_message.reply
-        if not reply:
+        inbox = msg.raw_message.reply
+        if not inbox:
             return
 
-        async def send(chunk: ScanChunk) -> None:
-            await broker.publish(encode(chunk), reply)
+        async def reply(chunk: ScanChunk) -> None:
+            await broker.publish(encode(chunk), inbox)
+
+        async def fail(exc: MprError) -> None:
+            await broker.publish(b"", inbox, headers=error_headers(exc))
 
         try:
-            req = scan_decoder.decode(msg.raw_message.data)
+            req = _scan_request.decode(msg.raw_message.data)
         except (DecodeError, ValidationError) as exc:
-            await send(ScanChunk(scan_id="", error=f"bad request: {exc}"))
+            await fail(BadRequest(f"bad request: {exc}"))
+            return
+        d = deps()
+        scan = run_scan(
+            req,
+            js=d.js,
+            s3=d.s3,
+            bucket=settings.s3.bucket_in,
+            concurrency=settings.publish_concurrency,
+            reply=reply,
+        )
+        if not req.reply_files:  # in the background: the requester gets the acceptance chunk only
+            task = asyncio.create_task(scan)
+            background.add(task)
+            task.add_done_callback(background.discard)
             return
         try:
-            found = await scan(req)
-        except InvalidKeyError as exc:
-            await send(ScanChunk(scan_id=req.scan_id, error=str(exc)))
-            return
-        except Exception as exc:  # S3 down: the caller gets the reason
+            await scan
+        except Exception as exc:  # S3 down: the requester gets the reason
             log.exception("scan failed")
-            await send(ScanChunk(scan_id=req.scan_id, error=f"listing {settings.s3.bucket_in} failed: {exc}"))
-            return
-        for i in range(0, max(len(found), 1), SCAN_CHUNK):
-            part = found[i : i + SCAN_CHUNK]
-            await send(ScanChunk(scan_id=req.scan_id, objects=part, done=i + SCAN_CHUNK >= len(found)))
+            await fail(Unavailable(f"listing {settings.s3.bucket_in} failed: {exc}"))
 
-    @durable_subscriber(broker, s.MINIO_EVENTS, s.MINIO_STREAM, s.SCANNER_MINIO_DURABLE)
+    @pull_subscriber(broker, s.MINIO_EVENTS, s.MINIO_STREAM, s.SCANNER_MINIO_DURABLE)
     async def on_minio_event(msg: NatsMessage) -> None:
         async def work() -> None:
-            await emit(translate(msg.raw_message.data, settings.s3.bucket_in))
+            events = translate(msg.raw_message.data, settings.s3.bucket_in)
+            await publish_objects(deps().js, events, settings.publish_concurrency, inject())
 
         await settle(msg, work, dead_letter)
+
+    return background
+
+
+def create_app(settings: ScannerSettings) -> FastStream:
+    broker = make_broker(settings.nats)
+    state: dict[str, ScannerDeps] = {}
+    background = register(broker, settings, lambda: state["deps"])
 
     async def scheduled() -> None:
         while True:
             await asyncio.sleep(settings.interval)
+            d = state["deps"]
             try:
-                await scan(ScanRequest(scan_id=new_id()))
+                await run_scan(
+                    ScanRequest(scan_id=new_id()),
+                    js=d.js,
+                    s3=d.s3,
+                    bucket=settings.s3.bucket_in,
+                    concurrency=settings.publish_concurrency,
+                )
             except Exception:
                 log.exception("scheduled scan failed")
 
     @asynccontextmanager
     async def lifespan():
-        state["s3"] = get_s3_client(settings.s3)
-        await setup_streams(settings.nats, "mpr-scanner-setup")
+        nc = await connect(settings.nats, "mpr-scanner")
+        state["deps"] = ScannerDeps(js=nc.jetstream(), s3=get_s3_client(settings.s3))
         task = asyncio.create_task(scheduled()) if settings.interval > 0 else None
-        ops = OpsServer(settings.metrics_port, lambda: broker_connected(broker))
+        ops = OpsServer(settings.metrics_port, lambda: broker_connected(broker) and nc.is_connected)
         await ops.start()
         log.info("scanner ready (bucket %s)", settings.s3.bucket_in)
         try:
             yield
         finally:
             await ops.stop()
-            if task:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            for t in [task, *background]:
+                if t:
+                    t.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await t
+            await nc.drain()
 
     return FastStream(broker, lifespan=lifespan)

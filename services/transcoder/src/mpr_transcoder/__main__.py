@@ -14,7 +14,7 @@ from .worker import Worker
 
 
 async def serve(settings: TranscoderSettings) -> None:
-    nc = await connect(settings.nats, f"mpr-transcoder-{settings.worker}")
+    nc = await connect(settings.nats, f"mpr-transcoder-{settings.instance}")
     worker = Worker(settings, nc, get_s3_client(settings.s3))
     ops = OpsServer(settings.metrics_port, worker.ready)
     await ops.start()

@@ -19,44 +19,24 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import KeyNotFoundError
 
 from mpr_common import subjects as s
-from mpr_common.bus import publish_event
-from mpr_common.codec import DecodeError, ValidationError, decode, encode
+from mpr_common.bus import MSG_ID, publish_event
+from mpr_common.codec import DecodeError, ValidationError, decode
 from mpr_common.events import DeadLetter, JobCancel, JobCompleted, JobFailed, JobProgress, JobRequested
-from mpr_common.metrics import (
-    CONSUMER_ACK_PENDING,
-    CONSUMER_PENDING,
-    FFMPEG_SPEED,
-    JOB_SECONDS,
-    JOBS_FINISHED,
-    JOBS_IN_FLIGHT,
-)
-from mpr_common.streams import ensure_job_state_kv, ensure_streams
+from mpr_common.jobs import job_identity
+from mpr_common.jobstate import JobState
+from mpr_common.metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING
 from mpr_common.tracing import span_from
 
 from .ffmpeg_runner import ProgressReport
+from .metrics import FFMPEG_SPEED, JOB_SECONDS, JOBS_FINISHED, JOBS_IN_FLIGHT
 from .pipeline import JobError, Limits, run_job
 from .settings import TranscoderSettings
 
 log = logging.getLogger("mpr.transcoder")
 
-COMPLETED_PREFIX = b"completed:"
-CANCELLED = b"cancelled"
-
-
-def consumer_config(settings: TranscoderSettings) -> ConsumerConfig:
-    return ConsumerConfig(
-        durable_name=s.TRANSCODERS_DURABLE,
-        filter_subject=s.JOB_REQUESTED,
-        ack_policy=AckPolicy.EXPLICIT,
-        deliver_policy=DeliverPolicy.ALL,
-        ack_wait=settings.ack_wait,
-        max_deliver=settings.max_deliver,
-        max_ack_pending=10_000,
-    )
+BIND_RETRY = 1.0
 
 
 def retry_delay(attempt: int, base: float, cap: float) -> float:
@@ -78,27 +58,37 @@ class Worker:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
         self.s3 = s3
-        self.kv = None
+        self.job_state: JobState | None = None
+        # The consumer's own settings (its owner, mpr-setup, chose them): read back when binding.
+        self.ack_wait = 30.0
+        self.max_deliver = 1
         self.stopping = asyncio.Event()
         self.running: dict[str, Running] = {}
         self.tasks: set[asyncio.Task] = set()
         self.limits = Limits(settings.job_timeout, settings.probe_timeout, settings.max_output_bytes)
 
     # --- lifecycle -----------------------------------------------------------------------------
-    async def setup(self) -> None:
-        await ensure_streams(self.js, self.settings.nats.stream_replicas)
-        self.kv = await ensure_job_state_kv(self.js, self.settings.nats.stream_replicas)
-        try:
-            await self.js.add_consumer(s.JOBS_STREAM, consumer_config(self.settings))
-        except Exception as exc:  # another replica created it with other settings: bind to it as is
-            log.warning("consumer %s kept as is: %s", s.TRANSCODERS_DURABLE, exc)
+    async def setup(self) -> Any:
+        """Bind to the job-state KV and the shared consumer that mpr-setup made (waiting for them)."""
+        while True:
+            try:
+                self.job_state = JobState(await self.js.key_value(s.JOB_STATE_KV))
+                info = await self.js.consumer_info(s.JOBS_STREAM, s.TRANSCODERS_DURABLE)
+                break
+            except Exception as exc:
+                if self.stopping.is_set():
+                    raise
+                log.warning("waiting for the job queue (run mpr-setup): %s", exc)
+                await asyncio.sleep(BIND_RETRY)
+        self.ack_wait = float(info.config.ack_wait or self.ack_wait)
+        self.max_deliver = int(info.config.max_deliver or self.max_deliver)
         await self.nc.subscribe(s.JOB_CANCEL, cb=self._on_cancel)
+        return await self.js.pull_subscribe_bind(s.TRANSCODERS_DURABLE, stream=s.JOBS_STREAM)
 
     async def run(self) -> None:
-        await self.setup()
-        sub = await self.js.pull_subscribe_bind(s.TRANSCODERS_DURABLE, stream=s.JOBS_STREAM)
+        sub = await self.setup()
         slots = asyncio.Semaphore(self.settings.concurrency)
-        log.info("transcoder %s ready (concurrency %d)", self.settings.worker, self.settings.concurrency)
+        log.info("transcoder %s ready (concurrency %d)", self.settings.instance, self.settings.concurrency)
         while not self.stopping.is_set():
             await slots.acquire()
             if self.stopping.is_set():
@@ -117,7 +107,8 @@ class Worker:
             for msg in msgs:
                 task = asyncio.create_task(self._handle(msg))
                 self.tasks.add(task)
-                task.add_done_callback(lambda t: (self.tasks.discard(t), slots.release()))
+                task.add_done_callback(self.tasks.discard)
+                task.add_done_callback(lambda _: slots.release())
         # Stop pulling first: nats-py's drain waits forever on a pull subscription's queue.
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
@@ -161,13 +152,15 @@ class Worker:
     async def _handle(self, msg: Msg) -> None:
         deliveries = msg.metadata.num_delivered
         try:
-            job = decode(msg.data, JobRequested)
+            job = job_identity(
+                decode(msg.data, JobRequested), (msg.headers or {}).get(MSG_ID), msg.metadata.sequence.stream
+            )
         except (DecodeError, ValidationError) as exc:
             await self._dead_letter(msg, f"undecodable job request: {exc}", None)
             await msg.term()
             return
         try:
-            with span_from("mpr.transcode", msg.headers, job_id=job.job_id, kind=job.kind):
+            with span_from("mpr.transcode", msg.headers, job_id=job.job_id, job_kind=job.kind):
                 await self._process(msg, job, deliveries)
         except Exception:
             # NATS or the KV store failed while reporting: leave it for redelivery.
@@ -178,18 +171,14 @@ class Worker:
                 )
 
     async def _process(self, msg: Msg, job: JobRequested, attempt: int) -> None:
-        state = await self._job_state(job.job_id)
-        if state is not None and state.startswith(COMPLETED_PREFIX):
+        assert self.job_state is not None
+        state = await self.job_state.get(job.job_id)
+        if isinstance(state, JobCompleted):
             # Done by an earlier delivery that died before its ack: report again (deduplicated) and ack.
-            await publish_event(
-                self.js,
-                s.JOB_COMPLETED,
-                decode(state[len(COMPLETED_PREFIX) :], JobCompleted),
-                msg_id=f"completed-{job.job_id}",
-            )
+            await publish_event(self.js, s.JOB_COMPLETED, state, msg_id=f"completed-{job.job_id}")
             await msg.ack_sync()
             return
-        if state == CANCELLED:
+        if state == "cancelled":
             await self._fail(job, JobError("cancelled by request", "cancelled"), attempt)
             await msg.ack_sync()
             return
@@ -242,11 +231,10 @@ class Worker:
             output_size=outcome.output_size,
             duration=outcome.duration,
             elapsed=round(outcome.elapsed, 3),
-            worker=self.settings.worker,
+            worker=self.settings.instance,
             attempt=attempt,
         )
-        assert self.kv is not None
-        await self.kv.put(job.job_id, COMPLETED_PREFIX + encode(done))
+        await self.job_state.completed(done)
         await publish_event(self.js, s.JOB_COMPLETED, done, msg_id=f"completed-{job.job_id}")
         await msg.ack_sync()
         JOBS_FINISHED.labels(job.kind, "completed").inc()
@@ -260,7 +248,7 @@ class Worker:
             JOBS_FINISHED.labels(job.kind, "handed_back").inc()
             log.info("job handed back on shutdown", extra={"job_id": job.job_id})
             return
-        if err.retryable and attempt < self.settings.max_deliver:
+        if err.retryable and attempt < self.max_deliver:
             delay = retry_delay(attempt, self.settings.retry_base, self.settings.retry_max)
             log.warning(
                 "attempt %d failed (%s); retry in %.0fs", attempt, err, delay, extra={"job_id": job.job_id}
@@ -272,8 +260,8 @@ class Worker:
             await self._dead_letter(msg, f"gave up after {attempt} attempts: {err}", job.job_id)
             err = JobError(f"gave up after {attempt} attempts: {err}", err.reason)
         if err.reason == "cancelled":
-            assert self.kv is not None
-            await self.kv.put(job.job_id, CANCELLED)
+            assert self.job_state is not None
+            await self.job_state.cancelled(job.job_id)
         await self._fail(job, err, attempt)
         await msg.ack_sync()
         JOBS_FINISHED.labels(job.kind, "cancelled" if err.reason == "cancelled" else "failed").inc()
@@ -287,7 +275,7 @@ class Worker:
                 job_id=job.job_id,
                 error=str(err),
                 reason=err.reason,
-                worker=self.settings.worker,
+                worker=self.settings.instance,
                 attempt=attempt,
             ),
             msg_id=f"failed-{job.job_id}",
@@ -309,21 +297,10 @@ class Worker:
             msg_id=f"dlq-{meta.sequence.stream}",
         )
 
-    async def _job_state(self, job_id: str) -> bytes | None:
-        assert self.kv is not None
-        try:
-            entry = await self.kv.get(job_id)
-        except KeyNotFoundError:
-            return None
-        except Exception as exc:  # invalid key for KV: the job will fail validation anyway
-            log.debug("kv get %r: %s", job_id, exc)
-            return None
-        return entry.value
-
     async def _tick(self, msg: Msg, job: JobRequested, running: Running, attempt: int) -> None:
         """Progress at least every 2 s; in-progress acks well inside ack_wait."""
         interval = min(self.settings.progress_interval, 2.0)
-        heartbeat_every = max(0.5, self.settings.ack_wait / 3)
+        heartbeat_every = max(0.5, self.ack_wait / 3)
         last_beat = 0.0
         while True:
             now = time.monotonic()
@@ -340,7 +317,7 @@ class Worker:
                         progress=round(running.progress, 2),
                         speed=running.report.speed,
                         out_time=running.report.out_time,
-                        worker=self.settings.worker,
+                        worker=self.settings.instance,
                         attempt=attempt,
                     ),
                     timeout=2.0,

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-from litestar import Response, get
-
-from ..backend import Backend
+from litestar import Request, Response, get
 
 
 @get("/health/live", tags=["health"], include_in_schema=False)
@@ -11,6 +9,6 @@ async def live() -> dict[str, str]:
 
 
 @get("/health/ready", tags=["health"], include_in_schema=False)
-async def ready(backend: Backend) -> Response[dict[str, str]]:
-    ok = backend.nc.is_connected
+async def ready(request: Request) -> Response[dict[str, str]]:
+    ok = request.app.state.nc.is_connected
     return Response({"status": "ok" if ok else "nats disconnected"}, status_code=200 if ok else 503)

@@ -31,7 +31,9 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_async() -> None:
-    engine = make_engine(context.config.get_main_option("sqlalchemy.url"))
+    url = context.config.get_main_option("sqlalchemy.url")
+    assert url, "migrate.py sets sqlalchemy.url before Alembic runs"
+    engine = make_engine(url)
     try:
         async with engine.connect() as conn:
             await conn.run_sync(_run)

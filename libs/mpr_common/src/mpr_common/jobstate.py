@@ -1,0 +1,43 @@
+"""The job-state KV entry (``mpr-job-state``): the transcoders' claim check, written when a job ends
+or is cancelled, read before a delivered job is run. Its encoding lives here only."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from nats.js.errors import KeyNotFoundError
+
+from .codec import decode, encode
+from .events import JobCompleted
+
+log = logging.getLogger(__name__)
+
+_COMPLETED = b"completed:"
+_CANCELLED = b"cancelled"
+
+
+class JobState:
+    """``await state.get(job_id)`` → ``None`` | ``"cancelled"`` | a :class:`JobCompleted`."""
+
+    def __init__(self, kv: Any) -> None:
+        self.kv = kv
+
+    async def completed(self, done: JobCompleted) -> None:
+        await self.kv.put(done.job_id, _COMPLETED + encode(done))
+
+    async def cancelled(self, job_id: str) -> None:
+        await self.kv.put(job_id, _CANCELLED)
+
+    async def get(self, job_id: str) -> JobCompleted | str | None:
+        try:
+            entry = await self.kv.get(job_id)
+        except KeyNotFoundError:
+            return None
+        except Exception as exc:  # not a valid KV key: such a job fails validation anyway
+            log.debug("job state %r: %s", job_id, exc)
+            return None
+        value = entry.value or b""
+        if value.startswith(_COMPLETED):
+            return decode(value[len(_COMPLETED) :], JobCompleted)
+        return "cancelled" if value == _CANCELLED else None

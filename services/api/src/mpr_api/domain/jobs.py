@@ -1,0 +1,156 @@
+"""Jobs: published to JetStream and answered from its acknowledgement; read from the catalog."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from nats.aio.client import Client
+
+from mpr_common import subjects as s
+from mpr_common.bus import publish_event, request
+from mpr_common.errors import BadRequest, Conflict, Unavailable
+from mpr_common.events import (
+    JobCancel,
+    JobCompleted,
+    JobFailed,
+    JobProgress,
+    JobRequested,
+    JobView,
+    Query,
+    QueryReply,
+    new_id,
+)
+from mpr_common.jobs import TERMINAL, JobRequestError, normalize_job
+from mpr_common.jobstate import JobState
+from mpr_common.keys import validate_key
+from mpr_common.storage import get_presigned_url
+
+from ..metrics import JOBS_SUBMITTED
+from ..schemas import JobCallback, JobCreate, JobOut
+from ..settings import ApiSettings
+
+
+class JobService:
+    def __init__(self, settings: ApiSettings, nc: Client, job_state: JobState, public_s3: Any) -> None:
+        self.settings = settings
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.job_state = job_state
+        self.public_s3 = public_s3
+
+    async def _query(self, subject: str, q: Query) -> QueryReply:
+        return await request(self.nc, subject, q, QueryReply, self.settings.request_timeout)
+
+    def out(self, job: JobView) -> JobOut:
+        url = None
+        if job.status == "completed" and job.output_key:
+            url = get_presigned_url(
+                job.output_key, job.output_bucket or self.settings.s3.bucket_out, client=self.public_s3
+            )
+        return JobOut(job=job, output_url=url)
+
+    async def submit(self, body: JobCreate, requested_by: str = "api") -> tuple[JobOut, bool]:
+        """Publish a job; returns (job, created). The answer comes from what JetStream acknowledged:
+        the catalog records the job from the stream, once. A repeated job_id is not run twice."""
+        try:
+            req = normalize_job(
+                JobRequested(
+                    job_id=body.job_id or new_id(),
+                    kind=body.kind,
+                    source_key=body.source_key,
+                    output_key=body.output_key,
+                    preset=body.preset,
+                    start=body.start,
+                    end=body.end,
+                    requested_by=requested_by,
+                )
+            )
+        except JobRequestError as exc:
+            raise BadRequest(str(exc)) from None
+        try:
+            ack = await publish_event(self.js, s.JOB_REQUESTED, req, msg_id=req.job_id)
+        except Exception as exc:
+            raise Unavailable(f"the job queue is unavailable: {exc}") from None
+        JOBS_SUBMITTED.labels(req.kind, "duplicate" if ack.duplicate else "accepted").inc()
+        if ack.duplicate:
+            # The original is in the stream at ack.seq: read it once the catalog has ingested that far.
+            existing = await self._query(s.CATALOG_JOB_GET, Query(id=req.job_id, after_seq=ack.seq))
+            assert existing.job is not None
+            return self.out(existing.job), False
+        return JobOut(job=queued_view(req)), True
+
+    async def get(self, job_id: str) -> JobOut:
+        reply = await self._query(s.CATALOG_JOB_GET, Query(id=job_id))
+        assert reply.job is not None
+        return self.out(reply.job)
+
+    async def list(self, limit: int, offset: int, status: str | None) -> tuple[list[JobOut], int]:
+        reply = await self._query(s.CATALOG_JOBS_LIST, Query(limit=limit, offset=offset, status=status))
+        return [self.out(j) for j in reply.jobs], reply.total
+
+    async def cancel(self, job_id: str) -> JobOut:
+        current = await self.get(job_id)
+        if current.job.status in TERMINAL:
+            raise Conflict(f"job {job_id} is already {current.job.status}")
+        await self.job_state.cancelled(job_id)
+        ack = await publish_event(self.js, s.JOB_CANCEL, JobCancel(job_id=job_id), msg_id=f"cancel-{job_id}")
+        reply = await self._query(s.CATALOG_JOB_GET, Query(id=job_id, after_seq=ack.seq))
+        assert reply.job is not None
+        return self.out(reply.job)
+
+    async def callback(self, job_id: str, body: JobCallback) -> JobOut:
+        await self.get(job_id)  # 404 for an unknown job
+        event: JobCompleted | JobFailed | JobProgress
+        if body.status == "completed":
+            if not body.output_key:
+                raise BadRequest("a completed callback needs output_key")
+            try:
+                validate_key(body.output_key)
+            except ValueError as exc:
+                raise BadRequest(f"output_key: {exc}") from None
+            subject, event, msg_id = (
+                s.JOB_COMPLETED,
+                JobCompleted(
+                    job_id=job_id,
+                    output_key=body.output_key,
+                    output_bucket=body.output_bucket or self.settings.s3.bucket_out,
+                    output_keys=body.output_keys or [body.output_key],
+                    output_size=body.output_size,
+                    duration=body.duration,
+                    elapsed=body.elapsed,
+                    worker=body.worker or "lambda",
+                ),
+                f"completed-{job_id}",
+            )
+        elif body.status == "failed":
+            subject, event, msg_id = (
+                s.JOB_FAILED,
+                JobFailed(
+                    job_id=job_id,
+                    error=body.error or "failed",
+                    reason=body.reason or "internal",
+                    worker=body.worker or "lambda",
+                ),
+                f"failed-{job_id}",
+            )
+        else:
+            subject, event, msg_id = (
+                s.JOB_PROGRESS,
+                JobProgress(job_id=job_id, progress=body.progress, worker=body.worker or "lambda"),
+                None,
+            )
+        ack = await publish_event(self.js, subject, event, msg_id=msg_id)
+        reply = await self._query(s.CATALOG_JOB_GET, Query(id=job_id, after_seq=ack.seq))
+        assert reply.job is not None
+        return self.out(reply.job)
+
+
+def queued_view(req: JobRequested) -> JobView:
+    """What JetStream has stored, before any worker has touched it."""
+    at = req.requested_at
+    fields = msgspec.structs.asdict(req)
+    return msgspec.convert(
+        {**fields, "id": req.job_id, "status": "queued", "created_at": at, "updated_at": at}, JobView
+    )

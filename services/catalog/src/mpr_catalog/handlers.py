@@ -1,0 +1,298 @@
+"""The catalog's NATS handlers: thin, importable, and testable in process with ``TestNatsBroker``.
+
+Streams arrive in batches (one transaction per batch, acks after the commit); queries are answered
+over request/reply with errors as codes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgspec
+from faststream.nats import NatsBroker, NatsMessage
+from nats.aio.msg import Msg
+
+from mpr_common import subjects as s
+from mpr_common.bus import MSG_ID, publish_event, settle_batch
+from mpr_common.codec import DecodeError, ValidationError, decode, decoder, encode
+from mpr_common.errors import NotFound
+from mpr_common.events import (
+    AssetRegistered,
+    DeadLetter,
+    JobCancel,
+    JobCompleted,
+    JobFailed,
+    JobProgress,
+    JobRequested,
+    MediaInfo,
+    ObjectFound,
+    ObjectRemoved,
+    Query,
+    QueryReply,
+    ScanStatus,
+)
+from mpr_common.faststream_support import answers, pull_subscriber, settle
+from mpr_common.jobs import TERMINAL, JobRequestError, job_identity, normalize_job
+
+from .ingest import Ingestor, NewAsset, ObjectEvent
+from .job_events import JobEvent
+from .metrics import BATCH_SIZE, CATALOG_EVENTS
+from .repository import Catalog
+
+log = logging.getLogger("mpr.catalog")
+
+BATCH = 500
+_JOB_TYPES: dict[str, type] = {
+    s.JOB_REQUESTED: JobRequested,
+    s.JOB_DISPATCHED: JobRequested,
+    s.JOB_PROGRESS: JobProgress,
+    s.JOB_COMPLETED: JobCompleted,
+    s.JOB_FAILED: JobFailed,
+    s.JOB_CANCEL: JobCancel,
+}
+_OBJECT_TYPES: dict[str, type] = {
+    s.OBJECT_FOUND: ObjectFound,
+    s.OBJECT_REMOVED: ObjectRemoved,
+    s.SCAN_STATUS: ScanStatus,
+}
+_query = decoder(Query)
+
+
+class Barrier(Protocol):
+    """Read-your-writes: wait until the catalog has ingested a stream up to a sequence."""
+
+    async def wait(self, stream: str, durable: str, seq: int | None, timeout: float) -> bool: ...
+
+
+class ConsumerBarrier:
+    """Asks JetStream for the consumer's ack floor (shared by every catalog replica)."""
+
+    def __init__(self, js: Any, poll: float = 0.02) -> None:
+        self.js = js
+        self.poll = poll
+
+    async def wait(self, stream: str, durable: str, seq: int | None, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with contextlib.suppress(Exception):
+            if seq is None:  # everything stored so far
+                seq = (await self.js.stream_info(stream)).state.last_seq
+            while True:
+                info = await self.js.consumer_info(stream, durable)
+                if info.ack_floor.stream_seq >= (seq or 0):
+                    return True
+                if time.monotonic() >= deadline:
+                    return False
+                await asyncio.sleep(self.poll)
+        return False
+
+
+class MaxDeliveriesAdvisory(msgspec.Struct):
+    """JetStream's ``io.nats.jetstream.advisory.v1.max_deliver`` (the fields we use)."""
+
+    stream: str
+    consumer: str
+    stream_seq: int
+    deliveries: int = 0
+
+
+@dataclass
+class CatalogDeps:
+    catalog: Catalog
+    ingestor: Ingestor
+    submit_probe: Callable[[NewAsset], None]
+    barrier: Barrier
+    js: Any  # JetStream context: the advisory handler reads the original request
+    read_wait: float = 2.0
+    scan_wait: float = 110.0  # under the API's scan timeout
+
+
+def _stream_seq(raw: Msg) -> int:
+    try:
+        return raw.metadata.sequence.stream
+    except Exception:  # not a JetStream delivery (in-process tests)
+        return 0
+
+
+def decode_job_event(raw: Msg) -> JobEvent:
+    ev: JobEvent = decode(raw.data, _JOB_TYPES[raw.subject])
+    if isinstance(ev, JobRequested):
+        ev = job_identity(ev, (raw.headers or {}).get(MSG_ID), _stream_seq(raw))
+        # Record what the transcoder will run (default preset, output key); an invalid request is
+        # kept as sent and ends failed with the transcoder's reason.
+        with contextlib.suppress(JobRequestError):
+            ev = normalize_job(ev)
+    return ev
+
+
+async def dead_letter(js: Any, raw: Msg, error: str, subject: str = s.DLQ_CATALOG) -> None:
+    seq = _stream_seq(raw)
+    letter = DeadLetter(
+        subject=raw.subject, error=error, payload=raw.data.decode("utf-8", "replace"), stream_seq=seq or None
+    )
+    await publish_event(js, subject, letter, msg_id=f"dlq-{raw.subject}-{seq}")
+
+
+async def _decode_batch(
+    js: Any, raws: list[Msg], types: dict[str, type], decode_one: Callable[[Msg], Any]
+) -> list:
+    events = []
+    for raw in raws:
+        if raw.subject not in types:
+            continue
+        try:
+            events.append(decode_one(raw))
+        except (DecodeError, ValidationError) as exc:
+            await dead_letter(js, raw, f"undecodable: {exc}")
+    return events
+
+
+async def handle_job_events(d: CatalogDeps, raws: list[Msg]) -> None:
+    """A batch from the jobs stream: one transaction, then the acks."""
+
+    BATCH_SIZE.labels(s.JOBS_STREAM).observe(len(raws))
+
+    async def work() -> None:
+        events = await _decode_batch(d.js, raws, _JOB_TYPES, decode_job_event)
+        await d.ingestor.jobs(events)
+        for raw in raws:
+            CATALOG_EVENTS.labels(raw.subject).inc()
+
+    await settle_batch(raws, work)
+
+
+async def handle_objects(d: CatalogDeps, raws: list[Msg]) -> None:
+    """A batch from the objects stream (found, removed, scan status), in stream order."""
+    BATCH_SIZE.labels(s.OBJECTS_STREAM).observe(len(raws))
+
+    async def work() -> None:
+        events: list[ObjectEvent] = await _decode_batch(
+            d.js, raws, _OBJECT_TYPES, lambda r: decode(r.data, _OBJECT_TYPES[r.subject])
+        )
+        if any(isinstance(e, ScanStatus) and e.state == "completed" for e in events):
+            # Another replica may still hold earlier objects of this scan: let it commit first.
+            await d.barrier.wait(s.OBJECTS_STREAM, s.CATALOG_OBJECTS_DURABLE, _stream_seq(raws[0]) - 1, 10)
+        result = await d.ingestor.objects(events)
+        for asset in result.created:
+            d.submit_probe(asset)
+
+    await settle_batch(raws, work)
+
+
+def register(broker: NatsBroker, deps: Callable[[], CatalogDeps]) -> None:
+    """Attach the catalog's FastStream handlers (advisories, queries) to ``broker``; ``deps()`` gives
+    the resources made in the lifespan. The streams' batches go through :func:`handle_job_events`
+    and :func:`handle_objects`."""
+
+    async def dead_letter_one(raw: Msg, error: str) -> None:
+        await dead_letter(deps().js, raw, error)
+
+    @pull_subscriber(broker, s.MAX_DELIVERIES_ADVISORY, s.ADVISORIES_STREAM, s.CATALOG_ADVISORIES_DURABLE)
+    async def on_max_deliveries(msg: NatsMessage) -> None:
+        """A job whose worker died on every delivery (kill -9, OOM): fail it and keep a dead letter."""
+
+        async def work() -> None:
+            d = deps()
+            adv = decode(msg.raw_message.data, MaxDeliveriesAdvisory)
+            original = await d.js.get_msg(adv.stream, adv.stream_seq)
+            req = job_identity(
+                decode(original.data, JobRequested), (original.headers or {}).get(MSG_ID), adv.stream_seq
+            )
+            job = await d.catalog.get_job(req.job_id)
+            if job is not None and job.status in TERMINAL:
+                return
+            error = (
+                f"gave up after {adv.deliveries} deliveries: the transcoder handling it stopped "
+                "(crashed or killed) before finishing each time"
+            )
+            letter = DeadLetter(
+                subject=s.JOB_REQUESTED,
+                stream_seq=adv.stream_seq,
+                deliveries=adv.deliveries,
+                error=error,
+                payload=original.data.decode("utf-8", "replace"),
+                job_id=req.job_id,
+            )
+            await broker.publish(
+                encode(letter), s.DLQ_JOBS, stream=s.DLQ_STREAM, headers={MSG_ID: f"dlq-{adv.stream_seq}"}
+            )
+            failed = JobFailed(job_id=req.job_id, error=error, reason="internal", attempt=adv.deliveries)
+            await broker.publish(
+                encode(failed), s.JOB_FAILED, stream=s.JOBS_STREAM, headers={MSG_ID: f"failed-{req.job_id}"}
+            )
+
+        await settle(msg, work, dead_letter_one)
+
+    # --- queries -------------------------------------------------------------------------------
+    @broker.subscriber(s.CATALOG_ASSETS_LIST, queue="catalog")
+    @answers
+    async def on_assets_list(msg: NatsMessage) -> bytes:
+        q = _query.decode(msg.raw_message.data)
+        assets, total = await deps().catalog.list_assets(q.limit, q.offset, q.prefix)
+        return encode(QueryReply(assets=assets, total=total))
+
+    @broker.subscriber(s.CATALOG_ASSET_GET, queue="catalog")
+    @answers
+    async def on_asset_get(msg: NatsMessage) -> bytes:
+        q = _query.decode(msg.raw_message.data)
+        asset = await deps().catalog.get_asset(q.id or "")
+        if asset is None:
+            raise NotFound(f"asset {q.id} not found")
+        return encode(QueryReply(asset=asset, total=1))
+
+    @broker.subscriber(s.CATALOG_JOBS_LIST, queue="catalog")
+    @answers
+    async def on_jobs_list(msg: NatsMessage) -> bytes:
+        q = _query.decode(msg.raw_message.data)
+        d = deps()
+        if q.after_seq:
+            await d.barrier.wait(s.JOBS_STREAM, s.CATALOG_JOBS_DURABLE, q.after_seq, d.read_wait)
+        jobs, total = await d.catalog.list_jobs(q.limit, q.offset, q.status)
+        return encode(QueryReply(jobs=jobs, total=total))
+
+    @broker.subscriber(s.CATALOG_JOB_GET, queue="catalog")
+    @answers
+    async def on_job_get(msg: NatsMessage) -> bytes:
+        """A job JetStream has stored but this catalog has not ingested yet is waited for, briefly:
+        what the API acknowledged is readable at once, without a second write path."""
+        q = _query.decode(msg.raw_message.data)
+        d = deps()
+        job = await d.catalog.get_job(q.id or "")
+        if job is None:
+            await d.barrier.wait(s.JOBS_STREAM, s.CATALOG_JOBS_DURABLE, q.after_seq or None, d.read_wait)
+            job = await d.catalog.get_job(q.id or "")
+        if job is None:
+            raise NotFound(f"job {q.id} not found")
+        return encode(QueryReply(job=job, total=1))
+
+    @broker.subscriber(s.CATALOG_SCAN_GET, queue="catalog")
+    @answers
+    async def on_scan_get(msg: NatsMessage) -> bytes:
+        q = _query.decode(msg.raw_message.data)
+        d = deps()
+        if q.after_seq:  # a whole scan may still be on its way in: wait as long as the requester does
+            await d.barrier.wait(s.OBJECTS_STREAM, s.CATALOG_OBJECTS_DURABLE, q.after_seq, d.scan_wait)
+        scan = await d.catalog.get_scan(q.id or "")
+        if scan is None:  # started a moment ago
+            await d.barrier.wait(s.OBJECTS_STREAM, s.CATALOG_OBJECTS_DURABLE, None, d.read_wait)
+            scan = await d.catalog.get_scan(q.id or "")
+        if scan is None:
+            raise NotFound(f"scan {q.id} not found")
+        return encode(QueryReply(scan=scan, total=1))
+
+
+def asset_registered(row: Any, info: MediaInfo | None, error: str | None) -> AssetRegistered:
+    return AssetRegistered(
+        asset_id=row.id,
+        bucket=row.bucket,
+        key=row.key,
+        etag=row.etag,
+        size=row.size,
+        media_type=row.media_type,
+        info=info,
+        probe_error=error,
+    )

@@ -1,0 +1,145 @@
+"""The API in process (Litestar's test client) over a fake NATS: what it publishes, how it answers
+from JetStream's acknowledgement, and how errors map to HTTP and GraphQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import PubAck
+
+from mpr_api.app import create_app, services
+from mpr_api.domain.jobs import queued_view
+from mpr_api.settings import ApiSettings
+from mpr_common import subjects as s
+from mpr_common.codec import decode, encode
+from mpr_common.errors import NotFound, error_headers
+from mpr_common.events import JobRequested, Query, QueryReply
+from mpr_common.presets import DEFAULT_PRESET
+
+TOKEN = "t0ken"
+
+
+@dataclass
+class Msg:
+    data: bytes
+    headers: dict[str, str] | None = None
+
+
+@dataclass
+class FakeJetStream:
+    published: list[tuple[str, bytes, dict]] = field(default_factory=list)
+    duplicate_ids: set[str] = field(default_factory=set)
+    fail: bool = False
+
+    async def publish(self, subject, payload, headers=None, timeout=None) -> PubAck:
+        if self.fail:
+            raise NatsTimeoutError
+        self.published.append((subject, payload, headers or {}))
+        dup = (headers or {}).get("Nats-Msg-Id") in self.duplicate_ids
+        return PubAck(stream=s.JOBS_STREAM, seq=len(self.published), duplicate=dup)
+
+
+@dataclass
+class FakeNats:
+    """Answers catalog queries from ``jobs`` (job_id → JobView) the way the catalog does."""
+
+    js: FakeJetStream = field(default_factory=FakeJetStream)
+    jobs: dict[str, Any] = field(default_factory=dict)
+    requests: list[tuple[str, Query]] = field(default_factory=list)
+    is_connected: bool = True
+
+    def jetstream(self) -> FakeJetStream:
+        return self.js
+
+    async def request(self, subject, payload, timeout=None) -> Msg:
+        q = decode(payload, Query)
+        self.requests.append((subject, q))
+        job = self.jobs.get(q.id or "")
+        if job is None:
+            return Msg(b"", error_headers(NotFound(f"job {q.id} not found")))
+        return Msg(encode(QueryReply(job=job, total=1)))
+
+
+class FakeKV:
+    def __init__(self) -> None:
+        self.values: dict[str, bytes] = {}
+
+    async def put(self, key, value) -> None:
+        self.values[key] = value
+
+
+@pytest.fixture
+def api():
+    settings = ApiSettings(tokens=frozenset({TOKEN}))
+    nc = FakeNats()
+    app = create_app(settings, state=services(settings, nc, FakeKV(), public_s3=None))
+    with TestClient(app, base_url="http://mpr.local") as client:
+        client.headers["Authorization"] = f"Bearer {TOKEN}"
+        yield client, nc
+
+
+def test_a_job_is_answered_from_the_acknowledgement_without_asking_the_catalog(api):
+    client, nc = api
+    r = client.post("/api/jobs", json={"kind": "thumbnail", "source_key": "a/b.mp4", "start": 1})
+    assert r.status_code == 202, r.text
+    job = r.json()["job"]
+    assert job["status"] == "queued" and job["preset"] == DEFAULT_PRESET["thumbnail"] and job["output_key"]
+    assert r.headers["location"] == f"/api/jobs/{job['id']}"
+    [(subject, payload, headers)] = nc.js.published
+    assert subject == s.JOB_REQUESTED and headers["Nats-Msg-Id"] == job["id"]
+    assert decode(payload, JobRequested).output_key == job["output_key"]
+    assert nc.requests == []  # one route: the catalog learns of the job from the stream only
+
+
+def test_a_repeated_job_id_returns_the_stored_job(api):
+    client, nc = api
+    client.post("/api/jobs", json={"kind": "audio", "source_key": "a.mp4", "job_id": "mine-1"})
+    nc.jobs["mine-1"] = queued_view(decode(nc.js.published[0][1], JobRequested))  # as the catalog has it
+    nc.js.duplicate_ids.add("mine-1")
+    again = client.post("/api/jobs", json={"kind": "audio", "source_key": "a.mp4", "job_id": "mine-1"})
+    assert again.status_code == 200 and again.json()["job"]["id"] == "mine-1"
+    subject, q = nc.requests[-1]
+    assert subject == s.CATALOG_JOB_GET and q.after_seq == 2  # read once ingested up to the original
+
+
+def test_bad_input_is_a_400_with_the_reason(api):
+    client, nc = api
+    r = client.post("/api/jobs", json={"kind": "trim", "source_key": "a.mp4"})
+    assert r.status_code == 400 and "start" in r.json()["detail"]
+    r = client.post("/api/jobs", json={"kind": "transcode", "source_key": "../etc/passwd.mp4"})
+    assert r.status_code == 400 and "source_key" in r.json()["detail"]
+    r = client.post("/api/jobs", json={"kind": "nope", "source_key": "a.mp4"})
+    assert r.status_code == 400
+    assert nc.js.published == []
+
+
+def test_an_unconfirmed_publish_is_a_503(api):
+    client, nc = api
+    nc.js.fail = True
+    r = client.post("/api/jobs", json={"kind": "audio", "source_key": "a.mp4"})
+    assert r.status_code == 503 and "job queue" in r.json()["detail"]
+
+
+def test_service_error_codes_map_to_http_and_graphql(api):
+    client, _ = api
+    r = client.get("/api/jobs/unknown")
+    assert r.status_code == 404 and r.json()["detail"] == "job unknown not found"
+    g = client.post("/graphql", json={"query": 'mutation { cancelJob(id: "unknown") { id } }'})
+    assert g.json()["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+    g = client.post("/graphql", json={"query": '{ job(id: "unknown") { id } }'})
+    assert g.json()["data"]["job"] is None
+    g = client.post(
+        "/graphql", json={"query": 'mutation { submitJob(job: {kind: trim, sourceKey: "a.mp4"}) { id } }'}
+    )
+    assert g.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+def test_a_token_is_required(api):
+    client, _ = api
+    r = client.get("/api/jobs/x", headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 401
+    assert client.get("/health/live", headers={"Authorization": ""}).status_code == 200

@@ -1,0 +1,162 @@
+"""The catalog's handlers in process over a real SQLite database: stream batches with JetStream
+messages built here, queries through FastStream's TestNatsBroker."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from faststream.nats import NatsBroker, TestNatsBroker
+from nats.aio.msg import Msg
+from nats.js.api import PubAck
+
+from mpr_catalog.db import Database, make_engine
+from mpr_catalog.handlers import CatalogDeps, handle_job_events, handle_objects, register
+from mpr_catalog.ingest import Ingestor
+from mpr_catalog.migrate import upgrade_async
+from mpr_catalog.repository import Catalog
+from mpr_common import subjects as s
+from mpr_common.codec import decode, encode
+from mpr_common.errors import ERROR_CODE_HEADER, NotFound, error_from_headers
+from mpr_common.events import DeadLetter, JobProgress, ObjectFound, Query, QueryReply, ScanStatus
+from mpr_common.presets import DEFAULT_PRESET
+
+
+class NoWait:
+    """In process there is no consumer to wait for: everything handled is committed."""
+
+    async def wait(self, stream, durable, seq, timeout) -> bool:
+        return True
+
+
+class FakeNats:
+    """Records acks/naks of delivered messages and what is published to JetStream."""
+
+    def __init__(self) -> None:
+        self.settled: list[tuple[str, bytes]] = []
+        self.published: list[tuple[str, bytes]] = []
+        self.seq = itertools.count(1)
+
+    async def publish(self, subject, payload=b"", reply="", headers=None, timeout=None):
+        if subject.startswith("$JS.ACK"):
+            self.settled.append((subject, payload))
+            return None
+        self.published.append((subject, payload))
+        return PubAck(stream="S", seq=len(self.published))
+
+    def delivery(self, subject: str, data: bytes, headers: dict | None = None) -> Msg:
+        n = next(self.seq)
+        return Msg(self, subject=subject, reply=f"$JS.ACK.S.c.1.{n}.{n}.0.0", data=data, headers=headers)
+
+
+@pytest.fixture
+async def deps(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'c.db'}"
+    engine = make_engine(url)
+    await upgrade_async(engine, url)
+    db = Database(engine)
+    nats = FakeNats()
+    probes: list = []
+    d = CatalogDeps(
+        catalog=Catalog(db), ingestor=Ingestor(db), submit_probe=probes.append, barrier=NoWait(), js=nats
+    )
+    d.probes, d.nats = probes, nats  # type: ignore[attr-defined]
+    yield d
+    await engine.dispose()
+
+
+async def test_a_job_published_with_only_the_required_fields_is_one_job(deps):
+    n = deps.nats
+    # What an outside team sends per docs/asyncapi.json: kind and source_key, with its Nats-Msg-Id
+    # (and once without: its id is then derived from the stream sequence, the same for every consumer).
+    body = b'{"kind":"transcode","source_key":"in/a.mp4"}'
+    batch = [
+        n.delivery(s.JOB_REQUESTED, body, {"Nats-Msg-Id": "team-1"}),
+        n.delivery(s.JOB_PROGRESS, encode(JobProgress(job_id="team-1", progress=50, worker="w"))),
+        n.delivery(s.JOB_REQUESTED, body),
+    ]
+    await handle_job_events(deps, batch)
+    jobs, total = await deps.catalog.list_jobs(10, 0)
+    assert total == 2 and {j.id for j in jobs} == {"team-1", "js-3"}
+    job = await deps.catalog.get_job("team-1")
+    assert (job.kind, job.status, job.source_key) == ("transcode", "running", "in/a.mp4")
+    assert job.preset == DEFAULT_PRESET["transcode"] and job.output_key  # what the transcoder will use
+    assert [p for _, p in n.settled] == [b""] * 3  # acked after the commit
+
+
+async def test_undecodable_events_are_dead_lettered_and_the_rest_recorded(deps):
+    n = deps.nats
+    await handle_job_events(
+        deps,
+        [
+            n.delivery(s.JOB_PROGRESS, b'{"job_id": 5}'),
+            n.delivery(s.JOB_REQUESTED, b'{"kind":"audio","source_key":"b.mp3","job_id":"ok"}'),
+        ],
+    )
+    [(subject, payload)] = n.published
+    letter = decode(payload, DeadLetter)
+    assert subject == s.DLQ_CATALOG and letter.subject == s.JOB_PROGRESS and "undecodable" in letter.error
+    assert [j.id for j in (await deps.catalog.list_jobs(10, 0))[0]] == ["ok"]
+    assert len(n.settled) == 2 and all(p == b"" for _, p in n.settled)
+
+
+async def test_a_batch_that_cannot_be_committed_is_naked_whole(deps):
+    n = deps.nats
+    await deps.catalog.db.engine.dispose()
+
+    async def broken(run, attempts=3):
+        raise RuntimeError("database unavailable")
+
+    deps.ingestor.db.transaction = broken  # type: ignore[method-assign]
+    await handle_job_events(deps, [n.delivery(s.JOB_CANCEL, b'{"job_id":"x"}') for _ in range(3)])
+    assert len(n.settled) == 3 and all(p.startswith(b"-NAK") for _, p in n.settled)
+
+
+async def test_found_objects_are_registered_probed_and_counted_by_scan(deps):
+    n = deps.nats
+    started = ScanStatus(scan_id="S", bucket="in", started_at=0)
+    done = ScanStatus(scan_id="S", bucket="in", state="completed", found=2, started_at=0)
+    batch = [
+        n.delivery(s.SCAN_STATUS, encode(started)),
+        *(
+            n.delivery(s.OBJECT_FOUND, encode(ObjectFound(bucket="in", key=k, etag="e", scan_id="S")))
+            for k in ("a.mp4", "b.mp4")
+        ),
+        n.delivery(s.SCAN_STATUS, encode(done)),
+    ]
+    await handle_objects(deps, batch)
+    assert sorted(p.key for p in deps.probes) == ["a.mp4", "b.mp4"]
+    scan = await deps.catalog.get_scan("S")
+    assert (scan.state, scan.found, scan.registered, scan.skipped) == ("completed", 2, 2, 0)
+
+
+@pytest.fixture
+async def queries(deps):
+    broker = NatsBroker()
+    register(broker, lambda: deps)
+    async with TestNatsBroker(broker) as br:
+        yield br
+
+
+async def ask(br, subject: str, q: Query) -> QueryReply:
+    msg = await br.request(encode(q), subject)
+    error = error_from_headers(msg.headers)
+    if error is not None:
+        raise error
+    return decode(msg.body, QueryReply)
+
+
+async def test_queries_answer_with_results_or_error_codes(deps, queries):
+    n = deps.nats
+    await handle_job_events(
+        deps, [n.delivery(s.JOB_REQUESTED, b'{"kind":"audio","source_key":"b.mp3","job_id":"j1"}')]
+    )
+    reply = await ask(queries, s.CATALOG_JOB_GET, Query(id="j1"))
+    assert reply.job is not None and reply.job.status == "queued"
+    assert (await ask(queries, s.CATALOG_JOBS_LIST, Query(limit=5))).total == 1
+    with pytest.raises(NotFound):
+        await ask(queries, s.CATALOG_JOB_GET, Query(id="nope"))
+    with pytest.raises(NotFound):
+        await ask(queries, s.CATALOG_SCAN_GET, Query(id="nope"))
+    bad = await queries.request(b"{not json", s.CATALOG_JOBS_LIST)
+    assert bad.headers[ERROR_CODE_HEADER] == "400"
