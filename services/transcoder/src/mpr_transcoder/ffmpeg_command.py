@@ -22,6 +22,8 @@ class Plan:
     output_dir: Path
     main_output: Path  # the file uploaded to output_key
     expected_duration: float | None  # seconds of media the output will hold (for progress)
+    # HLS media segments, uploaded while FFmpeg writes the next ones (see uploader.py)
+    segment_glob: str | None = None
 
 
 def _fmt(seconds: float) -> str:
@@ -37,6 +39,12 @@ def thumbnail_time(job: JobRequested, info: MediaInfo) -> float:
         return job.start
     # Skip black leaders: 10% in, at most 10 s.
     return min(10.0, (info.duration or 0.0) * 0.1)
+
+
+def _codec(codec: str | None, preset: str) -> str:
+    if codec is None:  # the preset table pairs each kind with presets that have the codec it needs
+        raise ValueError(f"preset {preset!r} has no codec for this output")
+    return codec
 
 
 def build_plan(
@@ -101,7 +109,7 @@ def build_plan(
             "-vf",
             f"scale={preset.width}:-2",
             "-c:v",
-            preset.video_codec,
+            _codec(preset.video_codec, preset.name),
         ]
         if preset.video_codec == "mjpeg":
             args += ["-q:v", "3", "-pix_fmt", "yuvj420p"]
@@ -111,14 +119,14 @@ def build_plan(
     if job.kind == "audio":
         if not has_audio:
             raise ValueError("the source has no audio stream to extract")
-        args += ["-map", "0:a:0", "-vn", "-c:a", preset.audio_codec]
+        args += ["-map", "0:a:0", "-vn", "-c:a", _codec(preset.audio_codec, preset.name)]
     elif preset.video_codec == "copy":
         args += ["-map", "0:v?", "-map", "0:a?", "-c", "copy", "-avoid_negative_ts", "make_zero"]
     else:
         if not (has_video or has_audio):
             raise ValueError("the source has no audio or video stream")
         if has_video:
-            args += ["-map", "0:v:0", "-c:v", preset.video_codec]
+            args += ["-map", "0:v:0", "-c:v", _codec(preset.video_codec, preset.name)]
             if preset.height:
                 args += ["-vf", _scale_height(preset.height)]
             if preset.video_codec == "libx264":
@@ -151,7 +159,7 @@ def build_plan(
                 seg = preset.hls_segment_seconds
                 args += ["-force_key_frames", f"expr:gte(t,n_forced*{seg})"]
         if has_audio:
-            args += ["-map", "0:a:0", "-c:a", preset.audio_codec]
+            args += ["-map", "0:a:0", "-c:a", _codec(preset.audio_codec, preset.name)]
     if preset.audio_codec not in (None, "copy") and (has_audio or job.kind == "audio"):
         if preset.audio_bitrate:
             args += ["-b:a", preset.audio_bitrate]
@@ -173,10 +181,10 @@ def build_plan(
             str(output_dir / "seg_%05d.ts"),
             str(main),
         ]
-    else:
-        if out_ext in (".mp4", ".m4v", ".mov", ".m4a"):
-            args += ["-movflags", "+faststart"]
-        if preset.container:
-            args += ["-f", preset.container]
-        args += [str(main)]
+        return Plan(args, output_dir, main, expected, segment_glob="seg_*.ts")
+    if out_ext in (".mp4", ".m4v", ".mov", ".m4a"):
+        args += ["-movflags", "+faststart"]
+    if preset.container:
+        args += ["-f", preset.container]
+    args += [str(main)]
     return Plan(args, output_dir, main, expected)

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import posixpath
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mpr_common.events import JobRequested, MediaInfo
+from mpr_common.events import FailureReason, JobRequested, MediaInfo
 from mpr_common.jobs import JobRequestError, normalize_job
 from mpr_common.mediainfo import ProbeError, looks_like_network_error, probe
 from mpr_common.presets import PRESETS
 from mpr_common.settings import S3Settings
-from mpr_common.storage import get_presigned_url, head_object, upload_file
+from mpr_common.storage import get_presigned_url, head_object
 
 from .ffmpeg_command import build_plan
 from .ffmpeg_runner import (
@@ -30,16 +29,15 @@ from .ffmpeg_runner import (
     ProgressReport,
     run_ffmpeg,
 )
+from .uploader import STORAGE_ERRORS, OutputUploader
 
 log = logging.getLogger("mpr.transcoder")
-
-Reason = Literal["invalid", "source", "ffmpeg", "storage", "timeout", "internal", "cancelled"]
 
 
 class JobError(Exception):
     """A job that failed; ``retryable`` says whether another attempt may succeed."""
 
-    def __init__(self, message: str, reason: Reason, retryable: bool = False) -> None:
+    def __init__(self, message: str, reason: FailureReason, retryable: bool = False) -> None:
         super().__init__(message)
         self.reason = reason
         self.retryable = retryable
@@ -84,8 +82,13 @@ async def run_job(
     on_progress: Callable[[float, ProgressReport], None],
     cancelled: asyncio.Event | None = None,
     limits: Limits = Limits(),
+    known_info: Callable[[str, str, str], Awaitable[MediaInfo | None]] | None = None,
 ) -> Outcome:
-    """Validate, probe, run FFmpeg on a presigned URL of the source, upload the outputs."""
+    """Validate, probe, run FFmpeg on a presigned URL of the source, upload the outputs.
+
+    ``known_info(bucket, key, etag)`` may return the source's metadata probed earlier (the catalog's,
+    see ``source_info.catalog_probe``) to save running ffprobe; None means unknown.
+    """
     started = time.monotonic()
     try:
         job = normalize_job(job)
@@ -97,18 +100,14 @@ async def run_job(
     assert job.output_key
 
     try:
-        await asyncio.to_thread(head_object, job.source_key, src_bucket, client=s3)
+        head = await asyncio.to_thread(head_object, job.source_key, src_bucket, client=s3)
         url = await asyncio.to_thread(get_presigned_url, job.source_key, src_bucket, 6 * 3600, client=s3)
     except (ClientError, BotoCoreError) as exc:
         raise _storage_error(exc) from None
 
-    try:
-        info: MediaInfo = await probe(url, timeout=limits.probe_timeout)
-    except ProbeError as exc:
-        msg = str(exc)
-        if looks_like_network_error(msg):
-            raise JobError(f"reading the source failed: {msg}", "storage", retryable=True) from None
-        raise JobError(f"source is not readable media: {msg}", "source") from None
+    info = await _known_info(known_info, src_bucket, job.source_key, head.etag)
+    if info is None:
+        info = await _probe(url, limits.probe_timeout)
 
     tmp = Path(tempfile.mkdtemp(prefix=f"job-{job.job_id}-", dir=_ensure_dir(workdir)))
     try:
@@ -130,40 +129,42 @@ async def run_job(
                 pct = 0.0
             on_progress(pct, rep)
 
+        # FFmpeg stops on a cancel request, and also when an upload running beside it failed: the
+        # job fails (and is retried) now rather than after hours of encoding.
+        stop = asyncio.Event()
+        relay = asyncio.create_task(_relay(cancelled, stop)) if cancelled is not None else None
+        uploader = OutputUploader(s3, out_bucket, plan, job.output_key, on_error=stop.set)
         try:
-            await run_ffmpeg(plan.args, progress, timeout=limits.job_timeout, cancelled=cancelled)
-        except FfmpegCancelled:
-            raise JobError("cancelled by request", "cancelled") from None
-        except FfmpegTimeout as exc:
-            raise JobError(f"{exc}", "timeout") from None
-        except FfmpegError as exc:
-            if looks_like_network_error(exc.tail):
-                raise JobError(
-                    f"reading the source failed: {exc.tail[-500:]}", "storage", retryable=True
-                ) from None
-            raise JobError(f"{exc}\n{exc.tail}"[-2000:], "ffmpeg") from None
+            async with uploader:  # uploads while FFmpeg writes; cleans up if anything below raises
+                try:
+                    await run_ffmpeg(plan.args, progress, timeout=limits.job_timeout, cancelled=stop)
+                except FfmpegCancelled:
+                    if uploader.error is not None and not (cancelled is not None and cancelled.is_set()):
+                        raise uploader.error from None
+                    raise JobError("cancelled by request", "cancelled") from None
+                except FfmpegTimeout as exc:
+                    raise JobError(f"{exc}", "timeout") from None
+                except FfmpegError as exc:
+                    if looks_like_network_error(exc.tail):
+                        raise JobError(
+                            f"reading the source failed: {exc.tail[-500:]}", "storage", retryable=True
+                        ) from None
+                    raise JobError(f"{exc}\n{exc.tail}"[-2000:], "ffmpeg") from None
 
-        if expected and written[0] < expected - max(1.0, 0.05 * expected):
-            raise JobError(
-                f"source is truncated or damaged: FFmpeg wrote {written[0]:.1f}s of the "
-                f"{expected:.1f}s the source declares",
-                "source",
-            )
-        files = sorted(p for p in plan.output_dir.iterdir() if p.is_file())
-        if not plan.main_output.exists() or plan.main_output.stat().st_size == 0:
-            raise JobError("ffmpeg produced no output (empty range or no decodable frames)", "ffmpeg")
-        prefix = posixpath.dirname(job.output_key)
-        uploads: list[tuple[Path, str]] = []
-        for f in files:
-            key = job.output_key if f == plan.main_output else posixpath.join(prefix, f.name)
-            uploads.append((f, key))
-        # Segments first, the playlist (main output) last: a reader never sees a playlist without its media.
-        uploads.sort(key=lambda u: u[0] == plan.main_output)
-        try:
-            for f, key in uploads:
-                await asyncio.to_thread(upload_file, f, key, out_bucket, client=s3)
-        except (ClientError, BotoCoreError) as exc:
+                if expected and written[0] < expected - max(1.0, 0.05 * expected):
+                    raise JobError(
+                        f"source is truncated or damaged: FFmpeg wrote {written[0]:.1f}s of the "
+                        f"{expected:.1f}s the source declares",
+                        "source",
+                    )
+                if not plan.main_output.exists() or plan.main_output.stat().st_size == 0:
+                    raise JobError("ffmpeg produced no output (empty range or no decodable frames)", "ffmpeg")
+                uploads = await uploader.finish()  # segments first, the main output last
+        except STORAGE_ERRORS as exc:
             raise _storage_error(exc) from None
+        finally:
+            if relay is not None:
+                relay.cancel()
         return Outcome(
             output_bucket=out_bucket,
             output_key=job.output_key,
@@ -174,6 +175,36 @@ async def run_job(
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def _known_info(
+    known_info: Callable[[str, str, str], Awaitable[MediaInfo | None]] | None,
+    bucket: str,
+    key: str,
+    etag: str,
+) -> MediaInfo | None:
+    if known_info is None:
+        return None
+    try:
+        return await known_info(bucket, key, etag)
+    except Exception:  # only a shortcut: probe instead of failing the job
+        log.warning("known_info failed; probing the source", exc_info=True)
+        return None
+
+
+async def _probe(url: str, timeout: float) -> MediaInfo:
+    try:
+        return await probe(url, timeout=timeout)
+    except ProbeError as exc:
+        msg = str(exc)
+        if looks_like_network_error(msg):
+            raise JobError(f"reading the source failed: {msg}", "storage", retryable=True) from None
+        raise JobError(f"source is not readable media: {msg}", "source") from None
+
+
+async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:
+    await source.wait()
+    target.set()
 
 
 def _ensure_dir(path: str | Path) -> str:

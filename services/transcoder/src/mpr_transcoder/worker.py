@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from .ffmpeg_runner import ProgressReport
 from .metrics import FFMPEG_SPEED, JOB_SECONDS, JOBS_FINISHED, JOBS_IN_FLIGHT
 from .pipeline import JobError, Limits, run_job
 from .settings import TranscoderSettings
+from .source_info import catalog_probe
 
 log = logging.getLogger("mpr.transcoder")
 
@@ -65,6 +67,8 @@ class Worker:
         self.stopping = asyncio.Event()
         self.running: dict[str, Running] = {}
         self.tasks: set[asyncio.Task] = set()
+        # The catalog's probe of a source, when it has one: saves running ffprobe again.
+        self.known_info = functools.partial(catalog_probe, self.js)
         self.limits = Limits(settings.job_timeout, settings.probe_timeout, settings.max_output_bytes)
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -205,6 +209,7 @@ class Worker:
                 on_progress=on_progress,
                 cancelled=running.cancel,
                 limits=self.limits,
+                known_info=self.known_info,
             )
         except JobError as err:
             ticker.cancel()
