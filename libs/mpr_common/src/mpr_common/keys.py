@@ -30,9 +30,11 @@ def validate_key(key: object) -> str:
         raise InvalidKeyError("key is empty")
     if len(key.encode("utf-8")) > MAX_KEY_BYTES:
         raise InvalidKeyError(f"key is longer than {MAX_KEY_BYTES} bytes")
-    for ch in key:
-        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
-            raise InvalidKeyError(f"key contains a control character (U+{ord(ch):04X})")
+    # Printable ASCII (the common case) holds none of these: skip the per-character look-up.
+    if not (key.isascii() and key.isprintable()):
+        for ch in key:
+            if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+                raise InvalidKeyError(f"key contains a control character (U+{ord(ch):04X})")
     if "\\" in key:
         raise InvalidKeyError("key contains a backslash")
     if key.startswith("/"):

@@ -19,9 +19,11 @@ from opentelemetry.trace import SpanKind
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("mpr")
+_exporting = False
 
 
 def setup_tracing(service: str) -> None:
+    global _exporting
     provider = TracerProvider(resource=Resource.create({"service.name": f"mpr-{service}"}))
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         try:
@@ -29,6 +31,7 @@ def setup_tracing(service: str) -> None:
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+            _exporting = True
         except ImportError:
             log.warning("OTEL_EXPORTER_OTLP_ENDPOINT is set but opentelemetry-exporter-otlp is not installed")
     trace.set_tracer_provider(provider)
@@ -39,6 +42,12 @@ def inject(headers: dict[str, str] | None = None) -> dict[str, str]:
     out = dict(headers or {})
     propagate.inject(out)
     return out
+
+
+def worth_a_span(headers: Mapping[str, str] | None) -> bool:
+    """A span costs a few percent of a small request: make one when spans are exported, or when the
+    caller sent a trace to continue (its id must travel on with the work)."""
+    return _exporting or bool(headers and "traceparent" in headers)
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusController
 from strawberry.litestar import make_graphql_controller
 
 from mpr_common import subjects as s
@@ -22,10 +22,11 @@ from mpr_common.errors import MprError
 from mpr_common.jobstate import JobState
 from mpr_common.storage import make_public_client
 
-from .auth import token_guard
+from .auth import token_auth
 from .domain.assets import AssetService
 from .domain.jobs import JobService
 from .graphql_schema import schema
+from .http_metrics import http_metrics
 from .routes.assets import AssetController, ScanController
 from .routes.health import live, ready
 from .routes.jobs import JobController
@@ -99,18 +100,12 @@ def create_app(settings: ApiSettings, state: dict[str, Any] | None = None) -> Li
             GraphQL,
             PrometheusController,
         ],
-        middleware=[
-            trace_middleware,
-            PrometheusConfig(
-                app_name="mpr_api", prefix="mpr", group_path=True, exclude=["/metrics", "/health"]
-            ).middleware,
-        ],
+        middleware=[token_auth(settings.tokens, settings.public_media), trace_middleware, http_metrics],
         logging_config=None,
         dependencies={
             "jobs": Provide(provide_jobs, sync_to_thread=False),
             "assets": Provide(provide_assets, sync_to_thread=False),
         },
-        guards=[token_guard(settings.tokens, settings.public_media)],
         lifespan=[lifespan],
         exception_handlers={
             MprError: _domain_error,

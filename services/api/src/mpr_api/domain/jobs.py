@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-
 from nats.aio.client import Client
 
 from mpr_common import subjects as s
