@@ -164,3 +164,77 @@ def test_k8s_nats_is_a_jetstream_cluster(k8s):
     conf = of_kind(k8s, "ConfigMap")["nats-config"]["data"]["nats.conf"]
     assert "jetstream" in conf and "cluster" in conf
     assert of_kind(k8s, "ConfigMap")["mpr-config"]["data"]["NATS_STREAM_REPLICAS"] == "3"
+
+
+# --- NATS identities ---------------------------------------------------------------------------
+def test_nats_authorization_is_generated_from_the_identities_table(compose, k8s):
+    import contextlib
+    import io
+
+    from mpr_common.identities import IDENTITIES, main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        main([])
+    rendered = out.getvalue()
+    assert (ROOT / "deploy" / "nats-auth.conf").read_text() == rendered, (
+        "run: python -m mpr_common.identities > deploy/nats-auth.conf"
+    )
+    assert of_kind(k8s, "ConfigMap")["nats-config"]["data"]["auth.conf"] == rendered
+    assert "include ./auth.conf" in of_kind(k8s, "ConfigMap")["nats-config"]["data"]["nats.conf"]
+    nats_env = {
+        e["name"]
+        for e in of_kind(k8s, "StatefulSet")["nats"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert {f"NATS_{i.upper()}_PASSWORD" for i in IDENTITIES} <= nats_env
+    for name in SERVICES:  # every service connects as itself, with a password from a Secret
+        assert compose["services"][name]["environment"]["NATS_USER"] == name
+        pod = of_kind(k8s, "Deployment")[name]["spec"]["template"]["spec"]
+        env = {e["name"]: e for e in pod["containers"][0]["env"]}
+        assert env["NATS_USER"]["value"] == name
+        assert env["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": "mpr-nats",
+            "key": f"NATS_{name.upper()}_PASSWORD",
+        }
+    assert compose["services"]["nats-setup"]["environment"]["NATS_USER"] == "setup"
+
+
+def test_the_deployed_authorization_works_on_a_real_nats_server(tmp_path):
+    """deploy/nats-auth.conf with passwords from the environment: identities connect, anonymous is refused."""
+    import asyncio
+    import os
+    import shutil
+
+    import nats
+
+    from mpr_common.identities import IDENTITIES, env_password_name
+    from mpr_devstack.servers import free_port, wait_until
+
+    port = free_port()
+    passwords = {i: f"pw-{i}" for i in IDENTITIES}
+    env = {**os.environ, **{env_password_name(i): pw for i, pw in passwords.items()}}
+    binary = shutil.which("nats-server", path=str(BIN)) or "nats-server"
+    proc = subprocess.Popen(
+        [binary, "-a", "127.0.0.1", "-p", str(port), "-c", str(ROOT / "deploy" / "nats-auth.conf")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        async def connect(url: str) -> None:
+            nc = await nats.connect(url, max_reconnect_attempts=0, allow_reconnect=False, connect_timeout=2)
+            await nc.close()
+
+        wait_until(
+            lambda: asyncio.run(connect(f"nats://api:{passwords['api']}@127.0.0.1:{port}")) is None,
+            10,
+            "nats",
+        )
+        with pytest.raises(Exception, match="(?i)authoriz"):
+            asyncio.run(connect(f"nats://127.0.0.1:{port}"))
+        with pytest.raises(Exception, match="(?i)authoriz"):
+            asyncio.run(connect(f"nats://api:wrong@127.0.0.1:{port}"))
+    finally:
+        proc.terminate()
+        proc.wait(10)

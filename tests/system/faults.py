@@ -43,3 +43,27 @@ async def _consumer_info(url: str, stream: str, durable: str):
 
 def consumer_info(url: str, stream: str, durable: str):
     return asyncio.run(_consumer_info(url, stream, durable))
+
+
+async def _delete_consumer(url: str, stream: str, durable: str) -> None:
+    nc = await nats.connect(url)
+    try:
+        await nc.jetstream().delete_consumer(stream, durable)
+    finally:
+        await nc.close()
+
+
+def delete_consumer(url: str, stream: str, durable: str) -> None:
+    asyncio.run(_delete_consumer(url, stream, durable))
+
+
+async def _js_publish(url: str, subject: str, payload: bytes, msg_id: str) -> None:
+    nc = await nats.connect(url)
+    try:
+        await nc.jetstream().publish(subject, payload, headers={"Nats-Msg-Id": msg_id})
+    finally:
+        await nc.close()
+
+
+def js_publish(url: str, subject: str, payload: bytes, msg_id: str) -> None:
+    asyncio.run(_js_publish(url, subject, payload, msg_id))

@@ -4,6 +4,7 @@ process it started, quietly and with status 0."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shlex
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 import httpx
+import nats
 import pytest
 
 from mpr_devstack.servers import free_port
@@ -89,6 +91,17 @@ def stop_quietly(proc: subprocess.Popen, sig: int, *, group: bool = False) -> st
     return rest
 
 
+async def publish_job(url: str):
+    nc = await nats.connect(url)
+    try:
+        body = b'{"kind": "thumbnail", "source_key": "videos/a.mp4"}'
+        return await nc.jetstream().publish(
+            "mpr.jobs.requested", body, headers={"Nats-Msg-Id": "from-another-team"}
+        )
+    finally:
+        await nc.close()
+
+
 def test_mpr_dev_starts_everything_and_ctrl_c_stops_it(tmp_path):
     proc, text = start_mpr_dev(tmp_path / "dev")
     started: set[int] = set()
@@ -99,6 +112,16 @@ def test_mpr_dev_starts_everything_and_ctrl_c_stops_it(tmp_path):
             f"{api_url}/api/assets/scan", headers={"Authorization": f"Bearer {DEV_API_TOKEN}"}, timeout=30
         )
         assert r.status_code == 200 and r.json()["found"] == 0  # buckets exist, empty
+        # The printed publisher credential submits a job straight onto NATS, as another team would.
+        publisher = re.search(r"publisher\s+(nats://publisher:\S+)", text).group(1)
+        ack = asyncio.run(publish_job(publisher))
+        assert ack.stream == "MPR_JOBS" and not ack.duplicate
+        job = httpx.get(
+            f"{api_url}/api/jobs/from-another-team",
+            headers={"Authorization": f"Bearer {DEV_API_TOKEN}"},
+            timeout=30,
+        ).json()["job"]
+        assert job["kind"] == "thumbnail" and job["source_key"] == "videos/a.mp4"
         started = children_of(proc.pid)
         assert len(started) >= 6  # nats-server, moto, catalog, scanner, transcoder, api
     finally:

@@ -11,11 +11,13 @@ import httpx
 import pytest
 
 from mpr_common import subjects as s
+from mpr_common.codec import encode
+from mpr_common.events import JobRequested
 from mpr_devstack.servers import free_port
 from mpr_devstack.stack import DEV_API_TOKEN, Stack
 from mpr_devstack.tcp_proxy import TcpProxy
 from tests.system.conftest import FAST_RETRIES, wait_for, wait_job
-from tests.system.faults import consumer_info, stream_events
+from tests.system.faults import consumer_info, delete_consumer, js_publish, stream_events
 
 pytestmark = pytest.mark.system
 
@@ -272,3 +274,36 @@ def test_scan_without_a_scanner_is_503_with_the_reason(make_stack):
     st.services["scanner"].stop()
     r = client(st).post("/api/assets/scan")
     assert r.status_code == 503 and r.json()["detail"] == "no scanner service is running"
+
+
+def test_a_lost_consumer_fails_readiness_and_its_re_creation_runs_nothing_twice(make_stack, media_dir):
+    st = make_stack(transcoders=1)
+    api = client(st)
+    key = upload_sample(st, media_dir)
+    done_id = api.post("/api/jobs", json={"kind": "thumbnail", "source_key": key}).json()["job"]["id"]
+    failed = JobRequested(
+        job_id=uuid.uuid4().hex, kind="thumbnail", source_key=key, source_bucket="elsewhere"
+    )
+    js_publish(st.nats.url, s.JOB_REQUESTED, encode(failed), failed.job_id)
+    assert wait_job(api, done_id)["job"]["status"] == "completed"
+    assert wait_job(api, failed.job_id)["job"]["status"] == "failed"
+
+    delete_consumer(st.nats.url, s.JOBS_STREAM, s.TRANSCODERS_DURABLE)
+    ops = f"http://127.0.0.1:{st.metrics_ports['transcoder-1']}"
+    wait_for(lambda: httpx.get(f"{ops}/health/ready").status_code == 503, 15, what="readiness to fail")
+    assert (
+        'mpr_jetstream_consumer_present{consumer="transcoders",stream="MPR_JOBS"} 0.0'
+        in httpx.get(f"{ops}/metrics").text
+    )
+    queued = api.post("/api/jobs", json={"kind": "thumbnail", "source_key": key, "start": 1}).json()["job"][
+        "id"
+    ]
+
+    st.setup_jetstream()  # the owner re-creates it: the stream is delivered again from its start
+    wait_for(lambda: httpx.get(f"{ops}/health/ready").status_code == 200, 15, what="readiness to recover")
+    assert wait_job(api, queued)["job"]["status"] == "completed"
+    # The replayed jobs that had ended were not run again.
+    assert api.get(f"/api/jobs/{done_id}").json()["job"]["attempts"] == 1
+    assert api.get(f"/api/jobs/{failed.job_id}").json()["job"]["status"] == "failed"
+    assert len(completed_events(st, done_id)) == 1
+    assert not completed_events(st, failed.job_id)

@@ -124,11 +124,8 @@ def test_hostile_keys_are_400_at_the_api(api, key):
         assert r.json()["detail"]
 
 
-def test_hostile_keys_published_straight_to_nats_fail_with_reason(stack, api):
-    jobs = [
-        JobRequested(job_id=uuid.uuid4().hex, kind="transcode", source_key=k)
-        for k in ("-i.mp4", "concat:a.mp4|b.mp4", "../x.mp4")
-    ]
+def publish_jobs(stack, jobs: list[JobRequested]) -> None:
+    """As another bus client would, with each job's id as its Nats-Msg-Id."""
 
     async def publish():
         nc = await nats.connect(stack.nats.url)
@@ -139,6 +136,15 @@ def test_hostile_keys_published_straight_to_nats_fail_with_reason(stack, api):
             await nc.close()
 
     asyncio.run(publish())
+
+
+def test_hostile_keys_published_straight_to_nats_fail_with_reason(stack, api):
+    jobs = [
+        JobRequested(job_id=uuid.uuid4().hex, kind="transcode", source_key=k)
+        for k in ("-i.mp4", "concat:a.mp4|b.mp4", "../x.mp4")
+    ]
+
+    publish_jobs(stack, jobs)
     for j in jobs:
         job = wait_job(api, j.job_id)["job"]
         assert (
@@ -151,3 +157,32 @@ def test_hostile_media_paths_are_400(api):
     for path in ("/media/in/..%2F..%2Fetc%2Fpasswd.mp4", "/media/out/-i.mp4", "/media/in/concat:a.mp4"):
         r = api.get(path, follow_redirects=False)
         assert r.status_code in (400, 404), (path, r.status_code)
+
+
+def test_jobs_published_straight_to_nats_cannot_name_other_buckets(stack, api, s3, media_dir):
+    """Another bus client names buckets the API never would: a private source, or the in bucket as the
+    output (which would overwrite a source). The transcoder refuses both; nothing is read or written."""
+    key = f"buckets-{uuid.uuid4().hex[:6]}/a.mp4"
+    s3.upload_file(str(media_dir / "sample.mp4"), "mpr-media-in", key)
+    s3.create_bucket(Bucket="private-bucket")
+    s3.upload_file(str(media_dir / "sample.mp4"), "private-bucket", key)
+    before = s3.head_object(Bucket="mpr-media-in", Key=key)["ETag"]
+    jobs = [
+        JobRequested(
+            job_id=uuid.uuid4().hex, kind="thumbnail", source_key=key, source_bucket="private-bucket"
+        ),
+        JobRequested(
+            job_id=uuid.uuid4().hex,
+            kind="audio",
+            source_key=key,
+            output_bucket="mpr-media-in",
+            output_key=key,
+        ),
+    ]
+
+    publish_jobs(stack, jobs)
+    reasons = [wait_job(api, j.job_id)["job"] for j in jobs]
+    assert all(j["status"] == "failed" and j["failure_reason"] == "invalid" for j in reasons), reasons
+    assert "not one jobs may read" in reasons[0]["error"] and "never overwrite" in reasons[1]["error"]
+    assert s3.head_object(Bucket="mpr-media-in", Key=key)["ETag"] == before
+    assert s3.list_objects_v2(Bucket="mpr-media-out", Prefix=key.split("/")[0]).get("KeyCount", 0) == 0

@@ -56,8 +56,16 @@ async def test_trickle_and_burst_are_all_handled_and_acked(js):
     await asyncio.gather(*(js.publish("t.a", b"x") for _ in range(3000)))
     await until(lambda: len(seen) >= 3060, 10)
     await consumer.stop()
+    assert sorted(seen) == list(range(1, 3061))  # each once ...
+
+    async def floor() -> int:
+        return (await js.consumer_info("S", "c")).ack_floor.stream_seq
+
+    for _ in range(50):  # ... and acked: none left for ack_wait to redeliver (acks are asynchronous)
+        if await floor() == 3060:
+            break
+        await asyncio.sleep(0.05)
     info = await js.consumer_info("S", "c")
-    assert sorted(seen) == list(range(1, 3061))  # each once, none left for ack_wait to redeliver
     assert info.ack_floor.stream_seq == 3060 and info.num_ack_pending == 0
     assert max(sizes) > 100  # the burst came in batches
 

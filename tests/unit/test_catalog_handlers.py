@@ -58,7 +58,12 @@ async def deps(tmp_path):
     nats = FakeNats()
     probes: list = []
     d = CatalogDeps(
-        catalog=Catalog(db), ingestor=Ingestor(db), submit_probe=probes.append, barrier=NoWait(), js=nats
+        catalog=Catalog(db),
+        ingestor=Ingestor(db),
+        submit_probe=probes.append,
+        barrier=NoWait(),
+        js=nats,
+        bucket_in="in",
     )
     d.probes, d.nats = probes, nats  # type: ignore[attr-defined]
     yield d
@@ -128,6 +133,19 @@ async def test_found_objects_are_registered_probed_and_counted_by_scan(deps):
     assert sorted(p.key for p in deps.probes) == ["a.mp4", "b.mp4"]
     scan = await deps.catalog.get_scan("S")
     assert (scan.state, scan.found, scan.registered, scan.skipped) == ("completed", 2, 2, 0)
+
+
+async def test_forged_object_events_are_dead_lettered_not_registered(deps):
+    """Only S3_BUCKET_IN's objects are registered, and only under safe keys."""
+    n = deps.nats
+    forged = [
+        ObjectFound(bucket="private-bucket", key="secret.mp4", etag="e"),
+        ObjectFound(bucket="in", key="../../etc/passwd.mp4", etag="e"),
+    ]
+    await handle_objects(deps, [n.delivery(s.OBJECT_FOUND, encode(ev)) for ev in forged])
+    letters = [decode(p, DeadLetter) for subject, p in n.published if subject == s.DLQ_CATALOG]
+    assert len(letters) == 2 and "not the one MPR scans" in letters[0].error and ".." in letters[1].error
+    assert (await deps.catalog.list_assets(10, 0, include_removed=True))[1] == 0 and deps.probes == []
 
 
 @pytest.fixture

@@ -79,3 +79,27 @@ def test_events_roundtrip_and_tolerate_unknown_fields():
 def test_event_missing_required_field_is_rejected():
     with pytest.raises(msgspec.ValidationError, match="source_key"):
         decode(b'{"kind": "thumbnail"}', JobRequested)
+
+
+def test_jobs_name_only_allowed_buckets_and_never_write_into_a_source():
+    from mpr_common.jobs import BucketPolicy
+    from mpr_common.settings import S3Settings
+
+    policy = BucketPolicy.of(
+        S3Settings(bucket_in="in", bucket_out="out", source_buckets=frozenset({"archive"}))
+    )
+    ok = normalize_job(JobRequested(job_id="j", kind="audio", source_key="a.mp4"))
+    policy.check(ok)
+    policy.check(msgspec.structs.replace(ok, source_bucket="archive"))
+    for bad, why in (
+        ({"source_bucket": "private"}, "not one jobs may read"),
+        ({"output_bucket": "in"}, "outputs never overwrite"),
+        ({"output_bucket": "archive"}, "outputs never overwrite"),
+        ({"output_bucket": "public-website"}, "not one jobs may write"),
+    ):
+        with pytest.raises(JobRequestError, match=why):
+            policy.check(msgspec.structs.replace(ok, **bad))
+    # A source bucket listed as an output too is still never written.
+    both = BucketPolicy.of(S3Settings(bucket_in="in", bucket_out="out", output_buckets=frozenset({"in"})))
+    with pytest.raises(JobRequestError, match="outputs never overwrite"):
+        both.check(msgspec.structs.replace(ok, output_bucket="in"))

@@ -16,7 +16,7 @@ from mpr_common.streams import setup_jetstream
 from mpr_devstack.servers import MotoServer, NatsServer, free_port
 from mpr_scanner.scan import run_scan
 
-N = 2345  # three listing pages
+N = 1100  # two listing pages
 
 
 @pytest.fixture(scope="module")

@@ -112,6 +112,7 @@ class BatchConsumer:
         self.batch = batch
         self.linger = linger
         self._task: asyncio.Task[None] | None = None
+        self._handling: asyncio.Future[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"pull-{self.durable}")
@@ -122,6 +123,8 @@ class BatchConsumer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._handling is not None and not self._handling.done():
+            await self._handling
 
     async def _run(self) -> None:
         sub = None
@@ -143,8 +146,9 @@ class BatchConsumer:
                     log.debug("fetch from %s failed: %s", self.durable, exc)
                     await asyncio.sleep(0.5)
                     continue
-                # Shielded: a stop while handling waits for the commit and its acks.
-                await asyncio.shield(self.handle(msgs))
+                # Shielded: a stop while handling lets the commit and its acks finish (stop awaits it).
+                self._handling = asyncio.ensure_future(self.handle(msgs))
+                await asyncio.shield(self._handling)
                 if len(msgs) < self.batch:
                     await asyncio.sleep(self.linger)
         finally:

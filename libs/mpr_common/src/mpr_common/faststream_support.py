@@ -11,6 +11,7 @@ from typing import Any
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, NatsResponse, PullSub
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
+from faststream.nats.security import NatsSecurity, NatsToken, NatsUserPassword
 
 from .codec import DecodeError, ValidationError, encode
 from .errors import BadRequest, MprError, error_headers
@@ -25,9 +26,14 @@ RETRY_DELAY = 2.0
 
 
 def make_broker(settings: NatsSettings, telemetry: bool = True) -> NatsBroker:
+    security: NatsSecurity | None = None
+    if settings.user:
+        security = NatsUserPassword(settings.user, settings.password or "")
+    elif settings.token:
+        security = NatsToken(settings.token)
     return NatsBroker(
         [u.strip() for u in settings.url.split(",") if u.strip()],
-        token=settings.token,
+        security=security,
         logger=None,  # our own JSON logs; FastStream's per-message logging is too hot a path
         middlewares=[NatsTelemetryMiddleware()] if telemetry else [],
         max_reconnect_attempts=-1,

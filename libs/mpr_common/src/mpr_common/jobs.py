@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import math
 import posixpath
+from dataclasses import dataclass
 
 import msgspec
 
 from .events import JOB_KINDS, JobRequested
 from .keys import MEDIA_EXTENSIONS, InvalidKeyError, extension, is_media_key, validate_key
 from .presets import DEFAULT_PRESET, PRESETS, Preset
+from .settings import S3Settings
 
 MAX_MEDIA_SECONDS = 24 * 3600.0
 _JOB_ID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
@@ -92,6 +94,34 @@ def normalize_job(job: JobRequested) -> JobRequested:
         if bucket is not None and not _valid_bucket(bucket):
             raise JobRequestError("bucket names must be 3-63 characters of a-z, 0-9, '.' and '-'")
     return msgspec.structs.replace(job, preset=preset_name, output_key=output_key)
+
+
+@dataclass(frozen=True, slots=True)
+class BucketPolicy:
+    """Which buckets a job may read and write: an allow-list from settings, checked by the API (400)
+    and again by the transcoder (a failed job) for jobs published straight onto NATS. No bucket a job
+    may read is ever written: an output can never overwrite a source."""
+
+    bucket_in: str  # where a job reads when it names no bucket
+    bucket_out: str  # … and writes
+    sources: frozenset[str]
+    outputs: frozenset[str]
+
+    @classmethod
+    def of(cls, s3: S3Settings) -> BucketPolicy:
+        sources = frozenset({s3.bucket_in, *s3.source_buckets})
+        outputs = frozenset({s3.bucket_out, *s3.output_buckets}) - sources
+        return cls(s3.bucket_in, s3.bucket_out, sources, outputs)
+
+    def check(self, job: JobRequested) -> None:
+        source = job.source_bucket or self.bucket_in
+        output = job.output_bucket or self.bucket_out
+        if source not in self.sources:
+            raise JobRequestError(f"source_bucket {source!r} is not one jobs may read")
+        if output in self.sources:
+            raise JobRequestError(f"output_bucket {output!r} holds sources: outputs never overwrite them")
+        if output not in self.outputs:
+            raise JobRequestError(f"output_bucket {output!r} is not one jobs may write")
 
 
 def _valid_bucket(name: str) -> bool:

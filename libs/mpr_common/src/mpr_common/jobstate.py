@@ -15,10 +15,14 @@ log = logging.getLogger(__name__)
 
 _COMPLETED = b"completed:"
 _CANCELLED = b"cancelled"
+_FAILED = b"failed"
 
 
 class JobState:
-    """``await state.get(job_id)`` → ``None`` | ``"cancelled"`` | a :class:`JobCompleted`."""
+    """``await state.get(job_id)`` → ``None`` | ``"cancelled"`` | ``"failed"`` | a :class:`JobCompleted`.
+
+    Any entry is terminal: a delivered job that has one is never run again (a replayed stream, a
+    re-created consumer)."""
 
     def __init__(self, kv: Any) -> None:
         self.kv = kv
@@ -28,6 +32,9 @@ class JobState:
 
     async def cancelled(self, job_id: str) -> None:
         await self.kv.put(job_id, _CANCELLED)
+
+    async def failed(self, job_id: str) -> None:
+        await self.kv.put(job_id, _FAILED)
 
     async def get(self, job_id: str) -> JobCompleted | str | None:
         try:
@@ -40,4 +47,6 @@ class JobState:
         value = entry.value or b""
         if value.startswith(_COMPLETED):
             return decode(value[len(_COMPLETED) :], JobCompleted)
-        return "cancelled" if value == _CANCELLED else None
+        if value == _CANCELLED:
+            return "cancelled"
+        return "failed" if value == _FAILED else None

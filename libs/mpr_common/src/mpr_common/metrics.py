@@ -11,3 +11,8 @@ CONSUMER_PENDING = Gauge(
 CONSUMER_ACK_PENDING = Gauge(
     "mpr_jetstream_consumer_ack_pending", "Delivered, not yet acknowledged", ["stream", "consumer"]
 )
+CONSUMER_PRESENT = Gauge(
+    "mpr_jetstream_consumer_present",
+    "1 while the durable consumer exists (alert on 0)",
+    ["stream", "consumer"],
+)

@@ -71,11 +71,18 @@ class S3Settings(EnvSettings):
     presign_ttl: int = env("S3_PRESIGN_TTL", default=3600)
     # Public base for presigned links handed to browsers (e.g. nginx in front of MinIO).
     public_endpoint_url: str | None = env("S3_PUBLIC_ENDPOINT_URL", default=None)
+    # Further buckets a job may name (comma-separated); S3_BUCKET_IN / S3_BUCKET_OUT always may.
+    source_buckets: frozenset[str] = env("S3_SOURCE_BUCKETS", default=frozenset())
+    output_buckets: frozenset[str] = env("S3_OUTPUT_BUCKETS", default=frozenset())
 
 
 @dataclass(frozen=True, slots=True)
 class NatsSettings(EnvSettings):
     url: str = env("NATS_URL", default="nats://127.0.0.1:4222")  # comma-separated for a cluster
+    # This service's identity on the bus (see mpr_common.identities); unset: anonymous, which an
+    # MPR nats-server refuses.
+    user: str | None = env("NATS_USER", default=None)
+    password: str | None = env("NATS_PASSWORD", default=None)
     token: str | None = env("NATS_TOKEN", default=None)
     # Replicas for streams: 1 on the embedded default, 3 on a JetStream cluster.
     stream_replicas: int = env("NATS_STREAM_REPLICAS", default=1)
@@ -88,6 +95,9 @@ class NatsSettings(EnvSettings):
             "reconnect_time_wait": 0.5,
             "connect_timeout": 5,
         }
+        if self.user:
+            opts["user"] = self.user
+            opts["password"] = self.password or ""
         if self.token:
             opts["token"] = self.token
         return opts

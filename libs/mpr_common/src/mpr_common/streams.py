@@ -160,7 +160,7 @@ async def run_setup(nats: NatsSettings, queue: JobQueueSettings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``mpr-setup``: create or update MPR's streams, KV bucket and consumers (NATS_URL, NATS_TOKEN)."""
+    """``mpr-setup``: create or update MPR's streams, KV bucket and consumers (NATS_URL, NATS_USER=setup, NATS_PASSWORD)."""
     argparse.ArgumentParser(prog="mpr-setup", description=main.__doc__).parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     asyncio.run(run_setup(NatsSettings.from_env(), JobQueueSettings.from_env()))

@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack.start()
         starting = False
+        assert stack.nats is not None
         env = stack.env()
         endpoint = env["S3_ENDPOINT_URL"]
         # No ~/.aws on a fresh machine: the upload commands need the dev credentials in the environment.
@@ -74,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
 MPR is running.
   API          {stack.api_url}   (OpenAPI: {stack.api_url}/schema, GraphQL: {stack.api_url}/graphql)
   token        Authorization: Bearer {DEV_API_TOKEN}
-  NATS         {env["NATS_URL"]}  (JetStream store: {stack.workdir / "jetstream"})
+  NATS         {env["NATS_URL"]}  (JetStream store: {stack.workdir / "jetstream"}; anonymous clients refused)
+  publisher    {stack.nats.url_as("publisher")}
+               (may only publish mpr.jobs.requested: give it to a service that submits jobs;
+                every identity's password: {stack.workdir / "nats-passwords.json"})
   S3 (moto)    {endpoint}  buckets {env["S3_BUCKET_IN"]}, {env["S3_BUCKET_OUT"]}
   upload       export {creds} S3_ENDPOINT_URL={endpoint} MPR_API_URL={stack.api_url} MPR_TOKEN={DEV_API_TOKEN}
                aws --endpoint-url {endpoint} s3 cp video.mp4 s3://{env["S3_BUCKET_IN"]}/

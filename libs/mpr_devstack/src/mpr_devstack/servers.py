@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -12,6 +13,8 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from mpr_common.identities import render_authorization
 
 
 def free_port() -> int:
@@ -75,27 +78,35 @@ class NatsServer:
     monitor_port: int = field(default_factory=free_port)
     proc: Proc | None = None
     log_path: Path | None = None
+    # identity -> password; None: no authorization (anonymous clients welcome)
+    passwords: dict[str, str] | None = None
+
+    @property
+    def address(self) -> str:
+        """The server's URL without credentials (what services get beside their own identity)."""
+        return f"nats://127.0.0.1:{self.port}"
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        """A URL carrying the setup (admin) identity, for tools and tests."""
+        return self.url_as("setup") if self.passwords else self.address
+
+    def url_as(self, identity: str) -> str:
+        assert self.passwords is not None
+        return f"nats://{identity}:{self.passwords[identity]}@127.0.0.1:{self.port}"
 
     def start(self) -> NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        args = [
-            _bin("nats-server"),
-            "-js",
-            "-a",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            "-m",
-            str(self.monitor_port),
-            "-sd",
-            str(self.store_dir),
-            "-n",
-            "mpr-dev",
-        ]
+        conf = self.store_dir.parent / f"{self.store_dir.name}.conf"
+        text = (
+            f'listen: "127.0.0.1:{self.port}"\nhttp: "127.0.0.1:{self.monitor_port}"\n'
+            f'server_name: "mpr-dev"\njetstream {{ store_dir: {json.dumps(str(self.store_dir))} }}\n'
+        )
+        if self.passwords is not None:
+            text += render_authorization(self.passwords)
+        conf.write_text(text)
+        conf.chmod(0o600)  # it holds the passwords
+        args = [_bin("nats-server"), "-c", str(conf)]
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.proc = Proc(
             "nats-server",

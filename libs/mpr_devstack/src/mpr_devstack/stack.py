@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mpr_common.identities import generate_passwords
 from mpr_common.settings import (
     DEFAULT_BUCKET_IN,
     DEFAULT_BUCKET_OUT,
@@ -41,6 +43,7 @@ class Stack:
     bucket_out: str = DEFAULT_BUCKET_OUT
     extra_env: dict[str, str] = field(default_factory=dict)
     quiet: bool = True
+    nats_auth: bool = True  # one NATS identity per service (mpr_common.identities); False: anonymous
     nats: NatsServer | None = None
     moto: MotoServer | None = None
     services: dict[str, Proc] = field(default_factory=dict)
@@ -55,7 +58,7 @@ class Stack:
         assert self.nats and self.moto
         env = {
             **os.environ,
-            "NATS_URL": self.nats.url,
+            "NATS_URL": self.nats.address,
             "S3_ENDPOINT_URL": self.moto.url,
             "S3_BUCKET_IN": self.bucket_in,
             "S3_BUCKET_OUT": self.bucket_out,
@@ -88,6 +91,7 @@ class Stack:
             self.workdir / "jetstream",
             port=self.nats_port or free_port(),
             log_path=self.workdir / "logs" / "nats-server.log",
+            passwords=self.nats_passwords() if self.nats_auth else None,
         ).start()
         self.moto = MotoServer(
             port=self.s3_port or free_port(), log_path=self.workdir / "logs" / "s3.log"
@@ -103,9 +107,26 @@ class Stack:
         wait_until(self._backends_ready, 60, "catalog and scanner")
         return self
 
+    def nats_passwords(self) -> dict[str, str]:
+        """Generated once per work dir and kept (0600), so a publisher's credential survives restarts."""
+        path = self.workdir / "nats-passwords.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        passwords = generate_passwords()
+        path.write_text(json.dumps(passwords, indent=2))
+        path.chmod(0o600)
+        return passwords
+
+    def nats_identity(self, identity: str) -> dict[str, str]:
+        """The environment that makes a process connect as ``identity``."""
+        assert self.nats
+        if not self.nats.passwords:
+            return {}
+        return {"NATS_USER": identity, "NATS_PASSWORD": self.nats.passwords[identity]}
+
     def setup_jetstream(self) -> None:
         """What ``mpr-setup`` does in production: the one owner of streams and consumers."""
-        env = self.env()
+        env = {**self.env(), **self.nats_identity("setup")}
         asyncio.run(run_setup(NatsSettings.from_env(env), JobQueueSettings.from_env(env)))
 
     def start_service(self, module: str, name: str | None = None, env: dict[str, str] | None = None) -> Proc:
@@ -115,6 +136,7 @@ class Stack:
         self.metrics_ports.setdefault(name, free_port())
         full_env = {
             **self.env(),
+            **self.nats_identity(module),
             "MPR_INSTANCE": name,
             "METRICS_PORT": str(self.metrics_ports[name]),
             **(env or {}),

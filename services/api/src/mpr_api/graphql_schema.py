@@ -5,16 +5,20 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+import msgspec
 import strawberry
 from graphql import GraphQLError
 from strawberry.types import Info
 
-from mpr_common.errors import MprError, NotFound
-from mpr_common.events import JOB_KINDS, AssetView, JobView
+from mpr_common.errors import BadRequest, MprError, NotFound
+from mpr_common.events import JOB_KINDS, AssetView, JobStatus, JobView
 
 from .domain.assets import AssetService
-from .domain.jobs import JobService
-from .schemas import JobCreate
+from .domain.jobs import JobNotStored, JobService
+from .graphql_limits import schema_extensions
+from .limits import MAX_OFFSET, MAX_PAGE
+from .schemas import AssetId, JobCreate, JobId, KeyPrefix
+
 
 
 def _jobs(info: Info) -> JobService:
@@ -30,7 +34,25 @@ async def _call(coro) -> Any:
     try:
         return await coro
     except MprError as exc:
-        raise GraphQLError(exc.detail, extensions={"code": exc.name}) from None
+        extensions: dict[str, Any] = {"code": exc.name}
+        if isinstance(exc, JobNotStored):
+            extensions["jobId"] = exc.job_id  # retry with it: the job runs once
+        raise GraphQLError(exc.detail, extensions=extensions) from None
+
+
+def _checked(value: Any, type_: Any, what: str) -> Any:
+    """An argument checked against the bounds REST applies to the same value."""
+    try:
+        return msgspec.convert(value, type_)
+    except msgspec.ValidationError as exc:
+        raise GraphQLError(f"{what}: {exc}", extensions={"code": BadRequest.name}) from None
+
+
+def _page(limit: int, offset: int) -> None:
+    if not (1 <= limit <= MAX_PAGE) or not (0 <= offset <= MAX_OFFSET):
+        raise GraphQLError(
+            f"limit must be 1-{MAX_PAGE} and offset 0-{MAX_OFFSET}", extensions={"code": BadRequest.name}
+        )
 
 
 async def _maybe(coro) -> Any:
@@ -156,27 +178,27 @@ class Query:
     async def assets(
         self, info: Info, limit: int = 100, offset: int = 0, prefix: str | None = None
     ) -> list[Asset]:
-        if not (1 <= limit <= 1000) or offset < 0:
-            raise GraphQLError("limit must be 1-1000 and offset >= 0", extensions={"code": "BAD_REQUEST"})
+        _page(limit, offset)
+        prefix = _checked(prefix, KeyPrefix | None, "prefix")
         assets, _ = await _call(_assets(info).list(limit, offset, prefix))
         return [Asset.of(a) for a in assets]
 
     @strawberry.field
     async def asset(self, info: Info, id: str) -> Asset | None:
-        asset = await _maybe(_assets(info).get(id))
+        asset = await _maybe(_assets(info).get(_checked(id, AssetId, "id")))
         return Asset.of(asset) if asset else None
 
     @strawberry.field
     async def job(self, info: Info, id: str) -> Job | None:
-        out = await _maybe(_jobs(info).get(id))
+        out = await _maybe(_jobs(info).get(_checked(id, JobId, "id")))
         return Job.of(out.job, out.output_url) if out else None
 
     @strawberry.field
     async def jobs(
         self, info: Info, limit: int = 100, offset: int = 0, status: str | None = None
     ) -> list[Job]:
-        if not (1 <= limit <= 1000) or offset < 0:
-            raise GraphQLError("limit must be 1-1000 and offset >= 0", extensions={"code": "BAD_REQUEST"})
+        _page(limit, offset)
+        status = _checked(status, JobStatus | None, "status")
         items, _ = await _call(_jobs(info).list(limit, offset, status))
         return [Job.of(o.job, o.output_url) for o in items]
 
@@ -185,27 +207,28 @@ class Query:
 class Mutation:
     @strawberry.mutation(description="List S3_BUCKET_IN and register new media files")
     async def scan_media_folder(self, info: Info, prefix: str = "") -> ScanResult:
-        r = await _call(_assets(info).scan(prefix))
+        r = await _call(_assets(info).scan(_checked(prefix, KeyPrefix, "prefix")))
         return ScanResult(found=r.found, registered=r.registered, skipped=r.skipped, files=r.files)
 
     @strawberry.mutation
     async def submit_job(self, info: Info, job: JobInput) -> Job:
-        body = JobCreate(
-            kind=job.kind.value,
-            source_key=job.source_key,
-            output_key=job.output_key,
-            preset=job.preset,
-            start=job.start,
-            end=job.end,
-            job_id=job.job_id,
-        )
+        fields = {
+            "kind": job.kind.value,
+            "source_key": job.source_key,
+            "output_key": job.output_key,
+            "preset": job.preset,
+            "start": job.start,
+            "end": job.end,
+            "job_id": job.job_id,
+        }
+        body = _checked(fields, JobCreate, "job")  # the same bounds as POST /api/jobs
         out, _ = await _call(_jobs(info).submit(body, requested_by="graphql"))
         return Job.of(out.job, out.output_url)
 
     @strawberry.mutation
     async def cancel_job(self, info: Info, id: str) -> Job:
-        out = await _call(_jobs(info).cancel(id))
+        out = await _call(_jobs(info).cancel(_checked(id, JobId, "id")))
         return Job.of(out.job, out.output_url)
 
 
-schema = strawberry.Schema(query=Query, mutation=Mutation)
+schema = strawberry.Schema(query=Query, mutation=Mutation, extensions=schema_extensions())

@@ -8,9 +8,31 @@ import msgspec
 
 from mpr_common.events import AssetView, FailureReason, JobKind, JobView, RefusedObject
 
+from .limits import (
+    MAX_BUCKET_CHARS,
+    MAX_ERROR_CHARS,
+    MAX_ID_CHARS,
+    MAX_KEY_CHARS,
+    MAX_OUTPUT_KEYS,
+    MAX_PRESET_CHARS,
+    MAX_WORKER_CHARS,
+)
+
+ID_PATTERN = "^[A-Za-z0-9_-]+$"  # job and scan ids
+ASSET_ID_PATTERN = "^[0-9a-f]{32}$"
+BUCKET_PATTERN = "^[a-z0-9][a-z0-9.-]*[a-z0-9]$"  # S3's bucket naming rules
+
+# Every string of a request body or argument is bounded (limits.py): with MAX_BODY_BYTES, nothing the
+# API accepts can make an event larger than NATS's max payload.
+Key = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_KEY_CHARS)]
+KeyPrefix = Annotated[str, msgspec.Meta(max_length=MAX_KEY_CHARS)]
+JobId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS, pattern=ID_PATTERN)]
+AssetId = Annotated[str, msgspec.Meta(min_length=32, max_length=32, pattern=ASSET_ID_PATTERN)]
+Bucket = Annotated[str, msgspec.Meta(min_length=3, max_length=MAX_BUCKET_CHARS, pattern=BUCKET_PATTERN)]
+
 
 class ScanBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    prefix: Annotated[str, msgspec.Meta(max_length=1024)] = ""
+    prefix: KeyPrefix = ""
 
 
 class ScanResult(msgspec.Struct, kw_only=True):
@@ -28,14 +50,12 @@ class ScanResult(msgspec.Struct, kw_only=True):
 
 class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     kind: JobKind
-    source_key: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
-    output_key: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)] | None = None
-    preset: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    source_key: Key
+    output_key: Key | None = None
+    preset: Annotated[str, msgspec.Meta(max_length=MAX_PRESET_CHARS)] | None = None
     start: Annotated[float, msgspec.Meta(ge=0)] | None = None
     end: Annotated[float, msgspec.Meta(gt=0)] | None = None
-    job_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern="^[A-Za-z0-9_-]+$")] | None = (
-        None
-    )
+    job_id: JobId | None = None
 
 
 class JobOut(msgspec.Struct, kw_only=True):
@@ -47,16 +67,18 @@ class JobCallback(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """What the Lambda handler posts back when it finishes."""
 
     status: Literal["completed", "failed", "progress"]
-    output_key: str | None = None
-    output_bucket: str | None = None
-    output_keys: list[str] = msgspec.field(default_factory=list)
-    output_size: int = 0
-    duration: float | None = None
-    elapsed: float | None = None
+    output_key: Key | None = None
+    output_bucket: Bucket | None = None
+    output_keys: Annotated[list[Key], msgspec.Meta(max_length=MAX_OUTPUT_KEYS)] = msgspec.field(
+        default_factory=list
+    )
+    output_size: Annotated[int, msgspec.Meta(ge=0)] = 0
+    duration: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    elapsed: Annotated[float, msgspec.Meta(ge=0)] | None = None
     progress: Annotated[float, msgspec.Meta(ge=0, le=100)] = 0.0
-    error: Annotated[str, msgspec.Meta(max_length=4000)] | None = None
+    error: Annotated[str, msgspec.Meta(max_length=MAX_ERROR_CHARS)] | None = None
     reason: FailureReason | None = None
-    worker: str | None = None
+    worker: Annotated[str, msgspec.Meta(max_length=MAX_WORKER_CHARS)] | None = None
 
 
 class Page(msgspec.Struct, kw_only=True):
@@ -84,3 +106,11 @@ class PresetOut(msgspec.Struct, kw_only=True):
 class ErrorBody(msgspec.Struct):
     status_code: int
     detail: str
+
+
+class JobNotStoredBody(msgspec.Struct):
+    """A 503 from POST /api/jobs: the queue did not confirm the job, which may still run."""
+
+    status_code: int
+    detail: str
+    job_id: str  # retry the same request with this job_id: it runs once

@@ -13,6 +13,7 @@ from mpr_common import subjects as s
 from mpr_common.bus import BatchConsumer, connect, publish_event
 from mpr_common.events import MediaInfo
 from mpr_common.faststream_support import make_broker
+from mpr_common.jobstate import JobState
 from mpr_common.metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING
 from mpr_common.ops_server import OpsServer
 from mpr_common.storage import get_s3_client
@@ -89,6 +90,8 @@ def create_app(settings: CatalogSettings) -> FastStream:
             submit_probe=prober.submit,
             barrier=ConsumerBarrier(js),
             js=js,
+            bucket_in=settings.s3.bucket_in,
+            job_state=JobState(await js.key_value(s.JOB_STATE_KV)),
         )
         consumers = [
             BatchConsumer(js, s.JOBS_STREAM, s.CATALOG_JOBS_DURABLE, lambda m: handle_job_events(deps, m)),

@@ -38,6 +38,8 @@ from mpr_common.events import (
 )
 from mpr_common.faststream_support import answers, pull_subscriber, settle
 from mpr_common.jobs import TERMINAL, JobRequestError, job_identity, normalize_job
+from mpr_common.jobstate import JobState
+from mpr_common.keys import InvalidKeyError, validate_key
 
 from .ingest import Ingestor, NewAsset, ObjectEvent
 from .job_events import JobEvent
@@ -46,7 +48,6 @@ from .repository import Catalog
 
 log = logging.getLogger("mpr.catalog")
 
-BATCH = 500
 _JOB_TYPES: dict[str, type] = {
     s.JOB_REQUESTED: JobRequested,
     s.JOB_DISPATCHED: JobRequested,
@@ -107,6 +108,8 @@ class CatalogDeps:
     submit_probe: Callable[[NewAsset], None]
     barrier: Barrier
     js: Any  # JetStream context: the advisory handler reads the original request
+    bucket_in: str = "mpr-media-in"  # object events name it, or are dead-lettered
+    job_state: JobState | None = None  # where a job failed for good is marked, so it never runs again
     read_wait: float = 2.0
     scan_wait: float = 110.0  # under the API's scan timeout
 
@@ -138,16 +141,27 @@ async def dead_letter(js: Any, raw: Msg, error: str, subject: str = s.DLQ_CATALO
 
 
 async def _decode_batch(
-    js: Any, raws: list[Msg], types: dict[str, type], decode_one: Callable[[Msg], Any]
+    js: Any,
+    raws: list[Msg],
+    types: dict[str, type],
+    decode_one: Callable[[Msg], Any],
+    bucket: str | None = None,
 ) -> list:
+    """Decoded events; undecodable ones, and with ``bucket`` those naming another bucket, are
+    dead-lettered (nothing outside S3_BUCKET_IN is ever registered)."""
     events = []
     for raw in raws:
         if raw.subject not in types:
             continue
         try:
-            events.append(decode_one(raw))
-        except (DecodeError, ValidationError) as exc:
+            event = decode_one(raw)
+        except (DecodeError, ValidationError, InvalidKeyError) as exc:
             await dead_letter(js, raw, f"undecodable: {exc}")
+            continue
+        if bucket is not None and event.bucket != bucket:
+            await dead_letter(js, raw, f"bucket {event.bucket!r} is not the one MPR scans ({bucket!r})")
+            continue
+        events.append(event)
     return events
 
 
@@ -171,7 +185,7 @@ async def handle_objects(d: CatalogDeps, raws: list[Msg]) -> None:
 
     async def work() -> None:
         events: list[ObjectEvent] = await _decode_batch(
-            d.js, raws, _OBJECT_TYPES, lambda r: decode(r.data, _OBJECT_TYPES[r.subject])
+            d.js, raws, _OBJECT_TYPES, decode_object_event, bucket=d.bucket_in
         )
         if any(isinstance(e, ScanStatus) and e.state == "completed" for e in events):
             # Another replica may still hold earlier objects of this scan: let it commit first.
@@ -181,6 +195,13 @@ async def handle_objects(d: CatalogDeps, raws: list[Msg]) -> None:
             d.submit_probe(asset)
 
     await settle_batch(raws, work)
+
+
+def decode_object_event(raw: Msg) -> ObjectEvent:
+    ev: ObjectEvent = decode(raw.data, _OBJECT_TYPES[raw.subject])
+    if not isinstance(ev, ScanStatus):
+        validate_key(ev.key)  # a forged event with an unsafe key is dead-lettered as undecodable
+    return ev
 
 
 def register(broker: NatsBroker, deps: Callable[[], CatalogDeps]) -> None:
@@ -220,6 +241,8 @@ def register(broker: NatsBroker, deps: Callable[[], CatalogDeps]) -> None:
             await broker.publish(
                 encode(letter), s.DLQ_JOBS, stream=s.DLQ_STREAM, headers={MSG_ID: f"dlq-{adv.stream_seq}"}
             )
+            if d.job_state is not None:
+                await d.job_state.failed(req.job_id)
             failed = JobFailed(job_id=req.job_id, error=error, reason="internal", attempt=adv.deliveries)
             await broker.publish(
                 encode(failed), s.JOB_FAILED, stream=s.JOBS_STREAM, headers={MSG_ID: f"failed-{req.job_id}"}

@@ -20,14 +20,15 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from mpr_common import subjects as s
 from mpr_common.bus import MSG_ID, publish_event
 from mpr_common.codec import DecodeError, ValidationError, decode
 from mpr_common.events import DeadLetter, JobCancel, JobCompleted, JobFailed, JobProgress, JobRequested
-from mpr_common.jobs import job_identity
+from mpr_common.jobs import BucketPolicy, JobRequestError, job_identity
 from mpr_common.jobstate import JobState
-from mpr_common.metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING
+from mpr_common.metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING, CONSUMER_PRESENT
 from mpr_common.tracing import span_from
 
 from .ffmpeg_runner import ProgressReport
@@ -65,10 +66,12 @@ class Worker:
         self.ack_wait = 30.0
         self.max_deliver = 1
         self.stopping = asyncio.Event()
+        self.consumer_present = True
         self.running: dict[str, Running] = {}
         self.tasks: set[asyncio.Task] = set()
         # The catalog's probe of a source, when it has one: saves running ffprobe again.
         self.known_info = functools.partial(catalog_probe, self.js)
+        self.policy = BucketPolicy.of(settings.s3)
         self.limits = Limits(settings.job_timeout, settings.probe_timeout, settings.max_output_bytes)
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -119,16 +122,30 @@ class Worker:
         await self._shutdown()
 
     def ready(self) -> bool:
-        return self.nc.is_connected and not self.stopping.is_set()
+        # A lost consumer is a total outage that no other probe shows: jobs would queue silently.
+        return self.nc.is_connected and self.consumer_present and not self.stopping.is_set()
 
     async def watch_lag(self, every: float = 5.0) -> None:
-        """Consumer lag as metrics (what KEDA scales on, seen from inside)."""
+        """Consumer lag as metrics (what KEDA scales on, seen from inside), and the consumer's presence."""
         labels = (s.JOBS_STREAM, s.TRANSCODERS_DURABLE)
         while not self.stopping.is_set():
-            with contextlib.suppress(Exception):
+            try:
                 info = await self.js.consumer_info(*labels)
+            except NotFoundError:
+                if self.consumer_present:
+                    log.error(
+                        "the %s consumer is gone: no job will run until mpr-setup re-creates it", labels[1]
+                    )
+                self.consumer_present = False
+            except Exception as exc:  # NATS reconnecting: the connection check covers it
+                log.debug("consumer info: %s", exc)
+            else:
+                if not self.consumer_present:
+                    log.info("the %s consumer is back", labels[1])
+                self.consumer_present = True
                 CONSUMER_PENDING.labels(*labels).set(info.num_pending or 0)
                 CONSUMER_ACK_PENDING.labels(*labels).set(info.num_ack_pending or 0)
+            CONSUMER_PRESENT.labels(*labels).set(int(self.consumer_present))
             await asyncio.sleep(every)
 
     def stop(self) -> None:
@@ -184,6 +201,16 @@ class Worker:
             return
         if state == "cancelled":
             await self._fail(job, JobError("cancelled by request", "cancelled"), attempt)
+            await msg.ack_sync()
+            return
+        if state == "failed":  # ended for good earlier (a replayed or re-created consumer): never rerun
+            log.info("job already failed; not run again", extra={"job_id": job.job_id})
+            await msg.ack_sync()
+            return
+        try:  # jobs published straight onto NATS skipped the API's check: re-check the buckets here
+            self.policy.check(job)
+        except JobRequestError as exc:
+            await self._fail(job, JobError(str(exc), "invalid"), attempt)
             await msg.ack_sync()
             return
         if job.job_id in self.running:  # the same job redelivered to this replica while it runs
@@ -273,6 +300,9 @@ class Worker:
 
     async def _fail(self, job: JobRequested, err: JobError, attempt: int) -> None:
         log.info("job failed (%s): %s", err.reason, str(err)[:300], extra={"job_id": job.job_id})
+        assert self.job_state is not None
+        if err.reason != "cancelled":  # cancelled has its own entry, written by whoever cancelled
+            await self.job_state.failed(job.job_id)
         await publish_event(
             self.js,
             s.JOB_FAILED,

@@ -31,6 +31,22 @@ from ..schemas import JobCallback, JobCreate, JobOut
 from ..settings import ApiSettings
 
 
+class JobNotStored(Unavailable):
+    """The queue did not confirm a job, which may yet be stored (a client's reconnect buffer is
+    flushed later) and run: the answer names the job_id to retry with, which never runs it twice."""
+
+    def __init__(self, job_id: str, reason: str) -> None:
+        super().__init__(
+            f"the job queue did not confirm job {job_id} ({reason}); it may still run. Retry the same request "
+            f'with "job_id": "{job_id}" and it runs once'
+        )
+        self.job_id = job_id
+
+    @property
+    def extra(self) -> dict[str, str]:
+        return {"job_id": self.job_id}
+
+
 class JobService:
     def __init__(self, settings: ApiSettings, nc: Client, job_state: JobState, public_s3: Any) -> None:
         self.settings = settings
@@ -71,7 +87,7 @@ class JobService:
         try:
             ack = await publish_event(self.js, s.JOB_REQUESTED, req, msg_id=req.job_id)
         except Exception as exc:
-            raise Unavailable(f"the job queue is unavailable: {exc}") from None
+            raise JobNotStored(req.job_id, str(exc) or type(exc).__name__) from None
         JOBS_SUBMITTED.labels(req.kind, "duplicate" if ack.duplicate else "accepted").inc()
         if ack.duplicate:
             # The original is in the stream at ack.seq: read it once the catalog has ingested that far.
@@ -109,6 +125,11 @@ class JobService:
                 validate_key(body.output_key)
             except ValueError as exc:
                 raise BadRequest(f"output_key: {exc}") from None
+            for i, key in enumerate(body.output_keys):
+                try:
+                    validate_key(key)
+                except ValueError as exc:
+                    raise BadRequest(f"output_keys[{i}]: {exc}") from None
             subject, event, msg_id = (
                 s.JOB_COMPLETED,
                 JobCompleted(

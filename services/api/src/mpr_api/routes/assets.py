@@ -8,7 +8,8 @@ from litestar.params import Body, Parameter
 from mpr_common.events import AssetView, ScanView
 
 from ..domain.assets import AssetService
-from ..schemas import AssetPage, ScanBody, ScanResult
+from ..limits import MAX_ID_CHARS, MAX_KEY_CHARS, MAX_OFFSET, MAX_PAGE
+from ..schemas import ASSET_ID_PATTERN, ID_PATTERN, AssetPage, ScanBody, ScanResult
 
 
 class AssetController(Controller):
@@ -28,9 +29,9 @@ class AssetController(Controller):
     async def list_assets(
         self,
         assets: AssetService,
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Parameter(ge=0, le=1_000_000_000)] = 0,
-        prefix: Annotated[str | None, Parameter(max_length=1024)] = None,
+        limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 100,
+        offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET)] = 0,
+        prefix: Annotated[str | None, Parameter(max_length=MAX_KEY_CHARS)] = None,
     ) -> AssetPage:
         items, total = await assets.list(limit, offset, prefix)
         return AssetPage(items=items, total=total, limit=limit, offset=offset)
@@ -39,7 +40,7 @@ class AssetController(Controller):
     async def get_asset(
         self,
         assets: AssetService,
-        asset_id: Annotated[str, Parameter(max_length=64, pattern="^[0-9a-f]{32}$")],
+        asset_id: Annotated[str, Parameter(max_length=MAX_ID_CHARS, pattern=ASSET_ID_PATTERN)],
     ) -> AssetView:
         return await assets.get(asset_id)
 
@@ -58,6 +59,6 @@ class ScanController(Controller):
     async def get_scan(
         self,
         assets: AssetService,
-        scan_id: Annotated[str, Parameter(max_length=64, pattern="^[A-Za-z0-9_-]+$")],
+        scan_id: Annotated[str, Parameter(max_length=MAX_ID_CHARS, pattern=ID_PATTERN)],
     ) -> ScanView:
         return await assets.get_scan(scan_id)

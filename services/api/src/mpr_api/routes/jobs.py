@@ -3,14 +3,16 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from mpr_common.events import JobStatus
 
 from ..domain.jobs import JobService
-from ..schemas import JobCallback, JobCreate, JobOut, JobPage
+from ..limits import MAX_ID_CHARS, MAX_OFFSET, MAX_PAGE
+from ..schemas import ID_PATTERN, JobCallback, JobCreate, JobNotStoredBody, JobOut, JobPage
 
-JobId = Annotated[str, Parameter(max_length=64, pattern="^[A-Za-z0-9_-]+$")]
+JobId = Annotated[str, Parameter(max_length=MAX_ID_CHARS, pattern=ID_PATTERN)]
 
 
 class JobController(Controller):
@@ -23,9 +25,21 @@ class JobController(Controller):
         summary="Queue a transcode, trim, thumbnail, audio or HLS job",
         description=(
             "202 once JetStream has stored the job (it is readable at once with GET /api/jobs/{id}); 200 with "
-            "the existing job for a job_id already submitted. 503 means the queue did not confirm storing "
-            "it: send a job_id of your own so that retrying the same request can never run it twice."
+            "the existing job for a job_id already submitted.\n\n"
+            "503 means the queue did not confirm storing the job, not that it was not stored: a message "
+            "sent while the connection to NATS is down can still be stored, and run, once it is back. "
+            "The 503 body therefore carries the `job_id` the job was sent with (yours, or the one "
+            "generated for it): retry the same request with that `job_id` and the job runs once: 202 if "
+            "it had not been stored, 200 with the stored job if it had. The queue recognises a repeated "
+            "`job_id` for an hour (the jobs stream's de-duplication window). Sending a `job_id` of your "
+            "own from the start gives the same guarantee."
         ),
+        responses={
+            503: ResponseSpec(
+                JobNotStoredBody,
+                description="The queue did not confirm the job; retry with the job_id of this body",
+            )
+        },
     )
     async def create_job(self, jobs: JobService, data: JobCreate) -> Response[JobOut]:
         out, created = await jobs.submit(data)
@@ -37,8 +51,8 @@ class JobController(Controller):
     async def list_jobs(
         self,
         jobs: JobService,
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Parameter(ge=0, le=1_000_000_000)] = 0,
+        limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 100,
+        offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET)] = 0,
         status: JobStatus | None = None,
     ) -> JobPage:
         items, total = await jobs.list(limit, offset, status)

@@ -1,0 +1,126 @@
+"""What one GraphQL operation may ask for (values in ``limits.py``): the document's size is checked
+by the HTTP view before parsing (``graphql_http.py``); here, Strawberry's limiters stop the parser at
+GRAPHQL_MAX_TOKENS and refuse, while validating, an operation deeper than GRAPHQL_MAX_DEPTH or with
+more than GRAPHQL_MAX_ALIASES aliases (graphql-core's own rules also bound introspection's depth);
+:class:`ListItemsLimiter` refuses, before anything runs, an operation whose list fields ask for more
+than GRAPHQL_MAX_ITEMS items together. A refused operation is a request error (no ``data``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLArgument,
+    GraphQLError,
+    GraphQLSchema,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    VariableNode,
+)
+from graphql.utilities import get_operation_ast
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter, SchemaExtension
+
+from . import limits as L
+
+QUERY_TOO_LARGE = "QUERY_TOO_LARGE"  # the GraphQL error code of a refused operation
+
+
+class ListItemsLimiter(SchemaExtension):
+    """Refuse an operation whose list fields (the root fields with a ``limit`` argument: ``jobs``
+    and ``assets``) ask for more than ``max_items`` items in total, aliases and fragments included,
+    before any of them is resolved. Each field's own limit (at most MAX_PAGE) is checked by it."""
+
+    def __init__(self, *, max_items: int) -> None:
+        self.max_items = max_items
+
+    def on_execute(self) -> Iterator[None]:
+        ec = self.execution_context
+        if ec.graphql_document is not None and ec.result is None:
+            asked = requested_items(ec.schema._schema, ec.graphql_document, ec.operation_name, ec.variables or {})
+            if asked > self.max_items:
+                message = (
+                    f"this operation asks for {asked} list items; at most {self.max_items} are allowed in "
+                    "one request (the limit arguments of all jobs and assets fields, added up)"
+                )
+                ec.result = ExecutionResult(None, [GraphQLError(message, extensions={"code": QUERY_TOO_LARGE})])
+        yield
+
+
+def requested_items(
+    schema: GraphQLSchema, document: DocumentNode, operation_name: str | None, variables: Mapping[str, Any]
+) -> int:
+    """The items an operation's root list fields ask for: each distinct response key once (fields
+    that share one are merged into one call), with the limit given, from a variable, or the default."""
+    operation = get_operation_ast(document, operation_name)
+    if operation is None:
+        return 0
+    root = schema.get_root_type(operation.operation)
+    if root is None:
+        return 0
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    fields: dict[str, FieldNode] = {}
+    seen_fragments: set[str] = set()
+    pending: list[SelectionSetNode] = [operation.selection_set]
+    while pending:
+        for selection in pending.pop().selections:
+            if isinstance(selection, FieldNode):
+                fields.setdefault(selection.alias.value if selection.alias else selection.name.value, selection)
+            elif isinstance(selection, InlineFragmentNode):
+                pending.append(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                if name not in seen_fragments and name in fragments:
+                    seen_fragments.add(name)
+                    pending.append(fragments[name].selection_set)
+    total = 0
+    for node in fields.values():
+        definition = root.fields.get(node.name.value)
+        if definition is not None and "limit" in definition.args:
+            asked = _argument(node, "limit", definition.args["limit"], operation, variables)
+            if isinstance(asked, int) and not isinstance(asked, bool):
+                total += min(max(asked, 0), L.MAX_PAGE)
+    return total
+
+
+def _argument(
+    node: FieldNode,
+    name: str,
+    definition: GraphQLArgument,
+    operation: OperationDefinitionNode,
+    variables: Mapping[str, Any],
+) -> Any:
+    for arg in node.arguments:
+        if arg.name.value != name:
+            continue
+        value = arg.value
+        if isinstance(value, VariableNode):
+            var = value.name.value
+            if var in variables:
+                return variables[var]
+            default = next(
+                (d.default_value for d in operation.variable_definitions if d.variable.name.value == var), None
+            )
+            if default is None:
+                break
+            value = default
+        return int(value.value) if isinstance(value, IntValueNode) else None
+    return definition.default_value
+
+
+def schema_extensions() -> list[Callable[[], SchemaExtension]]:
+    """Factories: Strawberry makes one of each per operation."""
+    return [
+        partial(MaxTokensLimiter, max_token_count=L.GRAPHQL_MAX_TOKENS),
+        partial(QueryDepthLimiter, max_depth=L.GRAPHQL_MAX_DEPTH),
+        partial(MaxAliasesLimiter, max_alias_count=L.GRAPHQL_MAX_ALIASES),
+        partial(ListItemsLimiter, max_items=L.GRAPHQL_MAX_ITEMS),
+    ]
