@@ -9,12 +9,12 @@ from typing import Any
 
 from litestar import Litestar, Request, Response
 from litestar.di import Provide
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusController
-from strawberry.litestar import make_graphql_controller
 
 from mpr_common import subjects as s
 from mpr_common.bus import connect
@@ -23,10 +23,13 @@ from mpr_common.jobstate import JobState
 from mpr_common.storage import make_public_client
 
 from .auth import token_auth
+from .bodies import TOO_LARGE, ApiRequest
 from .domain.assets import AssetService
 from .domain.jobs import JobService
+from .graphql_http import graphql_controller
 from .graphql_schema import schema
 from .http_metrics import http_metrics
+from .limits import MAX_BODY_BYTES
 from .routes.assets import AssetController, ScanController
 from .routes.health import live, ready
 from .routes.jobs import JobController
@@ -38,13 +41,36 @@ from .trace_middleware import trace_middleware
 log = logging.getLogger("mpr.api")
 
 
+_MAX_REASON_CHARS = 300  # of each reason a validation error quotes (it may quote the client's input)
+
+
 def _domain_error(_request: Request, exc: MprError) -> Response:
-    return Response({"status_code": exc.code, "detail": exc.detail}, status_code=exc.code)
+    body = {"status_code": exc.code, "detail": exc.detail, **getattr(exc, "extra", {})}
+    return Response(body, status_code=exc.code)
+
+
+def _http_detail(exc: HTTPException) -> str:
+    if isinstance(exc, RequestEntityTooLarge):
+        return TOO_LARGE
+    if isinstance(exc, ValidationException) and isinstance(exc.extra, list):
+        # "Validation failed for POST /api/jobs" says nothing: name each field and what is wrong
+        reasons = [
+            (
+                str(e.get("message", ""))
+                if e.get("key") in (None, "data")
+                else f"{e['key']}: {e.get('message', '')}"
+            )[:_MAX_REASON_CHARS]
+            for e in exc.extra[:10]
+            if isinstance(e, dict)
+        ]
+        if reasons:
+            return f"{exc.detail}: {'; '.join(reasons)}"
+    return exc.detail
 
 
 def _internal_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, HTTPException):
-        body = {"status_code": exc.status_code, "detail": exc.detail}
+        body = {"status_code": exc.status_code, "detail": _http_detail(exc)}
         if exc.extra:
             body["extra"] = exc.extra
         return Response(body, status_code=exc.status_code, headers=exc.headers)
@@ -85,7 +111,7 @@ def create_app(settings: ApiSettings, state: dict[str, Any] | None = None) -> Li
     def provide_assets(request: Request) -> AssetService:
         return request.app.state.assets
 
-    GraphQL = make_graphql_controller(schema, path="/graphql", graphql_ide="graphiql")
+    GraphQL = graphql_controller(schema, path="/graphql")
 
     return Litestar(
         route_handlers=[
@@ -107,6 +133,8 @@ def create_app(settings: ApiSettings, state: dict[str, Any] | None = None) -> Li
             "assets": Provide(provide_assets, sync_to_thread=False),
         },
         lifespan=[lifespan],
+        request_class=ApiRequest,
+        request_max_body_size=MAX_BODY_BYTES,  # 413 beyond, from Content-Length when it is given
         exception_handlers={
             MprError: _domain_error,
             Exception: _internal_error,

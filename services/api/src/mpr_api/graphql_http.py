@@ -58,18 +58,24 @@ def graphql_controller(schema: BaseSchema, path: str = "/graphql") -> type[Contr
                     )
             return await super().execute_single(**kwargs)
 
-        async def process_result(self, request: Request[Any, Any, Any], result: ExecutionResult) -> GraphQLHTTPResponse:
+        async def process_result(
+            self, request: Request[Any, Any, Any], result: ExecutionResult
+        ) -> GraphQLHTTPResponse:
             data = await super().process_result(request, result)
             if is_request_error(result) and _wants_graphql_response(request):
                 data.pop("data", None)  # a request error has no data entry
                 request.state.graphql_request_error = True
             return data
 
-        async def execute_request(self, request: Request[Any, Any, Any], context: Any, root_value: Any) -> Response:
+        async def execute_request(
+            self, request: Request[Any, Any, Any], context: Any, root_value: Any
+        ) -> Response:
             try:
                 response = await self.run(request, context=context, root_value=root_value)
             except StrawberryHTTPError as exc:  # Strawberry's own refusals, as the API's errors
-                return Response({"status_code": exc.status_code, "detail": exc.reason}, status_code=exc.status_code)
+                return Response(
+                    {"status_code": exc.status_code, "detail": exc.reason}, status_code=exc.status_code
+                )
             if response.media_type == "application/json" and _wants_graphql_response(request):
                 response.media_type = GRAPHQL_RESPONSE
                 if request.state.get("graphql_request_error"):

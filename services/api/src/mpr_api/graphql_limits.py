@@ -45,13 +45,17 @@ class ListItemsLimiter(SchemaExtension):
     def on_execute(self) -> Iterator[None]:
         ec = self.execution_context
         if ec.graphql_document is not None and ec.result is None:
-            asked = requested_items(ec.schema._schema, ec.graphql_document, ec.operation_name, ec.variables or {})
+            asked = requested_items(
+                ec.schema._schema, ec.graphql_document, ec.operation_name, ec.variables or {}
+            )
             if asked > self.max_items:
                 message = (
                     f"this operation asks for {asked} list items; at most {self.max_items} are allowed in "
                     "one request (the limit arguments of all jobs and assets fields, added up)"
                 )
-                ec.result = ExecutionResult(None, [GraphQLError(message, extensions={"code": QUERY_TOO_LARGE})])
+                ec.result = ExecutionResult(
+                    None, [GraphQLError(message, extensions={"code": QUERY_TOO_LARGE})]
+                )
         yield
 
 
@@ -73,7 +77,9 @@ def requested_items(
     while pending:
         for selection in pending.pop().selections:
             if isinstance(selection, FieldNode):
-                fields.setdefault(selection.alias.value if selection.alias else selection.name.value, selection)
+                fields.setdefault(
+                    selection.alias.value if selection.alias else selection.name.value, selection
+                )
             elif isinstance(selection, InlineFragmentNode):
                 pending.append(selection.selection_set)
             elif isinstance(selection, FragmentSpreadNode):
@@ -107,7 +113,8 @@ def _argument(
             if var in variables:
                 return variables[var]
             default = next(
-                (d.default_value for d in operation.variable_definitions if d.variable.name.value == var), None
+                (d.default_value for d in operation.variable_definitions if d.variable.name.value == var),
+                None,
             )
             if default is None:
                 break

@@ -20,7 +20,6 @@ from .limits import MAX_OFFSET, MAX_PAGE
 from .schemas import AssetId, JobCreate, JobId, KeyPrefix
 
 
-
 def _jobs(info: Info) -> JobService:
     return info.context["request"].app.state.jobs
 
