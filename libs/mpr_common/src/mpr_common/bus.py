@@ -16,6 +16,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
+from nats.js.errors import NoStreamResponseError
 
 from .codec import decoder, encode
 from .errors import Unavailable, error_from_headers
@@ -27,7 +28,24 @@ T = TypeVar("T")
 
 MSG_ID = "Nats-Msg-Id"
 PUBLISH_TIMEOUT = 5.0
-PUBLISH_ATTEMPTS = 4
+PUBLISH_ATTEMPTS = 8
+# What a JetStream write meets while a stream elects a leader or the broker restarts: worth retrying.
+TRANSIENT = (TimeoutError, NatsTimeoutError, NoStreamResponseError)
+
+
+async def retry_transient(op: Callable[[], Awaitable[T]], what: str, attempts: int = PUBLISH_ATTEMPTS) -> T:
+    """Run ``op`` again after a transient failure, backing off (0.2, 0.4, … 2 s; about 9 s in all:
+    longer than a stream's leader election).
+    Only for idempotent writes: a publish with a de-duplication id, a KV put of the same value."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await op()
+        except TRANSIENT as exc:
+            if attempt == attempts:
+                raise
+            log.warning("%s failed (%s; attempt %d/%d); retrying", what, type(exc).__name__, attempt, attempts)
+            await asyncio.sleep(min(2.0, 0.2 * 2 ** (attempt - 1)))
+    raise AssertionError("unreachable")
 
 
 async def connect(settings: NatsSettings, name: str, **extra: Any) -> Client:
@@ -55,16 +73,11 @@ async def publish_event(
     if msg_id:
         hdrs[MSG_ID] = msg_id
     payload = encode(event)
-    tries = attempts if msg_id else 1
-    for attempt in range(1, tries + 1):
-        try:
-            return await js.publish(subject, payload, headers=hdrs or None, timeout=timeout)
-        except (TimeoutError, NatsTimeoutError):
-            if attempt == tries:
-                raise
-            log.warning("publish to %s timed out (attempt %d/%d); retrying", subject, attempt, tries)
-            await asyncio.sleep(0.1 * attempt)
-    raise AssertionError("unreachable")
+
+    async def publish() -> PubAck:
+        return await js.publish(subject, payload, headers=hdrs or None, timeout=timeout)
+
+    return await retry_transient(publish, f"publish to {subject}", attempts if msg_id else 1)
 
 
 async def request(nc: Client, subject: str, payload: Any, reply_type: type[T], timeout: float) -> T:

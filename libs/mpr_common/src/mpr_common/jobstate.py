@@ -8,6 +8,7 @@ from typing import Any
 
 from nats.js.errors import KeyNotFoundError
 
+from .bus import retry_transient
 from .codec import decode, encode
 from .events import JobCompleted
 
@@ -27,14 +28,19 @@ class JobState:
     def __init__(self, kv: Any) -> None:
         self.kv = kv
 
+    async def _put(self, job_id: str, value: bytes) -> None:
+        # Written before the job's message is acked: retried through a leader election rather than
+        # leaving a finished job to be delivered and run again.
+        await retry_transient(lambda: self.kv.put(job_id, value), f"job state of {job_id}")
+
     async def completed(self, done: JobCompleted) -> None:
-        await self.kv.put(done.job_id, _COMPLETED + encode(done))
+        await self._put(done.job_id, _COMPLETED + encode(done))
 
     async def cancelled(self, job_id: str) -> None:
-        await self.kv.put(job_id, _CANCELLED)
+        await self._put(job_id, _CANCELLED)
 
     async def failed(self, job_id: str) -> None:
-        await self.kv.put(job_id, _FAILED)
+        await self._put(job_id, _FAILED)
 
     async def get(self, job_id: str) -> JobCompleted | str | None:
         try:

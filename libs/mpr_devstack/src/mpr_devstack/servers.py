@@ -80,6 +80,9 @@ class NatsServer:
     log_path: Path | None = None
     # identity -> password; None: no authorization (anonymous clients welcome)
     passwords: dict[str, str] | None = None
+    name: str = "mpr-dev"
+    cluster_port: int | None = None  # set (with routes): a member of a JetStream cluster
+    routes: list[int] = field(default_factory=list)
 
     @property
     def address(self) -> str:
@@ -95,13 +98,17 @@ class NatsServer:
         assert self.passwords is not None
         return f"nats://{identity}:{self.passwords[identity]}@127.0.0.1:{self.port}"
 
-    def start(self) -> NatsServer:
+    def start(self, wait: bool = True) -> NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         conf = self.store_dir.parent / f"{self.store_dir.name}.conf"
         text = (
             f'listen: "127.0.0.1:{self.port}"\nhttp: "127.0.0.1:{self.monitor_port}"\n'
-            f'server_name: "mpr-dev"\njetstream {{ store_dir: {json.dumps(str(self.store_dir))} }}\n'
+            f"server_name: {json.dumps(self.name)}\n"
+            f"jetstream {{ store_dir: {json.dumps(str(self.store_dir))} }}\n"
         )
+        if self.cluster_port is not None:
+            routes = ", ".join(f'"nats://127.0.0.1:{p}"' for p in self.routes)
+            text += f'cluster {{ name: "mpr", listen: "127.0.0.1:{self.cluster_port}", routes: [{routes}] }}\n'
         if self.passwords is not None:
             text += render_authorization(self.passwords)
         conf.write_text(text)
@@ -109,12 +116,17 @@ class NatsServer:
         args = [_bin("nats-server"), "-c", str(conf)]
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.proc = Proc(
-            "nats-server",
+            self.name,
             subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, process_group=0),
             self.log_path,
         )
-        wait_until(self._healthy, 20, "nats-server", self.proc.popen)
+        if wait:
+            self.wait_healthy()
         return self
+
+    def wait_healthy(self, timeout: float = 30) -> None:
+        assert self.proc is not None
+        wait_until(self._healthy, timeout, self.name, self.proc.popen)
 
     def _healthy(self) -> bool:
         with urllib.request.urlopen(
@@ -130,6 +142,61 @@ class NatsServer:
         if self.proc and self.proc.alive():
             self.proc.popen.kill()
             self.proc.popen.wait()
+
+
+@dataclass
+class NatsCluster:
+    """Three (or more) nats-servers forming one JetStream cluster on loopback: what k8s runs, so
+    tests can kill a stream's leader. Offers NatsServer's interface; URLs list every node."""
+
+    workdir: Path
+    size: int = 3
+    passwords: dict[str, str] | None = None
+    nodes: list[NatsServer] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        cluster_ports = [free_port() for _ in range(self.size)]
+        self.nodes = [
+            NatsServer(
+                self.workdir / f"jetstream-{i}",
+                log_path=self.workdir / "logs" / f"nats-{i}.log",
+                passwords=self.passwords,
+                name=f"nats-{i}",
+                cluster_port=cluster_ports[i],
+                routes=[p for j, p in enumerate(cluster_ports) if j != i],
+            )
+            for i in range(self.size)
+        ]
+
+    @property
+    def address(self) -> str:
+        return ",".join(n.address for n in self.nodes)
+
+    @property
+    def url(self) -> str:
+        """The setup identity's URL of the first live node (nats-py takes one URL per string)."""
+        return next(n.url for n in self.nodes if n.proc and n.proc.alive())
+
+    def url_as(self, identity: str) -> str:
+        return next(n.url_as(identity) for n in self.nodes if n.proc and n.proc.alive())
+
+    def start(self) -> NatsCluster:
+        for n in self.nodes:
+            n.start(wait=False)
+        for n in self.nodes:  # JetStream is healthy once the cluster has elected its meta leader
+            n.wait_healthy(60)
+        return self
+
+    def node(self, name: str) -> NatsServer:
+        return next(n for n in self.nodes if n.name == name)
+
+    def stop(self) -> None:
+        for n in self.nodes:
+            n.stop()
+
+    def kill(self) -> None:
+        for n in self.nodes:
+            n.kill()
 
 
 @dataclass

@@ -25,7 +25,7 @@ from mpr_common.settings import (
 from mpr_common.storage import ensure_buckets, get_s3_client
 from mpr_common.streams import run_setup
 
-from .servers import MotoServer, NatsServer, Proc, free_port, wait_until
+from .servers import MotoServer, NatsCluster, NatsServer, Proc, free_port, wait_until
 
 DEV_ACCESS_KEY = "minioadmin"  # the seed's local credentials; moto accepts any
 DEV_SECRET_KEY = "minioadmin"
@@ -44,7 +44,8 @@ class Stack:
     extra_env: dict[str, str] = field(default_factory=dict)
     quiet: bool = True
     nats_auth: bool = True  # one NATS identity per service (mpr_common.identities); False: anonymous
-    nats: NatsServer | None = None
+    nats_nodes: int = 1  # > 1: a JetStream cluster of that many servers (streams get NATS_STREAM_REPLICAS)
+    nats: NatsServer | NatsCluster | None = None
     moto: MotoServer | None = None
     services: dict[str, Proc] = field(default_factory=dict)
     metrics_ports: dict[str, int] = field(default_factory=dict)
@@ -87,12 +88,16 @@ class Stack:
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "logs").mkdir(exist_ok=True)
         self.api_port = self.api_port or free_port()
-        self.nats = NatsServer(
-            self.workdir / "jetstream",
-            port=self.nats_port or free_port(),
-            log_path=self.workdir / "logs" / "nats-server.log",
-            passwords=self.nats_passwords() if self.nats_auth else None,
-        ).start()
+        passwords = self.nats_passwords() if self.nats_auth else None
+        if self.nats_nodes > 1:
+            self.nats = NatsCluster(self.workdir, self.nats_nodes, passwords).start()
+        else:
+            self.nats = NatsServer(
+                self.workdir / "jetstream",
+                port=self.nats_port or free_port(),
+                log_path=self.workdir / "logs" / "nats-server.log",
+                passwords=passwords,
+            ).start()
         self.moto = MotoServer(
             port=self.s3_port or free_port(), log_path=self.workdir / "logs" / "s3.log"
         ).start()
