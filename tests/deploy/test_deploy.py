@@ -60,8 +60,38 @@ def test_compose_minio_notifies_jetstream_and_init_creates_buckets(compose):
     assert minio["MINIO_NOTIFY_NATS_JETSTREAM_PRIMARY"] == "on"
     script = "\n".join(compose["services"]["minio-init"]["command"])
     assert "local/mpr-media-in local/mpr-media-out" in script
-    assert "anonymous set download local/mpr-media-in" in script
+    assert "anonymous set download" not in script  # that would allow anonymous listing
     assert "mc event add" in script and "--event put,delete" in script
+
+
+def test_compose_is_secure_by_default(compose):
+    """No default credential, only nginx published, anonymous reads without listing, and each service
+    with S3 credentials of its own limited by a bucket policy."""
+    import json
+
+    text = (ROOT / "compose.yaml").read_text()
+    assert "minioadmin" not in text and "mpr-dev-token" not in text
+    assert not re.search(r"\$\{[A-Z0-9_]*(PASSWORD|SECRET|TOKENS|ROOT_USER)[A-Z0-9_]*:-", text), (
+        "a default credential"
+    )
+    published = {name for name, svc in compose["services"].items() if svc.get("ports")}
+    assert published == {"nginx"}
+    policies = ROOT / "deploy" / "minio-policies"
+    for bucket in ("in", "out"):
+        anon = json.loads((policies / f"anonymous-read-{bucket}.json").read_text())
+        assert [a for st in anon["Statement"] for a in st["Action"]] == ["s3:GetObject"]
+    for name in SERVICES:
+        env = compose["services"][name]["environment"]
+        assert env["AWS_ACCESS_KEY_ID"] == f"mpr-{name}"
+        actions = {
+            a for st in json.loads((policies / f"{name}.json").read_text())["Statement"] for a in st["Action"]
+        }
+        assert "s3:*" not in actions and "s3:DeleteObject" not in actions
+        if name != "transcoder":
+            assert not any(a.startswith("s3:Put") for a in actions), name  # only transcoders write
+    env_example = (ROOT / "deploy" / "compose.env.example").read_text()
+    for var in re.findall(r"\$\{([A-Z0-9_]+):\?", text):
+        assert f"{var}=" in env_example, var
 
 
 def test_compose_nginx_serves_the_seed_media_paths():
@@ -238,3 +268,36 @@ def test_the_deployed_authorization_works_on_a_real_nats_server(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_k8s_durability_and_hardening(k8s):
+    import json
+
+    conf = of_kind(k8s, "ConfigMap")["nats-config"]["data"]["nats.conf"]
+    assert "sync_interval: always" in conf
+    affinity = of_kind(k8s, "StatefulSet")["nats"]["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    assert "requiredDuringSchedulingIgnoredDuringExecution" in affinity
+    pdbs = {
+        d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]
+        for d in of_kind(k8s, "PodDisruptionBudget").values()
+    }
+    assert {"nats", "postgres", "minio"} <= pdbs
+    policies = of_kind(k8s, "NetworkPolicy")
+    deny = policies["default-deny"]["spec"]
+    assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    for doc in k8s:
+        for c in doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+            image, tag = c["image"].rsplit(":", 1)
+            # PostgreSQL's releases are major.minor; everything else major.minor.patch or a dated release.
+            pinned = r"\d+\.\d+" if image == "postgres" else r"\d+\.\d+\.\d+|RELEASE\."
+            assert re.match(pinned, tag), f"floating image tag: {c['image']}"
+    s3_policies = of_kind(k8s, "ConfigMap")["minio-policies"]["data"]
+    for name in SERVICES:
+        assert json.loads(s3_policies[f"{name}.json"]) == json.loads(
+            (ROOT / "deploy" / "minio-policies" / f"{name}.json").read_text()
+        )
+        env = {
+            e["name"]: e
+            for e in of_kind(k8s, "Deployment")[name]["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == f"mpr-s3-{name}"

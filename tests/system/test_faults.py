@@ -307,3 +307,20 @@ def test_a_lost_consumer_fails_readiness_and_its_re_creation_runs_nothing_twice(
     assert api.get(f"/api/jobs/{failed.job_id}").json()["job"]["status"] == "failed"
     assert len(completed_events(st, done_id)) == 1
     assert not completed_events(st, failed.job_id)
+
+
+def test_a_full_jobs_stream_refuses_new_jobs_instead_of_dropping_accepted_ones(make_stack):
+    st = make_stack(transcoders=0, MPR_JOBS_MAX_BYTES="8192")
+    api = client(st)
+    accepted: list[str] = []
+    for i in range(200):
+        r = api.post("/api/jobs", json={"kind": "thumbnail", "source_key": f"full/{i}.mp4"})
+        if r.status_code != 202:
+            assert r.status_code == 503, r.text
+            break
+        accepted.append(r.json()["job"]["id"])
+    else:
+        pytest.fail("the stream never filled up")
+    assert len(accepted) >= 5
+    stored = {e["job_id"] for e in stream_events(st.nats.url, s.JOBS_STREAM, s.JOB_REQUESTED)}
+    assert set(accepted) <= stored  # every job answered 202 is still there

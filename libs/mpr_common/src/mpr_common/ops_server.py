@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 
 class OpsServer:
-    def __init__(self, port: int, ready: Callable[[], bool], host: str = "0.0.0.0") -> None:  # noqa: S104
+    def __init__(self, port: int, ready: Callable[[], bool], host: str) -> None:
         self.port = port
         self.host = host
         self.ready = ready

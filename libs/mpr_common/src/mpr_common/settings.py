@@ -112,6 +112,8 @@ class JobQueueSettings(EnvSettings):
     ack_wait: float = env("TRANSCODER_ACK_WAIT", default=30.0)
     # deliveries before a job is failed and dead-lettered
     max_deliver: int = env("TRANSCODER_MAX_DELIVER", default=5)
+    # the jobs stream's size: when full it refuses new jobs (503) instead of dropping accepted ones
+    max_bytes: int = env("MPR_JOBS_MAX_BYTES", default=8 * 1024**3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,7 @@ class ServiceSettings(EnvSettings):
 
     # /metrics and /health/* (0 = off; the API serves them on its own port)
     metrics_port: int = env("METRICS_PORT", default=0)
+    metrics_host: str = env("METRICS_HOST", default="0.0.0.0")  # noqa: S104 - k8s probes reach the pod IP
     log_level: str = env("LOG_LEVEL", default="INFO")
     log_format: str = env("LOG_FORMAT", default="json")
     s3: S3Settings = field(default_factory=S3Settings)

@@ -34,7 +34,10 @@ CATALOG_ACK_WAIT = 30.0
 CATALOG_MAX_ACK_PENDING = 20_000  # room for several full batches in flight
 
 
-def stream_configs(replicas: int = 1) -> list[StreamConfig]:
+JOBS_MAX_BYTES = JobQueueSettings().max_bytes
+
+
+def stream_configs(replicas: int = 1, jobs_max_bytes: int = JOBS_MAX_BYTES) -> list[StreamConfig]:
     common: dict[str, Any] = dict(
         storage=StorageType.FILE,
         num_replicas=replicas,
@@ -60,14 +63,15 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
             **common,
         ),
         # One stream for requests and job events: the catalog reads them in order.
-        # The duplicate window drops a re-published job_id (Nats-Msg-Id) for an hour.
+        # The duplicate window drops a re-published job_id (Nats-Msg-Id) for an hour. When full it
+        # refuses new messages (the API answers 503) rather than discarding accepted jobs.
         StreamConfig(
             name=s.JOBS_STREAM,
             subjects=[s.JOBS_ALL],
             max_age=14 * DAY,
             duplicate_window=3600.0,
-            max_bytes=8 * 1024**3,
-            **common,
+            max_bytes=jobs_max_bytes,
+            **{**common, "discard": DiscardPolicy.NEW},
         ),
         StreamConfig(name=s.DLQ_STREAM, subjects=["mpr.dlq.>"], max_age=30 * DAY, **common),
         StreamConfig(name=s.MINIO_STREAM, subjects=[s.MINIO_EVENTS], max_age=7 * DAY, **common),
@@ -111,8 +115,10 @@ def consumer_configs(queue: JobQueueSettings) -> list[tuple[str, ConsumerConfig]
     ]
 
 
-async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
-    for cfg in stream_configs(replicas):
+async def ensure_streams(
+    js: JetStreamContext, replicas: int = 1, jobs_max_bytes: int = JOBS_MAX_BYTES
+) -> None:
+    for cfg in stream_configs(replicas, jobs_max_bytes):
         try:
             await js.add_stream(cfg)
         except BadRequestError:
@@ -144,7 +150,7 @@ async def ensure_consumers(js: JetStreamContext, queue: JobQueueSettings) -> Non
 
 async def setup_jetstream(js: JetStreamContext, nats: NatsSettings, queue: JobQueueSettings) -> None:
     """Everything MPR needs on the server, idempotently: safe to run on every deploy."""
-    await ensure_streams(js, nats.stream_replicas)
+    await ensure_streams(js, nats.stream_replicas, queue.max_bytes)
     await ensure_job_state_kv(js, nats.stream_replicas)
     await ensure_consumers(js, queue)
 

@@ -72,6 +72,7 @@ class Stack:
             "API_TOKENS": DEV_API_TOKEN,
             "TRANSCODER_WORKDIR": str(self.workdir / "transcoder"),
             "LOG_FORMAT": "json",
+            "METRICS_HOST": "127.0.0.1",  # ops ports on loopback only
             "PYTHONUNBUFFERED": "1",
         }
         env.update(self.extra_env)

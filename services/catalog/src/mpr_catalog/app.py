@@ -102,7 +102,7 @@ def create_app(settings: CatalogSettings) -> FastStream:
         prober.start()
         for asset in await catalog.pending_probes():
             prober.submit(asset)
-        ops = OpsServer(settings.metrics_port, lambda: nc.is_connected)
+        ops = OpsServer(settings.metrics_port, lambda: nc.is_connected, settings.metrics_host)
         await ops.start()
         gauges = asyncio.create_task(refresh_gauges(catalog, js))
         log.info("catalog ready (%s)", engine.dialect.name)

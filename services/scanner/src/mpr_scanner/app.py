@@ -122,7 +122,9 @@ def create_app(settings: ScannerSettings) -> FastStream:
         nc = await connect(settings.nats, "mpr-scanner")
         state["deps"] = ScannerDeps(js=nc.jetstream(), s3=get_s3_client(settings.s3))
         task = asyncio.create_task(scheduled()) if settings.interval > 0 else None
-        ops = OpsServer(settings.metrics_port, lambda: broker_connected(broker) and nc.is_connected)
+        ops = OpsServer(
+            settings.metrics_port, lambda: broker_connected(broker) and nc.is_connected, settings.metrics_host
+        )
         await ops.start()
         log.info("scanner ready (bucket %s)", settings.s3.bucket_in)
         try:

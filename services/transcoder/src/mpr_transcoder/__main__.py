@@ -16,7 +16,7 @@ from .worker import Worker
 async def serve(settings: TranscoderSettings) -> None:
     nc = await connect(settings.nats, f"mpr-transcoder-{settings.instance}")
     worker = Worker(settings, nc, get_s3_client(settings.s3))
-    ops = OpsServer(settings.metrics_port, worker.ready)
+    ops = OpsServer(settings.metrics_port, worker.ready, settings.metrics_host)
     await ops.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
