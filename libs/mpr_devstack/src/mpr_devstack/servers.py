@@ -108,7 +108,9 @@ class NatsServer:
         )
         if self.cluster_port is not None:
             routes = ", ".join(f'"nats://127.0.0.1:{p}"' for p in self.routes)
-            text += f'cluster {{ name: "mpr", listen: "127.0.0.1:{self.cluster_port}", routes: [{routes}] }}\n'
+            text += (
+                f'cluster {{ name: "mpr", listen: "127.0.0.1:{self.cluster_port}", routes: [{routes}] }}\n'
+            )
         if self.passwords is not None:
             text += render_authorization(self.passwords)
         conf.write_text(text)
