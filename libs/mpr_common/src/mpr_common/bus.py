@@ -43,7 +43,9 @@ async def retry_transient(op: Callable[[], Awaitable[T]], what: str, attempts: i
         except TRANSIENT as exc:
             if attempt == attempts:
                 raise
-            log.warning("%s failed (%s; attempt %d/%d); retrying", what, type(exc).__name__, attempt, attempts)
+            log.warning(
+                "%s failed (%s; attempt %d/%d); retrying", what, type(exc).__name__, attempt, attempts
+            )
             await asyncio.sleep(min(2.0, 0.2 * 2 ** (attempt - 1)))
     raise AssertionError("unreachable")
 
