@@ -33,7 +33,8 @@ _MEDIA_TYPES = ["application/json", GRAPHQL_RESPONSE]  # application/json first:
 
 def is_request_error(result: ExecutionResult) -> bool:
     """Refused before execution (parse, validation, limits): no data and no error with a path."""
-    return result.data is None and bool(result.errors) and all(e.path is None for e in result.errors)
+    errors = result.errors or []
+    return result.data is None and bool(errors) and all(e.path is None for e in errors)
 
 
 def _wants_graphql_response(request: Request[Any, Any, Any]) -> bool:
@@ -43,7 +44,7 @@ def _wants_graphql_response(request: Request[Any, Any, Any]) -> bool:
 def graphql_controller(schema: BaseSchema, path: str = "/graphql") -> type[Controller]:
     base: Any = make_graphql_controller(schema, path=path, graphql_ide="graphiql", subscription_protocols=())
 
-    class GraphQLController(base):  # type: ignore[misc, valid-type]
+    class GraphQLController(base):
         def decode_json(self, data: str | bytes) -> object:
             return decode_json_body(data)
 

@@ -24,6 +24,7 @@ from graphql import (
     IntValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    ValueNode,
     VariableNode,
 )
 from graphql.utilities import get_operation_ast
@@ -104,21 +105,18 @@ def _argument(
     operation: OperationDefinitionNode,
     variables: Mapping[str, Any],
 ) -> Any:
-    for arg in node.arguments:
+    for arg in node.arguments or ():
         if arg.name.value != name:
             continue
-        value = arg.value
+        value: ValueNode | None = arg.value
         if isinstance(value, VariableNode):
             var = value.name.value
             if var in variables:
                 return variables[var]
-            default = next(
-                (d.default_value for d in operation.variable_definitions if d.variable.name.value == var),
-                None,
-            )
-            if default is None:
-                break
-            value = default
+            defaults = {d.variable.name.value: d.default_value for d in operation.variable_definitions or ()}
+            if defaults.get(var) is None:
+                break  # an argument whose variable is not given is not given
+            value = defaults[var]
         return int(value.value) if isinstance(value, IntValueNode) else None
     return definition.default_value
 

@@ -14,7 +14,7 @@ from mpr_common.errors import BadRequest, MprError, NotFound
 from mpr_common.events import JOB_KINDS, AssetView, JobStatus, JobView
 
 from .domain.assets import AssetService
-from .domain.jobs import JobNotStored, JobService
+from .domain.jobs import JobNotConfirmed, JobService
 from .graphql_limits import schema_extensions
 from .limits import MAX_OFFSET, MAX_PAGE
 from .schemas import AssetId, JobCreate, JobId, KeyPrefix
@@ -34,7 +34,7 @@ async def _call(coro) -> Any:
         return await coro
     except MprError as exc:
         extensions: dict[str, Any] = {"code": exc.name}
-        if isinstance(exc, JobNotStored):
+        if isinstance(exc, JobNotConfirmed):
             extensions["jobId"] = exc.job_id  # retry with it: the job runs once
         raise GraphQLError(exc.detail, extensions=extensions) from None
 

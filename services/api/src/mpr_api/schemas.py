@@ -108,7 +108,7 @@ class ErrorBody(msgspec.Struct):
     detail: str
 
 
-class JobNotStoredBody(msgspec.Struct):
+class JobNotConfirmedBody(msgspec.Struct):
     """A 503 from POST /api/jobs: the queue did not confirm the job, which may still run."""
 
     status_code: int

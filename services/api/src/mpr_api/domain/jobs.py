@@ -31,14 +31,14 @@ from ..schemas import JobCallback, JobCreate, JobOut
 from ..settings import ApiSettings
 
 
-class JobNotStored(Unavailable):
+class JobNotConfirmed(Unavailable):
     """The queue did not confirm a job, which may yet be stored (a client's reconnect buffer is
     flushed later) and run: the answer names the job_id to retry with, which never runs it twice."""
 
     def __init__(self, job_id: str, reason: str) -> None:
         super().__init__(
-            f"the job queue did not confirm job {job_id} ({reason}); it may still run. Retry the same request "
-            f'with "job_id": "{job_id}" and it runs once'
+            f"the job queue is unavailable: it did not confirm job {job_id} ({reason}), which may still run. "
+            f'Retry the same request with "job_id": "{job_id}" and it runs once'
         )
         self.job_id = job_id
 
@@ -85,9 +85,10 @@ class JobService:
         except JobRequestError as exc:
             raise BadRequest(str(exc)) from None
         try:
-            ack = await publish_event(self.js, s.JOB_REQUESTED, req, msg_id=req.job_id)
+            # A client is waiting: a few quick retries, then a 503 naming the job_id to retry with.
+            ack = await publish_event(self.js, s.JOB_REQUESTED, req, msg_id=req.job_id, attempts=3)
         except Exception as exc:
-            raise JobNotStored(req.job_id, str(exc) or type(exc).__name__) from None
+            raise JobNotConfirmed(req.job_id, str(exc) or type(exc).__name__) from None
         JOBS_SUBMITTED.labels(req.kind, "duplicate" if ack.duplicate else "accepted").inc()
         if ack.duplicate:
             # The original is in the stream at ack.seq: read it once the catalog has ingested that far.

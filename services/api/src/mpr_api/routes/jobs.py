@@ -10,7 +10,7 @@ from mpr_common.events import JobStatus
 
 from ..domain.jobs import JobService
 from ..limits import MAX_ID_CHARS, MAX_OFFSET, MAX_PAGE
-from ..schemas import ID_PATTERN, JobCallback, JobCreate, JobNotStoredBody, JobOut, JobPage
+from ..schemas import ID_PATTERN, JobCallback, JobCreate, JobNotConfirmedBody, JobOut, JobPage
 
 JobId = Annotated[str, Parameter(max_length=MAX_ID_CHARS, pattern=ID_PATTERN)]
 
@@ -36,7 +36,7 @@ class JobController(Controller):
         ),
         responses={
             503: ResponseSpec(
-                JobNotStoredBody,
+                JobNotConfirmedBody,
                 description="The queue did not confirm the job; retry with the job_id of this body",
             )
         },

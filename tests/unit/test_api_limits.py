@@ -1,0 +1,381 @@
+"""What one request may ask of the API, in process over a fake NATS: body and GraphQL limits (a
+request is refused before it costs anything), bad bodies as 4xx with a reason, nothing accepted
+larger than a NATS message, and a 503 on submit that names the job id to retry with."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import pytest
+from graphql import get_introspection_query
+from litestar.exceptions import WebSocketDisconnect
+from litestar.testing import TestClient
+from nats.errors import MaxPayloadError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import PubAck
+
+from mpr_api import limits as L
+from mpr_api.app import create_app, services
+from mpr_api.domain.jobs import queued_view
+from mpr_api.settings import ApiSettings
+from mpr_common import subjects as s
+from mpr_common.codec import decode, encode
+from mpr_common.errors import NotFound, error_headers
+from mpr_common.events import JobCompleted, JobRequested, Query, QueryReply
+
+TOKEN = "t0ken"
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+
+
+@dataclass
+class Msg:
+    data: bytes
+    headers: dict[str, str] | None = None
+
+
+@dataclass
+class FakeJetStream:
+    """Stores by Nats-Msg-Id as JetStream does (a stored id comes back as a duplicate) and, like
+    nats-server, refuses a message larger than its max payload. ``lose_acks``: the message is stored
+    but the acknowledgement never arrives (the server went away before answering)."""
+
+    published: list[tuple[str, bytes, dict]] = field(default_factory=list)
+    seq_of: dict[str, int] = field(default_factory=dict)
+    lose_acks: bool = False
+
+    async def publish(self, subject, payload, headers=None, timeout=None) -> PubAck:
+        if len(payload) > L.NATS_MAX_PAYLOAD:
+            raise MaxPayloadError
+        msg_id = (headers or {}).get("Nats-Msg-Id")
+        duplicate = msg_id in self.seq_of
+        if not duplicate:
+            self.published.append((subject, payload, headers or {}))
+            if msg_id:
+                self.seq_of[msg_id] = len(self.published)
+        if self.lose_acks:
+            raise NatsTimeoutError
+        seq = self.seq_of[msg_id] if msg_id else len(self.published)
+        return PubAck(stream=s.JOBS_STREAM, seq=seq, duplicate=duplicate)
+
+
+@dataclass
+class FakeNats:
+    """Answers the catalog's queries: jobs by id from ``jobs``, empty lists otherwise."""
+
+    js: FakeJetStream = field(default_factory=FakeJetStream)
+    jobs: dict[str, Any] = field(default_factory=dict)
+    requests: list[tuple[str, Query]] = field(default_factory=list)
+    is_connected: bool = True
+
+    def jetstream(self) -> FakeJetStream:
+        return self.js
+
+    async def request(self, subject, payload, timeout=None) -> Msg:
+        q = decode(payload, Query)
+        self.requests.append((subject, q))
+        if subject in (s.CATALOG_JOBS_LIST, s.CATALOG_ASSETS_LIST):
+            return Msg(encode(QueryReply(total=0)))
+        job = self.jobs.get(q.id or "")
+        if job is None:
+            return Msg(b"", error_headers(NotFound(f"{q.id} not found")))
+        return Msg(encode(QueryReply(job=job, total=1)))
+
+
+class FakeKV:
+    async def put(self, key, value) -> None:
+        pass
+
+
+@pytest.fixture
+def api():
+    settings = ApiSettings(tokens=frozenset({TOKEN}))
+    nc = FakeNats()
+    app = create_app(settings, state=services(settings, nc, FakeKV(), public_s3=None))
+    with TestClient(app, base_url="http://mpr.local") as client:
+        client.headers["Authorization"] = f"Bearer {TOKEN}"
+        yield client, nc
+
+
+def gql(client, query: str, variables: dict | None = None, accept: str = GRAPHQL_RESPONSE):
+    return client.post("/graphql", json={"query": query, "variables": variables}, headers={"Accept": accept})
+
+
+def aliases(n: int, field_: str = "jobs(limit: 1000)") -> str:
+    return "{ " + " ".join(f"a{i}: {field_} {{ id }}" for i in range(n)) + " }"
+
+
+# --- 1. GraphQL ------------------------------------------------------------------------------------
+
+
+def test_a_9_mb_graphql_query_is_a_413_before_anything_is_parsed(api):
+    client, nc = api
+    query = "{ " + "jobs { id } " * 800_000 + "}"
+    started = time.monotonic()
+    r = client.post("/graphql", json={"query": query})
+    assert r.status_code == 413 and str(L.MAX_BODY_BYTES) in r.json()["detail"]
+    assert time.monotonic() - started < 2 and nc.requests == []
+
+
+def test_a_query_over_the_byte_limit_is_a_413_before_parsing(api):
+    client, nc = api
+    query = "{ jobs { id } }\n#" + "x" * L.GRAPHQL_MAX_QUERY_BYTES
+    r = client.post("/graphql", json={"query": query})
+    assert r.status_code == 413 and str(L.GRAPHQL_MAX_QUERY_BYTES) in r.json()["detail"]
+    r = client.get("/graphql", params={"query": query})
+    assert r.status_code == 413 and "query" in r.json()["detail"]
+    assert nc.requests == []
+
+
+def test_too_many_tokens_stop_the_parser(api):
+    client, nc = api
+    query = "{ jobs { " + "id " * L.GRAPHQL_MAX_TOKENS + "} }"
+    assert len(query) < L.GRAPHQL_MAX_QUERY_BYTES
+    r = gql(client, query)
+    assert r.status_code == 400 and r.headers["content-type"].startswith(GRAPHQL_RESPONSE)
+    body = r.json()
+    assert "data" not in body and "tokens" in body["errors"][0]["message"]
+    # application/json (the default): 200 for a refused document, as the GraphQL-over-HTTP spec asks
+    r = gql(client, query, accept="application/json")
+    assert r.status_code == 200 and r.json()["data"] is None and "tokens" in r.json()["errors"][0]["message"]
+    assert nc.requests == []
+
+
+def test_a_query_deeper_than_the_limit_is_refused(api):
+    client, nc = api
+    deep = "{ assets { info { " + "x { " * L.GRAPHQL_MAX_DEPTH + "y" + " }" * L.GRAPHQL_MAX_DEPTH + " } } }"
+    r = gql(client, deep)
+    assert r.status_code == 400
+    assert any("depth" in e["message"] for e in r.json()["errors"])
+    assert nc.requests == []
+
+
+def test_200_aliases_of_a_full_page_are_refused_before_any_catalog_query(api):
+    client, nc = api
+    started = time.monotonic()
+    r = gql(client, aliases(200))  # 2,400 tokens: the parser stops first
+    assert r.status_code == 400 and r.json()["errors"][0]["message"]
+    # within the token limit, the alias limit
+    r = gql(client, aliases(L.GRAPHQL_MAX_ALIASES + 1, "jobs(limit: 1)"))
+    assert r.status_code == 400 and "aliases" in r.json()["errors"][0]["message"]
+    assert time.monotonic() - started < 2 and nc.requests == []
+
+
+def test_the_items_one_operation_asks_for_are_capped_in_total(api):
+    client, nc = api
+    per_field = L.GRAPHQL_MAX_ITEMS // 2 + 1
+    r = gql(client, f"{{ a: jobs(limit: {per_field}) {{ id }} b: assets(limit: {per_field}) {{ id }} }}")
+    assert r.status_code == 400
+    [error] = r.json()["errors"]
+    assert str(L.GRAPHQL_MAX_ITEMS) in error["message"] and error["extensions"]["code"] == "QUERY_TOO_LARGE"
+    # the same through variables, and through a fragment
+    q = "query($n: Int!) { a: jobs(limit: $n) { id } ...F } fragment F on Query { b: assets(limit: $n) { id } }"
+    assert gql(client, q, {"n": per_field}).status_code == 400
+    assert nc.requests == []
+    r = gql(client, q, {"n": L.GRAPHQL_MAX_ITEMS // 2})
+    assert r.status_code == 200 and r.json()["data"] == {"a": [], "b": []}
+    assert gql(client, "{ jobs { id } assets { id } }").status_code == 200  # the defaults: 100 each
+    r = gql(client, f"{{ jobs(limit: {L.MAX_PAGE + 1}) {{ id }} }}")
+    assert r.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+def test_ordinary_queries_and_graphiql_introspection_still_pass(api):
+    client, _ = api
+    intro = get_introspection_query(
+        descriptions=True,
+        specified_by_url=True,
+        directive_is_repeatable=True,
+        schema_description=True,
+        input_value_deprecation=True,
+    )
+    r = gql(client, intro)
+    assert r.status_code == 200 and r.json()["data"]["__schema"]["queryType"]["name"] == "Query"
+    r = gql(client, aliases(L.GRAPHQL_MAX_ALIASES, "assets(limit: 10)"))
+    assert r.status_code == 200 and "errors" not in r.json()
+    r = gql(client, "{ assets(limit: 1000) { id info { width height } } }", accept="application/json")
+    assert r.status_code == 200 and r.json()["data"] == {"assets": []}
+
+
+def test_graphql_over_websocket_is_off(api):
+    """There are no subscriptions; a WebSocket would be a second way in, around the HTTP limits."""
+    client, _ = api
+    with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+        ws.send_json({"type": "connection_init"})
+        with pytest.raises(WebSocketDisconnect) as exc:
+            ws.receive_json()
+    assert exc.value.code == 4406
+
+
+def test_graphql_arguments_are_bounded_as_in_rest(api):
+    client, nc = api
+    for q in (
+        f'{{ job(id: "{"j" * (L.MAX_ID_CHARS + 1)}") {{ id }} }}',
+        '{ job(id: "no spaces") { id } }',
+        f'{{ assets(prefix: "{"p" * (L.MAX_KEY_CHARS + 1)}") {{ id }} }}',
+        '{ jobs(status: "whatever") { id } }',
+        f'mutation {{ cancelJob(id: "{"j" * (L.MAX_ID_CHARS + 1)}") {{ id }} }}',
+    ):
+        r = gql(client, q, accept="application/json")
+        assert r.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST", q
+    assert nc.requests == []
+
+
+# --- 2. bad bodies -------------------------------------------------------------------------------
+
+BODY_PATHS = ["/api/jobs", "/api/assets/scan", "/api/scans", "/api/jobs/j1/callback", "/graphql"]
+DEEP = b"[" * 5000 + b"]" * 5000
+
+
+@pytest.mark.parametrize("path", BODY_PATHS)
+@pytest.mark.parametrize(
+    "body",
+    [
+        DEEP,
+        b'{"kind": "audio", "source_key": "a.mp4", "query": "{ jobs { id } }", "x": ' + DEEP + b"}",
+        b'{"query": "{ jobs { id } }", "variables": {"v": ' + DEEP + b"}}",
+    ],
+    ids=["array", "in-object", "in-variables"],
+)
+def test_json_nested_too_deeply_is_a_400(api, path, body):
+    client, _ = api
+    r = client.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "nested" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("path", BODY_PATHS)
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"kind": "audio", "source_key": "\xff\xfe.mp4", "query": "{ jobs { id } }"}',
+        b'{"prefix": "a\xc3", "query": "{ jobs(status: \\"\xe9\\") { id } }"}',
+    ],
+)
+def test_a_body_that_is_not_utf8_is_a_400(api, path, body):
+    client, _ = api
+    r = client.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "UTF-8" in r.json()["detail"]
+
+
+def test_a_body_over_the_limit_is_a_413(api):
+    client, nc = api
+    body = b'{"kind": "audio", "source_key": "a.mp4", "preset": "' + b"x" * L.MAX_BODY_BYTES + b'"}'
+    r = client.post("/api/jobs", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and str(L.MAX_BODY_BYTES) in r.json()["detail"]
+    # without a Content-Length (chunked): counted as it arrives
+    chunks = iter([body[i : i + 65536] for i in range(0, len(body), 65536)])
+    r = client.post("/api/jobs", content=chunks, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert nc.js.published == []
+
+
+@pytest.fixture
+def job(api):
+    client, nc = api
+    client.post("/api/jobs", json={"kind": "audio", "source_key": "a.mp4", "job_id": "j1"})
+    nc.jobs["j1"] = queued_view(decode(nc.js.published[0][1], JobRequested))
+    return "j1"
+
+
+def test_a_callback_over_nats_max_payload_is_refused_not_a_500(api, job):
+    client, nc = api
+    big = "k" * (L.NATS_MAX_PAYLOAD + 1)
+    for body in (
+        {"status": "completed", "output_key": "o.mp4", "worker": big},
+        {"status": "progress", "worker": big},
+        {
+            "status": "completed",
+            "output_key": "o.mp4",
+            "output_keys": [f"seg/{i:07}.ts" for i in range(90_000)],
+        },
+    ):
+        r = client.post(f"/api/jobs/{job}/callback", json=body)
+        assert r.status_code in (400, 413) and r.json()["detail"], r.text
+    assert len(nc.js.published) == 1  # only the job itself
+
+
+def test_every_callback_field_is_bounded(api, job):
+    client, nc = api
+    ok = {"status": "completed", "output_key": "o.mp4"}
+    for extra, what in (
+        ({"worker": "w" * (L.MAX_WORKER_CHARS + 1)}, "worker"),
+        ({"output_bucket": "b" * (L.MAX_BUCKET_CHARS + 1)}, "output_bucket"),
+        ({"output_bucket": "Not_A_Bucket"}, "output_bucket"),
+        ({"output_key": "k" * (L.MAX_KEY_CHARS + 1)}, "output_key"),
+        ({"output_keys": ["k.ts"] * (L.MAX_OUTPUT_KEYS + 1)}, "output_keys"),
+        ({"output_keys": ["k" * (L.MAX_KEY_CHARS + 1)]}, "output_keys"),
+        ({"output_keys": ["../etc/passwd"]}, "output_keys"),
+        ({"error": "e" * (L.MAX_ERROR_CHARS + 1)}, "error"),
+        ({"output_size": -1}, "output_size"),
+        ({"elapsed": -1}, "elapsed"),
+    ):
+        r = client.post(f"/api/jobs/{job}/callback", json={**ok, **extra})
+        assert r.status_code == 400 and what in r.json()["detail"], (extra, r.text[:300])
+    assert len(nc.js.published) == 1
+
+
+def test_the_largest_callback_accepted_fits_in_one_nats_message(api, job):
+    """Every string at its bound, in characters JSON escapes (a '"' is two bytes), and as many
+    output keys of 1024 bytes as the body limit lets through: the event stays under NATS's limit."""
+    client, nc = api
+    key = "a/" + '"' * (L.MAX_KEY_CHARS - 2)
+    body: dict[str, Any] = {
+        "status": "completed",
+        "output_key": key,
+        "output_bucket": "b" * L.MAX_BUCKET_CHARS,
+        "worker": "\x01" * L.MAX_WORKER_CHARS,
+        "output_keys": [],
+    }
+    while len(msgspec.json.encode({**body, "output_keys": [*body["output_keys"], key]})) <= L.MAX_BODY_BYTES:
+        body["output_keys"].append(key)
+    r = client.post(f"/api/jobs/{job}/callback", content=msgspec.json.encode(body))
+    assert r.status_code == 200, r.text
+    subject, payload, _ = nc.js.published[-1]
+    assert subject == s.JOB_COMPLETED and len(decode(payload, JobCompleted).output_keys) > 100
+    assert len(payload) < L.NATS_MAX_PAYLOAD
+    failed = {"status": "failed", "error": "\x01" * L.MAX_ERROR_CHARS, "worker": "\x01" * L.MAX_WORKER_CHARS}
+    assert client.post(f"/api/jobs/{job}/callback", json=failed).status_code == 200
+
+
+# --- 3. a 503 names the job to retry with -------------------------------------------------------
+
+
+def test_an_unconfirmed_job_answers_its_id_and_a_retry_with_it_is_the_same_job(api):
+    client, nc = api
+    nc.js.lose_acks = True  # stored from the client's buffer, but never acknowledged
+    r = client.post("/api/jobs", json={"kind": "audio", "source_key": "a.mp4"})
+    assert r.status_code == 503
+    body = r.json()
+    job_id = body["job_id"]
+    assert "job queue" in body["detail"] and job_id in body["detail"] and "job_id" in body["detail"]
+    assert {h["Nats-Msg-Id"] for _, _, h in nc.js.published} == {job_id}
+    # the catalog ingests it from the stream, as it would
+    nc.jobs[job_id] = queued_view(decode(nc.js.published[0][1], JobRequested))
+    nc.js.lose_acks = False
+    again = client.post("/api/jobs", json={"kind": "audio", "source_key": "a.mp4", "job_id": job_id})
+    assert again.status_code == 200 and again.json()["job"]["id"] == job_id
+    assert len(nc.js.published) == 1  # stored once
+
+
+def test_graphql_names_the_job_id_of_an_unconfirmed_job(api):
+    client, nc = api
+    nc.js.lose_acks = True
+    r = gql(
+        client,
+        'mutation { submitJob(job: {kind: audio, sourceKey: "a.mp4"}) { id } }',
+        accept="application/json",
+    )
+    [error] = r.json()["errors"]
+    assert error["extensions"]["code"] == "UNAVAILABLE"
+    assert error["extensions"]["jobId"] == nc.js.published[0][2]["Nats-Msg-Id"]
+
+
+def test_openapi_documents_the_503_and_its_job_id(api):
+    client, _ = api
+    post = client.get("/schema/openapi.json").json()["paths"]["/api/jobs"]["post"]
+    assert "job_id" in post["description"] and "503" in post["description"]
+    unavailable = post["responses"]["503"]
+    ref = unavailable["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    schema = client.get("/schema/openapi.json").json()["components"]["schemas"][ref]
+    assert "job_id" in schema["properties"]
