@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.error
 import uuid
 
 import httpx
@@ -11,7 +12,6 @@ import nats
 import pytest
 
 from mpr_common import subjects as s
-from mpr_common.bus import publish_event
 from mpr_common.codec import encode
 from mpr_common.events import JobRequested, new_id
 from mpr_common.presets import DEFAULT_PRESET
@@ -167,35 +167,28 @@ def test_missing_source_fails_cleanly(api):
 def test_lambda_handler_runs_the_same_core_and_calls_back(stack, api, s3, media_dir, tmp_path):
     key = f"lambda-{uuid.uuid4().hex[:6]}/a.mp4"
     s3.upload_file(str(media_dir / "sample.mp4"), "mpr-media-in", key)
-    job = JobRequested(job_id=new_id(), kind="trim", source_key=key, start=1.0, end=3.0, preset="h264-480p")
-
-    async def record():  # dispatched to Step Functions: recorded by the catalog, no NATS worker sees it
-        nc = await nats.connect(stack.nats.url)
-        try:
-            await publish_event(nc.jetstream(), s.JOB_DISPATCHED, job, msg_id=job.job_id)
-        finally:
-            await nc.close()
-
-    asyncio.run(record())
+    spec = {"kind": "trim", "source_key": key, "start": 1.0, "end": 3.0, "preset": "h264-480p"}
+    # Dispatched to Lambda: recorded by the catalog, no NATS worker sees it, and the answer carries
+    # the one credential its callbacks are accepted with.
+    out = api.post("/api/jobs", json={**spec, "executor": "lambda"}).json()
+    job_id, token = out["job"]["id"], out["callback_token"]
     settings = TranscoderSettings.from_env({**stack.env(), "TRANSCODER_WORKDIR": str(tmp_path)})
-    result = handler(
-        {
-            "job": {
-                "job_id": job.job_id,
-                "kind": "trim",
-                "source_key": key,
-                "start": 1.0,
-                "end": 3.0,
-                "preset": "h264-480p",
-            },
+
+    def invoke(callback_token: str) -> dict:
+        event = {
+            "job": {"job_id": job_id, **spec},
             "callback_url": stack.api_url,
-            "callback_token": DEV_API_TOKEN,
-        },
-        None,
-        settings=settings,
-    )
+            "callback_token": callback_token,
+        }
+        return handler(event, None, settings=settings)
+
+    with pytest.raises(urllib.error.HTTPError) as refused:  # an API token is not this job's credential
+        invoke(DEV_API_TOKEN)
+    assert refused.value.code == 401
+    assert api.get(f"/api/jobs/{job_id}").json()["job"]["status"] == "queued"
+    result = invoke(token)
     assert result["status"] == "completed", result
-    done = wait_job(api, job.job_id)
+    done = wait_job(api, job_id)
     assert done["job"]["status"] == "completed" and done["job"]["worker"] == "lambda"
     assert float(probe(done["output_url"])["format"]["duration"]) == pytest.approx(2.0, abs=0.15)
 

@@ -17,7 +17,7 @@ from mpr_api.settings import ApiSettings
 from mpr_common import subjects as s
 from mpr_common.codec import decode, encode
 from mpr_common.errors import NotFound, error_headers
-from mpr_common.events import JobRequested, Query, QueryReply
+from mpr_common.events import JobCompleted, JobRequested, JobView, Query, QueryReply
 from mpr_common.presets import DEFAULT_PRESET
 
 TOKEN = "t0ken"
@@ -143,3 +143,47 @@ def test_a_token_is_required(api):
     r = client.get("/api/jobs/x", headers={"Authorization": "Bearer wrong"})
     assert r.status_code == 401
     assert client.get("/health/live", headers={"Authorization": ""}).status_code == 200
+
+
+def test_callbacks_need_the_token_issued_when_that_job_was_dispatched_to_lambda(api):
+    client, nc = api
+    lam = client.post("/api/jobs", json={"kind": "audio", "source_key": "a.mp4", "executor": "lambda"}).json()
+    other = client.post(
+        "/api/jobs", json={"kind": "audio", "source_key": "b.mp4", "executor": "lambda"}
+    ).json()
+    work = client.post("/api/jobs", json={"kind": "audio", "source_key": "c.mp4"}).json()
+    assert lam["callback_token"] and other["callback_token"] and work["callback_token"] is None
+    assert [p[0] for p in nc.js.published] == [s.JOB_DISPATCHED, s.JOB_DISPATCHED, s.JOB_REQUESTED]
+    for out in (lam, other, work):
+        nc.jobs[out["job"]["id"]] = decode(encode(out["job"]), JobView)
+    done = {"status": "completed", "output_key": "o.m4a"}
+
+    def callback(job_id: str, token: str | None, body=done):
+        headers = {"Authorization": f"Bearer {token}"} if token else {"Authorization": ""}
+        return client.post(f"/api/jobs/{job_id}/callback", json=body, headers=headers)
+
+    lam_id = lam["job"]["id"]
+    assert callback(lam_id, TOKEN).status_code == 401  # an API token is not a callback credential
+    assert callback(lam_id, None).status_code == 401
+    assert callback(lam_id, other["callback_token"]).status_code == 401  # another job's token
+    assert callback(work["job"]["id"], lam["callback_token"]).status_code == 401  # not dispatched there
+    r = callback(lam_id, lam["callback_token"], {**done, "output_bucket": "private-bucket"})
+    assert r.status_code == 400 and "fixed by configuration" in r.json()["detail"]
+    published = len(nc.js.published)
+    assert callback(lam_id, lam["callback_token"]).status_code == 200
+    ((subject, payload, _),) = nc.js.published[published:]
+    assert subject == s.JOB_COMPLETED and decode(payload, JobCompleted).output_bucket == "mpr-media-out"
+
+
+def test_callback_tokens_are_bound_to_a_job_and_expire():
+    from mpr_api.callbacks import CallbackTokens
+
+    tokens = CallbackTokens(b"secret", ttl=60)
+    t = tokens.issue("job-1", now=1000)
+    assert tokens.valid("job-1", t, now=1059)
+    assert not tokens.valid("job-1", t, now=1061)  # expired
+    assert not tokens.valid("job-2", t, now=1001)
+    assert not CallbackTokens(b"other", ttl=60).valid("job-1", t, now=1001)
+    expires, _, mac = t.partition(".")
+    assert not tokens.valid("job-1", f"{int(expires) + 3600}.{mac}", now=1001)  # a longer life forged
+    assert not tokens.valid("job-1", "garbage", now=1001)

@@ -270,11 +270,17 @@ def test_a_body_over_the_limit_is_a_413(api):
     assert nc.js.published == []
 
 
+CALLBACK: dict[str, dict[str, str]] = {}  # job id -> the headers its callbacks carry
+
+
 @pytest.fixture
 def job(api):
     client, nc = api
-    client.post("/api/jobs", json={"kind": "audio", "source_key": "a.mp4", "job_id": "j1"})
+    r = client.post(
+        "/api/jobs", json={"kind": "audio", "source_key": "a.mp4", "job_id": "j1", "executor": "lambda"}
+    )
     nc.jobs["j1"] = queued_view(decode(nc.js.published[0][1], JobRequested))
+    CALLBACK["j1"] = {"Authorization": f"Bearer {r.json()['callback_token']}"}
     return "j1"
 
 
@@ -290,7 +296,7 @@ def test_a_callback_over_nats_max_payload_is_refused_not_a_500(api, job):
             "output_keys": [f"seg/{i:07}.ts" for i in range(90_000)],
         },
     ):
-        r = client.post(f"/api/jobs/{job}/callback", json=body)
+        r = client.post(f"/api/jobs/{job}/callback", headers=CALLBACK[job], json=body)
         assert r.status_code in (400, 413) and r.json()["detail"], r.text
     assert len(nc.js.published) == 1  # only the job itself
 
@@ -310,7 +316,7 @@ def test_every_callback_field_is_bounded(api, job):
         ({"output_size": -1}, "output_size"),
         ({"elapsed": -1}, "elapsed"),
     ):
-        r = client.post(f"/api/jobs/{job}/callback", json={**ok, **extra})
+        r = client.post(f"/api/jobs/{job}/callback", headers=CALLBACK[job], json={**ok, **extra})
         assert r.status_code == 400 and what in r.json()["detail"], (extra, r.text[:300])
     assert len(nc.js.published) == 1
 
@@ -323,19 +329,18 @@ def test_the_largest_callback_accepted_fits_in_one_nats_message(api, job):
     body: dict[str, Any] = {
         "status": "completed",
         "output_key": key,
-        "output_bucket": "b" * L.MAX_BUCKET_CHARS,
         "worker": "\x01" * L.MAX_WORKER_CHARS,
         "output_keys": [],
     }
     while len(msgspec.json.encode({**body, "output_keys": [*body["output_keys"], key]})) <= L.MAX_BODY_BYTES:
         body["output_keys"].append(key)
-    r = client.post(f"/api/jobs/{job}/callback", content=msgspec.json.encode(body))
+    r = client.post(f"/api/jobs/{job}/callback", headers=CALLBACK[job], content=msgspec.json.encode(body))
     assert r.status_code == 200, r.text
     subject, payload, _ = nc.js.published[-1]
     assert subject == s.JOB_COMPLETED and len(decode(payload, JobCompleted).output_keys) > 100
     assert len(payload) < L.NATS_MAX_PAYLOAD
     failed = {"status": "failed", "error": "\x01" * L.MAX_ERROR_CHARS, "worker": "\x01" * L.MAX_WORKER_CHARS}
-    assert client.post(f"/api/jobs/{job}/callback", json=failed).status_code == 200
+    assert client.post(f"/api/jobs/{job}/callback", headers=CALLBACK[job], json=failed).status_code == 200
 
 
 # --- 3. a 503 names the job to retry with -------------------------------------------------------

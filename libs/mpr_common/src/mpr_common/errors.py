@@ -23,6 +23,11 @@ class BadRequest(MprError):
     code = 400
 
 
+class Unauthorized(MprError):
+    name = "UNAUTHENTICATED"
+    code = 401
+
+
 class NotFound(MprError):
     name = "NOT_FOUND"
     code = 404
@@ -40,7 +45,9 @@ class Unavailable(MprError):
     name = "UNAVAILABLE"
 
 
-_BY_CODE: dict[int, type[MprError]] = {c.code: c for c in (BadRequest, NotFound, Conflict, Unavailable)}
+_BY_CODE: dict[int, type[MprError]] = {
+    c.code: c for c in (BadRequest, Unauthorized, NotFound, Conflict, Unavailable)
+}
 
 
 def error_headers(exc: MprError) -> dict[str, str]:

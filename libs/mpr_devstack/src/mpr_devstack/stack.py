@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -45,6 +46,7 @@ class Stack:
     quiet: bool = True
     nats_auth: bool = True  # one NATS identity per service (mpr_common.identities); False: anonymous
     nats_nodes: int = 1  # > 1: a JetStream cluster of that many servers (streams get NATS_STREAM_REPLICAS)
+    callback_secret: str = field(default_factory=lambda: secrets.token_hex(32))
     nats: NatsServer | NatsCluster | None = None
     moto: MotoServer | None = None
     services: dict[str, Proc] = field(default_factory=dict)
@@ -70,6 +72,7 @@ class Stack:
             "API_HOST": "127.0.0.1",
             "API_PORT": str(self.api_port),
             "API_TOKENS": DEV_API_TOKEN,
+            "API_CALLBACK_SECRET": self.callback_secret,
             "TRANSCODER_WORKDIR": str(self.workdir / "transcoder"),
             "LOG_FORMAT": "json",
             "METRICS_HOST": "127.0.0.1",  # ops ports on loopback only

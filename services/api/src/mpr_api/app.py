@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,6 +25,7 @@ from mpr_common.storage import make_public_client
 
 from .auth import token_auth
 from .bodies import TOO_LARGE, ApiRequest
+from .callbacks import CallbackTokens
 from .domain.assets import AssetService
 from .domain.jobs import JobService
 from .graphql_http import graphql_controller
@@ -80,9 +82,13 @@ def _internal_error(request: Request, exc: Exception) -> Response:
 
 def services(settings: ApiSettings, nc: Any, kv: Any, public_s3: Any) -> dict[str, Any]:
     """What the handlers are given (``app.state``): the NATS connection and the domain services."""
+    secret = settings.callback_secret or secrets.token_hex(32)
+    if not settings.callback_secret:
+        log.warning("API_CALLBACK_SECRET is unset: callback tokens are valid on this API replica only")
+    callbacks = CallbackTokens(secret.encode(), settings.callback_ttl)
     return {
         "nc": nc,
-        "jobs": JobService(settings, nc, JobState(kv), public_s3),
+        "jobs": JobService(settings, nc, JobState(kv), public_s3, callbacks),
         "assets": AssetService(settings, nc, public_s3),
     }
 

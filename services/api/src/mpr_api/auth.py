@@ -6,12 +6,14 @@ request (measured on POST /api/jobs), and a middleware also answers 401 before r
 from __future__ import annotations
 
 import hmac
+import re
 
 from litestar.serialization import encode_json
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 OPEN_PREFIXES = ("/health", "/schema", "/metrics")
 MEDIA_PREFIX = "/media/"
+CALLBACK = re.compile(r"^/api/jobs/[A-Za-z0-9_-]+/callback$")  # its own per-job token, checked by the route
 
 
 def _header(scope: Scope, name: bytes) -> bytes:
@@ -41,7 +43,11 @@ def token_auth(tokens: frozenset[str], public_media: bool):
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
             if encoded and scope["type"] in ("http", "websocket"):
                 path = scope["path"]
-                if not (path.startswith(OPEN_PREFIXES) or (public_media and path.startswith(MEDIA_PREFIX))):
+                if not (
+                    path.startswith(OPEN_PREFIXES)
+                    or (public_media and path.startswith(MEDIA_PREFIX))
+                    or CALLBACK.match(path)
+                ):
                     reason = check_token(_header(scope, b"authorization"), encoded)
                     if reason is not None:
                         if scope["type"] == "websocket":  # refuse the handshake: policy violation

@@ -56,11 +56,16 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     start: Annotated[float, msgspec.Meta(ge=0)] | None = None
     end: Annotated[float, msgspec.Meta(gt=0)] | None = None
     job_id: JobId | None = None
+    # "lambda": run by the Lambda handler (Step Functions), not by the transcoders; the answer carries
+    # the job's callback token.
+    executor: Literal["workers", "lambda"] = "workers"
 
 
 class JobOut(msgspec.Struct, kw_only=True):
     job: JobView
     output_url: str | None = None
+    # Only in the answer that dispatched a job to Lambda: the credential its callbacks must carry.
+    callback_token: str | None = None
 
 
 class JobCallback(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

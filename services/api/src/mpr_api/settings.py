@@ -15,3 +15,6 @@ class ApiSettings(ServiceSettings):
     public_media: bool = env("API_PUBLIC_MEDIA", default=True)
     request_timeout: float = env("API_REQUEST_TIMEOUT", default=10.0)  # seconds to wait for the catalog
     scan_timeout: float = env("API_SCAN_TIMEOUT", default=120.0)  # … for a scanner's next page
+    # Signs per-job callback tokens (Lambda jobs). Unset: a random one per process (one API replica).
+    callback_secret: str | None = env("API_CALLBACK_SECRET", default=None)
+    callback_ttl: float = env("API_CALLBACK_TTL", default=6 * 3600.0 + 600)  # a job's timeout and some

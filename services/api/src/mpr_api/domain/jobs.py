@@ -9,7 +9,7 @@ from nats.aio.client import Client
 
 from mpr_common import subjects as s
 from mpr_common.bus import publish_event, request
-from mpr_common.errors import BadRequest, Conflict, Unavailable
+from mpr_common.errors import BadRequest, Conflict, Unauthorized, Unavailable
 from mpr_common.events import (
     JobCancel,
     JobCompleted,
@@ -26,6 +26,7 @@ from mpr_common.jobstate import JobState
 from mpr_common.keys import validate_key
 from mpr_common.storage import get_presigned_url
 
+from ..callbacks import CallbackTokens
 from ..metrics import JOBS_SUBMITTED
 from ..schemas import JobCallback, JobCreate, JobOut
 from ..settings import ApiSettings
@@ -48,12 +49,20 @@ class JobNotConfirmed(Unavailable):
 
 
 class JobService:
-    def __init__(self, settings: ApiSettings, nc: Client, job_state: JobState, public_s3: Any) -> None:
+    def __init__(
+        self,
+        settings: ApiSettings,
+        nc: Client,
+        job_state: JobState,
+        public_s3: Any,
+        callbacks: CallbackTokens,
+    ) -> None:
         self.settings = settings
         self.nc = nc
         self.js = nc.jetstream()
         self.job_state = job_state
         self.public_s3 = public_s3
+        self.callbacks = callbacks
 
     async def _query(self, subject: str, q: Query) -> QueryReply:
         return await request(self.nc, subject, q, QueryReply, self.settings.request_timeout)
@@ -86,7 +95,8 @@ class JobService:
             raise BadRequest(str(exc)) from None
         try:
             # A client is waiting: a few quick retries, then a 503 naming the job_id to retry with.
-            ack = await publish_event(self.js, s.JOB_REQUESTED, req, msg_id=req.job_id, attempts=3)
+            subject = s.JOB_DISPATCHED if body.executor == "lambda" else s.JOB_REQUESTED
+            ack = await publish_event(self.js, subject, req, msg_id=req.job_id, attempts=3)
         except Exception as exc:
             raise JobNotConfirmed(req.job_id, str(exc) or type(exc).__name__) from None
         JOBS_SUBMITTED.labels(req.kind, "duplicate" if ack.duplicate else "accepted").inc()
@@ -95,7 +105,8 @@ class JobService:
             existing = await self._query(s.CATALOG_JOB_GET, Query(id=req.job_id, after_seq=ack.seq))
             assert existing.job is not None
             return self.out(existing.job), False
-        return JobOut(job=queued_view(req)), True
+        token = self.callbacks.issue(req.job_id) if body.executor == "lambda" else None
+        return JobOut(job=queued_view(req), callback_token=token), True
 
     async def get(self, job_id: str) -> JobOut:
         reply = await self._query(s.CATALOG_JOB_GET, Query(id=job_id))
@@ -116,7 +127,12 @@ class JobService:
         assert reply.job is not None
         return self.out(reply.job)
 
-    async def callback(self, job_id: str, body: JobCallback) -> JobOut:
+    async def callback(self, job_id: str, body: JobCallback, token: str) -> JobOut:
+        """A result from the Lambda handler, with the token issued when this very job was dispatched."""
+        if not self.callbacks.valid(job_id, token):
+            raise Unauthorized("a callback needs the token issued when this job was dispatched to Lambda")
+        if body.output_bucket is not None and body.output_bucket != self.settings.s3.bucket_out:
+            raise BadRequest(f"output_bucket is fixed by configuration ({self.settings.s3.bucket_out})")
         await self.get(job_id)  # 404 for an unknown job
         event: JobCompleted | JobFailed | JobProgress
         if body.status == "completed":

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
@@ -66,6 +66,16 @@ class JobController(Controller):
     async def cancel_job(self, jobs: JobService, job_id: JobId) -> JobOut:
         return await jobs.cancel(job_id)
 
-    @post("/{job_id:str}/callback", status_code=200, summary="Result report from the Lambda handler")
-    async def callback(self, jobs: JobService, job_id: JobId, data: JobCallback) -> JobOut:
-        return await jobs.callback(job_id, data)
+    @post(
+        "/{job_id:str}/callback",
+        status_code=200,
+        summary="Result report from the Lambda handler",
+        description=(
+            "Authenticated by the job's own callback token (`Authorization: Bearer <callback_token>`, "
+            'issued in the answer to a POST /api/jobs with `"executor": "lambda"`), not by an API token. '
+            "The output bucket is S3_BUCKET_OUT."
+        ),
+    )
+    async def callback(self, request: Request, jobs: JobService, job_id: JobId, data: JobCallback) -> JobOut:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return await jobs.callback(job_id, data, token.strip() if scheme.lower() == "bearer" else "")
