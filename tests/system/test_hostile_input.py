@@ -186,3 +186,24 @@ def test_jobs_published_straight_to_nats_cannot_name_other_buckets(stack, api, s
     assert "not one jobs may read" in reasons[0]["error"] and "never overwrite" in reasons[1]["error"]
     assert s3.head_object(Bucket="mpr-media-in", Key=key)["ETag"] == before
     assert s3.list_objects_v2(Bucket="mpr-media-out", Prefix=key.split("/")[0]).get("KeyCount", 0) == 0
+
+
+def test_a_job_cannot_overwrite_another_jobs_output(stack, api, s3, media_dir):
+    key = f"owned-{uuid.uuid4().hex[:6]}/a.mp4"
+    s3.upload_file(str(media_dir / "sample.mp4"), "mpr-media-in", key)
+    out = f"{key.split('/')[0]}/thumb.jpg"
+    first = api.post("/api/jobs", json={"kind": "thumbnail", "source_key": key, "output_key": out}).json()[
+        "job"
+    ]
+    assert wait_job(api, first["id"])["job"]["status"] == "completed"
+    before = s3.head_object(Bucket="mpr-media-out", Key=out)["ETag"]
+    # Through the API: 409. Straight onto NATS: the transcoder refuses it.
+    r = api.post("/api/jobs", json={"kind": "thumbnail", "source_key": key, "output_key": out, "start": 1})
+    assert r.status_code == 409 and first["id"] in r.json()["detail"]
+    intruder = JobRequested(
+        job_id=uuid.uuid4().hex, kind="thumbnail", source_key=key, output_key=out, start=1
+    )
+    publish_jobs(stack, [intruder])
+    job = wait_job(api, intruder.job_id)["job"]
+    assert job["status"] == "failed" and job["failure_reason"] == "invalid" and first["id"] in job["error"]
+    assert s3.head_object(Bucket="mpr-media-out", Key=out)["ETag"] == before

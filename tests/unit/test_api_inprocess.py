@@ -4,12 +4,14 @@ from JetStream's acknowledgement, and how errors map to HTTP and GraphQL."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from litestar.testing import TestClient
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import PubAck
+from nats.js.errors import KeyWrongLastSequenceError
 
 from mpr_api.app import create_app, services
 from mpr_api.domain.jobs import queued_view
@@ -65,18 +67,28 @@ class FakeNats:
 
 
 class FakeKV:
+    """The KV calls the API makes, with JetStream KV's semantics for create."""
+
     def __init__(self) -> None:
         self.values: dict[str, bytes] = {}
 
     async def put(self, key, value) -> None:
         self.values[key] = value
 
+    async def create(self, key, value) -> None:
+        if key in self.values:
+            raise KeyWrongLastSequenceError()
+        self.values[key] = value
+
+    async def get(self, key):
+        return SimpleNamespace(value=self.values[key])
+
 
 @pytest.fixture
 def api():
     settings = ApiSettings(tokens=frozenset({TOKEN}))
     nc = FakeNats()
-    app = create_app(settings, state=services(settings, nc, FakeKV(), public_s3=None))
+    app = create_app(settings, state=services(settings, nc, FakeKV(), public_s3=None, owners_kv=FakeKV()))
     with TestClient(app, base_url="http://mpr.local") as client:
         client.headers["Authorization"] = f"Bearer {TOKEN}"
         yield client, nc
@@ -187,3 +199,16 @@ def test_callback_tokens_are_bound_to_a_job_and_expire():
     expires, _, mac = t.partition(".")
     assert not tokens.valid("job-1", f"{int(expires) + 3600}.{mac}", now=1001)  # a longer life forged
     assert not tokens.valid("job-1", "garbage", now=1001)
+
+
+def test_an_output_belongs_to_one_job(api):
+    client, nc = api
+    body = {"kind": "audio", "source_key": "a.mp4", "output_key": "shared/out.m4a"}
+    first = client.post("/api/jobs", json={**body, "job_id": "first"})
+    assert first.status_code == 202
+    taken = client.post("/api/jobs", json={**body, "job_id": "second"})
+    assert taken.status_code == 409 and "belongs to job first" in taken.json()["detail"]
+    nc.js.duplicate_ids.add("first")
+    nc.jobs["first"] = decode(encode(first.json()["job"]), JobView)
+    assert client.post("/api/jobs", json={**body, "job_id": "first"}).status_code == 200  # the owner retrying
+    assert [p[0] for p in nc.js.published].count(s.JOB_REQUESTED) == 2  # the refused job was never published

@@ -84,6 +84,13 @@ class FakeNats:
         return Msg(encode(QueryReply(job=job, total=1)))
 
 
+class OwnersKV:
+    """Every output unclaimed: claims always succeed (ownership is tested in test_api_inprocess.py)."""
+
+    async def create(self, key, value) -> None:
+        return None
+
+
 class FakeKV:
     async def put(self, key, value) -> None:
         pass
@@ -93,7 +100,7 @@ class FakeKV:
 def api():
     settings = ApiSettings(tokens=frozenset({TOKEN}))
     nc = FakeNats()
-    app = create_app(settings, state=services(settings, nc, FakeKV(), public_s3=None))
+    app = create_app(settings, state=services(settings, nc, FakeKV(), public_s3=None, owners_kv=OwnersKV()))
     with TestClient(app, base_url="http://mpr.local") as client:
         client.headers["Authorization"] = f"Bearer {TOKEN}"
         yield client, nc

@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from . import subjects as s
 
 JS_API = "$JS.API"
-KV = s.JOB_STATE_KV
-KV_STREAM = f"KV_{KV}"
 
 
 def _pull(stream: str, durable: str) -> list[str]:
@@ -27,14 +25,19 @@ def _pull(stream: str, durable: str) -> list[str]:
     ]
 
 
-def _job_state(write: bool) -> list[str]:
-    """Bind to the job-state KV bucket and read it (and write it)."""
+def _kv(bucket: str, write: bool) -> list[str]:
+    """Bind to a KV bucket and read it (and write it)."""
+    stream = f"KV_{bucket}"
     reads = [
-        f"{JS_API}.STREAM.INFO.{KV_STREAM}",
-        f"{JS_API}.DIRECT.GET.{KV_STREAM}.>",
-        f"{JS_API}.STREAM.MSG.GET.{KV_STREAM}",
+        f"{JS_API}.STREAM.INFO.{stream}",
+        f"{JS_API}.DIRECT.GET.{stream}.>",
+        f"{JS_API}.STREAM.MSG.GET.{stream}",
     ]
-    return reads + ([f"$KV.{KV}.>"] if write else [])
+    return reads + ([f"$KV.{bucket}.>"] if write else [])
+
+
+def _job_state(write: bool) -> list[str]:
+    return _kv(s.JOB_STATE_KV, write)
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ IDENTITIES: dict[str, Identity] = {
                 s.SCAN_REQUEST,
                 "mpr.catalog.>",
                 *_job_state(write=True),
+                *_kv(s.OUTPUT_OWNERS_KV, write=True),
             ],
         ),
         Identity(
@@ -117,6 +121,7 @@ IDENTITIES: dict[str, Identity] = {
                 s.DLQ_JOBS,
                 f"{JS_API}.DIRECT.GET.{s.ASSETS_STREAM}.>",
                 *_job_state(write=True),
+                *_kv(s.OUTPUT_OWNERS_KV, write=True),
             ],
             subscribe=["_INBOX.>", s.JOB_CANCEL],
         ),

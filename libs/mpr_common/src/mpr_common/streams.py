@@ -129,15 +129,19 @@ async def ensure_streams(
                 log.warning("stream %s kept as is: %s", cfg.name, exc)
 
 
-async def ensure_job_state_kv(js: JetStreamContext, replicas: int = 1) -> Any:
+async def ensure_kv(
+    js: JetStreamContext, bucket: str, replicas: int = 1, ttl: float | None = 14 * DAY
+) -> Any:
     try:
-        return await js.key_value(s.JOB_STATE_KV)
+        return await js.key_value(bucket)
     except NotFoundError:  # BucketNotFoundError: first start
         return await js.create_key_value(
-            KeyValueConfig(
-                bucket=s.JOB_STATE_KV, history=1, ttl=14 * DAY, storage=StorageType.FILE, replicas=replicas
-            )
+            KeyValueConfig(bucket=bucket, history=1, ttl=ttl, storage=StorageType.FILE, replicas=replicas)
         )
+
+
+async def ensure_job_state_kv(js: JetStreamContext, replicas: int = 1) -> Any:
+    return await ensure_kv(js, s.JOB_STATE_KV, replicas)
 
 
 async def ensure_consumers(js: JetStreamContext, queue: JobQueueSettings) -> None:
@@ -152,6 +156,7 @@ async def setup_jetstream(js: JetStreamContext, nats: NatsSettings, queue: JobQu
     """Everything MPR needs on the server, idempotently: safe to run on every deploy."""
     await ensure_streams(js, nats.stream_replicas, queue.max_bytes)
     await ensure_job_state_kv(js, nats.stream_replicas)
+    await ensure_kv(js, s.OUTPUT_OWNERS_KV, nats.stream_replicas, ttl=None)  # owners are forever
     await ensure_consumers(js, queue)
 
 

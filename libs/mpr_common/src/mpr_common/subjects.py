@@ -73,3 +73,4 @@ SCANNER_MINIO_DURABLE = "scanner-minio"  # push, queue group of the same name
 
 # --- Key/value buckets -----------------------------------------------------------------
 JOB_STATE_KV = "mpr-job-state"  # job_id -> a terminal state; encoding in mpr_common.jobstate
+OUTPUT_OWNERS_KV = "mpr-output-owners"  # hash of bucket + output key -> the job that owns it

@@ -21,6 +21,7 @@ from mpr_common import subjects as s
 from mpr_common.bus import connect
 from mpr_common.errors import MprError
 from mpr_common.jobstate import JobState
+from mpr_common.outputs import OutputOwners
 from mpr_common.storage import make_public_client
 
 from .auth import token_auth
@@ -80,7 +81,9 @@ def _internal_error(request: Request, exc: Exception) -> Response:
     return Response({"status_code": 500, "detail": "internal error"}, status_code=500)
 
 
-def services(settings: ApiSettings, nc: Any, kv: Any, public_s3: Any) -> dict[str, Any]:
+def services(
+    settings: ApiSettings, nc: Any, kv: Any, public_s3: Any, owners_kv: Any = None
+) -> dict[str, Any]:
     """What the handlers are given (``app.state``): the NATS connection and the domain services."""
     secret = settings.callback_secret or secrets.token_hex(32)
     if not settings.callback_secret:
@@ -88,7 +91,7 @@ def services(settings: ApiSettings, nc: Any, kv: Any, public_s3: Any) -> dict[st
     callbacks = CallbackTokens(secret.encode(), settings.callback_ttl)
     return {
         "nc": nc,
-        "jobs": JobService(settings, nc, JobState(kv), public_s3, callbacks),
+        "jobs": JobService(settings, nc, JobState(kv), public_s3, callbacks, OutputOwners(owners_kv)),
         "assets": AssetService(settings, nc, public_s3),
     }
 
@@ -103,8 +106,12 @@ def create_app(settings: ApiSettings, state: dict[str, Any] | None = None) -> Li
             yield
             return
         nc = await connect(settings.nats, "mpr-api")
-        kv = await nc.jetstream().key_value(s.JOB_STATE_KV)  # made by mpr-setup
-        app.state.update(services(settings, nc, kv, make_public_client(settings.s3)))
+        js = nc.jetstream()
+        kv, owners = (
+            await js.key_value(s.JOB_STATE_KV),
+            await js.key_value(s.OUTPUT_OWNERS_KV),
+        )  # by mpr-setup
+        app.state.update(services(settings, nc, kv, make_public_client(settings.s3), owners))
         log.info("api ready on %s:%d", settings.host, settings.port)
         try:
             yield

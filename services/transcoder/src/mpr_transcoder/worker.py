@@ -26,9 +26,10 @@ from mpr_common import subjects as s
 from mpr_common.bus import MSG_ID, publish_event
 from mpr_common.codec import DecodeError, ValidationError, decode
 from mpr_common.events import DeadLetter, JobCancel, JobCompleted, JobFailed, JobProgress, JobRequested
-from mpr_common.jobs import BucketPolicy, JobRequestError, job_identity
+from mpr_common.jobs import BucketPolicy, JobRequestError, job_identity, normalize_job
 from mpr_common.jobstate import JobState
 from mpr_common.metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING, CONSUMER_PRESENT
+from mpr_common.outputs import OutputOwners
 from mpr_common.tracing import span_from
 
 from .ffmpeg_runner import ProgressReport
@@ -62,6 +63,7 @@ class Worker:
         self.js: JetStreamContext = nc.jetstream()
         self.s3 = s3
         self.job_state: JobState | None = None
+        self.owners: OutputOwners | None = None
         # The consumer's own settings (its owner, mpr-setup, chose them): read back when binding.
         self.ack_wait = 30.0
         self.max_deliver = 1
@@ -80,6 +82,7 @@ class Worker:
         while True:
             try:
                 self.job_state = JobState(await self.js.key_value(s.JOB_STATE_KV))
+                self.owners = OutputOwners(await self.js.key_value(s.OUTPUT_OWNERS_KV))
                 info = await self.js.consumer_info(s.JOBS_STREAM, s.TRANSCODERS_DURABLE)
                 break
             except Exception as exc:
@@ -207,8 +210,9 @@ class Worker:
             log.info("job already failed; not run again", extra={"job_id": job.job_id})
             await msg.ack_sync()
             return
-        try:  # jobs published straight onto NATS skipped the API's check: re-check the buckets here
+        try:  # jobs published straight onto NATS skipped the API's checks: re-check here
             self.policy.check(job)
+            await self._claim_output(job)
         except JobRequestError as exc:
             await self._fail(job, JobError(str(exc), "invalid"), attempt)
             await msg.ack_sync()
@@ -297,6 +301,19 @@ class Worker:
         await self._fail(job, err, attempt)
         await msg.ack_sync()
         JOBS_FINISHED.labels(job.kind, "cancelled" if err.reason == "cancelled" else "failed").inc()
+
+    async def _claim_output(self, job: JobRequested) -> None:
+        """Every output belongs to one job: a job naming another's output key is refused."""
+        assert self.owners is not None
+        try:
+            normalized = normalize_job(job)
+        except JobRequestError:
+            return  # run_job fails it with the reason
+        assert normalized.output_key is not None
+        bucket = normalized.output_bucket or self.settings.s3.bucket_out
+        owner = await self.owners.claim(bucket, normalized.output_key, job.job_id)
+        if owner is not None:
+            raise JobRequestError(f"output_key {normalized.output_key!r} belongs to job {owner}")
 
     async def _fail(self, job: JobRequested, err: JobError, attempt: int) -> None:
         log.info("job failed (%s): %s", err.reason, str(err)[:300], extra={"job_id": job.job_id})

@@ -24,6 +24,7 @@ from mpr_common.events import (
 from mpr_common.jobs import TERMINAL, JobRequestError, normalize_job
 from mpr_common.jobstate import JobState
 from mpr_common.keys import validate_key
+from mpr_common.outputs import OutputOwners
 from mpr_common.storage import get_presigned_url
 
 from ..callbacks import CallbackTokens
@@ -56,6 +57,7 @@ class JobService:
         job_state: JobState,
         public_s3: Any,
         callbacks: CallbackTokens,
+        owners: OutputOwners,
     ) -> None:
         self.settings = settings
         self.nc = nc
@@ -63,6 +65,7 @@ class JobService:
         self.job_state = job_state
         self.public_s3 = public_s3
         self.callbacks = callbacks
+        self.owners = owners
 
     async def _query(self, subject: str, q: Query) -> QueryReply:
         return await request(self.nc, subject, q, QueryReply, self.settings.request_timeout)
@@ -93,6 +96,11 @@ class JobService:
             )
         except JobRequestError as exc:
             raise BadRequest(str(exc)) from None
+        if body.output_key is not None:  # a default output lives under the job's own id: no one else's
+            assert req.output_key is not None
+            owner = await self.owners.claim(self.settings.s3.bucket_out, req.output_key, req.job_id)
+            if owner is not None:
+                raise Conflict(f"output_key {req.output_key!r} belongs to job {owner}")
         try:
             # A client is waiting: a few quick retries, then a 503 naming the job_id to retry with.
             subject = s.JOB_DISPATCHED if body.executor == "lambda" else s.JOB_REQUESTED

@@ -1,0 +1,34 @@
+"""Output ownership: every output object belongs to one job. The first job to claim a bucket + key
+owns it; another job naming it is refused (the API answers 409, the transcoder fails the job), so
+no job can overwrite another's output. Claims live in the ``mpr-output-owners`` KV bucket."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from nats.js.errors import KeyWrongLastSequenceError
+
+from .bus import retry_transient
+
+
+def owner_key(bucket: str, key: str) -> str:
+    """KV keys allow few characters; S3 keys allow nearly all: a digest names the object."""
+    return hashlib.sha256(f"{bucket}\x00{key}".encode()).hexdigest()[:48]
+
+
+class OutputOwners:
+    def __init__(self, kv: Any) -> None:
+        self.kv = kv
+
+    async def claim(self, bucket: str, key: str, job_id: str) -> str | None:
+        """Claim ``bucket/key`` for ``job_id``: None when the job owns it (now or already), else the
+        id of the job that does."""
+        k = owner_key(bucket, key)
+        try:
+            await retry_transient(lambda: self.kv.create(k, job_id.encode()), f"claim of {bucket}/{key}")
+            return None
+        except KeyWrongLastSequenceError:  # claimed before: by this job (a retry) or by another
+            entry = await retry_transient(lambda: self.kv.get(k), f"owner of {bucket}/{key}")
+            owner = (entry.value or b"").decode()
+            return None if owner == job_id else owner
