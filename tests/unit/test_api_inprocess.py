@@ -212,3 +212,10 @@ def test_an_output_belongs_to_one_job(api):
     nc.jobs["first"] = decode(encode(first.json()["job"]), JobView)
     assert client.post("/api/jobs", json={**body, "job_id": "first"}).status_code == 200  # the owner retrying
     assert [p[0] for p in nc.js.published].count(s.JOB_REQUESTED) == 2  # the refused job was never published
+
+
+def test_media_links_are_only_for_media(api):
+    client, _ = api
+    for path in ("/media/in/private/notes.txt", "/media/out/backup.sql", "/media/in/.env"):
+        r = client.get(path, follow_redirects=False)
+        assert r.status_code in (400, 404) and r.json()["detail"], path

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import msgspec
 
-Kind = Literal["transcode", "trim", "thumbnail", "audio", "hls"]
+from .events import JobKind
+from .keys import MEDIA_EXTENSIONS
 
 
 class Preset(msgspec.Struct, frozen=True, kw_only=True):
     name: str
-    kinds: tuple[str, ...]
+    kinds: tuple[JobKind, ...]
     description: str
     extension: str  # output file extension (".m3u8" for HLS: the playlist)
     video_codec: str | None = None  # None: no video; "copy": stream copy
@@ -182,10 +181,16 @@ PRESETS: dict[str, Preset] = {
     ]
 }
 
-DEFAULT_PRESET: dict[str, str] = {
+DEFAULT_PRESET: dict[JobKind, str] = {
     "transcode": "h264-720p",
     "trim": "copy",
     "thumbnail": "jpeg-320",
     "audio": "aac-128k",
     "hls": "hls-720p",
 }
+
+
+# What a job can write: every preset's extension, media kept as is, and HLS segments.
+OUTPUT_EXTENSIONS: frozenset[str] = frozenset(
+    {p.extension for p in PRESETS.values() if p.extension} | MEDIA_EXTENSIONS | {".ts", ".m4s", ".vtt"}
+)

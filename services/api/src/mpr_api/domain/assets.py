@@ -11,7 +11,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from mpr_common import subjects as s
 from mpr_common.bus import request
 from mpr_common.codec import decoder, encode
-from mpr_common.errors import BadRequest, Unavailable, error_from_headers
+from mpr_common.errors import BadRequest, NotFound, Unavailable, error_from_headers
 from mpr_common.events import (
     AssetView,
     Query,
@@ -22,7 +22,8 @@ from mpr_common.events import (
     ScanView,
     new_id,
 )
-from mpr_common.keys import validate_key
+from mpr_common.keys import MEDIA_EXTENSIONS, extension, validate_key
+from mpr_common.presets import OUTPUT_EXTENSIONS
 from mpr_common.storage import get_presigned_url
 
 from ..schemas import ScanResult
@@ -111,10 +112,14 @@ class AssetService:
         return reply.asset
 
     def media_url(self, which: str, key: str) -> str:
+        """Presign only what MPR serves: sources with a media extension, outputs of a kind jobs write."""
         try:
             validate_key(key)
         except ValueError as exc:
             raise BadRequest(f"key: {exc}") from None
+        allowed = MEDIA_EXTENSIONS if which == "in" else OUTPUT_EXTENSIONS
+        if extension(key) not in allowed:
+            raise NotFound(f"{key!r} is not a media file MPR serves")
         bucket = self.settings.s3.bucket_in if which == "in" else self.settings.s3.bucket_out
         return get_presigned_url(key, bucket, client=self.public_s3)
 
