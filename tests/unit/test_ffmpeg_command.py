@@ -6,7 +6,7 @@ from mpr_common.events import JobRequested, MediaInfo
 from mpr_common.jobs import normalize_job
 from mpr_common.mediainfo import looks_like_network_error
 from mpr_common.presets import PRESETS
-from mpr_transcoder.ffmpeg_command import build_plan
+from mpr_transcoder.ffmpeg_command import build_plan, output_slack
 from mpr_transcoder.ffmpeg_runner import parse_progress_block
 
 AV = MediaInfo(duration=60.0, video_codec="h264", width=1920, height=1080, audio_codec="aac")
@@ -52,7 +52,26 @@ def test_trim_seeks_on_input_and_limits_duration(tmp_path):
 
 
 def test_trim_past_the_end_expects_what_exists(tmp_path):
-    assert plan(tmp_path, kind="trim", start=50, end=90).expected_duration == 10.0
+    p = plan(tmp_path, kind="trim", start=50, end=90)
+    assert p.expected_duration == 10.0
+    # FFmpeg writes at most what the probe found after the start, plus slack: not the 40 s asked for.
+    assert opt(p.args, "-t") == f"{10 + output_slack(60.0):.3f}"
+
+
+def test_output_duration_is_bounded_by_the_probed_duration(tmp_path):
+    """Frames hours apart, or timestamps that jump, never make FFmpeg write more than the source lasts."""
+    assert output_slack(60.0) == 10.0 and output_slack(3600.0) == 180.0
+    for kind in ("transcode", "audio", "hls"):
+        a = plan(tmp_path, kind=kind).args
+        assert opt(a, "-t") == "70.000" and a.index("-t") > a.index("-i"), kind
+    # Unknown duration: at most the longest source accepted.
+    job = normalize_job(JobRequested(job_id="j", source_key="a.mp4", kind="transcode"))
+    unknown = MediaInfo(video_codec="h264", width=640, height=360)
+    p = build_plan(job, PRESETS[job.preset], URL, unknown, tmp_path / "u", 10**9, max_source_duration=7200.0)
+    assert opt(p.args, "-t") == "7200.000"
+    assert "-t" not in build_plan(job, PRESETS[job.preset], URL, unknown, tmp_path / "v", 10**9).args
+    # A thumbnail is one frame.
+    assert "-t" not in plan(tmp_path, kind="thumbnail").args
 
 
 def test_thumbnail_defaults_to_ten_percent_capped(tmp_path):
@@ -78,7 +97,8 @@ def test_hls(tmp_path):
     p = plan(tmp_path, kind="hls")
     a = p.args
     assert opt(a, "-f") == "hls" and opt(a, "-hls_playlist_type") == "vod"
-    assert opt(a, "-hls_segment_filename").endswith("seg_%05d.ts")
+    # Segments carry the job's id: two HLS jobs writing to one folder never collide.
+    assert Path(opt(a, "-hls_segment_filename")).name == "j_%05d.ts"
     assert p.main_output.name == "index.m3u8"
     assert opt(a, "-force_key_frames") == "expr:gte(t,n_forced*4)"
 
@@ -89,10 +109,13 @@ def test_audio_only_source_transcode_skips_video_options(tmp_path):
 
 
 def test_progress_block_parsing():
-    rep = parse_progress_block(["frame=10", "out_time_us=2500000", "speed=1.75x", "progress=continue"])
+    rep = parse_progress_block(
+        ["frame=10", "total_size=48", "out_time_us=2500000", "speed=1.75x", "progress=continue"]
+    )
     assert rep.out_time == 2.5 and rep.speed == 1.75 and not rep.done
-    rep = parse_progress_block(["out_time_us=N/A", "speed=N/A", "progress=end"])
-    assert rep.out_time is None and rep.speed is None and rep.done
+    assert rep.frame == 10 and rep.total_size == 48  # what the stall limit watches besides out_time
+    rep = parse_progress_block(["out_time_us=N/A", "speed=N/A", "total_size=N/A", "progress=end"])
+    assert rep.out_time is None and rep.speed is None and rep.done and rep.total_size is None
 
 
 def test_network_error_classification():

@@ -1,11 +1,19 @@
-"""ffprobe: technical metadata of media read over a (presigned) URL, never a full download."""
+"""ffprobe: technical metadata of media read over a (presigned) URL, never a full download; and what
+every FFmpeg/ffprobe child shares: the redaction of URLs in what they print, and the limits they run under."""
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
+import os
+import re
+import resource
+import signal
+from collections.abc import Callable, Mapping
 from fractions import Fraction
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from .events import MediaInfo
 
@@ -35,6 +43,98 @@ NETWORK_ERROR_MARKERS = (
 
 def looks_like_network_error(tail: str) -> bool:
     return any(m in tail for m in NETWORK_ERROR_MARKERS)
+
+
+# --- redaction ---------------------------------------------------------------------------------------
+# FFmpeg and ffprobe print their input URL in front of most errors ("<url>: Invalid data found …"). A
+# presigned URL is a credential (access key id, signature, valid for hours): it must never reach an
+# error, a log line or an event. Every text read from their stderr goes through redact().
+
+_URL_RE = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
+_TRAILING = ":;,.)]}!"
+# Query parameters that carry credentials, also outside a URL (a URL cut by a line break, a quoted piece).
+_CREDENTIAL_PARAM = re.compile(
+    r"(?i)[?&]?\b(?:X-Amz-[A-Za-z-]+|AWSAccessKeyId|Signature|Expires|Policy|Key-Pair-Id)=[^&\s\"'<>]*"
+)
+_ACCESS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{16}\b")
+
+
+def _strip_url(match: re.Match[str]) -> str:
+    url = match.group(0)
+    trail = len(url) - len(url.rstrip(_TRAILING))
+    url, tail = (url[:-trail], url[-trail:]) if trail else (url, "")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<url>" + tail
+    if not (parts.query or parts.fragment or "@" in parts.netloc):
+        return url + tail
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", "")) + tail
+
+
+def redact(text: str, names: Mapping[str, str] | None = None) -> str:
+    """``text`` without credentials: each URL in ``names`` becomes its name (the object's key); any
+    other URL loses its query string, fragment and user info; credential parameters and AWS access key
+    ids left anywhere else are removed."""
+    for url, name in (names or {}).items():
+        if url:
+            text = text.replace(url, name)
+    text = _URL_RE.sub(_strip_url, text)
+    text = _CREDENTIAL_PARAM.sub("", text)
+    return _ACCESS_KEY_ID.sub("<access key id>", text)
+
+
+# --- the limits every FFmpeg/ffprobe child runs under --------------------------------------------------
+
+PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: no parent-death signal
+        return None
+
+
+_PRCTL = _load_prctl()
+
+
+def child_setup(max_memory: int | None = None) -> Callable[[], None]:
+    """A ``preexec_fn`` for FFmpeg and ffprobe: the child is SIGKILLed when its parent dies (even by
+    ``kill -9``; Linux ``PR_SET_PDEATHSIG``, tied to the thread that starts it: the event loop's), and its
+    address space is capped at ``max_memory`` bytes (``RLIMIT_AS``; None or 0: no cap), so that a decoder
+    asked for a huge picture fails to allocate instead of growing until the OOM killer stops the pod.
+
+    Everything is resolved here, in the parent: the function runs between fork and exec, where it must
+    not import, lock or allocate much."""
+    parent = os.getpid()
+    prctl = _PRCTL
+    limit: tuple[int, int] | None = None
+    if max_memory:
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        cap = max_memory if hard == resource.RLIM_INFINITY else min(max_memory, hard)
+        limit = (cap, cap)
+    setrlimit = resource.setrlimit
+    rlimit_as = resource.RLIMIT_AS
+    getppid = os.getppid
+    kill = os.kill
+    getpid = os.getpid
+    sigkill = signal.SIGKILL
+
+    def setup() -> None:
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, int(sigkill), 0, 0, 0)
+            if getppid() != parent:  # the parent died before prctl: nobody would send the signal
+                kill(getpid(), sigkill)
+        if limit is not None:
+            setrlimit(rlimit_as, limit)
+
+    return setup
 
 
 def ffprobe_args(url: str, protocols: str = NETWORK_PROTOCOLS) -> list[str]:
@@ -107,13 +207,24 @@ def parse_ffprobe(data: dict[str, Any]) -> MediaInfo:
     return info
 
 
-async def probe(url: str, timeout: float = 60.0, protocols: str = NETWORK_PROTOCOLS) -> MediaInfo:
-    """Run ffprobe on ``url`` (no shell, stdin closed, killed after ``timeout``)."""
+async def probe(
+    url: str,
+    timeout: float = 60.0,
+    protocols: str = NETWORK_PROTOCOLS,
+    *,
+    name: str | None = None,
+    max_memory: int | None = None,
+) -> MediaInfo:
+    """Run ffprobe on ``url`` (no shell, stdin closed, killed after ``timeout``, see :func:`child_setup`).
+
+    A :class:`ProbeError` never holds the URL: ``name`` (the object's key) stands in its place, or the
+    URL without its query string when no name is given."""
     proc = await asyncio.create_subprocess_exec(
         *ffprobe_args(url, protocols),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=child_setup(max_memory),
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
@@ -121,8 +232,14 @@ async def probe(url: str, timeout: float = 60.0, protocols: str = NETWORK_PROTOC
         proc.kill()
         await proc.wait()
         raise ProbeError(f"ffprobe timed out after {timeout:.0f}s") from None
+    except asyncio.CancelledError:  # the caller stopped: so does ffprobe
+        if proc.returncode is None:
+            proc.kill()
+            await asyncio.shield(proc.wait())
+        raise
     if proc.returncode != 0:
-        msg = err.decode("utf-8", "replace").strip().splitlines()
+        text = redact(err.decode("utf-8", "replace"), {url: name} if name else None)
+        msg = text.strip().splitlines()
         raise ProbeError((msg[-1] if msg else f"ffprobe exited with {proc.returncode}")[:500])
     try:
         data = json.loads(out or b"{}")

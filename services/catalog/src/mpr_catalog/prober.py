@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from botocore.exceptions import BotoCoreError
 
 from mpr_common.events import MediaInfo
-from mpr_common.mediainfo import ProbeError, looks_like_network_error, probe
+from mpr_common.mediainfo import ProbeError, looks_like_network_error, probe, redact
 from mpr_common.storage import get_presigned_url
 
 from .ingest import NewAsset
@@ -25,18 +25,22 @@ class SourceUnreachable(Exception):
 
 
 EMPTY_OBJECT_ERROR = "empty object (0 bytes): not media"
-# ffprobe prefixes its error with the input URL: a presigned URL is a credential, never store or log it.
+# ffprobe prefixes its error with the input URL; mediainfo.probe puts the object's key in its place (a
+# presigned URL is a credential: never stored or logged). A reason shows neither.
 _URL = re.compile(r"https?://\S+?(?::\s|\s|$)")
 # FFmpeg's wording for HTTP answers ("Server returned 404 Not Found", "Server returned 4XX Client
 # Error, but not one of 40{0,1,3,4}" for e.g. a 416): users only need the status.
 _HTTP_STATUS = re.compile(r"Server returned (\d)(\d\d|XX)")
 
 
-def readable_probe_error(message: str) -> str:
-    """ffprobe's error line as a short reason, without any URL."""
+def readable_probe_error(message: str, key: str | None = None) -> str:
+    """ffprobe's error line as a short reason, without any URL or the object's key in front."""
     if m := _HTTP_STATUS.search(message):
         return f"the storage answered HTTP {m.group(1)}{m.group(2).lower()}"
-    return _URL.sub("", message).strip() or "ffprobe failed"
+    message = _URL.sub("", redact(message))
+    if key and message.startswith(f"{key}: "):
+        message = message[len(key) + 2 :]
+    return message.strip() or "ffprobe failed"
 
 
 ProbeDone = Callable[[NewAsset, MediaInfo | None, str | None], Awaitable[None]]
@@ -103,13 +107,13 @@ class Prober:
         url = await asyncio.to_thread(get_presigned_url, asset.key, asset.bucket, 900, client=self.s3)
         started = time.monotonic()
         try:
-            info = await probe(url, timeout=self.timeout)
+            info = await probe(url, timeout=self.timeout, name=asset.key)
             PROBE_SECONDS.labels("ok").observe(time.monotonic() - started)
             return info, None
         except ProbeError as exc:
             PROBE_SECONDS.labels("error").observe(time.monotonic() - started)
             if looks_like_network_error(str(exc)):
-                raise SourceUnreachable(_URL.sub("", str(exc)).strip()) from None
-            error = readable_probe_error(str(exc))
+                raise SourceUnreachable(readable_probe_error(str(exc), asset.key)) from None
+            error = readable_probe_error(str(exc), asset.key)
             log.info("probe failed: %s", error, extra={"asset_id": asset.id, "key": asset.key})
             return None, error

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 
 from mpr_common.bus import connect
@@ -9,8 +10,11 @@ from mpr_common.ops_server import OpsServer
 from mpr_common.storage import get_s3_client
 from mpr_common.tracing import setup_tracing
 
+from .pipeline import clean_workdir
 from .settings import TranscoderSettings
 from .worker import Worker
+
+log = logging.getLogger("mpr.transcoder")
 
 
 async def serve(settings: TranscoderSettings) -> None:
@@ -33,6 +37,10 @@ def main() -> None:
     settings = TranscoderSettings.from_env()
     setup_logging("transcoder", settings.log_level, settings.log_format)
     setup_tracing("transcoder")
+    # What a worker killed with kill -9 (or OOM-killed) left in the work dir; FFmpeg died with it.
+    removed = clean_workdir(settings.workdir)
+    if removed:
+        log.info("removed %d stale job dir(s) from %s", len(removed), settings.workdir)
     asyncio.run(serve(settings))
 
 

@@ -30,6 +30,11 @@ def _fmt(seconds: float) -> str:
     return f"{seconds:.3f}"
 
 
+def output_slack(duration: float) -> float:
+    """How much longer than the probed duration an output may be (timestamps are rarely exact)."""
+    return max(10.0, 0.05 * duration)
+
+
 def _scale_height(h: int) -> str:
     return f"scale=-2:'trunc(min({h},ih)/2)*2'"
 
@@ -54,8 +59,14 @@ def build_plan(
     info: MediaInfo,
     output_dir: Path,
     max_output_bytes: int,
+    *,
+    max_source_duration: float | None = None,
 ) -> Plan:
-    """``job`` must be normalised (see ``mpr_common.jobs.normalize_job``)."""
+    """``job`` must be normalised (see ``mpr_common.jobs.normalize_job``).
+
+    The output is bounded: ``-fs max_output_bytes``, and ``-t`` at most the source's probed duration after
+    the start plus :func:`output_slack` (``max_source_duration`` when the probe found none), so that
+    timestamps that jump far ahead never make FFmpeg write hours of duplicated frames."""
     has_video = info.video_codec is not None
     has_audio = info.audio_codec is not None
     args = [
@@ -86,13 +97,23 @@ def build_plan(
 
     duration = info.duration
     expected: float | None
+    if duration is not None:
+        bound: float | None = max(0.0, duration - (start or 0.0)) + output_slack(duration)
+    elif max_source_duration is not None:
+        bound = max(0.0, max_source_duration - (start or 0.0))
+    else:
+        bound = None
+    length = job.end - (start or 0.0) if job.end is not None else None
     if job.end is not None:
         expected = job.end - (start or 0.0)
         if duration is not None:
             expected = min(expected, max(0.0, duration - (start or 0.0)))
-        args += ["-t", _fmt(job.end - (start or 0.0))]
     else:
         expected = max(0.0, duration - (start or 0.0)) if duration is not None else None
+    if bound is not None:
+        length = bound if length is None else min(length, bound)
+    if length is not None and job.kind != "thumbnail":  # a thumbnail is one frame (-frames:v 1)
+        args += ["-t", _fmt(length)]
 
     out_ext = preset.extension or extension(job.output_key or "") or ".mp4"
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -178,10 +199,11 @@ def build_plan(
             "-hls_playlist_type",
             "vod",
             "-hls_segment_filename",
-            str(output_dir / "seg_%05d.ts"),
+            # Named after the job: two playlists in one folder never share (or overwrite) segments.
+            str(output_dir / f"{job.job_id}_%05d.ts"),
             str(main),
         ]
-        return Plan(args, output_dir, main, expected, segment_glob="seg_*.ts")
+        return Plan(args, output_dir, main, expected, segment_glob=f"{job.job_id}_*.ts")
     if out_ext in (".mp4", ".m4v", ".mov", ".m4a"):
         args += ["-movflags", "+faststart"]
     if preset.container:

@@ -1,4 +1,8 @@
-"""Runs FFmpeg as a child process (exec, no shell), reading ``-progress`` reports from stdout."""
+"""Runs FFmpeg as a child process (exec, no shell), reading ``-progress`` reports from stdout.
+
+Bounds on one run: the total time (``timeout``), the time without progress (``stall_timeout``), its
+address space (``max_memory``, ``RLIMIT_AS``); it dies with the process that started it (Linux
+``PR_SET_PDEATHSIG``). What it prints on stderr is redacted before anyone sees it: no presigned URL."""
 
 from __future__ import annotations
 
@@ -6,8 +10,11 @@ import asyncio
 import collections
 import contextlib
 import signal
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from mpr_common.mediainfo import child_setup, redact
 
 
 @dataclass(slots=True)
@@ -15,6 +22,8 @@ class ProgressReport:
     out_time: float | None = None  # seconds written
     speed: float | None = None  # x realtime
     done: bool = False
+    frame: int | None = None  # frames sent to the encoder
+    total_size: int | None = None  # bytes written (N/A for muxers that write their own files, e.g. HLS)
 
 
 class FfmpegError(RuntimeError):
@@ -28,8 +37,46 @@ class FfmpegTimeout(FfmpegError):
     pass
 
 
+class FfmpegStalled(FfmpegError):
+    """No progress (time written, frames, bytes) for ``stall_timeout`` seconds."""
+
+
 class FfmpegCancelled(FfmpegError):
     pass
+
+
+class FfmpegKilled(FfmpegError):
+    """Ended by a signal nobody here sent: the OOM killer's SIGKILL, or a crash (SIGSEGV, SIGABRT…)."""
+
+    @property
+    def signal_name(self) -> str:
+        return _signal_name(-(self.returncode or 0))
+
+
+class FfmpegOutOfMemory(FfmpegError):
+    """An allocation failed: FFmpeg needs more memory than its address-space limit allows."""
+
+
+# What FFmpeg, its libraries and the dynamic loader print when an allocation fails.
+MEMORY_ERROR_MARKERS = (
+    "Cannot allocate memory",
+    "malloc of size",
+    "failed to map segment",
+    "Out of memory",
+    "out of memory",
+    "std::bad_alloc",
+)
+
+
+def _signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
+def _mib(n: int) -> str:
+    return f"{n / 1024**2:.0f} MiB"
 
 
 def parse_progress_block(lines: list[str]) -> ProgressReport:
@@ -44,9 +91,40 @@ def parse_progress_block(lines: list[str]) -> ProgressReport:
         elif key == "speed" and value.endswith("x"):
             with contextlib.suppress(ValueError):
                 rep.speed = float(value[:-1])
+        elif key == "frame":
+            with contextlib.suppress(ValueError):
+                rep.frame = int(value)
+        elif key == "total_size":
+            with contextlib.suppress(ValueError):
+                rep.total_size = int(value)
         elif key == "progress":
             rep.done = value == "end"
     return rep
+
+
+class _Progress:
+    """When the run last moved forward: more time written, more frames, or more bytes."""
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+        self._best = [-1.0, -1.0, -1.0]
+
+    def seen(self, rep: ProgressReport) -> None:
+        moved = rep.done
+        for i, value in enumerate((rep.out_time, rep.frame, rep.total_size)):
+            if value is not None and value > self._best[i]:
+                self._best[i] = value
+                moved = True
+        if moved:
+            self.last = time.monotonic()
+
+    async def stalled(self, limit: float) -> None:
+        """Returns once nothing moved for ``limit`` seconds."""
+        while True:
+            idle = time.monotonic() - self.last
+            if idle >= limit:
+                return
+            await asyncio.sleep(min(limit - idle, 1.0) + 0.01)
 
 
 async def run_ffmpeg(
@@ -56,16 +134,26 @@ async def run_ffmpeg(
     timeout: float,
     cancelled: asyncio.Event | None = None,
     tail_lines: int = 25,
+    stall_timeout: float | None = None,
+    max_memory: int | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> None:
-    """Run ``args``; raise :class:`FfmpegError` (with the stderr tail) on failure."""
+    """Run ``args``; raise :class:`FfmpegError` (with the stderr tail) on failure.
+
+    ``stall_timeout``: stop FFmpeg when its progress (time written, frames, bytes) has not moved for that
+    long (e.g. a source whose next frame is hours ahead: FFmpeg writes duplicates without a report).
+    ``max_memory``: its address space in bytes. ``names``: URL → name (the object's key) for the stderr
+    tail; any other URL there loses its query string (see ``mpr_common.mediainfo.redact``)."""
     proc = await asyncio.create_subprocess_exec(
         *args,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
+        preexec_fn=child_setup(max_memory),
     )
     tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+    progress = _Progress()
 
     async def read_progress() -> None:
         block: list[str] = []
@@ -74,7 +162,9 @@ async def run_ffmpeg(
             line = raw.decode("utf-8", "replace").strip()
             block.append(line)
             if line.startswith("progress="):
-                on_progress(parse_progress_block(block))
+                rep = parse_progress_block(block)
+                progress.seen(rep)
+                on_progress(rep)
                 block = []
 
     async def read_stderr() -> None:
@@ -82,18 +172,21 @@ async def run_ffmpeg(
         async for raw in proc.stderr:
             line = raw.decode("utf-8", "replace").rstrip()
             if line:
-                tail.append(line)
+                tail.append(redact(line, names))
 
     readers = asyncio.gather(read_progress(), read_stderr())
     waiter = asyncio.ensure_future(proc.wait())
     cancel_wait = asyncio.ensure_future(cancelled.wait()) if cancelled else None
+    stall_wait = asyncio.ensure_future(progress.stalled(stall_timeout)) if stall_timeout else None
     reason: str | None = None
     try:
         done, _ = await asyncio.wait(
-            [w for w in (waiter, cancel_wait) if w], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            [w for w in (waiter, cancel_wait, stall_wait) if w],
+            timeout=timeout,
+            return_when=asyncio.FIRST_COMPLETED,
         )
         if waiter not in done:
-            reason = "cancelled" if cancel_wait in done else "timeout"
+            reason = "cancelled" if cancel_wait in done else "stalled" if stall_wait in done else "timeout"
             await _stop(proc)
         await waiter
         with contextlib.suppress(Exception):
@@ -102,18 +195,28 @@ async def run_ffmpeg(
         await _stop(proc)
         raise
     finally:
-        if cancel_wait:
-            cancel_wait.cancel()
+        for w in (cancel_wait, stall_wait):
+            if w is not None:
+                w.cancel()
         if proc.returncode is None:
             await _stop(proc)
     text = "\n".join(tail)
+    rc = proc.returncode
     if reason == "timeout":
-        raise FfmpegTimeout(f"ffmpeg ran longer than {timeout:.0f}s", proc.returncode, text)
+        raise FfmpegTimeout(f"ffmpeg ran longer than {timeout:.0f}s", rc, text)
+    if reason == "stalled":
+        raise FfmpegStalled(f"ffmpeg made no progress for {stall_timeout:g}s", rc, text)
     if reason == "cancelled":
-        raise FfmpegCancelled("cancelled", proc.returncode, text)
-    if proc.returncode != 0:
+        raise FfmpegCancelled("cancelled", rc, text)
+    if rc is not None and rc < 0:
+        raise FfmpegKilled(f"ffmpeg was killed by {_signal_name(-rc)}", rc, text)
+    # An allocation that failed under the limit: FFmpeg may still exit 0 (an input error mid-stream).
+    if any(m in text for m in MEMORY_ERROR_MARKERS):
+        limit = f" under its address-space limit of {_mib(max_memory)}" if max_memory else ""
+        raise FfmpegOutOfMemory(f"ffmpeg ran out of memory{limit}", rc, text)
+    if rc != 0:
         last = tail[-1] if tail else ""
-        raise FfmpegError(f"ffmpeg exited with {proc.returncode}: {last}"[:1000], proc.returncode, text)
+        raise FfmpegError(f"ffmpeg exited with {rc}: {last}"[:1000], rc, text)
 
 
 async def _stop(proc: asyncio.subprocess.Process) -> None:

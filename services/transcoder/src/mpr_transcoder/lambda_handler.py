@@ -60,7 +60,7 @@ def handler(
         return {"status": "failed", "error": f"bad event: {exc}"}
     base = (event.get("callback_url") or os.environ.get("MPR_CALLBACK_URL", "")).rstrip("/")
     token = event.get("callback_token") or os.environ.get("MPR_CALLBACK_TOKEN")
-    limits = Limits(settings.job_timeout, settings.probe_timeout, settings.max_output_bytes)
+    limits = Limits.from_settings(settings)
     s3 = get_s3_client(settings.s3)
     try:
         outcome = asyncio.run(

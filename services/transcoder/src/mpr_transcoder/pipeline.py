@@ -1,10 +1,20 @@
-"""One job from request to uploaded output: the core shared by the NATS worker and the Lambda handler."""
+"""One job from request to uploaded output: the core shared by the NATS worker and the Lambda handler.
+
+FFmpeg is bounded by :class:`Limits` (one ``TRANSCODER_*`` setting each): the source's picture size and
+duration are checked against the probe before it runs; it runs for at most ``job_timeout``, is stopped
+after ``stall_timeout`` without progress, under an address-space cap, with ``-t`` and ``-fs`` bounds (the
+latter below the work dir's free space); a SIGKILL (the OOM killer) is a transient failure. Errors name
+the source by its key: never a presigned URL (``mpr_common.mediainfo.redact``)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import fcntl
 import logging
+import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -16,7 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mpr_common.events import FailureReason, JobRequested, MediaInfo
 from mpr_common.jobs import JobRequestError, normalize_job
-from mpr_common.mediainfo import ProbeError, looks_like_network_error, probe
+from mpr_common.mediainfo import ProbeError, looks_like_network_error, probe, redact
 from mpr_common.presets import PRESETS
 from mpr_common.settings import S3Settings
 from mpr_common.storage import get_presigned_url, head_object
@@ -25,11 +35,15 @@ from .ffmpeg_command import build_plan
 from .ffmpeg_runner import (
     FfmpegCancelled,
     FfmpegError,
+    FfmpegKilled,
+    FfmpegOutOfMemory,
+    FfmpegStalled,
     FfmpegTimeout,
     ProgressReport,
     run_ffmpeg,
 )
-from .uploader import STORAGE_ERRORS, OutputUploader
+from .settings import TranscoderSettings
+from .uploader import STORAGE_ERRORS, OutputTooLarge, OutputUploader, dir_size
 
 log = logging.getLogger("mpr.transcoder")
 
@@ -53,11 +67,105 @@ class Outcome:
     elapsed: float = 0.0
 
 
+_SETTINGS = {f.name: f for f in dataclasses.fields(TranscoderSettings)}
+
+
+def _default(name: str) -> Any:
+    return _SETTINGS[name].default
+
+
+def setting(name: str, value: object) -> str:
+    """``TRANSCODER_X=value``: how a failure names the limit it hit."""
+    shown = f"{value:.12g}" if isinstance(value, float) else str(value)
+    return f"{_SETTINGS[name].metadata['env'][0]}={shown}"
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
-    job_timeout: float = 6 * 3600.0
-    probe_timeout: float = 60.0
-    max_output_bytes: int = 50 * 1024**3
+    """Bounds on one job: each is the :class:`TranscoderSettings` field of the same name (its default,
+    its ``TRANSCODER_*`` variable)."""
+
+    job_timeout: float = _default("job_timeout")
+    probe_timeout: float = _default("probe_timeout")
+    max_output_bytes: int = _default("max_output_bytes")
+    disk_reserve_bytes: int = _default("disk_reserve_bytes")
+    max_width: int = _default("max_width")
+    max_height: int = _default("max_height")
+    max_pixels: int = _default("max_pixels")
+    max_source_duration: float = _default("max_source_duration")
+    stall_timeout: float = _default("stall_timeout")
+    ffmpeg_max_memory: int = _default("ffmpeg_max_memory")
+
+    @classmethod
+    def from_settings(cls, settings: TranscoderSettings) -> Limits:
+        return cls(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(cls)})
+
+
+def check_source(info: MediaInfo, limits: Limits) -> None:
+    """Refuse, before FFmpeg runs, a source whose probe shows more than the limits allow."""
+    w, h = info.width or 0, info.height or 0
+    over = [
+        setting(name, limit)
+        for name, value, limit in (
+            ("max_width", w, limits.max_width),
+            ("max_height", h, limits.max_height),
+            ("max_pixels", w * h, limits.max_pixels),
+        )
+        if limit and value > limit
+    ]
+    if over:
+        raise JobError(f"source picture is {w}x{h} ({w * h} pixels), above {', '.join(over)}", "source")
+    d, dmax = info.duration, limits.max_source_duration
+    if d is not None and dmax and d > dmax:
+        raise JobError(f"source lasts {d:.1f}s, above {setting('max_source_duration', dmax)}s", "source")
+
+
+def free_space(path: str | Path) -> int:
+    return shutil.disk_usage(path).free
+
+
+# --- the work dir --------------------------------------------------------------------------------------
+# Each job works in <workdir>/job-<id>-<random>/ and holds an exclusive flock on its .lock file while it
+# runs; the kernel drops the lock when the process ends, also on kill -9.
+
+LOCK_FILE = ".lock"
+
+
+def _lock(job_dir: Path) -> int:
+    fd = os.open(job_dir / LOCK_FILE, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def clean_workdir(workdir: str | Path, older_than: float = 60.0) -> list[Path]:
+    """Remove the ``job-*`` dirs under ``workdir`` that no running job holds (left by a worker that was
+    killed) and that are older than ``older_than`` seconds; returns them. Safe while other workers use
+    the same dir: a running job's lock is never free."""
+    root = Path(workdir)
+    if not root.is_dir():
+        return []
+    cutoff = time.time() - older_than
+    removed = []
+    for d in sorted(root.glob("job-*")):
+        try:
+            if d.is_symlink() or not d.is_dir() or d.stat().st_mtime > cutoff:
+                continue
+            fd: int | None = os.open(d / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:  # no lock (yet, or any more): stale once it is old enough
+            fd = None
+        except OSError:
+            continue
+        try:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+        except BlockingIOError:  # a running job
+            continue
+        finally:
+            if fd is not None:
+                os.close(fd)
+    return removed
 
 
 def _storage_error(exc: Exception) -> JobError:
@@ -67,10 +175,47 @@ def _storage_error(exc: Exception) -> JobError:
         if code in ("404", "NoSuchKey", "NotFound"):
             return JobError("source object not found", "source", retryable=False)
         if code in ("NoSuchBucket",):
-            return JobError(f"bucket not found: {exc}", "storage", retryable=False)
+            return JobError(redact(f"bucket not found: {exc}"), "storage", retryable=False)
         if status in (400, 403) and code not in ("RequestTimeout", "SlowDown"):
             return JobError(f"storage refused the request: {code}", "storage", retryable=False)
-    return JobError(f"storage unavailable: {exc}", "storage", retryable=True)
+    return JobError(redact(f"storage unavailable: {exc}"), "storage", retryable=True)
+
+
+# Signals that end FFmpeg from outside (the OOM killer sends SIGKILL): another attempt may succeed. Any
+# other signal is a crash, which the same input repeats.
+_EXTERNAL_KILLS = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def _ffmpeg_error(exc: FfmpegError, limits: Limits) -> JobError:
+    """What a failed FFmpeg run means for the job (the runner stopped it, or it failed by itself)."""
+    if isinstance(exc, FfmpegStalled):
+        return JobError(
+            f"FFmpeg made no progress for {limits.stall_timeout:.12g}s "
+            f"(limit {setting('stall_timeout', limits.stall_timeout)}s): the source's timestamps may jump "
+            "far ahead (frames hours apart) or a decoder hung",
+            "timeout",
+        )
+    if isinstance(exc, FfmpegTimeout):
+        return JobError(f"{exc} (limit {setting('job_timeout', limits.job_timeout)}s)", "timeout")
+    if isinstance(exc, FfmpegOutOfMemory):
+        if limits.ffmpeg_max_memory:
+            limit = setting("ffmpeg_max_memory", limits.ffmpeg_max_memory)
+            mib = limits.ffmpeg_max_memory / 1024**2
+            message = f"FFmpeg ran out of memory under its address-space limit {limit} ({mib:.0f} MiB)"
+            return JobError(f"{message}: {exc.tail}"[:2000], "ffmpeg")
+        return JobError(f"FFmpeg ran out of memory: {exc.tail}"[:2000], "internal", retryable=True)
+    if isinstance(exc, FfmpegKilled):
+        if -(exc.returncode or 0) in _EXTERNAL_KILLS:
+            return JobError(
+                f"FFmpeg was killed by {exc.signal_name}, probably out of memory (the kernel's OOM killer "
+                "at the container's memory limit); another attempt follows",
+                "internal",
+                retryable=True,
+            )
+        return JobError(f"FFmpeg crashed ({exc.signal_name})\n{exc.tail}"[:2000], "ffmpeg")
+    if looks_like_network_error(exc.tail):
+        return JobError(f"reading the source failed: {exc.tail[-500:]}", "storage", retryable=True)
+    return JobError(f"{exc}\n{exc.tail}"[-2000:], "ffmpeg")
 
 
 async def run_job(
@@ -107,12 +252,50 @@ async def run_job(
 
     info = await _known_info(known_info, src_bucket, job.source_key, head.etag)
     if info is None:
-        info = await _probe(url, limits.probe_timeout)
+        info = await _probe(url, job.source_key, limits)
+    check_source(info, limits)
 
-    tmp = Path(tempfile.mkdtemp(prefix=f"job-{job.job_id}-", dir=_ensure_dir(workdir)))
+    # -fs: the setting, or less when the work dir has less room (it is shared with the other jobs).
+    root = _ensure_dir(workdir)
+    free = free_space(root)
+    room = free - limits.disk_reserve_bytes
+    if room <= 0:
+        raise JobError(
+            f"no room in the work dir: {free} bytes free, {setting('disk_reserve_bytes', limits.disk_reserve_bytes)}"
+            " must stay free",
+            "internal",
+            retryable=True,
+        )
+    max_bytes = min(limits.max_output_bytes, room)
+
+    def too_large(size: int) -> JobError:
+        if max_bytes < limits.max_output_bytes:
+            return JobError(
+                f"output reached {size} bytes, the work dir's room: {free} bytes free minus "
+                f"{setting('disk_reserve_bytes', limits.disk_reserve_bytes)} (below "
+                f"{setting('max_output_bytes', limits.max_output_bytes)})",
+                "internal",
+                retryable=True,
+            )
+        return JobError(
+            f"output reached {size} bytes, the size limit {setting('max_output_bytes', limits.max_output_bytes)}",
+            "ffmpeg",
+        )
+
+    tmp = Path(tempfile.mkdtemp(prefix=f"job-{job.job_id}-", dir=root))
+    lock: int | None = None
     try:
+        lock = _lock(tmp)  # held until the dir is removed: clean_workdir leaves it alone
         try:
-            plan = build_plan(job, preset, url, info, tmp / "out", limits.max_output_bytes)
+            plan = build_plan(
+                job,
+                preset,
+                url,
+                info,
+                tmp / "out",
+                max_bytes,
+                max_source_duration=limits.max_source_duration or None,
+            )
         except ValueError as exc:
             raise JobError(str(exc), "invalid") from None
         expected = plan.expected_duration
@@ -133,24 +316,32 @@ async def run_job(
         # job fails (and is retried) now rather than after hours of encoding.
         stop = asyncio.Event()
         relay = asyncio.create_task(_relay(cancelled, stop)) if cancelled is not None else None
-        uploader = OutputUploader(s3, out_bucket, plan, job.output_key, on_error=stop.set)
+        # The uploader also watches the size of what HLS writes, which FFmpeg's -fs does not see.
+        uploader = OutputUploader(
+            s3, out_bucket, plan, job.output_key, on_error=stop.set, max_bytes=max_bytes
+        )
         try:
             async with uploader:  # uploads while FFmpeg writes; cleans up if anything below raises
                 try:
-                    await run_ffmpeg(plan.args, progress, timeout=limits.job_timeout, cancelled=stop)
+                    await run_ffmpeg(
+                        plan.args,
+                        progress,
+                        timeout=limits.job_timeout,
+                        cancelled=stop,
+                        stall_timeout=limits.stall_timeout or None,
+                        max_memory=limits.ffmpeg_max_memory or None,
+                        names={url: job.source_key},
+                    )
                 except FfmpegCancelled:
                     if uploader.error is not None and not (cancelled is not None and cancelled.is_set()):
                         raise uploader.error from None
                     raise JobError("cancelled by request", "cancelled") from None
-                except FfmpegTimeout as exc:
-                    raise JobError(f"{exc}", "timeout") from None
                 except FfmpegError as exc:
-                    if looks_like_network_error(exc.tail):
-                        raise JobError(
-                            f"reading the source failed: {exc.tail[-500:]}", "storage", retryable=True
-                        ) from None
-                    raise JobError(f"{exc}\n{exc.tail}"[-2000:], "ffmpeg") from None
+                    raise _ffmpeg_error(exc, limits) from None
 
+                size = dir_size(plan.output_dir)
+                if size >= max_bytes:  # -fs ends FFmpeg without an error, the output cut short
+                    raise too_large(size)
                 if expected and written[0] < expected - max(1.0, 0.05 * expected):
                     raise JobError(
                         f"source is truncated or damaged: FFmpeg wrote {written[0]:.1f}s of the "
@@ -160,6 +351,8 @@ async def run_job(
                 if not plan.main_output.exists() or plan.main_output.stat().st_size == 0:
                     raise JobError("ffmpeg produced no output (empty range or no decodable frames)", "ffmpeg")
                 uploads = await uploader.finish()  # segments first, the main output last
+        except OutputTooLarge as exc:
+            raise too_large(exc.size) from None
         except STORAGE_ERRORS as exc:
             raise _storage_error(exc) from None
         finally:
@@ -175,6 +368,8 @@ async def run_job(
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if lock is not None:
+            os.close(lock)
 
 
 async def _known_info(
@@ -192,10 +387,12 @@ async def _known_info(
         return None
 
 
-async def _probe(url: str, timeout: float) -> MediaInfo:
+async def _probe(url: str, key: str, limits: Limits) -> MediaInfo:
     try:
-        return await probe(url, timeout=timeout)
-    except ProbeError as exc:
+        return await probe(
+            url, timeout=limits.probe_timeout, name=key, max_memory=limits.ffmpeg_max_memory or None
+        )
+    except ProbeError as exc:  # its message names the key, never the presigned URL
         msg = str(exc)
         if looks_like_network_error(msg):
             raise JobError(f"reading the source failed: {msg}", "storage", retryable=True) from None

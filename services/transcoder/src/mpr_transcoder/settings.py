@@ -15,6 +15,21 @@ class TranscoderSettings(ServiceSettings):
     retry_max: float = env("TRANSCODER_RETRY_MAX", default=60.0)
     job_timeout: float = env("TRANSCODER_JOB_TIMEOUT", default=6 * 3600.0)
     probe_timeout: float = env("TRANSCODER_PROBE_TIMEOUT", default=60.0)
-    max_output_bytes: int = env("TRANSCODER_MAX_OUTPUT_BYTES", default=50 * 1024**3)
+    # FFmpeg's -fs, also lowered to the work dir's free space minus disk_reserve_bytes at the start of
+    # each job; below the 20 Gi emptyDir of k8s/transcoder.yaml
+    max_output_bytes: int = env("TRANSCODER_MAX_OUTPUT_BYTES", default=16 * 1024**3)
+    # free space left in the work dir for everything else
+    disk_reserve_bytes: int = env("TRANSCODER_DISK_RESERVE_BYTES", default=1024**3)
+    # sources the probe finds larger or longer fail at once (8192x4320 is 8K DCI)
+    max_width: int = env("TRANSCODER_MAX_WIDTH", default=8192)
+    max_height: int = env("TRANSCODER_MAX_HEIGHT", default=8192)
+    max_pixels: int = env("TRANSCODER_MAX_PIXELS", default=8192 * 4320)
+    max_source_duration: float = env("TRANSCODER_MAX_SOURCE_DURATION", default=12 * 3600.0)
+    # seconds without progress (time written, frames, bytes) before FFmpeg is stopped
+    stall_timeout: float = env("TRANSCODER_STALL_TIMEOUT", default=300.0)
+    # FFmpeg's and ffprobe's address space (RLIMIT_AS); 0 = none. Virtual memory, well above the resident
+    # size (4K to 1080p x264 with 32 threads: 2.5 GB virtual, 0.9 GB resident): the resident size stays
+    # below the pod's 4 Gi memory limit (k8s/transcoder.yaml)
+    ffmpeg_max_memory: int = env("TRANSCODER_FFMPEG_MAX_MEMORY", default=4 * 1024**3)
     progress_interval: float = env("TRANSCODER_PROGRESS_INTERVAL", default=1.0)
     shutdown_grace: float = env("TRANSCODER_SHUTDOWN_GRACE", default=20.0)

@@ -36,6 +36,25 @@ from .ffmpeg_command import Plan
 STORAGE_ERRORS = (ClientError, BotoCoreError, S3UploadFailedError)
 
 
+def dir_size(path: Path) -> int:
+    """Bytes in the files directly under ``path`` (a file FFmpeg renames meanwhile is skipped)."""
+    total = 0
+    for f in path.iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            if f.is_file():
+                total += f.stat().st_size
+    return total
+
+
+class OutputTooLarge(Exception):
+    """The files FFmpeg wrote so far reached ``max_bytes`` (FFmpeg's ``-fs`` does not see HLS segments)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"output reached {size} bytes, limit {limit}")
+        self.size = size
+        self.limit = limit
+
+
 class OutputUploader:
     """``async with`` around the FFmpeg run: uploads finished segments in the background; ``finish()``,
     once FFmpeg has succeeded, uploads the rest and returns ``(file, key)`` in upload order (the main
@@ -51,6 +70,7 @@ class OutputUploader:
         concurrency: int = 4,
         poll: float = 0.25,
         on_error: Callable[[], None] = lambda: None,
+        max_bytes: int | None = None,
     ) -> None:
         self.s3 = s3
         self.bucket = bucket
@@ -58,10 +78,12 @@ class OutputUploader:
         self.output_key = output_key
         self.poll = poll
         self.on_error = on_error  # called once when a background upload failed (to stop FFmpeg early)
+        self.max_bytes = max_bytes  # watched with the segments: the job fails once the output dir holds more
         self.error: BaseException | None = None
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._scheduled: set[Path] = set()
+        self._finished_bytes = 0  # of the scheduled (finished) files
         self._stop = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
 
@@ -84,6 +106,11 @@ class OutputUploader:
     async def _watch(self, pattern: str) -> None:
         try:
             while self.error is None and not self._stop.is_set():
+                if self.max_bytes is not None:
+                    size = self._output_size()
+                    if size >= self.max_bytes:
+                        self._fail(OutputTooLarge(size, self.max_bytes))
+                        break
                 segments = sorted(self.plan.output_dir.glob(pattern), key=lambda p: (len(p.name), p.name))
                 for seg in segments[:-1]:  # the newest may still be written
                     self._schedule(seg)
@@ -92,9 +119,20 @@ class OutputUploader:
         except Exception as exc:  # e.g. the work dir vanished: fail the job, not the event loop
             self._fail(exc)
 
+    def _output_size(self) -> int:
+        """Bytes in the output dir; a segment's size is read once, when it is finished."""
+        total = self._finished_bytes
+        for f in self.plan.output_dir.iterdir():
+            if f not in self._scheduled:
+                with contextlib.suppress(FileNotFoundError):  # e.g. a playlist FFmpeg renames meanwhile
+                    total += f.stat().st_size
+        return total
+
     def _schedule(self, f: Path) -> None:
         if f in self._scheduled:
             return
+        with contextlib.suppress(FileNotFoundError):
+            self._finished_bytes += f.stat().st_size
         self._scheduled.add(f)
         task = asyncio.create_task(self._put(f))
         self._tasks.add(task)

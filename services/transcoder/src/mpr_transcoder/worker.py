@@ -74,7 +74,7 @@ class Worker:
         # The catalog's probe of a source, when it has one: saves running ffprobe again.
         self.known_info = functools.partial(catalog_probe, self.js)
         self.policy = BucketPolicy.of(settings.s3)
-        self.limits = Limits(settings.job_timeout, settings.probe_timeout, settings.max_output_bytes)
+        self.limits = Limits.from_settings(settings)
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def setup(self) -> Any:
