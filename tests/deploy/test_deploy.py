@@ -37,7 +37,7 @@ def test_compose_matches_the_compose_spec():
 
 def test_compose_has_the_whole_system_with_healthchecks(compose):
     svcs = compose["services"]
-    one_shots = {"minio-init", "nats-setup"}
+    one_shots = {"minio-init", "nats-setup", "nats-certs"}
     assert {"nats", "postgres", "minio", "nginx", *one_shots, *SERVICES} <= svcs.keys()
     for name, svc in svcs.items():
         if name not in one_shots:
@@ -47,11 +47,14 @@ def test_compose_has_the_whole_system_with_healthchecks(compose):
         assert (ROOT / build["context"] / build["dockerfile"]).exists()
         env = svcs[name]["environment"]
         assert env["S3_BUCKET_IN"] == "mpr-media-in" and env["S3_BUCKET_OUT"] == "mpr-media-out"
-        assert env["NATS_URL"] == "nats://nats:4222"
+        # NATS only over TLS, verified against the CA nats-certs made
+        assert env["NATS_URL"] == "tls://nats:4222" and env["NATS_CA_FILE"] == "/etc/nats-tls/ca.crt"
+        assert "nats-tls:/etc/nats-tls:ro" in svcs[name]["volumes"]
         # Streams and consumers have one owner; every service starts after it has run.
         assert svcs[name]["depends_on"]["nats-setup"] == {"condition": "service_completed_successfully"}
     assert svcs["catalog"]["environment"]["DATABASE_URL"].startswith("postgresql+asyncpg://")
     assert "--jetstream" in svcs["nats"]["command"]
+    assert {"--tls", "--tlscert", "--tlskey"} <= set(svcs["nats"]["command"])
 
 
 def test_compose_minio_notifies_jetstream_and_init_creates_buckets(compose):
@@ -301,3 +304,20 @@ def test_k8s_durability_and_hardening(k8s):
             for e in of_kind(k8s, "Deployment")[name]["spec"]["template"]["spec"]["containers"][0]["env"]
         }
         assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == f"mpr-s3-{name}"
+
+
+def test_k8s_nats_speaks_tls_and_every_client_verifies_it(k8s):
+    conf = of_kind(k8s, "ConfigMap")["nats-config"]["data"]["nats.conf"]
+    assert re.search(r"tls \{\s*cert_file: /etc/nats-tls/tls.crt\s*key_file: /etc/nats-tls/tls.key", conf)
+    config = of_kind(k8s, "ConfigMap")["mpr-config"]["data"]
+    assert all(u.startswith("tls://") for u in config["NATS_URL"].split(","))
+    assert config["NATS_CA_FILE"] == "/etc/nats-tls/ca.crt"
+    pods = [
+        d["spec"]["template"]["spec"]
+        for d in k8s
+        if d["kind"] in ("Deployment", "Job") and d["metadata"]["name"] in (*SERVICES, "mpr-setup")
+    ]
+    for pod in pods:
+        mounts = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+        assert "/etc/nats-tls" in mounts
+        assert any(v.get("secret", {}).get("secretName") == "nats-tls" for v in pod["volumes"])

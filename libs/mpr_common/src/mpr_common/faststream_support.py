@@ -27,10 +27,13 @@ RETRY_DELAY = 2.0
 
 def make_broker(settings: NatsSettings, telemetry: bool = True) -> NatsBroker:
     security: NatsSecurity | None = None
+    tls = settings.ssl_context()
     if settings.user:
-        security = NatsUserPassword(settings.user, settings.password or "")
+        security = NatsUserPassword(settings.user, settings.password or "", ssl_context=tls)
     elif settings.token:
-        security = NatsToken(settings.token)
+        security = NatsToken(settings.token, ssl_context=tls)
+    elif tls is not None:
+        security = NatsSecurity(ssl_context=tls)
     return NatsBroker(
         [u.strip() for u in settings.url.split(",") if u.strip()],
         security=security,

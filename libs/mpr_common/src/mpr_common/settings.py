@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import ssl
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -84,6 +85,8 @@ class NatsSettings(EnvSettings):
     user: str | None = env("NATS_USER", default=None)
     password: str | None = env("NATS_PASSWORD", default=None)
     token: str | None = env("NATS_TOKEN", default=None)
+    # The CA that signed the servers' TLS certificate: set, connections are TLS and verified.
+    ca_file: str | None = env("NATS_CA_FILE", default=None)
     # Replicas for streams: 1 on the embedded default, 3 on a JetStream cluster.
     stream_replicas: int = env("NATS_STREAM_REPLICAS", default=1)
 
@@ -100,7 +103,14 @@ class NatsSettings(EnvSettings):
             opts["password"] = self.password or ""
         if self.token:
             opts["token"] = self.token
+        if self.ssl_context() is not None:
+            opts["tls"] = self.ssl_context()
         return opts
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.ca_file:
+            return None
+        return ssl.create_default_context(cafile=self.ca_file)
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,6 +83,7 @@ class NatsServer:
     name: str = "mpr-dev"
     cluster_port: int | None = None  # set (with routes): a member of a JetStream cluster
     routes: list[int] = field(default_factory=list)
+    tls: tuple[Path, Path] | None = None  # (certificate, key): clients must speak TLS
 
     @property
     def address(self) -> str:
@@ -111,6 +112,9 @@ class NatsServer:
             text += (
                 f'cluster {{ name: "mpr", listen: "127.0.0.1:{self.cluster_port}", routes: [{routes}] }}\n'
             )
+        if self.tls is not None:
+            cert, key = (json.dumps(str(p)) for p in self.tls)
+            text += f"tls {{ cert_file: {cert}, key_file: {key} }}\n"
         if self.passwords is not None:
             text += render_authorization(self.passwords)
         conf.write_text(text)
