@@ -5,7 +5,6 @@ larger than a NATS message, and a 503 on submit that names the job id to retry w
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -13,94 +12,25 @@ import pytest
 from graphql import get_introspection_query
 from litestar.exceptions import WebSocketDisconnect
 from litestar.testing import TestClient
-from nats.errors import MaxPayloadError
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import PubAck
 
 from mpr_api import limits as L
 from mpr_api.app import create_app, services
 from mpr_api.domain.jobs import queued_view
 from mpr_api.settings import ApiSettings
 from mpr_common import subjects as s
-from mpr_common.codec import decode, encode
-from mpr_common.errors import NotFound, error_headers
-from mpr_common.events import JobCompleted, JobRequested, Query, QueryReply
+from mpr_common.codec import decode
+from mpr_common.events import JobCompleted, JobRequested
+from tests.unit.api_fakes import FakeKV, FakeNats
 
 TOKEN = "t0ken"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
-
-
-@dataclass
-class Msg:
-    data: bytes
-    headers: dict[str, str] | None = None
-
-
-@dataclass
-class FakeJetStream:
-    """Stores by Nats-Msg-Id as JetStream does (a stored id comes back as a duplicate) and, like
-    nats-server, refuses a message larger than its max payload. ``lose_acks``: the message is stored
-    but the acknowledgement never arrives (the server went away before answering)."""
-
-    published: list[tuple[str, bytes, dict]] = field(default_factory=list)
-    seq_of: dict[str, int] = field(default_factory=dict)
-    lose_acks: bool = False
-
-    async def publish(self, subject, payload, headers=None, timeout=None) -> PubAck:
-        if len(payload) > L.NATS_MAX_PAYLOAD:
-            raise MaxPayloadError
-        msg_id = (headers or {}).get("Nats-Msg-Id")
-        duplicate = msg_id in self.seq_of
-        if not duplicate:
-            self.published.append((subject, payload, headers or {}))
-            if msg_id:
-                self.seq_of[msg_id] = len(self.published)
-        if self.lose_acks:
-            raise NatsTimeoutError
-        seq = self.seq_of[msg_id] if msg_id else len(self.published)
-        return PubAck(stream=s.JOBS_STREAM, seq=seq, duplicate=duplicate)
-
-
-@dataclass
-class FakeNats:
-    """Answers the catalog's queries: jobs by id from ``jobs``, empty lists otherwise."""
-
-    js: FakeJetStream = field(default_factory=FakeJetStream)
-    jobs: dict[str, Any] = field(default_factory=dict)
-    requests: list[tuple[str, Query]] = field(default_factory=list)
-    is_connected: bool = True
-
-    def jetstream(self) -> FakeJetStream:
-        return self.js
-
-    async def request(self, subject, payload, timeout=None) -> Msg:
-        q = decode(payload, Query)
-        self.requests.append((subject, q))
-        if subject in (s.CATALOG_JOBS_LIST, s.CATALOG_ASSETS_LIST):
-            return Msg(encode(QueryReply(total=0)))
-        job = self.jobs.get(q.id or "")
-        if job is None:
-            return Msg(b"", error_headers(NotFound(f"{q.id} not found")))
-        return Msg(encode(QueryReply(job=job, total=1)))
-
-
-class OwnersKV:
-    """Every output unclaimed: claims always succeed (ownership is tested in test_api_inprocess.py)."""
-
-    async def create(self, key, value) -> None:
-        return None
-
-
-class FakeKV:
-    async def put(self, key, value) -> None:
-        pass
 
 
 @pytest.fixture
 def api():
     settings = ApiSettings(tokens=frozenset({TOKEN}))
     nc = FakeNats()
-    app = create_app(settings, state=services(settings, nc, FakeKV(), public_s3=None, owners_kv=OwnersKV()))
+    app = create_app(settings, state=services(settings, nc, FakeKV(), public_s3=None, owners_kv=FakeKV()))
     with TestClient(app, base_url="http://mpr.local") as client:
         client.headers["Authorization"] = f"Bearer {TOKEN}"
         yield client, nc

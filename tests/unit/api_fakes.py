@@ -1,0 +1,94 @@
+"""A fake NATS for in-process API tests: JetStream with its de-duplication by Nats-Msg-Id and its
+max payload, catalog queries answered from a dict, and the KV calls the API makes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from nats.errors import MaxPayloadError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import PubAck
+from nats.js.errors import KeyWrongLastSequenceError
+
+from mpr_api import limits as L
+from mpr_common import subjects as s
+from mpr_common.codec import decode, encode
+from mpr_common.errors import NotFound, error_headers
+from mpr_common.events import Query, QueryReply
+
+
+@dataclass
+class Msg:
+    data: bytes
+    headers: dict[str, str] | None = None
+
+
+@dataclass
+class FakeJetStream:
+    """Stores by Nats-Msg-Id as JetStream does (a stored id comes back as a duplicate of the original's
+    sequence) and, like nats-server, refuses a message larger than its max payload. ``fail``: the
+    broker does not answer (nothing stored); ``lose_acks``: stored, but the ack never arrives."""
+
+    published: list[tuple[str, bytes, dict]] = field(default_factory=list)
+    seq_of: dict[str, int] = field(default_factory=dict)
+    fail: bool = False
+    lose_acks: bool = False
+
+    async def publish(self, subject, payload, headers=None, timeout=None) -> PubAck:
+        if self.fail:
+            raise NatsTimeoutError
+        if len(payload) > L.NATS_MAX_PAYLOAD:
+            raise MaxPayloadError
+        msg_id = (headers or {}).get("Nats-Msg-Id")
+        duplicate = msg_id in self.seq_of
+        if not duplicate:
+            self.published.append((subject, payload, headers or {}))
+            if msg_id:
+                self.seq_of[msg_id] = len(self.published)
+        if self.lose_acks:
+            raise NatsTimeoutError
+        seq = self.seq_of[msg_id] if msg_id else len(self.published)
+        return PubAck(stream=s.JOBS_STREAM, seq=seq, duplicate=duplicate)
+
+
+@dataclass
+class FakeNats:
+    """Answers the catalog's queries: jobs by id from ``jobs`` (job_id → JobView), empty lists."""
+
+    js: FakeJetStream = field(default_factory=FakeJetStream)
+    jobs: dict[str, Any] = field(default_factory=dict)
+    requests: list[tuple[str, Query]] = field(default_factory=list)
+    is_connected: bool = True
+
+    def jetstream(self) -> FakeJetStream:
+        return self.js
+
+    async def request(self, subject, payload, timeout=None) -> Msg:
+        q = decode(payload, Query)
+        self.requests.append((subject, q))
+        if subject in (s.CATALOG_JOBS_LIST, s.CATALOG_ASSETS_LIST):
+            return Msg(encode(QueryReply(total=0)))
+        job = self.jobs.get(q.id or "")
+        if job is None:
+            return Msg(b"", error_headers(NotFound(f"job {q.id} not found")))
+        return Msg(encode(QueryReply(job=job, total=1)))
+
+
+class FakeKV:
+    """The KV calls the API makes, with JetStream KV's semantics for create."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, bytes] = {}
+
+    async def put(self, key, value) -> None:
+        self.values[key] = value
+
+    async def create(self, key, value) -> None:
+        if key in self.values:
+            raise KeyWrongLastSequenceError()
+        self.values[key] = value
+
+    async def get(self, key):
+        return SimpleNamespace(value=self.values[key])
