@@ -101,15 +101,15 @@ def _main_rows(res: dict) -> list[str]:
     if "transcode" in res:
         t = res["transcode"]
         rows.append(
-            f"| transcode through MPR ({t['source']}, POST → completed, median of {t['runs']}) | "
+            f"| transcode through MPR ({t['source']}, source registered, POST → completed, median of {t['runs']}) | "
             f"{_secs(t['mpr'])} | raw FFmpeg, the transcoder's arguments, local file: {_secs(t['raw'])} | "
             f"{_ratio(t['mpr'].p50_ms, t['raw'].p50_ms, '×')} | ≤ 1.08× |"
         )
     if "thumbnail" in res:
         th = res["thumbnail"]
         rows.append(
-            f"| thumbnails: {th['jobs']} jobs of a 10 s 720p source, {th['transcoders']} transcoders, "
-            f"submit → all completed | {_rate(th['mpr'])} | raw FFmpeg thumbnail command, local "
+            f"| thumbnails: {th['jobs']} jobs of a 10 s 720p source (registered), {th['transcoders']} "
+            f"transcoders, submit → all completed | {_rate(th['mpr'])} | raw FFmpeg thumbnail command, local "
             f"file, {th['transcoders']} at a time: {_rate(th['raw'])} | "
             f"{_ratio(th['mpr'].per_s, th['raw'].per_s)} | ≥ 1.5× today: ≥ {1.5 * THUMBNAIL_TODAY:.1f} jobs/s "
             f"(today {THUMBNAIL_TODAY} jobs/s, {THUMBNAIL_TODAY_RATIO} of raw, at f2d1045) |"

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+from nats.js.api import DeliverPolicy
 
 from mpr_common import subjects as s
 from mpr_common.codec import encode
@@ -299,7 +300,11 @@ def test_a_lost_consumer_fails_readiness_and_its_re_creation_runs_nothing_twice(
         "id"
     ]
 
-    st.setup_jetstream()  # the owner re-creates it: the stream is delivered again from its start
+    st.setup_jetstream()  # the owner re-creates it, from the oldest job that has not ended
+    info = consumer_info(st.nats.url, s.JOBS_STREAM, s.TRANSCODERS_DURABLE)
+    assert (
+        info.config.deliver_policy == DeliverPolicy.BY_START_SEQUENCE and (info.config.opt_start_seq or 0) > 2
+    )
     wait_for(lambda: httpx.get(f"{ops}/health/ready").status_code == 200, 15, what="readiness to recover")
     assert wait_job(api, queued)["job"]["status"] == "completed"
     # The replayed jobs that had ended were not run again.
@@ -307,6 +312,8 @@ def test_a_lost_consumer_fails_readiness_and_its_re_creation_runs_nothing_twice(
     assert api.get(f"/api/jobs/{failed.job_id}").json()["job"]["status"] == "failed"
     assert len(completed_events(st, done_id)) == 1
     assert not completed_events(st, failed.job_id)
+    log = (st.workdir / "logs" / "transcoder-1.log").read_text()
+    assert "not run again" not in log  # history was not delivered again at all
 
 
 def test_a_full_jobs_stream_refuses_new_jobs_instead_of_dropping_accepted_ones(make_stack):

@@ -106,3 +106,33 @@ def test_readable_probe_error():
         "Invalid data found when processing input"
     )
     assert readable_probe_error("no audio or video stream found") == "no audio or video stream found"
+
+
+async def test_the_queue_is_bounded_and_refilled_from_the_database():
+    """A large scan never holds every new asset in memory: what does not fit stays pending and is
+    loaded again when the queue runs low."""
+    from mpr_catalog.ingest import NewAsset as A
+
+    pending = {
+        f"{i:032x}": A(id=f"{i:032x}", bucket="b", key=f"k{i}.mp4", etag="e", size=0) for i in range(25)
+    }
+    done: list[str] = []
+
+    async def on_done(asset, info, error) -> None:
+        done.append(asset.id)
+        pending.pop(asset.id, None)  # what the catalog's set_probe_result does
+
+    async def refill(limit: int, skip: frozenset[str]):
+        return [a for aid, a in sorted(pending.items()) if aid not in skip][:limit]
+
+    prober = Prober(None, on_done, concurrency=2, timeout=5, refill=refill, max_queued=4)
+    for a in list(pending.values()):
+        prober.submit(a)
+    assert prober.queue.qsize() == 4  # the rest stays in the database
+    prober.start()
+    for _ in range(100):
+        if len(done) == 25:
+            break
+        await asyncio.sleep(0.02)
+    await prober.stop()
+    assert sorted(done) == sorted(f"{i:032x}" for i in range(25)) and len(set(done)) == 25

@@ -104,15 +104,17 @@ def _load_prctl() -> Any:
 _PRCTL = _load_prctl()
 
 
-def child_setup(max_memory: int | None = None) -> Callable[[], None]:
+def child_setup(max_memory: int | None = None, nice: int = 0) -> Callable[[], None]:
     """A ``preexec_fn`` for FFmpeg and ffprobe: the child is SIGKILLed when its parent dies (even by
     ``kill -9``; Linux ``PR_SET_PDEATHSIG``, tied to the thread that starts it: the event loop's), and its
     address space is capped at ``max_memory`` bytes (``RLIMIT_AS``; None or 0: no cap), so that a decoder
     asked for a huge picture fails to allocate instead of growing until the OOM killer stops the pod.
 
     Everything is resolved here, in the parent: the function runs between fork and exec, where it must
-    not import, lock or allocate much."""
+    not import, lock or allocate much. ``nice`` > 0 lowers the child's CPU priority (background work such
+    as the catalog's probes yields to listing and ingestion)."""
     parent = os.getpid()
+    setnice = os.nice
     prctl = _PRCTL
     limit: tuple[int, int] | None = None
     if max_memory:
@@ -133,6 +135,8 @@ def child_setup(max_memory: int | None = None) -> Callable[[], None]:
                 kill(getpid(), sigkill)
         if limit is not None:
             setrlimit(rlimit_as, limit)
+        if nice > 0:
+            setnice(nice)
 
     return setup
 
@@ -214,6 +218,7 @@ async def probe(
     *,
     name: str | None = None,
     max_memory: int | None = None,
+    nice: int = 0,
 ) -> MediaInfo:
     """Run ffprobe on ``url`` (no shell, stdin closed, killed after ``timeout``, see :func:`child_setup`).
 
@@ -224,7 +229,7 @@ async def probe(
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        preexec_fn=child_setup(max_memory),
+        preexec_fn=child_setup(max_memory, nice),
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from dataclasses import replace
 from typing import Any
 
 from nats.js import JetStreamContext
@@ -144,12 +145,61 @@ async def ensure_job_state_kv(js: JetStreamContext, replicas: int = 1) -> Any:
     return await ensure_kv(js, s.JOB_STATE_KV, replicas)
 
 
+async def first_unfinished_job(js: JetStreamContext, up_to: int) -> int | None:
+    """The stream sequence of the oldest job request whose job has not ended (no entry in the job-state
+    KV), or None when every stored job has ended. Read by the setup owner when it has to re-create the
+    transcoders' consumer, so that history is not delivered again."""
+    from .codec import decode
+    from .events import JobRequested
+    from .jobs import job_identity
+    from .jobstate import JobState
+
+    state = JobState(await js.key_value(s.JOB_STATE_KV))
+    seq = 0
+    while True:
+        try:
+            msg = await js.get_msg(s.JOBS_STREAM, seq + 1, subject=s.JOB_REQUESTED, next=True)
+        except NotFoundError:
+            return None
+        seq = msg.seq or seq + 1
+        if seq > up_to:
+            return None
+        try:
+            job = job_identity(
+                decode(msg.data or b"", JobRequested), (msg.headers or {}).get("Nats-Msg-Id"), seq
+            )
+        except Exception:  # undecodable: the transcoder dead-letters it; it has not ended
+            return seq
+        if await state.get(job.job_id) is None:
+            return seq
+
+
 async def ensure_consumers(js: JetStreamContext, queue: JobQueueSettings) -> None:
     for stream, cfg in consumer_configs(queue):
+        if cfg.durable_name == s.TRANSCODERS_DURABLE:
+            cfg = await _resume_point(js, cfg)
         try:  # creates, or updates what may be updated (ack_wait, max_deliver, …)
             await js.add_consumer(stream, cfg)
         except BadRequestError as exc:  # e.g. a changed filter subject: keep the existing one
             log.warning("consumer %s kept as is: %s", cfg.durable_name, exc)
+
+
+async def _resume_point(js: JetStreamContext, cfg: ConsumerConfig) -> ConsumerConfig:
+    """A missing transcoders' consumer over a stream that holds jobs (it was deleted, or lost) starts at
+    the oldest job that has not ended, not at the stream's beginning: ended jobs are not delivered again
+    (those after it are skipped by the transcoders, which read the same job-state KV)."""
+    try:
+        await js.consumer_info(s.JOBS_STREAM, s.TRANSCODERS_DURABLE)
+        return cfg  # exists: updating keeps its position
+    except NotFoundError:
+        pass
+    # Taken first: whatever is published while we look has a later sequence and is delivered.
+    last = (await js.stream_info(s.JOBS_STREAM)).state.last_seq
+    start = await first_unfinished_job(js, last) or last + 1
+    if start <= 1:
+        return cfg
+    log.warning("re-creating %s from stream sequence %d (earlier jobs have ended)", cfg.durable_name, start)
+    return replace(cfg, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start)
 
 
 async def setup_jetstream(js: JetStreamContext, nats: NatsSettings, queue: JobQueueSettings) -> None:

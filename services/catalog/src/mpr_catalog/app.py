@@ -82,7 +82,12 @@ def create_app(settings: CatalogSettings) -> FastStream:
                 )
 
         prober = Prober(
-            get_s3_client(settings.s3), on_probed, settings.probe_concurrency, settings.probe_timeout
+            get_s3_client(settings.s3),
+            on_probed,
+            settings.probe_concurrency,
+            settings.probe_timeout,
+            refill=catalog.pending_probes,
+            nice=settings.probe_nice,
         )
         deps = state["deps"] = CatalogDeps(
             catalog=catalog,
@@ -100,7 +105,7 @@ def create_app(settings: CatalogSettings) -> FastStream:
         for c in consumers:
             c.start()
         prober.start()
-        for asset in await catalog.pending_probes():
+        for asset in await catalog.pending_probes(prober.max_queued + 1):  # one more: refill the rest later
             prober.submit(asset)
         ops = OpsServer(settings.metrics_port, lambda: nc.is_connected, settings.metrics_host)
         await ops.start()

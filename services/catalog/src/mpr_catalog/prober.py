@@ -46,9 +46,14 @@ def readable_probe_error(message: str, key: str | None = None) -> str:
 ProbeDone = Callable[[NewAsset, MediaInfo | None, str | None], Awaitable[None]]
 
 
+Refill = Callable[[int, frozenset[str]], Awaitable[list[NewAsset]]]
+
+
 class Prober:
-    """A bounded pool of ffprobe runs fed by a queue; a crash loses nothing since pending
-    assets are re-queued from the database at start-up."""
+    """A bounded pool of ffprobe runs fed by a bounded queue. The database is the real queue: an asset
+    that does not fit stays ``pending`` and is loaded again (``refill``) when the queue runs low, so a
+    100,000-object scan keeps memory flat, and a crash loses nothing. ffprobe runs at a lower CPU
+    priority (``nice``): probing is background work that yields to listing and ingestion."""
 
     def __init__(
         self,
@@ -57,20 +62,51 @@ class Prober:
         concurrency: int = 2,
         timeout: float = 60.0,
         retry_delay: float = 10.0,
+        *,
+        refill: Refill | None = None,
+        max_queued: int = 1000,
+        nice: int = 10,
     ) -> None:
         self.s3 = s3_client
         self.on_done = on_done
         self.concurrency = concurrency
         self.timeout = timeout
         self.retry_delay = retry_delay
+        self.refill = refill
+        self.max_queued = max_queued
+        self.nice = nice
         self.queue: asyncio.Queue[NewAsset] = asyncio.Queue()
         self._queued: set[str] = set()
         self._tasks: list[asyncio.Task] = []
+        self._overflow = False
+        self._refilling: asyncio.Task | None = None
 
     def submit(self, asset: NewAsset) -> None:
-        if asset.id not in self._queued:
-            self._queued.add(asset.id)
-            self.queue.put_nowait(asset)
+        if asset.id in self._queued:
+            return
+        if len(self._queued) >= self.max_queued:
+            self._overflow = True  # it stays pending in the database; refill loads it later
+            return
+        self._queued.add(asset.id)
+        self.queue.put_nowait(asset)
+
+    def _maybe_refill(self) -> None:
+        low = self.queue.qsize() < self.max_queued // 2
+        if self._overflow and low and self.refill is not None and self._refilling is None:
+            self._refilling = asyncio.create_task(self._refill())
+
+    async def _refill(self) -> None:
+        assert self.refill is not None
+        try:
+            want = self.max_queued - len(self._queued)
+            assets = await self.refill(want, frozenset(self._queued))
+            self._overflow = len(assets) >= want
+            for a in assets:
+                self.submit(a)
+        except Exception:
+            log.exception("loading pending probes failed; retried after the next probe")
+        finally:
+            self._refilling = None
 
     def start(self) -> None:
         self._tasks = [
@@ -98,6 +134,7 @@ class Prober:
             finally:
                 self._queued.discard(asset.id)
                 self.queue.task_done()
+                self._maybe_refill()
 
     async def probe(self, asset: NewAsset) -> tuple[MediaInfo | None, str | None]:
         if asset.size == 0:
@@ -107,7 +144,7 @@ class Prober:
         url = await asyncio.to_thread(get_presigned_url, asset.key, asset.bucket, 900, client=self.s3)
         started = time.monotonic()
         try:
-            info = await probe(url, timeout=self.timeout, name=asset.key)
+            info = await probe(url, timeout=self.timeout, name=asset.key, nice=self.nice)
             PROBE_SECONDS.labels("ok").observe(time.monotonic() - started)
             return info, None
         except ProbeError as exc:

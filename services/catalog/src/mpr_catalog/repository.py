@@ -41,12 +41,17 @@ class Catalog:
 
         return await self.db.transaction(run)
 
-    async def pending_probes(self) -> list[NewAsset]:
-        q = select(ASSETS.c.id, ASSETS.c.bucket, ASSETS.c.key, ASSETS.c.etag, ASSETS.c.size).where(
-            ASSETS.c.probe_status == "pending"
+    async def pending_probes(self, limit: int = 1000, skip: frozenset[str] = frozenset()) -> list[NewAsset]:
+        """The oldest assets still waiting for a probe (the prober's queue, paged)."""
+        q = (
+            select(ASSETS.c.id, ASSETS.c.bucket, ASSETS.c.key, ASSETS.c.etag, ASSETS.c.size)
+            .where(ASSETS.c.probe_status == "pending")
+            .order_by(ASSETS.c.created_at)
+            .limit(limit + len(skip))
         )
         async with self.db.engine.connect() as conn:
-            return [NewAsset(*r) for r in await conn.execute(q)]
+            rows = [NewAsset(*r) for r in await conn.execute(q)]
+        return [a for a in rows if a.id not in skip][:limit]
 
     async def get_asset(self, aid: str) -> AssetView | None:
         async with self.db.engine.connect() as conn:

@@ -12,3 +12,5 @@ class CatalogSettings(ServiceSettings):
     migrate: bool = env("CATALOG_MIGRATE", default=True)
     probe_concurrency: int = env("CATALOG_PROBE_CONCURRENCY", default=2)
     probe_timeout: float = env("CATALOG_PROBE_TIMEOUT", default=60.0)
+    # ffprobe's CPU priority (nice): probing yields to listing and ingestion on a busy machine
+    probe_nice: int = env("CATALOG_PROBE_NICE", default=10)
