@@ -81,6 +81,7 @@ def create_app(settings: CatalogSettings) -> FastStream:
                     msg_id=f"asset-{row.id}",
                 )
 
+        ingestor = Ingestor(db)
         prober = Prober(
             get_s3_client(settings.s3),
             on_probed,
@@ -88,10 +89,11 @@ def create_app(settings: CatalogSettings) -> FastStream:
             settings.probe_timeout,
             refill=catalog.pending_probes,
             nice=settings.probe_nice,
+            busy=ingestor.registering,
         )
         deps = state["deps"] = CatalogDeps(
             catalog=catalog,
-            ingestor=Ingestor(db),
+            ingestor=ingestor,
             submit_probe=prober.submit,
             barrier=ConsumerBarrier(js),
             js=js,

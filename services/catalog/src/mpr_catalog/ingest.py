@@ -61,6 +61,11 @@ def _chunks(items: list[Any], n: int = _IN_CHUNK):
 class Ingestor:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.last_registration = 0.0  # monotonic time of the last batch that registered objects
+
+    def registering(self, within: float = 1.0) -> bool:
+        """Objects arrived in the last ``within`` seconds (a scan is being ingested)."""
+        return time.monotonic() - self.last_registration < within
 
     # --- jobs ------------------------------------------------------------------------------
     async def jobs(self, events: list[JobEvent]) -> set[str]:
@@ -97,6 +102,8 @@ class Ingestor:
         """Apply found/removed objects and scan status in stream order, in one transaction."""
         if not events:
             return ObjectsResult()
+        if any(isinstance(e, ObjectFound) for e in events):
+            self.last_registration = time.monotonic()
 
         async def run(conn: AsyncConnection) -> ObjectsResult:
             result = ObjectsResult()

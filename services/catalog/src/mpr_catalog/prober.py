@@ -66,6 +66,7 @@ class Prober:
         refill: Refill | None = None,
         max_queued: int = 1000,
         nice: int = 10,
+        busy: Callable[[], bool] | None = None,
     ) -> None:
         self.s3 = s3_client
         self.on_done = on_done
@@ -75,6 +76,7 @@ class Prober:
         self.refill = refill
         self.max_queued = max_queued
         self.nice = nice
+        self.busy = busy  # while it says so, probes wait: registering a scan comes first
         self.queue: asyncio.Queue[NewAsset] = asyncio.Queue()
         self._queued: set[str] = set()
         self._tasks: list[asyncio.Task] = []
@@ -121,6 +123,9 @@ class Prober:
     async def _worker(self) -> None:
         while True:
             asset = await self.queue.get()
+            # Time-based (no event marks a scan's last batch), so polled.
+            while self.busy is not None and self.busy():  # noqa: ASYNC110
+                await asyncio.sleep(0.25)
             try:
                 info, error = await self.probe(asset)
                 await self.on_done(asset, info, error)
