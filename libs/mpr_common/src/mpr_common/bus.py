@@ -20,6 +20,7 @@ from nats.js.errors import NoStreamResponseError
 
 from .codec import decoder, encode
 from .errors import Unavailable, error_from_headers
+from .events import DeadLetter
 from .settings import NatsSettings
 from .tracing import inject
 
@@ -80,6 +81,26 @@ async def publish_event(
         return await js.publish(subject, payload, headers=hdrs or None, timeout=timeout)
 
     return await retry_transient(publish, f"publish to {subject}", attempts if msg_id else 1)
+
+
+async def dead_letter(
+    js: JetStreamContext, raw: Msg, error: str, subject: str, job_id: str | None = None
+) -> None:
+    """Keep a message given up on (payload included) in MPR_DLQ; de-duplicated per stream message."""
+    try:
+        meta = raw.metadata
+        seq, deliveries = meta.sequence.stream, meta.num_delivered
+    except Exception:  # not a JetStream delivery (in-process tests)
+        seq, deliveries = 0, 0
+    letter = DeadLetter(
+        subject=raw.subject,
+        stream_seq=seq or None,
+        deliveries=deliveries,
+        error=error,
+        payload=raw.data.decode("utf-8", "replace"),
+        job_id=job_id,
+    )
+    await publish_event(js, subject, letter, msg_id=f"dlq-{raw.subject}-{seq}")
 
 
 async def request(nc: Client, subject: str, payload: Any, reply_type: type[T], timeout: float) -> T:

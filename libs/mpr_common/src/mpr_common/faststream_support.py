@@ -13,11 +13,9 @@ from faststream.nats import JStream, NatsBroker, NatsMessage, NatsResponse, Pull
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from faststream.nats.security import NatsSecurity, NatsToken, NatsUserPassword
 
-from .codec import DecodeError, ValidationError, encode
+from .codec import DecodeError, ValidationError
 from .errors import BadRequest, MprError, error_headers
-from .events import DeadLetter
 from .settings import NatsSettings
-from .subjects import DLQ_STREAM
 
 log = logging.getLogger(__name__)
 
@@ -60,26 +58,6 @@ def pull_subscriber(broker: NatsBroker, subject: str, stream: str, durable: str,
         ack_policy=AckPolicy.MANUAL,
         **kw,
     )
-
-
-def dead_letter_publisher(broker: NatsBroker, subject: str) -> DeadLetterFn:
-    """``await dead_letter(raw_msg, reason)`` keeps an unusable message (payload included) in MPR_DLQ."""
-
-    async def dead_letter(raw: Any, error: str) -> None:
-        meta = raw.metadata if raw.reply else None
-        letter = DeadLetter(
-            subject=raw.subject,
-            error=error,
-            payload=raw.data.decode("utf-8", "replace"),
-            stream_seq=meta.sequence.stream if meta else None,
-            deliveries=meta.num_delivered if meta else 0,
-        )
-        msg_id = f"dlq-{raw.subject}-{meta.sequence.stream}" if meta else None
-        await broker.publish(
-            encode(letter), subject, stream=DLQ_STREAM, headers={"Nats-Msg-Id": msg_id} if msg_id else None
-        )
-
-    return dead_letter
 
 
 async def settle(

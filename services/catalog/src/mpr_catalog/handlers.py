@@ -18,7 +18,7 @@ from faststream.nats import NatsBroker, NatsMessage
 from nats.aio.msg import Msg
 
 from mpr_common import subjects as s
-from mpr_common.bus import MSG_ID, publish_event, settle_batch
+from mpr_common.bus import MSG_ID, dead_letter, publish_event, settle_batch
 from mpr_common.codec import DecodeError, ValidationError, decode, decoder, encode
 from mpr_common.errors import NotFound
 from mpr_common.events import (
@@ -132,12 +132,8 @@ def decode_job_event(raw: Msg) -> JobEvent:
     return ev
 
 
-async def dead_letter(js: Any, raw: Msg, error: str, subject: str = s.DLQ_CATALOG) -> None:
-    seq = _stream_seq(raw)
-    letter = DeadLetter(
-        subject=raw.subject, error=error, payload=raw.data.decode("utf-8", "replace"), stream_seq=seq or None
-    )
-    await publish_event(js, subject, letter, msg_id=f"dlq-{raw.subject}-{seq}")
+async def _dead_letter(js: Any, raw: Msg, error: str) -> None:
+    await dead_letter(js, raw, error, s.DLQ_CATALOG)
 
 
 async def _decode_batch(
@@ -156,10 +152,10 @@ async def _decode_batch(
         try:
             event = decode_one(raw)
         except (DecodeError, ValidationError, InvalidKeyError) as exc:
-            await dead_letter(js, raw, f"undecodable: {exc}")
+            await _dead_letter(js, raw, f"undecodable: {exc}")
             continue
         if bucket is not None and event.bucket != bucket:
-            await dead_letter(js, raw, f"bucket {event.bucket!r} is not the one MPR scans ({bucket!r})")
+            await _dead_letter(js, raw, f"bucket {event.bucket!r} is not the one MPR scans ({bucket!r})")
             continue
         events.append(event)
     return events
@@ -210,7 +206,7 @@ def register(broker: NatsBroker, deps: Callable[[], CatalogDeps]) -> None:
     and :func:`handle_objects`."""
 
     async def dead_letter_one(raw: Msg, error: str) -> None:
-        await dead_letter(deps().js, raw, error)
+        await _dead_letter(deps().js, raw, error)
 
     @pull_subscriber(broker, s.MAX_DELIVERIES_ADVISORY, s.ADVISORIES_STREAM, s.CATALOG_ADVISORIES_DURABLE)
     async def on_max_deliveries(msg: NatsMessage) -> None:
@@ -238,15 +234,11 @@ def register(broker: NatsBroker, deps: Callable[[], CatalogDeps]) -> None:
                 payload=original.data.decode("utf-8", "replace"),
                 job_id=req.job_id,
             )
-            await broker.publish(
-                encode(letter), s.DLQ_JOBS, stream=s.DLQ_STREAM, headers={MSG_ID: f"dlq-{adv.stream_seq}"}
-            )
+            await publish_event(d.js, s.DLQ_JOBS, letter, msg_id=f"dlq-{s.JOB_REQUESTED}-{adv.stream_seq}")
             if d.job_state is not None:
                 await d.job_state.failed(req.job_id)
             failed = JobFailed(job_id=req.job_id, error=error, reason="internal", attempt=adv.deliveries)
-            await broker.publish(
-                encode(failed), s.JOB_FAILED, stream=s.JOBS_STREAM, headers={MSG_ID: f"failed-{req.job_id}"}
-            )
+            await publish_event(d.js, s.JOB_FAILED, failed, msg_id=f"failed-{req.job_id}")
 
         await settle(msg, work, dead_letter_one)
 

@@ -13,13 +13,12 @@ from faststream import FastStream
 from faststream.nats import NatsBroker, NatsMessage
 
 from mpr_common import subjects as s
-from mpr_common.bus import connect
+from mpr_common.bus import connect, dead_letter
 from mpr_common.codec import DecodeError, ValidationError, decoder, encode
 from mpr_common.errors import BadRequest, MprError, Unavailable, error_headers
 from mpr_common.events import ScanChunk, ScanRequest, new_id
 from mpr_common.faststream_support import (
     broker_connected,
-    dead_letter_publisher,
     make_broker,
     pull_subscriber,
     settle,
@@ -45,7 +44,10 @@ class ScannerDeps:
 def register(broker: NatsBroker, settings: ScannerSettings, deps: Any) -> set[asyncio.Task]:
     """Attach the scanner's handlers; ``deps()`` gives the resources made in the lifespan. Returns the
     set that holds background scans (so shutdown can wait for them)."""
-    dead_letter = dead_letter_publisher(broker, s.DLQ_SCANNER)
+
+    async def dead_letter_minio(raw: Any, error: str) -> None:
+        await dead_letter(deps().js, raw, error, s.DLQ_SCANNER)
+
     background: set[asyncio.Task] = set()
 
     @broker.subscriber(s.SCAN_REQUEST, queue="scanner", no_reply=True)
@@ -92,7 +94,7 @@ def register(broker: NatsBroker, settings: ScannerSettings, deps: Any) -> set[as
             events = translate(msg.raw_message.data, settings.s3.bucket_in)
             await publish_objects(deps().js, events, settings.publish_concurrency, inject())
 
-        await settle(msg, work, dead_letter)
+        await settle(msg, work, dead_letter_minio)
 
     return background
 

@@ -23,9 +23,9 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from mpr_common import subjects as s
-from mpr_common.bus import MSG_ID, publish_event
+from mpr_common.bus import MSG_ID, dead_letter, publish_event
 from mpr_common.codec import DecodeError, ValidationError, decode
-from mpr_common.events import DeadLetter, JobCancel, JobCompleted, JobFailed, JobProgress, JobRequested
+from mpr_common.events import JobCancel, JobCompleted, JobFailed, JobProgress, JobRequested
 from mpr_common.jobs import BucketPolicy, JobRequestError, job_identity, normalize_job
 from mpr_common.jobstate import JobState
 from mpr_common.metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING, CONSUMER_PRESENT
@@ -334,20 +334,7 @@ class Worker:
         )
 
     async def _dead_letter(self, msg: Msg, error: str, job_id: str | None) -> None:
-        meta = msg.metadata
-        await publish_event(
-            self.js,
-            s.DLQ_JOBS,
-            DeadLetter(
-                subject=msg.subject,
-                stream_seq=meta.sequence.stream,
-                deliveries=meta.num_delivered,
-                error=error,
-                payload=msg.data.decode("utf-8", "replace"),
-                job_id=job_id,
-            ),
-            msg_id=f"dlq-{meta.sequence.stream}",
-        )
+        await dead_letter(self.js, msg, error, s.DLQ_JOBS, job_id)
 
     async def _tick(self, msg: Msg, job: JobRequested, running: Running, attempt: int) -> None:
         """Progress at least every 2 s; in-progress acks well inside ack_wait."""
