@@ -309,6 +309,8 @@ def test_k8s_durability_and_hardening(k8s):
 def test_k8s_nats_speaks_tls_and_every_client_verifies_it(k8s):
     conf = of_kind(k8s, "ConfigMap")["nats-config"]["data"]["nats.conf"]
     assert re.search(r"tls \{\s*cert_file: /etc/nats-tls/tls.crt\s*key_file: /etc/nats-tls/tls.key", conf)
+    cluster = conf[conf.index("cluster {") :]
+    assert re.search(r"tls \{[^}]*ca_file: /etc/nats-tls/ca.crt[^}]*verify: true", cluster)  # routes too
     config = of_kind(k8s, "ConfigMap")["mpr-config"]["data"]
     assert all(u.startswith("tls://") for u in config["NATS_URL"].split(","))
     assert config["NATS_CA_FILE"] == "/etc/nats-tls/ca.crt"
