@@ -8,23 +8,6 @@ import pytest
 
 from mpr_common import storage
 from mpr_common.keys import InvalidKeyError
-from mpr_common.settings import S3Settings
-from mpr_devstack.servers import MotoServer
-
-
-@pytest.fixture(scope="module")
-def s3_settings():
-    server = MotoServer().start()
-    settings = S3Settings(
-        endpoint_url=server.url,
-        bucket_in="t-in",
-        bucket_out="t-out",
-        access_key_id="k",
-        secret_access_key="s",
-    )
-    storage.ensure_buckets(storage.get_s3_client(settings), "t-in", "t-out")
-    yield settings
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,6 @@ from mpr_common.events import JobRequested, MediaInfo
 from mpr_common.jobs import normalize_job
 from mpr_common.mediainfo import probe
 from mpr_common.presets import PRESETS
-from mpr_common.settings import S3Settings
-from mpr_devstack.servers import MotoServer
 from mpr_transcoder import pipeline
 from mpr_transcoder.ffmpeg_command import build_plan
 from mpr_transcoder.ffmpeg_runner import FfmpegCancelled, FfmpegError
@@ -28,21 +26,6 @@ from mpr_transcoder.pipeline import JobError, run_job
 from tests.media import make_video
 
 SOURCE = "src/clip.mp4"
-
-
-@pytest.fixture(scope="module")
-def s3_settings():
-    server = MotoServer().start()
-    settings = S3Settings(
-        endpoint_url=server.url,
-        bucket_in="t-in",
-        bucket_out="t-out",
-        access_key_id="k",
-        secret_access_key="s",
-    )
-    storage.ensure_buckets(storage.get_s3_client(settings), "t-in", "t-out")
-    yield settings
-    server.stop()
 
 
 @pytest.fixture(scope="module")
