@@ -8,6 +8,8 @@ figure beside a ceiling measured in the same run (see bench/ceilings.py):
 3. transcode through MPR vs raw FFmpeg with the same arguments on a local file.
 4. thumbnail jobs/s with 2 transcoders vs the raw FFmpeg thumbnail command, 2 at a time.
 5. bytes a 10 s trim read from S3 (counted at the reader) vs the source's size; its wall time vs raw.
+6. a package (1080p source → 4 renditions + audio) on 2 transcoders vs one raw FFmpeg command encoding
+   the same ladder from a local file.
 
 Results are written as Markdown to docs/benchmarks.md (or --out).
 """
@@ -24,9 +26,10 @@ from mpr_devstack.stack import Stack
 from . import ceilings, mpr
 from .common import ffmpeg_version
 from .loadgen import cpu_count
+from .package import package
 from .report import report
 
-SECTIONS = ("api", "scan", "transcode", "thumbnail", "trim")
+SECTIONS = ("api", "scan", "transcode", "thumbnail", "trim", "package")
 
 
 @dataclass(frozen=True)
@@ -41,10 +44,12 @@ class Sizes:
     thumbnails: int
     trim_seconds: int
     trim_runs: int
+    package_seconds: int
+    package_runs: int
 
 
-FULL = Sizes(20_000, 1_000, 32, 3, 100_000, 30, 3, 20, 300, 3)
-QUICK = Sizes(500, 50, 32, 1, 300, 6, 1, 4, 30, 1)
+FULL = Sizes(20_000, 1_000, 32, 3, 100_000, 30, 3, 20, 300, 3, 60, 1)
+QUICK = Sizes(500, 50, 32, 1, 300, 6, 1, 4, 30, 1, 6, 1)
 TRANSCODERS = 2  # for the transcode and thumbnail figures
 
 
@@ -79,7 +84,7 @@ def run(work: Path, z: Sizes, only: set[str], load_processes: int = 1, log=print
                 res["scan"] = mpr.scan(st, z.scan_objects, z.ceiling_rounds)
         finally:
             st.stop()
-    if only & {"transcode", "thumbnail"}:
+    if only & {"transcode", "thumbnail", "package"}:
         st = Stack(work / "ffmpeg-stack", transcoders=TRANSCODERS)
         try:
             st.start()
@@ -89,6 +94,9 @@ def run(work: Path, z: Sizes, only: set[str], load_processes: int = 1, log=print
             if "thumbnail" in only:
                 log("thumbnails…")
                 res["thumbnail"] = mpr.thumbnails(st, work, z.thumbnails, TRANSCODERS, z.ceiling_rounds)
+            if "package" in only:
+                log("package…")
+                res["package"] = package(st, work, z.package_seconds, z.package_runs)
         finally:
             st.stop()
     if "trim" in only:

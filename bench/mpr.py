@@ -4,6 +4,7 @@ object, transcode, thumbnails, and the bytes a trim reads from S3."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -11,9 +12,13 @@ from pathlib import Path
 
 import httpx
 
+from mpr_common.mediainfo import probe
+from mpr_common.presets import PRESETS
 from mpr_devstack.servers import free_port
 from mpr_devstack.stack import Stack
 from mpr_devstack.tcp_proxy import TcpProxy
+from mpr_transcoder.ffmpeg_runner import run_ffmpeg
+from mpr_transcoder.smart_cut import smart_trim
 
 from .ceilings import ffmpeg_runs, job_requests, load_rate, moto_list
 from .common import (
@@ -223,6 +228,28 @@ def thumbnails(st: Stack, work: Path, n: int, transcoders: int, raw_rounds: int 
 
 # --- (e) trim: bytes read from S3 through a counting proxy ----------------------------------------
 def trim(work: Path, seconds: int, runs: int) -> dict:
+    """10 s trims of a ``seconds`` long 720p source through MPR, per preset: the key-frame-only
+    ``copy``, the frame-accurate ``accurate`` (smart cut) and a full re-encode; the bytes each read from
+    S3, its wall time, and the same trim of the local file (the transcoder's own FFmpeg arguments; for
+    ``accurate``, its steps: ``mpr_transcoder.smart_cut``)."""
+
+    def local_smart_trims(body: dict, src: Path) -> Rate:
+        info = asyncio.run(probe(str(src), protocols="file"))
+
+        async def run(args: list[str]) -> list[str]:
+            return await run_ffmpeg(args, lambda r: None, timeout=600)
+
+        times = []
+        for i in range(runs):
+            out = work / f"raw-accurate-{i}"
+            cut = smart_trim(
+                str(src), info, body["start"], body["end"], out / "w", out / "o.mp4", run, protocols="file"
+            )
+            t0 = time.perf_counter()
+            asyncio.run(cut)
+            times.append(time.perf_counter() - t0)
+        return Rate(runs, sum(times), times, "commands")
+
     moto_port = free_port()
     proxy = TcpProxy(moto_port).start()
     st = Stack(work / "trim-stack", s3_port=moto_port, transcoders=0)
@@ -233,14 +260,15 @@ def trim(work: Path, seconds: int, runs: int) -> dict:
         st.extra_env["S3_ENDPOINT_URL"] = proxy.url  # only this transcoder reads through the proxy
         st.start_service("transcoder", "transcoder-proxied")
         api = api_client(st.api_url)
-        middle = seconds / 2
+        # Mid-GOP (key frames every 2 s): the accurate cut re-encodes a partial GOP at both edges.
+        start = seconds / 2 + 0.52
         results = {}
-        for preset in ("copy", "h264-720p"):
+        for preset in ("copy", "accurate", "h264-720p"):
             body = {
                 "kind": "trim",
                 "source_key": "bench/big.mp4",
-                "start": middle,
-                "end": middle + 10,
+                "start": start,
+                "end": start + 10,
                 "preset": preset,
             }
             reads, conns, times = [], [], []
@@ -252,11 +280,12 @@ def trim(work: Path, seconds: int, runs: int) -> dict:
                 time.sleep(0.2)  # FFmpeg exited long ago; let the proxy settle its last connections
                 reads.append(proxy.bytes_down - before)
                 conns.append(proxy.connections - conns_before)
+            smart = PRESETS[preset].video_codec == "smart"
             results[preset] = {
                 "read": sorted(reads)[len(reads) // 2],
                 "connections": max(conns),
                 "mpr": Rate(runs, sum(times), times, "jobs"),
-                "raw": ffmpeg_runs(body, src, work, runs),
+                "raw": local_smart_trims(body, src) if smart else ffmpeg_runs(body, src, work, runs),
             }
         return {
             "source_bytes": src.stat().st_size,

@@ -113,6 +113,9 @@ def test_only_the_setup_identity_manages_streams_and_consumers(stack, identity):
         ("scanner", s.JOB_COMPLETED),  # only transcoders (and the API for Lambda) complete jobs
         ("catalog", s.JOB_REQUESTED),
         ("minio", s.JOB_REQUESTED),
+        ("publisher", s.JOB_CHILD),  # a package's children come only from the transcoder that planned it
+        ("api", s.JOB_CHILD),
+        ("transcoder", s.JOB_REQUESTED),
     ],
 )
 def test_services_cannot_publish_each_others_facts(stack, identity, subject):

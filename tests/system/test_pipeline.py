@@ -134,8 +134,27 @@ def test_trim_job_with_reencode_is_accurate(api, scanned):
     assert float(output_probe(api, done)["format"]["duration"]) == pytest.approx(4.5, abs=0.15)
 
 
+def test_trim_job_is_frame_accurate_by_default(api, scanned):
+    job = submit(api, kind="trim", source_key=scanned["keys"]["video"], start=2.3, end=6.1)
+    assert job["preset"] == "accurate" and job["output_key"].endswith(".mp4")
+    done = wait_job(api, job["id"])
+    assert done["job"]["status"] == "completed", done
+    out = output_probe(api, done)
+    assert float(out["format"]["duration"]) == pytest.approx(3.8, abs=0.04 + 0.02)  # one frame at 25 fps
+    assert {st["codec_name"] for st in out["streams"]} == {"h264", "aac"}  # the source's codecs, kept
+
+
+def test_a_range_outside_the_source_fails_with_the_reason(api, scanned):
+    body = {"kind": "trim", "source_key": scanned["keys"]["video"], "start": 100.0, "end": 110.0}
+    r = api.post("/api/jobs", json=body)  # the source's length is known to the transcoder, which fails it
+    assert r.status_code == 202, r.text
+    done = wait_job(api, r.json()["job"]["id"])
+    assert (done["job"]["status"], done["job"]["failure_reason"]) == ("failed", "invalid"), done
+    assert "beyond the end of the source" in done["job"]["error"]
+
+
 def test_trim_job_stream_copy(api, scanned):
-    job = submit(api, kind="trim", source_key=scanned["keys"]["video"], start=2.0, end=6.0)
+    job = submit(api, kind="trim", source_key=scanned["keys"]["video"], start=2.0, end=6.0, preset="copy")
     assert job["preset"] == "copy" and job["output_key"].endswith(".mp4")
     done = wait_job(api, job["id"])
     assert done["job"]["status"] == "completed", done

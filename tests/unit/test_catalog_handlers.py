@@ -178,3 +178,49 @@ async def test_queries_answer_with_results_or_error_codes(deps, queries):
         await ask(queries, s.CATALOG_SCAN_GET, Query(id="nope"))
     bad = await queries.request(b"{not json", s.CATALOG_JOBS_LIST)
     assert bad.headers[ERROR_CODE_HEADER] == "400"
+
+
+async def test_a_package_shows_its_children_and_their_weighted_progress(deps):
+    from mpr_common.events import JobCompleted, JobRequested, Loudness, MediaInfo
+    from mpr_common.jobs import normalize_job
+    from mpr_common.packages import plan_package
+
+    n = deps.nats
+    parent = normalize_job(JobRequested(job_id="p1", kind="package", source_key="in/show.mp4"))
+    info = MediaInfo(duration=60.0, video_codec="h264", width=1280, height=720, audio_codec="aac")
+    plan = plan_package(parent, info)  # 720p (weight 4), 480p (1.8), 360p (1), audio (0.3)
+    batch = [n.delivery(s.JOB_REQUESTED, encode(parent), {"Nats-Msg-Id": "p1"})]
+    batch += [n.delivery(s.JOB_CHILD, encode(c), {"Nats-Msg-Id": plan.msg_id(c)}) for c in plan.children]
+    batch.append(n.delivery(s.JOB_PROGRESS, encode(JobProgress(job_id="p1", progress=0, worker="w"))))
+    progress = {"p1-720p": 50.0, "p1-480p": 100.0, "p1-360p": 0.0, "p1-audio": 100.0}
+    batch += [
+        n.delivery(s.JOB_PROGRESS, encode(JobProgress(job_id=k, progress=v))) for k, v in progress.items()
+    ]
+    await handle_job_events(deps, batch)
+    job = await deps.catalog.get_job("p1")
+    assert job.status == "running" and sorted(job.children) == sorted(c.job_id for c in plan.children)
+    expected = (4.0 * 50 + 1.8 * 100 + 1.0 * 0 + 0.3 * 100) / (4.0 + 1.8 + 1.0 + 0.3)
+    assert job.progress == pytest.approx(expected, abs=0.05)
+    listed, _ = await deps.catalog.list_jobs(10, 0, "running")
+    assert next(j for j in listed if j.id == "p1") == job  # lists carry the same view
+    child = await deps.catalog.get_job("p1-720p")
+    assert (child.parent_id, child.rendition, child.kind) == ("p1", "720p", "rendition")
+
+    loud = Loudness(input_i=-31.2, input_tp=-12.0, input_lra=3.1, input_thresh=-41.5, target_offset=0.2)
+    done = JobCompleted(job_id="p1", output_key="in/show/p1/master.m3u8", output_bucket="out", loudness=loud)
+    await handle_job_events(deps, [n.delivery(s.JOB_COMPLETED, encode(done))])
+    job = await deps.catalog.get_job("p1")
+    assert (job.status, job.progress, job.loudness) == ("completed", 100.0, loud)
+
+
+async def test_a_child_look_alike_on_the_requests_subject_is_dead_lettered(deps):
+    from mpr_common.events import JobRequested
+
+    n = deps.nats
+    forged = JobRequested(
+        job_id="p1-720p", kind="rendition", source_key="in/a.mp4", parent_id="p1", rendition="720p"
+    )
+    await handle_job_events(deps, [n.delivery(s.JOB_REQUESTED, encode(forged), {"Nats-Msg-Id": "x"})])
+    assert await deps.catalog.get_job("p1-720p") is None
+    ((subject, payload),) = n.published
+    assert subject == s.DLQ_CATALOG and "parent_id" in decode(payload, DeadLetter).error

@@ -43,7 +43,7 @@ def test_transcode_h264(tmp_path):
 
 
 def test_trim_seeks_on_input_and_limits_duration(tmp_path):
-    p = plan(tmp_path, kind="trim", start=10, end=25)
+    p = plan(tmp_path, kind="trim", start=10, end=25, preset="copy")
     a = p.args
     assert a.index("-ss") < a.index("-i") and opt(a, "-ss") == "10.000"
     assert a.index("-t") > a.index("-i") and opt(a, "-t") == "15.000"

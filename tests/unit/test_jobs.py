@@ -18,8 +18,14 @@ def test_defaults_are_filled():
     assert j.preset == "h264-720p"
     assert j.output_key == "in/a/j1/h264-720p.mp4"
     assert normalize_job(job(kind="hls")).output_key == "in/a/j1/index.m3u8"
-    assert normalize_job(job(kind="trim", start=1)).output_key == "in/a/j1/copy.mp4"
-    assert normalize_job(job(kind="trim", source_key="b.mkv", end=2)).output_key == "b/j1/copy.mkv"
+    assert normalize_job(job(kind="trim", start=1)).output_key == "in/a/j1/accurate.mp4"
+    assert (
+        normalize_job(job(kind="trim", source_key="b.mkv", end=2, preset="copy")).output_key
+        == "b/j1/copy.mkv"
+    )
+    assert normalize_job(job(kind="package")).output_key == "in/a/j1/master.m3u8"
+    assert normalize_job(job(kind="package")).preset == "abr-h264"
+    assert normalize_job(job(kind="storyboard")).output_key == "in/a/j1/storyboard.vtt"
     assert normalize_job(job(kind="thumbnail")).output_key.endswith(".jpg")
     assert normalize_job(job(kind="audio", source_key="v.mov")).output_key == "v/j1/aac-128k.m4a"
 
@@ -103,3 +109,26 @@ def test_jobs_name_only_allowed_buckets_and_never_write_into_a_source():
     both = BucketPolicy.of(S3Settings(bucket_in="in", bucket_out="out", output_buckets=frozenset({"in"})))
     with pytest.raises(JobRequestError, match="outputs never overwrite"):
         both.check(msgspec.structs.replace(ok, output_bucket="in"))
+
+
+@pytest.mark.parametrize(
+    "kw,msg",
+    [
+        ({"kind": "package", "job_id": "p" * 54}, "at most 53 characters"),
+        ({"kind": "package", "start": 1.0}, "whole source"),
+        ({"kind": "rendition"}, "package's child"),
+        ({"kind": "transcode", "parent_id": "p"}, "belong to a package's child"),
+        ({"kind": "rendition", "parent_id": "p", "rendition": "4k"}, "rendition must be one of"),
+        ({"kind": "thumbnail", "loudnorm": True}, "loudnorm applies to"),
+        ({"kind": "transcode", "preset": "copy", "loudnorm": True}, "re-encodes the sound"),
+        ({"kind": "transcode", "storyboard": True}, "option of package jobs"),
+    ],
+)
+def test_job_graph_rules(kw, msg):
+    with pytest.raises(JobRequestError, match=msg):
+        normalize_job(job(**kw))
+
+
+def test_a_package_child_writes_in_its_package_folder():
+    child = normalize_job(job(kind="rendition", job_id="p1-720p", parent_id="p1", rendition="720p"))
+    assert child.output_key == "in/a/p1/720p.m3u8" and child.preset == "abr-h264"

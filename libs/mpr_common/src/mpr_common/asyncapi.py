@@ -48,6 +48,17 @@ CHANNELS = [
         headers={"Nats-Msg-Id": "the job_id (deduplication)", **TRACE},
     ),
     Channel(
+        "jobChild",
+        s.JOB_CHILD,
+        e.JobRequested,
+        s.JOBS_STREAM,
+        "A package's child job (kind `rendition` or `storyboard`, with `parent_id`), published by the "
+        "transcoder that planned the package; only transcoders may publish here, and only children from "
+        "here are run. A request on `mpr.jobs.requested` naming a `parent_id` is dead-lettered.",
+        mpr_sends=True,
+        headers={"Nats-Msg-Id": "<job_id>.<the plan's nonce> (deduplication)", **TRACE},
+    ),
+    Channel(
         "jobDispatched",
         s.JOB_DISPATCHED,
         e.JobRequested,

@@ -13,7 +13,9 @@ from typing import Literal, get_args
 import msgspec
 
 # The contract's enumerations: each defined here once; the tuples are derived, never restated.
-JobKind = Literal["transcode", "trim", "thumbnail", "audio", "hls"]
+# "package": an adaptive-bitrate package, run as one "rendition" child job per rung of its ladder (and a
+# "storyboard" child when asked for); children are published by the transcoder that takes the package.
+JobKind = Literal["transcode", "trim", "thumbnail", "audio", "hls", "package", "rendition", "storyboard"]
 JOB_KINDS: tuple[str, ...] = get_args(JobKind)
 JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 JOB_STATUSES: tuple[str, ...] = get_args(JobStatus)
@@ -84,6 +86,44 @@ class AssetRegistered(Event, kw_only=True):
 
 
 # --- jobs ----------------------------------------------------------------------------
+class Loudness(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """EBU R128 loudness: what loudnorm's first pass measured on the source, and the target it was
+    normalised to in the second pass."""
+
+    input_i: float  # integrated loudness, LUFS
+    input_tp: float  # true peak, dBTP
+    input_lra: float  # loudness range, LU
+    input_thresh: float  # gating threshold, LUFS
+    target_offset: float  # offset loudnorm applies after its gain, LU
+    target_i: float = -23.0
+    target_tp: float = -1.0
+    target_lra: float = 7.0
+
+
+RenditionType = Literal["video", "audio"]
+
+
+class Rendition(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One rendition of a package as its child job wrote it: a CMAF (fMP4) HLS media playlist, its init
+    segment and media segments, all in the package's folder. What the manifests are written from."""
+
+    name: str  # the ladder rung, also its files' stem: <name>.m3u8, <name>_init.mp4, <name>_00000.m4s
+    type: RenditionType
+    playlist: str  # file name of the media playlist, relative to the package's folder
+    init: str  # file name of the init segment
+    media_pattern: str  # printf pattern of the media segments' file names, e.g. "720p_%05d.m4s"
+    segments: list[float] = msgspec.field(default_factory=list)  # each segment's duration, seconds
+    start_number: int = 0
+    bandwidth: int = 0  # peak bits/s over the segments
+    average_bandwidth: int = 0
+    codecs: str = ""  # RFC 6381, e.g. "avc1.64001f", "mp4a.40.2"
+    width: int | None = None
+    height: int | None = None
+    frame_rate: float | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+
+
 class JobRequested(Event, kw_only=True):
     """Published on ``mpr.jobs.requested`` with header ``Nats-Msg-Id: <job_id>``.
 
@@ -101,6 +141,14 @@ class JobRequested(Event, kw_only=True):
     output_bucket: str | None = None
     requested_by: str = "api"
     requested_at: float = msgspec.field(default_factory=now)
+    # EBU R128 two-pass loudness normalisation (audio, transcode, package jobs)
+    loudnorm: bool = False
+    # package: also a storyboard (sprite sheets, WebVTT thumbnails track, poster) in the package folder
+    storyboard: bool = False
+    # a child of a package: its parent's id, the rung of the ladder it encodes, its share of the work
+    parent_id: str | None = None
+    rendition: str | None = None
+    weight: float = 1.0
 
 
 class JobProgress(Event, kw_only=True):
@@ -124,6 +172,8 @@ class JobCompleted(Event, kw_only=True):
     worker: str | None = None
     attempt: int = 1
     at: float = msgspec.field(default_factory=now)
+    loudness: Loudness | None = None  # measured input loudness, when the job normalised it
+    rendition: Rendition | None = None  # a package's child: what the manifests need
 
 
 class JobFailed(Event, kw_only=True):
@@ -234,6 +284,11 @@ class JobView(msgspec.Struct, kw_only=True):
     worker: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    loudnorm: bool = False
+    loudness: Loudness | None = None
+    parent_id: str | None = None  # a package's child
+    rendition: str | None = None
+    children: list[str] = msgspec.field(default_factory=list)  # a package's child jobs
 
 
 class ScanView(msgspec.Struct, kw_only=True):

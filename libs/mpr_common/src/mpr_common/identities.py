@@ -111,10 +111,13 @@ IDENTITIES: dict[str, Identity] = {
         ),
         Identity(
             "transcoder",
-            "pulls job requests; publishes progress, completion, failure and dead letters; reads the "
-            "catalog's probes; records terminal job states",
+            "pulls job requests; publishes progress, completion, failure and dead letters, and a "
+            "package's child jobs and their cancels; reads the catalog's probes; records terminal job "
+            "states and package plans",
             publish=[
                 *_pull(s.JOBS_STREAM, s.TRANSCODERS_DURABLE),
+                s.JOB_CHILD,
+                s.JOB_CANCEL,
                 s.JOB_PROGRESS,
                 s.JOB_COMPLETED,
                 s.JOB_FAILED,
@@ -122,6 +125,7 @@ IDENTITIES: dict[str, Identity] = {
                 f"{JS_API}.DIRECT.GET.{s.ASSETS_STREAM}.>",
                 *_job_state(write=True),
                 *_kv(s.OUTPUT_OWNERS_KV, write=True),
+                *_kv(s.PACKAGES_KV, write=True),
             ],
             subscribe=["_INBOX.>", s.JOB_CANCEL],
         ),

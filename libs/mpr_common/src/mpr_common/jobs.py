@@ -13,10 +13,24 @@ import msgspec
 
 from .events import JOB_KINDS, JobRequested
 from .keys import MEDIA_EXTENSIONS, InvalidKeyError, extension, is_media_key, validate_key
-from .presets import DEFAULT_PRESET, PRESETS, Preset
+from .presets import AUDIO_RENDITION, DEFAULT_PRESET, MASTER_PLAYLIST, PRESETS, STORYBOARD_VTT, Preset
 from .settings import S3Settings
 
 MAX_MEDIA_SECONDS = 24 * 3600.0
+MAX_JOB_ID = 64
+# A package's children are named <package id>-<rendition>: the package's id leaves room for the longest.
+MAX_PACKAGE_ID = (
+    MAX_JOB_ID
+    - 1
+    - max(
+        len(n) for n in [AUDIO_RENDITION, "storyboard", *(r.name for p in PRESETS.values() for r in p.ladder)]
+    )
+)
+LOUDNORM_KINDS = ("audio", "transcode", "package", "rendition")
+CHILD_KINDS = ("rendition", "storyboard")
+CHILD_ONLY = (
+    "parent_id is set only on a package's child jobs, which only the transcoders publish (mpr.jobs.child)"
+)
 _JOB_ID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 
 
@@ -31,8 +45,14 @@ def _check_time(name: str, value: float | None) -> None:
         raise JobRequestError(f"{name} must be a number of seconds between 0 and {MAX_MEDIA_SECONDS:.0f}")
 
 
-def default_output_key(source_key: str, job_id: str, preset: Preset) -> str:
+def default_output_key(source_key: str, job_id: str, preset: Preset, job: JobRequested | None = None) -> str:
     stem = posixpath.splitext(source_key)[0]
+    if job is not None and job.kind == "rendition" and job.parent_id and job.rendition:
+        return f"{stem}/{job.parent_id}/{job.rendition}.m3u8"
+    if preset.ladder:
+        return f"{stem}/{job_id}/{MASTER_PLAYLIST}"
+    if preset.extension == ".vtt":
+        return f"{stem}/{job_id}/{STORYBOARD_VTT}"
     if preset.container == "hls":
         return f"{stem}/{job_id}/index.m3u8"
     ext = preset.extension or extension(source_key)
@@ -53,10 +73,11 @@ def normalize_job(job: JobRequested) -> JobRequested:
 
     Raises :class:`JobRequestError` with a message fit for a client.
     """
-    if not job.job_id or len(job.job_id) > 64 or not set(job.job_id) <= _JOB_ID_OK:
-        raise JobRequestError("job_id must be 1-64 characters of letters, digits, '-' or '_'")
+    if not job.job_id or len(job.job_id) > MAX_JOB_ID or not set(job.job_id) <= _JOB_ID_OK:
+        raise JobRequestError(f"job_id must be 1-{MAX_JOB_ID} characters of letters, digits, '-' or '_'")
     if job.kind not in JOB_KINDS:
         raise JobRequestError(f"kind must be one of {', '.join(JOB_KINDS)}")
+    _check_graph(job)
     try:
         validate_key(job.source_key)
     except InvalidKeyError as exc:
@@ -79,7 +100,13 @@ def normalize_job(job: JobRequested) -> JobRequested:
         raise JobRequestError("a trim job needs start and/or end")
     if job.kind == "thumbnail" and job.end is not None:
         raise JobRequestError("a thumbnail job takes start (the frame time), not end")
-    output_key = job.output_key or default_output_key(job.source_key, job.job_id, preset)
+    if job.loudnorm and preset.audio_codec in (None, "copy"):
+        raise JobRequestError(f"loudnorm re-encodes the sound: preset {preset.name!r} does not")
+    if job.kind == "rendition":
+        names = [r.name for r in preset.ladder] + [AUDIO_RENDITION]
+        if job.rendition not in names:
+            raise JobRequestError(f"rendition must be one of {', '.join(names)} for preset {preset.name!r}")
+    output_key = job.output_key or default_output_key(job.source_key, job.job_id, preset, job)
     try:
         validate_key(output_key)
     except InvalidKeyError as exc:
@@ -94,6 +121,28 @@ def normalize_job(job: JobRequested) -> JobRequested:
         if bucket is not None and not _valid_bucket(bucket):
             raise JobRequestError("bucket names must be 3-63 characters of a-z, 0-9, '.' and '-'")
     return msgspec.structs.replace(job, preset=preset_name, output_key=output_key)
+
+
+def _check_graph(job: JobRequested) -> None:
+    """Rules of packages, their children and the options only some kinds take."""
+    if job.kind == "package":
+        if len(job.job_id) > MAX_PACKAGE_ID:
+            raise JobRequestError(
+                f"a package's job_id has at most {MAX_PACKAGE_ID} characters (its children add a suffix)"
+            )
+        if job.start is not None or job.end is not None:
+            raise JobRequestError("a package takes the whole source: no start or end")
+    if job.kind in CHILD_KINDS and job.parent_id is not None:
+        if job.kind == "rendition" and not job.rendition:
+            raise JobRequestError("a rendition job names its rendition")
+    elif job.kind == "rendition":
+        raise JobRequestError("a rendition job is a package's child: submit a package job")
+    elif job.parent_id is not None or job.rendition is not None:
+        raise JobRequestError("parent_id and rendition belong to a package's child jobs")
+    if job.loudnorm and job.kind not in LOUDNORM_KINDS:
+        raise JobRequestError(f"loudnorm applies to {', '.join(LOUDNORM_KINDS[:3])} jobs")
+    if job.storyboard and job.kind != "package":
+        raise JobRequestError("storyboard is an option of package jobs (or submit a storyboard job)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,20 @@ from .events import JobKind
 from .keys import MEDIA_EXTENSIONS
 
 
+class Rung(msgspec.Struct, frozen=True, kw_only=True):
+    """One video rendition of an adaptive ladder: capped-CRF encoding (quality-driven, bounded by a VBV
+    maximum rate so that a player's bandwidth estimate holds)."""
+
+    name: str  # the rendition's name and file stem: <name>.m3u8, <name>_init.mp4, <name>_00000.m4s
+    height: int  # scaled to this height keeping aspect; rungs above the source's height are left out
+    video_codec: str = "libx264"  # or "libx265" (tagged hvc1, as Apple's players need)
+    crf: int = 23
+    max_rate: str  # e.g. "5000k"
+    buf_size: str  # VBV buffer, e.g. "10000k"
+    encoder_preset: str = "veryfast"
+    weight: float = 1.0  # its share of the package's work, for the parent's progress
+
+
 class Preset(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     kinds: tuple[JobKind, ...]
@@ -25,6 +39,44 @@ class Preset(msgspec.Struct, frozen=True, kw_only=True):
     channels: int | None = None
     container: str | None = None  # ffmpeg muxer name
     hls_segment_seconds: int | None = None
+    # package ladders: the video rungs, one AAC rendition (audio_bitrate), CMAF segments of
+    # segment_seconds with a key frame every gop_seconds in every rung (renditions stay aligned)
+    ladder: tuple[Rung, ...] = ()
+    gop_seconds: float | None = None
+    # storyboards: one tile every interval seconds (None: chosen from the duration), columns x rows a sheet
+    tile_interval: float | None = None
+    tile_columns: int = 10
+    tile_rows: int = 10
+
+
+_H264_LADDER = (
+    Rung(name="1080p", height=1080, crf=23, max_rate="5000k", buf_size="10000k", weight=9.0),
+    Rung(name="720p", height=720, crf=23, max_rate="3000k", buf_size="6000k", weight=4.0),
+    Rung(name="480p", height=480, crf=24, max_rate="1400k", buf_size="2800k", weight=1.8),
+    Rung(name="360p", height=360, crf=25, max_rate="800k", buf_size="1600k", weight=1.0),
+)
+_HEVC_RUNGS = (
+    Rung(
+        name="hevc-1080p",
+        height=1080,
+        video_codec="libx265",
+        crf=26,
+        max_rate="3500k",
+        buf_size="7000k",
+        encoder_preset="ultrafast",
+        weight=12.0,
+    ),
+    Rung(
+        name="hevc-720p",
+        height=720,
+        video_codec="libx265",
+        crf=26,
+        max_rate="2000k",
+        buf_size="4000k",
+        encoder_preset="ultrafast",
+        weight=5.5,
+    ),
+)
 
 
 PRESETS: dict[str, Preset] = {
@@ -79,11 +131,23 @@ PRESETS: dict[str, Preset] = {
             audio_bitrate="96k",
         ),
         Preset(
+            name="accurate",
+            kinds=("trim",),
+            extension="",
+            container=None,
+            description=(
+                "Frame-accurate cut, source codec kept: whole GOPs inside the range are copied, the partial "
+                "GOPs at both edges re-encoded to match (a full re-encode when the codec cannot be matched)"
+            ),
+            video_codec="smart",
+            audio_codec="copy",
+        ),
+        Preset(
             name="copy",
             kinds=("trim", "transcode"),
             extension="",
             container=None,
-            description="Stream copy (no re-encode): cuts land on key frames; output keeps the source container",
+            description="Stream copy (no re-encode): fast, but cuts land on key frames; output keeps the source container",
             video_codec="copy",
             audio_codec="copy",
         ),
@@ -153,6 +217,50 @@ PRESETS: dict[str, Preset] = {
             width=640,
         ),
         Preset(
+            name="storyboard-160",
+            kinds=("storyboard",),
+            extension=".vtt",
+            container="image2",
+            description=(
+                "Seek previews: JPEG sprite sheets of 10x10 tiles 160 px wide, a WebVTT thumbnails track "
+                "pointing into them (#xywh), and a poster frame (poster.jpg)"
+            ),
+            video_codec="mjpeg",
+            width=160,
+        ),
+        Preset(
+            name="abr-h264",
+            kinds=("package", "rendition"),
+            extension=".m3u8",
+            container="cmaf",
+            description=(
+                "Adaptive package: H.264 1080p/720p/480p/360p (capped CRF) + AAC 128k, key frames every 2 s "
+                "in every rendition, 4 s CMAF segments, an HLS master playlist and a DASH MPD"
+            ),
+            video_codec="libx264",
+            audio_codec="aac",
+            audio_bitrate="128k",
+            hls_segment_seconds=4,
+            gop_seconds=2.0,
+            ladder=_H264_LADDER,
+        ),
+        Preset(
+            name="abr-h264-hevc",
+            kinds=("package", "rendition"),
+            extension=".m3u8",
+            container="cmaf",
+            description=(
+                "abr-h264 plus HEVC 1080p/720p renditions (hvc1) for players that decode HEVC, at about "
+                "two thirds of the H.264 bit rates"
+            ),
+            video_codec="libx264",
+            audio_codec="aac",
+            audio_bitrate="128k",
+            hls_segment_seconds=4,
+            gop_seconds=2.0,
+            ladder=_H264_LADDER + _HEVC_RUNGS,
+        ),
+        Preset(
             name="hls-720p",
             kinds=("hls",),
             extension=".m3u8",
@@ -183,14 +291,32 @@ PRESETS: dict[str, Preset] = {
 
 DEFAULT_PRESET: dict[JobKind, str] = {
     "transcode": "h264-720p",
-    "trim": "copy",
+    "trim": "accurate",
     "thumbnail": "jpeg-320",
     "audio": "aac-128k",
     "hls": "hls-720p",
+    "package": "abr-h264",
+    "rendition": "abr-h264",
+    "storyboard": "storyboard-160",
 }
+
+# The rendition that carries a package's sound (one AAC track shared by every video rung).
+AUDIO_RENDITION = "audio"
+# The files a package's folder holds besides its renditions, written last (the package is whole then).
+MASTER_PLAYLIST = "master.m3u8"
+DASH_MANIFEST = "manifest.mpd"
+STORYBOARD_VTT = "storyboard.vtt"
+POSTER = "poster.jpg"
+
+# EBU R128 targets of loudness normalisation (loudnorm's two passes).
+LOUDNORM_TARGET_I = -23.0  # LUFS
+LOUDNORM_TARGET_TP = -1.0  # dBTP
+LOUDNORM_TARGET_LRA = 7.0  # LU
 
 
 # What a job can write: every preset's extension, media kept as is, and HLS segments.
 OUTPUT_EXTENSIONS: frozenset[str] = frozenset(
-    {p.extension for p in PRESETS.values() if p.extension} | MEDIA_EXTENSIONS | {".ts", ".m4s", ".vtt"}
+    {p.extension for p in PRESETS.values() if p.extension}
+    | MEDIA_EXTENSIONS
+    | {".ts", ".m4s", ".vtt", ".mpd", ".jpg"}
 )

@@ -272,6 +272,8 @@ _EXTRA_TYPES = {
     ".m3u8": "application/vnd.apple.mpegurl",
     ".ts": "video/mp2t",
     ".m4s": "video/iso.segment",
+    ".mpd": "application/dash+xml",
+    ".vtt": "text/vtt",
     ".mkv": "video/x-matroska",
     ".flac": "audio/flac",
     ".m4a": "audio/mp4",

@@ -86,10 +86,12 @@ def consumer_configs(queue: JobQueueSettings) -> list[tuple[str, ConsumerConfig]
     """(stream, durable pull consumer) pairs. Every consumer starts at the stream's beginning and
     acknowledges each message explicitly."""
 
-    def pull(durable: str, subject: str, **kw: Any) -> ConsumerConfig:
+    def pull(durable: str, subject: str | list[str], **kw: Any) -> ConsumerConfig:
+        many = not isinstance(subject, str)
         return ConsumerConfig(
             durable_name=durable,
-            filter_subject=subject,
+            filter_subject=None if many else subject,  # type: ignore[arg-type]
+            filter_subjects=list(subject) if many else None,
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
             **{"ack_wait": CATALOG_ACK_WAIT, "max_deliver": CATALOG_MAX_DELIVER, **kw},
@@ -100,7 +102,7 @@ def consumer_configs(queue: JobQueueSettings) -> list[tuple[str, ConsumerConfig]
             s.JOBS_STREAM,
             pull(
                 s.TRANSCODERS_DURABLE,
-                s.JOB_REQUESTED,
+                [s.JOB_REQUESTED, s.JOB_CHILD],
                 ack_wait=queue.ack_wait,
                 max_deliver=queue.max_deliver,
                 max_ack_pending=10_000,
@@ -155,23 +157,28 @@ async def first_unfinished_job(js: JetStreamContext, up_to: int) -> int | None:
     from .jobstate import JobState
 
     state = JobState(await js.key_value(s.JOB_STATE_KV))
-    seq = 0
-    while True:
-        try:
-            msg = await js.get_msg(s.JOBS_STREAM, seq + 1, subject=s.JOB_REQUESTED, next=True)
-        except NotFoundError:
-            return None
-        seq = msg.seq or seq + 1
-        if seq > up_to:
-            return None
-        try:
-            job = job_identity(
-                decode(msg.data or b"", JobRequested), (msg.headers or {}).get("Nats-Msg-Id"), seq
-            )
-        except Exception:  # undecodable: the transcoder dead-letters it; it has not ended
-            return seq
-        if await state.get(job.job_id) is None:
-            return seq
+
+    async def first(subject: str) -> int | None:
+        seq = 0
+        while True:
+            try:
+                msg = await js.get_msg(s.JOBS_STREAM, seq + 1, subject=subject, next=True)
+            except NotFoundError:
+                return None
+            seq = msg.seq or seq + 1
+            if seq > up_to:
+                return None
+            try:
+                job = job_identity(
+                    decode(msg.data or b"", JobRequested), (msg.headers or {}).get("Nats-Msg-Id"), seq
+                )
+            except Exception:  # undecodable: the transcoder dead-letters it; it has not ended
+                return seq
+            if await state.get(job.job_id) is None:
+                return seq
+
+    found = [seq for seq in [await first(s.JOB_REQUESTED), await first(s.JOB_CHILD)] if seq is not None]
+    return min(found) if found else None
 
 
 async def ensure_consumers(js: JetStreamContext, queue: JobQueueSettings) -> None:
@@ -207,6 +214,7 @@ async def setup_jetstream(js: JetStreamContext, nats: NatsSettings, queue: JobQu
     await ensure_streams(js, nats.stream_replicas, queue.max_bytes)
     await ensure_job_state_kv(js, nats.stream_replicas)
     await ensure_kv(js, s.OUTPUT_OWNERS_KV, nats.stream_replicas, ttl=None)  # owners are forever
+    await ensure_kv(js, s.PACKAGES_KV, nats.stream_replicas)  # as long as the job states they refer to
     await ensure_consumers(js, queue)
 
 

@@ -31,6 +31,9 @@ def asset_subject(bucket: str, key: str) -> str:
 # --- JetStream: jobs (api / other services -> transcoders; transcoders -> catalog) -----
 JOBS_STREAM = "MPR_JOBS"
 JOB_REQUESTED = "mpr.jobs.requested"
+# A package's child jobs, published by the transcoder that planned the package: only transcoders may
+# publish here, and a child job is run only when it comes from here.
+JOB_CHILD = "mpr.jobs.child"
 # A job run by an executor outside the transcoders' pool (Lambda via Step Functions): the catalog
 # records it like a request; the transcoders' consumer does not see it.
 JOB_DISPATCHED = "mpr.jobs.dispatched"
@@ -74,3 +77,4 @@ SCANNER_MINIO_DURABLE = "scanner-minio"  # push, queue group of the same name
 # --- Key/value buckets -----------------------------------------------------------------
 JOB_STATE_KV = "mpr-job-state"  # job_id -> a terminal state; encoding in mpr_common.jobstate
 OUTPUT_OWNERS_KV = "mpr-output-owners"  # hash of bucket + output key -> the job that owns it
+PACKAGES_KV = "mpr-packages"  # package job id -> its plan of child jobs (mpr_common.packages)

@@ -22,7 +22,7 @@ from mpr_common.bus import connect
 from mpr_common.errors import MprError
 from mpr_common.jobstate import JobState
 from mpr_common.outputs import OutputOwners
-from mpr_common.storage import make_public_client
+from mpr_common.storage import get_s3_client, make_public_client
 
 from .auth import token_auth
 from .bodies import TOO_LARGE, ApiRequest
@@ -33,10 +33,11 @@ from .graphql_http import graphql_controller
 from .graphql_schema import schema
 from .http_metrics import http_metrics
 from .limits import MAX_BODY_BYTES
+from .media_links import MediaLinks, remember_base_url
 from .routes.assets import AssetController, ScanController
 from .routes.health import live, ready
 from .routes.jobs import JobController
-from .routes.media import media_in, media_out
+from .routes.media import media_in, media_out, media_signed
 from .routes.presets import list_presets
 from .settings import ApiSettings
 from .trace_middleware import trace_middleware
@@ -82,17 +83,22 @@ def _internal_error(request: Request, exc: Exception) -> Response:
 
 
 def services(
-    settings: ApiSettings, nc: Any, kv: Any, public_s3: Any, owners_kv: Any = None
+    settings: ApiSettings, nc: Any, kv: Any, public_s3: Any, owners_kv: Any = None, s3: Any = None
 ) -> dict[str, Any]:
-    """What the handlers are given (``app.state``): the NATS connection and the domain services."""
+    """What the handlers are given (``app.state``): the NATS connection and the domain services.
+    ``public_s3`` presigns links for clients, ``s3`` reads what signed media links name."""
     secret = settings.callback_secret or secrets.token_hex(32)
     if not settings.callback_secret:
         log.warning("API_CALLBACK_SECRET is unset: callback tokens are valid on this API replica only")
     callbacks = CallbackTokens(secret.encode(), settings.callback_ttl)
+    media_secret = settings.media_secret or secrets.token_hex(32)
+    if not settings.media_secret:
+        log.warning("API_MEDIA_SECRET is unset: signed media links are valid on this API replica only")
+    links = MediaLinks(media_secret.encode(), settings.media_ttl, settings.public_url)
     return {
         "nc": nc,
-        "jobs": JobService(settings, nc, JobState(kv), public_s3, callbacks, OutputOwners(owners_kv)),
-        "assets": AssetService(settings, nc, public_s3),
+        "jobs": JobService(settings, nc, JobState(kv), public_s3, callbacks, OutputOwners(owners_kv), links),
+        "assets": AssetService(settings, nc, public_s3, s3, links),
     }
 
 
@@ -111,7 +117,9 @@ def create_app(settings: ApiSettings, state: dict[str, Any] | None = None) -> Li
             await js.key_value(s.JOB_STATE_KV),
             await js.key_value(s.OUTPUT_OWNERS_KV),
         )  # by mpr-setup
-        app.state.update(services(settings, nc, kv, make_public_client(settings.s3), owners))
+        app.state.update(
+            services(settings, nc, kv, make_public_client(settings.s3), owners, get_s3_client(settings.s3))
+        )
         log.info("api ready on %s:%d", settings.host, settings.port)
         try:
             yield
@@ -134,12 +142,18 @@ def create_app(settings: ApiSettings, state: dict[str, Any] | None = None) -> Li
             list_presets,
             media_in,
             media_out,
+            media_signed,
             live,
             ready,
             GraphQL,
             PrometheusController,
         ],
-        middleware=[token_auth(settings.tokens, settings.public_media), trace_middleware, http_metrics],
+        middleware=[
+            token_auth(settings.tokens, settings.public_media),
+            remember_base_url,  # absolute media links name the address the client used
+            trace_middleware,
+            http_metrics,
+        ],
         logging_config=None,
         dependencies={
             "jobs": Provide(provide_jobs, sync_to_thread=False),

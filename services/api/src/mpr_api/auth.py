@@ -11,7 +11,10 @@ import re
 from litestar.serialization import encode_json
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-OPEN_PREFIXES = ("/health", "/schema", "/metrics")
+from .media_links import SIGNED_PREFIX
+
+# Signed media links carry their own credential (players and ffprobe cannot send a bearer token).
+OPEN_PREFIXES = ("/health", "/schema", "/metrics", SIGNED_PREFIX)
 MEDIA_PREFIX = "/media/"
 CALLBACK = re.compile(r"^/api/jobs/[A-Za-z0-9_-]+/callback$")  # its own per-job token, checked by the route
 

@@ -128,6 +128,18 @@ class Asset:
         )
 
 
+@strawberry.type(description="EBU R128 loudness measured on the source, and the target it was normalised to")
+class Loudness:
+    input_i: float
+    input_tp: float
+    input_lra: float
+    input_thresh: float
+    target_offset: float
+    target_i: float
+    target_tp: float
+    target_lra: float
+
+
 @strawberry.type
 class Job:
     id: str
@@ -140,10 +152,24 @@ class Job:
     preset: str | None
     error: str | None
     attempts: int
+    failure_reason: str | None = None
+    output_keys: list[str] = strawberry.field(default_factory=list)
+    loudnorm: bool = False
+    loudness: Loudness | None = None
+    parent_id: str | None = None
+    rendition: str | None = None
+    children: list[str] = strawberry.field(default_factory=list)
 
     @classmethod
     def of(cls, j: JobView, url: str | None) -> Job:
         return cls(
+            failure_reason=j.failure_reason,
+            output_keys=j.output_keys,
+            loudnorm=j.loudnorm,
+            loudness=Loudness(**msgspec.structs.asdict(j.loudness)) if j.loudness else None,
+            parent_id=j.parent_id,
+            rendition=j.rendition,
+            children=j.children,
             id=j.id,
             kind=j.kind,
             status=j.status,
@@ -169,6 +195,8 @@ class JobInput:
     start: float | None = None
     end: float | None = None
     job_id: str | None = None
+    loudnorm: bool = False
+    storyboard: bool = False
 
 
 @strawberry.type
@@ -219,6 +247,8 @@ class Mutation:
             "start": job.start,
             "end": job.end,
             "job_id": job.job_id,
+            "loudnorm": job.loudnorm,
+            "storyboard": job.storyboard,
         }
         body = _checked(fields, JobCreate, "job")  # the same bounds as POST /api/jobs
         out, _ = await _call(_jobs(info).submit(body, requested_by="graphql"))

@@ -56,6 +56,10 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     start: Annotated[float, msgspec.Meta(ge=0)] | None = None
     end: Annotated[float, msgspec.Meta(gt=0)] | None = None
     job_id: JobId | None = None
+    # EBU R128 two-pass loudness normalisation (audio, transcode and package jobs)
+    loudnorm: bool = False
+    # package jobs: also a storyboard (sprite sheets, WebVTT thumbnails, poster) in the package's folder
+    storyboard: bool = False
     # "lambda": run by the Lambda handler (Step Functions), not by the transcoders; the answer carries
     # the job's callback token.
     executor: Literal["workers", "lambda"] = "workers"

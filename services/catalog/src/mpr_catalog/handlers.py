@@ -37,7 +37,7 @@ from mpr_common.events import (
     ScanStatus,
 )
 from mpr_common.faststream_support import answers, pull_subscriber, settle
-from mpr_common.jobs import TERMINAL, JobRequestError, job_identity, normalize_job
+from mpr_common.jobs import CHILD_ONLY, TERMINAL, JobRequestError, job_identity, normalize_job
 from mpr_common.jobstate import JobState
 from mpr_common.keys import InvalidKeyError, validate_key
 
@@ -50,6 +50,7 @@ log = logging.getLogger("mpr.catalog")
 
 _JOB_TYPES: dict[str, type] = {
     s.JOB_REQUESTED: JobRequested,
+    s.JOB_CHILD: JobRequested,
     s.JOB_DISPATCHED: JobRequested,
     s.JOB_PROGRESS: JobProgress,
     s.JOB_COMPLETED: JobCompleted,
@@ -124,6 +125,8 @@ def _stream_seq(raw: Msg) -> int:
 def decode_job_event(raw: Msg) -> JobEvent:
     ev: JobEvent = decode(raw.data, _JOB_TYPES[raw.subject])
     if isinstance(ev, JobRequested):
+        if (ev.parent_id is not None) != (raw.subject == s.JOB_CHILD):
+            raise ValidationError(CHILD_ONLY)
         ev = job_identity(ev, (raw.headers or {}).get(MSG_ID), _stream_seq(raw))
         # Record what the transcoder will run (default preset, output key); an invalid request is
         # kept as sent and ends failed with the transcoder's reason.
@@ -227,7 +230,7 @@ def register(broker: NatsBroker, deps: Callable[[], CatalogDeps]) -> None:
                 "(crashed or killed) before finishing each time"
             )
             letter = DeadLetter(
-                subject=s.JOB_REQUESTED,
+                subject=original.subject or s.JOB_REQUESTED,
                 stream_seq=adv.stream_seq,
                 deliveries=adv.deliveries,
                 error=error,
@@ -239,6 +242,17 @@ def register(broker: NatsBroker, deps: Callable[[], CatalogDeps]) -> None:
                 await d.job_state.failed(req.job_id)
             failed = JobFailed(job_id=req.job_id, error=error, reason="internal", attempt=adv.deliveries)
             await publish_event(d.js, s.JOB_FAILED, failed, msg_id=f"failed-{req.job_id}")
+            if req.parent_id is not None and original.subject == s.JOB_CHILD and d.job_state is not None:
+                # Its package can never complete: it fails too (children still running finish unused).
+                if await d.job_state.get(req.parent_id) is None:
+                    await d.job_state.failed(req.parent_id)
+                    parent = JobFailed(
+                        job_id=req.parent_id,
+                        error=f"{req.rendition or req.kind} ({req.job_id}) failed: {error}",
+                        reason="internal",
+                        attempt=adv.deliveries,
+                    )
+                    await publish_event(d.js, s.JOB_FAILED, parent, msg_id=f"failed-{req.parent_id}")
 
         await settle(msg, work, dead_letter_one)
 

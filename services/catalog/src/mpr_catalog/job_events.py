@@ -36,6 +36,10 @@ def _requested(job: JobRow, ev: JobRequested, new: bool) -> None:
         start=ev.start,
         end=ev.end,
         requested_by=ev.requested_by,
+        loudnorm=ev.loudnorm,
+        parent_id=ev.parent_id,
+        rendition=ev.rendition,
+        weight=ev.weight,
         created_at=ev.requested_at if new else min(job["created_at"], ev.requested_at),
     )
 
@@ -63,6 +67,7 @@ def _completed(job: JobRow, ev: JobCompleted, new: bool) -> None:
         output_key=ev.output_key,
         output_keys_json=encode(ev.output_keys or [ev.output_key]).decode(),
         output_size=ev.output_size,
+        loudness_json=encode(ev.loudness).decode() if ev.loudness is not None else None,
         worker=ev.worker or job["worker"],
         attempts=max(job["attempts"], ev.attempt),
         error=None,

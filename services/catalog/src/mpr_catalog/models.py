@@ -58,6 +58,12 @@ class Job(SQLModel, table=True):
     attempts: int = 0
     worker: str | None = Field(default=None, max_length=128)
     requested_by: str | None = Field(default=None, max_length=64)
+    loudnorm: bool = False
+    loudness_json: str | None = Field(default=None, sa_column=Column(Text))
+    # A package's child: its package, the rung it encodes and its share of the package's work.
+    parent_id: str | None = Field(default=None, max_length=64, index=True)
+    rendition: str | None = Field(default=None, max_length=32)
+    weight: float = 1.0
     created_at: float = Field(default_factory=time.time, index=True)
     updated_at: float = Field(default_factory=time.time)
     started_at: float | None = None

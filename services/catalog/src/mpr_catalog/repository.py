@@ -11,7 +11,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.engine import Row
 
 from mpr_common.codec import decode, encode
-from mpr_common.events import JOB_STATUSES, AssetView, JobView, MediaInfo, RefusedObject, ScanView
+from mpr_common.events import JOB_STATUSES, AssetView, JobView, Loudness, MediaInfo, RefusedObject, ScanView
+from mpr_common.jobs import TERMINAL
 
 from .db import Database
 from .ingest import ASSETS, JOBS, SCANS, NewAsset
@@ -77,7 +78,7 @@ class Catalog:
     async def get_job(self, job_id: str) -> JobView | None:
         async with self.db.engine.connect() as conn:
             row = (await conn.execute(select(JOBS).where(JOBS.c.id == job_id))).first()
-        return job_view(row) if row else None
+            return (await _with_children(conn, [job_view(row)]))[0] if row else None
 
     async def list_jobs(
         self, limit: int, offset: int, status: str | None = None
@@ -88,7 +89,7 @@ class Catalog:
         async with self.db.engine.connect() as conn:
             total = (await conn.execute(select(func.count()).select_from(q.subquery()))).scalar_one()
             rows = await conn.execute(q.order_by(JOBS.c.created_at.desc()).offset(offset).limit(limit))
-            return [job_view(r) for r in rows], total
+            return await _with_children(conn, [job_view(r) for r in rows]), total
 
     async def count_jobs_by_status(self) -> dict[str, int]:
         counts = dict.fromkeys(JOB_STATUSES, 0)
@@ -114,7 +115,31 @@ def asset_view(a: Any) -> AssetView:
 def job_view(j: Any) -> JobView:
     row = j._mapping
     output_keys = decode(j.output_keys_json, list[str]) if j.output_keys_json else []
-    return msgspec.convert({**row, "progress": round(j.progress, 1), "output_keys": output_keys}, JobView)
+    loudness = decode(j.loudness_json, Loudness) if j.loudness_json else None
+    return msgspec.convert(
+        {**row, "progress": round(j.progress, 1), "output_keys": output_keys, "loudness": loudness}, JobView
+    )
+
+
+async def _with_children(conn: Any, views: list[JobView]) -> list[JobView]:
+    """Packages get their children's ids and, while they run, the children's progress weighted by each
+    one's share of the work (read when asked: no write per child progress)."""
+    packages = {v.id: v for v in views if v.kind == "package"}
+    if not packages:
+        return views
+    q = select(JOBS.c.id, JOBS.c.parent_id, JOBS.c.progress, JOBS.c.weight).where(
+        JOBS.c.parent_id.in_(list(packages))
+    )
+    children: dict[str, list[Any]] = {}
+    for r in await conn.execute(q.order_by(JOBS.c.id)):
+        children.setdefault(r.parent_id, []).append(r)
+    for pid, rows in children.items():
+        v = packages[pid]
+        v.children = [r.id for r in rows]
+        total = sum(r.weight for r in rows)
+        if v.status not in TERMINAL and total > 0:
+            v.progress = round(sum(r.weight * r.progress for r in rows) / total, 1)
+    return views
 
 
 def scan_view(s: Any) -> ScanView:

@@ -39,11 +39,37 @@ def _scale_height(h: int) -> str:
     return f"scale=-2:'trunc(min({h},ih)/2)*2'"
 
 
+def leader_skip(duration: float | None) -> float:
+    """Where a picture that stands for the whole source is taken: past black leaders, 10% in, at most 10 s."""
+    return min(10.0, max(0.0, duration or 0.0) * 0.1)
+
+
 def thumbnail_time(job: JobRequested, info: MediaInfo) -> float:
-    if job.start is not None:
-        return job.start
-    # Skip black leaders: 10% in, at most 10 s.
-    return min(10.0, (info.duration or 0.0) * 0.1)
+    return job.start if job.start is not None else leader_skip(info.duration)
+
+
+GLOBAL_ARGS = [
+    "ffmpeg",
+    "-nostdin",
+    "-hide_banner",
+    "-nostats",
+    "-loglevel",
+    "error",
+    "-y",
+    "-progress",
+    "pipe:1",
+]
+
+
+def input_args(
+    input_url: str, start: float | None = None, *, protocols: str = NETWORK_PROTOCOLS
+) -> list[str]:
+    """The source as FFmpeg's input: whitelisted protocols and demuxers, a read timeout, and input
+    seeking (FFmpeg jumps with HTTP range requests instead of reading the head)."""
+    args = ["-protocol_whitelist", protocols, "-format_whitelist", INPUT_FORMATS, "-rw_timeout", "30000000"]
+    if start:
+        args += ["-ss", _fmt(start)]
+    return args + ["-i", input_url]
 
 
 def _codec(codec: str | None, preset: str) -> str:
@@ -61,39 +87,18 @@ def build_plan(
     max_output_bytes: int,
     *,
     max_source_duration: float | None = None,
+    audio_filter: str | None = None,
 ) -> Plan:
     """``job`` must be normalised (see ``mpr_common.jobs.normalize_job``).
 
     The output is bounded: ``-fs max_output_bytes``, and ``-t`` at most the source's probed duration after
     the start plus :func:`output_slack` (``max_source_duration`` when the probe found none), so that
-    timestamps that jump far ahead never make FFmpeg write hours of duplicated frames."""
+    timestamps that jump far ahead never make FFmpeg write hours of duplicated frames. ``audio_filter``
+    (e.g. the second pass of loudness normalisation) applies when the sound is re-encoded."""
     has_video = info.video_codec is not None
     has_audio = info.audio_codec is not None
-    args = [
-        "ffmpeg",
-        "-nostdin",
-        "-hide_banner",
-        "-nostats",
-        "-loglevel",
-        "error",
-        "-y",
-        "-progress",
-        "pipe:1",
-    ]
-    # --- input (options before -i apply to it) ---
     start = job.start if job.kind != "thumbnail" else thumbnail_time(job, info)
-    in_args = [
-        "-protocol_whitelist",
-        NETWORK_PROTOCOLS,
-        "-format_whitelist",
-        INPUT_FORMATS,
-        "-rw_timeout",
-        "30000000",
-    ]
-    if start:
-        # Input seeking: FFmpeg jumps with HTTP range requests instead of reading the head.
-        in_args += ["-ss", _fmt(start)]
-    args += in_args + ["-i", input_url]
+    args = GLOBAL_ARGS + input_args(input_url, start)
 
     duration = info.duration
     expected: float | None
@@ -182,6 +187,8 @@ def build_plan(
         if has_audio:
             args += ["-map", "0:a:0", "-c:a", _codec(preset.audio_codec, preset.name)]
     if preset.audio_codec not in (None, "copy") and (has_audio or job.kind == "audio"):
+        if audio_filter:
+            args += ["-af", audio_filter]
         if preset.audio_bitrate:
             args += ["-b:a", preset.audio_bitrate]
         if preset.audio_rate:

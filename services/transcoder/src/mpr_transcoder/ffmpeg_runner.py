@@ -11,10 +11,14 @@ import collections
 import contextlib
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from mpr_common.mediainfo import child_setup, redact
+
+# What a job's steps are given to run FFmpeg: one argv in, its stderr lines out (under the job's limits,
+# cancel signal and progress; see pipeline.StepRunner).
+Runner = Callable[[list[str]], Awaitable[list[str]]]
 
 
 @dataclass(slots=True)
@@ -137,8 +141,10 @@ async def run_ffmpeg(
     stall_timeout: float | None = None,
     max_memory: int | None = None,
     names: Mapping[str, str] | None = None,
-) -> None:
-    """Run ``args``; raise :class:`FfmpegError` (with the stderr tail) on failure.
+    keep_lines: int = 400,
+) -> list[str]:
+    """Run ``args``; return what it printed on stderr (redacted, the last ``keep_lines`` lines: e.g. a
+    filter's report such as loudnorm's JSON); raise :class:`FfmpegError` (with the stderr tail) on failure.
 
     ``stall_timeout``: stop FFmpeg when its progress (time written, frames, bytes) has not moved for that
     long (e.g. a source whose next frame is hours ahead: FFmpeg writes duplicates without a report).
@@ -153,6 +159,7 @@ async def run_ffmpeg(
         preexec_fn=child_setup(max_memory),
     )
     tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+    lines: collections.deque[str] = collections.deque(maxlen=keep_lines)
     progress = _Progress()
 
     async def read_progress() -> None:
@@ -172,7 +179,9 @@ async def run_ffmpeg(
         async for raw in proc.stderr:
             line = raw.decode("utf-8", "replace").rstrip()
             if line:
-                tail.append(redact(line, names))
+                shown = redact(line, names)
+                tail.append(shown)
+                lines.append(shown)
 
     readers = asyncio.gather(read_progress(), read_stderr())
     waiter = asyncio.ensure_future(proc.wait())
@@ -217,6 +226,7 @@ async def run_ffmpeg(
     if rc != 0:
         last = tail[-1] if tail else ""
         raise FfmpegError(f"ffmpeg exited with {rc}: {last}"[:1000], rc, text)
+    return list(lines)
 
 
 async def _stop(proc: asyncio.subprocess.Process) -> None:

@@ -24,14 +24,16 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mpr_common.events import FailureReason, JobRequested, MediaInfo
+from mpr_common.events import FailureReason, JobRequested, Loudness, MediaInfo, Rendition
 from mpr_common.jobs import JobRequestError, normalize_job
+from mpr_common.keys import extension
 from mpr_common.mediainfo import ProbeError, looks_like_network_error, probe, redact
-from mpr_common.presets import PRESETS
+from mpr_common.presets import AUDIO_RENDITION, PRESETS, STORYBOARD_VTT, Preset
 from mpr_common.settings import S3Settings
 from mpr_common.storage import get_presigned_url, head_object
 
-from .ffmpeg_command import build_plan
+from .cmaf import describe_rendition, rendition_args
+from .ffmpeg_command import Plan, build_plan, input_args
 from .ffmpeg_runner import (
     FfmpegCancelled,
     FfmpegError,
@@ -40,9 +42,13 @@ from .ffmpeg_runner import (
     FfmpegStalled,
     FfmpegTimeout,
     ProgressReport,
+    Runner,
     run_ffmpeg,
 )
+from .loudness import OUTPUT_RATE, LoudnessError, SilentAudio, loudnorm_filter, measure_loudness
 from .settings import TranscoderSettings
+from .smart_cut import smart_trim
+from .storyboard import make_storyboard
 from .uploader import STORAGE_ERRORS, OutputTooLarge, OutputUploader, dir_size
 
 log = logging.getLogger("mpr.transcoder")
@@ -65,6 +71,8 @@ class Outcome:
     output_size: int = 0
     duration: float | None = None
     elapsed: float = 0.0
+    loudness: Loudness | None = None  # measured on the source, when the job normalised loudness
+    rendition: Rendition | None = None  # a package's child: what the manifests are written from
 
 
 _SETTINGS = {f.name: f for f in dataclasses.fields(TranscoderSettings)}
@@ -218,6 +226,265 @@ def _ffmpeg_error(exc: FfmpegError, limits: Limits) -> JobError:
     return JobError(f"{exc}\n{exc.tail}"[-2000:], "ffmpeg")
 
 
+async def _locate(job: JobRequested, s3: Any, s3_settings: S3Settings) -> tuple[str, str]:
+    """(etag, presigned URL) of the job's source."""
+    bucket = job.source_bucket or s3_settings.bucket_in
+    try:
+        head = await asyncio.to_thread(head_object, job.source_key, bucket, client=s3)
+        url = await asyncio.to_thread(get_presigned_url, job.source_key, bucket, 6 * 3600, client=s3)
+    except (ClientError, BotoCoreError) as exc:
+        raise _storage_error(exc) from None
+    return head.etag, url
+
+
+async def read_source(
+    job: JobRequested,
+    *,
+    s3: Any,
+    s3_settings: S3Settings,
+    limits: Limits = Limits(),
+    known_info: Callable[[str, str, str], Awaitable[MediaInfo | None]] | None = None,
+) -> MediaInfo:
+    """The source's metadata (the catalog's probe when it has one), checked against the limits."""
+    etag, url = await _locate(job, s3, s3_settings)
+    info = await _known_info(known_info, job.source_bucket or s3_settings.bucket_in, job.source_key, etag)
+    if info is None:
+        info = await _probe(url, job.source_key, limits)
+    check_source(info, limits)
+    return info
+
+
+def check_range(job: JobRequested, info: MediaInfo) -> None:
+    """A start at or past the source's end can only make an empty output: refuse it before FFmpeg runs."""
+    d = info.duration
+    if d is not None and job.start is not None and job.start >= d:
+        raise JobError(
+            f"start {job.start:.3f}s is at or beyond the end of the source ({d:.3f}s long)", "invalid"
+        )
+
+
+class StepRunner:
+    """Runs a job's FFmpeg commands under its limits, its cancel signal and ``names`` (URL → key for error
+    text), and turns their progress into the job's: each command fills the window ``[lo, hi]`` of the
+    job's percentage, measured against ``expected`` seconds of media."""
+
+    def __init__(
+        self,
+        limits: Limits,
+        cancelled: asyncio.Event,
+        names: dict[str, str],
+        on_progress: Callable[[float, ProgressReport], None],
+        expected: float | None,
+    ) -> None:
+        self.limits = limits
+        self.cancelled = cancelled
+        self.names = names
+        self.on_progress = on_progress
+        self.expected = expected
+        self.window = (0.0, 100.0)
+        self.written = 0.0  # seconds of media the last command wrote
+
+    def scoped(
+        self, lo: float, hi: float, expected: float | None = None, *, by_time: bool = True
+    ) -> StepRunner:
+        """A runner for one step filling ``[lo, hi]``: by media time against ``expected`` (the job's by
+        default), or, ``by_time=False``, only when its commands end (their timelines are not the job's)."""
+        expected = (expected or self.expected) if by_time else None
+        other = StepRunner(self.limits, self.cancelled, self.names, self.on_progress, expected)
+        other.window = (lo, hi)
+        return other
+
+    def halving(self, top: float = 95.0) -> Runner:
+        """Runs commands of unknown number: each one ended moves the progress half way to ``top``."""
+        reached = [self.window[0]]
+
+        async def run(args: list[str]) -> list[str]:
+            lo = reached[0]
+            reached[0] = hi = lo + (top - lo) / 2
+            return await self.scoped(lo, hi, by_time=False)(args)
+
+        return run
+
+    async def __call__(self, args: list[str]) -> list[str]:
+        lo, hi = self.window
+        self.written = 0.0
+
+        def progress(rep: ProgressReport) -> None:
+            if rep.out_time is not None:
+                self.written = max(self.written, rep.out_time)
+            if self.expected and rep.out_time is not None:
+                # By media written, also when the command ends: one of many short commands (a
+                # storyboard's tiles) does not make the whole step look done.
+                frac = min(1.0 if rep.done else 0.99, rep.out_time / self.expected)
+            else:
+                frac = 1.0 if rep.done else 0.0
+            self.on_progress(lo + (hi - lo) * frac, rep)
+
+        return await run_ffmpeg(
+            args,
+            progress,
+            timeout=self.limits.job_timeout,
+            cancelled=self.cancelled,
+            stall_timeout=self.limits.stall_timeout or None,
+            max_memory=self.limits.ffmpeg_max_memory or None,
+            names=self.names,
+        )
+
+
+@dataclass(slots=True)
+class Work:
+    """What one job does in its work dir: ``run(runner)`` runs its FFmpeg step(s) and leaves the outputs
+    in ``main.parent`` (all uploaded; ``main`` last, segments while they are written)."""
+
+    main: Path
+    expected: float | None
+    run: Callable[[StepRunner], Awaitable[None]]
+    segment_glob: str | None = None
+    check_written: bool = True  # FFmpeg's last command must have written about ``expected`` seconds
+    loudness: Loudness | None = None
+    rendition: Rendition | None = None
+
+
+def _expected(job: JobRequested, info: MediaInfo) -> float | None:
+    d, start = info.duration, job.start or 0.0
+    if job.end is not None:
+        return job.end - start if d is None else min(job.end - start, max(0.0, d - start))
+    return None if d is None else max(0.0, d - start)
+
+
+def plan_work(
+    job: JobRequested, preset: Preset, url: str, info: MediaInfo, tmp: Path, max_bytes: int, limits: Limits
+) -> Work:
+    """How ``job`` (normalised) runs: one FFmpeg command (build_plan), or the steps of its kind."""
+    out_dir = tmp / "out"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = Work(out_dir / "output", None, _nothing)
+
+    async def with_loudness(runner: StepRunner, encode: Callable[[str | None], Awaitable[None]]) -> None:
+        """Loudness normalisation's first pass (a third of the progress), then ``encode`` with its filter."""
+        if not job.loudnorm or info.audio_codec is None:  # nothing to normalise
+            await encode(None)
+            return
+        measure = runner.scoped(0.0, 30.0, expected=_expected(job, info))
+        try:
+            work.loudness = await measure_loudness(
+                url, measure, start=job.start, duration=_expected(job, info) if job.end else None, info=info
+            )
+        except SilentAudio:  # silence has no loudness to bring to the target: the sound stays as it is
+            await encode(None)
+            return
+        except LoudnessError as exc:
+            raise JobError(f"loudness normalisation: {exc}", "source") from None
+        rate = (
+            OUTPUT_RATE if job.kind == "rendition" else preset.audio_rate or info.sample_rate or OUTPUT_RATE
+        )
+        await encode(loudnorm_filter(work.loudness, sample_rate=rate))
+
+    if job.kind == "trim" and preset.video_codec == "smart":
+        work.main = out_dir / f"output{extension(job.output_key or '') or '.mp4'}"
+        work.expected, work.check_written = _expected(job, info), False
+
+        async def trim(runner: StepRunner) -> None:
+            try:
+                await smart_trim(
+                    url,
+                    info,
+                    job.start,
+                    job.end,
+                    tmp / "work",
+                    work.main,
+                    runner.halving(),  # its steps work on shifted timelines
+                    name=job.source_key,
+                    max_bytes=max_bytes,
+                )
+            except ValueError as exc:  # TrimRangeError, or an output container it cannot write
+                raise JobError(str(exc), "invalid") from None
+
+        work.run = trim
+        return work
+
+    if job.kind == "storyboard":
+        work.main, work.check_written = out_dir / STORYBOARD_VTT, False
+
+        async def storyboard(runner: StepRunner) -> None:
+            # One pass over the key frames (FFmpeg's reports follow the source), or one seek per tile
+            # (each tile's end reports the share done).
+            steps = runner.scoped(0.0, 95.0, expected=info.duration)
+
+            def done(frac: float) -> None:
+                steps.on_progress(95.0 * frac, ProgressReport())
+
+            try:
+                await make_storyboard(url, info, preset, out_dir, steps, on_progress=done)
+            except ValueError as exc:
+                raise JobError(str(exc), "invalid") from None
+
+        work.run = storyboard
+        return work
+
+    if job.kind == "rendition":
+        name = job.rendition or ""
+        rung = next((r for r in preset.ladder if r.name == name), None)
+        if rung is None and name != AUDIO_RENDITION:
+            raise JobError(f"rendition {name!r} is not in ladder {preset.name!r}", "invalid")
+        if (info.video_codec if rung else info.audio_codec) is None:
+            raise JobError(
+                f"the source has no {'video' if rung else 'audio'} stream for rendition {name}", "invalid"
+            )
+        work.main, work.segment_glob, work.expected = out_dir / f"{name}.m3u8", f"{name}_*.m4s", info.duration
+
+        async def rendition(runner: StepRunner) -> None:
+            async def encode(audio_filter: str | None) -> None:
+                main = runner.scoped(30.0 if audio_filter else 0.0, 100.0)
+                await main(
+                    rendition_args(input_args(url), preset, rung, info, out_dir, loudnorm_filter=audio_filter)
+                )
+                runner.written = main.written
+
+            await with_loudness(runner, encode)
+            work.rendition = await asyncio.to_thread(describe_rendition, out_dir, name, rung)
+
+        work.run = rendition
+        return work
+
+    def plan(audio_filter: str | None = None) -> Plan:
+        try:
+            return build_plan(
+                job,
+                preset,
+                url,
+                info,
+                out_dir,
+                max_bytes,
+                max_source_duration=limits.max_source_duration or None,
+                audio_filter=audio_filter,
+            )
+        except ValueError as exc:
+            raise JobError(str(exc), "invalid") from None
+
+    first = plan()
+    work.main, work.expected, work.segment_glob = (
+        first.main_output,
+        first.expected_duration,
+        first.segment_glob,
+    )
+
+    async def single(runner: StepRunner) -> None:
+        async def encode(audio_filter: str | None) -> None:
+            main = runner.scoped(30.0 if audio_filter else 0.0, 100.0)
+            await main((plan(audio_filter) if audio_filter else first).args)
+            runner.written = main.written
+
+        await with_loudness(runner, encode)
+
+    work.run = single
+    return work
+
+
+async def _nothing(runner: StepRunner) -> None:
+    return None
+
+
 async def run_job(
     job: JobRequested,
     *,
@@ -232,28 +499,27 @@ async def run_job(
     """Validate, probe, run FFmpeg on a presigned URL of the source, upload the outputs.
 
     ``known_info(bucket, key, etag)`` may return the source's metadata probed earlier (the catalog's,
-    see ``source_info.catalog_probe``) to save running ffprobe; None means unknown.
+    see ``source_info.catalog_probe``) to save running ffprobe; None means unknown. A package job is not
+    run here: the worker plans it into child jobs (see ``packaging``).
     """
     started = time.monotonic()
     try:
         job = normalize_job(job)
     except JobRequestError as exc:
         raise JobError(str(exc), "invalid") from None
+    if job.kind == "package":
+        raise JobError("a package runs as its child jobs, on the transcoders' queue", "invalid")
     preset = PRESETS[job.preset or ""]
     src_bucket = job.source_bucket or s3_settings.bucket_in
     out_bucket = job.output_bucket or s3_settings.bucket_out
     assert job.output_key
 
-    try:
-        head = await asyncio.to_thread(head_object, job.source_key, src_bucket, client=s3)
-        url = await asyncio.to_thread(get_presigned_url, job.source_key, src_bucket, 6 * 3600, client=s3)
-    except (ClientError, BotoCoreError) as exc:
-        raise _storage_error(exc) from None
-
-    info = await _known_info(known_info, src_bucket, job.source_key, head.etag)
+    etag, url = await _locate(job, s3, s3_settings)
+    info = await _known_info(known_info, src_bucket, job.source_key, etag)
     if info is None:
         info = await _probe(url, job.source_key, limits)
     check_source(info, limits)
+    check_range(job, info)
 
     # -fs: the setting, or less when the work dir has less room (it is shared with the other jobs).
     root = _ensure_dir(workdir)
@@ -286,69 +552,46 @@ async def run_job(
     lock: int | None = None
     try:
         lock = _lock(tmp)  # held until the dir is removed: clean_workdir leaves it alone
-        try:
-            plan = build_plan(
-                job,
-                preset,
-                url,
-                info,
-                tmp / "out",
-                max_bytes,
-                max_source_duration=limits.max_source_duration or None,
-            )
-        except ValueError as exc:
-            raise JobError(str(exc), "invalid") from None
-        expected = plan.expected_duration
-        written = [0.0]
-
-        def progress(rep: ProgressReport) -> None:
-            if rep.out_time is not None:
-                written[0] = max(written[0], rep.out_time)
-            if rep.done:
-                pct = 100.0
-            elif expected and rep.out_time is not None:
-                pct = min(99.0, 100.0 * rep.out_time / expected)
-            else:
-                pct = 0.0
-            on_progress(pct, rep)
+        work = plan_work(job, preset, url, info, tmp, max_bytes, limits)
+        expected = work.expected
 
         # FFmpeg stops on a cancel request, and also when an upload running beside it failed: the
         # job fails (and is retried) now rather than after hours of encoding.
         stop = asyncio.Event()
         relay = asyncio.create_task(_relay(cancelled, stop)) if cancelled is not None else None
+        runner = StepRunner(limits, stop, {url: job.source_key}, on_progress, expected)
         # The uploader also watches the size of what HLS writes, which FFmpeg's -fs does not see.
         uploader = OutputUploader(
-            s3, out_bucket, plan, job.output_key, on_error=stop.set, max_bytes=max_bytes
+            s3,
+            out_bucket,
+            Plan([], work.main.parent, work.main, expected, segment_glob=work.segment_glob),
+            job.output_key,
+            on_error=stop.set,
+            max_bytes=max_bytes,
         )
         try:
             async with uploader:  # uploads while FFmpeg writes; cleans up if anything below raises
                 try:
-                    await run_ffmpeg(
-                        plan.args,
-                        progress,
-                        timeout=limits.job_timeout,
-                        cancelled=stop,
-                        stall_timeout=limits.stall_timeout or None,
-                        max_memory=limits.ffmpeg_max_memory or None,
-                        names={url: job.source_key},
-                    )
+                    await work.run(runner)
                 except FfmpegCancelled:
                     if uploader.error is not None and not (cancelled is not None and cancelled.is_set()):
                         raise uploader.error from None
                     raise JobError("cancelled by request", "cancelled") from None
                 except FfmpegError as exc:
                     raise _ffmpeg_error(exc, limits) from None
+                on_progress(100.0, ProgressReport(done=True))
 
-                size = dir_size(plan.output_dir)
+                size = dir_size(work.main.parent)
                 if size >= max_bytes:  # -fs ends FFmpeg without an error, the output cut short
                     raise too_large(size)
-                if expected and written[0] < expected - max(1.0, 0.05 * expected):
+                written = runner.written
+                if work.check_written and expected and written < expected - max(1.0, 0.05 * expected):
                     raise JobError(
-                        f"source is truncated or damaged: FFmpeg wrote {written[0]:.1f}s of the "
+                        f"source is truncated or damaged: FFmpeg wrote {written:.1f}s of the "
                         f"{expected:.1f}s the source declares",
                         "source",
                     )
-                if not plan.main_output.exists() or plan.main_output.stat().st_size == 0:
+                if not work.main.exists() or work.main.stat().st_size == 0:
                     raise JobError("ffmpeg produced no output (empty range or no decodable frames)", "ffmpeg")
                 uploads = await uploader.finish()  # segments first, the main output last
         except OutputTooLarge as exc:
@@ -365,6 +608,8 @@ async def run_job(
             output_size=sum(f.stat().st_size for f, _ in uploads),
             duration=expected,
             elapsed=time.monotonic() - started,
+            loudness=work.loudness,
+            rendition=work.rendition,
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

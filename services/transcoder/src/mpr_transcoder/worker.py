@@ -26,15 +26,24 @@ from mpr_common import subjects as s
 from mpr_common.bus import MSG_ID, dead_letter, publish_event
 from mpr_common.codec import DecodeError, ValidationError, decode
 from mpr_common.events import JobCancel, JobCompleted, JobFailed, JobProgress, JobRequested
-from mpr_common.jobs import BucketPolicy, JobRequestError, job_identity, normalize_job
+from mpr_common.jobs import (
+    CHILD_KINDS,
+    CHILD_ONLY,
+    BucketPolicy,
+    JobRequestError,
+    job_identity,
+    normalize_job,
+)
 from mpr_common.jobstate import JobState
 from mpr_common.metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING, CONSUMER_PRESENT
 from mpr_common.outputs import OutputOwners
+from mpr_common.packages import PackageStore
 from mpr_common.tracing import span_from
 
 from .ffmpeg_runner import ProgressReport
 from .metrics import FFMPEG_SPEED, JOB_SECONDS, JOBS_FINISHED, JOBS_IN_FLIGHT
-from .pipeline import JobError, Limits, run_job
+from .packaging import Packager
+from .pipeline import JobError, Limits, read_source, run_job
 from .settings import TranscoderSettings
 from .source_info import catalog_probe
 
@@ -51,6 +60,7 @@ def retry_delay(attempt: int, base: float, cap: float) -> float:
 @dataclass
 class Running:
     job_id: str
+    parent_id: str | None = None
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     progress: float = 0.0
     report: ProgressReport = field(default_factory=ProgressReport)
@@ -64,6 +74,7 @@ class Worker:
         self.s3 = s3
         self.job_state: JobState | None = None
         self.owners: OutputOwners | None = None
+        self.packager: Packager | None = None
         # The consumer's own settings (its owner, mpr-setup, chose them): read back when binding.
         self.ack_wait = 30.0
         self.max_deliver = 1
@@ -83,6 +94,14 @@ class Worker:
             try:
                 self.job_state = JobState(await self.js.key_value(s.JOB_STATE_KV))
                 self.owners = OutputOwners(await self.js.key_value(s.OUTPUT_OWNERS_KV))
+                self.packager = Packager(
+                    self.js,
+                    self.s3,
+                    self.job_state,
+                    PackageStore(await self.js.key_value(s.PACKAGES_KV)),
+                    self.settings.s3.bucket_out,
+                    self.settings.instance,
+                )
                 info = await self.js.consumer_info(s.JOBS_STREAM, s.TRANSCODERS_DURABLE)
                 break
             except Exception as exc:
@@ -168,9 +187,9 @@ class Worker:
     async def _on_cancel(self, msg: Msg) -> None:
         with contextlib.suppress(DecodeError, ValidationError):
             ev = decode(msg.data, JobCancel)
-            r = self.running.get(ev.job_id)
-            if r is not None:
-                r.cancel.set()
+            for r in self.running.values():  # the job, or the children of a package
+                if ev.job_id in (r.job_id, r.parent_id):
+                    r.cancel.set()
 
     # --- one message ----------------------------------------------------------------------------
     async def _handle(self, msg: Msg) -> None:
@@ -181,6 +200,10 @@ class Worker:
             )
         except (DecodeError, ValidationError) as exc:
             await self._dead_letter(msg, f"undecodable job request: {exc}", None)
+            await msg.term()
+            return
+        if (job.parent_id is not None) != (msg.subject == s.JOB_CHILD):  # no state written for a look-alike
+            await self._dead_letter(msg, CHILD_ONLY, job.job_id)
             await msg.term()
             return
         try:
@@ -195,11 +218,13 @@ class Worker:
                 )
 
     async def _process(self, msg: Msg, job: JobRequested, attempt: int) -> None:
-        assert self.job_state is not None
+        assert self.job_state is not None and self.packager is not None
         state = await self.job_state.get(job.job_id)
         if isinstance(state, JobCompleted):
             # Done by an earlier delivery that died before its ack: report again (deduplicated) and ack.
             await publish_event(self.js, s.JOB_COMPLETED, state, msg_id=f"completed-{job.job_id}")
+            if job.parent_id is not None and job.kind in CHILD_KINDS:  # it may have died before the manifests
+                await self.packager.child_completed(job)
             await msg.ack_sync()
             return
         if state == "cancelled":
@@ -212,16 +237,28 @@ class Worker:
             return
         try:  # jobs published straight onto NATS skipped the API's checks: re-check here
             self.policy.check(job)
+            if job.parent_id is not None and job.kind in CHILD_KINDS:
+                verdict = await self.packager.verdict(job)
+                job = verdict.job
+                if verdict.ended is not None:  # its package failed or was cancelled: never start
+                    await self.job_state.cancelled(job.job_id)
+                    ended = JobError(f"cancelled: package {job.parent_id} {verdict.ended}", "cancelled")
+                    await self._fail(job, ended, attempt)
+                    await msg.ack_sync()
+                    return
             await self._claim_output(job)
         except JobRequestError as exc:
             await self._fail(job, JobError(str(exc), "invalid"), attempt)
             await msg.ack_sync()
             return
+        if job.kind == "package":
+            await self._fan_out(msg, job, attempt)
+            return
         if job.job_id in self.running:  # the same job redelivered to this replica while it runs
             await msg.in_progress()
             return
 
-        running = Running(job.job_id)
+        running = Running(job.job_id, job.parent_id)
         self.running[job.job_id] = running
         JOBS_IN_FLIGHT.inc()
         started = time.monotonic()
@@ -269,9 +306,18 @@ class Worker:
             elapsed=round(outcome.elapsed, 3),
             worker=self.settings.instance,
             attempt=attempt,
+            loudness=outcome.loudness,
+            rendition=outcome.rendition,
         )
         await self.job_state.completed(done)
         await publish_event(self.js, s.JOB_COMPLETED, done, msg_id=f"completed-{job.job_id}")
+        if job.parent_id is not None:  # the last child of a package writes its manifests
+            try:
+                await self.packager.child_completed(job)
+            except Exception as exc:  # storage or NATS: redelivery finishes it (see the completed path)
+                log.warning("package not finished yet: %s", exc, extra={"job_id": job.job_id})
+                await msg.nak(delay=retry_delay(attempt, self.settings.retry_base, self.settings.retry_max))
+                return
         await msg.ack_sync()
         JOBS_FINISHED.labels(job.kind, "completed").inc()
         if running.report.speed:
@@ -302,6 +348,28 @@ class Worker:
         await msg.ack_sync()
         JOBS_FINISHED.labels(job.kind, "cancelled" if err.reason == "cancelled" else "failed").inc()
 
+    async def _fan_out(self, msg: Msg, job: JobRequested, attempt: int) -> None:
+        """A package: probe its source (the catalog's probe when there is one), plan it, publish its
+        children, ack. Its completion comes from its last child."""
+        assert self.packager is not None
+        try:
+            normalized = normalize_job(job)
+            info = await read_source(
+                normalized,
+                s3=self.s3,
+                s3_settings=self.settings.s3,
+                limits=self.limits,
+                known_info=self.known_info,
+            )
+            await self.packager.fan_out(normalized, info, attempt)
+        except JobRequestError as exc:
+            await self._on_error(msg, job, JobError(str(exc), "invalid"), attempt)
+            return
+        except JobError as err:
+            await self._on_error(msg, job, err, attempt)
+            return
+        await msg.ack_sync()
+
     async def _claim_output(self, job: JobRequested) -> None:
         """Every output belongs to one job: a job naming another's output key is refused."""
         assert self.owners is not None
@@ -317,7 +385,7 @@ class Worker:
 
     async def _fail(self, job: JobRequested, err: JobError, attempt: int) -> None:
         log.info("job failed (%s): %s", err.reason, str(err)[:300], extra={"job_id": job.job_id})
-        assert self.job_state is not None
+        assert self.job_state is not None and self.packager is not None
         if err.reason != "cancelled":  # cancelled has its own entry, written by whoever cancelled
             await self.job_state.failed(job.job_id)
         await publish_event(
@@ -332,6 +400,8 @@ class Worker:
             ),
             msg_id=f"failed-{job.job_id}",
         )
+        if job.parent_id is not None and job.kind in CHILD_KINDS:
+            await self.packager.child_failed(job, str(err), err.reason, attempt)
 
     async def _dead_letter(self, msg: Msg, error: str, job_id: str | None) -> None:
         await dead_letter(self.js, msg, error, s.DLQ_JOBS, job_id)

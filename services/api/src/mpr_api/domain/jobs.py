@@ -25,9 +25,9 @@ from mpr_common.jobs import TERMINAL, JobRequestError, normalize_job
 from mpr_common.jobstate import JobState
 from mpr_common.keys import validate_key
 from mpr_common.outputs import OutputOwners
-from mpr_common.storage import get_presigned_url
 
 from ..callbacks import CallbackTokens
+from ..media_links import MediaLinks
 from ..metrics import JOBS_SUBMITTED
 from ..schemas import JobCallback, JobCreate, JobOut
 from ..settings import ApiSettings
@@ -58,6 +58,7 @@ class JobService:
         public_s3: Any,
         callbacks: CallbackTokens,
         owners: OutputOwners,
+        links: MediaLinks,
     ) -> None:
         self.settings = settings
         self.nc = nc
@@ -66,16 +67,18 @@ class JobService:
         self.public_s3 = public_s3
         self.callbacks = callbacks
         self.owners = owners
+        self.links = links
 
     async def _query(self, subject: str, q: Query) -> QueryReply:
         return await request(self.nc, subject, q, QueryReply, self.settings.request_timeout)
 
     def out(self, job: JobView) -> JobOut:
+        """A completed job with its output's link: a signed folder link (on the API) for a playlist,
+        DASH manifest or WebVTT track, so that the media they name play too; else a presigned URL."""
         url = None
         if job.status == "completed" and job.output_key:
-            url = get_presigned_url(
-                job.output_key, job.output_bucket or self.settings.s3.bucket_out, client=self.public_s3
-            )
+            bucket = job.output_bucket or self.settings.s3.bucket_out
+            url = self.links.link(bucket, job.output_key, self.public_s3)
         return JobOut(job=job, output_url=url)
 
     async def submit(self, body: JobCreate, requested_by: str = "api") -> tuple[JobOut, bool]:
@@ -92,8 +95,12 @@ class JobService:
                     start=body.start,
                     end=body.end,
                     requested_by=requested_by,
+                    loudnorm=body.loudnorm,
+                    storyboard=body.storyboard,
                 )
             )
+            if body.executor == "lambda" and req.kind == "package":
+                raise JobRequestError('a package runs on the transcoders (executor "workers")')
         except JobRequestError as exc:
             raise BadRequest(str(exc)) from None
         if body.output_key is not None:  # a default output lives under the job's own id: no one else's

@@ -1,0 +1,47 @@
+"""(f) A package: a 1080p source → a 4-rendition ladder + audio on 2 transcoders, vs ONE raw FFmpeg command
+that encodes the same ladder (same encoder settings, split + scale) from a local file."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from mpr_common.mediainfo import probe
+from mpr_common.presets import PRESETS
+from mpr_devstack.stack import Stack
+from mpr_transcoder.cmaf import ladder_command
+
+from .ceilings import _run_ffmpeg
+from .common import Rate, api_client, make_source, submit, wait_done
+from .mpr import register
+
+LADDER = "abr-h264"
+
+
+def raw_ladder(src: Path, out_dir: Path) -> float:
+    info = asyncio.run(probe(str(src), protocols="file"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return _run_ffmpeg(ladder_command(src, PRESETS[LADDER], info, out_dir))
+
+
+def package(st: Stack, work: Path, seconds: int, runs: int) -> dict:
+    src = make_source(work / "pkg.mp4", seconds, "1920x1080", "8M")
+    st.s3_client().upload_file(str(src), st.bucket_in, "bench/pkg.mp4")
+    raw = [raw_ladder(src, work / f"raw-ladder-{i}") for i in range(runs)]
+    api = api_client(st.api_url)
+    register(api, "bench/pkg.mp4")
+    times, children = [], 0
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        job = wait_done(
+            api, submit(api, {"kind": "package", "source_key": "bench/pkg.mp4", "preset": LADDER})
+        )
+        times.append(time.perf_counter() - t0)
+        children = len(job["children"])
+    return {
+        "source": f"{seconds} s 1920x1080 25 fps H.264 8 Mb/s → {LADDER} (1080p/720p/480p/360p + AAC)",
+        "children": children,
+        "mpr": Rate(runs, sum(times), times, "packages"),
+        "raw": Rate(runs, sum(raw), raw, "commands"),
+    }

@@ -1,0 +1,142 @@
+"""Signed folder links: how a playlist, a DASH manifest or a thumbnails track plays where it is linked.
+
+A manifest names its media relatively (``720p.m3u8``, ``720p_00000.m4s``, ``storyboard_000.jpg``). A
+presigned S3 URL signs one object only, so those relative names resolve to unsigned URLs that S3 refuses.
+A signed link instead grants reading every object under one folder of one bucket until it expires:
+
+    /media/s/<token>/<bucket>/<key>       token = <expires>.<n>.<mac>
+
+where the first ``n`` characters of ``<bucket>/<key>`` are the folder granted (``bucket/a/b/``) and
+``mac`` = HMAC-SHA256(``API_MEDIA_SECRET``, folder, expires), truncated to 128 bits, base64url. A
+relative link inside a manifest served from there resolves under the same token and folder; a key
+elsewhere (a sibling folder, ``..``, another bucket) changes the signed characters, so the MAC fails.
+The token is only ever checked for reading one named object: it can list or write nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from contextvars import ContextVar
+from typing import Any
+from urllib.parse import quote
+
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from mpr_common.errors import MprError
+from mpr_common.keys import extension
+from mpr_common.storage import get_presigned_url
+
+SIGNED_PREFIX = "/media/s/"
+
+# The text files the API serves itself, so that their relative links resolve under the signed link
+# (typed by mpr_common.storage.guess_content_type). Everything else is redirected to S3 (or streamed).
+MANIFEST_EXTENSIONS = frozenset({".m3u8", ".mpd", ".vtt"})
+
+_MAC_BYTES = 16
+
+
+class LinkRefused(MprError):
+    """The link does not grant this object (forged, expired, or for another folder)."""
+
+    code = 403
+    name = "FORBIDDEN"
+
+
+def is_manifest(key: str) -> bool:
+    return extension(key) in MANIFEST_EXTENSIONS
+
+
+def folder_of(key: str) -> str:
+    """The folder a link to ``key`` grants: its parent, ``""`` (the bucket) for a key at the top."""
+    parent, slash, _ = key.rpartition("/")
+    return parent + slash
+
+
+# The base URL (scheme://host[:port][root_path]) of the request being answered: absolute links name the
+# address the client used, unless API_PUBLIC_URL says otherwise (a proxy that rewrites Host).
+# The scope is kept, and read only when a link is made: most requests (POST /api/jobs) never need it.
+_request_scope: ContextVar[Scope | None] = ContextVar("mpr_request_scope", default=None)
+
+
+def base_url_of(scope: Scope) -> str | None:
+    host = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"host"), None)
+    if not host:
+        server = scope.get("server")
+        if not server:
+            return None
+        host = f"{server[0]}:{server[1]}"
+    return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}"
+
+
+def remember_base_url(app: ASGIApp) -> ASGIApp:
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        reset = _request_scope.set(scope)
+        try:
+            await app(scope, receive, send)
+        finally:
+            _request_scope.reset(reset)
+
+    return middleware
+
+
+class MediaLinks:
+    def __init__(self, secret: bytes, ttl: float, public_url: str | None = None) -> None:
+        self.secret = secret
+        self.ttl = ttl
+        self.public_url = public_url.rstrip("/") if public_url else None
+
+    def _mac(self, granted: str, expires: int) -> str:
+        digest = hmac.new(
+            self.secret, f"mpr-media\x00{granted}\x00{expires}".encode(), hashlib.sha256
+        ).digest()
+        return base64.urlsafe_b64encode(digest[:_MAC_BYTES]).rstrip(b"=").decode()
+
+    def token(self, bucket: str, folder: str, now: float | None = None) -> str:
+        """A token granting reads under ``bucket/folder`` (``folder`` ends with ``/`` or is ``""``)."""
+        if folder and not folder.endswith("/"):
+            raise ValueError("a folder ends with '/'")
+        granted = f"{bucket}/{folder}"
+        expires = int((now if now is not None else time.time()) + self.ttl)
+        return f"{expires}.{len(granted)}.{self._mac(granted, expires)}"
+
+    def path(self, bucket: str, key: str, now: float | None = None) -> str:
+        """The API path reading ``key`` through a link granting its folder."""
+        return f"{SIGNED_PREFIX}{self.token(bucket, folder_of(key), now)}/{bucket}/{quote(key, safe='/')}"
+
+    def url(self, bucket: str, key: str, now: float | None = None) -> str:
+        """:meth:`path` made absolute with API_PUBLIC_URL, else the current request's base URL."""
+        scope = _request_scope.get()
+        base = self.public_url or (base_url_of(scope) if scope is not None else None)
+        return f"{base or ''}{self.path(bucket, key, now)}"
+
+    def link(self, bucket: str, key: str, public_s3: Any) -> str:
+        """Where a client reads ``key``: a signed folder link for a manifest (its relative links must
+        work too), a presigned S3 URL for anything else."""
+        if is_manifest(key):
+            return self.url(bucket, key)
+        return get_presigned_url(key, bucket, client=public_s3)
+
+    def check(self, token: str, bucket: str, key: str, now: float | None = None) -> None:
+        """Raise :class:`LinkRefused` unless ``token`` grants reading ``bucket/key`` now."""
+        parts = token.split(".")
+        if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+            raise LinkRefused("malformed media link token")
+        expires, length, mac = int(parts[0]), int(parts[1]), parts[2]
+        target = f"{bucket}/{key}"
+        granted = target[:length]
+        if (
+            length > len(target)
+            or not granted.endswith("/")
+            or not hmac.compare_digest(mac.encode(), self._mac(granted, expires).encode())
+        ):
+            raise LinkRefused(
+                f"this link does not grant {target!r}: its token is forged or signed for another folder"
+            )
+        if expires < (now if now is not None else time.time()):
+            raise LinkRefused("this media link has expired: ask the API for the job or the link again")

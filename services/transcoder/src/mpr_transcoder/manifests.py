@@ -1,0 +1,237 @@
+"""A package's manifests, written from the description of its finished renditions: an HLS master
+playlist over their media playlists and a DASH MPD over the very same init and media segments. Pure.
+
+Both refer to the renditions' files by relative URIs: the manifests sit in the same folder."""
+
+from __future__ import annotations
+
+import math
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from fractions import Fraction
+from urllib.parse import quote
+
+from mpr_common.events import Rendition
+
+AUDIO_GROUP = "aud"
+# 90 kHz counts every common frame duration in whole ticks (1/24, 1/25, 1/30, 1/50, 1/60 s and their
+# 1000/1001 variants), so video segment boundaries, which fall on frames, are exact.
+VIDEO_TIMESCALE = 90000
+DEFAULT_AUDIO_TIMESCALE = 48000
+DASH_PROFILE = "urn:mpeg:dash:profile:isoff-live:2011"
+_MPD_NS = "urn:mpeg:dash:schema:mpd:2011"
+
+
+# --- HLS ------------------------------------------------------------------------------------------------
+
+
+def _quoted(value: str) -> str:
+    """An HLS quoted-string: it has no escape, so a double quote or a line break cannot be written."""
+    if any(c in value for c in '"\r\n'):
+        raise ValueError(f"cannot be written in an HLS attribute: {value!r}")
+    return f'"{value}"'
+
+
+def _uri(file_name: str) -> str:
+    return quote(file_name, safe="-._~!$&'()*+,;=:@")
+
+
+def _csv(values: Iterable[str]) -> str:
+    return ",".join(dict.fromkeys(v for v in values if v))
+
+
+def hls_master(renditions: list[Rendition]) -> str:
+    """The master playlist: one audio group with the audio rendition(s), one variant per video rendition
+    (ascending bandwidth) that names the group. A variant's BANDWIDTH and AVERAGE-BANDWIDTH add those of
+    the group's largest audio rendition to its video's; CODECS lists both. Audio alone: the audio
+    renditions are the variants."""
+    videos = sorted((r for r in renditions if r.type == "video"), key=lambda r: (r.bandwidth, r.name))
+    audios = [r for r in renditions if r.type == "audio"]
+    if not videos and not audios:
+        raise ValueError("a package needs at least one rendition")
+    lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    if not videos:
+        for a in sorted(audios, key=lambda r: (r.bandwidth, r.name)):
+            attrs = [f"BANDWIDTH={a.bandwidth}", f"AVERAGE-BANDWIDTH={a.average_bandwidth}"]
+            if a.codecs:
+                attrs.append(f"CODECS={_quoted(a.codecs)}")
+            lines += ["#EXT-X-STREAM-INF:" + ",".join(attrs), _uri(a.playlist)]
+        return "\n".join(lines) + "\n"
+    for i, a in enumerate(audios):
+        attrs = [
+            "TYPE=AUDIO",
+            f"GROUP-ID={_quoted(AUDIO_GROUP)}",
+            f"NAME={_quoted(a.name)}",
+            f"DEFAULT={'YES' if i == 0 else 'NO'}",
+            "AUTOSELECT=YES",
+        ]
+        if a.channels:
+            attrs.append(f"CHANNELS={_quoted(str(a.channels))}")
+        attrs.append(f"URI={_quoted(_uri(a.playlist))}")
+        lines.append("#EXT-X-MEDIA:" + ",".join(attrs))
+    audio_peak = max((a.bandwidth for a in audios), default=0)
+    audio_average = max((a.average_bandwidth for a in audios), default=0)
+    audio_codecs = _csv(a.codecs for a in audios)
+    for v in videos:
+        attrs = [
+            f"BANDWIDTH={v.bandwidth + audio_peak}",
+            f"AVERAGE-BANDWIDTH={v.average_bandwidth + audio_average}",
+        ]
+        codecs = _csv([v.codecs, audio_codecs])
+        if codecs:
+            attrs.append(f"CODECS={_quoted(codecs)}")
+        if v.width and v.height:
+            attrs.append(f"RESOLUTION={v.width}x{v.height}")
+        if v.frame_rate:
+            attrs.append(f"FRAME-RATE={v.frame_rate:.3f}")
+        if audios:
+            attrs.append(f"AUDIO={_quoted(AUDIO_GROUP)}")
+        lines += ["#EXT-X-STREAM-INF:" + ",".join(attrs), _uri(v.playlist)]
+    return "\n".join(lines) + "\n"
+
+
+# --- DASH -------------------------------------------------------------------------------------------------
+
+
+def timeline(durations: list[float], timescale: int) -> list[tuple[int, int]]:
+    """Segment (start, duration) in ``timescale`` ticks, each boundary rounded from the running total in
+    seconds: rounding each duration alone would let the errors add up (drift) over a long rendition."""
+    bounds = [0]
+    total = 0.0
+    for d in durations:
+        total += d
+        bounds.append(round(total * timescale))
+    return [(bounds[i], bounds[i + 1] - bounds[i]) for i in range(len(durations))]
+
+
+def segment_timeline(durations: list[float], timescale: int) -> ET.Element:
+    """A SegmentTimeline: runs of equal durations become one S with a repeat count."""
+    element = ET.Element("SegmentTimeline")
+    runs: list[list[int]] = []  # [start, duration, repeats]
+    for start, duration in timeline(durations, timescale):
+        if runs and runs[-1][1] == duration:
+            runs[-1][2] += 1
+        else:
+            runs.append([start, duration, 0])
+    for i, (start, duration, repeats) in enumerate(runs):
+        s = ET.SubElement(element, "S")
+        if i == 0:
+            s.set("t", str(start))
+        s.set("d", str(duration))
+        if repeats:
+            s.set("r", str(repeats))
+    return element
+
+
+def number_template(media_pattern: str) -> str:
+    """A printf segment pattern as a DASH template: ``720p_%05d.m4s`` -> ``720p_$Number%05d$.m4s``."""
+    parts = re.split(r"%(0\d+)?d", media_pattern.replace("$", "$$"))
+    if len(parts) != 3:  # the text before, the width (or None), the text after
+        raise ValueError(f"not a numbered segment pattern: {media_pattern!r}")
+    before, width, after = parts
+    return f"{before}$Number{'%' + width + 'd' if width else ''}${after}"
+
+
+def frame_rate_attr(fps: float) -> str:
+    """DASH frameRate: an integer, or a fraction for the NTSC rates (30000/1001)."""
+    rate = Fraction(fps).limit_denominator(1001)
+    return str(rate.numerator) if rate.denominator == 1 else f"{rate.numerator}/{rate.denominator}"
+
+
+def _duration(seconds: float) -> str:
+    return f"PT{seconds:.3f}S"
+
+
+def _family(r: Rendition) -> str:
+    return r.codecs.split(".", 1)[0] if r.codecs else ""
+
+
+def _representation(parent: ET.Element, r: Rendition, timescale: int) -> ET.Element:
+    rep = ET.SubElement(parent, "Representation", id=r.name, bandwidth=str(r.bandwidth))
+    if r.codecs:
+        rep.set("codecs", r.codecs)
+    template = ET.SubElement(
+        rep,
+        "SegmentTemplate",
+        timescale=str(timescale),
+        initialization=r.init.replace("$", "$$"),
+        media=number_template(r.media_pattern),
+        startNumber=str(r.start_number),
+    )
+    template.append(segment_timeline(r.segments, timescale))
+    return rep
+
+
+def dash_mpd(renditions: list[Rendition]) -> str:
+    """A static (VOD) MPD, ISO BMFF live profile: one adaptation set per video codec family, their
+    segments aligned (every rendition has a key frame at the same times and segments cut on them), and one
+    for the audio; each representation addresses its segments by number along a timeline of their
+    durations."""
+    if not renditions:
+        raise ValueError("a package needs at least one rendition")
+    total = max(sum(r.segments) for r in renditions)
+    longest = max((d for r in renditions for d in r.segments), default=0.0)
+    mpd = ET.Element(
+        "MPD",
+        xmlns=_MPD_NS,
+        type="static",
+        profiles=DASH_PROFILE,
+        mediaPresentationDuration=_duration(total),
+        minBufferTime=_duration(float(math.ceil(longest)) or 1.0),
+    )
+    period = ET.SubElement(mpd, "Period", id="0", start="PT0S")
+    families: dict[str, list[Rendition]] = {}
+    for r in sorted((r for r in renditions if r.type == "video"), key=lambda r: (r.bandwidth, r.name)):
+        families.setdefault(_family(r), []).append(r)
+    set_id = 0
+    # H.264 first: the set every player decodes, where a player that takes the first one starts
+    for _, reps in sorted(families.items(), key=lambda item: (item[0] != "avc1", item[0])):
+        aset = ET.SubElement(
+            period,
+            "AdaptationSet",
+            id=str(set_id),
+            contentType="video",
+            mimeType="video/mp4",
+            segmentAlignment="true",
+            startWithSAP="1",
+        )
+        set_id += 1
+        widths = [r.width for r in reps if r.width]
+        heights = [r.height for r in reps if r.height]
+        if widths and heights:
+            aset.set("maxWidth", str(max(widths)))
+            aset.set("maxHeight", str(max(heights)))
+        for r in reps:
+            rep = _representation(aset, r, VIDEO_TIMESCALE)
+            if r.width and r.height:
+                rep.set("width", str(r.width))
+                rep.set("height", str(r.height))
+                rep.set("sar", "1:1")
+            if r.frame_rate:
+                rep.set("frameRate", frame_rate_attr(r.frame_rate))
+    audios = sorted((r for r in renditions if r.type == "audio"), key=lambda r: (r.bandwidth, r.name))
+    if audios:
+        aset = ET.SubElement(
+            period,
+            "AdaptationSet",
+            id=str(set_id),
+            contentType="audio",
+            mimeType="audio/mp4",
+            segmentAlignment="true",
+            startWithSAP="1",
+        )
+        for r in audios:
+            rate = r.sample_rate or DEFAULT_AUDIO_TIMESCALE
+            rep = _representation(aset, r, rate)
+            rep.set("audioSamplingRate", str(rate))
+            if r.channels:
+                # the channel configuration element goes before the segment template (schema order)
+                channels = ET.Element(
+                    "AudioChannelConfiguration",
+                    schemeIdUri="urn:mpeg:dash:23003:3:audio_channel_configuration:2011",
+                    value=str(r.channels),
+                )
+                rep.insert(0, channels)
+    ET.indent(mpd)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(mpd, encoding="unicode") + "\n"

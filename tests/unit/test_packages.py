@@ -1,0 +1,71 @@
+"""Package plans: which children a source gets, their ids, files and weights; a child is run only as
+its package planned it."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from mpr_common.events import JobRequested, MediaInfo
+from mpr_common.jobs import MAX_JOB_ID, JobRequestError, normalize_job
+from mpr_common.packages import as_planned, plan_package
+
+HD = MediaInfo(duration=60.0, video_codec="h264", width=1920, height=1080, audio_codec="aac")
+
+
+def package(**kw) -> JobRequested:
+    return normalize_job(JobRequested(job_id="p1", kind="package", source_key="shows/ep1.mp4", **kw))
+
+
+def test_a_1080p_source_gets_every_rung_and_one_audio_rendition():
+    plan = plan_package(package(), HD)
+    names = [c.rendition for c in plan.children]
+    assert names == ["1080p", "720p", "480p", "360p", "audio"]
+    assert [c.job_id for c in plan.children] == [f"p1-{n}" for n in names]
+    assert {c.output_key for c in plan.children} == {f"shows/ep1/p1/{n}.m3u8" for n in names}
+    assert all(
+        c.parent_id == "p1" and c.kind == "rendition" and c.preset == "abr-h264" for c in plan.children
+    )
+    assert plan.folder == "shows/ep1/p1"
+    # every child is a valid job of its own, and its id fits
+    for c in plan.children:
+        assert normalize_job(c) == c and len(c.job_id) <= MAX_JOB_ID
+    # shares of the work: the biggest rung weighs most, sound little
+    weights = {c.rendition: c.weight for c in plan.children}
+    assert weights["1080p"] > weights["720p"] > weights["480p"] > weights["360p"] > weights["audio"]
+
+
+def test_rungs_above_the_source_are_left_out_and_a_tiny_source_keeps_the_lowest():
+    sd = msgspec.structs.replace(HD, width=854, height=480)
+    assert [c.rendition for c in plan_package(package(), sd).children] == ["480p", "360p", "audio"]
+    tiny = msgspec.structs.replace(HD, width=320, height=180, audio_codec=None)
+    assert [c.rendition for c in plan_package(package(), tiny).children] == ["360p"]
+
+
+def test_options_reach_the_children_that_take_them():
+    plan = plan_package(package(loudnorm=True, storyboard=True, preset="abr-h264-hevc"), HD)
+    by_name = {c.rendition or c.kind: c for c in plan.children}
+    assert by_name["audio"].loudnorm and not by_name["1080p"].loudnorm
+    assert by_name["storyboard"].kind == "storyboard" and by_name["storyboard"].output_key.endswith(
+        "storyboard.vtt"
+    )
+    assert {"hevc-1080p", "hevc-720p"} <= set(by_name)
+
+
+def test_a_source_without_video_cannot_make_a_package():
+    with pytest.raises(JobRequestError, match="video stream"):
+        plan_package(package(), MediaInfo(duration=10.0, audio_codec="aac"))
+
+
+def test_a_child_runs_only_as_planned():
+    plan = plan_package(package(), HD)
+    real = plan.children[1]
+    assert as_planned(real, plan) == real
+    # as published by the planner, or with only its id: the plan's version runs
+    assert as_planned(JobRequested(job_id=real.job_id, kind="rendition", source_key="x.mp4"), plan) == real
+    with pytest.raises(JobRequestError, match="not a child"):
+        as_planned(msgspec.structs.replace(real, job_id="p1-4k"), plan)
+    with pytest.raises(JobRequestError, match="differs"):
+        as_planned(msgspec.structs.replace(real, output_key="elsewhere/720p.m3u8"), plan)
+    # the children's de-duplication ids carry the plan's secret nonce
+    assert plan.msg_id(real).startswith(real.job_id + ".") and len(plan.nonce) == 32
