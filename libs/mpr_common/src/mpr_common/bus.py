@@ -86,7 +86,9 @@ async def publish_event(
 async def dead_letter(
     js: JetStreamContext, raw: Msg, error: str, subject: str, job_id: str | None = None
 ) -> None:
-    """Keep a message given up on (payload included) in MPR_DLQ; de-duplicated per stream message."""
+    """Keep a message given up on (payload included) in MPR_DLQ under ``subject`` (each consumer's own);
+    de-duplicated per stream message and dead-letter subject: the catalog and a transcoder giving up on
+    the same message each keep theirs."""
     try:
         meta = raw.metadata
         seq, deliveries = meta.sequence.stream, meta.num_delivered
@@ -100,7 +102,7 @@ async def dead_letter(
         payload=raw.data.decode("utf-8", "replace"),
         job_id=job_id,
     )
-    await publish_event(js, subject, letter, msg_id=f"dlq-{raw.subject}-{seq}")
+    await publish_event(js, subject, letter, msg_id=f"dlq-{subject}-{raw.subject}-{seq}")
 
 
 async def request(nc: Client, subject: str, payload: Any, reply_type: type[T], timeout: float) -> T:
