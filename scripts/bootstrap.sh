@@ -15,6 +15,11 @@ command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need+
 if [ "${MPR_BOOTSTRAP_POSTGRES:-1}" = 1 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need+=(postgresql)
 fi
+# Debian's Chromium for the console's browser tests (Playwright drives it; it downloads no browser of its
+# own). Like PostgreSQL, for the tests only: make dev does without.
+if [ "${MPR_BOOTSTRAP_BROWSER:-${MPR_BOOTSTRAP_POSTGRES:-1}}" = 1 ] && [ ! -x /usr/bin/chromium ]; then
+  need+=(chromium)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

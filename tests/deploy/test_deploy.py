@@ -86,12 +86,19 @@ def test_compose_is_secure_by_default(compose):
     for name in SERVICES:
         env = compose["services"][name]["environment"]
         assert env["AWS_ACCESS_KEY_ID"] == f"mpr-{name}"
-        actions = {
-            a for st in json.loads((policies / f"{name}.json").read_text())["Statement"] for a in st["Action"]
-        }
+        statements = json.loads((policies / f"{name}.json").read_text())["Statement"]
+        actions = {a for st in statements for a in st["Action"]}
         assert "s3:*" not in actions and "s3:DeleteObject" not in actions
-        if name != "transcoder":
-            assert not any(a.startswith("s3:Put") for a in actions), name  # only transcoders write
+        puts = {
+            r
+            for st in statements
+            if any(a.startswith("s3:Put") for a in st["Action"])
+            for r in st["Resource"]
+        }
+        if name == "api":  # presigns the console's uploads: into the in bucket only
+            assert puts == {"arn:aws:s3:::mpr-media-in/*"}
+        elif name != "transcoder":
+            assert not puts, name  # only transcoders write outputs
     env_example = (ROOT / "deploy" / "compose.env.example").read_text()
     for var in re.findall(r"\$\{([A-Z0-9_]+):\?", text):
         assert f"{var}=" in env_example, var
@@ -180,15 +187,27 @@ def test_k8s_credentials_come_from_secrets(k8s):
 
 
 def test_k8s_transcoders_autoscale_on_consumer_lag_and_shut_down_gracefully(k8s):
-    (so,) = of_kind(k8s, "ScaledObject").values()
-    assert so["apiVersion"] == "keda.sh/v1alpha1" and so["spec"]["scaleTargetRef"]["name"] == "transcoder"
-    (trigger,) = so["spec"]["triggers"]
-    assert trigger["type"] == "nats-jetstream"
-    assert trigger["metadata"]["stream"] == s.JOBS_STREAM
-    assert trigger["metadata"]["consumer"] == s.TRANSCODERS_DURABLE
+    """One pool of transcoders per queue class, each scaled by KEDA on the lag of its own consumer."""
+    from mpr_common.events import PRIORITIES
+
+    deployments = of_kind(k8s, "Deployment")
     config = of_kind(k8s, "ConfigMap")["mpr-config"]["data"]
-    pod = of_kind(k8s, "Deployment")["transcoder"]["spec"]["template"]["spec"]
-    assert pod["terminationGracePeriodSeconds"] > int(config["TRANSCODER_SHUTDOWN_GRACE"])
+    scaled = {so["spec"]["scaleTargetRef"]["name"]: so for so in of_kind(k8s, "ScaledObject").values()}
+    assert "transcoder" in scaled
+    consumers: set[str] = set()
+    for name, so in scaled.items():
+        assert so["apiVersion"] == "keda.sh/v1alpha1"
+        pod = deployments[name]["spec"]["template"]["spec"]
+        env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+        classes = (env.get("TRANSCODER_CLASSES") or ",".join(PRIORITIES)).split(",")
+        triggers = so["spec"]["triggers"]
+        assert all(
+            t["type"] == "nats-jetstream" and t["metadata"]["stream"] == s.JOBS_STREAM for t in triggers
+        )
+        assert {t["metadata"]["consumer"] for t in triggers} == {s.transcoders_durable(c) for c in classes}
+        consumers |= {t["metadata"]["consumer"] for t in triggers}
+        assert pod["terminationGracePeriodSeconds"] > int(config["TRANSCODER_SHUTDOWN_GRACE"])
+    assert consumers == {s.transcoders_durable(p) for p in PRIORITIES}
 
 
 def test_k8s_nats_is_a_jetstream_cluster(k8s):

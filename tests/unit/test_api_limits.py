@@ -10,7 +10,6 @@ from typing import Any
 import msgspec
 import pytest
 from graphql import get_introspection_query
-from litestar.exceptions import WebSocketDisconnect
 from litestar.testing import TestClient
 
 from mpr_api import limits as L
@@ -133,16 +132,6 @@ def test_ordinary_queries_and_graphiql_introspection_still_pass(api):
     assert r.status_code == 200 and "errors" not in r.json()
     r = gql(client, "{ assets(limit: 1000) { id info { width height } } }", accept="application/json")
     assert r.status_code == 200 and r.json()["data"] == {"assets": []}
-
-
-def test_graphql_over_websocket_is_off(api):
-    """There are no subscriptions; a WebSocket would be a second way in, around the HTTP limits."""
-    client, _ = api
-    with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
-        ws.send_json({"type": "connection_init"})
-        with pytest.raises(WebSocketDisconnect) as exc:
-            ws.receive_json()
-    assert exc.value.code == 4406
 
 
 def test_graphql_arguments_are_bounded_as_in_rest(api):

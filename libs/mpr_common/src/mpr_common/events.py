@@ -21,6 +21,9 @@ JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 JOB_STATUSES: tuple[str, ...] = get_args(JobStatus)
 FailureReason = Literal["invalid", "source", "ffmpeg", "storage", "timeout", "internal", "cancelled"]
 FAILURE_REASONS: tuple[str, ...] = get_args(FailureReason)
+# Queue classes: bulk never starves urgent, urgent never starves bulk forever (see the transcoders).
+Priority = Literal["urgent", "normal", "bulk"]
+PRIORITIES: tuple[str, ...] = get_args(Priority)
 ObjectSource = Literal["scan", "notification"]
 ScanState = Literal["running", "completed", "failed"]
 
@@ -149,6 +152,10 @@ class JobRequested(Event, kw_only=True):
     parent_id: str | None = None
     rendition: str | None = None
     weight: float = 1.0
+    priority: Priority = "normal"
+    template: str | None = None  # "<name>@<revision>" of the job template it was made from
+    rule: str | None = None  # the rule that started it (automation)
+    retry: int = 0  # 0: the original request; n: its n-th retry (POST /api/jobs/{id}/retry)
 
 
 class JobProgress(Event, kw_only=True):
@@ -159,6 +166,7 @@ class JobProgress(Event, kw_only=True):
     worker: str | None = None
     attempt: int = 1
     at: float = msgspec.field(default_factory=now)
+    retry: int | None = None  # the request generation (JobRequested.retry); None: the current one
 
 
 class JobCompleted(Event, kw_only=True):
@@ -174,6 +182,8 @@ class JobCompleted(Event, kw_only=True):
     at: float = msgspec.field(default_factory=now)
     loudness: Loudness | None = None  # measured input loudness, when the job normalised it
     rendition: Rendition | None = None  # a package's child: what the manifests need
+    log: str = ""  # what FFmpeg printed (errors and warnings, redacted), for the attempts log
+    retry: int | None = None  # the request generation it ends; None: the current one
 
 
 class JobFailed(Event, kw_only=True):
@@ -183,11 +193,49 @@ class JobFailed(Event, kw_only=True):
     worker: str | None = None
     attempt: int = 1
     at: float = msgspec.field(default_factory=now)
+    log: str = ""  # FFmpeg's stderr tail (redacted), for the attempts log
+    retry: int | None = None  # the request generation it ends; None: the current one
+
+
+AttemptOutcome = Literal["completed", "failed", "retrying", "handed_back", "cancelled"]
+
+
+class JobAttempt(Event, kw_only=True):
+    """One attempt at a job, as it ended: every delivery a transcoder ran, also those retried."""
+
+    job_id: str
+    attempt: int
+    retry: int = 0  # the request generation (JobRequested.retry) it belongs to
+    worker: str | None = None
+    started_at: float
+    ended_at: float = msgspec.field(default_factory=now)
+    outcome: AttemptOutcome
+    reason: FailureReason | None = None
+    error: str | None = None
+    log: str = ""  # FFmpeg's stderr tail (redacted)
+
+
+class JobRetried(Event, kw_only=True):
+    """A failed or cancelled job is run again: its row goes back to queued; the request follows."""
+
+    job_id: str
+    retry: int  # 1 for the first retry
+    requested_by: str = "api"
+    at: float = msgspec.field(default_factory=now)
+
+
+class JobMoved(Event, kw_only=True):
+    """A queued job moved to another queue class."""
+
+    job_id: str
+    priority: Priority
+    at: float = msgspec.field(default_factory=now)
 
 
 class JobCancel(Event, kw_only=True):
     job_id: str
     at: float = msgspec.field(default_factory=now)
+    retry: int | None = None  # the request generation it stops; None: the current one
 
 
 class DeadLetter(Event, kw_only=True):
@@ -289,6 +337,10 @@ class JobView(msgspec.Struct, kw_only=True):
     parent_id: str | None = None  # a package's child
     rendition: str | None = None
     children: list[str] = msgspec.field(default_factory=list)  # a package's child jobs
+    priority: str = "normal"
+    template: str | None = None
+    rule: str | None = None
+    retries: int = 0  # times it was run again after failing (POST /api/jobs/{id}/retry)
 
 
 class ScanView(msgspec.Struct, kw_only=True):
@@ -315,6 +367,10 @@ class Query(Event, kw_only=True):
     prefix: str | None = None
     # Read-your-writes: answer only once the catalog has ingested the stream up to this sequence.
     after_seq: int = 0
+    # Jobs to retry (mpr.catalog.jobs.requests): also by kind, failure reason, and ended at or after since
+    kind: str | None = None
+    reason: str | None = None
+    since: float | None = None
 
 
 class QueryReply(Event, kw_only=True):
@@ -324,3 +380,5 @@ class QueryReply(Event, kw_only=True):
     jobs: list[JobView] = msgspec.field(default_factory=list)
     scan: ScanView | None = None
     total: int = 0
+    attempts: list[JobAttempt] = msgspec.field(default_factory=list)  # a job's log, oldest first
+    requests: list[JobRequested] = msgspec.field(default_factory=list)  # what retrying ``jobs`` publishes

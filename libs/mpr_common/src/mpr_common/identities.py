@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass, field
 
 from . import subjects as s
+from .events import PRIORITIES
 
 JS_API = "$JS.API"
 
@@ -34,6 +35,19 @@ def _kv(bucket: str, write: bool) -> list[str]:
         f"{JS_API}.STREAM.MSG.GET.{stream}",
     ]
     return reads + ([f"$KV.{bucket}.>"] if write else [])
+
+
+def _read_by_sequence(stream: str) -> list[str]:
+    """Read a stream's head and its messages one by one (the leader's get, or a direct get)."""
+    return [
+        f"{JS_API}.STREAM.INFO.{stream}",
+        f"{JS_API}.STREAM.MSG.GET.{stream}",
+        f"{JS_API}.DIRECT.GET.{stream}",
+    ]
+
+
+# Queue classes other than normal (whose subjects and consumer keep their historic names).
+_OTHER_CLASSES = [p for p in PRIORITIES if p != "normal"]
 
 
 def _job_state(write: bool) -> list[str]:
@@ -75,7 +89,41 @@ IDENTITIES: dict[str, Identity] = {
                 "mpr.catalog.>",
                 *_job_state(write=True),
                 *_kv(s.OUTPUT_OWNERS_KV, write=True),
+                # queue classes: jobs of every class, moves (a copy on the new class), pause flags, and
+                # the class consumers' state for GET /api/queues (their requests: read by sequence, below)
+                *(s.requested_subject(p) for p in _OTHER_CLASSES),
+                s.JOB_MOVED,
+                *_kv(s.QUEUES_KV, write=True),
+                *(f"{JS_API}.CONSUMER.INFO.{s.JOBS_STREAM}.{s.transcoders_durable(p)}" for p in PRIORITIES),
+                # automation: templates, rules, their firings; rules pull registered assets
+                *_kv(s.TEMPLATES_KV, write=True),
+                *_kv(s.RULES_KV, write=True),
+                *_kv(s.RULE_FIRINGS_KV, write=True),
+                *_pull(s.ASSETS_STREAM, s.RULES_DURABLE),
+                # retries and dead letters: read MPR_DLQ, mark a letter replayed, announce a retry
+                s.JOB_RETRIED,
+                f"{JS_API}.STREAM.INFO.{s.DLQ_STREAM}",
+                f"{JS_API}.STREAM.MSG.GET.{s.DLQ_STREAM}",
+                *_kv(s.DLQ_REPLAYS_KV, write=True),
+                # the live event stream reads the jobs and assets streams by sequence: read-only, and no
+                # consumer at all (a push consumer's deliver subject escapes the creator's permissions)
+                *_read_by_sequence(s.JOBS_STREAM),
+                *_read_by_sequence(s.ASSETS_STREAM),
+                # webhooks: subscriptions (with their secrets: no other identity reads them); fan-out from
+                # the jobs and assets streams into the tasks queue, which only the API may write (a task
+                # is signed with a subscription's secret when it is sent); the delivery log; dead letters
+                *_kv(s.WEBHOOKS_KV, write=True),
+                *_pull(s.JOBS_STREAM, s.WEBHOOKS_JOBS_DURABLE),
+                *_pull(s.ASSETS_STREAM, s.WEBHOOKS_ASSETS_DURABLE),
+                *_pull(s.WEBHOOK_TASKS_STREAM, s.WEBHOOKS_TASKS_DURABLE),
+                s.WEBHOOK_TASKS,
+                f"{s.WEBHOOK_DELIVERIES}.>",
+                f"{JS_API}.DIRECT.GET.{s.WEBHOOKS_STREAM}",  # a page of a subscription's log
+                f"{JS_API}.DIRECT.GET.{s.WEBHOOKS_STREAM}.>",  # one delivery's record
+                s.DLQ_WEBHOOKS,
             ],
+            # … and is woken by their messages
+            subscribe=["_INBOX.>", s.JOBS_ALL, s.ASSETS_REGISTERED_ALL],
         ),
         Identity(
             "catalog",
@@ -121,18 +169,24 @@ IDENTITIES: dict[str, Identity] = {
                 s.JOB_PROGRESS,
                 s.JOB_COMPLETED,
                 s.JOB_FAILED,
+                s.JOB_ATTEMPT,
                 s.DLQ_JOBS,
                 f"{JS_API}.DIRECT.GET.{s.ASSETS_STREAM}.>",
                 *_job_state(write=True),
                 *_kv(s.OUTPUT_OWNERS_KV, write=True),
                 *_kv(s.PACKAGES_KV, write=True),
+                # queue classes: each class's consumer and children; the pause flags, read …
+                *(x for p in _OTHER_CLASSES for x in _pull(s.JOBS_STREAM, s.transcoders_durable(p))),
+                *(s.child_subject(p) for p in _OTHER_CLASSES),
+                *_kv(s.QUEUES_KV, write=False),
             ],
-            subscribe=["_INBOX.>", s.JOB_CANCEL],
+            # … and followed as they are written
+            subscribe=["_INBOX.>", s.JOB_CANCEL, f"$KV.{s.QUEUES_KV}.>"],
         ),
         Identity(
             "publisher",
             "other teams' services: may only publish job requests (and read their acks)",
-            publish=[s.JOB_REQUESTED],
+            publish=[s.JOB_REQUESTED, *(s.requested_subject(p) for p in _OTHER_CLASSES)],
         ),
         Identity(
             "minio",

@@ -59,6 +59,12 @@ def default_output_key(source_key: str, job_id: str, preset: Preset, job: JobReq
     return f"{stem}/{job_id}/{preset.name}{ext}"
 
 
+def outcome_id(what: str, job_id: str, retry: int = 0) -> str:
+    """The de-duplication id of a job's outcome event (``completed``, ``failed``, ``cancel``): one per
+    request generation, so that a retried job's new outcome is not dropped as a duplicate of the last."""
+    return f"{what}-{job_id}" if not retry else f"{what}-{job_id}-r{retry}"
+
+
 def job_identity(job: JobRequested, msg_id: str | None, stream_seq: int) -> JobRequested:
     """The job's id as every consumer sees it: the request's own, else its ``Nats-Msg-Id``, else one
     derived from its stream sequence. A publisher that leaves job_id out still gets one job, whose id

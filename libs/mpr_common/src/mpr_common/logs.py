@@ -39,5 +39,16 @@ def setup_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("botocore", "boto3", "urllib3", "nats", "faststream", "aiosqlite", "sqlalchemy.engine"):
+    # httpx logs every request's URL at INFO: a webhook's URL may carry a token in its query.
+    noisy_loggers = (
+        "botocore",
+        "boto3",
+        "urllib3",
+        "nats",
+        "faststream",
+        "aiosqlite",
+        "sqlalchemy.engine",
+        "httpx",
+    )
+    for noisy in noisy_loggers:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

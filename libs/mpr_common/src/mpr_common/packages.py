@@ -80,6 +80,7 @@ def plan_package(package: JobRequested, info: MediaInfo) -> PackagePlan:
         requested_by=package.requested_by,
         parent_id=package.job_id,
         preset=preset.name,
+        priority=package.priority,
     )
     replace = msgspec.structs.replace
 

@@ -25,6 +25,7 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError, NotFoundError
 
 from . import subjects as s
+from .events import PRIORITIES
 from .settings import JobQueueSettings, NatsSettings
 
 log = logging.getLogger(__name__)
@@ -33,9 +34,23 @@ DAY = 24 * 3600.0
 CATALOG_MAX_DELIVER = 10
 CATALOG_ACK_WAIT = 30.0
 CATALOG_MAX_ACK_PENDING = 20_000  # room for several full batches in flight
+WEBHOOK_LOG_AGE = 14 * DAY
+WEBHOOK_LOG_BYTES = 1024**3
+WEBHOOK_MAX_TASKS = 1_000_000
+WEBHOOK_TASK_ACK_WAIT = 60.0  # longer than any one attempt (WEBHOOK_TIMEOUT is capped at half of it)
+# What webhooks are sent for, of the jobs stream: requests (any queue class), outcomes and cancels.
+WEBHOOK_JOB_SUBJECTS = [
+    *(s.requested_subject(p) for p in PRIORITIES),
+    *(s.child_subject(p) for p in PRIORITIES),
+    s.JOB_DISPATCHED,
+    s.JOB_COMPLETED,
+    s.JOB_FAILED,
+    s.JOB_CANCEL,
+]
 
 
 JOBS_MAX_BYTES = JobQueueSettings().max_bytes
+TRANSCODER_CLASSES = {s.transcoders_durable(p): p for p in PRIORITIES}  # durable -> its queue class
 
 
 def stream_configs(replicas: int = 1, jobs_max_bytes: int = JOBS_MAX_BYTES) -> list[StreamConfig]:
@@ -77,7 +92,31 @@ def stream_configs(replicas: int = 1, jobs_max_bytes: int = JOBS_MAX_BYTES) -> l
         StreamConfig(name=s.DLQ_STREAM, subjects=["mpr.dlq.>"], max_age=30 * DAY, **common),
         StreamConfig(name=s.MINIO_STREAM, subjects=[s.MINIO_EVENTS], max_age=7 * DAY, **common),
         StreamConfig(
-            name=s.ADVISORIES_STREAM, subjects=[s.MAX_DELIVERIES_ADVISORY], max_age=30 * DAY, **common
+            name=s.ADVISORIES_STREAM,
+            subjects=[s.max_deliveries_advisory(p) for p in PRIORITIES],
+            max_age=30 * DAY,
+            **common,
+        ),
+        # Webhooks' delivery log: the latest record of each delivery (one subject each), a bounded while.
+        StreamConfig(
+            name=s.WEBHOOKS_STREAM,
+            subjects=[f"{s.WEBHOOK_DELIVERIES}.>"],
+            max_msgs_per_subject=1,
+            allow_direct=True,
+            max_age=WEBHOOK_LOG_AGE,
+            max_bytes=WEBHOOK_LOG_BYTES,
+            duplicate_window=120.0,
+            **common,
+        ),
+        # Webhook attempts that are due: a work queue (gone once acked); when full it refuses new tasks
+        # (the event they come from is retried) rather than dropping queued ones.
+        StreamConfig(
+            name=s.WEBHOOK_TASKS_STREAM,
+            subjects=[s.WEBHOOK_TASKS],
+            max_age=7 * DAY,
+            max_msgs=WEBHOOK_MAX_TASKS,
+            duplicate_window=3600.0,
+            **{**common, "retention": RetentionPolicy.WORK_QUEUE, "discard": DiscardPolicy.NEW},
         ),
     ]
 
@@ -98,23 +137,51 @@ def consumer_configs(queue: JobQueueSettings) -> list[tuple[str, ConsumerConfig]
         )
 
     return [
-        (
-            s.JOBS_STREAM,
-            pull(
-                s.TRANSCODERS_DURABLE,
-                [s.JOB_REQUESTED, s.JOB_CHILD],
-                ack_wait=queue.ack_wait,
-                max_deliver=queue.max_deliver,
-                max_ack_pending=10_000,
-            ),
+        # One per queue class: each scales on its own lag (KEDA); "normal" keeps the historic name.
+        *(
+            (
+                s.JOBS_STREAM,
+                pull(
+                    s.transcoders_durable(p),
+                    [s.requested_subject(p), s.child_subject(p)],
+                    ack_wait=queue.ack_wait,
+                    max_deliver=queue.max_deliver,
+                    max_ack_pending=10_000,
+                ),
+            )
+            for p in PRIORITIES
         ),
         (s.JOBS_STREAM, pull(s.CATALOG_JOBS_DURABLE, s.JOBS_ALL, max_ack_pending=CATALOG_MAX_ACK_PENDING)),
         (
             s.OBJECTS_STREAM,
             pull(s.CATALOG_OBJECTS_DURABLE, s.OBJECTS_ALL, max_ack_pending=CATALOG_MAX_ACK_PENDING),
         ),
-        (s.ADVISORIES_STREAM, pull(s.CATALOG_ADVISORIES_DURABLE, s.MAX_DELIVERIES_ADVISORY)),
+        (s.ADVISORIES_STREAM, pull(s.CATALOG_ADVISORIES_DURABLE, s.MAX_DELIVERIES_ADVISORIES)),
         (s.MINIO_STREAM, pull(s.SCANNER_MINIO_DURABLE, s.MINIO_EVENTS)),
+        # API replicas share it: rules fire on objects registered from its creation on (never on history)
+        (
+            s.ASSETS_STREAM,
+            replace(pull(s.RULES_DURABLE, s.ASSETS_REGISTERED_ALL), deliver_policy=DeliverPolicy.NEW),
+        ),
+        # Webhooks: API replicas share each one, so every event is fanned out, and every attempt made,
+        # by one replica. Events from the consumer's creation on (never history); never given up on.
+        *(
+            (stream, replace(pull(durable, subject, max_deliver=-1), deliver_policy=DeliverPolicy.NEW))
+            for stream, durable, subject in (
+                (s.JOBS_STREAM, s.WEBHOOKS_JOBS_DURABLE, WEBHOOK_JOB_SUBJECTS),
+                (s.ASSETS_STREAM, s.WEBHOOKS_ASSETS_DURABLE, s.ASSETS_REGISTERED_ALL),
+            )
+        ),
+        (
+            s.WEBHOOK_TASKS_STREAM,
+            pull(
+                s.WEBHOOKS_TASKS_DURABLE,
+                s.WEBHOOK_TASKS,
+                ack_wait=WEBHOOK_TASK_ACK_WAIT,
+                max_deliver=-1,  # a retry not due yet is NAKed until it is; attempts are counted in it
+                max_ack_pending=WEBHOOK_MAX_TASKS,
+            ),
+        ),
     ]
 
 
@@ -133,13 +200,15 @@ async def ensure_streams(
 
 
 async def ensure_kv(
-    js: JetStreamContext, bucket: str, replicas: int = 1, ttl: float | None = 14 * DAY
+    js: JetStreamContext, bucket: str, replicas: int = 1, ttl: float | None = 14 * DAY, history: int = 1
 ) -> Any:
     try:
         return await js.key_value(bucket)
     except NotFoundError:  # BucketNotFoundError: first start
         return await js.create_key_value(
-            KeyValueConfig(bucket=bucket, history=1, ttl=ttl, storage=StorageType.FILE, replicas=replicas)
+            KeyValueConfig(
+                bucket=bucket, history=history, ttl=ttl, storage=StorageType.FILE, replicas=replicas
+            )
         )
 
 
@@ -147,10 +216,10 @@ async def ensure_job_state_kv(js: JetStreamContext, replicas: int = 1) -> Any:
     return await ensure_kv(js, s.JOB_STATE_KV, replicas)
 
 
-async def first_unfinished_job(js: JetStreamContext, up_to: int) -> int | None:
-    """The stream sequence of the oldest job request whose job has not ended (no entry in the job-state
-    KV), or None when every stored job has ended. Read by the setup owner when it has to re-create the
-    transcoders' consumer, so that history is not delivered again."""
+async def first_unfinished_job(js: JetStreamContext, up_to: int, priority: str = "normal") -> int | None:
+    """The stream sequence of the oldest job request of queue class ``priority`` whose job has not ended
+    (no entry in the job-state KV), or None when every stored job has ended. Read by the setup owner when
+    it has to re-create a transcoders' consumer, so that history is not delivered again."""
     from .codec import decode
     from .events import JobRequested
     from .jobs import job_identity
@@ -177,32 +246,34 @@ async def first_unfinished_job(js: JetStreamContext, up_to: int) -> int | None:
             if await state.get(job.job_id) is None:
                 return seq
 
-    found = [seq for seq in [await first(s.JOB_REQUESTED), await first(s.JOB_CHILD)] if seq is not None]
+    subjects = (s.requested_subject(priority), s.child_subject(priority))
+    found = [seq for seq in [await first(subject) for subject in subjects] if seq is not None]
     return min(found) if found else None
 
 
 async def ensure_consumers(js: JetStreamContext, queue: JobQueueSettings) -> None:
     for stream, cfg in consumer_configs(queue):
-        if cfg.durable_name == s.TRANSCODERS_DURABLE:
-            cfg = await _resume_point(js, cfg)
+        if cfg.durable_name in TRANSCODER_CLASSES:
+            cfg = await _resume_point(js, cfg, TRANSCODER_CLASSES[cfg.durable_name])
         try:  # creates, or updates what may be updated (ack_wait, max_deliver, …)
             await js.add_consumer(stream, cfg)
         except BadRequestError as exc:  # e.g. a changed filter subject: keep the existing one
             log.warning("consumer %s kept as is: %s", cfg.durable_name, exc)
 
 
-async def _resume_point(js: JetStreamContext, cfg: ConsumerConfig) -> ConsumerConfig:
+async def _resume_point(js: JetStreamContext, cfg: ConsumerConfig, priority: str) -> ConsumerConfig:
     """A missing transcoders' consumer over a stream that holds jobs (it was deleted, or lost) starts at
-    the oldest job that has not ended, not at the stream's beginning: ended jobs are not delivered again
-    (those after it are skipped by the transcoders, which read the same job-state KV)."""
+    the oldest job of its class that has not ended, not at the stream's beginning: ended jobs are not
+    delivered again (those after it are skipped by the transcoders, which read the same job-state KV)."""
+    assert cfg.durable_name is not None
     try:
-        await js.consumer_info(s.JOBS_STREAM, s.TRANSCODERS_DURABLE)
+        await js.consumer_info(s.JOBS_STREAM, cfg.durable_name)
         return cfg  # exists: updating keeps its position
     except NotFoundError:
         pass
     # Taken first: whatever is published while we look has a later sequence and is delivered.
     last = (await js.stream_info(s.JOBS_STREAM)).state.last_seq
-    start = await first_unfinished_job(js, last) or last + 1
+    start = await first_unfinished_job(js, last, priority) or last + 1
     if start <= 1:
         return cfg
     log.warning("re-creating %s from stream sequence %d (earlier jobs have ended)", cfg.durable_name, start)
@@ -215,6 +286,14 @@ async def setup_jetstream(js: JetStreamContext, nats: NatsSettings, queue: JobQu
     await ensure_job_state_kv(js, nats.stream_replicas)
     await ensure_kv(js, s.OUTPUT_OWNERS_KV, nats.stream_replicas, ttl=None)  # owners are forever
     await ensure_kv(js, s.PACKAGES_KV, nats.stream_replicas)  # as long as the job states they refer to
+    await ensure_kv(js, s.WEBHOOKS_KV, nats.stream_replicas, ttl=None)  # subscriptions, until deleted
+    await ensure_kv(js, s.QUEUES_KV, nats.stream_replicas, ttl=None)  # a paused class stays paused
+    await ensure_kv(js, s.DLQ_REPLAYS_KV, nats.stream_replicas, ttl=30 * DAY)  # as long as the letters
+    # Automation: a template's history is its revisions (64, the most KV keeps); rules and their firings
+    # (once per rule and object version) are kept for good.
+    await ensure_kv(js, s.TEMPLATES_KV, nats.stream_replicas, ttl=None, history=64)
+    await ensure_kv(js, s.RULES_KV, nats.stream_replicas, ttl=None)
+    await ensure_kv(js, s.RULE_FIRINGS_KV, nats.stream_replicas, ttl=None)
     await ensure_consumers(js, queue)
 
 

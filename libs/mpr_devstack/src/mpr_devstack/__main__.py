@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 MPR is running.
   API          {stack.api_url}   (OpenAPI: {stack.api_url}/schema, GraphQL: {stack.api_url}/graphql)
   token        Authorization: Bearer {DEV_API_TOKEN}
+  console      {stack.api_url}/console/   (sign in with {DEV_API_TOKEN})
   NATS         {env["NATS_URL"]}  (JetStream store: {stack.workdir / "jetstream"}; anonymous clients refused)
   publisher    {stack.nats.url_as("publisher")}
                (may only publish mpr.jobs.requested: give it to a service that submits jobs;

@@ -72,6 +72,9 @@ class Stack:
             "API_HOST": "127.0.0.1",
             "API_PORT": str(self.api_port),
             "API_TOKENS": DEV_API_TOKEN,
+            # webhooks to a receiver on this machine (production refuses private addresses and http)
+            "WEBHOOK_ALLOW_NETWORKS": "127.0.0.1/32,::1/128",
+            "WEBHOOK_ALLOW_HTTP": "true",
             "API_CALLBACK_SECRET": self.callback_secret,
             "TRANSCODER_WORKDIR": str(self.workdir / "transcoder"),
             "LOG_FORMAT": "json",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from litestar import Litestar, Request, Response
@@ -24,11 +24,12 @@ from mpr_common.jobstate import JobState
 from mpr_common.outputs import OutputOwners
 from mpr_common.storage import get_s3_client, make_public_client
 
-from .auth import token_auth
+from .auth import Sessions, token_auth
 from .bodies import TOO_LARGE, ApiRequest
 from .callbacks import CallbackTokens
 from .domain.assets import AssetService
 from .domain.jobs import JobService
+from .features import FEATURES
 from .graphql_http import graphql_controller
 from .graphql_schema import schema
 from .http_metrics import http_metrics
@@ -120,9 +121,13 @@ def create_app(settings: ApiSettings, state: dict[str, Any] | None = None) -> Li
         app.state.update(
             services(settings, nc, kv, make_public_client(settings.s3), owners, get_s3_client(settings.s3))
         )
-        log.info("api ready on %s:%d", settings.host, settings.port)
         try:
-            yield
+            async with AsyncExitStack() as features:
+                for feature in FEATURES:
+                    if feature.lifespan is not None:
+                        await features.enter_async_context(feature.lifespan(settings, app.state))
+                log.info("api ready on %s:%d", settings.host, settings.port)
+                yield
         finally:
             await nc.drain()
 
@@ -147,9 +152,10 @@ def create_app(settings: ApiSettings, state: dict[str, Any] | None = None) -> Li
             ready,
             GraphQL,
             PrometheusController,
+            *(route for feature in FEATURES for route in feature.routes),
         ],
         middleware=[
-            token_auth(settings.tokens, settings.public_media),
+            token_auth(settings.tokens, settings.public_media, Sessions.from_settings(settings)),
             remember_base_url,  # absolute media links name the address the client used
             trace_middleware,
             http_metrics,
@@ -158,6 +164,7 @@ def create_app(settings: ApiSettings, state: dict[str, Any] | None = None) -> Li
         dependencies={
             "jobs": Provide(provide_jobs, sync_to_thread=False),
             "assets": Provide(provide_assets, sync_to_thread=False),
+            **{name: dep for feature in FEATURES for name, dep in feature.dependencies.items()},
         },
         lifespan=[lifespan],
         request_class=ApiRequest,

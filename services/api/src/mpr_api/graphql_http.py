@@ -9,7 +9,10 @@ bounded before Strawberry spends anything on it.
   request error (``errors`` and no data). As the GraphQL-over-HTTP spec asks, it is a 400 for a
   client that accepts ``application/graphql-response+json``, and a 200 with ``"data": null`` for
   ``application/json`` (the default, which clients may not trust on a non-200 status).
-- No WebSocket transport: there are no subscriptions, and it would be a way around these limits.
+- WebSocket (graphql-transport-ws only) carries subscriptions (`jobEvents`): the same schema extensions
+  bound each operation (tokens, depth, aliases, list items), and the handshake needs the bearer token
+  (auth.py). The document-size check above applies to HTTP only; over a WebSocket the token limit stops
+  the parser.
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ def _wants_graphql_response(request: Request[Any, Any, Any]) -> bool:
 
 
 def graphql_controller(schema: BaseSchema, path: str = "/graphql") -> type[Controller]:
-    base: Any = make_graphql_controller(schema, path=path, graphql_ide="graphiql", subscription_protocols=())
+    base: Any = make_graphql_controller(
+        schema, path=path, graphql_ide="graphiql", subscription_protocols=("graphql-transport-ws",)
+    )
 
     class GraphQLController(base):
         def decode_json(self, data: str | bytes) -> object:

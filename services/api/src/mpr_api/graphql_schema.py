@@ -159,6 +159,10 @@ class Job:
     parent_id: str | None = None
     rendition: str | None = None
     children: list[str] = strawberry.field(default_factory=list)
+    priority: str = "normal"
+    retries: int = 0
+    template: str | None = None
+    rule: str | None = None
 
     @classmethod
     def of(cls, j: JobView, url: str | None) -> Job:
@@ -170,6 +174,10 @@ class Job:
             parent_id=j.parent_id,
             rendition=j.rendition,
             children=j.children,
+            priority=j.priority,
+            retries=j.retries,
+            template=j.template,
+            rule=j.rule,
             id=j.id,
             kind=j.kind,
             status=j.status,
@@ -197,6 +205,8 @@ class JobInput:
     job_id: str | None = None
     loudnorm: bool = False
     storyboard: bool = False
+    template: str | None = None
+    priority: str | None = None
 
 
 @strawberry.type
@@ -249,6 +259,8 @@ class Mutation:
             "job_id": job.job_id,
             "loudnorm": job.loudnorm,
             "storyboard": job.storyboard,
+            "template": job.template,
+            **({"priority": job.priority} if job.priority else {}),
         }
         body = _checked(fields, JobCreate, "job")  # the same bounds as POST /api/jobs
         out, _ = await _call(_jobs(info).submit(body, requested_by="graphql"))
@@ -260,4 +272,22 @@ class Mutation:
         return Job.of(out.job, out.output_url)
 
 
-schema = strawberry.Schema(query=Query, mutation=Mutation, extensions=schema_extensions())
+def build_schema() -> strawberry.Schema:
+    """The core Query and Mutation merged with the fields of the feature modules (features/)."""
+    from strawberry.tools import merge_types
+
+    from .features import FEATURES
+
+    def merged(name: str, core: type | None, attr: str) -> Any:
+        types = tuple(t for t in [core, *(getattr(f, attr) for f in FEATURES)] if t is not None)
+        return merge_types(name, types) if len(types) > 1 else (types[0] if types else None)
+
+    return strawberry.Schema(
+        query=merged("Query", Query, "graphql_query"),
+        mutation=merged("Mutation", Mutation, "graphql_mutation"),
+        subscription=merged("Subscription", None, "graphql_subscription"),
+        extensions=schema_extensions(),
+    )
+
+
+schema = build_schema()

@@ -6,8 +6,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from mpr_common.events import AssetView, FailureReason, JobKind, JobView, RefusedObject
+from mpr_common.events import AssetView, FailureReason, JobKind, JobView, Priority, RefusedObject
 
+from .executors import Executor
 from .limits import (
     MAX_BUCKET_CHARS,
     MAX_ERROR_CHARS,
@@ -49,7 +50,7 @@ class ScanResult(msgspec.Struct, kw_only=True):
 
 
 class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    kind: JobKind
+    kind: JobKind | None = None  # may come from the template
     source_key: Key
     output_key: Key | None = None
     preset: Annotated[str, msgspec.Meta(max_length=MAX_PRESET_CHARS)] | None = None
@@ -60,9 +61,14 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     loudnorm: bool = False
     # package jobs: also a storyboard (sprite sheets, WebVTT thumbnails, poster) in the package's folder
     storyboard: bool = False
-    # "lambda": run by the Lambda handler (Step Functions), not by the transcoders; the answer carries
-    # the job's callback token.
-    executor: Literal["workers", "lambda"] = "workers"
+    # queue class: urgent jobs go first, bulk ones when there is room (never starved)
+    priority: Priority = "normal"
+    # a stored job template (name, or name@revision): its fields are the defaults of this request
+    template: Annotated[str, msgspec.Meta(max_length=MAX_PRESET_CHARS + 12)] | None = None
+    # Who runs it (docs/executors.md); unset: the deployment's API_EXECUTOR. "stepfunctions": the API
+    # starts a Step Functions execution of the transcoder Lambda; "lambda": recorded only, the answer
+    # carries the job's callback token and the caller runs the Lambda handler.
+    executor: Executor | None = None
 
 
 class JobOut(msgspec.Struct, kw_only=True):

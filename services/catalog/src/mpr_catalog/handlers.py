@@ -22,13 +22,17 @@ from mpr_common.bus import MSG_ID, dead_letter, publish_event, settle_batch
 from mpr_common.codec import DecodeError, ValidationError, decode, decoder, encode
 from mpr_common.errors import NotFound
 from mpr_common.events import (
+    PRIORITIES,
     AssetRegistered,
     DeadLetter,
+    JobAttempt,
     JobCancel,
     JobCompleted,
     JobFailed,
+    JobMoved,
     JobProgress,
     JobRequested,
+    JobRetried,
     MediaInfo,
     ObjectFound,
     ObjectRemoved,
@@ -37,7 +41,7 @@ from mpr_common.events import (
     ScanStatus,
 )
 from mpr_common.faststream_support import answers, pull_subscriber, settle
-from mpr_common.jobs import CHILD_ONLY, TERMINAL, JobRequestError, job_identity, normalize_job
+from mpr_common.jobs import CHILD_ONLY, TERMINAL, JobRequestError, job_identity, normalize_job, outcome_id
 from mpr_common.jobstate import JobState
 from mpr_common.keys import InvalidKeyError, validate_key
 
@@ -47,15 +51,22 @@ from .metrics import BATCH_SIZE, CATALOG_EVENTS
 from .repository import Catalog
 
 log = logging.getLogger("mpr.catalog")
+MAX_REQUESTS = 1000  # jobs one mpr.catalog.jobs.requests query matches at most
+MAX_REPLY_BYTES = 800_000  # of them, as many as fit under NATS's max payload (1 MB) are answered
 
+# Requests and children of every queue class (the subject is the class).
+_CHILD_SUBJECTS = frozenset(s.child_subject(p) for p in PRIORITIES)
 _JOB_TYPES: dict[str, type] = {
-    s.JOB_REQUESTED: JobRequested,
-    s.JOB_CHILD: JobRequested,
+    **{s.requested_subject(p): JobRequested for p in PRIORITIES},
+    **dict.fromkeys(_CHILD_SUBJECTS, JobRequested),
     s.JOB_DISPATCHED: JobRequested,
     s.JOB_PROGRESS: JobProgress,
     s.JOB_COMPLETED: JobCompleted,
     s.JOB_FAILED: JobFailed,
     s.JOB_CANCEL: JobCancel,
+    s.JOB_ATTEMPT: JobAttempt,
+    s.JOB_RETRIED: JobRetried,
+    s.JOB_MOVED: JobMoved,
 }
 _OBJECT_TYPES: dict[str, type] = {
     s.OBJECT_FOUND: ObjectFound,
@@ -122,10 +133,10 @@ def _stream_seq(raw: Msg) -> int:
         return 0
 
 
-def decode_job_event(raw: Msg) -> JobEvent:
-    ev: JobEvent = decode(raw.data, _JOB_TYPES[raw.subject])
+def decode_job_event(raw: Msg) -> JobEvent | JobAttempt:
+    ev: JobEvent | JobAttempt = decode(raw.data, _JOB_TYPES[raw.subject])
     if isinstance(ev, JobRequested):
-        if (ev.parent_id is not None) != (raw.subject == s.JOB_CHILD):
+        if (ev.parent_id is not None) != (raw.subject in _CHILD_SUBJECTS):
             raise ValidationError(CHILD_ONLY)
         ev = job_identity(ev, (raw.headers or {}).get(MSG_ID), _stream_seq(raw))
         # Record what the transcoder will run (default preset, output key); an invalid request is
@@ -211,7 +222,7 @@ def register(broker: NatsBroker, deps: Callable[[], CatalogDeps]) -> None:
     async def dead_letter_one(raw: Msg, error: str) -> None:
         await _dead_letter(deps().js, raw, error)
 
-    @pull_subscriber(broker, s.MAX_DELIVERIES_ADVISORY, s.ADVISORIES_STREAM, s.CATALOG_ADVISORIES_DURABLE)
+    @pull_subscriber(broker, s.MAX_DELIVERIES_ADVISORIES, s.ADVISORIES_STREAM, s.CATALOG_ADVISORIES_DURABLE)
     async def on_max_deliveries(msg: NatsMessage) -> None:
         """A job whose worker died on every delivery (kill -9, OOM): fail it and keep a dead letter."""
 
@@ -240,19 +251,27 @@ def register(broker: NatsBroker, deps: Callable[[], CatalogDeps]) -> None:
             await publish_event(d.js, s.DLQ_JOBS, letter, msg_id=f"dlq-{s.JOB_REQUESTED}-{adv.stream_seq}")
             if d.job_state is not None:
                 await d.job_state.failed(req.job_id)
-            failed = JobFailed(job_id=req.job_id, error=error, reason="internal", attempt=adv.deliveries)
-            await publish_event(d.js, s.JOB_FAILED, failed, msg_id=f"failed-{req.job_id}")
-            if req.parent_id is not None and original.subject == s.JOB_CHILD and d.job_state is not None:
+            failed = JobFailed(
+                job_id=req.job_id, error=error, reason="internal", attempt=adv.deliveries, retry=req.retry
+            )
+            await publish_event(
+                d.js, s.JOB_FAILED, failed, msg_id=outcome_id("failed", req.job_id, req.retry)
+            )
+            if req.parent_id is not None and original.subject in _CHILD_SUBJECTS and d.job_state is not None:
                 # Its package can never complete: it fails too (children still running finish unused).
                 if await d.job_state.get(req.parent_id) is None:
                     await d.job_state.failed(req.parent_id)
+                    # A child runs in its package's generation (the transcoders give it the package's retry).
                     parent = JobFailed(
                         job_id=req.parent_id,
                         error=f"{req.rendition or req.kind} ({req.job_id}) failed: {error}",
                         reason="internal",
                         attempt=adv.deliveries,
+                        retry=req.retry,
                     )
-                    await publish_event(d.js, s.JOB_FAILED, parent, msg_id=f"failed-{req.parent_id}")
+                    await publish_event(
+                        d.js, s.JOB_FAILED, parent, msg_id=outcome_id("failed", req.parent_id, req.retry)
+                    )
 
         await settle(msg, work, dead_letter_one)
 
@@ -290,13 +309,55 @@ def register(broker: NatsBroker, deps: Callable[[], CatalogDeps]) -> None:
         what the API acknowledged is readable at once, without a second write path."""
         q = _query.decode(msg.raw_message.data)
         d = deps()
-        job = await d.catalog.get_job(q.id or "")
-        if job is None:
+        job = None if q.after_seq else await d.catalog.get_job(q.id or "")
+        if job is None:  # not ingested yet, or asked for as of a write (after_seq): wait that far
             await d.barrier.wait(s.JOBS_STREAM, s.CATALOG_JOBS_DURABLE, q.after_seq or None, d.read_wait)
             job = await d.catalog.get_job(q.id or "")
         if job is None:
             raise NotFound(f"job {q.id} not found")
         return encode(QueryReply(job=job, total=1))
+
+    @broker.subscriber(s.CATALOG_JOB_LOG, queue="catalog")
+    @answers
+    async def on_job_log(msg: NatsMessage) -> bytes:
+        """A job and its attempts (the API's GET /api/jobs/{id}/log)."""
+        q = _query.decode(msg.raw_message.data)
+        d = deps()
+        if q.after_seq:
+            await d.barrier.wait(s.JOBS_STREAM, s.CATALOG_JOBS_DURABLE, q.after_seq, d.read_wait)
+        found = await d.catalog.job_log(q.id or "")
+        if found is None:
+            raise NotFound(f"job {q.id} not found")
+        job, attempts = found
+        return encode(QueryReply(job=job, attempts=attempts, total=len(attempts)))
+
+    @broker.subscriber(s.CATALOG_JOB_REQUESTS, queue="catalog")
+    @answers
+    async def on_job_requests(msg: NatsMessage) -> bytes:
+        """Jobs to retry, by id or by filter, with the requests a retry publishes again."""
+        q = _query.decode(msg.raw_message.data)
+        found = await deps().catalog.job_requests(
+            limit=max(1, min(q.limit, MAX_REQUESTS)),
+            job_id=q.id,
+            status=q.status,
+            kind=q.kind,
+            reason=q.reason,
+            since=q.since,
+            prefix=q.prefix,
+        )
+        if q.id is not None and not found:
+            raise NotFound(f"job {q.id} not found")
+        reply = QueryReply(total=len(found))  # total: matched; jobs: as many as one answer holds
+        room = MAX_REPLY_BYTES
+        for job, req in found:
+            job = msgspec.structs.replace(job, output_keys=[], children=[])  # lists a retry does not need
+            size = len(encode(job)) + len(encode(req))
+            if size > room:
+                break
+            room -= size
+            reply.jobs.append(job)
+            reply.requests.append(req)
+        return encode(reply)
 
     @broker.subscriber(s.CATALOG_SCAN_GET, queue="catalog")
     @answers

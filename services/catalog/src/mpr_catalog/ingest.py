@@ -10,20 +10,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mpr_common.codec import encode
-from mpr_common.events import ObjectFound, ObjectRemoved, ScanStatus
+from mpr_common.events import JobAttempt, ObjectFound, ObjectRemoved, ScanStatus
 from mpr_common.keys import media_type
 
 from .db import Database
 from .job_events import JobEvent, JobRow, fold
-from .models import Asset, Job, Scan
+from .models import Asset, Attempt, Job, Scan
 
 _NS = uuid.UUID("1b4e28ba-2fa1-11d2-883f-0016d3cca427")
 ASSETS = Asset.__table__  # type: ignore[attr-defined]
 JOBS = Job.__table__  # type: ignore[attr-defined]
 SCANS = Scan.__table__  # type: ignore[attr-defined]
+ATTEMPTS = Attempt.__table__  # type: ignore[attr-defined]
 _IN_CHUNK = 500  # ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
 
 
@@ -68,13 +70,18 @@ class Ingestor:
         return time.monotonic() - self.last_registration < within
 
     # --- jobs ------------------------------------------------------------------------------
-    async def jobs(self, events: list[JobEvent]) -> set[str]:
-        """Fold a batch of job events into the job rows; returns the ids written."""
-        if not events:
+    async def jobs(self, batch: list[JobEvent | JobAttempt]) -> set[str]:
+        """Fold a batch of job events into the job rows and record the attempts it reports, in one
+        transaction; returns the ids of the jobs written."""
+        attempts = [ev for ev in batch if isinstance(ev, JobAttempt)]
+        events = [ev for ev in batch if not isinstance(ev, JobAttempt)]
+        if not events and not attempts:
             return set()
         ids = list(dict.fromkeys(ev.job_id for ev in events))
 
         async def run(conn: AsyncConnection) -> set[str]:
+            if attempts:
+                await self._attempts(conn, attempts)
             rows: dict[str, JobRow] = {}
             for part in _chunks(ids):
                 q = select(JOBS).where(JOBS.c.id.in_(part))
@@ -96,6 +103,28 @@ class Ingestor:
             return changed
 
         return await self.db.transaction(run)
+
+    @staticmethod
+    async def _attempts(conn: AsyncConnection, attempts: list[JobAttempt]) -> None:
+        """Insert each attempt once: a redelivered report of one already recorded changes nothing."""
+        rows = {
+            (a.job_id, a.retry, a.attempt): {
+                "job_id": a.job_id,
+                "retry": a.retry,
+                "attempt": a.attempt,
+                "worker": a.worker[:128] if a.worker else None,
+                "started_at": a.started_at,
+                "ended_at": a.ended_at,
+                "outcome": a.outcome,
+                "reason": a.reason,
+                "error": a.error,
+                "log": a.log,
+            }
+            for a in reversed(attempts)  # the first report of an attempt stands, as in the table
+        }
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(ATTEMPTS).on_conflict_do_nothing(index_elements=["job_id", "retry", "attempt"])
+        await conn.execute(stmt, list(rows.values()))
 
     # --- objects and scans -------------------------------------------------------------------
     async def objects(self, events: list[ObjectEvent]) -> ObjectsResult:

@@ -1,7 +1,13 @@
 """How a job event changes a job's row: pure functions over plain dicts, unit-tested without a database.
 
 Events may arrive out of order (a completion before the last progress, a progress before the request):
-the row depends only on the set of events seen, and never leaves a terminal state."""
+the row depends only on the set of events seen, and never leaves a terminal state of its generation.
+
+Generations: a retry (JobRetried, then the request again with ``retry=n``) starts generation n of the
+job, and the row always describes the newest generation seen. An event of an older generation never
+changes it (a late failure of the run that was retried); the first event of a newer one, whichever
+arrives first, starts it (back to queued, the last run's outcome forgotten). An outcome that names no
+generation (``retry=None``: publishers from before retries) belongs to the current one."""
 
 from __future__ import annotations
 
@@ -9,23 +15,59 @@ import time
 from typing import Any
 
 from mpr_common.codec import encode
-from mpr_common.events import JobCancel, JobCompleted, JobFailed, JobProgress, JobRequested
+from mpr_common.events import (
+    JobCancel,
+    JobCompleted,
+    JobFailed,
+    JobMoved,
+    JobProgress,
+    JobRequested,
+    JobRetried,
+)
 from mpr_common.jobs import TERMINAL, next_status
 
 from .models import Job
 
 JobRow = dict[str, Any]
-JobEvent = JobRequested | JobProgress | JobCompleted | JobFailed | JobCancel
+JobEvent = JobRequested | JobProgress | JobCompleted | JobFailed | JobCancel | JobRetried | JobMoved
 
 _DEFAULTS: JobRow = {name: field.default for name, field in Job.model_fields.items()}
+# What one generation's run wrote: a new generation starts from these.
+_RUN_FIELDS = (
+    "status",
+    "progress",
+    "speed",
+    "worker",
+    "attempts",
+    "error",
+    "failure_reason",
+    "output_size",
+    "output_keys_json",
+    "loudness_json",
+    "started_at",
+    "finished_at",
+)
+_RUN_DEFAULTS: JobRow = {name: _DEFAULTS[name] for name in _RUN_FIELDS}
 
 
 def new_row(job_id: str, at: float) -> JobRow:
     return {**_DEFAULTS, "id": job_id, "created_at": at, "updated_at": at}
 
 
+def _current(job: JobRow, retry: int | None) -> bool:
+    """Whether an event of generation ``retry`` describes the row: an older one does not; a newer one
+    starts its generation first."""
+    if retry is None or retry == job["retries"]:
+        return True
+    if retry < job["retries"]:
+        return False
+    job.update(_RUN_DEFAULTS, retries=retry)
+    return True
+
+
 def _requested(job: JobRow, ev: JobRequested, new: bool) -> None:
-    # Request fields only; the status is the state machine's (later events may be here already).
+    # Request fields only; the status is the state machine's (later events may be here already). Every
+    # generation's request is the same request, so an older one may fill them in too.
     job.update(
         kind=ev.kind,
         source_bucket=ev.source_bucket,
@@ -42,10 +84,15 @@ def _requested(job: JobRow, ev: JobRequested, new: bool) -> None:
         weight=ev.weight,
         created_at=ev.requested_at if new else min(job["created_at"], ev.requested_at),
     )
+    # The newest generation's request is the one recorded (an older one stands in until it arrives).
+    if _current(job, ev.retry) or job["request_json"] is None:
+        job.update(request_json=encode(ev).decode(), template=ev.template, rule=ev.rule)
+        if job["moved_at"] is None:
+            job["priority"] = ev.priority
 
 
 def _progress(job: JobRow, ev: JobProgress, new: bool) -> None:
-    if job["status"] in TERMINAL:
+    if not _current(job, ev.retry) or job["status"] in TERMINAL:
         return
     job.update(
         status=next_status(job["status"], "running"),
@@ -58,7 +105,7 @@ def _progress(job: JobRow, ev: JobProgress, new: bool) -> None:
 
 
 def _completed(job: JobRow, ev: JobCompleted, new: bool) -> None:
-    if next_status(job["status"], "completed") != "completed":
+    if not _current(job, ev.retry) or next_status(job["status"], "completed") != "completed":
         return
     job.update(
         status="completed",
@@ -79,7 +126,7 @@ def _completed(job: JobRow, ev: JobCompleted, new: bool) -> None:
 
 def _failed(job: JobRow, ev: JobFailed, new: bool) -> None:
     target = "cancelled" if ev.reason == "cancelled" else "failed"
-    if next_status(job["status"], target) != target:
+    if not _current(job, ev.retry) or next_status(job["status"], target) != target:
         return
     job.update(
         status=target,
@@ -92,7 +139,7 @@ def _failed(job: JobRow, ev: JobFailed, new: bool) -> None:
 
 
 def _cancel(job: JobRow, ev: JobCancel, new: bool) -> None:
-    if next_status(job["status"], "cancelled") != "cancelled":
+    if not _current(job, ev.retry) or next_status(job["status"], "cancelled") != "cancelled":
         return
     job.update(
         status="cancelled",
@@ -102,12 +149,26 @@ def _cancel(job: JobRow, ev: JobCancel, new: bool) -> None:
     )
 
 
+def _retried(job: JobRow, ev: JobRetried, new: bool) -> None:
+    # The one way out of a terminal state: generation ev.retry starts (once; a repeat is a no-op).
+    _current(job, ev.retry)
+
+
+def _moved(job: JobRow, ev: JobMoved, new: bool) -> None:
+    # The API moves queued jobs only; the row keeps the class of the latest move, in whatever order
+    # moves and requests arrive.
+    if job["moved_at"] is None or ev.at >= job["moved_at"]:
+        job.update(priority=ev.priority, moved_at=ev.at)
+
+
 _APPLY = {
     JobRequested: _requested,
     JobProgress: _progress,
     JobCompleted: _completed,
     JobFailed: _failed,
     JobCancel: _cancel,
+    JobRetried: _retried,
+    JobMoved: _moved,
 }
 
 

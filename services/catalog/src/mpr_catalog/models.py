@@ -68,6 +68,33 @@ class Job(SQLModel, table=True):
     updated_at: float = Field(default_factory=time.time)
     started_at: float | None = None
     finished_at: float | None = None
+    # Its queue class: the request's, until a JobMoved (the latest wins; a request never undoes one).
+    priority: str = Field(default="normal", max_length=16)
+    moved_at: float | None = None
+    template: str | None = Field(default=None, max_length=128)
+    rule: str | None = Field(default=None, max_length=128)
+    # The request generation the row describes: 0, then n once its n-th retry is seen (job_events).
+    retries: int = 0
+    # The request as recorded (normalised): what a retry publishes again.
+    request_json: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class Attempt(SQLModel, table=True):
+    """One attempt at a job as it ended, reported by the transcoder that ran it (JobAttempt): the job's
+    log (GET /api/jobs/{id}/log). An attempt is a fact: the first record of it stands."""
+
+    __tablename__ = "job_attempts"
+
+    job_id: str = Field(primary_key=True, max_length=64)
+    retry: int = Field(default=0, primary_key=True)  # the request generation
+    attempt: int = Field(primary_key=True)  # the delivery within it, from 1
+    worker: str | None = Field(default=None, max_length=128)
+    started_at: float
+    ended_at: float
+    outcome: str = Field(max_length=16)
+    reason: str | None = Field(default=None, max_length=32)
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    log: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
 
 
 class Scan(SQLModel, table=True):

@@ -11,11 +11,21 @@ from sqlalchemy import func, select, update
 from sqlalchemy.engine import Row
 
 from mpr_common.codec import decode, encode
-from mpr_common.events import JOB_STATUSES, AssetView, JobView, Loudness, MediaInfo, RefusedObject, ScanView
+from mpr_common.events import (
+    JOB_STATUSES,
+    AssetView,
+    JobAttempt,
+    JobRequested,
+    JobView,
+    Loudness,
+    MediaInfo,
+    RefusedObject,
+    ScanView,
+)
 from mpr_common.jobs import TERMINAL
 
 from .db import Database
-from .ingest import ASSETS, JOBS, SCANS, NewAsset
+from .ingest import ASSETS, ATTEMPTS, JOBS, SCANS, NewAsset
 
 
 class Catalog:
@@ -91,6 +101,53 @@ class Catalog:
             rows = await conn.execute(q.order_by(JOBS.c.created_at.desc()).offset(offset).limit(limit))
             return await _with_children(conn, [job_view(r) for r in rows]), total
 
+    async def job_log(self, job_id: str) -> tuple[JobView, list[JobAttempt]] | None:
+        """A job and every attempt at it, oldest first (generation, then attempt)."""
+        async with self.db.engine.connect() as conn:
+            row = (await conn.execute(select(JOBS).where(JOBS.c.id == job_id))).first()
+            if row is None:
+                return None
+            q = (
+                select(ATTEMPTS)
+                .where(ATTEMPTS.c.job_id == job_id)
+                .order_by(ATTEMPTS.c.retry, ATTEMPTS.c.attempt)
+            )
+            attempts = [msgspec.convert(dict(a._mapping), JobAttempt) for a in await conn.execute(q)]
+            return (await _with_children(conn, [job_view(row)]))[0], attempts
+
+    async def job_requests(
+        self,
+        limit: int,
+        job_id: str | None = None,
+        status: str | None = None,
+        kind: str | None = None,
+        reason: str | None = None,
+        since: float | None = None,
+        prefix: str | None = None,
+    ) -> list[tuple[JobView, JobRequested]]:
+        """Jobs with the request each was recorded with (what a retry publishes again): the one named
+        ``job_id``, or those matching the filter, oldest first. A filter never matches a package's
+        children (a child is retried with its package); ``since`` is when the job ended."""
+        q = select(JOBS)
+        if job_id is not None:
+            q = q.where(JOBS.c.id == job_id)
+        else:
+            q = q.where(JOBS.c.parent_id.is_(None))
+        if status:
+            q = q.where(JOBS.c.status == status)
+        if kind:
+            q = q.where(JOBS.c.kind == kind)
+        if reason:
+            q = q.where(JOBS.c.failure_reason == reason)
+        if since is not None:
+            q = q.where(JOBS.c.finished_at >= since)
+        if prefix:
+            q = q.where(JOBS.c.source_key.startswith(prefix, autoescape=True))
+        async with self.db.engine.connect() as conn:
+            rows = list(await conn.execute(q.order_by(JOBS.c.created_at, JOBS.c.id).limit(limit)))
+            views = await _with_children(conn, [job_view(r) for r in rows])
+        return [(v, recorded_request(r)) for v, r in zip(views, rows, strict=True)]
+
     async def count_jobs_by_status(self) -> dict[str, int]:
         counts = dict.fromkeys(JOB_STATUSES, 0)
         async with self.db.engine.connect() as conn:
@@ -140,6 +197,30 @@ async def _with_children(conn: Any, views: list[JobView]) -> list[JobView]:
         if v.status not in TERMINAL and total > 0:
             v.progress = round(sum(r.weight * r.progress for r in rows) / total, 1)
     return views
+
+
+_REQUEST_COLUMNS = (
+    *("kind", "source_key", "output_key", "preset", "start", "end", "source_bucket", "output_bucket"),
+    *("loudnorm", "parent_id", "rendition", "weight", "priority", "template", "rule"),
+)
+
+
+def recorded_request(j: Any) -> JobRequested:
+    """The request a job row was recorded from; rows from before requests were recorded get one made
+    of their columns."""
+    if j.request_json:
+        return decode(j.request_json, JobRequested)
+    row = j._mapping
+    return msgspec.convert(
+        {
+            **{f: row[f] for f in _REQUEST_COLUMNS},
+            "job_id": j.id,
+            "requested_by": j.requested_by or "api",
+            "requested_at": j.created_at,
+            "retry": j.retries,
+        },
+        JobRequested,
+    )
 
 
 def scan_view(s: Any) -> ScanView:

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from mpr_common import subjects as s
 from mpr_common.bus import publish_event
 from mpr_common.events import (
@@ -26,7 +28,7 @@ from mpr_common.events import (
     JobRequested,
     MediaInfo,
 )
-from mpr_common.jobs import JobRequestError
+from mpr_common.jobs import JobRequestError, outcome_id
 from mpr_common.jobstate import JobState
 from mpr_common.packages import PackagePlan, PackageStore, as_planned, plan_package
 from mpr_common.presets import DASH_MANIFEST, MASTER_PLAYLIST
@@ -61,12 +63,23 @@ class Packager:
         """Plan ``package`` (normalised) on its source's probe and publish its children; the package is
         running from then on. Raises :class:`JobRequestError` when the source cannot make a package."""
         plan = await self.store.create(plan_package(package, info))
-        for child in plan.children:
-            await publish_event(self.js, s.JOB_CHILD, child, msg_id=plan.msg_id(child))
+        for child in plan.children:  # queued in the package's class
+            if package.retry:  # a retried package: its children that did not complete run again
+                if not isinstance(await self.job_state.get(child.job_id), JobCompleted):
+                    await self.job_state.retried(child.job_id, package.retry)
+                child = msgspec.structs.replace(child, retry=package.retry)
+            msg_id = plan.msg_id(child) + (f".r{package.retry}" if package.retry else "")
+            await publish_event(self.js, s.child_subject(package.priority), child, msg_id=msg_id)
         await publish_event(
             self.js,
             s.JOB_PROGRESS,
-            JobProgress(job_id=package.job_id, progress=0.0, worker=self.instance, attempt=attempt),
+            JobProgress(
+                job_id=package.job_id,
+                progress=0.0,
+                worker=self.instance,
+                attempt=attempt,
+                retry=package.retry,
+            ),
         )
         log.info("package planned: %d child jobs", len(plan.children), extra={"job_id": package.job_id})
         return plan
@@ -81,7 +94,7 @@ class Packager:
                 f"package {job.parent_id} has no plan: a package's children are published by the transcoder "
                 "that takes the package"
             )
-        child = as_planned(job, plan)
+        child = msgspec.structs.replace(as_planned(job, plan), retry=job.retry)
         state = await self.job_state.get(job.parent_id)
         if state is None or isinstance(state, JobCompleted):
             return ChildVerdict(child)
@@ -103,9 +116,11 @@ class Packager:
         done = [st for st in states if isinstance(st, JobCompleted)]
         if len(done) < len(plan.children):
             return None
-        completed = await self._complete(plan, done)
+        completed = msgspec.structs.replace(await self._complete(plan, done), retry=child.retry)
         await self.job_state.completed(completed)
-        await publish_event(self.js, s.JOB_COMPLETED, completed, msg_id=f"completed-{completed.job_id}")
+        await publish_event(
+            self.js, s.JOB_COMPLETED, completed, msg_id=outcome_id("completed", completed.job_id, child.retry)
+        )
         log.info("package completed", extra={"job_id": completed.job_id})
         return completed
 
@@ -132,12 +147,16 @@ class Packager:
                 reason=reason,
                 worker=self.instance,
                 attempt=attempt,
+                retry=child.retry,
             ),
-            msg_id=f"failed-{package_id}",
+            msg_id=outcome_id("failed", package_id, child.retry),
         )
         # Children running elsewhere stop; queued ones see the package's state before they start.
         await publish_event(
-            self.js, s.JOB_CANCEL, JobCancel(job_id=package_id), msg_id=f"cancel-{package_id}"
+            self.js,
+            s.JOB_CANCEL,
+            JobCancel(job_id=package_id, retry=child.retry),
+            msg_id=outcome_id("cancel", package_id, child.retry),
         )
 
     async def _complete(self, plan: PackagePlan, children: list[JobCompleted]) -> JobCompleted:

@@ -57,10 +57,11 @@ log = logging.getLogger("mpr.transcoder")
 class JobError(Exception):
     """A job that failed; ``retryable`` says whether another attempt may succeed."""
 
-    def __init__(self, message: str, reason: FailureReason, retryable: bool = False) -> None:
+    def __init__(self, message: str, reason: FailureReason, retryable: bool = False, log: str = "") -> None:
         super().__init__(message)
         self.reason = reason
         self.retryable = retryable
+        self.log = log  # FFmpeg's stderr tail, when FFmpeg failed
 
 
 @dataclass(slots=True)
@@ -195,7 +196,14 @@ _EXTERNAL_KILLS = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def _ffmpeg_error(exc: FfmpegError, limits: Limits) -> JobError:
-    """What a failed FFmpeg run means for the job (the runner stopped it, or it failed by itself)."""
+    """What a failed FFmpeg run means for the job (the runner stopped it, or it failed by itself), with
+    FFmpeg's stderr tail for the attempts log."""
+    err = _ffmpeg_verdict(exc, limits)
+    err.log = exc.tail[-8000:]
+    return err
+
+
+def _ffmpeg_verdict(exc: FfmpegError, limits: Limits) -> JobError:
     if isinstance(exc, FfmpegStalled):
         return JobError(
             f"FFmpeg made no progress for {limits.stall_timeout:.12g}s "

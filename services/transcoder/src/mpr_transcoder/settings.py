@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mpr_common.events import PRIORITIES
 from mpr_common.settings import ServiceSettings, env
 
 
@@ -33,3 +34,17 @@ class TranscoderSettings(ServiceSettings):
     ffmpeg_max_memory: int = env("TRANSCODER_FFMPEG_MAX_MEMORY", default=4 * 1024**3)
     progress_interval: float = env("TRANSCODER_PROGRESS_INTERVAL", default=1.0)
     shutdown_grace: float = env("TRANSCODER_SHUTDOWN_GRACE", default=20.0)
+    # Queue classes this replica takes jobs from (comma-separated; docs/queues.md): all of them, or one per
+    # Deployment where each class scales on its own lag (k8s/transcoder.yaml)
+    classes: frozenset[str] = env("TRANSCODER_CLASSES", default=frozenset(PRIORITIES))
+    # every Nth free slot is a share slot: it goes to the class that has waited longest (mpr_transcoder.scheduler)
+    share_every: int = env("TRANSCODER_SHARE_EVERY", default=4)
+
+    def served_classes(self) -> tuple[str, ...]:
+        """The classes served, in order of preference (urgent first)."""
+        unknown = self.classes - set(PRIORITIES)
+        if unknown or not self.classes:
+            raise ValueError(
+                f"TRANSCODER_CLASSES: one or more of {', '.join(PRIORITIES)} (not {sorted(unknown)})"
+            )
+        return tuple(p for p in PRIORITIES if p in self.classes)

@@ -1,10 +1,11 @@
-"""The NATS side of a transcoder: one shared durable pull consumer, explicit acks, in-progress
-acks while FFmpeg runs, NAK with backoff for transient failures, dead letters after MaxDeliver,
-and a prompt NAK of unfinished work on SIGTERM.
+"""The NATS side of a transcoder: one shared durable pull consumer per queue class (urgent, normal,
+bulk) served by a weighted schedule (mpr_transcoder.scheduler), paused classes left alone, explicit acks,
+in-progress acks while FFmpeg runs, NAK with backoff for transient failures, dead letters after
+MaxDeliver, and a prompt NAK of unfinished work on SIGTERM.
 
 Written on nats-py directly rather than a FastStream subscriber: the worker loop needs exact control of
-when it fetches (only with a free slot), of in-progress acks during a long FFmpeg run, of NAK delays, and
-of the order of shutdown (stop fetching, kill FFmpeg, NAK, unsubscribe, drain)."""
+when and from which class it fetches (only with a free slot), of in-progress acks during a long FFmpeg
+run, of NAK delays, and of the order of shutdown (stop fetching, kill FFmpeg, NAK, drain)."""
 
 from __future__ import annotations
 
@@ -16,16 +17,25 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from mpr_common import subjects as s
 from mpr_common.bus import MSG_ID, dead_letter, publish_event
 from mpr_common.codec import DecodeError, ValidationError, decode
-from mpr_common.events import JobCancel, JobCompleted, JobFailed, JobProgress, JobRequested
+from mpr_common.events import (
+    PRIORITIES,
+    AttemptOutcome,
+    JobAttempt,
+    JobCancel,
+    JobCompleted,
+    JobFailed,
+    JobProgress,
+    JobRequested,
+)
 from mpr_common.jobs import (
     CHILD_KINDS,
     CHILD_ONLY,
@@ -33,8 +43,9 @@ from mpr_common.jobs import (
     JobRequestError,
     job_identity,
     normalize_job,
+    outcome_id,
 )
-from mpr_common.jobstate import JobState
+from mpr_common.jobstate import JobState, QueuePlace, QueuePlaces, move_number
 from mpr_common.metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING, CONSUMER_PRESENT
 from mpr_common.outputs import OutputOwners
 from mpr_common.packages import PackageStore
@@ -43,13 +54,19 @@ from mpr_common.tracing import span_from
 from .ffmpeg_runner import ProgressReport
 from .metrics import FFMPEG_SPEED, JOB_SECONDS, JOBS_FINISHED, JOBS_IN_FLIGHT
 from .packaging import Packager
+from .pause_flags import PauseFlags
 from .pipeline import JobError, Limits, read_source, run_job
+from .pull import PullRefused, pull_one
+from .scheduler import Scheduler
 from .settings import TranscoderSettings
 from .source_info import catalog_probe
 
 log = logging.getLogger("mpr.transcoder")
 
 BIND_RETRY = 1.0
+LONG_POLL = 1.0  # how long an idle replica's pulls wait before they are made again
+# A package's children of every class: a child is run only when it comes from one of these.
+CHILD_SUBJECTS = frozenset(s.child_subject(p) for p in PRIORITIES)
 
 
 def retry_delay(attempt: int, base: float, cap: float) -> float:
@@ -75,11 +92,15 @@ class Worker:
         self.job_state: JobState | None = None
         self.owners: OutputOwners | None = None
         self.packager: Packager | None = None
-        # The consumer's own settings (its owner, mpr-setup, chose them): read back when binding.
+        self.places: QueuePlaces | None = None
+        self.flags: PauseFlags | None = None
+        self.classes = settings.served_classes()
+        self.scheduler = Scheduler(self.classes, settings.share_every)
+        # The consumers' own settings (their owner, mpr-setup, chose them): read back when binding.
         self.ack_wait = 30.0
         self.max_deliver = 1
         self.stopping = asyncio.Event()
-        self.consumer_present = True
+        self.consumers_present = dict.fromkeys(self.classes, True)
         self.running: dict[str, Running] = {}
         self.tasks: set[asyncio.Task] = set()
         # The catalog's probe of a source, when it has one: saves running ffprobe again.
@@ -88,11 +109,15 @@ class Worker:
         self.limits = Limits.from_settings(settings)
 
     # --- lifecycle -----------------------------------------------------------------------------
-    async def setup(self) -> Any:
-        """Bind to the job-state KV and the shared consumer that mpr-setup made (waiting for them)."""
+    async def setup(self) -> None:
+        """Bind to the KV buckets and the class consumers that mpr-setup made (waiting for them), and
+        read which classes are paused."""
         while True:
             try:
-                self.job_state = JobState(await self.js.key_value(s.JOB_STATE_KV))
+                state_kv = await self.js.key_value(s.JOB_STATE_KV)
+                self.job_state = JobState(state_kv)
+                self.places = QueuePlaces(state_kv)
+                self.flags = PauseFlags(await self.js.key_value(s.QUEUES_KV), self.classes)
                 self.owners = OutputOwners(await self.js.key_value(s.OUTPUT_OWNERS_KV))
                 self.packager = Packager(
                     self.js,
@@ -102,73 +127,172 @@ class Worker:
                     self.settings.s3.bucket_out,
                     self.settings.instance,
                 )
-                info = await self.js.consumer_info(s.JOBS_STREAM, s.TRANSCODERS_DURABLE)
+                infos = [
+                    await self.js.consumer_info(s.JOBS_STREAM, s.transcoders_durable(c)) for c in self.classes
+                ]
                 break
             except Exception as exc:
                 if self.stopping.is_set():
                     raise
                 log.warning("waiting for the job queue (run mpr-setup): %s", exc)
                 await asyncio.sleep(BIND_RETRY)
-        self.ack_wait = float(info.config.ack_wait or self.ack_wait)
-        self.max_deliver = int(info.config.max_deliver or self.max_deliver)
+        self.ack_wait = min(float(i.config.ack_wait or self.ack_wait) for i in infos)
+        self.max_deliver = min(int(i.config.max_deliver or self.max_deliver) for i in infos)
         await self.nc.subscribe(s.JOB_CANCEL, cb=self._on_cancel)
-        return await self.js.pull_subscribe_bind(s.TRANSCODERS_DURABLE, stream=s.JOBS_STREAM)
 
     async def run(self) -> None:
-        sub = await self.setup()
+        await self.setup()
+        assert self.flags is not None
+        watch = asyncio.create_task(self.flags.follow(self.nc, self.stopping))
+        # Nothing is fetched before the pause flags are known: a replica started while a class is
+        # paused must not take its jobs.
+        while not self.flags.loaded.is_set() and not self.stopping.is_set():
+            await self._wait_for(self.flags.loaded, 5.0)
+            if not self.flags.loaded.is_set():
+                log.warning("waiting for the queue flags (%s)", s.QUEUES_KV)
         slots = asyncio.Semaphore(self.settings.concurrency)
-        log.info("transcoder %s ready (concurrency %d)", self.settings.instance, self.settings.concurrency)
+        log.info(
+            "transcoder %s ready (concurrency %d, classes %s)",
+            self.settings.instance,
+            self.settings.concurrency,
+            ", ".join(self.classes),
+        )
         while not self.stopping.is_set():
             await slots.acquire()
-            if self.stopping.is_set():
+            got = await self._next_job()
+            if got is None:  # stopping
                 slots.release()
                 break
-            try:
-                msgs = await sub.fetch(1, timeout=1)
-            except (TimeoutError, NatsTimeoutError):
-                slots.release()
-                continue
-            except Exception as exc:  # NATS restarting: keep trying
-                slots.release()
-                log.debug("fetch failed: %s", exc)
-                await asyncio.sleep(0.5)
-                continue
-            for msg in msgs:
-                task = asyncio.create_task(self._handle(msg))
-                self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
-                task.add_done_callback(lambda _: slots.release())
-        # Stop pulling first: nats-py's drain waits forever on a pull subscription's queue.
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
+            cls, msg = got
+            task = asyncio.create_task(self._handle(msg, cls))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+            task.add_done_callback(lambda _: slots.release())
+        watch.cancel()
         await self._shutdown()
 
+    async def _next_job(self) -> tuple[str, Msg] | None:
+        """A job for a free slot: of the first class in the scheduler's order that has one waiting;
+        with none waiting, the first to come to any class. Paused classes are left alone, and nothing
+        spins while there is no job. None once stopping."""
+        assert self.flags is not None
+        while not self.stopping.is_set():
+            self.flags.changed.clear()
+            eligible = [c for c in self.classes if c not in self.flags.paused]
+            if not eligible:  # all paused: until one resumes
+                await self._wait_for(self.flags.changed, None)
+                continue
+            began = time.monotonic()
+            got = await self._first_waiting(self.scheduler.order(eligible)) if len(eligible) > 1 else None
+            if got is None:
+                got = await self._wait_any(eligible)
+            if got is not None:
+                if await self._take(*got):
+                    return got
+                continue
+            rest = began + LONG_POLL - time.monotonic()  # pulls refused at once: no spinning
+            if rest > 0:
+                await self._wait_for(self.flags.changed, rest)
+        return None
+
+    async def _first_waiting(self, order: list[str]) -> tuple[str, Msg] | None:
+        """A job waiting in the first class of ``order`` that has one, asking each at once."""
+        for cls in order:
+            msg = await self._pull(cls, None)
+            if msg is not None:
+                return cls, msg
+        return None
+
+    async def _wait_any(self, classes: list[str]) -> tuple[str, Msg] | None:
+        """Wait on every class at once until a job comes (the other waits are given up), a pause flag
+        changes or we stop. Two jobs that came at the same instant: the second is handed back."""
+        assert self.flags is not None
+        abort = asyncio.Event()
+
+        async def pull(cls: str) -> tuple[str, Msg | None]:
+            msg = await self._pull(cls, LONG_POLL, abort)
+            if msg is not None:
+                abort.set()
+            return cls, msg
+
+        flags_or_stop = asyncio.ensure_future(self._wait_for(self.flags.changed, None))
+        flags_or_stop.add_done_callback(lambda _: abort.set())
+        try:
+            results = await asyncio.gather(*(pull(c) for c in classes))
+        finally:
+            flags_or_stop.cancel()
+        got = [(cls, msg) for cls, msg in results if msg is not None]
+        for _, extra in got[1:]:
+            await self._hand_back(extra)
+        return got[0] if got else None
+
+    async def _pull(self, cls: str, wait: float | None, abort: asyncio.Event | None = None) -> Msg | None:
+        try:
+            return await pull_one(self.nc, s.JOBS_STREAM, s.transcoders_durable(cls), wait, abort)
+        except PullRefused as exc:  # e.g. the consumer is gone: watch_lag reports it
+            log.debug("pull from %s refused: %s", cls, exc)
+        except Exception as exc:  # NATS restarting: keep trying
+            log.debug("pull from %s failed: %s", cls, exc)
+        return None
+
+    async def _take(self, cls: str, msg: Msg) -> bool:
+        """Take a fetched job unless its class was paused (or we began stopping) while it came: then
+        hand it back for later or for another replica."""
+        assert self.flags is not None
+        if self.stopping.is_set() or cls in self.flags.paused:
+            await self._hand_back(msg)
+            return False
+        self.scheduler.served(cls)
+        return True
+
+    async def _hand_back(self, msg: Msg) -> None:
+        """Return a fetched job unstarted: it is delivered again at once (to a free replica)."""
+        with contextlib.suppress(Exception):
+            await msg.nak()
+
+    async def _wait_for(self, event: asyncio.Event, timeout: float | None) -> None:
+        """Until ``event`` is set, we are stopping, or ``timeout`` has passed."""
+        waits = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(self.stopping.wait())]
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+    @property
+    def consumer_present(self) -> bool:
+        return all(self.consumers_present.values())
+
     def ready(self) -> bool:
-        # A lost consumer is a total outage that no other probe shows: jobs would queue silently.
+        # A lost consumer is a total outage of its class that no other probe shows: jobs would queue silently.
         return self.nc.is_connected and self.consumer_present and not self.stopping.is_set()
 
     async def watch_lag(self, every: float = 5.0) -> None:
-        """Consumer lag as metrics (what KEDA scales on, seen from inside), and the consumer's presence."""
-        labels = (s.JOBS_STREAM, s.TRANSCODERS_DURABLE)
+        """Each class consumer's lag as metrics (what KEDA scales on, seen from inside), and its presence."""
         while not self.stopping.is_set():
-            try:
-                info = await self.js.consumer_info(*labels)
-            except NotFoundError:
-                if self.consumer_present:
-                    log.error(
-                        "the %s consumer is gone: no job will run until mpr-setup re-creates it", labels[1]
-                    )
-                self.consumer_present = False
-            except Exception as exc:  # NATS reconnecting: the connection check covers it
-                log.debug("consumer info: %s", exc)
-            else:
-                if not self.consumer_present:
-                    log.info("the %s consumer is back", labels[1])
-                self.consumer_present = True
-                CONSUMER_PENDING.labels(*labels).set(info.num_pending or 0)
-                CONSUMER_ACK_PENDING.labels(*labels).set(info.num_ack_pending or 0)
-            CONSUMER_PRESENT.labels(*labels).set(int(self.consumer_present))
+            for cls in self.classes:
+                await self._check_consumer(cls)
             await asyncio.sleep(every)
+
+    async def _check_consumer(self, cls: str) -> None:
+        labels = (s.JOBS_STREAM, s.transcoders_durable(cls))
+        present = self.consumers_present[cls]
+        try:
+            info = await self.js.consumer_info(*labels)
+        except NotFoundError:
+            if present:
+                log.error("the %s consumer is gone: no job will run until mpr-setup re-creates it", labels[1])
+            present = False
+        except Exception as exc:  # NATS reconnecting: the connection check covers it
+            log.debug("consumer info: %s", exc)
+        else:
+            if not present:
+                log.info("the %s consumer is back", labels[1])
+            present = True
+            CONSUMER_PENDING.labels(*labels).set(info.num_pending or 0)
+            CONSUMER_ACK_PENDING.labels(*labels).set(info.num_ack_pending or 0)
+        self.consumers_present[cls] = present
+        CONSUMER_PRESENT.labels(*labels).set(int(present))
 
     def stop(self) -> None:
         """Stop fetching; unfinished jobs are stopped and NAKed for another replica."""
@@ -192,7 +316,7 @@ class Worker:
                     r.cancel.set()
 
     # --- one message ----------------------------------------------------------------------------
-    async def _handle(self, msg: Msg) -> None:
+    async def _handle(self, msg: Msg, cls: str) -> None:
         deliveries = msg.metadata.num_delivered
         try:
             job = job_identity(
@@ -202,13 +326,15 @@ class Worker:
             await self._dead_letter(msg, f"undecodable job request: {exc}", None)
             await msg.term()
             return
-        if (job.parent_id is not None) != (msg.subject == s.JOB_CHILD):  # no state written for a look-alike
+        if (job.parent_id is not None) != (
+            msg.subject in CHILD_SUBJECTS
+        ):  # no state written for a look-alike
             await self._dead_letter(msg, CHILD_ONLY, job.job_id)
             await msg.term()
             return
         try:
             with span_from("mpr.transcode", msg.headers, job_id=job.job_id, job_kind=job.kind):
-                await self._process(msg, job, deliveries)
+                await self._process(msg, job, deliveries, cls)
         except Exception:
             # NATS or the KV store failed while reporting: leave it for redelivery.
             log.exception("job bookkeeping failed", extra={"job_id": job.job_id})
@@ -217,12 +343,21 @@ class Worker:
                     delay=retry_delay(deliveries, self.settings.retry_base, self.settings.retry_max)
                 )
 
-    async def _process(self, msg: Msg, job: JobRequested, attempt: int) -> None:
+    async def _process(self, msg: Msg, job: JobRequested, attempt: int, cls: str) -> None:
         assert self.job_state is not None and self.packager is not None
-        state = await self.job_state.get(job.job_id)
+        state = await self.job_state.get(job.job_id, job.retry)
+        if state == "superseded":  # retried since, as a newer generation: that request runs, not this one
+            log.info("request of an older generation (%d) skipped", job.retry, extra={"job_id": job.job_id})
+            await msg.ack_sync()
+            return
         if isinstance(state, JobCompleted):
             # Done by an earlier delivery that died before its ack: report again (deduplicated) and ack.
-            await publish_event(self.js, s.JOB_COMPLETED, state, msg_id=f"completed-{job.job_id}")
+            await publish_event(
+                self.js,
+                s.JOB_COMPLETED,
+                msgspec.structs.replace(state, retry=job.retry),
+                msg_id=outcome_id("completed", job.job_id, job.retry),
+            )
             if job.parent_id is not None and job.kind in CHILD_KINDS:  # it may have died before the manifests
                 await self.packager.child_completed(job)
             await msg.ack_sync()
@@ -251,8 +386,18 @@ class Worker:
             await self._fail(job, JobError(str(exc), "invalid"), attempt)
             await msg.ack_sync()
             return
-        if job.kind == "package":
-            await self._fan_out(msg, job, attempt)
+        if job.parent_id is None and not await self._claim_start(msg, job, cls):
+            # Moved to another class (POST /api/jobs/{id}/move): the copy there runs, not this one.
+            log.info(
+                "job moved to another queue class; this copy from %s is skipped",
+                cls,
+                extra={"job_id": job.job_id},
+            )
+            await msg.ack_sync()
+            JOBS_FINISHED.labels(job.kind, "moved").inc()
+            return
+        if job.kind == "package":  # its children queue in the class it was taken from
+            await self._fan_out(msg, msgspec.structs.replace(job, priority=cls), attempt)
             return
         if job.job_id in self.running:  # the same job redelivered to this replica while it runs
             await msg.in_progress()
@@ -262,6 +407,7 @@ class Worker:
         self.running[job.job_id] = running
         JOBS_IN_FLIGHT.inc()
         started = time.monotonic()
+        started_at = time.time()
         ticker = asyncio.create_task(self._tick(msg, job, running, attempt))
         try:
 
@@ -281,13 +427,13 @@ class Worker:
             )
         except JobError as err:
             ticker.cancel()
-            await self._on_error(msg, job, err, attempt)
+            await self._on_error(msg, job, err, attempt, started_at)
             return
         except Exception as exc:  # a bug or an unexpected library error: retry, then dead-letter
             ticker.cancel()
             log.exception("job crashed", extra={"job_id": job.job_id})
             await self._on_error(
-                msg, job, JobError(f"internal error: {exc}", "internal", retryable=True), attempt
+                msg, job, JobError(f"internal error: {exc}", "internal", retryable=True), attempt, started_at
             )
             return
         finally:
@@ -308,9 +454,13 @@ class Worker:
             attempt=attempt,
             loudness=outcome.loudness,
             rendition=outcome.rendition,
+            retry=job.retry,
         )
+        await self._attempt(job, attempt, started_at, "completed")
         await self.job_state.completed(done)
-        await publish_event(self.js, s.JOB_COMPLETED, done, msg_id=f"completed-{job.job_id}")
+        await publish_event(
+            self.js, s.JOB_COMPLETED, done, msg_id=outcome_id("completed", job.job_id, job.retry)
+        )
         if job.parent_id is not None:  # the last child of a package writes its manifests
             try:
                 await self.packager.child_completed(job)
@@ -324,8 +474,37 @@ class Worker:
             FFMPEG_SPEED.labels(job.kind).observe(running.report.speed)
         log.info("job completed in %.1fs", outcome.elapsed, extra={"job_id": job.job_id})
 
-    async def _on_error(self, msg: Msg, job: JobRequested, err: JobError, attempt: int) -> None:
+    async def _attempt(
+        self,
+        job: JobRequested,
+        attempt: int,
+        started_at: float | None,
+        outcome: AttemptOutcome,
+        err: JobError | None = None,
+    ) -> None:
+        """Every attempt that ran, as it ended, for the job's attempts log (GET /api/jobs/{id}/log)."""
+        if started_at is None:
+            return
+        event = JobAttempt(
+            job_id=job.job_id,
+            attempt=attempt,
+            retry=job.retry,
+            worker=self.settings.instance,
+            started_at=started_at,
+            outcome=outcome,
+            reason=err.reason if err is not None else None,
+            error=str(err)[:2000] if err is not None else None,
+            log=err.log if err is not None else "",
+        )
+        await publish_event(
+            self.js, s.JOB_ATTEMPT, event, msg_id=f"attempt-{job.job_id}-{job.retry}-{attempt}"
+        )
+
+    async def _on_error(
+        self, msg: Msg, job: JobRequested, err: JobError, attempt: int, started_at: float | None = None
+    ) -> None:
         if err.reason == "cancelled" and self.stopping.is_set():
+            await self._attempt(job, attempt, started_at, "handed_back", err)
             await msg.nak()  # shutting down: hand the job to another replica at once
             JOBS_FINISHED.labels(job.kind, "handed_back").inc()
             log.info("job handed back on shutdown", extra={"job_id": job.job_id})
@@ -335,12 +514,16 @@ class Worker:
             log.warning(
                 "attempt %d failed (%s); retry in %.0fs", attempt, err, delay, extra={"job_id": job.job_id}
             )
+            await self._attempt(job, attempt, started_at, "retrying", err)
             await msg.nak(delay=delay)
             JOBS_FINISHED.labels(job.kind, "retried").inc()
             return
         if err.retryable:
             await self._dead_letter(msg, f"gave up after {attempt} attempts: {err}", job.job_id)
             err = JobError(f"gave up after {attempt} attempts: {err}", err.reason)
+        await self._attempt(
+            job, attempt, started_at, "cancelled" if err.reason == "cancelled" else "failed", err
+        )
         if err.reason == "cancelled":
             assert self.job_state is not None
             await self.job_state.cancelled(job.job_id)
@@ -370,6 +553,19 @@ class Worker:
             return
         await msg.ack_sync()
 
+    async def _claim_start(self, msg: Msg, job: JobRequested, cls: str) -> bool:
+        """Whether this copy of the request is the one to run (a queued job may have moved between
+        classes); marks it started. A child never moves: its package does."""
+        assert self.places is not None
+        try:
+            normalize_job(job)
+        except JobRequestError:
+            return True  # an invalid id is no KV key; run_job fails the job with the reason
+        copy = QueuePlace(
+            priority=cls, move=move_number(msg.headers), retry=job.retry, seq=msg.metadata.sequence.stream
+        )
+        return await self.places.claim(job.job_id, copy)
+
     async def _claim_output(self, job: JobRequested) -> None:
         """Every output belongs to one job: a job naming another's output key is refused."""
         assert self.owners is not None
@@ -397,8 +593,10 @@ class Worker:
                 reason=err.reason,
                 worker=self.settings.instance,
                 attempt=attempt,
+                log=err.log,
+                retry=job.retry,
             ),
-            msg_id=f"failed-{job.job_id}",
+            msg_id=outcome_id("failed", job.job_id, job.retry),
         )
         if job.parent_id is not None and job.kind in CHILD_KINDS:
             await self.packager.child_failed(job, str(err), err.reason, attempt)
@@ -428,6 +626,7 @@ class Worker:
                         out_time=running.report.out_time,
                         worker=self.settings.instance,
                         attempt=attempt,
+                        retry=job.retry,
                     ),
                     timeout=2.0,
                 )

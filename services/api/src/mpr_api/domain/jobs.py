@@ -21,11 +21,13 @@ from mpr_common.events import (
     QueryReply,
     new_id,
 )
-from mpr_common.jobs import TERMINAL, JobRequestError, normalize_job
+from mpr_common.jobs import TERMINAL, JobRequestError, normalize_job, outcome_id
 from mpr_common.jobstate import JobState
 from mpr_common.keys import validate_key
 from mpr_common.outputs import OutputOwners
 
+from .. import executors
+from ..automation.apply import templated_body
 from ..callbacks import CallbackTokens
 from ..media_links import MediaLinks
 from ..metrics import JOBS_SUBMITTED
@@ -85,6 +87,11 @@ class JobService:
         """Publish a job; returns (job, created). The answer comes from what JetStream acknowledged:
         the catalog records the job from the stream, once. A repeated job_id is not run twice."""
         try:
+            template = None
+            if body.template is not None:  # the template's fields are the defaults of the request's
+                body, template = await templated_body(self.js, body)
+            if body.kind is None:
+                raise JobRequestError("kind is required (or a template that names one)")
             req = normalize_job(
                 JobRequested(
                     job_id=body.job_id or new_id(),
@@ -97,12 +104,13 @@ class JobService:
                     requested_by=requested_by,
                     loudnorm=body.loudnorm,
                     storyboard=body.storyboard,
+                    priority=body.priority,
+                    template=template,
                 )
             )
-            if body.executor == "lambda" and req.kind == "package":
-                raise JobRequestError('a package runs on the transcoders (executor "workers")')
         except JobRequestError as exc:
             raise BadRequest(str(exc)) from None
+        executor = executors.choose(body.executor, req.kind, self.settings)  # 400 before anything is claimed
         if body.output_key is not None:  # a default output lives under the job's own id: no one else's
             assert req.output_key is not None
             owner = await self.owners.claim(self.settings.s3.bucket_out, req.output_key, req.job_id)
@@ -110,7 +118,8 @@ class JobService:
                 raise Conflict(f"output_key {req.output_key!r} belongs to job {owner}")
         try:
             # A client is waiting: a few quick retries, then a 503 naming the job_id to retry with.
-            subject = s.JOB_DISPATCHED if body.executor == "lambda" else s.JOB_REQUESTED
+            dispatched = executor in executors.DISPATCHED
+            subject = s.JOB_DISPATCHED if dispatched else s.requested_subject(req.priority)
             ack = await publish_event(self.js, subject, req, msg_id=req.job_id, attempts=3)
         except Exception as exc:
             raise JobNotConfirmed(req.job_id, str(exc) or type(exc).__name__) from None
@@ -119,8 +128,13 @@ class JobService:
             # The original is in the stream at ack.seq: read it once the catalog has ingested that far.
             existing = await self._query(s.CATALOG_JOB_GET, Query(id=req.job_id, after_seq=ack.seq))
             assert existing.job is not None
+            if executor == "stepfunctions" and executors.never_started(existing.job):
+                # the first answer may have been lost before its execution started: one per name
+                await executors.start_execution(self.settings, self.js, req, self.callbacks.issue(req.job_id))
             return self.out(existing.job), False
-        token = self.callbacks.issue(req.job_id) if body.executor == "lambda" else None
+        if executor == "stepfunctions":  # its callback token goes in the execution's input only
+            await executors.start_execution(self.settings, self.js, req, self.callbacks.issue(req.job_id))
+        token = self.callbacks.issue(req.job_id) if executor == "lambda" else None
         return JobOut(job=queued_view(req), callback_token=token), True
 
     async def get(self, job_id: str) -> JobOut:
@@ -137,7 +151,13 @@ class JobService:
         if current.job.status in TERMINAL:
             raise Conflict(f"job {job_id} is already {current.job.status}")
         await self.job_state.cancelled(job_id)
-        ack = await publish_event(self.js, s.JOB_CANCEL, JobCancel(job_id=job_id), msg_id=f"cancel-{job_id}")
+        retry = current.job.retries  # the run being cancelled
+        ack = await publish_event(
+            self.js,
+            s.JOB_CANCEL,
+            JobCancel(job_id=job_id, retry=retry),
+            msg_id=outcome_id("cancel", job_id, retry),
+        )
         reply = await self._query(s.CATALOG_JOB_GET, Query(id=job_id, after_seq=ack.seq))
         assert reply.job is not None
         return self.out(reply.job)
@@ -148,7 +168,7 @@ class JobService:
             raise Unauthorized("a callback needs the token issued when this job was dispatched to Lambda")
         if body.output_bucket is not None and body.output_bucket != self.settings.s3.bucket_out:
             raise BadRequest(f"output_bucket is fixed by configuration ({self.settings.s3.bucket_out})")
-        await self.get(job_id)  # 404 for an unknown job
+        retry = (await self.get(job_id)).job.retries  # 404 for an unknown job; else the run reporting
         event: JobCompleted | JobFailed | JobProgress
         if body.status == "completed":
             if not body.output_key:
@@ -173,8 +193,9 @@ class JobService:
                     duration=body.duration,
                     elapsed=body.elapsed,
                     worker=body.worker or "lambda",
+                    retry=retry,
                 ),
-                f"completed-{job_id}",
+                outcome_id("completed", job_id, retry),
             )
         elif body.status == "failed":
             subject, event, msg_id = (
@@ -184,13 +205,16 @@ class JobService:
                     error=body.error or "failed",
                     reason=body.reason or "internal",
                     worker=body.worker or "lambda",
+                    retry=retry,
                 ),
-                f"failed-{job_id}",
+                outcome_id("failed", job_id, retry),
             )
         else:
             subject, event, msg_id = (
                 s.JOB_PROGRESS,
-                JobProgress(job_id=job_id, progress=body.progress, worker=body.worker or "lambda"),
+                JobProgress(
+                    job_id=job_id, progress=body.progress, worker=body.worker or "lambda", retry=retry
+                ),
                 None,
             )
         ack = await publish_event(self.js, subject, event, msg_id=msg_id)

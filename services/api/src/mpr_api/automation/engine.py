@@ -1,0 +1,171 @@
+"""Rules fire on registered objects: every API replica pulls the one durable consumer ``rules`` on
+MPR_ASSETS (the catalog's AssetRegistered, one per object version once probed — whether a scan or a
+MinIO notification found it), so each registration is evaluated by one replica, however many run.
+
+Once per (rule, bucket, key, etag): the rule's claim in ``mpr-rule-firings`` is created before its job
+is published, and the job's id (also its Nats-Msg-Id) is derived from the same four values. A claim
+left by a delivery that stopped before recording its publish is published again under the same id,
+within the jobs stream's de-duplication window, so the job runs once whichever delivery got through."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import msgspec
+from nats.aio.msg import Msg
+from prometheus_client import Counter
+
+from mpr_common import subjects as s
+from mpr_common.bus import publish_event
+from mpr_common.codec import DecodeError, ValidationError, decode
+from mpr_common.errors import NotFound
+from mpr_common.events import AssetRegistered
+from mpr_common.jobs import BucketPolicy, JobRequestError
+from mpr_common.outputs import OutputOwners
+from mpr_common.templates import (
+    Firing,
+    Rule,
+    TemplateError,
+    firing_id,
+    rule_job,
+    rule_job_id,
+    rule_matches,
+    template_ref,
+)
+
+from ..settings import ApiSettings
+from .store import FiringStore, RuleStore, Stored, TemplateStore
+
+log = logging.getLogger("mpr.api.rules")
+
+RULE_FIRINGS = Counter(
+    "mpr_api_rule_firings_total",
+    "Rule matches on registered objects, by outcome (started, duplicate, refused, template_missing)",
+    ["outcome"],
+)
+# A claim older than this whose publish was never recorded is not published again: past the jobs
+# stream's duplicate window (3600 s) a second publish could start a second job.
+REPUBLISH_WINDOW = 3000.0
+RETRY_DELAY = 2.0
+
+
+class RuleEngine:
+    def __init__(
+        self,
+        settings: ApiSettings,
+        js: Any,
+        rules: RuleStore,
+        templates: TemplateStore,
+        firings: FiringStore,
+        owners: OutputOwners,
+    ) -> None:
+        self.js = js
+        self.rules = rules
+        self.templates = templates
+        self.firings = firings
+        self.owners = owners
+        self.bucket_in = settings.s3.bucket_in
+        self.bucket_out = settings.s3.bucket_out
+        self.policy = BucketPolicy.of(settings.s3)
+
+    async def handle(self, msgs: list[Msg]) -> None:
+        """A batch from the ``rules`` consumer: each message settled on its own, against the rules as
+        they were when the batch arrived (one read of the rules bucket per batch)."""
+        try:
+            rules = await self.rules.current()
+        except Exception:
+            log.exception("rules could not be read; %d registration(s) will be redelivered", len(msgs))
+            for msg in msgs:
+                await msg.nak(delay=RETRY_DELAY)
+            return
+        for msg in msgs:
+            try:
+                event = decode(msg.data, AssetRegistered)
+            except (DecodeError, ValidationError) as exc:
+                log.warning("not an AssetRegistered on %s: %s", msg.subject, exc)
+                await msg.ack()
+                continue
+            try:
+                await self.on_registered(event, rules)
+            except Exception:
+                log.exception("rules on %s/%s failed; will be redelivered", event.bucket, event.key)
+                await msg.nak(delay=RETRY_DELAY)
+                continue
+            await msg.ack()
+
+    async def on_registered(
+        self, asset: AssetRegistered, rules: list[Stored[Rule]] | None = None
+    ) -> dict[str, str]:
+        """Fire every enabled rule the object matches; returns rule id → outcome."""
+        outcomes = {}
+        for stored in rules if rules is not None else await self.rules.current():
+            rule = stored.value
+            if rule.enabled and rule_matches(
+                rule, self.bucket_in, asset.bucket, asset.key, asset.info, asset.size
+            ):
+                outcome = await self.fire(stored, asset)
+                RULE_FIRINGS.labels(outcome).inc()
+                outcomes[stored.key] = outcome
+        return outcomes
+
+    async def fire(self, stored: Stored[Rule], asset: AssetRegistered) -> str:
+        rule_id, rule = stored.key, stored.value
+        try:
+            template = await self.templates.get(rule.template, rule.template_revision)
+        except NotFound as exc:  # nothing is claimed: the object is evaluated again if registered again
+            log.warning("rule %s matched %s but its template is missing: %s", rule_id, asset.key, exc)
+            return "template_missing"
+        fid = firing_id(rule_id, asset.bucket, asset.key, asset.etag)
+        firing = Firing(
+            rule=rule_id,
+            bucket=asset.bucket,
+            key=asset.key,
+            etag=asset.etag,
+            job_id=rule_job_id(rule_id, asset.bucket, asset.key, asset.etag),
+            template=template_ref(template.key, template.revision),
+            at=time.time(),
+        )
+        try:
+            job = rule_job(
+                rule_id,
+                rule,
+                template.value,
+                template.revision,
+                bucket=asset.bucket,
+                key=asset.key,
+                etag=asset.etag,
+                default_bucket=self.bucket_in,
+            )
+            self.policy.check(job)
+        except (TemplateError, JobRequestError) as exc:
+            refused = msgspec.structs.replace(firing, state="refused", error=str(exc))
+            _, existing = await self.firings.claim(fid, refused)
+            if existing is None:
+                log.warning("rule %s refused %s: %s", rule_id, asset.key, exc)
+                return "refused"
+            return "duplicate"
+        revision, existing = await self.firings.claim(fid, firing)
+        if existing is not None:
+            if existing.state != "claimed" or time.time() - existing.at > REPUBLISH_WINDOW:
+                return "duplicate"
+            firing = existing  # an earlier delivery stopped between its claim and its publish
+        if template.value.output_key is not None:  # a pattern may name another job's output
+            assert job.output_key is not None
+            owner = await self.owners.claim(job.output_bucket or self.bucket_out, job.output_key, job.job_id)
+            if owner is not None:
+                error = f"output_key {job.output_key!r} belongs to job {owner}"
+                await self.firings.mark(
+                    fid, msgspec.structs.replace(firing, state="refused", error=error), revision
+                )
+                log.warning("rule %s refused %s: %s", rule_id, asset.key, error)
+                return "refused"
+        ack = await publish_event(self.js, s.requested_subject(job.priority), job, msg_id=job.job_id)
+        await self.firings.mark(fid, msgspec.structs.replace(firing, state="started"), revision)
+        if ack.duplicate:  # another delivery of the same registration published it first
+            return "duplicate"
+        log.info(
+            "rule %s started job %s for %s", rule_id, job.job_id, asset.key, extra={"job_id": job.job_id}
+        )
+        return "started"

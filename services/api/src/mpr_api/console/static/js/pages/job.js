@@ -1,0 +1,284 @@
+// One job: its fields, live progress, why it failed, its timeline, attempts and FFmpeg log, its output
+// played in the page and downloadable; cancel and retry.
+
+import { api, optional, ApiError } from "../api.js";
+import { $, h, show, message, badge, progressBar, setProgress, announce, table, row } from "../dom.js";
+import { bytes, duration, eta, estimate, speed, when } from "../format.js";
+import { subscribe, JOB_EVENTS } from "../events.js";
+import { mediaElement, kindOf } from "../player.js";
+
+const jobId = $("#job-id").dataset.jobId;
+const TERMINAL = ["completed", "failed", "cancelled"];
+let job = null;
+let live = { progress: 0, speed: null, eta: null };
+let shownOutput = null;
+const timeline = [];
+
+function field(label, value) {
+  if (value === null || value === undefined || value === "" || (Array.isArray(value) && !value.length)) return null;
+  return [h("dt", {}, label), h("dd", {}, value)];
+}
+
+function summary(j) {
+  const src = j.source_key;
+  return h(
+    "section",
+    { class: "card", "aria-labelledby": "summary-h" },
+    h("h2", { id: "summary-h" }, "Summary"),
+    h("div", { class: "progress-box", id: "progress" },
+      progressBar(j.status === "completed" ? 100 : live.progress || j.progress, "Job progress"),
+      h("p", { class: "muted", id: "progress-text" }, progressText(j))),
+    h(
+      "dl",
+      { class: "meta" },
+      field("Status", h("span", { id: "status" }, badge(j.status))),
+      field("Kind", j.kind),
+      field("Source", h("a", { href: `/console/assets?prefix=${encodeURIComponent(src)}` }, `${j.source_bucket ? j.source_bucket + "/" : ""}${src}`)),
+      field("Preset", j.preset),
+      field("Priority", j.priority),
+      field("Template", j.template),
+      field("Rule", j.rule),
+      field("Start", j.start !== null && j.start !== undefined ? `${duration(j.start)} (${j.start} s)` : null),
+      field("End", j.end !== null && j.end !== undefined ? `${duration(j.end)} (${j.end} s)` : null),
+      field("Output", j.output_key ? `${j.output_bucket ? j.output_bucket + "/" : ""}${j.output_key}` : null),
+      field("Output size", j.output_size ? bytes(j.output_size) : null),
+      field("Worker", h("span", { id: "worker" }, j.worker || "")),
+      field("Attempts", String(j.attempts || 0)),
+      field("Retries", j.retries ? String(j.retries) : null),
+      field("Package", j.parent_id ? h("a", { href: `/console/jobs/${encodeURIComponent(j.parent_id)}` }, j.parent_id) : null),
+      field("Rendition", j.rendition),
+      field("Loudness", j.loudness ? `${j.loudness.input_i} LUFS in → ${j.loudness.target_i} LUFS` : null),
+    ),
+  );
+}
+
+function progressText(j) {
+  if (j.status === "queued") return "Waiting for a worker.";
+  if (j.status !== "running") return "";
+  const left = live.eta ?? estimate(live.progress || j.progress, j.started_at);
+  return [
+    `${Math.floor(live.progress || j.progress)}% done`,
+    live.speed || j.speed ? `at ${speed(live.speed || j.speed)}` : "",
+    left !== null && left !== undefined ? `about ${eta(left)} left` : "",
+  ].filter(Boolean).join(", ");
+}
+
+function renderFailure(j) {
+  const box = $("#failure");
+  box.hidden = j.status !== "failed";
+  if (j.status === "failed") {
+    $("#failure-reason").textContent = j.failure_reason || "failed";
+    $("#failure-error").textContent = j.error || "No error message was recorded.";
+  }
+}
+
+function renderActions(j) {
+  $("#cancel").hidden = !["queued", "running"].includes(j.status);
+  $("#retry").hidden = !["failed", "cancelled"].includes(j.status);
+  $("#move").hidden = j.status !== "queued" || Boolean(j.parent_id);
+  $("#move-to").value = j.priority || "normal";
+}
+
+function outputLinks(j, url) {
+  // A package (or HLS job) names a playlist; its DASH manifest sits beside it under the same signed
+  // folder link, so that URL is made relative to the playlist's.
+  const links = [{ url, key: j.output_key }];
+  for (const key of j.output_keys || []) {
+    if (key === j.output_key) continue;
+    if (/\.mpd$/i.test(key) && j.output_key && key.split("/").slice(0, -1).join("/") === j.output_key.split("/").slice(0, -1).join("/")) {
+      links.push({ url: new URL(key.split("/").pop(), url).href, key });
+    }
+  }
+  return links;
+}
+
+function renderOutput(j, url) {
+  const box = $("#output");
+  if (j.status !== "completed" || !url) {
+    box.hidden = true;
+    return;
+  }
+  if (shownOutput === url) return;
+  shownOutput = url;
+  box.hidden = false;
+  const links = outputLinks(j, url);
+  show(
+    $("#players"),
+    links.map((l) => {
+      const kind = kindOf(l.url);
+      const label = kind === "hls" ? "HLS" : kind === "dash" ? "DASH" : kind === "image" ? "Image" : "Output";
+      return h("figure", {}, mediaElement(l.url, `${label} output of job ${j.id}`), h("figcaption", { class: "muted" }, `${label}: ${l.key}`));
+    }),
+  );
+  const download = [h("a", { href: url, download: j.output_key.split("/").pop(), class: "button", id: "download" }, "Download output")];
+  if ((j.output_keys || []).length > 1) download.push(h("span", { class: "muted" }, ` · ${j.output_keys.length} files written`));
+  show($("#downloads"), download);
+}
+
+function addTimeline(at, text) {
+  if (!at) return;
+  if (timeline.some((t) => t.at === at && t.text === text)) return;
+  timeline.push({ at, text });
+  timeline.sort((a, b) => a.at - b.at);
+  show($("#timeline"), timeline.map((t) => h("li", {}, h("time", { datetime: new Date(t.at * 1000).toISOString() }, when(t.at)), " — ", t.text)));
+}
+
+function jobTimeline(j) {
+  addTimeline(j.created_at, "queued");
+  addTimeline(j.started_at, `started${j.worker ? ` on ${j.worker}` : ""}`);
+  if (TERMINAL.includes(j.status)) addTimeline(j.finished_at || j.updated_at, j.status + (j.status === "failed" && j.failure_reason ? ` (${j.failure_reason})` : ""));
+}
+
+const ATTEMPT_COLUMNS = [{ label: "#" }, { label: "Worker" }, { label: "Started" }, { label: "Ended" }, { label: "Outcome" }, { label: "Reason" }, { label: "Error" }];
+
+async function loadAttempts() {
+  let log;
+  try {
+    log = await optional(`/api/jobs/${encodeURIComponent(jobId)}/log`);
+  } catch (e) {
+    show($("#attempts"), message(e.detail || e.message, "error"));
+    return;
+  }
+  if (log === null) {
+    show($("#attempts"), message("The attempts log is unavailable on this API (no /api/jobs/{id}/log)."));
+    return;
+  }
+  const attempts = Array.isArray(log) ? log : log.attempts || log.items || [];
+  if (!attempts.length) {
+    show($("#attempts"), message("No attempt has ended yet."));
+    return;
+  }
+  attempts.forEach((a, i) => addTimeline(a.ended_at, `attempt ${a.attempt ?? i + 1} ${a.outcome}${a.worker ? ` on ${a.worker}` : ""}${a.reason ? ` (${a.reason})` : ""}`));
+  show(
+    $("#attempts"),
+    table(ATTEMPT_COLUMNS, attempts.map((a, i) => row(ATTEMPT_COLUMNS, [String(a.attempt ?? i + 1), a.worker || "", when(a.started_at), when(a.ended_at), badge(a.outcome || ""), a.reason || "", a.error || ""]))),
+    attempts.map((a, i) =>
+      a.log ? h("details", {}, h("summary", {}, `FFmpeg log of attempt ${a.attempt ?? i + 1}`), h("pre", { class: "log", tabindex: "0" }, a.log)) : null,
+    ),
+  );
+}
+
+let childrenShown = 0;
+
+async function loadChildren(j) {
+  childrenShown = (j.children || []).length;
+  if (!childrenShown) return;
+  $("#children-section").hidden = false;
+  const children = await Promise.all(j.children.map((id) => api(`/api/jobs/${encodeURIComponent(id)}`).then((r) => r.job).catch(() => ({ id, status: "unknown", progress: 0 }))));
+  const cols = [{ label: "Rendition" }, { label: "Status" }, { label: "Progress" }];
+  show(
+    $("#children"),
+    table(cols, children.map((c) => row(cols, [h("a", { href: `/console/jobs/${encodeURIComponent(c.id)}` }, c.rendition || c.id), h("span", { class: "status" }, badge(c.status)), progressBar(c.status === "completed" ? 100 : c.progress, `Progress of ${c.rendition || c.id}`)], { "data-job-id": c.id }))),
+  );
+}
+
+async function fetchJob() {
+  try {
+    return await api(`/api/jobs/${encodeURIComponent(jobId)}`);
+  } catch (e) {
+    if (!(e instanceof ApiError && e.status === 401)) show($("#job"), message(e.status === 404 ? `There is no job ${jobId}.` : e.detail || e.message, "error"));
+    return null;
+  }
+}
+
+async function load() {
+  const r = await fetchJob();
+  if (r) render(r);
+  return r;
+}
+
+function render(r) {
+  job = r.job;
+  if (job.status !== "running") live = { progress: job.progress, speed: null, eta: null };
+  show($("#job"), summary(job));
+  renderFailure(job);
+  renderActions(job);
+  renderOutput(job, r.output_url);
+  jobTimeline(job);
+  // a package's children appear once a transcoder has taken it
+  if ((job.children || []).length !== childrenShown) loadChildren(job);
+}
+
+function onEvent(type, e) {
+  if (e.job_id !== jobId) {
+    const tr = $(`#children tr[data-job-id="${CSS.escape(e.job_id)}"]`);
+    if (tr) {
+      if (type === "job.progress") setProgress(tr, e.progress ?? 0);
+      else if (type !== "job.queued") {
+        tr.querySelector(".status").replaceChildren(badge(type.slice(4)));
+        if (type === "job.completed") setProgress(tr, 100);
+      }
+    }
+    return;
+  }
+  if (type === "job.progress" && job && !TERMINAL.includes(job.status)) {
+    live = { progress: e.progress ?? live.progress, speed: e.speed, eta: e.eta };
+    if (job.status !== "running") {
+      job.status = "running";
+      $("#status").replaceChildren(badge("running"));
+      renderActions(job);
+      addTimeline(e.at, `running${e.worker ? ` on ${e.worker}` : ""}${e.attempt > 1 ? ` (attempt ${e.attempt})` : ""}`);
+    }
+    if (e.worker) $("#worker").textContent = e.worker;
+    setProgress($("#progress"), live.progress);
+    $("#progress-text").textContent = progressText(job);
+    return;
+  }
+  const ended = type.slice(4);
+  if (TERMINAL.includes(ended) && job && !TERMINAL.includes(job.status)) {
+    announce(`Job ${ended}${e.reason ? `: ${e.reason}` : ""}`, { urgent: true });
+    $("#status").replaceChildren(badge(ended));
+    if (ended === "completed") setProgress($("#progress"), 100);
+    settle(ended, 0);
+  }
+}
+
+// The event can arrive before the catalog has recorded it: read the job again until it says so too.
+async function settle(status, tries) {
+  const r = await fetchJob();
+  if (!r) return;
+  if (r.job.status !== status && tries < 20) {
+    setTimeout(() => settle(status, tries + 1), 250 * (tries + 1));
+    return;
+  }
+  render(r);
+  loadAttempts();
+}
+
+async function act(path, label, body) {
+  const out = $("#action-result");
+  out.textContent = `${label}…`;
+  try {
+    await api(path, { method: "POST", body });
+    out.textContent = `${label}: done.`;
+  } catch (e) {
+    out.textContent = e.status === 404 && !path.endsWith("/cancel") ? `${label} is unavailable on this API.` : `${label} refused: ${e.detail || e.message}`;
+    return;
+  }
+  shownOutput = null;
+  const r = await load();
+  if (r) loadAttempts();
+}
+
+async function main() {
+  $("#cancel").addEventListener("click", () => act(`/api/jobs/${encodeURIComponent(jobId)}/cancel`, "Cancel"));
+  $("#retry").addEventListener("click", () => act(`/api/jobs/${encodeURIComponent(jobId)}/retry`, "Retry"));
+  $("#move").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    act(`/api/jobs/${encodeURIComponent(jobId)}/move`, "Move", { priority: $("#move-to").value });
+  });
+  const r = await load();
+  if (!r) return;
+  // connected: read the job again, in case it moved on between the first read and the stream's start
+  const onOpen = async () => {
+    const again = await fetchJob();
+    if (again && again.job.status !== job.status) {
+      render(again);
+      loadAttempts();
+    }
+  };
+  subscribe({ types: JOB_EVENTS, jobIds: [jobId, ...(job.children || [])], onOpen }, onEvent);
+  loadAttempts();
+}
+
+main();
