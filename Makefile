@@ -14,8 +14,8 @@ dev: ## Start nats-server, moto S3, SQLite and all services on loopback (Ctrl-C 
 	@MPR_BOOTSTRAP_POSTGRES=0 ./scripts/bootstrap.sh
 	$(UV) run mpr-dev
 
-test: bootstrap ## Install everything and run all tests (real servers on random ports)
-	$(UV) run pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
+test: bootstrap ## Install everything and run all tests (real servers on random ports; 2 processes, a file each)
+	$(UV) run pytest -n 2 --dist loadfile $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 test-unit: bootstrap ## Tests without the whole system (unit, storage on moto, PostgreSQL, deploy checks)
 	$(UV) run pytest -m "not system" $(PYTEST_ARGS) || [ $$? -eq 5 ]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -49,3 +52,42 @@ def test_cli_errors_are_clear(stack):
     assert r.returncode != 0 and "no such file" in r.stderr
     r = subprocess.run([MPR, "--api-url", "http://127.0.0.1:9", "scan"], capture_output=True, text=True)
     assert r.returncode != 0 and "cannot reach the API" in r.stderr
+
+
+def test_cli_automation_and_control(stack, s3, media_dir, tmp_path):
+    """Templates, queue control, the event stream (exits when the job it follows ends), retry and the log."""
+    prefix = f"cli-{uuid.uuid4().hex[:6]}/"
+    s3.upload_file(str(media_dir / "sample.mp4"), "mpr-media-in", f"{prefix}sample.mp4")
+    s3.upload_file(str(media_dir / "garbage.mp4"), "mpr-media-in", f"{prefix}broken.mp4")
+
+    name = f"cli{uuid.uuid4().hex[:6]}"
+    body = tmp_path / "t.json"
+    body.write_text(json.dumps({"kind": "thumbnail", "preset": "png-640"}))
+    assert mpr(stack, "templates", "put", name, "--file", str(body)).returncode == 0
+    r = mpr(stack, "templates", "get", name)
+    assert r.returncode == 0 and "png-640" in r.stdout, r.stdout + r.stderr
+
+    r = mpr(stack, "pause", "bulk")
+    assert r.returncode == 0, r.stderr
+    r = mpr(stack, "queues")
+    assert r.returncode == 0 and "bulk" in r.stdout
+    assert mpr(stack, "resume", "bulk").returncode == 0
+
+    job_id = f"cli-{uuid.uuid4().hex[:8]}"
+    follower: dict = {}
+    t = threading.Thread(target=lambda: follower.update(r=mpr(stack, "events", "--follow", "--job", job_id)))
+    t.start()
+    time.sleep(1.5)  # the stream is open before the job is submitted
+    r = mpr(stack, "submit", "thumbnail", f"{prefix}sample.mp4", "--job-id", job_id, "--template", name)
+    assert r.returncode == 0, r.stdout + r.stderr
+    t.join(120)
+    assert follower["r"].returncode == 0, follower["r"].stdout + follower["r"].stderr
+
+    failing = f"cli-{uuid.uuid4().hex[:8]}"
+    r = mpr(stack, "submit", "thumbnail", f"{prefix}broken.mp4", "--job-id", failing, "--watch")
+    assert r.returncode == 1 and "failed" in r.stdout
+    s3.upload_file(str(media_dir / "sample.mp4"), "mpr-media-in", f"{prefix}broken.mp4")
+    r = mpr(stack, "retry", failing, "--watch")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = mpr(stack, "log", failing)
+    assert r.returncode == 0 and "attempt 1" in r.stdout and "(retry 1)" in r.stdout, r.stdout

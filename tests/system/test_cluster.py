@@ -34,7 +34,9 @@ def test_killing_the_stream_leader_loses_no_acknowledged_job_and_runs_none_twice
         tmp_path_factory.mktemp("cluster"),
         transcoders=2,
         nats_nodes=3,
-        extra_env={**FAST_RETRIES, "NATS_STREAM_REPLICAS": "3"},
+        # An in-flight job's progress acks pause during the election: its ack wait must outlast one (as
+        # the default 30 s does), or the job is redelivered and runs again.
+        extra_env={**FAST_RETRIES, "TRANSCODER_ACK_WAIT": "20", "NATS_STREAM_REPLICAS": "3"},
     )
     try:
         st.start()

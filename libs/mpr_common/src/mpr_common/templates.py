@@ -27,8 +27,9 @@ MAX_TEXT_CHARS = 1000  # descriptions
 MAX_PATTERN_CHARS = 1024  # an S3 key's length
 MAX_CONDITIONS = 32
 MAX_IN_VALUES = 64
-# Template names become KV keys and "<name>@<revision>" references: no '@', no '/'.
-NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+# Template names become KV keys and "<name>@<revision>" references: no '@', no '/'; a '.' only between
+# other characters (a KV key's tokens are never empty).
+NAME_PATTERN = "^[A-Za-z0-9](?:[A-Za-z0-9_-]|\\.(?=[A-Za-z0-9_-]))*$"
 RULE_ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_-]*$"
 BUCKET_PATTERN = "^[a-z0-9][a-z0-9.-]*[a-z0-9]$"
 
