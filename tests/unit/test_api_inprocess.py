@@ -151,3 +151,12 @@ def test_media_links_are_only_for_media(api):
     for path in ("/media/in/private/notes.txt", "/media/out/backup.sql", "/media/in/.env"):
         r = client.get(path, follow_redirects=False)
         assert r.status_code in (400, 404) and r.json()["detail"], path
+
+
+def test_assets_are_searched_by_prefix_and_by_a_part_of_the_name(api):
+    client, nc = api
+    r = client.get("/api/assets", params={"prefix": "shows/", "name": "Interview"})
+    assert r.status_code == 200, r.text
+    (subject, q), *_ = [(sub, q) for sub, q in nc.requests if sub == s.CATALOG_ASSETS_LIST]
+    assert (q.prefix, q.name) == ("shows/", "Interview")
+    assert client.get("/api/assets", params={"name": "x" * 5000}).status_code == 400

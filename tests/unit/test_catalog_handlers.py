@@ -224,3 +224,20 @@ async def test_a_child_look_alike_on_the_requests_subject_is_dead_lettered(deps)
     assert await deps.catalog.get_job("p1-720p") is None
     ((subject, payload),) = n.published
     assert subject == s.DLQ_CATALOG and "parent_id" in decode(payload, DeadLetter).error
+
+
+async def test_assets_are_found_by_a_part_of_their_name_in_any_case(deps):
+    n = deps.nats
+    keys = ["shows/Interview-Final.mp4", "shows/b-roll.mp4", "archive/interview_raw.mov", "odd/100%_cut.mp4"]
+    await handle_objects(
+        deps, [n.delivery(s.OBJECT_FOUND, encode(ObjectFound(bucket="in", key=k, etag="e"))) for k in keys]
+    )
+    found, total = await deps.catalog.list_assets(10, 0, name="INTERVIEW")
+    assert total == 2 and sorted(a.key for a in found) == [
+        "archive/interview_raw.mov",
+        "shows/Interview-Final.mp4",
+    ]
+    found, total = await deps.catalog.list_assets(10, 0, prefix="shows/", name="interview")
+    assert [a.key for a in found] == ["shows/Interview-Final.mp4"]
+    found, _ = await deps.catalog.list_assets(10, 0, name="%_")  # LIKE's wildcards are plain characters
+    assert [a.key for a in found] == ["odd/100%_cut.mp4"]

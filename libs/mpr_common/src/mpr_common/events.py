@@ -365,6 +365,7 @@ class Query(Event, kw_only=True):
     offset: int = 0
     status: str | None = None
     prefix: str | None = None
+    name: str | None = None  # assets whose key contains it (any case)
     # Read-your-writes: answer only once the catalog has ingested the stream up to this sequence.
     after_seq: int = 0
     # Jobs to retry (mpr.catalog.jobs.requests): also by kind, failure reason, and ended at or after since

@@ -280,7 +280,7 @@ def register(broker: NatsBroker, deps: Callable[[], CatalogDeps]) -> None:
     @answers
     async def on_assets_list(msg: NatsMessage) -> bytes:
         q = _query.decode(msg.raw_message.data)
-        assets, total = await deps().catalog.list_assets(q.limit, q.offset, q.prefix)
+        assets, total = await deps().catalog.list_assets(q.limit, q.offset, q.prefix, name=q.name)
         return encode(QueryReply(assets=assets, total=total))
 
     @broker.subscriber(s.CATALOG_ASSET_GET, queue="catalog")

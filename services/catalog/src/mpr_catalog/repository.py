@@ -70,13 +70,20 @@ class Catalog:
         return asset_view(row) if row else None
 
     async def list_assets(
-        self, limit: int, offset: int, prefix: str | None = None, include_removed: bool = False
+        self,
+        limit: int,
+        offset: int,
+        prefix: str | None = None,
+        include_removed: bool = False,
+        name: str | None = None,
     ) -> tuple[list[AssetView], int]:
         q = select(ASSETS)
         if not include_removed:
             q = q.where(ASSETS.c.removed.is_(False))
         if prefix:
             q = q.where(ASSETS.c.key.startswith(prefix, autoescape=True))
+        if name:  # a part of the key, any case (SQLite's LIKE ignores ASCII case, PostgreSQL's does not)
+            q = q.where(func.lower(ASSETS.c.key).contains(name.lower(), autoescape=True))
         async with self.db.engine.connect() as conn:
             total = (await conn.execute(select(func.count()).select_from(q.subquery()))).scalar_one()
             rows = await conn.execute(

@@ -133,8 +133,12 @@ class AssetService:
             await sub.unsubscribe()
 
     # --- assets ------------------------------------------------------------------------------
-    async def list(self, limit: int, offset: int, prefix: str | None) -> tuple[list[AssetView], int]:
-        reply = await self._query(s.CATALOG_ASSETS_LIST, Query(limit=limit, offset=offset, prefix=prefix))
+    async def list(
+        self, limit: int, offset: int, prefix: str | None, name: str | None = None
+    ) -> tuple[list[AssetView], int]:
+        reply = await self._query(
+            s.CATALOG_ASSETS_LIST, Query(limit=limit, offset=offset, prefix=prefix, name=name or None)
+        )
         return reply.assets, reply.total
 
     async def get(self, asset_id: str) -> AssetView:

@@ -32,8 +32,11 @@ class AssetController(Controller):
         limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 100,
         offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET)] = 0,
         prefix: Annotated[str | None, Parameter(max_length=MAX_KEY_CHARS)] = None,
+        name: Annotated[
+            str | None, Parameter(max_length=MAX_KEY_CHARS, description="a part of the key, any case")
+        ] = None,
     ) -> AssetPage:
-        items, total = await assets.list(limit, offset, prefix)
+        items, total = await assets.list(limit, offset, prefix, name)
         return AssetPage(items=items, total=total, limit=limit, offset=offset)
 
     @get("/{asset_id:str}", summary="One asset")

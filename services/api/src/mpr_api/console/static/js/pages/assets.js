@@ -9,6 +9,7 @@ import { subscribe } from "../events.js";
 const form = $("#search");
 const params = new URLSearchParams(location.search);
 const prefix = params.get("prefix") || "";
+const name = params.get("name") || "";
 const limit = [25, 50, 100].includes(Number(params.get("limit"))) ? Number(params.get("limit")) : 50;
 const offset = Math.max(0, Number(params.get("offset")) || 0);
 const COLUMNS = [{ label: "Key", cls: "key" }, { label: "Type" }, { label: "Duration", num: true }, { label: "Picture" }, { label: "Codecs" }, { label: "Size", num: true }, { label: "Probe" }, { label: "Registered" }];
@@ -30,6 +31,7 @@ function assetRow(a) {
 async function load() {
   const q = new URLSearchParams({ limit: String(limit), offset: String(offset) });
   if (prefix) q.set("prefix", prefix);
+  if (name) q.set("name", name);
   let page;
   try {
     page = await api(`/api/assets?${q}`);
@@ -40,7 +42,7 @@ async function load() {
     } else if (!(e instanceof ApiError && e.status === 401)) show($("#assets"), message(e.detail || e.message, "error"));
     return;
   }
-  if (!page.items.length) show($("#assets"), message(prefix ? `No asset's key starts with “${prefix}”.` : "No assets yet: upload some or scan the bucket."));
+  if (!page.items.length) show($("#assets"), message(prefix || name ? "No asset matches this search." : "No assets yet: upload some or scan the bucket."));
   else show($("#assets"), table(COLUMNS, page.items.map(assetRow), { caption: `Assets ${offset + 1}–${offset + page.items.length} of ${page.total}` }));
   pager($("#pager"), page, (next) => go({ offset: String(next) }));
 }
@@ -56,6 +58,7 @@ function go(changes) {
 
 function main() {
   form.prefix.value = prefix;
+  form.name.value = name;
   form.limit.value = String(limit);
   form.addEventListener("submit", (e) => {
     e.preventDefault();
@@ -66,11 +69,12 @@ function main() {
       form.prefix.focus();
       return;
     }
-    go({ prefix: value, limit: form.limit.value, offset: "" });
+    go({ prefix: value, name: form.name.value, limit: form.limit.value, offset: "" });
   });
   let fresh = 0;
   subscribe({ types: ["asset.registered"] }, (_type, e) => {
     if (prefix && !String(e.key || "").startsWith(prefix)) return;
+    if (name && !String(e.key || "").toLowerCase().includes(name.toLowerCase())) return;
     fresh += 1;
     const note = $("#new-assets");
     note.hidden = false;
