@@ -369,7 +369,7 @@ def plan_work(
     work = Work(out_dir / "output", None, _nothing)
 
     async def with_loudness(runner: StepRunner, encode: Callable[[str | None], Awaitable[None]]) -> None:
-        """Loudness normalisation's first pass (a third of the progress), then ``encode`` with its filter."""
+        """Loudness normalisation's first pass (the first 30 % of the progress), then ``encode`` with its filter."""
         if not job.loudnorm or info.audio_codec is None:  # nothing to normalise
             await encode(None)
             return
