@@ -10,11 +10,14 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.types import Info
 
-from mpr_common.errors import BadRequest, MprError, NotFound
+from mpr_common.errors import BadRequest
 from mpr_common.events import JOB_KINDS, AssetView, JobStatus, JobView
 
 from .domain.assets import AssetService
-from .domain.jobs import JobNotConfirmed, JobService
+from .domain.jobs import JobService
+from .graphql_errors import call as _call
+from .graphql_errors import checked as _checked
+from .graphql_errors import maybe as _maybe
 from .graphql_limits import schema_extensions
 from .limits import MAX_OFFSET, MAX_PAGE
 from .schemas import AssetId, JobCreate, JobId, KeyPrefix
@@ -28,40 +31,11 @@ def _assets(info: Info) -> AssetService:
     return info.context["request"].app.state.assets
 
 
-async def _call(coro) -> Any:
-    """The same errors as REST, with their GraphQL code."""
-    try:
-        return await coro
-    except MprError as exc:
-        extensions: dict[str, Any] = {"code": exc.name}
-        if isinstance(exc, JobNotConfirmed):
-            extensions["jobId"] = exc.job_id  # retry with it: the job runs once
-        raise GraphQLError(exc.detail, extensions=extensions) from None
-
-
-def _checked(value: Any, type_: Any, what: str) -> Any:
-    """An argument checked against the bounds REST applies to the same value."""
-    try:
-        return msgspec.convert(value, type_)
-    except msgspec.ValidationError as exc:
-        raise GraphQLError(f"{what}: {exc}", extensions={"code": BadRequest.name}) from None
-
-
 def _page(limit: int, offset: int) -> None:
     if not (1 <= limit <= MAX_PAGE) or not (0 <= offset <= MAX_OFFSET):
         raise GraphQLError(
             f"limit must be 1-{MAX_PAGE} and offset 0-{MAX_OFFSET}", extensions={"code": BadRequest.name}
         )
-
-
-async def _maybe(coro) -> Any:
-    """``None`` for a missing object, as GraphQL expects of a nullable field; other errors as in _call."""
-    try:
-        return await _call(coro)
-    except GraphQLError as exc:
-        if exc.extensions and exc.extensions.get("code") == NotFound.name:
-            return None
-        raise
 
 
 @strawberry.type

@@ -12,6 +12,9 @@ from strawberry.types import Info
 
 from mpr_common.templates import MAX_NAME_CHARS, NAME_PATTERN, RULE_ID_PATTERN, Revision, Rule, Template
 
+from ..graphql_errors import call as _call
+from ..graphql_errors import checked as _checked
+from ..graphql_errors import maybe as _maybe
 from .schemas import DryRunOut, RuleOut, TemplateOut
 from .service import DRY_RUN_LIMIT, MAX_DRY_RUN_LIMIT, AutomationService
 
@@ -19,26 +22,6 @@ TemplateName = Annotated[str, msgspec.Meta(max_length=MAX_NAME_CHARS, pattern=NA
 RuleId = Annotated[str, msgspec.Meta(max_length=MAX_NAME_CHARS, pattern=RULE_ID_PATTERN)]
 ExpectedRevision = Annotated[int, msgspec.Meta(ge=0)]  # 0: must not exist yet
 DryRunLimit = Annotated[int, msgspec.Meta(ge=1, le=MAX_DRY_RUN_LIMIT)]
-
-
-# The core schema's error mapping, imported when called: graphql_schema builds the schema from the
-# feature modules (this one included) when it is imported.
-async def _call(coro: Any) -> Any:
-    from ..graphql_schema import _call as call
-
-    return await call(coro)
-
-
-async def _maybe(coro: Any) -> Any:
-    from ..graphql_schema import _maybe as maybe
-
-    return await maybe(coro)
-
-
-def _checked(value: Any, type_: Any, what: str) -> Any:
-    from ..graphql_schema import _checked as checked
-
-    return checked(value, type_, what)
 
 
 def _automation(info: Info) -> AutomationService:

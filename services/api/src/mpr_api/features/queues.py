@@ -11,19 +11,19 @@ from typing import Annotated, Any
 
 import msgspec
 import strawberry
-from graphql import GraphQLError
 from litestar import Controller, Request, get, post
 from litestar.di import Provide
 from litestar.params import Parameter
 from strawberry.types import Info
 
 from mpr_common import subjects as s
-from mpr_common.errors import BadRequest, MprError
 from mpr_common.events import PRIORITIES, Priority
 from mpr_common.jobstate import QueuePlaces
 
 from ..domain.queues import MoveJob, Queues, QueueService
 from ..feature import Feature
+from ..graphql_errors import call as _call
+from ..graphql_errors import checked as _checked
 from ..limits import MAX_ID_CHARS
 from ..schemas import ID_PATTERN, JobId, JobOut
 from ..settings import ApiSettings
@@ -102,21 +102,6 @@ class JobMoveController(Controller):
 
 
 # --- GraphQL ------------------------------------------------------------------------------------------
-async def _call(coro: Any) -> Any:
-    """The REST errors, with their GraphQL code."""
-    try:
-        return await coro
-    except MprError as exc:
-        raise GraphQLError(exc.detail, extensions={"code": exc.name}) from None
-
-
-def _checked(value: Any, type_: Any, what: str) -> Any:
-    try:
-        return msgspec.convert(value, type_)
-    except msgspec.ValidationError as exc:
-        raise GraphQLError(f"{what}: {exc}", extensions={"code": BadRequest.name}) from None
-
-
 def _service(info: Info) -> QueueService:
     return info.context["request"].app.state.queues
 

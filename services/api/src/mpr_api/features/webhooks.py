@@ -18,9 +18,11 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from mpr_common import subjects as s
-from mpr_common.errors import BadRequest, MprError, NotFound
+from mpr_common.errors import BadRequest, NotFound
 
 from ..feature import Feature
+from ..graphql_errors import call as _call
+from ..graphql_errors import checked as _checked
 from ..settings import ApiSettings
 from ..webhooks.deliveries import DeliveryLog
 from ..webhooks.engine import DeliveryPolicy, WebhookEngine, catalog_lookup
@@ -124,21 +126,6 @@ def provide_webhooks(request: Request) -> WebhookService:
 # --- GraphQL -------------------------------------------------------------------------------------
 def _service(info: Info) -> WebhookService:
     return info.context["request"].app.state.webhooks
-
-
-async def _call(coro: Any) -> Any:
-    """The same errors as REST, with their GraphQL code."""
-    try:
-        return await coro
-    except MprError as exc:
-        raise GraphQLError(exc.detail, extensions={"code": exc.name}) from None
-
-
-def _checked(value: Any, type_: Any, what: str) -> Any:
-    try:
-        return msgspec.convert(value, type_)
-    except msgspec.ValidationError as exc:
-        raise GraphQLError(f"{what}: {exc}", extensions={"code": BadRequest.name}) from None
 
 
 def _id(value: str, what: str = "id") -> str:

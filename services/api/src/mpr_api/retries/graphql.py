@@ -11,9 +11,11 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.types import Info
 
-from mpr_common.errors import BadRequest, MprError, NotFound
+from mpr_common.errors import NotFound
 from mpr_common.events import FAILURE_REASONS, JOB_KINDS
 
+from ..graphql_errors import call as _call
+from ..graphql_errors import checked as _checked
 from ..limits import MAX_PAGE
 from ..schemas import JobId
 from . import schemas as rs
@@ -27,21 +29,6 @@ def _retries(info: Info) -> RetryService:
 
 def _dead_letters(info: Info) -> DeadLetterService:
     return info.context["request"].app.state.dead_letters
-
-
-async def _call(coro) -> Any:
-    """The REST errors, with their GraphQL code."""
-    try:
-        return await coro
-    except MprError as exc:
-        raise GraphQLError(exc.detail, extensions={"code": exc.name}) from None
-
-
-def _checked(value: Any, type_: Any, what: str) -> Any:
-    try:
-        return msgspec.convert(value, type_)
-    except msgspec.ValidationError as exc:
-        raise GraphQLError(f"{what}: {exc}", extensions={"code": BadRequest.name}) from None
 
 
 @strawberry.type(description="One attempt at a job, as it ended")
