@@ -179,6 +179,22 @@ def image_pattern(folder: Path, pattern: str) -> str:
     return f"{str(folder).replace('%', '%%')}/{pattern}"
 
 
+def _sheets_output(out_dir: Path) -> list[str]:
+    """The sprite sheets as FFmpeg writes them: numbered JPEGs from 0, one per frame it is given."""
+    return [
+        *_JPEG,
+        "-q:v",
+        JPEG_QUALITY,
+        "-fps_mode",
+        "passthrough",
+        "-start_number",
+        "0",
+        "-f",
+        "image2",
+        image_pattern(out_dir, SHEET_PATTERN),
+    ]
+
+
 def parse_tile_times(text: str) -> list[float]:
     """Picture times printed by ``metadata=mode=print`` (``frame:0 pts:0 pts_time:0``), in order."""
     return [
@@ -238,16 +254,7 @@ def single_pass_args(
         graph,
         "-map",
         "[sheets]",
-        *_JPEG,
-        "-q:v",
-        JPEG_QUALITY,
-        "-fps_mode",
-        "passthrough",
-        "-start_number",
-        "0",
-        "-f",
-        "image2",
-        image_pattern(out_dir, SHEET_PATTERN),
+        *_sheets_output(out_dir),
         "-map",
         "[p]",
         "-fps_mode",
@@ -311,16 +318,7 @@ def assemble_args(tiles_dir: Path, columns: int, rows: int, out_dir: Path) -> li
         image_pattern(tiles_dir, TILE_PATTERN),
         "-vf",
         f"tile={columns}x{rows}",
-        *_JPEG,
-        "-q:v",
-        JPEG_QUALITY,
-        "-fps_mode",
-        "passthrough",
-        "-start_number",
-        "0",
-        "-f",
-        "image2",
-        image_pattern(out_dir, SHEET_PATTERN),
+        *_sheets_output(out_dir),
     ]
 
 
