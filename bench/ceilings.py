@@ -8,6 +8,7 @@ import json
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -49,9 +50,11 @@ def bare_litestar(
     rounds: int = 1,
     nats_url: str | None = None,
     processes: int = 1,
+    between: Callable[[int], object] | None = None,
 ) -> tuple[Rate, list[LoadResult]]:
     """(a) a bare Litestar POST route (msgspec Struct body → 202 JSON) under uvicorn, as the API runs;
-    (b) with ``nats_url``: the same route also awaiting an acked JetStream publish per request."""
+    (b) with ``nats_url``: the same route also awaiting an acked JetStream publish per request.
+    ``between(r)`` runs after round ``r`` (MPR's own round, so that each pair sees the same machine)."""
     env = {"BENCH_NATS_URL": nats_url, "BENCH_SUBJECT": "bench.bare"} if nats_url else {}
     runs, loads = [], []
     with Server("bench.bare_app", env) as srv:
@@ -65,6 +68,8 @@ def bare_litestar(
             )
             loads.append(res)
             runs.append(load_rate(res))
+            if between is not None:
+                between(r)
     return median_rate(runs), loads
 
 

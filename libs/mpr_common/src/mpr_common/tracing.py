@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
 from opentelemetry import propagate, trace
@@ -48,6 +48,14 @@ def worth_a_span(headers: Mapping[str, str] | None) -> bool:
     """A span costs a few percent of a small request: make one when spans are exported, or when the
     caller sent a trace to continue (its id must travel on with the work)."""
     return _exporting or bool(headers and "traceparent" in headers)
+
+
+def http_trace_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str] | None:
+    """An HTTP request's headers (ASGI's raw pairs) as a mapping when a span is worth making for it,
+    else None without decoding any of them."""
+    if not _exporting and not any(name == b"traceparent" for name, _ in raw):
+        return None
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in raw}
 
 
 @contextmanager

@@ -22,26 +22,26 @@ from mpr_common.bus import connect
 from mpr_common.errors import MprError
 from mpr_common.jobstate import JobState
 from mpr_common.outputs import OutputOwners
+from mpr_common.runtime import freeze_startup_heap
 from mpr_common.storage import get_s3_client, make_public_client
 
-from .auth import Sessions, token_auth
+from .auth import Gate, Sessions
 from .bodies import TOO_LARGE, ApiRequest
 from .callbacks import CallbackTokens
 from .domain.assets import AssetService
 from .domain.jobs import JobService
+from .edge import edge
 from .features import FEATURES
 from .graphql_http import graphql_controller
 from .graphql_schema import schema
-from .http_metrics import http_metrics
 from .limits import MAX_BODY_BYTES
-from .media_links import MediaLinks, remember_base_url
+from .media_links import MediaLinks
 from .routes.assets import AssetController, ScanController
 from .routes.health import live, ready
 from .routes.jobs import JobController
 from .routes.media import media_in, media_out, media_signed
 from .routes.presets import list_presets
 from .settings import ApiSettings
-from .trace_middleware import trace_middleware
 
 log = logging.getLogger("mpr.api")
 
@@ -127,6 +127,7 @@ def create_app(settings: ApiSettings, state: dict[str, Any] | None = None) -> Li
                     if feature.lifespan is not None:
                         await features.enter_async_context(feature.lifespan(settings, app.state))
                 log.info("api ready on %s:%d", settings.host, settings.port)
+                freeze_startup_heap()
                 yield
         finally:
             await nc.drain()
@@ -154,12 +155,7 @@ def create_app(settings: ApiSettings, state: dict[str, Any] | None = None) -> Li
             PrometheusController,
             *(route for feature in FEATURES for route in feature.routes),
         ],
-        middleware=[
-            token_auth(settings.tokens, settings.public_media, Sessions.from_settings(settings)),
-            remember_base_url,  # absolute media links name the address the client used
-            trace_middleware,
-            http_metrics,
-        ],
+        middleware=[edge(Gate(settings.tokens, settings.public_media, Sessions.from_settings(settings)))],
         logging_config=None,
         dependencies={
             "jobs": Provide(provide_jobs, sync_to_thread=False),

@@ -1,8 +1,9 @@
 """Authentication: bearer tokens (API_TOKENS; off when none are configured) and the console's session
 cookie, which stands for a token in a browser.
 
-A plain ASGI middleware rather than a Litestar guard: the guard machinery cost an eighth of a small
-request (measured on POST /api/jobs), and a middleware also answers 401 before routing.
+Checked in the API's one ASGI layer (``edge.py``) rather than by a Litestar guard: the guard machinery
+cost an eighth of a small request (measured on POST /api/jobs), and the layer also answers 401 before
+routing.
 
 Sessions are stateless: signing in POSTs a valid token and gets back a cookie (HttpOnly, SameSite=Strict,
 Secure over https) holding ``<expires>.<sid>.<fingerprint>.<mac>``: a random session id, a keyed
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from litestar.serialization import encode_json
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import Message, Receive, Scope, Send
 
 from .media_links import SIGNED_PREFIX
 
@@ -164,47 +165,51 @@ def derived_key(tokens: Iterable[str]) -> bytes:
     return hmac.new(b"mpr-session-key", "\x00".join(sorted(tokens)).encode(), hashlib.sha256).digest()
 
 
-def token_auth(tokens: frozenset[str], public_media: bool, sessions: Sessions | None = None):
-    """The middleware. ``sessions`` signs and checks console cookies (``Sessions.from_settings``);
+class Gate:
+    """Who may pass: a bearer token of API_TOKENS, or on the console's paths its session cookie (with the
+    CSRF header for a change). ``sessions`` signs and checks console cookies (``Sessions.from_settings``);
     without it, a key derived from the tokens and the default lifetime."""
-    encoded = [t.encode() for t in sorted(tokens)]
-    if sessions is None:
-        from .settings import ApiSettings
 
-        sessions = Sessions(derived_key(tokens), ApiSettings().session_ttl, tokens)
+    def __init__(self, tokens: frozenset[str], public_media: bool, sessions: Sessions | None = None) -> None:
+        self.encoded = [t.encode() for t in sorted(tokens)]
+        self.public_media = public_media
+        if sessions is None:
+            from .settings import ApiSettings
 
-    def middleware_factory(app: ASGIApp) -> ASGIApp:
-        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-            if encoded and scope["type"] in ("http", "websocket"):
-                scope[SESSIONS_SCOPE_KEY] = sessions  # type: ignore[literal-required]
-                path = scope["path"]
-                if not (
-                    path in OPEN_PATHS
-                    or path.startswith(OPEN_PREFIXES)
-                    or (public_media and path.startswith(MEDIA_PREFIX))
-                    or CALLBACK.match(path)
-                ):
-                    authorization = _header(scope, b"authorization")
-                    if scope["type"] == "http" and not authorization and path.startswith(SESSION_PREFIXES):
-                        await _by_session(app, sessions, scope, receive, send)
-                        return
-                    reason = check_token(authorization, encoded)
-                    if reason is not None:
-                        if scope["type"] == "websocket":  # refuse the handshake: policy violation
-                            await receive()
-                            close: Message = {"type": "websocket.close", "code": 1008, "reason": reason}
-                            await send(close)
-                        else:
-                            await _unauthorized(send, reason)
-                        return
-            await app(scope, receive, send)
+            sessions = Sessions(derived_key(tokens), ApiSettings().session_ttl, tokens)
+        self.sessions = sessions
 
-        return middleware
+    async def admit(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """True when the request may go on; otherwise it has been answered (401, 403 or a redirect to
+        the console's sign-in page). ``scope`` is an http or websocket scope."""
+        if not self.encoded:
+            return True
+        sessions = self.sessions
+        scope[SESSIONS_SCOPE_KEY] = sessions  # type: ignore[literal-required]
+        path = scope["path"]
+        if (
+            path in OPEN_PATHS
+            or path.startswith(OPEN_PREFIXES)
+            or (self.public_media and path.startswith(MEDIA_PREFIX))
+            or CALLBACK.match(path)
+        ):
+            return True
+        authorization = _header(scope, b"authorization")
+        if scope["type"] == "http" and not authorization and path.startswith(SESSION_PREFIXES):
+            return await _session_admits(sessions, scope, send)
+        reason = check_token(authorization, self.encoded)
+        if reason is None:
+            return True
+        if scope["type"] == "websocket":  # refuse the handshake: policy violation
+            await receive()
+            close: Message = {"type": "websocket.close", "code": 1008, "reason": reason}
+            await send(close)
+        else:
+            await _unauthorized(send, reason)
+        return False
 
-    return middleware_factory
 
-
-async def _by_session(app: ASGIApp, sessions: Sessions, scope: Scope, receive: Receive, send: Send) -> None:
+async def _session_admits(sessions: Sessions, scope: Scope, send: Send) -> bool:
     """A request without a bearer token on a path where the console's cookie is accepted."""
     path = scope["path"]
     page = path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
@@ -216,14 +221,14 @@ async def _by_session(app: ASGIApp, sessions: Sessions, scope: Scope, receive: R
             await _unauthorized(
                 send, "missing bearer token (Authorization: Bearer <token>) or console session"
             )
-        return
+        return False
     session = sessions.check(value)
     if isinstance(session, str):
         if page and scope.get("method") in SAFE_METHODS:
             await _redirect(send, sign_in_location(scope, session))
         else:
             await _unauthorized(send, session)
-        return
+        return False
     if scope.get("method") not in SAFE_METHODS and not hmac.compare_digest(
         _header(scope, CSRF_HEADER.lower().encode()), session.csrf.encode()
     ):
@@ -233,9 +238,9 @@ async def _by_session(app: ASGIApp, sessions: Sessions, scope: Scope, receive: R
             f"a change made with the console's session cookie needs its {CSRF_HEADER} header "
             "(the console's pages send it; other sites cannot)",
         )
-        return
+        return False
     scope[SESSION_SCOPE_KEY] = session  # type: ignore[literal-required]
-    await app(scope, receive, send)
+    return True
 
 
 def sign_in_location(scope: Scope, reason: str | None) -> str:

@@ -19,11 +19,11 @@ import base64
 import hashlib
 import hmac
 import time
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any
 from urllib.parse import quote
 
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import Scope
 
 from mpr_common.errors import MprError
 from mpr_common.keys import extension
@@ -71,18 +71,13 @@ def base_url_of(scope: Scope) -> str | None:
     return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}"
 
 
-def remember_base_url(app: ASGIApp) -> ASGIApp:
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await app(scope, receive, send)
-            return
-        reset = _request_scope.set(scope)
-        try:
-            await app(scope, receive, send)
-        finally:
-            _request_scope.reset(reset)
+def remember_request(scope: Scope) -> Token[Scope | None]:
+    """Keep ``scope`` as the request being answered (``edge.py`` does, for every http request)."""
+    return _request_scope.set(scope)
 
-    return middleware
+
+def forget_request(token: Token[Scope | None]) -> None:
+    _request_scope.reset(token)
 
 
 class MediaLinks:

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from mpr_common.logs import setup_logging
+from mpr_common.runtime import run
 from mpr_common.tracing import setup_tracing
 
 from .app import create_app
@@ -19,7 +19,7 @@ def main() -> None:
         upgrade(settings.database_url)
         return
     setup_tracing("catalog")
-    asyncio.run(create_app(settings).run())
+    run(create_app(settings).run())
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from mpr_common.faststream_support import make_broker
 from mpr_common.jobstate import JobState
 from mpr_common.metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING
 from mpr_common.ops_server import OpsServer
+from mpr_common.runtime import freeze_startup_heap
 from mpr_common.storage import get_s3_client
 
 from .db import Database, make_engine
@@ -113,6 +114,7 @@ def create_app(settings: CatalogSettings) -> FastStream:
         await ops.start()
         gauges = asyncio.create_task(refresh_gauges(catalog, js))
         log.info("catalog ready (%s)", engine.dialect.name)
+        freeze_startup_heap()
         try:
             yield
         finally:

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-import asyncio
-
 from mpr_common.logs import setup_logging
+from mpr_common.runtime import run
 from mpr_common.tracing import setup_tracing
 
 from .app import create_app
@@ -13,7 +12,7 @@ def main() -> None:
     settings = ScannerSettings.from_env()
     setup_logging("scanner", settings.log_level, settings.log_format)
     setup_tracing("scanner")
-    asyncio.run(create_app(settings).run())
+    run(create_app(settings).run())
 
 
 if __name__ == "__main__":

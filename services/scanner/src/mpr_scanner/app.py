@@ -24,6 +24,7 @@ from mpr_common.faststream_support import (
     settle,
 )
 from mpr_common.ops_server import OpsServer
+from mpr_common.runtime import freeze_startup_heap
 from mpr_common.storage import get_s3_client
 from mpr_common.tracing import inject
 
@@ -129,6 +130,7 @@ def create_app(settings: ScannerSettings) -> FastStream:
         )
         await ops.start()
         log.info("scanner ready (bucket %s)", settings.s3.bucket_in)
+        freeze_startup_heap()
         try:
             yield
         finally:

@@ -7,6 +7,7 @@ import signal
 from mpr_common.bus import connect
 from mpr_common.logs import setup_logging
 from mpr_common.ops_server import OpsServer
+from mpr_common.runtime import run
 from mpr_common.storage import get_s3_client
 from mpr_common.tracing import setup_tracing
 
@@ -41,7 +42,7 @@ def main() -> None:
     removed = clean_workdir(settings.workdir)
     if removed:
         log.info("removed %d stale job dir(s) from %s", len(removed), settings.workdir)
-    asyncio.run(serve(settings))
+    run(serve(settings))
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ from mpr_common.jobstate import JobState, QueuePlace, QueuePlaces, move_number
 from mpr_common.metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING, CONSUMER_PRESENT
 from mpr_common.outputs import OutputOwners
 from mpr_common.packages import PackageStore
+from mpr_common.runtime import freeze_startup_heap
 from mpr_common.tracing import span_from
 
 from .ffmpeg_runner import ProgressReport
@@ -157,6 +158,7 @@ class Worker:
             self.settings.concurrency,
             ", ".join(self.classes),
         )
+        freeze_startup_heap()
         while not self.stopping.is_set():
             await slots.acquire()
             got = await self._next_job()
