@@ -18,7 +18,7 @@ from mpr_common.mediainfo import NETWORK_PROTOCOLS, probe
 from mpr_common.presets import PRESETS
 from mpr_transcoder.ffmpeg_command import build_plan
 
-from .common import HEADERS, Rate, Server, median_rate
+from .common import HEADERS, Rate, Server, median_rate, proc_cpu_s
 from .loadgen import LoadResult, encode_post, run_async, run_load
 
 BENCH_STREAM = "BENCH"
@@ -59,6 +59,7 @@ def bare_litestar(
     runs, loads = [], []
     with Server("bench.bare_app", env) as srv:
         for r in range(rounds):
+            cpu = proc_cpu_s(srv.popen.pid)
             res = run_load(
                 srv.port,
                 job_requests(srv.port, n, f"bare{r}"),
@@ -66,6 +67,7 @@ def bare_litestar(
                 warmup=job_requests(srv.port, warmup, f"warm{r}") if warmup else None,
                 processes=processes,
             )
+            res.server_cpu_us = (proc_cpu_s(srv.popen.pid) - cpu) * 1e6 / res.ok_all_phases
             loads.append(res)
             runs.append(load_rate(res))
             if between is not None:

@@ -209,7 +209,13 @@ def page_total(api: httpx.Client, path: str) -> int | None:
     return r.json()["total"] if r.status_code == 200 else None
 
 
-# --- memory of the services (psutil is not installed: /proc) ----------------------------------
+# --- CPU and memory of the services (psutil is not installed: /proc) ------------------------------
+def proc_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def proc_status_kib(pid: int, field: str) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -43,6 +43,7 @@ class LoadResult:
     statuses: Counter = field(default_factory=Counter)
     cpu_s: float = 0.0  # CPU time the generator itself used during the timed phase
     ok_all_phases: int = 0  # 2xx responses, warm-up included
+    server_cpu_us: float = 0.0  # CPU the server's process used per 2xx response (set by the caller)
 
     @property
     def elapsed(self) -> float:

@@ -28,6 +28,7 @@ from .common import (
     make_source,
     median_rate,
     page_total,
+    proc_cpu_s,
     run_job,
     run_jobs,
 )
@@ -67,6 +68,8 @@ def post_jobs(st: Stack, n: int, concurrency: int, warmup: int, processes: int =
     port = st.api_port
     assert port is not None
     before = page_total(api, "/api/jobs?limit=1") or 0
+    pids = {name: st.services[name].popen.pid for name in ("api", "catalog")}
+    cpu = {name: proc_cpu_s(pid) for name, pid in pids.items()}
     res = run_load(
         port,
         job_requests(port, n, "mpr"),
@@ -74,8 +77,11 @@ def post_jobs(st: Stack, n: int, concurrency: int, warmup: int, processes: int =
         warmup=job_requests(port, warmup, "mprwarm") if warmup else None,
         processes=processes,
     )
+    res.server_cpu_us = (proc_cpu_s(pids["api"]) - cpu["api"]) * 1e6 / res.ok_all_phases
     expected = before + res.ok_all_phases
     done = _wait_total(api, "/api/jobs?limit=1", expected, time.monotonic() + max(60.0, n / 100))
+    # the catalog's, until it had recorded every job (less the polls of GET /api/jobs meanwhile: a few)
+    catalog_cpu_us = (proc_cpu_s(pids["catalog"]) - cpu["catalog"]) * 1e6 / res.ok_all_phases
     post = load_rate(res)
     caught = Rate(n, done["at"] - res.started, [], "req")
     return {
@@ -85,6 +91,7 @@ def post_jobs(st: Stack, n: int, concurrency: int, warmup: int, processes: int =
         "expected": expected,
         "lag_s": done["at"] - res.ended,
         "load": res,
+        "catalog_cpu_us": catalog_cpu_us,
     }
 
 

@@ -72,6 +72,14 @@ def _main_rows(res: dict) -> list[str]:
             f"raw nats-py publish, acked, {c} concurrent: {_rate(js)} | {_ratio(post.per_s, js.per_s)} | "
             "(context) |",
         ]
+        bare_cpu = sorted(load.server_cpu_us for load in res["bare_loads"])[len(res["bare_loads"]) // 2]
+        api_cpu = a["load"].server_cpu_us
+        rows.append(
+            f"| CPU per `POST /api/jobs` of the API's process (and of the catalog's, until it had recorded "
+            f"the job: {a['catalog_cpu_us']:.0f} µs) | {api_cpu:.0f} µs | the bare app's process per POST: "
+            f"{bare_cpu:.0f} µs | {_ratio(bare_cpu, api_cpu)} | (context: bare/MPR, less sensitive than "
+            "rates to what else the shared machine runs) |"
+        )
     if "scan" in res:
         sc = res["scan"]
         cat, post = sc["catalog"], sc["post"]

@@ -9,8 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-import nats
-from nats.aio.client import Client
+from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -21,6 +20,7 @@ from nats.js.errors import NoStreamResponseError
 from .codec import decoder, encode
 from .errors import Unavailable, error_from_headers
 from .events import DeadLetter
+from .jetstream import Client
 from .settings import NatsSettings
 from .tracing import inject
 
@@ -52,8 +52,11 @@ async def retry_transient(op: Callable[[], Awaitable[T]], what: str, attempts: i
 
 
 async def connect(settings: NatsSettings, name: str, **extra: Any) -> Client:
+    """A connection whose JetStream contexts publish through :mod:`mpr_common.jetstream`."""
     opts: dict[str, Any] = {**settings.connect_options(name), **extra}
-    return await nats.connect(**opts)
+    nc = Client()
+    await nc.connect(**opts)
+    return nc
 
 
 async def publish_event(
@@ -105,7 +108,7 @@ async def dead_letter(
     await publish_event(js, subject, letter, msg_id=f"dlq-{subject}-{raw.subject}-{seq}")
 
 
-async def request(nc: Client, subject: str, payload: Any, reply_type: type[T], timeout: float) -> T:
+async def request(nc: NatsClient, subject: str, payload: Any, reply_type: type[T], timeout: float) -> T:
     """Request/reply with a typed answer; an error answer raises the error it names."""
     service = subject.split(".")[1]
     try:

@@ -1,0 +1,126 @@
+"""The NATS client every service connects with: nats-py's, whose JetStream contexts await each
+publish's ack over one reply subscription per connection instead of one request per publish.
+
+Why not nats-py's ``JetStreamContext.publish`` as it is: per acked publish it makes a random token, a
+``wait_for`` (a second future and a timer), ``json.loads`` and a dataclass built field by field, which
+came to 68 µs of client CPU per publish against 33 µs here (32 concurrent, nats-server on loopback,
+this 2-core machine); every job the API accepts, every object a scan finds and every event a transcoder
+sends is one. The protocol and the errors are nats-py's: a publish with a reply subject, the stream's ack
+or its error there (``APIError`` and its subclasses), a 503 status when no stream takes the subject
+(``NoStreamResponseError``), ``nats.errors.TimeoutError`` when no answer comes in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import msgspec
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import Header, PubAck
+from nats.js.errors import APIError, NoStreamResponseError
+
+NO_RESPONDERS = "503"
+
+
+class _Ack(msgspec.Struct):
+    stream: str = ""
+    seq: int = 0
+    duplicate: bool = False
+    domain: str | None = None
+    error: dict[str, Any] | None = None
+
+
+_decode_ack = msgspec.json.Decoder(_Ack).decode
+
+
+class Acks:
+    """Futures of the publishes waiting for their ack, answered by one subscription on
+    ``<inbox>.*`` (made at the first publish; nats-py subscribes it again after a reconnect)."""
+
+    def __init__(self, nc: NatsClient) -> None:
+        self._nc = nc
+        self._prefix: str | None = None
+        self._subscribing = asyncio.Lock()
+        self._waiting: dict[str, asyncio.Future[Msg]] = {}
+        self._tokens = itertools.count()
+
+    async def _reply_prefix(self) -> str:
+        if self._prefix is None:
+            async with self._subscribing:
+                if self._prefix is None:
+                    prefix = self._nc.new_inbox() + "."
+                    await self._nc.subscribe(prefix + "*", cb=self._answered)
+                    self._prefix = prefix
+        return self._prefix
+
+    async def _answered(self, msg: Msg) -> None:
+        assert self._prefix is not None
+        waiter = self._waiting.pop(msg.subject[len(self._prefix) :], None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(msg)
+
+    async def publish(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None, timeout: float
+    ) -> PubAck:
+        prefix = await self._reply_prefix()
+        token = str(next(self._tokens))
+        waiter: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+        self._waiting[token] = waiter
+        try:
+            await self._nc.publish(subject, payload, reply=prefix + token, headers=headers)
+            async with asyncio.timeout(timeout):
+                msg = await waiter
+        except TimeoutError:
+            raise NatsTimeoutError from None
+        finally:
+            self._waiting.pop(token, None)
+        if not msg.data and msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
+            raise NoStreamResponseError
+        ack = _decode_ack(msg.data)
+        if ack.error is not None:
+            raise APIError.from_error(ack.error)
+        return PubAck(stream=ack.stream, seq=ack.seq, domain=ack.domain, duplicate=ack.duplicate)
+
+
+class JetStream(JetStreamContext):
+    """nats-py's JetStream context (KV, streams, consumers as they are) whose ``publish`` goes
+    through the connection's :class:`Acks`."""
+
+    def __init__(self, conn: NatsClient, acks: Acks, **options: Any) -> None:
+        super().__init__(conn, **options)
+        self._acks = acks
+
+    async def publish(
+        self,
+        subject: str,
+        payload: bytes = b"",
+        timeout: float | None = None,
+        stream: str | None = None,
+        headers: dict[str, Any] | None = None,
+        msg_ttl: float | None = None,
+    ) -> PubAck:
+        if stream is not None:
+            headers = {**(headers or {}), Header.EXPECTED_STREAM: stream}
+        if msg_ttl is not None:  # seconds, as nats-py sends it (NATS 2.11+)
+            headers = {**(headers or {}), Header.MSG_TTL: str(int(msg_ttl))}
+        return await self._acks.publish(
+            subject, payload, headers, self._timeout if timeout is None else timeout
+        )
+
+
+class Client(NatsClient):
+    """nats-py's client; its ``jetstream()`` contexts share one :class:`Acks`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._acks: Acks | None = None
+
+    def jetstream(self, **options: Any) -> JetStream:
+        if self._acks is None:
+            self._acks = Acks(self)
+        return JetStream(self, self._acks, **options)
