@@ -49,7 +49,7 @@ class Sizes:
 
 
 FULL = Sizes(20_000, 1_000, 32, 3, 100_000, 30, 5, 20, 300, 3, 60, 1)
-QUICK = Sizes(500, 50, 32, 1, 300, 6, 1, 4, 30, 1, 6, 1)
+QUICK = Sizes(500, 50, 32, 1, 300, 3, 1, 4, 30, 1, 2, 1)
 TRANSCODERS = 2  # for the transcode and thumbnail figures
 
 

@@ -10,7 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mpr_devstack.servers import free_port
 from mpr_devstack.stack import DEV_API_TOKEN, Stack
+from mpr_devstack.tcp_proxy import TcpProxy
 from tests.media import make_audio, make_mkv, make_video
 
 pytestmark = pytest.mark.system
@@ -80,3 +82,33 @@ def wait_job(
         return None
 
     return wait_for(done, timeout, what=f"job {job_id} to reach {states}")
+
+
+@pytest.fixture
+def make_stack(tmp_path_factory) -> Iterator[Callable[..., Stack]]:
+    stacks: list[Stack] = []
+
+    def make(transcoders: int = 1, s3_proxy: TcpProxy | None = None, **env: str) -> Stack:
+        """A stack of its own; with ``s3_proxy``, every service reaches S3 only through that proxy."""
+        if s3_proxy is not None:
+            env = {"S3_ENDPOINT_URL": s3_proxy.url, **env}
+        st = Stack(
+            tmp_path_factory.mktemp("fault"),
+            transcoders=transcoders,
+            s3_port=s3_proxy.target[1] if s3_proxy else None,
+            extra_env={**FAST_RETRIES, **env},
+        )
+        stacks.append(st)
+        return st.start()
+
+    yield make
+    for st in stacks:
+        st.stop()
+
+
+@pytest.fixture
+def s3_proxy() -> Iterator[TcpProxy]:
+    """A switchable TCP proxy in front of the (not yet started) S3 server."""
+    proxy = TcpProxy(free_port()).start()
+    yield proxy
+    proxy.stop()

@@ -1,12 +1,19 @@
-"""Helpers for fault tests: stacks with custom settings, reading events back from JetStream."""
+"""Helpers for fault tests: a stack's API client, sample uploads and long jobs, outputs, and events read
+back from JetStream. (The ``make_stack`` and ``s3_proxy`` fixtures are in conftest.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 
+import httpx
 import nats
 from nats.errors import TimeoutError as NatsTimeout
+
+from mpr_common import subjects as s
+from mpr_devstack.stack import DEV_API_TOKEN, Stack
+from tests.system.conftest import wait_for
 
 
 async def _stream_events(url: str, stream: str, subject: str) -> list[dict]:
@@ -67,3 +74,37 @@ async def _js_publish(url: str, subject: str, payload: bytes, msg_id: str) -> No
 
 def js_publish(url: str, subject: str, payload: bytes, msg_id: str) -> None:
     asyncio.run(_js_publish(url, subject, payload, msg_id))
+
+
+# --- a stack's API, media and outputs -----------------------------------------------------------
+def client(st: Stack) -> httpx.Client:
+    return httpx.Client(base_url=st.api_url, headers={"Authorization": f"Bearer {DEV_API_TOKEN}"}, timeout=60)
+
+
+def upload_sample(st: Stack, media_dir, name: str = "sample.mp4") -> str:
+    key = f"fault-{uuid.uuid4().hex[:6]}/{name}"
+    st.s3_client().upload_file(str(media_dir / name), "mpr-media-in", key)
+    return key
+
+
+def start_long_job(st: Stack, api: httpx.Client, media_dir, wait_progress: bool = True) -> str:
+    """A VP9 transcode (several seconds of FFmpeg on this machine); by default, wait until it runs."""
+    key = upload_sample(st, media_dir)
+    job_id = api.post(
+        "/api/jobs", json={"kind": "transcode", "source_key": key, "preset": "vp9-720p"}
+    ).json()["job"]["id"]
+    if wait_progress:
+        wait_for(
+            lambda: api.get(f"/api/jobs/{job_id}").json()["job"]["progress"] > 0, what="job to make progress"
+        )
+    return job_id
+
+
+def output_objects(st: Stack, job: dict) -> list[str]:
+    prefix = job["output_key"].rsplit("/", 1)[0] + "/"
+    resp = st.s3_client().list_objects_v2(Bucket="mpr-media-out", Prefix=prefix)
+    return [o["Key"] for o in resp.get("Contents", [])]
+
+
+def completed_events(st: Stack, job_id: str) -> list[dict]:
+    return [e for e in stream_events(st.nats.url, s.JOBS_STREAM, s.JOB_COMPLETED) if e["job_id"] == job_id]

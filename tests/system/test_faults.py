@@ -1,11 +1,11 @@
-"""Faults: replicas killed, nats-server restarted, S3 gone for a while, poison messages, SIGTERM."""
+"""Faults of workers and the broker: replicas killed, nats-server restarted, poison messages, SIGTERM,
+a lost consumer, a full stream. (Storage and scanning: test_faults_storage.py.)"""
 
 from __future__ import annotations
 
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -14,76 +14,20 @@ from nats.js.api import DeliverPolicy
 from mpr_common import subjects as s
 from mpr_common.codec import encode
 from mpr_common.events import JobRequested
-from mpr_devstack.servers import free_port
-from mpr_devstack.stack import DEV_API_TOKEN, Stack
-from mpr_devstack.tcp_proxy import TcpProxy
-from tests.system.conftest import FAST_RETRIES, wait_for, wait_job
-from tests.system.faults import consumer_info, delete_consumer, js_publish, stream_events
+from tests.system.conftest import wait_for, wait_job
+from tests.system.faults import (
+    client,
+    completed_events,
+    consumer_info,
+    delete_consumer,
+    js_publish,
+    output_objects,
+    start_long_job,
+    stream_events,
+    upload_sample,
+)
 
 pytestmark = pytest.mark.system
-
-
-@pytest.fixture
-def make_stack(tmp_path_factory) -> Iterator[Callable[..., Stack]]:
-    stacks: list[Stack] = []
-
-    def make(transcoders: int = 1, s3_proxy: TcpProxy | None = None, **env: str) -> Stack:
-        """A stack of its own; with ``s3_proxy``, every service reaches S3 only through that proxy."""
-        if s3_proxy is not None:
-            env = {"S3_ENDPOINT_URL": s3_proxy.url, **env}
-        st = Stack(
-            tmp_path_factory.mktemp("fault"),
-            transcoders=transcoders,
-            s3_port=s3_proxy.target[1] if s3_proxy else None,
-            extra_env={**FAST_RETRIES, **env},
-        )
-        stacks.append(st)
-        return st.start()
-
-    yield make
-    for st in stacks:
-        st.stop()
-
-
-@pytest.fixture
-def s3_proxy() -> Iterator[TcpProxy]:
-    """A switchable TCP proxy in front of the (not yet started) S3 server."""
-    proxy = TcpProxy(free_port()).start()
-    yield proxy
-    proxy.stop()
-
-
-def client(st: Stack) -> httpx.Client:
-    return httpx.Client(base_url=st.api_url, headers={"Authorization": f"Bearer {DEV_API_TOKEN}"}, timeout=60)
-
-
-def upload_sample(st: Stack, media_dir, name: str = "sample.mp4") -> str:
-    key = f"fault-{uuid.uuid4().hex[:6]}/{name}"
-    st.s3_client().upload_file(str(media_dir / name), "mpr-media-in", key)
-    return key
-
-
-def start_long_job(st: Stack, api: httpx.Client, media_dir, wait_progress: bool = True) -> str:
-    """A VP9 transcode (several seconds of FFmpeg on this machine); by default, wait until it runs."""
-    key = upload_sample(st, media_dir)
-    job_id = api.post(
-        "/api/jobs", json={"kind": "transcode", "source_key": key, "preset": "vp9-720p"}
-    ).json()["job"]["id"]
-    if wait_progress:
-        wait_for(
-            lambda: api.get(f"/api/jobs/{job_id}").json()["job"]["progress"] > 0, what="job to make progress"
-        )
-    return job_id
-
-
-def output_objects(st: Stack, job: dict) -> list[str]:
-    prefix = job["output_key"].rsplit("/", 1)[0] + "/"
-    resp = st.s3_client().list_objects_v2(Bucket="mpr-media-out", Prefix=prefix)
-    return [o["Key"] for o in resp.get("Contents", [])]
-
-
-def completed_events(st: Stack, job_id: str) -> list[dict]:
-    return [e for e in stream_events(st.nats.url, s.JOBS_STREAM, s.JOB_COMPLETED) if e["job_id"] == job_id]
 
 
 def test_kill_9_transcoder_mid_job_another_replica_finishes(make_stack, media_dir):
@@ -136,33 +80,6 @@ def test_nats_restart_loses_no_job_and_duplicates_run_once(make_stack, media_dir
         assert len(completed_events(st, job_id)) == 1
     requested = [e for e in stream_events(st.nats.url, s.JOBS_STREAM, s.JOB_REQUESTED) if e["job_id"] in ids]
     assert sorted(e["job_id"] for e in requested) == sorted(ids)
-
-
-def test_s3_outage_retries_with_backoff_then_completes(make_stack, s3_proxy, media_dir):
-    st = make_stack(1, s3_proxy, TRANSCODER_MAX_DELIVER="10", TRANSCODER_RETRY_MAX="3")
-    api = client(st)
-    key = upload_sample(st, media_dir)
-    s3_proxy.block()
-    job_id = api.post("/api/jobs", json={"kind": "thumbnail", "source_key": key}).json()["job"]["id"]
-    time.sleep(5)
-    during = api.get(f"/api/jobs/{job_id}").json()["job"]
-    assert during["status"] in ("queued", "running")
-    s3_proxy.unblock()
-    done = wait_job(api, job_id, timeout=60)["job"]
-    assert done["status"] == "completed", done
-    assert done["attempts"] >= 2
-
-
-def test_s3_gone_too_long_ends_in_dead_letter_and_failed_job(make_stack, s3_proxy):
-    st = make_stack(1, s3_proxy, TRANSCODER_MAX_DELIVER="3")
-    api = client(st)
-    s3_proxy.block()
-    job_id = api.post("/api/jobs", json={"kind": "thumbnail", "source_key": "gone/a.mp4"}).json()["job"]["id"]
-    done = wait_job(api, job_id, timeout=60)["job"]
-    assert done["status"] == "failed" and done["failure_reason"] == "storage"
-    assert "gave up after 3 attempts" in done["error"] and done["attempts"] == 3
-    dead = [e for e in stream_events(st.nats.url, s.DLQ_STREAM, s.DLQ_JOBS) if e.get("job_id") == job_id]
-    assert len(dead) == 1 and dead[0]["deliveries"] == 3 and job_id in dead[0]["payload"]
 
 
 def test_poison_message_is_dead_lettered_once(make_stack):
@@ -234,47 +151,6 @@ def test_worker_dying_on_every_delivery_fails_the_job_after_max_deliver(make_sta
     assert done["status"] == "failed" and "gave up after 2 deliveries" in done["error"], done
     dead = [e for e in stream_events(st.nats.url, s.DLQ_STREAM, s.DLQ_JOBS) if e.get("job_id") == job_id]
     assert len(dead) == 1 and dead[0]["deliveries"] == 2
-
-
-def test_scheduled_scan_registers_new_uploads(make_stack, media_dir):
-    st = make_stack(transcoders=0, SCANNER_INTERVAL="1")
-    api = client(st)
-    key = upload_sample(st, media_dir)
-    asset = wait_for(
-        lambda: next(iter(api.get("/api/assets", params={"prefix": key}).json()["items"]), None),
-        timeout=30,
-        what="the scheduled scan to find the upload",
-    )
-    assert asset["key"] == key
-
-
-def test_large_scan_is_chunked_under_the_nats_payload_limit(make_stack):
-    """6,000 objects: the listing is ~1.3 MB of events, more than one NATS message may carry."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    st = make_stack(transcoders=0, CATALOG_PROBE_CONCURRENCY="1")
-    s3c = st.s3_client()
-    n = 6000
-    with ThreadPoolExecutor(16) as pool:
-        list(
-            pool.map(
-                lambda i: s3c.put_object(Bucket="mpr-media-in", Key=f"bulk/{i:05d}.mp4", Body=b"x"), range(n)
-            )
-        )
-    api = client(st)
-    r = api.post("/api/assets/scan", json={"prefix": "bulk/"}, timeout=300)
-    assert r.status_code == 200, r.text
-    body = r.json()
-    assert (body["found"], body["registered"], body["skipped"]) == (n, n, 0)
-    assert len(set(body["files"])) == n
-    assert api.get("/api/assets", params={"prefix": "bulk/", "limit": 1}).json()["total"] == n
-
-
-def test_scan_without_a_scanner_is_503_with_the_reason(make_stack):
-    st = make_stack(transcoders=0)
-    st.services["scanner"].stop()
-    r = client(st).post("/api/assets/scan")
-    assert r.status_code == 503 and r.json()["detail"] == "no scanner service is running"
 
 
 def test_a_lost_consumer_fails_readiness_and_its_re_creation_runs_nothing_twice(make_stack, media_dir):
