@@ -12,7 +12,8 @@ from .common import MiB, Rate
 # "Thumbnail jobs/s ≥ 1.5× today": today's figure, measured before the throughput rewrite, at commit
 # f2d1045 on the 2-core machine the bench runs on (`python -m bench --only thumbnail`, 20 jobs, 2
 # transcoders; median of 3 runs: 6.61, 6.85, 7.88 jobs/s, and 0.34-0.54 of raw FFmpeg in those runs).
-# It is the only number here that does not come from the run itself: it defines the bar.
+# It is the only number here that does not come from the run itself: it defines the bar. The jobs/s
+# hold only on a host as fast as that day's; the ratio to raw FFmpeg in the same run holds on any.
 THUMBNAIL_TODAY = 6.85  # jobs/s
 THUMBNAIL_TODAY_RATIO = 0.38  # of the raw FFmpeg ceiling, median of the same 3 runs
 
@@ -119,8 +120,9 @@ def _main_rows(res: dict) -> list[str]:
             f"| thumbnails: {th['jobs']} jobs of a 10 s 720p source (registered), {th['transcoders']} "
             f"transcoders, submit → all completed | {_rate(th['mpr'])} | raw FFmpeg thumbnail command, local "
             f"file, {th['transcoders']} at a time: {_rate(th['raw'])} | "
-            f"{_ratio(th['mpr'].per_s, th['raw'].per_s)} | ≥ 1.5× today: ≥ {1.5 * THUMBNAIL_TODAY:.1f} jobs/s "
-            f"(today {THUMBNAIL_TODAY} jobs/s, {THUMBNAIL_TODAY_RATIO} of raw, at f2d1045) |"
+            f"{_ratio(th['mpr'].per_s, th['raw'].per_s)} | ≥ 1.5× today: ≥ {1.5 * THUMBNAIL_TODAY:.1f} jobs/s, "
+            f"and as a ratio to the same run's raw FFmpeg ≥ {1.5 * THUMBNAIL_TODAY_RATIO:.2f} (today "
+            f"{THUMBNAIL_TODAY} jobs/s, {THUMBNAIL_TODAY_RATIO} of raw, at f2d1045) |"
         )
     if "trim" in res:
         tr = res["trim"]
