@@ -54,16 +54,20 @@ def test_scheduled_scan_registers_new_uploads(make_stack, media_dir):
 
 
 def test_large_scan_is_chunked_under_the_nats_payload_limit(make_stack):
-    """6,000 objects: the listing is ~1.3 MB of events, more than one NATS message may carry."""
+    """1,500 objects with long keys (about 920 bytes, S3 allows 1,024): the listing is ~1.6 MB of events
+    and its keys alone 1.4 MB, more than one NATS message may carry (and a quarter of the uploads the
+    same size took with short keys)."""
     from concurrent.futures import ThreadPoolExecutor
 
     st = make_stack(transcoders=0, CATALOG_PROBE_CONCURRENCY="1")
     s3c = st.s3_client()
-    n = 6000
+    n = 1500
+    pad = "k" * 900
     with ThreadPoolExecutor(16) as pool:
         list(
             pool.map(
-                lambda i: s3c.put_object(Bucket="mpr-media-in", Key=f"bulk/{i:05d}.mp4", Body=b"x"), range(n)
+                lambda i: s3c.put_object(Bucket="mpr-media-in", Key=f"bulk/{i:05d}{pad}.mp4", Body=b"x"),
+                range(n),
             )
         )
     api = client(st)

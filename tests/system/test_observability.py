@@ -55,9 +55,25 @@ def test_metrics_and_health(stack, api, s3, media_dir):
         timeout=30,
         what="catalog job gauge",
     )
+    # The job does not wait for the catalog's probe of its source (the transcoder probes itself then):
+    # the probe may finish after the job.
+    wait_for(
+        lambda: (
+            (
+                value(
+                    scrape(stack.metrics_ports["catalog"]),
+                    "mpr_catalog_probe_duration_seconds_count",
+                    outcome="ok",
+                )
+                or 0
+            )
+            >= 1
+        ),
+        timeout=30,
+        what="catalog probe histogram",
+    )
     c = scrape(stack.metrics_ports["catalog"])
     assert value(c, "mpr_catalog_events_total", subject="mpr.jobs.completed") >= 1
-    assert value(c, "mpr_catalog_probe_duration_seconds_count", outcome="ok") >= 1
 
     sc = scrape(stack.metrics_ports["scanner"])
     assert value(sc, "mpr_scanner_objects_total", source="scan", event="found") >= 1
