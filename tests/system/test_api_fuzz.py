@@ -42,7 +42,7 @@ def test_schemathesis_finds_no_server_error(bare_stack, tmp_path):
             "--workers",
             "2",
             "--max-examples",
-            "40",
+            "30",
             "--seed",
             "20261124",
             "--phases",

@@ -27,6 +27,8 @@ MAIN_ROWS = {
     rf"JetStream publish \| {RATE} \| bare Litestar POST \+ JetStream publish: {RATE} · {LAT} \| {RATIO} \|",
     "POST vs JetStream alone": rf"\| `POST /api/jobs` POST phase, against JetStream alone \| {RATE} \| raw "
     rf"nats-py publish, acked, 32 concurrent: {RATE} · {LAT} \| {RATIO} \|",
+    "CPU per POST": rf"\| CPU per `POST /api/jobs` of the API's process \(and of the catalog's[^|]*: {NUM} µs\) \| "
+    rf"{NUM} µs \| the bare app's process per POST: {NUM} µs \| {RATIO} \|",
     "scan": rf"\| scan \+ register 300 objects until `GET /api/assets\?prefix=many/` counts all \([^|]*\) \| "
     rf"{RATE} \| moto `list_objects_v2` paging, 1000/page: {RATE} \| {RATIO} \| ≥ 0.8",
     "catalog RSS": rf"\| peak RSS of the catalog during that scan \| {NUM} MiB \| [^|]*: {NUM} MiB \| {RATIO} \|",
@@ -39,6 +41,11 @@ MAIN_ROWS = {
     rf"\| the source: {NUM} MiB[^|]* \| {RATIO} \| ≤ 0.05 \|",
     "trim bytes h264": rf"\| bytes FFmpeg and ffprobe read from S3 for a 10 s trim \(`h264-720p`\)[^|]* \| "
     rf"{NUM} MiB \| the source: {NUM} MiB[^|]* \| {RATIO} \| ≤ 0.05 \|",
+    "trim bytes accurate": rf"\| bytes FFmpeg and ffprobe read from S3 for a 10 s trim \(`accurate`\)[^|]* \| "
+    rf"{NUM} MiB \| the source: {NUM} MiB[^|]* \| {RATIO} \| ≤ 0.05 \|",
+    "accurate trim vs copy": rf"\| frame-accurate 10 s trim [^|]* \| {SECS} \| the key-frame-only trim[^|]*: {SECS} \| "
+    rf"{RATIO} \| ≤ 3× \|",
+    "package": rf"\| package through MPR [^|]* \| {SECS} \| ONE raw FFmpeg command[^|]*: {SECS} \| {RATIO} \| ≤ 1.2× \|",
     "trim time copy": rf"\| trim \(`copy`\) wall time[^|]* \| {SECS} \| raw FFmpeg[^|]*: {SECS} \| {RATIO} \|",
     "trim time h264": rf"\| trim \(`h264-720p`\) wall time[^|]* \| {SECS} \| raw FFmpeg[^|]*: {SECS} \| {RATIO} \|",
 }

@@ -4,6 +4,7 @@ with a readable reason (never the presigned URL), an empty object is not probed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from mpr_catalog.models import Asset
 from mpr_catalog.prober import EMPTY_OBJECT_ERROR, Prober, readable_probe_error
@@ -25,15 +26,20 @@ async def test_unreachable_s3_defers_instead_of_failing():
     attempts = 0
     real_probe = prober.probe
 
+    retried = asyncio.Event()
+
     async def counting(asset):
         nonlocal attempts
         attempts += 1
+        if attempts >= 2:
+            retried.set()
         return await real_probe(asset)
 
     prober.probe = counting
     prober.start()
     prober.submit(Asset(id="a" * 32, bucket="mpr-media-in", key="x.mp4", etag="e", size=1))
-    await asyncio.sleep(1.5)
+    with contextlib.suppress(TimeoutError):  # a loaded machine may take seconds for one refused attempt
+        await asyncio.wait_for(retried.wait(), 15)
     await prober.stop()
     assert attempts >= 2 and done == []  # retried, never recorded as a probe error
 
