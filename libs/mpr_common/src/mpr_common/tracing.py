@@ -44,15 +44,11 @@ def inject(headers: dict[str, str] | None = None) -> dict[str, str]:
     return out
 
 
-def worth_a_span(headers: Mapping[str, str] | None) -> bool:
-    """A span costs a few percent of a small request: make one when spans are exported, or when the
-    caller sent a trace to continue (its id must travel on with the work)."""
-    return _exporting or bool(headers and "traceparent" in headers)
-
-
 def http_trace_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str] | None:
     """An HTTP request's headers (ASGI's raw pairs) as a mapping when a span is worth making for it,
-    else None without decoding any of them."""
+    else None without decoding any of them. A span costs a few percent of a small request: it is made
+    when spans are exported, or when the caller sent a trace to continue (its id must travel on with
+    the work)."""
     if not _exporting and not any(name == b"traceparent" for name, _ in raw):
         return None
     return {name.decode("latin-1"): value.decode("latin-1") for name, value in raw}
