@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from mpr_cli.sse import messages
 from mpr_devstack.servers import free_port, wait_until
 from mpr_devstack.stack import DEV_API_TOKEN
 
@@ -135,17 +135,10 @@ class JobWatch:
             with self._client.stream("GET", "/api/events", params=params) as r:
                 r.raise_for_status()
                 self._open.set()
-                kind, data = "", ""
-                for line in r.iter_lines():
-                    if line.startswith("event:"):
-                        kind = line[6:].strip()
-                    elif line.startswith("data:"):
-                        data += line[5:].strip()
-                    elif not line and data:
-                        self._end(kind, json.loads(data))
-                        kind, data = "", ""
-                        if len(self.ended) == len(self.job_ids):
-                            break
+                for _, kind, event in messages(r.iter_lines()):
+                    self._end(kind, event)
+                    if len(self.ended) == len(self.job_ids):
+                        break
         except BaseException as exc:  # seen by wait()
             self._failure = exc
         finally:
@@ -186,21 +179,6 @@ def run_jobs(api: httpx.Client, bodies: list[dict], timeout: float = 900) -> tup
 def run_job(api: httpx.Client, body: dict, timeout: float = 900) -> float:
     """Seconds from submitting one job until its completion arrived on the event stream."""
     return run_jobs(api, [body], timeout)[1][0]
-
-
-def wait_done(api: httpx.Client, job_id: str, timeout: float = 600) -> dict:
-    """Poll one job until it ends (for figures that are not times: a job's outputs)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        r = api.get(f"/api/jobs/{job_id}")
-        if r.status_code == 200:
-            job = job_of(r.json())
-            if job["status"] in ("completed", "failed", "cancelled"):
-                if job["status"] != "completed":
-                    raise RuntimeError(f"job {job_id} {job['status']}: {job.get('error')}")
-                return job
-        time.sleep(0.02)
-    raise TimeoutError(job_id)
 
 
 def page_total(api: httpx.Client, path: str) -> int | None:

@@ -34,6 +34,8 @@ from mpr_common.keys import InvalidKeyError, validate_key
 from mpr_common.settings import S3Settings
 from mpr_common.storage import get_s3_client, guess_content_type
 
+from .sse import messages
+
 TERMINAL = ("completed", "failed", "cancelled")
 
 
@@ -255,17 +257,9 @@ class Cli:
                 ) as r:
                     if r.status_code >= 400:
                         raise SystemExit(f"mpr: GET /api/events → {r.status_code}: {r.read().decode()}")
-                    kind, data = "message", ""
-                    for line in r.iter_lines():
-                        if line.startswith("id:"):
-                            last = line[3:].strip()
-                        elif line.startswith("event:"):
-                            kind = line[6:].strip()
-                        elif line.startswith("data:"):
-                            data += line[5:].strip()
-                        elif not line and data:
-                            yield kind, json.loads(data)
-                            kind, data = "message", ""
+                    for event_id, kind, event in messages(r.iter_lines()):
+                        last = event_id or last
+                        yield kind, event
             except httpx.HTTPError:
                 time.sleep(1)  # the API restarted: resume after the last event seen
 
