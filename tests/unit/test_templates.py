@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mpr_api.schemas import JobCreate
 from mpr_common.codec import decode, encode
 from mpr_common.jobs import normalize_job
 from mpr_common.presets import DEFAULT_PRESET
 from mpr_common.templates import (
+    MAX_REVISION,
     Template,
     TemplateError,
     check_template,
     given_fields,
     job_from_template,
     merged_fields,
+    parse_revision,
     parse_template_ref,
     render_output_key,
     templated_fields,
@@ -112,7 +116,39 @@ def test_template_references(ref, parsed):
     assert parse_template_ref(ref) == parsed
 
 
-@pytest.mark.parametrize("ref", ["", "web@", "web@0", "web@x", "@3", "a/b", "-x", "web@1@2"])
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "",
+        "web@",
+        "web@0",
+        "web@x",
+        "@3",
+        "a/b",
+        "-x",
+        "web@1@2",
+        f"web@{MAX_REVISION + 1}",  # more than a KV revision can be
+        "web@18446744073709551616",
+        "web@" + "9" * 5000,  # more digits than int() converts
+        "web@\u00b2",  # a digit to str.isdigit, not to int()
+        "web@\u0661",
+    ],
+)
 def test_bad_template_references(ref):
     with pytest.raises(TemplateError):
         parse_template_ref(ref)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ref=st.one_of(st.text(max_size=40), st.integers().map(lambda n: f"web@{n}")))
+def test_any_reference_parses_or_is_a_template_error(ref):
+    try:
+        name, revision = parse_template_ref(ref)
+    except TemplateError:
+        return
+    assert revision is None or 1 <= revision <= MAX_REVISION
+
+
+@given(st.integers())
+def test_revisions_in_range_and_only_those(n):
+    assert parse_revision(str(n)) == (n if 1 <= n <= MAX_REVISION else None)

@@ -12,7 +12,7 @@ import hashlib
 import math
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Annotated, Any, Literal, get_args
 
@@ -38,7 +38,10 @@ RuleId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_CHARS, pa
 Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_CHARS)]
 Pattern = Annotated[str, msgspec.Meta(max_length=MAX_PATTERN_CHARS)]
 Seconds = Annotated[float, msgspec.Meta(ge=0)]
-Revision = Annotated[int, msgspec.Meta(ge=1)]
+# A KV revision is a stream sequence (a uint64; msgspec bounds ints at int64, and no stream gets near
+# it): a larger number names no revision and is a 400, never a 500.
+MAX_REVISION = 2**63 - 1
+Revision = Annotated[int, msgspec.Meta(ge=1, le=MAX_REVISION)]
 
 
 class TemplateError(ValueError):
@@ -189,12 +192,24 @@ def parse_template_ref(ref: str) -> tuple[str, int | None]:
     """``name`` or ``name@revision`` → (name, revision or None for the latest)."""
     name, at, rev = ref.partition("@")
     if not re.fullmatch(NAME_PATTERN, name) or len(name) > MAX_NAME_CHARS:
-        raise TemplateError(f"template: {ref!r} is not a template name (or name@revision)")
+        raise TemplateError(f"template: {ref[:100]!r} is not a template name (or name@revision)")
     if not at:
         return name, None
-    if not rev.isdigit() or int(rev) < 1:
-        raise TemplateError(f"template: the revision in {ref!r} must be a positive number")
-    return name, int(rev)
+    revision = parse_revision(rev)
+    if revision is None:
+        raise TemplateError(
+            f"template: the revision in {ref[:100]!r} must be a number from 1 to {MAX_REVISION}"
+        )
+    return name, revision
+
+
+def parse_revision(text: str) -> int | None:
+    """A revision written in decimal (1 … MAX_REVISION), or None. Checked by length before ``int``:
+    a number of thousands of digits is refused without being converted."""
+    if not text.isascii() or not text.isdigit() or len(text) > len(str(MAX_REVISION)):
+        return None
+    value = int(text)
+    return value if 1 <= value <= MAX_REVISION else None
 
 
 # --- rules ---------------------------------------------------------------------------------------
@@ -260,7 +275,7 @@ def check_rule(rule: Rule) -> None:
     """Raise :class:`TemplateError` for a rule that can never work (a malformed glob, a condition whose
     operator or value does not fit its field)."""
     if rule.glob is not None:
-        glob_regex(rule.glob)
+        compile_glob(rule.glob)
     for i, c in enumerate(rule.conditions):
         where = f"conditions[{i}] ({c.field} {c.op})"
         values = c.value if isinstance(c.value, list) else [c.value]
@@ -280,59 +295,256 @@ def _is_number(v: object) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-@lru_cache(maxsize=1024)
-def glob_regex(glob: str) -> re.Pattern[str]:
-    """A glob over whole keys: ``*`` and ``?`` stay within one folder, ``**`` crosses folders (``**/``
-    also matches no folder), ``[abc]`` a character class, ``{mp4,mov}`` alternatives."""
-    out: list[str] = []
+MAX_GLOB_CHARS = 256
+MAX_GLOB_STARS = 16  # '*' and '**' together
+MAX_GLOB_DOUBLE_STARS = 4  # '**' (each may cross any number of folders)
+_DFA_CACHE = 4096  # (state set, character) transitions remembered per glob
+
+# NFA states of a compiled glob (Thompson's construction): what each one does with the next character.
+_CHAR, _ANY, _CLASS, _STAR, _DSTAR, _TO_SLASH, _SPLIT, _MATCH = range(8)
+
+
+class _Class:
+    """``[...]``: single characters and ranges, maybe negated (it may match '/', as it always did)."""
+
+    __slots__ = ("negate", "ranges", "singles")
+
+    def __init__(self, body: str, glob: str) -> None:
+        self.negate = body.startswith("!")
+        if self.negate:
+            body = body[1:]
+        if not body:
+            raise TemplateError(f"glob: an empty character class in {glob!r}")
+        singles: set[str] = set()
+        ranges: list[tuple[str, str]] = []
+        j = 0
+        while j < len(body):
+            if j + 2 < len(body) and body[j + 1] == "-":
+                lo, hi = body[j], body[j + 2]
+                if lo > hi:
+                    raise TemplateError(
+                        f"glob: the range {lo}-{hi} in {glob!r} is reversed (write {hi}-{lo})"
+                    )
+                ranges.append((lo, hi))
+                j += 3
+            else:
+                singles.add(body[j])
+                j += 1
+        self.singles = frozenset(singles)
+        self.ranges = tuple(ranges)
+
+    def __contains__(self, c: str) -> bool:
+        found = c in self.singles or any(lo <= c <= hi for lo, hi in self.ranges)
+        return found != self.negate
+
+
+class Glob:
+    """A compiled glob (:func:`compile_glob`): an NFA over whole keys, run as a set of states (no
+    backtracking), so matching costs at most (key length + 1) × (number of states) steps whatever the
+    pattern; the state-set transitions seen are remembered (a lazily built DFA, bounded)."""
+
+    __slots__ = ("_cache", "_closure", "_data", "_kinds", "_outs", "pattern", "start")
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self._kinds: list[int] = []
+        self._data: list[Any] = []
+        self._outs: list[tuple[int, ...]] = []
+        self._cache: dict[tuple[frozenset[int], str], frozenset[int]] = {}
+        self.start = 0
+        self._closure: dict[int, frozenset[int]] = {}
+
+    @property
+    def states(self) -> int:
+        return len(self._kinds)
+
+    def _add(self, kind: int, data: Any = None) -> int:
+        self._kinds.append(kind)
+        self._data.append(data)
+        self._outs.append(())
+        return len(self._kinds) - 1
+
+    def _eclose(self, seeds: Iterable[int], counter: list[int] | None = None) -> frozenset[int]:
+        """The states reachable from ``seeds`` without consuming a character (the loops of ``*`` and
+        ``**`` are themselves states that consume: they stay in the set)."""
+        seen: set[int] = set()
+        stack = list(seeds)
+        while stack:
+            st = stack.pop()
+            if st in seen:
+                continue
+            seen.add(st)
+            if counter is not None:
+                counter[0] += 1
+            kind = self._kinds[st]
+            if kind in (_SPLIT, _STAR, _DSTAR):
+                stack.extend(self._outs[st])
+        return frozenset(seen)
+
+    def _step(self, current: frozenset[int], c: str, counter: list[int] | None = None) -> frozenset[int]:
+        targets: list[int] = []
+        for st in current:
+            if counter is not None:
+                counter[0] += 1
+            kind, data = self._kinds[st], self._data[st]
+            if kind == _CHAR:
+                if c == data:
+                    targets.append(self._outs[st][0])
+            elif kind == _ANY:
+                if c != "/":
+                    targets.append(self._outs[st][0])
+            elif kind == _CLASS:
+                if c in data:
+                    targets.append(self._outs[st][0])
+            elif kind == _STAR:
+                if c != "/":
+                    targets.append(st)
+            elif kind == _DSTAR:
+                targets.append(st)
+            elif kind == _TO_SLASH:
+                targets.append(st)
+                if c == "/":
+                    targets.append(self._outs[st][0])
+        return self._eclose(targets, counter)
+
+    def run(self, key: str, counter: list[int] | None = None) -> bool:
+        """Does the whole key match? ``counter`` (tests): [steps], incremented for every state visited
+        (the remembered transitions are then not used)."""
+        current = self._eclose((self.start,), counter)
+        cache = self._cache
+        for c in key:
+            if not current:
+                return False
+            if counter is not None:
+                current = self._step(current, c, counter)
+                continue
+            known = cache.get((current, c))
+            if known is None:
+                known = self._step(current, c)
+                if len(cache) < _DFA_CACHE:
+                    cache[(current, c)] = known
+            current = known
+        return any(self._kinds[st] == _MATCH for st in current)
+
+    def fullmatch(self, key: str) -> bool:
+        return self.run(key)
+
+
+def _parse_glob(glob: str) -> list[Any]:
+    """Tokens: ("lit", c), ("any",), ("class", _Class), ("star",), ("dstar",), ("dstar/",), and
+    ("alt", [tokens, …]) for ``{a,b}`` (not nested)."""
+    if len(glob) > MAX_GLOB_CHARS:
+        raise TemplateError(f"glob: at most {MAX_GLOB_CHARS} characters (use prefix for a long folder)")
+    top: list[Any] = []
+    alts: list[list[Any]] | None = None
+    out = top
+    stars = double = 0
     i, n = 0, len(glob)
-    in_braces = False
     while i < n:
         c = glob[i]
-        if glob.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-            continue
         if glob.startswith("**", i):
-            out.append(".*")
-            i += 2
+            stars += 1
+            double += 1
+            if glob.startswith("**/", i):
+                out.append(("dstar/",))
+                i += 3
+            else:
+                out.append(("dstar",))
+                i += 2
             continue
         if c == "*":
-            out.append("[^/]*")
+            stars += 1
+            out.append(("star",))
         elif c == "?":
-            out.append("[^/]")
+            out.append(("any",))
         elif c == "[":
             end = glob.find("]", i + 2)
             if end < 0:
                 raise TemplateError(f"glob: unclosed '[' in {glob!r}")
-            body = glob[i + 1 : end]
-            negate = body.startswith("!")
-            body = re.escape(body[1:] if negate else body).replace("\\-", "-")
-            out.append(f"[{'^' if negate else ''}{body}]")
+            out.append(("class", _Class(glob[i + 1 : end], glob)))
             i = end + 1
             continue
         elif c == "{":
-            if in_braces:
+            if alts is not None:
                 raise TemplateError(f"glob: nested '{{' in {glob!r}")
-            in_braces = True
-            out.append("(?:")
-        elif c == "}" and in_braces:
-            in_braces = False
-            out.append(")")
-        elif c == "," and in_braces:
-            out.append("|")
+            alts = [[]]
+            out = alts[0]
+        elif c == "}" and alts is not None:
+            top.append(("alt", alts))
+            alts, out = None, top
+        elif c == "," and alts is not None:
+            alts.append([])
+            out = alts[-1]
         else:
-            out.append(re.escape(c))
+            out.append(("lit", c))
         i += 1
-    if in_braces:
+    if alts is not None:
         raise TemplateError(f"glob: unclosed '{{' in {glob!r}")
-    return re.compile("".join(out), re.DOTALL)
+    if stars > MAX_GLOB_STARS:
+        raise TemplateError(f"glob: at most {MAX_GLOB_STARS} '*' or '**' in one glob ({stars} in {glob!r})")
+    if double > MAX_GLOB_DOUBLE_STARS:
+        raise TemplateError(f"glob: at most {MAX_GLOB_DOUBLE_STARS} '**' in one glob ({double} in {glob!r})")
+    return top
+
+
+def _compile(g: Glob, tokens: list[Any], after: int) -> int:
+    """States for ``tokens`` leading to state ``after``, built from the end (every edge points to a
+    state made before it, so the states reachable without a character never loop); returns the first."""
+    nxt = after
+    for token in reversed(tokens):
+        kind = token[0]
+        if kind == "lit":
+            st = g._add(_CHAR, token[1])
+        elif kind == "any":
+            st = g._add(_ANY)
+        elif kind == "class":
+            st = g._add(_CLASS, token[1])
+        elif kind == "star":
+            st = g._add(_STAR)
+        elif kind == "dstar":
+            st = g._add(_DSTAR)
+        elif kind == "dstar/":  # no folder, or anything up to and including a '/'
+            loop = g._add(_TO_SLASH)
+            g._outs[loop] = (nxt,)
+            st = g._add(_SPLIT)
+            g._outs[st] = (nxt, loop)
+            nxt = st
+            continue
+        else:  # alternatives
+            starts = tuple(_compile(g, alt, nxt) for alt in token[1])
+            st = g._add(_SPLIT)
+            g._outs[st] = starts
+            nxt = st
+            continue
+        g._outs[st] = (nxt,)
+        nxt = st
+    return nxt
+
+
+@lru_cache(maxsize=1024)
+def compile_glob(glob: str) -> Glob:
+    """A glob over whole keys: ``*`` and ``?`` stay within one folder, ``**`` crosses folders (``**/``
+    also matches no folder), ``[abc]``/``[a-z]``/``[!0-9]`` a character class, ``{mp4,mov}``
+    alternatives. :class:`TemplateError` for a malformed glob (unclosed, nested braces, a reversed
+    range) or one over the bounds (MAX_GLOB_CHARS, MAX_GLOB_STARS, MAX_GLOB_DOUBLE_STARS)."""
+    tokens = _parse_glob(glob)
+    g = Glob(glob)
+    match = g._add(_MATCH)
+    g.start = _compile(g, tokens, match)
+    return g
 
 
 def key_matches(rule: Rule, key: str) -> bool:
-    return key.startswith(rule.prefix) and (
-        rule.glob is None or glob_regex(rule.glob).fullmatch(key) is not None
-    )
+    """``key`` is under the rule's prefix and matches its glob. A stored glob this version refuses
+    (written before its bounds) matches nothing rather than failing every registration."""
+    if not key.startswith(rule.prefix):
+        return False
+    if rule.glob is None:
+        return True
+    try:
+        return compile_glob(rule.glob).run(key)
+    except TemplateError:
+        return False
 
 
 def facts(info: MediaInfo | None, size: int) -> dict[str, Any]:

@@ -143,7 +143,8 @@ class Sessions:
     def check(self, value: str, now: float | None = None) -> Session | str:
         """The session a cookie value holds, or why it is refused."""
         parts = value.split(".")
-        if len(parts) != 4 or not parts[0].isdigit():
+        # ASCII digits only, and few of them (int() refuses "²" and numbers of thousands of digits)
+        if len(parts) != 4 or not (parts[0].isascii() and parts[0].isdigit()) or len(parts[0]) > 12:
             return "malformed session cookie: sign in again"
         expires_text, sid, fingerprint, mac = parts
         expected = _b64(self._mac("cookie", expires_text, sid, fingerprint)[:_MAC_BYTES])

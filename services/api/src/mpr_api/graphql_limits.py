@@ -117,7 +117,14 @@ def _argument(
             if defaults.get(var) is None:
                 break  # an argument whose variable is not given is not given
             value = defaults[var]
-        return int(value.value) if isinstance(value, IntValueNode) else None
+        if not isinstance(value, IntValueNode):
+            return None
+        # graphql-core lets any number of digits through the parser (Int's 32 bits are checked later);
+        # one too long for int() counts as more than any limit
+        digits = value.value.lstrip("-")
+        if len(digits) > 18:
+            return -L.MAX_PAGE if value.value.startswith("-") else L.MAX_PAGE
+        return int(value.value)
     return definition.default_value
 
 

@@ -10,7 +10,15 @@ from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.params import Parameter
 
 from mpr_common.errors import BadRequest
-from mpr_common.templates import MAX_NAME_CHARS, NAME_PATTERN, RULE_ID_PATTERN, Rule, Template
+from mpr_common.templates import (
+    MAX_NAME_CHARS,
+    MAX_REVISION,
+    NAME_PATTERN,
+    RULE_ID_PATTERN,
+    Rule,
+    Template,
+    parse_revision,
+)
 
 from .schemas import DryRunOut, RuleCreate, RuleOut, TemplateHistory, TemplateOut
 from .service import DRY_RUN_LIMIT, MAX_DRY_RUN_LIMIT, AutomationService, rule_of
@@ -36,10 +44,10 @@ def expected_revision(request: Request) -> int | None:
     tag = request.headers.get("if-match")
     if tag is None:
         return None
-    value = tag.strip().removeprefix("W/").strip('"')
-    if not value.isdigit() or int(value) < 1:
-        raise BadRequest('If-Match takes a revision, e.g. If-Match: "12"')
-    return int(value)
+    revision = parse_revision(tag.strip().removeprefix("W/").strip('"'))
+    if revision is None:
+        raise BadRequest(f'If-Match takes a revision from 1 to {MAX_REVISION}, e.g. If-Match: "12"')
+    return revision
 
 
 def _etag(revision: int) -> dict[str, str]:
@@ -59,7 +67,7 @@ class TemplateController(Controller):
         self,
         automation: AutomationService,
         name: TemplateName,
-        revision: Annotated[int | None, Parameter(ge=1)] = None,
+        revision: Annotated[int | None, Parameter(ge=1, le=MAX_REVISION)] = None,
     ) -> Response[TemplateOut]:
         out = await automation.get_template(name, revision)
         return Response(out, headers=_etag(out.revision))
