@@ -1,4 +1,6 @@
-"""`mpr-dev`: start the whole system on embedded defaults; Ctrl-C stops everything."""
+"""`mpr-dev`: start the whole system on embedded defaults; Ctrl-C stops everything. A process that
+dies on its own is restarted (with backoff when it keeps dying); S3 objects, the catalog and JetStream
+are kept in the work dir, so a restart finds everything it had."""
 
 from __future__ import annotations
 
@@ -26,7 +28,9 @@ def _say(text: str, file=None) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="mpr-dev", description=__doc__)
     p.add_argument(
-        "--workdir", default=".mpr", help="JetStream store, SQLite database and logs (default .mpr)"
+        "--workdir",
+        default=".mpr",
+        help="S3 objects, JetStream store, SQLite database and logs (default .mpr)",
     )
     p.add_argument("--api-port", type=int, default=8000)
     p.add_argument("--nats-port", type=int, default=4222)
@@ -42,10 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         api_port=args.api_port,
         transcoders=args.transcoders,
         quiet=not args.verbose,
+        persist_s3=True,
     )
     starting = True
     stopping = False  # set once we decided to stop: services exiting after that are expected
-    rc = 0
 
     def on_signal(signum, _frame):
         nonlocal stopping
@@ -60,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
     try:
+        _say(stack.kept())
         stack.start()
+        supervisor = stack.supervisor(lambda line: _say(line, sys.stderr))
         starting = False
         assert stack.nats is not None
         env = stack.env()
@@ -80,19 +86,15 @@ MPR is running.
   publisher    {stack.nats.url_as("publisher")}
                (may only publish mpr.jobs.requested: give it to a service that submits jobs;
                 every identity's password: {stack.workdir / "nats-passwords.json"})
-  S3 (moto)    {endpoint}  buckets {env["S3_BUCKET_IN"]}, {env["S3_BUCKET_OUT"]}
+  S3 (moto)    {endpoint}  buckets {env["S3_BUCKET_IN"]}, {env["S3_BUCKET_OUT"]} (objects kept in {stack.s3_dir})
   upload       export {creds} S3_ENDPOINT_URL={endpoint} MPR_API_URL={stack.api_url} MPR_TOKEN={DEV_API_TOKEN}
                aws --endpoint-url {endpoint} s3 cp video.mp4 s3://{env["S3_BUCKET_IN"]}/
                uv run mpr upload video.mp4   (the same with the mpr CLI)
   logs         {stack.workdir / "logs"}
-Ctrl-C stops everything."""
+A process that dies is restarted. Ctrl-C stops everything."""
         )
         while not stopping:
-            for proc in stack.services.values():
-                if not stopping and not proc.alive():  # died on its own, not stopped by us
-                    _say(f"{proc.name} exited with {proc.popen.returncode}; see {proc.log_path}", sys.stderr)
-                    stopping = True
-                    rc = 1
+            supervisor.poll()  # a process that died on its own is restarted, as k8s restarts a pod
             time.sleep(0.5)
     except _Stop:
         pass
@@ -101,7 +103,7 @@ Ctrl-C stops everything."""
         stopping = True
         _say("\nstopping…")
         stack.stop()
-    return rc
+    return 0
 
 
 if __name__ == "__main__":

@@ -126,6 +126,8 @@ class NatsServer:
             subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, process_group=0),
             self.log_path,
         )
+        if not isinstance(out, int):
+            out.close()  # the child has its own copy
         if wait:
             self.wait_healthy()
         return self
@@ -207,25 +209,49 @@ class NatsCluster:
 
 @dataclass
 class MotoServer:
+    """moto's server; with ``data_dir``, our wrapper of it (``mpr_devstack.s3_server``) that keeps the
+    S3 objects there, so that a restart (or a kill -9) loses none."""
+
     port: int = field(default_factory=free_port)
     proc: Proc | None = None
     log_path: Path | None = None
+    data_dir: Path | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> MotoServer:
-        args = [_bin("moto_server"), "-H", "127.0.0.1", "-p", str(self.port)]
+    def start(self, wait: bool = True) -> MotoServer:
+        if self.data_dir is not None:
+            args = [
+                sys.executable,
+                "-m",
+                "mpr_devstack.s3_server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+            ]
+        else:
+            args = [_bin("moto_server"), "-H", "127.0.0.1", "-p", str(self.port)]
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         env = {**os.environ, "MOTO_S3_CUSTOM_ENDPOINTS": ""}
         self.proc = Proc(
-            "moto",
+            "s3",
             subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, process_group=0),
             self.log_path,
         )
-        wait_until(self._up, 30, "moto server", self.proc.popen)
+        if not isinstance(out, int):
+            out.close()  # the child has its own copy
+        if wait:
+            self.wait_up()
         return self
+
+    def wait_up(self, timeout: float = 60) -> None:
+        assert self.proc is not None
+        wait_until(self._up, timeout, "s3 server", self.proc.popen)
 
     def _up(self) -> bool:
         with urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1) as r:

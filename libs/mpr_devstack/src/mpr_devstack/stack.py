@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import secrets
@@ -26,7 +27,9 @@ from mpr_common.settings import (
 from mpr_common.storage import ensure_buckets, get_s3_client
 from mpr_common.streams import run_setup
 
+from .s3_store import ObjectStore
 from .servers import MotoServer, NatsCluster, NatsServer, Proc, free_port, wait_until
+from .supervisor import Supervisor
 
 DEV_ACCESS_KEY = "minioadmin"  # the seed's local credentials; moto accepts any
 DEV_SECRET_KEY = "minioadmin"
@@ -47,10 +50,14 @@ class Stack:
     nats_auth: bool = True  # one NATS identity per service (mpr_common.identities); False: anonymous
     nats_nodes: int = 1  # > 1: a JetStream cluster of that many servers (streams get NATS_STREAM_REPLICAS)
     callback_secret: str = field(default_factory=lambda: secrets.token_hex(32))
+    # S3 objects kept in workdir/s3 (mpr-dev: a restart finds every object the catalog knows);
+    # False: moto's own server, in memory (tests and benchmarks that start from nothing)
+    persist_s3: bool = False
     nats: NatsServer | NatsCluster | None = None
     moto: MotoServer | None = None
     services: dict[str, Proc] = field(default_factory=dict)
     metrics_ports: dict[str, int] = field(default_factory=dict)
+    service_specs: dict[str, tuple[str, dict[str, str] | None]] = field(default_factory=dict)
 
     # --- endpoints -------------------------------------------------------------------------
     @property
@@ -90,6 +97,30 @@ class Stack:
     def s3_client(self):
         return get_s3_client(self.s3_settings())
 
+    @property
+    def s3_dir(self) -> Path:
+        return self.workdir / "s3"
+
+    def kept(self) -> str:
+        """One line on what this work dir keeps from an earlier run (read before start)."""
+        catalog = (self.workdir / "catalog.db").exists()
+        if not self.persist_s3:
+            return "S3 objects are kept in memory only: a restart starts with empty buckets"
+        if not self.s3_dir.exists():
+            if catalog:
+                return (
+                    f"{self.workdir} has a catalog but no S3 objects from its last run (made before "
+                    "objects were kept on disk): its assets and outputs are gone; delete "
+                    f"{self.workdir} for a fresh start"
+                )
+            return f"fresh start in {self.workdir} (S3 objects, catalog and JetStream will be kept there)"
+        s = ObjectStore(self.s3_dir).summary()
+        size = f"{s.size / 1e6:.1f} MB" if s.size >= 100_000 else f"{s.size:,} bytes"
+        return (
+            f"kept from the last run in {self.workdir}: {s.objects} S3 objects ({size}) in "
+            f"{s.buckets} buckets, the catalog and JetStream"
+        )
+
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> Stack:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -106,7 +137,9 @@ class Stack:
                 passwords=passwords,
             ).start()
         self.moto = MotoServer(
-            port=self.s3_port or free_port(), log_path=self.workdir / "logs" / "s3.log"
+            port=self.s3_port or free_port(),
+            log_path=self.workdir / "logs" / "s3.log",
+            data_dir=self.s3_dir if self.persist_s3 else None,
         ).start()
         ensure_buckets(self.s3_client(), self.bucket_in, self.bucket_out)
         self.setup_jetstream()
@@ -162,9 +195,37 @@ class Stack:
             # services first (SIGTERM) and the servers they drain into last.
             process_group=0,
         )
+        if out is not None:
+            out.close()  # the child has its own copy
         proc = Proc(name, popen, log_path)
         self.services[name] = proc
+        self.service_specs[name] = (module, env)
         return proc
+
+    def restart_service(self, name: str) -> Proc:
+        """The same service again (same name, environment, metrics port and log file)."""
+        module, env = self.service_specs[name]
+        return self.start_service(module, name, env)
+
+    def supervisor(self, say) -> Supervisor:
+        """Watches every process of the started stack: the servers (restarted on their ports and
+        stores: JetStream and kept S3 objects survive) and each service."""
+        assert self.nats and self.moto
+        sup = Supervisor(say)
+        nodes = self.nats.nodes if isinstance(self.nats, NatsCluster) else [self.nats]
+        for node in nodes:
+            name = node.name if len(nodes) > 1 else "nats-server"
+            sup.watch(name, functools.partial(_proc_of, node), functools.partial(node.start, wait=False))
+        sup.watch(
+            "s3", functools.partial(_proc_of, self.moto), functools.partial(self.moto.start, wait=False)
+        )
+        for name in list(self.services):
+            sup.watch(
+                name,
+                functools.partial(self.services.get, name),
+                functools.partial(self.restart_service, name),
+            )
+        return sup
 
     def _api_ready(self) -> bool:
         with urllib.request.urlopen(f"{self.api_url}/health/ready", timeout=2) as r:
@@ -204,3 +265,7 @@ class Stack:
             self.moto.stop()
         if self.nats:
             self.nats.stop()
+
+
+def _proc_of(server: NatsServer | MotoServer) -> Proc | None:
+    return server.proc
