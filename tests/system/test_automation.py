@@ -28,7 +28,7 @@ BUCKET = "mpr-media-in"
 
 
 def firings(stack, outcome: str) -> float:
-    text = httpx.get(f"{stack.api_url}/metrics", timeout=5).text
+    text = httpx.get(f"http://127.0.0.1:{stack.metrics_ports['api']}/metrics", timeout=5).text
     m = re.search(rf'^mpr_api_rule_firings_total{{outcome="{outcome}"}} (\S+)$', text, re.M)
     return float(m.group(1)) if m else 0.0
 

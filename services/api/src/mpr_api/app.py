@@ -15,7 +15,6 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.plugins.prometheus import PrometheusController
 
 from mpr_common import subjects as s
 from mpr_common.bus import connect
@@ -152,7 +151,6 @@ def create_app(settings: ApiSettings, state: dict[str, Any] | None = None) -> Li
             live,
             ready,
             GraphQL,
-            PrometheusController,
             *(route for feature in FEATURES for route in feature.routes),
         ],
         middleware=[edge(Gate(settings.tokens, settings.public_media, Sessions.from_settings(settings)))],

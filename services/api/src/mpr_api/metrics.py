@@ -1,4 +1,5 @@
-"""The API's own Prometheus metrics (HTTP metrics come from Litestar's Prometheus middleware)."""
+"""The API's own Prometheus metrics (HTTP metrics: ``http_metrics``). Served on ``METRICS_PORT`` by the
+ops server (``__main__``), never on the public API port."""
 
 from __future__ import annotations
 
