@@ -17,26 +17,39 @@ import msgspec
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from mpr_common import subjects as s
-from mpr_common.bus import publish_event, retry_transient
+from mpr_common.bus import MSG_ID, publish_event, retry_transient
+from mpr_common.codec import DecodeError, ValidationError, decode
 from mpr_common.errors import Conflict, Unavailable
-from mpr_common.events import PRIORITIES, JobMoved, Priority
-from mpr_common.jobstate import QUEUE_MOVE_HEADER, MoveRefused, QueuePlaces
+from mpr_common.events import PRIORITIES, JobMoved, JobRequested, Priority
+from mpr_common.jobs import job_identity
+from mpr_common.jobstate import (
+    QUEUE_MOVE_HEADER,
+    MoveRefused,
+    QueuePlace,
+    QueuePlaces,
+    claim_verdict,
+    move_number,
+)
 
 from ..schemas import JobOut
 from ..settings import ApiSettings
 from .jobs import JobService
-from .waiting import age, find_waiting, oldest_waiting
+from .waiting import age, find_waiting
 
 log = logging.getLogger("mpr.api")
 
 RUNNING = b"running"  # a resumed class's entry (anything but s.QUEUE_PAUSED runs)
+# Waiting requests of a class read to find the copies that moves left behind: a left-behind copy is
+# not waiting work (it is skipped when delivered), so neither ``pending`` nor the head's age counts it.
+# Past this many, a backlog's count may include a few of them (one each, in a queue that long).
+LEFT_BEHIND_WALK = 100
 
 
 class QueueState(msgspec.Struct, kw_only=True):
     priority: str
     paused: bool
-    # Requests not yet delivered to a transcoder (a moved job's copy left behind counts until it is
-    # skipped); None when the class's consumer is missing (run mpr-setup).
+    # Requests not yet delivered to a transcoder, less the copies moves left behind (skipped when they
+    # are delivered); None when the class's consumer is missing (run mpr-setup).
     pending: int | None
     in_flight: int | None  # delivered and not yet acknowledged: running, or waiting to be retried
     oldest_waiting_seconds: float | None  # age of the oldest request not yet delivered
@@ -93,9 +106,53 @@ class QueueService:
             return state
         state.pending, state.in_flight = info.num_pending or 0, info.num_ack_pending or 0
         if state.pending:
-            head = await oldest_waiting(self.js, cls, info.delivered.stream_seq or 0)
-            state.oldest_waiting_seconds = round(age(head), 3) if head is not None else None
+            after = info.delivered.stream_seq or 0
+            left, head = await self._left_behind(cls, after)
+            state.pending = max(0, state.pending - left)
+            child = await self._read(after + 1, s.child_subject(cls))
+            heads = [m for m in (head, child) if m is not None]
+            if state.pending and heads:
+                state.oldest_waiting_seconds = round(age(min(heads, key=lambda m: m.seq)), 3)
         return state
+
+    async def _read(self, seq: int, subject: str) -> Any | None:
+        try:
+            return await self.js.get_msg(s.JOBS_STREAM, seq, subject=subject, next=True)
+        except NotFoundError:
+            return None
+
+    async def _left_behind(self, cls: str, after: int) -> tuple[int, Any | None]:
+        """Among the first :data:`LEFT_BEHIND_WALK` requests of class ``cls`` after stream sequence
+        ``after``: how many are copies a move left behind, and the first that is not one (the head of
+        the queue; None when there is none within the walk)."""
+        subject, seq, left = s.requested_subject(cls), after + 1, 0
+        places: dict[str, QueuePlace | None] = {}
+        head = None
+        for _ in range(LEFT_BEHIND_WALK):
+            msg = await self._read(seq, subject)
+            if msg is None:
+                return left, head
+            if await self._is_left_behind(msg, cls, places):
+                left += 1
+            elif head is None:
+                head = msg
+            seq = msg.seq + 1
+        return left, head if head is not None else await self._read(seq, subject)
+
+    async def _is_left_behind(self, msg: Any, cls: str, places: dict[str, QueuePlace | None]) -> bool:
+        """Is ``msg`` a copy another copy of its job replaced (by a move), so that it will be skipped?"""
+        try:
+            req = decode(msg.data or b"", JobRequested)
+        except (DecodeError, ValidationError):
+            return False
+        job_id = job_identity(req, (msg.headers or {}).get(MSG_ID), msg.seq).job_id
+        if job_id not in places:
+            places[job_id] = await self.places.get(job_id)
+        live = places[job_id]
+        if live is None:
+            return False  # never moved: the one copy, and it waits
+        copy = QueuePlace(priority=cls, move=move_number(msg.headers), retry=req.retry)
+        return claim_verdict(live, copy) == "skip"
 
     async def set_paused(self, classes: list[str], paused: bool) -> Queues:
         value = s.QUEUE_PAUSED if paused else RUNNING
