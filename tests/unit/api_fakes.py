@@ -10,7 +10,7 @@ from typing import Any
 from nats.errors import MaxPayloadError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import PubAck
-from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from mpr_api import limits as L
 from mpr_common import subjects as s
@@ -91,4 +91,6 @@ class FakeKV:
         self.values[key] = value
 
     async def get(self, key):
+        if key not in self.values:
+            raise KeyNotFoundError
         return SimpleNamespace(value=self.values[key])

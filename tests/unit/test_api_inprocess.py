@@ -101,7 +101,7 @@ def test_callbacks_need_the_token_issued_when_that_job_was_dispatched_to_lambda(
     assert [p[0] for p in nc.js.published] == [s.JOB_DISPATCHED, s.JOB_DISPATCHED, s.JOB_REQUESTED]
     for out in (lam, other, work):
         nc.jobs[out["job"]["id"]] = decode(encode(out["job"]), JobView)
-    done = {"status": "completed", "output_key": "o.m4a"}
+    done = {"status": "completed", "output_key": lam["job"]["output_key"]}  # its own output only
 
     def callback(job_id: str, token: str | None, body=done):
         headers = {"Authorization": f"Bearer {token}"} if token else {"Authorization": ""}

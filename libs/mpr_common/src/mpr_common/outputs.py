@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from .bus import retry_transient
 
@@ -32,3 +32,12 @@ class OutputOwners:
             entry = await retry_transient(lambda: self.kv.get(k), f"owner of {bucket}/{key}")
             owner = (entry.value or b"").decode()
             return None if owner == job_id else owner
+
+    async def owner(self, bucket: str, key: str) -> str | None:
+        """The job that owns ``bucket/key``, None when no job has claimed it."""
+        k = owner_key(bucket, key)
+        try:
+            entry = await retry_transient(lambda: self.kv.get(k), f"owner of {bucket}/{key}")
+        except KeyNotFoundError:
+            return None
+        return (entry.value or b"").decode() or None

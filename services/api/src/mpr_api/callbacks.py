@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
+
+# An expiry is a Unix time in seconds: ASCII digits, and few of them. A bound before int(), which
+# refuses (ValueError) more than 4,300 digits, and before comparing the MAC, which refuses (TypeError)
+# a str that is not ASCII: neither may become a 500.
+_EXPIRES = re.compile(r"[0-9]{1,12}")
+_MAC = re.compile(r"[0-9a-f]{64}")
 
 
 class CallbackTokens:
@@ -24,7 +31,7 @@ class CallbackTokens:
 
     def valid(self, job_id: str, token: str, now: float | None = None) -> bool:
         expires_text, _, mac = token.partition(".")
-        if not expires_text.isdigit() or not mac:
+        if not _EXPIRES.fullmatch(expires_text) or not _MAC.fullmatch(mac):
             return False
         expires = int(expires_text)
         if expires < (now if now is not None else time.time()):

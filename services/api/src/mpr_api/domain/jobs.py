@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from typing import Any
 
 import msgspec
@@ -162,13 +163,29 @@ class JobService:
         assert reply.job is not None
         return self.out(reply.job)
 
+    async def _check_owned(self, job: JobView, output_key: str) -> None:
+        """A callback reports only its own job's output: the key the job was dispatched with, or one
+        claimed by that job. Anything else would make its ``output_url`` presign another job's file."""
+        if output_key == job.output_key:
+            return
+        bucket = job.output_bucket or self.settings.s3.bucket_out
+        owner = await self.owners.owner(bucket, output_key)
+        if owner != job.id:
+            whose = (
+                f"it belongs to job {owner}"
+                if owner
+                else f"the job was dispatched with {_short(job.output_key)}"
+            )
+            raise Conflict(f"output_key {_short(output_key)} is not an output of job {job.id}: {whose}")
+
     async def callback(self, job_id: str, body: JobCallback, token: str) -> JobOut:
         """A result from the Lambda handler, with the token issued when this very job was dispatched."""
         if not self.callbacks.valid(job_id, token):
             raise Unauthorized("a callback needs the token issued when this job was dispatched to Lambda")
         if body.output_bucket is not None and body.output_bucket != self.settings.s3.bucket_out:
             raise BadRequest(f"output_bucket is fixed by configuration ({self.settings.s3.bucket_out})")
-        retry = (await self.get(job_id)).job.retries  # 404 for an unknown job; else the run reporting
+        job = (await self.get(job_id)).job  # 404 for an unknown job
+        retry = job.retries  # the run reporting
         event: JobCompleted | JobFailed | JobProgress
         if body.status == "completed":
             if not body.output_key:
@@ -177,11 +194,15 @@ class JobService:
                 validate_key(body.output_key)
             except ValueError as exc:
                 raise BadRequest(f"output_key: {exc}") from None
+            folder = posixpath.dirname(body.output_key)
             for i, key in enumerate(body.output_keys):
                 try:
                     validate_key(key)
                 except ValueError as exc:
                     raise BadRequest(f"output_keys[{i}]: {exc}") from None
+                if posixpath.dirname(key) != folder:  # the uploader writes a job's files beside its output
+                    raise BadRequest(f"output_keys[{i}]: {_short(key)} is not in the folder of output_key")
+            await self._check_owned(job, body.output_key)
             subject, event, msg_id = (
                 s.JOB_COMPLETED,
                 JobCompleted(
@@ -221,6 +242,12 @@ class JobService:
         reply = await self._query(s.CATALOG_JOB_GET, Query(id=job_id, after_seq=ack.seq))
         assert reply.job is not None
         return self.out(reply.job)
+
+
+def _short(key: str | None, limit: int = 200) -> str:
+    """A key named in an error message: a callback's key may be 1,024 characters."""
+    text = repr(key)
+    return text if len(text) <= limit else f"{text[:limit]}…"
 
 
 def queued_view(req: JobRequested) -> JobView:
