@@ -1,11 +1,16 @@
 """The job-state KV entry (``mpr-job-state``): the transcoders' claim check, written when a job ends
-or is cancelled, read before a delivered job is run; beside it, where a queued job waits (queue moves).
-Their encoding lives here only."""
+or is cancelled, read before a delivered job is run; while it runs, the lease of the one run that may
+end it (:class:`JobLease`); beside it, where a queued job waits (queue moves). Their encoding lives
+here only."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
@@ -21,6 +26,34 @@ _COMPLETED = b"completed:"
 _CANCELLED = b"cancelled"
 _FAILED = b"failed"
 _RETRIED = b"retried:"  # + the current generation
+_LEASE = b"lease:"  # + a Lease: the job runs, and who may end it
+_CAS_ROUNDS = 20  # compare-and-set attempts before giving up (only a storm of moves would need more)
+
+
+class Lease(msgspec.Struct, frozen=True, kw_only=True):
+    """The run of a job that holds it now. ``token`` names the run (a worker restarted under the same
+    name holds nothing); ``seconds`` is how long the lease stands without a renewal, timed by whoever
+    reads it on its own clock from the moment it saw this revision; ``expires`` (the holder's wall clock)
+    is for people reading the entry: no decision compares two machines' clocks."""
+
+    worker: str
+    token: str
+    seconds: float
+    retry: int = 0
+    expires: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One read of a job's entry: how it ended (``state``, as :meth:`JobState.get` reads it without a
+    generation), the generation that runs now, the lease of the run that holds it, and its revision
+    (0: no entry)."""
+
+    state: JobCompleted | str | None = None
+    generation: int = 0
+    lease: Lease | None = None
+    revision: int = 0
+    raw: bytes = b""
 
 
 class JobState:
@@ -54,23 +87,222 @@ class JobState:
 
     async def get(self, job_id: str, retry: int | None = None) -> JobCompleted | str | None:
         """With ``retry`` (the delivered request's generation): ``"superseded"`` when the job has been
-        retried since, as a newer generation; that request must not run."""
+        retried since, as a newer generation; that request must not run. A job that runs (under a
+        lease) has not ended: None."""
         try:
-            entry = await self.kv.get(job_id)
-        except KeyNotFoundError:
-            return None
+            entry = await self.read(job_id)
         except Exception as exc:  # not a valid KV key: such a job fails validation anyway
             log.debug("job state %r: %s", job_id, exc)
             return None
-        value = entry.value or b""
+        if entry.state is None and retry is not None and retry < entry.generation:
+            return "superseded"
+        return entry.state
+
+    async def read(self, job_id: str) -> Entry:
+        """The job's entry as it is now (retried through a leader election)."""
+        try:
+            found = await retry_transient(lambda: self.kv.get(job_id), f"job state of {job_id}")
+        except KeyNotFoundError:  # also a deleted one (KeyDeletedError)
+            return Entry()
+        value, revision = found.value or b"", int(getattr(found, "revision", 0) or 0)
         if value.startswith(_COMPLETED):
-            return decode(value[len(_COMPLETED) :], JobCompleted)
-        if value == _CANCELLED:
-            return "cancelled"
+            return Entry(decode(value[len(_COMPLETED) :], JobCompleted), revision=revision, raw=value)
         if value.startswith(_RETRIED):  # not ended: the current generation runs
-            current = int(value[len(_RETRIED) :] or 0)
-            return "superseded" if retry is not None and retry < current else None
-        return "failed" if value == _FAILED else None
+            return Entry(generation=int(value[len(_RETRIED) :] or 0), revision=revision, raw=value)
+        if value.startswith(_LEASE):
+            lease = decode(value[len(_LEASE) :], Lease)
+            return Entry(generation=lease.retry, lease=lease, revision=revision, raw=value)
+        state = "cancelled" if value == _CANCELLED else "failed" if value == _FAILED else None
+        return Entry(state, revision=revision, raw=value)
+
+
+# --- the lease of the run that may end a job ---------------------------------------------------------
+# A job's message can be delivered again while it runs (its in-progress acks lost in a leader election,
+# a worker frozen past ack_wait). Before a transcoder starts a job it takes the job's entry with a
+# compare-and-set (a lease naming the run), renews it while FFmpeg runs, and ends the job with a
+# compare-and-set from its own revision: two runs can never both end a job, whatever the timing. A
+# delivery that finds another run's lease live waits (its message kept in progress) until the job
+# ends or the lease is left unrenewed for its whole duration, timed on the reader's own clock; then it
+# takes the lease over and runs the job. The holder stops before its lease could be taken: it gives up
+# once ``seconds * (1 - LEASE_SAFETY)`` have passed since the start of its last renewal that succeeded.
+LEASE_SAFETY = 0.25  # the part of a lease its holder gives up early: room to stop FFmpeg, clock rates
+LeaseVerdict = Literal["taken", "held", "ended", "superseded"]
+Renewal = Literal["renewed", "unsure", "lost", "ended"]
+
+
+class JobLease:
+    """One run's lease on one job: :meth:`acquire` (again while another run holds it), :meth:`renew`
+    while it runs, then :meth:`complete` / :meth:`fail` (compare-and-set from the lease) or
+    :meth:`release` (the job is handed back unended). ``clock`` is monotonic seconds; ``wall`` only
+    fills in the entry's ``expires`` for people."""
+
+    def __init__(
+        self,
+        state: JobState,
+        job_id: str,
+        *,
+        worker: str,
+        retry: int,
+        seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.state, self.job_id, self.worker, self.retry, self.seconds = state, job_id, worker, retry, seconds
+        self.token = uuid.uuid4().hex
+        self.clock, self.wall = clock, wall
+        self.revision = 0  # of our lease, once taken
+        self.valid_until = 0.0  # on our clock: the start of the last confirmed write + seconds
+        self.holder: Lease | None = None  # another run's lease, as last read (while "held")
+        self.found: Entry = Entry()  # what the last read that did not find our lease found
+        self._unconfirmed: float | None = None  # the start of our first write not yet confirmed
+        self._seen: tuple[int, float] | None = None  # another's lease: (revision, when first seen)
+
+    @property
+    def key(self) -> str:
+        return self.job_id
+
+    def deadline(self) -> float:
+        """When (our clock) the holder must have stopped unless a renewal succeeds first."""
+        return self.valid_until - self.seconds * LEASE_SAFETY
+
+    def expired(self) -> bool:
+        return self.clock() >= self.deadline()
+
+    def _value(self) -> bytes:
+        lease = Lease(
+            worker=self.worker,
+            token=self.token,
+            seconds=self.seconds,
+            retry=self.retry,
+            expires=round(self.wall() + self.seconds, 3),
+        )
+        return _LEASE + encode(lease)
+
+    def _ours(self, entry: Entry) -> bool:
+        return entry.lease is not None and entry.lease.token == self.token
+
+    def _confirmed(self, revision: int, began: float | None) -> None:
+        """Our write stands at ``revision``: the one begun at ``began`` when its answer came, else the
+        earliest write still unconfirmed (it may be any of them: count from the first)."""
+        since = began if began is not None else self._unconfirmed
+        assert since is not None
+        self.revision, self.valid_until, self._unconfirmed = revision, since + self.seconds, None
+
+    def _left_unrenewed(self, entry: Entry) -> bool:
+        """Has another run's lease stayed at this revision for its whole duration, on our clock?"""
+        assert entry.lease is not None
+        now = self.clock()
+        if self._seen is None or self._seen[0] != entry.revision:
+            self._seen = (entry.revision, now)
+        return now - self._seen[1] >= entry.lease.seconds
+
+    async def _write(self, value: bytes, revision: int) -> int:
+        """Compare-and-set ``value`` from ``revision`` (0: no entry): its new revision, or 0 when the
+        entry changed meanwhile or the answer was lost (read back before anything else is decided)."""
+        try:
+            if revision:
+                return int(await self.state.kv.update(self.key, value, last=revision))
+            return int(await self.state.kv.create(self.key, value))
+        except KeyWrongLastSequenceError:
+            return 0
+        except TRANSIENT as exc:
+            log.warning("job state of %s: %s; reading it back", self.job_id, type(exc).__name__)
+            return 0
+
+    async def acquire(self) -> LeaseVerdict:
+        """``taken``: this run holds the job now; ``held``: another run's lease is live (ask again
+        later: it is taken over once left unrenewed for its duration); ``ended`` or ``superseded``:
+        the job must not run (read it again)."""
+        for _ in range(_CAS_ROUNDS):
+            entry = await self.state.read(self.job_id)
+            if self._ours(entry):  # a write of ours whose answer was lost
+                self._confirmed(entry.revision, None)
+                return "taken"
+            self._unconfirmed = None  # none of our writes landed
+            self.found = entry
+            if entry.state is not None:
+                return "ended"
+            if entry.generation > self.retry:
+                return "superseded"
+            lease = entry.lease
+            if lease is not None and lease.retry == self.retry and not self._left_unrenewed(entry):
+                self.holder = lease
+                return "held"
+            began = self.clock()
+            if self._unconfirmed is None:
+                self._unconfirmed = began
+            revision = await self._write(self._value(), entry.revision)
+            if revision:
+                self._confirmed(revision, began)
+                self.holder = None
+                return "taken"
+        raise RuntimeError(f"job state of {self.job_id}: too much contention")
+
+    async def renew(self) -> Renewal:
+        """``renewed``; ``unsure`` (no answer: the holder stops once :meth:`expired`); ``lost`` (another
+        run took it, or the job was retried since); ``ended`` (cancelled or failed meanwhile: see
+        :attr:`found`)."""
+        began = self.clock()
+        if self._unconfirmed is None:
+            self._unconfirmed = began
+        try:
+            revision = await self.state.kv.update(self.key, self._value(), last=self.revision)
+        except KeyWrongLastSequenceError:
+            entry = await self.state.read(self.job_id)
+            if self._ours(entry):  # an earlier renewal landed, its answer lost
+                self._confirmed(entry.revision, None)
+                return "renewed"
+            self.found = entry
+            return "ended" if entry.state is not None else "lost"
+        except TRANSIENT as exc:
+            log.warning("lease of %s not renewed (%s)", self.job_id, type(exc).__name__)
+            return "unsure"
+        self._confirmed(int(revision), began)
+        return "renewed"
+
+    async def _end(self, value: bytes) -> bool:
+        """Replace our lease with ``value`` (compare-and-set): False when another run holds the job or
+        it ended otherwise meanwhile; then this run must not report it."""
+        for attempt in range(1, _CAS_ROUNDS + 1):
+            if await self._write(value, self.revision):
+                return True
+            try:
+                entry = await self.state.read(self.job_id)
+            except TRANSIENT:
+                entry = None
+            if entry is not None:
+                if entry.raw == value:  # our own write, its answer lost
+                    return True
+                if not self._ours(entry):
+                    self.found = entry
+                    return False
+                self.revision = entry.revision  # a renewal of ours landed: its answer was lost
+            await asyncio.sleep(min(2.0, 0.2 * 2 ** (attempt - 1)))
+        raise RuntimeError(f"job state of {self.job_id}: not written")
+
+    async def complete(self, done: JobCompleted) -> bool:
+        return await self._end(_COMPLETED + encode(done))
+
+    async def fail(self) -> bool:
+        return await self._end(_FAILED)
+
+    async def cancel(self) -> bool:
+        return await self._end(_CANCELLED)
+
+    async def release(self) -> bool:
+        """Hand the job back unended (a transient failure, a shutdown): the next delivery takes it at
+        once rather than after the lease runs out. False when it is not ours (any more) or the bucket
+        did not answer: an unreleased lease only delays the next run."""
+        if not self.revision:
+            return False
+        try:
+            await self.state.kv.update(self.key, _RETRIED + str(self.retry).encode(), last=self.revision)
+        except Exception as exc:
+            log.info("lease of %s not released (%s)", self.job_id, type(exc).__name__)
+            return False
+        finally:
+            self.revision = 0
+        return True
 
 
 # --- where a queued job waits: the claim check of a queue move ---------------------------------------
@@ -80,7 +312,6 @@ class JobState:
 # it started with a compare-and-set: whatever the order of deliveries, moves and crashes, one copy runs.
 QUEUE_MOVE_HEADER = "Mpr-Queue-Move"  # on a moved copy: its move number (1 for the first move)
 _QUEUE_KEY = "queue."
-_CAS_ROUNDS = 20  # compare-and-set attempts before giving up (only a storm of moves would need more)
 
 
 def move_number(headers: Mapping[str, str] | None) -> int:

@@ -33,12 +33,21 @@ class TranscoderSettings(ServiceSettings):
     # below the pod's 4 Gi memory limit (k8s/transcoder.yaml)
     ffmpeg_max_memory: int = env("TRANSCODER_FFMPEG_MAX_MEMORY", default=4 * 1024**3)
     progress_interval: float = env("TRANSCODER_PROGRESS_INTERVAL", default=1.0)
+    # how long a job's lease (mpr_common.jobstate.JobLease) stands unrenewed: a delivery that finds
+    # another run's lease waits this long after its last renewal before taking the job over. Renewed
+    # every min(ack_wait, lease)/3; its holder stops FFmpeg a quarter of it early when renewals fail
+    # (a JetStream election of the job-state bucket must fit in that)
+    lease_seconds: float = env("TRANSCODER_LEASE_SECONDS", default=60.0)
     shutdown_grace: float = env("TRANSCODER_SHUTDOWN_GRACE", default=20.0)
     # Queue classes this replica takes jobs from (comma-separated; docs/queues.md): all of them, or one per
     # Deployment where each class scales on its own lag (k8s/transcoder.yaml)
     classes: frozenset[str] = env("TRANSCODER_CLASSES", default=frozenset(PRIORITIES))
     # every Nth free slot is a share slot: it goes to the class that has waited longest (mpr_transcoder.scheduler)
     share_every: int = env("TRANSCODER_SHARE_EVERY", default=4)
+
+    def __post_init__(self) -> None:
+        if not self.lease_seconds > 0:
+            raise ValueError(f"TRANSCODER_LEASE_SECONDS must be above 0 (not {self.lease_seconds})")
 
     def served_classes(self) -> tuple[str, ...]:
         """The classes served, in order of preference (urgent first)."""

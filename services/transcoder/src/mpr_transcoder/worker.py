@@ -24,7 +24,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from mpr_common import subjects as s
-from mpr_common.bus import MSG_ID, dead_letter, publish_event
+from mpr_common.bus import MSG_ID, TRANSIENT, dead_letter, publish_event
 from mpr_common.codec import DecodeError, ValidationError, decode
 from mpr_common.events import (
     PRIORITIES,
@@ -45,7 +45,7 @@ from mpr_common.jobs import (
     normalize_job,
     outcome_id,
 )
-from mpr_common.jobstate import JobState, QueuePlace, QueuePlaces, move_number
+from mpr_common.jobstate import JobLease, JobState, QueuePlace, QueuePlaces, move_number
 from mpr_common.metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING, CONSUMER_PRESENT
 from mpr_common.outputs import OutputOwners
 from mpr_common.packages import PackageStore
@@ -82,6 +82,10 @@ class Running:
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     progress: float = 0.0
     report: ProgressReport = field(default_factory=ProgressReport)
+    lease: JobLease | None = None
+    # Why this run must neither report nor ack the job: its lease was taken over, ran out, or the job
+    # ended otherwise (failed, retried) while it ran. FFmpeg is stopped at once.
+    lost: str | None = None
 
 
 class Worker:
@@ -346,12 +350,44 @@ class Worker:
                 )
 
     async def _process(self, msg: Msg, job: JobRequested, attempt: int, cls: str) -> None:
+        assert self.job_state is not None
+        if await self._ended(msg, job, attempt):
+            return
+        checked = await self._admit(msg, job, attempt, cls)
+        if checked is None:
+            return
+        job = checked
+        try:
+            normalize_job(job)
+        except JobRequestError:  # an invalid id is no KV key: run_job fails the job with the reason
+            await self._run(msg, job, attempt, None)
+            return
+        lease = JobLease(
+            self.job_state,
+            job.job_id,
+            worker=self.settings.instance,
+            retry=job.retry,
+            seconds=self.settings.lease_seconds,
+        )
+        while True:
+            verdict = await self._acquire(msg, job, lease)
+            if verdict == "taken":
+                break
+            if verdict is None:  # stopping while another run holds it: that run keeps the message
+                return
+            if await self._ended(msg, job, attempt):  # it ended (or was retried) while we looked
+                return
+        await self._run(msg, job, attempt, lease)
+
+    async def _ended(self, msg: Msg, job: JobRequested, attempt: int) -> bool:
+        """A delivery of a job that has ended (or was retried since) is acked, its outcome reported
+        again (de-duplicated); True when this delivery is done with."""
         assert self.job_state is not None and self.packager is not None
         state = await self.job_state.get(job.job_id, job.retry)
         if state == "superseded":  # retried since, as a newer generation: that request runs, not this one
             log.info("request of an older generation (%d) skipped", job.retry, extra={"job_id": job.job_id})
             await msg.ack_sync()
-            return
+            return True
         if isinstance(state, JobCompleted):
             # Done by an earlier delivery that died before its ack: report again (deduplicated) and ack.
             await publish_event(
@@ -363,15 +399,22 @@ class Worker:
             if job.parent_id is not None and job.kind in CHILD_KINDS:  # it may have died before the manifests
                 await self.packager.child_completed(job)
             await msg.ack_sync()
-            return
+            return True
         if state == "cancelled":
             await self._fail(job, JobError("cancelled by request", "cancelled"), attempt)
             await msg.ack_sync()
-            return
+            return True
         if state == "failed":  # ended for good earlier (a replayed or re-created consumer): never rerun
             log.info("job already failed; not run again", extra={"job_id": job.job_id})
             await msg.ack_sync()
-            return
+            return True
+        return False
+
+    async def _admit(self, msg: Msg, job: JobRequested, attempt: int, cls: str) -> JobRequested | None:
+        """The checks of a job that has not ended, before it may run: its request (again: it may not
+        have come through the API), its package, its output and its queue copy; a package is fanned
+        out here. The job to run, or None when this delivery is done with."""
+        assert self.job_state is not None and self.packager is not None
         try:  # jobs published straight onto NATS skipped the API's checks: re-check here
             self.policy.check(job)
             if job.parent_id is not None and job.kind in CHILD_KINDS:
@@ -382,12 +425,12 @@ class Worker:
                     ended = JobError(f"cancelled: package {job.parent_id} {verdict.ended}", "cancelled")
                     await self._fail(job, ended, attempt)
                     await msg.ack_sync()
-                    return
+                    return None
             await self._claim_output(job)
         except JobRequestError as exc:
             await self._fail(job, JobError(str(exc), "invalid"), attempt)
             await msg.ack_sync()
-            return
+            return None
         if job.parent_id is None and not await self._claim_start(msg, job, cls):
             # Moved to another class (POST /api/jobs/{id}/move): the copy there runs, not this one.
             log.info(
@@ -397,15 +440,60 @@ class Worker:
             )
             await msg.ack_sync()
             JOBS_FINISHED.labels(job.kind, "moved").inc()
-            return
+            return None
         if job.kind == "package":  # its children queue in the class it was taken from
             await self._fan_out(msg, msgspec.structs.replace(job, priority=cls), attempt)
-            return
+            return None
         if job.job_id in self.running:  # the same job redelivered to this replica while it runs
             await msg.in_progress()
-            return
+            return None
+        return job
 
-        running = Running(job.job_id, job.parent_id)
+    async def _acquire(self, msg: Msg, job: JobRequested, lease: JobLease) -> str | None:
+        """Take the job's lease. While another run holds it live, this delivery is not started: it is
+        kept in progress (no NAK: that would spend a delivery of MaxDeliver while the job runs) and the
+        lease is looked at again, until the job ends (``ended``/``superseded``: the caller reads it),
+        or the lease is left unrenewed for its whole duration (the holder died or was cut off: taken
+        over, ``taken``). None once we stop: the holder's (or the next) delivery carries on."""
+        beat_every, look_every = self._lease_cadence()
+        last_beat = time.monotonic()
+        told = False
+        while True:
+            try:
+                verdict = await lease.acquire()
+            except TRANSIENT as exc:  # the bucket's election: keep the delivery and look again
+                log.info("job state unreadable (%s); looking again", type(exc).__name__)
+                verdict = "held"
+            if verdict != "held":
+                if told:
+                    log.info("lease of the job %s", verdict, extra={"job_id": job.job_id})
+                return verdict
+            if not told:
+                holder = lease.holder.worker if lease.holder else "another run"
+                log.info(
+                    "job runs on %s under a live lease: this delivery is not started",
+                    holder,
+                    extra={"job_id": job.job_id},
+                )
+                told = True
+            if time.monotonic() - last_beat >= beat_every:
+                with contextlib.suppress(Exception):
+                    await msg.in_progress()
+                last_beat = time.monotonic()
+            await self._wait_for(asyncio.Event(), look_every)
+            if self.stopping.is_set():
+                return None
+
+    def _lease_cadence(self) -> tuple[float, float]:
+        """How often a run renews its lease and acks progress (well inside both ack_wait and the lease),
+        and how often a waiting delivery looks at another run's lease."""
+        every = max(0.5, min(self.ack_wait, self.settings.lease_seconds) / 3)
+        return every, max(0.2, min(every, self.settings.lease_seconds / 10))
+
+    async def _run(self, msg: Msg, job: JobRequested, attempt: int, lease: JobLease | None) -> None:
+        """Run a job whose lease this run holds; end it only from that lease."""
+        assert self.job_state is not None and self.packager is not None
+        running = Running(job.job_id, job.parent_id, lease=lease)
         self.running[job.job_id] = running
         JOBS_IN_FLIGHT.inc()
         started = time.monotonic()
@@ -429,14 +517,15 @@ class Worker:
             )
         except JobError as err:
             ticker.cancel()
-            await self._on_error(msg, job, err, attempt, started_at)
+            if not await self._gone(msg, job, running):
+                await self._on_error(msg, job, err, attempt, started_at, running)
             return
         except Exception as exc:  # a bug or an unexpected library error: retry, then dead-letter
             ticker.cancel()
             log.exception("job crashed", extra={"job_id": job.job_id})
-            await self._on_error(
-                msg, job, JobError(f"internal error: {exc}", "internal", retryable=True), attempt, started_at
-            )
+            if not await self._gone(msg, job, running):
+                crash = JobError(f"internal error: {exc}", "internal", retryable=True)
+                await self._on_error(msg, job, crash, attempt, started_at, running)
             return
         finally:
             ticker.cancel()
@@ -458,8 +547,17 @@ class Worker:
             rendition=outcome.rendition,
             retry=job.retry,
         )
+        if await self._gone(msg, job, running):
+            return
+        # Ended from this run's lease (compare-and-set): if another run took the job over meanwhile,
+        # that run reports it, never both.
+        if lease is None:
+            await self.job_state.completed(done)
+        elif not await lease.complete(done):
+            running.lost = "its lease was taken over before it completed"
+            await self._gone(msg, job, running)
+            return
         await self._attempt(job, attempt, started_at, "completed")
-        await self.job_state.completed(done)
         await publish_event(
             self.js, s.JOB_COMPLETED, done, msg_id=outcome_id("completed", job.job_id, job.retry)
         )
@@ -502,11 +600,33 @@ class Worker:
             self.js, s.JOB_ATTEMPT, event, msg_id=f"attempt-{job.job_id}-{job.retry}-{attempt}"
         )
 
+    async def _gone(self, msg: Msg, job: JobRequested, running: Running) -> bool:
+        """A run that lost its job (see :attr:`Running.lost`) stops there: no outcome reported, nothing
+        acked (the message belongs to the run that holds the job). A lease that only ran out unrenewed
+        (the bucket unreachable) is handed back if it is still ours, so the job runs again at once."""
+        if running.lost is None:
+            return False
+        log.warning("job not reported by this run: %s", running.lost, extra={"job_id": job.job_id})
+        JOBS_FINISHED.labels(job.kind, "lease_lost").inc()
+        if running.lease is not None and running.lease.expired() and await running.lease.release():
+            with contextlib.suppress(Exception):
+                await msg.nak()
+        return True
+
     async def _on_error(
-        self, msg: Msg, job: JobRequested, err: JobError, attempt: int, started_at: float | None = None
+        self,
+        msg: Msg,
+        job: JobRequested,
+        err: JobError,
+        attempt: int,
+        started_at: float | None = None,
+        running: Running | None = None,
     ) -> None:
+        lease = running.lease if running is not None else None
         if err.reason == "cancelled" and self.stopping.is_set():
             await self._attempt(job, attempt, started_at, "handed_back", err)
+            if lease is not None:
+                await lease.release()
             await msg.nak()  # shutting down: hand the job to another replica at once
             JOBS_FINISHED.labels(job.kind, "handed_back").inc()
             log.info("job handed back on shutdown", extra={"job_id": job.job_id})
@@ -517,19 +637,28 @@ class Worker:
                 "attempt %d failed (%s); retry in %.0fs", attempt, err, delay, extra={"job_id": job.job_id}
             )
             await self._attempt(job, attempt, started_at, "retrying", err)
+            if lease is not None:
+                await lease.release()
             await msg.nak(delay=delay)
             JOBS_FINISHED.labels(job.kind, "retried").inc()
             return
         if err.retryable:
             await self._dead_letter(msg, f"gave up after {attempt} attempts: {err}", job.job_id)
             err = JobError(f"gave up after {attempt} attempts: {err}", err.reason)
+        if lease is not None:  # ended from this run's lease: never by two runs
+            ended = await (lease.cancel() if err.reason == "cancelled" else lease.fail())
+            if not ended:
+                assert running is not None
+                running.lost = f"the job was taken over or ended meanwhile ({err.reason})"
+                await self._gone(msg, job, running)
+                return
         await self._attempt(
             job, attempt, started_at, "cancelled" if err.reason == "cancelled" else "failed", err
         )
-        if err.reason == "cancelled":
+        if err.reason == "cancelled" and lease is None:
             assert self.job_state is not None
             await self.job_state.cancelled(job.job_id)
-        await self._fail(job, err, attempt)
+        await self._fail(job, err, attempt, written=lease is not None)
         await msg.ack_sync()
         JOBS_FINISHED.labels(job.kind, "cancelled" if err.reason == "cancelled" else "failed").inc()
 
@@ -581,10 +710,14 @@ class Worker:
         if owner is not None:
             raise JobRequestError(f"output_key {normalized.output_key!r} belongs to job {owner}")
 
-    async def _fail(self, job: JobRequested, err: JobError, attempt: int) -> None:
+    async def _fail(self, job: JobRequested, err: JobError, attempt: int, written: bool = False) -> None:
+        """Report a job that ended without output; ``written``: its state is written already (from
+        its lease)."""
         log.info("job failed (%s): %s", err.reason, str(err)[:300], extra={"job_id": job.job_id})
         assert self.job_state is not None and self.packager is not None
-        if err.reason != "cancelled":  # cancelled has its own entry, written by whoever cancelled
+        if (
+            err.reason != "cancelled" and not written
+        ):  # cancelled has its own entry, written by whoever cancelled
             await self.job_state.failed(job.job_id)
         await publish_event(
             self.js,
@@ -603,20 +736,54 @@ class Worker:
         if job.parent_id is not None and job.kind in CHILD_KINDS:
             await self.packager.child_failed(job, str(err), err.reason, attempt)
 
+    async def _renew(self, running: Running) -> bool:
+        """Renew the run's lease; False when the run has lost its job (FFmpeg is being stopped)."""
+        lease = running.lease
+        if lease is None:
+            return True
+        try:
+            renewal = await lease.renew()
+        except Exception as exc:  # the bucket unreadable after a conflict: the lease's clock decides
+            log.info("lease renewal unsure: %s", exc, extra={"job_id": running.job_id})
+            renewal = "unsure"
+        if renewal == "lost":
+            holder = lease.found.lease.worker if lease.found.lease else "a newer generation"
+            self._lose(running, f"its lease was taken over by {holder}")
+            return False
+        if renewal == "ended":
+            if lease.found.state == "cancelled":  # cancelled by request: ends as a cancel does
+                running.cancel.set()
+                return True
+            self._lose(running, f"the job ended meanwhile ({lease.found.state})")
+            return False
+        return True
+
+    def _lose(self, running: Running, why: str) -> None:
+        if running.lost is None:
+            running.lost = why
+            log.warning("lost the job: %s; stopping FFmpeg", why, extra={"job_id": running.job_id})
+        running.cancel.set()
+
     async def _dead_letter(self, msg: Msg, error: str, job_id: str | None) -> None:
         await dead_letter(self.js, msg, error, s.DLQ_JOBS, job_id)
 
     async def _tick(self, msg: Msg, job: JobRequested, running: Running, attempt: int) -> None:
-        """Progress at least every 2 s; in-progress acks well inside ack_wait."""
+        """Progress at least every 2 s; the lease renewed and in-progress acks sent well inside both
+        the lease and ack_wait. A run that loses its lease stops FFmpeg and stops acking at once."""
         interval = min(self.settings.progress_interval, 2.0)
-        heartbeat_every = max(0.5, self.ack_wait / 3)
-        last_beat = 0.0
+        heartbeat_every, _ = self._lease_cadence()
+        last_beat = time.monotonic()  # the lease was taken just now
         while True:
             now = time.monotonic()
             if now - last_beat >= heartbeat_every:
+                last_beat = now
+                if not await self._renew(running):
+                    return
                 with contextlib.suppress(Exception):
                     await msg.in_progress()
-                last_beat = now
+            if running.lease is not None and running.lease.expired():
+                self._lose(running, "its lease ran out unrenewed")
+                return
             with contextlib.suppress(Exception):
                 await publish_event(
                     self.js,
