@@ -601,6 +601,8 @@ async def run_job(
                     )
                 if not work.main.exists() or work.main.stat().st_size == 0:
                     raise JobError("ffmpeg produced no output (empty range or no decodable frames)", "ffmpeg")
+                if cancelled is not None and cancelled.is_set():  # e.g. its lease lost: upload nothing more
+                    raise JobError("cancelled by request", "cancelled")
                 uploads = await uploader.finish()  # segments first, the main output last
         except OutputTooLarge as exc:
             raise too_large(exc.size) from None
