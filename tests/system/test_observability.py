@@ -78,11 +78,14 @@ def test_metrics_and_health(stack, api, s3, media_dir):
     sc = scrape(stack.metrics_ports["scanner"])
     assert value(sc, "mpr_scanner_objects_total", source="scan", event="found") >= 1
 
-    a = httpx.get(f"{stack.api_url}/metrics").text  # open, like the health probes
+    # The API's metrics are on its ops port only: its public port is what proxies publish.
+    a = scrape(stack.metrics_ports["api"])
     assert value(a, "mpr_api_jobs_submitted_total", kind="thumbnail", outcome="accepted") >= 1
-    assert "mpr_requests_total" in a
+    assert value(a, "mpr_requests_total", method="POST", path="/api/jobs", status_code="202") >= 1
+    assert httpx.get(f"{stack.api_url}/metrics").status_code == 404
+    assert api.get("/metrics").status_code == 404  # a token does not open it either
 
-    for name in ("catalog", "scanner", worker):
+    for name in ("catalog", "scanner", worker, "api"):
         base = f"http://127.0.0.1:{stack.metrics_ports[name]}"
         assert httpx.get(f"{base}/health/live").status_code == 200
         assert httpx.get(f"{base}/health/ready").status_code == 200
