@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     server = make_server(
         args.host, args.port, make_app(store), threaded=True, request_handler=MotoRequestHandler
     )
-    server.serve_forever()
+    server.serve_forever(poll_interval=0.1)
 
 
 if __name__ == "__main__":

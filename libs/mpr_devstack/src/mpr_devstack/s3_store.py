@@ -4,8 +4,8 @@ outputs' links point at objects too.
 
 Layout under the store's root (``.mpr/s3``)::
 
-    <bucket, percent-encoded>/bucket.json     {"name": ..., "region": ...}
-    <bucket, percent-encoded>/<sha256(key)>.obj
+    <bucket>/bucket.json     {"name": ..., "region": ...}
+    <bucket>/<sha256(key)>.obj
 
 An ``.obj`` file is ``MAGIC``, an 8-byte big-endian header length, the JSON header (key, ETag,
 Last-Modified, metadata with the content type, storage class, checksum) and the object's bytes. Every
@@ -24,20 +24,22 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import struct
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import quote
 
 MAGIC = b"MPR-S3-OBJECT-1\n"
 _LEN = struct.Struct(">Q")
 _TMP_PREFIX = ".tmp-"
 _BUCKET_META = "bucket.json"
 _SUFFIX = ".obj"
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{2,62}")
 
 
 @dataclass
@@ -88,23 +90,23 @@ def decode(bucket: str, data: bytes) -> StoredObject:
         raise CorruptObject("not an object file")
     (n,) = _LEN.unpack_from(data, len(MAGIC))
     start = len(MAGIC) + _LEN.size
+    body = data[start + n :]
     try:
         header = json.loads(data[start : start + n])
-    except ValueError as exc:
-        raise CorruptObject(f"bad header: {exc}") from None
-    body = data[start + n :]
-    if not isinstance(header, dict) or len(body) != header.get("size"):
-        raise CorruptObject("size does not match its header")
-    return StoredObject(
-        bucket=bucket,
-        key=header["key"],
-        etag=header["etag"],
-        last_modified=datetime.fromisoformat(header["last_modified"]),
-        body=body,
-        metadata=dict(header.get("metadata") or {}),
-        storage_class=header.get("storage_class") or "STANDARD",
-        checksum=dict(header.get("checksum") or {}),
-    )
+        if len(body) != header["size"]:
+            raise CorruptObject("size does not match its header")
+        return StoredObject(
+            bucket=bucket,
+            key=str(header["key"]),
+            etag=str(header["etag"]),
+            last_modified=datetime.fromisoformat(header["last_modified"]),
+            body=body,
+            metadata={str(k): str(v) for k, v in (header.get("metadata") or {}).items()},
+            storage_class=str(header.get("storage_class") or "STANDARD"),
+            checksum=dict(header.get("checksum") or {}),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CorruptObject(f"bad header: {exc!r}") from None
 
 
 class ObjectStore:
@@ -114,10 +116,11 @@ class ObjectStore:
 
     # --- paths ---------------------------------------------------------------------------------
     def bucket_dir(self, bucket: str) -> Path:
-        name = quote(bucket, safe="")
-        if name in ("", ".", "..") or name.startswith(_TMP_PREFIX):
-            name = quote(name, safe="").replace(".", "%2E")  # never a special or temporary name
-        return self.root / name
+        # A valid S3 bucket name is a safe directory name; anything else moto may accept is named by
+        # its hash ("_" starts no valid name, so the two never meet; the name itself is in bucket.json).
+        if _BUCKET_NAME.fullmatch(bucket):
+            return self.root / bucket
+        return self.root / ("_" + hashlib.sha256(bucket.encode()).hexdigest())
 
     def object_path(self, bucket: str, key: str) -> Path:
         # Keys may hold any character and be 1,024 bytes long: the file is named by the key's hash
@@ -190,7 +193,13 @@ class ObjectStore:
                     continue
                 if path.suffix != _SUFFIX:
                     continue
-                obj = decode(bucket, path.read_bytes())
+                try:
+                    obj = decode(bucket, path.read_bytes())
+                except CorruptObject as exc:
+                    # Not something a killed writer leaves (it renames whole files): a damaged disk
+                    # or a hand edit. Skipped, so that the server still starts.
+                    print(f"skipped {path}: {exc}", file=sys.stderr, flush=True)
+                    continue
                 self._stamps[(bucket, obj.key)] = obj.stamp()
                 yield obj
 
