@@ -5,6 +5,7 @@ import os
 import pytest
 
 from tests.pg import Postgres, pg_bin
+from tests.progress import Progress, order_items
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +17,13 @@ def postgres():
     pg = Postgres().start()
     yield pg
     pg.stop()
+
+
+# --- progress per test file, heavy files first (tests/progress.py) ---------------------------------
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist) reports
+        config.pluginmanager.register(Progress(config), "mpr-progress")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    order_items(items)
