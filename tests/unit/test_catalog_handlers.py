@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 
+import msgspec
 import pytest
 from faststream.nats import NatsBroker, TestNatsBroker
 from nats.aio.msg import Msg
@@ -18,8 +19,21 @@ from mpr_catalog.repository import Catalog
 from mpr_common import subjects as s
 from mpr_common.codec import decode, encode
 from mpr_common.errors import ERROR_CODE_HEADER, NotFound, error_from_headers
-from mpr_common.events import DeadLetter, JobProgress, ObjectFound, Query, QueryReply, ScanStatus
+from mpr_common.events import (
+    DeadLetter,
+    JobCompleted,
+    JobFailed,
+    JobProgress,
+    JobRequested,
+    JobRetried,
+    ObjectFound,
+    Query,
+    QueryReply,
+    ScanStatus,
+)
+from mpr_common.jobstate import JobState
 from mpr_common.presets import DEFAULT_PRESET
+from tests.unit.api_fakes import FakeKV
 
 
 class NoWait:
@@ -241,3 +255,61 @@ async def test_assets_are_found_by_a_part_of_their_name_in_any_case(deps):
     assert [a.key for a in found] == ["shows/Interview-Final.mp4"]
     found, _ = await deps.catalog.list_assets(10, 0, name="%_")  # LIKE's wildcards are plain characters
     assert [a.key for a in found] == ["odd/100%_cut.mp4"]
+
+
+# --- only the API's retry path raises a generation ---------------------------------------------------
+def _request(n, job_id: str, retry: int = 0, msg_id: str | None = None) -> Msg:
+    req = JobRequested(job_id=job_id, kind="audio", source_key="a.mp4", retry=retry)
+    return n.delivery(s.JOB_REQUESTED, encode(req), {"Nats-Msg-Id": msg_id or f"{job_id}.r{retry}"})
+
+
+async def test_a_request_with_a_made_up_generation_does_not_rewrite_a_finished_job(deps):
+    n = deps.nats
+    deps.job_state = state = JobState(FakeKV())
+    done = JobCompleted(job_id="j", output_key="a/j/out.m4a", output_bucket="out", worker="w", retry=0)
+    await handle_job_events(deps, [_request(n, "j"), n.delivery(s.JOB_COMPLETED, encode(done))])
+    await state.completed(done)
+
+    # Published straight onto NATS: a request of generation 7 that no retry started, and what a
+    # transcoder answers such a request of an ended job with (its outcome again, under that generation).
+    forged = [
+        _request(n, "j", retry=7, msg_id="forged"),
+        n.delivery(s.JOB_COMPLETED, encode(msgspec.structs.replace(done, retry=7))),
+        n.delivery(s.JOB_FAILED, encode(JobFailed(job_id="j", error="x", reason="cancelled", retry=7))),
+        n.delivery(s.JOB_PROGRESS, encode(JobProgress(job_id="j", progress=1, retry=3))),
+    ]
+    await handle_job_events(deps, forged)
+    job = await deps.catalog.get_job("j")
+    assert (job.status, job.retries, job.output_key) == ("completed", 0, "a/j/out.m4a")
+    assert all(p == b"" for _, p in n.settled)  # acked: nothing to redeliver
+
+    # The API's retry path marks the generation in the KV first: then its request starts it.
+    await state.retried("j", 1)
+    await handle_job_events(deps, [_request(n, "j", retry=1)])
+    job = await deps.catalog.get_job("j")
+    assert (job.status, job.retries) == ("queued", 1)
+    rerun = msgspec.structs.replace(done, retry=1, output_size=5)
+    await handle_job_events(deps, [n.delivery(s.JOB_COMPLETED, encode(rerun))])
+    await state.completed(rerun)
+    assert ((await deps.catalog.get_job("j")).status, (await deps.catalog.get_job("j")).retries) == (
+        "completed",
+        1,
+    )
+
+    # A JobRetried (which only the API publishes) starts its generation too, whatever the KV reads.
+    await handle_job_events(
+        deps,
+        [n.delivery(s.JOB_RETRIED, encode(JobRetried(job_id="j", retry=2))), _request(n, "j", retry=2)],
+    )
+    job = await deps.catalog.get_job("j")
+    assert (job.status, job.retries) == ("queued", 2)
+
+
+async def test_a_new_job_with_a_made_up_generation_is_not_recorded_as_retried(deps):
+    n = deps.nats
+    deps.job_state = JobState(FakeKV())
+    await handle_job_events(deps, [_request(n, "fresh", retry=4)])
+    assert await deps.catalog.get_job("fresh") is None
+    await handle_job_events(deps, [_request(n, "fresh")])
+    job = await deps.catalog.get_job("fresh")
+    assert (job.status, job.retries) == ("queued", 0)

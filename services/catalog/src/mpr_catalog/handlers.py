@@ -182,11 +182,58 @@ async def handle_job_events(d: CatalogDeps, raws: list[Msg]) -> None:
 
     async def work() -> None:
         events = await _decode_batch(d.js, raws, _JOB_TYPES, decode_job_event)
+        events = await confirmed_generations(d, events)
         await d.ingestor.jobs(events)
         for raw in raws:
             CATALOG_EVENTS.labels(raw.subject).inc()
 
     await settle_batch(raws, work)
+
+
+# Events that carry the request generation they belong to (``retry``) and can start it in the row.
+_GENERATION_EVENTS = (JobRequested, JobProgress, JobCompleted, JobFailed, JobCancel)
+
+
+async def kv_confirms(state: JobState, job_id: str, retry: int) -> bool:
+    """Whether the job-state KV says generation ``retry`` (> 0) has started: the API's retry path marks
+    it (``retried``) before it publishes the request, and the run of that generation keeps it (its
+    lease, its completion). A request of a generation nobody started reads as not confirmed."""
+    current = await state.get(job_id, retry - 1)
+    if current == "superseded":  # marked as generation ``retry`` or newer
+        return True
+    return isinstance(current, JobCompleted) and (current.retry or 0) >= retry
+
+
+async def confirmed_generations(d: CatalogDeps, events: list) -> list:
+    """Only the API's retry path raises a job's generation. Anyone allowed to publish a job request can
+    set its ``retry``, and a transcoder answers a request for an ended job with its outcome again, under
+    the request's generation: an event of a generation newer than the job's row is kept only when the
+    retry that started it is known (a ``JobRetried``, which only the API publishes, or the job-state
+    KV). Anything else would rewrite a finished job's record (``retries: 7``, back to queued)."""
+    if d.job_state is None:
+        return events
+    known: dict[str, int] = {}  # job id → a generation known to have started
+    for ev in events:
+        if isinstance(ev, JobRetried):
+            known[ev.job_id] = max(known.get(ev.job_id, 0), ev.retry)
+    kept = []
+    for ev in events:
+        retry = getattr(ev, "retry", None) if isinstance(ev, _GENERATION_EVENTS) else None
+        if retry and retry > known.get(ev.job_id, 0):
+            row = await d.catalog.get_job(ev.job_id)
+            known[ev.job_id] = max(known.get(ev.job_id, 0), row.retries if row is not None else 0)
+            if retry > known[ev.job_id]:
+                if not await kv_confirms(d.job_state, ev.job_id, retry):
+                    log.warning(
+                        "%s of generation %d ignored: no retry started it",
+                        type(ev).__name__,
+                        retry,
+                        extra={"job_id": ev.job_id},
+                    )
+                    continue
+                known[ev.job_id] = retry
+        kept.append(ev)
+    return kept
 
 
 async def handle_objects(d: CatalogDeps, raws: list[Msg]) -> None:
