@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from urllib.parse import urlsplit
 
 import nats
 import pytest
@@ -13,7 +14,7 @@ from nats.errors import Error as NatsError
 from mpr_common import subjects as s
 from mpr_common.codec import encode
 from mpr_common.events import JobCompleted, JobRequested, ObjectFound
-from mpr_common.identities import JS_API
+from mpr_common.identities import JS_API, inbox_prefix
 from tests.system.conftest import wait_job
 
 pytestmark = pytest.mark.system
@@ -26,7 +27,10 @@ async def _attempt(url: str, action) -> list[str]:
     async def on_error(exc: Exception) -> None:
         errors.append(str(exc))
 
-    nc = await nats.connect(url, error_cb=on_error, max_reconnect_attempts=0)
+    user = urlsplit(url).username
+    # As every MPR client does: replies to the identity's own inboxes, the only ones it may read.
+    inbox = {"inbox_prefix": inbox_prefix(user)} if user else {}
+    nc = await nats.connect(url, error_cb=on_error, max_reconnect_attempts=0, **inbox)
     try:
         try:
             await action(nc)

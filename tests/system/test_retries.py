@@ -11,6 +11,7 @@ import nats
 import pytest
 
 from mpr_common import subjects as s
+from mpr_common.identities import inbox_prefix
 from tests.system.conftest import wait_for, wait_job
 
 pytestmark = pytest.mark.system
@@ -91,7 +92,7 @@ def test_a_dead_request_is_listed_and_replayed_once(stack, api):
     payload = b'{"kind": "thumbnail", "source_key": "' + marker.encode()  # cut short: undecodable
 
     async def publish() -> None:
-        nc = await nats.connect(stack.nats.url_as("publisher"))
+        nc = await nats.connect(stack.nats.url_as("publisher"), inbox_prefix=inbox_prefix("publisher"))
         try:
             await nc.jetstream().publish(s.JOB_REQUESTED, payload, headers={"Nats-Msg-Id": marker})
         finally:

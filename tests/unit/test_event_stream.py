@@ -54,7 +54,7 @@ from mpr_common.events import (
     JobRequested,
     MediaInfo,
 )
-from mpr_common.identities import generate_passwords
+from mpr_common.identities import generate_passwords, inbox_prefix
 from mpr_common.settings import JobQueueSettings, NatsSettings
 from mpr_common.streams import setup_jetstream
 from mpr_devstack.servers import NatsServer, free_port
@@ -336,7 +336,7 @@ class Bus:
 
 @pytest.fixture
 async def bus(nats_server) -> AsyncIterator[Bus]:
-    api = await nats.connect(nats_server.url_as("api"))
+    api = await nats.connect(nats_server.url_as("api"), inbox_prefix=inbox_prefix("api"))
     admin = await nats.connect(nats_server.url)
     yield Bus(api, admin)
     await api.close()

@@ -32,7 +32,7 @@ from mpr_common.events import (
     Query,
     QueryReply,
 )
-from mpr_common.identities import generate_passwords
+from mpr_common.identities import generate_passwords, inbox_prefix
 from mpr_common.settings import JobQueueSettings, NatsSettings
 from mpr_common.streams import setup_jetstream
 from mpr_devstack.servers import NatsServer, free_port
@@ -110,7 +110,8 @@ async def env(tmp_path):
                 await msg.respond(encode(QueryReply(job=view, total=1)))
 
         await admin.subscribe(s.CATALOG_JOB_GET, cb=catalog)
-        api_nc = await nats.connect(server.url_as("api"))  # the API's own identity: its permissions
+        # the API's own identity: its permissions and its inboxes
+        api_nc = await nats.connect(server.url_as("api"), inbox_prefix=inbox_prefix("api"))
         stack.push_async_callback(api_nc.close)
         state: dict = {"nc": api_nc}
         await stack.enter_async_context(lifespan(SETTINGS, state))

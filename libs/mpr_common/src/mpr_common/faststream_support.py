@@ -15,6 +15,7 @@ from faststream.nats.security import NatsSecurity, NatsToken, NatsUserPassword
 
 from .codec import DecodeError, ValidationError
 from .errors import BadRequest, MprError, error_headers
+from .identities import INBOX_ROOT
 from .settings import NatsSettings
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ def make_broker(settings: NatsSettings, telemetry: bool = True) -> NatsBroker:
     return NatsBroker(
         [u.strip() for u in settings.url.split(",") if u.strip()],
         security=security,
+        # replies to the identity's own inboxes (mpr_common.identities); nats-py's default without one
+        inbox_prefix=settings.inbox_prefix() or INBOX_ROOT,
         logger=None,  # our own JSON logs; FastStream's per-message logging is too hot a path
         middlewares=[NatsTelemetryMiddleware()] if telemetry else [],
         max_reconnect_attempts=-1,

@@ -15,6 +15,14 @@ from . import subjects as s
 from .events import PRIORITIES
 
 JS_API = "$JS.API"
+INBOX_ROOT = "_INBOX"
+
+
+def inbox_prefix(identity: str) -> str:
+    """The reply inboxes of ``identity``'s connections (nats-py's ``inbox_prefix``): replies, acks and
+    pulled messages addressed to one identity cannot be read by another, whose subscribe permission
+    covers its own prefix only."""
+    return f"{INBOX_ROOT}.{identity}"
 
 
 def _pull(stream: str, durable: str) -> list[str]:
@@ -54,14 +62,35 @@ def _job_state(write: bool) -> list[str]:
     return _kv(s.JOB_STATE_KV, write)
 
 
+# Which reply inboxes an identity may subscribe to:
+OWN = "own"  # its own prefix only (every MPR client connects with it)
+UNCLAIMED = "unclaimed"  # nats-py's or nats.go's default one, ``_INBOX.<nuid>``: any but the identities' own
+ALL = "all"  # everything (the setup owner)
+
+
 @dataclass(frozen=True)
 class Identity:
     name: str
     doc: str
     publish: list[str]
-    subscribe: list[str] = field(default_factory=lambda: ["_INBOX.>"])  # replies and acks
+    # Subjects it is woken by, besides its replies (see ``inbox``).
+    subscribe: list[str] = field(default_factory=list)
     # Answering requests: reply subjects of requests it received (max replies each; 0 = none).
     responses: int = 0
+    inbox: str = OWN
+
+    def subscribe_allow(self) -> list[str]:
+        if self.inbox == ALL:
+            return [">"]
+        inboxes = f"{inbox_prefix(self.name)}.>" if self.inbox == OWN else f"{INBOX_ROOT}.>"
+        return [inboxes, *self.subscribe]
+
+    def subscribe_deny(self) -> list[str]:
+        """A client that cannot choose its inbox prefix (MinIO) subscribes to ``_INBOX.>`` minus every
+        identity's own prefix: the server drops whatever it is not allowed to see from a wildcard."""
+        if self.inbox != UNCLAIMED:
+            return []
+        return [f"{inbox_prefix(name)}.>" for name in IDENTITIES if name != self.name]
 
 
 IDENTITIES: dict[str, Identity] = {
@@ -72,7 +101,7 @@ IDENTITIES: dict[str, Identity] = {
             "mpr-setup and operators: creates and updates streams, the KV bucket and consumers; the only "
             "identity that may manage them",
             publish=[">"],
-            subscribe=[">"],
+            inbox=ALL,
         ),
         Identity(
             "api",
@@ -123,7 +152,7 @@ IDENTITIES: dict[str, Identity] = {
                 s.DLQ_WEBHOOKS,
             ],
             # … and is woken by their messages
-            subscribe=["_INBOX.>", s.JOBS_ALL, s.ASSETS_REGISTERED_ALL],
+            subscribe=[s.JOBS_ALL, s.ASSETS_REGISTERED_ALL],
         ),
         Identity(
             "catalog",
@@ -142,7 +171,7 @@ IDENTITIES: dict[str, Identity] = {
                 s.JOB_FAILED,
                 *_job_state(write=True),
             ],
-            subscribe=["_INBOX.>", "mpr.catalog.>"],
+            subscribe=["mpr.catalog.>"],
             responses=1,
         ),
         Identity(
@@ -154,7 +183,7 @@ IDENTITIES: dict[str, Identity] = {
                 s.DLQ_SCANNER,
                 *_pull(s.MINIO_STREAM, s.SCANNER_MINIO_DURABLE),
             ],
-            subscribe=["_INBOX.>", s.SCAN_REQUEST],
+            subscribe=[s.SCAN_REQUEST],
             responses=1_000_000,  # a scan's reply comes in chunks
         ),
         Identity(
@@ -181,21 +210,36 @@ IDENTITIES: dict[str, Identity] = {
                 *_kv(s.QUEUES_KV, write=False),
             ],
             # … and followed as they are written
-            subscribe=["_INBOX.>", s.JOB_CANCEL, f"$KV.{s.QUEUES_KV}.>"],
+            subscribe=[s.JOB_CANCEL, f"$KV.{s.QUEUES_KV}.>"],
         ),
         Identity(
             "publisher",
-            "other teams' services: may only publish job requests (and read their acks)",
+            "other teams' services: may only publish job requests (and read their acks, connecting with "
+            "inbox_prefix _INBOX.publisher)",
             publish=[s.JOB_REQUESTED, *(s.requested_subject(p) for p in _OTHER_CLASSES)],
         ),
         Identity(
             "minio",
             "MinIO's bucket notifications",
             publish=[s.MINIO_EVENTS],
+            # MinIO's NATS target has no inbox prefix setting, and its JetStream mode (which waits for
+            # the stream's ack before it forgets an event) replies to nats.go's default inbox.
+            inbox=UNCLAIMED,
         ),
     )
 }
 SERVICES = ("api", "catalog", "scanner", "transcoder")
+
+
+def permissions(ident: Identity) -> dict[str, object]:
+    """nats-server's ``permissions`` of one identity."""
+    subscribe: dict[str, list[str]] = {"allow": ident.subscribe_allow()}
+    if ident.subscribe_deny():
+        subscribe["deny"] = ident.subscribe_deny()
+    perms: dict[str, object] = {"publish": {"allow": ident.publish}, "subscribe": subscribe}
+    if ident.responses:
+        perms["allow_responses"] = {"max": ident.responses, "expires": "15m"}
+    return perms
 
 
 def render_authorization(passwords: dict[str, str]) -> str:
@@ -203,16 +247,35 @@ def render_authorization(passwords: dict[str, str]) -> str:
     substitutes environment variables), as compose and k8s do. Anonymous clients are refused."""
     users = []
     for ident in IDENTITIES.values():
-        perms: dict[str, object] = {
-            "publish": {"allow": ident.publish},
-            "subscribe": {"allow": ident.subscribe},
-        }
-        if ident.responses:
-            perms["allow_responses"] = {"max": ident.responses, "expires": "15m"}
         pw = passwords[ident.name]
         pw_text = pw if pw.startswith("$") else json.dumps(pw)
-        users.append(f"    {{user: {ident.name}, password: {pw_text}, permissions: {json.dumps(perms)}}}")
+        perms = json.dumps(permissions(ident))
+        users.append(f"    {{user: {ident.name}, password: {pw_text}, permissions: {perms}}}")
     return "authorization {\n  users: [\n" + "\n".join(users) + "\n  ]\n}\n"
+
+
+def _code(subjects: list[str]) -> str:
+    return "<br>".join(f"`{x}`" for x in subjects) or "—"
+
+
+def render_markdown() -> str:
+    """The table of docs/security.md: each identity's rights as the server enforces them."""
+    rows = [
+        "| Identity | Inbox prefix | May publish | May subscribe | Refused subscriptions | Answers requests |",
+        "|---|---|---|---|---|---|",
+    ]
+    for ident in IDENTITIES.values():
+        inbox = {
+            OWN: f"`{inbox_prefix(ident.name)}`",
+            UNCLAIMED: "nats.go's default `_INBOX` (cannot be set)",
+            ALL: f"`{inbox_prefix(ident.name)}` (may read any)",
+        }[ident.inbox]
+        answers = f"yes: up to {ident.responses:,} replies each, for 15 min" if ident.responses else "no"
+        rows.append(
+            f"| `{ident.name}` | {inbox} | {_code(ident.publish)} | {_code(ident.subscribe_allow())} "
+            f"| {_code(ident.subscribe_deny())} | {answers} |"
+        )
+    return "\n".join(rows) + "\n"
 
 
 def generate_passwords() -> dict[str, str]:
@@ -224,9 +287,15 @@ def env_password_name(identity: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the authorization block with ``$NATS_<IDENTITY>_PASSWORD`` references (compose, k8s)."""
-    argparse.ArgumentParser(prog="python -m mpr_common.identities", description=main.__doc__).parse_args(argv)
-    sys.stdout.write(render_authorization({n: "$" + env_password_name(n) for n in IDENTITIES}))
+    """Print the authorization block with ``$NATS_<IDENTITY>_PASSWORD`` references (compose, k8s), or
+    with ``--markdown`` the identities table of docs/security.md."""
+    parser = argparse.ArgumentParser(prog="python -m mpr_common.identities", description=main.__doc__)
+    parser.add_argument("--markdown", action="store_true", help="the table of docs/security.md")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        sys.stdout.write(render_markdown())
+    else:
+        sys.stdout.write(render_authorization({n: "$" + env_password_name(n) for n in IDENTITIES}))
     return 0
 
 

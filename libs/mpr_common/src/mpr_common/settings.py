@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from .identities import inbox_prefix
+
 DEFAULT_BUCKET_IN = "mpr-media-in"
 DEFAULT_BUCKET_OUT = "mpr-media-out"
 _TRUE = ("1", "true", "yes", "on")
@@ -101,11 +103,16 @@ class NatsSettings(EnvSettings):
         if self.user:
             opts["user"] = self.user
             opts["password"] = self.password or ""
+            opts["inbox_prefix"] = self.inbox_prefix()
         if self.token:
             opts["token"] = self.token
         if self.ssl_context() is not None:
             opts["tls"] = self.ssl_context()
         return opts
+
+    def inbox_prefix(self) -> str | None:
+        """Replies come to this identity's own inboxes, which only it may read; None: nats-py's."""
+        return inbox_prefix(self.user) if self.user else None
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if not self.ca_file:
@@ -131,7 +138,7 @@ class ServiceSettings(EnvSettings):
     """What every service reads: logging, the metrics/health port, S3 and NATS; each service's
     settings extend it with fields of their own."""
 
-    # /metrics and /health/* (0 = off; the API serves them on its own port)
+    # /metrics and /health/* on an internal port, the API's too (0 = off: no metrics endpoint)
     metrics_port: int = env("METRICS_PORT", default=0)
     metrics_host: str = env("METRICS_HOST", default="0.0.0.0")  # noqa: S104 - k8s probes reach the pod IP
     log_level: str = env("LOG_LEVEL", default="INFO")
