@@ -21,6 +21,10 @@ def postgres():
 
 # --- progress per test file, heavy files first (tests/progress.py) ---------------------------------
 def pytest_configure(config: pytest.Config) -> None:
+    # Each test process takes its servers' ports from a band of its own, below the kernel's ephemeral
+    # range (mpr_devstack.servers.free_port), so parallel stacks never race for a port.
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    os.environ.setdefault("MPR_PORT_RANGE", f"{20000 + 1500 * worker}-{20000 + 1500 * worker + 1499}")
     if not hasattr(config, "workerinput"):  # the controller (or a run without xdist) reports
         config.pluginmanager.register(Progress(config), "mpr-progress")
 

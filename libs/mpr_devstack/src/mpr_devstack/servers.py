@@ -16,8 +16,27 @@ from pathlib import Path
 
 from mpr_common.identities import render_authorization
 
+# ``MPR_PORT_RANGE`` ("20000-21999"): take ports from that band, outside the kernel's ephemeral range,
+# where no outgoing connection can take a port between the moment it is chosen and the moment a child
+# process binds it; several test processes each get a band of their own. Unset: the kernel's choice.
+_next_port: dict[str, int] = {}
+
 
 def free_port() -> int:
+    band = os.environ.get("MPR_PORT_RANGE", "")
+    if band:
+        low, high = (int(x) for x in band.split("-", 1))
+        span = high - low + 1
+        start = _next_port.setdefault(band, low + (os.getpid() * 7919) % span)
+        for step in range(span):
+            port = low + (start - low + step) % span
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _next_port[band] = low + (port - low + 1) % span
+            return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
