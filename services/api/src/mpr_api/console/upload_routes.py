@@ -25,8 +25,9 @@ class UploadStart(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class UploadTarget(msgspec.Struct, kw_only=True):
-    """Where to send the bytes: ``url`` for one PUT (with this Content-Type), else a multipart upload of
-    ``parts`` parts of ``part_size`` bytes (the last one shorter) whose URLs POST /api/uploads/parts gives."""
+    """Where to send the bytes: ``url`` for one PUT (with this Content-Type and exactly ``size`` bytes),
+    else a multipart upload of ``parts`` parts of ``part_size`` bytes (the last one shorter) whose URLs
+    POST /api/uploads/parts gives. Either way POST /api/uploads/complete takes the ``upload_id``."""
 
     key: str
     bucket: str

@@ -6,12 +6,23 @@ and that the API completes from S3's own list of the parts it received (the brow
 ETag header, which S3 would have to expose through CORS). Then the API asks for a scan of exactly that
 key, so the new asset is registered at once instead of at the next scan or bucket notification.
 
-The API's S3 identity may only write objects into S3_BUCKET_IN (deploy/minio-policies/api.json); an upload
-never replaces an existing object (the source of other jobs)."""
+A presigned URL is bound to the plan: it signs the Content-Length it must carry (S3 refuses another
+length), and the server checks again at completion, as an S3 server may not check signed headers (moto's
+does not). A single PUT goes to a staging key of its own (``.mpr-uploads/<upload_id>``, no media
+extension: no scan sees it), never to the key itself: at completion the API checks the staged object's
+size, copies it to the key (only if the key is still free) and deletes it. So a URL used again within its
+hour, or a PUT of another size, can neither replace nor become an object of S3_BUCKET_IN. A multipart
+upload is completed only onto a free key (``If-None-Match: *``).
+
+The API's S3 identity may only write objects into S3_BUCKET_IN (deploy/minio-policies/api.json) and
+delete staged ones; an upload never replaces an existing object (the source of other jobs)."""
 
 from __future__ import annotations
 
+import logging
 import math
+import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -26,12 +37,16 @@ from mpr_common.storage import guess_content_type
 from ..settings import ApiSettings
 
 T = TypeVar("T")
+log = logging.getLogger("mpr.api.uploads")
 
 MIN_PART_BYTES = 5 * 1024 * 1024  # S3's smallest part (all but the last)
 MAX_PARTS = 10_000  # S3's most parts in one upload
 MAX_PART_BYTES = 5 * 1024**3  # S3's largest part
 MAX_URLS_PER_CALL = 100  # presigned part URLs in one answer
 _MIB = 1024 * 1024
+# Where a single PUT lands until its upload is completed: no media extension, so no scan registers it.
+STAGING_PREFIX = ".mpr-uploads/"
+_STAGING_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +82,13 @@ def plan_upload(size: int, part_bytes: int, max_bytes: int) -> UploadPlan:
         return UploadPlan(size=size, part_size=size, parts=0)
     part = max(part, math.ceil(size / MAX_PARTS / _MIB) * _MIB)
     return UploadPlan(size=size, part_size=part, parts=math.ceil(size / part))
+
+
+def staging_key(upload_id: str) -> str:
+    """The staging key of a single PUT's upload id (which the API made: 32 hex digits)."""
+    if not _STAGING_ID.fullmatch(upload_id):
+        raise BadRequest("upload_id: not the id of an upload of one PUT that this API started")
+    return STAGING_PREFIX + upload_id
 
 
 def checked_upload_key(key: str) -> str:
@@ -130,8 +152,16 @@ class UploadService:
             "parts": plan.parts,
         }
         if not plan.multipart:
+            upload_id = secrets.token_hex(16)
+            answer["upload_id"] = upload_id
             answer["url"] = self._presign(
-                "put_object", {"Bucket": self.bucket, "Key": key, "ContentType": content_type}
+                "put_object",
+                {
+                    "Bucket": self.bucket,
+                    "Key": staging_key(upload_id),
+                    "ContentType": content_type,
+                    "ContentLength": size,
+                },
             )
             return answer
         created = await _in_thread(
@@ -157,7 +187,13 @@ class UploadService:
                 "size": plan.part_length(n),
                 "url": self._presign(
                     "upload_part",
-                    {"Bucket": self.bucket, "Key": key, "UploadId": upload_id, "PartNumber": n},
+                    {
+                        "Bucket": self.bucket,
+                        "Key": key,
+                        "UploadId": upload_id,
+                        "PartNumber": n,
+                        "ContentLength": plan.part_length(n),
+                    },
                 ),
             }
             for n in numbers
@@ -165,18 +201,15 @@ class UploadService:
 
     async def complete(self, key: str, size: int, upload_id: str | None) -> None:
         """Finish an upload: a multipart one from the parts S3 received (each at the size the plan
-        gives it), a single PUT checked by its size."""
+        gives it), a single PUT from its staged object, checked by its size; either only onto a key
+        that is still free."""
         checked_upload_key(key)
         plan = self.plan(size)
         if upload_id is None:
-            if plan.multipart:
-                raise BadRequest("upload_id: a file of this size is sent as a multipart upload")
-            head = await _in_thread(lambda: self.s3.head_object(Bucket=self.bucket, Key=key), key)
-            if int(head.get("ContentLength", -1)) != size:
-                raise Conflict(f"{key!r} holds {head.get('ContentLength')} bytes, not the {size} sent")
-            return
+            raise BadRequest("upload_id: required (the one POST /api/uploads answered)")
         if not plan.multipart:
-            raise BadRequest("upload_id: a file of this size is sent in one PUT")
+            await self._complete_single(key, size, staging_key(upload_id))
+            return
         received = await self._received_parts(key, upload_id)
         problem = missing_parts(plan, received)
         if problem is not None:
@@ -184,10 +217,53 @@ class UploadService:
         parts = [{"PartNumber": p.number, "ETag": p.etag} for p in sorted(received, key=lambda p: p.number)]
         await _in_thread(
             lambda: self.s3.complete_multipart_upload(
-                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+                IfNoneMatch="*",  # written meanwhile by someone else: not replaced
             ),
             key,
         )
+
+    async def _complete_single(self, key: str, size: int, staged: str) -> None:
+        """Copy the staged object onto ``key`` if it has the planned size and ``key`` is free. The staged
+        object is deleted once copied or refused; kept when storage failed (completing again works)."""
+        try:
+            head = await _in_thread(lambda: self.s3.head_object(Bucket=self.bucket, Key=staged), key)
+        except NotFound:
+            raise NotFound(f"nothing was uploaded for {key!r} with this upload_id (or it was completed)") from None
+        try:
+            if int(head.get("ContentLength", -1)) != size:
+                raise Conflict(
+                    f"{key!r}: {head.get('ContentLength')} bytes were sent, not the {size} planned; "
+                    "they were discarded"
+                )
+            if await self._exists(key):
+                raise Conflict(f"key: {key!r} already exists in {self.bucket}; the upload was discarded")
+            # Conditions where S3 enforces them: the very object whose size was read, onto a free key.
+            await _in_thread(
+                lambda: self.s3.copy_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    CopySource={"Bucket": self.bucket, "Key": staged},
+                    CopySourceIfMatch=head["ETag"],
+                    IfNoneMatch="*",
+                    ContentType=guess_content_type(key),
+                    MetadataDirective="REPLACE",
+                ),
+                key,
+            )
+        except Conflict:
+            await self._discard(staged)
+            raise
+        await self._discard(staged)
+
+    async def _discard(self, staged: str) -> None:
+        try:
+            await _in_thread(lambda: self.s3.delete_object(Bucket=self.bucket, Key=staged), staged)
+        except (NotFound, Unavailable) as exc:  # left for the bucket's lifecycle rule; never a failure
+            log.warning("staged upload %s not deleted: %s", staged, exc)
 
     async def abort(self, key: str, upload_id: str) -> None:
         checked_upload_key(key)
@@ -236,6 +312,8 @@ async def _in_thread(call: Callable[[], T], key: str) -> T:
             raise NotFound(f"no object {key!r}") from None
         if code == "NoSuchUpload":
             raise NotFound(f"no upload in progress for {key!r} with this upload_id") from None
+        if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            raise Conflict(f"{key!r} was written meanwhile: the upload does not replace it") from None
         if code in ("EntityTooSmall", "InvalidPart", "InvalidPartOrder"):
             raise Conflict(f"S3 refused the parts of {key!r} ({code})") from None
         raise Unavailable(f"storage refused the upload of {key!r} ({code or 'error'})") from None
