@@ -4,7 +4,6 @@ multipart upload completed from S3's own list of parts, and what is refused."""
 from __future__ import annotations
 
 import os
-
 from urllib.parse import parse_qs, urlsplit
 
 import httpx

@@ -232,7 +232,9 @@ class UploadService:
         try:
             head = await _in_thread(lambda: self.s3.head_object(Bucket=self.bucket, Key=staged), key)
         except NotFound:
-            raise NotFound(f"nothing was uploaded for {key!r} with this upload_id (or it was completed)") from None
+            raise NotFound(
+                f"nothing was uploaded for {key!r} with this upload_id (or it was completed)"
+            ) from None
         try:
             if int(head.get("ContentLength", -1)) != size:
                 raise Conflict(
