@@ -24,7 +24,7 @@ from mpr_common.outputs import OutputOwners
 from mpr_common.runtime import freeze_startup_heap
 from mpr_common.storage import get_s3_client, make_public_client
 
-from .auth import Gate, Sessions
+from .auth import AuthThrottle, Gate, Sessions
 from .bodies import TOO_LARGE, ApiRequest
 from .callbacks import CallbackTokens
 from .domain.assets import AssetService
@@ -153,7 +153,16 @@ def create_app(settings: ApiSettings, state: dict[str, Any] | None = None) -> Li
             GraphQL,
             *(route for feature in FEATURES for route in feature.routes),
         ],
-        middleware=[edge(Gate(settings.tokens, settings.public_media, Sessions.from_settings(settings)))],
+        middleware=[
+            edge(
+                Gate(
+                    settings.tokens,
+                    settings.public_media,
+                    Sessions.from_settings(settings),
+                    AuthThrottle.from_settings(settings),
+                )
+            )
+        ],
         logging_config=None,
         dependencies={
             "jobs": Provide(provide_jobs, sync_to_thread=False),

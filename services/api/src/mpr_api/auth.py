@@ -13,17 +13,27 @@ websocket. A request sent with the cookie that changes anything (POST, PUT, PATC
 the session's CSRF token in the ``X-MPR-CSRF`` header: the console's page has it (the server writes it into
 the page), another site cannot read it, and a custom header cannot be sent cross-site without a CORS
 preflight, which the API never grants. A bearer token in the Authorization header always wins over the
-cookie: a browser never sends one on its own, so such a request needs no CSRF token."""
+cookie: a browser never sends one on its own, so such a request needs no CSRF token.
+
+Guessing is throttled per client (:class:`AuthThrottle`): every wrong bearer token, invalid session cookie,
+refused WebSocket handshake and refused console sign-in spends one of the client's
+API_AUTH_FAILURES_PER_MINUTE (a bucket that refills at that rate). A client with none left gets a 429 with
+Retry-After for everything that needs a credential, a valid one included (answering it would tell a
+guesser which guess was right), until the bucket refills; a client that sends valid credentials spends
+nothing and is never slowed. The client is the connection's address, or the last address of
+API_CLIENT_ADDRESS_HEADER when the API is configured to trust a proxy's header; IPv6 clients count per /64."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import ipaddress
+import math
 import re
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -31,6 +41,7 @@ from urllib.parse import quote
 from litestar.serialization import encode_json
 from litestar.types import Message, Receive, Scope, Send
 
+from .limits import AUTH_THROTTLE_MAX_CLIENTS
 from .media_links import SIGNED_PREFIX
 
 if TYPE_CHECKING:
@@ -58,6 +69,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SESSION_SCOPE_KEY = "mpr.session"  # the checked Session, for the routes that render the console's pages
 SESSIONS_SCOPE_KEY = "mpr.sessions"  # the Sessions that signed it, for signing in and out
 
+MALFORMED_COOKIE = "malformed session cookie: sign in again"
+INVALID_COOKIE = "invalid session cookie: sign in again"
 _MAC_BYTES = 16
 _FINGERPRINT_BYTES = 9
 _SID_BYTES = 12
@@ -145,11 +158,11 @@ class Sessions:
         parts = value.split(".")
         # ASCII digits only, and few of them (int() refuses "²" and numbers of thousands of digits)
         if len(parts) != 4 or not (parts[0].isascii() and parts[0].isdigit()) or len(parts[0]) > 12:
-            return "malformed session cookie: sign in again"
+            return MALFORMED_COOKIE
         expires_text, sid, fingerprint, mac = parts
         expected = _b64(self._mac("cookie", expires_text, sid, fingerprint)[:_MAC_BYTES])
         if not hmac.compare_digest(mac.encode(), expected.encode()):
-            return "invalid session cookie: sign in again"
+            return INVALID_COOKIE
         if int(expires_text) < (time.time() if now is None else now):
             return "your session has expired: sign in again"
         if fingerprint not in self._fingerprints:
@@ -158,6 +171,77 @@ class Sessions:
 
     def csrf(self, sid: str) -> str:
         return _b64(self._mac("csrf", sid)[:_MAC_BYTES])
+
+
+class AuthThrottle:
+    """Failed authentications per client: a bucket of ``per_minute`` that refills at ``per_minute`` a
+    minute. At most ``max_clients`` clients are remembered (the least recently failed forgotten first),
+    so addresses sprayed by an attacker cannot grow it without bound. ``per_minute`` 0: off."""
+
+    def __init__(
+        self,
+        per_minute: int,
+        client_header: str | None = None,
+        max_clients: int = AUTH_THROTTLE_MAX_CLIENTS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self.header = client_header.strip().lower().encode() if client_header else None
+        self.max_clients = max_clients
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, at), least recent first
+
+    @classmethod
+    def from_settings(cls, settings: ApiSettings) -> AuthThrottle:
+        return cls(settings.auth_failures_per_minute, settings.client_address_header)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def client(self, scope: Scope) -> str:
+        address = ""
+        if self.header is not None:
+            # the nearest proxy appends the address it saw: the last one is the one it vouches for
+            address = _header(scope, self.header).decode("latin-1").rsplit(",", 1)[-1].strip()
+        if not address:
+            peer = scope.get("client")
+            address = str(peer[0]) if peer else ""
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return address[:64]
+        if isinstance(ip, ipaddress.IPv6Address):
+            if ip.ipv4_mapped is not None:
+                return str(ip.ipv4_mapped)
+            return str(ipaddress.IPv6Network((ip, 64), strict=False))  # one host has a /64 to spray
+        return str(ip)
+
+    def _tokens(self, client: str, now: float) -> float:
+        tokens, at = self._buckets.get(client, (self.capacity, now))
+        return min(self.capacity, tokens + (now - at) * self.rate)
+
+    def retry_after(self, scope: Scope) -> int | None:
+        """Seconds until the client may try again, or None if it may now."""
+        if not self._buckets or not self.capacity:  # nobody failed: nothing to look up
+            return None
+        client = self.client(scope)
+        if client not in self._buckets:
+            return None
+        tokens = self._tokens(client, self.clock())
+        if tokens >= 1:
+            return None
+        return max(1, math.ceil((1 - tokens) / self.rate))
+
+    def failed(self, scope: Scope) -> None:
+        if not self.capacity:
+            return
+        client, now = self.client(scope), self.clock()
+        tokens = self._tokens(client, now) - 1
+        self._buckets.pop(client, None)  # re-inserted last: the most recent
+        while len(self._buckets) >= self.max_clients:
+            del self._buckets[next(iter(self._buckets))]
+        self._buckets[client] = (tokens, now)
 
 
 def derived_key(tokens: Iterable[str]) -> bytes:
@@ -171,14 +255,39 @@ class Gate:
     CSRF header for a change). ``sessions`` signs and checks console cookies (``Sessions.from_settings``);
     without it, a key derived from the tokens and the default lifetime."""
 
-    def __init__(self, tokens: frozenset[str], public_media: bool, sessions: Sessions | None = None) -> None:
+    def __init__(
+        self,
+        tokens: frozenset[str],
+        public_media: bool,
+        sessions: Sessions | None = None,
+        throttle: AuthThrottle | None = None,
+    ) -> None:
         self.encoded = [t.encode() for t in sorted(tokens)]
         self.public_media = public_media
-        if sessions is None:
+        if sessions is None or throttle is None:
             from .settings import ApiSettings
 
-            sessions = Sessions(derived_key(tokens), ApiSettings().session_ttl, tokens)
+            defaults = ApiSettings()
+            if sessions is None:
+                sessions = Sessions(derived_key(tokens), defaults.session_ttl, tokens)
+            if throttle is None:
+                throttle = AuthThrottle.from_settings(defaults)
         self.sessions = sessions
+        self.throttle = throttle
+
+    def watch(self, scope: Scope, send: Send) -> Send:
+        """``send`` for a request the gate let through: a console sign-in the route refuses (401) is a
+        failed authentication too."""
+        if not self.encoded or scope["path"] != SIGN_IN_PATH or scope.get("method") != "POST":
+            return send
+        throttle = self.throttle
+
+        async def watched(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 401:
+                throttle.failed(scope)
+            await send(message)
+
+        return watched
 
     async def admit(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """True when the request may go on; otherwise it has been answered (401, 403 or a redirect to
@@ -188,6 +297,8 @@ class Gate:
         sessions = self.sessions
         scope[SESSIONS_SCOPE_KEY] = sessions  # type: ignore[literal-required]
         path = scope["path"]
+        if path == SIGN_IN_PATH and scope.get("method") == "POST":
+            return await self._not_throttled(scope, receive, send)  # the route checks the token
         if (
             path in OPEN_PATHS
             or path.startswith(OPEN_PREFIXES)
@@ -195,22 +306,51 @@ class Gate:
             or CALLBACK.match(path)
         ):
             return True
+        if not await self._not_throttled(scope, receive, send):
+            return False
         authorization = _header(scope, b"authorization")
         if scope["type"] == "http" and not authorization and path.startswith(SESSION_PREFIXES):
-            return await _session_admits(sessions, scope, send)
+            return await _session_admits(sessions, scope, send, self.throttle)
         reason = check_token(authorization, self.encoded)
         if reason is None:
             return True
-        if scope["type"] == "websocket":  # refuse the handshake: policy violation
-            await receive()
-            close: Message = {"type": "websocket.close", "code": 1008, "reason": reason}
-            await send(close)
-        else:
-            await _unauthorized(send, reason)
+        if authorization:  # a credential was given, and it was wrong
+            self.throttle.failed(scope)
+        await _deny(scope, receive, send, reason)
+        return False
+
+    async def _not_throttled(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        wait = self.throttle.retry_after(scope)
+        if wait is None:
+            return True
+        reason = f"too many failed authentications from this address: try again in {wait} s"
+        await _deny(scope, receive, send, reason, 429, [(b"retry-after", str(wait).encode())])
         return False
 
 
-async def _session_admits(sessions: Sessions, scope: Scope, send: Send) -> bool:
+async def _deny(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    reason: str,
+    status: int = 401,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    if scope["type"] == "websocket":  # refuse the handshake: policy violation (try again later: 1013)
+        await receive()
+        close: Message = {
+            "type": "websocket.close",
+            "code": 1008 if status == 401 else 1013,
+            "reason": reason,
+        }
+        await send(close)
+    elif status == 401:
+        await _unauthorized(send, reason)
+    else:
+        await _refuse(send, status, reason, headers)
+
+
+async def _session_admits(sessions: Sessions, scope: Scope, send: Send, throttle: AuthThrottle) -> bool:
     """A request without a bearer token on a path where the console's cookie is accepted."""
     path = scope["path"]
     page = path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
@@ -225,6 +365,8 @@ async def _session_admits(sessions: Sessions, scope: Scope, send: Send) -> bool:
         return False
     session = sessions.check(value)
     if isinstance(session, str):
+        if session in (MALFORMED_COOKIE, INVALID_COOKIE):  # a forgery, not a session that ran out
+            throttle.failed(scope)
         if page and scope.get("method") in SAFE_METHODS:
             await _redirect(send, sign_in_location(scope, session))
         else:

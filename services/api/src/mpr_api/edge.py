@@ -34,6 +34,7 @@ def edge(gate: Gate) -> Callable[[ASGIApp], ASGIApp]:
                 return
             if not await gate.admit(scope, receive, send):
                 return
+            send = gate.watch(scope, send)
             remembered = remember_request(scope)
             try:
                 if scope["path"].startswith(http_metrics.SKIPPED_PREFIXES):

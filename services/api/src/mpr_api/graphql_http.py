@@ -9,10 +9,13 @@ bounded before Strawberry spends anything on it.
   request error (``errors`` and no data). As the GraphQL-over-HTTP spec asks, it is a 400 for a
   client that accepts ``application/graphql-response+json``, and a 200 with ``"data": null`` for
   ``application/json`` (the default, which clients may not trust on a non-200 status).
-- WebSocket (graphql-transport-ws only) carries subscriptions (`jobEvents`): the same schema extensions
-  bound each operation (tokens, depth, aliases, list items), and the handshake needs the bearer token
-  (auth.py). The document-size check above applies to HTTP only; over a WebSocket the token limit stops
-  the parser.
+- A body that is JSON but not an object (``null``, ``"x"``, ``1``) is a 400 that says so; an array is
+  Strawberry's 400 (batching is off); wrong types of ``query``, ``variables``, ``extensions`` are its 400s.
+- WebSocket (graphql-transport-ws only) carries subscriptions (`jobEvents`) and, as the protocol allows,
+  queries and mutations too: they run as over HTTP (the same context, so the same resolvers), bounded
+  the same way (the document's size here, then tokens, depth, aliases and list items), and the handshake
+  needs the bearer token (auth.py; never the console's cookie). A subscribe message whose payload is not
+  ``{query: string, variables?: object, operationName?: string}`` gets an ``error`` for its id.
 """
 
 from __future__ import annotations
@@ -20,11 +23,14 @@ from __future__ import annotations
 from typing import Any
 
 from cross_web import HTTPException as StrawberryHTTPError
+from graphql import GraphQLError
 from litestar import Controller, Request, Response
 from litestar.exceptions import HTTPException
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.litestar import make_graphql_controller
 from strawberry.schema import BaseSchema
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
 from strawberry.types import ExecutionResult
 
 from .bodies import decode_json_body
@@ -32,6 +38,59 @@ from .limits import GRAPHQL_MAX_QUERY_BYTES
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 _MEDIA_TYPES = ["application/json", GRAPHQL_RESPONSE]  # application/json first: what */* gets
+NOT_AN_OBJECT = (
+    'a GraphQL request body is a JSON object: {"query": "…", "variables": {…}, "operationName": "…"}'
+)
+_JSON_WHITESPACE = b" \t\r\n"
+
+
+def query_too_large(query: str) -> str | None:
+    """Why a document is refused before it is parsed (over GRAPHQL_MAX_QUERY_BYTES), or None."""
+    if len(query) * 4 <= GRAPHQL_MAX_QUERY_BYTES:  # cannot be too long
+        return None
+    size = len(query.encode("utf-8", "surrogatepass"))
+    if size <= GRAPHQL_MAX_QUERY_BYTES:
+        return None
+    return f"the GraphQL query is {size} bytes; at most {GRAPHQL_MAX_QUERY_BYTES} are accepted"
+
+
+def subscribe_payload_error(payload: object) -> str | None:
+    """Why a graphql-transport-ws ``subscribe`` payload cannot run, or None."""
+    if not isinstance(payload, dict):
+        return "the subscribe message's payload is an object: {query, variables?, operationName?}"
+    query = payload.get("query")
+    if not isinstance(query, str):
+        return "the subscribe message's payload needs its query as a string"
+    if not isinstance(payload.get("variables"), dict | None):
+        return "the subscribe message's variables are an object (or null)"
+    if not isinstance(payload.get("operationName"), str | None):
+        return "the subscribe message's operationName is a string (or null)"
+    if not isinstance(payload.get("extensions"), dict | None):
+        return "the subscribe message's extensions are an object (or null)"
+    return query_too_large(query)
+
+
+class TransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
+    """graphql-transport-ws with the HTTP view's context (``request`` is the socket, which has the same
+    ``app``) and its checks of a request's form and size before the schema sees it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if isinstance(self.context, dict) and "socket" in self.context:
+            self.context.setdefault("request", self.context["socket"])
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        op_id = message.get("id")
+        if not isinstance(op_id, str):
+            await self.handle_invalid_message("a subscribe message needs its id as a string")
+            return
+        reason = subscribe_payload_error(message.get("payload"))
+        if reason is not None:
+            if self.connection_acknowledged and op_id not in self.operations:
+                error = GraphQLError(reason, extensions={"code": "BAD_REQUEST"})
+                await self.send_message({"id": op_id, "type": "error", "payload": [error.formatted]})
+                return
+        await super().handle_subscribe(message)
 
 
 def is_request_error(result: ExecutionResult) -> bool:
@@ -50,18 +109,25 @@ def graphql_controller(schema: BaseSchema, path: str = "/graphql") -> type[Contr
     )
 
     class GraphQLController(base):
+        graphql_transport_ws_handler_class = TransportWSHandler
+
         def decode_json(self, data: str | bytes) -> object:
             return decode_json_body(data)
 
+        async def parse_http_body(self, request: Any) -> Any:
+            if request.method != "GET" and "application/json" in (request.content_type or ""):
+                # A JSON value's first character says what it is: anything but an object (or an array,
+                # refused by Strawberry as a batch) would reach Strawberry's ``data.get`` as a 500.
+                first = (await request.get_body()).lstrip(_JSON_WHITESPACE)[:1]
+                if first not in (b"{", b"["):
+                    raise StrawberryHTTPError(400, NOT_AN_OBJECT)
+            return await super().parse_http_body(request)
+
         async def execute_single(self, **kwargs: Any) -> ExecutionResult:
             query = kwargs["request_data"].query
-            if query and len(query) * 4 > GRAPHQL_MAX_QUERY_BYTES:  # else it cannot be too long
-                size = len(query.encode("utf-8", "surrogatepass"))
-                if size > GRAPHQL_MAX_QUERY_BYTES:
-                    raise HTTPException(
-                        status_code=413,
-                        detail=f"the GraphQL query is {size} bytes; at most {GRAPHQL_MAX_QUERY_BYTES} are accepted",
-                    )
+            reason = query_too_large(query) if query else None
+            if reason is not None:
+                raise HTTPException(status_code=413, detail=reason)
             return await super().execute_single(**kwargs)
 
         async def process_result(

@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 import strawberry
 from graphql import GraphQLError
+from strawberry.extensions import MaskErrors
 from strawberry.types import Info
 
 from mpr_common.errors import BadRequest
@@ -260,8 +261,20 @@ def build_schema() -> strawberry.Schema:
         query=merged("Query", Query, "graphql_query"),
         mutation=merged("Mutation", Mutation, "graphql_mutation"),
         subscription=merged("Subscription", None, "graphql_subscription"),
-        extensions=schema_extensions(),
+        extensions=[
+            *schema_extensions(),
+            MaskErrors(should_mask_error=_unexpected, error_message=INTERNAL_ERROR),
+        ],
     )
+
+
+INTERNAL_ERROR = "internal error"  # as REST's 500: what a bug raised is logged, never shown
+
+
+def _unexpected(error: GraphQLError) -> bool:
+    """Errors MPR raises on purpose are GraphQLErrors (graphql_errors.py), as are graphql-core's own
+    (parse, validation, coercion, limits); anything else a resolver raised is a bug."""
+    return error.original_error is not None and not isinstance(error.original_error, GraphQLError)
 
 
 schema = build_schema()

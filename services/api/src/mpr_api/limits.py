@@ -36,3 +36,7 @@ GRAPHQL_MAX_ALIASES = 20
 # The limits of all list fields one operation selects, added up (jobs/assets default to 100 each):
 # one GraphQL request never asks the catalog for more than one REST page does.
 GRAPHQL_MAX_ITEMS = MAX_PAGE
+
+# --- authentication ---------------------------------------------------------------------------
+# Clients whose failed authentications are remembered (auth.AuthThrottle): about 100 bytes each.
+AUTH_THROTTLE_MAX_CLIENTS = 10_000

@@ -15,6 +15,13 @@ class ApiSettings(ServiceSettings):
     tokens: frozenset[str] = env("API_TOKENS", default=frozenset())
     # /media/in|out redirects without a token, as the seed's public-read buckets
     public_media: bool = env("API_PUBLIC_MEDIA", default=True)
+    # Wrong tokens, cookies and sign-ins a client may send a minute (a burst of this many, then one every
+    # 60/n s); beyond, 429 with Retry-After for all it sends that needs a credential. 0: no throttle.
+    auth_failures_per_minute: int = env("API_AUTH_FAILURES_PER_MINUTE", default=10)
+    # Behind a reverse proxy: the header it sets to the client's address (e.g. X-Forwarded-For; its last
+    # address is used). Unset: the connection's address. Set it only when every request comes through the
+    # proxy, which must overwrite or append to it: a client could write anything in it otherwise.
+    client_address_header: str | None = env("API_CLIENT_ADDRESS_HEADER", default=None)
     request_timeout: float = env("API_REQUEST_TIMEOUT", default=10.0)  # seconds to wait for the catalog
     scan_timeout: float = env("API_SCAN_TIMEOUT", default=120.0)  # … for a scanner's next page
     # Signs per-job callback tokens (Lambda jobs). Unset: a random one per process (one API replica).
@@ -65,6 +72,9 @@ class ApiSettings(ServiceSettings):
     webhook_concurrency: int = env("WEBHOOK_CONCURRENCY", default=32)  # attempts at once per API replica
     webhook_per_subscription: int = env("WEBHOOK_PER_SUBSCRIPTION", default=4)  # … to one subscription
     webhook_secret_grace: float = env("WEBHOOK_SECRET_GRACE", default=24 * 3600.0)  # old secret still signs
+    # Seals webhook secrets in their KV bucket (any string; the same on every replica). Unset: derived
+    # from the API's NATS password. Changing it leaves stored secrets unreadable until rotated.
+    webhook_key: str | None = env("API_WEBHOOK_KEY", default=None)
 
     def __post_init__(self) -> None:
         # A deployment that names an executor it cannot use fails at start, not on every job.
