@@ -1,6 +1,7 @@
 """The README's `make dev` command (mpr-dev): starts everything, prints the API URL and upload
 commands that work on a machine without ~/.aws, serves the flow, and Ctrl-C (or SIGTERM) stops every
-process it started, quietly and with status 0."""
+process it started, quietly and with status 0. A process that dies is restarted; a restart of mpr-dev
+finds every object, asset and job it had."""
 
 from __future__ import annotations
 
@@ -12,15 +13,19 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+import uuid
 from pathlib import Path
 
+import boto3
 import httpx
 import nats
 import pytest
 
+from mpr_common.settings import DEFAULT_BUCKET_IN, DEFAULT_BUCKET_OUT
 from mpr_devstack.servers import free_port
-from mpr_devstack.stack import DEV_API_TOKEN
+from mpr_devstack.stack import DEV_ACCESS_KEY, DEV_API_TOKEN, DEV_SECRET_KEY
 
 pytestmark = pytest.mark.system
 
@@ -39,9 +44,9 @@ def alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
-def start_mpr_dev(workdir: Path) -> tuple[subprocess.Popen, str]:
+def start_mpr_dev(workdir: Path, ports: list[int] | None = None) -> tuple[subprocess.Popen, str]:
     """mpr-dev in a session of its own (as a shell starts it), and the banner it printed."""
-    ports = [free_port() for _ in range(3)]
+    ports = ports or [free_port() for _ in range(3)]
     proc = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "mpr-dev"),
@@ -174,9 +179,132 @@ def test_printed_upload_commands_work_without_aws_config_and_terminal_ctrl_c_is_
         assert "Traceback" not in log.read_text(errors="replace"), log.name
 
 
-def test_sigterm_stops_quietly(tmp_path):
-    proc, _ = start_mpr_dev(tmp_path / "dev")
+class Output:
+    """What mpr-dev prints after its banner, read as it comes (restart lines)."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def wait_line(self, text: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [line for line in self.lines if text in line]
+            if found:
+                return found[0]
+            time.sleep(0.1)
+        raise AssertionError(f"no line with {text!r} in {''.join(self.lines)!r}")
+
+    def stop(self, sig: int = signal.SIGINT) -> str:
+        self.proc.send_signal(sig)
+        rc = self.proc.wait(60)
+        self.thread.join(10)
+        rest = "".join(self.lines)
+        assert rc == 0, rest
+        assert "Traceback" not in rest, rest
+        return rest
+
+
+def child_running(parent: int, module: str) -> int:
+    """The pid of mpr-dev's child process that runs ``module``."""
+    for pid in children_of(parent):
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if module.encode() in cmdline:
+            return pid
+    raise AssertionError(f"no child runs {module}")
+
+
+def run_job(api: httpx.Client, key: str) -> dict:
+    job_id = f"dev-{uuid.uuid4().hex[:8]}"
+    r = api.post("/api/jobs", json={"kind": "thumbnail", "source_key": key, "job_id": job_id})
+    assert r.status_code == 202, r.text
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        got = api.get(f"/api/jobs/{job_id}").json()
+        if got["job"]["status"] in ("completed", "failed", "cancelled"):
+            assert got["job"]["status"] == "completed", got
+            return got
+        time.sleep(0.25)
+    raise AssertionError(f"job {job_id} did not end: {got}")
+
+
+def test_restart_keeps_every_object_and_a_killed_process_is_restarted(tmp_path, media_dir):
+    """(1) kill -9 a transcoder and the S3 server: each is restarted with a line on the terminal, the
+    stack keeps running and a job submitted afterwards completes; (2) Ctrl-C and start again on the same
+    work dir and ports: the asset's source and the jobs' outputs are still there with the same ETags
+    (the catalog's identity of an asset), their links answer, and a new job on the old asset completes;
+    (3) SIGTERM stops it quietly, leaving no process behind."""
+    workdir = tmp_path / "dev"
+    ports = [free_port() for _ in range(3)]
+    proc, text = start_mpr_dev(workdir, ports)
+    out = Output(proc)
+    assert f"fresh start in {workdir}" in text
+    api_url = f"http://127.0.0.1:{ports[0]}"
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{ports[2]}",
+        aws_access_key_id=DEV_ACCESS_KEY,
+        aws_secret_access_key=DEV_SECRET_KEY,
+        region_name="us-east-1",
+    )
+    key = "restart/sample.mp4"
+    headers = {"Authorization": f"Bearer {DEV_API_TOKEN}"}
+    try:
+        with httpx.Client(base_url=api_url, headers=headers, timeout=60) as api:
+            s3.upload_file(str(media_dir / "sample.mp4"), DEFAULT_BUCKET_IN, key)
+            assert api.post("/api/assets/scan", json={"prefix": "restart/"}).json()["registered"] == 1
+            first = run_job(api, key)
+
+            # A transcoder and the S3 server die (kill -9): each is restarted, and the stack goes on.
+            os.kill(child_running(proc.pid, "mpr_transcoder"), signal.SIGKILL)
+            os.kill(child_running(proc.pid, "mpr_devstack.s3_server"), signal.SIGKILL)
+            out.wait_line("transcoder-1 exited (signal 9); restarting in 1 s")
+            out.wait_line("s3 exited (signal 9); restarting in 1 s")
+            second = run_job(api, key)  # needs the restarted transcoder and the source back in S3
+            objects = {
+                (b, o["Key"]): o["ETag"]
+                for b in (DEFAULT_BUCKET_IN, DEFAULT_BUCKET_OUT)
+                for o in s3.list_objects_v2(Bucket=b).get("Contents", [])
+            }
+            assert (DEFAULT_BUCKET_IN, key) in objects
+            assert (DEFAULT_BUCKET_OUT, first["job"]["output_key"]) in objects
+            asset = api.get("/api/assets", params={"prefix": "restart/"}).json()["items"][0]
+    finally:
+        out.stop()  # Ctrl-C
+
+    proc, text = start_mpr_dev(workdir, ports)
+    out = Output(proc)
     started = children_of(proc.pid)
-    stop_quietly(proc, signal.SIGTERM)
+    try:
+        assert f"kept from the last run in {workdir}: {len(objects)} S3 objects" in text, text
+        after = {
+            (b, o["Key"]): o["ETag"]
+            for b in (DEFAULT_BUCKET_IN, DEFAULT_BUCKET_OUT)
+            for o in s3.list_objects_v2(Bucket=b).get("Contents", [])
+        }
+        assert after == objects
+        with httpx.Client(base_url=api_url, headers=headers, timeout=60, follow_redirects=True) as api:
+            again = api.get("/api/assets", params={"prefix": "restart/"}).json()["items"]
+            assert [(a["id"], a["etag"]) for a in again] == [(asset["id"], asset["etag"])]
+            r = api.get(f"/media/in/{key}")
+            assert r.status_code == 200 and r.content == (media_dir / "sample.mp4").read_bytes()
+            for job in (first, second):
+                got = api.get(f"/api/jobs/{job['job']['id']}").json()
+                r = httpx.get(got["output_url"], timeout=60)
+                assert r.status_code == 200, r.text
+                assert r.headers["etag"] == objects[(DEFAULT_BUCKET_OUT, job["job"]["output_key"])]
+            third = run_job(api, key)  # a new job on the old asset
+            assert third["job"]["output_key"]
+        assert "exited" not in "".join(out.lines)
+    finally:
+        rest = out.stop(signal.SIGTERM)  # kill: stops as quietly as Ctrl-C
+    assert "stopping" in rest and "exited" not in rest
     time.sleep(0.5)
     assert not [p for p in started if alive(p)], "processes left running after SIGTERM"
