@@ -37,6 +37,7 @@ from ..webhooks.model import (
     WebhookSecret,
     WebhookUpdate,
 )
+from ..webhooks.sealing import SecretBox
 from ..webhooks.sender import Sender
 from ..webhooks.service import WebhookService
 from ..webhooks.ssrf import parse_networks
@@ -285,7 +286,8 @@ async def lifespan(settings: ApiSettings, state: Any) -> AsyncIterator[None]:
     js = nc.jetstream()
     allowed = parse_networks(settings.webhook_allow_networks)  # a bad CIDR stops the API here
     policy = DeliveryPolicy.of(settings)
-    store = SubscriptionStore(js, await js.key_value(s.WEBHOOKS_KV))  # made by mpr-setup
+    box = SecretBox.of(settings.webhook_key, settings.nats.password)
+    store = SubscriptionStore(js, await js.key_value(s.WEBHOOKS_KV), box)  # made by mpr-setup
     deliveries = DeliveryLog(nc, js)
     state["webhooks"] = WebhookService(js, store, deliveries, policy, allowed, settings.webhook_allow_http)
     sender = Sender(allowed, policy.timeout, settings.webhook_allow_http)

@@ -38,7 +38,8 @@ from mpr_common.events import DeadLetter, JobView, Query, QueryReply
 from .backoff import next_delay, verdict
 from .cloudevents import JobLookup, asset_occurrence, cloud_event, delivery_id, job_occurrence, read_job_event
 from .deliveries import DeliveryLog
-from .model import MAX_ATTEMPTS_KEPT, Delivery, Occurrence, Subscription, matches
+from .model import MAX_ATTEMPTS_KEPT, Attempt, Delivery, Occurrence, Subscription, matches
+from .sealing import SecretUnreadable
 from .sender import Outcome, Sender
 from .signing import signed_headers
 from .store import SubscriptionStore
@@ -309,7 +310,11 @@ class WebhookEngine:
     async def attempt(self, sub: Subscription, d: Delivery) -> Outcome:
         body = bytes(d.event)
         now = time.time()
-        headers = signed_headers(sub.signing_secrets(now), d.id, int(now), body)
+        try:  # opened here only, to sign: nowhere else is a secret in clear
+            keys = [self.store.box.open(x, sub.id) for x in sub.signing_secrets(now)]
+        except SecretUnreadable as exc:  # retried: the right key may be restored meanwhile
+            return Outcome(attempt=Attempt(at=now, error=str(exc), series=d.series))
+        headers = signed_headers(keys, d.id, int(now), body)
         return await self.sender.post(sub.url, body, headers, series=d.series)
 
     async def dead_letter(self, d: Delivery) -> None:

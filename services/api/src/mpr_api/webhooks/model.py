@@ -49,8 +49,9 @@ class Occurrence(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class Subscription(msgspec.Struct, kw_only=True):
-    """One webhook subscription, as stored under its id in WEBHOOKS_KV (secrets included: only the
-    API's NATS identity may read that bucket)."""
+    """One webhook subscription, as stored under its id in WEBHOOKS_KV. Its secrets are sealed
+    (:mod:`.sealing`, bound to its id: only the API opens them, to sign) and only the API's NATS identity
+    may read that bucket."""
 
     v: int = 1
     id: str
@@ -70,6 +71,7 @@ class Subscription(msgspec.Struct, kw_only=True):
     start_seqs: dict[str, int] = msgspec.field(default_factory=dict)
 
     def signing_secrets(self, now: float) -> list[str]:
+        """The secrets that sign now (sealed, as stored), current first."""
         if self.previous_secret and now < self.previous_secret_until:
             return [self.secret, self.previous_secret]
         return [self.secret]

@@ -78,19 +78,20 @@ class WebhookService:
             raise Conflict(f"there are {MAX_SUBSCRIPTIONS} webhooks already: delete one first")
         # Events stored before now are not sent to it, however far behind the dispatcher is.
         start = {name: (await self.js.stream_info(name)).state.last_seq for name in SOURCE_STREAMS}
+        sub_id, secret = uuid.uuid4().hex, new_secret()
         sub = Subscription(
-            id=uuid.uuid4().hex,
+            id=sub_id,
             url=url,
             types=list(dict.fromkeys(body.types)),
             kinds=list(dict.fromkeys(body.kinds)),
             key_prefix=body.key_prefix,
             description=body.description,
             created_at=time.time(),
-            secret=new_secret(),
+            secret=self.store.box.seal(secret, sub_id),  # shown once below, kept sealed
             start_seqs=start,
         )
         await self.store.create(sub)
-        return WebhookCreated(webhook=WebhookOut.of(sub), secret=sub.secret)
+        return WebhookCreated(webhook=WebhookOut.of(sub), secret=secret)
 
     async def list_webhooks(self) -> list[WebhookOut]:
         return [WebhookOut.of(sub) for sub in await self.store.all()]
@@ -125,7 +126,7 @@ class WebhookService:
         def rotate(old: Subscription) -> Subscription:
             return msgspec.structs.replace(
                 old,
-                secret=secret,
+                secret=self.store.box.seal(secret, old.id),
                 previous_secret=old.secret if grace > 0 else None,
                 previous_secret_until=now + grace if grace > 0 else 0.0,
                 secret_rotated_at=now,

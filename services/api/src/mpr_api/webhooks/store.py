@@ -3,7 +3,9 @@
 Listing reads the bucket's stream message by message (STREAM.MSG.GET, next by subject) instead of a
 KV watch: a watch creates a consumer, and only the setup identity manages consumers. The list is
 cached and read again only when the bucket's stream has moved on (one STREAM.INFO per check), so the
-dispatcher sees a new, changed or deleted subscription from its next batch on."""
+dispatcher sees a new, changed or deleted subscription from its next batch on.
+
+Secrets are written sealed (:mod:`.sealing`) and read as stored: ``store.box`` opens them to sign."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 
 from mpr_common import subjects as s
@@ -18,21 +21,34 @@ from mpr_common.codec import decode, encode
 from mpr_common.errors import Conflict
 
 from .model import Subscription
+from .sealing import SecretBox
 
 _UPDATE_TRIES = 5
 
 
 class SubscriptionStore:
-    def __init__(self, js: Any, kv: Any, bucket: str = s.WEBHOOKS_KV) -> None:
+    def __init__(self, js: Any, kv: Any, box: SecretBox, bucket: str = s.WEBHOOKS_KV) -> None:
         self.js = js
         self.kv = kv
+        self.box = box
         self.stream = f"KV_{bucket}"
         self.prefix = f"$KV.{bucket}."
         self._cache: tuple[int, list[Subscription]] | None = None
         self._lock = asyncio.Lock()
 
+    def _sealed(self, sub: Subscription) -> bytes:
+        """What is written: never a secret in clear (one from before sealing is sealed now)."""
+        previous = sub.previous_secret
+        return encode(
+            msgspec.structs.replace(
+                sub,
+                secret=self.box.sealed(sub.secret, sub.id),
+                previous_secret=self.box.sealed(previous, sub.id) if previous else previous,
+            )
+        )
+
     async def create(self, sub: Subscription) -> None:
-        await self.kv.create(sub.id, encode(sub))
+        await self.kv.create(sub.id, self._sealed(sub))
 
     async def get(self, sub_id: str) -> Subscription | None:
         found = await self._entry(sub_id)
@@ -57,7 +73,7 @@ class SubscriptionStore:
                 return None
             new = change(found[0])
             try:
-                await self.kv.update(sub_id, encode(new), last=found[1])
+                await self.kv.update(sub_id, self._sealed(new), last=found[1])
                 return new
             except KeyWrongLastSequenceError:
                 continue
