@@ -34,3 +34,7 @@ asyncapi: bootstrap ## Regenerate docs/asyncapi.json (the NATS contract) from th
 
 bench: bootstrap ## Benchmarks (ratios) into docs/benchmarks.md
 	$(UV) run python -m bench
+
+.PHONY: bench-leader-kill
+bench-leader-kill: bootstrap ## Exactly once under leader kills: 20 rounds of kill -9 of a JetStream leader (3-node cluster), duplicates and losses counted
+	$(UV) run python -m bench.leader_kill --rounds 20
