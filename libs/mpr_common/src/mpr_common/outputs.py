@@ -41,3 +41,22 @@ class OutputOwners:
         except KeyNotFoundError:
             return None
         return (entry.value or b"").decode() or None
+
+    async def release(self, bucket: str, key: str, job_id: str) -> bool:
+        """Give up ``job_id``'s claim of ``bucket/key`` (its job failed and its files were deleted), so
+        that another job may write there. Only that job's claim is deleted, with a compare-and-set on
+        the revision read: a claim another job made meanwhile stays. True when the claim is gone."""
+        k = owner_key(bucket, key)
+        try:
+            entry = await retry_transient(lambda: self.kv.get(k), f"owner of {bucket}/{key}")
+        except KeyNotFoundError:
+            return True
+        if (entry.value or b"").decode() != job_id:
+            return False
+        try:
+            await retry_transient(
+                lambda: self.kv.delete(k, last=entry.revision), f"release of {bucket}/{key}"
+            )
+        except KeyWrongLastSequenceError:  # claimed again meanwhile (by this job's retry, or another)
+            return False
+        return True

@@ -4,13 +4,20 @@ completes the package; a child that fails for good fails the package with its re
 
 Every step is idempotent, so a redelivery after a crash repeats it harmlessly: children are published
 with their ids as ``Nats-Msg-Id``, the plan is created once (``mpr-packages`` KV), a finished child is
-never run again (job-state KV), and manifests are rewritten with the same bytes."""
+never run again (job-state KV), and manifests are rewritten with the same bytes.
+
+A package owns its manifest names (``master.m3u8``, ``manifest.mpd`` in its folder, claimed in
+``mpr-output-owners`` before its children are published), so two packages never share a folder. A package
+that fails or is cancelled leaves nothing behind: what its children wrote in its folder is deleted and
+their claims and its own are released (see :meth:`Packager.discard`), again each time one of its children
+ends afterwards, as a child that was still running may upload until it stops."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import posixpath
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -30,13 +37,37 @@ from mpr_common.events import (
 )
 from mpr_common.jobs import JobRequestError, outcome_id
 from mpr_common.jobstate import JobState
-from mpr_common.packages import PackagePlan, PackageStore, as_planned, plan_package
-from mpr_common.presets import DASH_MANIFEST, MASTER_PLAYLIST
+from mpr_common.outputs import OutputOwners
+from mpr_common.packages import PackagePlan, PackageStore, as_planned, manifest_keys, plan_package
+from mpr_common.presets import DASH_MANIFEST, MASTER_PLAYLIST, POSTER
 from mpr_common.storage import guess_content_type
 
+from .cmaf import init_name, playlist_name
 from .manifests import dash_mpd, hls_master
 
 log = logging.getLogger("mpr.transcoder")
+
+
+_DELETE_BATCH = 1000  # keys one DeleteObjects request takes
+
+
+def child_files(child: JobRequested) -> tuple[str, re.Pattern[str]]:
+    """The name of a child's main output in its package's folder, and the pattern of the other files it
+    writes there: a rendition's init segment and media segments (``cmaf``), a storyboard's sheets and
+    poster (``storyboard``)."""
+    assert child.output_key is not None
+    main = posixpath.basename(child.output_key)
+    if child.kind == "storyboard":
+        return main, re.compile(rf"storyboard_[0-9]+\.jpg|{re.escape(POSTER)}")
+    name = child.rendition or ""
+    assert main == playlist_name(name)
+    return main, re.compile(rf"{re.escape(init_name(name))}|{re.escape(name)}_[0-9]+\.m4s")
+
+
+def _claimable(name: str) -> bool:
+    """Whether another job could own a file of this name (its output_key): a media segment (.m4s) is
+    no job's output."""
+    return not name.endswith(".m4s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +81,14 @@ class ChildVerdict:
 
 class Packager:
     def __init__(
-        self, js: Any, s3: Any, job_state: JobState, store: PackageStore, bucket_out: str, instance: str
+        self,
+        js: Any,
+        s3: Any,
+        job_state: JobState,
+        store: PackageStore,
+        bucket_out: str,
+        instance: str,
+        owners: OutputOwners | None = None,
     ) -> None:
         self.js = js
         self.s3 = s3
@@ -58,10 +96,23 @@ class Packager:
         self.store = store
         self.bucket_out = bucket_out
         self.instance = instance
+        self._owners = owners  # bound on first use when not given
+
+    async def owners(self) -> OutputOwners:
+        if self._owners is None:
+            self._owners = OutputOwners(await self.js.key_value(s.OUTPUT_OWNERS_KV))
+        return self._owners
 
     async def fan_out(self, package: JobRequested, info: MediaInfo, attempt: int) -> PackagePlan:
         """Plan ``package`` (normalised) on its source's probe and publish its children; the package is
-        running from then on. Raises :class:`JobRequestError` when the source cannot make a package."""
+        running from then on. Raises :class:`JobRequestError` when the source cannot make a package, or
+        when another job owns one of its manifest names."""
+        bucket = package.output_bucket or self.bucket_out
+        owners = await self.owners()
+        for key in manifest_keys(package):  # a package published straight onto NATS skipped the API's
+            owner = await owners.claim(bucket, key, package.job_id)
+            if owner is not None:
+                raise JobRequestError(f"{key!r} belongs to job {owner}: a package needs a folder of its own")
         plan = await self.store.create(plan_package(package, info))
         for child in plan.children:  # queued in the package's class
             if package.retry:  # a retried package: its children that did not complete run again
@@ -110,7 +161,8 @@ class Packager:
         package_state = await self.job_state.get(plan.package.job_id)
         if isinstance(package_state, JobCompleted):
             return package_state
-        if package_state is not None:  # failed or cancelled: no manifests for a broken package
+        if package_state is not None:  # failed or cancelled: no manifests, and nothing left behind
+            await self.discard(plan)
             return None
         states = await asyncio.gather(*(self.job_state.get(c.job_id) for c in plan.children))
         done = [st for st in states if isinstance(st, JobCompleted)]
@@ -132,7 +184,12 @@ class Packager:
         assert child.parent_id is not None
         package_id = child.parent_id
         if await self.job_state.get(package_id) is not None:
-            return  # the package has ended already (this child was stopped because of it)
+            # The package has ended already (this child was stopped because of it): what this child
+            # wrote until it stopped goes too.
+            plan = await self.store.get(package_id)
+            if plan is not None:
+                await self.discard(plan)
+            return
         name = child.rendition or child.kind
         if reason == "cancelled":
             await self.job_state.cancelled(package_id)
@@ -158,6 +215,88 @@ class Packager:
             JobCancel(job_id=package_id, retry=child.retry),
             msg_id=outcome_id("cancel", package_id, child.retry),
         )
+        plan = await self.store.get(package_id)
+        if plan is not None:
+            await self.discard(plan)
+
+    async def discard(self, plan: PackagePlan) -> list[str]:
+        """Delete what a failed or cancelled package wrote in its folder and release its claims; returns
+        the keys deleted. Idempotent (a redelivery, or every child that ends after its package, runs it
+        again) and limited to the package's own files: a child's files go only while the child owns
+        its main output (or nobody does: released by an earlier run of this), a file another job may
+        own only while no other job does, and a claim is released only from this package's jobs. A
+        completed child whose files went is marked failed, so that a retry of the package runs it again."""
+        package = plan.package
+        bucket = package.output_bucket or self.bucket_out
+        owners = await self.owners()
+        prefix = f"{plan.folder}/" if plan.folder else ""
+        names = set(await asyncio.to_thread(self._names_in, bucket, prefix))
+        doomed: list[str] = []
+        claims: list[tuple[str, str]] = []  # (key, job id) to release once the files are gone
+        emptied: list[str] = []  # completed children whose files went
+        for child in plan.children:
+            assert child.output_key is not None
+            owner = await owners.owner(bucket, child.output_key)
+            if owner not in (None, child.job_id):
+                continue  # never this child's (it was refused its output): nothing of it to delete
+            main, others = child_files(child)
+            mine = [n for n in names if (n == main and owner == child.job_id) or others.fullmatch(n)]
+            for n in mine:
+                if (
+                    n != main
+                    and _claimable(n)
+                    and (await owners.owner(bucket, prefix + n))
+                    not in (
+                        None,
+                        child.job_id,
+                    )
+                ):
+                    continue
+                doomed.append(prefix + n)
+            if owner == child.job_id:
+                claims.append((child.output_key, child.job_id))
+            if mine and isinstance(await self.job_state.get(child.job_id), JobCompleted):
+                emptied.append(child.job_id)
+        assert package.output_key is not None
+        manifests = manifest_keys(package)
+        for key in dict.fromkeys([*manifests, package.output_key]):
+            if await owners.owner(bucket, key) != package.job_id:
+                continue
+            if key in manifests and posixpath.basename(key) in names:
+                doomed.append(key)
+            claims.append((key, package.job_id))
+        for i in range(0, len(doomed), _DELETE_BATCH):
+            await asyncio.to_thread(self._delete, bucket, doomed[i : i + _DELETE_BATCH])
+        for job_id in emptied:
+            await self.job_state.failed(job_id)
+        for key, job_id in claims:
+            await owners.release(bucket, key, job_id)
+        if doomed or claims:
+            log.info(
+                "package discarded: %d objects deleted, %d claims released",
+                len(doomed),
+                len(claims),
+                extra={"job_id": package.job_id},
+            )
+        return doomed
+
+    def _names_in(self, bucket: str, prefix: str) -> list[str]:
+        """Names of the objects directly under ``prefix`` (not in folders below it)."""
+        names: list[str] = []
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
+        for page in pages:
+            names += [o["Key"][len(prefix) :] for o in page.get("Contents", [])]
+        return names
+
+    def _delete(self, bucket: str, keys: list[str]) -> None:
+        answer = self.s3.delete_objects(
+            Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
+        )
+        if answer.get("Errors"):
+            first = answer["Errors"][0]
+            raise RuntimeError(
+                f"S3 did not delete {first.get('Key')!r}: {first.get('Code')} {first.get('Message')}"
+            )
 
     async def _complete(self, plan: PackagePlan, children: list[JobCompleted]) -> JobCompleted:
         package = plan.package

@@ -26,6 +26,7 @@ from mpr_common.jobs import TERMINAL, JobRequestError, normalize_job, outcome_id
 from mpr_common.jobstate import JobState
 from mpr_common.keys import validate_key
 from mpr_common.outputs import OutputOwners
+from mpr_common.packages import manifest_keys
 
 from .. import executors
 from ..automation.apply import templated_body
@@ -117,6 +118,14 @@ class JobService:
             owner = await self.owners.claim(self.settings.s3.bucket_out, req.output_key, req.job_id)
             if owner is not None:
                 raise Conflict(f"output_key {req.output_key!r} belongs to job {owner}")
+        if req.kind == "package":  # it writes its manifests beside its output key, whatever that is named
+            for key in manifest_keys(req):
+                owner = await self.owners.claim(self.settings.s3.bucket_out, key, req.job_id)
+                if owner is not None:
+                    raise Conflict(
+                        f"output_key: {key!r} belongs to job {owner}, and a package writes its manifests "
+                        "there: choose a folder of its own"
+                    )
         try:
             # A client is waiting: a few quick retries, then a 503 naming the job_id to retry with.
             dispatched = executor in executors.DISPATCHED
