@@ -7,6 +7,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from botocore.exceptions import ClientError
 from litestar.testing import TestClient
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
@@ -246,3 +247,27 @@ def test_each_child_names_only_its_own_files():
         main == "storyboard.vtt" and others.fullmatch("storyboard_000.jpg") and others.fullmatch("poster.jpg")
     )
     assert not others.fullmatch("storyboard.vtt")
+
+
+async def test_storage_that_refuses_deleting_keeps_the_files_and_their_claims(packager):
+    p = packager
+    folder = "shows/ep4/pk4"
+    plan = await written_children(p, "pk4", folder)
+    real = p.s3
+
+    class NoDelete:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def delete_objects(self, **kw):
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "DeleteObjects")
+
+    p.s3 = NoDelete()
+    await p.child_failed(plan.children[0], "boom", "ffmpeg", attempt=1)  # the package fails all the same
+    assert await p.job_state.get("pk4") == "failed"
+    owners = await p.owners()
+    assert await owners.owner(p.bucket_out, plan.children[0].output_key) == plan.children[0].job_id
+    p.s3 = real
+    await p.child_failed(plan.children[1], "cancelled", "cancelled", attempt=1)  # a later end deletes them
+    assert await owners.owner(p.bucket_out, plan.children[0].output_key) is None
+    assert not any(k.endswith(".m4s") for k in listing(p, folder + "/") if "/sub/" not in k)

@@ -44,6 +44,7 @@ from mpr_common.storage import guess_content_type
 
 from .cmaf import init_name, playlist_name
 from .manifests import dash_mpd, hls_master
+from .uploader import STORAGE_ERRORS
 
 log = logging.getLogger("mpr.transcoder")
 
@@ -230,7 +231,13 @@ class Packager:
         bucket = package.output_bucket or self.bucket_out
         owners = await self.owners()
         prefix = f"{plan.folder}/" if plan.folder else ""
-        names = set(await asyncio.to_thread(self._names_in, bucket, prefix))
+        try:
+            names = set(await asyncio.to_thread(self._names_in, bucket, prefix))
+        except STORAGE_ERRORS as exc:  # the package has ended all the same; its claims are kept
+            log.warning(
+                "package not discarded: listing %s failed: %s", prefix, exc, extra={"job_id": package.job_id}
+            )
+            return []
         doomed: list[str] = []
         claims: list[tuple[str, str]] = []  # (key, job id) to release once the files are gone
         emptied: list[str] = []  # completed children whose files went
@@ -265,8 +272,12 @@ class Packager:
             if key in manifests and posixpath.basename(key) in names:
                 doomed.append(key)
             claims.append((key, package.job_id))
-        for i in range(0, len(doomed), _DELETE_BATCH):
-            await asyncio.to_thread(self._delete, bucket, doomed[i : i + _DELETE_BATCH])
+        try:
+            for i in range(0, len(doomed), _DELETE_BATCH):
+                await asyncio.to_thread(self._delete, bucket, doomed[i : i + _DELETE_BATCH])
+        except (*STORAGE_ERRORS, RuntimeError) as exc:  # kept, and claimed, until a later run deletes them
+            log.warning("package not discarded: %s", exc, extra={"job_id": package.job_id})
+            return []
         for job_id in emptied:
             await self.job_state.failed(job_id)
         for key, job_id in claims:
