@@ -104,10 +104,52 @@ def test_compose_is_secure_by_default(compose):
         assert f"{var}=" in env_example, var
 
 
+def nginx_locations(conf: str) -> dict[str, str]:
+    """``location`` blocks of an nginx file: "<modifier> <path>" -> the block's text (nested blocks
+    such as ``if`` or ``limit_except`` included)."""
+    found: dict[str, str] = {}
+    for m in re.finditer(r"^\s*location\s+(?:([=~^]+)\s+)?(\S+)\s*\{", conf, re.M):
+        depth, i = 1, m.end()
+        while depth:
+            depth += {"{": 1, "}": -1}.get(conf[i], 0)
+            i += 1
+        found[f"{m.group(1) or ''} {m.group(2)}".strip()] = conf[m.end() : i - 1]
+    return found
+
+
 def test_compose_nginx_serves_the_seed_media_paths():
+    """(tests/system/test_compose_topology.py runs this file in nginx; here, what it must say.)"""
     conf = (ROOT / "deploy" / "nginx.conf").read_text()
-    assert re.search(r"location /media/in/ \{\s*proxy_pass http://minio/mpr-media-in/;", conf)
-    assert re.search(r"location /media/out/ \{\s*proxy_pass http://minio/mpr-media-out/;", conf)
+    locations = nginx_locations(conf)
+    for side in ("in", "out"):
+        body = locations[f"/media/{side}/"]
+        assert re.search(rf"^\s*proxy_pass http://minio/mpr-media-{side}/;", body, re.M)
+        assert "limit_except GET" in body and locations[f"= /media/{side}/"].strip() == "return 404;"
+
+
+def test_compose_nginx_publishes_the_api_paths_and_nothing_else(compose):
+    """What reaches the API through :8080 is its public paths; anything else (/metrics, /health) is a
+    404 of nginx's own, and the API's metrics are on an internal METRICS_PORT that nothing publishes."""
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    locations = nginx_locations(conf)
+    to_api = {name for name, body in locations.items() if "proxy_pass http://mpr_api" in body}
+    assert to_api == {
+        "= /",
+        "/api/",
+        "= /graphql",
+        "= /console",
+        "/console/",
+        "/media/s/",
+        "= /schema",
+        "/schema/",
+    }
+    assert locations["/"].strip() == "return 404;"
+    assert not [name for name in locations if "metrics" in name or "health/" in name]
+    # GraphQL subscriptions: the WebSocket upgrade is passed on.
+    assert "proxy_set_header Upgrade $http_upgrade;" in conf and "proxy_http_version 1.1;" in conf
+    api_env = compose["services"]["api"]["environment"]
+    assert api_env["METRICS_PORT"] not in ("", "0", "8000")
+    assert compose["services"]["nginx"]["ports"] == ["8080:8080"]
 
 
 def test_compose_transcoder_grace_outlasts_its_shutdown(compose):
@@ -323,6 +365,24 @@ def test_k8s_durability_and_hardening(k8s):
             for e in of_kind(k8s, "Deployment")[name]["spec"]["template"]["spec"]["containers"][0]["env"]
         }
         assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == f"mpr-s3-{name}"
+
+
+def test_k8s_scrapes_metrics_on_the_ops_port_only(k8s):
+    """Every scraped pod, the API's included, is scraped on METRICS_PORT, a port it declares; the API's
+    own port (published by the ingress) is never scraped and monitoring may reach only the ops port."""
+    metrics_port = int(of_kind(k8s, "ConfigMap")["mpr-config"]["data"]["METRICS_PORT"])
+    deployments = of_kind(k8s, "Deployment")
+    for name in SERVICES:
+        template = deployments[name]["spec"]["template"]
+        annotations = template["metadata"]["annotations"]
+        assert int(annotations["prometheus.io/port"]) == metrics_port, name
+        (c,) = template["spec"]["containers"]
+        assert metrics_port in {p["containerPort"] for p in c["ports"]}, name
+    api = deployments["api"]["spec"]["template"]["spec"]["containers"][0]
+    api_port = next(int(e["value"]) for e in api["env"] if e["name"] == "API_PORT")
+    assert api_port != metrics_port
+    scrape = of_kind(k8s, "NetworkPolicy")["metrics-scrape"]["spec"]["ingress"]
+    assert {p["port"] for rule in scrape for p in rule["ports"]} == {metrics_port}
 
 
 def test_k8s_nats_speaks_tls_and_every_client_verifies_it(k8s):
