@@ -91,6 +91,8 @@ MPR is running.
                aws --endpoint-url {endpoint} s3 cp video.mp4 s3://{env["S3_BUCKET_IN"]}/
                uv run mpr upload video.mp4   (the same with the mpr CLI)
   logs         {stack.workdir / "logs"}
+  metrics      http://127.0.0.1:<port>/metrics, the API's too (never on its own port):
+               {", ".join(f"{name} {port}" for name, port in stack.metrics_ports.items())}
 A process that dies is restarted. Ctrl-C stops everything."""
         )
         while not stopping:
