@@ -157,7 +157,8 @@ IDENTITIES: dict[str, Identity] = {
         Identity(
             "catalog",
             "pulls the jobs, objects and advisories streams; answers queries; publishes probes, dead "
-            "letters and the failure of jobs whose worker died on every delivery",
+            "letters and the failure of jobs whose worker died on every delivery; retires the requests "
+            "of ended jobs from the jobs stream",
             publish=[
                 *_pull(s.JOBS_STREAM, s.CATALOG_JOBS_DURABLE),
                 *_pull(s.OBJECTS_STREAM, s.CATALOG_OBJECTS_DURABLE),
@@ -165,6 +166,7 @@ IDENTITIES: dict[str, Identity] = {
                 f"{JS_API}.STREAM.INFO.{s.JOBS_STREAM}",
                 f"{JS_API}.STREAM.INFO.{s.OBJECTS_STREAM}",
                 f"{JS_API}.STREAM.MSG.GET.{s.JOBS_STREAM}",
+                f"{JS_API}.STREAM.MSG.DELETE.{s.JOBS_STREAM}",  # retires the requests of ended jobs
                 s.ASSETS_REGISTERED_ALL,
                 s.DLQ_CATALOG,
                 s.DLQ_JOBS,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from typing import Any
 
 import msgspec
@@ -24,7 +25,12 @@ from nats.js import JetStreamContext
 from nats.js.api import Header, PubAck
 from nats.js.errors import APIError, NoStreamResponseError
 
+from .streams import message_ttl
+
+log = logging.getLogger(__name__)
+
 NO_RESPONDERS = "503"
+TTL_DISABLED = 10166  # JetStream's error: the stream does not take per-message TTLs
 
 
 class _Ack(msgspec.Struct):
@@ -48,6 +54,9 @@ class Acks:
         self._subscribing = asyncio.Lock()
         self._waiting: dict[str, asyncio.Future[Msg]] = {}
         self._tokens = itertools.count()
+        # Set once a stream refused a per-message TTL (set up before NATS 2.11, or mpr-setup not run
+        # since): events are then published without one, kept by the stream's own limits.
+        self.ttl_refused = False
 
     async def _reply_prefix(self) -> str:
         if self._prefix is None:
@@ -106,11 +115,24 @@ class JetStream(JetStreamContext):
     ) -> PubAck:
         if stream is not None:
             headers = {**(headers or {}), Header.EXPECTED_STREAM: stream}
-        if msg_ttl is not None:  # seconds, as nats-py sends it (NATS 2.11+)
-            headers = {**(headers or {}), Header.MSG_TTL: str(int(msg_ttl))}
-        return await self._acks.publish(
-            subject, payload, headers, self._timeout if timeout is None else timeout
-        )
+        timeout = self._timeout if timeout is None else timeout
+        ttl = msg_ttl
+        if ttl is None and not self._acks.ttl_refused and not (headers and Header.MSG_TTL in headers):
+            ttl = message_ttl(subject)  # job events expire; job requests stay until retired
+        if ttl is None:
+            return await self._acks.publish(subject, payload, headers, timeout)
+        # seconds, as nats-py sends it (NATS 2.11+)
+        with_ttl = {**(headers or {}), Header.MSG_TTL: str(int(ttl))}
+        try:
+            return await self._acks.publish(subject, payload, with_ttl, timeout)
+        except APIError as exc:
+            if msg_ttl is not None or exc.err_code != TTL_DISABLED:
+                raise
+            log.warning(
+                "%s takes no per-message TTL (run mpr-setup on NATS 2.11+): events kept without", subject
+            )
+            self._acks.ttl_refused = True
+            return await self._acks.publish(subject, payload, headers, timeout)
 
 
 class Client(NatsClient):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -49,6 +50,25 @@ WEBHOOK_JOB_SUBJECTS = [
 ]
 
 
+# MPR_JOBS keeps a job request (any class, parent or child) until its job has ended, however long it
+# waits (a paused class, no transcoders), and job events for JOB_EVENT_TTL each (a per-message TTL, which
+# the client adds: mpr_common.jetstream). The catalog retires the request of an ended job once it is
+# REQUEST_RETIRE_AGE old (retire_ended_requests), well before the job-state entry that shows the end
+# expires (its bucket's TTL is 14 days from the end).
+JOB_EVENT_TTL = 14 * DAY
+REQUEST_RETIRE_AGE = 7 * DAY
+RETIRE_EVERY = 3600.0
+REQUEST_SUBJECTS = [*(s.requested_subject(p) for p in PRIORITIES), *(s.child_subject(p) for p in PRIORITIES)]
+
+
+def message_ttl(subject: str) -> float | None:
+    """The per-message TTL of what is published on ``subject``: JOB_EVENT_TTL for a job event on
+    MPR_JOBS; None (the stream's rule) for a job request and for every other stream."""
+    if subject.startswith(s.JOBS_ALL[:-1]) and subject not in REQUEST_SUBJECTS:
+        return JOB_EVENT_TTL
+    return None
+
+
 JOBS_MAX_BYTES = JobQueueSettings().max_bytes
 TRANSCODER_CLASSES = {s.transcoders_durable(p): p for p in PRIORITIES}  # durable -> its queue class
 
@@ -80,11 +100,13 @@ def stream_configs(replicas: int = 1, jobs_max_bytes: int = JOBS_MAX_BYTES) -> l
         ),
         # One stream for requests and job events: the catalog reads them in order.
         # The duplicate window drops a re-published job_id (Nats-Msg-Id) for an hour. When full it
-        # refuses new messages (the API answers 503) rather than discarding accepted jobs.
+        # refuses new messages (the API answers 503) rather than discarding accepted jobs. No age limit:
+        # a request stays until its job has ended (then retired); events carry a TTL of their own.
         StreamConfig(
             name=s.JOBS_STREAM,
             subjects=[s.JOBS_ALL],
-            max_age=14 * DAY,
+            max_age=0,
+            allow_msg_ttl=True,
             duplicate_window=3600.0,
             max_bytes=jobs_max_bytes,
             **{**common, "discard": DiscardPolicy.NEW},
@@ -249,6 +271,65 @@ async def first_unfinished_job(js: JetStreamContext, up_to: int, priority: str =
     subjects = (s.requested_subject(priority), s.child_subject(priority))
     found = [seq for seq in [await first(subject) for subject in subjects] if seq is not None]
     return min(found) if found else None
+
+
+async def retire_ended_requests(
+    js: JetStreamContext, up_to: int | None = None, now: float | None = None, age: float = REQUEST_RETIRE_AGE
+) -> int:
+    """Delete from MPR_JOBS each job request (every class, parents and children) published at least
+    ``age`` ago whose job has ended (a terminal entry in the job-state KV), or that cannot be decoded (it
+    never runs: it was dead-lettered), up to stream sequence ``up_to``. Returns how many went. A request
+    whose job has not ended is never deleted, however old."""
+    from .codec import decode
+    from .events import JobRequested
+    from .jobs import job_identity
+    from .jobstate import JobState
+
+    state = JobState(await js.key_value(s.JOB_STATE_KV))
+    cutoff = (time.time() if now is None else now) - age
+    retired = 0
+    for subject in REQUEST_SUBJECTS:
+        seq = 0
+        while True:
+            try:
+                msg = await js.get_msg(s.JOBS_STREAM, seq + 1, subject=subject, next=True)
+            except NotFoundError:
+                break
+            seq = msg.seq or seq + 1
+            if (up_to is not None and seq > up_to) or (msg.time and msg.time.timestamp() > cutoff):
+                break  # what follows on this subject is later, and younger
+            try:
+                job = job_identity(
+                    decode(msg.data or b"", JobRequested), (msg.headers or {}).get("Nats-Msg-Id"), seq
+                )
+                ended = await state.get(job.job_id) not in (None, "superseded")
+            except Exception:  # undecodable: never run (dead-lettered, payload and all)
+                ended = True
+            if ended:
+                try:
+                    await js.delete_msg(s.JOBS_STREAM, seq)
+                    retired += 1
+                except NotFoundError:  # another replica retired it first
+                    pass
+    return retired
+
+
+async def retire_requests_forever(
+    js: JetStreamContext, durable: str = s.CATALOG_JOBS_DURABLE, every: float = RETIRE_EVERY
+) -> None:
+    """Run :func:`retire_ended_requests` every ``every`` seconds, never past what ``durable`` (the
+    catalog's consumer, which reads every request) has acknowledged."""
+    while True:
+        try:
+            floor = (await js.consumer_info(s.JOBS_STREAM, durable)).ack_floor
+            retired = await retire_ended_requests(js, up_to=floor.stream_seq if floor else 0)
+            if retired:
+                log.info("retired %d requests of ended jobs from %s", retired, s.JOBS_STREAM)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the next round tries again; nothing is lost by waiting
+            log.warning("retiring ended job requests failed: %s", exc)
+        await asyncio.sleep(every)
 
 
 async def ensure_consumers(js: JetStreamContext, queue: JobQueueSettings) -> None:

@@ -18,6 +18,7 @@ from mpr_common.metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING
 from mpr_common.ops_server import OpsServer
 from mpr_common.runtime import freeze_startup_heap
 from mpr_common.storage import get_s3_client
+from mpr_common.streams import retire_requests_forever
 
 from .db import Database, make_engine
 from .handlers import (
@@ -113,12 +114,14 @@ def create_app(settings: CatalogSettings) -> FastStream:
         ops = OpsServer(settings.metrics_port, lambda: nc.is_connected, settings.metrics_host)
         await ops.start()
         gauges = asyncio.create_task(refresh_gauges(catalog, js))
+        retirer = asyncio.create_task(retire_requests_forever(js))  # requests of ended jobs
         log.info("catalog ready (%s)", engine.dialect.name)
         freeze_startup_heap()
         try:
             yield
         finally:
             gauges.cancel()
+            retirer.cancel()
             for c in consumers:
                 await c.stop()
             await ops.stop()
