@@ -5,6 +5,7 @@ by the OOM killer is retried. Real FFmpeg on lavfi media, run_job on moto's S3 s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import os
@@ -38,6 +39,7 @@ BASE = ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", 
 CLIP = "lim/clip.mp4"  # 320x240, 6 s
 FAR = "lim/far.mkv"  # two frames 86,000 s apart (longer than the default source limit)
 GAP = "lim/gap.mkv"  # two frames 20,000 s apart: FFmpeg writes 500,000 duplicates between them
+JUMP = "lim/jump.mkv"  # two frames 40,000 s apart: under the source limit, a million duplicates
 # x264 on a 4000x4000 picture: about 340 MB resident, more than a 600 MiB address space allows.
 HUNGRY = [
     *BASE,
@@ -156,6 +158,7 @@ def s3_settings(tmp_path_factory):
     client.upload_file(str(make_video(media / "clip.mp4", seconds=6, size="320x240")), "lim-in", CLIP)
     client.upload_file(str(make_gap_mkv(media / "far.mkv", 86_000)), "lim-in", FAR)
     client.upload_file(str(make_gap_mkv(media / "gap.mkv", 20_000)), "lim-in", GAP)
+    client.upload_file(str(make_gap_mkv(media / "jump.mkv", 40_000)), "lim-in", JUMP)
     yield settings
     server.stop()
 
@@ -286,7 +289,7 @@ async def test_ffmpeg_stuck_writing_duplicates_is_stopped_by_the_stall_limit(tmp
     args = [*BASE, "-i", str(src), "-c:v", "libx264", "-preset", "veryfast", str(tmp_path / "o.mp4")]
     t0 = time.monotonic()
     with pytest.raises(FfmpegStalled, match="no progress for 1s"):
-        await run_ffmpeg(args, lambda r: None, timeout=600, stall_timeout=1)
+        await run_ffmpeg(args, lambda r: None, timeout=600, stall_timeout=1, max_frame_gap=None)
     assert time.monotonic() - t0 < 10
     assert_no_ffmpeg_left()
 
@@ -298,7 +301,43 @@ async def test_steady_progress_is_not_a_stall(tmp_path):
     assert reports[-1].done
 
 
-async def test_a_job_on_frames_hours_apart_fails_fast_with_the_stall_limit(s3, s3_settings, tmp_path):
+async def test_a_job_on_frames_hours_apart_fails_in_seconds_naming_the_jump(s3, s3_settings, tmp_path):
+    # 40,000 s in 12 KB, under the 12 h source limit: with the default limits (a 300 s stall limit) the
+    # job is refused in seconds, from what the source holds, not after minutes of duplicated frames.
+    assert TranscoderSettings().max_source_duration > 40_000
+    t0 = time.monotonic()
+    with pytest.raises(JobError) as err:
+        await asyncio.wait_for(job(s3, s3_settings, tmp_path, key=JUMP), 90)
+    assert time.monotonic() - t0 < 30
+    assert err.value.reason == "source" and not err.value.retryable
+    assert "the source's timestamps jump by about 399" in str(err.value), err.value
+    assert_no_ffmpeg_left()
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_every_video_kind_is_refused_on_a_jump(s3, s3_settings, tmp_path):
+    for kind, out in (("transcode", "lim/j.webm"), ("hls", "lim/j/index.m3u8")):
+        preset = {"transcode": "vp9-720p"}.get(kind)
+        with pytest.raises(JobError) as err:
+            await asyncio.wait_for(
+                job(s3, s3_settings, tmp_path, key=GAP, kind=kind, output_key=out, preset=preset), 90
+            )
+        assert err.value.reason == "source" and "timestamps jump" in str(err.value), (kind, err.value)
+
+
+async def test_a_job_whose_ffmpeg_writes_duplicates_is_ended_by_the_stall_limit(
+    s3, s3_settings, tmp_path, monkeypatch
+):
+    # A command with a constant frame rate and no gap check (FFmpeg 5 copies the picture without a
+    # report): the stall limit still ends it.
+    real = pipeline.run_ffmpeg
+
+    async def constant_rate(args, on_progress, **kw):
+        i = args.index("-fps_mode")
+        args = [*args[:i], "-fps_mode", "cfr", *args[i + 2 :]]
+        await real(args, on_progress, **{**kw, "max_frame_gap": None})
+
+    monkeypatch.setattr(pipeline, "run_ffmpeg", constant_rate)
     t0 = time.monotonic()
     with pytest.raises(JobError) as err:  # 20,000 s: under the source limit, so FFmpeg starts
         await job(s3, s3_settings, tmp_path, key=GAP, limits=Limits(stall_timeout=2))

@@ -61,6 +61,16 @@ GLOBAL_ARGS = [
 ]
 
 
+# Each source frame keeps its own timestamps: FFmpeg never writes a frame the source does not hold.
+# The constant frame rate that MP4 gets by default copies a picture to fill each hole in the source's
+# timeline (a source whose next frame is 40,000 s later costs a million encoded copies, minutes of CPU);
+# with ``vfr`` the hole shows at once in the ``-progress`` time, where the runner refuses it
+# (``ffmpeg_runner.FrameGaps``), and a variable frame rate source plays at its own pace. The 90 kHz
+# encoder clock keeps frames closer than the declared rate's tick (a 50 fps stretch of a source declared
+# at 25 fps), which ``vfr`` would otherwise drop as duplicates.
+VIDEO_TIMING = ["-fps_mode", "vfr", "-enc_time_base:v", "1:90000"]
+
+
 def input_args(
     input_url: str, start: float | None = None, *, protocols: str = NETWORK_PROTOCOLS
 ) -> list[str]:
@@ -91,7 +101,8 @@ def build_plan(
 ) -> Plan:
     """``job`` must be normalised (see ``mpr_common.jobs.normalize_job``).
 
-    The output is bounded: ``-fs max_output_bytes``, and ``-t`` at most the source's probed duration after
+    The output is bounded: no more video frames than the source holds (:data:`VIDEO_TIMING`),
+    ``-fs max_output_bytes``, and ``-t`` at most the source's probed duration after
     the start plus :func:`output_slack` (``max_source_duration`` when the probe found none), so that
     timestamps that jump far ahead never make FFmpeg write hours of duplicated frames. ``audio_filter``
     (e.g. the second pass of loudness normalisation) applies when the sound is re-encoded."""
@@ -152,7 +163,7 @@ def build_plan(
         if not (has_video or has_audio):
             raise ValueError("the source has no audio or video stream")
         if has_video:
-            args += ["-map", "0:v:0", "-c:v", _codec(preset.video_codec, preset.name)]
+            args += ["-map", "0:v:0", "-c:v", _codec(preset.video_codec, preset.name), *VIDEO_TIMING]
             if preset.height:
                 args += ["-vf", _scale_height(preset.height)]
             if preset.video_codec == "libx264":

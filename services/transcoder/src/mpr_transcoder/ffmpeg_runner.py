@@ -1,7 +1,8 @@
 """Runs FFmpeg as a child process (exec, no shell), reading ``-progress`` reports from stdout.
 
-Bounds on one run: the total time (``timeout``), the time without progress (``stall_timeout``), its
-address space (``max_memory``, ``RLIMIT_AS``); it dies with the process that started it (Linux
+Bounds on one run: the total time (``timeout``), the time without progress (``stall_timeout``), the work
+the source really holds (``max_frame_gap``: output time that no source frame accounts for), its address
+space (``max_memory``, ``RLIMIT_AS``); it dies with the process that started it (Linux
 ``PR_SET_PDEATHSIG``). What it prints on stderr is redacted before anyone sees it: no presigned URL."""
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class ProgressReport:
     done: bool = False
     frame: int | None = None  # frames sent to the encoder
     total_size: int | None = None  # bytes written (N/A for muxers that write their own files, e.g. HLS)
+    dup_frames: int | None = None  # of ``frame``, copies of an earlier picture (constant frame rate outputs)
 
 
 class FfmpegError(RuntimeError):
@@ -47,6 +49,16 @@ class FfmpegStalled(FfmpegError):
 
 class FfmpegCancelled(FfmpegError):
     pass
+
+
+class FfmpegSourceGap(FfmpegError):
+    """The output's time ran far ahead of the source's frames: its timestamps jump (a frame hours after
+    the previous one), so FFmpeg would write hours of one picture, or spend them duplicating it."""
+
+    def __init__(self, message: str, returncode: int | None, tail: str, *, gap: float, at: float) -> None:
+        super().__init__(message, returncode, tail)
+        self.gap = gap  # seconds of output no source frame accounts for
+        self.at = at  # output time (seconds) where the jump starts
 
 
 class FfmpegKilled(FfmpegError):
@@ -101,6 +113,9 @@ def parse_progress_block(lines: list[str]) -> ProgressReport:
         elif key == "total_size":
             with contextlib.suppress(ValueError):
                 rep.total_size = int(value)
+        elif key == "dup_frames":
+            with contextlib.suppress(ValueError):
+                rep.dup_frames = int(value)
         elif key == "progress":
             rep.done = value == "end"
     return rep
@@ -131,6 +146,64 @@ class _Progress:
             await asyncio.sleep(min(limit - idle, 1.0) + 0.01)
 
 
+# Seconds of output without a new source frame that end a run (see :class:`FrameGaps`). A quarter of an
+# hour of one picture: far above any slide or idle screen in a real recording, far below what a source
+# whose timestamps jump by hours makes FFmpeg write.
+MAX_FRAME_GAP = 900.0
+# Each source frame accounts for at least this much output time before a gap is counted: estimates from
+# ``-progress`` blocks (one every 0.5 s) never take a source at a few frames a second for a gap.
+_FRAME_ALLOWANCE = 1.0
+
+
+class FrameGaps:
+    """Output time that the source's frames do not account for, from ``-progress`` blocks.
+
+    A source frame far after the previous one shows in two ways. With a variable frame rate output
+    (``-fps_mode vfr``) FFmpeg writes it at once: ``out_time`` leaps while few frames arrive. With a
+    constant frame rate it fills the gap with copies: ``dup_frames`` climbs with ``frame`` while no new
+    picture arrives (FFmpeg 7 reports while it does; FFmpeg 5 goes quiet, which the stall limit ends).
+    Per block: ``new`` source frames (frames minus duplicates) over ``dt`` seconds of output leave
+    ``dt - new * max(typical, 1 s)`` seconds unaccounted for, ``typical`` being the run's mean so far;
+    blocks with duplicates and no new frame add up. A block without any video frame says nothing (audio
+    goes on after the picture ended, or an audio-only output)."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self._time = 0.0
+        self._frames = 0
+        self._dups = 0
+        self._silent = 0.0  # output time since the last new source frame, over duplicates only
+        self._silent_from = 0.0
+
+    def gap(self, rep: ProgressReport) -> tuple[float, float] | None:
+        """(seconds unaccounted for, output time where they start) once above the limit, else None."""
+        if rep.out_time is None or rep.frame is None:
+            return None
+        dt = rep.out_time - self._time
+        frames = rep.frame - self._frames
+        dups = max(0, (rep.dup_frames or 0) - self._dups)
+        if frames <= 0 or dt <= 0:
+            self._time = max(self._time, rep.out_time)
+            return None
+        new = max(0, frames - dups)
+        source_frames = self._frames - self._dups
+        typical = self._time / source_frames if source_frames > 0 else 0.0
+        found: tuple[float, float] | None = None
+        if new == 0:
+            if self._silent == 0.0:
+                self._silent_from = self._time
+            self._silent += dt
+            if self._silent > self.limit:
+                found = (self._silent, self._silent_from)
+        else:
+            unaccounted = self._silent + dt - new * max(typical, _FRAME_ALLOWANCE)
+            if unaccounted > self.limit:
+                found = (unaccounted, self._silent_from if self._silent else self._time)
+            self._silent = 0.0
+        self._time, self._frames, self._dups = rep.out_time, rep.frame, rep.dup_frames or 0
+        return found
+
+
 async def run_ffmpeg(
     args: list[str],
     on_progress: Callable[[ProgressReport], None],
@@ -142,12 +215,15 @@ async def run_ffmpeg(
     max_memory: int | None = None,
     names: Mapping[str, str] | None = None,
     keep_lines: int = 400,
+    max_frame_gap: float | None = MAX_FRAME_GAP,
 ) -> list[str]:
     """Run ``args``; return what it printed on stderr (redacted, the last ``keep_lines`` lines: e.g. a
     filter's report such as loudnorm's JSON); raise :class:`FfmpegError` (with the stderr tail) on failure.
 
     ``stall_timeout``: stop FFmpeg when its progress (time written, frames, bytes) has not moved for that
     long (e.g. a source whose next frame is hours ahead: FFmpeg writes duplicates without a report).
+    ``max_frame_gap``: stop FFmpeg as soon as that many seconds of output hold no new source frame
+    (:class:`FrameGaps`; None: no check).
     ``max_memory``: its address space in bytes. ``names``: URL → name (the object's key) for the stderr
     tail; any other URL there loses its query string (see ``mpr_common.mediainfo.redact``)."""
     proc = await asyncio.create_subprocess_exec(
@@ -161,6 +237,8 @@ async def run_ffmpeg(
     tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
     lines: collections.deque[str] = collections.deque(maxlen=keep_lines)
     progress = _Progress()
+    gaps = FrameGaps(max_frame_gap) if max_frame_gap else None
+    gap_found: asyncio.Future[tuple[float, float]] = asyncio.get_running_loop().create_future()
 
     async def read_progress() -> None:
         block: list[str] = []
@@ -171,6 +249,8 @@ async def run_ffmpeg(
             if line.startswith("progress="):
                 rep = parse_progress_block(block)
                 progress.seen(rep)
+                if gaps is not None and not gap_found.done() and (found := gaps.gap(rep)):
+                    gap_found.set_result(found)
                 on_progress(rep)
                 block = []
 
@@ -190,16 +270,21 @@ async def run_ffmpeg(
     reason: str | None = None
     try:
         done, _ = await asyncio.wait(
-            [w for w in (waiter, cancel_wait, stall_wait) if w],
+            [w for w in (waiter, cancel_wait, stall_wait, gap_found) if w],
             timeout=timeout,
             return_when=asyncio.FIRST_COMPLETED,
         )
-        if waiter not in done:
+        if gap_found in done:
+            reason = "gap"
+        elif waiter not in done:
             reason = "cancelled" if cancel_wait in done else "stalled" if stall_wait in done else "timeout"
+        if reason is not None:
             await _stop(proc)
         await waiter
         with contextlib.suppress(Exception):
             await asyncio.wait_for(readers, 5)
+        if reason is None and gap_found.done():  # FFmpeg ended at once: what it wrote is not the source
+            reason = "gap"
     except asyncio.CancelledError:
         await _stop(proc)
         raise
@@ -217,6 +302,16 @@ async def run_ffmpeg(
         raise FfmpegStalled(f"ffmpeg made no progress for {stall_timeout:g}s", rc, text)
     if reason == "cancelled":
         raise FfmpegCancelled("cancelled", rc, text)
+    if reason == "gap":
+        gap, at = gap_found.result()
+        raise FfmpegSourceGap(
+            f"the source's timestamps jump by about {gap:.0f}s after {at:.1f}s: "
+            f"no source frame for more than {max_frame_gap:g}s of output",
+            rc,
+            text,
+            gap=gap,
+            at=at,
+        )
     if rc is not None and rc < 0:
         raise FfmpegKilled(f"ffmpeg was killed by {_signal_name(-rc)}", rc, text)
     # An allocation that failed under the limit: FFmpeg may still exit 0 (an input error mid-stream).

@@ -39,6 +39,7 @@ from .ffmpeg_runner import (
     FfmpegError,
     FfmpegKilled,
     FfmpegOutOfMemory,
+    FfmpegSourceGap,
     FfmpegStalled,
     FfmpegTimeout,
     ProgressReport,
@@ -204,6 +205,8 @@ def _ffmpeg_error(exc: FfmpegError, limits: Limits) -> JobError:
 
 
 def _ffmpeg_verdict(exc: FfmpegError, limits: Limits) -> JobError:
+    if isinstance(exc, FfmpegSourceGap):
+        return JobError(f"source is not playable: {exc}", "source")
     if isinstance(exc, FfmpegStalled):
         return JobError(
             f"FFmpeg made no progress for {limits.stall_timeout:.12g}s "
