@@ -263,8 +263,8 @@ def _code(subjects: list[str]) -> str:
 def render_markdown() -> str:
     """The table of docs/security.md: each identity's rights as the server enforces them."""
     rows = [
-        "| Identity | Inbox prefix | May publish | May subscribe | Refused subscriptions | Answers requests |",
-        "|---|---|---|---|---|---|",
+        "| Identity | Role | Inbox prefix | May publish | May subscribe | Refused subscriptions | Answers requests |",
+        "|---|---|---|---|---|---|---|",
     ]
     for ident in IDENTITIES.values():
         inbox = {
@@ -274,7 +274,7 @@ def render_markdown() -> str:
         }[ident.inbox]
         answers = f"yes: up to {ident.responses:,} replies each, for 15 min" if ident.responses else "no"
         rows.append(
-            f"| `{ident.name}` | {inbox} | {_code(ident.publish)} | {_code(ident.subscribe_allow())} "
+            f"| `{ident.name}` | {ident.doc} | {inbox} | {_code(ident.publish)} | {_code(ident.subscribe_allow())} "
             f"| {_code(ident.subscribe_deny())} | {answers} |"
         )
     return "\n".join(rows) + "\n"
