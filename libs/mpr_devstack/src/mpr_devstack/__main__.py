@@ -84,7 +84,8 @@ MPR is running.
   console      {stack.api_url}/console/   (sign in with {DEV_API_TOKEN})
   NATS         {env["NATS_URL"]}  (JetStream store: {stack.workdir / "jetstream"}; anonymous clients refused)
   publisher    {stack.nats.url_as("publisher")}
-               (may only publish mpr.jobs.requested: give it to a service that submits jobs;
+               (may only publish mpr.jobs.requested: give it to a service that submits jobs, which
+                connects with inbox_prefix="_INBOX.publisher" to get its acks;
                 every identity's password: {stack.workdir / "nats-passwords.json"})
   S3 (moto)    {endpoint}  buckets {env["S3_BUCKET_IN"]}, {env["S3_BUCKET_OUT"]} (objects kept in {stack.s3_dir})
   upload       export {creds} S3_ENDPOINT_URL={endpoint} MPR_API_URL={stack.api_url} MPR_TOKEN={DEV_API_TOKEN}
