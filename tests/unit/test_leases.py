@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, ServiceUnavailableError
 
 from mpr_common import subjects as s
 from mpr_common.codec import decode, encode
@@ -35,6 +35,7 @@ class CasKV:
         self.seq = 0
         self.lose_answers = 0
         self.down = False
+        self.unavailable = 0  # calls answered 503 (JetStream between leaders)
 
     def _store(self, key: str, value: bytes) -> int:
         self.seq += 1
@@ -47,6 +48,9 @@ class CasKV:
     def _up(self) -> None:
         if self.down:
             raise TimeoutError("no leader")
+        if self.unavailable:
+            self.unavailable -= 1
+            raise ServiceUnavailableError(code=503, err_code=10008)
 
     async def get(self, key: str) -> Any:
         self._up()
@@ -173,6 +177,25 @@ async def test_answers_lost_in_an_election_are_read_back_never_applied_twice():
     kv.lose_answers = 1
     assert await a.complete(done("a"))
     assert await state.get("j") == done("a")
+
+
+async def test_a_run_ends_its_job_through_an_election_of_the_bucket(monkeypatch):
+    """The completion's answer lost as the bucket's leader died, then 503s while it has none: the run
+    reads its own write back rather than leaving its lease to lapse (and the job to run again)."""
+    monkeypatch.setattr(asyncio, "sleep", _no_sleep)
+    kv, clock = CasKV(), Clock()
+    state = JobState(kv)
+    a = lease(state, clock, "a")
+    assert await a.acquire() == "taken"
+    kv.lose_answers, kv.unavailable = 1, 12
+    assert await a.complete(done("a"))
+    assert await state.get("j") == done("a")
+    kv.unavailable = 5  # a delivery that comes meanwhile reads it too
+    assert await lease(state, clock, "b").acquire() == "ended"
+
+
+async def _no_sleep(_: float) -> None:
+    return None
 
 
 async def test_an_unreachable_bucket_makes_the_holder_give_up_before_anyone_may_take_over():

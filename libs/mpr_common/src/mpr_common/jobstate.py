@@ -9,25 +9,33 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, ServiceUnavailableError
 
-from .bus import TRANSIENT, retry_transient
+from .bus import TRANSIENT
 from .codec import decode, encode
 from .events import JobCompleted
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _COMPLETED = b"completed:"
 _CANCELLED = b"cancelled"
 _FAILED = b"failed"
 _RETRIED = b"retried:"  # + the current generation
 _LEASE = b"lease:"  # + a Lease: the job runs, and who may end it
+_READ_ATTEMPTS = 8  # about 9 s of backoff: longer than an election
 _CAS_ROUNDS = 20  # compare-and-set attempts before giving up (only a storm of moves would need more)
+# A bucket between leaders: no answer, or JetStream's 503 ("temporarily unavailable"). A lease's reads
+# and writes ride it out: they decide whether a job runs, and a lost answer is read back.
+UNAVAILABLE = (*TRANSIENT, ServiceUnavailableError)
+# How long a run keeps trying to end its job from its lease while the bucket has no leader: a run that
+# gave up would leave the job to run again once its lease lapsed.
+END_PATIENCE = 120.0
 
 
 class Lease(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,6 +64,20 @@ class Entry:
     raw: bytes = b""
 
 
+async def _through_election(op: Callable[[], Awaitable[T]], what: str) -> T:
+    """``op`` (a read, or an idempotent write) again while the bucket has no leader, backing off
+    (0.2, 0.4, … 2 s: about 9 s in all)."""
+    for attempt in range(1, _READ_ATTEMPTS + 1):
+        try:
+            return await op()
+        except UNAVAILABLE as exc:
+            if attempt == _READ_ATTEMPTS:
+                raise
+            log.warning("%s failed (%s); retrying", what, type(exc).__name__)
+            await asyncio.sleep(min(2.0, 0.2 * 2 ** (attempt - 1)))
+    raise AssertionError("unreachable")
+
+
 class JobState:
     """``await state.get(job_id)`` → ``None`` | ``"cancelled"`` | ``"failed"`` | a :class:`JobCompleted`.
 
@@ -69,7 +91,7 @@ class JobState:
     async def _put(self, job_id: str, value: bytes) -> None:
         # Written before the job's message is acked: retried through a leader election rather than
         # leaving a finished job to be delivered and run again.
-        await retry_transient(lambda: self.kv.put(job_id, value), f"job state of {job_id}")
+        await _through_election(lambda: self.kv.put(job_id, value), f"job state of {job_id}")
 
     async def completed(self, done: JobCompleted) -> None:
         await self._put(done.job_id, _COMPLETED + encode(done))
@@ -101,7 +123,7 @@ class JobState:
     async def read(self, job_id: str) -> Entry:
         """The job's entry as it is now (retried through a leader election)."""
         try:
-            found = await retry_transient(lambda: self.kv.get(job_id), f"job state of {job_id}")
+            found = await _through_election(lambda: self.kv.get(job_id), f"job state of {job_id}")
         except KeyNotFoundError:  # also a deleted one (KeyDeletedError)
             return Entry()
         value, revision = found.value or b"", int(getattr(found, "revision", 0) or 0)
@@ -205,7 +227,7 @@ class JobLease:
             return int(await self.state.kv.create(self.key, value))
         except KeyWrongLastSequenceError:
             return 0
-        except TRANSIENT as exc:
+        except UNAVAILABLE as exc:
             log.warning("job state of %s: %s; reading it back", self.job_id, type(exc).__name__)
             return 0
 
@@ -254,7 +276,7 @@ class JobLease:
                 return "renewed"
             self.found = entry
             return "ended" if entry.state is not None else "lost"
-        except TRANSIENT as exc:
+        except UNAVAILABLE as exc:
             log.warning("lease of %s not renewed (%s)", self.job_id, type(exc).__name__)
             return "unsure"
         self._confirmed(int(revision), began)
@@ -262,13 +284,17 @@ class JobLease:
 
     async def _end(self, value: bytes) -> bool:
         """Replace our lease with ``value`` (compare-and-set): False when another run holds the job or
-        it ended otherwise meanwhile; then this run must not report it."""
-        for attempt in range(1, _CAS_ROUNDS + 1):
+        it ended otherwise meanwhile; then this run must not report it. Tried through elections for up
+        to END_PATIENCE: nobody else can end the job meanwhile, and giving up would run it again."""
+        give_up = self.clock() + END_PATIENCE
+        attempt = 0
+        while True:
+            attempt += 1
             if await self._write(value, self.revision):
                 return True
             try:
-                entry = await self.state.read(self.job_id)
-            except TRANSIENT:
+                entry: Entry | None = await self.state.read(self.job_id)
+            except UNAVAILABLE:
                 entry = None
             if entry is not None:
                 if entry.raw == value:  # our own write, its answer lost
@@ -277,8 +303,9 @@ class JobLease:
                     self.found = entry
                     return False
                 self.revision = entry.revision  # a renewal of ours landed: its answer was lost
+            if self.clock() >= give_up:
+                raise RuntimeError(f"job state of {self.job_id}: not written")
             await asyncio.sleep(min(2.0, 0.2 * 2 ** (attempt - 1)))
-        raise RuntimeError(f"job state of {self.job_id}: not written")
 
     async def complete(self, done: JobCompleted) -> bool:
         return await self._end(_COMPLETED + encode(done))
@@ -409,7 +436,7 @@ class QueuePlaces:
 
     async def _read(self, job_id: str) -> tuple[QueuePlace | None, int]:
         try:
-            entry = await retry_transient(
+            entry = await _through_election(
                 lambda: self.kv.get(_QUEUE_KEY + job_id), f"queue place of {job_id}"
             )
         except KeyNotFoundError:  # also a deleted one (KeyDeletedError)
@@ -427,7 +454,7 @@ class QueuePlaces:
                 await self.kv.create(key, value)
         except KeyWrongLastSequenceError:
             return False
-        except TRANSIENT as exc:
+        except UNAVAILABLE as exc:
             log.warning("queue place of %s: %s; reading it back", job_id, type(exc).__name__)
             return False
         return True

@@ -24,7 +24,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from mpr_common import subjects as s
-from mpr_common.bus import MSG_ID, TRANSIENT, dead_letter, publish_event
+from mpr_common.bus import MSG_ID, dead_letter, publish_event
 from mpr_common.codec import DecodeError, ValidationError, decode
 from mpr_common.events import (
     PRIORITIES,
@@ -45,7 +45,7 @@ from mpr_common.jobs import (
     normalize_job,
     outcome_id,
 )
-from mpr_common.jobstate import JobLease, JobState, QueuePlace, QueuePlaces, move_number
+from mpr_common.jobstate import UNAVAILABLE, JobLease, JobState, QueuePlace, QueuePlaces, move_number
 from mpr_common.metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING, CONSUMER_PRESENT
 from mpr_common.outputs import OutputOwners
 from mpr_common.packages import PackageStore
@@ -461,7 +461,7 @@ class Worker:
         while True:
             try:
                 verdict = await lease.acquire()
-            except TRANSIENT as exc:  # the bucket's election: keep the delivery and look again
+            except UNAVAILABLE as exc:  # the bucket's election: keep the delivery and look again
                 log.info("job state unreadable (%s); looking again", type(exc).__name__)
                 verdict = "held"
             if verdict != "held":
