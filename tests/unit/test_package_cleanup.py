@@ -97,6 +97,11 @@ def test_a_package_is_refused_a_folder_whose_manifests_another_package_owns(api)
     )
     assert r.status_code == 409 and "shows/y/master.m3u8" in r.json()["detail"]
     assert len(nc.js.published) == 2  # the refused ones published nothing
+    # and claimed nothing: the name the refused package asked for is free
+    free = client.post(
+        "/api/jobs", json={"kind": "hls", "source_key": "e.mp4", "output_key": "shows/y/p.m3u8"}
+    )
+    assert free.status_code == 202, free.text
     # its own folder, as often as it is submitted again
     nc.jobs[first.json()["job"]["id"]] = decode(encode(first.json()["job"]), JobView)
     again = client.post(

@@ -113,19 +113,7 @@ class JobService:
         except JobRequestError as exc:
             raise BadRequest(str(exc)) from None
         executor = executors.choose(body.executor, req.kind, self.settings)  # 400 before anything is claimed
-        if body.output_key is not None:  # a default output lives under the job's own id: no one else's
-            assert req.output_key is not None
-            owner = await self.owners.claim(self.settings.s3.bucket_out, req.output_key, req.job_id)
-            if owner is not None:
-                raise Conflict(f"output_key {req.output_key!r} belongs to job {owner}")
-        if req.kind == "package":  # it writes its manifests beside its output key, whatever that is named
-            for key in manifest_keys(req):
-                owner = await self.owners.claim(self.settings.s3.bucket_out, key, req.job_id)
-                if owner is not None:
-                    raise Conflict(
-                        f"output_key: {key!r} belongs to job {owner}, and a package writes its manifests "
-                        "there: choose a folder of its own"
-                    )
+        await self._claim_outputs(req, explicit=body.output_key is not None)
         try:
             # A client is waiting: a few quick retries, then a 503 naming the job_id to retry with.
             dispatched = executor in executors.DISPATCHED
@@ -146,6 +134,34 @@ class JobService:
             await executors.start_execution(self.settings, self.js, req, self.callbacks.issue(req.job_id))
         token = self.callbacks.issue(req.job_id) if executor == "lambda" else None
         return JobOut(job=queued_view(req), callback_token=token), True
+
+    async def _claim_outputs(self, req: JobRequested, explicit: bool) -> None:
+        """Claim what the job will write, or raise 409 naming the job that owns it: the output key given
+        (a default one lives under the job's own id: no one else's), and a package's manifests, which it
+        writes beside its output key whatever that is named. All are looked at before any is claimed,
+        so that a refused job leaves no claim behind."""
+        assert req.output_key is not None
+        bucket = self.settings.s3.bucket_out
+        keys = [req.output_key] if explicit else []
+        if req.kind == "package":
+            keys += [k for k in manifest_keys(req) if k not in keys]
+        for key in keys:
+            owner = await self.owners.owner(bucket, key)
+            if owner is not None and owner != req.job_id:
+                raise self._owned(req, key, owner)
+        for key in keys:
+            owner = await self.owners.claim(bucket, key, req.job_id)
+            if owner is not None:  # claimed meanwhile
+                raise self._owned(req, key, owner)
+
+    @staticmethod
+    def _owned(req: JobRequested, key: str, owner: str) -> Conflict:
+        if key == req.output_key:
+            return Conflict(f"output_key {key!r} belongs to job {owner}")
+        return Conflict(
+            f"output_key: {key!r} belongs to job {owner}, and a package writes its manifests there: "
+            "choose a folder of its own"
+        )
 
     async def get(self, job_id: str) -> JobOut:
         reply = await self._query(s.CATALOG_JOB_GET, Query(id=job_id))
