@@ -154,7 +154,7 @@ def test_a_playlists_output_url_plays_with_its_segments_without_a_bearer_token(a
     url = job["output_url"]
     assert url.startswith(f"{BASE}/media/s/") and url.endswith(f"/t-out/{FOLDER}index.m3u8")
     playlist = api.get(url.removeprefix(BASE))  # no Authorization, as a player or ffprobe
-    assert playlist.status_code == 200 and playlist.content == PLAYLIST
+    assert playlist.status_code == 200 and playlist.text.startswith(PLAYLIST.decode().split("job1_")[0])
     assert playlist.headers["content-type"] == "application/vnd.apple.mpegurl"
     assert playlist.headers["access-control-allow-origin"] == "*"
     segment_url = urljoin(url, "job1_00000.ts")  # as a player resolves it
@@ -171,7 +171,7 @@ def test_a_playlists_output_url_plays_with_its_segments_without_a_bearer_token(a
 def test_keys_with_spaces_and_other_characters_are_linked_encoded(api):
     path = signed_path(api, "my vidéo+1/job2/index.m3u8")
     assert path.endswith("/t-out/my%20vid%C3%A9o%2B1/job2/index.m3u8")
-    assert api.get(path).content == PLAYLIST
+    assert "/my%20vid%C3%A9o%2B1/job2/job1_00000.ts?" in api.get(path).text  # its segment, presigned
     segment = api.get(urljoin(BASE + path, "job1_00000.ts").removeprefix(BASE), follow_redirects=False)
     assert httpx.get(segment.headers["location"]).content == SEGMENT
 
@@ -206,7 +206,9 @@ def test_media_out_of_a_manifest_redirects_to_its_signed_folder_link(api):
     assert (
         head.status_code == 200
         and head.content == b""
-        and head.headers["content-length"] == str(len(PLAYLIST))
+        # what a GET answers: the playlist with its segments presigned
+        and head.headers["content-length"]
+        == str(len(api.get(signed_path(api, f"{FOLDER}index.m3u8")).content))
     )
     # a segment through /media/out/ is presigned as before
     r = api.get(f"/media/out/{FOLDER}job1_00000.ts", headers=bearer(), follow_redirects=False)

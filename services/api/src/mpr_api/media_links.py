@@ -18,11 +18,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import posixpath
 import re
 import time
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from litestar.types import Scope
 
@@ -140,3 +142,61 @@ class MediaLinks:
             )
         if expires < (now if now is not None else time.time()):
             raise LinkRefused("this media link has expired: ask the API for the job or the link again")
+
+
+# --- playlists served under a signed link: their segments straight from S3 --------------------------
+# A media playlist names its segments (and its init segment, #EXT-X-MAP) relatively. Resolved against the
+# signed link, each would be a request to the API answered by a 307 to S3: two hops per segment, and
+# FFmpeg warns "Cannot reuse HTTP connection for different host" on every one. The API writes them as
+# presigned S3 URLs instead (one hop) when it redirects segments at all (not with API_MEDIA_PROXY).
+# Left alone: playlists (a master's variants are served here too), keys (#EXT-X-KEY, #EXT-X-SESSION-KEY:
+# served only to a playback token), absolute URIs, and anything outside the playlist's own folder.
+_URI_ATTR = re.compile(r'URI="([^"]*)"')
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # the longest a SigV4 presigned URL may live
+
+
+def link_expires(token: str) -> int:
+    """When a (checked) token expires, as a Unix time: presigned URLs written into a playlist served
+    under it live as long as the link, so a player reading a long VOD playlist once keeps working."""
+    return int(token.partition(".")[0])
+
+
+def presign_seconds(expires: int, now: float | None = None) -> int:
+    left = expires - int(now if now is not None else time.time())
+    return max(1, min(left, MAX_PRESIGN_SECONDS))
+
+
+def segment_key(playlist_key: str, uri: str) -> str | None:
+    """The key a relative ``uri`` in the playlist ``playlist_key`` names, if it is a file under the
+    playlist's own folder that is not itself a manifest; else None (the URI is left as written)."""
+    if not uri or "?" in uri or "#" in uri or ":" in uri.split("/", 1)[0] or uri.startswith("/"):
+        return None  # absolute (scheme:, //host, /path), or with a query or fragment
+    folder = folder_of(playlist_key)
+    key = posixpath.normpath(folder + unquote(uri))
+    if not key.startswith(folder) or key == ".." or key.startswith("../") or is_manifest(key):
+        return None
+    return key
+
+
+def rewrite_playlist(text: str, playlist_key: str, presign: Callable[[str], str | None]) -> str:
+    """``text`` (an HLS playlist) with each segment URI and #EXT-X-MAP URI under its folder replaced by
+    ``presign(key)`` (None: left as written). Lines are otherwise kept byte for byte."""
+
+    def swap(uri: str) -> str:
+        key = segment_key(playlist_key, uri)
+        url = presign(key) if key is not None else None
+        return url if url is not None else uri
+
+    out = []
+    for line in text.split("\n"):
+        bare = line.rstrip("\r")
+        if not bare.strip():
+            out.append(line)
+        elif bare.startswith("#"):
+            if bare.startswith("#EXT-X-MAP:"):
+                line = _URI_ATTR.sub(lambda m: f'URI="{swap(m[1])}"', line)
+            out.append(line)  # other tags (keys, variants, media renditions) as written
+        else:
+            end = line[len(bare) :]
+            out.append(swap(bare.strip()) + end)
+    return "\n".join(out)

@@ -1,13 +1,22 @@
 from __future__ import annotations
 
+import anyio.to_thread
 from litestar import Request, route
 from litestar.response import Redirect, Response, Stream
 from litestar.status_codes import HTTP_307_TEMPORARY_REDIRECT
 
-from mpr_common.storage import guess_content_type
+from mpr_common.errors import MprError
+from mpr_common.keys import extension
+from mpr_common.storage import get_presigned_url, guess_content_type
 
 from ..domain.assets import AssetService
-from ..media_links import SIGNED_PREFIX, is_manifest
+from ..media_links import (
+    SIGNED_PREFIX,
+    is_manifest,
+    link_expires,
+    presign_seconds,
+    rewrite_playlist,
+)
 
 # A signed link is a capability: any page may play it (no cookie or other credential rides along), and
 # no shared cache should keep what it named.
@@ -50,9 +59,12 @@ async def media_out(assets: AssetService, key: str) -> Redirect:
     summary="Read an output through a signed folder link (the token is the credential: no bearer token)",
     description=(
         "`path` is `<bucket>/<key>`. Playlists (.m3u8), DASH manifests (.mpd) and WebVTT tracks (.vtt) "
-        "are served here, so that their relative links stay under the same link; anything else is a 307 "
-        "to a presigned S3 URL, or streamed from S3 when API_MEDIA_PROXY is on. 403: the link is forged, "
-        "expired or for another folder."
+        "are served here, so that their relative links stay under the same link. In an HLS playlist, "
+        "each segment and init segment of its folder is written as a presigned S3 URL valid as long as "
+        "the link (one hop per segment); with API_MEDIA_PROXY on they stay relative and are streamed "
+        "through the API. Anything else named under the link (a DASH segment, a storyboard image) is "
+        "a 307 to a presigned S3 URL, or streamed from S3 when API_MEDIA_PROXY is on. 403: the link is "
+        "forged, expired or for another folder."
     ),
     security=[],
 )
@@ -64,6 +76,8 @@ async def media_signed(
     head = request.method == "HEAD"
     if is_manifest(key):
         body = await assets.read_manifest(bucket, key)
+        if extension(key) == ".m3u8" and not assets.settings.media_proxy:
+            body = await anyio.to_thread.run_sync(_presign_segments, assets, token, bucket, key, body)
         headers = {**_MANIFEST_HEADERS, "Content-Length": str(len(body))}
         return Response(b"" if head else body, media_type=guess_content_type(key), headers=headers)
     if not assets.settings.media_proxy:
@@ -76,3 +90,21 @@ async def media_signed(
     if obj.chunks is None:
         return Response(b"", status_code=obj.status, media_type=media_type, headers=headers)
     return Stream(obj.chunks, status_code=obj.status, media_type=media_type, headers=headers)
+
+
+def _presign_segments(assets: AssetService, token: str, bucket: str, key: str, body: bytes) -> bytes:
+    """The playlist with its segments as presigned S3 URLs that live as long as the link does."""
+    seconds = presign_seconds(link_expires(token))
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        return body  # not a playlist MPR wrote: served as stored
+
+    def presign(segment: str) -> str | None:
+        try:
+            assets.check_signed(token, bucket, segment)
+        except MprError:
+            return None  # not granted or not an output MPR serves: left relative (the API refuses it)
+        return get_presigned_url(segment, bucket, seconds, client=assets.public_s3)
+
+    return rewrite_playlist(text, key, presign).encode()
