@@ -1,6 +1,7 @@
 """compose.yaml's topology run as local processes: nginx with the very file deploy/nginx.conf (only its
 upstream addresses and listen port substituted) in front of the API and the S3 server, NATS over TLS with
-one identity per service, and the services started with the environment compose gives each of them.
+one identity per service, PostgreSQL, and the services started with the environment compose gives each of
+them (its host names made loopback addresses, its .env secrets drawn at random).
 
 It checks what compose promises on its one published port: /media/in/ and /media/out/ serve objects
 (ranges, the media types nginx.conf maps), presigned links work through it, the API and GraphQL (its
@@ -159,7 +160,7 @@ class Topology:
 
 
 def compose_env(
-    name: str, compose: dict, stack: Stack, ca: Path, public_url: str, secrets: dict[str, str]
+    name: str, compose: dict, stack: Stack, ca: Path, public_url: str, database: str, secrets: dict[str, str]
 ) -> dict[str, str]:
     """The environment compose gives service ``name``, with its host names, files and ``.env`` values
     made this machine's: every variable compose sets is set, to what it means here."""
@@ -168,7 +169,7 @@ def compose_env(
         "tls://nats:4222": f"tls://127.0.0.1:{stack.nats.port}" if isinstance(stack.nats, NatsServer) else "",
         "/etc/nats-tls/ca.crt": str(ca),
         "http://localhost:8080": public_url,
-        "@postgres:5432/mpr": None,  # the catalog's database: SQLite here (test_postgres_stack runs it)
+        "@postgres:5432/mpr": f"@{database}",
     }
     out: dict[str, str] = {}
     for var, raw in compose["services"][name]["environment"].items():
@@ -183,10 +184,8 @@ def compose_env(
                 value,
             )
         for there, here in endpoints.items():
-            if there in value:
-                value = value.replace(there, here) if here is not None else ""
-        if value:
-            out[var] = value
+            value = value.replace(there, here)
+        out[var] = value
     if "NATS_USER" in out:  # the identity compose names, with the password nats-server was given
         assert stack.nats and stack.nats.passwords
         out["NATS_PASSWORD"] = stack.nats.passwords[out["NATS_USER"]]
@@ -194,7 +193,7 @@ def compose_env(
 
 
 @pytest.fixture(scope="module")
-def topology(tmp_path_factory) -> Iterator[Topology]:
+def topology(tmp_path_factory, postgres) -> Iterator[Topology]:
     compose = yaml.safe_load(COMPOSE.read_text())
     work = tmp_path_factory.mktemp("compose")
     ca, cert, key = make_certs(work)
@@ -217,9 +216,12 @@ def topology(tmp_path_factory) -> Iterator[Topology]:
             stack.s3_client().put_bucket_policy(Bucket=bucket, Policy=policy)
         stack.setup_jetstream()  # compose's nats-setup, as the setup identity
         port = free_port()
+        db = f"compose{uuid.uuid4().hex[:8]}"
+        postgres.create_db(db)  # PostgreSQL as compose runs it (trust authentication: any password)
+        database = f"127.0.0.1:{postgres.port}/{db}"
         secrets: dict[str, str] = {}
         env = {
-            name: compose_env(name, compose, stack, ca, f"http://127.0.0.1:{port}", secrets)
+            name: compose_env(name, compose, stack, ca, f"http://127.0.0.1:{port}", database, secrets)
             for name in SERVICES
         }
         for name in SERVICES:
@@ -257,13 +259,12 @@ def test_the_services_run_with_composes_environment_and_identities(topology):
     compose = yaml.safe_load(COMPOSE.read_text())
     for name in SERVICES:
         declared = set(compose["services"][name]["environment"]) - {"METRICS_PORT"}
-        if name == "catalog":
-            declared.discard("DATABASE_URL")
         assert declared <= topology.env[name].keys(), name
         assert topology.env[name]["NATS_USER"] == compose["services"][name]["environment"]["NATS_USER"]
         assert topology.env[name]["NATS_URL"].startswith("tls://")
         assert topology.stack.services[name].alive(), name
     assert topology.env["api"]["S3_PUBLIC_ENDPOINT_URL"] == topology.nginx.url
+    assert topology.env["catalog"]["DATABASE_URL"].startswith("postgresql+asyncpg://mpr:")
 
 
 # --- what nginx publishes ------------------------------------------------------------------------------
