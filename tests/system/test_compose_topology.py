@@ -8,10 +8,12 @@ It checks what compose promises on its one published port: /media/in/ and /media
 WebSocket too) are proxied, and nothing else is published: not /metrics, not the API's probes, not a
 listing, a write or an unsigned request to a bucket.
 
-What it cannot prove about MinIO: the S3 server here is moto's, which enforces no bucket policy and checks
-no signature. MinIO's anonymous policy (GetObject only, deploy/minio-policies) and its signature checks
-are what compose adds on top; this test shows that nginx alone already refuses what that policy would
-(listing, writes, sub-resources, unsigned bucket paths), so neither depends on the other.
+What it cannot prove about MinIO: the S3 server here is moto's. Given minio-init's anonymous-read policies
+(deploy/minio-policies) it answers anonymous GETs, but also anonymous listings and writes (it does not
+evaluate the statements), refuses anonymous HEADs, and checks no signature. So MinIO's own enforcement of
+GetObject-only and of signatures is not tested here; what is shown is that nginx alone refuses what that
+policy would (listings, writes, sub-resources, unsigned bucket paths), so compose does not rest on the
+policy for those.
 """
 
 from __future__ import annotations
