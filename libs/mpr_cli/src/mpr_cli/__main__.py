@@ -40,9 +40,17 @@ TERMINAL = ("completed", "failed", "cancelled")
 
 
 class Cli:
-    def __init__(self, api_url: str, token: str | None, console: Console) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        token: str | None,
+        console: Console,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(base_url=api_url.rstrip("/"), headers=headers, timeout=120)
+        self.http = httpx.Client(
+            base_url=api_url.rstrip("/"), headers=headers, timeout=120, transport=transport
+        )
         self.out = console
 
     def call(self, method: str, path: str, **kw) -> dict:
@@ -171,9 +179,12 @@ class Cli:
         else:
             params = {"limit": limit, **({"status": status} if status else {})}
             page = self.call("GET", "/api/jobs", params=params)
-            table = Table(
-                "id", "kind", "status", "progress", "source", "output", "error", title=f"{page['total']} jobs"
-            )
+            table = Table(title=f"{page['total']} jobs")
+            # Ids are pasted into other commands: never cut or wrapped, whatever the width.
+            width = max((len(item["job"]["id"]) for item in page["items"]), default=2)
+            table.add_column("id", no_wrap=True, min_width=width)
+            for name in ("kind", "status", "progress", "source", "output", "error"):
+                table.add_column(name)
             for item in page["items"]:
                 j = item["job"]
                 table.add_row(
@@ -204,7 +215,7 @@ class Cli:
             self.call("DELETE", f"{base}/{args.name}")
             self.out.print(f"deleted {args.name}")
             return 0
-        body = json.loads(Path(args.file).read_text() if args.file else sys.stdin.read())
+        body = read_body(args.file)
         if args.action == "create":
             return self.show(self.call("POST", base, json=body))
         return self.show(self.call("PUT", f"{base}/{args.name}", json=body))
@@ -225,9 +236,26 @@ class Cli:
 
     def queues(self, action: str, cls: str | None) -> int:
         if action == "list":
-            return self.show(self.call("GET", "/api/queues"))
+            return self.queue_table(self.call("GET", "/api/queues"))
         path = f"/api/queues/{cls}/{action}" if cls else f"/api/queues/{action}"
-        return self.show(self.call("POST", path))
+        out = self.call("POST", path)
+        self.out.print(f"{cls or 'every class'} {'paused' if action == 'pause' else 'resumed'}")
+        del out  # the new state is in GET /api/queues (mpr queues)
+        return 0
+
+    def queue_table(self, out: dict) -> int:
+        table = Table("class", "state", "pending", "in flight", "oldest wait")
+        for q in out["queues"]:
+            wait = q.get("oldest_waiting_seconds")
+            table.add_row(
+                q["priority"],
+                "paused" if q["paused"] else "running",
+                "" if q["pending"] is None else str(q["pending"]),
+                "" if q["in_flight"] is None else str(q["in_flight"]),
+                "" if wait is None else f"{wait:.0f}s",
+            )
+        self.out.print(table)
+        return 0
 
     def log(self, job_id: str) -> int:
         out = self.call("GET", f"/api/jobs/{job_id}/log")
@@ -246,9 +274,11 @@ class Cli:
             return self.show(self.call("POST", f"/api/dead-letters/{replay}/replay"))
         return self.show(self.call("GET", "/api/dead-letters", params={"limit": limit}))
 
-    def sse(self, params: dict) -> Iterator[tuple[str, dict]]:
-        """(event type, data) from GET /api/events; reconnects with Last-Event-ID, losing nothing."""
-        last: str | None = None
+    def sse(self, params: dict, after: str | None = None) -> Iterator[tuple[str | None, str, dict]]:
+        """(event id, event type, data) from GET /api/events; reconnects with Last-Event-ID, losing
+        nothing. Once the stream is open (and after every reconnection) it yields ``(None, OPENED, {})``:
+        from then on no event is missed, so what was read before it can be checked against the API."""
+        last: str | None = after
         while True:
             headers = {"Last-Event-ID": last} if last else {}
             try:
@@ -257,9 +287,10 @@ class Cli:
                 ) as r:
                     if r.status_code >= 400:
                         raise SystemExit(f"mpr: GET /api/events → {r.status_code}: {r.read().decode()}")
+                    yield None, OPENED, {}
                     for event_id, kind, event in messages(r.iter_lines()):
                         last = event_id or last
-                        yield kind, event
+                        yield event_id, kind, event
             except httpx.HTTPError:
                 time.sleep(1)  # the API restarted: resume after the last event seen
 
@@ -267,6 +298,10 @@ class Cli:
         params: dict = {k: v for k, v in {"job_id": args.job, "kind": args.kind}.items() if v}
         if not args.follow:
             params["types"] = "job.completed,job.failed,job.cancelled,asset.registered"
+        # From a cursor, the stream replays how the jobs ended: nothing to ask the API first.
+        follow = Follow(self, args.job or [], args.exit_after, check=not args.after)
+        if not self.out.is_terminal:  # piped or redirected: a line per event, no bars
+            return follow.run(self.sse(params, args.after), None)
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -274,28 +309,152 @@ class Cli:
             TextColumn("{task.fields[status]} {task.fields[eta]}"),
             console=self.out,
         ) as progress:
-            bars: dict[str, TaskID] = {}
-            for kind, ev in self.sse(params):
-                if not kind.startswith("job."):
-                    progress.console.print(f"{kind} {ev.get('bucket')}/{ev.get('key')}")
-                    continue
-                job_id = ev["job_id"]
-                if job_id not in bars:
-                    bars[job_id] = progress.add_task(
-                        f"{ev.get('kind') or 'job'} {job_id}", total=100, status="", eta=""
-                    )
-                eta = f"ETA {ev['eta']:.0f}s" if ev.get("eta") is not None else ""
-                done = 100 if kind == "job.completed" else ev.get("progress") or 0
-                progress.update(bars[job_id], completed=done, status=ev.get("status") or kind[4:], eta=eta)
-                if kind in ("job.failed", "job.cancelled"):
-                    progress.console.print(f"{job_id} {kind[4:]}: {ev.get('error') or ''}")
-                if (
-                    args.job
-                    and kind in ("job.completed", "job.failed", "job.cancelled")
-                    and job_id in args.job
-                ):
-                    return 0 if kind == "job.completed" else 1
-        return 0
+            return follow.run(self.sse(params, args.after), progress)
+
+
+OPENED = "stream.opened"  # not an event of the API: the CLI's mark that its stream is open
+ENDED = {"job.completed": "completed", "job.failed": "failed", "job.cancelled": "cancelled"}
+
+
+def read_body(file: str | None) -> object:
+    """The JSON body of a templates / rules / webhooks write, from ``file`` or stdin; a one-line error
+    and exit status 2 (a usage error) when it is missing or not JSON."""
+    where = file or "stdin"
+    try:
+        text = Path(file).read_text() if file else sys.stdin.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"mpr: cannot read {where}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        print(f"mpr: {where} is not JSON: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+class Follow:
+    """What ``mpr events`` shows and when it ends: a bar per job on a terminal (a package's children
+    under it, the package's own bar from their weighted progress), else one line per event; it ends
+    when every ``--job`` has ended (at once if they had before the stream opened), or after
+    ``--exit-after`` jobs have ended."""
+
+    def __init__(self, cli: Cli, jobs: list[str], exit_after: int | None, check: bool = True) -> None:
+        self.cli = cli
+        self.jobs = set(jobs)
+        self.exit_after = exit_after
+        self.ended: dict[str, str] = {}  # top-level job id -> how it ended
+        self.bars: dict[str, TaskID] = {}
+        self.child_eta: dict[str, dict[str, float]] = {}  # package -> child -> its ETA
+        self.refreshed: dict[str, float] = {}  # package -> when its progress was last read
+        self.checked = not check
+
+    def run(self, stream: Iterator[tuple[str | None, str, dict]], progress: Progress | None) -> int:
+        self.progress = progress
+        for event_id, kind, ev in stream:
+            if kind == OPENED:
+                if not self.checked:
+                    self.checked = True
+                    self.check_jobs()
+            else:
+                self.show(event_id, kind, ev)
+                if kind in ENDED and not ev.get("parent_id"):
+                    self.ended[ev["job_id"]] = ENDED[kind]
+            if self.done():
+                break
+        else:
+            return 0
+        return 0 if all(how == "completed" for how in self.ended.values()) else 1
+
+    def done(self) -> bool:
+        if self.jobs:
+            return self.jobs <= set(self.ended)
+        return self.exit_after is not None and len(self.ended) >= self.exit_after
+
+    def check_jobs(self) -> None:
+        """The jobs asked for that ended before the stream opened: their end is shown from the API
+        (an unknown one may just not be queued yet: its events come)."""
+        for job_id in sorted(self.jobs):
+            r = self.cli.http.get(f"/api/jobs/{job_id}")
+            if r.status_code == 404:
+                continue
+            if r.status_code >= 400:
+                raise SystemExit(f"mpr: GET /api/jobs/{job_id} → {r.status_code}: {r.text}")
+            job = r.json()["job"]
+            if job["status"] in TERMINAL:
+                event = {**job, "job_id": job["id"]}
+                self.show(None, f"job.{job['status']}", event)
+                self.ended[job_id] = job["status"]
+
+    def print(self, text: str) -> None:
+        console = self.progress.console if self.progress is not None else self.cli.out
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def show(self, event_id: str | None, kind: str, ev: dict) -> None:
+        if not kind.startswith("job."):
+            if kind == "asset.registered" or self.progress is None:
+                self.print(f"{event_id or '-'} {kind} {ev.get('bucket')}/{ev.get('key')}")
+            return
+        job_id, parent = ev["job_id"], ev.get("parent_id")
+        done = 100.0 if kind == "job.completed" else float(ev.get("progress") or 0)
+        eta = ev.get("eta")
+        status = ev.get("status") or kind[4:]
+        if parent:
+            self.child_eta.setdefault(parent, {})
+            if kind in ENDED or eta is None:
+                self.child_eta[parent].pop(job_id, None)
+            else:
+                self.child_eta[parent][job_id] = eta
+        if self.progress is None:
+            line = f"{event_id or '-'} {kind} {job_id} {ev.get('kind') or ''} {status} {done:.0f}%"
+            if eta is not None and kind not in ENDED:
+                line += f" ETA {eta:.0f}s"
+            if parent:
+                line += f" (package {parent})"
+            if kind in ("job.failed", "job.cancelled") and ev.get("error"):
+                line += f": {ev['error']}"
+            self.print(line)
+            return
+        if parent:
+            self.bar(parent, "package", "")
+            label = ev.get("rendition") or ev.get("kind") or "job"
+            self.bar(job_id, f"  └ {label}", parent)
+            self.update(job_id, done, status, eta)
+            self.refresh_package(parent, kind in ENDED)
+        else:
+            self.bar(job_id, ev.get("kind") or "job", "")
+            if ev.get("kind") == "package" and kind not in ENDED:
+                self.refresh_package(job_id, True)
+            else:
+                self.update(job_id, done, status, eta)
+        if kind in ("job.failed", "job.cancelled"):
+            self.print(f"{job_id} {kind[4:]}: {ev.get('error') or ''}")
+
+    def bar(self, job_id: str, label: str, parent: str) -> None:
+        assert self.progress is not None
+        if job_id not in self.bars:
+            self.bars[job_id] = self.progress.add_task(
+                f"{label} {job_id}", total=100, status="", eta="", parent=parent
+            )
+
+    def update(self, job_id: str, done: float, status: str, eta: float | None) -> None:
+        assert self.progress is not None
+        text = f"ETA {eta:.0f}s" if eta is not None and status not in TERMINAL else ""
+        self.progress.update(self.bars[job_id], completed=done, status=status, eta=text)
+
+    def refresh_package(self, package: str, now: bool) -> None:
+        """A package's bar: its ETA the longest of its running children's; its progress as the API
+        weighs its children (read at most once a second, and whenever a child ends)."""
+        assert self.progress is not None
+        etas = self.child_eta.get(package, {}).values()
+        eta = max(etas, default=None)
+        self.progress.update(self.bars[package], eta=f"ETA {eta:.0f}s" if eta is not None else "")
+        if not now and time.monotonic() - self.refreshed.get(package, 0.0) < 1.0:
+            return
+        self.refreshed[package] = time.monotonic()
+        r = self.cli.http.get(f"/api/jobs/{package}")
+        if r.status_code == 200:
+            job = r.json()["job"]
+            self.update(package, float(job["progress"] or 0), job["status"], eta)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -336,7 +495,19 @@ def parser() -> argparse.ArgumentParser:
         )
         r.add_argument("action", choices=["list", "get", "create", "put", "delete"])
         r.add_argument("name", nargs="?", help=f"the {singular}'s name or id")
-        r.add_argument("--file", help="JSON body (default: stdin)")
+        r.add_argument(
+            "--file",
+            metavar="FILE",
+            help=f"the {singular} as JSON (default: stdin), e.g. "
+            + {
+                "templates": """'{"kind": "package", "preset": "abr-h264", "storyboard": true}' """
+                "(also output_key, a pattern such as {dir}/web/{stem}.mp4; loudnorm, priority, start, "
+                "end, description)",
+                "rules": """'{"id": "web-hd", "template": "web", "prefix": "incoming/"}'""",
+                "webhooks": """'{"url": "https://hooks.example.com/mpr", "types": ["job.completed"]}'""",
+            }[name]
+            + "; the fields are those of the REST body (docs/automation.md, docs/webhooks.md)",
+        )
         if name == "templates":
             r.add_argument("--revision", type=int, help="an earlier version")
     dr = sub.add_parser("dry-run", help="what a rule would start now")
@@ -357,10 +528,30 @@ def parser() -> argparse.ArgumentParser:
     dl = sub.add_parser("dead-letters", help="list dead letters, or replay one")
     dl.add_argument("--replay", type=int, metavar="SEQ")
     dl.add_argument("--limit", type=int, default=50)
-    ev = sub.add_parser("events", help="the live event stream (progress bars with --follow)")
+    ev = sub.add_parser(
+        "events",
+        help="the live event stream: progress bars with --follow on a terminal, else a line per event "
+        "(event id, type, job, kind, status, progress, ETA)",
+    )
     ev.add_argument("--follow", action="store_true", help="progress of every job, not only how they end")
-    ev.add_argument("--job", action="append", help="only this job (repeatable); exits when it ends")
+    ev.add_argument(
+        "--job",
+        action="append",
+        help="only this job and a package's children (repeatable); exits once each has ended, at once "
+        "if it had already (status 1 if one failed)",
+    )
     ev.add_argument("--kind", choices=JOB_KINDS)
+    ev.add_argument(
+        "--exit-after",
+        type=int,
+        metavar="N",
+        help="exit once N jobs (not counting a package's children) have ended (status 1 if one failed)",
+    )
+    ev.add_argument(
+        "--after",
+        metavar="EVENT_ID",
+        help="start right after this event (an id a previous run printed) instead of now",
+    )
     return p
 
 
