@@ -343,16 +343,18 @@ class Glob:
     backtracking), so matching costs at most (key length + 1) × (number of states) steps whatever the
     pattern; the state-set transitions seen are remembered (a lazily built DFA, bounded)."""
 
-    __slots__ = ("_cache", "_closure", "_data", "_kinds", "_outs", "pattern", "start")
+    __slots__ = ("_accepts", "_cache", "_data", "_ids", "_kinds", "_outs", "_sets", "pattern", "start")
 
     def __init__(self, pattern: str) -> None:
         self.pattern = pattern
         self._kinds: list[int] = []
         self._data: list[Any] = []
         self._outs: list[tuple[int, ...]] = []
-        self._cache: dict[tuple[frozenset[int], str], frozenset[int]] = {}
+        self._cache: dict[tuple[int, str], int] = {}  # (state set number, character) -> number
+        self._ids: dict[frozenset[int], int] = {}
+        self._sets: list[frozenset[int]] = []  # by number; 0: the start's closure
+        self._accepts: list[bool] = []
         self.start = 0
-        self._closure: dict[int, frozenset[int]] = {}
 
     @property
     def states(self) -> int:
@@ -410,21 +412,38 @@ class Glob:
     def run(self, key: str, counter: list[int] | None = None) -> bool:
         """Does the whole key match? ``counter`` (tests): [steps], incremented for every state visited
         (the remembered transitions are then not used)."""
-        current = self._eclose((self.start,), counter)
-        cache = self._cache
+        if counter is not None:
+            return self._simulate(self._eclose((self.start,), counter), key, counter)
+        # the lazily built DFA: state sets numbered (0: the start's), (number, character) -> number
+        if not self._sets:
+            self._number(self._eclose((self.start,)))
+        trans, sid = self._cache, 0
+        for i, c in enumerate(key):
+            nxt = trans.get((sid, c))
+            if nxt is None:
+                if len(trans) >= _DFA_CACHE:  # remembered enough: simulate the rest of this key
+                    return self._simulate(self._sets[sid], key[i:])
+                nxt = trans[(sid, c)] = self._number(self._step(self._sets[sid], c))
+            if not self._sets[nxt]:  # nothing can match any more
+                return False
+            sid = nxt
+        return self._accepts[sid]
+
+    def _simulate(self, current: frozenset[int], key: str, counter: list[int] | None = None) -> bool:
         for c in key:
             if not current:
                 return False
-            if counter is not None:
-                current = self._step(current, c, counter)
-                continue
-            known = cache.get((current, c))
-            if known is None:
-                known = self._step(current, c)
-                if len(cache) < _DFA_CACHE:
-                    cache[(current, c)] = known
-            current = known
+            current = self._step(current, c, counter)
         return any(self._kinds[st] == _MATCH for st in current)
+
+    def _number(self, states: frozenset[int]) -> int:
+        """The number of a state set (at most one per remembered transition, plus the start's)."""
+        sid = self._ids.get(states)
+        if sid is None:
+            sid = self._ids[states] = len(self._sets)
+            self._sets.append(states)
+            self._accepts.append(any(self._kinds[st] == _MATCH for st in states))
+        return sid
 
     def fullmatch(self, key: str) -> bool:
         return self.run(key)

@@ -272,9 +272,11 @@ INTERNAL_ERROR = "internal error"  # as REST's 500: what a bug raised is logged,
 
 
 def _unexpected(error: GraphQLError) -> bool:
-    """Errors MPR raises on purpose are GraphQLErrors (graphql_errors.py), as are graphql-core's own
-    (parse, validation, coercion, limits); anything else a resolver raised is a bug."""
-    return error.original_error is not None and not isinstance(error.original_error, GraphQLError)
+    """A resolver's error (it has a path) that MPR did not raise on purpose: MPR's are GraphQLErrors
+    (graphql_errors.py). Errors before execution (parse, validation, coercion of arguments, limits)
+    have no path and say what is wrong with the request."""
+    original = error.original_error
+    return error.path is not None and original is not None and not isinstance(original, GraphQLError)
 
 
 schema = build_schema()

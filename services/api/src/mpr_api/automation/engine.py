@@ -9,6 +9,7 @@ within the jobs stream's de-duplication window, so the job runs once whichever d
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -94,6 +95,7 @@ class RuleEngine:
                 await msg.nak(delay=RETRY_DELAY)
                 continue
             await msg.ack()
+            await asyncio.sleep(0)  # every rule's glob over one key, then others get the loop
 
     async def on_registered(
         self, asset: AssetRegistered, rules: list[Stored[Rule]] | None = None

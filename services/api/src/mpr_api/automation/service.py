@@ -3,6 +3,8 @@ reads by revision, and dry runs of rules over the catalog's registered assets.""
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 
 from mpr_common.errors import BadRequest, Conflict, NotFound
@@ -29,6 +31,7 @@ from .schemas import DryRunItem, DryRunOut, RuleOut, TemplateHistory, TemplateOu
 from .store import FiringStore, RuleStore, Stored, TemplateStore
 
 DRY_RUN_LIMIT = 100
+DRY_RUN_SLICE = 100  # assets examined between two yields to the event loop
 MAX_DRY_RUN_LIMIT = 1000
 
 
@@ -135,6 +138,8 @@ class AutomationService:
         bucket = rule.bucket or self.bucket_in
         async for asset in self._assets(rule.prefix):
             out.examined += 1
+            if out.examined % DRY_RUN_SLICE == 0:
+                await asyncio.sleep(0)  # a catalog page of long keys is many glob runs: share the loop
             if asset.bucket != bucket:
                 continue
             if asset.probe_status == "pending":

@@ -3,13 +3,15 @@ cookie once signed in), presigned uploads at /api/uploads, static files at /cons
 
 from __future__ import annotations
 
+import errno
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Request
+from litestar import Request, Response
 from litestar.datastructures import CacheControlHeader
 from litestar.di import Provide
+from litestar.exceptions import InternalServerException
 from litestar.static_files import create_static_files_router
 
 from ..console.pages import ROUTES
@@ -38,6 +40,18 @@ def provide_uploads(request: Request) -> UploadService:
     return request.app.state.uploads
 
 
+_BAD_NAME = frozenset({errno.ENAMETOOLONG, errno.EINVAL, errno.ENOTDIR, errno.ELOOP})
+
+
+def _no_such_file(_request: Request, exc: Exception) -> Response:
+    """A name the file system refuses (too long, a NUL byte; Litestar wraps the OSError in a 500) names
+    no file: a 404. Any other failure stays a 500."""
+    cause = exc if isinstance(exc, OSError | ValueError) else exc.__cause__
+    if isinstance(cause, ValueError) or (isinstance(cause, OSError) and cause.errno in _BAD_NAME):
+        return Response({"status_code": 404, "detail": "no such file"}, status_code=404)
+    return Response({"status_code": 500, "detail": "internal error"}, status_code=500)
+
+
 static_files = create_static_files_router(
     path=STATIC_PATH,
     directories=[STATIC],
@@ -45,6 +59,11 @@ static_files = create_static_files_router(
     # revalidated on every use (a 304 when unchanged): an upgraded API never runs yesterday's scripts
     cache_control=CacheControlHeader(no_cache=True),
     include_in_schema=False,
+    exception_handlers={
+        InternalServerException: _no_such_file,
+        OSError: _no_such_file,
+        ValueError: _no_such_file,
+    },
 )
 
 FEATURE = Feature(
