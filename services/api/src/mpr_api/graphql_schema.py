@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -263,7 +264,7 @@ def build_schema() -> strawberry.Schema:
         subscription=merged("Subscription", None, "graphql_subscription"),
         extensions=[
             *schema_extensions(),
-            MaskErrors(should_mask_error=_unexpected, error_message=INTERNAL_ERROR),
+            partial(MaskErrors, should_mask_error=_unexpected, error_message=INTERNAL_ERROR),
         ],
     )
 
