@@ -85,3 +85,28 @@ def test_a_dash_manifest_and_hls_master_play_through_their_signed_folder_link(st
         assert info["format"]["format_name"] == format_name
         assert codecs(info) == ["aac", "h264"]
         assert float(info["format"]["duration"]) == pytest.approx(SECONDS, abs=0.3)
+
+
+def test_ffmpeg_reads_a_signed_playlists_segments_straight_from_s3_in_one_hop(stack, api, s3, tmp_path):
+    """Each segment of a media playlist served under a signed link is a presigned S3 URL: FFmpeg reads
+    them without a redirect from the API (which made it warn "Cannot reuse HTTP connection for different
+    host" on every segment)."""
+    local = tmp_path / "package"
+    make_cmaf_package(local)
+    folder = f"playable-{uuid.uuid4().hex[:8]}/pkg/"
+    for f in sorted(local.iterdir()):
+        s3.upload_file(str(f), stack.bucket_out, folder + f.name)
+    link = api.get(f"/media/out/{folder}master.m3u8", follow_redirects=False).headers["location"]
+    variant = next(line for line in httpx.get(link).text.splitlines() if line.endswith(".m3u8"))
+    playlist = httpx.get(link.rsplit("/", 1)[0] + "/" + variant).text
+    uris = [line for line in playlist.splitlines() if line and not line.startswith("#")]
+    assert len(uris) >= SECONDS and all(u.startswith(stack.moto.url) and "X-Amz-Signature" in u for u in uris)
+    assert f'URI="{stack.moto.url}' in playlist  # the init segment too
+    r = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "warning", "-i", link, "-map", "0", "-c", "copy", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "Cannot reuse HTTP connection" not in r.stderr, r.stderr
