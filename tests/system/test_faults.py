@@ -30,8 +30,13 @@ from tests.system.faults import (
 pytestmark = pytest.mark.system
 
 
+# The lease a transcoder killed mid-job leaves behind: the next delivery takes the job over once it has
+# gone unrenewed this long (the default, 60 s, would only make these tests wait).
+LEASE = {"TRANSCODER_LEASE_SECONDS": "8"}
+
+
 def test_kill_9_transcoder_mid_job_another_replica_finishes(make_stack, media_dir):
-    st = make_stack(transcoders=1)
+    st = make_stack(transcoders=1, **LEASE)
     api = client(st)
     job_id = start_long_job(st, api, media_dir)
     st.services["transcoder-1"].popen.kill()  # SIGKILL: no NAK, no goodbye
@@ -132,7 +137,7 @@ def test_sigterm_hands_unfinished_work_back_promptly(make_stack, media_dir):
 
 
 def test_worker_dying_on_every_delivery_fails_the_job_after_max_deliver(make_stack, media_dir):
-    st = make_stack(transcoders=1, TRANSCODER_MAX_DELIVER="2", TRANSCODER_ACK_WAIT="4")
+    st = make_stack(transcoders=1, TRANSCODER_MAX_DELIVER="2", TRANSCODER_ACK_WAIT="4", **LEASE)
     api = client(st)
     job_id = start_long_job(st, api, media_dir, wait_progress=False)
     for n in (1, 2):
