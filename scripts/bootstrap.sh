@@ -54,6 +54,11 @@ main() {
   if [ "${MPR_BOOTSTRAP_BROWSER:-${MPR_BOOTSTRAP_POSTGRES:-1}}" = 1 ] && [ ! -x /usr/bin/chromium ]; then
     need+=(chromium)
   fi
+  # Debian's nginx for the test that runs deploy/nginx.conf for real (tests/system/test_compose_topology.py);
+  # make dev does without.
+  if [ "${MPR_BOOTSTRAP_POSTGRES:-1}" = 1 ] && ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    need+=(nginx)
+  fi
   if [ ${#need[@]} -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     apt_update
