@@ -142,3 +142,110 @@ async def test_the_queue_is_bounded_and_refilled_from_the_database():
         await asyncio.sleep(0.02)
     await prober.stop()
     assert sorted(done) == sorted(f"{i:032x}" for i in range(25)) and len(set(done)) == 25
+
+
+# --- width and batches ----------------------------------------------------------------------------------
+
+
+def test_the_default_width_follows_the_cores(monkeypatch):
+    from mpr_catalog import settings as cs
+
+    default = cs.CatalogSettings.from_env({}).probe_concurrency
+    assert default == cs.default_probe_concurrency() == min(64, max(4, 4 * cs.usable_cores()))
+    assert default > 2  # the old fixed default: 1,000 objects took 325 s on 2 cores
+    assert cs.CatalogSettings.from_env({"CATALOG_PROBE_CONCURRENCY": "3"}).probe_concurrency == 3
+    assert Prober(None, lambda *a: None).concurrency == default
+    monkeypatch.setattr(cs, "usable_cores", lambda: 6)
+    assert cs.default_probe_concurrency() == 24
+    monkeypatch.setattr(cs, "usable_cores", lambda: 96)
+    assert cs.default_probe_concurrency() == cs.MAX_PROBE_CONCURRENCY
+
+
+def test_a_cpu_quota_bounds_the_cores(tmp_path, monkeypatch):
+    from mpr_catalog import settings as cs
+
+    v2 = tmp_path / "cpu.max"
+    v1 = (tmp_path / "quota", tmp_path / "period")
+    assert cs.cpu_quota(v2, v1) is None  # no cgroup files: no quota
+    v2.write_text("max 100000\n")
+    assert cs.cpu_quota(v2, v1) is None
+    v2.write_text("150000 100000\n")
+    assert cs.cpu_quota(v2, v1) == 1.5
+    v2.unlink()
+    v1[0].write_text("-1\n")
+    v1[1].write_text("100000\n")
+    assert cs.cpu_quota(v2, v1) is None
+    v1[0].write_text("300000\n")
+    assert cs.cpu_quota(v2, v1) == 3.0
+    monkeypatch.setattr(cs, "cpu_quota", lambda: 1.5)  # a 1.5-CPU limit on a large node: 2 cores
+    assert cs.usable_cores() == min(2, len(__import__("os").sched_getaffinity(0)))
+
+
+def fake_assets(n: int):
+    from mpr_catalog.ingest import NewAsset
+
+    return [NewAsset(id=f"{i:032x}", bucket="b", key=f"k{i}.mp4", etag="e", size=100) for i in range(n)]
+
+
+async def test_probes_run_side_by_side_and_results_are_recorded_in_batches(monkeypatch):
+    from mpr_common.events import MediaInfo
+
+    running = peak = 0
+
+    async def slow_probe(url, **kw):  # an ffprobe waiting on S3
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.05)
+        running -= 1
+        return MediaInfo(duration=1.0)
+
+    monkeypatch.setattr("mpr_catalog.prober.probe", slow_probe)
+    monkeypatch.setattr("mpr_catalog.prober.get_presigned_url", lambda *a, **kw: "http://s3/x")
+    batches: list[list] = []
+    all_done = asyncio.Event()
+
+    async def on_batch(results) -> None:
+        batches.append(results)
+        await asyncio.sleep(0.1)  # a slow database: probing goes on meanwhile
+        if sum(map(len, batches)) == 48:
+            all_done.set()
+
+    prober = Prober(None, None, concurrency=8, on_batch=on_batch)
+    prober.start()
+    for a in fake_assets(48):
+        prober.submit(a)
+    await asyncio.wait_for(all_done.wait(), 30)
+    await prober.stop()
+    recorded = [r.asset.id for b in batches for r in b]
+    assert sorted(recorded) == [a.id for a in fake_assets(48)]  # each once
+    assert all(r.info == MediaInfo(duration=1.0) and r.error is None for b in batches for r in b)
+    assert peak == prober.peak_running == 8
+    assert len(batches) < 48 / 2, [len(b) for b in batches]  # many results per transaction
+    assert prober._queued == set()
+
+
+async def test_a_failed_batch_leaves_its_assets_to_the_next_start(monkeypatch):
+    from mpr_common.events import MediaInfo
+
+    async def quick_probe(url, **kw):
+        return MediaInfo(duration=1.0)
+
+    monkeypatch.setattr("mpr_catalog.prober.probe", quick_probe)
+    monkeypatch.setattr("mpr_catalog.prober.get_presigned_url", lambda *a, **kw: "http://s3/x")
+    calls: list[int] = []
+
+    async def failing(results) -> None:
+        calls.append(len(results))
+        raise RuntimeError("database gone")
+
+    prober = Prober(None, None, concurrency=2, on_batch=failing)
+    prober.start()
+    for a in fake_assets(5):
+        prober.submit(a)
+    for _ in range(200):
+        if sum(calls) == 5 and not prober._queued:
+            break
+        await asyncio.sleep(0.02)
+    await prober.stop()
+    assert sum(calls) == 5 and prober._queued == set()  # not lost in memory: pending in the database

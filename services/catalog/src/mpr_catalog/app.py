@@ -11,7 +11,6 @@ from faststream import FastStream
 
 from mpr_common import subjects as s
 from mpr_common.bus import BatchConsumer, connect, publish_event
-from mpr_common.events import MediaInfo
 from mpr_common.faststream_support import make_broker
 from mpr_common.jobstate import JobState
 from mpr_common.metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING
@@ -29,7 +28,7 @@ from .handlers import (
     handle_objects,
     register,
 )
-from .ingest import Ingestor, NewAsset
+from .ingest import Ingestor, ProbeResult
 from .metrics import CATALOG_ASSETS, CATALOG_JOBS
 from .migrate import upgrade_async
 from .prober import Prober
@@ -72,27 +71,35 @@ def create_app(settings: CatalogSettings) -> FastStream:
         nc = await connect(settings.nats, "mpr-catalog")
         js = nc.jetstream()
 
-        async def on_probed(asset: NewAsset, info: MediaInfo | None, error: str | None) -> None:
-            row = await catalog.set_probe_result(asset.id, info, error)
-            if row is not None:
-                # One subject per object: transcoders read the latest probe with a direct get.
-                await publish_event(
-                    js,
-                    s.asset_subject(row.bucket, row.key),
-                    asset_registered(row, info, error),
-                    msg_id=f"asset-{row.id}",
-                )
-
         ingestor = Ingestor(db)
+
+        async def on_probed(results: list[ProbeResult]) -> None:
+            recorded = await ingestor.probe_results(results)  # one transaction for the batch
+            # One subject per object: transcoders read the latest probe with a direct get. The acks
+            # are awaited together: a batch costs one round trip, not one per object.
+            await asyncio.gather(
+                *(
+                    publish_event(
+                        js,
+                        s.asset_subject(row.bucket, row.key),
+                        asset_registered(row, r.info, r.error),
+                        msg_id=f"asset-{row.id}",
+                    )
+                    for row, r in recorded
+                )
+            )
+
         prober = Prober(
             get_s3_client(settings.s3),
-            on_probed,
+            None,
             settings.probe_concurrency,
             settings.probe_timeout,
             refill=catalog.pending_probes,
             nice=settings.probe_nice,
             busy=ingestor.registering,
+            on_batch=on_probed,
         )
+        log.info("probing %d objects at once", prober.concurrency)
         deps = state["deps"] = CatalogDeps(
             catalog=catalog,
             ingestor=ingestor,

@@ -11,10 +11,11 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mpr_common.codec import encode
-from mpr_common.events import JobAttempt, ObjectFound, ObjectRemoved, ScanStatus
+from mpr_common.events import JobAttempt, MediaInfo, ObjectFound, ObjectRemoved, ScanStatus
 from mpr_common.keys import media_type
 
 from .db import Database
@@ -43,6 +44,15 @@ class NewAsset:
     key: str
     etag: str
     size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """One finished probe: the metadata, or why there is none."""
+
+    asset: NewAsset
+    info: MediaInfo | None
+    error: str | None
 
 
 @dataclass
@@ -125,6 +135,44 @@ class Ingestor:
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
         stmt = dialect.insert(ATTEMPTS).on_conflict_do_nothing(index_elements=["job_id", "retry", "attempt"])
         await conn.execute(stmt, list(rows.values()))
+
+    # --- probe results -----------------------------------------------------------------------
+    async def probe_results(self, results: list[ProbeResult]) -> list[tuple[Row, ProbeResult]]:
+        """Record many probes in one transaction; (row, result) of each asset that still exists."""
+        latest = {r.asset.id: r for r in results}  # one asset probed twice: its last result
+        now = time.time()
+        params = [
+            {
+                "b_id": aid,
+                "probe_status": "ok" if r.info is not None else "error",
+                "info_json": encode(r.info).decode() if r.info is not None else None,
+                "duration": r.info.duration if r.info is not None else None,
+                "probe_error": r.error,
+                "updated_at": now,
+            }
+            for aid, r in latest.items()
+        ]
+
+        async def run(conn: AsyncConnection) -> list[tuple[Row, ProbeResult]]:
+            stmt = (
+                update(ASSETS)
+                .where(ASSETS.c.id == bindparam("b_id"))
+                .values(
+                    probe_status=bindparam("probe_status"),
+                    info_json=bindparam("info_json"),
+                    duration=bindparam("duration"),
+                    probe_error=bindparam("probe_error"),
+                    updated_at=bindparam("updated_at"),
+                )
+            )
+            await conn.execute(stmt, params)
+            rows: list[tuple[Row, ProbeResult]] = []
+            for ids in _chunks(list(latest)):
+                for row in await conn.execute(select(ASSETS).where(ASSETS.c.id.in_(ids))):
+                    rows.append((row, latest[row.id]))
+            return rows
+
+        return await self.db.transaction(run)
 
     # --- objects and scans -------------------------------------------------------------------
     async def objects(self, events: list[ObjectEvent]) -> ObjectsResult:
