@@ -190,6 +190,25 @@ def test_a_packages_hls_and_dash_outputs_play_in_the_page(page, api, stack, medi
         )
         players.nth(i).evaluate("v => v.pause()")
     assert page.locator("#children tr").count() >= 2  # its renditions, each with its progress
+    # A package runs in its parts: its attempts are theirs, each named by its part.
+    page.wait_for_selector("#attempts table", timeout=30_000)
+    attempts = page.locator("#attempts").inner_text()
+    assert "No attempt" not in attempts and "completed" in attempts, attempts
+    parts = page.locator("#attempts tbody tr td:first-child").all_inner_texts()
+    assert parts and all(p.startswith(f"{job_id[:8]}…/") for p in parts), parts
+
+    # The jobs list groups the parts under their package, collapsed, each with an id of its own.
+    page.goto("/console/jobs")
+    package_row = page.locator(f'#jobs tr[data-job-id="{job_id}"]')
+    package_row.wait_for()
+    children = page.locator(f'#jobs tr[data-parent-id="{job_id}"]')
+    assert children.count() >= 2 and not any(children.nth(i).is_visible() for i in range(children.count()))
+    package_row.locator("button.children-toggle").click()
+    children.first.wait_for(state="visible")
+    package_label = package_row.locator("a").first.inner_text()
+    labels = [children.nth(i).locator("a").first.inner_text() for i in range(children.count())]
+    assert all(label.startswith(f"{job_id[:8]}…/") for label in labels), labels
+    assert len({package_label, *labels}) == 1 + len(labels)  # no two alike
 
 
 def test_bad_input_on_the_new_job_form_is_shown_next_to_its_field(page, api, stack, media):

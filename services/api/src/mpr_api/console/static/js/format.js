@@ -56,3 +56,12 @@ export function estimate(progress, startedAt, now = Date.now() / 1000) {
   const elapsed = now - startedAt;
   return (elapsed * (100 - progress)) / progress;
 }
+
+/** A job's id, short enough for a list, that still tells a package from its children: a child's id is
+ * its package's id and a name ("<package>-720p", "<package>-storyboard"), shown as "a1b2c3d4…/720p". */
+export function shortId(job) {
+  const parent = job.parent_id;
+  if (parent && job.id.startsWith(`${parent}-`)) return `${parent.slice(0, 8)}…/${job.id.slice(parent.length + 1)}`;
+  if (parent) return `${job.id.slice(0, 20)}…`;
+  return job.id.length > 12 ? job.id.slice(0, 12) : job.id;
+}

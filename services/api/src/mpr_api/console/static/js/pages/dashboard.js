@@ -3,7 +3,7 @@
 
 import { api, optional, ApiError } from "../api.js";
 import { $, h, show, message, table, row, badge, progressBar, setProgress } from "../dom.js";
-import { ago, eta, estimate, speed } from "../format.js";
+import { ago, eta, estimate, speed, shortId } from "../format.js";
 import { subscribe, JOB_EVENTS } from "../events.js";
 
 const DAY = 86400;
@@ -76,7 +76,7 @@ function runningRow(job) {
   return row(
     RUN_COLUMNS,
     [
-      h("a", { href: `/console/jobs/${encodeURIComponent(job.id)}` }, job.id.slice(0, 12)),
+      h("a", { href: `/console/jobs/${encodeURIComponent(job.id)}`, title: job.id }, shortId(job)),
       job.kind || "",
       job.source_key || "",
       progressBar(job.progress, `Progress of job ${job.id}`),
@@ -126,7 +126,7 @@ function renderWorkers() {
       "ul",
       {},
       [...byWorker.entries()].map(([worker, jobs]) =>
-        h("li", {}, h("strong", {}, worker), ": ", jobs.map((j, i) => [i ? ", " : "", h("a", { href: `/console/jobs/${encodeURIComponent(j.id)}` }, `${j.kind} ${j.id.slice(0, 8)}`)])),
+        h("li", {}, h("strong", {}, worker), ": ", jobs.map((j, i) => [i ? ", " : "", h("a", { href: `/console/jobs/${encodeURIComponent(j.id)}` }, `${j.kind} ${shortId(j)}`)])),
       ),
     ),
   );
@@ -149,7 +149,7 @@ function renderFailures() {
       FAIL_COLUMNS,
       recent.map((j) =>
         row(FAIL_COLUMNS, [
-          h("a", { href: `/console/jobs/${encodeURIComponent(j.id)}` }, j.id.slice(0, 12)),
+          h("a", { href: `/console/jobs/${encodeURIComponent(j.id)}`, title: j.id }, shortId(j)),
           j.kind || "",
           j.source_key || "",
           badge(j.failure_reason || "failed"),

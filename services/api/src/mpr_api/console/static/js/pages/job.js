@@ -3,7 +3,7 @@
 
 import { api, optional, ApiError } from "../api.js";
 import { $, h, show, message, badge, progressBar, setProgress, announce, table, row } from "../dom.js";
-import { bytes, duration, eta, estimate, speed, when } from "../format.js";
+import { bytes, duration, eta, estimate, speed, when, shortId } from "../format.js";
 import { subscribe, JOB_EVENTS } from "../events.js";
 import { mediaElement, kindOf } from "../player.js";
 
@@ -130,6 +130,24 @@ function jobTimeline(j) {
 }
 
 const ATTEMPT_COLUMNS = [{ label: "#" }, { label: "Worker" }, { label: "Started" }, { label: "Ended" }, { label: "Outcome" }, { label: "Reason" }, { label: "Error" }];
+const PART_COLUMN = { label: "Part" };
+
+function attemptsOf(log) {
+  if (!log) return [];
+  return Array.isArray(log) ? log : log.attempts || log.items || [];
+}
+
+/** A package does its work in its children: their attempts are its attempts, each named by its part. */
+async function childAttempts(j) {
+  const logs = await Promise.all(
+    (j.children || []).map((id) =>
+      optional(`/api/jobs/${encodeURIComponent(id)}/log`)
+        .then((log) => ({ id, log }))
+        .catch(() => ({ id, log: null })),
+    ),
+  );
+  return logs.flatMap(({ id, log }) => attemptsOf(log).map((a) => ({ ...a, part: shortId({ id, parent_id: j.id }) })));
+}
 
 async function loadAttempts() {
   let log;
@@ -143,17 +161,23 @@ async function loadAttempts() {
     show($("#attempts"), message("The attempts log is unavailable on this API (no /api/jobs/{id}/log)."));
     return;
   }
-  const attempts = Array.isArray(log) ? log : log.attempts || log.items || [];
+  const own = attemptsOf(log).map((a) => ({ ...a, part: "" }));
+  const parts = job && (job.children || []).length ? await childAttempts(job) : [];
+  const attempts = [...own, ...parts];
   if (!attempts.length) {
-    show($("#attempts"), message("No attempt has ended yet."));
+    const ended = job && TERMINAL.includes(job.status);
+    show($("#attempts"), message(ended ? "No attempt was recorded for this job." : "No attempt has ended yet."));
     return;
   }
-  attempts.forEach((a, i) => addTimeline(a.ended_at, `attempt ${a.attempt ?? i + 1} ${a.outcome}${a.worker ? ` on ${a.worker}` : ""}${a.reason ? ` (${a.reason})` : ""}`));
+  own.forEach((a, i) => addTimeline(a.ended_at, `attempt ${a.attempt ?? i + 1} ${a.outcome}${a.worker ? ` on ${a.worker}` : ""}${a.reason ? ` (${a.reason})` : ""}`));
+  const cols = parts.length ? [PART_COLUMN, ...ATTEMPT_COLUMNS] : ATTEMPT_COLUMNS;
+  const cells = (a, i) => [String(a.attempt ?? i + 1), a.worker || "", when(a.started_at), when(a.ended_at), badge(a.outcome || ""), a.reason || "", a.error || ""];
   show(
     $("#attempts"),
-    table(ATTEMPT_COLUMNS, attempts.map((a, i) => row(ATTEMPT_COLUMNS, [String(a.attempt ?? i + 1), a.worker || "", when(a.started_at), when(a.ended_at), badge(a.outcome || ""), a.reason || "", a.error || ""]))),
+    parts.length ? message(`A package runs in its parts: the attempts of its ${job.children.length} parts.`) : null,
+    table(cols, attempts.map((a, i) => row(cols, parts.length ? [a.part || "package", ...cells(a, i)] : cells(a, i)))),
     attempts.map((a, i) =>
-      a.log ? h("details", {}, h("summary", {}, `FFmpeg log of attempt ${a.attempt ?? i + 1}`), h("pre", { class: "log", tabindex: "0" }, a.log)) : null,
+      a.log ? h("details", {}, h("summary", {}, `FFmpeg log of ${a.part ? `${a.part}, ` : ""}attempt ${a.attempt ?? i + 1}`), h("pre", { class: "log", tabindex: "0" }, a.log)) : null,
     ),
   );
 }
@@ -168,7 +192,7 @@ async function loadChildren(j) {
   const cols = [{ label: "Rendition" }, { label: "Status" }, { label: "Progress" }];
   show(
     $("#children"),
-    table(cols, children.map((c) => row(cols, [h("a", { href: `/console/jobs/${encodeURIComponent(c.id)}` }, c.rendition || c.id), h("span", { class: "status" }, badge(c.status)), progressBar(c.status === "completed" ? 100 : c.progress, `Progress of ${c.rendition || c.id}`)], { "data-job-id": c.id }))),
+    table(cols, children.map((c) => row(cols, [h("a", { href: `/console/jobs/${encodeURIComponent(c.id)}`, title: c.id }, c.rendition || shortId(c)), h("span", { class: "status" }, badge(c.status)), progressBar(c.status === "completed" ? 100 : c.progress, `Progress of ${c.rendition || shortId(c)}`)], { "data-job-id": c.id }))),
   );
 }
 

@@ -1,9 +1,10 @@
 // Jobs: newest first, filtered by status, a page at a time (the API paginates); rows follow the event
-// stream live; failed jobs can be retried all at once.
+// stream live; failed jobs can be retried all at once. A package's children on the page are grouped
+// under its row, collapsed; a child whose package is on another page is listed by itself.
 
 import { api, ApiError } from "../api.js";
 import { $, h, show, message, table, row, badge, progressBar, setProgress, pager, announce } from "../dom.js";
-import { ago } from "../format.js";
+import { ago, shortId } from "../format.js";
 import { subscribe, JOB_EVENTS } from "../events.js";
 
 const LIMIT = 25;
@@ -13,12 +14,15 @@ const status = params.get("status") || "";
 const offset = Math.max(0, Number(params.get("offset")) || 0);
 const shown = new Map(); // id -> row
 
-function jobRow(job) {
+function jobRow(job, children = []) {
+  const link = h("a", { href: `/console/jobs/${encodeURIComponent(job.id)}`, title: job.id }, shortId(job));
+  const toggle = children.length
+    ? h("button", { type: "button", class: "link children-toggle", "aria-expanded": "false", "data-children-of": job.id }, `▸ ${children.length} part${children.length > 1 ? "s" : ""}`)
+    : null;
   const tr = row(
     COLUMNS,
     [
-      // a package's children share its id's start: name them by their rendition
-      h("a", { href: `/console/jobs/${encodeURIComponent(job.id)}` }, job.rendition ? `${job.id.slice(0, 8)}… ${job.rendition}` : job.id.slice(0, 12)),
+      h("span", {}, link, toggle ? " " : null, toggle),
       job.kind,
       job.source_key,
       h("span", { class: "status" }, badge(job.status)),
@@ -26,10 +30,35 @@ function jobRow(job) {
       job.priority || "normal",
       h("time", { datetime: new Date(job.created_at * 1000).toISOString(), title: new Date(job.created_at * 1000).toLocaleString() }, ago(job.created_at)),
     ],
-    { "data-job-id": job.id, "data-status": job.status },
+    { "data-job-id": job.id, "data-status": job.status, ...(job.parent_id ? { "data-parent-id": job.parent_id } : {}) },
   );
   shown.set(job.id, tr);
-  return tr;
+  if (toggle) {
+    const rows = children.map((c) => {
+      const [child] = jobRow(c);
+      child.hidden = true;
+      child.classList.add("child");
+      return child;
+    });
+    toggle.addEventListener("click", () => {
+      const open = toggle.getAttribute("aria-expanded") !== "true";
+      toggle.setAttribute("aria-expanded", String(open));
+      toggle.textContent = `${open ? "▾" : "▸"} ${children.length} part${children.length > 1 ? "s" : ""}`;
+      rows.forEach((r) => (r.hidden = !open));
+    });
+    return [tr, ...rows];
+  }
+  return [tr];
+}
+
+/** The page's rows: each job, with the children of a package on the page grouped under it. */
+function rows(jobs) {
+  const here = new Set(jobs.map((j) => j.id));
+  const kids = new Map();
+  for (const j of jobs) {
+    if (j.parent_id && here.has(j.parent_id)) kids.set(j.parent_id, [...(kids.get(j.parent_id) || []), j]);
+  }
+  return jobs.filter((j) => !(j.parent_id && here.has(j.parent_id))).flatMap((j) => jobRow(j, kids.get(j.id) || []));
 }
 
 async function load() {
@@ -44,7 +73,7 @@ async function load() {
   }
   shown.clear();
   if (!page.items.length) show($("#jobs"), message(status ? `No ${status} jobs.` : "No jobs yet."));
-  else show($("#jobs"), table(COLUMNS, page.items.map((i) => jobRow(i.job)), { caption: `Jobs${status ? ` (${status})` : ""}` }));
+  else show($("#jobs"), table(COLUMNS, rows(page.items.map((i) => i.job)), { caption: `Jobs${status ? ` (${status})` : ""}` }));
   pager($("#pager"), page, (next) => {
     const p = new URLSearchParams(location.search);
     p.set("offset", String(next));
