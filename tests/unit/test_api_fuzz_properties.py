@@ -472,7 +472,11 @@ def _selection(t: Any, depth: int = 0) -> str:
 
 
 OPERATIONS: list[tuple[str, str, dict[str, Any]]] = []
-for _kind, _root in (("query", GQL.query_type), ("mutation", GQL.mutation_type)):
+for _kind, _root in (
+    ("query", GQL.query_type),
+    ("mutation", GQL.mutation_type),
+    ("subscription", GQL.subscription_type),
+):
     for _name, _field in (_root.fields if _root else {}).items():
         _vars = {f"v{i}": a for i, a in enumerate(_field.args.values())}
         _decl = ", ".join(f"${v}: {_type_ref(a.type)}" for v, a in _vars.items())

@@ -16,6 +16,7 @@ from litestar.testing import TestClient
 from mpr_api import limits as L
 from mpr_api.app import create_app, services
 from mpr_api.graphql_http import NOT_AN_OBJECT
+from mpr_api.graphql_limits import SUBSCRIPTIONS_OVER_WEBSOCKET
 from mpr_api.graphql_schema import INTERNAL_ERROR
 from mpr_api.settings import ApiSettings
 from tests.unit.api_fakes import FakeKV, FakeNats
@@ -171,3 +172,15 @@ def test_the_handshake_needs_the_bearer_token(client):
         assert refused.value.code == 1008
     finally:
         client.headers["Authorization"] = f"Bearer {TOKEN}"
+
+
+@pytest.mark.parametrize(
+    "accept", ["application/json", "multipart/mixed;subscriptionSpec=1.0", "text/event-stream"]
+)
+def test_a_subscription_over_http_is_refused_with_a_message(client, accept):
+    r = client.post(
+        "/graphql", json={"query": "subscription { jobEvents { type } }"}, headers={"Accept": accept}
+    )
+    assert r.status_code < 500
+    [error] = r.json()["errors"]
+    assert error["message"] == SUBSCRIPTIONS_OVER_WEBSOCKET

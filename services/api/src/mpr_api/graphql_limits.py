@@ -23,6 +23,7 @@ from graphql import (
     InlineFragmentNode,
     IntValueNode,
     OperationDefinitionNode,
+    OperationType,
     SelectionSetNode,
     ValueNode,
     VariableNode,
@@ -58,6 +59,31 @@ class ListItemsLimiter(SchemaExtension):
                     None, [GraphQLError(message, extensions={"code": QUERY_TOO_LARGE})]
                 )
         yield
+
+
+SUBSCRIPTIONS_OVER_WEBSOCKET = "subscriptions run over WebSocket: graphql-transport-ws at /graphql"
+
+
+class SubscriptionsOverWebSocket(SchemaExtension):
+    """A subscription sent over HTTP is refused with a message (Strawberry would run its generator as a
+    plain field and fail): subscriptions stream over graphql-transport-ws only."""
+
+    def on_execute(self) -> Iterator[None]:
+        ec = self.execution_context
+        context = ec.context
+        over_websocket = isinstance(context, dict) and "socket" in context
+        if ec.result is None and not over_websocket and _is_subscription(ec):
+            ec.result = ExecutionResult(
+                None, [GraphQLError(SUBSCRIPTIONS_OVER_WEBSOCKET, extensions={"code": "BAD_REQUEST"})]
+            )
+        yield
+
+
+def _is_subscription(ec: Any) -> bool:
+    try:
+        return bool(ec.operation_type.value == OperationType.SUBSCRIPTION.value)  # Strawberry's enum
+    except Exception:  # no operation to name (Strawberry reports that itself)
+        return False
 
 
 def requested_items(
@@ -135,4 +161,5 @@ def schema_extensions() -> list[Callable[[], SchemaExtension]]:
         partial(QueryDepthLimiter, max_depth=L.GRAPHQL_MAX_DEPTH),
         partial(MaxAliasesLimiter, max_alias_count=L.GRAPHQL_MAX_ALIASES),
         partial(ListItemsLimiter, max_items=L.GRAPHQL_MAX_ITEMS),
+        SubscriptionsOverWebSocket,
     ]
