@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, ServiceUnavailableError
 
@@ -220,13 +220,18 @@ async def test_a_job_cancelled_while_it_runs_ends_the_lease():
     assert await a.cancel()  # what it finds is what it would write
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     st.lists(
-        st.tuples(st.integers(0, 2), st.sampled_from(["acquire", "renew", "complete"]), st.floats(0, 6)),
-        max_size=60,
+        st.tuples(
+            st.integers(0, 2),
+            st.sampled_from(["acquire", "renew", "complete"]),
+            st.sampled_from([0.0, 0.5, 2.5, 4.0, 5.0, 7.5]) | st.floats(0, 12),  # around the lease's marks
+        ),
+        max_size=30,
     )
 )
+@example([(0, "acquire", 0.0), (1, "acquire", 0.0), (1, "acquire", 5.0)])
 def test_any_interleaving_has_one_live_holder_at_a_time_and_at_most_one_completion(steps):
     """Three runs of one job, any order of their calls and of the time between them: no two runs ever
     hold the lease live at once (by their own deadlines), and the job is completed at most once."""
@@ -253,6 +258,39 @@ def test_any_interleaving_has_one_live_holder_at_a_time_and_at_most_one_completi
         assert completions <= 1
         if completions:
             assert isinstance(await state.get("j"), JobCompleted)
+
+    asyncio.run(play())
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    seconds=st.floats(1, 120),
+    seen_after=st.floats(0, 200),
+    looks=st.lists(st.floats(0, 60), min_size=1, max_size=12),
+)
+def test_a_reader_takes_over_only_after_the_holder_has_given_up_on_its_own_clock(seconds, seen_after, looks):
+    """However late a reader first sees an unrenewed lease and however often it looks again, it takes
+    the job over only once the holder (which stopped renewing) is past its own deadline, and never
+    later than a whole lease after its first look plus the gap to its next look."""
+
+    async def play() -> None:
+        kv, clock = CasKV(), Clock()
+        state = JobState(kv)
+        holder = lease(state, clock, "a", seconds=seconds)
+        assert await holder.acquire() == "taken"
+        clock.now += seen_after
+        reader = lease(state, clock, "b")
+        first = clock.now
+        verdict = await reader.acquire()
+        for wait in looks:
+            if verdict == "taken":
+                break
+            clock.now += wait
+            verdict = await reader.acquire()
+        if verdict == "taken":
+            assert holder.expired() and clock.now - first >= seconds
+        else:
+            assert clock.now - first < seconds
 
     asyncio.run(play())
 
