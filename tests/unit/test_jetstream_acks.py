@@ -13,6 +13,7 @@ from nats.js.errors import APIError, KeyWrongLastSequenceError, NoStreamResponse
 
 from mpr_common.bus import MSG_ID, connect, publish_event
 from mpr_common.events import JobCancel
+from mpr_common.identities import inbox_prefix
 from mpr_common.jetstream import Client, JetStream
 from mpr_common.settings import NatsSettings
 from mpr_devstack.servers import NatsServer
@@ -102,3 +103,18 @@ async def test_no_answer_in_time_is_a_nats_timeout(nc, server):
         assert nc.jetstream()._acks._waiting == {}  # nothing left waiting
     finally:
         await listener.close()
+
+
+async def test_acks_come_to_the_identitys_own_inbox(server):
+    """An identity may read only its own inboxes (mpr_common.identities): the acks' one subscription is
+    under its prefix. (This server has no authorization: the user only names the prefix.)"""
+    nc = await connect(NatsSettings(url=server.url, user="publisher", password="x"), "test-prefix")
+    js = nc.jetstream()
+    await js.add_stream(StreamConfig(name="P", subjects=["p.>"], storage=StorageType.MEMORY))
+    try:
+        ack = await js.publish("p.x", b"x")
+        assert ack.stream == "P"
+        assert js._acks._prefix is not None and js._acks._prefix.startswith(inbox_prefix("publisher") + ".")
+    finally:
+        await js.delete_stream("P")
+        await nc.close()
