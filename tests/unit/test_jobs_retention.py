@@ -16,6 +16,7 @@ from mpr_common import subjects as s
 from mpr_common.bus import MSG_ID, connect, publish_event
 from mpr_common.codec import encode
 from mpr_common.events import JobCompleted, JobProgress, JobRequested
+from mpr_common.identities import generate_passwords
 from mpr_common.jobstate import JobState
 from mpr_common.settings import JobQueueSettings, NatsSettings
 from mpr_common.streams import (
@@ -130,3 +131,28 @@ async def test_only_the_requests_of_ended_jobs_are_retired_once_old_enough(js):
     await state.failed(waiting)
     assert await retire_ended_requests(js, now=time.time() + 365 * DAY) == 1
     assert not await _stored(js, waiting_seq)
+
+
+async def test_the_catalog_identity_may_retire_requests(tmp_path):
+    """With the rendered authorization: the catalog reads the requests, the job-state KV and its
+    consumer's ack floor, and deletes (nothing else may, but setup)."""
+    passwords = generate_passwords()
+    srv = NatsServer(tmp_path / "js", passwords=passwords).start()
+    try:
+        admin = await connect(NatsSettings(url=srv.address, user="setup", password=passwords["setup"]), "s")
+        await setup_jetstream(admin.jetstream(), NatsSettings(), JobQueueSettings())
+        job_id, seq = await _request(admin.jetstream(), "normal")
+        await JobState(await admin.jetstream().key_value(s.JOB_STATE_KV)).failed(job_id)
+        catalog = await connect(
+            NatsSettings(url=srv.address, user="catalog", password=passwords["catalog"]), "c"
+        )
+        later = time.time() + REQUEST_RETIRE_AGE + 60
+        assert await retire_ended_requests(catalog.jetstream(), now=later) == 1
+        assert not await _stored(admin.jetstream(), seq)
+        # what the catalog's hourly round reads first, with the same rights
+        info = await catalog.jetstream().consumer_info(s.JOBS_STREAM, s.CATALOG_JOBS_DURABLE)
+        assert info.ack_floor is not None
+        await catalog.close()
+        await admin.close()
+    finally:
+        srv.stop()
