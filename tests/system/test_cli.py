@@ -91,3 +91,25 @@ def test_cli_automation_and_control(stack, s3, media_dir, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     r = mpr(stack, "log", failing)
     assert r.returncode == 0 and "attempt 1" in r.stdout and "(retry 1)" in r.stdout, r.stdout
+
+
+def test_cli_follow_of_an_ended_job_ends_and_ids_print_whole(stack, s3, media_dir, tmp_path):
+    """``events --follow --job`` of a job that ended before it started says how it ended and exits (it
+    waited forever); piped, it prints lines, not bars; ``list jobs`` at 80 columns prints ids whole."""
+    prefix = f"cli-{uuid.uuid4().hex[:6]}/"
+    s3.upload_file(str(media_dir / "sample.mp4"), "mpr-media-in", f"{prefix}sample.mp4")
+    job_id = f"cli-follow-{uuid.uuid4().hex}"  # longer than an 80-column table leaves for it
+    r = mpr(stack, "submit", "thumbnail", f"{prefix}sample.mp4", "--job-id", job_id, "--watch")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = mpr(stack, "events", "--follow", "--job", job_id)
+    assert r.returncode == 0 and f"job.completed {job_id} thumbnail completed 100%" in r.stdout, r.stdout
+
+    env = {**stack.env(), "MPR_API_URL": stack.api_url, "MPR_TOKEN": DEV_API_TOKEN, "COLUMNS": "80"}
+    r = subprocess.run([MPR, "list", "jobs", "--limit", "500"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and job_id in r.stdout, r.stdout
+
+    r = mpr(stack, "templates", "put", "web", "--file", str(tmp_path / "missing.json"))
+    assert r.returncode == 2 and r.stderr.startswith("mpr: cannot read") and "Traceback" not in r.stderr
+    r = mpr(stack, "pause", "bulk")
+    assert r.returncode == 0 and r.stdout.strip() == "bulk paused", r.stdout
+    assert mpr(stack, "resume", "bulk").stdout.strip() == "bulk resumed"
