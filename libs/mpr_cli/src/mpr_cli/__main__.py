@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from rich.console import Console
@@ -31,8 +32,9 @@ from rich.table import Table
 
 from mpr_common.events import JOB_KINDS, PRIORITIES
 from mpr_common.keys import InvalidKeyError, validate_key
-from mpr_common.settings import S3Settings
-from mpr_common.storage import get_s3_client, guess_content_type
+
+if TYPE_CHECKING:
+    from mpr_common.settings import S3Settings
 
 from .sse import messages
 
@@ -70,6 +72,9 @@ class Cli:
 
     # --- commands ----------------------------------------------------------------------------
     def upload(self, files: list[Path], prefix: str, settings: S3Settings) -> int:
+        # boto3 takes half of the CLI's start-up: imported by the one command that needs it
+        from mpr_common.storage import get_s3_client, guess_content_type
+
         s3 = get_s3_client(settings)
         with Progress(
             TextColumn("{task.description}"),
@@ -562,6 +567,8 @@ def main(argv: list[str] | None = None) -> int:
         missing = [str(f) for f in args.files if not f.is_file()]
         if missing:
             raise SystemExit(f"mpr: no such file: {', '.join(missing)}")
+        from mpr_common.settings import S3Settings
+
         return cli.upload(args.files, args.prefix, S3Settings.from_env())
     if args.command == "scan":
         return cli.scan(args.prefix)
