@@ -23,6 +23,7 @@ import httpx
 import nats
 import pytest
 
+from mpr_common.identities import inbox_prefix
 from mpr_common.settings import DEFAULT_BUCKET_IN, DEFAULT_BUCKET_OUT
 from mpr_devstack.servers import free_port
 from mpr_devstack.stack import DEV_ACCESS_KEY, DEV_API_TOKEN, DEV_SECRET_KEY
@@ -67,7 +68,7 @@ def start_mpr_dev(workdir: Path, ports: list[int] | None = None) -> tuple[subpro
         start_new_session=True,
     )
     lines: list[str] = []
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # the stack waits up to START_TIMEOUT for its services
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
@@ -97,7 +98,7 @@ def stop_quietly(proc: subprocess.Popen, sig: int, *, group: bool = False) -> st
 
 
 async def publish_job(url: str):
-    nc = await nats.connect(url)
+    nc = await nats.connect(url, inbox_prefix=inbox_prefix("publisher"))  # the only inbox it may read
     try:
         body = b'{"kind": "thumbnail", "source_key": "videos/a.mp4"}'
         return await nc.jetstream().publish(
@@ -119,6 +120,7 @@ def test_mpr_dev_starts_everything_and_ctrl_c_stops_it(tmp_path):
         assert r.status_code == 200 and r.json()["found"] == 0  # buckets exist, empty
         # The printed publisher credential submits a job straight onto NATS, as another team would.
         publisher = re.search(r"publisher\s+(nats://publisher:\S+)", text).group(1)
+        assert f'inbox_prefix="{inbox_prefix("publisher")}"' in text
         ack = asyncio.run(publish_job(publisher))
         assert ack.stream == "MPR_JOBS" and not ack.duplicate
         job = httpx.get(

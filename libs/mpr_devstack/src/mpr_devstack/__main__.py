@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             return  # a second Ctrl-C must not break the shutdown under way
         stopping = True
         if starting:
-            raise _Stop  # start() can wait up to a minute for a service: leave it now
+            raise _Stop  # start() can wait minutes for a service on a busy machine: leave it now
 
     # Ctrl-C, kill and a closed terminal all stop the stack the same way, quietly, with status 0
     # (the children run in process groups of their own: the terminal's SIGINT or SIGHUP reach us alone).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -50,7 +51,9 @@ def wait_until(check, timeout: float, what: str, proc: subprocess.Popen | None =
         try:
             if check():
                 return
-        except OSError:
+        except (OSError, http.client.HTTPException):
+            # Not up yet: refused, reset, or (on a busy machine, before the server bound its port)
+            # another program that briefly held the port answering something that is not HTTP.
             pass
         time.sleep(0.05)
     raise TimeoutError(f"{what} did not come up within {timeout:.0f}s")

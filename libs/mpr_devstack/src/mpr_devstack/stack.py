@@ -34,6 +34,9 @@ from .supervisor import Supervisor
 DEV_ACCESS_KEY = "minioadmin"  # the seed's local credentials; moto accepts any
 DEV_SECRET_KEY = "minioadmin"
 DEV_API_TOKEN = "mpr-dev-token"  # documented default for local development only
+# Seconds the services get to answer: a few on an idle machine, minutes on two cores shared by many
+# test processes (a wait ends as soon as they answer, so only a real failure waits this long).
+START_TIMEOUT = 240
 
 
 @dataclass
@@ -148,8 +151,8 @@ class Stack:
         for i in range(self.transcoders):
             self.start_service("transcoder", f"transcoder-{i + 1}")
         self.start_service("api")
-        wait_until(self._api_ready, 60, "api", self.services["api"].popen)
-        wait_until(self._backends_ready, 60, "catalog and scanner")
+        wait_until(self._api_ready, START_TIMEOUT, "api", self.services["api"].popen)
+        wait_until(self._backends_ready, START_TIMEOUT, "catalog and scanner")
         return self
 
     def nats_passwords(self) -> dict[str, str]:
