@@ -184,3 +184,34 @@ def test_a_subscription_over_http_is_refused_with_a_message(client, accept):
     assert r.status_code < 500
     [error] = r.json()["errors"]
     assert error["message"] == SUBSCRIPTIONS_OVER_WEBSOCKET
+
+
+FRAMES = st.one_of(
+    JSON.map(json.dumps),
+    st.text(max_size=40),
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["subscribe", "ping", "pong", "complete", "connection_init"])},
+        optional={"id": JSON, "payload": st.one_of(JSON, FIELDS)},
+    ).map(json.dumps),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(frames=st.lists(FRAMES, min_size=1, max_size=3))
+def test_no_frame_gets_an_internal_error(client, frames):
+    """After the handshake, any frames: answers or a close with 4400-4499, never 4500 or 1011 (a
+    server error) and never the masked text of a bug."""
+    try:
+        with client.websocket_connect("/graphql", subprotocols=WS) as socket:
+            socket.send_json({"type": "connection_init"})
+            assert socket.receive_json()["type"] == "connection_ack"
+            for frame in frames:
+                socket.send_text(frame)
+            socket.send_json({"type": "ping"})  # answered once every frame before it was handled
+            while True:
+                msg = socket.receive_json()
+                assert INTERNAL_ERROR not in json.dumps(msg), msg
+                if msg.get("type") == "pong":
+                    break
+    except WebSocketDisconnect as exc:
+        assert 4400 <= exc.code < 4500 or exc.code == 1000, (exc.code, exc.detail)

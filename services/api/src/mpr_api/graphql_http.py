@@ -20,14 +20,17 @@ bounded before Strawberry spends anything on it.
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from cross_web import HTTPException as StrawberryHTTPError
 from graphql import GraphQLError
 from litestar import Controller, Request, Response
-from litestar.exceptions import HTTPException
+from litestar.exceptions import ClientException, HTTPException, WebSocketDisconnect
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.http.exceptions import NonJsonMessageReceived, NonTextMessageReceived
 from strawberry.litestar import make_graphql_controller
+from strawberry.litestar.controller import LitestarWebSocketAdapter
 from strawberry.schema import BaseSchema
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
@@ -70,6 +73,25 @@ def subscribe_payload_error(payload: object) -> str | None:
     return query_too_large(query)
 
 
+class WebSocketAdapter(LitestarWebSocketAdapter):
+    """Strawberry's Litestar adapter, decoding frames like request bodies: a frame that is not JSON
+    (or not UTF-8, or nested too deeply) closes the connection with 4400, as the protocol says."""
+
+    async def iter_json(self, *, ignore_parsing_errors: bool = False) -> AsyncGenerator[object, None]:
+        try:
+            while self.ws.connection_state != "disconnect":
+                text = await self.ws.receive_text()
+                if text == "":  # Litestar's text for a binary frame
+                    raise NonTextMessageReceived
+                try:
+                    yield decode_json_body(text)
+                except ClientException as exc:
+                    if not ignore_parsing_errors:
+                        raise NonJsonMessageReceived from exc
+        except WebSocketDisconnect:
+            pass
+
+
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
     """graphql-transport-ws with the HTTP view's context (``request`` is the socket, which has the same
     ``app``) and its checks of a request's form and size before the schema sees it."""
@@ -78,6 +100,12 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         super().__init__(*args, **kwargs)
         if isinstance(self.context, dict) and "socket" in self.context:
             self.context.setdefault("request", self.context["socket"])
+
+    async def handle_message(self, message: Any) -> None:
+        if not isinstance(message, dict):
+            await self.handle_invalid_message("a graphql-transport-ws message is a JSON object with a type")
+            return
+        await super().handle_message(message)
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         op_id = message.get("id")
@@ -110,6 +138,7 @@ def graphql_controller(schema: BaseSchema, path: str = "/graphql") -> type[Contr
 
     class GraphQLController(base):
         graphql_transport_ws_handler_class = TransportWSHandler
+        websocket_adapter_class = WebSocketAdapter
 
         def decode_json(self, data: str | bytes) -> object:
             return decode_json_body(data)
