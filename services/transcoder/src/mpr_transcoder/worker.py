@@ -774,6 +774,11 @@ class Worker:
         heartbeat_every, _ = self._lease_cadence()
         last_beat = time.monotonic()  # the lease was taken just now
         while True:
+            # Checked before anything is awaited: a run frozen past its deadline stops before its
+            # FFmpeg's end can lead to an upload.
+            if running.lease is not None and running.lease.expired():
+                self._lose(running, "its lease ran out unrenewed")
+                return
             now = time.monotonic()
             if now - last_beat >= heartbeat_every:
                 last_beat = now
@@ -781,9 +786,6 @@ class Worker:
                     return
                 with contextlib.suppress(Exception):
                     await msg.in_progress()
-            if running.lease is not None and running.lease.expired():
-                self._lose(running, "its lease ran out unrenewed")
-                return
             with contextlib.suppress(Exception):
                 await publish_event(
                     self.js,
