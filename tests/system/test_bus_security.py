@@ -1,12 +1,16 @@
 """Least privilege on the bus: anonymous clients are refused, each identity may touch only its own
-subjects, and only the setup identity may manage streams and consumers (real nats-server)."""
+subjects and read only its own replies, only the setup identity may manage streams and consumers, and
+webhook secrets are not stored in clear (real nats-server, the whole system running)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import uuid
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
+import httpx
 import nats
 import pytest
 from nats.errors import Error as NatsError
@@ -14,7 +18,9 @@ from nats.errors import Error as NatsError
 from mpr_common import subjects as s
 from mpr_common.codec import encode
 from mpr_common.events import JobCompleted, JobRequested, ObjectFound
-from mpr_common.identities import JS_API, inbox_prefix
+from mpr_common.identities import IDENTITIES, INBOX_ROOT, JS_API, inbox_prefix
+from mpr_devstack.stack import DEV_API_TOKEN
+from tests.system.bus_clients import Client, connect_as
 from tests.system.conftest import wait_job
 
 pytestmark = pytest.mark.system
@@ -125,3 +131,97 @@ def test_only_the_setup_identity_manages_streams_and_consumers(stack, identity):
 def test_services_cannot_publish_each_others_facts(stack, identity, subject):
     errors = attempt(stack.nats.url_as(identity), lambda nc: nc.request(subject, b"{}", timeout=0.3))
     assert refused(errors), errors
+
+
+# --- the running system: nobody else reads its replies -------------------------------------------
+def test_outside_identities_cannot_read_the_services_replies(stack, s3, media_dir):
+    """While the API, the catalog, the scanner and the transcoders exchange requests, acks, pulls and KV
+    reads, ``publisher`` and ``minio`` subscribed to every inbox they can name receive none of it (and
+    the setup owner, subscribed to everything, shows that there was plenty to receive)."""
+    key = f"inboxes-{uuid.uuid4().hex[:6]}/a.mp4"
+    s3.upload_file(str(media_dir / "sample.mp4"), "mpr-media-in", key)
+    identities = [n for n in IDENTITIES if n not in ("setup", "minio")]
+    received: dict[str, list[str]] = {"publisher": [], "minio": [], "setup": []}
+
+    async def run() -> None:
+        def keep(name: str) -> Callable[[object], Awaitable[None]]:
+            async def cb(msg) -> None:
+                received[name].append(msg.subject)
+
+            return cb
+
+        publisher = await connect_as(stack.nats.url_as("publisher"), "publisher")
+        minio = await Client().connect(stack.nats.url_as("minio"), None)  # as MinIO: nats.go's inbox
+        setup = await connect_as(stack.nats.url, "setup")
+        try:
+            assert publisher.nc and minio.nc and setup.nc
+            for x in [f"{INBOX_ROOT}.>", *(f"{inbox_prefix(n)}.>" for n in identities if n != "publisher")]:
+                await publisher.nc.subscribe(x, cb=keep("publisher"))
+            for x in [f"{INBOX_ROOT}.>", *(f"{inbox_prefix(n)}.>" for n in identities)]:
+                await minio.nc.subscribe(x, cb=keep("minio"))
+            await setup.nc.subscribe(f"{INBOX_ROOT}.>", cb=keep("setup"))
+            await setup.nc.flush()
+
+            async with httpx.AsyncClient(
+                base_url=stack.api_url, headers={"Authorization": f"Bearer {DEV_API_TOKEN}"}, timeout=60
+            ) as api:
+                hook = await api.post(
+                    "/api/webhooks", json={"url": "http://127.0.0.1:9/hook", "types": ["job.completed"]}
+                )
+                assert hook.status_code == 201, hook.text
+                job = await api.post("/api/jobs", json={"kind": "thumbnail", "source_key": key})
+                assert job.status_code in (200, 201, 202), job.text
+                job_id = job.json()["job"]["id"]
+                with httpx.Client(base_url=stack.api_url, headers=api.headers, timeout=60) as sync_api:
+                    await asyncio.to_thread(wait_job, sync_api, job_id)
+                assert (await api.get("/api/jobs")).status_code == 200  # the catalog answers
+                assert (await api.get("/api/webhooks")).status_code == 200  # KV reads
+                scan = await api.post("/api/assets/scan", json={"prefix": key.split("/")[0]})
+                assert scan.status_code == 200, scan.text  # the scanner's chunks
+                await api.delete(f"/api/webhooks/{hook.json()['webhook']['id']}")
+
+            refused_pub = await publisher.refused({("subscribe", f"{INBOX_ROOT}.>")})
+            refused_minio = await minio.refused({("subscribe", f"{inbox_prefix('api')}.>")})
+        finally:
+            for c in (publisher, minio, setup):
+                await c.close()
+        assert {x for op, x in refused_pub if op == "subscribe"} >= {
+            f"{INBOX_ROOT}.>".lower(),
+            *(f"{inbox_prefix(n)}.>".lower() for n in identities if n != "publisher"),
+        }
+        assert {x for op, x in refused_minio if op == "subscribe"} >= {
+            f"{inbox_prefix(n)}.>".lower() for n in identities
+        }
+        seen_by_setup = {subj.split(".")[1] for subj in received["setup"]}
+        assert {"api", "catalog", "transcoder", "scanner"} <= seen_by_setup, seen_by_setup
+        assert received["publisher"] == []
+        claimed = tuple(f"{inbox_prefix(n)}." for n in IDENTITIES)
+        assert [x for x in received["minio"] if x.startswith(claimed)] == []
+
+    asyncio.run(run())
+
+
+def test_a_webhook_secret_is_not_stored_in_clear(stack, api):
+    created = api.post("/api/webhooks", json={"url": "http://127.0.0.1:9/hook", "types": ["job.completed"]})
+    assert created.status_code == 201, created.text
+    sub_id, secret = created.json()["webhook"]["id"], created.json()["secret"]
+    rotated = api.post(f"/api/webhooks/{sub_id}/rotate-secret")
+
+    async def raw() -> bytes:
+        nc = await nats.connect(stack.nats.url, inbox_prefix=inbox_prefix("setup"))
+        try:
+            kv = await nc.jetstream().key_value(s.WEBHOOKS_KV)
+            return (await kv.get(sub_id)).value or b""
+        finally:
+            await nc.close()
+
+    try:
+        stored = asyncio.run(raw())
+        assert stored and sub_id.encode() in stored
+        clear = [secret] + ([rotated.json()["secret"]] if rotated.status_code in (200, 201) else [])
+        for value in clear:
+            key = value.removeprefix("whsec_")
+            assert value.encode() not in stored and key.encode() not in stored
+            assert base64.b64decode(key) not in stored
+    finally:
+        api.delete(f"/api/webhooks/{sub_id}")
