@@ -331,10 +331,14 @@ def read_body(file: str | None) -> object:
         print(f"mpr: cannot read {where}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
         raise SystemExit(2) from None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
+        return json.loads(text, parse_constant=_not_json)
+    except ValueError as exc:  # JSONDecodeError, or NaN / Infinity, which JSON does not have
         print(f"mpr: {where} is not JSON: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _not_json(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON value")
 
 
 class Follow:
