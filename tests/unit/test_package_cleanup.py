@@ -179,6 +179,8 @@ async def test_a_failed_child_deletes_what_its_package_wrote_and_releases_its_cl
     await p.job_state.completed(
         JobCompleted(job_id=others[0].job_id, output_key=others[0].output_key, output_bucket=p.bucket_out)
     )
+    running = others[1]  # still encoding when its package fails
+    await p.job_state.failed(first.job_id)  # as the worker records it before it reports the child
     await p.child_failed(first, "ffmpeg exited 1", "ffmpeg", attempt=3)
 
     assert listing(p, folder + "/") == {
@@ -188,8 +190,10 @@ async def test_a_failed_child_deletes_what_its_package_wrote_and_releases_its_cl
         f"{folder}/sub/360p_00000.m4s",  # a folder below: not the package's folder
     }
     owners = await p.owners()
-    for child in plan.children:
+    for child in (first, others[0]):
         assert await owners.owner(p.bucket_out, child.output_key) is None
+    # a running child keeps its claim until it ends: nobody else may write its playlist meanwhile
+    assert await owners.owner(p.bucket_out, running.output_key) == running.job_id
     for key in manifest_keys(plan.package):
         assert await owners.owner(p.bucket_out, key) is None
     assert await owners.owner(p.bucket_out, f"{folder}/clip.m3u8") == "neighbour"
@@ -203,11 +207,12 @@ async def test_a_failed_child_deletes_what_its_package_wrote_and_releases_its_cl
 
     # Redelivered, and a child still running stops and reports after the package ended: the segment
     # it uploaded meanwhile goes too, and nothing else changes.
-    put(p, f"{folder}/{others[1].rendition}_00007.m4s")
+    put(p, f"{folder}/{running.rendition}_00007.m4s", running.output_key)
     await p.child_failed(first, "ffmpeg exited 1", "ffmpeg", attempt=3)
-    await p.child_failed(others[1], "cancelled by request", "cancelled", attempt=1)
-    assert f"{folder}/{others[1].rendition}_00007.m4s" not in listing(p, folder + "/")
+    await p.job_state.cancelled(running.job_id)
+    await p.child_failed(running, "cancelled by request", "cancelled", attempt=1)
     assert len(listing(p, folder + "/")) == 4
+    assert await owners.owner(p.bucket_out, running.output_key) is None
     assert [sub for sub, _, _ in p.js.published].count(s.JOB_FAILED) == 1
 
 
@@ -268,6 +273,7 @@ async def test_storage_that_refuses_deleting_keeps_the_files_and_their_claims(pa
             raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "DeleteObjects")
 
     p.s3 = NoDelete()
+    await p.job_state.failed(plan.children[0].job_id)
     await p.child_failed(plan.children[0], "boom", "ffmpeg", attempt=1)  # the package fails all the same
     assert await p.job_state.get("pk4") == "failed"
     owners = await p.owners()

@@ -224,9 +224,10 @@ class Packager:
         """Delete what a failed or cancelled package wrote in its folder and release its claims; returns
         the keys deleted. Idempotent (a redelivery, or every child that ends after its package, runs it
         again) and limited to the package's own files: a child's files go only while the child owns
-        its main output (or nobody does: released by an earlier run of this), a file another job may
-        own only while no other job does, and a claim is released only from this package's jobs. A
-        completed child whose files went is marked failed, so that a retry of the package runs it again."""
+        its main output (its segments also once an earlier run of this released it), a file another job
+        may own only while no other job does, and a claim is released only from this package's jobs,
+        a child's once it has ended. A completed child whose files went is marked failed, so that a
+        retry of the package runs it again."""
         package = plan.package
         bucket = package.output_bucket or self.bucket_out
         owners = await self.owners()
@@ -246,6 +247,7 @@ class Packager:
             owner = await owners.owner(bucket, child.output_key)
             if owner not in (None, child.job_id):
                 continue  # never this child's (it was refused its output): nothing of it to delete
+            state = await self.job_state.get(child.job_id)
             main, others = child_files(child)
             mine = [n for n in names if (n == main and owner == child.job_id) or others.fullmatch(n)]
             for n in mine:
@@ -260,9 +262,11 @@ class Packager:
                 ):
                     continue
                 doomed.append(prefix + n)
-            if owner == child.job_id:
+            # A child still running keeps its claim (and so its playlist's name) until it ends: its own
+            # end runs this again, which deletes what it wrote meanwhile and releases it then.
+            if owner == child.job_id and state is not None:
                 claims.append((child.output_key, child.job_id))
-            if mine and isinstance(await self.job_state.get(child.job_id), JobCompleted):
+            if mine and isinstance(state, JobCompleted):
                 emptied.append(child.job_id)
         assert package.output_key is not None
         manifests = manifest_keys(package)
