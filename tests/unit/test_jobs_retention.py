@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from dataclasses import replace
 
 import pytest
 from nats.js.api import StorageType, StreamConfig
@@ -24,9 +25,11 @@ from mpr_common.streams import (
     JOB_EVENT_TTL,
     REQUEST_RETIRE_AGE,
     REQUEST_SUBJECTS,
+    ensure_streams,
     message_ttl,
     retire_ended_requests,
     setup_jetstream,
+    stream_configs,
 )
 from mpr_devstack.servers import NatsServer
 
@@ -156,3 +159,18 @@ async def test_the_catalog_identity_may_retire_requests(tmp_path):
         await admin.close()
     finally:
         srv.stop()
+
+
+async def test_mpr_setup_lifts_the_age_limit_of_a_stream_made_before(tmp_path):
+    old = NatsServer(tmp_path / "js").start()
+    try:
+        nc = await connect(NatsSettings(url=old.url), "upgrade")
+        js = nc.jetstream()
+        before = next(c for c in stream_configs() if c.name == s.JOBS_STREAM)
+        await js.add_stream(replace(before, max_age=14 * DAY, allow_msg_ttl=None))
+        await ensure_streams(js)
+        cfg = (await js.stream_info(s.JOBS_STREAM)).config
+        assert not cfg.max_age and cfg.allow_msg_ttl
+        await nc.close()
+    finally:
+        old.stop()
