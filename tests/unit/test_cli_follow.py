@@ -234,3 +234,16 @@ def test_any_file_text_is_its_json_or_a_usage_error(text):
             assert exc.value.code == 2
         else:
             assert read_body(str(f)) == expected
+
+
+def test_a_reset_says_so_and_what_is_kept_follows():
+    stream = sse(
+        ("1.9.0", "reset", {"reason": "the cursor is older than what the streams keep", "at": 1.0}),
+        ("1.10.0", "job.completed", {"job_id": "j1", "kind": "audio", "status": "completed"}),
+    )
+    c, out = cli(Api({}, stream))
+    assert c.events(events_args("--follow", "--job", "j1", "--after", "1.1.0")) == 0
+    assert out.getvalue().splitlines() == [
+        "1.9.0 reset: the cursor is older than what the streams keep",
+        "1.10.0 job.completed j1 audio completed 100%",
+    ]

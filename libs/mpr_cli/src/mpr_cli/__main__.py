@@ -399,6 +399,9 @@ class Follow:
         console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def show(self, event_id: str | None, kind: str, ev: dict) -> None:
+        if kind == "reset":  # the cursor was older than what the streams keep: what is kept follows
+            self.print(f"{event_id or '-'} reset: {ev.get('reason') or ''}")
+            return
         if not kind.startswith("job."):
             if kind == "asset.registered" or self.progress is None:
                 self.print(f"{event_id or '-'} {kind} {ev.get('bucket')}/{ev.get('key')}")
