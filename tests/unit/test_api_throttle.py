@@ -203,3 +203,17 @@ def test_the_throttle_is_off_with_zero():
         for _ in range(30):
             assert c.get("/api/jobs", headers=bearer("guess")).status_code == 401
         assert c.get("/api/jobs", headers=bearer(TOKEN)).status_code == 200
+
+
+def test_clients_whose_bucket_is_full_again_are_forgotten():
+    clock = Clock()
+    throttle = AuthThrottle(PER_MINUTE, clock=clock)
+    throttle.failed({"type": "http", "client": ("192.0.2.1", 1), "headers": []})
+    clock.now += 60  # refilled: remembering it says nothing
+    throttle.failed({"type": "http", "client": ("192.0.2.2", 1), "headers": []})
+    assert len(throttle) == 1
+
+
+def test_a_negative_limit_is_refused_at_start():
+    with pytest.raises(ValueError, match="API_AUTH_FAILURES_PER_MINUTE"):
+        ApiSettings(auth_failures_per_minute=-1)

@@ -239,8 +239,11 @@ class AuthThrottle:
         client, now = self.client(scope), self.clock()
         tokens = self._tokens(client, now) - 1
         self._buckets.pop(client, None)  # re-inserted last: the most recent
-        while len(self._buckets) >= self.max_clients:
-            del self._buckets[next(iter(self._buckets))]
+        while self._buckets:
+            oldest = next(iter(self._buckets))
+            if len(self._buckets) < self.max_clients and self._tokens(oldest, now) < self.capacity:
+                break
+            del self._buckets[oldest]  # full again (it holds nothing), or the least recent of too many
         self._buckets[client] = (tokens, now)
 
 

@@ -77,6 +77,8 @@ class ApiSettings(ServiceSettings):
     webhook_key: str | None = env("API_WEBHOOK_KEY", default=None)
 
     def __post_init__(self) -> None:
+        if self.auth_failures_per_minute < 0:
+            raise ValueError("API_AUTH_FAILURES_PER_MINUTE: 0 (no throttle) or more")
         # A deployment that names an executor it cannot use fails at start, not on every job.
         if self.executor not in EXECUTORS:
             raise ValueError(f"API_EXECUTOR={self.executor!r}: one of {', '.join(EXECUTORS)}")
