@@ -500,3 +500,16 @@ async def test_a_transient_failure_hands_the_lease_back_with_the_message(runs, m
     await a._handle(msg, "normal")
     assert msg.calls[-1] == "nak"
     assert await lease(JobState(kv), Clock(), "b").acquire() == "taken"  # at once, not after the lease
+
+
+async def test_a_shutdown_hands_the_job_and_its_lease_back_at_once(runs):
+    kv, js = CasKV(), FakeJs()
+    a = make_worker("a", kv, js)
+    msg = FakeMsg(JOB, 1)
+    task = asyncio.create_task(a._handle(msg, "normal"))
+    await runs.running.wait()
+    a.stop()  # SIGTERM
+    await asyncio.wait_for(task, 5)
+    assert runs.stopped == ["j"] and msg.calls[-1] == "nak"
+    assert await lease(JobState(kv), Clock(), "b").acquire() == "taken"  # no wait for the lease
+    assert not js.on(s.JOB_COMPLETED) and not js.on(s.JOB_FAILED)
