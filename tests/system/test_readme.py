@@ -37,7 +37,7 @@ pytestmark = pytest.mark.system
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 BIN = Path(sys.executable).parent
-STREAM_SECONDS = 4
+STREAM_SECONDS = 3
 TIMEOUT = 900  # the whole README, on a loaded machine: commands that wait for a job end with the job
 
 PRELUDE = r"""
