@@ -139,7 +139,7 @@ def test_a_packages_bar_follows_its_childrens_weighted_progress_with_their_eta()
             "1.2.0",
             "job.progress",
             {
-                "job_id": "c2",
+                "job_id": "pkg-storyboard",
                 "kind": "storyboard",
                 "status": "running",
                 "progress": 10,
@@ -156,7 +156,7 @@ def test_a_packages_bar_follows_its_childrens_weighted_progress_with_their_eta()
         tasks = {t.description.split()[-1]: t for t in progress.tasks}
     assert tasks["pkg"].completed == 37.5 and tasks["pkg"].fields["eta"] == "ETA 30s"
     assert tasks["c1"].completed == 50 and tasks["c1"].fields["parent"] == "pkg"
-    assert tasks["c2"].description.startswith("  └ storyboard")
+    assert tasks["pkg-storyboard"].description.startswith("  └ storyboard ")  # named by its part
 
 
 def test_list_jobs_prints_ids_whole_at_80_columns():

@@ -428,8 +428,9 @@ class Follow:
             return
         if parent:
             self.bar(parent, "package", "")
-            label = ev.get("rendition") or ev.get("kind") or "job"
-            self.bar(job_id, f"  └ {label}", parent)
+            # a child's id is its package's and its name (<package>-720p, <package>-storyboard)
+            name = job_id[len(parent) + 1 :] if job_id.startswith(f"{parent}-") else ev.get("kind")
+            self.bar(job_id, f"  └ {name or 'part'}", parent)
             self.update(job_id, done, status, eta)
             self.refresh_package(parent, kind in ENDED)
         else:
