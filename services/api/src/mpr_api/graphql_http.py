@@ -21,7 +21,7 @@ bounded before Strawberry spends anything on it.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Any, cast
 
 from cross_web import HTTPException as StrawberryHTTPError
 from graphql import GraphQLError
@@ -33,7 +33,7 @@ from strawberry.litestar import make_graphql_controller
 from strawberry.litestar.controller import LitestarWebSocketAdapter
 from strawberry.schema import BaseSchema
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message, SubscribeMessage
 from strawberry.types import ExecutionResult
 
 from .bodies import decode_json_body
@@ -105,7 +105,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         if not isinstance(message, dict):
             await self.handle_invalid_message("a graphql-transport-ws message is a JSON object with a type")
             return
-        await super().handle_message(message)
+        await super().handle_message(cast("Message", message))
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         op_id = message.get("id")
