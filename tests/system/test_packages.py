@@ -141,17 +141,49 @@ def test_resubmitting_a_package_runs_nothing_twice(api, stack, source):
     assert latest["status"] == "completed" and latest["finished_at"] == first["finished_at"]
 
 
-def test_a_failing_child_fails_the_package_with_its_reason(api, source):
+def listed(s3, folder: str) -> set[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket="mpr-media-out", Prefix=folder + "/")
+    return {o["Key"] for page in pages for o in page.get("Contents", [])}
+
+
+def test_a_failing_child_fails_the_package_with_its_reason_and_leaves_nothing_behind(api, s3, source):
     package_id = f"pkg{uuid.uuid4().hex[:8]}"
     folder = source.rsplit(".", 1)[0] + f"/{package_id}"
     # Another job owns the file the 360p rendition would write: that child fails (invalid), for good.
     squatter = submit(api, kind="hls", source_key=source, output_key=f"{folder}/360p.m3u8")
     wait_job(api, squatter["id"], timeout=120)
+    theirs = listed(s3, folder)
+    assert f"{folder}/360p.m3u8" in theirs
     submit(api, kind="package", source_key=source, job_id=package_id)
     done = wait_job(api, package_id, timeout=240)["job"]
     assert (done["status"], done["failure_reason"]) == ("failed", "invalid"), done
     assert "360p" in done["error"] and "belongs to job" in done["error"]
     assert not done["output_keys"]
+
+    # The other children stop; what they wrote in the shared folder goes, the squatter's stays.
+    for child_id in done["children"]:
+        wait_job(api, child_id, timeout=120)
+    left = wait_for(
+        lambda: listed(s3, folder) == theirs or None, timeout=60, what="only the squatter's files left"
+    )
+    assert left, listed(s3, folder) - theirs
+    # and the package's claims are released: its manifest's name is free for another job
+    again = api.post(
+        "/api/jobs", json={"kind": "hls", "source_key": source, "output_key": f"{folder}/master.m3u8"}
+    )
+    assert again.status_code == 202, again.text
+    api.post(f"/api/jobs/{again.json()['job']['id']}/cancel")
+
+
+def test_a_package_is_refused_a_folder_another_package_owns(api, source):
+    first = submit(api, kind="package", source_key=source)
+    folder = first["output_key"].rsplit("/", 1)[0]
+    r = api.post(
+        "/api/jobs", json={"kind": "package", "source_key": source, "output_key": f"{folder}/mine.m3u8"}
+    )
+    assert r.status_code == 409 and f"{folder}/master.m3u8" in r.json()["detail"], r.text
+    api.post(f"/api/jobs/{first['id']}/cancel")  # its run is not this test's subject
+    wait_job(api, first["id"], timeout=120)
 
 
 def test_cancelling_a_package_cancels_its_children(api, s3, tmp_path):
@@ -178,5 +210,5 @@ def test_cancelling_a_package_cancels_its_children(api, s3, tmp_path):
         assert child["status"] in ("cancelled", "completed"), child
     assert any(wait_job(api, c)["job"]["status"] == "cancelled" for c in running["children"])
     folder = running["output_key"].rsplit("/", 1)[0]
-    listed = s3.list_objects_v2(Bucket="mpr-media-out", Prefix=folder + "/").get("Contents", [])
-    assert not any(o["Key"].endswith(("master.m3u8", "manifest.mpd")) for o in listed)
+    # nothing of the cancelled package is left: not its manifests, nor what its children wrote
+    wait_for(lambda: not listed(s3, folder), timeout=60, what="the cancelled package's folder emptied")
