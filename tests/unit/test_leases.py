@@ -220,7 +220,7 @@ async def test_a_job_cancelled_while_it_runs_ends_the_lease():
     assert await a.cancel()  # what it finds is what it would write
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     st.lists(
         st.tuples(
@@ -262,7 +262,7 @@ def test_any_interleaving_has_one_live_holder_at_a_time_and_at_most_one_completi
     asyncio.run(play())
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     seconds=st.floats(1, 120),
     seen_after=st.floats(0, 200),
