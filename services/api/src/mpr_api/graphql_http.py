@@ -33,7 +33,11 @@ from strawberry.litestar import make_graphql_controller
 from strawberry.litestar.controller import LitestarWebSocketAdapter
 from strawberry.schema import BaseSchema
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message, SubscribeMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    CompleteMessage,
+    Message,
+    SubscribeMessage,
+)
 from strawberry.types import ExecutionResult
 
 from .bodies import decode_json_body
@@ -106,6 +110,12 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
             await self.handle_invalid_message("a graphql-transport-ws message is a JSON object with a type")
             return
         await super().handle_message(cast("Message", message))
+
+    async def handle_complete(self, message: CompleteMessage) -> None:
+        if not isinstance(message.get("id"), str):
+            await self.handle_invalid_message("a complete message needs its id as a string")
+            return
+        await super().handle_complete(message)
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         op_id = message.get("id")
