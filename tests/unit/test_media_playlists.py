@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mpr_api.media_links import presign_seconds, rewrite_playlist, segment_key
+from mpr_common import storage
 from tests.unit.test_media_links import (  # noqa: F401 (fixtures)
     BASE,
     FOLDER,
@@ -113,3 +114,15 @@ def test_with_api_media_proxy_segments_stay_relative_through_the_api(stored):  #
         r = client.get(signed_path(client, f"{FOLDER}index.m3u8"))
         assert r.status_code == 200 and "job1_00000.ts" in r.text.splitlines()
         assert BASE not in r.text and "X-Amz" not in r.text
+
+
+def test_only_outputs_mpr_serves_are_presigned(api, stored):  # noqa: F811
+    """A playlist naming a file of a kind MPR does not serve (or a key it refuses) leaves it relative:
+    the API then refuses it as before, and no presigned URL for it is ever handed out."""
+    s3 = storage.get_s3_client(stored)
+    body = b"#EXTM3U\n#EXTINF:4.0,\nnotes.txt\n#EXTINF:4.0,\n-x.ts\n#EXTINF:4.0,\njob1_00000.ts\n"
+    s3.put_object(Bucket="t-out", Key=f"{FOLDER}odd.m3u8", Body=body)
+    r = api.get(signed_path(api, f"{FOLDER}odd.m3u8"))
+    lines = r.text.splitlines()
+    assert "notes.txt" in lines and "-x.ts" in lines, lines
+    assert lines[-1].startswith("http") and "X-Amz-Signature" in lines[-1]
