@@ -225,3 +225,17 @@ def test_a_webhook_secret_is_not_stored_in_clear(stack, api):
             assert base64.b64decode(key) not in stored
     finally:
         api.delete(f"/api/webhooks/{sub_id}")
+
+
+def test_the_services_are_never_refused_a_subscription_of_their_own(stack, api):
+    """Every service reads its replies under its own inbox prefix, FastStream's pull subscriptions (the
+    catalog's advisories, the scanner's MinIO events) included: the server never had to refuse one."""
+    api.get("/api/jobs", params={"limit": 1}).raise_for_status()  # the catalog has answered by now
+    log = (stack.workdir / "logs" / "nats-server.log").read_text(errors="replace")
+    refused = [
+        line
+        for line in log.splitlines()
+        if "Violation" in line
+        and any(f"user:{name}" in line for name in ("api", "catalog", "scanner", "transcoder"))
+    ]
+    assert refused == []

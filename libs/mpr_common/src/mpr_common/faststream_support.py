@@ -53,6 +53,11 @@ def broker_connected(broker: NatsBroker) -> bool:
 def pull_subscriber(broker: NatsBroker, subject: str, stream: str, durable: str, **kw: Any) -> Any:
     """Bind to a durable pull consumer made by ``mpr-setup`` (never declared here), one message per
     call. (Batches go through :class:`mpr_common.bus.BatchConsumer`.)"""
+    # A pull subscription's fetches are answered on an inbox that FastStream names with a prefix of its
+    # own (``_INBOX.`` by default), not the connection's: it must be the identity's, the only inbox it
+    # may read.
+    prefix = broker._connection_kwargs.get("inbox_prefix") or INBOX_ROOT
+    kw.setdefault("inbox_prefix", f"{prefix}.".encode())
     return broker.subscriber(
         subject,
         stream=JStream(stream, declare=False),
