@@ -22,6 +22,7 @@ PART_BYTES = 5 * MiB  # S3's smallest part: a few MB make a multipart upload
 
 STACK_ENV = {
     "TRANSCODER_PROGRESS_INTERVAL": "0.2",  # progress often enough to watch it move
+    "API_AUTH_FAILURES_PER_MINUTE": "600",  # wrong sign-ins on purpose, all from 127.0.0.1
     "TRANSCODER_ACK_WAIT": "6",
     "TRANSCODER_RETRY_BASE": "0.5",
     "TRANSCODER_RETRY_MAX": "2",
