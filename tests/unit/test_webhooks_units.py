@@ -10,6 +10,8 @@ import json
 
 import msgspec
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from mpr_api.settings import ApiSettings
 from mpr_api.webhooks.backoff import next_delay, retry_after, retry_delay, verdict
@@ -275,3 +277,10 @@ def test_a_final_answer_or_a_refused_address_is_dead_at_once_and_2xx_is_delivere
 
 def test_the_timeout_stays_well_within_the_tasks_ack_wait():
     assert DeliveryPolicy.of(ApiSettings(webhook_timeout=300)).timeout == 30.0
+
+
+@given(st.text() | st.text(st.characters(categories=["Nd", "No"]), min_size=1))
+@example("²")
+def test_any_retry_after_header_is_read_or_ignored_never_raises(value):
+    delay = retry_after(value, 1_700_000_000.0)
+    assert delay is None or isinstance(delay, float)

@@ -53,7 +53,7 @@ SIGN_OUT_PATH = "/console/sign-out"
 CONSOLE_STATIC_PREFIX = "/console/static/"
 # Signed media links carry their own credential (players and ffprobe cannot send a bearer token); the
 # console's sign-in page, its static files and the redirect from / to the console hold no data.
-OPEN_PREFIXES = ("/health", "/schema", "/metrics", SIGNED_PREFIX, CONSOLE_STATIC_PREFIX)
+OPEN_PREFIXES = ("/health", "/schema", SIGNED_PREFIX, CONSOLE_STATIC_PREFIX)
 OPEN_PATHS = frozenset({"/", SIGN_IN_PATH, SIGN_OUT_PATH})
 MEDIA_PREFIX = "/media/"
 CALLBACK = re.compile(r"^/api/jobs/[A-Za-z0-9_-]+/callback$")  # its own per-job token, checked by the route

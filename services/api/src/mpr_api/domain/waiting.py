@@ -144,11 +144,3 @@ async def find_waiting(
 def age(msg: Any) -> float:
     """Seconds since ``msg`` was stored."""
     return max(0.0, (datetime.now(UTC) - msg.time).total_seconds()) if msg.time else 0.0
-
-
-async def oldest_waiting(js: Any, cls: str, after: int) -> Any | None:
-    """The oldest request (or package child) of class ``cls`` after stream sequence ``after`` (the last
-    its consumer delivered): the head of the queue."""
-    heads = [await _read(js, after + 1, sub) for sub in (s.requested_subject(cls), s.child_subject(cls))]
-    present = [m for m in heads if m is not None]
-    return min(present, key=lambda m: m.seq) if present else None
