@@ -197,3 +197,30 @@ async def test_a_variable_frame_rate_source_is_transcoded_frame_for_frame(tmp_pa
     assert reports[-1].done and reports[-1].dup_frames == 0 and reports[-1].frame == 210
     assert reports[-1].out_time == pytest.approx(204 + 100 * 0.02, abs=0.5)
     assert out.stat().st_size > 0
+
+
+async def test_sheets_that_each_stand_for_many_frames_are_not_a_jump(tmp_path):
+    # A storyboard's sprite sheets: one output picture per 10 tiles, a tile every 100 s of source, so
+    # the output time leaps 1,000 s a picture. Only commands that write source frames one for one
+    # (VIDEO_TIMING) count leaps; the sheets come from source frames and pass.
+    src = make_timed_mkv(tmp_path / "slides.mkv", 40, "N*100")
+    args = [*BASE, "-i", str(src), "-vf", "tile=10x1", "-fps_mode", "passthrough"]
+    reports: list[ProgressReport] = []
+    await run_ffmpeg([*args, "-f", "image2", str(tmp_path / "s%03d.jpg")], reports.append, timeout=120)
+    assert reports[-1].done and reports[-1].frame == 4 and (reports[-1].out_time or 0) > 3000
+    with pytest.raises(FfmpegSourceGap):  # the same leaps where frames are written one for one
+        await run_ffmpeg(transcode(src, tmp_path / "o.mp4"), lambda r: None, timeout=120, max_frame_gap=60)
+
+
+def test_duplicates_count_in_every_command_leaps_only_where_frames_are_the_sources():
+    sheets = FrameGaps(MAX_FRAME_GAP, leaps=False)
+    assert all(
+        sheets.gap(ProgressReport(out_time=1000.0 * i, frame=i, dup_frames=0)) is None for i in range(1, 30)
+    )
+    copies = FrameGaps(MAX_FRAME_GAP, leaps=False)
+    copies.gap(ProgressReport(out_time=1.0, frame=25, dup_frames=0))
+    found = [
+        copies.gap(ProgressReport(out_time=1.0 + 100 * i, frame=25 + 2500 * i, dup_frames=2500 * i))
+        for i in range(1, 20)
+    ]
+    assert any(found)

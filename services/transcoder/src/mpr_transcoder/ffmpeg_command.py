@@ -67,7 +67,9 @@ GLOBAL_ARGS = [
 # with ``vfr`` the hole shows at once in the ``-progress`` time, where the runner refuses it
 # (``ffmpeg_runner.FrameGaps``), and a variable frame rate source plays at its own pace. The 90 kHz
 # encoder clock keeps frames closer than the declared rate's tick (a 50 fps stretch of a source declared
-# at 25 fps), which ``vfr`` would otherwise drop as duplicates.
+# at 25 fps), which ``vfr`` would otherwise drop as duplicates. Not for HLS: its muxer sums each
+# segment's length from the frames' nominal durations (a variable frame rate segment of 2.5 s would be
+# listed as 0.24 s), so HLS keeps a constant rate, where a jump shows as duplicates.
 VIDEO_TIMING = ["-fps_mode", "vfr", "-enc_time_base:v", "1:90000"]
 
 
@@ -163,7 +165,9 @@ def build_plan(
         if not (has_video or has_audio):
             raise ValueError("the source has no audio or video stream")
         if has_video:
-            args += ["-map", "0:v:0", "-c:v", _codec(preset.video_codec, preset.name), *VIDEO_TIMING]
+            args += ["-map", "0:v:0", "-c:v", _codec(preset.video_codec, preset.name)]
+            if preset.container != "hls":
+                args += VIDEO_TIMING
             if preset.height:
                 args += ["-vf", _scale_height(preset.height)]
             if preset.video_codec == "libx264":

@@ -14,8 +14,11 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
-from mpr_common.mediainfo import child_setup, redact
+from mpr_common.mediainfo import ProbeError, child_setup, probe, redact
+
+from .ffmpeg_command import VIDEO_TIMING
 
 # What a job's steps are given to run FFmpeg: one argv in, its stderr lines out (under the job's limits,
 # cancel signal and progress; see pipeline.StepRunner).
@@ -167,8 +170,11 @@ class FrameGaps:
     blocks with duplicates and no new frame add up. A block without any video frame says nothing (audio
     goes on after the picture ended, or an audio-only output)."""
 
-    def __init__(self, limit: float) -> None:
+    def __init__(self, limit: float, *, leaps: bool = True) -> None:
         self.limit = limit
+        # Whether a leap of out_time counts: only where each output frame is one source frame at its
+        # own time (ffmpeg_command.VIDEO_TIMING); a storyboard's sheet legitimately stands for minutes.
+        self.leaps = leaps
         self._time = 0.0
         self._frames = 0
         self._dups = 0
@@ -197,11 +203,17 @@ class FrameGaps:
                 found = (self._silent, self._silent_from)
         else:
             unaccounted = self._silent + dt - new * max(typical, _FRAME_ALLOWANCE)
-            if unaccounted > self.limit:
+            if self.leaps and unaccounted > self.limit:
                 found = (unaccounted, self._silent_from if self._silent else self._time)
             self._silent = 0.0
         self._time, self._frames, self._dups = rep.out_time, rep.frame, rep.dup_frames or 0
         return found
+
+
+def _writes_source_frames(args: list[str]) -> bool:
+    """The command writes each source frame at its own time (:data:`VIDEO_TIMING`), nothing else."""
+    n = len(VIDEO_TIMING)
+    return any(args[i : i + n] == VIDEO_TIMING for i in range(len(args) - n + 1))
 
 
 async def run_ffmpeg(
@@ -223,7 +235,8 @@ async def run_ffmpeg(
     ``stall_timeout``: stop FFmpeg when its progress (time written, frames, bytes) has not moved for that
     long (e.g. a source whose next frame is hours ahead: FFmpeg writes duplicates without a report).
     ``max_frame_gap``: stop FFmpeg as soon as that many seconds of output hold no new source frame
-    (:class:`FrameGaps`; None: no check).
+    (:class:`FrameGaps`: duplicates always; a leap of the output time in commands with
+    ``ffmpeg_command.VIDEO_TIMING``; None: no check).
     ``max_memory``: its address space in bytes. ``names``: URL → name (the object's key) for the stderr
     tail; any other URL there loses its query string (see ``mpr_common.mediainfo.redact``)."""
     proc = await asyncio.create_subprocess_exec(
@@ -237,7 +250,7 @@ async def run_ffmpeg(
     tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
     lines: collections.deque[str] = collections.deque(maxlen=keep_lines)
     progress = _Progress()
-    gaps = FrameGaps(max_frame_gap) if max_frame_gap else None
+    gaps = FrameGaps(max_frame_gap, leaps=_writes_source_frames(args)) if max_frame_gap else None
     gap_found: asyncio.Future[tuple[float, float]] = asyncio.get_running_loop().create_future()
 
     async def read_progress() -> None:
@@ -335,3 +348,28 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         await proc.wait()
+
+
+async def written_duration(path: Path, timeout: float = 30.0) -> float:
+    """Seconds of media in an output FFmpeg wrote (0.0 if it cannot be read, e.g. an HLS playlist).
+
+    ``-progress`` reports the time of the last packet muxed: with B-frames that is a frame before the
+    last ones shown, so with :data:`~.ffmpeg_command.VIDEO_TIMING` a source whose last frames are seconds
+    apart (slides, an idle screen) reads seconds short. Asked only when the reported time falls short.
+    An HLS playlist (written by FFmpeg, not a source) holds the duration of each segment."""
+    if path.suffix == ".m3u8":
+        try:
+            lines = path.read_text(errors="replace").splitlines()  # noqa: ASYNC240 (a few KB, local)
+        except OSError:
+            return 0.0
+        total = 0.0
+        for line in lines:
+            if line.startswith("#EXTINF:"):
+                with contextlib.suppress(ValueError):
+                    total += float(line[len("#EXTINF:") :].split(",")[0])
+        return total
+    try:
+        info = await probe(str(path), timeout=timeout, protocols="file", name=path.name)
+    except ProbeError:
+        return 0.0
+    return info.duration or 0.0

@@ -45,6 +45,7 @@ from .ffmpeg_runner import (
     ProgressReport,
     Runner,
     run_ffmpeg,
+    written_duration,
 )
 from .loudness import OUTPUT_RATE, LoudnessError, SilentAudio, loudnorm_filter, measure_loudness
 from .settings import TranscoderSettings
@@ -596,6 +597,8 @@ async def run_job(
                 if size >= max_bytes:  # -fs ends FFmpeg without an error, the output cut short
                     raise too_large(size)
                 written = runner.written
+                if work.check_written and expected and written < expected - max(1.0, 0.05 * expected):
+                    written = max(written, await written_duration(work.main))  # progress lags VFR's end
                 if work.check_written and expected and written < expected - max(1.0, 0.05 * expected):
                     raise JobError(
                         f"source is truncated or damaged: FFmpeg wrote {written:.1f}s of the "

@@ -1,0 +1,59 @@
+"""A source whose timestamps jump, through the whole stack: a 12 KB MKV whose second frame is 40,000 s
+after the first (under the 12 h source limit) fails in seconds with the source's reason, not after
+minutes of duplicated frames; a variable frame rate source next to it completes."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from tests.media import ffmpeg
+from tests.system.conftest import wait_job
+
+pytestmark = pytest.mark.system
+
+
+def timed_mkv(path, frames: int, pts: str):
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc=size=320x240:rate=25:duration={frames / 25}",
+        "-vf",
+        f"setpts='({pts})/TB'",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-fps_mode",
+        "passthrough",
+        str(path),
+    )
+    return path.read_bytes()
+
+
+def test_a_jump_of_hours_fails_in_seconds_and_a_vfr_source_completes(api, s3, stack, tmp_path):
+    prefix = f"gaps-{uuid.uuid4().hex[:6]}"
+    s3.put_object(
+        Bucket=stack.bucket_in, Key=f"{prefix}/jump.mkv", Body=timed_mkv(tmp_path / "j.mkv", 2, "N*40000")
+    )
+    vfr = "if(lt(N,50),N*0.04,2+(N-50)*0.5)"  # 2 s at 25 fps, then 2 fps
+    s3.put_object(
+        Bucket=stack.bucket_in, Key=f"{prefix}/vfr.mkv", Body=timed_mkv(tmp_path / "v.mkv", 60, vfr)
+    )
+
+    t0 = time.monotonic()
+    r = api.post("/api/jobs", json={"kind": "transcode", "source_key": f"{prefix}/jump.mkv"})
+    assert r.status_code == 202, r.text
+    job = wait_job(api, r.json()["job"]["id"], timeout=120)["job"]
+    elapsed = time.monotonic() - t0
+    assert job["status"] == "failed" and job["failure_reason"] == "source", job
+    assert "timestamps jump by about 399" in job["error"], job["error"]
+    # The stall limit (300 s) would have ended it only after minutes: this is the frame-gap check.
+    assert elapsed < 100, elapsed
+
+    r = api.post("/api/jobs", json={"kind": "transcode", "source_key": f"{prefix}/vfr.mkv"})
+    job = wait_job(api, r.json()["job"]["id"], timeout=180)["job"]
+    assert job["status"] == "completed", (job["failure_reason"], job["error"])
