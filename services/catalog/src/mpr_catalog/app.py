@@ -77,7 +77,7 @@ def create_app(settings: CatalogSettings) -> FastStream:
             recorded = await ingestor.probe_results(results)  # one transaction for the batch
             # One subject per object: transcoders read the latest probe with a direct get. The acks
             # are awaited together: a batch costs one round trip, not one per object.
-            await asyncio.gather(
+            outcomes = await asyncio.gather(
                 *(
                     publish_event(
                         js,
@@ -86,8 +86,12 @@ def create_app(settings: CatalogSettings) -> FastStream:
                         msg_id=f"asset-{row.id}",
                     )
                     for row, r in recorded
-                )
+                ),
+                return_exceptions=True,
             )
+            failed = [o for o in outcomes if isinstance(o, BaseException)]
+            if failed:  # recorded in the database; transcoders probe those sources themselves
+                log.warning("%d of %d probe events not published: %r", len(failed), len(outcomes), failed[0])
 
         prober = Prober(
             get_s3_client(settings.s3),
