@@ -198,10 +198,10 @@ async def kv_confirms(state: JobState, job_id: str, retry: int) -> bool:
     """Whether the job-state KV says generation ``retry`` (> 0) has started: the API's retry path marks
     it (``retried``) before it publishes the request, and the run of that generation keeps it (its
     lease, its completion). A request of a generation nobody started reads as not confirmed."""
-    current = await state.get(job_id, retry - 1)
-    if current == "superseded":  # marked as generation ``retry`` or newer
-        return True
-    return isinstance(current, JobCompleted) and (current.retry or 0) >= retry
+    entry = await state.read(job_id)
+    if isinstance(entry.state, JobCompleted):
+        return (entry.state.retry or 0) >= retry
+    return entry.state is None and entry.generation >= retry
 
 
 async def confirmed_generations(d: CatalogDeps, events: list) -> list:
