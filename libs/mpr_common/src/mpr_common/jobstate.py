@@ -116,7 +116,9 @@ class JobState:
         except Exception as exc:  # not a valid KV key: such a job fails validation anyway
             log.debug("job state %r: %s", job_id, exc)
             return None
-        if entry.state is None and retry is not None and retry < entry.generation:
+        if entry.state is None and retry is not None and retry != entry.generation:
+            # Older: retried since. Newer: no retry started it (only the API's retry path marks a
+            # generation, before it publishes the request): a made-up ``retry`` published onto NATS.
             return "superseded"
         return entry.state
 
