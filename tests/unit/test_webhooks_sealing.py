@@ -26,7 +26,10 @@ ids = st.text(alphabet="0123456789abcdef", min_size=32, max_size=32)
 @given(secret=st.text(min_size=1, max_size=200), sub_id=ids)
 def test_a_sealed_secret_opens_only_with_its_key_and_subscription(secret, sub_id):
     sealed = BOX.seal(secret, sub_id)
-    assert sealed.startswith(SEALED_PREFIX) and secret not in sealed[len(SEALED_PREFIX) :]
+    # (a secret of a few characters may occur in any base64 text by chance: only longer ones are looked for)
+    assert sealed.startswith(SEALED_PREFIX) and (
+        len(secret) < 12 or secret not in sealed[len(SEALED_PREFIX) :]
+    )
     assert BOX.open(sealed, sub_id) == secret
     assert BOX.sealed(sealed, sub_id) == sealed  # not sealed twice
     with pytest.raises(SecretUnreadable):
