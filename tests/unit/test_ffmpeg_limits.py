@@ -22,6 +22,7 @@ from mpr_common.events import JobRequested, MediaInfo
 from mpr_common.settings import S3Settings
 from mpr_devstack.servers import MotoServer
 from mpr_transcoder import pipeline
+from mpr_transcoder.ffmpeg_command import VIDEO_TIMING
 from mpr_transcoder.ffmpeg_runner import (
     FfmpegCancelled,
     FfmpegKilled,
@@ -382,8 +383,8 @@ async def test_a_job_whose_ffmpeg_writes_duplicates_is_ended_by_the_stall_limit(
     real = pipeline.run_ffmpeg
 
     async def constant_rate(args, on_progress, **kw):
-        i = args.index("-fps_mode")
-        args = [*args[:i], "-fps_mode", "cfr", *args[i + 2 :]]
+        i = args.index("-fps_mode")  # the muxer's own frame rate mode, as before VIDEO_TIMING
+        args = [*args[:i], *args[i + len(VIDEO_TIMING) :]]
         await real(args, on_progress, **{**kw, "max_frame_gap": None})
 
     monkeypatch.setattr(pipeline, "run_ffmpeg", constant_rate)
