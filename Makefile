@@ -15,7 +15,7 @@ dev: ## Start nats-server, moto S3, SQLite and all services on loopback (Ctrl-C 
 	$(UV) run mpr-dev
 
 test: bootstrap ## Install everything and run all tests (real servers on random ports; 2 processes, a file each)
-	$(UV) run pytest -n 2 --dist loadfile $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(UV) run pytest -n 3 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 test-unit: bootstrap ## Tests without the whole system (unit, storage on moto, PostgreSQL, deploy checks)
 	$(UV) run pytest -m "not system" $(PYTEST_ARGS) || [ $$? -eq 5 ]
