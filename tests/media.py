@@ -64,6 +64,29 @@ def make_mkv(path: Path, seconds: int = 6) -> Path:
     return path
 
 
+def make_timed_mkv(path: Path, frames: int, pts: str) -> Path:
+    """``frames`` frames of 320x240 whose timestamps (seconds) are the FFmpeg expression ``pts`` of N:
+    jumps and variable frame rates that no lavfi source makes by itself."""
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc=size=320x240:rate=25:duration={frames / 25}",
+        "-vf",
+        f"setpts='({pts})/TB'",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-fps_mode",
+        "passthrough",
+        str(path),
+    )
+    return path
+
+
 def make_audio(path: Path, seconds: int = 5) -> Path:
     ffmpeg(
         "-f", "lavfi", "-i", f"sine=frequency=330:sample_rate=44100:duration={seconds}", "-ac", "2", str(path)

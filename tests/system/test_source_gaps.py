@@ -9,29 +9,14 @@ import uuid
 
 import pytest
 
-from tests.media import ffmpeg
+from tests.media import make_timed_mkv
 from tests.system.conftest import wait_job
 
 pytestmark = pytest.mark.system
 
 
-def timed_mkv(path, frames: int, pts: str):
-    ffmpeg(
-        "-f",
-        "lavfi",
-        "-i",
-        f"testsrc=size=320x240:rate=25:duration={frames / 25}",
-        "-vf",
-        f"setpts='({pts})/TB'",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-fps_mode",
-        "passthrough",
-        str(path),
-    )
-    return path.read_bytes()
+def timed_mkv(path, frames: int, pts: str) -> bytes:
+    return make_timed_mkv(path, frames, pts).read_bytes()
 
 
 def test_a_jump_of_hours_fails_in_seconds_and_a_vfr_source_completes(api, s3, stack, tmp_path):

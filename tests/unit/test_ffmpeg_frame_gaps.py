@@ -24,27 +24,10 @@ from mpr_transcoder.ffmpeg_runner import (
     parse_progress_block,
     run_ffmpeg,
 )
-from tests.media import ffmpeg
+from tests.media import make_timed_mkv
 
 BASE = ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y", "-progress", "pipe:1"]
 H264 = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
-
-
-def make_timed_mkv(path: Path, frames: int, pts: str) -> Path:
-    """``frames`` frames of 320x240 whose timestamps (seconds) are the FFmpeg expression ``pts`` of N."""
-    ffmpeg(
-        "-f",
-        "lavfi",
-        "-i",
-        f"testsrc=size=320x240:rate=25:duration={frames / 25}",
-        "-vf",
-        f"setpts='({pts})/TB'",
-        *H264,
-        "-fps_mode",
-        "passthrough",
-        str(path),
-    )
-    return path
 
 
 def transcode(src: Path, out: Path) -> list[str]:

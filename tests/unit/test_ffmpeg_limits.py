@@ -33,7 +33,7 @@ from mpr_transcoder.ffmpeg_runner import (
 )
 from mpr_transcoder.pipeline import JobError, Limits, clean_workdir, run_job
 from mpr_transcoder.settings import TranscoderSettings
-from tests.media import ffmpeg, make_video
+from tests.media import make_timed_mkv, make_video
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y", "-progress", "pipe:1"]
@@ -64,44 +64,11 @@ MiB = 1024**2
 
 def make_gap_mkv(path: Path, gap: int) -> Path:
     """A few KB of Matroska: one frame at 0 s, the next at ``gap`` s, 25 fps declared."""
-    ffmpeg(
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc=size=320x240:rate=25:duration=0.08",
-        "-vf",
-        f"setpts='if(eq(N,0),0,{gap}/TB)'",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-fps_mode",
-        "passthrough",
-        str(path),
-    )
-    return path
+    return make_timed_mkv(path, 2, f"if(eq(N,0),0,{gap})")
 
 
 def make_vfr_mkv(path: Path) -> Path:
-    ffmpeg(
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc=size=320x240:rate=25:duration=2.4",
-        "-vf",
-        "setpts='if(lt(N,50),N*0.04,2+(N-50)*0.5)/TB'",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-fps_mode",
-        "passthrough",
-        str(path),
-    )
-    return path
-
-
-# --- processes -----------------------------------------------------------------------------------
+    return make_timed_mkv(path, 60, "if(lt(N,50),N*0.04,2+(N-50)*0.5)")
 
 
 def _stat(pid: int) -> tuple[str, str, int] | None:
