@@ -14,6 +14,17 @@ DEADLINE = 30.0  # seconds for the server's answers on a loaded machine
 VIOLATION = re.compile(r'permissions violation for (publish|subscription) to "([^"]+)"', re.IGNORECASE)
 
 
+def subject_matches(pattern: str, subject: str) -> bool:
+    """Whether a NATS subject pattern (``*`` one token, ``>`` the rest) matches ``subject``."""
+    p, t = pattern.split("."), subject.split(".")
+    for i, tok in enumerate(p):
+        if tok == ">":
+            return len(t) > i
+        if i >= len(t) or (tok != "*" and tok != t[i]):
+            return False
+    return len(p) == len(t)
+
+
 class Client:
     """A connection that records the server's permission violations as (operation, subject)."""
 

@@ -11,19 +11,9 @@ import pytest
 
 from mpr_common.identities import IDENTITIES, INBOX_ROOT, OWN, inbox_prefix
 from mpr_devstack.servers import NatsServer
-from tests.system.bus_clients import DEADLINE, connect_as
+from tests.system.bus_clients import DEADLINE, connect_as, subject_matches
 
 pytestmark = pytest.mark.system
-
-
-def _matches(pattern: str, subject: str) -> bool:
-    p, t = pattern.split("."), subject.split(".")
-    for i, tok in enumerate(p):
-        if tok == ">":
-            return len(t) > i
-        if i >= len(t) or (tok != "*" and tok != t[i]):
-            return False
-    return len(p) == len(t)
 
 
 def _concrete(pattern: str) -> str:
@@ -32,7 +22,7 @@ def _concrete(pattern: str) -> str:
 
 
 def _allowed(patterns: list[str], subject: str) -> bool:
-    return any(_matches(p, subject) for p in patterns)
+    return any(subject_matches(p, subject) for p in patterns)
 
 
 # --- the table's claims on a real nats-server ------------------------------------------------------

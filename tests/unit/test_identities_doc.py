@@ -7,19 +7,10 @@ from pathlib import Path
 
 from mpr_common.identities import IDENTITIES, inbox_prefix, render_markdown
 from mpr_common.settings import NatsSettings
+from tests.system.bus_clients import subject_matches
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 START, END = "<!-- identities table: generated -->\n", "<!-- end of identities table -->"
-
-
-def _matches(pattern: str, subject: str) -> bool:
-    p, t = pattern.split("."), subject.split(".")
-    for i, tok in enumerate(p):
-        if tok == ">":
-            return len(t) > i
-        if i >= len(t) or (tok != "*" and tok != t[i]):
-            return False
-    return len(p) == len(t)
 
 
 def test_the_table_in_docs_security_is_the_generated_one():
@@ -40,11 +31,11 @@ def test_no_identity_but_setup_may_read_another_identitys_replies():
             if other == ident.name:
                 continue
             reply = f"{inbox_prefix(other)}.abc.1"
-            readable = any(_matches(p, reply) for p in ident.subscribe_allow())
-            denied = any(_matches(p, reply) for p in ident.subscribe_deny())
+            readable = any(subject_matches(p, reply) for p in ident.subscribe_allow())
+            denied = any(subject_matches(p, reply) for p in ident.subscribe_deny())
             assert not readable or denied, (ident.name, other)
         # … and its own replies are readable
-        assert any(_matches(p, f"{inbox_prefix(ident.name)}.abc.1") for p in ident.subscribe_allow())
+        assert any(subject_matches(p, f"{inbox_prefix(ident.name)}.abc.1") for p in ident.subscribe_allow())
 
 
 def test_every_identity_connects_with_its_own_inbox_prefix():
