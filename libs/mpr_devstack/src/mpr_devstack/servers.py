@@ -25,7 +25,9 @@ _next_port: dict[str, int] = {}
 
 def free_port() -> int:
     band = os.environ.get("MPR_PORT_RANGE", "")
-    if band:
+    # Only the process the band was given to walks it: a child that inherited it (mpr-dev started by a
+    # test) takes the kernel's choice, in the ephemeral range, which never meets the band.
+    if band and os.environ.get("MPR_PORT_RANGE_PID") in (None, str(os.getpid())):
         low, high = (int(x) for x in band.split("-", 1))
         span = high - low + 1
         start = _next_port.setdefault(band, low + (os.getpid() * 7919) % span)
