@@ -24,7 +24,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # Each test process takes its servers' ports from a band of its own, below the kernel's ephemeral
     # range (mpr_devstack.servers.free_port), so parallel stacks never race for a port.
     worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
-    os.environ.setdefault("MPR_PORT_RANGE", f"{20000 + 1500 * worker}-{20000 + 1500 * worker + 1499}")
+    # (assigned, not defaulted: xdist's workers inherit the controller's environment)
+    os.environ["MPR_PORT_RANGE"] = f"{20000 + 1500 * worker}-{20000 + 1500 * worker + 1499}"
     os.environ["MPR_PORT_RANGE_PID"] = str(os.getpid())
     if not hasattr(config, "workerinput"):  # the controller (or a run without xdist) reports
         config.pluginmanager.register(Progress(config), "mpr-progress")
