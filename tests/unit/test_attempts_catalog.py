@@ -10,12 +10,16 @@ import msgspec
 import pytest
 from faststream.nats import NatsBroker, TestNatsBroker
 
+from mpr_catalog.batches import handle_job_events
 from mpr_catalog.db import Database, make_engine
-from mpr_catalog.handlers import MAX_REPLY_BYTES, CatalogDeps, handle_job_events, register
+from mpr_catalog.deps import CatalogDeps
 from mpr_catalog.ingest import JOBS, Ingestor
 from mpr_catalog.migrate import upgrade_async
+from mpr_catalog.queries import MAX_REPLY_BYTES
 from mpr_catalog.repository import Catalog
+from mpr_catalog.router import register
 from mpr_common import subjects as s
+from mpr_common.catalog_requests import FindJobRequests, GetJob, GetJobLog
 from mpr_common.codec import encode
 from mpr_common.errors import NotFound
 from mpr_common.events import (
@@ -24,7 +28,6 @@ from mpr_common.events import (
     JobMoved,
     JobRequested,
     JobRetried,
-    Query,
 )
 from tests.unit.test_catalog_handlers import FakeNats, NoWait, ask
 
@@ -200,13 +203,13 @@ async def test_the_jobs_stream_carries_attempts_retries_moves_and_every_queue_cl
     await handle_job_events(deps, batch)
     assert n.published == []  # nothing dead-lettered
     assert len(n.settled) == len(batch)
-    log = await ask(queries, s.CATALOG_JOB_LOG, Query(id="u"))
+    log = await ask(queries, GetJobLog(id="u"))
     assert log.job is not None and (log.job.status, log.job.retries) == ("queued", 1)
     assert [(a.attempt, a.reason) for a in log.attempts] == [(1, "source")]
-    moved = await ask(queries, s.CATALOG_JOB_GET, Query(id="b"))
+    moved = await ask(queries, GetJob(id="b"))
     assert moved.job is not None and moved.job.priority == "urgent"
     with pytest.raises(NotFound):
-        await ask(queries, s.CATALOG_JOB_LOG, Query(id="nope"))
+        await ask(queries, GetJobLog(id="nope"))
 
 
 async def test_a_child_look_alike_on_a_queue_class_subject_is_dead_lettered(deps):
@@ -233,12 +236,12 @@ async def test_the_requests_query_answers_by_id_or_filter_within_one_message(dep
                 ),
             ],
         )
-    one = await ask(queries, s.CATALOG_JOB_REQUESTS, Query(id="f03"))
+    one = await ask(queries, FindJobRequests(id="f03"))
     assert [j.id for j in one.jobs] == ["f03"] and one.requests[0].source_key == big_key
-    many = await ask(queries, s.CATALOG_JOB_REQUESTS, Query(status="failed", limit=1000))
+    many = await ask(queries, FindJobRequests(status="failed", limit=1000))
     assert many.total == 12 and 0 < len(many.jobs) < 12  # cut to what fits one message
     assert len(encode(many)) <= MAX_REPLY_BYTES + 1000
     assert [j.id for j in many.jobs] == [f"f{i:02d}" for i in range(len(many.jobs))]
     assert [r.job_id for r in many.requests] == [j.id for j in many.jobs]
     with pytest.raises(NotFound):
-        await ask(queries, s.CATALOG_JOB_REQUESTS, Query(id="nope"))
+        await ask(queries, FindJobRequests(id="nope"))

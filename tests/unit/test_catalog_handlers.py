@@ -11,12 +11,25 @@ from faststream.nats import NatsBroker, TestNatsBroker
 from nats.aio.msg import Msg
 from nats.js.api import PubAck
 
+from mpr_catalog.batches import handle_job_events, handle_objects
 from mpr_catalog.db import Database, make_engine
-from mpr_catalog.handlers import CatalogDeps, handle_job_events, handle_objects, register
+from mpr_catalog.deps import CatalogDeps
 from mpr_catalog.ingest import Ingestor
 from mpr_catalog.migrate import upgrade_async
 from mpr_catalog.repository import Catalog
+from mpr_catalog.router import register
 from mpr_common import subjects as s
+from mpr_common.catalog_requests import (
+    REQUEST_TYPES,
+    AnyCatalogRequest,
+    CatalogReply,
+    GetAsset,
+    GetJob,
+    GetScan,
+    ListAssets,
+    ListJobs,
+    subject_of,
+)
 from mpr_common.codec import decode, encode
 from mpr_common.errors import ERROR_CODE_HEADER, NotFound, error_from_headers
 from mpr_common.events import (
@@ -170,12 +183,13 @@ async def queries(deps):
         yield br
 
 
-async def ask(br, subject: str, q: Query) -> QueryReply:
-    msg = await br.request(encode(q), subject)
+async def ask(br, q: AnyCatalogRequest) -> CatalogReply:
+    """Ask the catalog as a client of mpr_common.catalog_requests does: on the request's subject."""
+    msg = await br.request(encode(q), subject_of(q))
     error = error_from_headers(msg.headers)
     if error is not None:
         raise error
-    return decode(msg.body, QueryReply)
+    return decode(msg.body, type(q).reply)
 
 
 async def test_queries_answer_with_results_or_error_codes(deps, queries):
@@ -183,15 +197,72 @@ async def test_queries_answer_with_results_or_error_codes(deps, queries):
     await handle_job_events(
         deps, [n.delivery(s.JOB_REQUESTED, b'{"kind":"audio","source_key":"b.mp3","job_id":"j1"}')]
     )
-    reply = await ask(queries, s.CATALOG_JOB_GET, Query(id="j1"))
-    assert reply.job is not None and reply.job.status == "queued"
-    assert (await ask(queries, s.CATALOG_JOBS_LIST, Query(limit=5))).total == 1
+    reply = await ask(queries, GetJob(id="j1"))
+    assert reply.job.status == "queued"
+    assert (await ask(queries, ListJobs(limit=5))).total == 1
+    assert (await ask(queries, ListJobs(status="failed"))).total == 0
     with pytest.raises(NotFound):
-        await ask(queries, s.CATALOG_JOB_GET, Query(id="nope"))
+        await ask(queries, GetJob(id="nope"))
     with pytest.raises(NotFound):
-        await ask(queries, s.CATALOG_SCAN_GET, Query(id="nope"))
+        await ask(queries, GetScan(id="nope"))
     bad = await queries.request(b"{not json", s.CATALOG_JOBS_LIST)
     assert bad.headers[ERROR_CODE_HEADER] == "400"
+    # a request sent on another request's subject is refused, not answered as that one
+    misrouted = await queries.request(encode(GetJob(id="j1")), s.CATALOG_ASSET_GET)
+    assert misrouted.headers[ERROR_CODE_HEADER] == "400"
+    unknown_status = await queries.request(b'{"status":"lost"}', s.CATALOG_JOBS_LIST)
+    assert unknown_status.headers[ERROR_CODE_HEADER] == "400"
+
+
+async def test_the_untyped_query_is_still_answered_on_every_subject(deps, queries):
+    """Callers that send the one catch-all Query (no tag) and decode a QueryReply are answered as
+    before: the subject says which request it is, and every reply decodes as a QueryReply."""
+    n = deps.nats
+    await handle_job_events(
+        deps, [n.delivery(s.JOB_REQUESTED, b'{"kind":"audio","source_key":"b.mp3","job_id":"j1"}')]
+    )
+    assert set(REQUEST_TYPES) == {
+        s.CATALOG_ASSETS_LIST,
+        s.CATALOG_ASSET_GET,
+        s.CATALOG_JOBS_LIST,
+        s.CATALOG_JOB_GET,
+        s.CATALOG_JOB_LOG,
+        s.CATALOG_JOB_REQUESTS,
+        s.CATALOG_SCAN_GET,
+    }
+
+    async def old(subject: str, q: Query) -> QueryReply:
+        msg = await queries.request(encode(q), subject)
+        error = error_from_headers(msg.headers)
+        if error is not None:
+            raise error
+        return decode(msg.body, QueryReply)
+
+    got = await old(s.CATALOG_JOB_GET, Query(id="j1", after_seq=1))
+    assert got.job is not None and got.job.id == "j1"
+    listed = await old(s.CATALOG_JOBS_LIST, Query(limit=5, status="queued"))
+    assert (listed.total, [j.id for j in listed.jobs]) == (1, ["j1"])
+    logged = await old(s.CATALOG_JOB_LOG, Query(id="j1"))
+    assert logged.job is not None and logged.attempts == []
+    retry = await old(s.CATALOG_JOB_REQUESTS, Query(id="j1", limit=1))
+    assert [r.job_id for r in retry.requests] == ["j1"] and retry.total == 1
+    assert (await old(s.CATALOG_ASSETS_LIST, Query(limit=5))).total == 0
+    with pytest.raises(NotFound):
+        await old(s.CATALOG_ASSET_GET, Query(id="a"))
+    with pytest.raises(NotFound):
+        await old(s.CATALOG_SCAN_GET, Query(id="s"))
+
+
+async def test_every_request_round_trips_through_the_tagged_union():
+    for subject, request_type in REQUEST_TYPES.items():
+        fields = {"id": "x"} if "id" in request_type.__struct_fields__ else {}
+        req = request_type(**fields)
+        assert subject_of(req) == subject
+        assert decode(encode(req), AnyCatalogRequest) == req
+    assert decode(b'{"request":"mpr.catalog.assets.list","limit":3}', AnyCatalogRequest) == ListAssets(
+        limit=3
+    )
+    assert isinstance(decode(b'{"request":"mpr.catalog.assets.get","id":"a"}', AnyCatalogRequest), GetAsset)
 
 
 async def test_a_package_shows_its_children_and_their_weighted_progress(deps):

@@ -26,6 +26,7 @@ Priority = Literal["urgent", "normal", "bulk"]
 PRIORITIES: tuple[str, ...] = get_args(Priority)
 ObjectSource = Literal["scan", "notification"]
 ScanState = Literal["running", "completed", "failed"]
+ProbeStatus = Literal["pending", "ok", "error"]  # of an asset: not probed yet, probed, probe failed
 
 
 def now() -> float:
@@ -301,7 +302,7 @@ class AssetView(msgspec.Struct, kw_only=True):
     etag: str
     size: int
     media_type: str | None
-    probe_status: str
+    probe_status: ProbeStatus
     probe_error: str | None
     info: MediaInfo | None
     removed: bool
@@ -311,8 +312,8 @@ class AssetView(msgspec.Struct, kw_only=True):
 
 class JobView(msgspec.Struct, kw_only=True):
     id: str
-    kind: str
-    status: str
+    kind: JobKind
+    status: JobStatus
     source_key: str
     created_at: float
     updated_at: float
@@ -326,7 +327,7 @@ class JobView(msgspec.Struct, kw_only=True):
     start: float | None = None
     end: float | None = None
     error: str | None = None
-    failure_reason: str | None = None
+    failure_reason: FailureReason | None = None
     speed: float | None = None
     attempts: int = 0
     worker: str | None = None
@@ -337,7 +338,7 @@ class JobView(msgspec.Struct, kw_only=True):
     parent_id: str | None = None  # a package's child
     rendition: str | None = None
     children: list[str] = msgspec.field(default_factory=list)  # a package's child jobs
-    priority: str = "normal"
+    priority: Priority = "normal"
     template: str | None = None
     rule: str | None = None
     retries: int = 0  # times it was run again after failing (POST /api/jobs/{id}/retry)
@@ -347,7 +348,7 @@ class ScanView(msgspec.Struct, kw_only=True):
     id: str
     bucket: str
     prefix: str
-    state: str
+    state: ScanState
     found: int
     registered: int
     skipped: int
@@ -359,6 +360,10 @@ class ScanView(msgspec.Struct, kw_only=True):
     finished_at: float | None
 
 
+# One struct for every catalog request, and one for every reply. The typed ones
+# (mpr_common.catalog_requests) are the contract; these stay wire-compatible with them both ways: a Query
+# is answered on any catalog subject (the subject says which request it is), and every typed reply
+# decodes as a QueryReply.
 class Query(Event, kw_only=True):
     id: str | None = None
     limit: int = 100

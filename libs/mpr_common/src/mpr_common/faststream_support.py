@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from faststream import AckPolicy
-from faststream.nats import JStream, NatsBroker, NatsMessage, NatsResponse, PullSub
+from faststream.nats import JStream, NatsBroker, NatsMessage, NatsResponse, NatsRouter, PullSub
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from faststream.nats.security import NatsSecurity, NatsToken, NatsUserPassword
 
@@ -50,15 +50,24 @@ def broker_connected(broker: NatsBroker) -> bool:
     return bool(conn is not None and conn.is_connected)
 
 
-def pull_subscriber(broker: NatsBroker, subject: str, stream: str, durable: str, **kw: Any) -> Any:
+def pull_subscriber(
+    registrar: NatsBroker | NatsRouter,
+    subject: str,
+    stream: str,
+    durable: str,
+    identity_inbox: str | None = None,
+    **kw: Any,
+) -> Any:
     """Bind to a durable pull consumer made by ``mpr-setup`` (never declared here), one message per
-    call. (Batches go through :class:`mpr_common.bus.BatchConsumer`.)"""
+    call. (Batches go through :class:`mpr_common.bus.BatchConsumer`.) On a router, ``identity_inbox``
+    is the connection's inbox prefix (``NatsSettings.inbox_prefix()``); a broker knows its own."""
     # A pull subscription's fetches are answered on an inbox that FastStream names with a prefix of its
     # own (``_INBOX.`` by default), not the connection's: it must be the identity's, the only inbox it
     # may read.
-    prefix = broker._connection_kwargs.get("inbox_prefix") or INBOX_ROOT
+    connection = getattr(registrar, "_connection_kwargs", {})
+    prefix = identity_inbox or connection.get("inbox_prefix") or INBOX_ROOT
     kw.setdefault("inbox_prefix", f"{prefix}.".encode())
-    return broker.subscriber(
+    return registrar.subscriber(
         subject,
         stream=JStream(stream, declare=False),
         durable=durable,

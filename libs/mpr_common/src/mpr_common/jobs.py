@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import msgspec
 
 from .events import JOB_KINDS, JobRequested
+from .job_status import TERMINAL_STATUSES
+from .job_status import next_status as next_status  # the state machine, for callers of this module
 from .keys import MEDIA_EXTENSIONS, InvalidKeyError, extension, is_media_key, validate_key
 from .presets import AUDIO_RENDITION, DEFAULT_PRESET, MASTER_PLAYLIST, PRESETS, STORYBOARD_VTT, Preset
 from .settings import S3Settings
@@ -183,19 +185,4 @@ def _valid_bucket(name: str) -> bool:
     return 3 <= len(name) <= 63 and all(c.isdigit() or ("a" <= c <= "z") or c in ".-" for c in name)
 
 
-# --- state machine -----------------------------------------------------------------------
-TERMINAL = frozenset({"completed", "failed", "cancelled"})
-_RANK = {"queued": 0, "running": 1, "completed": 2, "failed": 2, "cancelled": 2}
-
-
-def next_status(current: str | None, incoming: str) -> str:
-    """Monotonic transition: never leave a terminal state, never go back to an earlier one.
-
-    Events may arrive out of order (a completion before the last progress report, a request
-    recorded after its first progress): the result depends only on the set of events seen.
-    """
-    if current is None:
-        return incoming
-    if current in TERMINAL:
-        return current
-    return incoming if _RANK[incoming] >= _RANK[current] else current
+TERMINAL = TERMINAL_STATUSES  # the name callers of this module know (rules: mpr_common.job_status)

@@ -11,6 +11,7 @@ from faststream import FastStream
 
 from mpr_common import subjects as s
 from mpr_common.bus import BatchConsumer, connect, publish_event
+from mpr_common.events import AssetRegistered, MediaInfo
 from mpr_common.faststream_support import make_broker
 from mpr_common.jobstate import JobState
 from mpr_common.metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING
@@ -19,20 +20,15 @@ from mpr_common.runtime import freeze_startup_heap
 from mpr_common.storage import get_s3_client
 from mpr_common.streams import retire_requests_forever
 
+from .batches import handle_job_events, handle_objects
 from .db import Database, make_engine
-from .handlers import (
-    CatalogDeps,
-    ConsumerBarrier,
-    asset_registered,
-    handle_job_events,
-    handle_objects,
-    register,
-)
+from .deps import CatalogDeps, ConsumerBarrier
 from .ingest import Ingestor, ProbeResult
 from .metrics import CATALOG_ASSETS, CATALOG_JOBS
 from .migrate import upgrade_async
 from .prober import Prober
 from .repository import Catalog
+from .router import catalog_router
 from .settings import CatalogSettings
 
 log = logging.getLogger("mpr.catalog")
@@ -56,10 +52,23 @@ async def refresh_gauges(catalog: Catalog, js: Any, every: float = 10.0) -> None
         await asyncio.sleep(every)
 
 
+def asset_registered(row: Any, info: MediaInfo | None, error: str | None) -> AssetRegistered:
+    return AssetRegistered(
+        asset_id=row.id,
+        bucket=row.bucket,
+        key=row.key,
+        etag=row.etag,
+        size=row.size,
+        media_type=row.media_type,
+        info=info,
+        probe_error=error,
+    )
+
+
 def create_app(settings: CatalogSettings) -> FastStream:
     broker = make_broker(settings.nats)
     state: dict[str, CatalogDeps] = {}
-    register(broker, lambda: state["deps"])
+    broker.include_router(catalog_router(lambda: state["deps"], settings.nats.inbox_prefix()))
 
     @asynccontextmanager
     async def lifespan():

@@ -24,7 +24,7 @@ from mpr_common.events import (
     JobRequested,
     JobRetried,
 )
-from mpr_common.jobs import TERMINAL, next_status
+from mpr_common.job_status import failed_status, is_terminal, next_status
 
 from .models import Job
 
@@ -92,7 +92,7 @@ def _requested(job: JobRow, ev: JobRequested, new: bool) -> None:
 
 
 def _progress(job: JobRow, ev: JobProgress, new: bool) -> None:
-    if not _current(job, ev.retry) or job["status"] in TERMINAL:
+    if not _current(job, ev.retry) or is_terminal(job["status"]):
         return
     job.update(
         status=next_status(job["status"], "running"),
@@ -125,7 +125,7 @@ def _completed(job: JobRow, ev: JobCompleted, new: bool) -> None:
 
 
 def _failed(job: JobRow, ev: JobFailed, new: bool) -> None:
-    target = "cancelled" if ev.reason == "cancelled" else "failed"
+    target = failed_status(ev.reason)
     if not _current(job, ev.retry) or next_status(job["status"], target) != target:
         return
     job.update(

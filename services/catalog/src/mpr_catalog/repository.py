@@ -22,7 +22,7 @@ from mpr_common.events import (
     RefusedObject,
     ScanView,
 )
-from mpr_common.jobs import TERMINAL
+from mpr_common.job_status import is_terminal
 
 from .db import Database
 from .ingest import ASSETS, ATTEMPTS, JOBS, SCANS, NewAsset
@@ -201,7 +201,7 @@ async def _with_children(conn: Any, views: list[JobView]) -> list[JobView]:
         v = packages[pid]
         v.children = [r.id for r in rows]
         total = sum(r.weight for r in rows)
-        if v.status not in TERMINAL and total > 0:
+        if not is_terminal(v.status) and total > 0:
             v.progress = round(sum(r.weight * r.progress for r in rows) / total, 1)
     return views
 
