@@ -2,7 +2,7 @@
 UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap dev test test-unit lint format bench asyncapi
+.PHONY: help bootstrap dev test test-unit lint format bench asyncapi architecture images
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -31,6 +31,16 @@ format: bootstrap ## ruff format + autofix
 
 asyncapi: bootstrap ## Regenerate docs/asyncapi.json (the NATS contract) from the code
 	$(UV) run python -m mpr_common.asyncapi > docs/asyncapi.json
+
+architecture: bootstrap ## Regenerate the generated tables of docs/architecture.md from the code
+	$(UV) run python -m mpr_common.architecture --write docs/architecture.md
+
+SERVICES := api catalog scanner transcoder
+IMAGE_TAG ?= 0.1.0
+images: ## Build the four service images (mpr-<service>:$(IMAGE_TAG)) from the one Dockerfile
+	@for svc in $(SERVICES); do \
+	  docker build --build-arg SERVICE=$$svc -t mpr-$$svc:$(IMAGE_TAG) . || exit 1; \
+	done
 
 bench: bootstrap ## Benchmarks (ratios) into docs/benchmarks.md
 	$(UV) run python -m bench

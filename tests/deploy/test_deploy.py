@@ -166,21 +166,38 @@ def test_compose_transcoder_grace_outlasts_its_shutdown(compose):
     assert t["deploy"]["replicas"] >= 2
 
 
-# --- Dockerfiles -------------------------------------------------------------------------------
-@pytest.mark.parametrize("svc", SERVICES)
-def test_dockerfile(svc):
-    path = ROOT / "services" / svc / "Dockerfile"
-    r = run("hadolint", "--config", str(ROOT / ".hadolint.yaml"), str(path))
+# --- the Dockerfile ----------------------------------------------------------------------------
+DOCKERFILE = ROOT / "Dockerfile"
+
+
+def test_one_dockerfile_builds_every_service():
+    r = run("hadolint", "--config", str(ROOT / ".hadolint.yaml"), str(DOCKERFILE))
     assert r.returncode == 0, r.stdout + r.stderr
-    text = path.read_text()
+    text = DOCKERFILE.read_text()
+    assert not list((ROOT / "services").glob("*/Dockerfile")), "one Dockerfile, chosen by SERVICE"
     user = re.findall(r"^USER (\S+)", text, re.M)
     assert user and user[-1].split(":")[0] not in ("root", "0")
-    assert f"--package mpr-{svc}" in text and "--frozen" in text
-    entry = re.search(r'^ENTRYPOINT \["([^"]+)"\]', text, re.M).group(1)
-    scripts = tomllib.loads((ROOT / "services" / svc / "pyproject.toml").read_text())["project"]["scripts"]
-    assert entry in scripts
-    assert ("ffmpeg" in text) == (svc in ("catalog", "transcoder"))  # ffprobe / FFmpeg where they run
+    assert '--package "mpr-${SERVICE}"' in text and "--frozen" in text
+    # the entry point is the service's own console script, linked under one name
+    assert 'ln -s "mpr-${SERVICE}" /app/.venv/bin/mpr-service' in text
+    assert re.search(r'^ENTRYPOINT \["mpr-service"\]', text, re.M)
+    # ffprobe / FFmpeg only where they run
+    with_ffmpeg = re.search(
+        r"^\s*([\w|]+)\) apt-get update\s*\\\n\s*&& apt-get install -y --no-install-recommends ffmpeg",
+        text,
+        re.M,
+    )
+    assert with_ffmpeg and set(with_ffmpeg.group(1).split("|")) == {"catalog", "transcoder"}
     assert "HEALTHCHECK" in text
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_each_service_image_is_the_dockerfile_with_its_name(svc, compose):
+    build = compose["services"][svc]["build"]
+    assert (ROOT / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE
+    assert build["args"] == {"SERVICE": svc}
+    scripts = tomllib.loads((ROOT / "services" / svc / "pyproject.toml").read_text())["project"]["scripts"]
+    assert f"mpr-{svc}" in scripts  # what the image links as mpr-service
 
 
 # --- Kubernetes ----------------------------------------------------------------------------------
