@@ -54,7 +54,7 @@ def _read_by_sequence(stream: str) -> list[str]:
     ]
 
 
-# Queue classes other than normal (whose subjects and consumer keep their historic names).
+# Queue classes other than normal (whose subjects and consumer have the unsuffixed names).
 _OTHER_CLASSES = [p for p in PRIORITIES if p != "normal"]
 
 

@@ -159,7 +159,7 @@ def consumer_configs(queue: JobQueueSettings) -> list[tuple[str, ConsumerConfig]
         )
 
     return [
-        # One per queue class: each scales on its own lag (KEDA); "normal" keeps the historic name.
+        # One per queue class: each scales on its own lag (KEDA); "normal" has the unsuffixed name.
         *(
             (
                 s.JOBS_STREAM,

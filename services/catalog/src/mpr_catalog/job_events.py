@@ -7,7 +7,7 @@ Generations: a retry (JobRetried, then the request again with ``retry=n``) start
 job, and the row always describes the newest generation seen. An event of an older generation never
 changes it (a late failure of the run that was retried); the first event of a newer one, whichever
 arrives first, starts it (back to queued, the last run's outcome forgotten). An outcome that names no
-generation (``retry=None``: publishers from before retries) belongs to the current one."""
+generation (``retry=None``: a publisher that does not set it) belongs to the current one."""
 
 from __future__ import annotations
 

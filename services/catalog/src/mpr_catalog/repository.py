@@ -213,8 +213,8 @@ _REQUEST_COLUMNS = (
 
 
 def recorded_request(j: Any) -> JobRequested:
-    """The request a job row was recorded from; rows from before requests were recorded get one made
-    of their columns."""
+    """The request a job row was recorded from; a row without a recorded request gets one made
+    of its columns."""
     if j.request_json:
         return decode(j.request_json, JobRequested)
     row = j._mapping
