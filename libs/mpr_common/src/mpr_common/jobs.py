@@ -86,20 +86,40 @@ def normalize_job(job: JobRequested) -> JobRequested:
     if job.kind not in JOB_KINDS:
         raise JobRequestError(f"kind must be one of {', '.join(JOB_KINDS)}")
     _check_graph(job)
+    _check_source(job.source_key)
+    preset = _preset_of(job)
+    _check_times(job)
+    _check_options(job, preset)
+    output_key = job.output_key or default_output_key(job.source_key, job.job_id, preset, job)
+    _check_output(output_key, preset)
+    for bucket in (job.source_bucket, job.output_bucket):
+        if bucket is not None and not _valid_bucket(bucket):
+            raise JobRequestError("bucket names must be 3-63 characters of a-z, 0-9, '.' and '-'")
+    return msgspec.structs.replace(job, preset=preset.name, output_key=output_key)
+
+
+def _check_source(source_key: str) -> None:
     try:
-        validate_key(job.source_key)
+        validate_key(source_key)
     except InvalidKeyError as exc:
         raise JobRequestError(f"source_key: {exc}") from None
-    if not is_media_key(job.source_key):
+    if not is_media_key(source_key):
         raise JobRequestError(
             f"source_key must end with a supported media extension ({', '.join(sorted(MEDIA_EXTENSIONS))})"
         )
+
+
+def _preset_of(job: JobRequested) -> Preset:
     preset_name = job.preset or DEFAULT_PRESET[job.kind]
     preset = PRESETS.get(preset_name)
     if preset is None:
         raise JobRequestError(f"unknown preset {preset_name!r}; see GET /api/presets")
     if job.kind not in preset.kinds:
         raise JobRequestError(f"preset {preset_name!r} is for {', '.join(preset.kinds)} jobs, not {job.kind}")
+    return preset
+
+
+def _check_times(job: JobRequested) -> None:
     _check_time("start", job.start)
     _check_time("end", job.end)
     if job.start is not None and job.end is not None and job.end <= job.start:
@@ -108,13 +128,18 @@ def normalize_job(job: JobRequested) -> JobRequested:
         raise JobRequestError("a trim job needs start and/or end")
     if job.kind == "thumbnail" and job.end is not None:
         raise JobRequestError("a thumbnail job takes start (the frame time), not end")
+
+
+def _check_options(job: JobRequested, preset: Preset) -> None:
     if job.loudnorm and preset.audio_codec in (None, "copy"):
         raise JobRequestError(f"loudnorm re-encodes the sound: preset {preset.name!r} does not")
     if job.kind == "rendition":
         names = [r.name for r in preset.ladder] + [AUDIO_RENDITION]
         if job.rendition not in names:
             raise JobRequestError(f"rendition must be one of {', '.join(names)} for preset {preset.name!r}")
-    output_key = job.output_key or default_output_key(job.source_key, job.job_id, preset, job)
+
+
+def _check_output(output_key: str, preset: Preset) -> None:
     try:
         validate_key(output_key)
     except InvalidKeyError as exc:
@@ -125,10 +150,6 @@ def normalize_job(job: JobRequested) -> JobRequested:
             raise JobRequestError(f"output_key must end with {preset.extension} for preset {preset.name!r}")
     elif out_ext not in MEDIA_EXTENSIONS:
         raise JobRequestError("output_key must end with a supported media extension")
-    for bucket in (job.source_bucket, job.output_bucket):
-        if bucket is not None and not _valid_bucket(bucket):
-            raise JobRequestError("bucket names must be 3-63 characters of a-z, 0-9, '.' and '-'")
-    return msgspec.structs.replace(job, preset=preset_name, output_key=output_key)
 
 
 def _check_graph(job: JobRequested) -> None:

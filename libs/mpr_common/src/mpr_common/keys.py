@@ -30,15 +30,24 @@ def validate_key(key: object) -> str:
         raise InvalidKeyError("key is empty")
     if len(key.encode("utf-8")) > MAX_KEY_BYTES:
         raise InvalidKeyError(f"key is longer than {MAX_KEY_BYTES} bytes")
-    # Printable ASCII (the common case) holds none of these: skip the per-character look-up.
+    _check_characters(key)
+    if key.startswith("/"):
+        raise InvalidKeyError("key is an absolute path")
+    _check_segments(key)
+    return key
+
+
+def _check_characters(key: str) -> None:
+    # Printable ASCII (the common case) holds no control character: skip the per-character look-up.
     if not (key.isascii() and key.isprintable()):
         for ch in key:
             if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
                 raise InvalidKeyError(f"key contains a control character (U+{ord(ch):04X})")
     if "\\" in key:
         raise InvalidKeyError("key contains a backslash")
-    if key.startswith("/"):
-        raise InvalidKeyError("key is an absolute path")
+
+
+def _check_segments(key: str) -> None:
     first = key.split("/", 1)[0]
     if ":" in first:
         raise InvalidKeyError("key starts with a protocol prefix (e.g. 'concat:' or 'file:')")
@@ -47,7 +56,6 @@ def validate_key(key: object) -> str:
             raise InvalidKeyError("key contains an empty, '.' or '..' path segment")
         if segment.startswith("-"):
             raise InvalidKeyError("a key segment begins with '-'")
-    return key
 
 
 def extension(key: str) -> str:

@@ -229,16 +229,28 @@ class Ingestor:
             if aid not in known
         ]
         if new_rows:
-            await conn.execute(insert(ASSETS), new_rows)
-            await self._supersede(conn, new_rows, now)
-            per_scan: dict[str, int] = defaultdict(int)
-            for r in new_rows:
-                if r["first_scan_id"]:
-                    per_scan[r["first_scan_id"]] += 1
-            for scan_id, n in per_scan.items():
-                await conn.execute(
-                    update(SCANS).where(SCANS.c.id == scan_id).values(registered=SCANS.c.registered + n)
-                )
+            await self._insert(conn, new_rows, now)
+        await self._seen_again(conn, by_id, known, now)
+        return [NewAsset(r["id"], r["bucket"], r["key"], r["etag"], r["size"]) for r in new_rows]
+
+    async def _insert(self, conn: AsyncConnection, new_rows: list[dict[str, Any]], now: float) -> None:
+        """New assets, the versions they replace, and what each scan registered."""
+        await conn.execute(insert(ASSETS), new_rows)
+        await self._supersede(conn, new_rows, now)
+        per_scan: dict[str, int] = defaultdict(int)
+        for r in new_rows:
+            if r["first_scan_id"]:
+                per_scan[r["first_scan_id"]] += 1
+        for scan_id, n in per_scan.items():
+            await conn.execute(
+                update(SCANS).where(SCANS.c.id == scan_id).values(registered=SCANS.c.registered + n)
+            )
+
+    @staticmethod
+    async def _seen_again(
+        conn: AsyncConnection, by_id: dict[str, ObjectFound], known: dict[str, bool], now: float
+    ) -> None:
+        """Known assets found again: back in the listing when they were removed, and seen by the scan."""
         again = [aid for aid, removed in known.items() if removed]  # uploaded again after a delete
         for part in _chunks(again):
             await conn.execute(
@@ -253,7 +265,6 @@ class Ingestor:
                 await conn.execute(
                     update(ASSETS).where(ASSETS.c.id.in_(part)).values(last_seen_scan_id=scan_id)
                 )
-        return [NewAsset(r["id"], r["bucket"], r["key"], r["etag"], r["size"]) for r in new_rows]
 
     @staticmethod
     async def _supersede(conn: AsyncConnection, new_rows: list[dict[str, Any]], now: float) -> None:

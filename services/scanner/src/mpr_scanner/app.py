@@ -42,6 +42,50 @@ class ScannerDeps:
     s3: Any
 
 
+async def answer_scan_request(
+    broker: NatsBroker,
+    settings: ScannerSettings,
+    d: ScannerDeps,
+    background: set[asyncio.Task],
+    msg: NatsMessage,
+) -> None:
+    """Reply in chunks to the requester's inbox: a large bucket never exceeds NATS's max payload. A scan
+    in the background (``reply_files`` false) is kept in ``background`` until it ends."""
+    inbox = msg.raw_message.reply
+    if not inbox:
+        return
+
+    async def reply(chunk: ScanChunk) -> None:
+        await broker.publish(encode(chunk), inbox)
+
+    async def fail(exc: MprError) -> None:
+        await broker.publish(b"", inbox, headers=error_headers(exc))
+
+    try:
+        req = _scan_request.decode(msg.raw_message.data)
+    except (DecodeError, ValidationError) as exc:
+        await fail(BadRequest(f"bad request: {exc}"))
+        return
+    scan = run_scan(
+        req,
+        js=d.js,
+        s3=d.s3,
+        bucket=settings.s3.bucket_in,
+        concurrency=settings.publish_concurrency,
+        reply=reply,
+    )
+    if not req.reply_files:  # in the background: the requester gets the acceptance chunk only
+        task = asyncio.create_task(scan)
+        background.add(task)
+        task.add_done_callback(background.discard)
+        return
+    try:
+        await scan
+    except Exception as exc:  # S3 down: the requester gets the reason
+        log.exception("scan failed")
+        await fail(Unavailable(f"listing {settings.s3.bucket_in} failed: {exc}"))
+
+
 def register(broker: NatsBroker, settings: ScannerSettings, deps: Any) -> set[asyncio.Task]:
     """Attach the scanner's handlers; ``deps()`` gives the resources made in the lifespan. Returns the
     set that holds background scans (so shutdown can wait for them)."""
@@ -53,41 +97,7 @@ def register(broker: NatsBroker, settings: ScannerSettings, deps: Any) -> set[as
 
     @broker.subscriber(s.SCAN_REQUEST, queue="scanner", no_reply=True)
     async def on_scan_request(msg: NatsMessage) -> None:
-        """Reply in chunks to the requester's inbox: a large bucket never exceeds NATS's max payload."""
-        inbox = msg.raw_message.reply
-        if not inbox:
-            return
-
-        async def reply(chunk: ScanChunk) -> None:
-            await broker.publish(encode(chunk), inbox)
-
-        async def fail(exc: MprError) -> None:
-            await broker.publish(b"", inbox, headers=error_headers(exc))
-
-        try:
-            req = _scan_request.decode(msg.raw_message.data)
-        except (DecodeError, ValidationError) as exc:
-            await fail(BadRequest(f"bad request: {exc}"))
-            return
-        d = deps()
-        scan = run_scan(
-            req,
-            js=d.js,
-            s3=d.s3,
-            bucket=settings.s3.bucket_in,
-            concurrency=settings.publish_concurrency,
-            reply=reply,
-        )
-        if not req.reply_files:  # in the background: the requester gets the acceptance chunk only
-            task = asyncio.create_task(scan)
-            background.add(task)
-            task.add_done_callback(background.discard)
-            return
-        try:
-            await scan
-        except Exception as exc:  # S3 down: the requester gets the reason
-            log.exception("scan failed")
-            await fail(Unavailable(f"listing {settings.s3.bucket_in} failed: {exc}"))
+        await answer_scan_request(broker, settings, deps(), background, msg)
 
     @pull_subscriber(broker, s.MINIO_EVENTS, s.MINIO_STREAM, s.SCANNER_MINIO_DURABLE)
     async def on_minio_event(msg: NatsMessage) -> None:

@@ -65,28 +65,37 @@ async def publish_objects(
     return last
 
 
+def _produce_pages(
+    bucket: str,
+    prefix: str,
+    client: Any,
+    loop: asyncio.AbstractEventLoop,
+    queue: asyncio.Queue[ListedPage | BaseException | None],
+    stop: threading.Event,
+) -> None:
+    """In a thread: each page into ``queue``, then None (or the error), until ``stop`` is set."""
+
+    def put(item: ListedPage | BaseException | None) -> None:
+        asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+
+    try:
+        pages: Iterator[ListedPage] = list_pages(bucket, prefix, client=client)
+        for page in pages:
+            if stop.is_set():
+                return
+            put(page)
+        put(None)
+    except BaseException as exc:  # handed to the consumer, which raises it
+        if not stop.is_set():
+            put(exc)
+
+
 async def _pages(bucket: str, prefix: str, client: Any, ahead: int = 2):
     """The blocking boto3 paginator in a thread, at most ``ahead`` pages ahead of the consumer."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[ListedPage | BaseException | None] = asyncio.Queue(ahead)
     stop = threading.Event()
-
-    def produce() -> None:
-        def put(item: ListedPage | BaseException | None) -> None:
-            asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
-
-        try:
-            pages: Iterator[ListedPage] = list_pages(bucket, prefix, client=client)
-            for page in pages:
-                if stop.is_set():
-                    return
-                put(page)
-            put(None)
-        except BaseException as exc:  # handed to the consumer, which raises it
-            if not stop.is_set():
-                put(exc)
-
-    worker = loop.run_in_executor(None, produce)
+    worker = loop.run_in_executor(None, _produce_pages, bucket, prefix, client, loop, queue, stop)
     try:
         while True:
             item = await queue.get()
