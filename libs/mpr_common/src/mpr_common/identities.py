@@ -25,6 +25,17 @@ def inbox_prefix(identity: str) -> str:
     return f"{INBOX_ROOT}.{identity}"
 
 
+def subject_matches(pattern: str, subject: str) -> bool:
+    """Whether a NATS subject pattern (``*`` one token, ``>`` the rest) matches ``subject``."""
+    p, t = pattern.split("."), subject.split(".")
+    for i, tok in enumerate(p):
+        if tok == ">":
+            return len(t) > i
+        if i >= len(t) or (tok != "*" and tok != t[i]):
+            return False
+    return len(p) == len(t)
+
+
 def _pull(stream: str, durable: str) -> list[str]:
     """What pulling from one durable consumer takes: fetch, ack, read its info (no create/delete)."""
     return [
