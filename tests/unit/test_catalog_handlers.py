@@ -384,3 +384,41 @@ async def test_a_new_job_with_a_made_up_generation_is_not_recorded_as_retried(de
     await handle_job_events(deps, [_request(n, "fresh")])
     job = await deps.catalog.get_job("fresh")
     assert (job.status, job.retries) == ("queued", 0)
+
+
+async def test_a_child_whose_worker_died_on_every_delivery_fails_with_its_package(deps):
+    """The max-deliveries advisory: the child fails (dead letter kept), and its package with it."""
+    from types import SimpleNamespace
+
+    from mpr_catalog.advisories import MaxDeliveriesAdvisory, fail_abandoned_job
+
+    child = JobRequested(
+        job_id="p1-720p", kind="rendition", source_key="a.mp4", parent_id="p1", rendition="720p", retry=2
+    )
+    stored = {7: SimpleNamespace(data=encode(child), headers={}, subject=s.JOB_CHILD)}
+
+    async def get_msg(stream, seq):
+        return stored[seq]
+
+    deps.nats.get_msg = get_msg
+    deps.job_state = JobState(FakeKV())
+    advisory = MaxDeliveriesAdvisory(stream=s.JOBS_STREAM, consumer="transcoders", stream_seq=7, deliveries=5)
+    await fail_abandoned_job(deps, encode(advisory))
+
+    published = [(subject, p) for subject, p in deps.nats.published]
+    [letter] = [decode(p, DeadLetter) for subject, p in published if subject == s.DLQ_JOBS]
+    assert (
+        letter.job_id == "p1-720p"
+        and letter.deliveries == 5
+        and decode(letter.payload, JobRequested) == child
+    )
+    failed = {
+        f.job_id: f for f in (decode(p, JobFailed) for subject, p in published if subject == s.JOB_FAILED)
+    }
+    assert set(failed) == {"p1-720p", "p1"}
+    assert (
+        failed["p1"].retry == 2
+        and failed["p1"].reason == "internal"
+        and "720p (p1-720p)" in failed["p1"].error
+    )
+    assert await deps.job_state.get("p1") == "failed" and await deps.job_state.get("p1-720p") == "failed"
