@@ -22,6 +22,7 @@ from tests.system.test_media_links import (  # noqa: F401 (fixtures)
     SEGMENT,
     api,
     make_client,
+    s3_settings,
     signed_path,
     stored,
 )

@@ -30,8 +30,6 @@ from mpr_common.settings import S3Settings
 from mpr_transcoder import lambda_handler
 from tests.unit.api_fakes import FakeKV, FakeNats
 
-pytestmark = pytest.mark.system
-
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "t0ken"
 REGION = "us-east-1"
