@@ -85,7 +85,7 @@ def encode_package(source: Path, info: MediaInfo, preset: Preset, out: Path) -> 
 @pytest.fixture(scope="module")
 def package(tmp_path_factory) -> Package:
     media = tmp_path_factory.mktemp("media")
-    source = make_video(media / "clip.mp4", seconds=SECONDS, size="1280x720", rate=FPS)
+    source = make_video(media / "clip.mp4", seconds=SECONDS, size="640x360", rate=FPS)
     info = asyncio.run(probe(str(source), protocols="file"))
     out = tmp_path_factory.mktemp("package")
     return Package(out, info, encode_package(source, info, TEST_PRESET, out), source)
@@ -276,7 +276,7 @@ def test_ntsc_rate_keeps_key_frames_aligned(tmp_path: Path) -> None:
             "-f",
             "lavfi",
             "-i",
-            "testsrc2=size=640x360:rate=30000/1001:duration=9",
+            "testsrc2=size=320x180:rate=30000/1001:duration=9",
             "-c:v",
             "libx264",
             "-preset",

@@ -35,7 +35,7 @@ FPS = 25
 FRAME = 1 / FPS
 
 
-def _source(path: Path, seconds: int, video: list[str], audio: list[str], size: str = "320x240") -> Path:
+def _source(path: Path, seconds: int, video: list[str], audio: list[str], size: str = "160x120") -> Path:
     ffmpeg(
         *("-f", "lavfi", "-i", f"testsrc2=size={size}:rate={FPS}:duration={seconds}"),
         *("-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}"),

@@ -16,7 +16,12 @@ from mpr_api.media_links import LinkRefused, MediaLinks, folder_of
 from mpr_api.settings import ApiSettings
 from mpr_common import storage
 from mpr_common.events import JobView
+from tests import moto_s3
 from tests.unit.api_fakes import FakeKV, FakeNats
+
+pytestmark = pytest.mark.system
+
+s3_settings = moto_s3.s3_settings  # the module's S3 server (a fixture)
 
 TOKEN = "t0ken"
 SECRET = "media-secret"

@@ -16,6 +16,8 @@ from mpr_common.streams import setup_jetstream
 from mpr_devstack.servers import MotoServer, NatsServer, free_port
 from mpr_scanner.scan import run_scan
 
+pytestmark = pytest.mark.system
+
 N = 1100  # two listing pages
 
 

@@ -50,6 +50,11 @@ from mpr_common.settings import JobQueueSettings, NatsSettings
 from mpr_common.streams import setup_jetstream
 from mpr_common.templates import MAX_GLOB_DOUBLE_STARS
 from mpr_devstack.servers import NatsServer, free_port
+from tests import moto_s3
+
+pytestmark = pytest.mark.system
+
+s3_settings = moto_s3.s3_settings  # the module's S3 server (a fixture)
 
 TOKEN = "fuzz-t0ken"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -26,6 +26,8 @@ from mpr_common.settings import JobQueueSettings, NatsSettings
 from mpr_common.streams import setup_jetstream
 from mpr_devstack.servers import NatsServer, free_port
 
+pytestmark = pytest.mark.system
+
 TOKEN = "t0ken"
 
 

@@ -33,6 +33,8 @@ from mpr_common.streams import (
 )
 from mpr_devstack.servers import NatsServer
 
+pytestmark = pytest.mark.system
+
 DEADLINE = 30.0
 
 

@@ -27,6 +27,11 @@ from mpr_api.settings import ApiSettings
 from mpr_common import storage
 from mpr_common.errors import BadRequest, Conflict, NotFound
 from mpr_common.keys import is_media_key
+from tests import moto_s3
+
+pytestmark = pytest.mark.system
+
+s3_settings = moto_s3.s3_settings  # the module's S3 server (a fixture)
 
 MiB = 1024 * 1024
 
@@ -83,7 +88,7 @@ def test_missing_or_wrong_parts_are_named():
 
 
 # --- on S3 -------------------------------------------------------------------------------------
-@pytest.fixture
+@pytest.fixture(scope="module")  # no state beyond its clients: every test uploads under keys of its own
 def uploads(s3_settings):
     settings = ApiSettings(s3=s3_settings, upload_part_bytes=5 * MiB)
     client = storage.get_s3_client(s3_settings)

@@ -28,6 +28,8 @@ from mpr_devstack.servers import NatsServer, free_port
 from mpr_transcoder.pause_flags import PauseFlags, is_paused
 from mpr_transcoder.pull import pull_one
 
+pytestmark = pytest.mark.system
+
 
 @pytest.fixture
 async def nc(tmp_path):

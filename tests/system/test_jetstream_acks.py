@@ -18,6 +18,8 @@ from mpr_common.jetstream import Client, JetStream
 from mpr_common.settings import NatsSettings
 from mpr_devstack.servers import NatsServer
 
+pytestmark = pytest.mark.system
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):

@@ -4,7 +4,11 @@ even while the class is paused and nothing delivers it."""
 
 from __future__ import annotations
 
-from tests.unit.test_queues_api import api, bus, submit  # noqa: F401 (fixtures)
+import pytest
+
+from tests.system.test_queues_api import api, bus, submit  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.system
 
 
 async def queues(client) -> dict:

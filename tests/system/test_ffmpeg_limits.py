@@ -35,6 +35,8 @@ from mpr_transcoder.pipeline import JobError, Limits, clean_workdir, run_job
 from mpr_transcoder.settings import TranscoderSettings
 from tests.media import make_timed_mkv, make_video
 
+pytestmark = pytest.mark.system
+
 REPO = Path(__file__).resolve().parents[2]
 BASE = ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y", "-progress", "pipe:1"]
 CLIP = "lim/clip.mp4"  # 320x240, 6 s

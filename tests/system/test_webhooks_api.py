@@ -38,6 +38,8 @@ from mpr_common.streams import setup_jetstream
 from mpr_devstack.servers import NatsServer, free_port
 from tests.unit.webhooks_receiver import Receiver, until
 
+pytestmark = pytest.mark.system
+
 TOKEN = "t0ken"
 SETTINGS = ApiSettings(
     tokens=frozenset({TOKEN}),

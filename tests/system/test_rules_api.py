@@ -22,6 +22,8 @@ from mpr_common.streams import setup_jetstream
 from mpr_common.templates import Firing, firing_id, rule_job_id
 from mpr_devstack.servers import NatsServer
 
+pytestmark = pytest.mark.system
+
 TOKEN = "t0ken"
 SETTINGS = ApiSettings(tokens=frozenset({TOKEN}))
 BUCKET = SETTINGS.s3.bucket_in

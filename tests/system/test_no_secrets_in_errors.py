@@ -20,6 +20,8 @@ from mpr_devstack.servers import MotoServer, free_port
 from mpr_transcoder.ffmpeg_runner import FfmpegError, run_ffmpeg
 from mpr_transcoder.pipeline import JobError, run_job
 
+pytestmark = pytest.mark.system
+
 KEY_ID = "AKIASENTINELKEY12345"  # the shape of an AWS access key id
 SECRET = "sentinel/Secret+Key/0123456789abcdefghij"
 BAD = "in dir/bad clip é.mp4"  # a key that needs URL-encoding

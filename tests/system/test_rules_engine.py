@@ -24,6 +24,8 @@ from mpr_common.streams import setup_jetstream
 from mpr_common.templates import Condition, Firing, Rule, Template, firing_id, rule_job_id
 from mpr_devstack.servers import NatsServer
 
+pytestmark = pytest.mark.system
+
 SETTINGS = ApiSettings()
 BUCKET = SETTINGS.s3.bucket_in
 HD = MediaInfo(format_name="mov,mp4", duration=12.0, video_codec="h264", width=640, height=360, streams=2)

@@ -8,6 +8,11 @@ import pytest
 
 from mpr_common import storage
 from mpr_common.keys import InvalidKeyError
+from tests import moto_s3
+
+pytestmark = pytest.mark.system
+
+s3_settings = moto_s3.s3_settings  # the module's S3 server (a fixture)
 
 
 @pytest.fixture(scope="module")

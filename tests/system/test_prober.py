@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import pytest
+
 from mpr_catalog.models import Asset
 from mpr_catalog.prober import EMPTY_OBJECT_ERROR, Prober, readable_probe_error
 from mpr_common.settings import S3Settings
 from mpr_common.storage import get_s3_client
 from mpr_devstack.servers import MotoServer, free_port
+
+pytestmark = pytest.mark.system
 
 
 async def test_unreachable_s3_defers_instead_of_failing():

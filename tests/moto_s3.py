@@ -1,4 +1,4 @@
-"""Fixtures shared by the unit tests that need a real S3-compatible server."""
+"""moto's S3 server for the tests that need a real S3-compatible server but not the whole stack."""
 
 from __future__ import annotations
 

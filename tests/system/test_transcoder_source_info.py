@@ -12,6 +12,8 @@ from mpr_common.subjects import ASSETS_STREAM, asset_subject
 from mpr_devstack.servers import NatsServer
 from mpr_transcoder.source_info import catalog_probe
 
+pytestmark = pytest.mark.system
+
 INFO = MediaInfo(format_name="mov,mp4", duration=12.0, video_codec="h264", width=640, height=360, streams=2)
 
 

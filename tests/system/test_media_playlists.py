@@ -10,20 +10,24 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from mpr_api.media_links import presign_seconds, rewrite_playlist, segment_key
 from mpr_common import storage
-from tests.unit.test_media_links import (  # noqa: F401 (fixtures)
+from tests.system.test_media_links import (  # noqa: F401 (fixtures)
     BASE,
     FOLDER,
     SEGMENT,
     api,
     make_client,
+    s3_settings,
     signed_path,
     stored,
 )
+
+pytestmark = pytest.mark.system
 
 CMAF = (
     "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n#EXT-X-PLAYLIST-TYPE:VOD\n"

@@ -23,7 +23,12 @@ from mpr_transcoder import pipeline
 from mpr_transcoder.ffmpeg_command import build_plan
 from mpr_transcoder.ffmpeg_runner import FfmpegCancelled, FfmpegError
 from mpr_transcoder.pipeline import JobError, run_job
+from tests import moto_s3
 from tests.media import make_video
+
+pytestmark = pytest.mark.system
+
+s3_settings = moto_s3.s3_settings  # the module's S3 server (a fixture)
 
 SOURCE = "src/clip.mp4"
 

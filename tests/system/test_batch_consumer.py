@@ -12,6 +12,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 from mpr_common.bus import BatchConsumer, settle_batch
 from mpr_devstack.servers import NatsServer, free_port
 
+pytestmark = pytest.mark.system
+
 
 async def until(done, timeout: float) -> None:
     for _ in range(int(timeout / 0.05)):

@@ -22,7 +22,12 @@ from mpr_common.jobstate import JobState
 from mpr_common.outputs import OutputOwners
 from mpr_common.packages import PackageStore, manifest_keys, plan_package
 from mpr_transcoder.packaging import Packager, child_files
+from tests import moto_s3
 from tests.unit.api_fakes import FakeJetStream, FakeKV, FakeNats
+
+pytestmark = pytest.mark.system
+
+s3_settings = moto_s3.s3_settings  # the module's S3 server (a fixture)
 
 TOKEN = "t0ken"
 SD = MediaInfo(duration=8.0, video_codec="h264", width=854, height=480, audio_codec="aac")
