@@ -17,7 +17,7 @@ dev: ## Start nats-server, moto S3, SQLite and all services on loopback (Ctrl-C 
 test: bootstrap ## Install everything and run all tests (real servers on random ports; 2 processes, a file each)
 	$(UV) run pytest -n 3 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
-test-unit: bootstrap ## Tests without the whole system (unit, storage on moto, PostgreSQL, deploy checks)
+test-unit: bootstrap ## In-process tests only (no nats-server, S3 server or service process; seconds)
 	$(UV) run pytest -m "not system" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 lint: bootstrap ## ruff check + format check + mypy (types)

@@ -132,7 +132,7 @@ class BatchConsumer:
 
     nats-py directly, not a FastStream batch subscriber: FastStream fills a batch by re-fetching with
     ever shorter timeouts, and under a trickle of messages that left deliveries unhandled until
-    ack_wait (reproduced in tests/unit/test_batch_consumer.py). One long-poll fetch returns as soon as
+    ack_wait (reproduced in tests/system/test_batch_consumer.py). One long-poll fetch returns as soon as
     anything is there, so the first message after a quiet spell is handled at once; after a partial
     batch the next fetch waits ``linger`` seconds, so that under load batches grow (one transaction
     per ~100 messages instead of per ~15) at the cost of that much latency."""
