@@ -31,7 +31,7 @@ from graphql import (
 from graphql.utilities import get_operation_ast
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter, SchemaExtension
 
-from . import limits as L
+from ..http import limits as L
 
 QUERY_TOO_LARGE = "QUERY_TOO_LARGE"  # the GraphQL error code of a refused operation
 

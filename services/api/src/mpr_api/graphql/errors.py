@@ -1,5 +1,6 @@
-"""The one mapping of MPR's errors to GraphQL errors, for the core schema and every feature's fields:
-the REST error's detail with its code (and, for a job the queue did not confirm, the job id to retry with)."""
+"""The one mapping of MPR's errors to GraphQL errors, for every domain's fields: the REST error's detail
+with its code, and what the error adds for GraphQL (``graphql_extensions``: a job the queue did not
+confirm names the job id to retry with)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,6 @@ from graphql import GraphQLError
 
 from mpr_common.errors import BadRequest, MprError, NotFound
 
-from .domain.jobs import JobNotConfirmed
-
 
 async def call(coro: Awaitable[Any]) -> Any:
     """The same errors as REST, with their GraphQL code."""
@@ -20,8 +19,7 @@ async def call(coro: Awaitable[Any]) -> Any:
         return await coro
     except MprError as exc:
         extensions: dict[str, Any] = {"code": exc.name}
-        if isinstance(exc, JobNotConfirmed):
-            extensions["jobId"] = exc.job_id  # retry with it: the job runs once
+        extensions.update(getattr(exc, "graphql_extensions", {}))  # e.g. the job id to retry with
         raise GraphQLError(exc.detail, extensions=extensions) from None
 
 

@@ -1,5 +1,5 @@
 """The API's one ASGI layer in front of its routes: who may pass (``auth.Gate``), the request kept for
-absolute media links (``media_links``), the caller's W3C trace continued, and the HTTP metrics.
+absolute media links (``request_url``), the caller's W3C trace continued, and the HTTP metrics.
 
 One layer rather than four middlewares: each layer of the stack cost about as much as the check it
 made, and the four together were a fifth of the CPU of ``POST /api/jobs`` (measured in process).
@@ -16,9 +16,9 @@ from opentelemetry.trace import SpanKind
 
 from mpr_common.tracing import http_trace_headers, span_from
 
-from . import http_metrics
+from . import metrics as http_metrics
 from .auth import Gate
-from .media_links import forget_request, remember_request
+from .request_url import forget_request, remember_request
 
 
 def edge(gate: Gate) -> Callable[[ASGIApp], ASGIApp]:

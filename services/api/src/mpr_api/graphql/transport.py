@@ -40,8 +40,8 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 )
 from strawberry.types import ExecutionResult
 
-from .bodies import decode_json_body
-from .limits import GRAPHQL_MAX_QUERY_BYTES
+from ..http.bodies import decode_json_body
+from ..http.limits import GRAPHQL_MAX_QUERY_BYTES
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 _MEDIA_TYPES = ["application/json", GRAPHQL_RESPONSE]  # application/json first: what */* gets

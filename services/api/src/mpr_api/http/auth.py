@@ -35,18 +35,15 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from litestar.serialization import encode_json
 from litestar.types import Message, Receive, Scope, Send
 
 from .limits import AUTH_THROTTLE_MAX_CLIENTS
-from .media_links import SIGNED_PREFIX
+from .settings import HttpSettings
 
-if TYPE_CHECKING:
-    from .settings import ApiSettings
-
+SIGNED_PREFIX = "/media/s/"  # signed media links (assets/media_links.py): the link is the credential
 CONSOLE_PREFIX = "/console"
 SIGN_IN_PATH = "/console/sign-in"
 SIGN_OUT_PATH = "/console/sign-out"
@@ -130,7 +127,7 @@ class Sessions:
         self._fingerprints = frozenset(self._fingerprint(t) for t in self._tokens)
 
     @classmethod
-    def from_settings(cls, settings: ApiSettings) -> Sessions:
+    def from_settings(cls, settings: HttpSettings) -> Sessions:
         key = settings.session_secret.encode() if settings.session_secret else derived_key(settings.tokens)
         return cls(key, settings.session_ttl, settings.tokens)
 
@@ -193,7 +190,7 @@ class AuthThrottle:
         self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, at), least recent first
 
     @classmethod
-    def from_settings(cls, settings: ApiSettings) -> AuthThrottle:
+    def from_settings(cls, settings: HttpSettings) -> AuthThrottle:
         return cls(settings.auth_failures_per_minute, settings.client_address_header)
 
     def __len__(self) -> int:
@@ -268,15 +265,22 @@ class Gate:
         self.encoded = [t.encode() for t in sorted(tokens)]
         self.public_media = public_media
         if sessions is None or throttle is None:
-            from .settings import ApiSettings
-
-            defaults = ApiSettings()
+            defaults = HttpSettings()
             if sessions is None:
                 sessions = Sessions(derived_key(tokens), defaults.session_ttl, tokens)
             if throttle is None:
                 throttle = AuthThrottle.from_settings(defaults)
         self.sessions = sessions
         self.throttle = throttle
+
+    @classmethod
+    def from_settings(cls, settings: HttpSettings) -> Gate:
+        return cls(
+            settings.tokens,
+            settings.public_media,
+            Sessions.from_settings(settings),
+            AuthThrottle.from_settings(settings),
+        )
 
     def watch(self, scope: Scope, send: Send) -> Send:
         """``send`` for a request the gate let through: a console sign-in the route refuses (401) is a
