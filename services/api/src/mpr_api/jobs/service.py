@@ -28,13 +28,13 @@ from mpr_common.keys import validate_key
 from mpr_common.outputs import OutputOwners
 from mpr_common.packages import manifest_keys
 
-from .. import executors
-from ..automation.apply import templated_body
-from ..callbacks import CallbackTokens
-from ..media_links import MediaLinks
-from ..metrics import JOBS_SUBMITTED
-from ..schemas import JobCallback, JobCreate, JobOut
-from ..settings import ApiSettings
+from ..assets.media_links import MediaLinks
+from . import executors
+from .callbacks import CallbackTokens
+from .metrics import JOBS_SUBMITTED
+from .schemas import JobCallback, JobCreate, JobOut
+from .settings import JobSettings
+from .templates import templated_body
 
 
 class JobNotConfirmed(Unavailable):
@@ -52,11 +52,15 @@ class JobNotConfirmed(Unavailable):
     def extra(self) -> dict[str, str]:
         return {"job_id": self.job_id}
 
+    @property
+    def graphql_extensions(self) -> dict[str, str]:
+        return {"jobId": self.job_id}  # retry with it: the job runs once
+
 
 class JobService:
     def __init__(
         self,
-        settings: ApiSettings,
+        settings: JobSettings,
         nc: Client,
         job_state: JobState,
         public_s3: Any,

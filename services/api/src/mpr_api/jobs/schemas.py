@@ -1,4 +1,4 @@
-"""HTTP request and response bodies (msgspec: validated by Litestar, documented in OpenAPI)."""
+"""The jobs domain's request and response bodies (msgspec: validated by Litestar, documented in OpenAPI)."""
 
 from __future__ import annotations
 
@@ -6,47 +6,21 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from mpr_common.events import AssetView, FailureReason, JobKind, JobView, Priority, RefusedObject
+from mpr_common.events import FailureReason, JobKind, JobView, Priority
 
-from .executors import Executor
-from .limits import (
+from ..http.fields import JobId, Key, Page
+from ..http.limits import (
     MAX_BUCKET_CHARS,
     MAX_ERROR_CHARS,
-    MAX_ID_CHARS,
-    MAX_KEY_CHARS,
     MAX_OUTPUT_KEYS,
     MAX_PRESET_CHARS,
     MAX_WORKER_CHARS,
 )
+from .settings import Executor
 
-ID_PATTERN = "^[A-Za-z0-9_-]+$"  # job and scan ids
-ASSET_ID_PATTERN = "^[0-9a-f]{32}$"
 BUCKET_PATTERN = "^[a-z0-9][a-z0-9.-]*[a-z0-9]$"  # S3's bucket naming rules
 
-# Every string of a request body or argument is bounded (limits.py): with MAX_BODY_BYTES, nothing the
-# API accepts can make an event larger than NATS's max payload.
-Key = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_KEY_CHARS)]
-KeyPrefix = Annotated[str, msgspec.Meta(max_length=MAX_KEY_CHARS)]
-JobId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS, pattern=ID_PATTERN)]
-AssetId = Annotated[str, msgspec.Meta(min_length=32, max_length=32, pattern=ASSET_ID_PATTERN)]
 Bucket = Annotated[str, msgspec.Meta(min_length=3, max_length=MAX_BUCKET_CHARS, pattern=BUCKET_PATTERN)]
-
-
-class ScanBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    prefix: KeyPrefix = ""
-
-
-class ScanResult(msgspec.Struct, kw_only=True):
-    """The seed's answer (found, registered, skipped, files), plus what the scan refused and why and
-    how many registered assets it no longer found."""
-
-    found: int
-    registered: int
-    skipped: int
-    files: list[str]
-    refused: list[RefusedObject] = msgspec.field(default_factory=list)
-    removed: int = 0
-    scan_id: str = ""
 
 
 class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -96,31 +70,8 @@ class JobCallback(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     worker: Annotated[str, msgspec.Meta(max_length=MAX_WORKER_CHARS)] | None = None
 
 
-class Page(msgspec.Struct, kw_only=True):
-    total: int
-    limit: int
-    offset: int
-
-
-class AssetPage(Page):
-    items: list[AssetView]
-
-
 class JobPage(Page):
     items: list[JobOut]
-
-
-class PresetOut(msgspec.Struct, kw_only=True):
-    name: str
-    kinds: list[str]
-    description: str
-    extension: str
-    default_for: list[str]
-
-
-class ErrorBody(msgspec.Struct):
-    status_code: int
-    detail: str
 
 
 class JobNotConfirmedBody(msgspec.Struct):

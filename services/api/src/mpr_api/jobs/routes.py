@@ -8,9 +8,10 @@ from litestar.params import Parameter
 
 from mpr_common.events import JobStatus
 
-from ..domain.jobs import JobService
-from ..limits import MAX_ID_CHARS, MAX_OFFSET, MAX_PAGE
-from ..schemas import ID_PATTERN, JobCallback, JobCreate, JobNotConfirmedBody, JobOut, JobPage
+from ..http.fields import ID_PATTERN
+from ..http.limits import MAX_ID_CHARS, MAX_OFFSET, MAX_PAGE
+from .schemas import JobCallback, JobCreate, JobNotConfirmedBody, JobOut, JobPage
+from .service import JobService
 
 JobId = Annotated[str, Parameter(max_length=MAX_ID_CHARS, pattern=ID_PATTERN)]
 

@@ -17,8 +17,8 @@ from mpr_common.templates import (
     templated_fields,
 )
 
-from ..schemas import JobCreate
-from .store import TemplateStore
+from ..automation.store import TemplateStore
+from .schemas import JobCreate
 
 
 async def templated_body(js: Any, body: JobCreate) -> tuple[JobCreate, str]:

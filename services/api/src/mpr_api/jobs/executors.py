@@ -14,7 +14,7 @@ import functools
 import hashlib
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import Any
 from urllib.parse import quote
 
 import boto3
@@ -27,13 +27,10 @@ from mpr_common.bus import publish_event
 from mpr_common.errors import BadRequest, Unavailable
 from mpr_common.events import JobFailed, JobRequested, JobView
 
-if TYPE_CHECKING:
-    from .settings import ApiSettings
+from .settings import JobSettings, callback_base, stepfunctions_configured
 
 log = logging.getLogger("mpr.api.executors")
 
-Executor = Literal["workers", "stepfunctions", "lambda"]
-EXECUTORS: tuple[str, ...] = get_args(Executor)
 # Run outside the transcoders: published on mpr.jobs.dispatched, results come back by callback.
 DISPATCHED: frozenset[str] = frozenset({"stepfunctions", "lambda"})
 
@@ -42,7 +39,7 @@ MAX_EXECUTION_NAME = 80
 WORKER = "stepfunctions"  # JobFailed.worker when no execution could be started
 
 
-def choose(requested: str | None, kind: str, settings: ApiSettings) -> str:
+def choose(requested: str | None, kind: str, settings: JobSettings) -> str:
     """The executor of a job: the request's, else the deployment's (``API_EXECUTOR``). A package is
     planned into child jobs on the transcoders' queue, so it runs there only."""
     executor = requested or settings.executor
@@ -54,16 +51,6 @@ def choose(requested: str | None, kind: str, settings: ApiSettings) -> str:
             "(API_STEPFUNCTIONS_STATE_MACHINE_ARN and API_CALLBACK_URL or API_PUBLIC_URL)"
         )
     return executor
-
-
-def stepfunctions_configured(settings: ApiSettings) -> bool:
-    return bool(settings.stepfunctions_state_machine_arn and callback_base(settings))
-
-
-def callback_base(settings: ApiSettings) -> str | None:
-    """The API's address as the Lambda reaches it."""
-    base = settings.callback_url or settings.public_url
-    return base.rstrip("/") if base else None
 
 
 def callback_url(base: str, job_id: str) -> str:
@@ -79,7 +66,7 @@ def execution_name(job_id: str) -> str:
     return f"{job_id[: MAX_EXECUTION_NAME - len(digest) - 1]}-{digest}"
 
 
-def execution_input(req: JobRequested, settings: ApiSettings, token: str) -> dict[str, Any]:
+def execution_input(req: JobRequested, settings: JobSettings, token: str) -> dict[str, Any]:
     """The state machine's input, which the Lambda handler is invoked with."""
     base = callback_base(settings)
     assert base is not None  # choose() refuses "stepfunctions" without one
@@ -143,7 +130,7 @@ def stepfunctions(arn: str, region: str, endpoint_url: str | None, profile: str 
     return StepFunctions(client, arn)
 
 
-def stepfunctions_for(settings: ApiSettings) -> StepFunctions:
+def stepfunctions_for(settings: JobSettings) -> StepFunctions:
     assert settings.stepfunctions_state_machine_arn
     return stepfunctions(
         settings.stepfunctions_state_machine_arn,
@@ -160,7 +147,7 @@ def _reason(exc: Exception) -> str:
     return (str(exc) or type(exc).__name__)[:300]
 
 
-async def start_execution(settings: ApiSettings, js: Any, req: JobRequested, token: str) -> None:
+async def start_execution(settings: JobSettings, js: Any, req: JobRequested, token: str) -> None:
     """Start the job's execution (an existing one of its name is fine). If Step Functions does not
     start it, the job fails with the reason, and the client gets a 503 naming it."""
     payload = execution_input(req, settings, token)
