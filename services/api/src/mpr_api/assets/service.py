@@ -33,9 +33,9 @@ from mpr_common.keys import MEDIA_EXTENSIONS, extension, validate_key
 from mpr_common.presets import OUTPUT_EXTENSIONS
 from mpr_common.storage import get_presigned_url, guess_content_type
 
-from ..media_links import MediaLinks
-from ..schemas import ScanResult
-from ..settings import ApiSettings
+from .media_links import MediaLinks
+from .schemas import ScanResult
+from .settings import AssetSettings
 
 _chunk = decoder(ScanChunk)
 T = TypeVar("T")
@@ -61,7 +61,9 @@ class StoredObject:
 
 
 class AssetService:
-    def __init__(self, settings: ApiSettings, nc: Client, public_s3: Any, s3: Any, links: MediaLinks) -> None:
+    def __init__(
+        self, settings: AssetSettings, nc: Client, public_s3: Any, s3: Any, links: MediaLinks
+    ) -> None:
         self.settings = settings
         self.nc = nc
         self.public_s3 = public_s3  # presigns links for clients (S3_PUBLIC_ENDPOINT_URL)

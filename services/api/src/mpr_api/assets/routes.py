@@ -7,9 +7,10 @@ from litestar.params import Body, Parameter
 
 from mpr_common.events import AssetView, ScanView
 
-from ..domain.assets import AssetService
-from ..limits import MAX_ID_CHARS, MAX_KEY_CHARS, MAX_OFFSET, MAX_PAGE
-from ..schemas import ASSET_ID_PATTERN, ID_PATTERN, AssetPage, ScanBody, ScanResult
+from ..http.fields import ASSET_ID_PATTERN, ID_PATTERN
+from ..http.limits import MAX_ID_CHARS, MAX_KEY_CHARS, MAX_OFFSET, MAX_PAGE
+from .schemas import AssetPage, ScanBody, ScanResult
+from .service import AssetService
 
 
 class AssetController(Controller):

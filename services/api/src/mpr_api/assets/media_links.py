@@ -22,17 +22,15 @@ import posixpath
 import re
 import time
 from collections.abc import Callable
-from contextvars import ContextVar, Token
 from typing import Any
 from urllib.parse import quote, unquote
-
-from litestar.types import Scope
 
 from mpr_common.errors import MprError
 from mpr_common.keys import extension
 from mpr_common.storage import get_presigned_url
 
-SIGNED_PREFIX = "/media/s/"
+from ..http.auth import SIGNED_PREFIX
+from ..http.request_url import request_base_url
 
 # The text files the API serves itself, so that their relative links resolve under the signed link
 # (typed by mpr_common.storage.guess_content_type). Everything else is redirected to S3 (or streamed).
@@ -62,31 +60,6 @@ def folder_of(key: str) -> str:
     return parent + slash
 
 
-# The base URL (scheme://host[:port][root_path]) of the request being answered: absolute links name the
-# address the client used, unless API_PUBLIC_URL says otherwise (a proxy that rewrites Host).
-# The scope is kept, and read only when a link is made: most requests (POST /api/jobs) never need it.
-_request_scope: ContextVar[Scope | None] = ContextVar("mpr_request_scope", default=None)
-
-
-def base_url_of(scope: Scope) -> str | None:
-    host = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"host"), None)
-    if not host:
-        server = scope.get("server")
-        if not server:
-            return None
-        host = f"{server[0]}:{server[1]}"
-    return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}"
-
-
-def remember_request(scope: Scope) -> Token[Scope | None]:
-    """Keep ``scope`` as the request being answered (``edge.py`` does, for every http request)."""
-    return _request_scope.set(scope)
-
-
-def forget_request(token: Token[Scope | None]) -> None:
-    _request_scope.reset(token)
-
-
 class MediaLinks:
     def __init__(self, secret: bytes, ttl: float, public_url: str | None = None) -> None:
         self.secret = secret
@@ -113,8 +86,7 @@ class MediaLinks:
 
     def url(self, bucket: str, key: str, now: float | None = None) -> str:
         """:meth:`path` made absolute with API_PUBLIC_URL, else the current request's base URL."""
-        scope = _request_scope.get()
-        base = self.public_url or (base_url_of(scope) if scope is not None else None)
+        base = self.public_url or request_base_url()
         return f"{base or ''}{self.path(bucket, key, now)}"
 
     def link(self, bucket: str, key: str, public_s3: Any) -> str:

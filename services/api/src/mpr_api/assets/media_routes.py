@@ -9,14 +9,14 @@ from mpr_common.errors import MprError
 from mpr_common.keys import extension
 from mpr_common.storage import get_presigned_url, guess_content_type
 
-from ..domain.assets import AssetService
-from ..media_links import (
-    SIGNED_PREFIX,
+from ..http.auth import SIGNED_PREFIX
+from .media_links import (
     is_manifest,
     link_expires,
     presign_seconds,
     rewrite_playlist,
 )
+from .service import AssetService
 
 # A signed link is a capability: any page may play it (no cookie or other credential rides along), and
 # no shared cache should keep what it named.
