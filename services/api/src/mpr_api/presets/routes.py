@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+import msgspec
 from litestar import get
 
 from mpr_common.presets import DEFAULT_PRESET, PRESETS
 
-from ..schemas import PresetOut
+
+class PresetOut(msgspec.Struct, kw_only=True):
+    name: str
+    kinds: list[str]
+    description: str
+    extension: str
+    default_for: list[str]
+
 
 _PRESETS = [
     PresetOut(
