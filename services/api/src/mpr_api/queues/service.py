@@ -31,9 +31,9 @@ from mpr_common.jobstate import (
     move_number,
 )
 
-from ..schemas import JobOut
-from ..settings import ApiSettings
-from .jobs import JobService
+from ..http.settings import HttpSettings
+from ..jobs.schemas import JobOut
+from ..jobs.service import JobService
 from .waiting import age, find_waiting
 
 log = logging.getLogger("mpr.api")
@@ -71,7 +71,7 @@ def moved_msg_id(job_id: str, to: str, move: int, retry: int) -> str:
 
 class QueueService:
     def __init__(
-        self, settings: ApiSettings, nc: Any, flags_kv: Any, places: QueuePlaces, jobs: JobService
+        self, settings: HttpSettings, nc: Any, flags_kv: Any, places: QueuePlaces, jobs: JobService
     ) -> None:
         self.settings = settings
         self.nc = nc
