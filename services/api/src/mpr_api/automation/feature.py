@@ -5,40 +5,37 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
-
-from litestar import Request
-from litestar.di import Provide
 
 from mpr_common import subjects as s
 from mpr_common.bus import BatchConsumer
+from mpr_common.outputs import OutputOwners
 
-from ..automation.engine import RuleEngine
-from ..automation.graphql import AutomationMutation, AutomationQuery
-from ..automation.routes import RuleController, TemplateController
-from ..automation.service import AutomationService
-from ..automation.store import FiringStore, RuleStore, TemplateStore
-from ..feature import Feature
-
-if TYPE_CHECKING:
-    from ..settings import ApiSettings
+from ..assets.service import AssetService
+from ..feature import Feature, provide
+from ..http.settings import HttpSettings
+from ..state import ApiState
+from .engine import RuleEngine
+from .graphql import AutomationMutation, AutomationQuery
+from .routes import RuleController, TemplateController
+from .service import AutomationService
+from .store import FiringStore, RuleStore, TemplateStore
 
 RULES_BATCH = 100
 
 
-def services(settings: ApiSettings, state: Any) -> tuple[AutomationService, RuleEngine]:
+def services(settings: HttpSettings, state: ApiState) -> tuple[AutomationService, RuleEngine]:
     """The automation service (handlers) and the rule engine, over the app's NATS connection."""
-    js = state["nc"].jetstream()
+    js = state.bus().jetstream()
     templates, rules, firings = TemplateStore(js), RuleStore(js), FiringStore(js)
-    service = AutomationService(settings, templates, rules, firings, state["assets"])
-    engine = RuleEngine(settings, js, rules, templates, firings, state["jobs"].owners)
+    service = AutomationService(settings, templates, rules, firings, state.get(AssetService))
+    engine = RuleEngine(settings, js, rules, templates, firings, state.get(OutputOwners))
     return service, engine
 
 
 @asynccontextmanager
-async def lifespan(settings: ApiSettings, state: Any) -> AsyncIterator[None]:
+async def lifespan(settings: HttpSettings, state: ApiState) -> AsyncIterator[None]:
     service, engine = services(settings, state)
-    state["automation"] = service
+    state.provide(service)
     consumer = BatchConsumer(engine.js, s.ASSETS_STREAM, s.RULES_DURABLE, engine.handle, batch=RULES_BATCH)
     consumer.start()
     try:
@@ -47,14 +44,10 @@ async def lifespan(settings: ApiSettings, state: Any) -> AsyncIterator[None]:
         await consumer.stop()
 
 
-def provide_automation(request: Request) -> AutomationService:
-    return request.app.state.automation
-
-
 FEATURE = Feature(
     "automation",
     routes=[TemplateController, RuleController],
-    dependencies={"automation": Provide(provide_automation, sync_to_thread=False)},
+    dependencies={"automation": provide(AutomationService)},
     lifespan=lifespan,
     graphql_query=AutomationQuery,
     graphql_mutation=AutomationMutation,
