@@ -25,8 +25,8 @@ from mpr_common.events import (
     MediaInfo,
 )
 
-from .job_eta import Observation, eta
-from .limits import MAX_ID_CHARS
+from ..http.limits import MAX_ID_CHARS
+from .eta import Observation, eta
 
 # --- event types ----------------------------------------------------------------------------------
 EventType = Literal[

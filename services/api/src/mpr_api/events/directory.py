@@ -20,7 +20,7 @@ from mpr_common.bus import request
 from mpr_common.errors import NotFound
 from mpr_common.events import Query, QueryReply
 
-from .event_stream import JobFacts
+from .stream import JobFacts
 
 log = logging.getLogger(__name__)
 

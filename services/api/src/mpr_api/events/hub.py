@@ -30,9 +30,11 @@ from mpr_common.codec import decode
 from mpr_common.errors import Unavailable
 from mpr_common.events import AssetRegistered, JobCompleted, JobFailed, JobProgress, JobRequested
 from mpr_common.jobs import job_identity
-from mpr_common.settings import EnvSettings, env
 
-from .event_stream import (
+from .directory import JobDirectory
+from .eta import Observation, ProgressClock
+from .settings import EventStreamSettings
+from .stream import (
     STREAM_FILTERS,
     STREAM_KEYS,
     STREAM_NAMES,
@@ -50,22 +52,11 @@ from .event_stream import (
     queued_event,
     reset_event,
 )
-from .job_directory import JobDirectory
-from .job_eta import Observation, ProgressClock
 
 log = logging.getLogger(__name__)
 
 POLL = 2.0  # seconds between reads when no wake-up came (core NATS may drop one)
 RETRY = 1.0  # seconds before reading again after NATS failed
-
-
-@dataclass(frozen=True, slots=True)
-class EventStreamSettings(EnvSettings):
-    max_streams: int = env("API_EVENTS_MAX_STREAMS", default=200)  # per API process; 503 beyond
-    buffer: int = env("API_EVENTS_BUFFER", default=1000)  # events waiting for one client; cut off beyond
-    keepalive: float = env("API_EVENTS_KEEPALIVE", default=15.0)  # seconds of silence before ": keep-alive"
-    send_timeout: float = env("API_EVENTS_SEND_TIMEOUT", default=30.0)  # a write blocked longer ends it
-    lookup_timeout: float = env("API_EVENTS_LOOKUP_TIMEOUT", default=2.0)  # asking the catalog a job's kind
 
 
 class TooManyStreams(Unavailable):

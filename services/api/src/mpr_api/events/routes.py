@@ -1,5 +1,5 @@
 """``GET /api/events`` (Server-Sent Events) and the GraphQL ``jobEvents`` subscription, both over the
-process's :class:`~mpr_api.event_hub.EventHub` (``app.state.event_hub``)."""
+process's :class:`~mpr_api.events.hub.EventHub` (in the app's state)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError
-from litestar import Request, get
+from litestar import Litestar, Request, get
 from litestar.params import Parameter
 from litestar.serialization import encode_json
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -20,8 +20,10 @@ from strawberry.types import Info
 from mpr_common.errors import BadRequest, MprError
 from mpr_common.events import JobKind
 
-from .event_hub import ClientGone, EventHub, EventStreamSettings, HubClosed, SlowClient, Subscription
-from .event_stream import (
+from ..state import state_of
+from .hub import ClientGone, EventHub, HubClosed, SlowClient, Subscription
+from .settings import EventStreamSettings
+from .stream import (
     JOB_EVENT_TYPES,
     KEEP_ALIVE,
     Cursor,
@@ -48,8 +50,8 @@ Filters combine: `job_id` (repeatable; a package's id also matches its children)
 `types` (comma-separated). A `: keep-alive` comment is sent after 15 s of silence."""
 
 
-def _hub(state: Any) -> EventHub:
-    return state.event_hub
+def _hub(app: Litestar) -> EventHub:
+    return state_of(app).get(EventHub)
 
 
 def _cursor(value: str | None) -> Cursor | None:
@@ -82,7 +84,7 @@ async def stream_events(
         raise BadRequest(str(exc)) from None
     # An EventSource reconnecting keeps the first URL's ?after= and sends the newer Last-Event-ID.
     cursor = _cursor(last_event_id if last_event_id else after)
-    hub = _hub(request.app.state)
+    hub = _hub(request.app)
     return EventStreamResponse(hub, flt, cursor, hub.settings)
 
 
@@ -255,7 +257,7 @@ class EventsSubscription:
         except ValueError as exc:
             raise _bad_request(str(exc)) from None
         connection = info.context.get("socket") or info.context.get("request")
-        hub = _hub(connection.app.state)
+        hub = _hub(connection.app)
         try:
             async with hub.subscribe(flt, cursor) as sub:
                 while True:
