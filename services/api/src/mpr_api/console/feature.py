@@ -6,24 +6,24 @@ from __future__ import annotations
 import errno
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from litestar import Request, Response
 from litestar.datastructures import CacheControlHeader
-from litestar.di import Provide
 from litestar.exceptions import InternalServerException
 from litestar.static_files import create_static_files_router
 
-from ..console.pages import ROUTES
-from ..console.site import STATIC, STATIC_PATH, Console
-from ..console.upload_routes import UploadController
-from ..console.uploads import UploadService
-from ..feature import Feature
-from ..settings import ApiSettings
+from ..assets.service import AssetService
+from ..feature import Feature, provide
+from ..state import ApiState
+from .pages import ROUTES
+from .settings import ConsoleSettings
+from .site import STATIC, STATIC_PATH, Console
+from .upload_routes import UploadController
+from .uploads import UploadService
 
 
-def console_state(settings: ApiSettings, assets: Any) -> dict[str, Any]:
-    """What the console adds to ``app.state`` (in-process tests call it with their own AssetService)."""
+def console_state(settings: ConsoleSettings, assets: AssetService) -> dict[str, object]:
+    """The console's services by name, as in-process tests give them to ``create_app(state=…)``."""
     return {
         "console": Console(settings),
         "uploads": UploadService(settings, assets.s3, assets.public_s3),
@@ -31,13 +31,9 @@ def console_state(settings: ApiSettings, assets: Any) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def lifespan(settings: ApiSettings, state: Any) -> AsyncIterator[None]:
-    state.update(console_state(settings, state["assets"]))
+async def lifespan(settings: ConsoleSettings, state: ApiState) -> AsyncIterator[None]:
+    state.provide(*console_state(settings, state.get(AssetService)).values())
     yield
-
-
-def provide_uploads(request: Request) -> UploadService:
-    return request.app.state.uploads
 
 
 _BAD_NAME = frozenset({errno.ENAMETOOLONG, errno.EINVAL, errno.ENOTDIR, errno.ELOOP})
@@ -69,6 +65,6 @@ static_files = create_static_files_router(
 FEATURE = Feature(
     "console",
     routes=[*ROUTES, UploadController, static_files],
-    dependencies={"uploads": Provide(provide_uploads, sync_to_thread=False)},
+    dependencies={"uploads": provide(UploadService)},
     lifespan=lifespan,
 )
