@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 from litestar import Litestar
 from litestar.datastructures import State
@@ -66,12 +66,17 @@ def services(
 
 def create_app(settings: ApiSettings, state: Mapping[str, object] | None = None) -> Litestar:
     """``state`` given (in-process tests: services by name, see :func:`services`): the app uses them
-    instead of connecting to NATS and S3, and no feature's lifespan runs."""
-    api = ApiState.of(state) if state is not None else ApiState()
+    instead of connecting to NATS and S3, and no feature's lifespan runs. Its services serve requests at
+    once (tests without a lifespan call the app directly); its connection counts for readiness from the
+    lifespan on, as a real one does."""
+    named = dict(state or {})
+    given_nc = named.pop("nc", None)
+    api = ApiState.of(named)
 
     @asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
         if state is not None:
+            api.nc = cast(Client | None, given_nc)
             yield
             return
         api.nc = nc = await connect(settings.nats, "mpr-api")
