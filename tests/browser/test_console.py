@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from mpr_api.auth import CSRF_HEADER, SESSION_COOKIE
+from mpr_api.http.auth import CSRF_HEADER, SESSION_COOKIE
 from mpr_devstack.stack import DEV_API_TOKEN
 from tests.browser.conftest import PART_BYTES, screenshot
 from tests.media import make_video

@@ -39,8 +39,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.routes import HTTPRoute
 
-from mpr_api.app import create_app
-from mpr_api.graphql_schema import INTERNAL_ERROR, schema
+from mpr_api.app import create_app, schema
+from mpr_api.graphql.schema import INTERNAL_ERROR
 from mpr_api.settings import ApiSettings
 from mpr_common import subjects as s
 from mpr_common.codec import decode, encode

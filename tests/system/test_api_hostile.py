@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from mpr_api import limits as L
+from mpr_api.http import limits as L
 from mpr_devstack.stack import DEV_API_TOKEN
 
 pytestmark = pytest.mark.system

@@ -20,8 +20,10 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 
 from mpr_api.app import create_app
-from mpr_api.event_hub import EventHub, EventStreamSettings, SlowClient, TooManyStreams
-from mpr_api.event_stream import (
+from mpr_api.events.directory import JobDirectory
+from mpr_api.events.eta import MIN_SPAN, Observation, ProgressClock, eta
+from mpr_api.events.hub import EventHub, EventStreamSettings, SlowClient, TooManyStreams
+from mpr_api.events.stream import (
     EVENT_TYPES,
     JOB_EVENT_TYPES,
     Cursor,
@@ -40,9 +42,7 @@ from mpr_api.event_stream import (
     queued_event,
     sse_frame,
 )
-from mpr_api.job_directory import JobDirectory
-from mpr_api.job_eta import MIN_SPAN, Observation, ProgressClock, eta
-from mpr_api.limits import GRAPHQL_MAX_TOKENS
+from mpr_api.http.limits import GRAPHQL_MAX_TOKENS
 from mpr_api.settings import ApiSettings
 from mpr_common import subjects as s
 from mpr_common.codec import encode

@@ -12,7 +12,7 @@ import pytest
 from litestar.testing import TestClient
 
 from mpr_api.app import create_app, services
-from mpr_api.media_links import LinkRefused, MediaLinks, folder_of
+from mpr_api.assets.media_links import LinkRefused, MediaLinks, folder_of
 from mpr_api.settings import ApiSettings
 from mpr_common import storage
 from mpr_common.events import JobView

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mpr_api.media_links import presign_seconds, rewrite_playlist, segment_key
+from mpr_api.assets.media_links import presign_seconds, rewrite_playlist, segment_key
 from mpr_common import storage
 from tests.system.test_media_links import (  # noqa: F401 (fixtures)
     BASE,

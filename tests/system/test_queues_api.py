@@ -13,9 +13,9 @@ import nats
 import pytest
 
 from mpr_api.app import create_app, services
-from mpr_api.domain.jobs import queued_view
-from mpr_api.domain.queues import QueueService
-from mpr_api.domain.waiting import find_waiting
+from mpr_api.jobs.service import queued_view
+from mpr_api.queues.service import QueueService
+from mpr_api.queues.waiting import find_waiting
 from mpr_api.settings import ApiSettings
 from mpr_common import subjects as s
 from mpr_common.codec import decode, encode

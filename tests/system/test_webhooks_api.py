@@ -15,8 +15,8 @@ import nats
 import pytest
 
 from mpr_api.app import create_app
-from mpr_api.features.webhooks import lifespan
 from mpr_api.settings import ApiSettings
+from mpr_api.webhooks.feature import lifespan_on_mapping as lifespan
 from mpr_api.webhooks.signing import verify
 from mpr_common import subjects as s
 from mpr_common.codec import decode, encode

@@ -12,7 +12,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import PubAck
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
-from mpr_api import limits as L
+from mpr_api.http import limits as L
 from mpr_common import subjects as s
 from mpr_common.codec import decode, encode
 from mpr_common.errors import NotFound, error_headers

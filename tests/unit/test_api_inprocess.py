@@ -7,7 +7,7 @@ import pytest
 from litestar.testing import TestClient
 
 from mpr_api.app import create_app, services
-from mpr_api.domain.jobs import queued_view
+from mpr_api.jobs.service import queued_view
 from mpr_api.settings import ApiSettings
 from mpr_common import subjects as s
 from mpr_common.codec import decode, encode
@@ -121,7 +121,7 @@ def test_callbacks_need_the_token_issued_when_that_job_was_dispatched_to_lambda(
 
 
 def test_callback_tokens_are_bound_to_a_job_and_expire():
-    from mpr_api.callbacks import CallbackTokens
+    from mpr_api.jobs.callbacks import CallbackTokens
 
     tokens = CallbackTokens(b"secret", ttl=60)
     t = tokens.issue("job-1", now=1000)

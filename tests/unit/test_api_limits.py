@@ -12,9 +12,9 @@ import pytest
 from graphql import get_introspection_query
 from litestar.testing import TestClient
 
-from mpr_api import limits as L
 from mpr_api.app import create_app, services
-from mpr_api.domain.jobs import queued_view
+from mpr_api.http import limits as L
+from mpr_api.jobs.service import queued_view
 from mpr_api.settings import ApiSettings
 from mpr_common import subjects as s
 from mpr_common.codec import decode

@@ -12,8 +12,8 @@ from litestar.exceptions import WebSocketDisconnect
 from litestar.testing import TestClient
 
 from mpr_api.app import create_app, services
-from mpr_api.auth import SESSION_COOKIE, AuthThrottle
-from mpr_api.features.console import console_state
+from mpr_api.console.feature import console_state
+from mpr_api.http.auth import SESSION_COOKIE, AuthThrottle
 from mpr_api.settings import ApiSettings
 from tests.unit.api_fakes import FakeKV, FakeNats
 

@@ -9,7 +9,9 @@ import pytest
 from litestar.testing import TestClient
 
 from mpr_api.app import create_app, services
-from mpr_api.auth import (
+from mpr_api.console.feature import console_state
+from mpr_api.console.pages import safe_next
+from mpr_api.http.auth import (
     CSRF_HEADER,
     SECURE_SESSION_COOKIE,
     SESSION_COOKIE,
@@ -17,8 +19,6 @@ from mpr_api.auth import (
     cookie_value,
     derived_key,
 )
-from mpr_api.console.pages import safe_next
-from mpr_api.features.console import console_state
 from mpr_api.settings import ApiSettings
 from tests.unit.api_fakes import FakeKV, FakeNats
 

@@ -19,9 +19,9 @@ from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
-from mpr_api import executors
 from mpr_api.app import create_app, services
-from mpr_api.domain.jobs import queued_view
+from mpr_api.jobs import executors
+from mpr_api.jobs.service import queued_view
 from mpr_api.settings import ApiSettings
 from mpr_common import subjects as s
 from mpr_common.codec import decode

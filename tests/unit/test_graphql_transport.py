@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 from litestar.exceptions import WebSocketDisconnect
 from litestar.testing import TestClient
 
-from mpr_api import limits as L
 from mpr_api.app import create_app, services
-from mpr_api.graphql_http import NOT_AN_OBJECT
-from mpr_api.graphql_limits import SUBSCRIPTIONS_OVER_WEBSOCKET
-from mpr_api.graphql_schema import INTERNAL_ERROR
+from mpr_api.graphql.limits import SUBSCRIPTIONS_OVER_WEBSOCKET
+from mpr_api.graphql.schema import INTERNAL_ERROR
+from mpr_api.graphql.transport import NOT_AN_OBJECT
+from mpr_api.http import limits as L
 from mpr_api.settings import ApiSettings
 from tests.unit.api_fakes import FakeKV, FakeNats
 

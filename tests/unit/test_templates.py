@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mpr_api.schemas import JobCreate
+from mpr_api.jobs.schemas import JobCreate
 from mpr_common.codec import decode, encode
 from mpr_common.jobs import normalize_job
 from mpr_common.presets import DEFAULT_PRESET

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from litestar.testing import TestClient
 
 from mpr_api.app import create_app, services
-from mpr_api.callbacks import CallbackTokens
-from mpr_api.media_links import LinkRefused, MediaLinks
+from mpr_api.assets.media_links import LinkRefused, MediaLinks
+from mpr_api.jobs.callbacks import CallbackTokens
 from mpr_api.settings import ApiSettings
 from mpr_common import subjects as s
 from mpr_common.codec import decode, encode

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from typing import Any
-
 import uvicorn
 from litestar import Litestar
 
@@ -12,11 +10,12 @@ from mpr_common.tracing import setup_tracing
 
 from .app import create_app
 from .settings import ApiSettings
+from .state import state_of
 
 
 def nats_connected(app: Litestar) -> bool:
     """Ready as ``/health/ready`` on the API port is: its NATS connection is up."""
-    nc: Any = app.state.get("nc")
+    nc = state_of(app).nc
     return bool(nc is not None and nc.is_connected)
 
 

@@ -36,7 +36,7 @@ from mpr_common.templates import (
     template_ref,
 )
 
-from ..settings import ApiSettings
+from ..http.settings import HttpSettings
 from .store import FiringStore, RuleStore, Stored, TemplateStore
 
 log = logging.getLogger("mpr.api.rules")
@@ -55,7 +55,7 @@ RETRY_DELAY = 2.0
 class RuleEngine:
     def __init__(
         self,
-        settings: ApiSettings,
+        settings: HttpSettings,
         js: Any,
         rules: RuleStore,
         templates: TemplateStore,

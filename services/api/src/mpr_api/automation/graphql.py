@@ -12,9 +12,10 @@ from strawberry.types import Info
 
 from mpr_common.templates import MAX_NAME_CHARS, NAME_PATTERN, RULE_ID_PATTERN, Revision, Rule, Template
 
-from ..graphql_errors import call as _call
-from ..graphql_errors import checked as _checked
-from ..graphql_errors import maybe as _maybe
+from ..graphql.context import service
+from ..graphql.errors import call as _call
+from ..graphql.errors import checked as _checked
+from ..graphql.errors import maybe as _maybe
 from .schemas import DryRunOut, RuleOut, TemplateOut
 from .service import DRY_RUN_LIMIT, MAX_DRY_RUN_LIMIT, AutomationService
 
@@ -25,7 +26,7 @@ DryRunLimit = Annotated[int, msgspec.Meta(ge=1, le=MAX_DRY_RUN_LIMIT)]
 
 
 def _automation(info: Info) -> AutomationService:
-    return info.context["request"].app.state.automation
+    return service(info, AutomationService)
 
 
 def _input(value: Any, type_: Any, what: str) -> Any:

@@ -24,9 +24,9 @@ from mpr_common.templates import (
     template_ref,
 )
 
-from ..domain.assets import AssetService
-from ..limits import MAX_PAGE
-from ..settings import ApiSettings
+from ..assets.service import AssetService
+from ..http.limits import MAX_PAGE
+from ..http.settings import HttpSettings
 from .schemas import DryRunItem, DryRunOut, RuleOut, TemplateHistory, TemplateOut, TemplateRevision
 from .store import FiringStore, RuleStore, Stored, TemplateStore
 
@@ -38,7 +38,7 @@ MAX_DRY_RUN_LIMIT = 1000
 class AutomationService:
     def __init__(
         self,
-        settings: ApiSettings,
+        settings: HttpSettings,
         templates: TemplateStore,
         rules: RuleStore,
         firings: FiringStore,

@@ -17,7 +17,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import Body
 from litestar.response import Redirect
 
-from ..auth import (
+from ..http.auth import (
     SECURE_SESSION_COOKIE,
     SESSION_COOKIE,
     SESSION_SCOPE_KEY,
@@ -27,7 +27,8 @@ from ..auth import (
     Session,
     Sessions,
 )
-from ..schemas import ASSET_ID_PATTERN, ID_PATTERN
+from ..http.fields import ASSET_ID_PATTERN, ID_PATTERN
+from ..state import state_of
 from .site import Console
 
 HOME = "/console/"
@@ -45,7 +46,7 @@ def safe_next(target: str | None) -> str:
 
 
 def _console(request: Request) -> Console:
-    return request.app.state.console
+    return state_of(request.app).get(Console)
 
 
 def _html(console: Console, template: str, status: int = 200, **context: Any) -> Response[str]:

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from ..settings import ApiSettings
+from .settings import ConsoleSettings
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -34,7 +34,7 @@ NAV: tuple[tuple[str, str, str], ...] = (
 AWS_S3_ORIGINS = "https://*.amazonaws.com"
 
 
-def s3_origins(settings: ApiSettings) -> str:
+def s3_origins(settings: ConsoleSettings) -> str:
     """The origin(s) presigned URLs handed to the browser point at."""
     endpoint = settings.s3.public_endpoint_url or settings.s3.endpoint_url
     if not endpoint:
@@ -43,7 +43,7 @@ def s3_origins(settings: ApiSettings) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def content_security_policy(settings: ApiSettings) -> str:
+def content_security_policy(settings: ConsoleSettings) -> str:
     s3 = s3_origins(settings)
     return "; ".join(
         (
@@ -62,7 +62,7 @@ def content_security_policy(settings: ApiSettings) -> str:
     )
 
 
-def page_headers(settings: ApiSettings) -> dict[str, str]:
+def page_headers(settings: ConsoleSettings) -> dict[str, str]:
     return {
         "Content-Security-Policy": content_security_policy(settings),
         "X-Content-Type-Options": "nosniff",
@@ -87,9 +87,9 @@ def make_environment() -> Environment:
 
 @dataclass
 class Console:
-    """The console's site, made once per app (the feature's lifespan puts it in ``app.state``)."""
+    """The console's site, made once per app (the feature's lifespan puts it in the app's state)."""
 
-    settings: ApiSettings
+    settings: ConsoleSettings
     env: Environment = field(default_factory=make_environment)
 
     def __post_init__(self) -> None:

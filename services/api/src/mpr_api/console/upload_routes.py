@@ -10,9 +10,10 @@ from litestar import Controller, post
 from mpr_common.errors import MprError
 from mpr_common.events import AssetView
 
-from ..domain.assets import AssetService
-from ..limits import MAX_KEY_CHARS
-from ..schemas import Key, ScanResult
+from ..assets.schemas import ScanResult
+from ..assets.service import AssetService
+from ..http.fields import Key
+from ..http.limits import MAX_KEY_CHARS
 from .uploads import MAX_URLS_PER_CALL, UploadService
 
 Size = Annotated[int, msgspec.Meta(ge=0)]

@@ -34,7 +34,7 @@ from mpr_common.errors import BadRequest, Conflict, NotFound, Unavailable
 from mpr_common.keys import MEDIA_EXTENSIONS, extension, validate_key
 from mpr_common.storage import guess_content_type
 
-from ..settings import ApiSettings
+from .settings import ConsoleSettings
 
 T = TypeVar("T")
 log = logging.getLogger("mpr.api.uploads")
@@ -126,7 +126,7 @@ def missing_parts(plan: UploadPlan, received: list[ReceivedPart]) -> str | None:
 
 
 class UploadService:
-    def __init__(self, settings: ApiSettings, s3: Any, public_s3: Any) -> None:
+    def __init__(self, settings: ConsoleSettings, s3: Any, public_s3: Any) -> None:
         self.settings = settings
         self.bucket = settings.s3.bucket_in
         self.s3 = s3  # opens, lists and completes uploads (S3_ENDPOINT_URL)

@@ -14,21 +14,22 @@ from strawberry.types import Info
 from mpr_common.errors import NotFound
 from mpr_common.events import FAILURE_REASONS, JOB_KINDS
 
-from ..graphql_errors import call as _call
-from ..graphql_errors import checked as _checked
-from ..limits import MAX_PAGE
-from ..schemas import JobId
+from ..graphql.context import service
+from ..graphql.errors import call as _call
+from ..graphql.errors import checked as _checked
+from ..http.fields import JobId
+from ..http.limits import MAX_PAGE
 from . import schemas as rs
 from .dead_letters import DeadLetterService
 from .service import RetryService
 
 
 def _retries(info: Info) -> RetryService:
-    return info.context["request"].app.state.retries
+    return service(info, RetryService)
 
 
 def _dead_letters(info: Info) -> DeadLetterService:
-    return info.context["request"].app.state.dead_letters
+    return service(info, DeadLetterService)
 
 
 @strawberry.type(description="One attempt at a job, as it ended")

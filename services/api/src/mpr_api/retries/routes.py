@@ -7,8 +7,8 @@ from typing import Annotated
 from litestar import Controller, Response, get, post
 from litestar.params import Parameter
 
-from ..limits import MAX_ID_CHARS, MAX_PAGE
-from ..schemas import ID_PATTERN
+from ..http.fields import ID_PATTERN
+from ..http.limits import MAX_ID_CHARS, MAX_PAGE
 from .dead_letters import DeadLetterService
 from .schemas import DLQ_SUBJECT_PATTERN, DeadLetterPage, JobLog, Replay, RetriedJob, RetriedJobs, RetryFilter
 from .service import RetryService

@@ -9,8 +9,8 @@ import msgspec
 
 from mpr_common.events import FailureReason, JobKind, JobView
 
-from ..limits import MAX_PAGE
-from ..schemas import KeyPrefix
+from ..http.fields import KeyPrefix
+from ..http.limits import MAX_PAGE
 
 # A dead letter is named by its sequence in MPR_DLQ; a listing is filtered by the subject it was
 # dead-lettered on (mpr.dlq.jobs, mpr.dlq.catalog, …).

@@ -24,7 +24,7 @@ from mpr_common.errors import Conflict, NotFound, Unavailable
 from mpr_common.events import PRIORITIES, JobAttempt, JobRequested, JobRetried, JobView, Query, QueryReply
 from mpr_common.jobstate import JobState
 
-from ..settings import ApiSettings
+from ..http.settings import HttpSettings
 from .schemas import AttemptOut, JobLog, RetriedJobs, RetryFilter, RetrySkipped
 
 log = logging.getLogger("mpr.api")
@@ -71,7 +71,7 @@ def attempt_out(a: JobAttempt) -> AttemptOut:
 
 
 class RetryService:
-    def __init__(self, settings: ApiSettings, nc: Any, job_state: JobState) -> None:
+    def __init__(self, settings: HttpSettings, nc: Any, job_state: JobState) -> None:
         self.settings = settings
         self.nc = nc
         self.js = nc.jetstream()

@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 from nats.aio.msg import Msg
@@ -41,11 +41,9 @@ from .deliveries import DeliveryLog
 from .model import MAX_ATTEMPTS_KEPT, Attempt, Delivery, Occurrence, Subscription, matches
 from .sealing import SecretUnreadable
 from .sender import Outcome, Sender
+from .settings import WebhookSettings
 from .signing import signed_headers
 from .store import SubscriptionStore
-
-if TYPE_CHECKING:
-    from ..settings import ApiSettings
 
 log = logging.getLogger("mpr.api.webhooks")
 
@@ -64,7 +62,7 @@ class DeliveryPolicy:
     secret_grace: float
 
     @classmethod
-    def of(cls, settings: ApiSettings) -> DeliveryPolicy:
+    def of(cls, settings: WebhookSettings) -> DeliveryPolicy:
         return cls(
             max_attempts=max(1, settings.webhook_max_attempts),
             retry_base=settings.webhook_retry_base,

@@ -9,7 +9,7 @@ import msgspec
 
 from mpr_common.events import JobKind
 
-from ..limits import MAX_KEY_CHARS
+from ..http.limits import MAX_KEY_CHARS
 
 EventType = Literal["job.queued", "job.completed", "job.failed", "job.cancelled", "asset.registered"]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)

@@ -1,1 +1,0 @@
-"""What the API does, by domain, for REST and GraphQL alike; route handlers stay thin and call these."""

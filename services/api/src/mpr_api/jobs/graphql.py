@@ -1,0 +1,150 @@
+"""The jobs domain in GraphQL: ``job``, ``jobs``, ``submitJob`` and ``cancelJob``."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import msgspec
+import strawberry
+from strawberry.types import Info
+
+from mpr_common.events import JOB_KINDS, JobStatus, JobView
+
+from ..graphql.context import service
+from ..graphql.errors import call as _call
+from ..graphql.errors import checked as _checked
+from ..graphql.errors import maybe as _maybe
+from ..graphql.paging import check_page
+from ..http.fields import JobId
+from .schemas import JobCreate
+from .service import JobService
+
+
+def _jobs(info: Info) -> JobService:
+    return service(info, JobService)
+
+
+@strawberry.type(description="EBU R128 loudness measured on the source, and the target it was normalised to")
+class Loudness:
+    input_i: float
+    input_tp: float
+    input_lra: float
+    input_thresh: float
+    target_offset: float
+    target_i: float
+    target_tp: float
+    target_lra: float
+
+
+@strawberry.type
+class Job:
+    id: str
+    kind: str
+    status: str
+    progress: float
+    source_key: str
+    output_key: str | None
+    output_url: str | None
+    preset: str | None
+    error: str | None
+    attempts: int
+    failure_reason: str | None = None
+    output_keys: list[str] = strawberry.field(default_factory=list)
+    loudnorm: bool = False
+    loudness: Loudness | None = None
+    parent_id: str | None = None
+    rendition: str | None = None
+    children: list[str] = strawberry.field(default_factory=list)
+    priority: str = "normal"
+    retries: int = 0
+    template: str | None = None
+    rule: str | None = None
+
+    @classmethod
+    def of(cls, j: JobView, url: str | None) -> Job:
+        return cls(
+            failure_reason=j.failure_reason,
+            output_keys=j.output_keys,
+            loudnorm=j.loudnorm,
+            loudness=Loudness(**msgspec.structs.asdict(j.loudness)) if j.loudness else None,
+            parent_id=j.parent_id,
+            rendition=j.rendition,
+            children=j.children,
+            priority=j.priority,
+            retries=j.retries,
+            template=j.template,
+            rule=j.rule,
+            id=j.id,
+            kind=j.kind,
+            status=j.status,
+            progress=j.progress,
+            source_key=j.source_key,
+            output_key=j.output_key,
+            output_url=url,
+            preset=j.preset,
+            error=j.error,
+            attempts=j.attempts,
+        )
+
+
+JobKind: Any = strawberry.enum(enum.Enum("JobKind", {k: k for k in JOB_KINDS}))  # type: ignore[call-overload]
+
+
+@strawberry.input
+class JobInput:
+    kind: JobKind
+    source_key: str
+    output_key: str | None = None
+    preset: str | None = None
+    start: float | None = None
+    end: float | None = None
+    job_id: str | None = None
+    loudnorm: bool = False
+    storyboard: bool = False
+    template: str | None = None
+    priority: str | None = None
+
+
+@strawberry.type
+class JobsQuery:
+    @strawberry.field
+    async def job(self, info: Info, id: str) -> Job | None:
+        out = await _maybe(_jobs(info).get(_checked(id, JobId, "id")))
+        return Job.of(out.job, out.output_url) if out else None
+
+    @strawberry.field
+    async def jobs(
+        self, info: Info, limit: int = 100, offset: int = 0, status: str | None = None
+    ) -> list[Job]:
+        check_page(limit, offset)
+        status = _checked(status, JobStatus | None, "status")
+        items, _ = await _call(_jobs(info).list(limit, offset, status))
+        return [Job.of(o.job, o.output_url) for o in items]
+
+
+@strawberry.type
+class JobsMutation:
+    @strawberry.mutation
+    async def submit_job(self, info: Info, job: JobInput) -> Job:
+        fields = {
+            "kind": job.kind.value,
+            "source_key": job.source_key,
+            "output_key": job.output_key,
+            "preset": job.preset,
+            "start": job.start,
+            "end": job.end,
+            "job_id": job.job_id,
+            "loudnorm": job.loudnorm,
+            "storyboard": job.storyboard,
+            "template": job.template,
+            **({"priority": job.priority} if job.priority else {}),
+        }
+        body = _checked(fields, JobCreate, "job")  # the same bounds as POST /api/jobs
+        out, _ = await _call(_jobs(info).submit(body, requested_by="graphql"))
+        return Job.of(out.job, out.output_url)
+
+    @strawberry.mutation
+    async def cancel_job(self, info: Info, id: str) -> Job:
+        out = await _call(_jobs(info).cancel(_checked(id, JobId, "id")))
+        return Job.of(out.job, out.output_url)

@@ -1,0 +1,82 @@
+"""The jobs domain's request and response bodies (msgspec: validated by Litestar, documented in OpenAPI)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from mpr_common.events import FailureReason, JobKind, JobView, Priority
+
+from ..http.fields import JobId, Key, Page
+from ..http.limits import (
+    MAX_BUCKET_CHARS,
+    MAX_ERROR_CHARS,
+    MAX_OUTPUT_KEYS,
+    MAX_PRESET_CHARS,
+    MAX_WORKER_CHARS,
+)
+from .settings import Executor
+
+BUCKET_PATTERN = "^[a-z0-9][a-z0-9.-]*[a-z0-9]$"  # S3's bucket naming rules
+
+Bucket = Annotated[str, msgspec.Meta(min_length=3, max_length=MAX_BUCKET_CHARS, pattern=BUCKET_PATTERN)]
+
+
+class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    kind: JobKind | None = None  # may come from the template
+    source_key: Key
+    output_key: Key | None = None
+    preset: Annotated[str, msgspec.Meta(max_length=MAX_PRESET_CHARS)] | None = None
+    start: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    end: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    job_id: JobId | None = None
+    # EBU R128 two-pass loudness normalisation (audio, transcode and package jobs)
+    loudnorm: bool = False
+    # package jobs: also a storyboard (sprite sheets, WebVTT thumbnails, poster) in the package's folder
+    storyboard: bool = False
+    # queue class: urgent jobs go first, bulk ones when there is room (never starved)
+    priority: Priority = "normal"
+    # a stored job template (name, or name@revision): its fields are the defaults of this request
+    template: Annotated[str, msgspec.Meta(max_length=MAX_PRESET_CHARS + 12)] | None = None
+    # Who runs it (docs/executors.md); unset: the deployment's API_EXECUTOR. "stepfunctions": the API
+    # starts a Step Functions execution of the transcoder Lambda; "lambda": recorded only, the answer
+    # carries the job's callback token and the caller runs the Lambda handler.
+    executor: Executor | None = None
+
+
+class JobOut(msgspec.Struct, kw_only=True):
+    job: JobView
+    output_url: str | None = None
+    # Only in the answer that dispatched a job to Lambda: the credential its callbacks must carry.
+    callback_token: str | None = None
+
+
+class JobCallback(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What the Lambda handler posts back when it finishes."""
+
+    status: Literal["completed", "failed", "progress"]
+    output_key: Key | None = None
+    output_bucket: Bucket | None = None
+    output_keys: Annotated[list[Key], msgspec.Meta(max_length=MAX_OUTPUT_KEYS)] = msgspec.field(
+        default_factory=list
+    )
+    output_size: Annotated[int, msgspec.Meta(ge=0)] = 0
+    duration: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    elapsed: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    progress: Annotated[float, msgspec.Meta(ge=0, le=100)] = 0.0
+    error: Annotated[str, msgspec.Meta(max_length=MAX_ERROR_CHARS)] | None = None
+    reason: FailureReason | None = None
+    worker: Annotated[str, msgspec.Meta(max_length=MAX_WORKER_CHARS)] | None = None
+
+
+class JobPage(Page):
+    items: list[JobOut]
+
+
+class JobNotConfirmedBody(msgspec.Struct):
+    """A 503 from POST /api/jobs: the queue did not confirm the job, which may still run."""
+
+    status_code: int
+    detail: str
+    job_id: str  # retry the same request with this job_id: it runs once

@@ -1,0 +1,288 @@
+"""Jobs: published to JetStream and answered from its acknowledgement; read from the catalog."""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Any
+
+import msgspec
+from nats.aio.client import Client
+
+from mpr_common import subjects as s
+from mpr_common.bus import publish_event, request
+from mpr_common.errors import BadRequest, Conflict, Unauthorized, Unavailable
+from mpr_common.events import (
+    JobCancel,
+    JobCompleted,
+    JobFailed,
+    JobProgress,
+    JobRequested,
+    JobView,
+    Query,
+    QueryReply,
+    new_id,
+)
+from mpr_common.jobs import TERMINAL, JobRequestError, normalize_job, outcome_id
+from mpr_common.jobstate import JobState
+from mpr_common.keys import validate_key
+from mpr_common.outputs import OutputOwners
+from mpr_common.packages import manifest_keys
+
+from ..assets.media_links import MediaLinks
+from . import executors
+from .callbacks import CallbackTokens
+from .metrics import JOBS_SUBMITTED
+from .schemas import JobCallback, JobCreate, JobOut
+from .settings import JobSettings
+from .templates import templated_body
+
+
+class JobNotConfirmed(Unavailable):
+    """The queue did not confirm a job, which may yet be stored (a client's reconnect buffer is
+    flushed later) and run: the answer names the job_id to retry with, which never runs it twice."""
+
+    def __init__(self, job_id: str, reason: str) -> None:
+        super().__init__(
+            f"the job queue is unavailable: it did not confirm job {job_id} ({reason}), which may still run. "
+            f'Retry the same request with "job_id": "{job_id}" and it runs once'
+        )
+        self.job_id = job_id
+
+    @property
+    def extra(self) -> dict[str, str]:
+        return {"job_id": self.job_id}
+
+    @property
+    def graphql_extensions(self) -> dict[str, str]:
+        return {"jobId": self.job_id}  # retry with it: the job runs once
+
+
+class JobService:
+    def __init__(
+        self,
+        settings: JobSettings,
+        nc: Client,
+        job_state: JobState,
+        public_s3: Any,
+        callbacks: CallbackTokens,
+        owners: OutputOwners,
+        links: MediaLinks,
+    ) -> None:
+        self.settings = settings
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.job_state = job_state
+        self.public_s3 = public_s3
+        self.callbacks = callbacks
+        self.owners = owners
+        self.links = links
+
+    async def _query(self, subject: str, q: Query) -> QueryReply:
+        return await request(self.nc, subject, q, QueryReply, self.settings.request_timeout)
+
+    def out(self, job: JobView) -> JobOut:
+        """A completed job with its output's link: a signed folder link (on the API) for a playlist,
+        DASH manifest or WebVTT track, so that the media they name play too; else a presigned URL."""
+        url = None
+        if job.status == "completed" and job.output_key:
+            bucket = job.output_bucket or self.settings.s3.bucket_out
+            url = self.links.link(bucket, job.output_key, self.public_s3)
+        return JobOut(job=job, output_url=url)
+
+    async def submit(self, body: JobCreate, requested_by: str = "api") -> tuple[JobOut, bool]:
+        """Publish a job; returns (job, created). The answer comes from what JetStream acknowledged:
+        the catalog records the job from the stream, once. A repeated job_id is not run twice."""
+        try:
+            template = None
+            if body.template is not None:  # the template's fields are the defaults of the request's
+                body, template = await templated_body(self.js, body)
+            if body.kind is None:
+                raise JobRequestError("kind is required (or a template that names one)")
+            req = normalize_job(
+                JobRequested(
+                    job_id=body.job_id or new_id(),
+                    kind=body.kind,
+                    source_key=body.source_key,
+                    output_key=body.output_key,
+                    preset=body.preset,
+                    start=body.start,
+                    end=body.end,
+                    requested_by=requested_by,
+                    loudnorm=body.loudnorm,
+                    storyboard=body.storyboard,
+                    priority=body.priority,
+                    template=template,
+                )
+            )
+        except JobRequestError as exc:
+            raise BadRequest(str(exc)) from None
+        executor = executors.choose(body.executor, req.kind, self.settings)  # 400 before anything is claimed
+        await self._claim_outputs(req, explicit=body.output_key is not None)
+        try:
+            # A client is waiting: a few quick retries, then a 503 naming the job_id to retry with.
+            dispatched = executor in executors.DISPATCHED
+            subject = s.JOB_DISPATCHED if dispatched else s.requested_subject(req.priority)
+            ack = await publish_event(self.js, subject, req, msg_id=req.job_id, attempts=3)
+        except Exception as exc:
+            raise JobNotConfirmed(req.job_id, str(exc) or type(exc).__name__) from None
+        JOBS_SUBMITTED.labels(req.kind, "duplicate" if ack.duplicate else "accepted").inc()
+        if ack.duplicate:
+            # The original is in the stream at ack.seq: read it once the catalog has ingested that far.
+            existing = await self._query(s.CATALOG_JOB_GET, Query(id=req.job_id, after_seq=ack.seq))
+            assert existing.job is not None
+            if executor == "stepfunctions" and executors.never_started(existing.job):
+                # the first answer may have been lost before its execution started: one per name
+                await executors.start_execution(self.settings, self.js, req, self.callbacks.issue(req.job_id))
+            return self.out(existing.job), False
+        if executor == "stepfunctions":  # its callback token goes in the execution's input only
+            await executors.start_execution(self.settings, self.js, req, self.callbacks.issue(req.job_id))
+        token = self.callbacks.issue(req.job_id) if executor == "lambda" else None
+        return JobOut(job=queued_view(req), callback_token=token), True
+
+    async def _claim_outputs(self, req: JobRequested, explicit: bool) -> None:
+        """Claim what the job will write, or raise 409 naming the job that owns it: the output key given
+        (a default one lives under the job's own id: no one else's), and a package's manifests, which it
+        writes beside its output key whatever that is named. All are looked at before any is claimed,
+        so that a refused job leaves no claim behind."""
+        assert req.output_key is not None
+        bucket = self.settings.s3.bucket_out
+        keys = [req.output_key] if explicit else []
+        if req.kind == "package":
+            keys += [k for k in manifest_keys(req) if k not in keys]
+        for key in keys:
+            owner = await self.owners.owner(bucket, key)
+            if owner is not None and owner != req.job_id:
+                raise self._owned(req, key, owner)
+        for key in keys:
+            owner = await self.owners.claim(bucket, key, req.job_id)
+            if owner is not None:  # claimed meanwhile
+                raise self._owned(req, key, owner)
+
+    @staticmethod
+    def _owned(req: JobRequested, key: str, owner: str) -> Conflict:
+        if key == req.output_key:
+            return Conflict(f"output_key {key!r} belongs to job {owner}")
+        return Conflict(
+            f"output_key: {key!r} belongs to job {owner}, and a package writes its manifests there: "
+            "choose a folder of its own"
+        )
+
+    async def get(self, job_id: str) -> JobOut:
+        reply = await self._query(s.CATALOG_JOB_GET, Query(id=job_id))
+        assert reply.job is not None
+        return self.out(reply.job)
+
+    async def list(self, limit: int, offset: int, status: str | None) -> tuple[list[JobOut], int]:
+        reply = await self._query(s.CATALOG_JOBS_LIST, Query(limit=limit, offset=offset, status=status))
+        return [self.out(j) for j in reply.jobs], reply.total
+
+    async def cancel(self, job_id: str) -> JobOut:
+        current = await self.get(job_id)
+        if current.job.status in TERMINAL:
+            raise Conflict(f"job {job_id} is already {current.job.status}")
+        await self.job_state.cancelled(job_id)
+        retry = current.job.retries  # the run being cancelled
+        ack = await publish_event(
+            self.js,
+            s.JOB_CANCEL,
+            JobCancel(job_id=job_id, retry=retry),
+            msg_id=outcome_id("cancel", job_id, retry),
+        )
+        reply = await self._query(s.CATALOG_JOB_GET, Query(id=job_id, after_seq=ack.seq))
+        assert reply.job is not None
+        return self.out(reply.job)
+
+    async def _check_owned(self, job: JobView, output_key: str) -> None:
+        """A callback reports only its own job's output: the key the job was dispatched with, or one
+        claimed by that job. Anything else would make its ``output_url`` presign another job's file."""
+        if output_key == job.output_key:
+            return
+        bucket = job.output_bucket or self.settings.s3.bucket_out
+        owner = await self.owners.owner(bucket, output_key)
+        if owner != job.id:
+            whose = (
+                f"it belongs to job {owner}"
+                if owner
+                else f"the job was dispatched with {_short(job.output_key)}"
+            )
+            raise Conflict(f"output_key {_short(output_key)} is not an output of job {job.id}: {whose}")
+
+    async def callback(self, job_id: str, body: JobCallback, token: str) -> JobOut:
+        """A result from the Lambda handler, with the token issued when this very job was dispatched."""
+        if not self.callbacks.valid(job_id, token):
+            raise Unauthorized("a callback needs the token issued when this job was dispatched to Lambda")
+        if body.output_bucket is not None and body.output_bucket != self.settings.s3.bucket_out:
+            raise BadRequest(f"output_bucket is fixed by configuration ({self.settings.s3.bucket_out})")
+        job = (await self.get(job_id)).job  # 404 for an unknown job
+        retry = job.retries  # the run reporting
+        event: JobCompleted | JobFailed | JobProgress
+        if body.status == "completed":
+            if not body.output_key:
+                raise BadRequest("a completed callback needs output_key")
+            try:
+                validate_key(body.output_key)
+            except ValueError as exc:
+                raise BadRequest(f"output_key: {exc}") from None
+            folder = posixpath.dirname(body.output_key)
+            for i, key in enumerate(body.output_keys):
+                try:
+                    validate_key(key)
+                except ValueError as exc:
+                    raise BadRequest(f"output_keys[{i}]: {exc}") from None
+                if posixpath.dirname(key) != folder:  # the uploader writes a job's files beside its output
+                    raise BadRequest(f"output_keys[{i}]: {_short(key)} is not in the folder of output_key")
+            await self._check_owned(job, body.output_key)
+            subject, event, msg_id = (
+                s.JOB_COMPLETED,
+                JobCompleted(
+                    job_id=job_id,
+                    output_key=body.output_key,
+                    output_bucket=body.output_bucket or self.settings.s3.bucket_out,
+                    output_keys=body.output_keys or [body.output_key],
+                    output_size=body.output_size,
+                    duration=body.duration,
+                    elapsed=body.elapsed,
+                    worker=body.worker or "lambda",
+                    retry=retry,
+                ),
+                outcome_id("completed", job_id, retry),
+            )
+        elif body.status == "failed":
+            subject, event, msg_id = (
+                s.JOB_FAILED,
+                JobFailed(
+                    job_id=job_id,
+                    error=body.error or "failed",
+                    reason=body.reason or "internal",
+                    worker=body.worker or "lambda",
+                    retry=retry,
+                ),
+                outcome_id("failed", job_id, retry),
+            )
+        else:
+            subject, event, msg_id = (
+                s.JOB_PROGRESS,
+                JobProgress(
+                    job_id=job_id, progress=body.progress, worker=body.worker or "lambda", retry=retry
+                ),
+                None,
+            )
+        ack = await publish_event(self.js, subject, event, msg_id=msg_id)
+        reply = await self._query(s.CATALOG_JOB_GET, Query(id=job_id, after_seq=ack.seq))
+        assert reply.job is not None
+        return self.out(reply.job)
+
+
+def _short(key: str | None, limit: int = 200) -> str:
+    """A key named in an error message: a callback's key may be 1,024 characters."""
+    text = repr(key)
+    return text if len(text) <= limit else f"{text[:limit]}…"
+
+
+def queued_view(req: JobRequested) -> JobView:
+    """What JetStream has stored, before any worker has touched it."""
+    at = req.requested_at
+    fields = msgspec.structs.asdict(req)
+    return msgspec.convert(
+        {**fields, "id": req.job_id, "status": "queued", "created_at": at, "updated_at": at}, JobView
+    )

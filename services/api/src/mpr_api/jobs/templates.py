@@ -1,0 +1,42 @@
+"""A job request naming a template (``POST /api/jobs`` with ``"template": "name"`` or ``"name@revision"``):
+the template's fields are the defaults, the fields the request gives win."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from mpr_common.errors import BadRequest, NotFound
+from mpr_common.events import new_id
+from mpr_common.templates import (
+    TemplateError,
+    given_fields,
+    parse_template_ref,
+    template_ref,
+    templated_fields,
+)
+
+from ..automation.store import TemplateStore
+from .schemas import JobCreate
+
+
+async def templated_body(js: Any, body: JobCreate) -> tuple[JobCreate, str]:
+    """``body`` with its template applied (and a job id, which an output key pattern may name), and the
+    "<name>@<revision>" it was made from. 400 for a template that does not exist or does not fit."""
+    assert body.template is not None
+    try:
+        name, revision = parse_template_ref(body.template)
+    except TemplateError as exc:
+        raise BadRequest(str(exc)) from None
+    try:
+        stored = await TemplateStore(js).get(name, revision)
+    except NotFound as exc:
+        raise BadRequest(f"template: {exc.detail}") from None
+    job_id = body.job_id or new_id()
+    try:
+        fields = templated_fields(stored.value, given_fields(body), body.source_key, job_id)
+        merged = msgspec.convert({**msgspec.structs.asdict(body), **fields, "job_id": job_id}, JobCreate)
+    except (TemplateError, msgspec.ValidationError) as exc:
+        raise BadRequest(f"template {name!r}: {exc}") from None
+    return merged, template_ref(name, stored.revision)

@@ -1,0 +1,1 @@
+"""Presets: the encoding presets a job may name (``feature.py`` exports it)."""
