@@ -334,6 +334,10 @@ class Subscription:
                 return item
             if deadline is not None and loop.time() >= deadline:
                 return None
+        return await self._next_live(deadline)
+
+    async def _next_live(self, deadline: float | None) -> Item | None:
+        """The next event queued by the shared reader, or None at ``deadline``."""
         while True:
             if not self.queue.empty():  # no timer to set when events are waiting
                 item = self.queue.get_nowait()

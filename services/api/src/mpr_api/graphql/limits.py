@@ -97,10 +97,22 @@ def requested_items(
     root = schema.get_root_type(operation.operation)
     if root is None:
         return 0
+    total = 0
+    for node in _root_fields(document, operation.selection_set).values():
+        definition = root.fields.get(node.name.value)
+        if definition is not None and "limit" in definition.args:
+            asked = _argument(node, "limit", definition.args["limit"], operation, variables)
+            if isinstance(asked, int) and not isinstance(asked, bool):
+                total += min(max(asked, 0), L.MAX_PAGE)
+    return total
+
+
+def _root_fields(document: DocumentNode, selection_set: SelectionSetNode) -> dict[str, FieldNode]:
+    """The root fields by response key (the first of those that share one), through fragments."""
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
     fields: dict[str, FieldNode] = {}
     seen_fragments: set[str] = set()
-    pending: list[SelectionSetNode] = [operation.selection_set]
+    pending: list[SelectionSetNode] = [selection_set]
     while pending:
         for selection in pending.pop().selections:
             if isinstance(selection, FieldNode):
@@ -114,14 +126,7 @@ def requested_items(
                 if name not in seen_fragments and name in fragments:
                     seen_fragments.add(name)
                     pending.append(fragments[name].selection_set)
-    total = 0
-    for node in fields.values():
-        definition = root.fields.get(node.name.value)
-        if definition is not None and "limit" in definition.args:
-            asked = _argument(node, "limit", definition.args["limit"], operation, variables)
-            if isinstance(asked, int) and not isinstance(asked, bool):
-                total += min(max(asked, 0), L.MAX_PAGE)
-    return total
+    return fields
 
 
 def _argument(

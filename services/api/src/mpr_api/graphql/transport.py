@@ -154,12 +154,7 @@ def graphql_controller(schema: BaseSchema, path: str = "/graphql") -> type[Contr
             return decode_json_body(data)
 
         async def parse_http_body(self, request: Any) -> Any:
-            if request.method != "GET" and "application/json" in (request.content_type or ""):
-                # A JSON value's first character says what it is: anything but an object (or an array,
-                # refused by Strawberry as a batch) would reach Strawberry's ``data.get`` as a 500.
-                first = (await request.get_body()).lstrip(_JSON_WHITESPACE)[:1]
-                if first not in (b"{", b"["):
-                    raise StrawberryHTTPError(400, NOT_AN_OBJECT)
+            await _refuse_non_objects(request)
             return await super().parse_http_body(request)
 
         async def execute_single(self, **kwargs: Any) -> ExecutionResult:
@@ -187,10 +182,24 @@ def graphql_controller(schema: BaseSchema, path: str = "/graphql") -> type[Contr
                 return Response(
                     {"status_code": exc.status_code, "detail": exc.reason}, status_code=exc.status_code
                 )
-            if response.media_type == "application/json" and _wants_graphql_response(request):
-                response.media_type = GRAPHQL_RESPONSE
-                if request.state.get("graphql_request_error"):
-                    response.status_code = 400
+            _mark_graphql_response(request, response)
             return response
 
     return GraphQLController
+
+
+async def _refuse_non_objects(request: Any) -> None:
+    if request.method != "GET" and "application/json" in (request.content_type or ""):
+        # A JSON value's first character says what it is: anything but an object (or an array,
+        # refused by Strawberry as a batch) would reach Strawberry's ``data.get`` as a 500.
+        first = (await request.get_body()).lstrip(_JSON_WHITESPACE)[:1]
+        if first not in (b"{", b"["):
+            raise StrawberryHTTPError(400, NOT_AN_OBJECT)
+
+
+def _mark_graphql_response(request: Request[Any, Any, Any], response: Response) -> None:
+    """``application/graphql-response+json`` when asked for, where a request error is a 400."""
+    if response.media_type == "application/json" and _wants_graphql_response(request):
+        response.media_type = GRAPHQL_RESPONSE
+        if request.state.get("graphql_request_error"):
+            response.status_code = 400
