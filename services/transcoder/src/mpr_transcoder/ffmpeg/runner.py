@@ -1,4 +1,5 @@
-"""Runs FFmpeg as a child process (exec, no shell), reading ``-progress`` reports from stdout.
+"""Runs FFmpeg as a child process (exec, no shell, :mod:`.process`), reading ``-progress`` reports from
+stdout.
 
 Bounds on one run: the total time (``timeout``), the time without progress (``stall_timeout``), the work
 the source really holds (``max_frame_gap``: output time that no source frame accounts for), its address
@@ -11,209 +12,152 @@ import asyncio
 import collections
 import contextlib
 import signal
-import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from mpr_common.mediainfo import ProbeError, child_setup, probe, redact
+from mpr_common.mediainfo import ProbeError, redact
 
-from .ffmpeg_command import VIDEO_TIMING
+from .argv import LOCAL_FILES, writes_source_frames
+from .errors import (
+    MEMORY_ERROR_MARKERS,
+    FfmpegCancelled,
+    FfmpegError,
+    FfmpegKilled,
+    FfmpegOutOfMemory,
+    FfmpegSourceGap,
+    FfmpegStalled,
+    FfmpegTimeout,
+    signal_name,
+)
+from .probe import probe
+from .process import spawn
+from .progress import MAX_FRAME_GAP, FrameGaps, Progress, ProgressReport, parse_progress_block
 
 # What a job's steps are given to run FFmpeg: one argv in, its stderr lines out (under the job's limits,
-# cancel signal and progress; see pipeline.StepRunner).
+# cancel signal and progress; see steps.StepRunner).
 Runner = Callable[[list[str]], Awaitable[list[str]]]
 
 
 @dataclass(slots=True)
-class ProgressReport:
-    out_time: float | None = None  # seconds written
-    speed: float | None = None  # x realtime
-    done: bool = False
-    frame: int | None = None  # frames sent to the encoder
-    total_size: int | None = None  # bytes written (N/A for muxers that write their own files, e.g. HLS)
-    dup_frames: int | None = None  # of ``frame``, copies of an earlier picture (constant frame rate outputs)
+class _Watch:
+    """What the readers of one run saw: stderr (redacted), its progress, a jump in the source found."""
+
+    tail: collections.deque[str]
+    lines: collections.deque[str]
+    progress: Progress = field(default_factory=Progress)
+    gaps: FrameGaps | None = None
+    gap_found: asyncio.Future[tuple[float, float]] | None = None
 
 
-class FfmpegError(RuntimeError):
-    def __init__(self, message: str, returncode: int | None, tail: str) -> None:
-        super().__init__(message)
-        self.returncode = returncode
-        self.tail = tail
+async def _read_progress(proc: asyncio.subprocess.Process, watch: _Watch, on_progress) -> None:
+    block: list[str] = []
+    assert proc.stdout and watch.gap_found is not None
+    async for raw in proc.stdout:
+        line = raw.decode("utf-8", "replace").strip()
+        block.append(line)
+        if line.startswith("progress="):
+            rep = parse_progress_block(block)
+            watch.progress.seen(rep)
+            if watch.gaps is not None and not watch.gap_found.done() and (found := watch.gaps.gap(rep)):
+                watch.gap_found.set_result(found)
+            on_progress(rep)
+            block = []
 
 
-class FfmpegTimeout(FfmpegError):
-    pass
+async def _read_stderr(proc: asyncio.subprocess.Process, watch: _Watch, names) -> None:
+    assert proc.stderr
+    async for raw in proc.stderr:
+        line = raw.decode("utf-8", "replace").rstrip()
+        if line:
+            shown = redact(line, names)
+            watch.tail.append(shown)
+            watch.lines.append(shown)
 
 
-class FfmpegStalled(FfmpegError):
-    """No progress (time written, frames, bytes) for ``stall_timeout`` seconds."""
-
-
-class FfmpegCancelled(FfmpegError):
-    pass
-
-
-class FfmpegSourceGap(FfmpegError):
-    """The output's time ran far ahead of the source's frames: its timestamps jump (a frame hours after
-    the previous one), so FFmpeg would write hours of one picture, or spend them duplicating it."""
-
-    def __init__(self, message: str, returncode: int | None, tail: str, *, gap: float, at: float) -> None:
-        super().__init__(message, returncode, tail)
-        self.gap = gap  # seconds of output no source frame accounts for
-        self.at = at  # output time (seconds) where the jump starts
-
-
-class FfmpegKilled(FfmpegError):
-    """Ended by a signal nobody here sent: the OOM killer's SIGKILL, or a crash (SIGSEGV, SIGABRT…)."""
-
-    @property
-    def signal_name(self) -> str:
-        return _signal_name(-(self.returncode or 0))
-
-
-class FfmpegOutOfMemory(FfmpegError):
-    """An allocation failed: FFmpeg needs more memory than its address-space limit allows."""
-
-
-# What FFmpeg, its libraries and the dynamic loader print when an allocation fails.
-MEMORY_ERROR_MARKERS = (
-    "Cannot allocate memory",
-    "malloc of size",
-    "failed to map segment",
-    "Out of memory",
-    "out of memory",
-    "std::bad_alloc",
-)
-
-
-def _signal_name(sig: int) -> str:
+async def _wait(
+    proc: asyncio.subprocess.Process,
+    watch: _Watch,
+    readers: Awaitable,
+    timeout: float,
+    cancelled: asyncio.Event | None,
+    stall_timeout: float | None,
+) -> str | None:
+    """Until FFmpeg ends or is stopped; why it was stopped (``gap``, ``cancelled``, ``stalled``,
+    ``timeout``), None when it ended by itself."""
+    assert watch.gap_found is not None
+    waiter = asyncio.ensure_future(proc.wait())
+    cancel_wait = asyncio.ensure_future(cancelled.wait()) if cancelled else None
+    stall_wait = asyncio.ensure_future(watch.progress.stalled(stall_timeout)) if stall_timeout else None
+    reason: str | None = None
     try:
-        return signal.Signals(sig).name
-    except ValueError:
-        return f"signal {sig}"
+        done, _ = await asyncio.wait(
+            [w for w in (waiter, cancel_wait, stall_wait, watch.gap_found) if w],
+            timeout=timeout,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if watch.gap_found in done:
+            reason = "gap"
+        elif waiter not in done:
+            reason = "cancelled" if cancel_wait in done else "stalled" if stall_wait in done else "timeout"
+        if reason is not None:
+            await _stop(proc)
+        await waiter
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(readers, 5)
+        if reason is None and watch.gap_found.done():  # FFmpeg ended at once: what it wrote is not the source
+            reason = "gap"
+    except asyncio.CancelledError:
+        await _stop(proc)
+        raise
+    finally:
+        for w in (cancel_wait, stall_wait):
+            if w is not None:
+                w.cancel()
+        if proc.returncode is None:
+            await _stop(proc)
+    return reason
 
 
-def _mib(n: int) -> str:
-    return f"{n / 1024**2:.0f} MiB"
-
-
-def parse_progress_block(lines: list[str]) -> ProgressReport:
-    """Parse one ``-progress`` block (``key=value`` lines ending with ``progress=...``)."""
-    rep = ProgressReport()
-    for line in lines:
-        key, _, value = line.partition("=")
-        value = value.strip()
-        if key in ("out_time_us", "out_time_ms") and value not in ("N/A", ""):
-            with contextlib.suppress(ValueError):
-                rep.out_time = max(0.0, int(value) / 1_000_000)
-        elif key == "speed" and value.endswith("x"):
-            with contextlib.suppress(ValueError):
-                rep.speed = float(value[:-1])
-        elif key == "frame":
-            with contextlib.suppress(ValueError):
-                rep.frame = int(value)
-        elif key == "total_size":
-            with contextlib.suppress(ValueError):
-                rep.total_size = int(value)
-        elif key == "dup_frames":
-            with contextlib.suppress(ValueError):
-                rep.dup_frames = int(value)
-        elif key == "progress":
-            rep.done = value == "end"
-    return rep
-
-
-class _Progress:
-    """When the run last moved forward: more time written, more frames, or more bytes."""
-
-    def __init__(self) -> None:
-        self.last = time.monotonic()
-        self._best = [-1.0, -1.0, -1.0]
-
-    def seen(self, rep: ProgressReport) -> None:
-        moved = rep.done
-        for i, value in enumerate((rep.out_time, rep.frame, rep.total_size)):
-            if value is not None and value > self._best[i]:
-                self._best[i] = value
-                moved = True
-        if moved:
-            self.last = time.monotonic()
-
-    async def stalled(self, limit: float) -> None:
-        """Returns once nothing moved for ``limit`` seconds."""
-        while True:
-            idle = time.monotonic() - self.last
-            if idle >= limit:
-                return
-            await asyncio.sleep(min(limit - idle, 1.0) + 0.01)
-
-
-# Seconds of output without a new source frame that end a run (see :class:`FrameGaps`). A quarter of an
-# hour of one picture: far above any slide or idle screen in a real recording, far below what a source
-# whose timestamps jump by hours makes FFmpeg write.
-MAX_FRAME_GAP = 900.0
-# Each source frame accounts for at least this much output time before a gap is counted: estimates from
-# ``-progress`` blocks (one every 0.5 s) never take a source at a few frames a second for a gap.
-_FRAME_ALLOWANCE = 1.0
-
-
-class FrameGaps:
-    """Output time that the source's frames do not account for, from ``-progress`` blocks.
-
-    A source frame far after the previous one shows in two ways. With a variable frame rate output
-    (``-fps_mode vfr``) FFmpeg writes it at once: ``out_time`` leaps while few frames arrive. With a
-    constant frame rate it fills the gap with copies: ``dup_frames`` climbs with ``frame`` while no new
-    picture arrives (FFmpeg 7 reports while it does; FFmpeg 5 goes quiet, which the stall limit ends).
-    Per block: ``new`` source frames (frames minus duplicates) over ``dt`` seconds of output leave
-    ``dt - new * max(typical, 1 s)`` seconds unaccounted for, ``typical`` being the run's mean so far;
-    blocks with duplicates and no new frame add up. A block without any video frame says nothing (audio
-    goes on after the picture ended, or an audio-only output)."""
-
-    def __init__(self, limit: float, *, leaps: bool = True) -> None:
-        self.limit = limit
-        # Whether a leap of out_time counts: only where each output frame is one source frame at its
-        # own time (ffmpeg_command.VIDEO_TIMING); a storyboard's sheet legitimately stands for minutes.
-        self.leaps = leaps
-        self._time = 0.0
-        self._frames = 0
-        self._dups = 0
-        self._silent = 0.0  # output time since the last new source frame, over duplicates only
-        self._silent_from = 0.0
-
-    def gap(self, rep: ProgressReport) -> tuple[float, float] | None:
-        """(seconds unaccounted for, output time where they start) once above the limit, else None."""
-        if rep.out_time is None or rep.frame is None:
-            return None
-        dt = rep.out_time - self._time
-        frames = rep.frame - self._frames
-        dups = max(0, (rep.dup_frames or 0) - self._dups)
-        if frames <= 0 or dt <= 0:
-            self._time = max(self._time, rep.out_time)
-            return None
-        new = max(0, frames - dups)
-        source_frames = self._frames - self._dups
-        typical = self._time / source_frames if source_frames > 0 else 0.0
-        found: tuple[float, float] | None = None
-        if new == 0:
-            if self._silent == 0.0:
-                self._silent_from = self._time
-            self._silent += dt
-            if self._silent > self.limit:
-                found = (self._silent, self._silent_from)
-        else:
-            unaccounted = self._silent + dt - new * max(typical, _FRAME_ALLOWANCE)
-            if self.leaps and unaccounted > self.limit:
-                found = (unaccounted, self._silent_from if self._silent else self._time)
-            self._silent = 0.0
-        self._time, self._frames, self._dups = rep.out_time, rep.frame, rep.dup_frames or 0
-        return found
-
-
-def _writes_source_frames(args: list[str]) -> bool:
-    """The command writes each source frame at its own time (:data:`VIDEO_TIMING`), nothing else."""
-    n = len(VIDEO_TIMING)
-    return any(args[i : i + n] == VIDEO_TIMING for i in range(len(args) - n + 1))
+def _failure(
+    reason: str | None,
+    rc: int | None,
+    watch: _Watch,
+    *,
+    timeout: float,
+    stall_timeout: float | None,
+    max_memory: int | None,
+    max_frame_gap: float | None,
+) -> FfmpegError | None:
+    """The error a run ended with, None for a success."""
+    text = "\n".join(watch.tail)
+    if reason == "timeout":
+        return FfmpegTimeout(f"ffmpeg ran longer than {timeout:.0f}s", rc, text)
+    if reason == "stalled":
+        return FfmpegStalled(f"ffmpeg made no progress for {stall_timeout:g}s", rc, text)
+    if reason == "cancelled":
+        return FfmpegCancelled("cancelled", rc, text)
+    if reason == "gap":
+        assert watch.gap_found is not None
+        gap, at = watch.gap_found.result()
+        return FfmpegSourceGap(
+            f"the source's timestamps jump by about {gap:.0f}s after {at:.1f}s: "
+            f"no source frame for more than {max_frame_gap:g}s of output",
+            rc,
+            text,
+            gap=gap,
+            at=at,
+        )
+    if rc is not None and rc < 0:
+        return FfmpegKilled(f"ffmpeg was killed by {signal_name(-rc)}", rc, text)
+    # An allocation that failed under the limit: FFmpeg may still exit 0 (an input error mid-stream).
+    if any(m in text for m in MEMORY_ERROR_MARKERS):
+        limit = f" under its address-space limit of {max_memory / 1024**2:.0f} MiB" if max_memory else ""
+        return FfmpegOutOfMemory(f"ffmpeg ran out of memory{limit}", rc, text)
+    if rc != 0:
+        last = watch.tail[-1] if watch.tail else ""
+        return FfmpegError(f"ffmpeg exited with {rc}: {last}"[:1000], rc, text)
+    return None
 
 
 async def run_ffmpeg(
@@ -236,105 +180,28 @@ async def run_ffmpeg(
     long (e.g. a source whose next frame is hours ahead: FFmpeg writes duplicates without a report).
     ``max_frame_gap``: stop FFmpeg as soon as that many seconds of output hold no new source frame
     (:class:`FrameGaps`: duplicates always; a leap of the output time in commands with
-    ``ffmpeg_command.VIDEO_TIMING``; None: no check).
+    ``argv.VIDEO_TIMING``; None: no check).
     ``max_memory``: its address space in bytes. ``names``: URL → name (the object's key) for the stderr
     tail; any other URL there loses its query string (see ``mpr_common.mediainfo.redact``)."""
-    proc = await asyncio.create_subprocess_exec(
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,
-        preexec_fn=child_setup(max_memory),
+    proc = await spawn(args, max_memory=max_memory, new_session=True)
+    watch = _Watch(collections.deque(maxlen=tail_lines), collections.deque(maxlen=keep_lines))
+    if max_frame_gap:
+        watch.gaps = FrameGaps(max_frame_gap, leaps=writes_source_frames(args))
+    watch.gap_found = asyncio.get_running_loop().create_future()
+    readers = asyncio.gather(_read_progress(proc, watch, on_progress), _read_stderr(proc, watch, names))
+    reason = await _wait(proc, watch, readers, timeout, cancelled, stall_timeout)
+    error = _failure(
+        reason,
+        proc.returncode,
+        watch,
+        timeout=timeout,
+        stall_timeout=stall_timeout,
+        max_memory=max_memory,
+        max_frame_gap=max_frame_gap,
     )
-    tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
-    lines: collections.deque[str] = collections.deque(maxlen=keep_lines)
-    progress = _Progress()
-    gaps = FrameGaps(max_frame_gap, leaps=_writes_source_frames(args)) if max_frame_gap else None
-    gap_found: asyncio.Future[tuple[float, float]] = asyncio.get_running_loop().create_future()
-
-    async def read_progress() -> None:
-        block: list[str] = []
-        assert proc.stdout
-        async for raw in proc.stdout:
-            line = raw.decode("utf-8", "replace").strip()
-            block.append(line)
-            if line.startswith("progress="):
-                rep = parse_progress_block(block)
-                progress.seen(rep)
-                if gaps is not None and not gap_found.done() and (found := gaps.gap(rep)):
-                    gap_found.set_result(found)
-                on_progress(rep)
-                block = []
-
-    async def read_stderr() -> None:
-        assert proc.stderr
-        async for raw in proc.stderr:
-            line = raw.decode("utf-8", "replace").rstrip()
-            if line:
-                shown = redact(line, names)
-                tail.append(shown)
-                lines.append(shown)
-
-    readers = asyncio.gather(read_progress(), read_stderr())
-    waiter = asyncio.ensure_future(proc.wait())
-    cancel_wait = asyncio.ensure_future(cancelled.wait()) if cancelled else None
-    stall_wait = asyncio.ensure_future(progress.stalled(stall_timeout)) if stall_timeout else None
-    reason: str | None = None
-    try:
-        done, _ = await asyncio.wait(
-            [w for w in (waiter, cancel_wait, stall_wait, gap_found) if w],
-            timeout=timeout,
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-        if gap_found in done:
-            reason = "gap"
-        elif waiter not in done:
-            reason = "cancelled" if cancel_wait in done else "stalled" if stall_wait in done else "timeout"
-        if reason is not None:
-            await _stop(proc)
-        await waiter
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(readers, 5)
-        if reason is None and gap_found.done():  # FFmpeg ended at once: what it wrote is not the source
-            reason = "gap"
-    except asyncio.CancelledError:
-        await _stop(proc)
-        raise
-    finally:
-        for w in (cancel_wait, stall_wait):
-            if w is not None:
-                w.cancel()
-        if proc.returncode is None:
-            await _stop(proc)
-    text = "\n".join(tail)
-    rc = proc.returncode
-    if reason == "timeout":
-        raise FfmpegTimeout(f"ffmpeg ran longer than {timeout:.0f}s", rc, text)
-    if reason == "stalled":
-        raise FfmpegStalled(f"ffmpeg made no progress for {stall_timeout:g}s", rc, text)
-    if reason == "cancelled":
-        raise FfmpegCancelled("cancelled", rc, text)
-    if reason == "gap":
-        gap, at = gap_found.result()
-        raise FfmpegSourceGap(
-            f"the source's timestamps jump by about {gap:.0f}s after {at:.1f}s: "
-            f"no source frame for more than {max_frame_gap:g}s of output",
-            rc,
-            text,
-            gap=gap,
-            at=at,
-        )
-    if rc is not None and rc < 0:
-        raise FfmpegKilled(f"ffmpeg was killed by {_signal_name(-rc)}", rc, text)
-    # An allocation that failed under the limit: FFmpeg may still exit 0 (an input error mid-stream).
-    if any(m in text for m in MEMORY_ERROR_MARKERS):
-        limit = f" under its address-space limit of {_mib(max_memory)}" if max_memory else ""
-        raise FfmpegOutOfMemory(f"ffmpeg ran out of memory{limit}", rc, text)
-    if rc != 0:
-        last = tail[-1] if tail else ""
-        raise FfmpegError(f"ffmpeg exited with {rc}: {last}"[:1000], rc, text)
-    return list(lines)
+    if error is not None:
+        raise error
+    return list(watch.lines)
 
 
 async def _stop(proc: asyncio.subprocess.Process) -> None:
@@ -354,7 +221,7 @@ async def written_duration(path: Path, timeout: float = 30.0) -> float:
     """Seconds of media in an output FFmpeg wrote (0.0 if it cannot be read, e.g. an HLS playlist).
 
     ``-progress`` reports the time of the last packet muxed: with B-frames that is a frame before the
-    last ones shown, so with :data:`~.ffmpeg_command.VIDEO_TIMING` a source whose last frames are seconds
+    last ones shown, so with :data:`~.argv.VIDEO_TIMING` a source whose last frames are seconds
     apart (slides, an idle screen) reads seconds short. Asked only when the reported time falls short.
     An HLS playlist (written by FFmpeg, not a source) holds the duration of each segment."""
     if path.suffix == ".m3u8":
@@ -369,7 +236,7 @@ async def written_duration(path: Path, timeout: float = 30.0) -> float:
                     total += float(line[len("#EXTINF:") :].split(",")[0])
         return total
     try:
-        info = await probe(str(path), timeout=timeout, protocols="file", name=path.name)
+        info = await probe(str(path), timeout=timeout, protocols=LOCAL_FILES, name=path.name)
     except ProbeError:
         return 0.0
     return info.duration or 0.0

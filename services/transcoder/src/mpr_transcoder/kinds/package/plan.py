@@ -13,20 +13,11 @@ from typing import Any
 import msgspec
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
-from .bus import retry_transient
-from .codec import decode, encode
-from .events import JobRequested, MediaInfo, new_id, now
-from .jobs import JobRequestError
-from .presets import (
-    AUDIO_RENDITION,
-    DASH_MANIFEST,
-    DEFAULT_PRESET,
-    MASTER_PLAYLIST,
-    PRESETS,
-    STORYBOARD_VTT,
-    Preset,
-    Rung,
-)
+from mpr_common.bus import retry_transient
+from mpr_common.codec import decode, encode
+from mpr_common.events import JobRequested, MediaInfo, new_id, now
+from mpr_common.jobs import JobRequestError
+from mpr_common.presets import AUDIO_RENDITION, DEFAULT_PRESET, PRESETS, STORYBOARD_VTT, Preset, Rung
 
 AUDIO_WEIGHT = 0.3  # encoding AAC costs little beside any video rung
 STORYBOARD_WEIGHT = 0.3
@@ -51,14 +42,6 @@ class PackagePlan(msgspec.Struct, kw_only=True):
 
     def child(self, job_id: str) -> JobRequested | None:
         return next((c for c in self.children if c.job_id == job_id), None)
-
-
-def manifest_keys(package: JobRequested) -> tuple[str, str]:
-    """The keys a package writes its manifests to, in the folder of its output key (whatever that key's
-    own name): its HLS master playlist and its DASH MPD. Whoever owns them owns the folder's package."""
-    assert package.output_key is not None
-    folder = posixpath.dirname(package.output_key)
-    return posixpath.join(folder, MASTER_PLAYLIST), posixpath.join(folder, DASH_MANIFEST)
 
 
 def ladder_rungs(preset: Preset, info: MediaInfo) -> tuple[Rung, ...]:

@@ -1,0 +1,5 @@
+"""The NATS side of a transcoder."""
+
+from .lifecycle import Worker
+
+__all__ = ["Worker"]
