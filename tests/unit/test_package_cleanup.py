@@ -21,8 +21,8 @@ from mpr_common.jobs import JobRequestError, normalize_job
 from mpr_common.jobstate import JobState
 from mpr_common.outputs import OutputOwners
 from mpr_common.packages import manifest_keys
+from mpr_transcoder.kinds.package.children import PackageStore, plan_package
 from mpr_transcoder.kinds.package.chord import Packager, child_files
-from mpr_transcoder.kinds.package.plan import PackageStore, plan_package
 from tests.unit.api_fakes import FakeJetStream, FakeKV, FakeNats
 
 TOKEN = "t0ken"

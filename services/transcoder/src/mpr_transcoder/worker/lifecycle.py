@@ -33,8 +33,8 @@ from mpr_common.metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING, CONSUMER_
 from mpr_common.outputs import OutputOwners
 from mpr_common.runtime import freeze_startup_heap
 
+from ..kinds.package.children import PackageStore
 from ..kinds.package.chord import Packager
-from ..kinds.package.plan import PackageStore
 from ..limits import Limits
 from ..settings import TranscoderSettings
 from ..source_info import catalog_probe

@@ -1,4 +1,4 @@
-"""The ``package`` kind: never run as one job. The worker plans it into child jobs (:mod:`.plan`: a
+"""The ``package`` kind: never run as one job. The worker plans it into child jobs (:mod:`.children`: a
 ``rendition`` per rung and the sound, a ``storyboard`` when asked for), publishes them, and its last child
 to complete writes the manifests (:mod:`.manifests`) and completes it: the chord (:mod:`.chord`)."""
 

@@ -44,8 +44,8 @@ from mpr_common.storage import guess_content_type
 
 from ...uploader import STORAGE_ERRORS
 from ..rendition.cmaf import init_name, playlist_name
+from .children import PackagePlan, PackageStore, as_planned, plan_package
 from .manifests import dash_mpd, hls_master
-from .plan import PackagePlan, PackageStore, as_planned, plan_package
 
 log = logging.getLogger("mpr.transcoder")
 

@@ -28,7 +28,7 @@ from mpr_common.events import MediaInfo, Rendition
 from mpr_common.presets import AUDIO_RENDITION, Preset, Rung
 
 from ...ffmpeg.argv import GLOBAL_ARGS, local_input
-from ..package.plan import ladder_rungs
+from ..package.children import ladder_rungs
 
 AUDIO_SAMPLE_RATE = 48000
 AUDIO_CHANNELS = 2
