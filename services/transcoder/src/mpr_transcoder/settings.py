@@ -43,7 +43,7 @@ class TranscoderSettings(ServiceSettings):
     # Queue classes this replica takes jobs from (comma-separated; docs/queues.md): all of them, or one per
     # Deployment where each class scales on its own lag (k8s/transcoder.yaml)
     classes: frozenset[str] = env("TRANSCODER_CLASSES", default=frozenset(PRIORITIES))
-    # every Nth free slot is a share slot: it goes to the class that has waited longest (mpr_transcoder.scheduler)
+    # every Nth free slot is a share slot: it goes to the class that has waited longest (mpr_transcoder.worker.scheduler)
     share_every: int = env("TRANSCODER_SHARE_EVERY", default=4)
 
     def __post_init__(self) -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# Defined in mpr_common (the catalog's ffprobe reads sources through the same whitelists); the transcoder
+# takes them from here only.
 from mpr_common.mediainfo import INPUT_FORMATS, NETWORK_PROTOCOLS
-
-__all__ = ["INPUT_FORMATS", "NETWORK_PROTOCOLS"]
 
 # Every FFmpeg command: no stdin, errors only, overwrite, ``-progress`` reports on stdout (see .runner).
 GLOBAL_ARGS = [

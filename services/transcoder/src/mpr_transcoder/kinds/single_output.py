@@ -26,7 +26,7 @@ class Plan:
     output_dir: Path
     main_output: Path  # the file uploaded to output_key
     expected_duration: float | None  # seconds of media the output will hold (for progress)
-    # HLS media segments, uploaded while FFmpeg writes the next ones (see uploader.py)
+    # HLS media segments, uploaded while FFmpeg writes the next ones (see ..uploader)
     segment_glob: str | None = None
 
 
