@@ -16,7 +16,7 @@ from mpr_common.events import JobRequested
 from mpr_common.jobs import normalize_job
 from mpr_common.mediainfo import NETWORK_PROTOCOLS, probe
 from mpr_common.presets import PRESETS
-from mpr_transcoder.ffmpeg_command import build_plan
+from mpr_transcoder.kinds.single_output import build_plan
 
 from .common import HEADERS, Rate, Server, median_rate, proc_cpu_s
 from .loadgen import LoadResult, encode_post, run_async, run_load

@@ -17,8 +17,8 @@ from mpr_common.presets import PRESETS
 from mpr_devstack.servers import free_port
 from mpr_devstack.stack import Stack
 from mpr_devstack.tcp_proxy import TcpProxy
-from mpr_transcoder.ffmpeg_runner import run_ffmpeg
-from mpr_transcoder.smart_cut import smart_trim
+from mpr_transcoder.ffmpeg import run_ffmpeg
+from mpr_transcoder.kinds.trim.smart_cut import smart_trim
 
 from .ceilings import ffmpeg_runs, job_requests, load_rate, moto_list
 from .common import (
@@ -223,7 +223,7 @@ def trim(work: Path, seconds: int, runs: int) -> dict:
     """10 s trims of a ``seconds`` long 720p source through MPR, per preset: the key-frame-only
     ``copy``, the frame-accurate ``accurate`` (smart cut) and a full re-encode; the bytes each read from
     S3, its wall time, and the same trim of the local file (the transcoder's own FFmpeg arguments; for
-    ``accurate``, its steps: ``mpr_transcoder.smart_cut``)."""
+    ``accurate``, its steps: ``mpr_transcoder.kinds.trim``)."""
 
     def local_smart_trims(body: dict, src: Path) -> Rate:
         info = asyncio.run(probe(str(src), protocols="file"))

@@ -10,7 +10,7 @@ from pathlib import Path
 from mpr_common.mediainfo import probe
 from mpr_common.presets import PRESETS
 from mpr_devstack.stack import Stack
-from mpr_transcoder.cmaf import ladder_command
+from mpr_transcoder.kinds.rendition.cmaf import ladder_command
 
 from .ceilings import _run_ffmpeg
 from .common import Rate, api_client, job_of, make_source, run_job

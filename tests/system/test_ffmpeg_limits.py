@@ -22,8 +22,7 @@ from mpr_common.events import JobRequested, MediaInfo
 from mpr_common.settings import S3Settings
 from mpr_devstack.servers import MotoServer
 from mpr_transcoder import pipeline
-from mpr_transcoder.ffmpeg_command import VIDEO_TIMING
-from mpr_transcoder.ffmpeg_runner import (
+from mpr_transcoder.ffmpeg import (
     FfmpegCancelled,
     FfmpegKilled,
     FfmpegOutOfMemory,
@@ -31,8 +30,10 @@ from mpr_transcoder.ffmpeg_runner import (
     ProgressReport,
     run_ffmpeg,
 )
-from mpr_transcoder.pipeline import JobError, Limits, clean_workdir, run_job
+from mpr_transcoder.ffmpeg.argv import VIDEO_TIMING
+from mpr_transcoder.pipeline import JobError, Limits, run_job
 from mpr_transcoder.settings import TranscoderSettings
+from mpr_transcoder.workdir import clean_workdir
 from tests.media import make_timed_mkv, make_video
 
 pytestmark = pytest.mark.system
@@ -458,7 +459,7 @@ async def test_no_room_in_the_workdir_fails_before_ffmpeg_and_is_retried(
 
 RUNNER = """
 import asyncio, sys
-from mpr_transcoder.ffmpeg_runner import run_ffmpeg
+from mpr_transcoder.ffmpeg import run_ffmpeg
 args = ["ffmpeg", "-nostdin", "-v", "error", "-progress", "pipe:1", "-re", "-f", "lavfi", "-i",
         "testsrc=duration=600", "-f", "null", "-"]
 asyncio.run(run_ffmpeg(args, lambda r: print("progress", flush=True), timeout=600))

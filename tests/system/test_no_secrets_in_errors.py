@@ -17,7 +17,7 @@ from mpr_common.events import JobRequested, MediaInfo
 from mpr_common.mediainfo import ProbeError, probe, redact
 from mpr_common.settings import S3Settings
 from mpr_devstack.servers import MotoServer, free_port
-from mpr_transcoder.ffmpeg_runner import FfmpegError, run_ffmpeg
+from mpr_transcoder.ffmpeg import FfmpegError, run_ffmpeg
 from mpr_transcoder.pipeline import JobError, run_job
 
 pytestmark = pytest.mark.system

@@ -20,8 +20,9 @@ from mpr_common.events import JobCompleted, JobFailed, JobRequested, JobView, Me
 from mpr_common.jobs import JobRequestError, normalize_job
 from mpr_common.jobstate import JobState
 from mpr_common.outputs import OutputOwners
-from mpr_common.packages import PackageStore, manifest_keys, plan_package
-from mpr_transcoder.packaging import Packager, child_files
+from mpr_common.packages import manifest_keys
+from mpr_transcoder.kinds.package.children import PackageStore, plan_package
+from mpr_transcoder.kinds.package.chord import Packager, child_files
 from tests import moto_s3
 from tests.unit.api_fakes import FakeJetStream, FakeKV, FakeNats
 

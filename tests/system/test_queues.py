@@ -25,8 +25,8 @@ from mpr_common.jobstate import (
     move_target,
 )
 from mpr_devstack.servers import NatsServer, free_port
-from mpr_transcoder.pause_flags import PauseFlags, is_paused
-from mpr_transcoder.pull import pull_one
+from mpr_transcoder.worker.pause_flags import PauseFlags, is_paused
+from mpr_transcoder.worker.pull import pull_one
 
 pytestmark = pytest.mark.system
 

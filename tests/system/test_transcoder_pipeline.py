@@ -20,8 +20,8 @@ from mpr_common.jobs import normalize_job
 from mpr_common.mediainfo import probe
 from mpr_common.presets import PRESETS
 from mpr_transcoder import pipeline
-from mpr_transcoder.ffmpeg_command import build_plan
-from mpr_transcoder.ffmpeg_runner import FfmpegCancelled, FfmpegError
+from mpr_transcoder.ffmpeg import FfmpegCancelled, FfmpegError
+from mpr_transcoder.kinds.single_output import build_plan
 from mpr_transcoder.pipeline import JobError, run_job
 from tests import moto_s3
 from tests.media import make_video

@@ -268,7 +268,7 @@ async def test_every_request_round_trips_through_the_tagged_union():
 async def test_a_package_shows_its_children_and_their_weighted_progress(deps):
     from mpr_common.events import JobCompleted, JobRequested, Loudness, MediaInfo
     from mpr_common.jobs import normalize_job
-    from mpr_common.packages import plan_package
+    from mpr_transcoder.kinds.package.children import plan_package
 
     n = deps.nats
     parent = normalize_job(JobRequested(job_id="p1", kind="package", source_key="in/show.mp4"))

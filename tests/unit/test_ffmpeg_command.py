@@ -6,8 +6,9 @@ from mpr_common.events import JobRequested, MediaInfo
 from mpr_common.jobs import normalize_job
 from mpr_common.mediainfo import looks_like_network_error
 from mpr_common.presets import PRESETS
-from mpr_transcoder.ffmpeg_command import build_plan, output_slack
-from mpr_transcoder.ffmpeg_runner import parse_progress_block
+from mpr_transcoder.ffmpeg.argv import output_slack
+from mpr_transcoder.ffmpeg.progress import parse_progress_block
+from mpr_transcoder.kinds.single_output import build_plan
 
 AV = MediaInfo(duration=60.0, video_codec="h264", width=1920, height=1080, audio_codec="aac")
 URL = "http://127.0.0.1:9000/in/a.mp4?X-Amz-Signature=abc"

@@ -14,16 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mpr_transcoder.ffmpeg_command import VIDEO_TIMING
-from mpr_transcoder.ffmpeg_runner import (
-    _FRAME_ALLOWANCE,
-    MAX_FRAME_GAP,
-    FfmpegSourceGap,
-    FrameGaps,
-    ProgressReport,
-    parse_progress_block,
-    run_ffmpeg,
-)
+from mpr_transcoder.ffmpeg import FfmpegSourceGap, ProgressReport, run_ffmpeg
+from mpr_transcoder.ffmpeg.argv import VIDEO_TIMING
+from mpr_transcoder.ffmpeg.progress import _FRAME_ALLOWANCE, MAX_FRAME_GAP, FrameGaps, parse_progress_block
 from tests.media import make_timed_mkv
 
 BASE = ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y", "-progress", "pipe:1"]

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from mpr_transcoder.ffmpeg_runner import FfmpegCancelled, FfmpegError, FfmpegTimeout, run_ffmpeg
+from mpr_transcoder.ffmpeg import FfmpegCancelled, FfmpegError, FfmpegTimeout, run_ffmpeg
 
 BASE = ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y", "-progress", "pipe:1"]
 

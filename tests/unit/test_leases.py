@@ -19,10 +19,10 @@ from mpr_common import subjects as s
 from mpr_common.codec import decode, encode
 from mpr_common.events import JobCompleted, JobFailed, JobRequested
 from mpr_common.jobstate import LEASE_SAFETY, JobLease, JobState, QueuePlaces
-from mpr_transcoder import worker as worker_mod
 from mpr_transcoder.pipeline import JobError, Outcome
 from mpr_transcoder.settings import TranscoderSettings
 from mpr_transcoder.worker import Worker
+from mpr_transcoder.worker import attempt as worker_mod
 
 
 class CasKV:

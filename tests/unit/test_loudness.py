@@ -13,8 +13,8 @@ import pytest
 from mpr_common.events import Loudness
 from mpr_common.mediainfo import INPUT_FORMATS, probe
 from mpr_common.presets import LOUDNORM_TARGET_I, LOUDNORM_TARGET_LRA, LOUDNORM_TARGET_TP
-from mpr_transcoder.ffmpeg_command import GLOBAL_ARGS, input_args
-from mpr_transcoder.ffmpeg_runner import run_ffmpeg
+from mpr_transcoder.ffmpeg import run_ffmpeg
+from mpr_transcoder.ffmpeg.argv import GLOBAL_ARGS, input_args
 from mpr_transcoder.loudness import (
     EBU_R128,
     SILENCE_LUFS,

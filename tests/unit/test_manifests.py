@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from mpr_common.events import Rendition
-from mpr_transcoder.manifests import (
+from mpr_transcoder.kinds.package.manifests import (
     VIDEO_TIMESCALE,
     dash_mpd,
     frame_rate_attr,

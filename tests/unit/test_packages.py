@@ -8,7 +8,7 @@ import pytest
 
 from mpr_common.events import JobRequested, MediaInfo
 from mpr_common.jobs import MAX_JOB_ID, JobRequestError, normalize_job
-from mpr_common.packages import as_planned, plan_package
+from mpr_transcoder.kinds.package.children import as_planned, plan_package
 
 HD = MediaInfo(duration=60.0, video_codec="h264", width=1920, height=1080, audio_codec="aac")
 

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from mpr_common.events import PRIORITIES
-from mpr_transcoder.scheduler import Scheduler
+from mpr_transcoder.worker.scheduler import Scheduler
 
 BACKLOG = 10**9  # a class that never runs out of work
 

@@ -14,21 +14,19 @@ import pytest
 
 from mpr_common.events import MediaInfo
 from mpr_common.mediainfo import probe
-from mpr_transcoder import smart_cut
-from mpr_transcoder.ffmpeg_runner import run_ffmpeg
-from mpr_transcoder.smart_cut import (
+from mpr_transcoder.ffmpeg import run_ffmpeg
+from mpr_transcoder.kinds.trim import smart_cut
+from mpr_transcoder.kinds.trim.codecs import container_for, matching_encoder, sound_encoder
+from mpr_transcoder.kinds.trim.planning import (
     BASE,
     TrimRangeError,
     VideoPacket,
     check_range,
-    container_for,
-    matching_encoder,
     parse_local_copy,
     parse_rotation,
     plan_cut,
-    smart_trim,
-    sound_encoder,
 )
+from mpr_transcoder.kinds.trim.smart_cut import smart_trim
 from tests.media import ffmpeg
 
 FPS = 25

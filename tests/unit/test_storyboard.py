@@ -19,8 +19,8 @@ import pytest
 from mpr_common.events import MediaInfo
 from mpr_common.mediainfo import probe
 from mpr_common.presets import POSTER, PRESETS, STORYBOARD_VTT
-from mpr_transcoder.ffmpeg_runner import ProgressReport, run_ffmpeg
-from mpr_transcoder.storyboard import (
+from mpr_transcoder.ffmpeg import ProgressReport, run_ffmpeg
+from mpr_transcoder.kinds.storyboard import (
     MAX_SHORT_INTERVAL,
     MAX_TILES,
     MIN_INTERVAL,

@@ -11,8 +11,8 @@ from mpr_common.runtime import run
 from mpr_common.storage import get_s3_client
 from mpr_common.tracing import setup_tracing
 
-from .pipeline import clean_workdir
 from .settings import TranscoderSettings
+from .workdir import clean_workdir
 from .worker import Worker
 
 log = logging.getLogger("mpr.transcoder")

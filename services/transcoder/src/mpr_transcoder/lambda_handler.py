@@ -33,8 +33,10 @@ from mpr_common.events import FailureReason, JobRequested
 from mpr_common.settings import S3Settings
 from mpr_common.storage import get_s3_client
 
-from .ffmpeg_runner import ProgressReport
-from .pipeline import JobError, Limits, run_job
+from .ffmpeg import ProgressReport
+from .job_errors import JobError
+from .limits import Limits
+from .pipeline import run_job
 from .settings import TranscoderSettings
 
 log = logging.getLogger("mpr.transcoder.lambda")

@@ -20,11 +20,10 @@ import math
 from typing import Any
 
 from mpr_common.events import Loudness, MediaInfo
-from mpr_common.mediainfo import NETWORK_PROTOCOLS
 from mpr_common.presets import LOUDNORM_TARGET_I, LOUDNORM_TARGET_LRA, LOUDNORM_TARGET_TP
 
-from .ffmpeg_command import GLOBAL_ARGS, input_args
-from .ffmpeg_runner import FfmpegError, Runner
+from .ffmpeg import FfmpegError, Runner
+from .ffmpeg.argv import NETWORK_PROTOCOLS, global_args, input_args
 
 Target = tuple[float, float, float]  # integrated loudness (LUFS), true peak (dBTP), loudness range (LU)
 EBU_R128: Target = (LOUDNORM_TARGET_I, LOUDNORM_TARGET_TP, LOUDNORM_TARGET_LRA)
@@ -70,8 +69,7 @@ def measure_args(
 ) -> list[str]:
     """The first pass over the first audio stream (from ``start``, for ``duration`` seconds: the part the
     job will encode), to a null output; loudnorm prints its measurement at the ``info`` log level."""
-    args = list(GLOBAL_ARGS)
-    args[args.index("-loglevel") + 1] = "info"
+    args = global_args("info")
     source = input_args(url, start, protocols=protocols)
     if duration is not None:
         # An input option: loudnorm holds 3 s back, so an output -t would let it measure 3 s too many.

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from mpr_common.events import PRIORITIES
@@ -42,7 +43,7 @@ class TranscoderSettings(ServiceSettings):
     # Queue classes this replica takes jobs from (comma-separated; docs/queues.md): all of them, or one per
     # Deployment where each class scales on its own lag (k8s/transcoder.yaml)
     classes: frozenset[str] = env("TRANSCODER_CLASSES", default=frozenset(PRIORITIES))
-    # every Nth free slot is a share slot: it goes to the class that has waited longest (mpr_transcoder.scheduler)
+    # every Nth free slot is a share slot: it goes to the class that has waited longest (mpr_transcoder.worker.scheduler)
     share_every: int = env("TRANSCODER_SHARE_EVERY", default=4)
 
     def __post_init__(self) -> None:
@@ -57,3 +58,12 @@ class TranscoderSettings(ServiceSettings):
                 f"TRANSCODER_CLASSES: one or more of {', '.join(PRIORITIES)} (not {sorted(unknown)})"
             )
         return tuple(p for p in PRIORITIES if p in self.classes)
+
+
+SETTING_FIELDS = {f.name: f for f in dataclasses.fields(TranscoderSettings)}
+
+
+def setting(name: str, value: object) -> str:
+    """``TRANSCODER_X=value``: how a failure names the limit it hit."""
+    shown = f"{value:.12g}" if isinstance(value, float) else str(value)
+    return f"{SETTING_FIELDS[name].metadata['env'][0]}={shown}"

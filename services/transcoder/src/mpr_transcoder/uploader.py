@@ -30,7 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mpr_common.storage import upload_file
 
-from .ffmpeg_command import Plan
+from .kinds.single_output import Plan
 
 # What a failed S3 call raises; boto3's upload_file wraps a ClientError in S3UploadFailedError.
 STORAGE_ERRORS = (ClientError, BotoCoreError, S3UploadFailedError)

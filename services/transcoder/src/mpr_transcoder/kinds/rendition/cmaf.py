@@ -10,7 +10,7 @@ every video rendition gets a key frame (an IDR, closed GOP) at exactly each mult
 frame at or after each multiple of ``hls_segment_seconds``, so segment boundaries coincide too.
 
 Pure argument builders; :func:`describe_rendition` reads only files the job wrote itself. Safety: the
-source comes in ``input_args`` built by the caller with the protocol and format whitelists; no option
+source comes in ``input_args`` built by the caller with ``ffmpeg.argv``'s protocol and format whitelists; no option
 value here comes from a user string (names and rates come from the preset table).
 """
 
@@ -25,15 +25,13 @@ from fractions import Fraction
 from pathlib import Path
 
 from mpr_common.events import MediaInfo, Rendition
-from mpr_common.mediainfo import INPUT_FORMATS
-from mpr_common.packages import ladder_rungs
 from mpr_common.presets import AUDIO_RENDITION, Preset, Rung
+
+from ...ffmpeg.argv import GLOBAL_ARGS, local_input
+from ..package.children import ladder_rungs
 
 AUDIO_SAMPLE_RATE = 48000
 AUDIO_CHANNELS = 2
-
-_GLOBAL_ARGS = ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y"]
-_PROGRESS_ARGS = ["-progress", "pipe:1"]
 
 
 # --- file names -------------------------------------------------------------------------------------
@@ -167,12 +165,6 @@ def hls_output_args(preset: Preset, name: str, out_dir: Path) -> list[str]:
 # --- commands ---------------------------------------------------------------------------------------
 
 
-def local_input(path: Path) -> list[str]:
-    """Input arguments for a local file (tests, the benchmark's raw ladder): the same demuxer whitelist
-    as a job's URL, protocol ``file`` only."""
-    return ["-protocol_whitelist", "file", "-format_whitelist", INPUT_FORMATS, "-i", str(path)]
-
-
 def rendition_args(
     input_args: list[str],
     preset: Preset,
@@ -188,7 +180,7 @@ def rendition_args(
     the program name). The result starts with ``ffmpeg`` and reports progress on stdout."""
     if len(input_args) < 2 or input_args[-2] != "-i":
         raise ValueError("input_args must end with '-i', URL")
-    args = [*_GLOBAL_ARGS, *_PROGRESS_ARGS, *input_args]
+    args = [*GLOBAL_ARGS, *input_args]
     if rung is None:
         if info.audio_codec is None:
             raise ValueError("the source has no audio stream for the audio rendition")
@@ -207,7 +199,7 @@ def ladder_command(input_path: Path, preset: Preset, info: MediaInfo, out_dir: P
     rungs = ladder_rungs(preset, info)
     if not rungs and info.audio_codec is None:
         raise ValueError("the source has no audio or video stream")
-    args = [*_GLOBAL_ARGS, *_PROGRESS_ARGS, *local_input(input_path)]
+    args = [*GLOBAL_ARGS, *local_input(input_path)]
     if rungs:
         labels = [f"v{i}" for i in range(len(rungs))]
         graph = [f"[0:v:0]split={len(rungs)}" + "".join(f"[s{i}]" for i in range(len(rungs)))]

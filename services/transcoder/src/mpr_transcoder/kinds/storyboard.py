@@ -1,4 +1,4 @@
-"""Storyboards: what players show over the seek bar. Small frames ("tiles") packed into JPEG sprite sheets,
+"""The ``storyboard`` kind. Storyboards: what players show over the seek bar. Small frames ("tiles") packed into JPEG sprite sheets,
 a WebVTT thumbnails track whose cues point into them (``storyboard_000.jpg#xywh=x,y,w,h``), and a full-size
 poster frame.
 
@@ -41,13 +41,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mpr_common.events import MediaInfo
-from mpr_common.mediainfo import NETWORK_PROTOCOLS
 from mpr_common.presets import POSTER, STORYBOARD_VTT, Preset
 
-from .ffmpeg_command import GLOBAL_ARGS, input_args, leader_skip, output_slack
-from .ffmpeg_runner import Runner
-
-# Runs one FFmpeg argv under the job's limits, cancel signal and progress; returns its stderr lines.
+from ..ffmpeg import ProgressReport, Runner
+from ..ffmpeg.argv import GLOBAL_ARGS, LOCAL_FILES, NETWORK_PROTOCOLS, input_args, output_slack, whitelist
+from ..job_errors import JobError
+from ..steps import StepRunner
+from .base import JobContext, Work
+from .single_output import leader_skip
 
 MIN_INTERVAL = 2.0  # seconds: a tile every 2 s at most (closer tiles mostly repeat a picture)
 MAX_SHORT_INTERVAL = 10.0  # sources up to TARGET_TILES * 10 s get a tile at least every 10 s
@@ -302,10 +303,7 @@ def assemble_args(tiles_dir: Path, columns: int, rows: int, out_dir: Path) -> li
     the file protocol and the image2 demuxer only."""
     return [
         *GLOBAL_ARGS,
-        "-protocol_whitelist",
-        "file",
-        "-format_whitelist",
-        "image2",
+        *whitelist(LOCAL_FILES, "image2"),
         "-f",
         "image2",
         "-framerate",
@@ -514,3 +512,22 @@ async def make_storyboard(
         columns=layout[0],
         rows=layout[1],
     )
+
+
+def plan(ctx: JobContext) -> Work:
+    out_dir = ctx.out_dir
+
+    async def storyboard(runner: StepRunner) -> None:
+        # One pass over the key frames (FFmpeg's reports follow the source), or one seek per tile
+        # (each tile's end reports the share done).
+        steps = runner.scoped(0.0, 95.0, expected=ctx.info.duration)
+
+        def done(frac: float) -> None:
+            steps.on_progress(95.0 * frac, ProgressReport())
+
+        try:
+            await make_storyboard(ctx.url, ctx.info, ctx.preset, out_dir, steps, on_progress=done)
+        except ValueError as exc:
+            raise JobError(str(exc), "invalid") from None
+
+    return Work(out_dir / STORYBOARD_VTT, None, storyboard, check_written=False)

@@ -1,5 +1,5 @@
-"""A package job's life on the transcoders: fan-out into child jobs, the checks a child passes before it
-runs, and the end: the last child to complete writes the manifests (HLS master playlist, DASH MPD) and
+"""The package chord: a package job's life on the transcoders: fan-out into child jobs, the checks a child
+passes before it runs, and the end: the last child to complete writes the manifests (HLS master playlist, DASH MPD) and
 completes the package; a child that fails for good fails the package with its reason and stops the others.
 
 Every step is idempotent, so a redelivery after a crash repeats it harmlessly: children are published
@@ -38,13 +38,14 @@ from mpr_common.events import (
 from mpr_common.jobs import JobRequestError, outcome_id
 from mpr_common.jobstate import JobState
 from mpr_common.outputs import OutputOwners
-from mpr_common.packages import PackagePlan, PackageStore, as_planned, manifest_keys, plan_package
+from mpr_common.packages import manifest_keys
 from mpr_common.presets import DASH_MANIFEST, MASTER_PLAYLIST, POSTER
 from mpr_common.storage import guess_content_type
 
-from .cmaf import init_name, playlist_name
+from ...uploader import STORAGE_ERRORS
+from ..rendition.cmaf import init_name, playlist_name
+from .children import PackagePlan, PackageStore, as_planned, plan_package
 from .manifests import dash_mpd, hls_master
-from .uploader import STORAGE_ERRORS
 
 log = logging.getLogger("mpr.transcoder")
 

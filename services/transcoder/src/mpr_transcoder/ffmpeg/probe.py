@@ -1,0 +1,51 @@
+"""ffprobe of a job's source (or of an output it wrote), run by :mod:`.process` like every FFmpeg child.
+
+The argument list and the reading of ffprobe's JSON are ``mpr_common.mediainfo``'s, shared with the
+catalog's prober: both see a source the same way."""
+
+from __future__ import annotations
+
+import json
+
+from mpr_common.events import MediaInfo
+from mpr_common.mediainfo import NETWORK_PROTOCOLS, ProbeError, ffprobe_args, parse_ffprobe, redact
+
+from .errors import FfmpegError
+from .process import capture
+
+
+async def probe(
+    url: str,
+    timeout: float = 60.0,
+    protocols: str = NETWORK_PROTOCOLS,
+    *,
+    name: str | None = None,
+    max_memory: int | None = None,
+) -> MediaInfo:
+    """Run ffprobe on ``url`` (killed after ``timeout``). A :class:`ProbeError` never holds the URL:
+    ``name`` (the object's key) stands in its place, or the URL without its query string."""
+    try:
+        done = await capture(ffprobe_args(url, protocols), timeout, max_memory=max_memory)
+    except TimeoutError:
+        raise ProbeError(f"ffprobe timed out after {timeout:.0f}s") from None
+    if done.returncode != 0:
+        text = redact(done.stderr.decode("utf-8", "replace"), {url: name} if name else None)
+        msg = text.strip().splitlines()
+        raise ProbeError((msg[-1] if msg else f"ffprobe exited with {done.returncode}")[:500])
+    try:
+        data = json.loads(done.stdout or b"{}")
+    except ValueError:
+        raise ProbeError("ffprobe printed no JSON") from None
+    if not data.get("streams"):
+        raise ProbeError("no audio or video stream found")
+    return parse_ffprobe(data)
+
+
+async def ffprobe_output(args: list[str], timeout: float, what: str) -> str:
+    """Run an ffprobe of a file the job made (``what`` names it in the error); its stdout. Raises
+    :class:`FfmpegError` with its redacted stderr when it fails, ``TimeoutError`` after ``timeout``."""
+    done = await capture(args, timeout)
+    if done.returncode != 0:
+        tail = redact(done.stderr.decode("utf-8", "replace")).strip()
+        raise FfmpegError(f"ffprobe of {what} exited with {done.returncode}", done.returncode, tail)
+    return done.stdout.decode("utf-8", "replace")

@@ -1,0 +1,88 @@
+"""What every job kind is given and gives back: the :class:`JobContext` it is planned from, the
+:class:`Work` it plans (its FFmpeg steps and what they leave), and loudness normalisation's first pass,
+which several kinds run before their encode."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mpr_common.events import JobRequested, Loudness, MediaInfo, Rendition
+from mpr_common.presets import Preset
+
+from ..job_errors import JobError
+from ..limits import Limits
+from ..loudness import OUTPUT_RATE, LoudnessError, SilentAudio, loudnorm_filter, measure_loudness
+from ..steps import StepRunner
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """One job's plan inputs: the job (normalised), its preset, a presigned URL of its source and the
+    source's probe, its work dir ``tmp``, the bound on its outputs' size, its limits."""
+
+    job: JobRequested
+    preset: Preset
+    url: str
+    info: MediaInfo
+    tmp: Path
+    max_bytes: int
+    limits: Limits
+
+    @property
+    def out_dir(self) -> Path:
+        """Where the outputs are written: everything in it is uploaded."""
+        return self.tmp / "out"
+
+
+@dataclass(slots=True)
+class Work:
+    """What one job does in its work dir: ``run(runner)`` runs its FFmpeg step(s) and leaves the outputs
+    in ``main.parent`` (all uploaded; ``main`` last, segments while they are written)."""
+
+    main: Path
+    expected: float | None
+    run: Callable[[StepRunner], Awaitable[None]]
+    segment_glob: str | None = None
+    check_written: bool = True  # FFmpeg's last command must have written about ``expected`` seconds
+    loudness: Loudness | None = None
+    rendition: Rendition | None = None
+
+
+def expected_duration(job: JobRequested, info: MediaInfo) -> float | None:
+    """Seconds of media the job's output holds: its range of the source, within the source."""
+    d, start = info.duration, job.start or 0.0
+    if job.end is not None:
+        return job.end - start if d is None else min(job.end - start, max(0.0, d - start))
+    return None if d is None else max(0.0, d - start)
+
+
+Encode = Callable[[str | None], Awaitable[None]]
+
+
+async def with_loudness(ctx: JobContext, work: Work, runner: StepRunner, encode: Encode) -> None:
+    """Loudness normalisation's first pass (the first 30 % of the progress), then ``encode`` with its
+    filter; ``encode(None)`` when the job does not normalise, or the sound is silent."""
+    job, info = ctx.job, ctx.info
+    if not job.loudnorm or info.audio_codec is None:  # nothing to normalise
+        await encode(None)
+        return
+    measure = runner.scoped(0.0, 30.0, expected=expected_duration(job, info))
+    try:
+        work.loudness = await measure_loudness(
+            ctx.url,
+            measure,
+            start=job.start,
+            duration=expected_duration(job, info) if job.end else None,
+            info=info,
+        )
+    except SilentAudio:  # silence has no loudness to bring to the target: the sound stays as it is
+        await encode(None)
+        return
+    except LoudnessError as exc:
+        raise JobError(f"loudness normalisation: {exc}", "source") from None
+    rate = (
+        OUTPUT_RATE if job.kind == "rendition" else ctx.preset.audio_rate or info.sample_rate or OUTPUT_RATE
+    )
+    await encode(loudnorm_filter(work.loudness, sample_rate=rate))

@@ -1,0 +1,221 @@
+"""The kinds that run as one FFmpeg command (``transcode``, ``audio``, ``thumbnail``, ``hls``, and a
+``trim`` with the ``copy`` preset): its argument list for each preset (:func:`build_plan`, pure,
+unit-tested) and the kind's plan.
+
+Safety: the input is the source's URL under the protocol and demuxer whitelists (``ffmpeg.argv``); options
+never come from user strings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mpr_common.events import JobRequested, MediaInfo
+from mpr_common.keys import extension
+from mpr_common.presets import Preset
+
+from ..ffmpeg.argv import GLOBAL_ARGS, VIDEO_TIMING, fmt, input_args, output_slack
+from ..job_errors import JobError
+from ..steps import StepRunner
+from .base import JobContext, Work, with_loudness
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    args: list[str]
+    output_dir: Path
+    main_output: Path  # the file uploaded to output_key
+    expected_duration: float | None  # seconds of media the output will hold (for progress)
+    # HLS media segments, uploaded while FFmpeg writes the next ones (see ..uploader)
+    segment_glob: str | None = None
+
+
+def _scale_height(h: int) -> str:
+    return f"scale=-2:'trunc(min({h},ih)/2)*2'"
+
+
+def leader_skip(duration: float | None) -> float:
+    """Where a picture that stands for the whole source is taken: past black leaders, 10% in, at most 10 s."""
+    return min(10.0, max(0.0, duration or 0.0) * 0.1)
+
+
+def thumbnail_time(job: JobRequested, info: MediaInfo) -> float:
+    return job.start if job.start is not None else leader_skip(info.duration)
+
+
+def _codec(codec: str | None, preset: str) -> str:
+    if codec is None:  # the preset table pairs each kind with presets that have the codec it needs
+        raise ValueError(f"preset {preset!r} has no codec for this output")
+    return codec
+
+
+def _length_and_expected(
+    job: JobRequested, info: MediaInfo, start: float | None, max_source_duration: float | None
+) -> tuple[float | None, float | None]:
+    """The output's ``-t`` (its range, bounded by the source's probed duration plus
+    :func:`output_slack`, or ``max_source_duration``), and the seconds of media it should hold."""
+    duration = info.duration
+    if duration is not None:
+        bound: float | None = max(0.0, duration - (start or 0.0)) + output_slack(duration)
+    elif max_source_duration is not None:
+        bound = max(0.0, max_source_duration - (start or 0.0))
+    else:
+        bound = None
+    length = job.end - (start or 0.0) if job.end is not None else None
+    expected: float | None
+    if job.end is not None:
+        expected = job.end - (start or 0.0)
+        if duration is not None:
+            expected = min(expected, max(0.0, duration - (start or 0.0)))
+    else:
+        expected = max(0.0, duration - (start or 0.0)) if duration is not None else None
+    if bound is not None:
+        length = bound if length is None else min(length, bound)
+    return length, expected
+
+
+def _thumbnail_args(preset: Preset, info: MediaInfo, main: Path) -> list[str]:
+    if info.video_codec is None:
+        raise ValueError("the source has no video stream to take a thumbnail from")
+    args = ["-map", "0:v:0", "-frames:v", "1", "-vf", f"scale={preset.width}:-2"]
+    args += ["-c:v", _codec(preset.video_codec, preset.name)]
+    if preset.video_codec == "mjpeg":
+        args += ["-q:v", "3", "-pix_fmt", "yuvj420p"]
+    return args + ["-update", "1", "-f", "image2", str(main)]
+
+
+def _video_encoder(preset: Preset) -> list[str]:
+    if preset.video_codec == "libx264":
+        crf = str(preset.crf or 23)
+        return ["-preset", preset.x264_preset, "-crf", crf, "-pix_fmt", "yuv420p", "-profile:v", "high"]
+    if preset.video_codec == "libvpx-vp9":
+        args = ["-crf", str(preset.crf or 33), "-b:v", "0", "-deadline", "good", "-cpu-used", "4"]
+        return args + ["-row-mt", "1", "-pix_fmt", "yuv420p"]
+    return []
+
+
+def _stream_args(job: JobRequested, preset: Preset, info: MediaInfo) -> list[str]:
+    """Which streams go to the output and how they are encoded (the sound's options aside)."""
+    has_video = info.video_codec is not None
+    has_audio = info.audio_codec is not None
+    if job.kind == "audio":
+        if not has_audio:
+            raise ValueError("the source has no audio stream to extract")
+        return ["-map", "0:a:0", "-vn", "-c:a", _codec(preset.audio_codec, preset.name)]
+    if preset.video_codec == "copy":
+        return ["-map", "0:v?", "-map", "0:a?", "-c", "copy", "-avoid_negative_ts", "make_zero"]
+    if not (has_video or has_audio):
+        raise ValueError("the source has no audio or video stream")
+    args: list[str] = []
+    if has_video:
+        args += ["-map", "0:v:0", "-c:v", _codec(preset.video_codec, preset.name)]
+        if preset.container != "hls":
+            args += VIDEO_TIMING
+        if preset.height:
+            args += ["-vf", _scale_height(preset.height)]
+        args += _video_encoder(preset)
+        if preset.container == "hls" and preset.hls_segment_seconds:
+            seg = preset.hls_segment_seconds
+            args += ["-force_key_frames", f"expr:gte(t,n_forced*{seg})"]
+    if has_audio:
+        args += ["-map", "0:a:0", "-c:a", _codec(preset.audio_codec, preset.name)]
+    return args
+
+
+def _sound_options(job: JobRequested, preset: Preset, info: MediaInfo, audio_filter: str | None) -> list[str]:
+    if preset.audio_codec in (None, "copy") or not (info.audio_codec is not None or job.kind == "audio"):
+        return []
+    args = ["-af", audio_filter] if audio_filter else []
+    if preset.audio_bitrate:
+        args += ["-b:a", preset.audio_bitrate]
+    if preset.audio_rate:
+        args += ["-ar", str(preset.audio_rate)]
+    if preset.channels:
+        args += ["-ac", str(preset.channels)]
+    return args
+
+
+def build_plan(
+    job: JobRequested,
+    preset: Preset,
+    input_url: str,
+    info: MediaInfo,
+    output_dir: Path,
+    max_output_bytes: int,
+    *,
+    max_source_duration: float | None = None,
+    audio_filter: str | None = None,
+) -> Plan:
+    """``job`` must be normalised (see ``mpr_common.jobs.normalize_job``).
+
+    The output is bounded: no more video frames than the source holds (:data:`VIDEO_TIMING`),
+    ``-fs max_output_bytes``, and ``-t`` at most the source's probed duration after
+    the start plus :func:`output_slack` (``max_source_duration`` when the probe found none), so that
+    timestamps that jump far ahead never make FFmpeg write hours of duplicated frames. ``audio_filter``
+    (e.g. the second pass of loudness normalisation) applies when the sound is re-encoded."""
+    start = job.start if job.kind != "thumbnail" else thumbnail_time(job, info)
+    args = GLOBAL_ARGS + input_args(input_url, start)
+    length, expected = _length_and_expected(job, info, start, max_source_duration)
+    if length is not None and job.kind != "thumbnail":  # a thumbnail is one frame (-frames:v 1)
+        args += ["-t", fmt(length)]
+
+    out_ext = preset.extension or extension(job.output_key or "") or ".mp4"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    main = output_dir / ("index.m3u8" if preset.container == "hls" else f"output{out_ext}")
+    if job.kind == "thumbnail":
+        return Plan(args + _thumbnail_args(preset, info, main), output_dir, main, None)
+
+    args += _stream_args(job, preset, info) + _sound_options(job, preset, info, audio_filter)
+    args += ["-fs", str(max_output_bytes)]
+    if preset.container == "hls":
+        args += [
+            "-f",
+            "hls",
+            "-hls_time",
+            str(preset.hls_segment_seconds or 4),
+            "-hls_playlist_type",
+            "vod",
+            "-hls_segment_filename",
+            # Named after the job: two playlists in one folder never share (or overwrite) segments.
+            str(output_dir / f"{job.job_id}_%05d.ts"),
+            str(main),
+        ]
+        return Plan(args, output_dir, main, expected, segment_glob=f"{job.job_id}_*.ts")
+    if out_ext in (".mp4", ".m4v", ".mov", ".m4a"):
+        args += ["-movflags", "+faststart"]
+    if preset.container:
+        args += ["-f", preset.container]
+    args += [str(main)]
+    return Plan(args, output_dir, main, expected)
+
+
+def plan(ctx: JobContext) -> Work:
+    """One command; with loudness normalisation, its first pass before it."""
+
+    def command(audio_filter: str | None = None) -> Plan:
+        try:
+            return build_plan(
+                ctx.job,
+                ctx.preset,
+                ctx.url,
+                ctx.info,
+                ctx.out_dir,
+                ctx.max_bytes,
+                max_source_duration=ctx.limits.max_source_duration or None,
+                audio_filter=audio_filter,
+            )
+        except ValueError as exc:
+            raise JobError(str(exc), "invalid") from None
+
+    first = command()
+
+    async def single(runner: StepRunner) -> None:
+        async def encode(audio_filter: str | None) -> None:
+            main = runner.scoped(30.0 if audio_filter else 0.0, 100.0)
+            await main((command(audio_filter) if audio_filter else first).args)
+            runner.written = main.written
+
+        await with_loudness(ctx, work, runner, encode)
+
+    work = Work(first.main_output, first.expected_duration, single, segment_glob=first.segment_glob)
+    return work
