@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from contextlib import asynccontextmanager
 from typing import Any
@@ -65,6 +66,28 @@ def asset_registered(row: Any, info: MediaInfo | None, error: str | None) -> Ass
     )
 
 
+async def record_probes(ingestor: Ingestor, js: Any, results: list[ProbeResult]) -> None:
+    """A batch of probes: recorded in one transaction, then published, one subject per object
+    (transcoders read the latest probe with a direct get). The acks are awaited together: a batch
+    costs one round trip, not one per object."""
+    recorded = await ingestor.probe_results(results)
+    outcomes = await asyncio.gather(
+        *(
+            publish_event(
+                js,
+                s.asset_subject(row.bucket, row.key),
+                asset_registered(row, r.info, r.error),
+                msg_id=f"asset-{row.id}",
+            )
+            for row, r in recorded
+        ),
+        return_exceptions=True,
+    )
+    failed = [o for o in outcomes if isinstance(o, BaseException)]
+    if failed:  # recorded in the database; transcoders probe those sources themselves
+        log.warning("%d of %d probe events not published: %r", len(failed), len(outcomes), failed[0])
+
+
 def create_app(settings: CatalogSettings) -> FastStream:
     broker = make_broker(settings.nats)
     state: dict[str, CatalogDeps] = {}
@@ -81,27 +104,6 @@ def create_app(settings: CatalogSettings) -> FastStream:
         js = nc.jetstream()
 
         ingestor = Ingestor(db)
-
-        async def on_probed(results: list[ProbeResult]) -> None:
-            recorded = await ingestor.probe_results(results)  # one transaction for the batch
-            # One subject per object: transcoders read the latest probe with a direct get. The acks
-            # are awaited together: a batch costs one round trip, not one per object.
-            outcomes = await asyncio.gather(
-                *(
-                    publish_event(
-                        js,
-                        s.asset_subject(row.bucket, row.key),
-                        asset_registered(row, r.info, r.error),
-                        msg_id=f"asset-{row.id}",
-                    )
-                    for row, r in recorded
-                ),
-                return_exceptions=True,
-            )
-            failed = [o for o in outcomes if isinstance(o, BaseException)]
-            if failed:  # recorded in the database; transcoders probe those sources themselves
-                log.warning("%d of %d probe events not published: %r", len(failed), len(outcomes), failed[0])
-
         prober = Prober(
             get_s3_client(settings.s3),
             None,
@@ -110,7 +112,7 @@ def create_app(settings: CatalogSettings) -> FastStream:
             refill=catalog.pending_probes,
             nice=settings.probe_nice,
             busy=ingestor.registering,
-            on_batch=on_probed,
+            on_batch=functools.partial(record_probes, ingestor, js),
         )
         log.info("probing %d objects at once", prober.concurrency)
         deps = state["deps"] = CatalogDeps(
