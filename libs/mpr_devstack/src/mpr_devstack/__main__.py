@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         transcoders=args.transcoders,
         quiet=not args.verbose,
         persist_s3=True,
+        # Plain processes, whatever MPR_PRELOAD says: each shows its own command line (ps, top, the
+        # dev-command tests find them by it) and is this process's child.
+        preload=False,
     )
     starting = True
     stopping = False  # set once we decided to stop: services exiting after that are expected

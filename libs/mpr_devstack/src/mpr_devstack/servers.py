@@ -17,6 +17,12 @@ from pathlib import Path
 
 from mpr_common.identities import render_authorization
 
+from . import zygote
+
+# A child process: a subprocess, or a service the launcher forked (mpr_devstack.zygote), which
+# behaves as one.
+Process = subprocess.Popen | zygote.ZygoteProcess
+
 # ``MPR_PORT_RANGE`` ("20000-21999"): take ports from that band, outside the kernel's ephemeral range,
 # where no outgoing connection can take a port between the moment it is chosen and the moment a child
 # process binds it; several test processes each get a band of their own. Unset: the kernel's choice.
@@ -45,7 +51,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until(check, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
+def wait_until(check, timeout: float, what: str, proc: Process | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -74,7 +80,7 @@ def _bin(name: str) -> str:
 @dataclass
 class Proc:
     name: str
-    popen: subprocess.Popen
+    popen: Process
     log_path: Path | None = None
 
     def alive(self) -> bool:
@@ -240,6 +246,8 @@ class MotoServer:
     proc: Proc | None = None
     log_path: Path | None = None
     data_dir: Path | None = None
+    # forked by this process's launcher, moto already imported (mpr_devstack.zygote)
+    preload: bool = field(default_factory=zygote.preload_requested)
 
     @property
     def url(self) -> str:
@@ -262,11 +270,15 @@ class MotoServer:
             args = [_bin("moto_server"), "-H", "127.0.0.1", "-p", str(self.port)]
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         env = {**os.environ, "MOTO_S3_CUSTOM_ENDPOINTS": ""}
-        self.proc = Proc(
-            "s3",
-            subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, process_group=0),
-            self.log_path,
-        )
+        popen: Process
+        if self.preload and self.data_dir is None:
+            # Unset, as the launcher imported moto: its S3 routes were built then, and to moto unset
+            # and empty are the same (no custom endpoints)
+            env.pop("MOTO_S3_CUSTOM_ENDPOINTS")
+            popen = zygote.spawn("moto.server", args[1:], env, out, preload=True)
+        else:
+            popen = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, process_group=0)
+        self.proc = Proc("s3", popen, self.log_path)
         if not isinstance(out, int):
             out.close()  # the child has its own copy
         if wait:

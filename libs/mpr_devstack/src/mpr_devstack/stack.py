@@ -9,7 +9,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +26,7 @@ from mpr_common.settings import (
 from mpr_common.storage import ensure_buckets, get_s3_client
 from mpr_common.streams import run_setup
 
+from . import zygote
 from .s3_store import ObjectStore
 from .servers import MotoServer, NatsCluster, NatsServer, Proc, free_port, wait_until
 from .supervisor import Supervisor
@@ -56,6 +56,9 @@ class Stack:
     # S3 objects kept in workdir/s3 (mpr-dev: a restart finds every object the catalog knows);
     # False: moto's own server, in memory (tests and benchmarks that start from nothing)
     persist_s3: bool = False
+    # Services (and moto's server) forked by a launcher that imported them once, instead of a new
+    # interpreter each (mpr_devstack.zygote); MPR_PRELOAD=1 turns it on (the tests do)
+    preload: bool = field(default_factory=zygote.preload_requested)
     nats: NatsServer | NatsCluster | None = None
     moto: MotoServer | None = None
     services: dict[str, Proc] = field(default_factory=dict)
@@ -126,6 +129,8 @@ class Stack:
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> Stack:
+        if self.preload:
+            zygote.warm_up()  # its imports run while nats-server and the S3 server start
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "logs").mkdir(exist_ok=True)
         self.api_port = self.api_port or free_port()
@@ -143,6 +148,7 @@ class Stack:
             port=self.s3_port or free_port(),
             log_path=self.workdir / "logs" / "s3.log",
             data_dir=self.s3_dir if self.persist_s3 else None,
+            preload=self.preload,
         ).start()
         ensure_buckets(self.s3_client(), self.bucket_in, self.bucket_out)
         self.setup_jetstream()
@@ -189,15 +195,9 @@ class Stack:
             "METRICS_PORT": str(self.metrics_ports[name]),
             **(env or {}),
         }
-        popen = subprocess.Popen(
-            [sys.executable, "-m", f"mpr_{module}"],
-            env=full_env,
-            stdout=out,
-            stderr=subprocess.STDOUT if out else None,
-            # Its own process group: a terminal's Ctrl-C reaches mpr-dev alone, which stops the
-            # services first (SIGTERM) and the servers they drain into last.
-            process_group=0,
-        )
+        # In its own process group: a terminal's Ctrl-C reaches mpr-dev alone, which stops the
+        # services first (SIGTERM) and the servers they drain into last.
+        popen = zygote.spawn(f"mpr_{module}", [], full_env, out, self.preload)
         if out is not None:
             out.close()  # the child has its own copy
         proc = Proc(name, popen, log_path)

@@ -1,0 +1,5 @@
+import sys
+
+from .launcher import main
+
+main(sys.argv[1:])
