@@ -2,7 +2,7 @@
 ``subprocess.Popen`` would (exit statuses, signals, environment, log file, process group, working dir,
 timeouts, tracebacks), and a request it cannot serve safely starts a plain subprocess instead.
 
-The children run this very file as ``python -m tests.unit.test_devstack_zygote <what>`` (the block at
+The children run this very file as ``python -m tests.system.test_devstack_zygote <what>`` (the block at
 the end); the launcher here imports only this file and moto's server, not the services."""
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from mpr_devstack.supervisor import Supervisor
 from mpr_devstack.zygote import ZygoteProcess, client
 from mpr_devstack.zygote.process import LOST_STATUS
 
-ME = "tests.unit.test_devstack_zygote"
+pytestmark = pytest.mark.system
+
+ME = "tests.system.test_devstack_zygote"
 # Read when this file is imported: the launcher imports it once, with its own environment.
 IMPORT_TIME_SETTING = os.environ.get("ZYGOTE_TEST_IMPORT_SETTING")
 if os.environ.get("ZYGOTE_TEST_THREAD_AT_IMPORT"):  # an import that starts a thread (must be refused)
