@@ -312,55 +312,79 @@ def _c_getenv(name: str) -> str | None:
     return value.decode() if value is not None else None
 
 
+def _exit(args: list[str]) -> None:
+    code = args[0]
+    sys.exit(int(code) if code.lstrip("-").isdigit() else code)
+
+
+def _sleep(args: list[str]) -> None:
+    time.sleep(120)
+
+
+def _raise(args: list[str]) -> None:
+    raise ValueError("the service failed")
+
+
+def _handle_term(args: list[str]) -> None:
+    def on_term(*_):
+        print("got SIGTERM", flush=True)
+        sys.exit(7)
+
+    signal.signal(signal.SIGTERM, on_term)
+    Path(args[0]).write_text("ready")
+    time.sleep(120)
+
+
+def _print(args: list[str]) -> None:
+    print("to stdout")
+    print("to stderr", file=sys.stderr)
+    print("to stdout again")
+
+
+def _atexit(args: list[str]) -> None:
+    import atexit
+
+    atexit.register(lambda: print("atexit ran", flush=True))
+    threading.Thread(target=lambda: (time.sleep(0.5), print("thread done", flush=True))).start()
+
+
+def _report(args: list[str]) -> None:
+    from moto.moto_api._internal import mock_random
+
+    handlers = {}
+    for sig in sorted(signal.valid_signals()):
+        h = signal.getsignal(sig)
+        handlers[int(sig)] = h if isinstance(h, int) else getattr(h, "__name__", repr(h))
+    report = {
+        "value": os.environ.get("ZYGOTE_TEST_VALUE"),
+        "getenv": _c_getenv("ZYGOTE_TEST_VALUE"),
+        "requester_only": os.environ.get("ZYGOTE_TEST_REQUESTER_ONLY"),
+        "pid": os.getpid(),
+        "pgid": os.getpgid(0),
+        "random": random.random(),
+        "moto_random": mock_random.random(),
+        "threads": threading.active_count(),
+        "cwd": os.getcwd(),
+        "argv": sys.argv[1:],
+        "handlers": handlers,
+    }
+    print(json.dumps(report), flush=True)
+
+
+CHILDREN = {
+    "exit": _exit,
+    "return": lambda args: None,
+    "sleep": _sleep,
+    "raise": _raise,
+    "handle-term": _handle_term,
+    "print": _print,
+    "atexit": _atexit,
+    "report": _report,
+}
+
+
 def _child(what: str, args: list[str]) -> None:
-    if what == "exit":
-        code = args[0]
-        sys.exit(int(code) if code.lstrip("-").isdigit() else code)
-    if what == "return":
-        return
-    if what == "sleep":
-        time.sleep(120)
-    if what == "raise":
-        raise ValueError("the service failed")
-    if what == "handle-term":
-
-        def on_term(*_):
-            print("got SIGTERM", flush=True)
-            sys.exit(7)
-
-        signal.signal(signal.SIGTERM, on_term)
-        Path(args[0]).write_text("ready")
-        time.sleep(120)
-    if what == "print":
-        print("to stdout")
-        print("to stderr", file=sys.stderr)
-        print("to stdout again")
-    if what == "atexit":
-        import atexit
-
-        atexit.register(lambda: print("atexit ran", flush=True))
-        threading.Thread(target=lambda: (time.sleep(0.5), print("thread done", flush=True))).start()
-    if what == "report":
-        from moto.moto_api._internal import mock_random
-
-        handlers = {}
-        for sig in sorted(signal.valid_signals()):
-            h = signal.getsignal(sig)
-            handlers[int(sig)] = h if isinstance(h, int) else getattr(h, "__name__", repr(h))
-        report = {
-            "value": os.environ.get("ZYGOTE_TEST_VALUE"),
-            "getenv": _c_getenv("ZYGOTE_TEST_VALUE"),
-            "requester_only": os.environ.get("ZYGOTE_TEST_REQUESTER_ONLY"),
-            "pid": os.getpid(),
-            "pgid": os.getpgid(0),
-            "random": random.random(),
-            "moto_random": mock_random.random(),
-            "threads": threading.active_count(),
-            "cwd": os.getcwd(),
-            "argv": sys.argv[1:],
-            "handlers": handlers,
-        }
-        print(json.dumps(report), flush=True)
+    CHILDREN[what](args)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ def _say(text: str, file=None) -> None:
         print(text, file=file or sys.stdout, flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mpr-dev", description=__doc__)
     p.add_argument(
         "--workdir",
@@ -37,7 +37,41 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--s3-port", type=int, default=9000)
     p.add_argument("--transcoders", type=int, default=2, help="transcoder replicas (default 2)")
     p.add_argument("--verbose", action="store_true", help="service logs on this terminal instead of files")
-    args = p.parse_args(argv)
+    return p
+
+
+def _banner(stack: Stack) -> str:
+    """What is running where, and the commands to use it."""
+    assert stack.nats is not None
+    env = stack.env()
+    endpoint = env["S3_ENDPOINT_URL"]
+    # No ~/.aws on a fresh machine: the upload commands need the dev credentials in the environment.
+    creds = (
+        f"AWS_ACCESS_KEY_ID={DEV_ACCESS_KEY} AWS_SECRET_ACCESS_KEY={DEV_SECRET_KEY} "
+        f"AWS_DEFAULT_REGION={env['AWS_REGION']}"
+    )
+    return f"""
+MPR is running.
+  API          {stack.api_url}   (OpenAPI: {stack.api_url}/schema, GraphQL: {stack.api_url}/graphql)
+  token        Authorization: Bearer {DEV_API_TOKEN}
+  console      {stack.api_url}/console/   (sign in with {DEV_API_TOKEN})
+  NATS         {env["NATS_URL"]}  (JetStream store: {stack.workdir / "jetstream"}; anonymous clients refused)
+  publisher    {stack.nats.url_as("publisher")}
+               (may only publish mpr.jobs.requested: give it to a service that submits jobs, which
+                connects with inbox_prefix="_INBOX.publisher" to get its acks;
+                every identity's password: {stack.workdir / "nats-passwords.json"})
+  S3 (moto)    {endpoint}  buckets {env["S3_BUCKET_IN"]}, {env["S3_BUCKET_OUT"]} (objects kept in {stack.s3_dir})
+  upload       export {creds} S3_ENDPOINT_URL={endpoint} MPR_API_URL={stack.api_url} MPR_TOKEN={DEV_API_TOKEN}
+               aws --endpoint-url {endpoint} s3 cp video.mp4 s3://{env["S3_BUCKET_IN"]}/
+               uv run mpr upload video.mp4   (the same with the mpr CLI)
+  logs         {stack.workdir / "logs"}
+  metrics      http://127.0.0.1:<port>/metrics, the API's too (never on its own port):
+               {", ".join(f"{name} {port}" for name, port in stack.metrics_ports.items())}
+A process that dies is restarted. Ctrl-C stops everything."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
 
     stack = Stack(
         Path(args.workdir).resolve(),
@@ -71,34 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.start()
         supervisor = stack.supervisor(lambda line: _say(line, sys.stderr))
         starting = False
-        assert stack.nats is not None
-        env = stack.env()
-        endpoint = env["S3_ENDPOINT_URL"]
-        # No ~/.aws on a fresh machine: the upload commands need the dev credentials in the environment.
-        creds = (
-            f"AWS_ACCESS_KEY_ID={DEV_ACCESS_KEY} AWS_SECRET_ACCESS_KEY={DEV_SECRET_KEY} "
-            f"AWS_DEFAULT_REGION={env['AWS_REGION']}"
-        )
-        _say(
-            f"""
-MPR is running.
-  API          {stack.api_url}   (OpenAPI: {stack.api_url}/schema, GraphQL: {stack.api_url}/graphql)
-  token        Authorization: Bearer {DEV_API_TOKEN}
-  console      {stack.api_url}/console/   (sign in with {DEV_API_TOKEN})
-  NATS         {env["NATS_URL"]}  (JetStream store: {stack.workdir / "jetstream"}; anonymous clients refused)
-  publisher    {stack.nats.url_as("publisher")}
-               (may only publish mpr.jobs.requested: give it to a service that submits jobs, which
-                connects with inbox_prefix="_INBOX.publisher" to get its acks;
-                every identity's password: {stack.workdir / "nats-passwords.json"})
-  S3 (moto)    {endpoint}  buckets {env["S3_BUCKET_IN"]}, {env["S3_BUCKET_OUT"]} (objects kept in {stack.s3_dir})
-  upload       export {creds} S3_ENDPOINT_URL={endpoint} MPR_API_URL={stack.api_url} MPR_TOKEN={DEV_API_TOKEN}
-               aws --endpoint-url {endpoint} s3 cp video.mp4 s3://{env["S3_BUCKET_IN"]}/
-               uv run mpr upload video.mp4   (the same with the mpr CLI)
-  logs         {stack.workdir / "logs"}
-  metrics      http://127.0.0.1:<port>/metrics, the API's too (never on its own port):
-               {", ".join(f"{name} {port}" for name, port in stack.metrics_ports.items())}
-A process that dies is restarted. Ctrl-C stops everything."""
-        )
+        _say(_banner(stack))
         while not stopping:
             supervisor.poll()  # a process that died on its own is restarted, as k8s restarts a pod
             time.sleep(0.5)

@@ -37,36 +37,9 @@ def become(
     launcher's loop). ``inherited``: the launcher's sockets and descriptors, closed here."""
     code = 1
     try:
-        for owned in inherited:
-            if isinstance(owned, socket.socket):
-                owned.close()  # through its object, which would otherwise close that number again
-            else:
-                _close(owned)
-        if request.get("process_group", True):
-            os.setpgid(0, 0)
-        for target, fd in enumerate(stdio):
-            if fd != target:
-                os.dup2(fd, target)
-        for fd in set(stdio) - {0, 1, 2}:
-            _close(fd)
-        gc.enable()
-        signal.set_wakeup_fd(-1)
-        for sig, handler in handlers.items():
-            if handler is not None and signal.getsignal(sig) != handler:
-                signal.signal(sig, handler)
-        for generator in randoms:
-            generator.seed()
-        os.chdir(request["cwd"])
-        env: dict[str, str] = request["env"]
-        os.environ.clear()
-        os.environ.update(env)
-        _fresh_stdio(unbuffered=bool(env.get("PYTHONUNBUFFERED")))
-        module: str = request["module"]
-        _name(module)
-        if sys.path and sys.path[0] == launcher_cwd:  # ``-m`` puts the working directory first
-            sys.path[0] = request["cwd"]
-        sys.argv = [module, *request.get("args", [])]
-        code = _run(module)
+        _leave_launcher(request, stdio, inherited)
+        _reset_process(handlers, randoms)
+        code = _start(request, launcher_cwd)
     except BaseException:
         try:
             traceback.print_exc()
@@ -74,6 +47,50 @@ def become(
             pass
     finally:
         os._exit(code)
+
+
+def _leave_launcher(
+    request: dict[str, Any], stdio: list[int], inherited: Iterable[socket.socket | int]
+) -> None:
+    """Closes what belongs to the launcher; the request's descriptors become fds 0-2."""
+    for owned in inherited:
+        if isinstance(owned, socket.socket):
+            owned.close()  # through its object, which would otherwise close that number again
+        else:
+            _close(owned)
+    if request.get("process_group", True):
+        os.setpgid(0, 0)
+    for target, fd in enumerate(stdio):
+        if fd != target:
+            os.dup2(fd, target)
+    for fd in set(stdio) - {0, 1, 2}:
+        _close(fd)
+
+
+def _reset_process(handlers: Handlers, randoms: Iterable[random.Random]) -> None:
+    """The collector, signal handlers and random seeds of a fresh interpreter."""
+    gc.enable()
+    signal.set_wakeup_fd(-1)
+    for sig, handler in handlers.items():
+        if handler is not None and signal.getsignal(sig) != handler:
+            signal.signal(sig, handler)
+    for generator in randoms:
+        generator.seed()
+
+
+def _start(request: dict[str, Any], launcher_cwd: str) -> int:
+    """The request's directory, environment, stdio and argv, then the module as ``__main__``."""
+    os.chdir(request["cwd"])
+    env: dict[str, str] = request["env"]
+    os.environ.clear()
+    os.environ.update(env)
+    _fresh_stdio(unbuffered=bool(env.get("PYTHONUNBUFFERED")))
+    module: str = request["module"]
+    _name(module)
+    if sys.path and sys.path[0] == launcher_cwd:  # ``-m`` puts the working directory first
+        sys.path[0] = request["cwd"]
+    sys.argv = [module, *request.get("args", [])]
+    return _run(module)
 
 
 def _run(module: str) -> int:
