@@ -131,6 +131,18 @@ class Replicas:
         self.started.append(proc)
         return proc
 
+    def wait_ready(self, name: str, timeout: float = 120) -> None:
+        """Until ``name`` answers ready (bound to its consumers), as a stack's own are after it starts."""
+        url = f"http://127.0.0.1:{self.st.metrics_ports[name]}/health/ready"
+
+        def ready() -> bool:
+            try:
+                return httpx.get(url, timeout=5).status_code == 200
+            except httpx.HTTPError:  # not listening yet
+                return False
+
+        wait_for(ready, timeout, what=f"{name} to be ready")
+
     def stop(self) -> None:
         for proc in self.started:
             proc.signal(signal.SIGCONT)  # a test may have left one frozen

@@ -102,5 +102,7 @@ def test_nats_restart_loses_no_job_and_duplicates_run_once(st, media_dir):
         done = wait_job(api, job_id, timeout=120)["job"]
         assert done["status"] == "completed", done
         assert len(completed_events(st, job_id)) == 1
-    requested = [e for e in stream_events(st.nats.url, s.JOBS_STREAM, s.JOB_REQUESTED) if e["job_id"] in ids]
+    requested = [
+        e for e in stream_events(st.nats.url, s.JOBS_STREAM, s.JOB_REQUESTED) if e.get("job_id") in ids
+    ]
     assert sorted(e["job_id"] for e in requested) == sorted(ids)
