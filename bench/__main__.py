@@ -42,19 +42,20 @@ class Sizes:
     transcode_seconds: int
     transcode_runs: int
     thumbnails: int
-    trim_seconds: int  # the source's length: at least 21 s (a 10 s trim from the middle, mid-GOP)
+    trim_seconds: int  # the source's length: over twice trim_span + 1 s (the trim starts mid-source, mid-GOP)
     trim_runs: int
     package_seconds: int
     package_runs: int
     # Every section on one stack, in turn (the stacks' starts are most of a smoke run's CPU; figures
     # taken on a stack that already ran other sections are no measurement); False: a stack per kind.
     one_stack: bool = False
+    trim_span: int = 10  # seconds each trim keeps
 
 
 FULL = Sizes(20_000, 1_000, 32, 3, 100_000, 30, 5, 20, 300, 3, 60, 1)
 # A smoke run (tests/system/test_bench_smoke.py): every section end to end, the fewest sizes that
 # still exercise it, on one stack.
-QUICK = Sizes(200, 20, 32, 1, 100, 2, 1, 2, 22, 1, 2, 1, one_stack=True)
+QUICK = Sizes(200, 20, 32, 1, 100, 2, 1, 2, 10, 1, 2, 1, one_stack=True, trim_span=4)
 TRANSCODERS = 2  # for the transcode and thumbnail figures
 API_STACK_ENV = {"CATALOG_PROBE_CONCURRENCY": "1"}
 
@@ -124,7 +125,7 @@ def run(work: Path, z: Sizes, only: set[str], load_processes: int = 1, log=print
                 st.services[name].stop()
             if "trim" in only:
                 log("trim…")
-                res["trim"] = mpr.trim(st, proxy, work, z.trim_seconds, z.trim_runs)
+                res["trim"] = mpr.trim(st, proxy, work, z.trim_seconds, z.trim_runs, z.trim_span)
             api_sections(st, z, only, load_processes, log, res)
         return res
     if only & {"api", "scan"}:
@@ -144,7 +145,7 @@ def run(work: Path, z: Sizes, only: set[str], load_processes: int = 1, log=print
     if "trim" in only:
         log("trim…")
         with mpr.proxied_stack(work / "trim-stack", transcoders=0) as (st, proxy):
-            res["trim"] = mpr.trim(st, proxy, work, z.trim_seconds, z.trim_runs)
+            res["trim"] = mpr.trim(st, proxy, work, z.trim_seconds, z.trim_runs, z.trim_span)
     return res
 
 

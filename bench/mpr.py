@@ -235,8 +235,8 @@ def proxied_stack(workdir: Path, **kw) -> Iterator[tuple[Stack, TcpProxy]]:
         st.stop()
 
 
-def trim(st: Stack, proxy: TcpProxy, work: Path, seconds: int, runs: int) -> dict:
-    """10 s trims of a ``seconds`` long 720p source through MPR (on a stack of ``proxied_stack`` with no
+def trim(st: Stack, proxy: TcpProxy, work: Path, seconds: int, runs: int, span: int = 10) -> dict:
+    """``span`` s trims of a ``seconds`` long 720p source through MPR (on a stack of ``proxied_stack`` with no
     transcoder running: the trim's own reads S3 through ``proxy``), per preset: the key-frame-only
     ``copy``, the frame-accurate ``accurate`` (smart cut) and a full re-encode; the bytes each read from
     S3, its wall time, and the same trim of the local file (the transcoder's own FFmpeg arguments; for
@@ -273,7 +273,7 @@ def trim(st: Stack, proxy: TcpProxy, work: Path, seconds: int, runs: int) -> dic
                 "kind": "trim",
                 "source_key": "bench/big.mp4",
                 "start": start,
-                "end": start + 10,
+                "end": start + span,
                 "preset": preset,
             }
             reads, conns, times = [], [], []
@@ -295,6 +295,7 @@ def trim(st: Stack, proxy: TcpProxy, work: Path, seconds: int, runs: int) -> dic
     return {
         "source_bytes": src.stat().st_size,
         "seconds": seconds,
+        "span": span,
         "unread_bound": proxy.unread_bound,
         "presets": results,
     }

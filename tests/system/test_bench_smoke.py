@@ -38,13 +38,13 @@ MAIN_ROWS = {
     "transcode": rf"\| transcode through MPR [^|]* \| {SECS} \| raw FFmpeg[^|]*: {SECS} \| {RATIO} \| ≤ 1.08× \|",
     "thumbnails": rf"\| thumbnails: {NUM} jobs [^|]* \| {RATE} · {LAT} \| raw FFmpeg thumbnail command[^|]*: "
     rf"{RATE} · {LAT} \| {RATIO} \| ≥ 1.5× today",
-    "trim bytes copy": rf"\| bytes FFmpeg and ffprobe read from S3 for a 10 s trim \(`copy`\)[^|]* \| {NUM} MiB "
+    "trim bytes copy": rf"\| bytes FFmpeg and ffprobe read from S3 for a {NUM} s trim \(`copy`\)[^|]* \| {NUM} MiB "
     rf"\| the source: {NUM} MiB[^|]* \| {RATIO} \| ≤ 0.05 \|",
-    "trim bytes h264": rf"\| bytes FFmpeg and ffprobe read from S3 for a 10 s trim \(`h264-720p`\)[^|]* \| "
+    "trim bytes h264": rf"\| bytes FFmpeg and ffprobe read from S3 for a {NUM} s trim \(`h264-720p`\)[^|]* \| "
     rf"{NUM} MiB \| the source: {NUM} MiB[^|]* \| {RATIO} \| ≤ 0.05 \|",
-    "trim bytes accurate": rf"\| bytes FFmpeg and ffprobe read from S3 for a 10 s trim \(`accurate`\)[^|]* \| "
+    "trim bytes accurate": rf"\| bytes FFmpeg and ffprobe read from S3 for a {NUM} s trim \(`accurate`\)[^|]* \| "
     rf"{NUM} MiB \| the source: {NUM} MiB[^|]* \| {RATIO} \| ≤ 0.05 \|",
-    "accurate trim vs copy": rf"\| frame-accurate 10 s trim [^|]* \| {SECS} \| the key-frame-only trim[^|]*: {SECS} \| "
+    "accurate trim vs copy": rf"\| frame-accurate {NUM} s trim [^|]* \| {SECS} \| the key-frame-only trim[^|]*: {SECS} \| "
     rf"{RATIO} \| ≤ 3× \|",
     "package": rf"\| package through MPR [^|]* \| {SECS} \| ONE raw FFmpeg command[^|]*: {SECS} \| {RATIO} \| ≤ 1.2× \|",
     "trim time copy": rf"\| trim \(`copy`\) wall time[^|]* \| {SECS} \| raw FFmpeg[^|]*: {SECS} \| {RATIO} \|",
