@@ -121,19 +121,10 @@ def make_shared_stack(tmp_path_factory) -> Iterator[Callable[..., Stack]]:
     yield from _stack_maker(tmp_path_factory)
 
 
-def _proxy() -> Iterator[TcpProxy]:
+@pytest.fixture(scope="module")
+def shared_s3_proxy() -> Iterator[TcpProxy]:
+    """A switchable TCP proxy in front of a module's (not yet started) S3 server; each test leaves it
+    unblocked."""
     proxy = TcpProxy(free_port()).start()
     yield proxy
     proxy.stop()
-
-
-@pytest.fixture
-def s3_proxy() -> Iterator[TcpProxy]:
-    """A switchable TCP proxy in front of the (not yet started) S3 server."""
-    yield from _proxy()
-
-
-@pytest.fixture(scope="module")
-def shared_s3_proxy() -> Iterator[TcpProxy]:
-    """The same, for a module's shared stack (each test leaves it unblocked)."""
-    yield from _proxy()

@@ -1,6 +1,6 @@
 """Helpers for fault tests: a stack's API client, sample uploads and long jobs, outputs, events read
 back from JetStream, and what a test changes on a stack it shares with others (transcoders it starts,
-the job queue's settings). (The ``make_stack``/``make_shared_stack`` and ``s3_proxy``/``shared_s3_proxy``
+the job queue's settings). (The ``make_stack``/``make_shared_stack`` and ``shared_s3_proxy``
 fixtures are in conftest.py.)"""
 
 from __future__ import annotations
