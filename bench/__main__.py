@@ -42,77 +42,110 @@ class Sizes:
     transcode_seconds: int
     transcode_runs: int
     thumbnails: int
-    trim_seconds: int
+    trim_seconds: int  # the source's length: over twice trim_span + 1 s (the trim starts mid-source, mid-GOP)
     trim_runs: int
     package_seconds: int
     package_runs: int
+    # Every section on one stack, in turn (the stacks' starts are most of a smoke run's CPU; figures
+    # taken on a stack that already ran other sections are no measurement); False: a stack per kind.
+    one_stack: bool = False
+    trim_span: int = 10  # seconds each trim keeps
 
 
 FULL = Sizes(20_000, 1_000, 32, 3, 100_000, 30, 5, 20, 300, 3, 60, 1)
-QUICK = Sizes(500, 50, 32, 1, 300, 3, 1, 4, 30, 1, 2, 1)
+# A smoke run (tests/system/test_bench_smoke.py): every section end to end, the fewest sizes that
+# still exercise it, on one stack.
+QUICK = Sizes(200, 20, 32, 1, 100, 2, 1, 2, 10, 1, 2, 1, one_stack=True, trim_span=4)
 TRANSCODERS = 2  # for the transcode and thumbnail figures
+API_STACK_ENV = {"CATALOG_PROBE_CONCURRENCY": "1"}
+
+
+def api_sections(st: Stack, z: Sizes, only: set[str], load_processes: int, log, res: dict) -> None:
+    """POST /api/jobs and its ceilings; scan + register. No transcoder runs on ``st``."""
+    assert st.nats is not None
+    if "api" in only:
+        log(f"bare Litestar POST and MPR's POST /api/jobs × {z.api_requests:,}, round by round…")
+        rounds: list[dict] = []
+
+        def mpr_round(r: int) -> None:
+            warmup = z.api_warmup if r == 0 else 0
+            rounds.append(mpr.post_jobs(st, z.api_requests, z.concurrency, warmup, load_processes))
+
+        res["bare"], res["bare_loads"] = ceilings.bare_litestar(
+            z.api_requests,
+            z.concurrency,
+            z.api_warmup,
+            z.ceiling_rounds,
+            processes=load_processes,
+            between=mpr_round,
+        )
+        res["api"] = mpr.median_round(rounds)
+        log("ceilings: + JetStream publish, raw JetStream publish…")
+        ceilings.prepare_bench_stream(st.nats.url)
+        res["bare_js"], _ = ceilings.bare_litestar(
+            z.api_requests,
+            z.concurrency,
+            z.api_warmup,
+            z.ceiling_rounds,
+            nats_url=st.nats.url,
+            processes=load_processes,
+        )
+        res["jetstream"] = ceilings.jetstream_publish(
+            st.nats.url, z.api_requests, z.concurrency, z.ceiling_rounds
+        )
+    if "scan" in only:
+        log(f"scan + register {z.scan_objects:,} objects (and moto's listing of them)…")
+        res["scan"] = mpr.scan(st, z.scan_objects, z.ceiling_rounds)
+
+
+def ffmpeg_sections(st: Stack, work: Path, z: Sizes, only: set[str], log, res: dict) -> None:
+    """Transcode, thumbnails, package, on ``st``'s TRANSCODERS transcoders."""
+    if "transcode" in only:
+        log("transcode…")
+        res["transcode"] = mpr.transcode(st, work, z.transcode_seconds, z.transcode_runs)
+    if "thumbnail" in only:
+        log("thumbnails…")
+        res["thumbnail"] = mpr.thumbnails(st, work, z.thumbnails, TRANSCODERS, z.ceiling_rounds)
+    if "package" in only:
+        log("package…")
+        res["package"] = package(st, work, z.package_seconds, z.package_runs)
 
 
 def run(work: Path, z: Sizes, only: set[str], load_processes: int = 1, log=print) -> dict:
     res: dict = {"cores": cpu_count(), "ffmpeg": ffmpeg_version()}
+    ffmpeg_kinds = {"transcode", "thumbnail", "package"}
+    if z.one_stack:
+        # The sections that need transcoders first, then the trim (its own transcoder alone), then the
+        # API and the scan with none running (the jobs they post stay queued, as on a stack of their own).
+        with mpr.proxied_stack(
+            work / "stack", transcoders=TRANSCODERS if only & ffmpeg_kinds else 0, extra_env=API_STACK_ENV
+        ) as (st, proxy):
+            ffmpeg_sections(st, work, z, only, log, res)
+            for name in [n for n in st.services if n.startswith("transcoder-")]:
+                st.services[name].stop()
+            if "trim" in only:
+                log("trim…")
+                res["trim"] = mpr.trim(st, proxy, work, z.trim_seconds, z.trim_runs, z.trim_span)
+            api_sections(st, z, only, load_processes, log, res)
+        return res
     if only & {"api", "scan"}:
-        st = Stack(work / "api-stack", transcoders=0, extra_env={"CATALOG_PROBE_CONCURRENCY": "1"})
+        st = Stack(work / "api-stack", transcoders=0, extra_env=API_STACK_ENV)
         try:
             st.start()
-            assert st.nats is not None
-            if "api" in only:
-                log(f"bare Litestar POST and MPR's POST /api/jobs × {z.api_requests:,}, round by round…")
-                rounds: list[dict] = []
-
-                def mpr_round(r: int) -> None:
-                    warmup = z.api_warmup if r == 0 else 0
-                    rounds.append(mpr.post_jobs(st, z.api_requests, z.concurrency, warmup, load_processes))
-
-                res["bare"], res["bare_loads"] = ceilings.bare_litestar(
-                    z.api_requests,
-                    z.concurrency,
-                    z.api_warmup,
-                    z.ceiling_rounds,
-                    processes=load_processes,
-                    between=mpr_round,
-                )
-                res["api"] = mpr.median_round(rounds)
-                log("ceilings: + JetStream publish, raw JetStream publish…")
-                ceilings.prepare_bench_stream(st.nats.url)
-                res["bare_js"], _ = ceilings.bare_litestar(
-                    z.api_requests,
-                    z.concurrency,
-                    z.api_warmup,
-                    z.ceiling_rounds,
-                    nats_url=st.nats.url,
-                    processes=load_processes,
-                )
-                res["jetstream"] = ceilings.jetstream_publish(
-                    st.nats.url, z.api_requests, z.concurrency, z.ceiling_rounds
-                )
-            if "scan" in only:
-                log(f"scan + register {z.scan_objects:,} objects (and moto's listing of them)…")
-                res["scan"] = mpr.scan(st, z.scan_objects, z.ceiling_rounds)
+            api_sections(st, z, only, load_processes, log, res)
         finally:
             st.stop()
-    if only & {"transcode", "thumbnail", "package"}:
+    if only & ffmpeg_kinds:
         st = Stack(work / "ffmpeg-stack", transcoders=TRANSCODERS)
         try:
             st.start()
-            if "transcode" in only:
-                log("transcode…")
-                res["transcode"] = mpr.transcode(st, work, z.transcode_seconds, z.transcode_runs)
-            if "thumbnail" in only:
-                log("thumbnails…")
-                res["thumbnail"] = mpr.thumbnails(st, work, z.thumbnails, TRANSCODERS, z.ceiling_rounds)
-            if "package" in only:
-                log("package…")
-                res["package"] = package(st, work, z.package_seconds, z.package_runs)
+            ffmpeg_sections(st, work, z, only, log, res)
         finally:
             st.stop()
     if "trim" in only:
         log("trim…")
-        res["trim"] = mpr.trim(work, z.trim_seconds, z.trim_runs)
+        with mpr.proxied_stack(work / "trim-stack", transcoders=0) as (st, proxy):
+            res["trim"] = mpr.trim(st, proxy, work, z.trim_seconds, z.trim_runs, z.trim_span)
     return res
 
 
@@ -120,7 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--quick", action="store_true", help="small sizes (a smoke run, about a minute)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smallest sizes, one stack: a smoke run (its figures measure nothing)",
+    )
     p.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     p.add_argument(
         "--only",

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -219,8 +221,23 @@ def thumbnails(st: Stack, work: Path, n: int, transcoders: int, raw_rounds: int 
 
 
 # --- (e) trim: bytes read from S3 through a counting proxy ----------------------------------------
-def trim(work: Path, seconds: int, runs: int) -> dict:
-    """10 s trims of a ``seconds`` long 720p source through MPR, per preset: the key-frame-only
+@contextmanager
+def proxied_stack(workdir: Path, **kw) -> Iterator[tuple[Stack, TcpProxy]]:
+    """A stack whose S3 server a counting proxy also fronts (for the trim's reader only), started."""
+    moto_port = free_port()
+    proxy = TcpProxy(moto_port).start()
+    st = Stack(workdir, s3_port=moto_port, **kw)
+    try:
+        st.start()
+        yield st, proxy
+    finally:
+        proxy.stop()
+        st.stop()
+
+
+def trim(st: Stack, proxy: TcpProxy, work: Path, seconds: int, runs: int, span: int = 10) -> dict:
+    """``span`` s trims of a ``seconds`` long 720p source through MPR (on a stack of ``proxied_stack`` with no
+    transcoder running: the trim's own reads S3 through ``proxy``), per preset: the key-frame-only
     ``copy``, the frame-accurate ``accurate`` (smart cut) and a full re-encode; the bytes each read from
     S3, its wall time, and the same trim of the local file (the transcoder's own FFmpeg arguments; for
     ``accurate``, its steps: ``mpr_transcoder.kinds.trim``)."""
@@ -242,15 +259,11 @@ def trim(work: Path, seconds: int, runs: int) -> dict:
             times.append(time.perf_counter() - t0)
         return Rate(runs, sum(times), times, "commands")
 
-    moto_port = free_port()
-    proxy = TcpProxy(moto_port).start()
-    st = Stack(work / "trim-stack", s3_port=moto_port, transcoders=0)
+    src = make_source(work / "big.mp4", seconds, "1280x720", "6M")
+    st.s3_client().upload_file(str(src), st.bucket_in, "bench/big.mp4")
+    # Only this transcoder reads through the proxy, and no other runs meanwhile.
+    proxied = st.start_service("transcoder", "transcoder-proxied", env={"S3_ENDPOINT_URL": proxy.url})
     try:
-        st.start()
-        src = make_source(work / "big.mp4", seconds, "1280x720", "6M")
-        st.s3_client().upload_file(str(src), st.bucket_in, "bench/big.mp4")
-        st.extra_env["S3_ENDPOINT_URL"] = proxy.url  # only this transcoder reads through the proxy
-        st.start_service("transcoder", "transcoder-proxied")
         api = api_client(st.api_url)
         # Mid-GOP (key frames every 2 s): the accurate cut re-encodes a partial GOP at both edges.
         start = seconds / 2 + 0.52
@@ -260,7 +273,7 @@ def trim(work: Path, seconds: int, runs: int) -> dict:
                 "kind": "trim",
                 "source_key": "bench/big.mp4",
                 "start": start,
-                "end": start + 10,
+                "end": start + span,
                 "preset": preset,
             }
             reads, conns, times = [], [], []
@@ -277,12 +290,12 @@ def trim(work: Path, seconds: int, runs: int) -> dict:
                 "mpr": Rate(runs, sum(times), times, "jobs"),
                 "raw": local_smart_trims(body, src) if smart else ffmpeg_runs(body, src, work, runs),
             }
-        return {
-            "source_bytes": src.stat().st_size,
-            "seconds": seconds,
-            "unread_bound": proxy.unread_bound,
-            "presets": results,
-        }
     finally:
-        proxy.stop()
-        st.stop()
+        proxied.stop()
+    return {
+        "source_bytes": src.stat().st_size,
+        "seconds": seconds,
+        "span": span,
+        "unread_bound": proxy.unread_bound,
+        "presets": results,
+    }

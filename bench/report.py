@@ -130,17 +130,17 @@ def _main_rows(res: dict) -> list[str]:
         for preset, p in tr["presets"].items():
             slack = p["connections"] * tr["unread_bound"]
             rows.append(
-                f"| bytes FFmpeg and ffprobe read from S3 for a 10 s trim (`{preset}`) of a "
+                f"| bytes FFmpeg and ffprobe read from S3 for a {tr['span']} s trim (`{preset}`) of a "
                 f"{tr['seconds']} s source (counted at the reader, {p['connections']} connections: "
                 f"+ at most {slack / 1024:.0f} KiB unmeasurable) | {p['read'] / MiB:.1f} MiB | "
-                f"the source: {size / MiB:.0f} MiB (the 10 s span is {10 / tr['seconds']:.3f} of it) | "
+                f"the source: {size / MiB:.0f} MiB (the {tr['span']} s span is {tr['span'] / tr['seconds']:.3f} of it) | "
                 f"**{p['read'] / size:.3f}** | ≤ 0.05 |"
             )
         presets = tr["presets"]
         if "accurate" in presets and "copy" in presets:
             acc, copy = presets["accurate"]["mpr"], presets["copy"]["mpr"]
             rows.append(
-                f"| frame-accurate 10 s trim (`accurate`: whole GOPs copied, both edges mid-GOP re-encoded) of "
+                f"| frame-accurate {tr['span']} s trim (`accurate`: whole GOPs copied, both edges mid-GOP re-encoded) of "
                 f"a {tr['seconds']} s source, POST → completed | {_secs(acc)} | the key-frame-only trim "
                 f"(`copy`) of the same range: {_secs(copy)} | {_ratio(acc.p50_ms, copy.p50_ms, '×')} | ≤ 3× |"
             )
@@ -243,7 +243,7 @@ def report(res: dict, quick: bool) -> str:
         "the source, so the ratio is MPR's overhead: queueing, probing over a presigned URL, streaming from "
         "S3, uploading the result, the job events. The trim's bytes are counted at the reader (the proxy "
         "paces what it forwards to what FFmpeg has read; see `mpr_devstack.tcp_proxy`); the rest beyond "
-        "the 10 s span is the header (moov) and FFmpeg's read-ahead, once for ffprobe and once for FFmpeg. "
+        "the trimmed span is the header (moov) and FFmpeg's read-ahead, once for ffprobe and once for FFmpeg. "
         "Every service, the broker, the S3 server and the load generator share this machine's cores.",
         "",
     ]

@@ -13,13 +13,17 @@ from dataclasses import dataclass, field
 
 import pytest
 
-# Files that start stacks of their own for each test (fault injection, whole-stack restarts) or drive
-# a browser: run first, so that the cheap files fill in around them instead of trailing behind them.
+# Files that start stacks of their own (fault injection, whole-stack restarts), run the benchmark harness
+# or a fuzzer, or drive a browser, heaviest first: run first, so that the cheap files fill in around them
+# instead of trailing behind them.
 HEAVY_FIRST = (
     "tests/system/test_faults",
-    "tests/system/test_cluster",
     "tests/system/test_dev_command",
+    "tests/system/test_bench_smoke",
+    "tests/system/test_api_fuzz",
     "tests/system/test_readme",
+    "tests/system/test_cluster",
+    "tests/system/test_leases",
     "tests/system/test_compose_topology",
     "tests/browser/",
     "tests/system/",

@@ -87,8 +87,7 @@ def wait_job(
     return wait_for(done, timeout, what=f"job {job_id} to reach {states}")
 
 
-@pytest.fixture
-def make_stack(tmp_path_factory) -> Iterator[Callable[..., Stack]]:
+def _stack_maker(tmp_path_factory) -> Iterator[Callable[..., Stack]]:
     stacks: list[Stack] = []
 
     def make(transcoders: int = 1, s3_proxy: TcpProxy | None = None, **env: str) -> Stack:
@@ -110,8 +109,22 @@ def make_stack(tmp_path_factory) -> Iterator[Callable[..., Stack]]:
 
 
 @pytest.fixture
-def s3_proxy() -> Iterator[TcpProxy]:
-    """A switchable TCP proxy in front of the (not yet started) S3 server."""
+def make_stack(tmp_path_factory) -> Iterator[Callable[..., Stack]]:
+    """Stacks for one test: for a fault that leaves a stack unfit for any other test."""
+    yield from _stack_maker(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def make_shared_stack(tmp_path_factory) -> Iterator[Callable[..., Stack]]:
+    """Stacks for every test of a module (a stack start costs more CPU than most tests): for faults
+    that leave the stack healthy or are undone by the test (a replica restarted, a proxy switched back)."""
+    yield from _stack_maker(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def shared_s3_proxy() -> Iterator[TcpProxy]:
+    """A switchable TCP proxy in front of a module's (not yet started) S3 server; each test leaves it
+    unblocked."""
     proxy = TcpProxy(free_port()).start()
     yield proxy
     proxy.stop()

@@ -1,17 +1,23 @@
-"""Helpers for fault tests: a stack's API client, sample uploads and long jobs, outputs, and events read
-back from JetStream. (The ``make_stack`` and ``s3_proxy`` fixtures are in conftest.py.)"""
+"""Helpers for fault tests: a stack's API client, sample uploads and long jobs, outputs, events read
+back from JetStream, and what a test changes on a stack it shares with others (transcoders it starts,
+the job queue's settings). (The ``make_stack``/``make_shared_stack`` and ``shared_s3_proxy``
+fixtures are in conftest.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import nats
 from nats.errors import TimeoutError as NatsTimeout
 
 from mpr_common import subjects as s
+from mpr_devstack.servers import Proc
 from mpr_devstack.stack import DEV_API_TOKEN, Stack
 from tests.system.conftest import wait_for
 
@@ -108,3 +114,52 @@ def output_objects(st: Stack, job: dict) -> list[str]:
 
 def completed_events(st: Stack, job_id: str) -> list[dict]:
     return [e for e in stream_events(st.nats.url, s.JOBS_STREAM, s.JOB_COMPLETED) if e["job_id"] == job_id]
+
+
+# --- what a test changes on a shared stack -------------------------------------------------------
+class Replicas:
+    """Transcoders one test starts on a shared stack (named by the test: log files and the ``worker``
+    of its jobs are its own), stopped when the test ends."""
+
+    def __init__(self, st: Stack) -> None:
+        self.st = st
+        self.started: list[Proc] = []
+
+    def start(self, name: str, **env: str) -> Proc:
+        assert name not in self.st.services, f"{name} already ran on this stack"
+        proc = self.st.start_service("transcoder", name, env=env or None)
+        self.started.append(proc)
+        return proc
+
+    def wait_ready(self, name: str, timeout: float = 120) -> None:
+        """Until ``name`` answers ready (bound to its consumers), as a stack's own are after it starts."""
+        url = f"http://127.0.0.1:{self.st.metrics_ports[name]}/health/ready"
+
+        def ready() -> bool:
+            try:
+                return httpx.get(url, timeout=5).status_code == 200
+            except httpx.HTTPError:  # not listening yet
+                return False
+
+        wait_for(ready, timeout, what=f"{name} to be ready")
+
+    def stop(self) -> None:
+        for proc in self.started:
+            proc.signal(signal.SIGCONT)  # a test may have left one frozen
+            proc.stop()
+
+
+@contextmanager
+def job_queue(st: Stack, **env: str) -> Iterator[None]:
+    """The transcoders' consumer updated by its owner (mpr-setup, run again as a deployment would) with
+    these settings (``TRANSCODER_ACK_WAIT``, ``TRANSCODER_MAX_DELIVER``), and the stack's own restored
+    afterwards. Transcoders read them from the server when they start: start them inside."""
+    saved = dict(st.extra_env)
+    st.extra_env.update(env)
+    try:
+        st.setup_jetstream()
+        yield
+    finally:
+        st.extra_env.clear()
+        st.extra_env.update(saved)
+        st.setup_jetstream()

@@ -1,5 +1,6 @@
-"""The benchmark harness runs end to end (quick sizes) and reports every figure beside its ceiling;
-speed itself is measured by `make bench`, never asserted in a timed test."""
+"""The benchmark harness runs end to end (its smoke sizes, ``--quick``: every section on one stack) and
+reports every figure beside its ceiling; speed itself is measured by `make bench`, never asserted in a
+timed test."""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ SECS = rf"{NUM} s"
 
 # Every row of the main table: what | MPR | ceiling (same run) | ratio | bar
 MAIN_ROWS = {
-    "POST phase": rf"\| `POST /api/jobs`, 500 requests, 32 concurrent: POST phase[^|]* \| {RATE} · {LAT} \| "
+    "POST phase": rf"\| `POST /api/jobs`, {NUM} requests, {NUM} concurrent: POST phase[^|]* \| {RATE} · {LAT} \| "
     rf"bare Litestar POST: {RATE} · {LAT} \| {RATIO} \| ≥ 2,000 req/s",
-    "POST until the catalog has every job": rf"\| `POST /api/jobs`, 500 requests, until `GET /api/jobs` counts "
+    "POST until the catalog has every job": rf"\| `POST /api/jobs`, {NUM} requests, until `GET /api/jobs` counts "
     rf"every job \(caught up {NUM} s after the last POST\) \| {RATE} \| bare Litestar POST: {RATE} \| {RATIO} \|",
     "POST vs bare + JetStream": rf"\| `POST /api/jobs` POST phase, against a bare route that also awaits a "
     rf"JetStream publish \| {RATE} \| bare Litestar POST \+ JetStream publish: {RATE} · {LAT} \| {RATIO} \|",
@@ -29,21 +30,21 @@ MAIN_ROWS = {
     rf"nats-py publish, acked, 32 concurrent: {RATE} · {LAT} \| {RATIO} \|",
     "CPU per POST": rf"\| CPU per `POST /api/jobs` of the API's process \(and of the catalog's[^|]*: {NUM} µs\) \| "
     rf"{NUM} µs \| the bare app's process per POST: {NUM} µs \| {RATIO} \|",
-    "scan": rf"\| scan \+ register 300 objects until `GET /api/assets\?prefix=many/` counts all \([^|]*\) \| "
+    "scan": rf"\| scan \+ register {NUM} objects until `GET /api/assets\?prefix=many/` counts all \([^|]*\) \| "
     rf"{RATE} \| moto `list_objects_v2` paging, 1000/page: {RATE} \| {RATIO} \| ≥ 0.8",
     "catalog RSS": rf"\| peak RSS of the catalog during that scan \| {NUM} MiB \| [^|]*: {NUM} MiB \| {RATIO} \|",
     "scanner RSS": rf"\| peak RSS of the scanner during that scan \| {NUM} MiB \| [^|]*: {NUM} MiB \| {RATIO} \|",
     "api RSS": rf"\| peak RSS of the api during that scan \| {NUM} MiB \| [^|]*: {NUM} MiB \| {RATIO} \|",
     "transcode": rf"\| transcode through MPR [^|]* \| {SECS} \| raw FFmpeg[^|]*: {SECS} \| {RATIO} \| ≤ 1.08× \|",
-    "thumbnails": rf"\| thumbnails: 4 jobs [^|]* \| {RATE} · {LAT} \| raw FFmpeg thumbnail command[^|]*: "
+    "thumbnails": rf"\| thumbnails: {NUM} jobs [^|]* \| {RATE} · {LAT} \| raw FFmpeg thumbnail command[^|]*: "
     rf"{RATE} · {LAT} \| {RATIO} \| ≥ 1.5× today",
-    "trim bytes copy": rf"\| bytes FFmpeg and ffprobe read from S3 for a 10 s trim \(`copy`\)[^|]* \| {NUM} MiB "
+    "trim bytes copy": rf"\| bytes FFmpeg and ffprobe read from S3 for a {NUM} s trim \(`copy`\)[^|]* \| {NUM} MiB "
     rf"\| the source: {NUM} MiB[^|]* \| {RATIO} \| ≤ 0.05 \|",
-    "trim bytes h264": rf"\| bytes FFmpeg and ffprobe read from S3 for a 10 s trim \(`h264-720p`\)[^|]* \| "
+    "trim bytes h264": rf"\| bytes FFmpeg and ffprobe read from S3 for a {NUM} s trim \(`h264-720p`\)[^|]* \| "
     rf"{NUM} MiB \| the source: {NUM} MiB[^|]* \| {RATIO} \| ≤ 0.05 \|",
-    "trim bytes accurate": rf"\| bytes FFmpeg and ffprobe read from S3 for a 10 s trim \(`accurate`\)[^|]* \| "
+    "trim bytes accurate": rf"\| bytes FFmpeg and ffprobe read from S3 for a {NUM} s trim \(`accurate`\)[^|]* \| "
     rf"{NUM} MiB \| the source: {NUM} MiB[^|]* \| {RATIO} \| ≤ 0.05 \|",
-    "accurate trim vs copy": rf"\| frame-accurate 10 s trim [^|]* \| {SECS} \| the key-frame-only trim[^|]*: {SECS} \| "
+    "accurate trim vs copy": rf"\| frame-accurate {NUM} s trim [^|]* \| {SECS} \| the key-frame-only trim[^|]*: {SECS} \| "
     rf"{RATIO} \| ≤ 3× \|",
     "package": rf"\| package through MPR [^|]* \| {SECS} \| ONE raw FFmpeg command[^|]*: {SECS} \| {RATIO} \| ≤ 1.2× \|",
     "trim time copy": rf"\| trim \(`copy`\) wall time[^|]* \| {SECS} \| raw FFmpeg[^|]*: {SECS} \| {RATIO} \|",

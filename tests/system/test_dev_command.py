@@ -108,8 +108,14 @@ async def publish_job(url: str):
         await nc.close()
 
 
-def test_mpr_dev_starts_everything_and_ctrl_c_stops_it(tmp_path):
-    proc, text = start_mpr_dev(tmp_path / "dev")
+def test_mpr_dev_starts_everything_its_printed_commands_work_and_terminal_ctrl_c_stops_it(
+    tmp_path, media_dir
+):
+    """What a newcomer does with one `make dev`: the banner's API, token and publisher credential work,
+    its upload commands work on a machine without ~/.aws, and Ctrl-C on the terminal (the whole process
+    group) stops every process quietly. (Ctrl-C sent to mpr-dev alone, and SIGTERM: the restart test.)"""
+    workdir = tmp_path / "dev"
+    proc, text = start_mpr_dev(workdir)
     started: set[int] = set()
     try:
         api_url = re.search(r"API\s+(http://127\.0\.0\.1:\d+)", text).group(1)
@@ -131,19 +137,7 @@ def test_mpr_dev_starts_everything_and_ctrl_c_stops_it(tmp_path):
         assert job["kind"] == "thumbnail" and job["source_key"] == "videos/a.mp4"
         started = children_of(proc.pid)
         assert len(started) >= 6  # nats-server, moto, catalog, scanner, transcoder, api
-    finally:
-        stop_quietly(proc, signal.SIGINT)  # Ctrl-C (kill -INT)
-    time.sleep(0.5)
-    assert not [p for p in started if alive(p)], "processes left running after Ctrl-C"
-    assert (tmp_path / "dev" / "catalog.db").exists() and (tmp_path / "dev" / "jetstream").is_dir()
 
-
-def test_printed_upload_commands_work_without_aws_config_and_terminal_ctrl_c_is_quiet(tmp_path, media_dir):
-    workdir = tmp_path / "dev"
-    proc, text = start_mpr_dev(workdir)
-    started: set[int] = set()
-    try:
-        started = children_of(proc.pid)
         # A fresh machine: no AWS variables, no ~/.aws; only what the banner's export line sets.
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_", "MPR_"))}
         clean["HOME"] = str(tmp_path / "home")
@@ -166,6 +160,7 @@ def test_printed_upload_commands_work_without_aws_config_and_terminal_ctrl_c_is_
             )
             assert r.returncode == 0, r.stdout + r.stderr
             expected.append("video2.mp4")
+        assert env["MPR_API_URL"] == api_url
         r = httpx.post(
             f"{env['MPR_API_URL']}/api/assets/scan",
             headers={"Authorization": f"Bearer {env['MPR_TOKEN']}"},
@@ -176,6 +171,7 @@ def test_printed_upload_commands_work_without_aws_config_and_terminal_ctrl_c_is_
         stop_quietly(proc, signal.SIGINT, group=True)  # Ctrl-C on a terminal: the whole group
     time.sleep(0.5)
     assert not [p for p in started if alive(p)], "processes left running after Ctrl-C"
+    assert (workdir / "catalog.db").exists() and (workdir / "jetstream").is_dir()
     # The services shut down in order (not killed by the terminal along with nats-server and moto).
     for log in (workdir / "logs").glob("*.log"):
         assert "Traceback" not in log.read_text(errors="replace"), log.name
@@ -245,7 +241,8 @@ def run_job(api: httpx.Client, key: str) -> dict:
 
 def test_restart_keeps_every_object_and_a_killed_process_is_restarted(tmp_path, media_dir):
     """(1) kill -9 a transcoder, the S3 server and nats-server: each is restarted with a line on the
-    terminal, the stack keeps running and a job submitted afterwards completes; (2) Ctrl-C and start again on the same
+    terminal, the stack keeps running and a job submitted afterwards completes; (2) Ctrl-C (to mpr-dev
+    alone: every process stops, quietly) and start again on the same
     work dir and ports: the asset's source and the jobs' outputs are still there with the same ETags
     (the catalog's identity of an asset), their links answer, and a new job on the old asset completes;
     (3) SIGTERM stops it quietly, leaving no process behind."""
@@ -291,7 +288,13 @@ def test_restart_keeps_every_object_and_a_killed_process_is_restarted(tmp_path, 
             assert (DEFAULT_BUCKET_OUT, first["job"]["output_key"]) in objects
             asset = api.get("/api/assets", params={"prefix": "restart/"}).json()["items"][0]
     finally:
-        out.stop()  # Ctrl-C
+        running = children_of(proc.pid)  # the restarted ones included
+        shown = len(out.lines)
+        out.stop()  # Ctrl-C sent to mpr-dev alone (kill -INT): it stops its services itself
+    after_ctrl_c = "".join(out.lines[shown:])
+    assert "stopping" in after_ctrl_c and "exited with" not in after_ctrl_c, after_ctrl_c
+    time.sleep(0.5)
+    assert not [p for p in running if alive(p)], "processes left running after Ctrl-C"
 
     proc, text = start_mpr_dev(workdir, ports)
     out = Output(proc)
