@@ -157,6 +157,12 @@ def test_a_lost_consumer_fails_readiness_and_its_re_creation_runs_nothing_twice(
     )
     wait_for(lambda: httpx.get(f"{ops}/health/ready").status_code == 200, 15, what="readiness to recover")
     assert wait_job(api, queued)["job"]["status"] == "completed"
+    st.setup_jetstream()  # the next deploy's setup updates the re-created consumer (its start is kept)
+    again = consumer_info(st.nats.url, s.JOBS_STREAM, s.TRANSCODERS_DURABLE).config
+    assert (again.deliver_policy, again.opt_start_seq) == (
+        info.config.deliver_policy,
+        info.config.opt_start_seq,
+    )
     # The replayed jobs that had ended were not run again.
     assert api.get(f"/api/jobs/{done_id}").json()["job"]["attempts"] == 1
     assert api.get(f"/api/jobs/{failed.job_id}").json()["job"]["status"] == "failed"

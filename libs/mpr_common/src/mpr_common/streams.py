@@ -334,7 +334,14 @@ async def retire_requests_forever(
 
 async def ensure_consumers(js: JetStreamContext, queue: JobQueueSettings) -> None:
     for stream, cfg in consumer_configs(queue):
-        if cfg.durable_name in TRANSCODER_CLASSES:
+        assert cfg.durable_name is not None
+        try:
+            existing: ConsumerConfig | None = (await js.consumer_info(stream, cfg.durable_name)).config
+        except NotFoundError:
+            existing = None
+        if existing is not None:
+            cfg = _kept_start(cfg, existing)
+        elif cfg.durable_name in TRANSCODER_CLASSES:
             cfg = await _resume_point(js, cfg, TRANSCODER_CLASSES[cfg.durable_name])
         try:  # creates, or updates what may be updated (ack_wait, max_deliver, …)
             await js.add_consumer(stream, cfg)
@@ -342,16 +349,21 @@ async def ensure_consumers(js: JetStreamContext, queue: JobQueueSettings) -> Non
             log.warning("consumer %s kept as is: %s", cfg.durable_name, exc)
 
 
+def _kept_start(cfg: ConsumerConfig, existing: ConsumerConfig) -> ConsumerConfig:
+    """An existing consumer keeps where it started (nats-server refuses to update a deliver policy):
+    a consumer re-created from a start sequence is updated by every later deploy's setup."""
+    return replace(
+        cfg,
+        deliver_policy=existing.deliver_policy,
+        opt_start_seq=existing.opt_start_seq,
+        opt_start_time=existing.opt_start_time,
+    )
+
+
 async def _resume_point(js: JetStreamContext, cfg: ConsumerConfig, priority: str) -> ConsumerConfig:
     """A missing transcoders' consumer over a stream that holds jobs (it was deleted, or lost) starts at
     the oldest job of its class that has not ended, not at the stream's beginning: ended jobs are not
     delivered again (those after it are skipped by the transcoders, which read the same job-state KV)."""
-    assert cfg.durable_name is not None
-    try:
-        await js.consumer_info(s.JOBS_STREAM, cfg.durable_name)
-        return cfg  # exists: updating keeps its position
-    except NotFoundError:
-        pass
     # Taken first: whatever is published while we look has a later sequence and is delivered.
     last = (await js.stream_info(s.JOBS_STREAM)).state.last_seq
     start = await first_unfinished_job(js, last, priority) or last + 1
