@@ -1,4 +1,8 @@
-from mpr_common.mediainfo import INPUT_FORMATS, ffprobe_args, parse_ffprobe
+import json
+
+import pytest
+
+from mpr_common.mediainfo import INPUT_FORMATS, ProbeError, ffprobe_args, parse_ffprobe, probe_result
 
 FFPROBE = {
     "streams": [
@@ -42,3 +46,32 @@ def test_ffprobe_args_restrict_protocols_and_formats():
     assert args[args.index("-protocol_whitelist") + 1] == "http,https,tcp,tls,crypto"
     assert "hls" not in INPUT_FORMATS.split(",") and "concat" not in INPUT_FORMATS.split(",")
     assert args[-2:] == ["-i", "http://x/a.mp4"]
+
+
+URL = "https://s3.local/in/a.mp4?X-Amz-Signature=secret"
+
+
+def test_probe_result_of_a_clean_run_is_the_parsed_probe():
+    assert probe_result(0, json.dumps(FFPROBE).encode(), b"", URL) == parse_ffprobe(FFPROBE)
+
+
+@pytest.mark.parametrize(
+    ("returncode", "stdout", "stderr", "error"),
+    [
+        (1, b"", f"{URL}: Invalid data found when processing input\n".encode(), "a.mp4: Invalid data found"),
+        (1, b"", b"", "ffprobe exited with 1"),
+        (0, b"not json", b"", "ffprobe printed no JSON"),
+        (0, b'{"streams": [], "format": {}}', b"", "no audio or video stream found"),
+    ],
+)
+def test_probe_result_of_a_failed_run_names_the_object_never_the_url(returncode, stdout, stderr, error):
+    with pytest.raises(ProbeError) as caught:
+        probe_result(returncode, stdout, stderr, URL, name="a.mp4")
+    assert str(caught.value).startswith(error)
+    assert "secret" not in str(caught.value) and "s3.local" not in str(caught.value)
+
+
+def test_probe_result_without_a_name_keeps_the_url_without_its_query():
+    with pytest.raises(ProbeError, match="^https://s3.local/in/a.mp4: Server returned 404") as caught:
+        probe_result(8, b"", f"{URL}: Server returned 404 Not Found".encode(), URL)
+    assert "secret" not in str(caught.value)

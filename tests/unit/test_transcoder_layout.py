@@ -29,33 +29,55 @@ def sources() -> list[Path]:
     return sorted(p for p in ROOT.rglob("*.py") if "__pycache__" not in p.parts)
 
 
+def _import(node: ast.Import) -> list[str]:
+    return [f"imports {a.name}" for a in node.names if a.name in PROCESS_MODULES]
+
+
+def _import_from(node: ast.ImportFrom) -> list[str]:
+    module = node.module or ""
+    found = []
+    if module in PROCESS_MODULES:
+        found.append(f"imports from {module}")
+    starts = STARTS.get(module, set()) | {"subprocess"}
+    if module in STARTS and any(a.name in starts for a in node.names):
+        found.append(f"imports a process start from {module}")
+    if module == "mpr_common.mediainfo":
+        found += [f"imports {a.name}" for a in node.names if a.name in WHITELIST_NAMES]
+    return found
+
+
+def _attribute(node: ast.Attribute) -> list[str]:
+    base = ast.unparse(node.value)
+    if node.attr in STARTS.get(base, ()) or (base == "os" and node.attr.startswith(("exec", "spawn"))):
+        return [f"calls {base}.{node.attr}"]
+    return []
+
+
+def _constant(node: ast.Constant) -> list[str]:
+    if isinstance(node.value, str) and (node.value in WHITELIST_OPTIONS or INPUT_FORMATS in node.value):
+        return [f"writes {node.value[:40]!r}"]
+    return []
+
+
+# What each kind of node may do that only ffmpeg/ may.
+CHECKS = {
+    ast.Import: _import,
+    ast.ImportFrom: _import_from,
+    ast.Attribute: _attribute,
+    ast.Constant: _constant,
+}
+
+
 def findings(path: Path) -> list[str]:
     """What ``path`` does that only ffmpeg/ may: start a process, write a whitelist option or value,
     take the whitelists (or mediainfo's process helpers) from mpr_common directly."""
     tree = ast.parse(path.read_text(), str(path))
     found = []
     for node in ast.walk(tree):
-        where = f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', 0)}"
-        if isinstance(node, ast.Import):
-            found += [f"{where} imports {a.name}" for a in node.names if a.name in PROCESS_MODULES]
-        elif isinstance(node, ast.ImportFrom):
-            module = node.module or ""
-            if module in PROCESS_MODULES:
-                found.append(f"{where} imports from {module}")
-            starts = STARTS.get(module, set()) | {"subprocess"}
-            if module in STARTS and any(a.name in starts for a in node.names):
-                found.append(f"{where} imports a process start from {module}")
-            if module == "mpr_common.mediainfo":
-                found += [f"{where} imports {a.name}" for a in node.names if a.name in WHITELIST_NAMES]
-        elif isinstance(node, ast.Attribute):
-            base = ast.unparse(node.value)
-            if node.attr in STARTS.get(base, ()) or (
-                base == "os" and node.attr.startswith(("exec", "spawn"))
-            ):
-                found.append(f"{where} calls {base}.{node.attr}")
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            if node.value in WHITELIST_OPTIONS or INPUT_FORMATS in node.value:
-                found.append(f"{where} writes {node.value[:40]!r}")
+        check = CHECKS.get(type(node))
+        if check is not None:
+            where = f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', 0)}"
+            found += [f"{where} {what}" for what in check(node)]  # type: ignore[operator]
     return found
 
 

@@ -211,6 +211,27 @@ def parse_ffprobe(data: dict[str, Any]) -> MediaInfo:
     return info
 
 
+def probe_result(
+    returncode: int | None, stdout: bytes, stderr: bytes, url: str, name: str | None = None
+) -> MediaInfo:
+    """What an ffprobe of ``url`` that ran :func:`ffprobe_args` to its end found: its :class:`MediaInfo`,
+    or a :class:`ProbeError` (it failed, printed no JSON, found no stream) that never holds the URL:
+    ``name`` (the object's key) stands in its place, or the URL without its query string. Pure, so that
+    every caller reads ffprobe the same way however it starts it (:func:`probe` here, the transcoder's
+    ``ffmpeg.probe``)."""
+    if returncode != 0:
+        text = redact(stderr.decode("utf-8", "replace"), {url: name} if name else None)
+        msg = text.strip().splitlines()
+        raise ProbeError((msg[-1] if msg else f"ffprobe exited with {returncode}")[:500])
+    try:
+        data = json.loads(stdout or b"{}")
+    except ValueError:
+        raise ProbeError("ffprobe printed no JSON") from None
+    if not data.get("streams"):
+        raise ProbeError("no audio or video stream found")
+    return parse_ffprobe(data)
+
+
 async def probe(
     url: str,
     timeout: float = 60.0,
@@ -242,14 +263,4 @@ async def probe(
             proc.kill()
             await asyncio.shield(proc.wait())
         raise
-    if proc.returncode != 0:
-        text = redact(err.decode("utf-8", "replace"), {url: name} if name else None)
-        msg = text.strip().splitlines()
-        raise ProbeError((msg[-1] if msg else f"ffprobe exited with {proc.returncode}")[:500])
-    try:
-        data = json.loads(out or b"{}")
-    except ValueError:
-        raise ProbeError("ffprobe printed no JSON") from None
-    if not data.get("streams"):
-        raise ProbeError("no audio or video stream found")
-    return parse_ffprobe(data)
+    return probe_result(proc.returncode, out, err, url, name)

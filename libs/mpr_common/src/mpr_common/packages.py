@@ -1,6 +1,6 @@
 """What the API and the transcoders agree on about an adaptive package: the keys of its manifests, which
 the API claims for a package job and the transcoders write. The package's plan of child jobs is the
-transcoders' own (``mpr_transcoder.kinds.package``)."""
+transcoders' own (``mpr_transcoder.kinds.package.children``)."""
 
 from __future__ import annotations
 

@@ -1,14 +1,12 @@
 """ffprobe of a job's source (or of an output it wrote), run by :mod:`.process` like every FFmpeg child.
 
-The argument list and the reading of ffprobe's JSON are ``mpr_common.mediainfo``'s, shared with the
-catalog's prober: both see a source the same way."""
+The argument list and the reading of ffprobe's result (``mpr_common.mediainfo.probe_result``) are
+``mpr_common.mediainfo``'s, shared with the catalog's prober: both see a source the same way."""
 
 from __future__ import annotations
 
-import json
-
 from mpr_common.events import MediaInfo
-from mpr_common.mediainfo import NETWORK_PROTOCOLS, ProbeError, ffprobe_args, parse_ffprobe, redact
+from mpr_common.mediainfo import NETWORK_PROTOCOLS, ProbeError, ffprobe_args, probe_result, redact
 
 from .errors import FfmpegError
 from .process import capture
@@ -28,17 +26,7 @@ async def probe(
         done = await capture(ffprobe_args(url, protocols), timeout, max_memory=max_memory)
     except TimeoutError:
         raise ProbeError(f"ffprobe timed out after {timeout:.0f}s") from None
-    if done.returncode != 0:
-        text = redact(done.stderr.decode("utf-8", "replace"), {url: name} if name else None)
-        msg = text.strip().splitlines()
-        raise ProbeError((msg[-1] if msg else f"ffprobe exited with {done.returncode}")[:500])
-    try:
-        data = json.loads(done.stdout or b"{}")
-    except ValueError:
-        raise ProbeError("ffprobe printed no JSON") from None
-    if not data.get("streams"):
-        raise ProbeError("no audio or video stream found")
-    return parse_ffprobe(data)
+    return probe_result(done.returncode, done.stdout, done.stderr, url, name)
 
 
 async def ffprobe_output(args: list[str], timeout: float, what: str) -> str:

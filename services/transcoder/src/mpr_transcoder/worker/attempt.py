@@ -21,6 +21,7 @@ from mpr_common import subjects as s
 from mpr_common.bus import MSG_ID, dead_letter, publish_event
 from mpr_common.codec import DecodeError, ValidationError, decode
 from mpr_common.events import PRIORITIES, AttemptOutcome, JobAttempt, JobCompleted, JobFailed, JobRequested
+from mpr_common.job_status import failed_status
 from mpr_common.jobs import CHILD_KINDS, CHILD_ONLY, JobRequestError, job_identity, normalize_job, outcome_id
 from mpr_common.jobstate import UNAVAILABLE, JobLease, QueuePlace, move_number
 from mpr_common.tracing import span_from
@@ -358,7 +359,8 @@ class Attempt:
         running: Running | None = None,
     ) -> None:
         lease = running.lease if running is not None else None
-        if err.reason == "cancelled" and self.w.stopping.is_set():
+        status = failed_status(err.reason)
+        if status == "cancelled" and self.w.stopping.is_set():
             await self._attempt_ended(job, started_at, "handed_back", err)
             if lease is not None:
                 await lease.release()
@@ -385,21 +387,19 @@ class Attempt:
             await self._dead_letter(f"gave up after {self.attempt} attempts: {err}", job.job_id)
             err = JobError(f"gave up after {self.attempt} attempts: {err}", err.reason)
         if lease is not None:  # ended from this run's lease: never by two runs
-            ended = await (lease.cancel() if err.reason == "cancelled" else lease.fail())
+            ended = await (lease.cancel() if status == "cancelled" else lease.fail())
             if not ended:
                 assert running is not None
                 running.lost = f"the job was taken over or ended meanwhile ({err.reason})"
                 await self._gone(job, running)
                 return
-        await self._attempt_ended(
-            job, started_at, "cancelled" if err.reason == "cancelled" else "failed", err
-        )
-        if err.reason == "cancelled" and lease is None:
+        await self._attempt_ended(job, started_at, status, err)
+        if status == "cancelled" and lease is None:
             assert self.w.job_state is not None
             await self.w.job_state.cancelled(job.job_id)
         await self._fail(job, err, written=lease is not None)
         await self.msg.ack_sync()
-        JOBS_FINISHED.labels(job.kind, "cancelled" if err.reason == "cancelled" else "failed").inc()
+        JOBS_FINISHED.labels(job.kind, status).inc()
 
     async def _fan_out(self, job: JobRequested) -> None:
         """A package: probe its source (the catalog's probe when there is one), plan it, publish its
@@ -457,9 +457,8 @@ class Attempt:
         its lease)."""
         log.info("job failed (%s): %s", err.reason, str(err)[:300], extra={"job_id": job.job_id})
         assert self.w.job_state is not None and self.w.packager is not None
-        if (
-            err.reason != "cancelled" and not written
-        ):  # cancelled has its own entry, written by whoever cancelled
+        # A cancel has its own entry, written by whoever cancelled.
+        if failed_status(err.reason) == "failed" and not written:
             await self.w.job_state.failed(job.job_id)
         await publish_event(
             self.w.js,

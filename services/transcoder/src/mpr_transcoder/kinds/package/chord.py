@@ -19,7 +19,7 @@ import logging
 import posixpath
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -35,6 +35,7 @@ from mpr_common.events import (
     JobRequested,
     MediaInfo,
 )
+from mpr_common.job_status import failed_status
 from mpr_common.jobs import JobRequestError, outcome_id
 from mpr_common.jobstate import JobState
 from mpr_common.outputs import OutputOwners
@@ -70,6 +71,24 @@ def _claimable(name: str) -> bool:
     """Whether another job could own a file of this name (its output_key): a media segment (.m4s) is
     no job's output."""
     return not name.endswith(".m4s")
+
+
+@dataclass(frozen=True, slots=True)
+class _Folder:
+    """A package's folder as a discard found it: the key prefix and the names of the objects under it."""
+
+    prefix: str
+    names: set[str]
+
+
+@dataclass(slots=True)
+class _Leftovers:
+    """What a discard removes: the keys to delete, the claims (key, job id) to release once they are
+    gone, and the completed children whose files go."""
+
+    doomed: list[str] = field(default_factory=list)
+    claims: list[tuple[str, str]] = field(default_factory=list)
+    emptied: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +212,8 @@ class Packager:
                 await self.discard(plan)
             return
         name = child.rendition or child.kind
-        if reason == "cancelled":
+        status = failed_status(reason)  # the package ends as its child did
+        if status == "cancelled":
             await self.job_state.cancelled(package_id)
         else:
             await self.job_state.failed(package_id)
@@ -202,7 +222,7 @@ class Packager:
             s.JOB_FAILED,
             JobFailed(
                 job_id=package_id,
-                error=f"{name} ({child.job_id}) {'was cancelled' if reason == 'cancelled' else 'failed'}: {error}",
+                error=f"{name} ({child.job_id}) {'was cancelled' if status == 'cancelled' else 'failed'}: {error}",
                 reason=reason,
                 worker=self.instance,
                 attempt=attempt,
@@ -240,61 +260,66 @@ class Packager:
                 "package not discarded: listing %s failed: %s", prefix, exc, extra={"job_id": package.job_id}
             )
             return []
-        doomed: list[str] = []
-        claims: list[tuple[str, str]] = []  # (key, job id) to release once the files are gone
-        emptied: list[str] = []  # completed children whose files went
+        left = _Leftovers()
         for child in plan.children:
-            assert child.output_key is not None
-            owner = await owners.owner(bucket, child.output_key)
-            if owner not in (None, child.job_id):
-                continue  # never this child's (it was refused its output): nothing of it to delete
-            state = await self.job_state.get(child.job_id)
-            main, others = child_files(child)
-            mine = [n for n in names if (n == main and owner == child.job_id) or others.fullmatch(n)]
-            for n in mine:
-                if (
-                    n != main
-                    and _claimable(n)
-                    and (await owners.owner(bucket, prefix + n))
-                    not in (
-                        None,
-                        child.job_id,
-                    )
-                ):
-                    continue
-                doomed.append(prefix + n)
-            # A child still running keeps its claim (and so its playlist's name) until it ends: its own
-            # end runs this again, which deletes what it wrote meanwhile and releases it then.
-            if owner == child.job_id and state is not None:
-                claims.append((child.output_key, child.job_id))
-            if mine and isinstance(state, JobCompleted):
-                emptied.append(child.job_id)
+            await self._child_leftovers(left, owners, bucket, _Folder(prefix, names), child)
+        await self._package_leftovers(left, owners, bucket, names, package)
+        try:
+            for i in range(0, len(left.doomed), _DELETE_BATCH):
+                await asyncio.to_thread(self._delete, bucket, left.doomed[i : i + _DELETE_BATCH])
+        except (*STORAGE_ERRORS, RuntimeError) as exc:  # kept, and claimed, until a later run deletes them
+            log.warning("package not discarded: %s", exc, extra={"job_id": package.job_id})
+            return []
+        for job_id in left.emptied:
+            await self.job_state.failed(job_id)
+        for key, job_id in left.claims:
+            await owners.release(bucket, key, job_id)
+        if left.doomed or left.claims:
+            log.info(
+                "package discarded: %d objects deleted, %d claims released",
+                len(left.doomed),
+                len(left.claims),
+                extra={"job_id": package.job_id},
+            )
+        return left.doomed
+
+    async def _child_leftovers(
+        self, left: _Leftovers, owners: OutputOwners, bucket: str, folder: _Folder, child: JobRequested
+    ) -> None:
+        """What of ``child`` a discard removes: its files in the package's folder, its claim once it has
+        ended; and whether it was a completed child (its files gone, it must run again on a retry)."""
+        assert child.output_key is not None
+        owner = await owners.owner(bucket, child.output_key)
+        if owner not in (None, child.job_id):
+            return  # never this child's (it was refused its output): nothing of it to delete
+        state = await self.job_state.get(child.job_id)
+        main, others = child_files(child)
+        mine = [n for n in folder.names if (n == main and owner == child.job_id) or others.fullmatch(n)]
+        for n in mine:
+            key = folder.prefix + n
+            # A file another job could own (any but a media segment) goes only while no other job owns it.
+            if n == main or not _claimable(n) or await owners.owner(bucket, key) in (None, child.job_id):
+                left.doomed.append(key)
+        # A child still running keeps its claim (and so its playlist's name) until it ends: its own
+        # end runs this again, which deletes what it wrote meanwhile and releases it then.
+        if owner == child.job_id and state is not None:
+            left.claims.append((child.output_key, child.job_id))
+        if mine and isinstance(state, JobCompleted):
+            left.emptied.append(child.job_id)
+
+    async def _package_leftovers(
+        self, left: _Leftovers, owners: OutputOwners, bucket: str, names: set[str], package: JobRequested
+    ) -> None:
+        """The package's own manifests and claims (its manifest names, its output key), those it still
+        owns."""
         assert package.output_key is not None
         manifests = manifest_keys(package)
         for key in dict.fromkeys([*manifests, package.output_key]):
             if await owners.owner(bucket, key) != package.job_id:
                 continue
             if key in manifests and posixpath.basename(key) in names:
-                doomed.append(key)
-            claims.append((key, package.job_id))
-        try:
-            for i in range(0, len(doomed), _DELETE_BATCH):
-                await asyncio.to_thread(self._delete, bucket, doomed[i : i + _DELETE_BATCH])
-        except (*STORAGE_ERRORS, RuntimeError) as exc:  # kept, and claimed, until a later run deletes them
-            log.warning("package not discarded: %s", exc, extra={"job_id": package.job_id})
-            return []
-        for job_id in emptied:
-            await self.job_state.failed(job_id)
-        for key, job_id in claims:
-            await owners.release(bucket, key, job_id)
-        if doomed or claims:
-            log.info(
-                "package discarded: %d objects deleted, %d claims released",
-                len(doomed),
-                len(claims),
-                extra={"job_id": package.job_id},
-            )
-        return doomed
+                left.doomed.append(key)
+            left.claims.append((key, package.job_id))
 
     def _names_in(self, bucket: str, prefix: str) -> list[str]:
         """Names of the objects directly under ``prefix`` (not in folders below it)."""

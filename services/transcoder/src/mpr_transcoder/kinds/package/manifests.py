@@ -41,53 +41,69 @@ def _csv(values: Iterable[str]) -> str:
     return ",".join(dict.fromkeys(v for v in values if v))
 
 
+def _by_bandwidth(renditions: Iterable[Rendition]) -> list[Rendition]:
+    return sorted(renditions, key=lambda r: (r.bandwidth, r.name))
+
+
+def _audio_variant(a: Rendition) -> list[str]:
+    """An audio rendition as a variant of its own (a package without video)."""
+    attrs = [f"BANDWIDTH={a.bandwidth}", f"AVERAGE-BANDWIDTH={a.average_bandwidth}"]
+    if a.codecs:
+        attrs.append(f"CODECS={_quoted(a.codecs)}")
+    return ["#EXT-X-STREAM-INF:" + ",".join(attrs), _uri(a.playlist)]
+
+
+def _audio_media(a: Rendition, default: bool) -> str:
+    """An audio rendition as a member of the audio group."""
+    attrs = [
+        "TYPE=AUDIO",
+        f"GROUP-ID={_quoted(AUDIO_GROUP)}",
+        f"NAME={_quoted(a.name)}",
+        f"DEFAULT={'YES' if default else 'NO'}",
+        "AUTOSELECT=YES",
+    ]
+    if a.channels:
+        attrs.append(f"CHANNELS={_quoted(str(a.channels))}")
+    attrs.append(f"URI={_quoted(_uri(a.playlist))}")
+    return "#EXT-X-MEDIA:" + ",".join(attrs)
+
+
+def _video_variant(v: Rendition, audios: list[Rendition]) -> list[str]:
+    """A video rendition as a variant naming the audio group, its bandwidth that of the group's largest
+    audio rendition added to its own."""
+    attrs = [
+        f"BANDWIDTH={v.bandwidth + max((a.bandwidth for a in audios), default=0)}",
+        f"AVERAGE-BANDWIDTH={v.average_bandwidth + max((a.average_bandwidth for a in audios), default=0)}",
+    ]
+    codecs = _csv([v.codecs, _csv(a.codecs for a in audios)])
+    if codecs:
+        attrs.append(f"CODECS={_quoted(codecs)}")
+    if v.width and v.height:
+        attrs.append(f"RESOLUTION={v.width}x{v.height}")
+    if v.frame_rate:
+        attrs.append(f"FRAME-RATE={v.frame_rate:.3f}")
+    if audios:
+        attrs.append(f"AUDIO={_quoted(AUDIO_GROUP)}")
+    return ["#EXT-X-STREAM-INF:" + ",".join(attrs), _uri(v.playlist)]
+
+
 def hls_master(renditions: list[Rendition]) -> str:
     """The master playlist: one audio group with the audio rendition(s), one variant per video rendition
     (ascending bandwidth) that names the group. A variant's BANDWIDTH and AVERAGE-BANDWIDTH add those of
     the group's largest audio rendition to its video's; CODECS lists both. Audio alone: the audio
     renditions are the variants."""
-    videos = sorted((r for r in renditions if r.type == "video"), key=lambda r: (r.bandwidth, r.name))
+    videos = _by_bandwidth(r for r in renditions if r.type == "video")
     audios = [r for r in renditions if r.type == "audio"]
     if not videos and not audios:
         raise ValueError("a package needs at least one rendition")
     lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"]
     if not videos:
-        for a in sorted(audios, key=lambda r: (r.bandwidth, r.name)):
-            attrs = [f"BANDWIDTH={a.bandwidth}", f"AVERAGE-BANDWIDTH={a.average_bandwidth}"]
-            if a.codecs:
-                attrs.append(f"CODECS={_quoted(a.codecs)}")
-            lines += ["#EXT-X-STREAM-INF:" + ",".join(attrs), _uri(a.playlist)]
-        return "\n".join(lines) + "\n"
-    for i, a in enumerate(audios):
-        attrs = [
-            "TYPE=AUDIO",
-            f"GROUP-ID={_quoted(AUDIO_GROUP)}",
-            f"NAME={_quoted(a.name)}",
-            f"DEFAULT={'YES' if i == 0 else 'NO'}",
-            "AUTOSELECT=YES",
-        ]
-        if a.channels:
-            attrs.append(f"CHANNELS={_quoted(str(a.channels))}")
-        attrs.append(f"URI={_quoted(_uri(a.playlist))}")
-        lines.append("#EXT-X-MEDIA:" + ",".join(attrs))
-    audio_peak = max((a.bandwidth for a in audios), default=0)
-    audio_average = max((a.average_bandwidth for a in audios), default=0)
-    audio_codecs = _csv(a.codecs for a in audios)
-    for v in videos:
-        attrs = [
-            f"BANDWIDTH={v.bandwidth + audio_peak}",
-            f"AVERAGE-BANDWIDTH={v.average_bandwidth + audio_average}",
-        ]
-        codecs = _csv([v.codecs, audio_codecs])
-        if codecs:
-            attrs.append(f"CODECS={_quoted(codecs)}")
-        if v.width and v.height:
-            attrs.append(f"RESOLUTION={v.width}x{v.height}")
-        if v.frame_rate:
-            attrs.append(f"FRAME-RATE={v.frame_rate:.3f}")
-        if audios:
-            attrs.append(f"AUDIO={_quoted(AUDIO_GROUP)}")
-        lines += ["#EXT-X-STREAM-INF:" + ",".join(attrs), _uri(v.playlist)]
+        for a in _by_bandwidth(audios):
+            lines += _audio_variant(a)
+    else:
+        lines += [_audio_media(a, default=i == 0) for i, a in enumerate(audios)]
+        for v in videos:
+            lines += _video_variant(v, audios)
     return "\n".join(lines) + "\n"
 
 
@@ -163,6 +179,52 @@ def _representation(parent: ET.Element, r: Rendition, timescale: int) -> ET.Elem
     return rep
 
 
+def _adaptation_set(period: ET.Element, set_id: int, content: str) -> ET.Element:
+    return ET.SubElement(
+        period,
+        "AdaptationSet",
+        id=str(set_id),
+        contentType=content,
+        mimeType=f"{content}/mp4",
+        segmentAlignment="true",
+        startWithSAP="1",
+    )
+
+
+def _video_set(period: ET.Element, set_id: int, reps: list[Rendition]) -> None:
+    """One video codec family's adaptation set."""
+    aset = _adaptation_set(period, set_id, "video")
+    widths = [r.width for r in reps if r.width]
+    heights = [r.height for r in reps if r.height]
+    if widths and heights:
+        aset.set("maxWidth", str(max(widths)))
+        aset.set("maxHeight", str(max(heights)))
+    for r in reps:
+        rep = _representation(aset, r, VIDEO_TIMESCALE)
+        if r.width and r.height:
+            rep.set("width", str(r.width))
+            rep.set("height", str(r.height))
+            rep.set("sar", "1:1")
+        if r.frame_rate:
+            rep.set("frameRate", frame_rate_attr(r.frame_rate))
+
+
+def _audio_set(period: ET.Element, set_id: int, audios: list[Rendition]) -> None:
+    aset = _adaptation_set(period, set_id, "audio")
+    for r in audios:
+        rate = r.sample_rate or DEFAULT_AUDIO_TIMESCALE
+        rep = _representation(aset, r, rate)
+        rep.set("audioSamplingRate", str(rate))
+        if r.channels:
+            # the channel configuration element goes before the segment template (schema order)
+            channels = ET.Element(
+                "AudioChannelConfiguration",
+                schemeIdUri="urn:mpeg:dash:23003:3:audio_channel_configuration:2011",
+                value=str(r.channels),
+            )
+            rep.insert(0, channels)
+
+
 def dash_mpd(renditions: list[Rendition]) -> str:
     """A static (VOD) MPD, ISO BMFF live profile: one adaptation set per video codec family, their
     segments aligned (every rendition has a key frame at the same times and segments cut on them), and one
@@ -182,56 +244,14 @@ def dash_mpd(renditions: list[Rendition]) -> str:
     )
     period = ET.SubElement(mpd, "Period", id="0", start="PT0S")
     families: dict[str, list[Rendition]] = {}
-    for r in sorted((r for r in renditions if r.type == "video"), key=lambda r: (r.bandwidth, r.name)):
+    for r in _by_bandwidth(r for r in renditions if r.type == "video"):
         families.setdefault(_family(r), []).append(r)
-    set_id = 0
     # H.264 first: the set every player decodes, where a player that takes the first one starts
-    for _, reps in sorted(families.items(), key=lambda item: (item[0] != "avc1", item[0])):
-        aset = ET.SubElement(
-            period,
-            "AdaptationSet",
-            id=str(set_id),
-            contentType="video",
-            mimeType="video/mp4",
-            segmentAlignment="true",
-            startWithSAP="1",
-        )
-        set_id += 1
-        widths = [r.width for r in reps if r.width]
-        heights = [r.height for r in reps if r.height]
-        if widths and heights:
-            aset.set("maxWidth", str(max(widths)))
-            aset.set("maxHeight", str(max(heights)))
-        for r in reps:
-            rep = _representation(aset, r, VIDEO_TIMESCALE)
-            if r.width and r.height:
-                rep.set("width", str(r.width))
-                rep.set("height", str(r.height))
-                rep.set("sar", "1:1")
-            if r.frame_rate:
-                rep.set("frameRate", frame_rate_attr(r.frame_rate))
-    audios = sorted((r for r in renditions if r.type == "audio"), key=lambda r: (r.bandwidth, r.name))
+    ordered = sorted(families.items(), key=lambda item: (item[0] != "avc1", item[0]))
+    for set_id, (_, reps) in enumerate(ordered):
+        _video_set(period, set_id, reps)
+    audios = _by_bandwidth(r for r in renditions if r.type == "audio")
     if audios:
-        aset = ET.SubElement(
-            period,
-            "AdaptationSet",
-            id=str(set_id),
-            contentType="audio",
-            mimeType="audio/mp4",
-            segmentAlignment="true",
-            startWithSAP="1",
-        )
-        for r in audios:
-            rate = r.sample_rate or DEFAULT_AUDIO_TIMESCALE
-            rep = _representation(aset, r, rate)
-            rep.set("audioSamplingRate", str(rate))
-            if r.channels:
-                # the channel configuration element goes before the segment template (schema order)
-                channels = ET.Element(
-                    "AudioChannelConfiguration",
-                    schemeIdUri="urn:mpeg:dash:23003:3:audio_channel_configuration:2011",
-                    value=str(r.channels),
-                )
-                rep.insert(0, channels)
+        _audio_set(period, len(ordered), audios)
     ET.indent(mpd)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(mpd, encoding="unicode") + "\n"

@@ -123,45 +123,62 @@ EDGE_X264 = ["-preset", "veryfast", "-crf", "18"]
 EDGE_X265 = ["-preset", "veryfast", "-crf", "20"]
 
 
-def matching_encoder(stream: Mapping[str, Any]) -> list[str] | None:
-    """Encoder options that make frames a decoder can take in the middle of ``stream`` (ffprobe's view
-    of the source's video): the same codec, profile, level and pixel format, no B-frames (see the
-    module's note on decode times). None when no encoder here can match it."""
-    codec = stream.get("codec_name")
-    pix_fmt = stream.get("pix_fmt")
-    profile = stream.get("profile")
-    if stream.get("field_order") not in (None, "", "unknown", "progressive"):
-        return None  # interlaced: the edges would need field coding matched too
+def _level(stream: Mapping[str, Any]) -> int:
     try:
-        level = int(stream.get("level") or 0)
+        return int(stream.get("level") or 0)
     except (TypeError, ValueError):
-        level = 0
-    args: list[str]
-    if codec == "h264":
-        x264_profile = _X264_PROFILES.get(profile or "")
-        if x264_profile is None or pix_fmt not in _X264_PIX_FMTS:
-            return None
-        args = ["-c:v", "libx264", *EDGE_X264, "-bf", "0", "-profile:v", x264_profile, "-pix_fmt", pix_fmt]
-        if level >= 10:  # ffprobe: 31 is level 3.1 (9, level 1b, is left to x264)
-            args += ["-level:v", f"{level // 10}.{level % 10}"]
-    elif codec == "hevc":
-        if profile not in _X265_PROFILES or pix_fmt not in _X265_PIX_FMTS:
-            return None
-        args = ["-c:v", "libx265", *EDGE_X265, "-pix_fmt", pix_fmt]
-        x265_profile = _X265_PROFILES[profile]
-        if x265_profile is not None:
-            args += ["-profile:v", x265_profile]
-        params = ["log-level=error", "bframes=0"]
-        if level > 0:  # ffprobe: general_level_idc, 30 times the level (93 is level 3.1)
-            params.append(f"level-idc={level / 30:g}")
-        args += ["-x265-params", ":".join(params)]
-    else:
+        return 0
+
+
+def _x264_options(profile: str | None, pix_fmt: str | None, level: int) -> list[str] | None:
+    x264_profile = _X264_PROFILES.get(profile or "")
+    if x264_profile is None or pix_fmt not in _X264_PIX_FMTS:
         return None
+    args = ["-c:v", "libx264", *EDGE_X264, "-bf", "0", "-profile:v", x264_profile, "-pix_fmt", pix_fmt]
+    if level >= 10:  # ffprobe: 31 is level 3.1 (9, level 1b, is left to x264)
+        args += ["-level:v", f"{level // 10}.{level % 10}"]
+    return args
+
+
+def _x265_options(profile: str | None, pix_fmt: str | None, level: int) -> list[str] | None:
+    if profile not in _X265_PROFILES or pix_fmt not in _X265_PIX_FMTS:
+        return None
+    args = ["-c:v", "libx265", *EDGE_X265, "-pix_fmt", pix_fmt]
+    x265_profile = _X265_PROFILES[profile]
+    if x265_profile is not None:
+        args += ["-profile:v", x265_profile]
+    params = ["log-level=error", "bframes=0"]
+    if level > 0:  # ffprobe: general_level_idc, 30 times the level (93 is level 3.1)
+        params.append(f"level-idc={level / 30:g}")
+    return [*args, "-x265-params", ":".join(params)]
+
+
+def _colour_options(stream: Mapping[str, Any]) -> list[str]:
+    """The source's colour description, where it states one."""
+    args: list[str] = []
     for key, option in _COLOUR_OPTIONS.items():
         value = stream.get(key)
         if value and value not in ("unknown", "unspecified", "reserved"):
             args += [option, str(value)]
     return args
+
+
+_ENCODERS = {"h264": _x264_options, "hevc": _x265_options}
+
+
+def matching_encoder(stream: Mapping[str, Any]) -> list[str] | None:
+    """Encoder options that make frames a decoder can take in the middle of ``stream`` (ffprobe's view
+    of the source's video): the same codec, profile, level and pixel format, no B-frames (see the
+    module's note on decode times). None when no encoder here can match it."""
+    if stream.get("field_order") not in (None, "", "unknown", "progressive"):
+        return None  # interlaced: the edges would need field coding matched too
+    encoder = _ENCODERS.get(stream.get("codec_name") or "")
+    if encoder is None:
+        return None
+    args = encoder(stream.get("profile"), stream.get("pix_fmt"), _level(stream))
+    if args is None:
+        return None
+    return args + _colour_options(stream)
 
 
 # Codecs whose display matrix (a phone's rotation) a one-frame MOV copy keeps: NUT drops it.

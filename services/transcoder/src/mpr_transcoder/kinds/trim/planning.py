@@ -179,11 +179,8 @@ def _compact_fields(line: str) -> dict[str, str]:
     return dict(part.partition("=")[::2] for part in line.strip().split("|")[1:] if "=" in part)
 
 
-def parse_local_copy(text: str) -> LocalCopy:
-    """ffprobe's ``compact`` listing of the local copy's streams and packets (``stream|key=value|...``,
-    ``packet|...``): the first picture and sound streams, the picture's packets in decode order."""
-    copy = LocalCopy()
-    lines = text.splitlines()
+def _first_streams(copy: LocalCopy, lines: list[str]) -> dict[int, Fraction]:
+    """Keep the first picture and sound streams in ``copy``; their time bases by stream index."""
     bases: dict[int, Fraction] = {}
     for line in lines:
         if not line.startswith("stream|"):
@@ -197,29 +194,45 @@ def parse_local_copy(text: str) -> LocalCopy:
         else:
             continue
         bases[int(stream["index"])] = _fraction(stream["time_base"])
+    return bases
+
+
+def _add_packet(
+    copy: LocalCopy, fields: dict[str, str], bases: dict[int, Fraction], video_index: int | None
+) -> None:
+    """One packet of a kept stream into ``copy``: a picture's with its times and key flag, a sound's
+    presentation time; a picture packet without a timestamp marks the copy untimed."""
+    try:
+        index = int(fields.get("stream_index", ""))
+    except ValueError:
+        return
+    tb = bases.get(index)
+    if tb is None:
+        return
+    is_video = index == video_index
+    try:
+        pts = int(fields.get("pts", ""))
+    except ValueError:
+        copy.untimed = copy.untimed or is_video
+        return
+    if is_video:
+        dts_text = fields.get("dts", "N/A")
+        dts = int(dts_text) * tb if dts_text.lstrip("-").isdigit() else None
+        copy.packets.append(VideoPacket(pts * tb, dts, "K" in fields.get("flags", "")))
+    else:
+        copy.audio_pts.append(pts * tb)
+
+
+def parse_local_copy(text: str) -> LocalCopy:
+    """ffprobe's ``compact`` listing of the local copy's streams and packets (``stream|key=value|...``,
+    ``packet|...``): the first picture and sound streams, the picture's packets in decode order."""
+    copy = LocalCopy()
+    lines = text.splitlines()
+    bases = _first_streams(copy, lines)
     video_index = int(copy.video["index"]) if copy.video else None
     for line in lines:
-        if not line.startswith("packet|"):
-            continue
-        fields = _compact_fields(line)
-        try:
-            index = int(fields.get("stream_index", ""))
-        except ValueError:
-            continue
-        tb = bases.get(index)
-        if tb is None:
-            continue
-        try:
-            pts = int(fields.get("pts", ""))
-        except ValueError:
-            copy.untimed = copy.untimed or index == video_index
-            continue
-        if index == video_index:
-            dts_text = fields.get("dts", "N/A")
-            dts = int(dts_text) * tb if dts_text.lstrip("-").isdigit() else None
-            copy.packets.append(VideoPacket(pts * tb, dts, "K" in fields.get("flags", "")))
-        else:
-            copy.audio_pts.append(pts * tb)
+        if line.startswith("packet|"):
+            _add_packet(copy, _compact_fields(line), bases, video_index)
     return copy
 
 
