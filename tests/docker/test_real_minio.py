@@ -2,7 +2,7 @@
 
 Needs a Docker engine: skipped cleanly without one. The same path is covered without Docker by
 tests/system/test_events_and_modes.py (notifications injected in MinIO's format) and
-tests/unit/test_minio_events.py.
+tests/unit/scanner/test_minio_events.py.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from mpr_api.settings import ApiSettings
 from mpr_common import storage
 from mpr_common.events import JobView
 from tests import moto_s3
-from tests.unit.api_fakes import FakeKV, FakeNats
+from tests.fakes import FakeKV, FakeNats
 
 pytestmark = pytest.mark.system
 

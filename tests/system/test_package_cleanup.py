@@ -24,7 +24,7 @@ from mpr_common.packages import manifest_keys
 from mpr_transcoder.kinds.package.children import PackageStore, plan_package
 from mpr_transcoder.kinds.package.chord import Packager, child_files
 from tests import moto_s3
-from tests.unit.api_fakes import FakeJetStream, FakeKV, FakeNats
+from tests.fakes import FakeJetStream, FakeKV, FakeNats
 
 pytestmark = pytest.mark.system
 

@@ -25,7 +25,7 @@ from mpr_common.codec import decode
 from mpr_common.events import DeadLetter
 from mpr_devstack.stack import DEV_API_TOKEN, Stack
 from tests.system.conftest import FAST_RETRIES, wait_for, wait_job
-from tests.unit.webhooks_receiver import Receiver
+from tests.webhooks_receiver import Receiver
 
 pytestmark = pytest.mark.system
 

@@ -36,7 +36,7 @@ from mpr_common.identities import generate_passwords, inbox_prefix
 from mpr_common.settings import JobQueueSettings, NatsSettings
 from mpr_common.streams import setup_jetstream
 from mpr_devstack.servers import NatsServer, free_port
-from tests.unit.webhooks_receiver import Receiver, until
+from tests.webhooks_receiver import Receiver, until
 
 pytestmark = pytest.mark.system
 

@@ -19,7 +19,7 @@ from mpr_api.graphql.schema import INTERNAL_ERROR
 from mpr_api.graphql.transport import NOT_AN_OBJECT
 from mpr_api.http import limits as L
 from mpr_api.settings import ApiSettings
-from tests.unit.api_fakes import FakeKV, FakeNats
+from tests.fakes import FakeKV, FakeNats
 
 TOKEN = "t0ken"
 WS = ["graphql-transport-ws"]

@@ -21,7 +21,7 @@ from mpr_api.webhooks.ssrf import (
     parse_networks,
     refusal,
 )
-from tests.unit.webhooks_receiver import Receiver
+from tests.webhooks_receiver import Receiver
 
 LOOPBACK = parse_networks(["127.0.0.1"])
 

@@ -13,7 +13,7 @@ from mpr_common import subjects as s
 from mpr_common.codec import decode, encode
 from mpr_common.events import JobCompleted, JobRequested, JobView
 from mpr_common.presets import DEFAULT_PRESET
-from tests.unit.api_fakes import FakeKV, FakeNats
+from tests.fakes import FakeKV, FakeNats
 
 TOKEN = "t0ken"
 

@@ -19,7 +19,7 @@ from mpr_common import subjects as s
 from mpr_common.codec import decode, encode
 from mpr_common.events import JobCompleted, JobView
 from mpr_common.outputs import OutputOwners
-from tests.unit.api_fakes import FakeKV, FakeNats
+from tests.fakes import FakeKV, FakeNats
 
 TOKEN = "t0ken"
 SECRET = b"callback-secret"

@@ -31,7 +31,7 @@ from mpr_common.events import (
     QueryReply,
 )
 from mpr_common.jobstate import JobState
-from tests.unit.api_fakes import FakeJetStream, FakeNats, Msg
+from tests.fakes import FakeJetStream, FakeNats, Msg
 
 TOKEN = "t0ken"
 

@@ -28,9 +28,9 @@ from mpr_common.codec import decode
 from mpr_common.events import JobFailed, JobRequested
 from mpr_common.settings import S3Settings
 from mpr_transcoder import lambda_handler
-from tests.unit.api_fakes import FakeKV, FakeNats
+from tests.fakes import FakeKV, FakeNats
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TOKEN = "t0ken"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

@@ -19,7 +19,7 @@ from mpr_api.settings import ApiSettings
 from mpr_common import subjects as s
 from mpr_common.codec import decode
 from mpr_common.events import JobCompleted, JobRequested
-from tests.unit.api_fakes import FakeKV, FakeNats
+from tests.fakes import FakeKV, FakeNats
 
 TOKEN = "t0ken"
 GRAPHQL_RESPONSE = "application/graphql-response+json"

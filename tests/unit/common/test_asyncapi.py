@@ -13,7 +13,7 @@ from mpr_common import subjects as s
 from mpr_common.codec import encode
 from mpr_common.events import JobCompleted, JobFailed, JobProgress, JobRequested, ObjectFound
 
-DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.json"
+DOC_PATH = Path(__file__).resolve().parents[3] / "docs" / "asyncapi.json"
 
 
 def test_committed_document_is_current():

@@ -9,7 +9,7 @@ from mpr_common import subjects as s
 from mpr_common.architecture import END, NOT_LISTED, START, listed_subjects, render_markdown
 from mpr_common.events import PRIORITIES
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "architecture.md"
 
 
 def test_the_tables_in_docs_architecture_are_the_generated_ones():

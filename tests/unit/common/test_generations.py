@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from mpr_common.events import JobCompleted
 from mpr_common.jobstate import JobState
-from tests.unit.api_fakes import FakeKV
+from tests.fakes import FakeKV
 
 
 async def test_a_request_of_a_generation_no_retry_started_does_not_run():

@@ -46,7 +46,7 @@ from mpr_common.events import (
 )
 from mpr_common.jobstate import JobState
 from mpr_common.presets import DEFAULT_PRESET
-from tests.unit.api_fakes import FakeKV
+from tests.fakes import FakeKV
 
 
 class NoWait:

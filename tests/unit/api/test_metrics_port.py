@@ -16,7 +16,7 @@ from mpr_api.app import create_app, services
 from mpr_api.settings import ApiSettings
 from mpr_common.ops_server import MAX_LINE, REASONS, OpsServer
 from mpr_devstack.servers import free_port
-from tests.unit.api_fakes import FakeKV, FakeNats
+from tests.fakes import FakeKV, FakeNats
 
 TOKEN = "t0ken"
 

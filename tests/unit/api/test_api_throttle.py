@@ -15,7 +15,7 @@ from mpr_api.app import create_app, services
 from mpr_api.console.feature import console_state
 from mpr_api.http.auth import SESSION_COOKIE, AuthThrottle
 from mpr_api.settings import ApiSettings
-from tests.unit.api_fakes import FakeKV, FakeNats
+from tests.fakes import FakeKV, FakeNats
 
 TOKEN = "t0ken"
 PER_MINUTE = 5

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bootstrap.sh"
+SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "bootstrap.sh"
 
 LOCKED = (
     "E: Could not get lock /var/lib/apt/lists/lock. It is held by process 4242 (apt-get)\n"

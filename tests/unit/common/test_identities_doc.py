@@ -9,7 +9,7 @@ from mpr_common.identities import IDENTITIES, inbox_prefix, render_markdown
 from mpr_common.settings import NatsSettings
 from tests.system.bus_clients import subject_matches
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "security.md"
 START, END = "<!-- identities table: generated -->\n", "<!-- end of identities table -->"
 
 

@@ -20,7 +20,7 @@ from mpr_api.http.auth import (
     derived_key,
 )
 from mpr_api.settings import ApiSettings
-from tests.unit.api_fakes import FakeKV, FakeNats
+from tests.fakes import FakeKV, FakeNats
 
 TOKEN = "console-t0ken"
 OTHER = "other-t0ken"

@@ -29,7 +29,7 @@ from mpr_common.events import (
     JobRequested,
     JobRetried,
 )
-from tests.unit.test_catalog_handlers import FakeNats, NoWait, ask
+from tests.unit.catalog.test_catalog_handlers import FakeNats, NoWait, ask
 
 
 class Ctx:
