@@ -21,6 +21,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -151,59 +152,78 @@ def upload_source(st: Stack, media: Path) -> str:
     return key
 
 
-def one_round(st: Stack, api: httpx.Client, key: str, target: str, timeout: float = 180) -> Round:
-    """Jobs submitted, the leader of ``target`` killed with jobs in flight, more jobs submitted during
-    the election, the killed node restarted; then every job's outcome and runs counted."""
+def submit(api: httpx.Client, key: str, job_id: str) -> None:
+    body = {"kind": "thumbnail", "source_key": key, "job_id": job_id}
+    # During an election the queue may not confirm (503): the same job_id is retried, never doubled.
+    wait_for(lambda: api.post("/api/jobs", json=body).status_code in (200, 202), 60, f"{job_id} stored")
+
+
+def kill_leader_while_submitting(
+    st: Stack, api: httpx.Client, key: str, target: str, before: list[str], after: list[str]
+) -> str:
+    """``before`` submitted, the leader of ``target`` killed with them in flight, ``after`` submitted
+    during the election, the killed node restarted once another leads; returns the killed node."""
     assert isinstance(st.nats, NatsCluster)
-    began = time.monotonic()
-    tag = uuid.uuid4().hex[:6]
-
-    def submit(job_id: str) -> None:
-        body = {"kind": "thumbnail", "source_key": key, "job_id": job_id}
-        # During an election the queue may not confirm (503): the same job_id is retried, never doubled.
-        wait_for(lambda: api.post("/api/jobs", json=body).status_code in (200, 202), 60, f"{job_id} stored")
-
-    before = [f"before-{i}-{tag}" for i in range(JOBS_BEFORE)]
-    after = [f"after-{i}-{tag}" for i in range(JOBS_AFTER)]
     for job_id in before:
-        submit(job_id)
+        submit(api, key, job_id)
     killed, _ = leader(st, target)
     node = st.nats.node(killed)
     node.kill()  # kill -9 the leader with jobs in flight
     for job_id in after:
-        submit(job_id)
+        submit(api, key, job_id)
     wait_for(lambda: (name := leader_name(st, target)) and name != killed, 60, f"a new leader of {target}")
     node.start()  # same port, same store: it catches up as a follower
-    result = Round(target, killed, before + after)
+    return killed
 
-    def ended(job_id: str) -> dict | None:
-        r = api.get(f"/api/jobs/{job_id}")
-        job = r.json()["job"] if r.status_code == 200 else None
-        return job if job and job["status"] in ("completed", "failed", "cancelled") else None
 
+def ended(api: httpx.Client, job_id: str) -> dict | None:
+    r = api.get(f"/api/jobs/{job_id}")
+    job = r.json()["job"] if r.status_code == 200 else None
+    return job if job and job["status"] in ("completed", "failed", "cancelled") else None
+
+
+def not_completed(api: httpx.Client, jobs: list[str], timeout: float) -> list[str]:
+    """The jobs that did not end completed within ``timeout`` (for all of them together)."""
     deadline = time.monotonic() + timeout
-    for job_id in result.jobs:
+    lost: list[str] = []
+    for job_id in jobs:
         try:
-            job = wait_for(lambda j=job_id: ended(j), max(1.0, deadline - time.monotonic()), f"{job_id}")
+            job = wait_for(partial(ended, api, job_id), max(1.0, deadline - time.monotonic()), job_id)
         except AssertionError:
             job = None
         if not isinstance(job, dict) or job["status"] != "completed":
-            result.lost.append(job_id)
+            lost.append(job_id)
+    return lost
+
+
+def extra_runs(st: Stack, jobs: list[str]) -> tuple[dict[str, int], dict[str, int]]:
+    """Per job, the runs beyond the first and the completed events beyond one (jobs with none left out)."""
     # Runs that reported anything: a watcher that was not started reports nothing.
     seen = events(st, [s.JOB_PROGRESS, s.JOB_COMPLETED, s.JOB_ATTEMPT])
     runs: dict[str, set[tuple[str, int]]] = {}
     completed: Counter[str] = Counter()
     for e in seen:
-        if e.get("job_id") not in result.jobs:
+        if e.get("job_id") not in jobs:
             continue
         runs.setdefault(e["job_id"], set()).add((e.get("worker") or "", int(e.get("attempt") or 0)))
         if e["subject"] == s.JOB_COMPLETED:
             completed[e["job_id"]] += 1
-    for job_id in result.jobs:
-        if len(runs.get(job_id, ())) > 1:
-            result.duplicates[job_id] = len(runs[job_id]) - 1
-        if completed[job_id] > 1:
-            result.completions[job_id] = completed[job_id] - 1
+    duplicates = {j: len(runs[j]) - 1 for j in jobs if len(runs.get(j, ())) > 1}
+    completions = {j: completed[j] - 1 for j in jobs if completed[j] > 1}
+    return duplicates, completions
+
+
+def one_round(st: Stack, api: httpx.Client, key: str, target: str, timeout: float = 180) -> Round:
+    """Jobs submitted, the leader of ``target`` killed with jobs in flight, more jobs submitted during
+    the election, the killed node restarted; then every job's outcome and runs counted."""
+    began = time.monotonic()
+    tag = uuid.uuid4().hex[:6]
+    before = [f"before-{i}-{tag}" for i in range(JOBS_BEFORE)]
+    after = [f"after-{i}-{tag}" for i in range(JOBS_AFTER)]
+    killed = kill_leader_while_submitting(st, api, key, target, before, after)
+    result = Round(target, killed, before + after)
+    result.lost = not_completed(api, result.jobs, timeout)
+    result.duplicates, result.completions = extra_runs(st, result.jobs)
     wait_for(lambda: all(healthy(st, t) for t in (s.JOBS_STREAM, JOB_STATE_STREAM)), 120, "replicas current")
     result.seconds = time.monotonic() - began
     return result

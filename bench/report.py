@@ -5,6 +5,7 @@ declare."""
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
 from importlib import metadata
 
 from .common import MiB, Rate
@@ -48,117 +49,139 @@ def _note(r: Rate) -> str:
     return f" ({r.note})" if r.note else ""
 
 
-def _main_rows(res: dict) -> list[str]:
-    rows: list[str] = []
-    if "api" in res:
-        a, bare, bare_js, js = res["api"], res["bare"], res["bare_js"], res["jetstream"]
-        post, caught, cat = a["post"], a["caught_up"], a["catalog"]
-        n, c = post.count, a["load"].concurrency
-        rows += [
-            f"| `POST /api/jobs`, {n:,} requests, {c} concurrent: POST phase{_note(post)} | {_rate(post)} | "
-            f"bare Litestar POST: {_rate(bare)} | {_ratio(post.per_s, bare.per_s)} | "
-            "≥ 2,000 req/s and ≥ 0.4 of bare; p99 ≤ 50 ms |",
-            f"| `POST /api/jobs`, {n:,} requests, until `GET /api/jobs` counts every job "
-            + (
-                f"(caught up {a['lag_s']:.2f} s after the last POST)"
-                if cat["caught_up"]
-                else f"(**not caught up**: total {cat['total']} of {a['expected']} when the bench gave up)"
-            )
-            + f" | {_rate(caught, latency=False)} | bare Litestar POST: {_rate(bare, latency=False)} | "
-            f"{_ratio(caught.per_s, bare.per_s)} | ≥ 2,000 req/s and ≥ 0.4 of bare |",
-            f"| `POST /api/jobs` POST phase, against a bare route that also awaits a JetStream publish | "
-            f"{_rate(post, latency=False)} | bare Litestar POST + JetStream publish: {_rate(bare_js)} | "
-            f"{_ratio(post.per_s, bare_js.per_s)} | (context) |",
-            f"| `POST /api/jobs` POST phase, against JetStream alone | {_rate(post, latency=False)} | "
-            f"raw nats-py publish, acked, {c} concurrent: {_rate(js)} | {_ratio(post.per_s, js.per_s)} | "
-            "(context) |",
-        ]
-        bare_cpu = sorted(load.server_cpu_us for load in res["bare_loads"])[len(res["bare_loads"]) // 2]
-        api_cpu = a["load"].server_cpu_us
-        rows.append(
-            f"| CPU per `POST /api/jobs` of the API's process (and of the catalog's, until it had recorded "
-            f"the job: {a['catalog_cpu_us']:.0f} µs) | {api_cpu:.0f} µs | the bare app's process per POST: "
-            f"{bare_cpu:.0f} µs | {_ratio(bare_cpu, api_cpu)} | (context: bare/MPR, less sensitive than "
-            "rates to what else the shared machine runs) |"
-        )
-    if "scan" in res:
-        sc = res["scan"]
-        cat, post = sc["catalog"], sc["post"]
-        status = post.get("status", "no answer")
-        got = (
-            f"`POST /api/assets/scan` answered {status} after {post['seconds']:.1f} s"
-            if "seconds" in post
-            else f"`POST /api/assets/scan`: {status}"
-        )
-        end = (
-            "until `GET /api/assets?prefix=many/` counts all"
+def _api_rows(res: dict) -> list[str]:
+    a, bare, bare_js, js = res["api"], res["bare"], res["bare_js"], res["jetstream"]
+    post, caught, cat = a["post"], a["caught_up"], a["catalog"]
+    n, c = post.count, a["load"].concurrency
+    bare_cpu = sorted(load.server_cpu_us for load in res["bare_loads"])[len(res["bare_loads"]) // 2]
+    api_cpu = a["load"].server_cpu_us
+    return [
+        f"| `POST /api/jobs`, {n:,} requests, {c} concurrent: POST phase{_note(post)} | {_rate(post)} | "
+        f"bare Litestar POST: {_rate(bare)} | {_ratio(post.per_s, bare.per_s)} | "
+        "≥ 2,000 req/s and ≥ 0.4 of bare; p99 ≤ 50 ms |",
+        f"| `POST /api/jobs`, {n:,} requests, until `GET /api/jobs` counts every job "
+        + (
+            f"(caught up {a['lag_s']:.2f} s after the last POST)"
             if cat["caught_up"]
-            else f"(**not caught up**: total {cat['total']} when the bench gave up)"
+            else f"(**not caught up**: total {cat['total']} of {a['expected']} when the bench gave up)"
         )
+        + f" | {_rate(caught, latency=False)} | bare Litestar POST: {_rate(bare, latency=False)} | "
+        f"{_ratio(caught.per_s, bare.per_s)} | ≥ 2,000 req/s and ≥ 0.4 of bare |",
+        f"| `POST /api/jobs` POST phase, against a bare route that also awaits a JetStream publish | "
+        f"{_rate(post, latency=False)} | bare Litestar POST + JetStream publish: {_rate(bare_js)} | "
+        f"{_ratio(post.per_s, bare_js.per_s)} | (context) |",
+        f"| `POST /api/jobs` POST phase, against JetStream alone | {_rate(post, latency=False)} | "
+        f"raw nats-py publish, acked, {c} concurrent: {_rate(js)} | {_ratio(post.per_s, js.per_s)} | "
+        "(context) |",
+        f"| CPU per `POST /api/jobs` of the API's process (and of the catalog's, until it had recorded "
+        f"the job: {a['catalog_cpu_us']:.0f} µs) | {api_cpu:.0f} µs | the bare app's process per POST: "
+        f"{bare_cpu:.0f} µs | {_ratio(bare_cpu, api_cpu)} | (context: bare/MPR, less sensitive than "
+        "rates to what else the shared machine runs) |",
+    ]
+
+
+def _scan_rows(res: dict) -> list[str]:
+    sc = res["scan"]
+    cat, post = sc["catalog"], sc["post"]
+    status = post.get("status", "no answer")
+    got = (
+        f"`POST /api/assets/scan` answered {status} after {post['seconds']:.1f} s"
+        if "seconds" in post
+        else f"`POST /api/assets/scan`: {status}"
+    )
+    end = (
+        "until `GET /api/assets?prefix=many/` counts all"
+        if cat["caught_up"]
+        else f"(**not caught up**: total {cat['total']} when the bench gave up)"
+    )
+    rows = [
+        f"| scan + register {sc['objects']:,} objects {end} ({got}; {cat['errors']} non-200 polls) | "
+        f"{_rate(sc['rate'], latency=False)} | moto `list_objects_v2` paging, 1000/page: "
+        f"{_rate(sc['ceiling'], latency=False)} | {_ratio(sc['rate'].per_s, sc['ceiling'].per_s)} | "
+        "≥ 0.8; no timeout, no 503 |"
+    ]
+    for name, m in sc["memory"].items():
         rows.append(
-            f"| scan + register {sc['objects']:,} objects {end} ({got}; {cat['errors']} non-200 polls) | "
-            f"{_rate(sc['rate'], latency=False)} | moto `list_objects_v2` paging, 1000/page: "
-            f"{_rate(sc['ceiling'], latency=False)} | {_ratio(sc['rate'].per_s, sc['ceiling'].per_s)} | "
-            "≥ 0.8; no timeout, no 503 |"
-        )
-        for name, m in sc["memory"].items():
-            rows.append(
-                f"| peak RSS of the {name} during that scan | {m['peak_kib'] / 1024:.0f} MiB | "
-                f"its RSS just before the scan: {m['before_kib'] / 1024:.0f} MiB | "
-                f"{_ratio(m['peak_kib'], m['before_kib'], '×')} | memory flat |"
-            )
-    if "transcode" in res:
-        t = res["transcode"]
-        rows.append(
-            f"| transcode through MPR ({t['source']}, source registered, POST → completed, median of {t['runs']}) | "
-            f"{_secs(t['mpr'])} | raw FFmpeg, the transcoder's arguments, local file: {_secs(t['raw'])} | "
-            f"{_ratio(t['mpr'].p50_ms, t['raw'].p50_ms, '×')} | ≤ 1.08× |"
-        )
-    if "thumbnail" in res:
-        th = res["thumbnail"]
-        rows.append(
-            f"| thumbnails: {th['jobs']} jobs of a 10 s 720p source (registered), {th['transcoders']} "
-            f"transcoders, submit → all completed | {_rate(th['mpr'])} | raw FFmpeg thumbnail command, local "
-            f"file, {th['transcoders']} at a time: {_rate(th['raw'])} | "
-            f"{_ratio(th['mpr'].per_s, th['raw'].per_s)} | ≥ 1.5× today: ≥ {1.5 * THUMBNAIL_TODAY:.1f} jobs/s, "
-            f"and as a ratio to the same run's raw FFmpeg ≥ {1.5 * THUMBNAIL_TODAY_RATIO:.2f} (today "
-            f"{THUMBNAIL_TODAY} jobs/s, {THUMBNAIL_TODAY_RATIO} of raw, at f2d1045) |"
-        )
-    if "trim" in res:
-        tr = res["trim"]
-        size = tr["source_bytes"]
-        for preset, p in tr["presets"].items():
-            slack = p["connections"] * tr["unread_bound"]
-            rows.append(
-                f"| bytes FFmpeg and ffprobe read from S3 for a {tr['span']} s trim (`{preset}`) of a "
-                f"{tr['seconds']} s source (counted at the reader, {p['connections']} connections: "
-                f"+ at most {slack / 1024:.0f} KiB unmeasurable) | {p['read'] / MiB:.1f} MiB | "
-                f"the source: {size / MiB:.0f} MiB (the {tr['span']} s span is {tr['span'] / tr['seconds']:.3f} of it) | "
-                f"**{p['read'] / size:.3f}** | ≤ 0.05 |"
-            )
-        presets = tr["presets"]
-        if "accurate" in presets and "copy" in presets:
-            acc, copy = presets["accurate"]["mpr"], presets["copy"]["mpr"]
-            rows.append(
-                f"| frame-accurate {tr['span']} s trim (`accurate`: whole GOPs copied, both edges mid-GOP re-encoded) of "
-                f"a {tr['seconds']} s source, POST → completed | {_secs(acc)} | the key-frame-only trim "
-                f"(`copy`) of the same range: {_secs(copy)} | {_ratio(acc.p50_ms, copy.p50_ms, '×')} | ≤ 3× |"
-            )
-        for preset, p in presets.items():
-            how = "its steps" if preset == "accurate" else "raw FFmpeg, the same trim"
-            rows.append(
-                f"| trim (`{preset}`) wall time, POST → completed | {_secs(p['mpr'])} | {how} of the local "
-                f"file: {_secs(p['raw'])} | {_ratio(p['mpr'].p50_ms, p['raw'].p50_ms, '×')} | (context) |"
-            )
-    if "package" in res:
-        pk = res["package"]
-        rows.append(
-            f"| package through MPR ({pk['source']}; {pk['children']} child jobs on 2 transcoders, source "
-            f"registered, POST → master.m3u8 written) | {_secs(pk['mpr'])} | ONE raw FFmpeg command encoding "
-            f"the same ladder (split + scale, same encoder settings) from a local file: {_secs(pk['raw'])} | "
-            f"{_ratio(pk['mpr'].p50_ms, pk['raw'].p50_ms, '×')} | ≤ 1.2× |"
+            f"| peak RSS of the {name} during that scan | {m['peak_kib'] / 1024:.0f} MiB | "
+            f"its RSS just before the scan: {m['before_kib'] / 1024:.0f} MiB | "
+            f"{_ratio(m['peak_kib'], m['before_kib'], '×')} | memory flat |"
         )
     return rows
+
+
+def _transcode_rows(res: dict) -> list[str]:
+    t = res["transcode"]
+    return [
+        f"| transcode through MPR ({t['source']}, source registered, POST → completed, median of {t['runs']}) | "
+        f"{_secs(t['mpr'])} | raw FFmpeg, the transcoder's arguments, local file: {_secs(t['raw'])} | "
+        f"{_ratio(t['mpr'].p50_ms, t['raw'].p50_ms, '×')} | ≤ 1.08× |"
+    ]
+
+
+def _thumbnail_rows(res: dict) -> list[str]:
+    th = res["thumbnail"]
+    return [
+        f"| thumbnails: {th['jobs']} jobs of a 10 s 720p source (registered), {th['transcoders']} "
+        f"transcoders, submit → all completed | {_rate(th['mpr'])} | raw FFmpeg thumbnail command, local "
+        f"file, {th['transcoders']} at a time: {_rate(th['raw'])} | "
+        f"{_ratio(th['mpr'].per_s, th['raw'].per_s)} | ≥ 1.5× today: ≥ {1.5 * THUMBNAIL_TODAY:.1f} jobs/s, "
+        f"and as a ratio to the same run's raw FFmpeg ≥ {1.5 * THUMBNAIL_TODAY_RATIO:.2f} (today "
+        f"{THUMBNAIL_TODAY} jobs/s, {THUMBNAIL_TODAY_RATIO} of raw, at f2d1045) |"
+    ]
+
+
+def _trim_rows(res: dict) -> list[str]:
+    tr = res["trim"]
+    size, presets = tr["source_bytes"], tr["presets"]
+    rows = []
+    for preset, p in presets.items():
+        slack = p["connections"] * tr["unread_bound"]
+        rows.append(
+            f"| bytes FFmpeg and ffprobe read from S3 for a {tr['span']} s trim (`{preset}`) of a "
+            f"{tr['seconds']} s source (counted at the reader, {p['connections']} connections: "
+            f"+ at most {slack / 1024:.0f} KiB unmeasurable) | {p['read'] / MiB:.1f} MiB | "
+            f"the source: {size / MiB:.0f} MiB (the {tr['span']} s span is {tr['span'] / tr['seconds']:.3f} of it) | "
+            f"**{p['read'] / size:.3f}** | ≤ 0.05 |"
+        )
+    if "accurate" in presets and "copy" in presets:
+        acc, copy = presets["accurate"]["mpr"], presets["copy"]["mpr"]
+        rows.append(
+            f"| frame-accurate {tr['span']} s trim (`accurate`: whole GOPs copied, both edges mid-GOP re-encoded) of "
+            f"a {tr['seconds']} s source, POST → completed | {_secs(acc)} | the key-frame-only trim "
+            f"(`copy`) of the same range: {_secs(copy)} | {_ratio(acc.p50_ms, copy.p50_ms, '×')} | ≤ 3× |"
+        )
+    for preset, p in presets.items():
+        how = "its steps" if preset == "accurate" else "raw FFmpeg, the same trim"
+        rows.append(
+            f"| trim (`{preset}`) wall time, POST → completed | {_secs(p['mpr'])} | {how} of the local "
+            f"file: {_secs(p['raw'])} | {_ratio(p['mpr'].p50_ms, p['raw'].p50_ms, '×')} | (context) |"
+        )
+    return rows
+
+
+def _package_rows(res: dict) -> list[str]:
+    pk = res["package"]
+    return [
+        f"| package through MPR ({pk['source']}; {pk['children']} child jobs on 2 transcoders, source "
+        f"registered, POST → master.m3u8 written) | {_secs(pk['mpr'])} | ONE raw FFmpeg command encoding "
+        f"the same ladder (split + scale, same encoder settings) from a local file: {_secs(pk['raw'])} | "
+        f"{_ratio(pk['mpr'].p50_ms, pk['raw'].p50_ms, '×')} | ≤ 1.2× |"
+    ]
+
+
+# The main table's sections, in the order they are printed; each present only if its bench ran.
+_MAIN_SECTIONS: dict[str, Callable[[dict], list[str]]] = {
+    "api": _api_rows,
+    "scan": _scan_rows,
+    "transcode": _transcode_rows,
+    "thumbnail": _thumbnail_rows,
+    "trim": _trim_rows,
+    "package": _package_rows,
+}
+
+
+def _main_rows(res: dict) -> list[str]:
+    return [row for name, rows in _MAIN_SECTIONS.items() if name in res for row in rows(res)]
 
 
 def _ceiling_rows(res: dict) -> list[str]:

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
@@ -239,6 +240,96 @@ def run_job(api: httpx.Client, key: str) -> dict:
     raise AssertionError(f"job {job_id} did not end: {got}")
 
 
+PREFIX = "restart/"  # where the restart test puts its source
+
+
+def dev_s3(port: int):
+    return boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        aws_access_key_id=DEV_ACCESS_KEY,
+        aws_secret_access_key=DEV_SECRET_KEY,
+        region_name="us-east-1",
+    )
+
+
+def dev_api(port: int, **kwargs) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {DEV_API_TOKEN}"}
+    return httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60, **kwargs)
+
+
+def etags(s3) -> dict[tuple[str, str], str]:
+    """Every object of both buckets: (bucket, key) -> ETag."""
+    return {
+        (b, o["Key"]): o["ETag"]
+        for b in (DEFAULT_BUCKET_IN, DEFAULT_BUCKET_OUT)
+        for o in s3.list_objects_v2(Bucket=b).get("Contents", [])
+    }
+
+
+def assert_all_gone(pids: set[int], after: str) -> None:
+    time.sleep(0.5)
+    assert not [p for p in pids if alive(p)], f"processes left running after {after}"
+
+
+def kill_transcoder_s3_and_broker(proc: subprocess.Popen, out: Output) -> None:
+    """kill -9 of each, and the terminal line saying it is restarted."""
+    os.kill(child_running(proc.pid, "mpr_transcoder"), signal.SIGKILL)
+    os.kill(child_running(proc.pid, "mpr_devstack.s3_server"), signal.SIGKILL)
+    nats_pid = next(p for p in children_of(proc.pid) if "nats-server" in Path(f"/proc/{p}/comm").read_text())
+    os.kill(nats_pid, signal.SIGKILL)
+    out.wait_line("transcoder-1 exited (signal 9); restarting in 1 s")
+    out.wait_line("s3 exited (signal 9); restarting in 1 s")
+    out.wait_line("nats-server exited (signal 9); restarting in 1 s")
+
+
+@dataclass
+class FirstRun:
+    jobs: list[dict]  # completed, before and after the kills
+    objects: dict[tuple[str, str], str]
+    asset: dict
+
+
+def jobs_complete_across_kills(
+    proc: subprocess.Popen, out: Output, api: httpx.Client, s3, source: Path, key: str
+) -> FirstRun:
+    """An asset registered and a job run, the transcoder, the S3 server and the broker killed, and a
+    job run again: the stack goes on (JetStream and the S3 objects are on disk)."""
+    s3.upload_file(str(source), DEFAULT_BUCKET_IN, key)
+    assert api.post("/api/assets/scan", json={"prefix": PREFIX}).json()["registered"] == 1
+    first = run_job(api, key)
+    kill_transcoder_s3_and_broker(proc, out)
+    second = run_job(api, key)  # the restarted transcoder, broker and S3 (the source is back)
+    objects = etags(s3)
+    assert (DEFAULT_BUCKET_IN, key) in objects
+    assert (DEFAULT_BUCKET_OUT, first["job"]["output_key"]) in objects
+    asset = api.get("/api/assets", params={"prefix": PREFIX}).json()["items"][0]
+    return FirstRun([first, second], objects, asset)
+
+
+def ctrl_c_to_mpr_dev_alone(proc: subprocess.Popen, out: Output) -> tuple[set[int], str]:
+    """Its processes (the restarted ones included) and what it printed once sent kill -INT: it stops
+    its services itself."""
+    running = children_of(proc.pid)
+    shown = len(out.lines)
+    out.stop()
+    return running, "".join(out.lines[shown:])
+
+
+def check_everything_kept(api: httpx.Client, run: FirstRun, source: Path, key: str) -> None:
+    """The asset (same id and ETag, the catalog's identity of it), its source and the jobs' outputs
+    with the same ETags, their links answering."""
+    again = api.get("/api/assets", params={"prefix": PREFIX}).json()["items"]
+    assert [(a["id"], a["etag"]) for a in again] == [(run.asset["id"], run.asset["etag"])]
+    r = api.get(f"/media/in/{key}")
+    assert r.status_code == 200 and r.content == source.read_bytes()
+    for job in run.jobs:
+        got = api.get(f"/api/jobs/{job['job']['id']}").json()
+        r = httpx.get(got["output_url"], timeout=60)
+        assert r.status_code == 200, r.text
+        assert r.headers["etag"] == run.objects[(DEFAULT_BUCKET_OUT, job["job"]["output_key"])]
+
+
 def test_restart_keeps_every_object_and_a_killed_process_is_restarted(tmp_path, media_dir):
     """(1) kill -9 a transcoder, the S3 server and nats-server: each is restarted with a line on the
     terminal, the stack keeps running and a job submitted afterwards completes; (2) Ctrl-C (to mpr-dev
@@ -248,80 +339,31 @@ def test_restart_keeps_every_object_and_a_killed_process_is_restarted(tmp_path, 
     (3) SIGTERM stops it quietly, leaving no process behind."""
     workdir = tmp_path / "dev"
     ports = [free_port() for _ in range(3)]
+    source, key = media_dir / "sample.mp4", f"{PREFIX}sample.mp4"
+    s3 = dev_s3(ports[2])
     proc, text = start_mpr_dev(workdir, ports)
     out = Output(proc)
     assert f"fresh start in {workdir}" in text
-    api_url = f"http://127.0.0.1:{ports[0]}"
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=f"http://127.0.0.1:{ports[2]}",
-        aws_access_key_id=DEV_ACCESS_KEY,
-        aws_secret_access_key=DEV_SECRET_KEY,
-        region_name="us-east-1",
-    )
-    key = "restart/sample.mp4"
-    headers = {"Authorization": f"Bearer {DEV_API_TOKEN}"}
     try:
-        with httpx.Client(base_url=api_url, headers=headers, timeout=60) as api:
-            s3.upload_file(str(media_dir / "sample.mp4"), DEFAULT_BUCKET_IN, key)
-            assert api.post("/api/assets/scan", json={"prefix": "restart/"}).json()["registered"] == 1
-            first = run_job(api, key)
-
-            # A transcoder, the S3 server and the broker die (kill -9): each is restarted, and the stack
-            # goes on (JetStream and the S3 objects are on disk).
-            os.kill(child_running(proc.pid, "mpr_transcoder"), signal.SIGKILL)
-            os.kill(child_running(proc.pid, "mpr_devstack.s3_server"), signal.SIGKILL)
-            nats_pid = next(
-                p for p in children_of(proc.pid) if "nats-server" in Path(f"/proc/{p}/comm").read_text()
-            )
-            os.kill(nats_pid, signal.SIGKILL)
-            out.wait_line("transcoder-1 exited (signal 9); restarting in 1 s")
-            out.wait_line("s3 exited (signal 9); restarting in 1 s")
-            out.wait_line("nats-server exited (signal 9); restarting in 1 s")
-            second = run_job(api, key)  # the restarted transcoder, broker and S3 (the source is back)
-            objects = {
-                (b, o["Key"]): o["ETag"]
-                for b in (DEFAULT_BUCKET_IN, DEFAULT_BUCKET_OUT)
-                for o in s3.list_objects_v2(Bucket=b).get("Contents", [])
-            }
-            assert (DEFAULT_BUCKET_IN, key) in objects
-            assert (DEFAULT_BUCKET_OUT, first["job"]["output_key"]) in objects
-            asset = api.get("/api/assets", params={"prefix": "restart/"}).json()["items"][0]
+        with dev_api(ports[0]) as api:
+            run = jobs_complete_across_kills(proc, out, api, s3, source, key)
     finally:
-        running = children_of(proc.pid)  # the restarted ones included
-        shown = len(out.lines)
-        out.stop()  # Ctrl-C sent to mpr-dev alone (kill -INT): it stops its services itself
-    after_ctrl_c = "".join(out.lines[shown:])
+        running, after_ctrl_c = ctrl_c_to_mpr_dev_alone(proc, out)
     assert "stopping" in after_ctrl_c and "exited with" not in after_ctrl_c, after_ctrl_c
-    time.sleep(0.5)
-    assert not [p for p in running if alive(p)], "processes left running after Ctrl-C"
+    assert_all_gone(running, "Ctrl-C")
 
     proc, text = start_mpr_dev(workdir, ports)
     out = Output(proc)
     started = children_of(proc.pid)
     try:
-        assert f"kept from the last run in {workdir}: {len(objects)} S3 objects" in text, text
-        after = {
-            (b, o["Key"]): o["ETag"]
-            for b in (DEFAULT_BUCKET_IN, DEFAULT_BUCKET_OUT)
-            for o in s3.list_objects_v2(Bucket=b).get("Contents", [])
-        }
-        assert after == objects
-        with httpx.Client(base_url=api_url, headers=headers, timeout=60, follow_redirects=True) as api:
-            again = api.get("/api/assets", params={"prefix": "restart/"}).json()["items"]
-            assert [(a["id"], a["etag"]) for a in again] == [(asset["id"], asset["etag"])]
-            r = api.get(f"/media/in/{key}")
-            assert r.status_code == 200 and r.content == (media_dir / "sample.mp4").read_bytes()
-            for job in (first, second):
-                got = api.get(f"/api/jobs/{job['job']['id']}").json()
-                r = httpx.get(got["output_url"], timeout=60)
-                assert r.status_code == 200, r.text
-                assert r.headers["etag"] == objects[(DEFAULT_BUCKET_OUT, job["job"]["output_key"])]
+        assert f"kept from the last run in {workdir}: {len(run.objects)} S3 objects" in text, text
+        assert etags(s3) == run.objects
+        with dev_api(ports[0], follow_redirects=True) as api:
+            check_everything_kept(api, run, source, key)
             third = run_job(api, key)  # a new job on the old asset
             assert third["job"]["output_key"]
         assert "exited" not in "".join(out.lines)
     finally:
         rest = out.stop(signal.SIGTERM)  # kill: stops as quietly as Ctrl-C
     assert "stopping" in rest and "exited" not in rest
-    time.sleep(0.5)
-    assert not [p for p in started if alive(p)], "processes left running after SIGTERM"
+    assert_all_gone(started, "SIGTERM")
