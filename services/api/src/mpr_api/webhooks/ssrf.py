@@ -174,7 +174,7 @@ LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport over a connection pool whose every connection goes through GuardedBackend.
     httpx does not take a network backend, so the pool it builds is replaced by an equal one that has
-    it (tests/unit/test_webhooks_ssrf.py fails if a connection ever bypasses the guard)."""
+    it (tests/unit/api/test_webhooks_ssrf.py fails if a connection ever bypasses the guard)."""
 
     def __init__(
         self,
