@@ -37,6 +37,15 @@ def children_of(pid: int) -> set[int]:
     return {int(p) for p in out.split()}
 
 
+def proc_file(pid: int, name: str) -> bytes:
+    """``/proc/<pid>/<name>``, empty once the process is gone (a child listed a moment ago may have
+    exited and been reaped since: the kill -9s below make that likely)."""
+    try:
+        return Path(f"/proc/{pid}/{name}").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return b""
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -214,7 +223,7 @@ class Output:
 def child_running(parent: int, module: str) -> int:
     """The pid of mpr-dev's child process that runs ``module``."""
     for pid in children_of(parent):
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        cmdline = proc_file(pid, "cmdline").split(b"\0")
         if module.encode() in cmdline:
             return pid
     raise AssertionError(f"no child runs {module}")
@@ -276,7 +285,7 @@ def kill_transcoder_s3_and_broker(proc: subprocess.Popen, out: Output) -> None:
     """kill -9 of each, and the terminal line saying it is restarted."""
     os.kill(child_running(proc.pid, "mpr_transcoder"), signal.SIGKILL)
     os.kill(child_running(proc.pid, "mpr_devstack.s3_server"), signal.SIGKILL)
-    nats_pid = next(p for p in children_of(proc.pid) if "nats-server" in Path(f"/proc/{p}/comm").read_text())
+    nats_pid = next(p for p in children_of(proc.pid) if b"nats-server" in proc_file(p, "comm"))
     os.kill(nats_pid, signal.SIGKILL)
     out.wait_line("transcoder-1 exited (signal 9); restarting in 1 s")
     out.wait_line("s3 exited (signal 9); restarting in 1 s")
