@@ -9,7 +9,8 @@ import msgspec
 from nats.aio.client import Client
 
 from mpr_common import subjects as s
-from mpr_common.bus import publish_event, request
+from mpr_common.bus import publish_event
+from mpr_common.catalog_requests import GetJob, ListJobs
 from mpr_common.errors import BadRequest, Conflict, Unauthorized, Unavailable
 from mpr_common.events import (
     JobCancel,
@@ -17,18 +18,19 @@ from mpr_common.events import (
     JobFailed,
     JobProgress,
     JobRequested,
+    JobStatus,
     JobView,
-    Query,
-    QueryReply,
     new_id,
 )
-from mpr_common.jobs import TERMINAL, JobRequestError, normalize_job, outcome_id
+from mpr_common.job_status import is_terminal
+from mpr_common.jobs import JobRequestError, normalize_job, outcome_id
 from mpr_common.jobstate import JobState
 from mpr_common.keys import validate_key
 from mpr_common.outputs import OutputOwners
 from mpr_common.packages import manifest_keys
 
 from ..assets.media_links import MediaLinks
+from ..catalog import ask_catalog
 from . import executors
 from .callbacks import CallbackTokens
 from .metrics import JOBS_SUBMITTED
@@ -77,8 +79,12 @@ class JobService:
         self.owners = owners
         self.links = links
 
-    async def _query(self, subject: str, q: Query) -> QueryReply:
-        return await request(self.nc, subject, q, QueryReply, self.settings.request_timeout)
+    async def _job(self, job_id: str, after_seq: int = 0) -> JobView:
+        """The job as the catalog has it (once it has ingested the jobs stream up to ``after_seq``)."""
+        reply = await ask_catalog(
+            self.nc, GetJob(id=job_id, after_seq=after_seq), self.settings.request_timeout
+        )
+        return reply.job
 
     def out(self, job: JobView) -> JobOut:
         """A completed job with its output's link: a signed folder link (on the API) for a playlist,
@@ -128,12 +134,11 @@ class JobService:
         JOBS_SUBMITTED.labels(req.kind, "duplicate" if ack.duplicate else "accepted").inc()
         if ack.duplicate:
             # The original is in the stream at ack.seq: read it once the catalog has ingested that far.
-            existing = await self._query(s.CATALOG_JOB_GET, Query(id=req.job_id, after_seq=ack.seq))
-            assert existing.job is not None
-            if executor == "stepfunctions" and executors.never_started(existing.job):
+            existing = await self._job(req.job_id, after_seq=ack.seq)
+            if executor == "stepfunctions" and executors.never_started(existing):
                 # the first answer may have been lost before its execution started: one per name
                 await executors.start_execution(self.settings, self.js, req, self.callbacks.issue(req.job_id))
-            return self.out(existing.job), False
+            return self.out(existing), False
         if executor == "stepfunctions":  # its callback token goes in the execution's input only
             await executors.start_execution(self.settings, self.js, req, self.callbacks.issue(req.job_id))
         token = self.callbacks.issue(req.job_id) if executor == "lambda" else None
@@ -168,17 +173,16 @@ class JobService:
         )
 
     async def get(self, job_id: str) -> JobOut:
-        reply = await self._query(s.CATALOG_JOB_GET, Query(id=job_id))
-        assert reply.job is not None
-        return self.out(reply.job)
+        return self.out(await self._job(job_id))
 
-    async def list(self, limit: int, offset: int, status: str | None) -> tuple[list[JobOut], int]:
-        reply = await self._query(s.CATALOG_JOBS_LIST, Query(limit=limit, offset=offset, status=status))
+    async def list(self, limit: int, offset: int, status: JobStatus | None) -> tuple[list[JobOut], int]:
+        req = ListJobs(limit=limit, offset=offset, status=status)
+        reply = await ask_catalog(self.nc, req, self.settings.request_timeout)
         return [self.out(j) for j in reply.jobs], reply.total
 
     async def cancel(self, job_id: str) -> JobOut:
         current = await self.get(job_id)
-        if current.job.status in TERMINAL:
+        if is_terminal(current.job.status):
             raise Conflict(f"job {job_id} is already {current.job.status}")
         await self.job_state.cancelled(job_id)
         retry = current.job.retries  # the run being cancelled
@@ -188,9 +192,7 @@ class JobService:
             JobCancel(job_id=job_id, retry=retry),
             msg_id=outcome_id("cancel", job_id, retry),
         )
-        reply = await self._query(s.CATALOG_JOB_GET, Query(id=job_id, after_seq=ack.seq))
-        assert reply.job is not None
-        return self.out(reply.job)
+        return self.out(await self._job(job_id, after_seq=ack.seq))
 
     async def _check_owned(self, job: JobView, output_key: str) -> None:
         """A callback reports only its own job's output: the key the job was dispatched with, or one
@@ -268,9 +270,7 @@ class JobService:
                 None,
             )
         ack = await publish_event(self.js, subject, event, msg_id=msg_id)
-        reply = await self._query(s.CATALOG_JOB_GET, Query(id=job_id, after_seq=ack.seq))
-        assert reply.job is not None
-        return self.out(reply.job)
+        return self.out(await self._job(job_id, after_seq=ack.seq))
 
 
 def _short(key: str | None, limit: int = 200) -> str:
