@@ -109,7 +109,9 @@ class CatalogNats(FakeNats):
                     for pair in self.recorded.values()
                     if pair[0].status == q.status and not pair[0].parent_id
                 ][: q.limit]
-            reply = JobRequestsReply(jobs=[j for j, _ in found], requests=[r for _, r in found], total=len(found))
+            reply = JobRequestsReply(
+                jobs=[j for j, _ in found], requests=[r for _, r in found], total=len(found)
+            )
             return Msg(encode(reply))
         if subject == s.CATALOG_JOB_LOG:
             if q.id not in self.recorded:
