@@ -40,6 +40,7 @@ from hypothesis import strategies as st
 from litestar.routes import HTTPRoute
 
 from mpr_api.app import create_app, schema
+from mpr_api.automation.globs import MAX_GLOB_DOUBLE_STARS
 from mpr_api.graphql.schema import INTERNAL_ERROR
 from mpr_api.settings import ApiSettings
 from mpr_common import subjects as s
@@ -49,7 +50,6 @@ from mpr_common.errors import NotFound, error_headers
 from mpr_common.events import AssetView, MediaInfo
 from mpr_common.settings import JobQueueSettings, NatsSettings
 from mpr_common.streams import setup_jetstream
-from mpr_common.templates import MAX_GLOB_DOUBLE_STARS
 from mpr_devstack.servers import NatsServer, free_port
 from tests import moto_s3
 

@@ -11,6 +11,7 @@ import nats
 import pytest
 
 from mpr_api.app import create_app, services
+from mpr_api.automation.rules import Firing, firing_id, rule_job_id
 from mpr_api.automation.service import AutomationService
 from mpr_api.automation.store import FiringStore, RuleStore, TemplateStore
 from mpr_api.settings import ApiSettings
@@ -20,7 +21,6 @@ from mpr_common.codec import decode, encode
 from mpr_common.events import AssetView, JobRequested, MediaInfo
 from mpr_common.settings import JobQueueSettings, NatsSettings
 from mpr_common.streams import setup_jetstream
-from mpr_common.templates import Firing, firing_id, rule_job_id
 from mpr_devstack.servers import NatsServer
 
 pytestmark = pytest.mark.system

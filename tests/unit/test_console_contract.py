@@ -25,7 +25,9 @@ def _embedded(page: str) -> dict:
 
 def test_every_page_embeds_mpr_commons_rules():
     with make_client(tokens=frozenset()) as c:
-        pages = [c.get(p).text for p in ("/console/", "/console/jobs", "/console/jobs/job-1", "/console/sign-in")]
+        pages = [
+            c.get(p).text for p in ("/console/", "/console/jobs", "/console/jobs/job-1", "/console/sign-in")
+        ]
     contracts = [_embedded(p) for p in pages]
     assert all(got == contracts[0] for got in contracts)
     got = contracts[0]

@@ -17,7 +17,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from mpr_common import subjects as s
 from mpr_common.catalog_requests import GetAsset, GetScan, ListAssets
 from mpr_common.codec import decoder, encode
-from mpr_common.errors import BadRequest, MprError, NotFound, Unavailable, error_from_headers
+from mpr_common.errors import MprError, NotFound, Unavailable, error_from_headers
 from mpr_common.events import (
     AssetView,
     RefusedObject,
@@ -32,6 +32,7 @@ from mpr_common.presets import OUTPUT_EXTENSIONS
 from mpr_common.storage import get_presigned_url, guess_content_type
 
 from ..catalog import ask_catalog
+from ..http.field_errors import FieldError
 from .media_links import MediaLinks
 from .schemas import ScanResult
 from .settings import AssetSettings
@@ -144,7 +145,7 @@ class AssetService:
         try:
             validate_key(key)
         except ValueError as exc:
-            raise BadRequest(f"key: {exc}") from None
+            raise FieldError(f"key: {exc}", "key") from None
         allowed = MEDIA_EXTENSIONS if which == "in" else OUTPUT_EXTENSIONS
         if extension(key) not in allowed:
             raise NotFound(f"{key!r} is not a media file MPR serves")
@@ -157,7 +158,7 @@ class AssetService:
         try:
             validate_key(key)
         except ValueError as exc:
-            raise BadRequest(f"key: {exc}") from None
+            raise FieldError(f"key: {exc}", "key") from None
         self.links.check(token, bucket, key)
         if bucket not in self.signed_buckets:
             raise NotFound(f"bucket {bucket!r} holds no outputs MPR serves")
@@ -229,5 +230,5 @@ def _checked_prefix(prefix: str) -> str:
         try:
             validate_key(prefix.rstrip("/") or "x")
         except ValueError as exc:
-            raise BadRequest(f"prefix: {exc}") from None
+            raise FieldError(f"prefix: {exc}", "prefix") from None
     return prefix

@@ -11,7 +11,7 @@ from nats.aio.client import Client
 from mpr_common import subjects as s
 from mpr_common.bus import publish_event
 from mpr_common.catalog_requests import GetJob, ListJobs
-from mpr_common.errors import BadRequest, Conflict, Unauthorized, Unavailable
+from mpr_common.errors import Conflict, Unauthorized, Unavailable
 from mpr_common.events import (
     JobCancel,
     JobCompleted,
@@ -31,6 +31,7 @@ from mpr_common.packages import manifest_keys
 
 from ..assets.media_links import MediaLinks
 from ..catalog import ask_catalog
+from ..http.field_errors import FieldConflict, FieldError
 from . import executors
 from .callbacks import CallbackTokens
 from .metrics import JOBS_SUBMITTED
@@ -103,7 +104,7 @@ class JobService:
             if body.template is not None:  # the template's fields are the defaults of the request's
                 body, template = await templated_body(self.js, body)
             if body.kind is None:
-                raise JobRequestError("kind is required (or a template that names one)")
+                raise JobRequestError("kind is required (or a template that names one)", field="kind")
             req = normalize_job(
                 JobRequested(
                     job_id=body.job_id or new_id(),
@@ -121,7 +122,7 @@ class JobService:
                 )
             )
         except JobRequestError as exc:
-            raise BadRequest(str(exc)) from None
+            raise FieldError(str(exc), exc.field) from None
         executor = executors.choose(body.executor, req.kind, self.settings)  # 400 before anything is claimed
         await self._claim_outputs(req, explicit=body.output_key is not None)
         try:
@@ -166,10 +167,11 @@ class JobService:
     @staticmethod
     def _owned(req: JobRequested, key: str, owner: str) -> Conflict:
         if key == req.output_key:
-            return Conflict(f"output_key {key!r} belongs to job {owner}")
-        return Conflict(
+            return FieldConflict(f"output_key {key!r} belongs to job {owner}", "output_key")
+        return FieldConflict(
             f"output_key: {key!r} belongs to job {owner}, and a package writes its manifests there: "
-            "choose a folder of its own"
+            "choose a folder of its own",
+            "output_key",
         )
 
     async def get(self, job_id: str) -> JobOut:
@@ -207,32 +209,38 @@ class JobService:
                 if owner
                 else f"the job was dispatched with {_short(job.output_key)}"
             )
-            raise Conflict(f"output_key {_short(output_key)} is not an output of job {job.id}: {whose}")
+            raise FieldConflict(
+                f"output_key {_short(output_key)} is not an output of job {job.id}: {whose}", "output_key"
+            )
 
     async def callback(self, job_id: str, body: JobCallback, token: str) -> JobOut:
         """A result from the Lambda handler, with the token issued when this very job was dispatched."""
         if not self.callbacks.valid(job_id, token):
             raise Unauthorized("a callback needs the token issued when this job was dispatched to Lambda")
         if body.output_bucket is not None and body.output_bucket != self.settings.s3.bucket_out:
-            raise BadRequest(f"output_bucket is fixed by configuration ({self.settings.s3.bucket_out})")
+            raise FieldError(
+                f"output_bucket is fixed by configuration ({self.settings.s3.bucket_out})", "output_bucket"
+            )
         job = (await self.get(job_id)).job  # 404 for an unknown job
         retry = job.retries  # the run reporting
         event: JobCompleted | JobFailed | JobProgress
         if body.status == "completed":
             if not body.output_key:
-                raise BadRequest("a completed callback needs output_key")
+                raise FieldError("a completed callback needs output_key", "output_key")
             try:
                 validate_key(body.output_key)
             except ValueError as exc:
-                raise BadRequest(f"output_key: {exc}") from None
+                raise FieldError(f"output_key: {exc}", "output_key") from None
             folder = posixpath.dirname(body.output_key)
             for i, key in enumerate(body.output_keys):
                 try:
                     validate_key(key)
                 except ValueError as exc:
-                    raise BadRequest(f"output_keys[{i}]: {exc}") from None
+                    raise FieldError(f"output_keys[{i}]: {exc}", "output_keys") from None
                 if posixpath.dirname(key) != folder:  # the uploader writes a job's files beside its output
-                    raise BadRequest(f"output_keys[{i}]: {_short(key)} is not in the folder of output_key")
+                    raise FieldError(
+                        f"output_keys[{i}]: {_short(key)} is not in the folder of output_key", "output_keys"
+                    )
             await self._check_owned(job, body.output_key)
             subject, event, msg_id = (
                 s.JOB_COMPLETED,
