@@ -4,7 +4,7 @@ message next to that field instead of guessing it from the text. The detail is t
 
 from __future__ import annotations
 
-from mpr_common.errors import BadRequest, Conflict
+from mpr_common.errors import BadRequest, Conflict, MprError
 
 
 def graphql_name(field: str) -> str:
@@ -13,7 +13,7 @@ def graphql_name(field: str) -> str:
     return first + "".join(word.capitalize() for word in rest)
 
 
-class _NamesField:
+class _NamesField(MprError):
     def __init__(self, detail: str, field: str | None = None) -> None:
         super().__init__(detail)
         self.field = field
