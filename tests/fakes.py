@@ -14,9 +14,9 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from mpr_api.http import limits as L
 from mpr_common import subjects as s
+from mpr_common.catalog_requests import REQUEST_TYPES, JobReply
 from mpr_common.codec import decode, encode
 from mpr_common.errors import NotFound, error_headers
-from mpr_common.events import Query, QueryReply
 
 
 @dataclass
@@ -59,21 +59,21 @@ class FakeNats:
 
     js: FakeJetStream = field(default_factory=FakeJetStream)
     jobs: dict[str, Any] = field(default_factory=dict)
-    requests: list[tuple[str, Query]] = field(default_factory=list)
+    requests: list[tuple[str, Any]] = field(default_factory=list)
     is_connected: bool = True
 
     def jetstream(self) -> FakeJetStream:
         return self.js
 
     async def request(self, subject, payload, timeout=None) -> Msg:
-        q = decode(payload, Query)
+        q: Any = decode(payload, REQUEST_TYPES[subject])  # the typed request of its subject
         self.requests.append((subject, q))
         if subject in (s.CATALOG_JOBS_LIST, s.CATALOG_ASSETS_LIST):
-            return Msg(encode(QueryReply(total=0)))
+            return Msg(encode(REQUEST_TYPES[subject].reply()))  # an empty page
         job = self.jobs.get(q.id or "")
         if job is None:
             return Msg(b"", error_headers(NotFound(f"job {q.id} not found")))
-        return Msg(encode(QueryReply(job=job, total=1)))
+        return Msg(encode(JobReply(job=job)))
 
 
 class FakeKV:

@@ -237,17 +237,22 @@ def test_the_pages_helpers_read_api_errors_and_numbers_right(page):
     page.goto("/console/upload")  # its module is loaded already: importing it again runs nothing
     result = page.evaluate(
         """async () => {
-          const { fieldOf } = await import('/console/static/js/api.js');
+          const { api } = await import('/console/static/js/api.js');
           const f = await import('/console/static/js/format.js');
           const { folderPrefix } = await import('/console/static/js/pages/upload.js');
+          // the field each refusal names (none of these requests is accepted)
+          const field = (path, body) => api(path, { method: body ? "POST" : "GET", body }).then(
+            () => "accepted",
+            (e) => e.field,
+          );
           return {
-            fields: [
-              "Validation failed for POST /api/jobs: start: Expected `float` >= 0",
-              "end must be greater than start",
-              "output_key must end with .mp4 for preset 'h264-720p'",
-              "key: 'a.mp4' already exists in mpr-media-in; choose another name",
-              "the job queue is unavailable",
-            ].map(fieldOf),
+            fields: await Promise.all([
+              field("/api/jobs", { kind: "transcode", source_key: "a.mp4", start: -1 }),
+              field("/api/jobs", { kind: "trim", source_key: "a.mp4", start: 5, end: 2 }),
+              field("/api/jobs", { kind: "transcode", source_key: "a.mp4", output_key: "a.txt" }),
+              field("/api/uploads", { key: "notes.txt", size: 1 }),
+              field("/api/jobs/no-such-job"),
+            ]),
             bytes: [f.bytes(0), f.bytes(1500), f.bytes(3_220_632)],
             durations: [f.duration(3), f.duration(75.4), f.duration(3725)],
             etas: [f.eta(5.4), f.eta(125), f.eta(7260), f.eta(null)],

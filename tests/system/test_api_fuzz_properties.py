@@ -40,15 +40,16 @@ from hypothesis import strategies as st
 from litestar.routes import HTTPRoute
 
 from mpr_api.app import create_app, schema
+from mpr_api.automation.globs import MAX_GLOB_DOUBLE_STARS
 from mpr_api.graphql.schema import INTERNAL_ERROR
 from mpr_api.settings import ApiSettings
 from mpr_common import subjects as s
+from mpr_common.catalog_requests import REQUEST_TYPES, AssetsPage
 from mpr_common.codec import decode, encode
 from mpr_common.errors import NotFound, error_headers
-from mpr_common.events import AssetView, MediaInfo, Query, QueryReply
+from mpr_common.events import AssetView, MediaInfo
 from mpr_common.settings import JobQueueSettings, NatsSettings
 from mpr_common.streams import setup_jetstream
-from mpr_common.templates import MAX_GLOB_DOUBLE_STARS
 from mpr_devstack.servers import NatsServer, free_port
 from tests import moto_s3
 
@@ -112,15 +113,15 @@ class Catalog(threading.Thread):
         if not msg.reply:
             return
         try:
-            q = decode(msg.data, Query)
+            q: Any = decode(msg.data, REQUEST_TYPES[msg.subject])
         except Exception:
             return
         if msg.subject == s.CATALOG_ASSETS_LIST:
             found = [a for a in ASSETS if a.key.startswith(q.prefix or "")]
             page = found[q.offset : q.offset + max(0, q.limit)]
-            await msg.respond(encode(QueryReply(assets=page, total=len(found))))
+            await msg.respond(encode(AssetsPage(assets=page, total=len(found))))
         elif msg.subject.endswith(".list") or msg.subject == s.CATALOG_JOB_REQUESTS:
-            await msg.respond(encode(QueryReply(total=0)))
+            await msg.respond(encode(REQUEST_TYPES[msg.subject].reply()))
         else:
             await self.nc.publish(msg.reply, b"", headers=error_headers(NotFound(f"{q.id} not found")))
 

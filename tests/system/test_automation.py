@@ -16,9 +16,9 @@ import httpx
 import nats
 import pytest
 
+from mpr_api.automation.rules import rule_job_id
 from mpr_common import subjects as s
 from mpr_common.identities import JS_API
-from mpr_common.templates import rule_job_id
 from tests.system.conftest import wait_for, wait_job
 from tests.system.test_bus_security import attempt, refused
 from tests.system.test_cli import mpr

@@ -18,9 +18,10 @@ from mpr_api.queues.service import QueueService
 from mpr_api.queues.waiting import find_waiting
 from mpr_api.settings import ApiSettings
 from mpr_common import subjects as s
+from mpr_common.catalog_requests import GetJob, JobReply
 from mpr_common.codec import decode, encode
 from mpr_common.errors import NotFound, error_headers
-from mpr_common.events import PRIORITIES, JobMoved, JobRequested, JobView, Query, QueryReply
+from mpr_common.events import PRIORITIES, JobMoved, JobRequested, JobView
 from mpr_common.jobstate import QUEUE_MOVE_HEADER, QueuePlace, QueuePlaces
 from mpr_common.settings import JobQueueSettings, NatsSettings
 from mpr_common.streams import setup_jetstream
@@ -39,12 +40,12 @@ class Catalog:
         self.jobs: dict[str, JobView] = {}
 
     async def answer(self, msg) -> None:
-        q = decode(msg.data, Query)
+        q = decode(msg.data, GetJob)
         job = self.jobs.get(q.id or "")
         if job is None:
             await self.nc.publish(msg.reply, b"", headers=error_headers(NotFound(f"job {q.id} not found")))
         else:
-            await msg.respond(encode(QueryReply(job=job, total=1)))
+            await msg.respond(encode(JobReply(job=job)))
 
 
 @pytest.fixture

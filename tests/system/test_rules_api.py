@@ -11,15 +11,16 @@ import nats
 import pytest
 
 from mpr_api.app import create_app, services
+from mpr_api.automation.rules import Firing, firing_id, rule_job_id
 from mpr_api.automation.service import AutomationService
 from mpr_api.automation.store import FiringStore, RuleStore, TemplateStore
 from mpr_api.settings import ApiSettings
 from mpr_common import subjects as s
+from mpr_common.catalog_requests import AssetsPage, ListAssets
 from mpr_common.codec import decode, encode
-from mpr_common.events import AssetView, JobRequested, MediaInfo, Query, QueryReply
+from mpr_common.events import AssetView, JobRequested, MediaInfo
 from mpr_common.settings import JobQueueSettings, NatsSettings
 from mpr_common.streams import setup_jetstream
-from mpr_common.templates import Firing, firing_id, rule_job_id
 from mpr_devstack.servers import NatsServer
 
 pytestmark = pytest.mark.system
@@ -68,10 +69,10 @@ class Catalog:
         return a
 
     async def answer(self, msg) -> None:
-        q = decode(msg.data, Query)
+        q = decode(msg.data, ListAssets)
         found = sorted((a for a in self.assets if a.key.startswith(q.prefix or "")), key=lambda a: a.key)
         page = found[q.offset : q.offset + min(q.limit, self.page)]
-        await msg.respond(encode(QueryReply(assets=page, total=len(found))))
+        await msg.respond(encode(AssetsPage(assets=page, total=len(found))))
 
 
 @pytest.fixture

@@ -12,7 +12,9 @@ import nats
 import pytest
 
 from mpr_api.automation.engine import REPUBLISH_WINDOW, RuleEngine
+from mpr_api.automation.rules import Condition, Firing, Rule, firing_id, rule_job_id
 from mpr_api.automation.store import FiringStore, RuleStore, TemplateStore
+from mpr_api.automation.templates import Template
 from mpr_api.settings import ApiSettings
 from mpr_common import subjects as s
 from mpr_common.bus import BatchConsumer
@@ -21,7 +23,6 @@ from mpr_common.events import AssetRegistered, JobRequested, MediaInfo
 from mpr_common.outputs import OutputOwners
 from mpr_common.settings import JobQueueSettings, NatsSettings
 from mpr_common.streams import setup_jetstream
-from mpr_common.templates import Condition, Firing, Rule, Template, firing_id, rule_job_id
 from mpr_devstack.servers import NatsServer
 
 pytestmark = pytest.mark.system

@@ -19,6 +19,7 @@ from mpr_api.settings import ApiSettings
 from mpr_api.webhooks.feature import lifespan_on_mapping as lifespan
 from mpr_api.webhooks.signing import verify
 from mpr_common import subjects as s
+from mpr_common.catalog_requests import GetJob, JobReply
 from mpr_common.codec import decode, encode
 from mpr_common.errors import NotFound, error_headers
 from mpr_common.events import (
@@ -29,8 +30,6 @@ from mpr_common.events import (
     JobFailed,
     JobRequested,
     JobView,
-    Query,
-    QueryReply,
 )
 from mpr_common.identities import generate_passwords, inbox_prefix
 from mpr_common.settings import JobQueueSettings, NatsSettings
@@ -104,12 +103,12 @@ async def env(tmp_path):
         await setup_jetstream(admin.jetstream(), NatsSettings(), JobQueueSettings())
 
         async def catalog(msg):  # the catalog's job query, answered from ``views``
-            q = decode(msg.data, Query)
+            q = decode(msg.data, GetJob)
             view = views.get(q.id or "")
             if view is None:
                 await msg.respond(b"", headers=error_headers(NotFound(f"job {q.id} not found")))
             else:
-                await msg.respond(encode(QueryReply(job=view, total=1)))
+                await msg.respond(encode(JobReply(job=view)))
 
         await admin.subscribe(s.CATALOG_JOB_GET, cb=catalog)
         # the API's own identity: its permissions and its inboxes

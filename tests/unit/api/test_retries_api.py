@@ -19,6 +19,7 @@ from mpr_api.retries.dead_letters import DeadLetterService
 from mpr_api.retries.service import RetryService
 from mpr_api.settings import ApiSettings
 from mpr_common import subjects as s
+from mpr_common.catalog_requests import REQUEST_TYPES, JobLogReply, JobRequestsReply
 from mpr_common.codec import decode, encode
 from mpr_common.errors import NotFound, error_headers
 from mpr_common.events import (
@@ -27,8 +28,6 @@ from mpr_common.events import (
     JobRequested,
     JobRetried,
     JobView,
-    Query,
-    QueryReply,
 )
 from mpr_common.jobstate import JobState
 from tests.fakes import FakeJetStream, FakeNats, Msg
@@ -97,7 +96,7 @@ class CatalogNats(FakeNats):
     attempts: dict[str, list[JobAttempt]] = field(default_factory=dict)
 
     async def request(self, subject, payload, timeout=None) -> Msg:
-        q = decode(payload, Query)
+        q: Any = decode(payload, REQUEST_TYPES[subject])
         self.requests.append((subject, q))
         if subject == s.CATALOG_JOB_REQUESTS:
             if q.id is not None:
@@ -110,13 +109,15 @@ class CatalogNats(FakeNats):
                     for pair in self.recorded.values()
                     if pair[0].status == q.status and not pair[0].parent_id
                 ][: q.limit]
-            reply = QueryReply(jobs=[j for j, _ in found], requests=[r for _, r in found], total=len(found))
+            reply = JobRequestsReply(
+                jobs=[j for j, _ in found], requests=[r for _, r in found], total=len(found)
+            )
             return Msg(encode(reply))
         if subject == s.CATALOG_JOB_LOG:
             if q.id not in self.recorded:
                 return Msg(b"", error_headers(NotFound(f"job {q.id} not found")))
             return Msg(
-                encode(QueryReply(job=self.recorded[q.id][0], attempts=self.attempts.get(q.id or "", [])))
+                encode(JobLogReply(job=self.recorded[q.id][0], attempts=self.attempts.get(q.id or "", [])))
             )
         return await super().request(subject, payload, timeout)
 

@@ -1,4 +1,4 @@
-"""Job templates (mpr_common.templates): output key patterns, how a request and a template merge, which
+"""Job templates (mpr_api.automation): output key patterns, how a request and a template merge, which
 templates make valid jobs, and template references."""
 
 from __future__ import annotations
@@ -8,11 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mpr_api.jobs.schemas import JobCreate
-from mpr_common.codec import decode, encode
-from mpr_common.jobs import normalize_job
-from mpr_common.presets import DEFAULT_PRESET
-from mpr_common.templates import (
+from mpr_api.automation.templates import (
     MAX_REVISION,
     Template,
     TemplateError,
@@ -25,6 +21,10 @@ from mpr_common.templates import (
     render_output_key,
     templated_fields,
 )
+from mpr_api.jobs.schemas import JobCreate
+from mpr_common.codec import decode, encode
+from mpr_common.jobs import normalize_job
+from mpr_common.presets import DEFAULT_PRESET
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ messages built here, queries through FastStream's TestNatsBroker."""
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import msgspec
 import pytest
@@ -23,8 +24,10 @@ from mpr_common.catalog_requests import (
     REQUEST_TYPES,
     AnyCatalogRequest,
     CatalogReply,
+    FindJobRequests,
     GetAsset,
     GetJob,
+    GetJobLog,
     GetScan,
     ListAssets,
     ListJobs,
@@ -40,8 +43,6 @@ from mpr_common.events import (
     JobRequested,
     JobRetried,
     ObjectFound,
-    Query,
-    QueryReply,
     ScanStatus,
 )
 from mpr_common.jobstate import JobState
@@ -214,9 +215,8 @@ async def test_queries_answer_with_results_or_error_codes(deps, queries):
     assert unknown_status.headers[ERROR_CODE_HEADER] == "400"
 
 
-async def test_the_untyped_query_is_still_answered_on_every_subject(deps, queries):
-    """Callers that send the one catch-all Query (no tag) and decode a QueryReply are answered as
-    before: the subject says which request it is, and every reply decodes as a QueryReply."""
+async def test_a_request_without_its_tag_is_answered_on_its_subject(deps, queries):
+    """Callers that leave the tag out are answered as before: the subject says which request it is."""
     n = deps.nats
     await handle_job_events(
         deps, [n.delivery(s.JOB_REQUESTED, b'{"kind":"audio","source_key":"b.mp3","job_id":"j1"}')]
@@ -231,26 +231,27 @@ async def test_the_untyped_query_is_still_answered_on_every_subject(deps, querie
         s.CATALOG_SCAN_GET,
     }
 
-    async def old(subject: str, q: Query) -> QueryReply:
-        msg = await queries.request(encode(q), subject)
+    async def untagged(q: AnyCatalogRequest) -> Any:
+        fields = {k: v for k, v in msgspec.to_builtins(q).items() if k != "request"}
+        msg = await queries.request(encode(fields), subject_of(q))
         error = error_from_headers(msg.headers)
         if error is not None:
             raise error
-        return decode(msg.body, QueryReply)
+        return decode(msg.body, type(q).reply)
 
-    got = await old(s.CATALOG_JOB_GET, Query(id="j1", after_seq=1))
-    assert got.job is not None and got.job.id == "j1"
-    listed = await old(s.CATALOG_JOBS_LIST, Query(limit=5, status="queued"))
+    got = await untagged(GetJob(id="j1", after_seq=1))
+    assert got.job.id == "j1"
+    listed = await untagged(ListJobs(limit=5, status="queued"))
     assert (listed.total, [j.id for j in listed.jobs]) == (1, ["j1"])
-    logged = await old(s.CATALOG_JOB_LOG, Query(id="j1"))
-    assert logged.job is not None and logged.attempts == []
-    retry = await old(s.CATALOG_JOB_REQUESTS, Query(id="j1", limit=1))
+    logged = await untagged(GetJobLog(id="j1"))
+    assert logged.job.id == "j1" and logged.attempts == []
+    retry = await untagged(FindJobRequests(id="j1", limit=1))
     assert [r.job_id for r in retry.requests] == ["j1"] and retry.total == 1
-    assert (await old(s.CATALOG_ASSETS_LIST, Query(limit=5))).total == 0
+    assert (await untagged(ListAssets(limit=5))).total == 0
     with pytest.raises(NotFound):
-        await old(s.CATALOG_ASSET_GET, Query(id="a"))
+        await untagged(GetAsset(id="a"))
     with pytest.raises(NotFound):
-        await old(s.CATALOG_SCAN_GET, Query(id="s"))
+        await untagged(GetScan(id="s"))
 
 
 async def test_every_request_round_trips_through_the_tagged_union():

@@ -20,7 +20,11 @@ from hypothesis import strategies as st
 from rich.console import Console
 from rich.progress import Progress
 
-from mpr_cli.__main__ import Cli, Follow, main, parser, read_body
+from mpr_cli.__main__ import main
+from mpr_cli.arguments import parser
+from mpr_cli.cli import Cli
+from mpr_cli.control_commands import read_body
+from mpr_cli.follow import Follow
 
 LONG_ID = "r-" + "0123456789abcdef" * 2  # as long as a rule's job ids
 

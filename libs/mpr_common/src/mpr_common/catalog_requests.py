@@ -3,9 +3,7 @@ and one reply struct per request.
 
 The tag (field ``request``) is the subject, so a request says what it asks for even outside its
 subject, and a request sent on the wrong subject is refused (400). It may be left out: the subject
-says which request it is, so clients that send no tag, or a :class:`~mpr_common.events.Query` (which
-carries the fields of every request), are answered as before. Every reply decodes as a
-:class:`~mpr_common.events.QueryReply` too: its fields have the same names."""
+says which request it is, so clients that send no tag are answered as before."""
 
 from __future__ import annotations
 

@@ -358,33 +358,3 @@ class ScanView(msgspec.Struct, kw_only=True):
     error: str | None
     started_at: float
     finished_at: float | None
-
-
-# One struct for every catalog request, and one for every reply. The typed ones
-# (mpr_common.catalog_requests) are the contract; these stay wire-compatible with them both ways: a Query
-# is answered on any catalog subject (the subject says which request it is), and every typed reply
-# decodes as a QueryReply.
-class Query(Event, kw_only=True):
-    id: str | None = None
-    limit: int = 100
-    offset: int = 0
-    status: str | None = None
-    prefix: str | None = None
-    name: str | None = None  # assets whose key contains it (any case)
-    # Read-your-writes: answer only once the catalog has ingested the stream up to this sequence.
-    after_seq: int = 0
-    # Jobs to retry (mpr.catalog.jobs.requests): also by kind, failure reason, and ended at or after since
-    kind: str | None = None
-    reason: str | None = None
-    since: float | None = None
-
-
-class QueryReply(Event, kw_only=True):
-    asset: AssetView | None = None
-    assets: list[AssetView] = msgspec.field(default_factory=list)
-    job: JobView | None = None
-    jobs: list[JobView] = msgspec.field(default_factory=list)
-    scan: ScanView | None = None
-    total: int = 0
-    attempts: list[JobAttempt] = msgspec.field(default_factory=list)  # a job's log, oldest first
-    requests: list[JobRequested] = msgspec.field(default_factory=list)  # what retrying ``jobs`` publishes

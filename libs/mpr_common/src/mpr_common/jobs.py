@@ -37,14 +37,21 @@ _JOB_ID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123
 
 
 class JobRequestError(ValueError):
-    """The request can never succeed; the message says why."""
+    """The request can never succeed; the message says why, and ``field`` names the request's field it
+    concerns (None: the request as a whole), so that a client can show the message next to it."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def _check_time(name: str, value: float | None) -> None:
     if value is None:
         return
     if not math.isfinite(value) or value < 0 or value > MAX_MEDIA_SECONDS:
-        raise JobRequestError(f"{name} must be a number of seconds between 0 and {MAX_MEDIA_SECONDS:.0f}")
+        raise JobRequestError(
+            f"{name} must be a number of seconds between 0 and {MAX_MEDIA_SECONDS:.0f}", field=name
+        )
 
 
 def default_output_key(source_key: str, job_id: str, preset: Preset, job: JobRequested | None = None) -> str:
@@ -82,9 +89,11 @@ def normalize_job(job: JobRequested) -> JobRequested:
     Raises :class:`JobRequestError` with a message fit for a client.
     """
     if not job.job_id or len(job.job_id) > MAX_JOB_ID or not set(job.job_id) <= _JOB_ID_OK:
-        raise JobRequestError(f"job_id must be 1-{MAX_JOB_ID} characters of letters, digits, '-' or '_'")
+        raise JobRequestError(
+            f"job_id must be 1-{MAX_JOB_ID} characters of letters, digits, '-' or '_'", field="job_id"
+        )
     if job.kind not in JOB_KINDS:
-        raise JobRequestError(f"kind must be one of {', '.join(JOB_KINDS)}")
+        raise JobRequestError(f"kind must be one of {', '.join(JOB_KINDS)}", field="kind")
     _check_graph(job)
     _check_source(job.source_key)
     preset = _preset_of(job)
@@ -92,9 +101,9 @@ def normalize_job(job: JobRequested) -> JobRequested:
     _check_options(job, preset)
     output_key = job.output_key or default_output_key(job.source_key, job.job_id, preset, job)
     _check_output(output_key, preset)
-    for bucket in (job.source_bucket, job.output_bucket):
+    for name, bucket in (("source_bucket", job.source_bucket), ("output_bucket", job.output_bucket)):
         if bucket is not None and not _valid_bucket(bucket):
-            raise JobRequestError("bucket names must be 3-63 characters of a-z, 0-9, '.' and '-'")
+            raise JobRequestError("bucket names must be 3-63 characters of a-z, 0-9, '.' and '-'", field=name)
     return msgspec.structs.replace(job, preset=preset.name, output_key=output_key)
 
 
@@ -102,10 +111,11 @@ def _check_source(source_key: str) -> None:
     try:
         validate_key(source_key)
     except InvalidKeyError as exc:
-        raise JobRequestError(f"source_key: {exc}") from None
+        raise JobRequestError(f"source_key: {exc}", field="source_key") from None
     if not is_media_key(source_key):
         raise JobRequestError(
-            f"source_key must end with a supported media extension ({', '.join(sorted(MEDIA_EXTENSIONS))})"
+            f"source_key must end with a supported media extension ({', '.join(sorted(MEDIA_EXTENSIONS))})",
+            field="source_key",
         )
 
 
@@ -113,9 +123,11 @@ def _preset_of(job: JobRequested) -> Preset:
     preset_name = job.preset or DEFAULT_PRESET[job.kind]
     preset = PRESETS.get(preset_name)
     if preset is None:
-        raise JobRequestError(f"unknown preset {preset_name!r}; see GET /api/presets")
+        raise JobRequestError(f"unknown preset {preset_name!r}; see GET /api/presets", field="preset")
     if job.kind not in preset.kinds:
-        raise JobRequestError(f"preset {preset_name!r} is for {', '.join(preset.kinds)} jobs, not {job.kind}")
+        raise JobRequestError(
+            f"preset {preset_name!r} is for {', '.join(preset.kinds)} jobs, not {job.kind}", field="preset"
+        )
     return preset
 
 
@@ -123,33 +135,39 @@ def _check_times(job: JobRequested) -> None:
     _check_time("start", job.start)
     _check_time("end", job.end)
     if job.start is not None and job.end is not None and job.end <= job.start:
-        raise JobRequestError("end must be greater than start")
+        raise JobRequestError("end must be greater than start", field="end")
     if job.kind == "trim" and job.start is None and job.end is None:
-        raise JobRequestError("a trim job needs start and/or end")
+        raise JobRequestError("a trim job needs start and/or end", field="start")
     if job.kind == "thumbnail" and job.end is not None:
-        raise JobRequestError("a thumbnail job takes start (the frame time), not end")
+        raise JobRequestError("a thumbnail job takes start (the frame time), not end", field="end")
 
 
 def _check_options(job: JobRequested, preset: Preset) -> None:
     if job.loudnorm and preset.audio_codec in (None, "copy"):
-        raise JobRequestError(f"loudnorm re-encodes the sound: preset {preset.name!r} does not")
+        raise JobRequestError(
+            f"loudnorm re-encodes the sound: preset {preset.name!r} does not", field="loudnorm"
+        )
     if job.kind == "rendition":
         names = [r.name for r in preset.ladder] + [AUDIO_RENDITION]
         if job.rendition not in names:
-            raise JobRequestError(f"rendition must be one of {', '.join(names)} for preset {preset.name!r}")
+            raise JobRequestError(
+                f"rendition must be one of {', '.join(names)} for preset {preset.name!r}", field="rendition"
+            )
 
 
 def _check_output(output_key: str, preset: Preset) -> None:
     try:
         validate_key(output_key)
     except InvalidKeyError as exc:
-        raise JobRequestError(f"output_key: {exc}") from None
+        raise JobRequestError(f"output_key: {exc}", field="output_key") from None
     out_ext = extension(output_key)
     if preset.extension:
         if out_ext != preset.extension:
-            raise JobRequestError(f"output_key must end with {preset.extension} for preset {preset.name!r}")
+            raise JobRequestError(
+                f"output_key must end with {preset.extension} for preset {preset.name!r}", field="output_key"
+            )
     elif out_ext not in MEDIA_EXTENSIONS:
-        raise JobRequestError("output_key must end with a supported media extension")
+        raise JobRequestError("output_key must end with a supported media extension", field="output_key")
 
 
 def _check_graph(job: JobRequested) -> None:
@@ -157,21 +175,30 @@ def _check_graph(job: JobRequested) -> None:
     if job.kind == "package":
         if len(job.job_id) > MAX_PACKAGE_ID:
             raise JobRequestError(
-                f"a package's job_id has at most {MAX_PACKAGE_ID} characters (its children add a suffix)"
+                f"a package's job_id has at most {MAX_PACKAGE_ID} characters (its children add a suffix)",
+                field="job_id",
             )
         if job.start is not None or job.end is not None:
-            raise JobRequestError("a package takes the whole source: no start or end")
+            raise JobRequestError(
+                "a package takes the whole source: no start or end",
+                field="start" if job.start is not None else "end",
+            )
     if job.kind in CHILD_KINDS and job.parent_id is not None:
         if job.kind == "rendition" and not job.rendition:
-            raise JobRequestError("a rendition job names its rendition")
+            raise JobRequestError("a rendition job names its rendition", field="rendition")
     elif job.kind == "rendition":
-        raise JobRequestError("a rendition job is a package's child: submit a package job")
+        raise JobRequestError("a rendition job is a package's child: submit a package job", field="kind")
     elif job.parent_id is not None or job.rendition is not None:
-        raise JobRequestError("parent_id and rendition belong to a package's child jobs")
+        raise JobRequestError(
+            "parent_id and rendition belong to a package's child jobs",
+            field="parent_id" if job.parent_id is not None else "rendition",
+        )
     if job.loudnorm and job.kind not in LOUDNORM_KINDS:
-        raise JobRequestError(f"loudnorm applies to {', '.join(LOUDNORM_KINDS[:3])} jobs")
+        raise JobRequestError(f"loudnorm applies to {', '.join(LOUDNORM_KINDS[:3])} jobs", field="loudnorm")
     if job.storyboard and job.kind != "package":
-        raise JobRequestError("storyboard is an option of package jobs (or submit a storyboard job)")
+        raise JobRequestError(
+            "storyboard is an option of package jobs (or submit a storyboard job)", field="storyboard"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,11 +222,15 @@ class BucketPolicy:
         source = job.source_bucket or self.bucket_in
         output = job.output_bucket or self.bucket_out
         if source not in self.sources:
-            raise JobRequestError(f"source_bucket {source!r} is not one jobs may read")
+            raise JobRequestError(f"source_bucket {source!r} is not one jobs may read", field="source_bucket")
         if output in self.sources:
-            raise JobRequestError(f"output_bucket {output!r} holds sources: outputs never overwrite them")
+            raise JobRequestError(
+                f"output_bucket {output!r} holds sources: outputs never overwrite them", field="output_bucket"
+            )
         if output not in self.outputs:
-            raise JobRequestError(f"output_bucket {output!r} is not one jobs may write")
+            raise JobRequestError(
+                f"output_bucket {output!r} is not one jobs may write", field="output_bucket"
+            )
 
 
 def _valid_bucket(name: str) -> bool:

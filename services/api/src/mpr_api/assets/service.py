@@ -15,13 +15,11 @@ from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from mpr_common import subjects as s
-from mpr_common.bus import request
+from mpr_common.catalog_requests import GetAsset, GetScan, ListAssets
 from mpr_common.codec import decoder, encode
-from mpr_common.errors import BadRequest, MprError, NotFound, Unavailable, error_from_headers
+from mpr_common.errors import MprError, NotFound, Unavailable, error_from_headers
 from mpr_common.events import (
     AssetView,
-    Query,
-    QueryReply,
     RefusedObject,
     ScanChunk,
     ScanRequest,
@@ -33,6 +31,8 @@ from mpr_common.keys import MEDIA_EXTENSIONS, extension, validate_key
 from mpr_common.presets import OUTPUT_EXTENSIONS
 from mpr_common.storage import get_presigned_url, guess_content_type
 
+from ..catalog import ask_catalog
+from ..http.field_errors import FieldError
 from .media_links import MediaLinks
 from .schemas import ScanResult
 from .settings import AssetSettings
@@ -71,9 +71,6 @@ class AssetService:
         self.links = links
         self.signed_buckets = BucketPolicy.of(settings.s3).outputs
 
-    async def _query(self, subject: str, q: Query, timeout: float | None = None) -> QueryReply:
-        return await request(self.nc, subject, q, QueryReply, timeout or self.settings.request_timeout)
-
     # --- scans -------------------------------------------------------------------------------
     async def scan(self, prefix: str = "") -> ScanResult:
         """The seed's synchronous scan: every file listed, and counted once the catalog has them."""
@@ -105,11 +102,8 @@ class AssetService:
         return await self.get_scan(req.scan_id, after_seq=last_seq)
 
     async def get_scan(self, scan_id: str, after_seq: int = 0) -> ScanView:
-        reply = await self._query(
-            s.CATALOG_SCAN_GET, Query(id=scan_id, after_seq=after_seq), self.settings.scan_timeout
-        )
-        assert reply.scan is not None
-        return reply.scan
+        req = GetScan(id=scan_id, after_seq=after_seq)
+        return (await ask_catalog(self.nc, req, self.settings.scan_timeout)).scan
 
     async def _ask_scanner(self, req: ScanRequest):
         """A scanner replies in chunks to our own inbox (a large bucket never exceeds NATS's max
@@ -138,15 +132,12 @@ class AssetService:
     async def list(
         self, limit: int, offset: int, prefix: str | None, name: str | None = None
     ) -> tuple[list[AssetView], int]:
-        reply = await self._query(
-            s.CATALOG_ASSETS_LIST, Query(limit=limit, offset=offset, prefix=prefix, name=name or None)
-        )
+        req = ListAssets(limit=limit, offset=offset, prefix=prefix, name=name or None)
+        reply = await ask_catalog(self.nc, req, self.settings.request_timeout)
         return reply.assets, reply.total
 
     async def get(self, asset_id: str) -> AssetView:
-        reply = await self._query(s.CATALOG_ASSET_GET, Query(id=asset_id))
-        assert reply.asset is not None
-        return reply.asset
+        return (await ask_catalog(self.nc, GetAsset(id=asset_id), self.settings.request_timeout)).asset
 
     def media_url(self, which: str, key: str) -> str:
         """Link only what MPR serves: sources with a media extension, outputs of a kind jobs write. A
@@ -154,7 +145,7 @@ class AssetService:
         try:
             validate_key(key)
         except ValueError as exc:
-            raise BadRequest(f"key: {exc}") from None
+            raise FieldError(f"key: {exc}", "key") from None
         allowed = MEDIA_EXTENSIONS if which == "in" else OUTPUT_EXTENSIONS
         if extension(key) not in allowed:
             raise NotFound(f"{key!r} is not a media file MPR serves")
@@ -167,7 +158,7 @@ class AssetService:
         try:
             validate_key(key)
         except ValueError as exc:
-            raise BadRequest(f"key: {exc}") from None
+            raise FieldError(f"key: {exc}", "key") from None
         self.links.check(token, bucket, key)
         if bucket not in self.signed_buckets:
             raise NotFound(f"bucket {bucket!r} holds no outputs MPR serves")
@@ -239,5 +230,5 @@ def _checked_prefix(prefix: str) -> str:
         try:
             validate_key(prefix.rstrip("/") or "x")
         except ValueError as exc:
-            raise BadRequest(f"prefix: {exc}") from None
+            raise FieldError(f"prefix: {exc}", "prefix") from None
     return prefix

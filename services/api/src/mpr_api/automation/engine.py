@@ -25,19 +25,11 @@ from mpr_common.errors import NotFound
 from mpr_common.events import AssetRegistered
 from mpr_common.jobs import BucketPolicy, JobRequestError
 from mpr_common.outputs import OutputOwners
-from mpr_common.templates import (
-    Firing,
-    Rule,
-    TemplateError,
-    firing_id,
-    rule_job,
-    rule_job_id,
-    rule_matches,
-    template_ref,
-)
 
 from ..http.settings import HttpSettings
+from .rules import Firing, Rule, firing_id, rule_job, rule_job_id, rule_matches
 from .store import FiringStore, RuleStore, Stored, TemplateStore
+from .templates import TemplateError, template_ref
 
 log = logging.getLogger("mpr.api.rules")
 

@@ -10,14 +10,14 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from mpr_common.templates import MAX_NAME_CHARS, NAME_PATTERN, RULE_ID_PATTERN, Revision, Rule, Template
-
 from ..graphql.context import service
 from ..graphql.errors import call as _call
 from ..graphql.errors import checked as _checked
 from ..graphql.errors import maybe as _maybe
+from .rules import Rule
 from .schemas import DryRunOut, RuleOut, TemplateOut
 from .service import DRY_RUN_LIMIT, MAX_DRY_RUN_LIMIT, AutomationService
+from .templates import MAX_NAME_CHARS, NAME_PATTERN, RULE_ID_PATTERN, Revision, Template
 
 TemplateName = Annotated[str, msgspec.Meta(max_length=MAX_NAME_CHARS, pattern=NAME_PATTERN)]
 RuleId = Annotated[str, msgspec.Meta(max_length=MAX_NAME_CHARS, pattern=RULE_ID_PATTERN)]

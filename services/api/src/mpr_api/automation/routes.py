@@ -10,18 +10,11 @@ from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.params import Parameter
 
 from mpr_common.errors import BadRequest
-from mpr_common.templates import (
-    MAX_NAME_CHARS,
-    MAX_REVISION,
-    NAME_PATTERN,
-    RULE_ID_PATTERN,
-    Rule,
-    Template,
-    parse_revision,
-)
 
+from .rules import Rule
 from .schemas import DryRunOut, RuleCreate, RuleOut, TemplateHistory, TemplateOut
 from .service import DRY_RUN_LIMIT, MAX_DRY_RUN_LIMIT, AutomationService, rule_of
+from .templates import MAX_NAME_CHARS, MAX_REVISION, NAME_PATTERN, RULE_ID_PATTERN, Template, parse_revision
 
 TemplateName = Annotated[str, Parameter(max_length=MAX_NAME_CHARS, pattern=NAME_PATTERN)]
 RuleIdParam = Annotated[str, Parameter(max_length=MAX_NAME_CHARS, pattern=RULE_ID_PATTERN)]

@@ -1,10 +1,11 @@
-"""REST bodies of templates, rules and dry runs (the stored values are mpr_common.templates')."""
+"""REST bodies of templates, rules and dry runs (the stored values are automation.templates' and automation.rules')."""
 
 from __future__ import annotations
 
 import msgspec
 
-from mpr_common.templates import Rule, RuleId, Template
+from .rules import Rule
+from .templates import RuleId, Template
 
 
 class TemplateOut(msgspec.Struct, kw_only=True):

@@ -7,28 +7,18 @@ import asyncio
 
 import msgspec
 
-from mpr_common.errors import BadRequest, Conflict, NotFound
+from mpr_common.errors import Conflict, NotFound
 from mpr_common.events import AssetView, new_id
 from mpr_common.jobs import BucketPolicy, JobRequestError
-from mpr_common.templates import (
-    Rule,
-    Template,
-    TemplateError,
-    check_rule,
-    check_template,
-    firing_id,
-    key_matches,
-    rule_job,
-    rule_job_id,
-    rule_matches,
-    template_ref,
-)
 
 from ..assets.service import AssetService
+from ..http.field_errors import FieldError
 from ..http.limits import MAX_PAGE
 from ..http.settings import HttpSettings
+from .rules import Rule, check_rule, firing_id, key_matches, rule_job, rule_job_id, rule_matches
 from .schemas import DryRunItem, DryRunOut, RuleOut, TemplateHistory, TemplateOut, TemplateRevision
 from .store import FiringStore, RuleStore, Stored, TemplateStore
+from .templates import Template, TemplateError, check_template, template_ref
 
 DRY_RUN_LIMIT = 100
 DRY_RUN_SLICE = 100  # assets examined between two yields to the event loop
@@ -71,7 +61,7 @@ class AutomationService:
         try:
             check_template(template)
         except TemplateError as exc:
-            raise BadRequest(str(exc)) from None
+            raise FieldError(str(exc), exc.field) from None
         revision, created = await self.templates.put(name, template, expected)
         return TemplateOut(name=name, revision=revision, template=template), created
 
@@ -107,14 +97,14 @@ class AutomationService:
         try:
             check_rule(rule)
         except TemplateError as exc:
-            raise BadRequest(str(exc)) from None
+            raise FieldError(str(exc), exc.field) from None
         bucket = rule.bucket or self.bucket_in
         if bucket not in self.sources:
-            raise BadRequest(f"bucket {bucket!r} is not one jobs may read")
+            raise FieldError(f"bucket {bucket!r} is not one jobs may read", "bucket")
         try:
             return await self.templates.get(rule.template, rule.template_revision)
         except NotFound as exc:
-            raise BadRequest(f"template: {exc.detail}") from None
+            raise FieldError(f"template: {exc.detail}", "template") from None
 
     # --- dry runs --------------------------------------------------------------------------------
     async def dry_run_stored(self, rule_id: str, limit: int = DRY_RUN_LIMIT) -> DryRunOut:

@@ -17,7 +17,9 @@ from nats.js.errors import NotFoundError as JsNotFoundError
 from mpr_common import subjects as s
 from mpr_common.codec import DecodeError, ValidationError, decode, encode
 from mpr_common.errors import Conflict, NotFound, Unavailable
-from mpr_common.templates import Firing, Rule, Template
+
+from .rules import Firing, Rule
+from .templates import Template
 
 T = TypeVar("T")
 

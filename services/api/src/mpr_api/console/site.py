@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from .contract import console_contract
 from .settings import ConsoleSettings
 
 HERE = Path(__file__).parent
@@ -81,7 +82,7 @@ def make_environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.globals.update(nav=NAV, static=STATIC_PATH)
+    env.globals.update(nav=NAV, static=STATIC_PATH, contract=console_contract())
     return env
 
 

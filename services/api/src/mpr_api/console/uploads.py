@@ -30,10 +30,11 @@ from typing import Any, TypeVar
 import anyio.to_thread
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mpr_common.errors import BadRequest, Conflict, NotFound, Unavailable
+from mpr_common.errors import Conflict, NotFound, Unavailable
 from mpr_common.keys import MEDIA_EXTENSIONS, extension, validate_key
 from mpr_common.storage import guess_content_type
 
+from ..http.field_errors import FieldConflict, FieldError
 from .settings import ConsoleSettings
 
 T = TypeVar("T")
@@ -73,10 +74,10 @@ def plan_upload(size: int, part_bytes: int, max_bytes: int) -> UploadPlan:
     in whole MiB when the file would need more than S3's 10,000 parts. Raises BadRequest for a size S3
     or the API's limit refuses."""
     if size < 0:
-        raise BadRequest("size: must be 0 or more bytes")
+        raise FieldError("size: must be 0 or more bytes", "size")
     limit = min(max_bytes, MAX_PARTS * MAX_PART_BYTES)
     if size > limit:
-        raise BadRequest(f"size: {size} bytes is more than the {limit} bytes an upload may have")
+        raise FieldError(f"size: {size} bytes is more than the {limit} bytes an upload may have", "size")
     part = max(part_bytes, MIN_PART_BYTES)
     if size <= part:
         return UploadPlan(size=size, part_size=size, parts=0)
@@ -87,7 +88,7 @@ def plan_upload(size: int, part_bytes: int, max_bytes: int) -> UploadPlan:
 def staging_key(upload_id: str) -> str:
     """The staging key of a single PUT's upload id (which the API made: 32 hex digits)."""
     if not _STAGING_ID.fullmatch(upload_id):
-        raise BadRequest("upload_id: not the id of an upload of one PUT that this API started")
+        raise FieldError("upload_id: not the id of an upload of one PUT that this API started", "upload_id")
     return STAGING_PREFIX + upload_id
 
 
@@ -96,9 +97,11 @@ def checked_upload_key(key: str) -> str:
     try:
         validate_key(key)
     except ValueError as exc:
-        raise BadRequest(f"key: {exc}") from None
+        raise FieldError(f"key: {exc}", "key") from None
     if extension(key) not in MEDIA_EXTENSIONS:
-        raise BadRequest(f"key: must end with a media extension ({', '.join(sorted(MEDIA_EXTENSIONS))})")
+        raise FieldError(
+            f"key: must end with a media extension ({', '.join(sorted(MEDIA_EXTENSIONS))})", "key"
+        )
     return key
 
 
@@ -141,7 +144,7 @@ class UploadService:
         checked_upload_key(key)
         plan = self.plan(size)
         if await self._exists(key):
-            raise Conflict(f"key: {key!r} already exists in {self.bucket}; choose another name")
+            raise FieldConflict(f"key: {key!r} already exists in {self.bucket}; choose another name", "key")
         content_type = guess_content_type(key)
         answer: dict[str, Any] = {
             "key": key,
@@ -175,12 +178,12 @@ class UploadService:
         checked_upload_key(key)
         plan = self.plan(size)
         if not plan.multipart:
-            raise BadRequest("size: a file of this size is sent in one PUT, not in parts")
+            raise FieldError("size: a file of this size is sent in one PUT, not in parts", "size")
         if not numbers or len(numbers) > MAX_URLS_PER_CALL:
-            raise BadRequest(f"numbers: ask for 1 to {MAX_URLS_PER_CALL} parts at a time")
+            raise FieldError(f"numbers: ask for 1 to {MAX_URLS_PER_CALL} parts at a time", "numbers")
         for n in numbers:
             if not 1 <= n <= plan.parts:
-                raise BadRequest(f"numbers: part {n} is outside 1..{plan.parts}")
+                raise FieldError(f"numbers: part {n} is outside 1..{plan.parts}", "numbers")
         return [
             {
                 "number": n,
@@ -206,7 +209,7 @@ class UploadService:
         checked_upload_key(key)
         plan = self.plan(size)
         if upload_id is None:
-            raise BadRequest("upload_id: required (the one POST /api/uploads answered)")
+            raise FieldError("upload_id: required (the one POST /api/uploads answered)", "upload_id")
         if not plan.multipart:
             await self._complete_single(key, size, staging_key(upload_id))
             return
@@ -242,7 +245,9 @@ class UploadService:
                     "they were discarded"
                 )
             if await self._exists(key):
-                raise Conflict(f"key: {key!r} already exists in {self.bucket}; the upload was discarded")
+                raise FieldConflict(
+                    f"key: {key!r} already exists in {self.bucket}; the upload was discarded", "key"
+                )
             # Conditions where S3 enforces them: the very object whose size was read, onto a free key.
             await _in_thread(
                 lambda: self.s3.copy_object(

@@ -15,11 +15,10 @@ from collections.abc import Awaitable, Callable
 
 from nats.aio.client import Client
 
-from mpr_common import subjects as s
-from mpr_common.bus import request
+from mpr_common.catalog_requests import GetJob
 from mpr_common.errors import NotFound
-from mpr_common.events import Query, QueryReply
 
+from ..catalog import ask_catalog
 from .stream import JobFacts
 
 log = logging.getLogger(__name__)
@@ -83,9 +82,9 @@ def catalog_lookup(nc: Client, timeout: float) -> Lookup:
 
     async def lookup(job_id: str) -> JobFacts | None:
         try:
-            reply = await request(nc, s.CATALOG_JOB_GET, Query(id=job_id), QueryReply, timeout)
+            job = (await ask_catalog(nc, GetJob(id=job_id), timeout)).job
         except NotFound:
             return None
-        return JobFacts(reply.job.kind, reply.job.parent_id) if reply.job else None
+        return JobFacts(job.kind, job.parent_id)
 
     return lookup

@@ -17,13 +17,16 @@ import msgspec
 from mpr_common import subjects as s
 from mpr_common.events import (
     JOB_KINDS,
+    JOB_STATUSES,
     AssetRegistered,
     JobCompleted,
     JobFailed,
     JobProgress,
     JobRequested,
+    JobStatus,
     MediaInfo,
 )
+from mpr_common.job_status import TERMINAL_STATUSES, failed_status
 
 from ..http.limits import MAX_ID_CHARS
 from .eta import Observation, eta
@@ -34,6 +37,13 @@ EventType = Literal[
 ]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 JOB_EVENT_TYPES: tuple[str, ...] = tuple(t for t in EVENT_TYPES if t.startswith("job."))
+# The status each job event says its job is now in: queued, running on progress, else how it ended.
+JOB_EVENT_STATUS: dict[str, JobStatus] = {
+    "job.queued": "queued",
+    "job.progress": "running",
+    **{f"job.{st}": st for st in sorted(TERMINAL_STATUSES, key=JOB_STATUSES.index)},
+}
+assert set(JOB_EVENT_STATUS) == set(JOB_EVENT_TYPES), "every job event type says a status"
 ASSET_REGISTERED: str = "asset.registered"
 RESET = "reset"  # not a filterable type: the cursor named events that the streams no longer keep
 
@@ -219,7 +229,7 @@ def completed_event(c: JobCompleted, seq: int, facts: JobFacts | None) -> Stream
 
 def failed_event(f: JobFailed, seq: int, facts: JobFacts | None) -> StreamEvent:
     """A failure whose reason is "cancelled" is the job's cancellation."""
-    status = "cancelled" if f.reason == "cancelled" else "failed"
+    status = failed_status(f.reason)
     data = JobEventData(
         job_id=f.job_id,
         kind=facts.kind if facts else None,

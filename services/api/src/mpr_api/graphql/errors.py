@@ -4,6 +4,7 @@ confirm names the job id to retry with)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable
 from typing import Any
 
@@ -11,6 +12,10 @@ import msgspec
 from graphql import GraphQLError
 
 from mpr_common.errors import BadRequest, MprError, NotFound
+
+from ..http.field_errors import graphql_name
+
+_AT_FIELD = re.compile(r"- at `\$\.([A-Za-z_][A-Za-z0-9_]*)")  # msgspec's path of what is wrong
 
 
 async def call(coro: Awaitable[Any]) -> Any:
@@ -34,8 +39,11 @@ async def maybe(coro: Awaitable[Any]) -> Any:
 
 
 def checked(value: Any, type_: Any, what: str) -> Any:
-    """An argument checked against the bounds REST applies to the same value."""
+    """An argument checked against the bounds REST applies to the same value. The error names the
+    field: the argument ``what``, or the field of an input object that is wrong."""
     try:
         return msgspec.convert(value, type_)
     except msgspec.ValidationError as exc:
-        raise GraphQLError(f"{what}: {exc}", extensions={"code": BadRequest.name}) from None
+        inner = _AT_FIELD.search(str(exc))
+        field = graphql_name(inner.group(1)) if inner else what
+        raise GraphQLError(f"{what}: {exc}", extensions={"code": BadRequest.name, "field": field}) from None

@@ -4,6 +4,7 @@ the job id to retry with), Litestar's with a detail that says what is wrong, any
 from __future__ import annotations
 
 import logging
+import re
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
@@ -18,6 +19,7 @@ log = logging.getLogger("mpr.api")
 
 
 _MAX_REASON_CHARS = 300  # of each reason a validation error quotes (it may quote the client's input)
+_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # the top-level field of a key such as "output_keys[2]"
 
 
 def _domain_error(_request: Request, exc: MprError) -> Response:
@@ -44,9 +46,25 @@ def _http_detail(exc: HTTPException) -> str:
     return exc.detail
 
 
+def validation_field(exc: HTTPException) -> str | None:
+    """The field a validation error names first (a body's field, a query or path parameter), or None
+    when it concerns the body as a whole."""
+    if not isinstance(exc, ValidationException) or not isinstance(exc.extra, list):
+        return None
+    for e in exc.extra:
+        key = e.get("key") if isinstance(e, dict) else None
+        if isinstance(key, str) and key != "data":
+            m = _FIELD.match(key)
+            return m.group(0) if m else None
+    return None
+
+
 def _internal_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, HTTPException):
         body = {"status_code": exc.status_code, "detail": _http_detail(exc)}
+        field = validation_field(exc)
+        if field:
+            body["field"] = field
         if exc.extra:
             body["extra"] = exc.extra
         return Response(body, status_code=exc.status_code, headers=exc.headers)

@@ -24,9 +24,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mpr_common import subjects as s
 from mpr_common.bus import publish_event
-from mpr_common.errors import BadRequest, Unavailable
+from mpr_common.errors import Unavailable
 from mpr_common.events import JobFailed, JobRequested, JobView
 
+from ..http.field_errors import FieldError
 from .settings import JobSettings, callback_base, stepfunctions_configured
 
 log = logging.getLogger("mpr.api.executors")
@@ -44,11 +45,14 @@ def choose(requested: str | None, kind: str, settings: JobSettings) -> str:
     planned into child jobs on the transcoders' queue, so it runs there only."""
     executor = requested or settings.executor
     if executor in DISPATCHED and kind == "package":
-        raise BadRequest(f'a package runs on the transcoders (executor "workers"), not "{executor}"')
+        raise FieldError(
+            f'a package runs on the transcoders (executor "workers"), not "{executor}"', "executor"
+        )
     if executor == "stepfunctions" and not stepfunctions_configured(settings):
-        raise BadRequest(
+        raise FieldError(
             'executor "stepfunctions" is not configured on this API '
-            "(API_STEPFUNCTIONS_STATE_MACHINE_ARN and API_CALLBACK_URL or API_PUBLIC_URL)"
+            "(API_STEPFUNCTIONS_STATE_MACHINE_ARN and API_CALLBACK_URL or API_PUBLIC_URL)",
+            "executor",
         )
     return executor
 

@@ -118,8 +118,8 @@ class JobsQuery:
         self, info: Info, limit: int = 100, offset: int = 0, status: str | None = None
     ) -> list[Job]:
         check_page(limit, offset)
-        status = _checked(status, JobStatus | None, "status")
-        items, _ = await _call(_jobs(info).list(limit, offset, status))
+        wanted: JobStatus | None = _checked(status, JobStatus | None, "status")
+        items, _ = await _call(_jobs(info).list(limit, offset, wanted))
         return [Job.of(o.job, o.output_url) for o in items]
 
 

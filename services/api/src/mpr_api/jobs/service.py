@@ -9,26 +9,29 @@ import msgspec
 from nats.aio.client import Client
 
 from mpr_common import subjects as s
-from mpr_common.bus import publish_event, request
-from mpr_common.errors import BadRequest, Conflict, Unauthorized, Unavailable
+from mpr_common.bus import publish_event
+from mpr_common.catalog_requests import GetJob, ListJobs
+from mpr_common.errors import Conflict, Unauthorized, Unavailable
 from mpr_common.events import (
     JobCancel,
     JobCompleted,
     JobFailed,
     JobProgress,
     JobRequested,
+    JobStatus,
     JobView,
-    Query,
-    QueryReply,
     new_id,
 )
-from mpr_common.jobs import TERMINAL, JobRequestError, normalize_job, outcome_id
+from mpr_common.job_status import is_terminal
+from mpr_common.jobs import JobRequestError, normalize_job, outcome_id
 from mpr_common.jobstate import JobState
 from mpr_common.keys import validate_key
 from mpr_common.outputs import OutputOwners
 from mpr_common.packages import manifest_keys
 
 from ..assets.media_links import MediaLinks
+from ..catalog import ask_catalog
+from ..http.field_errors import FieldConflict, FieldError
 from . import executors
 from .callbacks import CallbackTokens
 from .metrics import JOBS_SUBMITTED
@@ -77,8 +80,12 @@ class JobService:
         self.owners = owners
         self.links = links
 
-    async def _query(self, subject: str, q: Query) -> QueryReply:
-        return await request(self.nc, subject, q, QueryReply, self.settings.request_timeout)
+    async def _job(self, job_id: str, after_seq: int = 0) -> JobView:
+        """The job as the catalog has it (once it has ingested the jobs stream up to ``after_seq``)."""
+        reply = await ask_catalog(
+            self.nc, GetJob(id=job_id, after_seq=after_seq), self.settings.request_timeout
+        )
+        return reply.job
 
     def out(self, job: JobView) -> JobOut:
         """A completed job with its output's link: a signed folder link (on the API) for a playlist,
@@ -97,7 +104,7 @@ class JobService:
             if body.template is not None:  # the template's fields are the defaults of the request's
                 body, template = await templated_body(self.js, body)
             if body.kind is None:
-                raise JobRequestError("kind is required (or a template that names one)")
+                raise JobRequestError("kind is required (or a template that names one)", field="kind")
             req = normalize_job(
                 JobRequested(
                     job_id=body.job_id or new_id(),
@@ -115,7 +122,7 @@ class JobService:
                 )
             )
         except JobRequestError as exc:
-            raise BadRequest(str(exc)) from None
+            raise FieldError(str(exc), exc.field) from None
         executor = executors.choose(body.executor, req.kind, self.settings)  # 400 before anything is claimed
         await self._claim_outputs(req, explicit=body.output_key is not None)
         try:
@@ -128,12 +135,11 @@ class JobService:
         JOBS_SUBMITTED.labels(req.kind, "duplicate" if ack.duplicate else "accepted").inc()
         if ack.duplicate:
             # The original is in the stream at ack.seq: read it once the catalog has ingested that far.
-            existing = await self._query(s.CATALOG_JOB_GET, Query(id=req.job_id, after_seq=ack.seq))
-            assert existing.job is not None
-            if executor == "stepfunctions" and executors.never_started(existing.job):
+            existing = await self._job(req.job_id, after_seq=ack.seq)
+            if executor == "stepfunctions" and executors.never_started(existing):
                 # the first answer may have been lost before its execution started: one per name
                 await executors.start_execution(self.settings, self.js, req, self.callbacks.issue(req.job_id))
-            return self.out(existing.job), False
+            return self.out(existing), False
         if executor == "stepfunctions":  # its callback token goes in the execution's input only
             await executors.start_execution(self.settings, self.js, req, self.callbacks.issue(req.job_id))
         token = self.callbacks.issue(req.job_id) if executor == "lambda" else None
@@ -161,24 +167,24 @@ class JobService:
     @staticmethod
     def _owned(req: JobRequested, key: str, owner: str) -> Conflict:
         if key == req.output_key:
-            return Conflict(f"output_key {key!r} belongs to job {owner}")
-        return Conflict(
+            return FieldConflict(f"output_key {key!r} belongs to job {owner}", "output_key")
+        return FieldConflict(
             f"output_key: {key!r} belongs to job {owner}, and a package writes its manifests there: "
-            "choose a folder of its own"
+            "choose a folder of its own",
+            "output_key",
         )
 
     async def get(self, job_id: str) -> JobOut:
-        reply = await self._query(s.CATALOG_JOB_GET, Query(id=job_id))
-        assert reply.job is not None
-        return self.out(reply.job)
+        return self.out(await self._job(job_id))
 
-    async def list(self, limit: int, offset: int, status: str | None) -> tuple[list[JobOut], int]:
-        reply = await self._query(s.CATALOG_JOBS_LIST, Query(limit=limit, offset=offset, status=status))
+    async def list(self, limit: int, offset: int, status: JobStatus | None) -> tuple[list[JobOut], int]:
+        req = ListJobs(limit=limit, offset=offset, status=status)
+        reply = await ask_catalog(self.nc, req, self.settings.request_timeout)
         return [self.out(j) for j in reply.jobs], reply.total
 
     async def cancel(self, job_id: str) -> JobOut:
         current = await self.get(job_id)
-        if current.job.status in TERMINAL:
+        if is_terminal(current.job.status):
             raise Conflict(f"job {job_id} is already {current.job.status}")
         await self.job_state.cancelled(job_id)
         retry = current.job.retries  # the run being cancelled
@@ -188,9 +194,7 @@ class JobService:
             JobCancel(job_id=job_id, retry=retry),
             msg_id=outcome_id("cancel", job_id, retry),
         )
-        reply = await self._query(s.CATALOG_JOB_GET, Query(id=job_id, after_seq=ack.seq))
-        assert reply.job is not None
-        return self.out(reply.job)
+        return self.out(await self._job(job_id, after_seq=ack.seq))
 
     async def _check_owned(self, job: JobView, output_key: str) -> None:
         """A callback reports only its own job's output: the key the job was dispatched with, or one
@@ -205,32 +209,38 @@ class JobService:
                 if owner
                 else f"the job was dispatched with {_short(job.output_key)}"
             )
-            raise Conflict(f"output_key {_short(output_key)} is not an output of job {job.id}: {whose}")
+            raise FieldConflict(
+                f"output_key {_short(output_key)} is not an output of job {job.id}: {whose}", "output_key"
+            )
 
     async def callback(self, job_id: str, body: JobCallback, token: str) -> JobOut:
         """A result from the Lambda handler, with the token issued when this very job was dispatched."""
         if not self.callbacks.valid(job_id, token):
             raise Unauthorized("a callback needs the token issued when this job was dispatched to Lambda")
         if body.output_bucket is not None and body.output_bucket != self.settings.s3.bucket_out:
-            raise BadRequest(f"output_bucket is fixed by configuration ({self.settings.s3.bucket_out})")
+            raise FieldError(
+                f"output_bucket is fixed by configuration ({self.settings.s3.bucket_out})", "output_bucket"
+            )
         job = (await self.get(job_id)).job  # 404 for an unknown job
         retry = job.retries  # the run reporting
         event: JobCompleted | JobFailed | JobProgress
         if body.status == "completed":
             if not body.output_key:
-                raise BadRequest("a completed callback needs output_key")
+                raise FieldError("a completed callback needs output_key", "output_key")
             try:
                 validate_key(body.output_key)
             except ValueError as exc:
-                raise BadRequest(f"output_key: {exc}") from None
+                raise FieldError(f"output_key: {exc}", "output_key") from None
             folder = posixpath.dirname(body.output_key)
             for i, key in enumerate(body.output_keys):
                 try:
                     validate_key(key)
                 except ValueError as exc:
-                    raise BadRequest(f"output_keys[{i}]: {exc}") from None
+                    raise FieldError(f"output_keys[{i}]: {exc}", "output_keys") from None
                 if posixpath.dirname(key) != folder:  # the uploader writes a job's files beside its output
-                    raise BadRequest(f"output_keys[{i}]: {_short(key)} is not in the folder of output_key")
+                    raise FieldError(
+                        f"output_keys[{i}]: {_short(key)} is not in the folder of output_key", "output_keys"
+                    )
             await self._check_owned(job, body.output_key)
             subject, event, msg_id = (
                 s.JOB_COMPLETED,
@@ -268,9 +278,7 @@ class JobService:
                 None,
             )
         ack = await publish_event(self.js, subject, event, msg_id=msg_id)
-        reply = await self._query(s.CATALOG_JOB_GET, Query(id=job_id, after_seq=ack.seq))
-        assert reply.job is not None
-        return self.out(reply.job)
+        return self.out(await self._job(job_id, after_seq=ack.seq))
 
 
 def _short(key: str | None, limit: int = 200) -> str:

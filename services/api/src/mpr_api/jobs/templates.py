@@ -7,17 +7,18 @@ from typing import Any
 
 import msgspec
 
-from mpr_common.errors import BadRequest, NotFound
+from mpr_common.errors import NotFound
 from mpr_common.events import new_id
-from mpr_common.templates import (
+
+from ..automation.store import TemplateStore
+from ..automation.templates import (
     TemplateError,
     given_fields,
     parse_template_ref,
     template_ref,
     templated_fields,
 )
-
-from ..automation.store import TemplateStore
+from ..http.field_errors import FieldError
 from .schemas import JobCreate
 
 
@@ -28,15 +29,15 @@ async def templated_body(js: Any, body: JobCreate) -> tuple[JobCreate, str]:
     try:
         name, revision = parse_template_ref(body.template)
     except TemplateError as exc:
-        raise BadRequest(str(exc)) from None
+        raise FieldError(str(exc), "template") from None
     try:
         stored = await TemplateStore(js).get(name, revision)
     except NotFound as exc:
-        raise BadRequest(f"template: {exc.detail}") from None
+        raise FieldError(f"template: {exc.detail}", "template") from None
     job_id = body.job_id or new_id()
     try:
         fields = templated_fields(stored.value, given_fields(body), body.source_key, job_id)
         merged = msgspec.convert({**msgspec.structs.asdict(body), **fields, "job_id": job_id}, JobCreate)
     except (TemplateError, msgspec.ValidationError) as exc:
-        raise BadRequest(f"template {name!r}: {exc}") from None
+        raise FieldError(f"template {name!r}: {exc}", "template") from None
     return merged, template_ref(name, stored.revision)

@@ -13,6 +13,7 @@ from strawberry.types import Info
 
 from mpr_common.errors import NotFound
 from mpr_common.events import FAILURE_REASONS, JOB_KINDS
+from mpr_common.job_status import RETRYABLE_STATUSES
 
 from ..graphql.context import service
 from ..graphql.errors import call as _call
@@ -119,7 +120,7 @@ def _enum(name: str, values: tuple[str, ...]) -> Any:
     return strawberry.enum(enum.Enum(name, {v: v for v in values}))  # type: ignore[call-overload]
 
 
-RetryStatus: Any = _enum("RetryStatus", ("failed", "cancelled"))
+RetryStatus: Any = _enum("RetryStatus", RETRYABLE_STATUSES)
 RetryReason: Any = _enum("RetryReason", FAILURE_REASONS)
 RetryKind: Any = _enum("RetryKind", JOB_KINDS)
 

@@ -3,11 +3,12 @@ documented in OpenAPI)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 
 from mpr_common.events import FailureReason, JobKind, JobView
+from mpr_common.job_status import RetryableStatus
 
 from ..http.fields import KeyPrefix
 from ..http.limits import MAX_PAGE
@@ -22,7 +23,7 @@ class RetryFilter(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Which ended jobs ``POST /api/jobs/retry`` runs again (a package's children never match: a child
     is retried with its package)."""
 
-    status: Literal["failed", "cancelled"] = "failed"
+    status: RetryableStatus = "failed"
     reason: FailureReason | None = None
     kind: JobKind | None = None
     since: Annotated[float, msgspec.Meta(ge=0)] | None = None  # ended at or after (epoch seconds)

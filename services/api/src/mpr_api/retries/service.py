@@ -19,17 +19,19 @@ from typing import Any
 import msgspec
 
 from mpr_common import subjects as s
-from mpr_common.bus import publish_event, request
+from mpr_common.bus import publish_event
+from mpr_common.catalog_requests import FindJobRequests, GetJobLog
 from mpr_common.errors import Conflict, NotFound, Unavailable
-from mpr_common.events import PRIORITIES, JobAttempt, JobRequested, JobRetried, JobView, Query, QueryReply
+from mpr_common.events import PRIORITIES, JobAttempt, JobRequested, JobRetried, JobView
+from mpr_common.job_status import is_retryable
 from mpr_common.jobstate import JobState
 
+from ..catalog import ask_catalog
 from ..http.settings import HttpSettings
 from .schemas import AttemptOut, JobLog, RetriedJobs, RetryFilter, RetrySkipped
 
 log = logging.getLogger("mpr.api")
 
-RETRYABLE = ("failed", "cancelled")
 RETRY_CONCURRENCY = 16  # retries of one bulk call in flight at once
 
 
@@ -45,7 +47,7 @@ def retry_request(job: JobView, recorded: JobRequested) -> JobRequested:
             f"job {job.id} is a child of package {job.parent_id}: retry the package "
             f"(POST /api/jobs/{job.parent_id}/retry), which runs again the children that did not complete"
         )
-    if job.status not in RETRYABLE:
+    if not is_retryable(job.status):
         raise Conflict(f"job {job.id} is {job.status}: only a failed or cancelled job is retried")
     return msgspec.structs.replace(
         recorded,
@@ -77,14 +79,11 @@ class RetryService:
         self.js = nc.jetstream()
         self.job_state = job_state
 
-    async def _query(self, subject: str, q: Query) -> QueryReply:
-        return await request(self.nc, subject, q, QueryReply, self.settings.request_timeout)
-
     async def retry(self, job_id: str, requested_by: str = "api") -> JobView:
         """Run a failed or cancelled job again; returns it queued in its new generation. 404 for an
         unknown job, 409 for one that is not failed or cancelled (or already being retried), 503 when
         the queue did not confirm the request (retrying the call is safe: the generation is the same)."""
-        reply = await self._query(s.CATALOG_JOB_REQUESTS, Query(id=job_id, limit=1))
+        reply = await ask_catalog(self.nc, FindJobRequests(id=job_id, limit=1), self.settings.request_timeout)
         if not reply.jobs:
             raise NotFound(f"job {job_id} not found")
         return await self._retry(reply.jobs[0], reply.requests[0], requested_by)
@@ -121,10 +120,10 @@ class RetryService:
 
     async def retry_matching(self, f: RetryFilter, requested_by: str = "api") -> RetriedJobs:
         """Retry up to ``f.limit`` ended jobs that match ``f``, oldest first."""
-        q = Query(
+        q = FindJobRequests(
             status=f.status, kind=f.kind, reason=f.reason, since=f.since, prefix=f.prefix, limit=f.limit
         )
-        reply = await self._query(s.CATALOG_JOB_REQUESTS, q)
+        reply = await ask_catalog(self.nc, q, self.settings.request_timeout)
         more = reply.total > len(reply.jobs) or len(reply.jobs) >= f.limit
         if f.dry_run:
             ids = [j.id for j in reply.jobs]
@@ -150,9 +149,8 @@ class RetryService:
     async def log(self, job_id: str) -> JobLog:
         """Every attempt at the job (all its generations), with its worker, duration, outcome, reason,
         error and FFmpeg's log; and the job's final error."""
-        reply = await self._query(s.CATALOG_JOB_LOG, Query(id=job_id))
+        reply = await ask_catalog(self.nc, GetJobLog(id=job_id), self.settings.request_timeout)
         job = reply.job
-        assert job is not None
         return JobLog(
             job_id=job.id,
             status=job.status,

@@ -18,9 +18,10 @@ import msgspec
 from mpr_common import subjects as s
 from mpr_common.codec import decode, encode
 from mpr_common.events import AssetRegistered, JobCancel, JobCompleted, JobFailed, JobRequested, JobView
+from mpr_common.job_status import failed_status
 from mpr_common.jobs import job_identity
 
-from .model import EventType, Occurrence
+from .model import ENDED_TYPES, EventType, Occurrence
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
@@ -42,7 +43,7 @@ def read_job_event(subject: str, data: bytes) -> tuple[EventType, JobEvent]:
         return "job.completed", decode(data, JobCompleted)
     if subject == s.JOB_FAILED:
         failed = decode(data, JobFailed)
-        return ("job.cancelled" if failed.reason == "cancelled" else "job.failed"), failed
+        return ENDED_TYPES[failed_status(failed.reason)], failed
     if subject == s.JOB_CANCEL:
         return "job.cancelled", decode(data, JobCancel)
     return "job.queued", decode(data, JobRequested)  # requested (any queue class), child, dispatched

@@ -30,11 +30,13 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from mpr_common import subjects as s
-from mpr_common.bus import BatchConsumer, publish_event, request, settle_batch
+from mpr_common.bus import BatchConsumer, publish_event, settle_batch
+from mpr_common.catalog_requests import GetJob
 from mpr_common.codec import DecodeError, ValidationError, decode, encode
 from mpr_common.errors import NotFound
-from mpr_common.events import DeadLetter, JobView, Query, QueryReply
+from mpr_common.events import DeadLetter, JobView
 
+from ..catalog import ask_catalog
 from .backoff import next_delay, verdict
 from .cloudevents import JobLookup, asset_occurrence, cloud_event, delivery_id, job_occurrence, read_job_event
 from .deliveries import DeliveryLog
@@ -333,9 +335,8 @@ def catalog_lookup(nc: Any, timeout: float) -> JobLookup:
 
     async def lookup(job_id: str, seq: int) -> JobView | None:
         try:
-            reply = await request(nc, s.CATALOG_JOB_GET, Query(id=job_id, after_seq=seq), QueryReply, timeout)
+            return (await ask_catalog(nc, GetJob(id=job_id, after_seq=seq), timeout)).job
         except NotFound:
             return None
-        return reply.job
 
     return lookup

@@ -3,16 +3,20 @@ stream), what the API answers, and which events a subscription wants."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, cast, get_args
 
 import msgspec
 
 from mpr_common.events import JobKind
+from mpr_common.job_status import TERMINAL_STATUSES
 
 from ..http.limits import MAX_KEY_CHARS
 
 EventType = Literal["job.queued", "job.completed", "job.failed", "job.cancelled", "asset.registered"]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
+# status a job ended in -> the type of its event ("job.<status>")
+ENDED_TYPES: dict[str, EventType] = {st: cast(EventType, f"job.{st}") for st in TERMINAL_STATUSES}
+assert set(ENDED_TYPES.values()) <= set(EVENT_TYPES), "every way a job ends is an event type"
 # pending: waiting for its first attempt of a (re)delivery; retrying: an attempt failed, another is
 # due at next_attempt_at; delivered: 2xx; dead: given up (final answer or attempts exhausted),
 # dead-lettered; skipped: its subscription was paused before it could be sent.

@@ -13,8 +13,9 @@ from nats.js.errors import APIError
 
 from mpr_common import subjects as s
 from mpr_common.bus import publish_event
-from mpr_common.errors import BadRequest, Conflict, NotFound, Unavailable
+from mpr_common.errors import Conflict, NotFound, Unavailable
 
+from ..http.field_errors import FieldError
 from .deliveries import DeliveryLog
 from .engine import DeliveryPolicy, task_msg_id
 from .model import (
@@ -61,9 +62,9 @@ class WebhookService:
                 parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80), self.allowed
             )
         except AddressRefused as exc:
-            raise BadRequest(f"url: {exc}") from None
+            raise FieldError(f"url: {exc}", "url") from None
         except httpcore.ConnectError as exc:  # does not resolve
-            raise BadRequest(f"url: {exc}") from None
+            raise FieldError(f"url: {exc}", "url") from None
         return url
 
     async def _get(self, sub_id: str) -> Subscription:

@@ -4,29 +4,13 @@
 const csrf = document.querySelector('meta[name="mpr-csrf"]')?.content || "";
 
 export class ApiError extends Error {
-  constructor(status, detail) {
+  /** ``field``: the request's field the error concerns, as the API's error body names it (or null). */
+  constructor(status, detail, field = null) {
     super(detail);
     this.status = status;
     this.detail = detail;
-    this.field = fieldOf(detail);
+    this.field = field;
   }
-}
-
-// Fields of the API's request bodies that an error message may name first ("start: must be …",
-// "end must be greater than start", "Validation failed for POST /api/jobs: source_key: …").
-export const FIELDS = [
-  "source_key", "output_key", "kind", "preset", "start", "end", "priority", "template", "loudnorm",
-  "storyboard", "job_id", "key", "size", "prefix", "name", "url", "events", "secret", "filter",
-];
-
-/** The form field an API error is about, or null: the first known field name the message leads with. */
-export function fieldOf(detail) {
-  if (typeof detail !== "string") return null;
-  const text = detail.replace(/^Validation failed for [A-Z]+ [^:]*:\s*/, "");
-  const m = text.match(/^([a-z_]+)(?:\[\d+\])?(?::|\s+(?:must|is|belongs|has|needs)\b)/);
-  if (m && FIELDS.includes(m[1])) return m[1];
-  const named = text.match(/\b(source_key|output_key|preset|start|end|loudnorm|template|priority)\b/);
-  return named ? named[1] : null;
 }
 
 function signIn() {
@@ -57,7 +41,7 @@ export async function api(path, { method = "GET", body, signal } = {}) {
   } catch {
     data = null;
   }
-  if (!r.ok) throw new ApiError(r.status, (data && data.detail) || `${r.status} ${r.statusText}`);
+  if (!r.ok) throw new ApiError(r.status, data?.detail || `${r.status} ${r.statusText}`, data?.field || null);
   return data;
 }
 

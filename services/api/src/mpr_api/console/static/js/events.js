@@ -10,8 +10,6 @@ function setStatus(state, text) {
   el.textContent = text;
 }
 
-export const JOB_EVENTS = ["job.queued", "job.progress", "job.completed", "job.failed", "job.cancelled"];
-
 /**
  * Call ``onEvent(type, data)`` for each event of ``types`` (for ``jobIds`` only, when given), and
  * ``onOpen()`` once the stream is connected: what happened before that is not in it (a stream without a

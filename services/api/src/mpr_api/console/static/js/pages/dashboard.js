@@ -4,7 +4,8 @@
 import { api, optional, ApiError } from "../api.js";
 import { $, h, show, message, table, row, badge, progressBar, setProgress } from "../dom.js";
 import { ago, eta, estimate, speed, shortId } from "../format.js";
-import { subscribe, JOB_EVENTS } from "../events.js";
+import { subscribe } from "../events.js";
+import { JOB_EVENTS, eventStatus, isTerminal } from "../contract.js";
 
 const DAY = 86400;
 const running = new Map(); // job id -> {job fields + live progress}
@@ -182,7 +183,7 @@ function onEvent(type, e) {
     // a job this page has not listed: its source, and whether it is still running at all
     api(`/api/jobs/${encodeURIComponent(id)}`)
       .then((r) => {
-        if (["completed", "failed", "cancelled"].includes(r.job.status)) {
+        if (isTerminal(r.job.status)) {
           ended.add(id);
           if (running.delete(id)) renderRunning();
           return;
@@ -193,7 +194,7 @@ function onEvent(type, e) {
       .catch(() => {});
     return;
   }
-  if (type === "job.completed" || type === "job.failed" || type === "job.cancelled") {
+  if (isTerminal(eventStatus(type))) {
     ended.add(id);
     if (running.delete(id)) renderRunning();
     if (type === "job.failed") {

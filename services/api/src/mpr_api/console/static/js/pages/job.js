@@ -4,11 +4,11 @@
 import { api, optional, ApiError } from "../api.js";
 import { $, h, show, message, badge, progressBar, setProgress, announce, table, row } from "../dom.js";
 import { bytes, duration, eta, estimate, speed, when, shortId } from "../format.js";
-import { subscribe, JOB_EVENTS } from "../events.js";
+import { subscribe } from "../events.js";
+import { JOB_EVENTS, eventStatus, isRetryable, isTerminal } from "../contract.js";
 import { mediaElement, kindOf } from "../player.js";
 
 const jobId = $("#job-id").dataset.jobId;
-const TERMINAL = ["completed", "failed", "cancelled"];
 let job = null;
 let live = { progress: 0, speed: null, eta: null };
 let shownOutput = null;
@@ -73,8 +73,8 @@ function renderFailure(j) {
 }
 
 function renderActions(j) {
-  $("#cancel").hidden = !["queued", "running"].includes(j.status);
-  $("#retry").hidden = !["failed", "cancelled"].includes(j.status);
+  $("#cancel").hidden = isTerminal(j.status);
+  $("#retry").hidden = !isRetryable(j.status);
   $("#move").hidden = j.status !== "queued" || Boolean(j.parent_id);
   $("#move-to").value = j.priority || "normal";
 }
@@ -126,7 +126,7 @@ function addTimeline(at, text) {
 function jobTimeline(j) {
   addTimeline(j.created_at, "queued");
   addTimeline(j.started_at, `started${j.worker ? ` on ${j.worker}` : ""}`);
-  if (TERMINAL.includes(j.status)) addTimeline(j.finished_at || j.updated_at, j.status + (j.status === "failed" && j.failure_reason ? ` (${j.failure_reason})` : ""));
+  if (isTerminal(j.status)) addTimeline(j.finished_at || j.updated_at, j.status + (j.status === "failed" && j.failure_reason ? ` (${j.failure_reason})` : ""));
 }
 
 const ATTEMPT_COLUMNS = [{ label: "#" }, { label: "Worker" }, { label: "Started" }, { label: "Ended" }, { label: "Outcome" }, { label: "Reason" }, { label: "Error" }];
@@ -165,7 +165,7 @@ async function loadAttempts() {
   const parts = job && (job.children || []).length ? await childAttempts(job) : [];
   const attempts = [...own, ...parts];
   if (!attempts.length) {
-    const ended = job && TERMINAL.includes(job.status);
+    const ended = job && isTerminal(job.status);
     show($("#attempts"), message(ended ? "No attempt was recorded for this job." : "No attempt has ended yet."));
     return;
   }
@@ -229,13 +229,13 @@ function onEvent(type, e) {
     if (tr) {
       if (type === "job.progress") setProgress(tr, e.progress ?? 0);
       else if (type !== "job.queued") {
-        tr.querySelector(".status").replaceChildren(badge(type.slice(4)));
+        tr.querySelector(".status").replaceChildren(badge(eventStatus(type)));
         if (type === "job.completed") setProgress(tr, 100);
       }
     }
     return;
   }
-  if (type === "job.progress" && job && !TERMINAL.includes(job.status)) {
+  if (type === "job.progress" && job && !isTerminal(job.status)) {
     live = { progress: e.progress ?? live.progress, speed: e.speed, eta: e.eta };
     if (job.status !== "running") {
       job.status = "running";
@@ -248,8 +248,8 @@ function onEvent(type, e) {
     $("#progress-text").textContent = progressText(job);
     return;
   }
-  const ended = type.slice(4);
-  if (TERMINAL.includes(ended) && job && !TERMINAL.includes(job.status)) {
+  const ended = eventStatus(type);
+  if (isTerminal(ended) && job && !isTerminal(job.status)) {
     announce(`Job ${ended}${e.reason ? `: ${e.reason}` : ""}`, { urgent: true });
     $("#status").replaceChildren(badge(ended));
     if (ended === "completed") setProgress($("#progress"), 100);

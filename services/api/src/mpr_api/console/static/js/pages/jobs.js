@@ -5,7 +5,8 @@
 import { api, ApiError } from "../api.js";
 import { $, h, show, message, table, row, badge, progressBar, setProgress, pager, announce } from "../dom.js";
 import { ago, shortId } from "../format.js";
-import { subscribe, JOB_EVENTS } from "../events.js";
+import { subscribe } from "../events.js";
+import { JOB_EVENTS, eventStatus } from "../contract.js";
 
 const LIMIT = 25;
 const COLUMNS = [{ label: "Job" }, { label: "Kind" }, { label: "Source", cls: "key" }, { label: "Status" }, { label: "Progress" }, { label: "Priority" }, { label: "Created" }];
@@ -92,7 +93,7 @@ function reloadSoon() {
 
 function onEvent(type, e) {
   const tr = shown.get(e.job_id);
-  const newStatus = { "job.queued": "queued", "job.progress": "running", "job.completed": "completed", "job.failed": "failed", "job.cancelled": "cancelled" }[type];
+  const newStatus = eventStatus(type);
   if (!tr) {
     // a job this page does not show: a new one belongs on the first page when it matches the filter
     if (type === "job.queued" && offset === 0 && (!status || status === "queued")) reloadSoon();

@@ -1,4 +1,4 @@
-"""Automation rules (mpr_common.templates): prefixes and globs, conditions over ffprobe's metadata,
+"""Automation rules (mpr_api.automation): prefixes and globs, conditions over ffprobe's metadata,
 objects ffprobe could not read, which rules are refused, and the ids that make a firing happen once."""
 
 from __future__ import annotations
@@ -6,14 +6,11 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from mpr_common.events import MediaInfo
-from mpr_common.templates import (
+from mpr_api.automation.globs import compile_glob
+from mpr_api.automation.rules import (
     Condition,
     Rule,
-    Template,
-    TemplateError,
     check_rule,
-    compile_glob,
     condition_holds,
     facts,
     firing_id,
@@ -22,6 +19,8 @@ from mpr_common.templates import (
     rule_job_id,
     rule_matches,
 )
+from mpr_api.automation.templates import Template, TemplateError
+from mpr_common.events import MediaInfo
 
 HD = MediaInfo(
     format_name="mov,mp4,m4a,3gp,3g2,mj2",

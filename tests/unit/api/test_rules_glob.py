@@ -1,4 +1,4 @@
-"""Rule globs (mpr_common.templates.compile_glob): the same matches as the regular expression they
+"""Rule globs (mpr_api.automation.globs.compile_glob): the same matches as the regular expression they
 used to be translated to, in time linear in the key's length whatever the pattern (steps counted, not
 seconds), bounded pattern size and number of wildcards, and malformed globs refused with a reason."""
 
@@ -11,16 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mpr_common.templates import (
-    MAX_GLOB_CHARS,
-    MAX_GLOB_DOUBLE_STARS,
-    MAX_GLOB_STARS,
-    Rule,
-    TemplateError,
-    check_rule,
-    compile_glob,
-    key_matches,
-)
+from mpr_api.automation.globs import MAX_GLOB_CHARS, MAX_GLOB_DOUBLE_STARS, MAX_GLOB_STARS, compile_glob
+from mpr_api.automation.rules import Rule, check_rule, key_matches
+from mpr_api.automation.templates import TemplateError
 
 
 def reference_regex(glob: str) -> re.Pattern[str]:
