@@ -12,7 +12,7 @@ from mpr_api.console.site import STATIC
 from mpr_api.events.stream import EVENT_TYPES
 from mpr_common.events import JOB_KINDS, JOB_STATUSES
 from mpr_common.job_status import RETRYABLE_STATUSES, TERMINAL_STATUSES, failed_status, next_status
-from tests.unit.test_console_auth import make_client
+from tests.unit.api.test_console_auth import make_client
 
 _BLOCK = re.compile(r'<script type="application/json" id="mpr-contract">(.*?)</script>', re.S)
 

@@ -17,7 +17,7 @@ from mpr_api.http.field_errors import FieldConflict, FieldError, graphql_name
 from mpr_api.settings import ApiSettings
 from mpr_common.events import JOB_KINDS, JobRequested
 from mpr_common.jobs import JobRequestError, normalize_job
-from tests.unit.api_fakes import FakeKV, FakeNats
+from tests.fakes import FakeKV, FakeNats
 
 JOB_FIELDS = frozenset(f.name for f in msgspec.structs.fields(JobRequested))
 

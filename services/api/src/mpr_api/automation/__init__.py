@@ -1,2 +1,2 @@
-"""Automation (issue #10): job templates, rules that start jobs from templates when objects are
+"""Automation: job templates, rules that start jobs from templates when objects are
 registered, and their stores. ``feature.py`` exports it."""

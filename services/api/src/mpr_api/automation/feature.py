@@ -1,4 +1,4 @@
-"""Automation (issue #10): job templates and rules over REST (/api/templates, /api/rules) and GraphQL,
+"""Automation: job templates and rules over REST (/api/templates, /api/rules) and GraphQL,
 and the rule engine every API replica runs on the shared ``rules`` consumer (see automation/engine.py)."""
 
 from __future__ import annotations

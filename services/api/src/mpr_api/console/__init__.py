@@ -1,2 +1,2 @@
-"""The web console (issue #11): pages (pages.py, templates/), their scripts and styles (static/), the
+"""The web console: pages (pages.py, templates/), their scripts and styles (static/), the
 site's shared headers (site.py) and presigned uploads (uploads.py, upload_routes.py)."""

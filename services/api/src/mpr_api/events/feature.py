@@ -1,4 +1,4 @@
-"""The live event stream (issue #10, 3): ``GET /api/events`` as Server-Sent Events and the GraphQL
+"""The live event stream: ``GET /api/events`` as Server-Sent Events and the GraphQL
 ``jobEvents`` subscription, over one shared reader of MPR_JOBS and MPR_ASSETS per API process
 (``hub.py``; the model in ``stream.py``)."""
 

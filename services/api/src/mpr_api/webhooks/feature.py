@@ -1,4 +1,4 @@
-"""Webhooks (issue #10, 2): subscriptions to job and asset events, delivered as signed CloudEvents
+"""Webhooks: subscriptions to job and asset events, delivered as signed CloudEvents
 (docs/webhooks.md). REST under ``/api/webhooks`` (``routes.py``), the same as GraphQL fields
 (``graphql.py``), and the delivery engine that runs in every API replica (``engine.py``)."""
 
