@@ -14,7 +14,7 @@ dev: ## Start nats-server, moto S3, SQLite and all services on loopback (Ctrl-C 
 	@MPR_BOOTSTRAP_POSTGRES=0 ./scripts/bootstrap.sh
 	$(UV) run mpr-dev
 
-test: bootstrap ## Install everything and run all tests (real servers on random ports; 2 processes, a file each)
+test: bootstrap ## Install everything and run all tests (real servers on random ports; 3 test processes, a file each)
 	$(UV) run pytest -n 3 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 test-unit: bootstrap ## In-process tests only (no nats-server, S3 server or service process; seconds)
