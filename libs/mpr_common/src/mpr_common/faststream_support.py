@@ -12,6 +12,8 @@ from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, NatsResponse, NatsRouter, PullSub
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from faststream.nats.security import NatsSecurity, NatsToken, NatsUserPassword
+from faststream.nats.subscriber import PullStreamSubscriber
+from nats.aio.msg import Msg
 
 from .codec import DecodeError, ValidationError
 from .errors import BadRequest, MprError, error_headers
@@ -20,7 +22,7 @@ from .settings import NatsSettings
 
 log = logging.getLogger(__name__)
 
-DeadLetterFn = Callable[[Any, str], Awaitable[None]]
+DeadLetterFn = Callable[[Msg, str], Awaitable[None]]
 RETRY_DELAY = 2.0
 
 
@@ -57,7 +59,7 @@ def pull_subscriber(
     durable: str,
     identity_inbox: str | None = None,
     **kw: Any,
-) -> Any:
+) -> PullStreamSubscriber:
     """Bind to a durable pull consumer made by ``mpr-setup`` (never declared here), one message per
     call. (Batches go through :class:`mpr_common.bus.BatchConsumer`.) On a router, ``identity_inbox``
     is the connection's inbox prefix (``NatsSettings.inbox_prefix()``); a broker knows its own."""

@@ -11,10 +11,11 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import msgspec
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, ServiceUnavailableError
+from nats.js.kv import KeyValue
 
 from .bus import TRANSIENT
 from .codec import decode, encode
@@ -85,7 +86,7 @@ class JobState:
     re-created consumer). A retry replaces it with a marker of the generation that runs now (read as
     ``None``, or as ``"superseded"`` by a request of an older generation)."""
 
-    def __init__(self, kv: Any) -> None:
+    def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
 
     async def _put(self, job_id: str, value: bytes) -> None:
@@ -404,7 +405,7 @@ class QueuePlaces:
     """``queue.<job_id>`` entries of the job-state bucket: written by the API when a job moves and by the
     transcoder that starts it; read by both."""
 
-    def __init__(self, kv: Any) -> None:
+    def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
 
     async def get(self, job_id: str) -> QueuePlace | None:

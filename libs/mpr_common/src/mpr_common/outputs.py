@@ -5,9 +5,9 @@ no job can overwrite another's output. Claims live in the ``mpr-output-owners`` 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
 
 from .bus import retry_transient
 
@@ -18,7 +18,7 @@ def owner_key(bucket: str, key: str) -> str:
 
 
 class OutputOwners:
-    def __init__(self, kv: Any) -> None:
+    def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
 
     async def claim(self, bucket: str, key: str, job_id: str) -> str | None:

@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import boto3
 from botocore.config import Config
 
 from .keys import MEDIA_EXTENSIONS, extension, is_media_key, safe_local_path, validate_key
+from .s3_client import S3Client
 from .settings import S3Settings
 
 __all__ = [
@@ -65,7 +65,7 @@ def __getattr__(name: str) -> str:
     raise AttributeError(name)
 
 
-def get_s3_client(settings: S3Settings | None = None) -> Any:
+def get_s3_client(settings: S3Settings | None = None) -> S3Client:
     """A boto3 S3 client for MinIO (``S3_ENDPOINT_URL`` set) or AWS (unset)."""
     s = _settings(settings)
     if settings is None:
@@ -74,11 +74,11 @@ def get_s3_client(settings: S3Settings | None = None) -> Any:
 
 
 @functools.cache
-def _cached_client(s: S3Settings) -> Any:
+def _cached_client(s: S3Settings) -> S3Client:
     return _make_client(s)
 
 
-def _make_client(s: S3Settings, endpoint_url: str | None = None) -> Any:
+def _make_client(s: S3Settings, endpoint_url: str | None = None) -> S3Client:
     config = Config(
         signature_version="s3v4",
         s3={"addressing_style": "path"} if (endpoint_url or s.endpoint_url) else {},
@@ -97,7 +97,7 @@ def _make_client(s: S3Settings, endpoint_url: str | None = None) -> Any:
     )
 
 
-def make_public_client(settings: S3Settings) -> Any:
+def make_public_client(settings: S3Settings) -> S3Client:
     """A client whose presigned URLs point at the public endpoint (browser-facing links)."""
     return _make_client(settings, settings.public_endpoint_url or settings.endpoint_url)
 
@@ -115,7 +115,7 @@ def list_pages(
     prefix: str = "",
     extensions: frozenset[str] | None = MEDIA_EXTENSIONS,
     *,
-    client: Any,
+    client: S3Client,
     page_size: int = 1000,
 ) -> Iterator[ListedPage]:
     """Yield a bucket's listing page by page (``extensions=None`` keeps every object). A key that
@@ -150,7 +150,7 @@ def list_objects(
     prefix: str = "",
     extensions: frozenset[str] | None = MEDIA_EXTENSIONS,
     *,
-    client: Any = None,
+    client: S3Client | None = None,
     settings: S3Settings | None = None,
     page_size: int = 1000,
 ) -> Iterator[S3Object]:
@@ -166,7 +166,7 @@ def list_objects(
 
 
 def head_object(
-    key: str, bucket: str | None = None, *, client: Any = None, settings: S3Settings | None = None
+    key: str, bucket: str | None = None, *, client: S3Client | None = None, settings: S3Settings | None = None
 ) -> S3Object:
     s = _settings(settings)
     client = client or get_s3_client(settings)
@@ -186,7 +186,7 @@ def download_file(
     local_path: str | Path,
     bucket: str | None = None,
     *,
-    client: Any = None,
+    client: S3Client | None = None,
     settings: S3Settings | None = None,
 ) -> Path:
     """Download ``key`` to ``local_path`` (the key is validated first)."""
@@ -203,7 +203,7 @@ def download_to_temp(
     key: str,
     bucket: str | None = None,
     *,
-    client: Any = None,
+    client: S3Client | None = None,
     settings: S3Settings | None = None,
     dir: str | Path | None = None,
 ) -> Path:
@@ -223,7 +223,7 @@ def download_key_into(
     base_dir: str | Path,
     bucket: str | None = None,
     *,
-    client: Any = None,
+    client: S3Client | None = None,
     settings: S3Settings | None = None,
 ) -> Path:
     """Download ``key`` to its own path below ``base_dir`` (never outside it)."""
@@ -235,7 +235,7 @@ def upload_file(
     key: str,
     bucket: str | None = None,
     *,
-    client: Any = None,
+    client: S3Client | None = None,
     settings: S3Settings | None = None,
     content_type: str | None = None,
 ) -> str:
@@ -253,7 +253,7 @@ def get_presigned_url(
     bucket: str | None = None,
     expires: int | None = None,
     *,
-    client: Any = None,
+    client: S3Client | None = None,
     settings: S3Settings | None = None,
     method: str = "get_object",
 ) -> str:
@@ -287,7 +287,7 @@ def guess_content_type(key: str) -> str:
     return _EXTRA_TYPES.get(ext) or mimetypes.guess_type(key)[0] or "application/octet-stream"
 
 
-def ensure_buckets(client: Any, *buckets: str) -> None:
+def ensure_buckets(client: S3Client, *buckets: str) -> None:
     """Create missing buckets (embedded default and tests; minio-init does this in compose)."""
     existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
     for bucket in buckets:

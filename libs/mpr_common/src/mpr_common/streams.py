@@ -24,6 +24,7 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.kv import KeyValue
 
 from . import subjects as s
 from .events import PRIORITIES
@@ -223,7 +224,7 @@ async def ensure_streams(
 
 async def ensure_kv(
     js: JetStreamContext, bucket: str, replicas: int = 1, ttl: float | None = 14 * DAY, history: int = 1
-) -> Any:
+) -> KeyValue:
     try:
         return await js.key_value(bucket)
     except NotFoundError:  # BucketNotFoundError: first start
@@ -234,7 +235,7 @@ async def ensure_kv(
         )
 
 
-async def ensure_job_state_kv(js: JetStreamContext, replicas: int = 1) -> Any:
+async def ensure_job_state_kv(js: JetStreamContext, replicas: int = 1) -> KeyValue:
     return await ensure_kv(js, s.JOB_STATE_KV, replicas)
 
 

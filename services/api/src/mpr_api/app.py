@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any, cast
+from typing import cast
 
 from litestar import Litestar
 from litestar.datastructures import State
@@ -18,6 +18,7 @@ from nats.js.kv import KeyValue
 
 from mpr_common.bus import connect
 from mpr_common.runtime import freeze_startup_heap
+from mpr_common.s3_client import S3Client
 
 from .assets.feature import media_links
 from .assets.service import AssetService
@@ -51,15 +52,16 @@ def services(
     settings: ApiSettings,
     nc: Client,
     kv: KeyValue,
-    public_s3: Any,
+    public_s3: S3Client,
     owners_kv: KeyValue | None = None,
-    s3: Any = None,
+    s3: S3Client | None = None,
 ) -> dict[str, object]:
     """The jobs and assets services by name, made as their features' lifespans make them, for in-process
     tests (``create_app(settings, state=services(...))``). ``public_s3`` presigns links for clients,
     ``s3`` reads what signed media links name."""
     links = media_links(settings)
-    assets = AssetService(settings, nc, public_s3, s3, links)
+    # ``s3`` None: tests that read no media through the API, where the service never touches it
+    assets = AssetService(settings, nc, public_s3, cast(S3Client, s3), links)
     jobs = job_service(settings, nc, kv, public_s3, owners_kv, links)
     return {"nc": nc, "jobs": jobs, "assets": assets}
 

@@ -4,6 +4,8 @@ package when it was a package's child."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import msgspec
 
 from mpr_common import subjects as s
@@ -30,8 +32,9 @@ async def fail_abandoned_job(d: CatalogDeps, data: bytes) -> None:
     """Handle one advisory: fail its job (unless it has ended) and keep a dead letter."""
     adv = decode(data, MaxDeliveriesAdvisory)
     original = await d.js.get_msg(adv.stream, adv.stream_seq)
+    # nats-py types a stored message's data optional (None: an empty payload, never a job request)
     req = job_identity(
-        decode(original.data, JobRequested), (original.headers or {}).get(MSG_ID), adv.stream_seq
+        decode(cast(bytes, original.data), JobRequested), (original.headers or {}).get(MSG_ID), adv.stream_seq
     )
     job = await d.catalog.get_job(req.job_id)
     if job is not None and is_terminal(job.status):
@@ -45,7 +48,7 @@ async def fail_abandoned_job(d: CatalogDeps, data: bytes) -> None:
         stream_seq=adv.stream_seq,
         deliveries=adv.deliveries,
         error=error,
-        payload=original.data.decode("utf-8", "replace"),
+        payload=cast(bytes, original.data).decode("utf-8", "replace"),
         job_id=req.job_id,
     )
     await publish_event(d.js, s.DLQ_JOBS, letter, msg_id=f"dlq-{s.JOB_REQUESTED}-{adv.stream_seq}")

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from faststream import FastStream
+from nats.js import JetStreamContext
 
 from mpr_common import subjects as s
 from mpr_common.bus import BatchConsumer, connect, publish_event
@@ -38,7 +39,7 @@ log = logging.getLogger("mpr.catalog")
 CONSUMERS = ((s.JOBS_STREAM, s.CATALOG_JOBS_DURABLE), (s.OBJECTS_STREAM, s.CATALOG_OBJECTS_DURABLE))
 
 
-async def refresh_gauges(catalog: Catalog, js: Any, every: float = 10.0) -> None:
+async def refresh_gauges(catalog: Catalog, js: JetStreamContext, every: float = 10.0) -> None:
     while True:
         try:
             for state, count in (await catalog.count_jobs_by_status()).items():
@@ -66,7 +67,7 @@ def asset_registered(row: Any, info: MediaInfo | None, error: str | None) -> Ass
     )
 
 
-async def record_probes(ingestor: Ingestor, js: Any, results: list[ProbeResult]) -> None:
+async def record_probes(ingestor: Ingestor, js: JetStreamContext, results: list[ProbeResult]) -> None:
     """A batch of probes: recorded in one transaction, then published, one subject per object
     (transcoders read the latest probe with a direct get). The acks are awaited together: a batch
     costs one round trip, not one per object."""

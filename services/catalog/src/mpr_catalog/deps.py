@@ -8,9 +8,10 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 
 from mpr_common import subjects as s
 from mpr_common.bus import dead_letter
@@ -29,7 +30,7 @@ class Barrier(Protocol):
 class ConsumerBarrier:
     """Asks JetStream for the consumer's ack floor (shared by every catalog replica)."""
 
-    def __init__(self, js: Any, poll: float = 0.02) -> None:
+    def __init__(self, js: JetStreamContext, poll: float = 0.02) -> None:
         self.js = js
         self.poll = poll
 
@@ -54,7 +55,7 @@ class CatalogDeps:
     ingestor: Ingestor
     submit_probe: Callable[[NewAsset], None]
     barrier: Barrier
-    js: Any  # JetStream context: the advisory handler reads the original request
+    js: JetStreamContext  # the advisory handler reads the original request
     bucket_in: str = "mpr-media-in"  # object events name it, or are dead-lettered
     job_state: JobState | None = None  # where a job failed for good is marked, so it never runs again
     read_wait: float = 2.0

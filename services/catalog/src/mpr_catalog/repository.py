@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mpr_common.codec import decode, encode
 from mpr_common.events import (
@@ -185,7 +186,7 @@ def job_view(j: Any) -> JobView:
     )
 
 
-async def _with_children(conn: Any, views: list[JobView]) -> list[JobView]:
+async def _with_children(conn: AsyncConnection, views: list[JobView]) -> list[JobView]:
     """Packages get their children's ids and, while they run, the children's progress weighted by each
     one's share of the work (read when asked: no write per child progress)."""
     packages = {v.id: v for v in views if v.kind == "package"}

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from faststream import FastStream
 from faststream.nats import NatsBroker, NatsMessage
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 
 from mpr_common import subjects as s
 from mpr_common.bus import connect, dead_letter
@@ -25,6 +27,7 @@ from mpr_common.faststream_support import (
 )
 from mpr_common.ops_server import OpsServer
 from mpr_common.runtime import freeze_startup_heap
+from mpr_common.s3_client import S3Client
 from mpr_common.storage import get_s3_client
 from mpr_common.tracing import inject
 
@@ -38,8 +41,8 @@ _scan_request = decoder(ScanRequest)
 
 @dataclass
 class ScannerDeps:
-    js: Any
-    s3: Any
+    js: JetStreamContext
+    s3: S3Client
 
 
 async def answer_scan_request(
@@ -86,11 +89,13 @@ async def answer_scan_request(
         await fail(Unavailable(f"listing {settings.s3.bucket_in} failed: {exc}"))
 
 
-def register(broker: NatsBroker, settings: ScannerSettings, deps: Any) -> set[asyncio.Task]:
+def register(
+    broker: NatsBroker, settings: ScannerSettings, deps: Callable[[], ScannerDeps]
+) -> set[asyncio.Task]:
     """Attach the scanner's handlers; ``deps()`` gives the resources made in the lifespan. Returns the
     set that holds background scans (so shutdown can wait for them)."""
 
-    async def dead_letter_minio(raw: Any, error: str) -> None:
+    async def dead_letter_minio(raw: Msg, error: str) -> None:
         await dead_letter(deps().js, raw, error, s.DLQ_SCANNER)
 
     background: set[asyncio.Task] = set()

@@ -8,13 +8,13 @@ import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any
 
 from nats.js import JetStreamContext
 
 from mpr_common import subjects as s
 from mpr_common.bus import publish_event
 from mpr_common.events import ObjectFound, ObjectRemoved, RefusedObject, ScanChunk, ScanRequest, ScanStatus
+from mpr_common.s3_client import S3Client
 from mpr_common.storage import ListedPage, list_pages
 from mpr_common.tracing import inject
 
@@ -68,7 +68,7 @@ async def publish_objects(
 def _produce_pages(
     bucket: str,
     prefix: str,
-    client: Any,
+    client: S3Client,
     loop: asyncio.AbstractEventLoop,
     queue: asyncio.Queue[ListedPage | BaseException | None],
     stop: threading.Event,
@@ -90,7 +90,7 @@ def _produce_pages(
             put(exc)
 
 
-async def _pages(bucket: str, prefix: str, client: Any, ahead: int = 2):
+async def _pages(bucket: str, prefix: str, client: S3Client, ahead: int = 2):
     """The blocking boto3 paginator in a thread, at most ``ahead`` pages ahead of the consumer."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[ListedPage | BaseException | None] = asyncio.Queue(ahead)
@@ -116,7 +116,7 @@ async def run_scan(
     req: ScanRequest,
     *,
     js: JetStreamContext,
-    s3: Any,
+    s3: S3Client,
     bucket: str,
     concurrency: int,
     reply: Reply | None = None,

@@ -19,7 +19,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -27,6 +26,7 @@ from mpr_common.events import JobRequested, Loudness, MediaInfo, Rendition
 from mpr_common.jobs import JobRequestError, normalize_job
 from mpr_common.mediainfo import ProbeError, looks_like_network_error
 from mpr_common.presets import PRESETS
+from mpr_common.s3_client import S3Client
 from mpr_common.settings import S3Settings
 from mpr_common.storage import get_presigned_url, head_object
 
@@ -61,7 +61,7 @@ class Outcome:
     rendition: Rendition | None = None  # a package's child: what the manifests are written from
 
 
-async def _locate(job: JobRequested, s3: Any, s3_settings: S3Settings) -> tuple[str, str]:
+async def _locate(job: JobRequested, s3: S3Client, s3_settings: S3Settings) -> tuple[str, str]:
     """(etag, presigned URL) of the job's source."""
     bucket = job.source_bucket or s3_settings.bucket_in
     try:
@@ -73,7 +73,7 @@ async def _locate(job: JobRequested, s3: Any, s3_settings: S3Settings) -> tuple[
 
 
 async def _source(
-    job: JobRequested, s3: Any, s3_settings: S3Settings, limits: Limits, known_info: KnownInfo | None
+    job: JobRequested, s3: S3Client, s3_settings: S3Settings, limits: Limits, known_info: KnownInfo | None
 ) -> tuple[str, MediaInfo]:
     """(presigned URL, metadata) of the job's source (the catalog's probe when it has one), checked
     against the limits."""
@@ -88,7 +88,7 @@ async def _source(
 async def read_source(
     job: JobRequested,
     *,
-    s3: Any,
+    s3: S3Client,
     s3_settings: S3Settings,
     limits: Limits = DEFAULT_LIMITS,
     known_info: KnownInfo | None = None,
@@ -150,7 +150,7 @@ class Room:
 async def run_job(
     job: JobRequested,
     *,
-    s3: Any,
+    s3: S3Client,
     s3_settings: S3Settings,
     workdir: str | Path,
     on_progress: Callable[[float, ProgressReport], None],
@@ -202,7 +202,7 @@ async def _execute(
     ctx: JobContext,
     work: Work,
     room: Room,
-    s3: Any,
+    s3: S3Client,
     out_bucket: str,
     on_progress: Callable[[float, ProgressReport], None],
     cancelled: asyncio.Event | None,

@@ -23,11 +23,11 @@ import posixpath
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
 
+from mpr_common.s3_client import S3Client
 from mpr_common.storage import upload_file
 
 from .kinds.single_output import Plan
@@ -62,7 +62,7 @@ class OutputUploader:
 
     def __init__(
         self,
-        s3: Any,
+        s3: S3Client,
         bucket: str,
         plan: Plan,
         output_key: str,

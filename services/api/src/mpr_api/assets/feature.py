@@ -8,8 +8,8 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
+from mpr_common.s3_client import S3Client
 from mpr_common.storage import get_s3_client, make_public_client
 
 from ..feature import Feature, provide
@@ -34,8 +34,8 @@ def media_links(settings: AssetSettings) -> MediaLinks:
 @asynccontextmanager
 async def lifespan(settings: AssetSettings, state: ApiState) -> AsyncIterator[None]:
     links = media_links(settings)
-    public_s3: Any = make_public_client(settings.s3)  # presigns links for clients
-    s3: Any = get_s3_client(settings.s3)  # reads what signed media links name
+    public_s3: S3Client = make_public_client(settings.s3)  # presigns links for clients
+    s3: S3Client = get_s3_client(settings.s3)  # reads what signed media links name
     state.provide(links, AssetService(settings, state.bus(), public_s3, s3, links))
     yield
 

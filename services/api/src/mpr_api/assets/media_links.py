@@ -22,11 +22,11 @@ import posixpath
 import re
 import time
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import quote, unquote
 
 from mpr_common.errors import MprError
 from mpr_common.keys import extension
+from mpr_common.s3_client import S3Client
 from mpr_common.storage import get_presigned_url
 
 from ..http.auth import SIGNED_PREFIX
@@ -89,7 +89,7 @@ class MediaLinks:
         base = self.public_url or request_base_url()
         return f"{base or ''}{self.path(bucket, key, now)}"
 
-    def link(self, bucket: str, key: str, public_s3: Any) -> str:
+    def link(self, bucket: str, key: str, public_s3: S3Client) -> str:
         """Where a client reads ``key``: a signed folder link for a manifest (its relative links must
         work too), a presigned S3 URL for anything else."""
         if is_manifest(key):

@@ -29,6 +29,7 @@ from mpr_common.events import (
 from mpr_common.jobs import BucketPolicy
 from mpr_common.keys import MEDIA_EXTENSIONS, extension, validate_key
 from mpr_common.presets import OUTPUT_EXTENSIONS
+from mpr_common.s3_client import S3Client
 from mpr_common.storage import get_presigned_url, guess_content_type
 
 from ..catalog import ask_catalog
@@ -62,7 +63,7 @@ class StoredObject:
 
 class AssetService:
     def __init__(
-        self, settings: AssetSettings, nc: Client, public_s3: Any, s3: Any, links: MediaLinks
+        self, settings: AssetSettings, nc: Client, public_s3: S3Client, s3: S3Client, links: MediaLinks
     ) -> None:
         self.settings = settings
         self.nc = nc

@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 
 import msgspec
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from prometheus_client import Counter
 
 from mpr_common import subjects as s
@@ -48,7 +48,7 @@ class RuleEngine:
     def __init__(
         self,
         settings: HttpSettings,
-        js: Any,
+        js: JetStreamContext,
         rules: RuleStore,
         templates: TemplateStore,
         firings: FiringStore,

@@ -9,10 +9,12 @@ gets by sequence and stream info (no consumers: listing keys reads the stream's 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
+from nats.js import JetStreamContext
 from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.errors import NotFoundError as JsNotFoundError
+from nats.js.kv import KeyValue
 
 from mpr_common import subjects as s
 from mpr_common.codec import DecodeError, ValidationError, decode, encode
@@ -43,15 +45,15 @@ class VersionedStore(Generic[T]):
 
     what = "value"
 
-    def __init__(self, js: Any, bucket: str, type_: type[T]) -> None:
+    def __init__(self, js: JetStreamContext, bucket: str, type_: type[T]) -> None:
         self.js = js
         self.bucket = bucket
         self.type = type_
         self.stream = f"KV_{bucket}"
         self.prefix = f"$KV.{bucket}."
-        self._kv: Any = None
+        self._kv: KeyValue | None = None
 
-    async def kv(self) -> Any:
+    async def kv(self) -> KeyValue:
         if self._kv is None:
             try:
                 self._kv = await self.js.key_value(self.bucket)
@@ -76,7 +78,8 @@ class VersionedStore(Generic[T]):
                 entry = await kv.get(key)
             except KeyNotFoundError:
                 raise NotFound(f"{self.what} {key!r} not found") from None
-            return Stored(key, entry.revision, self._decode(key, entry.value))
+            # nats-py types an entry's revision optional; an entry read from the bucket has one
+            return Stored(key, cast(int, entry.revision), self._decode(key, entry.value))
         try:
             msg = await self.js.get_msg(self.stream, seq=revision)
         except JsNotFoundError:
@@ -161,7 +164,7 @@ class VersionedStore(Generic[T]):
                 msg = await self.js.get_msg(self.stream, seq + 1, subject=self.prefix + key, next=True)
             except JsNotFoundError:
                 return out
-            seq = msg.seq
+            seq = cast(int, msg.seq)  # a stored message always has its sequence (typed optional)
             out.append((seq, bool((msg.headers or {}).get(KV_OPERATION))))
 
     async def get_any(self, key: str) -> None:
@@ -175,7 +178,7 @@ class VersionedStore(Generic[T]):
 class TemplateStore(VersionedStore[Template]):
     what = "template"
 
-    def __init__(self, js: Any) -> None:
+    def __init__(self, js: JetStreamContext) -> None:
         super().__init__(js, s.TEMPLATES_KV, Template)
 
 
@@ -184,7 +187,7 @@ class RuleStore(VersionedStore[Rule]):
 
     what = "rule"
 
-    def __init__(self, js: Any) -> None:
+    def __init__(self, js: JetStreamContext) -> None:
         super().__init__(js, s.RULES_KV, Rule)
         self._cached: tuple[int, list[Stored[Rule]]] | None = None
 
@@ -199,7 +202,7 @@ class RuleStore(VersionedStore[Rule]):
 class FiringStore:
     """Claims of rules on object versions (``mpr-rule-firings``): the first create wins, on any replica."""
 
-    def __init__(self, js: Any) -> None:
+    def __init__(self, js: JetStreamContext) -> None:
         self.store = VersionedStore(js, s.RULE_FIRINGS_KV, Firing)
         self.store.what = "firing"
 

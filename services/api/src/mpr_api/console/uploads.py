@@ -32,6 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mpr_common.errors import Conflict, NotFound, Unavailable
 from mpr_common.keys import MEDIA_EXTENSIONS, extension, validate_key
+from mpr_common.s3_client import S3Client
 from mpr_common.storage import guess_content_type
 
 from ..http.field_errors import FieldConflict, FieldError
@@ -129,7 +130,7 @@ def missing_parts(plan: UploadPlan, received: list[ReceivedPart]) -> str | None:
 
 
 class UploadService:
-    def __init__(self, settings: ConsoleSettings, s3: Any, public_s3: Any) -> None:
+    def __init__(self, settings: ConsoleSettings, s3: S3Client, public_s3: S3Client) -> None:
         self.settings = settings
         self.bucket = settings.s3.bucket_in
         self.s3 = s3  # opens, lists and completes uploads (S3_ENDPOINT_URL)

@@ -23,6 +23,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription as NatsSubscription
+from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 
@@ -84,7 +88,7 @@ class StreamHead:
 class StreamReader:
     """One stream, read message by message after a sequence."""
 
-    def __init__(self, js: Any, key: StreamKey) -> None:
+    def __init__(self, js: JetStreamContext, key: StreamKey) -> None:
         self.js = js
         self.key = key
         self.name = STREAM_NAMES[key]
@@ -106,7 +110,7 @@ class StreamReader:
 
 
 class EventHub:
-    def __init__(self, nc: Any, directory: JobDirectory, settings: EventStreamSettings) -> None:
+    def __init__(self, nc: Client, directory: JobDirectory, settings: EventStreamSettings) -> None:
         self.nc = nc
         self.directory = directory
         self.settings = settings
@@ -117,7 +121,7 @@ class EventHub:
         self.live: set[Subscription] = set()  # given the shared reader's events
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()  # the reader's own: set when it is to stop
-        self._wakeups: list[Any] = []
+        self._wakeups: list[NatsSubscription] = []
         self._woken = asyncio.Event()
         self._lock = asyncio.Lock()
         self._closed = False
@@ -196,7 +200,7 @@ class EventHub:
         async with self._lock:
             await self._halt()
 
-    async def _wake(self, _msg: Any) -> None:
+    async def _wake(self, _msg: Msg) -> None:
         self._woken.set()
 
     async def _run(self, stop: asyncio.Event) -> None:

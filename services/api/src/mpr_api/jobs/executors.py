@@ -14,13 +14,14 @@ import functools
 import hashlib
 import json
 import logging
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import boto3
 import msgspec
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from nats.js import JetStreamContext
 
 from mpr_common import subjects as s
 from mpr_common.bus import publish_event
@@ -102,10 +103,16 @@ class StepFunctionsUnavailable(Unavailable):
         return {"job_id": self.job_id}
 
 
+class StepFunctionsClient(Protocol):
+    """The boto3 ``stepfunctions`` client's one call the API makes (boto3 ships no type stubs)."""
+
+    def start_execution(self, **kwargs: Any) -> dict[str, Any]: ...
+
+
 class StepFunctions:
     """StartExecution on one state machine (a blocking boto3 call, run in a thread)."""
 
-    def __init__(self, client: Any, state_machine_arn: str) -> None:
+    def __init__(self, client: StepFunctionsClient, state_machine_arn: str) -> None:
         self.client = client
         self.state_machine_arn = state_machine_arn
 
@@ -151,7 +158,7 @@ def _reason(exc: Exception) -> str:
     return (str(exc) or type(exc).__name__)[:300]
 
 
-async def start_execution(settings: JobSettings, js: Any, req: JobRequested, token: str) -> None:
+async def start_execution(settings: JobSettings, js: JetStreamContext, req: JobRequested, token: str) -> None:
     """Start the job's execution (an existing one of its name is fine). If Step Functions does not
     start it, the job fails with the reason, and the client gets a 503 naming it."""
     payload = execution_input(req, settings, token)

@@ -8,7 +8,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import cast
 
 from nats.aio.client import Client
 from nats.js.kv import KeyValue
@@ -16,6 +16,7 @@ from nats.js.kv import KeyValue
 from mpr_common import subjects as s
 from mpr_common.jobstate import JobState
 from mpr_common.outputs import OutputOwners
+from mpr_common.s3_client import S3Client
 
 from ..assets.media_links import MediaLinks
 from ..assets.service import AssetService
@@ -34,7 +35,7 @@ def job_service(
     settings: JobSettings,
     nc: Client,
     kv: KeyValue,
-    public_s3: Any,
+    public_s3: S3Client,
     owners_kv: KeyValue | None,
     links: MediaLinks,
 ) -> JobService:
@@ -44,7 +45,9 @@ def job_service(
     if not settings.callback_secret:
         log.warning("API_CALLBACK_SECRET is unset: callback tokens are valid on this API replica only")
     callbacks = CallbackTokens(secret.encode(), settings.callback_ttl)
-    return JobService(settings, nc, JobState(kv), public_s3, callbacks, OutputOwners(owners_kv), links)
+    # None only where no package is submitted, so the owners are never asked
+    owners = OutputOwners(cast(KeyValue, owners_kv))
+    return JobService(settings, nc, JobState(kv), public_s3, callbacks, owners, links)
 
 
 @asynccontextmanager

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import posixpath
-from typing import Any
 
 import msgspec
 from nats.aio.client import Client
@@ -28,6 +27,7 @@ from mpr_common.jobstate import JobState
 from mpr_common.keys import validate_key
 from mpr_common.outputs import OutputOwners
 from mpr_common.packages import manifest_keys
+from mpr_common.s3_client import S3Client
 
 from ..assets.media_links import MediaLinks
 from ..catalog import ask_catalog
@@ -66,7 +66,7 @@ class JobService:
         settings: JobSettings,
         nc: Client,
         job_state: JobState,
-        public_s3: Any,
+        public_s3: S3Client,
         callbacks: CallbackTokens,
         owners: OutputOwners,
         links: MediaLinks,

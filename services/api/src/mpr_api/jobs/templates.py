@@ -3,9 +3,8 @@ the template's fields are the defaults, the fields the request gives win."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
+from nats.js import JetStreamContext
 
 from mpr_common.errors import NotFound
 from mpr_common.events import new_id
@@ -22,7 +21,7 @@ from ..http.field_errors import FieldError
 from .schemas import JobCreate
 
 
-async def templated_body(js: Any, body: JobCreate) -> tuple[JobCreate, str]:
+async def templated_body(js: JetStreamContext, body: JobCreate) -> tuple[JobCreate, str]:
     """``body`` with its template applied (and a job id, which an output key pattern may name), and the
     "<name>@<revision>" it was made from. 400 for a template that does not exist or does not fit."""
     assert body.template is not None

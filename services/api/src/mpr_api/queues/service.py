@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
+from typing import cast
 
 import msgspec
+from nats.aio.client import Client
 from nats.js.errors import KeyNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
 
 from mpr_common import subjects as s
 from mpr_common.bus import MSG_ID, publish_event, retry_transient
@@ -34,7 +36,7 @@ from mpr_common.jobstate import (
 from ..http.settings import HttpSettings
 from ..jobs.schemas import JobOut
 from ..jobs.service import JobService
-from .waiting import age, find_waiting
+from .waiting import StoredMsg, age, find_waiting
 
 log = logging.getLogger("mpr.api")
 
@@ -71,7 +73,7 @@ def moved_msg_id(job_id: str, to: str, move: int, retry: int) -> str:
 
 class QueueService:
     def __init__(
-        self, settings: HttpSettings, nc: Any, flags_kv: Any, places: QueuePlaces, jobs: JobService
+        self, settings: HttpSettings, nc: Client, flags_kv: KeyValue, places: QueuePlaces, jobs: JobService
     ) -> None:
         self.settings = settings
         self.nc = nc
@@ -115,13 +117,13 @@ class QueueService:
                 state.oldest_waiting_seconds = round(age(min(heads, key=lambda m: m.seq)), 3)
         return state
 
-    async def _read(self, seq: int, subject: str) -> Any | None:
+    async def _read(self, seq: int, subject: str) -> StoredMsg | None:
         try:
-            return await self.js.get_msg(s.JOBS_STREAM, seq, subject=subject, next=True)
+            return cast(StoredMsg, await self.js.get_msg(s.JOBS_STREAM, seq, subject=subject, next=True))
         except NotFoundError:
             return None
 
-    async def _left_behind(self, cls: str, after: int) -> tuple[int, Any | None]:
+    async def _left_behind(self, cls: str, after: int) -> tuple[int, StoredMsg | None]:
         """Among the first :data:`LEFT_BEHIND_WALK` requests of class ``cls`` after stream sequence
         ``after``: how many are copies a move left behind, and the first that is not one (the head of
         the queue; None when there is none within the walk)."""
@@ -139,7 +141,7 @@ class QueueService:
             seq = msg.seq + 1
         return left, head if head is not None else await self._read(seq, subject)
 
-    async def _is_left_behind(self, msg: Any, cls: str, places: dict[str, QueuePlace | None]) -> bool:
+    async def _is_left_behind(self, msg: StoredMsg, cls: str, places: dict[str, QueuePlace | None]) -> bool:
         """Is ``msg`` a copy another copy of its job replaced (by a move), so that it will be skipped?"""
         try:
             req = decode(msg.data or b"", JobRequested)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Protocol, cast
 
+from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from mpr_common import subjects as s
@@ -28,25 +29,39 @@ SEARCH_BACK = (0.05, 0.5, 5.0, 60.0)
 MAX_WALK = 5_000  # requests read on the class's subject (in all) before giving up
 
 
+class StoredMsg(Protocol):
+    """A message read from the jobs stream by sequence (nats-py's ``RawStreamMsg``), as it is when the
+    server sends it: nats-py types every field optional, but a stored message always has its sequence."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def data(self) -> bytes | None: ...
+    @property
+    def headers(self) -> dict[str, str] | None: ...
+    @property
+    def time(self) -> datetime | None: ...
+
+
 @dataclass(frozen=True)
 class Waiting:
     request: JobRequested
     place: QueuePlace  # which copy it is (class, move, generation) and its stream sequence
 
 
-def _time(msg: Any) -> float:
+def _time(msg: StoredMsg) -> float:
     return msg.time.timestamp() if msg.time else 0.0
 
 
-async def _read(js: Any, seq: int, subject: str = ">") -> Any | None:
+async def _read(js: JetStreamContext, seq: int, subject: str = ">") -> StoredMsg | None:
     """The first message at or after ``seq`` on ``subject``; None past the end."""
     try:
-        return await js.get_msg(s.JOBS_STREAM, seq, subject=subject, next=True)
+        return cast(StoredMsg, await js.get_msg(s.JOBS_STREAM, seq, subject=subject, next=True))
     except NotFoundError:
         return None
 
 
-async def seq_at(js: Any, at: float, lo: int, hi: int) -> int:
+async def seq_at(js: JetStreamContext, at: float, lo: int, hi: int) -> int:
     """The first stream sequence in [lo, hi] stored at or after ``at`` (``hi`` + 1 when none)."""
     hi += 1
     while lo < hi:
@@ -59,7 +74,7 @@ async def seq_at(js: Any, at: float, lo: int, hi: int) -> int:
     return lo
 
 
-def _copy(msg: Any, job_id: str, cls: str) -> Waiting | None:
+def _copy(msg: StoredMsg, job_id: str, cls: str) -> Waiting | None:
     """The request in ``msg`` if it is a copy of job ``job_id``."""
     try:
         req = job_identity(decode(msg.data or b"", JobRequested), (msg.headers or {}).get(MSG_ID), msg.seq)
@@ -71,7 +86,7 @@ def _copy(msg: Any, job_id: str, cls: str) -> Waiting | None:
     return Waiting(req, place)
 
 
-async def seq_made_at(js: Any, subject: str, at: float, lo: int, hi: int) -> int:
+async def seq_made_at(js: JetStreamContext, subject: str, at: float, lo: int, hi: int) -> int:
     """The first stream sequence in [lo, hi] of a request on ``subject`` made (``requested_at``) at or
     after ``at`` (``hi`` + 1 when none): the publisher's own clock, so a skew with the server's does not
     matter, as long as one publisher's requests are stored in the order it made them."""
@@ -94,7 +109,7 @@ async def seq_made_at(js: Any, subject: str, at: float, lo: int, hi: int) -> int
 
 
 async def _walk(
-    js: Any, subject: str, begin: int, end: int, job_id: str, cls: str, retry: int, limit: int
+    js: JetStreamContext, subject: str, begin: int, end: int, job_id: str, cls: str, retry: int, limit: int
 ) -> Waiting | None:
     """Job ``job_id``'s request as first published (generation ``retry``) among the next ``limit``
     requests on ``subject`` from ``begin`` to ``end``."""
@@ -111,7 +126,13 @@ async def _walk(
 
 
 async def find_waiting(
-    js: Any, job_id: str, cls: str, retry: int, made_at: float, stored_by: float, known: QueuePlace | None
+    js: JetStreamContext,
+    job_id: str,
+    cls: str,
+    retry: int,
+    made_at: float,
+    stored_by: float,
+    known: QueuePlace | None,
 ) -> Waiting | None:
     """The request of job ``job_id`` (generation ``retry``) waiting in class ``cls``: made at
     ``made_at`` (its ``requested_at``), stored before ``stored_by``; ``known``: the copy its last move
@@ -141,6 +162,6 @@ async def find_waiting(
     return None
 
 
-def age(msg: Any) -> float:
+def age(msg: StoredMsg) -> float:
     """Seconds since ``msg`` was stored."""
     return max(0.0, (datetime.now(UTC) - msg.time).total_seconds()) if msg.time else 0.0

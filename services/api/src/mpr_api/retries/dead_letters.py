@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from nats.aio.client import Client
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.kv import KeyValue
 
 from mpr_common import subjects as s
 from mpr_common.bus import MSG_ID, retry_transient
@@ -70,7 +72,7 @@ def letter_out(seq: int, dlq_subject: str, data: bytes, replayed: Replay | None 
 
 
 class DeadLetterService:
-    def __init__(self, nc: Any, replays_kv: Any, retries: RetryService) -> None:
+    def __init__(self, nc: Client, replays_kv: KeyValue, retries: RetryService) -> None:
         self.js = nc.jetstream()
         self.replays = replays_kv
         self.retries = retries

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 import msgspec
+from nats.aio.client import Client
 
 from mpr_common import subjects as s
 from mpr_common.bus import publish_event
@@ -73,7 +73,7 @@ def attempt_out(a: JobAttempt) -> AttemptOut:
 
 
 class RetryService:
-    def __init__(self, settings: HttpSettings, nc: Any, job_state: JobState) -> None:
+    def __init__(self, settings: HttpSettings, nc: Client, job_state: JobState) -> None:
         self.settings = settings
         self.nc = nc
         self.js = nc.jetstream()

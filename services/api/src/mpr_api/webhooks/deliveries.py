@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
 
+from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from mpr_common import subjects as s
@@ -22,7 +23,7 @@ READ_TIMEOUT = 5.0
 
 
 class DeliveryLog:
-    def __init__(self, nc: Any, js: Any, stream: str = s.WEBHOOKS_STREAM) -> None:
+    def __init__(self, nc: Client, js: JetStreamContext, stream: str = s.WEBHOOKS_STREAM) -> None:
         self.nc = nc
         self.js = js
         self.stream = stream

@@ -23,11 +23,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import msgspec
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
 
 from mpr_common import subjects as s
 from mpr_common.bus import BatchConsumer, publish_event, settle_batch
@@ -112,7 +113,7 @@ def task_msg_id(d: Delivery) -> str:
 class WebhookEngine:
     def __init__(
         self,
-        js: Any,
+        js: JetStreamContext,
         store: SubscriptionStore,
         deliveries: DeliveryLog,
         sender: Sender,
@@ -329,7 +330,7 @@ class WebhookEngine:
         await publish_event(self.js, s.DLQ_WEBHOOKS, letter, msg_id=f"dlq-{d.id}-{d.series}", propagate=False)
 
 
-def catalog_lookup(nc: Any, timeout: float) -> JobLookup:
+def catalog_lookup(nc: Client, timeout: float) -> JobLookup:
     """The job as the catalog has it once it has read the jobs stream up to ``seq`` (its read-your-
     writes barrier); None if it has no such job. An unavailable catalog raises (the batch is retried)."""
 

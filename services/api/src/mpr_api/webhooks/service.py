@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 import httpcore
 import msgspec
+from nats.js import JetStreamContext
 from nats.js.errors import APIError
 
 from mpr_common import subjects as s
@@ -40,7 +40,7 @@ _IN_FLIGHT = ("pending", "retrying")
 class WebhookService:
     def __init__(
         self,
-        js: Any,
+        js: JetStreamContext,
         store: SubscriptionStore,
         deliveries: DeliveryLog,
         policy: DeliveryPolicy,

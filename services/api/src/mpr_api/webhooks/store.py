@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import cast
 
 import msgspec
+from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.kv import KeyValue
 
 from mpr_common import subjects as s
 from mpr_common.codec import decode, encode
@@ -27,7 +29,9 @@ _UPDATE_TRIES = 5
 
 
 class SubscriptionStore:
-    def __init__(self, js: Any, kv: Any, box: SecretBox, bucket: str = s.WEBHOOKS_KV) -> None:
+    def __init__(
+        self, js: JetStreamContext, kv: KeyValue, box: SecretBox, bucket: str = s.WEBHOOKS_KV
+    ) -> None:
         self.js = js
         self.kv = kv
         self.box = box
@@ -61,7 +65,8 @@ class SubscriptionStore:
             return None
         if not entry.value:
             return None
-        return decode(entry.value, Subscription), entry.revision
+        # nats-py types an entry's revision optional; an entry read from the bucket has one
+        return decode(entry.value, Subscription), cast(int, entry.revision)
 
     async def update(
         self, sub_id: str, change: Callable[[Subscription], Subscription]

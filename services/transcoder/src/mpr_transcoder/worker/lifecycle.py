@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -32,6 +31,7 @@ from mpr_common.jobstate import JobState, QueuePlaces
 from mpr_common.metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING, CONSUMER_PRESENT
 from mpr_common.outputs import OutputOwners
 from mpr_common.runtime import freeze_startup_heap
+from mpr_common.s3_client import S3Client
 
 from ..kinds.package.children import PackageStore
 from ..kinds.package.chord import Packager
@@ -50,7 +50,7 @@ BIND_RETRY = 1.0
 
 
 class Worker:
-    def __init__(self, settings: TranscoderSettings, nc: Client, s3: Any) -> None:
+    def __init__(self, settings: TranscoderSettings, nc: Client, s3: S3Client) -> None:
         self.settings = settings
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()

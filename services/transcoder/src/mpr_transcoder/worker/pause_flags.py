@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
-from typing import Any
 
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
 
 from mpr_common import subjects as s
 
@@ -31,7 +32,7 @@ def is_paused(value: bytes | None) -> bool:
 
 
 class PauseFlags:
-    def __init__(self, kv: Any, classes: Iterable[str]) -> None:
+    def __init__(self, kv: KeyValue, classes: Iterable[str]) -> None:
         self.kv = kv
         self.classes = tuple(classes)
         self.paused: set[str] = set()
@@ -69,7 +70,7 @@ class PauseFlags:
             if self._updates[cls] == seen:
                 self.apply(cls, value)
 
-    async def follow(self, nc: Any, stopping: asyncio.Event) -> None:
+    async def follow(self, nc: Client, stopping: asyncio.Event) -> None:
         """Keep the flags current until ``stopping``."""
         sub = await nc.subscribe(f"$KV.{s.QUEUES_KV}.>", cb=self._on_update)
         try:

@@ -8,10 +8,10 @@ bucket: a redelivered package reuses it, and a child job is run only as its pack
 from __future__ import annotations
 
 import posixpath
-from typing import Any
 
 import msgspec
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
 
 from mpr_common.bus import retry_transient
 from mpr_common.codec import decode, encode
@@ -128,7 +128,7 @@ def as_planned(job: JobRequested, plan: PackagePlan) -> JobRequested:
 class PackageStore:
     """Plans in the ``mpr-packages`` KV bucket, keyed by the package's job id."""
 
-    def __init__(self, kv: Any) -> None:
+    def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
 
     async def get(self, package_id: str) -> PackagePlan | None:

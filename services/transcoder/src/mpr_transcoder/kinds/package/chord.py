@@ -20,9 +20,9 @@ import posixpath
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import msgspec
+from nats.js import JetStreamContext
 
 from mpr_common import subjects as s
 from mpr_common.bus import publish_event
@@ -41,6 +41,7 @@ from mpr_common.jobstate import JobState
 from mpr_common.outputs import OutputOwners
 from mpr_common.packages import manifest_keys
 from mpr_common.presets import DASH_MANIFEST, MASTER_PLAYLIST, POSTER
+from mpr_common.s3_client import S3Client
 from mpr_common.storage import guess_content_type
 
 from ...uploader import STORAGE_ERRORS
@@ -103,8 +104,8 @@ class ChildVerdict:
 class Packager:
     def __init__(
         self,
-        js: Any,
-        s3: Any,
+        js: JetStreamContext,
+        s3: S3Client,
         job_state: JobState,
         store: PackageStore,
         bucket_out: str,
