@@ -1,16 +1,21 @@
-"""Job leases on real processes: a transcoder frozen (SIGSTOP) past the ack wait has its job redelivered
-to another replica while it still holds it. The other replica does not start it; once the frozen one
-resumes it completes the job, once. Frozen longer than its lease, the job is taken over and the old
-holder, resumed, stops and reports nothing."""
+"""Job leases on real processes: a transcoder frozen (SIGSTOP, its FFmpeg with it, as a paused host or
+container is) past the ack wait has its job redelivered to another replica while it still holds it.
+The other replica does not start it; once the frozen one resumes it completes the job, once. Frozen
+longer than its lease, the job is taken over and the old holder, resumed, stops and reports nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from mpr_common import subjects as s
+from mpr_devstack.servers import Proc
 from tests.system.conftest import wait_for, wait_job
 from tests.system.faults import client, completed_events, output_objects, start_long_job, stream_events
 
@@ -30,6 +35,36 @@ def log_lines(st, name: str, job_id: str, text: str) -> list[dict]:
         if rec.get("job_id") == job_id and text in rec.get("msg", ""):
             out.append(rec)
     return out
+
+
+def ffmpeg_children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        name, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+        if name == "ffmpeg" and int(rest[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@contextlib.contextmanager
+def frozen(proc: Proc) -> Iterator[None]:
+    """``proc`` and the FFmpeg it runs (in a session of its own) stopped, then continued. (Left
+    running, a frozen worker's FFmpeg would encode on, to a pipe nobody reads, for nothing.)"""
+    proc.signal(signal.SIGSTOP)  # first: a stopped worker starts no other FFmpeg
+    children = ffmpeg_children(proc.popen.pid)
+    for pid in children:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        proc.signal(signal.SIGCONT)
 
 
 def runs_of(st, job_id: str) -> set[tuple[str, int]]:
@@ -54,14 +89,11 @@ def test_a_job_redelivered_while_its_worker_runs_it_runs_once_and_a_lapsed_lease
     st.start_service("transcoder", "transcoder-1", env={"TRANSCODER_LEASE_SECONDS": "60"})
     job_id = start_long_job(st, api, media_dir)
     holder = st.services["transcoder-1"]
-    holder.signal(signal.SIGSTOP)
-    try:
+    with frozen(holder):
         st.start_service("transcoder", "transcoder-2", env={"TRANSCODER_LEASE_SECONDS": "8"})
         wait_for(
             lambda: log_lines(st, "transcoder-2", job_id, NOT_STARTED), 60, what="the redelivery to wait"
         )
-    finally:
-        holder.signal(signal.SIGCONT)
     done = wait_job(api, job_id, timeout=120)["job"]
     assert done["status"] == "completed" and done["worker"] == "transcoder-1", done
     assert runs_of(st, job_id) == {("transcoder-1", 1)}  # transcoder-2 never started it
@@ -74,16 +106,12 @@ def test_a_job_redelivered_while_its_worker_runs_it_runs_once_and_a_lapsed_lease
     job_id = start_long_job(st, api, media_dir)
     first = api.get(f"/api/jobs/{job_id}").json()["job"]["worker"]
     other = "transcoder-3" if first == "transcoder-2" else "transcoder-2"
-    frozen = st.services[first]
-    frozen.signal(signal.SIGSTOP)
-    try:
+    with frozen(st.services[first]):
         wait_for(
             lambda: api.get(f"/api/jobs/{job_id}").json()["job"]["worker"] == other,
             90,
             what=f"{other} to take the job over",
         )
-    finally:
-        frozen.signal(signal.SIGCONT)
     assert log_lines(st, other, job_id, NOT_STARTED)  # it waited for the lease to lapse first
     wait_for(lambda: log_lines(st, first, job_id, "not reported by this run"), 60, what=f"{first} to give up")
     # The old run stopped without a word; the new one is the job now (cancelled here: a second

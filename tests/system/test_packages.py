@@ -20,18 +20,22 @@ import pytest
 from mpr_common import subjects as s
 from mpr_common.codec import encode
 from mpr_common.events import JobRequested
-from tests.media import make_video
+from tests.media import ffmpeg, make_video
 from tests.system.conftest import wait_for, wait_job
 
 pytestmark = pytest.mark.system
 
 
 @pytest.fixture(scope="module")
-def source(s3, tmp_path_factory) -> str:
+def source_file(tmp_path_factory) -> Path:
     """8 s of 854x480 with sound: the 480p and 360p rungs, the audio rendition."""
-    path = make_video(tmp_path_factory.mktemp("pkg") / "show.mp4", seconds=8, size="854x480")
+    return make_video(tmp_path_factory.mktemp("pkg") / "show.mp4", seconds=8, size="854x480")
+
+
+@pytest.fixture(scope="module")
+def source(s3, source_file) -> str:
     key = f"pkg-{uuid.uuid4().hex[:6]}/show.mp4"
-    s3.upload_file(str(path), "mpr-media-in", key)
+    s3.upload_file(str(source_file), "mpr-media-in", key)
     return key
 
 
@@ -64,12 +68,18 @@ def key_frames(url: str) -> list[float]:
     return [round(float(p["pts_time"]), 3) for p in packets if "K" in p["flags"]]
 
 
-def test_a_package_is_one_request_many_renditions_and_plays(api, s3, source, served):
-    folder_dir, base = served
+@pytest.fixture(scope="module")
+def package(api, source) -> tuple[dict, dict]:
+    """A package with a storyboard and normalised sound, as submitted and as it ended: what the first
+    test checks, and the completed package that another submits again (one run of the ladder less)."""
     job = submit(api, kind="package", source_key=source, storyboard=True, loudnorm=True)
+    return job, wait_job(api, job["id"], timeout=240)["job"]
+
+
+def test_a_package_is_one_request_many_renditions_and_plays(api, s3, package, served):
+    folder_dir, base = served
+    job, parent = package
     assert job["preset"] == "abr-h264" and job["output_key"].endswith("/master.m3u8")
-    done = wait_job(api, job["id"], timeout=240)
-    parent = done["job"]
     assert parent["status"] == "completed", parent
     names = {c.rsplit("-", 1)[1] for c in parent["children"]}
     assert names == {"480p", "360p", "audio", "storyboard"}, parent["children"]
@@ -113,9 +123,8 @@ def test_a_package_is_one_request_many_renditions_and_plays(api, s3, source, ser
     assert vtt.startswith("WEBVTT") and "#xywh=" in vtt and (folder_dir / "poster.jpg").exists()
 
 
-def test_resubmitting_a_package_runs_nothing_twice(api, stack, source):
-    job = submit(api, kind="package", source_key=source)
-    first = wait_job(api, job["id"], timeout=240)["job"]
+def test_resubmitting_a_package_runs_nothing_twice(api, stack, source, package):
+    job, first = package
     assert first["status"] == "completed"
     again = api.post("/api/jobs", json={"kind": "package", "source_key": source, "job_id": job["id"]})
     assert again.status_code == 200 and again.json()["job"]["status"] == "completed"
@@ -186,8 +195,10 @@ def test_a_package_is_refused_a_folder_another_package_owns(api, source):
     wait_job(api, first["id"], timeout=120)
 
 
-def test_cancelling_a_package_cancels_its_children(api, s3, tmp_path):
-    path = make_video(tmp_path / "long.mp4", seconds=60, size="1280x720")
+def test_cancelling_a_package_cancels_its_children(api, s3, source_file, tmp_path):
+    # 64 s: the source eight times over, copied (no encode), runs long enough to be cancelled
+    path = tmp_path / "long.mp4"
+    ffmpeg("-stream_loop", "7", "-i", str(source_file), "-c", "copy", "-movflags", "+faststart", str(path))
     key = f"pkg-{uuid.uuid4().hex[:6]}/long.mp4"
     s3.upload_file(str(path), "mpr-media-in", key)
     job = submit(api, kind="package", source_key=key)

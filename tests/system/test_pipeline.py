@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from mpr_common import subjects as s
-from tests.media import probe
+from tests.media import make_video, probe
 from tests.system.conftest import wait_for, wait_job
 
 pytestmark = pytest.mark.system
@@ -196,12 +196,15 @@ def test_hls_job(api, s3, scanned):
     assert seg["format"]["format_name"] == "mpegts"
 
 
-def test_progress_is_reported_while_running(stack, api, scanned):
+def test_progress_is_reported_while_running(stack, api, s3, tmp_path):
     """A longer transcode reports progress between 0 and 100 before it completes."""
     import asyncio
 
     import nats
 
+    # VP9 of 12 s at 320x180: seconds of encoding (a quarter of the CPU the 640x360 sample takes)
+    key = f"progress-{uuid.uuid4().hex[:8]}/small.mp4"
+    s3.upload_file(str(make_video(tmp_path / "small.mp4", seconds=12, size="320x180")), "mpr-media-in", key)
     job_id = f"progress-{uuid.uuid4().hex[:8]}"
     seen: list[dict] = []
 
@@ -212,7 +215,7 @@ def test_progress_is_reported_while_running(stack, api, scanned):
             "/api/jobs",
             json={
                 "kind": "transcode",
-                "source_key": scanned["keys"]["video"],
+                "source_key": key,
                 "preset": "vp9-720p",
                 "job_id": job_id,
             },
