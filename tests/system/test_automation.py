@@ -21,7 +21,7 @@ from mpr_common import subjects as s
 from mpr_common.identities import JS_API
 from tests.system.conftest import wait_for, wait_job
 from tests.system.test_bus_security import attempt, refused
-from tests.system.test_cli import mpr
+from tests.system.test_cli import run_mpr
 from tests.system.test_events_and_modes import js_publish, minio_record
 
 pytestmark = pytest.mark.system
@@ -142,7 +142,7 @@ def check_a_minio_notification_fires_it(stack, api, s3, rule: Rule, source: Path
 def check_the_cli_submits_from_the_template(stack, api, rule: Rule, key: str, tag: str) -> None:
     """The template from the command line (POST /api/jobs with "template")."""
     cli_job = f"cli-{tag}"
-    r = mpr(stack, "submit", "thumbnail", key, "--template", rule.template, "--job-id", cli_job)
+    r = run_mpr(stack, "submit", "thumbnail", key, "--template", rule.template, "--job-id", cli_job)
     assert r.returncode == 0, r.stdout + r.stderr
     made = api.get(f"/api/jobs/{cli_job}").json()["job"]
     assert (made["preset"], made["start"], made["template"], made["rule"]) == (

@@ -23,6 +23,12 @@ pytestmark = pytest.mark.system
 MPR = str(Path(sys.executable).parent / "mpr")
 
 
+def run_mpr(stack, *args: str) -> subprocess.CompletedProcess:
+    """One ``mpr args`` against the stack's API, as the installed script (for other test files)."""
+    env = {**stack.env(), "MPR_API_URL": stack.api_url, "MPR_TOKEN": DEV_API_TOKEN, "COLUMNS": "200"}
+    return subprocess.run([MPR, *args], env=env, capture_output=True, text=True, timeout=180)
+
+
 class Commands:
     """``mpr`` commands with piped output, forked by a launcher that imported the CLI once (each
     command costs about 0.7 s of CPU in imports otherwise): each runs ``python -m mpr_cli``, what the
