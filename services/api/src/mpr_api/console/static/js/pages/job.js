@@ -293,12 +293,16 @@ async function main() {
   });
   const r = await load();
   if (!r) return;
-  // connected: read the job again, in case it moved on between the first read and the stream's start
-  const onOpen = async () => {
+  // Connected: read the job again, in case it moved on between the first read and the stream's start.
+  // An event published just before the stream started is not in it, and the catalog may not have
+  // ingested it yet at this read: read a few more times (0.5 s to 4 s apart) until the job moves.
+  const onOpen = async (tries = 0) => {
     const again = await fetchJob();
     if (again && again.job.status !== job.status) {
       render(again);
       loadAttempts();
+    } else if (again && !isTerminal(again.job.status) && tries < 4) {
+      setTimeout(() => onOpen(tries + 1), 500 * 2 ** tries);
     }
   };
   subscribe({ types: JOB_EVENTS, jobIds: [jobId, ...(job.children || [])], onOpen }, onEvent);
