@@ -19,6 +19,8 @@ from mpr_transcoder.ffmpeg.argv import VIDEO_TIMING
 from mpr_transcoder.ffmpeg.progress import _FRAME_ALLOWANCE, MAX_FRAME_GAP, FrameGaps, parse_progress_block
 from tests.media import make_timed_mkv
 
+pytestmark = pytest.mark.system
+
 BASE = ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y", "-progress", "pipe:1"]
 H264 = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
 

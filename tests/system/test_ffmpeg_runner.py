@@ -9,6 +9,8 @@ import pytest
 
 from mpr_transcoder.ffmpeg import FfmpegCancelled, FfmpegError, FfmpegTimeout, run_ffmpeg
 
+pytestmark = pytest.mark.system
+
 BASE = ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y", "-progress", "pipe:1"]
 
 

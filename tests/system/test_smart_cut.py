@@ -29,6 +29,8 @@ from mpr_transcoder.kinds.trim.planning import (
 from mpr_transcoder.kinds.trim.smart_cut import smart_trim
 from tests.media import ffmpeg
 
+pytestmark = pytest.mark.system
+
 FPS = 25
 FRAME = 1 / FPS
 

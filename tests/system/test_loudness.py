@@ -29,6 +29,8 @@ from mpr_transcoder.loudness import (
 from tests.media import ffmpeg
 from tests.media import probe as ffprobe
 
+pytestmark = pytest.mark.system
+
 
 async def run(args: list[str]) -> list[str]:
     return await run_ffmpeg(args, lambda r: None, timeout=120)

@@ -37,6 +37,8 @@ from mpr_transcoder.kinds.storyboard import (
 )
 from tests.media import ffmpeg, make_audio, make_video
 
+pytestmark = pytest.mark.system
+
 PRESET = PRESETS["storyboard-160"]
 
 

@@ -27,6 +27,8 @@ from mpr_transcoder.kinds.package.manifests import dash_mpd, hls_master
 from mpr_transcoder.kinds.rendition import cmaf
 from tests.media import make_video
 
+pytestmark = pytest.mark.system
+
 SECONDS = 12
 FPS = 25
 
