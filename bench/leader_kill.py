@@ -26,7 +26,10 @@ from pathlib import Path
 
 import httpx
 import nats
+from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.errors import ServiceUnavailableError
 
 from mpr_common import subjects as s
 from mpr_devstack.servers import NatsCluster
@@ -109,6 +112,21 @@ def healthy(st: Stack, stream: str) -> bool:
     return bool(name) and len(replicas) == 2 and all(r["current"] and not r["offline"] for r in replicas)
 
 
+async def _fetch(sub: JetStreamContext.PullSubscription, patience: float = 30.0) -> list[Msg] | None:
+    """The next batch, or None when the stream has no more. A consumer made a moment ago on a
+    replicated stream may answer 503 until its leader is placed: asked again, not taken as the end."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return await sub.fetch(512, timeout=1)
+        except (TimeoutError, NatsTimeout):
+            return None
+        except ServiceUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
 async def _events(url: str, subjects: list[str]) -> list[dict]:
     nc = await nats.connect(url)
     try:
@@ -116,11 +134,7 @@ async def _events(url: str, subjects: list[str]) -> list[dict]:
         out: list[dict] = []
         for subject in subjects:
             sub = await js.pull_subscribe(subject, stream=s.JOBS_STREAM)
-            while True:
-                try:
-                    msgs = await sub.fetch(512, timeout=1)
-                except (TimeoutError, NatsTimeout):
-                    break
+            while (msgs := await _fetch(sub)) is not None:
                 for m in msgs:
                     out.append({"subject": m.subject, **json.loads(m.data)})
                     await m.ack()
