@@ -17,7 +17,7 @@ dev: ## Start nats-server, moto S3, SQLite and all services on loopback (Ctrl-C 
 test: bootstrap ## Install everything and run all tests (real servers on random ports; 3 test processes, a file each)
 	$(UV) run pytest -n 3 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
-test-unit: bootstrap ## In-process tests only (no nats-server, S3 server or service process; seconds)
+test-unit: bootstrap ## In-process tests and deployment checks (no nats-server, S3 server or service process; ~1.5 min)
 	$(UV) run pytest -m "not system" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 lint: bootstrap ## ruff check + format check + mypy (types)
