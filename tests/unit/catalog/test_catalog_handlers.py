@@ -186,7 +186,8 @@ async def queries(deps):
 
 async def ask(br, q: AnyCatalogRequest) -> CatalogReply:
     """Ask the catalog as a client of mpr_common.catalog_requests does: on the request's subject."""
-    msg = await br.request(encode(q), subject_of(q))
+    # FastStream's default wait (0.5 s) is shorter than a query on a loaded machine may take
+    msg = await br.request(encode(q), subject_of(q), timeout=30)
     error = error_from_headers(msg.headers)
     if error is not None:
         raise error
@@ -206,12 +207,12 @@ async def test_queries_answer_with_results_or_error_codes(deps, queries):
         await ask(queries, GetJob(id="nope"))
     with pytest.raises(NotFound):
         await ask(queries, GetScan(id="nope"))
-    bad = await queries.request(b"{not json", s.CATALOG_JOBS_LIST)
+    bad = await queries.request(b"{not json", s.CATALOG_JOBS_LIST, timeout=30)
     assert bad.headers[ERROR_CODE_HEADER] == "400"
     # a request sent on another request's subject is refused, not answered as that one
-    misrouted = await queries.request(encode(GetJob(id="j1")), s.CATALOG_ASSET_GET)
+    misrouted = await queries.request(encode(GetJob(id="j1")), s.CATALOG_ASSET_GET, timeout=30)
     assert misrouted.headers[ERROR_CODE_HEADER] == "400"
-    unknown_status = await queries.request(b'{"status":"lost"}', s.CATALOG_JOBS_LIST)
+    unknown_status = await queries.request(b'{"status":"lost"}', s.CATALOG_JOBS_LIST, timeout=30)
     assert unknown_status.headers[ERROR_CODE_HEADER] == "400"
 
 
@@ -233,7 +234,7 @@ async def test_a_request_without_its_tag_is_answered_on_its_subject(deps, querie
 
     async def untagged(q: AnyCatalogRequest) -> Any:
         fields = {k: v for k, v in msgspec.to_builtins(q).items() if k != "request"}
-        msg = await queries.request(encode(fields), subject_of(q))
+        msg = await queries.request(encode(fields), subject_of(q), timeout=30)
         error = error_from_headers(msg.headers)
         if error is not None:
             raise error
