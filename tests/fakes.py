@@ -77,7 +77,7 @@ class FakeNats:
 
 
 class FakeKV:
-    """The KV calls the API makes, with JetStream KV's semantics for create."""
+    """The KV calls the API makes, with JetStream KV's semantics (create refuses an existing key)."""
 
     def __init__(self) -> None:
         self.values: dict[str, bytes] = {}
@@ -94,3 +94,6 @@ class FakeKV:
         if key not in self.values:
             raise KeyNotFoundError
         return SimpleNamespace(value=self.values[key])
+
+    async def delete(self, key) -> None:
+        self.values.pop(key, None)

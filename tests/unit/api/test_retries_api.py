@@ -12,7 +12,7 @@ import msgspec
 import pytest
 from litestar.testing import TestClient
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import NotFoundError
 
 from mpr_api.app import create_app, services
 from mpr_api.retries.dead_letters import DeadLetterService
@@ -30,32 +30,9 @@ from mpr_common.events import (
     JobView,
 )
 from mpr_common.jobstate import JobState
-from tests.fakes import FakeJetStream, FakeNats, Msg
+from tests.fakes import FakeJetStream, FakeKV, FakeNats, Msg
 
 TOKEN = "t0ken"
-
-
-class KV:
-    """The KV calls the API makes, with JetStream KV's semantics (create refuses an existing key)."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, bytes] = {}
-
-    async def put(self, key, value) -> None:
-        self.values[key] = value
-
-    async def create(self, key, value) -> None:
-        if key in self.values:
-            raise KeyWrongLastSequenceError()
-        self.values[key] = value
-
-    async def get(self, key):
-        if key not in self.values:
-            raise KeyNotFoundError()
-        return SimpleNamespace(value=self.values[key])
-
-    async def delete(self, key) -> None:
-        self.values.pop(key, None)
 
 
 @dataclass
@@ -145,10 +122,10 @@ def record(nc: CatalogNats, job_id: str, status: str = "failed", **view: Any) ->
 def api():
     settings = ApiSettings(tokens=frozenset({TOKEN}))
     nc = CatalogNats(js=DlqJetStream())
-    job_kv, replays = KV(), KV()
+    job_kv, replays = FakeKV(), FakeKV()
     retries = RetryService(settings, nc, JobState(job_kv))
     state = {
-        **services(settings, nc, job_kv, public_s3=None, owners_kv=KV()),
+        **services(settings, nc, job_kv, public_s3=None, owners_kv=FakeKV()),
         "retries": retries,
         "dead_letters": DeadLetterService(nc, replays, retries),
     }
