@@ -5,7 +5,8 @@ import pytest
 
 from mpr_common.codec import decode, encode
 from mpr_common.events import JobCompleted, JobRequested, ObjectFound
-from mpr_common.jobs import JobRequestError, job_identity, next_status, normalize_job
+from mpr_common.job_status import next_status
+from mpr_common.jobs import JobRequestError, job_identity, normalize_job
 
 
 def job(**kw) -> JobRequested:

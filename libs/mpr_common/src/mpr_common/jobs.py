@@ -12,8 +12,6 @@ from dataclasses import dataclass
 import msgspec
 
 from .events import JOB_KINDS, JobRequested
-from .job_status import TERMINAL_STATUSES
-from .job_status import next_status as next_status  # the state machine, for callers of this module
 from .keys import MEDIA_EXTENSIONS, InvalidKeyError, extension, is_media_key, validate_key
 from .presets import AUDIO_RENDITION, DEFAULT_PRESET, MASTER_PLAYLIST, PRESETS, STORYBOARD_VTT, Preset
 from .settings import S3Settings
@@ -235,6 +233,3 @@ class BucketPolicy:
 
 def _valid_bucket(name: str) -> bool:
     return 3 <= len(name) <= 63 and all(c.isdigit() or ("a" <= c <= "z") or c in ".-" for c in name)
-
-
-TERMINAL = TERMINAL_STATUSES  # the name callers of this module know (rules: mpr_common.job_status)
