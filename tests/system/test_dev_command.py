@@ -25,6 +25,7 @@ import nats
 import pytest
 
 from mpr_common.identities import inbox_prefix
+from mpr_common.job_status import is_terminal
 from mpr_common.settings import DEFAULT_BUCKET_IN, DEFAULT_BUCKET_OUT
 from mpr_devstack.servers import free_port
 from mpr_devstack.stack import DEV_ACCESS_KEY, DEV_API_TOKEN, DEV_SECRET_KEY
@@ -240,9 +241,15 @@ def run_job(api: httpx.Client, key: str) -> dict:
             break
         time.sleep(0.5)
     assert r.status_code in (200, 202), r.text
+    got: dict = {}
     while time.monotonic() < deadline:
-        got = api.get(f"/api/jobs/{job_id}").json()
-        if got["job"]["status"] in ("completed", "failed", "cancelled"):
+        r = api.get(f"/api/jobs/{job_id}")
+        if r.status_code == 503:  # the catalog or the broker still coming back: ask again
+            time.sleep(0.5)
+            continue
+        assert r.status_code == 200, r.text
+        got = r.json()
+        if is_terminal(got["job"]["status"]):
             assert got["job"]["status"] == "completed", got
             return got
         time.sleep(0.25)
