@@ -1,6 +1,9 @@
 .DEFAULT_GOAL := help
 UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PYTEST_ARGS ?=
+# Python keeps compiled bytecode: a machine that sets PYTHONDONTWRITEBYTECODE (CI images often do) would
+# otherwise compile every module from source in every process (each service, CLI call and test worker).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: help bootstrap dev test test-unit lint format bench asyncapi architecture images
 

@@ -64,7 +64,8 @@ main() {
     apt_update
     apt_install "${need[@]}"
   fi
-  $UV sync --frozen --quiet
+  # Installed packages compiled once here, not by every process that imports them.
+  $UV sync --frozen --quiet --compile-bytecode
 }
 
 # Sourced (the tests call apt_update and apt_install alone): define the functions, run nothing.
