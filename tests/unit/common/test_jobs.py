@@ -4,7 +4,7 @@ import msgspec
 import pytest
 
 from mpr_common.codec import decode, encode
-from mpr_common.events import JobCompleted, JobRequested, ObjectFound
+from mpr_common.events import ChunkSpan, JobCompleted, JobRequested, ObjectFound
 from mpr_common.job_status import next_status
 from mpr_common.jobs import JobRequestError, job_identity, normalize_job
 
@@ -115,7 +115,7 @@ def test_jobs_name_only_allowed_buckets_and_never_write_into_a_source():
 @pytest.mark.parametrize(
     "kw,msg",
     [
-        ({"kind": "package", "job_id": "p" * 54}, "at most 53 characters"),
+        ({"kind": "package", "job_id": "p" * 48}, "at most 47 characters"),
         ({"kind": "package", "start": 1.0}, "whole source"),
         ({"kind": "rendition"}, "package's child"),
         ({"kind": "transcode", "parent_id": "p"}, "belong to a package's child"),
@@ -123,6 +123,32 @@ def test_jobs_name_only_allowed_buckets_and_never_write_into_a_source():
         ({"kind": "thumbnail", "loudnorm": True}, "loudnorm applies to"),
         ({"kind": "transcode", "preset": "copy", "loudnorm": True}, "re-encodes the sound"),
         ({"kind": "transcode", "storyboard": True}, "option of package jobs"),
+        ({"kind": "trim", "end": 2.0, "chunk_seconds": 4.0}, "chunk_seconds is an option of package"),
+        ({"kind": "package", "chunk_seconds": -1.0}, "chunk_seconds must be a number of seconds"),
+        ({"kind": "package", "chunk_seconds": float("nan")}, "chunk_seconds must be a number of seconds"),
+        ({"kind": "transcode", "progressive": True}, "progressive is an option of package"),
+        (
+            {"kind": "transcode", "chunk": ChunkSpan(index=0, start=0.0)},
+            "chunk belongs to a package's rendition",
+        ),
+        (
+            {
+                "kind": "rendition",
+                "parent_id": "p",
+                "rendition": "720p",
+                "chunk": ChunkSpan(index=-1, start=0.0),
+            },
+            "must not be negative",
+        ),
+        (
+            {
+                "kind": "rendition",
+                "parent_id": "p",
+                "rendition": "720p",
+                "chunk": ChunkSpan(index=1, start=4.0, end=4.0),
+            },
+            "end must be after start",
+        ),
     ],
 )
 def test_job_graph_rules(kw, msg):

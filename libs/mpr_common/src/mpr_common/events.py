@@ -126,6 +126,19 @@ class Rendition(msgspec.Struct, kw_only=True, omit_defaults=True):
     frame_rate: float | None = None
     sample_rate: int | None = None
     channels: int | None = None
+    # sha256 of the init segment: every chunk of a chunked rendition must have written the same one
+    init_digest: str | None = None
+
+
+class ChunkSpan(msgspec.Struct, kw_only=True, frozen=True):
+    """One chunk of a chunked rendition: the source's seconds ``[start, end)`` (``end`` None: to the
+    source's end), its place in the title, and the number of its first media segment. Chunks start on
+    segment boundaries, so a chunk is a whole number of segments and every rung cuts at the same times."""
+
+    index: int
+    start: float
+    end: float | None = None
+    first_segment: int = 0
 
 
 class JobRequested(Event, kw_only=True):
@@ -157,6 +170,14 @@ class JobRequested(Event, kw_only=True):
     template: str | None = None  # "<name>@<revision>" of the job template it was made from
     rule: str | None = None  # the rule that started it (automation)
     retry: int = 0  # 0: the original request; n: its n-th retry (POST /api/jobs/{id}/retry)
+    # package: seconds of source per chunk child (each rung is encoded as chunks spread over every
+    # transcoder); 0: one child per rung; None: mpr_common.jobs.DEFAULT_CHUNK_SECONDS
+    chunk_seconds: float | None = None
+    # package: HLS playlists published as soon as every rung's first chunk is up, growing in order
+    # (EVENT playlists); None: mpr_common.jobs.DEFAULT_PROGRESSIVE
+    progressive: bool | None = None
+    # a chunk child of a package: which part of the source it encodes
+    chunk: ChunkSpan | None = None
 
 
 class JobProgress(Event, kw_only=True):

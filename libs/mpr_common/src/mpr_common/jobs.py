@@ -18,10 +18,19 @@ from .settings import S3Settings
 
 MAX_MEDIA_SECONDS = 24 * 3600.0
 MAX_JOB_ID = 64
-# A package's children are named <package id>-<rendition>: the package's id leaves room for the longest.
+# Chunked packages: seconds of source per chunk child by default, and at most this many chunks per rung
+# (a longer source gets longer chunks). A chunk child is named <package id>-<rendition>-c<index>.
+DEFAULT_CHUNK_SECONDS = 12.0
+MAX_CHUNKS = 9999
+CHUNK_SUFFIX = "-c{index:04d}"
+DEFAULT_PROGRESSIVE = True
+CHUNKED_KINDS = ("package",)
+# A package's children are named <package id>-<rendition>[-c<index>]: the package's id leaves room for
+# the longest.
 MAX_PACKAGE_ID = (
     MAX_JOB_ID
     - 1
+    - len(CHUNK_SUFFIX.format(index=MAX_CHUNKS))
     - max(
         len(n) for n in [AUDIO_RENDITION, "storyboard", *(r.name for p in PRESETS.values() for r in p.ladder)]
     )
@@ -191,12 +200,33 @@ def _check_graph(job: JobRequested) -> None:
             "parent_id and rendition belong to a package's child jobs",
             field="parent_id" if job.parent_id is not None else "rendition",
         )
+    _check_chunking(job)
     if job.loudnorm and job.kind not in LOUDNORM_KINDS:
         raise JobRequestError(f"loudnorm applies to {', '.join(LOUDNORM_KINDS[:3])} jobs", field="loudnorm")
     if job.storyboard and job.kind != "package":
         raise JobRequestError(
             "storyboard is an option of package jobs (or submit a storyboard job)", field="storyboard"
         )
+
+
+def _check_chunking(job: JobRequested) -> None:
+    """chunk_seconds and progressive are options of chunked kinds; chunk belongs to a rendition child."""
+    if job.chunk_seconds is not None:
+        if job.kind not in CHUNKED_KINDS:
+            raise JobRequestError(
+                f"chunk_seconds is an option of {', '.join(CHUNKED_KINDS)} jobs", field="chunk_seconds"
+            )
+        _check_time("chunk_seconds", job.chunk_seconds)
+    if job.progressive is not None and job.kind != "package":
+        raise JobRequestError("progressive is an option of package jobs", field="progressive")
+    if job.chunk is not None:
+        if job.kind != "rendition" or job.parent_id is None:
+            raise JobRequestError("chunk belongs to a package's rendition child jobs", field="chunk")
+        c = job.chunk
+        if c.index < 0 or c.first_segment < 0 or not math.isfinite(c.start) or c.start < 0:
+            raise JobRequestError("chunk: index, first_segment and start must not be negative", field="chunk")
+        if c.end is not None and (not math.isfinite(c.end) or c.end <= c.start):
+            raise JobRequestError("chunk: end must be after start", field="chunk")
 
 
 @dataclass(frozen=True, slots=True)
