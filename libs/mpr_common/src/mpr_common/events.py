@@ -208,6 +208,19 @@ class JobCompleted(Event, kw_only=True):
     retry: int | None = None  # the request generation it ends; None: the current one
 
 
+class JobPlayable(Event, kw_only=True):
+    """Published once per package (per request generation) on ``mpr.jobs.playable`` when it can be played
+    before it completes: its master playlist lists every rung, and each rung's media playlist (an HLS
+    EVENT playlist, growing in order) holds at least its first chunk. A package that completes without
+    one (not progressive, or not chunked) is playable from its completion."""
+
+    job_id: str
+    output_key: str  # the master playlist
+    output_bucket: str
+    at: float = msgspec.field(default_factory=now)
+    retry: int | None = None  # the request generation; None: the current one
+
+
 class JobFailed(Event, kw_only=True):
     job_id: str
     error: str
@@ -363,6 +376,9 @@ class JobView(msgspec.Struct, kw_only=True):
     template: str | None = None
     rule: str | None = None
     retries: int = 0  # times it was run again after failing (POST /api/jobs/{id}/retry)
+    # a package: since when it can be played (job.playable, else its completion), and where
+    playable_at: float | None = None
+    playable_url: str | None = None
 
 
 class ScanView(msgspec.Struct, kw_only=True):

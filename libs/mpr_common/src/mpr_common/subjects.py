@@ -55,6 +55,7 @@ def transcoders_durable(priority: str = "normal") -> str:
 JOB_DISPATCHED = "mpr.jobs.dispatched"
 JOB_PROGRESS = "mpr.jobs.progress"
 JOB_COMPLETED = "mpr.jobs.completed"
+JOB_PLAYABLE = "mpr.jobs.playable"  # a package playable before it completes (transcoders)
 JOB_FAILED = "mpr.jobs.failed"
 JOB_CANCEL = "mpr.jobs.cancel"
 JOB_ATTEMPT = "mpr.jobs.attempts"  # one JobAttempt per attempt that ended (transcoders)
