@@ -6,8 +6,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from mpr_common.events import JobRequested, MediaInfo
-from mpr_common.jobs import MAX_JOB_ID, JobRequestError, normalize_job
+from mpr_common.events import ChunkSpan, JobRequested, MediaInfo
+from mpr_common.jobs import MAX_JOB_ID, MAX_PACKAGE_ID, JobRequestError, normalize_job
 from mpr_transcoder.kinds.package.children import as_planned, plan_package
 
 HD = MediaInfo(duration=60.0, video_codec="h264", width=1920, height=1080, audio_codec="aac")
@@ -18,7 +18,7 @@ def package(**kw) -> JobRequested:
 
 
 def test_a_1080p_source_gets_every_rung_and_one_audio_rendition():
-    plan = plan_package(package(), HD)
+    plan = plan_package(package(chunk_seconds=0), HD)  # unchunked: one child per rung
     names = [c.rendition for c in plan.children]
     assert names == ["1080p", "720p", "480p", "360p", "audio"]
     assert [c.job_id for c in plan.children] == [f"p1-{n}" for n in names]
@@ -37,14 +37,15 @@ def test_a_1080p_source_gets_every_rung_and_one_audio_rendition():
 
 def test_rungs_above_the_source_are_left_out_and_a_tiny_source_keeps_the_lowest():
     sd = msgspec.structs.replace(HD, width=854, height=480)
-    assert [c.rendition for c in plan_package(package(), sd).children] == ["480p", "360p", "audio"]
+    assert [c.rendition for c in plan_package(package(chunk_seconds=0), sd).jobs] == ["480p", "360p", "audio"]
     tiny = msgspec.structs.replace(HD, width=320, height=180, audio_codec=None)
-    assert [c.rendition for c in plan_package(package(), tiny).children] == ["360p"]
+    assert [c.rendition for c in plan_package(package(chunk_seconds=0), tiny).jobs] == ["360p"]
+    assert {c.rendition for c in plan_package(package(), tiny).jobs} == {"360p"}
 
 
 def test_options_reach_the_children_that_take_them():
     plan = plan_package(package(loudnorm=True, storyboard=True, preset="abr-h264-hevc"), HD)
-    by_name = {c.rendition or c.kind: c for c in plan.children}
+    by_name = {c.rendition or c.kind: c for c in plan.jobs}
     assert by_name["audio"].loudnorm and not by_name["1080p"].loudnorm
     assert by_name["storyboard"].kind == "storyboard" and by_name["storyboard"].output_key.endswith(
         "storyboard.vtt"
@@ -58,7 +59,7 @@ def test_a_source_without_video_cannot_make_a_package():
 
 
 def test_a_child_runs_only_as_planned():
-    plan = plan_package(package(), HD)
+    plan = plan_package(package(chunk_seconds=0), HD)
     real = plan.children[1]
     assert as_planned(real, plan) == real
     # as published by the planner, or with only its id: the plan's version runs
@@ -69,3 +70,46 @@ def test_a_child_runs_only_as_planned():
         as_planned(msgspec.structs.replace(real, output_key="elsewhere/720p.m3u8"), plan)
     # the children's de-duplication ids carry the plan's secret nonce
     assert plan.msg_id(real).startswith(real.job_id + ".") and len(plan.nonce) == 32
+
+
+def test_a_long_source_is_encoded_in_chunks_every_rung_cut_at_the_same_times():
+    plan = plan_package(package(storyboard=True), HD)  # 60 s, chunks of DEFAULT_CHUNK_SECONDS
+    assert plan.spans and plan.spans[0].start == 0.0 and plan.spans[-1].end is None
+    jobs = plan.jobs
+    # the sound first (nothing plays without it), then chunk by chunk, the storyboard last
+    assert jobs[0].rendition == "audio" and jobs[0].chunk is None and jobs[-1].kind == "storyboard"
+    chunks = jobs[1:-1]
+    assert [c.chunk.index for c in chunks] == sorted(c.chunk.index for c in chunks)
+    assert len(chunks) == 4 * len(plan.spans)
+    for name in ("1080p", "720p", "480p", "360p"):
+        mine = plan.chunks_of(name)
+        assert [c.chunk for c in mine] == plan.spans
+        assert [c.job_id for c in mine] == [f"p1-{name}-c{i:04d}" for i in range(len(plan.spans))]
+        assert [c.output_key for c in mine] == [
+            f"shows/ep1/p1/{name}.c{i:04d}.m3u8" for i in range(len(mine))
+        ]
+        # the chunks' shares of the work add up to their rung's
+        assert sum(c.weight for c in mine) == pytest.approx(
+            {"1080p": 9.0, "720p": 4.0, "480p": 1.8, "360p": 1.0}[name], rel=1e-4
+        )
+    for c in jobs:
+        assert normalize_job(c) == c and len(c.job_id) <= MAX_JOB_ID
+    # a chunk runs only as planned: another span is refused
+    real = plan.chunks_of("720p")[1]
+    assert as_planned(real, plan) == real
+    with pytest.raises(JobRequestError, match="differs"):
+        as_planned(msgspec.structs.replace(real, chunk=ChunkSpan(index=1, start=0.0, end=8.0)), plan)
+
+
+def test_the_longest_package_id_leaves_room_for_its_last_chunk():
+    long_id = "p" * MAX_PACKAGE_ID
+    job = normalize_job(JobRequested(job_id=long_id, kind="package", source_key="shows/ep1.mp4"))
+    plan = plan_package(job, msgspec.structs.replace(HD, duration=20 * 3600.0))
+    assert max(len(c.job_id) for c in plan.jobs) <= MAX_JOB_ID
+
+
+def test_chunking_off_or_a_short_source_runs_each_rung_whole():
+    assert not plan_package(package(chunk_seconds=0), HD).spans
+    short = msgspec.structs.replace(HD, duration=3.0)
+    assert not plan_package(package(), short).spans
+    assert not plan_package(package(), msgspec.structs.replace(HD, duration=None)).spans

@@ -1,6 +1,13 @@
 """Adaptive packages as job graphs: a package job becomes one ``rendition`` child per rung of its ladder
 that the source can fill (never upscaled), one audio rendition, and a ``storyboard`` child when asked for.
 
+A source longer than one chunk is encoded in chunks (``chunk_seconds``, :data:`DEFAULT_CHUNK_SECONDS`):
+each video rung becomes one child per chunk of the source (all rungs cut at the same segment boundaries,
+see :func:`~mpr_transcoder.kinds.rendition.chunks.plan_chunks`), so one title runs on every transcoder
+at once and its first seconds are ready long before its last. The sound stays one child over the whole
+source: a join in AAC would click. Children are published chunk by chunk (every rung's first chunk, then
+every rung's second, ...), so the title becomes playable in order.
+
 The plan is made once, by the transcoder that takes the package, and kept in the ``mpr-packages`` KV
 bucket: a redelivered package reuses it, and a child job is run only as its package's plan describes it
 (a child published by anyone else, or altered, fails as invalid)."""
@@ -15,15 +22,21 @@ from nats.js.kv import KeyValue
 
 from mpr_common.bus import retry_transient
 from mpr_common.codec import decode, encode
-from mpr_common.events import JobRequested, MediaInfo, new_id, now
-from mpr_common.jobs import JobRequestError
+from mpr_common.events import ChunkSpan, JobRequested, MediaInfo, new_id, now
+from mpr_common.jobs import CHUNK_SUFFIX, DEFAULT_CHUNK_SECONDS, JobRequestError
 from mpr_common.presets import AUDIO_RENDITION, DEFAULT_PRESET, PRESETS, STORYBOARD_VTT, Preset, Rung
+
+from ..rendition.chunks import plan_chunks
 
 AUDIO_WEIGHT = 0.3  # encoding AAC costs little beside any video rung
 STORYBOARD_WEIGHT = 0.3
 
 
 class PackagePlan(msgspec.Struct, kw_only=True):
+    """A package's children, kept compact: the children that run whole (the sound, a storyboard, the
+    rungs of an unchunked package) are listed; a chunked rung is kept once (``chunked``, without a chunk)
+    with the chunks every chunked rung is cut into (``spans``). :attr:`jobs` lists every child."""
+
     v: int = 1
     package: JobRequested  # normalised
     children: list[JobRequested]
@@ -31,6 +44,21 @@ class PackagePlan(msgspec.Struct, kw_only=True):
     # In the children's Nats-Msg-Id: nobody can guess it to publish a look-alike that de-duplication
     # would keep in place of the real child.
     nonce: str = msgspec.field(default_factory=new_id)
+    chunked: list[JobRequested] = msgspec.field(default_factory=list)
+    spans: list[ChunkSpan] = msgspec.field(default_factory=list)
+    duration: float | None = None  # the source's, as probed when the plan was made
+
+    @property
+    def jobs(self) -> list[JobRequested]:
+        """Every child, in the order they are published: the whole ones first (the sound is needed to
+        play anything), then chunk by chunk, every rung's first chunk before any rung's second."""
+        chunks = [chunk_child(rung, span, self.duration) for span in self.spans for rung in self.chunked]
+        whole = [c for c in self.children if c.kind == "rendition"]
+        return [*whole, *chunks, *(c for c in self.children if c.kind != "rendition")]
+
+    @property
+    def chunked_names(self) -> list[str]:
+        return [r.rendition or "" for r in self.chunked]
 
     @property
     def folder(self) -> str:
@@ -41,7 +69,12 @@ class PackagePlan(msgspec.Struct, kw_only=True):
         return f"{child.job_id}.{self.nonce}"
 
     def child(self, job_id: str) -> JobRequested | None:
-        return next((c for c in self.children if c.job_id == job_id), None)
+        return next((c for c in self.jobs if c.job_id == job_id), None)
+
+    def chunks_of(self, name: str) -> list[JobRequested]:
+        """The chunk children of the chunked rung ``name``, in order."""
+        rung = next((r for r in self.chunked if r.rendition == name), None)
+        return [] if rung is None else [chunk_child(rung, span, self.duration) for span in self.spans]
 
 
 def ladder_rungs(preset: Preset, info: MediaInfo) -> tuple[Rung, ...]:
@@ -59,6 +92,45 @@ def ladder_rungs(preset: Preset, info: MediaInfo) -> tuple[Rung, ...]:
 
 def child_id(package_id: str, name: str) -> str:
     return f"{package_id}-{name}"
+
+
+def chunk_playlist_name(name: str, index: int) -> str:
+    """The media playlist a chunk child writes (its main output; the rung's playlist is written from
+    every chunk's once they are up)."""
+    return f"{name}.c{index:04d}.m3u8"
+
+
+def chunk_child(rung: JobRequested, span: ChunkSpan, duration: float | None) -> JobRequested:
+    """The child that encodes chunk ``span`` of a chunked rung (``rung``: the rung's child as a whole) of
+    a source of ``duration`` seconds."""
+    assert rung.output_key is not None and rung.rendition is not None and rung.parent_id is not None
+    return msgspec.structs.replace(
+        rung,
+        job_id=child_id(rung.parent_id, rung.rendition) + CHUNK_SUFFIX.format(index=span.index),
+        output_key=posixpath.join(
+            posixpath.dirname(rung.output_key), chunk_playlist_name(rung.rendition, span.index)
+        ),
+        weight=round(rung.weight * span_share(span, duration), 6),
+        chunk=span,
+    )
+
+
+def span_share(span: ChunkSpan, duration: float | None) -> float:
+    """A chunk's share of its rung's work: its length over the source's."""
+    if not duration or duration <= 0:
+        return 1.0
+    end = duration if span.end is None else min(span.end, duration)
+    return max(0.0, end - span.start) / duration
+
+
+def chunk_spans(package: JobRequested, preset: Preset, info: MediaInfo) -> list[ChunkSpan]:
+    """The chunks a package's video rungs are cut into; none (each rung one child) when chunking is
+    off, the source's length is unknown, or it would make one chunk only."""
+    seconds = DEFAULT_CHUNK_SECONDS if package.chunk_seconds is None else package.chunk_seconds
+    if seconds <= 0 or not info.duration or not preset.hls_segment_seconds or not preset.gop_seconds:
+        return []
+    spans = plan_chunks(info.duration, preset, seconds)
+    return spans if len(spans) > 1 else []
 
 
 def plan_package(package: JobRequested, info: MediaInfo) -> PackagePlan:
@@ -94,9 +166,13 @@ def plan_package(package: JobRequested, info: MediaInfo) -> PackagePlan:
             loudnorm=loudnorm,
         )
 
-    children = [rendition(r.name, r.weight) for r in fitting]
-    if info.audio_codec is not None:
-        children.append(rendition(AUDIO_RENDITION, AUDIO_WEIGHT, package.loudnorm))
+    spans = chunk_spans(package, preset, info)
+    rungs = [rendition(r.name, r.weight) for r in fitting]
+    children: list[JobRequested] = [] if spans else rungs
+    if info.audio_codec is not None:  # first when chunked: nothing plays without it
+        children.insert(
+            0 if spans else len(children), rendition(AUDIO_RENDITION, AUDIO_WEIGHT, package.loudnorm)
+        )
     if package.storyboard:
         children.append(
             replace(
@@ -108,7 +184,10 @@ def plan_package(package: JobRequested, info: MediaInfo) -> PackagePlan:
                 weight=STORYBOARD_WEIGHT,
             )
         )
-    return PackagePlan(package=package, children=children)
+    chunked = rungs if spans else []
+    return PackagePlan(
+        package=package, children=children, chunked=chunked, spans=spans, duration=info.duration
+    )
 
 
 def as_planned(job: JobRequested, plan: PackagePlan) -> JobRequested:
@@ -118,8 +197,10 @@ def as_planned(job: JobRequested, plan: PackagePlan) -> JobRequested:
     if planned is None:
         raise JobRequestError(f"job {job.job_id} is not a child of package {plan.package.job_id}")
     fields = ("kind", "source_key", "source_bucket", "output_key", "output_bucket", "preset", "rendition")
-    if job.output_key is not None and any(
-        getattr(job, f) != getattr(planned, f) for f in fields if getattr(job, f) is not None
+    if (
+        job.output_key is not None
+        and any(getattr(job, f) != getattr(planned, f) for f in fields if getattr(job, f) is not None)
+        or (job.chunk is not None and job.chunk != planned.chunk)
     ):
         raise JobRequestError(f"job {job.job_id} differs from the child its package planned")
     return planned

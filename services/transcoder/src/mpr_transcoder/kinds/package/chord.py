@@ -2,6 +2,14 @@
 passes before it runs, and the end: the last child to complete writes the manifests (HLS master playlist, DASH MPD) and
 completes the package; a child that fails for good fails the package with its reason and stops the others.
 
+A chunked package (:mod:`.children`) is stitched here: a rung's chunks become one rendition whose media
+playlist lists each chunk's segments once, in order (:func:`~..rendition.chunks.stitch`). A progressive
+one is published as it goes: once the sound and every rung's first chunk are up, the master playlist and
+EVENT media playlists over each rung's completed chunks (in order, up to the first missing one) are
+written and ``job.playable`` goes out, once; each later completion extends them; the last one ends them.
+Every write of a package's playlists happens under its publishing lock (:mod:`.publishing`): they only
+ever grow.
+
 Every step is idempotent, so a redelivery after a crash repeats it harmlessly: children are published
 with their ids as ``Nats-Msg-Id``, the plan is created once (``mpr-packages`` KV), a finished child is
 never run again (job-state KV), and manifests are rewritten with the same bytes.
@@ -23,6 +31,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 from nats.js import JetStreamContext
+from nats.js.errors import KeyWrongLastSequenceError
 
 from mpr_common import subjects as s
 from mpr_common.bus import publish_event
@@ -31,12 +40,14 @@ from mpr_common.events import (
     JobCancel,
     JobCompleted,
     JobFailed,
+    JobPlayable,
     JobProgress,
     JobRequested,
     MediaInfo,
+    Rendition,
 )
 from mpr_common.job_status import failed_status
-from mpr_common.jobs import JobRequestError, outcome_id
+from mpr_common.jobs import DEFAULT_PROGRESSIVE, JobRequestError, outcome_id
 from mpr_common.jobstate import JobState
 from mpr_common.outputs import OutputOwners
 from mpr_common.packages import manifest_keys
@@ -45,9 +56,11 @@ from mpr_common.s3_client import S3Client
 from mpr_common.storage import guess_content_type
 
 from ...uploader import STORAGE_ERRORS
+from ..rendition.chunks import media_playlist, stitch
 from ..rendition.cmaf import init_name, playlist_name
-from .children import PackagePlan, PackageStore, as_planned, plan_package
+from .children import PackagePlan, PackageStore, as_planned, chunk_playlist_name, plan_package
 from .manifests import dash_mpd, hls_master
+from .publishing import PublishingLock
 
 log = logging.getLogger("mpr.transcoder")
 
@@ -64,8 +77,12 @@ def child_files(child: JobRequested) -> tuple[str, re.Pattern[str]]:
     if child.kind == "storyboard":
         return main, re.compile(rf"storyboard_[0-9]+\.jpg|{re.escape(POSTER)}")
     name = child.rendition or ""
+    media = rf"{re.escape(init_name(name))}|{re.escape(name)}_[0-9]+\.m4s"
+    if child.chunk is not None:  # and the rung's playlist, which its package writes from its chunks'
+        assert main == chunk_playlist_name(name, child.chunk.index)
+        return main, re.compile(rf"{media}|{re.escape(playlist_name(name))}")
     assert main == playlist_name(name)
-    return main, re.compile(rf"{re.escape(init_name(name))}|{re.escape(name)}_[0-9]+\.m4s")
+    return main, re.compile(media)
 
 
 def _claimable(name: str) -> bool:
@@ -112,6 +129,7 @@ class Packager:
         instance: str,
         owners: OutputOwners | None = None,
     ) -> None:
+        self.lock = PublishingLock(store.kv, instance)
         self.js = js
         self.s3 = s3
         self.job_state = job_state
@@ -136,7 +154,7 @@ class Packager:
             if owner is not None:
                 raise JobRequestError(f"{key!r} belongs to job {owner}: a package needs a folder of its own")
         plan = await self.store.create(plan_package(package, info))
-        for child in plan.children:  # queued in the package's class
+        for child in plan.jobs:  # queued in the package's class
             if package.retry:  # a retried package: its children that did not complete run again
                 if not isinstance(await self.job_state.get(child.job_id), JobCompleted):
                     await self.job_state.retried(child.job_id, package.retry)
@@ -154,7 +172,7 @@ class Packager:
                 retry=package.retry,
             ),
         )
-        log.info("package planned: %d child jobs", len(plan.children), extra={"job_id": package.job_id})
+        log.info("package planned: %d child jobs", len(plan.jobs), extra={"job_id": package.job_id})
         return plan
 
     async def verdict(self, job: JobRequested) -> ChildVerdict:
@@ -174,8 +192,10 @@ class Packager:
         return ChildVerdict(child, ended=state)
 
     async def child_completed(self, child: JobRequested) -> JobCompleted | None:
-        """After a child's completion is recorded: if every child of its package has completed, write
-        the manifests and complete the package. Returns the package's completion, else None."""
+        """After a child's completion is recorded: publish what its package has now, under the
+        package's publishing lock: if every child has completed, the manifests and the package's
+        completion; else, for a progressive package, its growing playlists. Returns the package's
+        completion once it has one, else None."""
         assert child.parent_id is not None
         plan = await self.store.get(child.parent_id)
         if plan is None:
@@ -186,17 +206,81 @@ class Packager:
         if package_state is not None:  # failed or cancelled: no manifests, and nothing left behind
             await self.discard(plan)
             return None
-        states = await asyncio.gather(*(self.job_state.get(c.job_id) for c in plan.children))
-        done = [st for st in states if isinstance(st, JobCompleted)]
-        if len(done) < len(plan.children):
+        retry = child.retry
+        unfit: list[JobRequestError] = []
+
+        async def write() -> None:
+            try:
+                await self._publish(plan, retry)
+            except JobRequestError as exc:  # chunks that cannot be joined: never better on a retry
+                unfit.append(exc)
+
+        await self.lock.run(plan.package.job_id, write)
+        if unfit:
+            await self.child_failed(child, str(unfit[0]), "ffmpeg", 1)
             return None
-        completed = msgspec.structs.replace(await self._complete(plan, done), retry=child.retry)
-        await self.job_state.completed(completed)
-        await publish_event(
-            self.js, s.JOB_COMPLETED, completed, msg_id=outcome_id("completed", completed.job_id, child.retry)
+        state = await self.job_state.get(plan.package.job_id)
+        return state if isinstance(state, JobCompleted) else None
+
+    async def _publish(self, plan: PackagePlan, retry: int) -> None:
+        """What the package's children have completed, written out (under its publishing lock)."""
+        package = plan.package
+        if await self.job_state.get(package.job_id) is not None:  # ended meanwhile
+            return
+        jobs = plan.jobs
+        states = await asyncio.gather(*(self.job_state.get(c.job_id) for c in jobs))
+        done = {c.job_id: st for c, st in zip(jobs, states, strict=True) if isinstance(st, JobCompleted)}
+        if len(done) == len(jobs):
+            completed = msgspec.structs.replace(await self._complete(plan, done), retry=retry)
+            await self.job_state.completed(completed)
+            await publish_event(
+                self.js, s.JOB_COMPLETED, completed, msg_id=outcome_id("completed", completed.job_id, retry)
+            )
+            log.info("package completed", extra={"job_id": completed.job_id})
+        elif plan.spans and _progressive(package):
+            await self._grow(plan, done, retry)
+
+    async def _grow(self, plan: PackagePlan, done: dict[str, JobCompleted], retry: int) -> None:
+        """A progressive package's playlists over what is up, once the sound and every rung's first
+        chunk are; ``job.playable`` the first time."""
+        whole = [c for c in plan.children if c.kind == "rendition"]
+        ups = [done[c.job_id] for c in whole if c.job_id in done]
+        if len(ups) < len(whole):  # the sound is not up yet
+            return
+        renditions: list[Rendition] = [u.rendition for u in ups if u.rendition is not None]
+        bucket = plan.package.output_bucket or self.bucket_out
+        playlists = []
+        for name in plan.chunked_names:
+            prefix = []
+            for chunk in plan.chunks_of(name):
+                up = done.get(chunk.job_id)
+                if up is None or up.rendition is None:
+                    break
+                prefix.append(up.rendition)
+            if not prefix:
+                return
+            rung = _stitched(name, prefix, plan.package.job_id)
+            renditions.append(rung)
+            playlists.append((posixpath.join(plan.folder, rung.playlist), media_playlist(rung, ended=False)))
+        master_key = posixpath.join(plan.folder, MASTER_PLAYLIST)
+        for key, text in [*playlists, (master_key, hls_master(renditions))]:
+            await asyncio.to_thread(self._put, bucket, key, text.encode())
+        await self._playable(plan, master_key, bucket, retry)
+
+    async def _playable(self, plan: PackagePlan, master_key: str, bucket: str, retry: int) -> None:
+        """``job.playable``, once per request generation: the first writer to create its marker sends it."""
+        marker = f"{plan.package.job_id}.playable" + (f".r{retry}" if retry else "")
+        try:
+            await self.store.kv.create(marker, b"1")
+        except KeyWrongLastSequenceError:
+            return
+        event = JobPlayable(
+            job_id=plan.package.job_id, output_key=master_key, output_bucket=bucket, retry=retry
         )
-        log.info("package completed", extra={"job_id": completed.job_id})
-        return completed
+        await publish_event(
+            self.js, s.JOB_PLAYABLE, event, msg_id=outcome_id("playable", event.job_id, retry)
+        )
+        log.info("package playable", extra={"job_id": event.job_id})
 
     async def child_failed(
         self, child: JobRequested, error: str, reason: FailureReason, attempt: int
@@ -262,7 +346,7 @@ class Packager:
             )
             return []
         left = _Leftovers()
-        for child in plan.children:
+        for child in plan.jobs:
             await self._child_leftovers(left, owners, bucket, _Folder(prefix, names), child)
         await self._package_leftovers(left, owners, bucket, names, package)
         try:
@@ -340,25 +424,42 @@ class Packager:
                 f"S3 did not delete {first.get('Key')!r}: {first.get('Code')} {first.get('Message')}"
             )
 
-    async def _complete(self, plan: PackagePlan, children: list[JobCompleted]) -> JobCompleted:
+    async def _complete(self, plan: PackagePlan, done: dict[str, JobCompleted]) -> JobCompleted:
         package = plan.package
         bucket = package.output_bucket or self.bucket_out
-        renditions = [c.rendition for c in children if c.rendition is not None]
         folder = plan.folder
+        whole = [done[c.job_id] for c in plan.children]
+        renditions = [c.rendition for c in whole if c.rendition is not None]
+        keys = [k for c in whole for k in (c.output_keys or [c.output_key])]
+        chunk_playlists: list[str] = []
+        writes: list[tuple[str, str]] = []
+        for name in plan.chunked_names:
+            chunks = [done[c.job_id] for c in plan.chunks_of(name)]
+            rung = _stitched(name, [c.rendition for c in chunks if c.rendition is not None], package.job_id)
+            renditions.append(rung)
+            playlist_key = posixpath.join(folder, rung.playlist)
+            writes.append((playlist_key, media_playlist(rung, ended=True)))
+            chunk_playlists += [c.output_key for c in chunks]
+            keys += [k for c in chunks for k in c.output_keys if k != c.output_key] + [playlist_key]
         mpd_key = posixpath.join(folder, DASH_MANIFEST)
         master_key = posixpath.join(folder, MASTER_PLAYLIST)
-        manifests = [(mpd_key, dash_mpd(renditions)), (master_key, hls_master(renditions))]
-        for key, text in manifests:  # after every child's media: the package appears whole
+        writes += [(mpd_key, dash_mpd(renditions)), (master_key, hls_master(renditions))]
+        for key, text in writes:  # after every child's media: the package appears whole
             await asyncio.to_thread(self._put, bucket, key, text.encode())
-        keys = [k for c in children for k in (c.output_keys or [c.output_key])]
+        if chunk_playlists:  # each chunk's own playlist: its rung's lists its segments now
+            try:
+                await asyncio.to_thread(self._delete, bucket, chunk_playlists)
+            except (*STORAGE_ERRORS, RuntimeError) as exc:
+                log.warning("chunk playlists kept: %s", exc, extra={"job_id": package.job_id})
         durations = [sum(r.segments) for r in renditions if r.segments]
-        loudness = next((c.loudness for c in children if c.loudness is not None), None)
+        loudness = next((c.loudness for c in whole if c.loudness is not None), None)
+        children = list(done.values())
         return JobCompleted(
             job_id=package.job_id,
             output_key=master_key,
             output_bucket=bucket,
-            output_keys=[*keys, mpd_key, master_key],
-            output_size=sum(c.output_size for c in children) + sum(len(t.encode()) for _, t in manifests),
+            output_keys=list(dict.fromkeys([*keys, mpd_key, master_key])),
+            output_size=sum(c.output_size for c in children) + sum(len(t.encode()) for _, t in writes),
             duration=max(durations) if durations else None,
             elapsed=round(max(0.0, time.time() - package.requested_at), 3),
             worker=self.instance,
@@ -367,3 +468,15 @@ class Packager:
 
     def _put(self, bucket: str, key: str, body: bytes) -> None:
         self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=guess_content_type(key))
+
+
+def _progressive(package: JobRequested) -> bool:
+    return DEFAULT_PROGRESSIVE if package.progressive is None else package.progressive
+
+
+def _stitched(name: str, chunks: list[Rendition], package_id: str) -> Rendition:
+    """A rung's rendition from its chunks' (in order); a chunk that does not fit fails the package."""
+    try:
+        return stitch(chunks)
+    except ValueError as exc:
+        raise JobRequestError(f"rendition {name} of package {package_id}: {exc}") from None
