@@ -22,7 +22,7 @@ from mpr_common.events import MediaInfo, Rendition
 from mpr_common.mediainfo import probe
 from mpr_common.presets import AUDIO_RENDITION, DASH_MANIFEST, MASTER_PLAYLIST, PRESETS, Preset, Rung
 from mpr_transcoder.ffmpeg import run_ffmpeg
-from mpr_transcoder.kinds.package.children import ladder_rungs
+from mpr_transcoder.kinds.ladder import ladder_rungs
 from mpr_transcoder.kinds.package.manifests import dash_mpd, hls_master
 from mpr_transcoder.kinds.rendition import cmaf
 from tests.media import make_video

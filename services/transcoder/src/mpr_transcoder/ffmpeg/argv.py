@@ -50,21 +50,35 @@ def fmt(seconds: float) -> str:
     return f"{seconds:.3f}"
 
 
-def source_input(url: str, seek: str | None = None, *, protocols: str = NETWORK_PROTOCOLS) -> list[str]:
+def source_input(
+    url: str, seek: str | None = None, *, stop: str | None = None, protocols: str = NETWORK_PROTOCOLS
+) -> list[str]:
     """The job's source as FFmpeg's input: whitelisted protocols and demuxers (:data:`INPUT_FORMATS`), a
     read timeout, and input seeking to ``seek`` (FFmpeg jumps with HTTP range requests instead of reading
-    the head)."""
+    the head). With ``stop``, the input ends there: FFmpeg stops reading, and keeps exactly the frames
+    presented before it (the frames from ``seek`` on, decoded from the key frame before it)."""
     args = [*whitelist(protocols, INPUT_FORMATS), *READ_TIMEOUT]
     if seek is not None:
         args += ["-ss", seek]
+    if stop is not None:
+        args += ["-to", stop]
     return args + ["-i", url]
 
 
 def input_args(
-    input_url: str, start: float | None = None, *, protocols: str = NETWORK_PROTOCOLS
+    input_url: str,
+    start: float | None = None,
+    *,
+    end: float | None = None,
+    protocols: str = NETWORK_PROTOCOLS,
 ) -> list[str]:
-    """:func:`source_input` from ``start`` seconds (millisecond precision)."""
-    return source_input(input_url, fmt(start) if start else None, protocols=protocols)
+    """:func:`source_input` of the source's seconds ``[start, end)`` (millisecond precision)."""
+    return source_input(
+        input_url,
+        fmt(start) if start else None,
+        stop=None if end is None else fmt(end),
+        protocols=protocols,
+    )
 
 
 def local_input(path: Path, formats: str = INPUT_FORMATS) -> list[str]:

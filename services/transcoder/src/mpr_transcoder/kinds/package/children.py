@@ -24,9 +24,11 @@ from mpr_common.bus import retry_transient
 from mpr_common.codec import decode, encode
 from mpr_common.events import ChunkSpan, JobRequested, MediaInfo, new_id, now
 from mpr_common.jobs import CHUNK_SUFFIX, DEFAULT_CHUNK_SECONDS, JobRequestError
-from mpr_common.presets import AUDIO_RENDITION, DEFAULT_PRESET, PRESETS, STORYBOARD_VTT, Preset, Rung
+from mpr_common.presets import AUDIO_RENDITION, DEFAULT_PRESET, PRESETS, STORYBOARD_VTT, Preset
 
+from ..ladder import ladder_rungs
 from ..rendition.chunks import plan_chunks
+from ..rendition.cmaf import chunk_playlist_name
 
 AUDIO_WEIGHT = 0.3  # encoding AAC costs little beside any video rung
 STORYBOARD_WEIGHT = 0.3
@@ -77,27 +79,8 @@ class PackagePlan(msgspec.Struct, kw_only=True):
         return [] if rung is None else [chunk_child(rung, span, self.duration) for span in self.spans]
 
 
-def ladder_rungs(preset: Preset, info: MediaInfo) -> tuple[Rung, ...]:
-    """The rungs a source gets: those not taller than the source (never upscale); a source shorter than
-    every rung gets the lowest ones, at its own height (the scale filter never upscales). No video stream
-    or no known height: none."""
-    if info.video_codec is None or not info.height or not preset.ladder:
-        return ()
-    fitting = tuple(r for r in preset.ladder if r.height <= info.height)
-    if not fitting:
-        lowest = min(r.height for r in preset.ladder)
-        fitting = tuple(r for r in preset.ladder if r.height == lowest)
-    return fitting
-
-
 def child_id(package_id: str, name: str) -> str:
     return f"{package_id}-{name}"
-
-
-def chunk_playlist_name(name: str, index: int) -> str:
-    """The media playlist a chunk child writes (its main output; the rung's playlist is written from
-    every chunk's once they are up)."""
-    return f"{name}.c{index:04d}.m3u8"
 
 
 def chunk_child(rung: JobRequested, span: ChunkSpan, duration: float | None) -> JobRequested:

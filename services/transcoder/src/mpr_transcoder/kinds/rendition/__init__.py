@@ -1,18 +1,21 @@
 """The ``rendition`` kind: one CMAF rendition of an adaptive package (a rung of its ladder, or its
 sound), run as a child job of the package; its description (what the manifests are written from) goes
-with its completion. Commands and the reading of what FFmpeg wrote: :mod:`.cmaf`."""
+with its completion. A chunk child (``job.chunk``) encodes one chunk of a video rung: :mod:`.chunks`.
+Commands and the reading of what FFmpeg wrote: :mod:`.cmaf`."""
 
 from __future__ import annotations
 
 import asyncio
 
-from mpr_common.presets import AUDIO_RENDITION
+from mpr_common.events import ChunkSpan
+from mpr_common.presets import AUDIO_RENDITION, Rung
 
 from ...ffmpeg.argv import input_args
 from ...job_errors import JobError
 from ...steps import StepRunner
 from ..base import JobContext, Work, with_loudness
-from .cmaf import describe_rendition, rendition_args
+from .chunks import finish_chunk
+from .cmaf import chunk_playlist_name, chunk_rendition_args, describe_rendition, rendition_args
 
 
 def plan(ctx: JobContext) -> Work:
@@ -25,6 +28,12 @@ def plan(ctx: JobContext) -> Work:
         raise JobError(
             f"the source has no {'video' if rung else 'audio'} stream for rendition {name}", "invalid"
         )
+    if ctx.job.chunk is not None:
+        if rung is None:
+            raise JobError(
+                "the audio rendition is never chunked (its sound would click at the joins)", "invalid"
+            )
+        return _plan_chunk(ctx, rung, ctx.job.chunk)
 
     async def rendition(runner: StepRunner) -> None:
         async def encode(audio_filter: str | None) -> None:
@@ -39,4 +48,24 @@ def plan(ctx: JobContext) -> Work:
         work.rendition = await asyncio.to_thread(describe_rendition, ctx.out_dir, name, rung)
 
     work = Work(ctx.out_dir / f"{name}.m3u8", info.duration, rendition, segment_glob=f"{name}_*.m4s")
+    return work
+
+
+def _plan_chunk(ctx: JobContext, rung: Rung, chunk: ChunkSpan) -> Work:
+    """One chunk of a video rung (no loudness step: only the sound is normalised, and it is not chunked).
+
+    Its outputs: the chunk's media segments (placed in the title before any is uploaded, so none is
+    uploaded while FFmpeg writes), the first chunk's init segment, and the chunk's own media playlist as
+    the main output, which the stitched rung's playlist replaces."""
+    end = chunk.end if chunk.end is not None else ctx.info.duration
+    expected = None if end is None else max(0.0, end - chunk.start)
+
+    async def run(runner: StepRunner) -> None:
+        main = runner.scoped(0.0, 100.0)
+        source = input_args(ctx.url, chunk.start, end=chunk.end)
+        await main(chunk_rendition_args(source, ctx.preset, rung, ctx.info, ctx.out_dir, chunk))
+        runner.written = main.written
+        work.rendition = await asyncio.to_thread(finish_chunk, ctx.out_dir, rung.name, rung, chunk)
+
+    work = Work(ctx.out_dir / chunk_playlist_name(rung.name, chunk.index), expected, run)
     return work

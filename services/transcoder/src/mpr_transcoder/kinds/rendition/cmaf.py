@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from mpr_common.events import MediaInfo, Rendition
+from mpr_common.events import ChunkSpan, MediaInfo, Rendition
 from mpr_common.presets import AUDIO_RENDITION, Preset, Rung
 
 from ...ffmpeg.argv import GLOBAL_ARGS, local_input
-from ..package.children import ladder_rungs
+from ..ladder import ladder_rungs
 
 AUDIO_SAMPLE_RATE = 48000
 AUDIO_CHANNELS = 2
@@ -43,6 +43,11 @@ def playlist_name(name: str) -> str:
 
 def init_name(name: str) -> str:
     return f"{name}_init.mp4"
+
+
+def chunk_playlist_name(name: str, index: int) -> str:
+    """The media playlist one chunk of a chunked rendition writes (its segments only)."""
+    return f"{name}.c{index:04d}.m3u8"
 
 
 def segment_pattern(name: str) -> str:
@@ -129,9 +134,12 @@ def audio_encoder_args(preset: Preset, loudnorm_filter: str | None = None) -> li
     ]
 
 
-def hls_output_args(preset: Preset, name: str, out_dir: Path) -> list[str]:
+def hls_output_args(
+    preset: Preset, name: str, out_dir: Path, *, start_number: int = 0, playlist: str | None = None
+) -> list[str]:
     """One CMAF HLS rendition: fMP4 segments of ``hls_segment_seconds``, VOD playlist, init segment
-    beside it (FFmpeg writes it in the segments' folder).
+    beside it (FFmpeg writes it in the segments' folder). A chunk numbers its segments from
+    ``start_number`` and lists them in a ``playlist`` of its own.
 
     Timestamps are not shifted to make decoding times non-negative: each rendition is a file of its own,
     and such a shift would move it by its own encoder's delay (B-frames, AAC priming). Unshifted, the
@@ -148,6 +156,8 @@ def hls_output_args(preset: Preset, name: str, out_dir: Path) -> list[str]:
         "fmp4",
         "-hls_time",
         str(preset.hls_segment_seconds),
+        "-start_number",
+        str(start_number),
         "-hls_playlist_type",
         "vod",
         "-hls_list_size",
@@ -158,7 +168,7 @@ def hls_output_args(preset: Preset, name: str, out_dir: Path) -> list[str]:
         init_name(name),
         "-hls_segment_filename",
         str(out_dir / segment_pattern(name)),
-        str(out_dir / playlist_name(name)),
+        str(out_dir / (playlist or playlist_name(name))),
     ]
 
 
@@ -186,10 +196,39 @@ def rendition_args(
             raise ValueError("the source has no audio stream for the audio rendition")
         args += ["-map", "0:a:0", "-vn", "-sn", "-dn", *audio_encoder_args(preset, loudnorm_filter)]
         return args + hls_output_args(preset, AUDIO_RENDITION, out_dir)
+    return (
+        args
+        + _video_args(preset, rung, info, video_filter(rung))
+        + hls_output_args(preset, rung.name, out_dir)
+    )
+
+
+def _video_args(preset: Preset, rung: Rung, info: MediaInfo, filters: str) -> list[str]:
     if info.video_codec is None:
         raise ValueError("the source has no video stream to encode")
-    args += ["-map", "0:v:0", "-an", "-sn", "-dn", "-filter:v", video_filter(rung)]
-    return args + video_encoder_args(preset, rung, info) + hls_output_args(preset, rung.name, out_dir)
+    args = ["-map", "0:v:0", "-an", "-sn", "-dn", "-filter:v", filters]
+    return args + video_encoder_args(preset, rung, info)
+
+
+def chunk_rendition_args(
+    input_args: list[str], preset: Preset, rung: Rung, info: MediaInfo, out_dir: Path, chunk: ChunkSpan
+) -> list[str]:
+    """The FFmpeg argv of one chunk of a video rung: the frames of the source's ``[chunk.start,
+    chunk.end)`` (``input_args`` seek there and stop there, see ``argv.input_args``), encoded as
+    :func:`rendition_args` encodes the whole rung, segments numbered from ``chunk.first_segment`` so that
+    the chunks of a rung share one folder, listed in the chunk's own playlist
+    (:func:`chunk_playlist_name`).
+
+    Its timestamps start at 0, as the first chunk's do: the first frame is moved to exactly 0 before the
+    encoder (``setpts``), whatever fraction of a frame separates it from ``chunk.start`` (30000/1001 fps
+    frames are not on whole seconds), so every chunk's init segment, edit list included, is the first
+    chunk's. The segments get their place in the title afterwards (``fragments.shift_fragments``)."""
+    if len(input_args) < 2 or input_args[-2] != "-i":
+        raise ValueError("input_args must end with '-i', URL")
+    filters = f"setpts=PTS-STARTPTS,{video_filter(rung)}"
+    playlist = chunk_playlist_name(rung.name, chunk.index)
+    out = hls_output_args(preset, rung.name, out_dir, start_number=chunk.first_segment, playlist=playlist)
+    return [*GLOBAL_ARGS, *input_args, *_video_args(preset, rung, info, filters), *out]
 
 
 def ladder_command(input_path: Path, preset: Preset, info: MediaInfo, out_dir: Path) -> list[str]:
@@ -277,14 +316,17 @@ def peak_bandwidth(sizes: list[int], durations: list[float], target_duration: fl
     return math.ceil(best)
 
 
-def describe_rendition(out_dir: Path, name: str, rung: Rung | None) -> Rendition:
-    """What the manifests need of a rendition FFmpeg finished in ``out_dir`` (``rung`` None: the audio).
+def describe_rendition(
+    out_dir: Path, name: str, rung: Rung | None, *, playlist: str | None = None
+) -> Rendition:
+    """What the manifests need of a rendition FFmpeg finished in ``out_dir`` (``rung`` None: the audio),
+    read from its media playlist (a chunk's: ``playlist``).
 
     Segment durations and numbering come from its media playlist, bit rates from the segments' sizes,
     the RFC 6381 codec string, dimensions and audio format from the init segment's sample entry, the frame
     rate from the first media segment's samples. The segments must be numbered consecutively from the
     playlist's first one: the DASH manifest addresses them by number."""
-    pl = parse_media_playlist((out_dir / playlist_name(name)).read_text())
+    pl = parse_media_playlist((out_dir / (playlist or playlist_name(name))).read_text())
     if not pl.segments:
         raise ValueError(f"rendition {name!r}: its playlist lists no segment")
     if pl.init != init_name(name):
@@ -345,7 +387,9 @@ class TrackInfo:
     default_sample_duration: int = 0  # trex: what a fragment's samples last when they do not say
 
 
-def _boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[str, int, int]]:
+def iter_boxes(
+    data: bytes | bytearray, start: int = 0, end: int | None = None
+) -> Iterator[tuple[str, int, int]]:
     """(type, payload start, payload end) of the boxes in ``data[start:end]``."""
     end = len(data) if end is None else end
     pos = start
@@ -367,7 +411,7 @@ def _boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tupl
 
 def _child(data: bytes, start: int, end: int, *path: str) -> tuple[int, int] | None:
     """Payload bounds of the first box along ``path`` under ``data[start:end]``."""
-    for kind, s, e in _boxes(data, start, end):
+    for kind, s, e in iter_boxes(data, start, end):
         if kind == path[0]:
             return (s, e) if len(path) == 1 else _child(data, s, e, *path[1:])
     return None
@@ -455,7 +499,7 @@ def read_init_segment(data: bytes) -> TrackInfo:
     stsd = _child(data, *moov, "trak", "mdia", "minf", "stbl", "stsd")
     if stsd is None:
         raise ValueError("init segment has no sample description")
-    entry = next(_boxes(data, stsd[0] + 8, stsd[1]), None)
+    entry = next(iter_boxes(data, stsd[0] + 8, stsd[1]), None)
     if entry is None:
         raise ValueError("init segment has an empty sample description")
     fourcc, s, e = entry
@@ -489,7 +533,7 @@ def read_init_segment(data: bytes) -> TrackInfo:
 def fragment_samples(data: bytes, track: TrackInfo) -> tuple[int, int]:
     """(samples, duration in timescale ticks) of the first track fragment in a media segment."""
     count = ticks = 0
-    for kind, s, e in _boxes(data):
+    for kind, s, e in iter_boxes(data):
         if kind != "moof":
             continue
         traf = _child(data, s, e, "traf")
@@ -502,7 +546,7 @@ def fragment_samples(data: bytes, track: TrackInfo) -> tuple[int, int]:
             pos = tfhd[0] + 8 + (8 if flags & 0x01 else 0) + (4 if flags & 0x02 else 0)
             if flags & 0x08:
                 default = struct.unpack_from(">I", data, pos)[0]
-        for kind2, ts, _ in _boxes(data, *traf):
+        for kind2, ts, _ in iter_boxes(data, *traf):
             if kind2 != "trun":
                 continue
             flags = int.from_bytes(data[ts + 1 : ts + 4], "big")
