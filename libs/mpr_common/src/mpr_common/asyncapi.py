@@ -143,7 +143,10 @@ CHANNELS = [
         "rung and each rung's HLS EVENT playlist holds at least its first chunk. Once per request "
         "generation; a package completed without one is playable from its completion.",
         mpr_sends=True,
-        headers={"Nats-Msg-Id": "playable-<job_id>, playable-<job_id>-r<retry> for a retry (deduplication)", **TRACE},
+        headers={
+            "Nats-Msg-Id": "playable-<job_id>, playable-<job_id>-r<retry> for a retry (deduplication)",
+            **TRACE,
+        },
     ),
     Channel(
         "jobFailed",
