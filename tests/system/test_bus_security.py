@@ -121,6 +121,7 @@ def test_only_the_setup_identity_manages_streams_and_consumers(stack, identity):
     [
         ("transcoder", s.OBJECT_FOUND),  # only the scanner finds objects
         ("scanner", s.JOB_COMPLETED),  # only transcoders (and the API for Lambda) complete jobs
+        ("api", s.JOB_PLAYABLE),  # only the transcoder writing a package's playlists says it plays
         ("catalog", s.JOB_REQUESTED),
         ("minio", s.JOB_REQUESTED),
         ("publisher", s.JOB_CHILD),  # a package's children come only from the transcoder that planned it

@@ -134,6 +134,7 @@ def test_subjects_of_the_jobs_stream_map_to_job_events():
         == "requested"
     )
     assert job_subject(s.JOB_PROGRESS) == "progress"
+    assert job_subject(s.JOB_PLAYABLE) == "playable"
     assert job_subject(s.JOB_COMPLETED) == "completed"
     assert job_subject(s.JOB_FAILED) == "failed"
     for other in (s.JOB_CANCEL, s.JOB_ATTEMPT, s.JOB_RETRIED, s.JOB_MOVED, "mpr.jobs.requestedx"):

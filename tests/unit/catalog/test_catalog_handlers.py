@@ -39,6 +39,7 @@ from mpr_common.events import (
     DeadLetter,
     JobCompleted,
     JobFailed,
+    JobPlayable,
     JobProgress,
     JobRequested,
     JobRetried,
@@ -298,6 +299,43 @@ async def test_a_package_shows_its_children_and_their_weighted_progress(deps):
     await handle_job_events(deps, [n.delivery(s.JOB_COMPLETED, encode(done))])
     job = await deps.catalog.get_job("p1")
     assert (job.status, job.progress, job.loudness) == ("completed", 100.0, loud)
+
+
+async def test_a_package_is_playable_once_from_its_playable_event_of_its_generation(deps, queries):
+    from mpr_common.jobs import outcome_id
+
+    n = deps.nats
+    deps.job_state = JobState(FakeKV())
+    req = JobRequested(job_id="p2", kind="package", source_key="in/show.mp4")
+    playable = JobPlayable(job_id="p2", output_key="in/show/p2/master.m3u8", output_bucket="out", at=50.0)
+    msg_id = {"Nats-Msg-Id": outcome_id("playable", "p2", 0)}
+    await handle_job_events(
+        deps,
+        [
+            n.delivery(s.JOB_REQUESTED, encode(req), {"Nats-Msg-Id": "p2"}),
+            n.delivery(s.JOB_PROGRESS, encode(JobProgress(job_id="p2", progress=3, worker="w"))),
+            n.delivery(s.JOB_PLAYABLE, encode(playable), msg_id),
+        ],
+    )
+    job = (await ask(queries, GetJob(id="p2"))).job
+    assert (job.status, job.playable_at, job.playable_key) == ("running", 50.0, "in/show/p2/master.m3u8")
+    assert job.playable_url is None  # the API's to make
+
+    # Delivered again (a redelivery, a later publish of the same fact), or from a generation nobody
+    # started: nothing changes.
+    again = [
+        n.delivery(s.JOB_PLAYABLE, encode(playable), msg_id),
+        n.delivery(s.JOB_PLAYABLE, encode(msgspec.structs.replace(playable, at=60.0, retry=4))),
+    ]
+    await handle_job_events(deps, again)
+    assert await deps.catalog.get_job("p2") == job
+
+    # Its completion keeps the moment it became playable.
+    done = JobCompleted(job_id="p2", output_key="in/show/p2/master.m3u8", output_bucket="out", at=90.0)
+    await handle_job_events(deps, [n.delivery(s.JOB_COMPLETED, encode(done))])
+    job = await deps.catalog.get_job("p2")
+    assert (job.status, job.playable_at) == ("completed", 50.0)
+    assert all(p == b"" for _, p in n.settled) and not n.published  # all acked, nothing dead-lettered
 
 
 async def test_a_child_look_alike_on_the_requests_subject_is_dead_lettered(deps):

@@ -11,7 +11,7 @@ import pytest
 from mpr_common import asyncapi
 from mpr_common import subjects as s
 from mpr_common.codec import encode
-from mpr_common.events import JobCompleted, JobFailed, JobProgress, JobRequested, ObjectFound
+from mpr_common.events import JobCompleted, JobFailed, JobPlayable, JobProgress, JobRequested, ObjectFound
 
 DOC_PATH = Path(__file__).resolve().parents[3] / "docs" / "asyncapi.json"
 
@@ -39,6 +39,7 @@ def validator(doc, name):
         JobRequested(kind="trim", source_key="a.mp4", start=1, end=2),
         JobProgress(job_id="j", progress=42.5, speed=1.5),
         JobCompleted(job_id="j", output_key="o.mp4", output_bucket="b", output_keys=["o.mp4"]),
+        JobPlayable(job_id="j", output_key="p/master.m3u8", output_bucket="b", retry=1),
         JobFailed(job_id="j", error="boom", reason="source"),
         ObjectFound(bucket="b", key="k.mp4", etag="e"),
     ],
@@ -61,6 +62,7 @@ def test_every_job_subject_is_documented(doc):
         s.JOB_DISPATCHED,
         s.JOB_PROGRESS,
         s.JOB_COMPLETED,
+        s.JOB_PLAYABLE,
         s.JOB_FAILED,
         s.JOB_CANCEL,
         s.OBJECT_FOUND,

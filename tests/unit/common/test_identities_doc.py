@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mpr_common import subjects as s
 from mpr_common.identities import IDENTITIES, inbox_prefix, render_markdown
 from mpr_common.settings import NatsSettings
 from tests.system.bus_clients import subject_matches
@@ -43,3 +44,14 @@ def test_every_identity_connects_with_its_own_inbox_prefix():
         opts = NatsSettings(user=name, password="x").connect_options("test")
         assert opts["inbox_prefix"] == inbox_prefix(name)
     assert "inbox_prefix" not in NatsSettings().connect_options("anonymous")
+
+
+def test_only_the_transcoders_may_say_a_package_is_playable():
+    # A package's playability comes from the transcoder that publishes its playlists; no other service
+    # (nor an outside publisher) may announce it.
+    may = {
+        i.name
+        for i in IDENTITIES.values()
+        if i.name != "setup" and any(subject_matches(p, s.JOB_PLAYABLE) for p in i.publish)
+    }
+    assert may == {"transcoder"}

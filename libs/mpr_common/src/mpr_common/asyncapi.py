@@ -135,6 +135,20 @@ CHANNELS = [
         headers=TRACE,
     ),
     Channel(
+        "jobPlayable",
+        s.JOB_PLAYABLE,
+        e.JobPlayable,
+        s.JOBS_STREAM,
+        "A package can be played before it completes: its master playlist (`output_key`) lists every "
+        "rung and each rung's HLS EVENT playlist holds at least its first chunk. Once per request "
+        "generation; a package completed without one is playable from its completion.",
+        mpr_sends=True,
+        headers={
+            "Nats-Msg-Id": "playable-<job_id>, playable-<job_id>-r<retry> for a retry (deduplication)",
+            **TRACE,
+        },
+    ),
+    Channel(
         "jobFailed",
         s.JOB_FAILED,
         e.JobFailed,

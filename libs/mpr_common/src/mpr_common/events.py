@@ -376,8 +376,10 @@ class JobView(msgspec.Struct, kw_only=True):
     template: str | None = None
     rule: str | None = None
     retries: int = 0  # times it was run again after failing (POST /api/jobs/{id}/retry)
-    # a package: since when it can be played (job.playable, else its completion), and where
+    # a package: since when it can be played (job.playable, else its completion), and where: the
+    # master playlist's key (the catalog's record) and the API's link to it
     playable_at: float | None = None
+    playable_key: str | None = None
     playable_url: str | None = None
 
 

@@ -201,15 +201,16 @@ IDENTITIES: dict[str, Identity] = {
         ),
         Identity(
             "transcoder",
-            "pulls job requests; publishes progress, completion, failure and dead letters, and a "
-            "package's child jobs and their cancels; reads the catalog's probes; records terminal job "
-            "states and package plans",
+            "pulls job requests; publishes progress, completion, failure and dead letters, a package's "
+            "child jobs and their cancels, and when a package becomes playable; reads the catalog's "
+            "probes; records terminal job states and package plans",
             publish=[
                 *_pull(s.JOBS_STREAM, s.TRANSCODERS_DURABLE),
                 s.JOB_CHILD,
                 s.JOB_CANCEL,
                 s.JOB_PROGRESS,
                 s.JOB_COMPLETED,
+                s.JOB_PLAYABLE,
                 s.JOB_FAILED,
                 s.JOB_ATTEMPT,
                 s.DLQ_JOBS,

@@ -40,12 +40,14 @@ WEBHOOK_LOG_AGE = 14 * DAY
 WEBHOOK_LOG_BYTES = 1024**3
 WEBHOOK_MAX_TASKS = 1_000_000
 WEBHOOK_TASK_ACK_WAIT = 60.0  # longer than any one attempt (WEBHOOK_TIMEOUT is capped at half of it)
-# What webhooks are sent for, of the jobs stream: requests (any queue class), outcomes and cancels.
+# What webhooks are sent for, of the jobs stream: requests (any queue class), outcomes, a package
+# playable before it completes, and cancels.
 WEBHOOK_JOB_SUBJECTS = [
     *(s.requested_subject(p) for p in PRIORITIES),
     *(s.child_subject(p) for p in PRIORITIES),
     s.JOB_DISPATCHED,
     s.JOB_COMPLETED,
+    s.JOB_PLAYABLE,
     s.JOB_FAILED,
     s.JOB_CANCEL,
 ]

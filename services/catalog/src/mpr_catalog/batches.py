@@ -20,6 +20,7 @@ from mpr_common.events import (
     JobCompleted,
     JobFailed,
     JobMoved,
+    JobPlayable,
     JobProgress,
     JobRequested,
     JobRetried,
@@ -46,6 +47,7 @@ _JOB_TYPES: dict[str, type] = {
     s.JOB_DISPATCHED: JobRequested,
     s.JOB_PROGRESS: JobProgress,
     s.JOB_COMPLETED: JobCompleted,
+    s.JOB_PLAYABLE: JobPlayable,
     s.JOB_FAILED: JobFailed,
     s.JOB_CANCEL: JobCancel,
     s.JOB_ATTEMPT: JobAttempt,
@@ -138,7 +140,7 @@ async def handle_objects(d: CatalogDeps, raws: list[Msg]) -> None:
 
 
 # Events that carry the request generation they belong to (``retry``) and can start it in the row.
-_GENERATION_EVENTS = (JobRequested, JobProgress, JobCompleted, JobFailed, JobCancel)
+_GENERATION_EVENTS = (JobRequested, JobProgress, JobCompleted, JobPlayable, JobFailed, JobCancel)
 
 
 async def kv_confirms(state: JobState, job_id: str, retry: int) -> bool:

@@ -20,16 +20,19 @@ from mpr_common.events import (
     JobCompleted,
     JobFailed,
     JobMoved,
+    JobPlayable,
     JobProgress,
     JobRequested,
     JobRetried,
 )
-from mpr_common.job_status import failed_status, is_terminal, next_status
+from mpr_common.job_status import failed_status, is_retryable, is_terminal, next_status
 
 from .models import Job
 
 JobRow = dict[str, Any]
-JobEvent = JobRequested | JobProgress | JobCompleted | JobFailed | JobCancel | JobRetried | JobMoved
+JobEvent = (
+    JobRequested | JobProgress | JobCompleted | JobPlayable | JobFailed | JobCancel | JobRetried | JobMoved
+)
 
 _DEFAULTS: JobRow = {name: field.default for name, field in Job.model_fields.items()}
 # What one generation's run wrote: a new generation starts from these.
@@ -46,6 +49,8 @@ _RUN_FIELDS = (
     "loudness_json",
     "started_at",
     "finished_at",
+    "playable_at",
+    "playable_key",
 )
 _RUN_DEFAULTS: JobRow = {name: _DEFAULTS[name] for name in _RUN_FIELDS}
 
@@ -124,12 +129,38 @@ def _completed(job: JobRow, ev: JobCompleted, new: bool) -> None:
     )
 
 
+def _playable(job: JobRow, ev: JobPlayable, new: bool) -> None:
+    if not _current(job, ev.retry) or is_retryable(job["status"]):  # ended without its output
+        return
+    if job["playable_at"] is None or ev.at < job["playable_at"]:
+        job.update(
+            playable_at=ev.at,
+            playable_key=ev.output_key,
+            output_bucket=job["output_bucket"] or ev.output_bucket,
+        )
+
+
+def _playable_once_completed(job: JobRow) -> None:
+    """A package that completed without a JobPlayable (not progressive, or not chunked) is playable
+    from its completion: applied after every event, so whichever of its completion and its request
+    comes first (its kind is the request's)."""
+    if (
+        job["kind"] == "package"
+        and job["status"] == "completed"
+        and job["playable_at"] is None
+        and job["output_key"] is not None
+    ):
+        job.update(playable_at=job["finished_at"], playable_key=job["output_key"])
+
+
 def _failed(job: JobRow, ev: JobFailed, new: bool) -> None:
     target = failed_status(ev.reason)
     if not _current(job, ev.retry) or next_status(job["status"], target) != target:
         return
     job.update(
         status=target,
+        playable_at=None,
+        playable_key=None,
         error=ev.error,
         failure_reason=ev.reason,
         worker=ev.worker or job["worker"],
@@ -143,6 +174,8 @@ def _cancel(job: JobRow, ev: JobCancel, new: bool) -> None:
         return
     job.update(
         status="cancelled",
+        playable_at=None,
+        playable_key=None,
         error=job["error"] or "cancelled by request",
         failure_reason="cancelled",
         finished_at=ev.at,
@@ -165,6 +198,7 @@ _APPLY = {
     JobRequested: _requested,
     JobProgress: _progress,
     JobCompleted: _completed,
+    JobPlayable: _playable,
     JobFailed: _failed,
     JobCancel: _cancel,
     JobRetried: _retried,
@@ -186,6 +220,7 @@ def fold(rows: dict[str, JobRow], events: list[JobEvent], now: float | None = No
             changed.add(ev.job_id)
         before = dict(row)
         _APPLY[type(ev)](row, ev, new)  # type: ignore[operator]
+        _playable_once_completed(row)
         if row != before:
             row["updated_at"] = now
             changed.add(ev.job_id)

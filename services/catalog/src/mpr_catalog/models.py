@@ -77,6 +77,10 @@ class Job(SQLModel, table=True):
     retries: int = 0
     # The request as recorded (normalised): what a retry publishes again.
     request_json: str | None = Field(default=None, sa_column=Column(Text))
+    # A package: since when it can be played (its JobPlayable, else its completion) and its master
+    # playlist; cleared when the run fails or is cancelled (its files are deleted).
+    playable_at: float | None = None
+    playable_key: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class Attempt(SQLModel, table=True):

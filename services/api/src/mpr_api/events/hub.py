@@ -32,7 +32,7 @@ from nats.js.errors import NotFoundError
 
 from mpr_common.codec import decode
 from mpr_common.errors import Unavailable
-from mpr_common.events import AssetRegistered, JobCompleted, JobFailed, JobProgress, JobRequested
+from mpr_common.events import AssetRegistered, JobCompleted, JobFailed, JobPlayable, JobProgress, JobRequested
 from mpr_common.jobs import job_identity
 
 from .directory import JobDirectory
@@ -52,6 +52,7 @@ from .stream import (
     encode_cursor,
     failed_event,
     job_subject,
+    playable_event,
     progress_event,
     queued_event,
     reset_event,
@@ -247,6 +248,9 @@ class EventHub:
                 p = decode(data, JobProgress)
                 first = self.clock.observe(p.job_id, p.attempt, Observation(p.at, p.progress))
                 return progress_event(p, seq, await self.directory.facts(p.job_id), first)
+            if which == "playable":
+                playable = decode(data, JobPlayable)
+                return playable_event(playable, seq, await self.directory.facts(playable.job_id))
             if which == "completed":
                 c = decode(data, JobCompleted)
                 self.clock.forget(c.job_id)

@@ -42,8 +42,9 @@ log = logging.getLogger(__name__)
 RETRY_MS = 2000  # an EventSource reconnects after this long (with Last-Event-ID)
 BATCH = 100  # events written together when they are already waiting
 
-_DESCRIPTION = """Server-Sent Events: `job.queued`, `job.progress` (with `eta`, seconds), `job.completed`,
-`job.failed`, `job.cancelled` and `asset.registered`. Each event has an `id:` (an opaque cursor): reconnect
+_DESCRIPTION = """Server-Sent Events: `job.queued`, `job.progress` (with `eta`, seconds), `job.playable` (a
+package that can be played before it completes: `output_key` is its master playlist, the job's
+`playable_url` links it), `job.completed`, `job.failed`, `job.cancelled` and `asset.registered`. Each event has an `id:` (an opaque cursor): reconnect
 with it as `Last-Event-ID` (or `?after=`) to continue right after it, nothing lost or repeated (an
 `event: reset` says the cursor was older than the events kept). Without one the stream starts now.
 Filters combine: `job_id` (repeatable; a package's id also matches its children), `kind` (repeatable),
@@ -174,7 +175,7 @@ async def _refuse(send: Send, exc: MprError) -> None:
 class JobEvent:
     cursor: str = strawberry.field(description="give it as `after` to resume right after this event")
     type: str = strawberry.field(
-        description="job.queued, job.progress, job.completed, job.failed, job.cancelled; reset"
+        description="job.queued, job.progress, job.playable, job.completed, job.failed, job.cancelled; reset"
     )
     job_id: str | None
     kind: str | None

@@ -21,6 +21,7 @@ from mpr_common.events import (
     AssetRegistered,
     JobCompleted,
     JobFailed,
+    JobPlayable,
     JobProgress,
     JobRequested,
     JobStatus,
@@ -33,14 +34,22 @@ from .eta import Observation, eta
 
 # --- event types ----------------------------------------------------------------------------------
 EventType = Literal[
-    "job.queued", "job.progress", "job.completed", "job.failed", "job.cancelled", "asset.registered"
+    "job.queued",
+    "job.progress",
+    "job.playable",
+    "job.completed",
+    "job.failed",
+    "job.cancelled",
+    "asset.registered",
 ]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 JOB_EVENT_TYPES: tuple[str, ...] = tuple(t for t in EVENT_TYPES if t.startswith("job."))
-# The status each job event says its job is now in: queued, running on progress, else how it ended.
+# The status each job event says its job is now in: queued, running on progress (and when a package
+# can be played before it completes), else how it ended.
 JOB_EVENT_STATUS: dict[str, JobStatus] = {
     "job.queued": "queued",
     "job.progress": "running",
+    "job.playable": "running",
     **{f"job.{st}": st for st in sorted(TERMINAL_STATUSES, key=JOB_STATUSES.index)},
 }
 assert set(JOB_EVENT_STATUS) == set(JOB_EVENT_TYPES), "every job event type says a status"
@@ -97,7 +106,9 @@ def decode_cursor(text: str) -> Cursor:
 
 # --- stream events --------------------------------------------------------------------------------
 class JobEventData(msgspec.Struct, kw_only=True):
-    """``data`` of a job event; fields that do not apply to its type are null (never left out)."""
+    """``data`` of a job event; fields that do not apply to its type are null (never left out).
+    ``output_key``: the request's output (queued), the output written (completed), the master
+    playlist (playable)."""
 
     job_id: str
     kind: str | None
@@ -158,7 +169,7 @@ class JobFacts:
     parent_id: str | None = None
 
 
-RequestSubject = Literal["requested", "progress", "completed", "failed"]
+RequestSubject = Literal["requested", "progress", "playable", "completed", "failed"]
 
 
 def job_subject(subject: str) -> RequestSubject | None:
@@ -170,6 +181,8 @@ def job_subject(subject: str) -> RequestSubject | None:
         return "requested"
     if subject == s.JOB_PROGRESS:
         return "progress"
+    if subject == s.JOB_PLAYABLE:
+        return "playable"
     if subject == s.JOB_COMPLETED:
         return "completed"
     if subject == s.JOB_FAILED:
@@ -208,6 +221,21 @@ def progress_event(
         at=p.at,
     )
     return StreamEvent.of("job.progress", "jobs", seq, data)
+
+
+def playable_event(p: JobPlayable, seq: int, facts: JobFacts | None) -> StreamEvent:
+    """A package that can be played before it completes: ``output_key`` is its master playlist (the
+    job's ``playable_url`` links it)."""
+    data = JobEventData(
+        job_id=p.job_id,
+        kind=facts.kind if facts else None,
+        status="running",
+        parent_id=facts.parent_id if facts else None,
+        output_key=p.output_key,
+        output_bucket=p.output_bucket,
+        at=p.at,
+    )
+    return StreamEvent.of("job.playable", "jobs", seq, data)
 
 
 def completed_event(c: JobCompleted, seq: int, facts: JobFacts | None) -> StreamEvent:

@@ -60,6 +60,12 @@ class Job:
     retries: int = 0
     template: str | None = None
     rule: str | None = None
+    playable_at: float | None = strawberry.field(
+        default=None, description="a package: since when it can be played (before it completes, or from then)"
+    )
+    playable_url: str | None = strawberry.field(
+        default=None, description="a package: its master playlist's link, once it can be played"
+    )
 
     @classmethod
     def of(cls, j: JobView, url: str | None) -> Job:
@@ -75,6 +81,8 @@ class Job:
             retries=j.retries,
             template=j.template,
             rule=j.rule,
+            playable_at=j.playable_at,
+            playable_url=j.playable_url,
             id=j.id,
             kind=j.kind,
             status=j.status,

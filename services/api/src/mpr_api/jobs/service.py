@@ -89,11 +89,17 @@ class JobService:
 
     def out(self, job: JobView) -> JobOut:
         """A completed job with its output's link: a signed folder link (on the API) for a playlist,
-        DASH manifest or WebVTT track, so that the media they name play too; else a presigned URL."""
+        DASH manifest or WebVTT track, so that the media they name play too; else a presigned URL. A
+        playable package gets the same kind of link to its master playlist (``playable_url``), from
+        the moment it can be played."""
+        bucket = job.output_bucket or self.settings.s3.bucket_out
         url = None
         if job.status == "completed" and job.output_key:
-            bucket = job.output_bucket or self.settings.s3.bucket_out
             url = self.links.link(bucket, job.output_key, self.public_s3)
+        if job.playable_at is not None and job.playable_key:
+            job = msgspec.structs.replace(
+                job, playable_url=self.links.link(bucket, job.playable_key, self.public_s3)
+            )
         return JobOut(job=job, output_url=url)
 
     async def submit(self, body: JobCreate, requested_by: str = "api") -> tuple[JobOut, bool]:

@@ -179,4 +179,7 @@ def queued_again(job: JobView, req: JobRequested) -> JobView:
         output_keys=[],
         output_size=None,
         loudness=None,
+        playable_at=None,
+        playable_key=None,
+        playable_url=None,
     )

@@ -17,7 +17,15 @@ import msgspec
 
 from mpr_common import subjects as s
 from mpr_common.codec import decode, encode
-from mpr_common.events import AssetRegistered, JobCancel, JobCompleted, JobFailed, JobRequested, JobView
+from mpr_common.events import (
+    AssetRegistered,
+    JobCancel,
+    JobCompleted,
+    JobFailed,
+    JobPlayable,
+    JobRequested,
+    JobView,
+)
 from mpr_common.job_status import failed_status
 from mpr_common.jobs import job_identity
 
@@ -31,14 +39,17 @@ ASSET_SOURCE = "/mpr/assets"
 _NOT_SENT = frozenset({"v", "log"})  # FFmpeg's log tail is for the attempts log, not for receivers
 _JOB_FIELDS = ("kind", "source_bucket", "source_key", "priority", "parent_id", "template", "rule")
 
-JobEvent = JobRequested | JobCompleted | JobFailed | JobCancel
+JobEvent = JobRequested | JobPlayable | JobCompleted | JobFailed | JobCancel
 # The job as the catalog has it once it has read the stream up to a sequence; None: it has no such job.
 JobLookup = Callable[[str, int], Awaitable[JobView | None]]
 
 
 def read_job_event(subject: str, data: bytes) -> tuple[EventType, JobEvent]:
     """The webhook type of a message of the jobs stream (the consumer's filter passes requests,
-    outcomes and cancels only). Raises msgspec errors for a message that does not decode."""
+    outcomes, a package playable before it completes, and cancels only). Raises msgspec errors for a
+    message that does not decode."""
+    if subject == s.JOB_PLAYABLE:
+        return "job.playable", decode(data, JobPlayable)
     if subject == s.JOB_COMPLETED:
         return "job.completed", decode(data, JobCompleted)
     if subject == s.JOB_FAILED:

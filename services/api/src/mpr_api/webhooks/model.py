@@ -12,7 +12,9 @@ from mpr_common.job_status import TERMINAL_STATUSES
 
 from ..http.limits import MAX_KEY_CHARS
 
-EventType = Literal["job.queued", "job.completed", "job.failed", "job.cancelled", "asset.registered"]
+EventType = Literal[
+    "job.queued", "job.playable", "job.completed", "job.failed", "job.cancelled", "asset.registered"
+]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 # status a job ended in -> the type of its event ("job.<status>")
 ENDED_TYPES: dict[str, EventType] = {st: cast(EventType, f"job.{st}") for st in TERMINAL_STATUSES}

@@ -24,7 +24,9 @@ export async function attach(video, url) {
     // HLS (Safari, iOS) otherwise.
     const { default: Hls } = await import("../vendor/hls.js/hls.esm.min.js");
     if (Hls.isSupported()) {
-      const hls = new Hls();
+      // From the title's start: a package playable while it encodes has an EVENT playlist (no
+      // ENDLIST yet), which hls.js would otherwise join at its live edge.
+      const hls = new Hls({ startPosition: 0 });
       hls.loadSource(url);
       hls.attachMedia(video);
       return hls;
@@ -42,16 +44,27 @@ export async function attach(video, url) {
   return null;
 }
 
-/** A labelled player for ``url`` (a <video>, an <audio> or an <img>). */
-export function mediaElement(url, label) {
+/** A labelled player for ``url`` (a <video>, an <audio> or an <img>). ``autoplay``: it starts by
+ * itself, muted (the only way browsers let a page start playing on its own). */
+export function mediaElement(url, label, { autoplay = false } = {}) {
   const kind = kindOf(url);
   if (kind === "image") return h("img", { src: url, alt: label, class: "poster" });
   const el = h(kind === "audio" ? "audio" : "video", {
     controls: true,
-    preload: "metadata",
+    preload: autoplay ? "auto" : "metadata",
     playsinline: true,
+    autoplay,
+    muted: autoplay,
     "aria-label": label,
   });
-  attach(el, url);
+  el.mprPlayer = attach(el, url);
   return el;
+}
+
+/** Stop what ``mediaElement`` started: its library stops loading (it reloads a growing playlist until
+ * then) and lets the element go. */
+export async function release(el) {
+  const player = await el?.mprPlayer;
+  if (player && typeof player.destroy === "function") player.destroy(); // hls.js
+  else if (player && typeof player.reset === "function") player.reset(); // dash.js
 }

@@ -1,17 +1,21 @@
 // One job: its fields, live progress, why it failed, its timeline, attempts and FFmpeg log, its output
-// played in the page and downloadable; cancel and retry.
+// played in the page and downloadable (a package from the moment it can be played, while it encodes);
+// cancel and retry.
 
 import { api, optional, ApiError } from "../api.js";
 import { $, h, show, message, badge, progressBar, setProgress, announce, table, row } from "../dom.js";
 import { bytes, duration, eta, estimate, speed, when, shortId } from "../format.js";
 import { subscribe } from "../events.js";
 import { JOB_EVENTS, eventStatus, isRetryable, isTerminal } from "../contract.js";
-import { mediaElement, kindOf } from "../player.js";
+import { mediaElement, kindOf, release } from "../player.js";
 
 const jobId = $("#job-id").dataset.jobId;
 let job = null;
 let live = { progress: 0, speed: null, eta: null };
 let shownOutput = null;
+// The package's master playlist playing since it became playable: { key, figure }. Its completion
+// keeps that player (the same playlist, grown to its end) and adds the others beside it.
+let playing = null;
 const timeline = [];
 
 function field(label, value) {
@@ -92,24 +96,57 @@ function outputLinks(j, url) {
   return links;
 }
 
+function player(j, l, options) {
+  const kind = kindOf(l.url);
+  const label = kind === "hls" ? "HLS" : kind === "dash" ? "DASH" : kind === "image" ? "Image" : "Output";
+  return h("figure", {}, mediaElement(l.url, `${label} output of job ${j.id}`, options), h("figcaption", { class: "muted" }, `${label}: ${l.key}`));
+}
+
+function stopPlaying() {
+  if (!playing) return;
+  release(playing.figure.querySelector("video"));
+  playing.figure.remove();
+  playing = null;
+}
+
+/** A package that can be played before it completes: its master playlist plays, growing as it encodes. */
+function renderPlayable(j) {
+  const box = $("#output");
+  if (!j.playable_url || isTerminal(j.status)) {
+    // not playable (yet, or any more: a run that fails or is cancelled leaves no files)
+    stopPlaying();
+    box.hidden = true;
+    return;
+  }
+  if (playing && playing.key === j.playable_key) return;
+  stopPlaying();
+  const figure = player(j, { url: j.playable_url, key: j.playable_key }, { autoplay: true });
+  playing = { key: j.playable_key, figure };
+  shownOutput = null;
+  box.hidden = false;
+  show($("#players"), figure);
+  show($("#downloads"), h("span", { class: "muted", id: "encoding-note" }, "Still encoding: it plays as far as it is encoded, and on to the end once the package completes."));
+  announce("The package can be played now");
+}
+
 function renderOutput(j, url) {
   const box = $("#output");
   if (j.status !== "completed" || !url) {
-    box.hidden = true;
+    renderPlayable(j);
     return;
   }
   if (shownOutput === url) return;
   shownOutput = url;
   box.hidden = false;
   const links = outputLinks(j, url);
-  show(
-    $("#players"),
-    links.map((l) => {
-      const kind = kindOf(l.url);
-      const label = kind === "hls" ? "HLS" : kind === "dash" ? "DASH" : kind === "image" ? "Image" : "Output";
-      return h("figure", {}, mediaElement(l.url, `${label} output of job ${j.id}`), h("figcaption", { class: "muted" }, `${label}: ${l.key}`));
-    }),
-  );
+  const kept = playing && links.some((l) => l.key === playing.key) ? playing : null;
+  if (kept) {
+    // already playing this playlist: left alone (not reloaded), the other outputs join it
+    $("#players").append(...links.filter((l) => l.key !== kept.key).map((l) => player(j, l)));
+  } else {
+    stopPlaying();
+    show($("#players"), links.map((l) => player(j, l)));
+  }
   const download = [h("a", { href: url, download: j.output_key.split("/").pop(), class: "button", id: "download" }, "Download output")];
   if ((j.output_keys || []).length > 1) download.push(h("span", { class: "muted" }, ` · ${j.output_keys.length} files written`));
   show($("#downloads"), download);
@@ -126,6 +163,8 @@ function addTimeline(at, text) {
 function jobTimeline(j) {
   addTimeline(j.created_at, "queued");
   addTimeline(j.started_at, `started${j.worker ? ` on ${j.worker}` : ""}`);
+  // playable before it completed (else it was playable from its completion, already on the timeline)
+  if (j.playable_at && !(j.status === "completed" && j.playable_at >= j.finished_at)) addTimeline(j.playable_at, "playable");
   if (isTerminal(j.status)) addTimeline(j.finished_at || j.updated_at, j.status + (j.status === "failed" && j.failure_reason ? ` (${j.failure_reason})` : ""));
 }
 
@@ -248,6 +287,11 @@ function onEvent(type, e) {
     $("#progress-text").textContent = progressText(job);
     return;
   }
+  if (type === "job.playable" && job && !isTerminal(job.status)) {
+    addTimeline(e.at, "playable");
+    playable(0);
+    return;
+  }
   const ended = eventStatus(type);
   if (isTerminal(ended) && job && !isTerminal(job.status)) {
     announce(`Job ${ended}${e.reason ? `: ${e.reason}` : ""}`, { urgent: true });
@@ -255,6 +299,17 @@ function onEvent(type, e) {
     if (ended === "completed") setProgress($("#progress"), 100);
     settle(ended, 0);
   }
+}
+
+// The event can arrive before the catalog has recorded it: read the job again until it has its link.
+async function playable(tries) {
+  const r = await fetchJob();
+  if (!r) return;
+  if (!r.job.playable_url && !isTerminal(r.job.status) && tries < 20) {
+    setTimeout(() => playable(tries + 1), 250 * (tries + 1));
+    return;
+  }
+  render(r);
 }
 
 // The event can arrive before the catalog has recorded it: read the job again until it says so too.
@@ -280,6 +335,7 @@ async function act(path, label, body) {
     return;
   }
   shownOutput = null;
+  stopPlaying();
   const r = await load();
   if (r) loadAttempts();
 }
@@ -295,10 +351,11 @@ async function main() {
   if (!r) return;
   // Connected: read the job again, in case it moved on between the first read and the stream's start.
   // An event published just before the stream started is not in it, and the catalog may not have
-  // ingested it yet at this read: read a few more times (0.5 s to 4 s apart) until the job moves.
+  // ingested it yet at this read: read a few more times (0.5 s to 4 s apart) until the job moves (or
+  // can be played).
   const onOpen = async (tries = 0) => {
     const again = await fetchJob();
-    if (again && again.job.status !== job.status) {
+    if (again && (again.job.status !== job.status || Boolean(again.job.playable_url) !== Boolean(job.playable_url))) {
       render(again);
       loadAttempts();
     } else if (again && !isTerminal(again.job.status) && tries < 4) {
