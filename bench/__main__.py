@@ -54,13 +54,14 @@ class Sizes:
     # The frame size of the sources of the transcode, the thumbnails and the trim (h264-720p keeps a
     # smaller one's height: "max 720 lines").
     source_size: str = "1280x720"
+    fps: int = 25  # every source's frame rate (key frames every 2 s whatever it is)
 
 
 FULL = Sizes(20_000, 1_000, 32, 3, 100_000, 30, 5, 20, 300, 3, 60, 1)
 # A smoke run (tests/system/test_bench_smoke.py): every section end to end, the fewest sizes that
 # still exercise it, on one stack: the trim still has whole GOPs between mid-GOP edges (4 s of a 10 s
-# source, key frames every 2 s), the package still a 1080p source (the whole 4-rung ladder), the 720p
-# sources are 360p (every FFmpeg command and job the same, at a quarter of the pixels).
+# source, key frames every 2 s), the package still a 1080p source (the whole 4-rung ladder); the 720p
+# sources are 360p and every source 10 fps (every FFmpeg command and job the same, on fewer pixels).
 QUICK = Sizes(
     api_requests=200,
     api_warmup=20,
@@ -78,6 +79,7 @@ QUICK = Sizes(
     trim_span=4,
     thumbnail_seconds=2,
     source_size="640x360",
+    fps=10,
 )
 TRANSCODERS = 2  # for the transcode and thumbnail figures
 API_STACK_ENV = {"CATALOG_PROBE_CONCURRENCY": "1"}
@@ -125,15 +127,17 @@ def ffmpeg_sections(st: Stack, work: Path, z: Sizes, only: set[str], log, res: d
     """Transcode, thumbnails, package, on ``st``'s TRANSCODERS transcoders."""
     if "transcode" in only:
         log("transcode…")
-        res["transcode"] = mpr.transcode(st, work, z.transcode_seconds, z.transcode_runs, z.source_size)
+        res["transcode"] = mpr.transcode(
+            st, work, z.transcode_seconds, z.transcode_runs, z.source_size, z.fps
+        )
     if "thumbnail" in only:
         log("thumbnails…")
         res["thumbnail"] = mpr.thumbnails(
-            st, work, z.thumbnails, TRANSCODERS, z.ceiling_rounds, z.thumbnail_seconds, z.source_size
+            st, work, z.thumbnails, TRANSCODERS, z.ceiling_rounds, z.thumbnail_seconds, z.source_size, z.fps
         )
     if "package" in only:
         log("package…")
-        res["package"] = package(st, work, z.package_seconds, z.package_runs)
+        res["package"] = package(st, work, z.package_seconds, z.package_runs, z.fps)
 
 
 def run(work: Path, z: Sizes, only: set[str], load_processes: int = 1, log=print) -> dict:
@@ -151,7 +155,7 @@ def run(work: Path, z: Sizes, only: set[str], load_processes: int = 1, log=print
             if "trim" in only:
                 log("trim…")
                 res["trim"] = mpr.trim(
-                    st, proxy, work, z.trim_seconds, z.trim_runs, z.trim_span, z.source_size
+                    st, proxy, work, z.trim_seconds, z.trim_runs, z.trim_span, z.source_size, z.fps
                 )
             api_sections(st, z, only, load_processes, log, res)
         return res
@@ -172,7 +176,9 @@ def run(work: Path, z: Sizes, only: set[str], load_processes: int = 1, log=print
     if "trim" in only:
         log("trim…")
         with mpr.proxied_stack(work / "trim-stack", transcoders=0) as (st, proxy):
-            res["trim"] = mpr.trim(st, proxy, work, z.trim_seconds, z.trim_runs, z.trim_span, z.source_size)
+            res["trim"] = mpr.trim(
+                st, proxy, work, z.trim_seconds, z.trim_runs, z.trim_span, z.source_size, z.fps
+            )
     return res
 
 
