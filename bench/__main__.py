@@ -50,12 +50,37 @@ class Sizes:
     # taken on a stack that already ran other sections are no measurement); False: a stack per kind.
     one_stack: bool = False
     trim_span: int = 10  # seconds each trim keeps
+    thumbnail_seconds: int = 10  # the thumbnails' source
+    # The frame size of the sources of the transcode, the thumbnails and the trim (h264-720p keeps a
+    # smaller one's height: "max 720 lines").
+    source_size: str = "1280x720"
+    fps: int = 25  # every source's frame rate (key frames every 2 s whatever it is)
 
 
 FULL = Sizes(20_000, 1_000, 32, 3, 100_000, 30, 5, 20, 300, 3, 60, 1)
 # A smoke run (tests/system/test_bench_smoke.py): every section end to end, the fewest sizes that
-# still exercise it, on one stack.
-QUICK = Sizes(200, 20, 32, 1, 100, 2, 1, 2, 10, 1, 2, 1, one_stack=True, trim_span=4)
+# still exercise it, on one stack: the trim still has whole GOPs between mid-GOP edges (4 s of a 10 s
+# source, key frames every 2 s), the package still a 1080p source (the whole 4-rung ladder); the 720p
+# sources are 360p and every source 10 fps (every FFmpeg command and job the same, on fewer pixels).
+QUICK = Sizes(
+    api_requests=200,
+    api_warmup=20,
+    concurrency=32,
+    ceiling_rounds=1,
+    scan_objects=100,
+    transcode_seconds=2,
+    transcode_runs=1,
+    thumbnails=2,
+    trim_seconds=10,
+    trim_runs=1,
+    package_seconds=1,
+    package_runs=1,
+    one_stack=True,
+    trim_span=4,
+    thumbnail_seconds=2,
+    source_size="640x360",
+    fps=10,
+)
 TRANSCODERS = 2  # for the transcode and thumbnail figures
 API_STACK_ENV = {"CATALOG_PROBE_CONCURRENCY": "1"}
 
@@ -102,13 +127,17 @@ def ffmpeg_sections(st: Stack, work: Path, z: Sizes, only: set[str], log, res: d
     """Transcode, thumbnails, package, on ``st``'s TRANSCODERS transcoders."""
     if "transcode" in only:
         log("transcode…")
-        res["transcode"] = mpr.transcode(st, work, z.transcode_seconds, z.transcode_runs)
+        res["transcode"] = mpr.transcode(
+            st, work, z.transcode_seconds, z.transcode_runs, z.source_size, z.fps
+        )
     if "thumbnail" in only:
         log("thumbnails…")
-        res["thumbnail"] = mpr.thumbnails(st, work, z.thumbnails, TRANSCODERS, z.ceiling_rounds)
+        res["thumbnail"] = mpr.thumbnails(
+            st, work, z.thumbnails, TRANSCODERS, z.ceiling_rounds, z.thumbnail_seconds, z.source_size, z.fps
+        )
     if "package" in only:
         log("package…")
-        res["package"] = package(st, work, z.package_seconds, z.package_runs)
+        res["package"] = package(st, work, z.package_seconds, z.package_runs, z.fps)
 
 
 def run(work: Path, z: Sizes, only: set[str], load_processes: int = 1, log=print) -> dict:
@@ -125,7 +154,9 @@ def run(work: Path, z: Sizes, only: set[str], load_processes: int = 1, log=print
                 st.services[name].stop()
             if "trim" in only:
                 log("trim…")
-                res["trim"] = mpr.trim(st, proxy, work, z.trim_seconds, z.trim_runs, z.trim_span)
+                res["trim"] = mpr.trim(
+                    st, proxy, work, z.trim_seconds, z.trim_runs, z.trim_span, z.source_size, z.fps
+                )
             api_sections(st, z, only, load_processes, log, res)
         return res
     if only & {"api", "scan"}:
@@ -145,7 +176,9 @@ def run(work: Path, z: Sizes, only: set[str], load_processes: int = 1, log=print
     if "trim" in only:
         log("trim…")
         with mpr.proxied_stack(work / "trim-stack", transcoders=0) as (st, proxy):
-            res["trim"] = mpr.trim(st, proxy, work, z.trim_seconds, z.trim_runs, z.trim_span)
+            res["trim"] = mpr.trim(
+                st, proxy, work, z.trim_seconds, z.trim_runs, z.trim_span, z.source_size, z.fps
+            )
     return res
 
 

@@ -74,11 +74,12 @@ def ffmpeg_version() -> str:
     return out.split("\n")[0].split(" Copyright")[0]
 
 
-def make_source(path: Path, seconds: int, size: str, bitrate: str) -> Path:
+def make_source(path: Path, seconds: int, size: str, bitrate: str, fps: int = 25) -> Path:
+    """A test pattern with a tone, key frames every 2 s."""
     ffmpeg(
-        *("-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25:duration={seconds}"),
+        *("-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}:duration={seconds}"),
         *("-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"),
-        *("-c:v", "libx264", "-preset", "ultrafast", "-b:v", bitrate, "-g", "50"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-b:v", bitrate, "-g", str(2 * fps)),
         *("-c:a", "aac", "-shortest", "-movflags", "+faststart", str(path)),
     )
     return path

@@ -186,8 +186,8 @@ def register(api: httpx.Client, key: str, timeout: float = 60) -> None:
     raise TimeoutError(f"{key} was not probed")
 
 
-def transcode(st: Stack, work: Path, seconds: int, runs: int) -> dict:
-    src = make_source(work / "t.mp4", seconds, "1280x720", "4M")
+def transcode(st: Stack, work: Path, seconds: int, runs: int, size: str = "1280x720", fps: int = 25) -> dict:
+    src = make_source(work / "t.mp4", seconds, size, "4M", fps)
     st.s3_client().upload_file(str(src), st.bucket_in, "bench/t.mp4")
     body = {"kind": "transcode", "source_key": "bench/t.mp4", "preset": "h264-720p"}
     api = api_client(st.api_url)
@@ -197,15 +197,24 @@ def transcode(st: Stack, work: Path, seconds: int, runs: int) -> dict:
         raw_times += ffmpeg_runs(body, src, work, 1).latencies
         times.append(run_job(api, body))
     return {
-        "source": f"{seconds} s 1280x720 H.264 4 Mb/s → h264-720p",
+        "source": f"{seconds} s {size} H.264 4 Mb/s → h264-720p",
         "runs": runs,
         "mpr": Rate(runs, sum(times), times, "jobs"),
         "raw": Rate(runs, sum(raw_times), raw_times, "commands"),
     }
 
 
-def thumbnails(st: Stack, work: Path, n: int, transcoders: int, raw_rounds: int = 1) -> dict:
-    src = make_source(work / "thumb.mp4", 10, "1280x720", "4M")
+def thumbnails(
+    st: Stack,
+    work: Path,
+    n: int,
+    transcoders: int,
+    raw_rounds: int = 1,
+    seconds: int = 10,
+    size: str = "1280x720",
+    fps: int = 25,
+) -> dict:
+    src = make_source(work / "thumb.mp4", seconds, size, "4M", fps)
     st.s3_client().upload_file(str(src), st.bucket_in, "bench/thumb.mp4")
     body = {"kind": "thumbnail", "source_key": "bench/thumb.mp4"}
     raw = median_rate([ffmpeg_runs(body, src, work, n, parallel=transcoders) for _ in range(raw_rounds)])
@@ -235,8 +244,17 @@ def proxied_stack(workdir: Path, **kw) -> Iterator[tuple[Stack, TcpProxy]]:
         st.stop()
 
 
-def trim(st: Stack, proxy: TcpProxy, work: Path, seconds: int, runs: int, span: int = 10) -> dict:
-    """``span`` s trims of a ``seconds`` long 720p source through MPR (on a stack of ``proxied_stack`` with no
+def trim(
+    st: Stack,
+    proxy: TcpProxy,
+    work: Path,
+    seconds: int,
+    runs: int,
+    span: int = 10,
+    size: str = "1280x720",
+    fps: int = 25,
+) -> dict:
+    """``span`` s trims of a ``seconds`` long ``size`` source through MPR (on a stack of ``proxied_stack`` with no
     transcoder running: the trim's own reads S3 through ``proxy``), per preset: the key-frame-only
     ``copy``, the frame-accurate ``accurate`` (smart cut) and a full re-encode; the bytes each read from
     S3, its wall time, and the same trim of the local file (the transcoder's own FFmpeg arguments; for
@@ -259,7 +277,7 @@ def trim(st: Stack, proxy: TcpProxy, work: Path, seconds: int, runs: int, span: 
             times.append(time.perf_counter() - t0)
         return Rate(runs, sum(times), times, "commands")
 
-    src = make_source(work / "big.mp4", seconds, "1280x720", "6M")
+    src = make_source(work / "big.mp4", seconds, size, "6M", fps)
     st.s3_client().upload_file(str(src), st.bucket_in, "bench/big.mp4")
     # Only this transcoder reads through the proxy, and no other runs meanwhile.
     proxied = st.start_service("transcoder", "transcoder-proxied", env={"S3_ENDPOINT_URL": proxy.url})

@@ -25,8 +25,8 @@ def raw_ladder(src: Path, out_dir: Path) -> float:
     return _run_ffmpeg(ladder_command(src, PRESETS[LADDER], info, out_dir))
 
 
-def package(st: Stack, work: Path, seconds: int, runs: int) -> dict:
-    src = make_source(work / "pkg.mp4", seconds, "1920x1080", "8M")
+def package(st: Stack, work: Path, seconds: int, runs: int, fps: int = 25) -> dict:
+    src = make_source(work / "pkg.mp4", seconds, "1920x1080", "8M", fps)
     st.s3_client().upload_file(str(src), st.bucket_in, "bench/pkg.mp4")
     raw = [raw_ladder(src, work / f"raw-ladder-{i}") for i in range(runs)]
     api = api_client(st.api_url)
@@ -42,7 +42,7 @@ def package(st: Stack, work: Path, seconds: int, runs: int) -> dict:
         times.append(run_job(api, body))
         children = len(job_of(api.get(f"/api/jobs/{body['job_id']}").json())["children"])
     return {
-        "source": f"{seconds} s 1920x1080 25 fps H.264 8 Mb/s → {LADDER} (1080p/720p/480p/360p + AAC)",
+        "source": f"{seconds} s 1920x1080 {fps} fps H.264 8 Mb/s → {LADDER} (1080p/720p/480p/360p + AAC)",
         "children": children,
         "mpr": Rate(runs, sum(times), times, "packages"),
         "raw": Rate(runs, sum(raw), raw, "commands"),

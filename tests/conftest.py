@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import pytest
 
 from mpr_devstack.zygote import PRELOAD_ENV
+from tests.media import MEDIA_CACHE_ENV
 from tests.pg import Postgres, pg_bin
 from tests.progress import Progress, order_items
 
@@ -20,6 +23,9 @@ def postgres():
     pg.stop()
 
 
+_MEDIA_CACHE = pytest.StashKey[str]()
+
+
 # --- progress per test file, heavy files first (tests/progress.py) ---------------------------------
 def pytest_configure(config: pytest.Config) -> None:
     # Each test process takes its servers' ports from a band of its own, below the kernel's ephemeral
@@ -33,6 +39,14 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault(PRELOAD_ENV, "1")
     if not hasattr(config, "workerinput"):  # the controller (or a run without xdist) reports
         config.pluginmanager.register(Progress(config), "mpr-progress")
+        # made here, before the workers start, so that they all inherit it (tests/media.py)
+        os.environ[MEDIA_CACHE_ENV] = tempfile.mkdtemp(prefix="mpr-test-media-")
+        config.stash[_MEDIA_CACHE] = os.environ[MEDIA_CACHE_ENV]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _MEDIA_CACHE in config.stash:
+        shutil.rmtree(config.stash[_MEDIA_CACHE], ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

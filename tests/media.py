@@ -2,12 +2,48 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
 import subprocess
+import threading
 from pathlib import Path
+
+# A directory that the test processes of one run share (tests/conftest.py makes it): media made from
+# lavfi sources alone is made once there and copied, not encoded again by each process or module.
+MEDIA_CACHE_ENV = "MPR_TEST_MEDIA_CACHE"
+# One file per output, so that a copy of it is the whole output (not HLS, DASH or numbered images).
+_CACHEABLE = frozenset({".mp4", ".mkv", ".webm", ".mov", ".flac", ".wav", ".m4a", ".mp3", ".ogg", ".opus"})
 
 
 def ffmpeg(*args: str) -> None:
+    out = Path(args[-1]) if args else None
+    cache = os.environ.get(MEDIA_CACHE_ENV)
+    if cache and out is not None and _generated(args[:-1]) and out.suffix in _CACHEABLE:
+        _cached(Path(cache), args[:-1], out)
+    else:
+        _run(*args)
+
+
+def _run(*args: str) -> None:
     subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
+
+
+def _generated(options: tuple[str, ...]) -> bool:
+    """Every input is a lavfi source: the output depends on nothing but these options."""
+    inputs = [i for i, a in enumerate(options) if a == "-i"]
+    return bool(inputs) and all(i >= 2 and options[i - 2 : i] == ("-f", "lavfi") for i in inputs)
+
+
+def _cached(cache: Path, options: tuple[str, ...], out: Path) -> None:
+    key = hashlib.sha256("\0".join((*options, out.suffix)).encode()).hexdigest()[:32]
+    made = cache / f"{key}{out.suffix}"
+    if not made.exists():
+        # Made under a name of this process's own, then renamed: another process sees it whole or not at all.
+        part = cache / f".{key}.{os.getpid()}.{threading.get_ident()}{out.suffix}"
+        _run(*options, str(part))
+        os.replace(part, made)
+    shutil.copyfile(made, out)
 
 
 def make_video(path: Path, seconds: int = 12, size: str = "640x360", rate: int = 25) -> Path:

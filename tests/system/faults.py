@@ -11,6 +11,7 @@ import signal
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import nats
@@ -19,7 +20,9 @@ from nats.errors import TimeoutError as NatsTimeout
 from mpr_common import subjects as s
 from mpr_devstack.servers import Proc
 from mpr_devstack.stack import DEV_API_TOKEN, Stack
+from tests.media import make_video
 from tests.system.conftest import wait_for
+from tests.system.slow_link import SlowLink
 
 
 async def _stream_events(url: str, stream: str, subject: str) -> list[dict]:
@@ -93,9 +96,36 @@ def upload_sample(st: Stack, media_dir, name: str = "sample.mp4") -> str:
     return key
 
 
-def start_long_job(st: Stack, api: httpx.Client, media_dir, wait_progress: bool = True) -> str:
-    """A VP9 transcode (several seconds of FFmpeg on this machine); by default, wait until it runs."""
-    key = upload_sample(st, media_dir)
+# The long job: a VP9 transcode of a small source (about a CPU-second of FFmpeg) that its transcoder reads
+# from S3 over a slow link, so that it runs for this long whatever the machine's speed or load: long
+# enough for a fault to strike while it runs.
+LONG_JOB_SECONDS = 8
+LONG_SOURCE = "long-job.mp4"
+
+
+def long_source(media_dir: Path) -> Path:
+    path = media_dir / LONG_SOURCE
+    if not path.exists():
+        make_video(path, seconds=12, size="320x180", rate=5)
+    return path
+
+
+@contextmanager
+def slow_s3(st: Stack, media_dir: Path) -> Iterator[dict[str, str]]:
+    """The environment of a transcoder that reaches S3 over a link that carries the long job's source in
+    ``LONG_JOB_SECONDS`` (what it uploads, and short answers, pass at once)."""
+    assert st.moto
+    rate = long_source(media_dir).stat().st_size / LONG_JOB_SECONDS
+    link = SlowLink(st.moto.port, rate).start()
+    try:
+        yield {"S3_ENDPOINT_URL": link.url}
+    finally:
+        link.stop()
+
+
+def start_long_job(st: Stack, api: httpx.Client, media_dir: Path, wait_progress: bool = True) -> str:
+    """The long job, for transcoders started with :func:`slow_s3`; by default, wait until it runs."""
+    key = upload_sample(st, media_dir, long_source(media_dir).name)
     job_id = api.post(
         "/api/jobs", json={"kind": "transcode", "source_key": key, "preset": "vp9-720p"}
     ).json()["job"]["id"]

@@ -1,6 +1,7 @@
 """Property-based: no input to the API gives a 5xx or blocks its event loop.
 
-The API runs as it does in production (``python -m mpr_api``, uvicorn, every feature's lifespan) over a
+The API runs as it does in production (``mpr_api`` run as ``__main__``, uvicorn, every feature's lifespan;
+forked, as every test stack's services are, by the launcher that imported it once) over a
 real nats-server with mpr-setup's streams and buckets, moto's S3 and a stand-in catalog that answers
 every query (its asset list: keys with 40 folders, the worst case of a rule's glob). Routes are read from
 the Litestar app and GraphQL operations from the schema, so new ones are fuzzed without a change here.
@@ -50,6 +51,7 @@ from mpr_common.errors import NotFound, error_headers
 from mpr_common.events import AssetView, MediaInfo
 from mpr_common.settings import JobQueueSettings, NatsSettings
 from mpr_common.streams import setup_jetstream
+from mpr_devstack import zygote
 from mpr_devstack.servers import NatsServer, free_port
 from tests import moto_s3
 
@@ -166,9 +168,7 @@ def api(tmp_path_factory, s3_settings) -> Iterator[httpx.Client]:
     }
     log_path = tmp / "api.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mpr_api"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+        proc = zygote.spawn("mpr_api", [], env, log, zygote.preload_requested())
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=AUTH, timeout=60)
     try:
         deadline = time.monotonic() + 90

@@ -86,8 +86,13 @@ def test_a_job_is_seen_queued_running_with_an_eta_and_completed_and_a_reconnect_
         "GET", "/api/events", params={"job_id": job_id}, headers={"Last-Event-ID": after["id"]}, timeout=60
     ) as r:
         rest = events(r.iter_lines(), lambda e: e["event"] in ended, timeout=30)
-    assert [(e["id"], e["event"]) for e in rest] == [(e["id"], e["event"]) for e in seen[2:]]
-    assert [e["data"]["progress"] for e in rest] == [e["data"]["progress"] for e in seen[2:]]
+    # An id carries the assets stream's position too, which moves with registrations this filter
+    # leaves out (the upload's may be read before or after the job's events): the jobs part is exact.
+    # The eta is this API's estimate as it reads them, not part of the events.
+    def fact(e: dict) -> tuple:
+        return e["id"].split(".")[1], e["event"], {k: v for k, v in e["data"].items() if k != "eta"}
+
+    assert [fact(e) for e in rest] == [fact(e) for e in seen[2:]]
 
 
 def test_the_kind_filter_and_asset_registrations(api, s3, media_dir):

@@ -31,6 +31,7 @@ from tests.system.faults import (
     job_queue,
     js_publish,
     output_objects,
+    slow_s3,
     start_long_job,
     stream_events,
     upload_sample,
@@ -49,6 +50,13 @@ def st(make_shared_stack) -> Stack:
     return make_shared_stack(transcoders=0)
 
 
+@pytest.fixture(scope="module")
+def slow(st: Stack, media_dir) -> Iterator[dict[str, str]]:
+    """The environment of a replica that runs the long job (faults.slow_s3)."""
+    with slow_s3(st, media_dir) as env:
+        yield env
+
+
 @pytest.fixture
 def replicas(st: Stack) -> Iterator[Replicas]:
     r = Replicas(st)
@@ -60,14 +68,14 @@ def job_total(api: httpx.Client) -> int:
     return api.get("/api/jobs", params={"limit": 1}).json()["total"]
 
 
-def test_kill_9_transcoder_mid_job_another_replica_finishes(st, replicas, media_dir):
+def test_kill_9_transcoder_mid_job_another_replica_finishes(st, replicas, slow, media_dir):
     api = client(st)
     jobs_before = job_total(api)
-    killed = replicas.start("transcoder-killed", **LEASE)
+    killed = replicas.start("transcoder-killed", **LEASE, **slow)
     job_id = start_long_job(st, api, media_dir)
     killed.popen.kill()  # SIGKILL: no NAK, no goodbye
     killed.popen.wait()
-    replicas.start("transcoder-successor", **LEASE)
+    replicas.start("transcoder-successor", **LEASE, **slow)
     done = wait_job(api, job_id, timeout=120)["job"]
     assert done["status"] == "completed", done
     assert done["worker"] == "transcoder-successor" and done["attempts"] == 2
@@ -76,11 +84,11 @@ def test_kill_9_transcoder_mid_job_another_replica_finishes(st, replicas, media_
     assert job_total(api) == jobs_before + 1  # the takeover made no job of its own
 
 
-def test_sigterm_hands_unfinished_work_back_promptly(st, replicas, media_dir):
+def test_sigterm_hands_unfinished_work_back_promptly(st, replicas, slow, media_dir):
     # ack_wait 60 s: if the job moves to the new replica within a few seconds, it was NAKed, not timed out.
     with job_queue(st, TRANSCODER_ACK_WAIT="60"):
         api = client(st)
-        t1 = replicas.start("transcoder-stopped", TRANSCODER_SHUTDOWN_GRACE="10")
+        t1 = replicas.start("transcoder-stopped", TRANSCODER_SHUTDOWN_GRACE="10", **slow)
         job_id = start_long_job(st, api, media_dir)
         t0 = time.monotonic()
         t1.signal(signal.SIGTERM)
@@ -88,7 +96,7 @@ def test_sigterm_hands_unfinished_work_back_promptly(st, replicas, media_dir):
         exited_in = time.monotonic() - t0
         assert rc == 0 and exited_in < 10, (rc, exited_in)
         t_restart = time.monotonic()
-        replicas.start("transcoder-next", TRANSCODER_SHUTDOWN_GRACE="10")
+        replicas.start("transcoder-next", TRANSCODER_SHUTDOWN_GRACE="10", **slow)
         wait_for(
             lambda: api.get(f"/api/jobs/{job_id}").json()["job"]["worker"] == "transcoder-next",
             timeout=30,
@@ -99,10 +107,10 @@ def test_sigterm_hands_unfinished_work_back_promptly(st, replicas, media_dir):
         assert done["status"] == "completed" and done["attempts"] == 2
 
 
-def test_worker_dying_on_every_delivery_fails_the_job_after_max_deliver(st, replicas, media_dir):
+def test_worker_dying_on_every_delivery_fails_the_job_after_max_deliver(st, replicas, slow, media_dir):
     with job_queue(st, TRANSCODER_MAX_DELIVER="2", TRANSCODER_ACK_WAIT="4"):
         api = client(st)
-        replicas.start("transcoder-dying-1", **LEASE)
+        replicas.start("transcoder-dying-1", **LEASE, **slow)
         job_id = start_long_job(st, api, media_dir, wait_progress=False)
         for n in (1, 2):
             name = f"transcoder-dying-{n}"
@@ -115,7 +123,7 @@ def test_worker_dying_on_every_delivery_fails_the_job_after_max_deliver(st, repl
             st.services[name].popen.kill()
             st.services[name].popen.wait()
             # Kubernetes restarts the pod; JetStream notices the exhausted message when it would redeliver it.
-            replicas.start(f"transcoder-dying-{n + 1}", **LEASE)
+            replicas.start(f"transcoder-dying-{n + 1}", **LEASE, **slow)
         done = wait_job(api, job_id, timeout=60)["job"]
         assert done["status"] == "failed" and "gave up after 2 deliveries" in done["error"], done
         dead = [e for e in stream_events(st.nats.url, s.DLQ_STREAM, s.DLQ_JOBS) if e.get("job_id") == job_id]

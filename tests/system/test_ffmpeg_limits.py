@@ -278,7 +278,9 @@ async def test_a_source_longer_than_the_limit_fails_at_once(s3, s3_settings, tmp
 
 async def test_ffmpeg_stuck_writing_duplicates_is_stopped_by_the_stall_limit(tmp_path):
     src = make_gap_mkv(tmp_path / "gap.mkv", 20_000)
-    args = [*BASE, "-i", str(src), "-c:v", "libx264", "-preset", "veryfast", str(tmp_path / "o.mp4")]
+    # one encoder thread: a stalled FFmpeg spins on every thread it has until it is stopped
+    out = [*("-c:v", "libx264", "-preset", "veryfast", "-threads", "1"), str(tmp_path / "o.mp4")]
+    args = [*BASE, "-i", str(src), *out]
     t0 = time.monotonic()
     with pytest.raises(FfmpegStalled, match="no progress for 1s"):
         await run_ffmpeg(args, lambda r: None, timeout=600, stall_timeout=1, max_frame_gap=None)
@@ -354,7 +356,8 @@ async def test_a_job_whose_ffmpeg_writes_duplicates_is_ended_by_the_stall_limit(
 
     async def constant_rate(args, on_progress, **kw):
         i = args.index("-fps_mode")  # the muxer's own frame rate mode, as before VIDEO_TIMING
-        args = [*args[:i], *args[i + len(VIDEO_TIMING) :]]
+        # and one encoder thread: a stalled FFmpeg spins on every thread it has until it is stopped
+        args = [*args[:i], "-threads", "1", *args[i + len(VIDEO_TIMING) :]]
         await real(args, on_progress, **{**kw, "max_frame_gap": None})
 
     monkeypatch.setattr(pipeline, "run_ffmpeg", constant_rate)

@@ -17,7 +17,14 @@ import pytest
 from mpr_common import subjects as s
 from mpr_devstack.servers import Proc
 from tests.system.conftest import wait_for, wait_job
-from tests.system.faults import client, completed_events, output_objects, start_long_job, stream_events
+from tests.system.faults import (
+    client,
+    completed_events,
+    output_objects,
+    slow_s3,
+    start_long_job,
+    stream_events,
+)
 
 pytestmark = pytest.mark.system
 
@@ -78,19 +85,30 @@ def runs_of(st, job_id: str) -> set[tuple[str, int]]:
     return {(e["worker"], e["attempt"]) for e in events}
 
 
-def test_a_job_redelivered_while_its_worker_runs_it_runs_once_and_a_lapsed_lease_is_taken_over(
-    make_stack, media_dir
-):
+@pytest.fixture
+def st(make_stack):
     # An ack wait far below the time a transcoder stays frozen: its job is redelivered meanwhile.
-    st = make_stack(transcoders=0, TRANSCODER_ACK_WAIT="3")
+    return make_stack(transcoders=0, TRANSCODER_ACK_WAIT="3")
+
+
+@pytest.fixture
+def slow(st, media_dir) -> Iterator[dict[str, str]]:
+    """The environment of a replica that runs the long job (faults.slow_s3)."""
+    with slow_s3(st, media_dir) as env:
+        yield env
+
+
+def test_a_job_redelivered_while_its_worker_runs_it_runs_once_and_a_lapsed_lease_is_taken_over(
+    st, slow, media_dir
+):
     api = client(st)
 
     # 1. Frozen within its lease (60 s): the redelivery waits, the holder resumes and completes it.
-    st.start_service("transcoder", "transcoder-1", env={"TRANSCODER_LEASE_SECONDS": "60"})
+    st.start_service("transcoder", "transcoder-1", env={"TRANSCODER_LEASE_SECONDS": "60", **slow})
     job_id = start_long_job(st, api, media_dir)
     holder = st.services["transcoder-1"]
     with frozen(holder):
-        st.start_service("transcoder", "transcoder-2", env={"TRANSCODER_LEASE_SECONDS": "8"})
+        st.start_service("transcoder", "transcoder-2", env={"TRANSCODER_LEASE_SECONDS": "8", **slow})
         wait_for(
             lambda: log_lines(st, "transcoder-2", job_id, NOT_STARTED), 60, what="the redelivery to wait"
         )
@@ -102,7 +120,7 @@ def test_a_job_redelivered_while_its_worker_runs_it_runs_once_and_a_lapsed_lease
     assert holder.popen.wait(30) == 0
 
     # 2. Frozen past its lease (8 s): the other replica takes it over; the old holder, resumed, stops.
-    st.start_service("transcoder", "transcoder-3", env={"TRANSCODER_LEASE_SECONDS": "8"})
+    st.start_service("transcoder", "transcoder-3", env={"TRANSCODER_LEASE_SECONDS": "8", **slow})
     job_id = start_long_job(st, api, media_dir)
     first = api.get(f"/api/jobs/{job_id}").json()["job"]["worker"]
     other = "transcoder-3" if first == "transcoder-2" else "transcoder-2"

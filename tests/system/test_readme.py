@@ -10,6 +10,11 @@ The text run is the README's own; the only substitutions and rules are these:
   lines are not run again.
 - ``uv run X`` runs the workspace's ``X`` (what ``uv run`` does in this checkout; the session's working
   directory is not the checkout, so that the files the README makes land in a directory of their own).
+  The first ``uv run`` line runs through the real ``uv run``, pointed at this checkout (``UV_PROJECT``);
+  the later ones skip uv's own start, and ``mpr`` is forked by a launcher that imported the CLI once
+  (``mpr_relay.py``: ``python -m mpr_cli``, what the ``mpr`` script runs, with the line's argv,
+  environment, working directory and stdio), since two dozen fresh imports of the CLI cost more CPU
+  than anything else the test's own side does.
 - ``curl`` fails on an HTTP error (``--fail-with-body``: the answer is still shown); ``curl -N`` is a live
   stream that a reader stops with Ctrl-C: the test stops it after a few seconds and checks it answered
   200.
@@ -27,11 +32,13 @@ import re
 import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 
 from mpr_devstack.stack import Stack
+from tests.system.mpr_relay import CLIENT, MprRelay
 
 pytestmark = pytest.mark.system
 
@@ -43,7 +50,16 @@ TIMEOUT = 900  # the whole README, on a loaded machine: commands that wait for a
 PRELUDE = r"""
 set -euo pipefail
 uv() {
-  if [ "${1:-}" = run ]; then shift; local cmd="$1"; shift; "$README_BIN/$cmd" "$@"; else command uv "$@"; fi
+  if [ "${1:-}" != run ]; then command uv "$@"; return; fi
+  shift
+  if [ -n "$README_REAL_UV" ]; then
+    README_REAL_UV=
+    echo "(the real uv run)" >&2
+    UV_PROJECT="$README_CHECKOUT" command uv run "$@"; return
+  fi
+  local cmd="$1"; shift
+  if [ "$cmd" = mpr ]; then "$README_PYTHON" -I -S "$README_MPR_CLIENT" "$README_MPR_RELAY" "$@"; return; fi
+  "$README_BIN/$cmd" "$@"
 }
 curl() {
   local arg stream=0
@@ -110,11 +126,24 @@ def test_sh_blocks_are_found_in_order():
     echoed = subprocess.run(
         ["bash", "-c", runnable("x='1' # y", "h:1", "h:2")], capture_output=True, text=True
     )
-    assert echoed.stderr == "[  0s] + x='1' # y\n"
+    # the elapsed seconds are whatever the clock says on a busy machine; the text after them is exact
+    assert re.fullmatch(r"\[ *\d+s\] \+ x='1' # y\n", echoed.stderr), echoed.stderr
+
+
+@pytest.fixture
+def relay(tmp_path):
+    """The session's ``mpr``; its launcher imports the CLI while the stack starts."""
+    home = tmp_path / "home"
+    home.mkdir()
+    relay = MprRelay(home)
+    yield relay
+    relay.stop()
 
 
 @pytest.mark.timeout(TIMEOUT + 120)
-def test_the_readme_runs_as_written(tmp_path):
+def test_the_readme_runs_as_written(tmp_path, relay):
+    work, home = tmp_path / "work", tmp_path / "home"
+    work.mkdir()
     stack = Stack(tmp_path / "stack", transcoders=2).start()
     try:
         assert stack.moto is not None
@@ -124,13 +153,15 @@ def test_the_readme_runs_as_written(tmp_path):
             parts.append(f'echo "### README.md line {line_no}" >&2')
             parts.append(runnable(block, api, s3))
         parts.append('echo "### README.md: every block ran" >&2')
-        work, home = tmp_path / "work", tmp_path / "home"
-        work.mkdir()
-        home.mkdir()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_", "MPR_"))}
         env.update(
             HOME=str(home),
             README_BIN=str(BIN),
+            README_CHECKOUT=str(README.parent),
+            README_REAL_UV="1",
+            README_PYTHON=sys.executable,
+            README_MPR_CLIENT=str(CLIENT),
+            README_MPR_RELAY=str(relay.path),
             README_STREAM_SECONDS=str(STREAM_SECONDS),
             COLUMNS="120",
         )
@@ -155,6 +186,9 @@ def test_the_readme_runs_as_written(tmp_path):
         tail = "\n".join(text.splitlines()[-80:])
         assert rc == 0, f"a README command failed (exit {rc}):\n{tail}"
         assert "### README.md: every block ran" in text, tail
+        assert "(the real uv run)" in text, "no line ran through the real uv run"
         assert (work / "out.mp4").stat().st_size > 0
+        if relay.refusals:
+            warnings.warn(f"mpr ran as the installed script: {relay.refusals}", stacklevel=1)
     finally:
         stack.stop()
