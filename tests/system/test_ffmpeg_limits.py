@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -263,6 +264,18 @@ async def test_the_job_names_the_memory_limit(s3, s3_settings, tmp_path, monkeyp
 
 
 # --- 3. source duration, output duration, stalls --------------------------------------------------------
+
+
+async def test_the_thread_limit_reaches_the_encoder(s3, s3_settings, tmp_path):
+    # x264 writes the settings it ran with into the stream (an SEI): what FFmpeg was really given.
+    ran = {}
+    for threads in (0, 1):
+        out = f"lim/threads-{threads}.mp4"
+        await job(s3, s3_settings, tmp_path, output_key=out, limits=Limits(ffmpeg_threads=threads))
+        body = s3.get_object(Bucket="lim-out", Key=out)["Body"].read()
+        ran[threads] = re.search(rb" threads=(\d+) lookahead_threads=(\d+)", body).groups()
+    assert ran[1] == (b"1", b"1")
+    assert ran[0] != ran[1]  # FFmpeg's own choice: more than one on this machine's cores
 
 
 async def test_a_source_longer_than_the_limit_fails_at_once(s3, s3_settings, tmp_path, no_ffmpeg):

@@ -32,6 +32,7 @@ class Limits:
     max_source_duration: float = _default("max_source_duration")
     stall_timeout: float = _default("stall_timeout")
     ffmpeg_max_memory: int = _default("ffmpeg_max_memory")
+    ffmpeg_threads: int = _default("ffmpeg_threads")
 
     @classmethod
     def from_settings(cls, settings: TranscoderSettings) -> Limits:

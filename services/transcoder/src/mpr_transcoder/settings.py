@@ -33,6 +33,11 @@ class TranscoderSettings(ServiceSettings):
     # size (4K to 1080p x264 with 32 threads: 2.5 GB virtual, 0.9 GB resident): the resident size stays
     # below the pod's 4 Gi memory limit (k8s/transcoder.yaml)
     ffmpeg_max_memory: int = env("TRANSCODER_FFMPEG_MAX_MEMORY", default=4 * 1024**3)
+    # Threads each FFmpeg run may use for each decoder, encoder and filter graph; 0: FFmpeg's own choice
+    # (about one and a half per core for x264). 1 with TRANSCODER_CONCURRENCY=1 makes a transcoder per
+    # core a sound deployment: a chunked title spread over N such replicas runs N encodes side by side
+    # instead of N encoders fighting for every core.
+    ffmpeg_threads: int = env("TRANSCODER_FFMPEG_THREADS", default=0)
     progress_interval: float = env("TRANSCODER_PROGRESS_INTERVAL", default=1.0)
     # how long a job's lease (mpr_common.jobstate.JobLease) stands unrenewed: a delivery that finds
     # another run's lease waits this long after its last renewal before taking the job over. Renewed
@@ -49,6 +54,8 @@ class TranscoderSettings(ServiceSettings):
     def __post_init__(self) -> None:
         if not self.lease_seconds > 0:
             raise ValueError(f"TRANSCODER_LEASE_SECONDS must be above 0 (not {self.lease_seconds})")
+        if self.ffmpeg_threads < 0:
+            raise ValueError(f"TRANSCODER_FFMPEG_THREADS must be 0 or more (not {self.ffmpeg_threads})")
 
     def served_classes(self) -> tuple[str, ...]:
         """The classes served, in order of preference (urgent first)."""

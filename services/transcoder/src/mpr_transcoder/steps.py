@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from .ffmpeg import ProgressReport, Runner, run_ffmpeg
+from .ffmpeg.argv import bounded_threads
 from .limits import Limits
 
 # run_ffmpeg's signature: the job's caller passes its own (the one its module names, which tests replace).
@@ -74,7 +75,7 @@ class StepRunner:
             self.on_progress(lo + (hi - lo) * frac, rep)
 
         return await self.start(
-            args,
+            bounded_threads(args, self.limits.ffmpeg_threads),
             progress,
             timeout=self.limits.job_timeout,
             cancelled=self.cancelled,

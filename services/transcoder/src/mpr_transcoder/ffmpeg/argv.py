@@ -7,6 +7,7 @@ shell (see :mod:`.process`)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 # Defined in mpr_common (the catalog's ffprobe reads sources through the same whitelists); the transcoder
@@ -113,3 +114,32 @@ def writes_source_frames(args: list[str]) -> bool:
     """The command writes each source frame at its own time (:data:`VIDEO_TIMING`), nothing else."""
     n = len(VIDEO_TIMING)
     return any(args[i : i + n] == VIDEO_TIMING for i in range(len(args) - n + 1))
+
+
+# An option that names a stream's codec (``-c:v libx264``, ``-codec:a aac``, ``-c copy``): the output it
+# belongs to is the one the pair precedes.
+_CODEC_OPTION = re.compile(r"-(?:c|codec|vcodec|acodec)(?::\S*)?")
+
+
+def bounded_threads(args: list[str], threads: int) -> list[str]:
+    """``args`` (one FFmpeg command) using at most ``threads`` threads for each decoder, encoder and filter
+    graph: ``-threads`` before every input and after every codec choice (an output option, so it binds
+    the output that choice belongs to), ``-filter_threads``/``-filter_complex_threads`` given once. Only
+    whole option pairs are added, before ``-i`` or after a codec option and its value, so no existing
+    option is parted from its value. ``threads`` 0: the command as it is (FFmpeg's own choice, one thread
+    or more per core)."""
+    if threads <= 0 or not args or args[0] != "ffmpeg":
+        return list(args)
+    n = str(threads)
+    out = [args[0], "-filter_threads", n, "-filter_complex_threads", n]
+    i = 1
+    while i < len(args):
+        token = args[i]
+        if token == "-i":
+            out += ["-threads", n]
+        out.append(token)
+        if _CODEC_OPTION.fullmatch(token) and i + 1 < len(args):
+            out += [args[i + 1], "-threads", n]
+            i += 1
+        i += 1
+    return out

@@ -1,0 +1,115 @@
+"""Chunked, progressive packages end to end on real servers (the test stack: nats-server, the S3
+server, two transcoders, the catalog, the API): one request → every rung cut into chunk child jobs
+spread over both transcoders → one rendition per rung, stitched once, with exactly the source's frames
+and key frames every 2 s across the joins; the package is announced playable (``job.playable`` on the
+event stream, ``playable_url`` on the job) before it completes, and what was playable then is a prefix
+of what it ends with."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mpr_common.jobs import CHUNK_SUFFIX
+from tests.media import make_video
+from tests.system.conftest import wait_job
+from tests.system.test_event_stream import events
+
+pytestmark = pytest.mark.system
+
+SECONDS = 12
+RATE = 25
+CHUNK_SECONDS = 4  # two 2 s segments a chunk: three chunks a rung
+
+
+@pytest.fixture(scope="module")
+def source(s3, tmp_path_factory) -> tuple[str, Path]:
+    path = make_video(tmp_path_factory.mktemp("chunked") / "show.mp4", seconds=SECONDS, size="854x480")
+    key = f"chunked-{uuid.uuid4().hex[:6]}/show.mp4"
+    s3.upload_file(str(path), "mpr-media-in", key)
+    return key, path
+
+
+def ffprobe(*args: str) -> dict:
+    out = subprocess.run(["ffprobe", "-v", "error", "-of", "json", *args], check=True, capture_output=True)
+    return json.loads(out.stdout)
+
+
+def video_packets(url: str) -> list[dict]:
+    return ffprobe("-select_streams", "v:0", "-show_entries", "packet=pts_time,dts_time,flags", url)[
+        "packets"
+    ]
+
+
+def segments(playlist: str) -> list[str]:
+    return [line for line in playlist.splitlines() if line and not line.startswith("#")]
+
+
+def test_a_chunked_package_is_playable_before_it_completes_and_ends_frame_exact(api, s3, source):
+    key, path = source
+    job_id = f"chk{uuid.uuid4().hex[:8]}"
+    ended = {"job.completed", "job.failed", "job.cancelled"}
+    with api.stream("GET", "/api/events", params={"job_id": job_id}, timeout=60) as r:
+        assert r.status_code == 200
+        submitted = api.post(
+            "/api/jobs",
+            json={"kind": "package", "source_key": key, "job_id": job_id, "chunk_seconds": CHUNK_SECONDS},
+        )
+        assert submitted.status_code == 202, submitted.text
+        lines = r.iter_lines()
+        seen = events(lines, lambda e: e["event"] in ended | {"job.playable"}, timeout=240)
+        assert seen[-1]["event"] == "job.playable", [e["event"] for e in seen]
+        # What a player fetches the moment it is told: the master and a rung's EVENT playlist.
+        early = api.get(f"/api/jobs/{job_id}").json()
+        assert early["job"]["playable_at"] and early["playable_url"], early
+        with httpx.Client(timeout=30) as web:
+            master_then = web.get(early["playable_url"])
+            assert master_then.status_code == 200 and "#EXT-X-STREAM-INF" in master_then.text
+            rung_url = early["playable_url"].rsplit("/", 1)[0] + "/480p.m3u8"
+            rung_then = web.get(rung_url).text
+        assert "#EXT-X-PLAYLIST-TYPE:EVENT" in rung_then and segments(rung_then), rung_then
+        seen += events(lines, lambda e: e["event"] in ended, timeout=240)
+    assert seen[-1]["event"] == "job.completed", seen[-1]
+    assert [e["event"] for e in seen].count("job.playable") == 1
+
+    done = wait_job(api, job_id, timeout=60)
+    job = done["job"]
+    assert job["status"] == "completed" and job["playable_at"] <= job["finished_at"], job
+    per_rung = SECONDS // CHUNK_SECONDS
+    chunks = [
+        f"{job_id}-{rung}{CHUNK_SUFFIX.format(index=i)}" for rung in ("480p", "360p") for i in range(per_rung)
+    ]
+    assert set(chunks) <= set(job["children"]) and f"{job_id}-480p" not in job["children"], job["children"]
+    workers = {api.get(f"/api/jobs/{c}").json()["job"]["worker"] for c in chunks}
+    assert len(workers) == 2, "a title's chunks are spread over both transcoders"
+
+    # Stitched once: no chunk's own playlist left, every segment listed once, the list ended.
+    folder = job["output_key"].rsplit("/", 1)[0]
+    listed = {o["Key"] for o in s3.list_objects_v2(Bucket="mpr-media-out", Prefix=folder + "/")["Contents"]}
+    assert not [k for k in listed if "-c0" in k.rsplit("/", 1)[1]], sorted(listed)
+    base = done["output_url"].rsplit("/", 1)[0]
+    with httpx.Client(timeout=30) as web:
+        rung_end = web.get(f"{base}/480p.m3u8").text
+    names = segments(rung_end)
+    assert len(names) == len(set(names)) == SECONDS // 2 and rung_end.rstrip().endswith("#EXT-X-ENDLIST")
+    # what was playable then is where the final list starts: a playlist only grows
+    assert names[: len(segments(rung_then))] == segments(rung_then)
+
+    # Frame-exact across the joins: the source's frames, one every 1/25 s, key frames every 2 s.
+    source_frames = len(video_packets(str(path)))
+    for rung in ("480p", "360p"):
+        packets = video_packets(f"{base}/{rung}.m3u8")
+        assert len(packets) == source_frames == SECONDS * RATE, rung
+        times = sorted(round(float(p["pts_time"]) * RATE) for p in packets)
+        assert times == list(range(times[0], times[0] + len(times))), f"{rung}: a gap or repeat at a join"
+        keys = [round(float(p["pts_time"]) - times[0] / RATE, 3) for p in packets if "K" in p["flags"]]
+        assert keys == [float(t) for t in range(0, SECONDS, 2)], (rung, keys)
+    decode = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", done["output_url"], "-f", "null", "-"], capture_output=True, text=True
+    )
+    assert decode.returncode == 0 and decode.stderr.strip() == "", decode.stderr
