@@ -17,8 +17,8 @@ dev: ## Start nats-server, moto S3, SQLite and all services on loopback (Ctrl-C 
 	@MPR_BOOTSTRAP_POSTGRES=0 ./scripts/bootstrap.sh
 	$(UV) run mpr-dev
 
-test: bootstrap ## Install everything and run all tests (real servers on random ports; 3 test processes, a file each)
-	$(UV) run pytest -n 3 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS) || [ $$? -eq 5 ]
+test: bootstrap ## Install everything and run all tests (real servers on random ports; 4 test processes, a file each: many tests wait on servers, so 4 keep 2 cores busy)
+	$(UV) run pytest -n 4 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 test-unit: bootstrap ## In-process tests and deployment checks (no nats-server, S3 server or service process; ~1.5 min)
 	$(UV) run pytest -m "not system" $(PYTEST_ARGS) || [ $$? -eq 5 ]

@@ -21,11 +21,12 @@ class Received:
 
 @dataclass
 class Receiver:
-    """``script[path]``: statuses to answer in turn on that path (default 200); ``delay[path]``: seconds
-    to wait before answering; ``headers[path]``: extra response headers."""
+    """``script[path]``: statuses to answer in turn on that path (default 200); ``hold[path]``: an event
+    each answer there waits for (a receiver that is slow for as long as a test needs, whatever the
+    machine's speed); ``headers[path]``: extra response headers."""
 
     script: dict[str, list[int]] = field(default_factory=dict)
-    delay: dict[str, float] = field(default_factory=dict)
+    hold: dict[str, threading.Event] = field(default_factory=dict)
     headers: dict[str, dict[str, str]] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
@@ -48,7 +49,9 @@ class Receiver:
                     )
                     statuses = receiver.script.get(self.path, [200])
                     status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
-                time.sleep(receiver.delay.get(self.path, 0))
+                held = receiver.hold.get(self.path)
+                if held is not None:
+                    held.wait(60)
                 self.send_response(status)
                 for k, v in receiver.headers.get(self.path, {}).items():
                     self.send_header(k, v)
@@ -58,7 +61,8 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # shutdown() waits out one poll: a short one, as every test stops its receiver
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
         return self
 
     def stop(self) -> None:
