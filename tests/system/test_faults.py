@@ -30,6 +30,7 @@ from tests.system.faults import (
     delete_consumer,
     job_queue,
     js_publish,
+    long_source,
     output_objects,
     slow_s3,
     start_long_job,
@@ -82,6 +83,46 @@ def test_kill_9_transcoder_mid_job_another_replica_finishes(st, replicas, slow, 
     assert output_objects(st, done) == [done["output_key"]]
     assert len(completed_events(st, job_id)) == 1
     assert job_total(api) == jobs_before + 1  # the takeover made no job of its own
+
+
+def test_kill_9_mid_chunk_the_package_completes_with_every_segment_once(st, replicas, slow, media_dir):
+    # The long job's source as a chunked package: each rung in 4 s chunks (one segment each), the
+    # killed replica's chunk taken over by the successor once its lease runs out, stitched once.
+    api = client(st)
+    killed = replicas.start("transcoder-chunk-killed", **LEASE, **slow)
+    key = upload_sample(st, media_dir, long_source(media_dir).name)
+    package = api.post("/api/jobs", json={"kind": "package", "source_key": key, "chunk_seconds": 4}).json()[
+        "job"
+    ]
+
+    def running_chunk() -> str | None:
+        children = api.get(f"/api/jobs/{package['id']}").json()["job"]["children"]
+        for child_id in (c for c in children if "-c0" in c):
+            child = api.get(f"/api/jobs/{child_id}").json()["job"]
+            if child["status"] == "running" and child["progress"] > 0:
+                return child_id
+        return None
+
+    chunk_id = wait_for(running_chunk, timeout=60, interval=0.1, what="a chunk to make progress")
+    killed.popen.kill()  # SIGKILL: no NAK, no goodbye
+    killed.popen.wait()
+    replicas.start("transcoder-chunk-successor", **LEASE, **slow)
+    done = wait_job(api, package["id"], timeout=180)["job"]
+    assert done["status"] == "completed", done
+    taken_over = api.get(f"/api/jobs/{chunk_id}").json()["job"]
+    assert (taken_over["worker"], taken_over["attempts"]) == ("transcoder-chunk-successor", 2), taken_over
+    for child_id in [done["id"], *done["children"]]:
+        assert len(completed_events(st, child_id)) == 1, child_id
+    objects = output_objects(st, done)
+    assert not [k for k in objects if "-c0" in k.rsplit("/", 1)[1]], objects  # no chunk's own playlist left
+    folder = done["output_key"].rsplit("/", 1)[0]
+    rungs = [k for k in objects if k.endswith(".m3u8") and not k.endswith(("master.m3u8", "audio.m3u8"))]
+    assert rungs, objects
+    for rung in rungs:
+        text = st.s3_client().get_object(Bucket="mpr-media-out", Key=rung)["Body"].read().decode()
+        listed = [line for line in text.splitlines() if line and not line.startswith("#")]
+        assert len(listed) == len(set(listed)) == 3 and text.rstrip().endswith("#EXT-X-ENDLIST"), text
+        assert all(f"{folder}/{name}" in objects for name in listed)
 
 
 def test_sigterm_hands_unfinished_work_back_promptly(st, replicas, slow, media_dir):
