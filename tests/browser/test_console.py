@@ -223,6 +223,38 @@ def test_a_packages_hls_and_dash_outputs_play_in_the_page(page, api, stack, medi
     assert len({package_label, *labels}) == 1 + len(labels)  # no two alike
 
 
+def test_a_chunked_package_plays_in_the_page_before_it_completes(page, api, stack, media, tmp_path):
+    # Two minutes of a small picture in 8 s chunks: many chunk jobs after the first ones. Once the package
+    # is playable its queue class is paused, so the rest wait: it cannot complete while the page plays.
+    key = "console-chunked/long.mp4"
+    source = make_video(tmp_path / "long-small.mp4", seconds=120, size="320x180", rate=5)
+    stack.s3_client().upload_file(str(source), stack.bucket_in, key)
+    body = {"kind": "package", "source_key": key, "chunk_seconds": 8, "priority": "bulk"}
+    job_id = api.post("/api/jobs", json=body).json()["job"]["id"]
+    page.goto(f"/console/jobs/{job_id}")
+    deadline = time.monotonic() + 90
+    while not api.get(f"/api/jobs/{job_id}").json()["job"]["playable_url"]:
+        assert time.monotonic() < deadline, "not playable in 90 s"
+        time.sleep(0.05)
+    assert api.post("/api/queues/bulk/pause").status_code == 200
+    try:
+        page.wait_for_selector("#output:not([hidden]) #players video", timeout=30_000)
+        assert page.locator("#encoding-note").is_visible()
+        page.wait_for_function(  # hls.js plays the EVENT playlist as far as it is encoded
+            "() => document.querySelector('#players video').currentTime > 0", polling=POLL_MS, timeout=30_000
+        )
+        job = api.get(f"/api/jobs/{job_id}").json()["job"]
+        assert job["status"] == "running" and job["progress"] < 100, job
+        assert page.locator("#status .badge").inner_text() == "running"
+        assert "playable" in page.locator("#timeline").inner_text()
+    finally:
+        api.post("/api/queues/bulk/resume")
+    # and on to its completion: the same page shows the finished package
+    page.wait_for_selector("#status .badge.completed", timeout=120_000)
+    page.wait_for_selector("#output:not([hidden]) #players video", timeout=30_000)
+    assert not page.locator("#encoding-note").count()
+
+
 def test_bad_input_on_the_new_job_form_is_shown_next_to_its_field(page, api, stack, media):
     key = long_source(api, stack, media)
     page.goto("/console/jobs/new")

@@ -59,6 +59,8 @@ class JobTemplate:
     priority: str
     start: float | None
     end: float | None
+    chunk_seconds: float | None
+    progressive: bool | None
     description: str
 
     @classmethod
@@ -76,6 +78,8 @@ class JobTemplateInput:
     priority: str | None = None
     start: float | None = None
     end: float | None = None
+    chunk_seconds: float | None = None
+    progressive: bool | None = None
     description: str | None = None
 
 
