@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 
 import httpx
 import pytest
@@ -224,19 +225,25 @@ def test_a_packages_hls_and_dash_outputs_play_in_the_page(page, api, stack, medi
 
 
 def test_a_chunked_package_plays_in_the_page_before_it_completes(page, api, stack, media, tmp_path):
-    # Two minutes of a small picture in 8 s chunks: many chunk jobs after the first ones. Once the package
-    # is playable its queue class is paused, so the rest wait: it cannot complete while the page plays.
+    # Two minutes of a small picture in 8 s chunks: many chunk jobs after the first ones. The moment the
+    # package is playable its queue class is paused, so the rest wait: it cannot complete while the page
+    # plays it.
     key = "console-chunked/long.mp4"
     source = make_video(tmp_path / "long-small.mp4", seconds=120, size="320x180", rate=5)
     stack.s3_client().upload_file(str(source), stack.bucket_in, key)
-    body = {"kind": "package", "source_key": key, "chunk_seconds": 8, "priority": "bulk"}
-    job_id = api.post("/api/jobs", json=body).json()["job"]["id"]
-    page.goto(f"/console/jobs/{job_id}")
-    deadline = time.monotonic() + 90
-    while not api.get(f"/api/jobs/{job_id}").json()["job"]["playable_url"]:
-        assert time.monotonic() < deadline, "not playable in 90 s"
-        time.sleep(0.05)
-    assert api.post("/api/queues/bulk/pause").status_code == 200
+    job_id = uuid.uuid4().hex
+    body = {"kind": "package", "source_key": key, "chunk_seconds": 8, "priority": "bulk", "job_id": job_id}
+    with api.stream(
+        "GET", "/api/events", params={"job_id": job_id, "types": "job.playable"}, timeout=90
+    ) as r:
+        assert api.post("/api/jobs", json=body).status_code == 202
+        page.goto(f"/console/jobs/{job_id}")
+        deadline = time.monotonic() + 90
+        for line in r.iter_lines():  # a keep-alive comment every 15 s at the least
+            assert time.monotonic() < deadline, api.get(f"/api/jobs/{job_id}").json()["job"]
+            if line == "event: job.playable":
+                break
+        assert api.post("/api/queues/bulk/pause").status_code == 200
     try:
         page.wait_for_selector("#output:not([hidden]) #players video", timeout=30_000)
         assert page.locator("#encoding-note").is_visible()
@@ -252,6 +259,7 @@ def test_a_chunked_package_plays_in_the_page_before_it_completes(page, api, stac
     # and on to its completion: the same page shows the finished package
     page.wait_for_selector("#status .badge.completed", timeout=120_000)
     page.wait_for_selector("#output:not([hidden]) #players video", timeout=30_000)
+    page.wait_for_selector("#download", timeout=30_000)
     assert not page.locator("#encoding-note").count()
 
 

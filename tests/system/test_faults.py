@@ -86,12 +86,13 @@ def test_kill_9_transcoder_mid_job_another_replica_finishes(st, replicas, slow, 
 
 
 def test_kill_9_mid_chunk_the_package_completes_with_every_segment_once(st, replicas, slow, media_dir):
-    # The long job's source as a chunked package: each rung in 4 s chunks (one segment each), the
-    # killed replica's chunk taken over by the successor once its lease runs out, stitched once.
+    # The long job's source as a chunked package: each rung in chunks of 4 s (one segment, read in about
+    # 3 s over the slow link) and 8 s, the killed replica's chunk taken over by the successor once its
+    # lease runs out, and stitched once.
     api = client(st)
     killed = replicas.start("transcoder-chunk-killed", **LEASE, **slow)
     key = upload_sample(st, media_dir, long_source(media_dir).name)
-    package = api.post("/api/jobs", json={"kind": "package", "source_key": key, "chunk_seconds": 4}).json()[
+    package = api.post("/api/jobs", json={"kind": "package", "source_key": key, "chunk_seconds": 8}).json()[
         "job"
     ]
 
@@ -99,11 +100,11 @@ def test_kill_9_mid_chunk_the_package_completes_with_every_segment_once(st, repl
         children = api.get(f"/api/jobs/{package['id']}").json()["job"]["children"]
         for child_id in (c for c in children if "-c0" in c):
             child = api.get(f"/api/jobs/{child_id}").json()["job"]
-            if child["status"] == "running" and child["progress"] > 0:
-                return child_id
+            if child["status"] == "running" and child["worker"] == "transcoder-chunk-killed":
+                return child_id  # its lease taken, its source being read over the slow link
         return None
 
-    chunk_id = wait_for(running_chunk, timeout=60, interval=0.1, what="a chunk to make progress")
+    chunk_id = wait_for(running_chunk, timeout=60, interval=0.1, what="a chunk to run")
     killed.popen.kill()  # SIGKILL: no NAK, no goodbye
     killed.popen.wait()
     replicas.start("transcoder-chunk-successor", **LEASE, **slow)
