@@ -14,7 +14,7 @@ import pytest
 from mpr_api.http.auth import CSRF_HEADER, SESSION_COOKIE
 from mpr_devstack.stack import DEV_API_TOKEN
 from tests.browser.conftest import PART_BYTES, screenshot
-from tests.media import make_video
+from tests.media import ffmpeg, make_video
 
 pytestmark = pytest.mark.system
 
@@ -225,11 +225,23 @@ def test_a_packages_hls_and_dash_outputs_play_in_the_page(page, api, stack, medi
 
 
 def test_a_chunked_package_plays_in_the_page_before_it_completes(page, api, stack, media, tmp_path):
-    # Two minutes of a small picture in 8 s chunks: many chunk jobs after the first ones. The moment the
-    # package is playable its queue class is paused, so the rest wait: it cannot complete while the page
-    # plays it.
+    # Four minutes of a small picture in 8 s chunks: thirty chunk jobs, most of them still queued when the
+    # first one makes it playable. That moment its queue class is paused, so the rest wait: it cannot
+    # complete while the page plays it. Picture only: the sound is one job over the whole source, and
+    # a package plays once its sound is up too, which here could be as late as the last chunk.
     key = "console-chunked/long.mp4"
-    source = make_video(tmp_path / "long-small.mp4", seconds=120, size="320x180", rate=5)
+    source = tmp_path / "long-small.mp4"
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=5:duration=240",
+        "-c:v",
+        "libx264",
+        "-g",
+        "5",
+        str(source),
+    )
     stack.s3_client().upload_file(str(source), stack.bucket_in, key)
     job_id = uuid.uuid4().hex
     body = {"kind": "package", "source_key": key, "chunk_seconds": 8, "priority": "bulk", "job_id": job_id}
@@ -245,8 +257,10 @@ def test_a_chunked_package_plays_in_the_page_before_it_completes(page, api, stac
                 break
         assert api.post("/api/queues/bulk/pause").status_code == 200
     try:
+        job = api.get(f"/api/jobs/{job_id}").json()["job"]
+        assert job["status"] == "running", job  # the pause came in time: chunks are left to run
         page.wait_for_selector("#output:not([hidden]) #players video", timeout=30_000)
-        assert page.locator("#encoding-note").is_visible()
+        page.wait_for_selector("#encoding-note", state="visible", timeout=10_000)
         page.wait_for_function(  # hls.js plays the EVENT playlist as far as it is encoded
             "() => document.querySelector('#players video').currentTime > 0", polling=POLL_MS, timeout=30_000
         )

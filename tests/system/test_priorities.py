@@ -133,13 +133,14 @@ def test_a_paused_class_starts_nothing_until_it_resumes(st, api):
         # transcoder gives it back unstarted, so both end up waiting in the queue.
         wait_for(
             lambda: (q := queues(api)["bulk"])["paused"] and q["pending"] == 2 and q["in_flight"] == 0,
-            15,
+            30,
             what="both bulk jobs waiting in the paused queue",
         )
         assert {job(api, i)["status"] for i in ("paused-0", "paused-1")} == {"queued"}
-    finally:  # the next tests count runs: leave nothing paused behind
+    finally:  # the next tests count runs: leave nothing paused, and nothing of this test running, behind
         assert api.post("/api/queues/bulk/resume").status_code == 200
-    assert finished(api, ["paused-0", "paused-1"]) == ["paused-0", "paused-1"]
+        ended = finished(api, ["paused-0", "paused-1"])
+    assert ended == ["paused-0", "paused-1"]
 
 
 def test_a_queued_job_moved_to_urgent_runs_next_and_only_once(st, api):
