@@ -43,6 +43,7 @@ from mpr_common.events import (
     JobProgress,
     JobRequested,
     JobRetried,
+    MediaInfo,
     ObjectFound,
     ScanStatus,
 )
@@ -274,7 +275,10 @@ async def test_a_package_shows_its_children_and_their_weighted_progress(deps):
     from mpr_transcoder.kinds.package.children import plan_package
 
     n = deps.nats
-    parent = normalize_job(JobRequested(job_id="p1", kind="package", source_key="in/show.mp4"))
+    # unchunked: one child per rung (the chunked case is the next test)
+    parent = normalize_job(
+        JobRequested(job_id="p1", kind="package", source_key="in/show.mp4", chunk_seconds=0)
+    )
     info = MediaInfo(duration=60.0, video_codec="h264", width=1280, height=720, audio_codec="aac")
     plan = plan_package(parent, info)  # 720p (weight 4), 480p (1.8), 360p (1), audio (0.3)
     batch = [n.delivery(s.JOB_REQUESTED, encode(parent), {"Nats-Msg-Id": "p1"})]
@@ -299,6 +303,30 @@ async def test_a_package_shows_its_children_and_their_weighted_progress(deps):
     await handle_job_events(deps, [n.delivery(s.JOB_COMPLETED, encode(done))])
     job = await deps.catalog.get_job("p1")
     assert (job.status, job.progress, job.loudness) == ("completed", 100.0, loud)
+
+
+async def test_a_chunked_packages_progress_is_its_chunks_weighted_by_their_length(deps):
+    from mpr_common.jobs import normalize_job
+    from mpr_transcoder.kinds.package.children import plan_package
+
+    n = deps.nats
+    parent = normalize_job(
+        JobRequested(job_id="pc", kind="package", source_key="in/show.mp4", chunk_seconds=12)
+    )
+    info = MediaInfo(duration=60.0, video_codec="h264", width=1280, height=720, audio_codec="aac")
+    plan = plan_package(parent, info)
+    chunks = plan.chunks_of("720p")
+    assert len(chunks) > 1 and all(c.chunk is not None for c in chunks)
+    batch = [n.delivery(s.JOB_REQUESTED, encode(parent), {"Nats-Msg-Id": "pc"})]
+    batch += [n.delivery(s.JOB_CHILD, encode(c), {"Nats-Msg-Id": plan.msg_id(c)}) for c in plan.jobs]
+    # every 720p chunk done, nothing else: the 720p rung's whole weight (4 of 7.1)
+    batch += [
+        n.delivery(s.JOB_PROGRESS, encode(JobProgress(job_id=c.job_id, progress=100.0))) for c in chunks
+    ]
+    await handle_job_events(deps, batch)
+    job = await deps.catalog.get_job("pc")
+    assert sorted(job.children) == sorted(c.job_id for c in plan.jobs)
+    assert job.progress == pytest.approx(100 * 4.0 / (4.0 + 1.8 + 1.0 + 0.3), abs=0.1)
 
 
 async def test_a_package_is_playable_once_from_its_playable_event_of_its_generation(deps, queries):

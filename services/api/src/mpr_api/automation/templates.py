@@ -60,6 +60,8 @@ class Template(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_de
     priority: Priority = "normal"
     start: Seconds | None = None
     end: Seconds | None = None
+    chunk_seconds: Seconds | None = None
+    progressive: bool | None = None
     description: Text = ""
 
 
@@ -73,6 +75,8 @@ TEMPLATE_FIELDS: tuple[str, ...] = (
     "priority",
     "start",
     "end",
+    "chunk_seconds",
+    "progressive",
 )
 
 # Placeholders of an output key pattern, for a source key "shows/ep1/clip.mov":

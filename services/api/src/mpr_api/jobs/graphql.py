@@ -110,6 +110,8 @@ class JobInput:
     job_id: str | None = None
     loudnorm: bool = False
     storyboard: bool = False
+    chunk_seconds: float | None = None
+    progressive: bool | None = None
     template: str | None = None
     priority: str | None = None
 
@@ -145,6 +147,8 @@ class JobsMutation:
             "job_id": job.job_id,
             "loudnorm": job.loudnorm,
             "storyboard": job.storyboard,
+            "chunk_seconds": job.chunk_seconds,
+            "progressive": job.progressive,
             "template": job.template,
             **({"priority": job.priority} if job.priority else {}),
         }

@@ -35,6 +35,11 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     loudnorm: bool = False
     # package jobs: also a storyboard (sprite sheets, WebVTT thumbnails, poster) in the package's folder
     storyboard: bool = False
+    # package jobs: the length of the chunks each video rung is cut into, spread over every transcoder
+    # (mpr_common.jobs.DEFAULT_CHUNK_SECONDS when unset; 0: one run per rung), and whether its playlists
+    # are published as its chunks end (job.playable) rather than once at the end (default: they are)
+    chunk_seconds: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    progressive: bool | None = None
     # queue class: urgent jobs go first, bulk ones when there is room (never starved)
     priority: Priority = "normal"
     # a stored job template (name, or name@revision): its fields are the defaults of this request

@@ -123,6 +123,8 @@ class JobService:
                     requested_by=requested_by,
                     loudnorm=body.loudnorm,
                     storyboard=body.storyboard,
+                    chunk_seconds=body.chunk_seconds,
+                    progressive=body.progressive,
                     priority=body.priority,
                     template=template,
                 )
