@@ -86,6 +86,7 @@ def test_a_job_is_seen_queued_running_with_an_eta_and_completed_and_a_reconnect_
         "GET", "/api/events", params={"job_id": job_id}, headers={"Last-Event-ID": after["id"]}, timeout=60
     ) as r:
         rest = events(r.iter_lines(), lambda e: e["event"] in ended, timeout=30)
+
     # An id carries the assets stream's position too, which moves with registrations this filter
     # leaves out (the upload's may be read before or after the job's events): the jobs part is exact.
     # The eta is this API's estimate as it reads them, not part of the events.
