@@ -92,11 +92,11 @@ QUICK = Sizes(
     thumbnail_seconds=2,
     source_size="640x360",
     fps=10,
-    # Two 4 s segments' worth and a tail over half a segment: two chunks a rung (abr-h264's segments
-    # are 4 s and a chunk is whole segments); 480p: two rungs (480p, 360p) and the sound.
+    # The shortest source cut in two chunks: abr-h264's segments are 4 s, a chunk is whole segments
+    # and a tail under half a segment joins the chunk before it; 360p: one rung and the sound.
     chunked_seconds=7,
     chunked_scale_seconds=7,
-    chunked_size="854x480",
+    chunked_size="640x360",
     chunk_seconds=4,
 )
 TRANSCODERS = 2  # for the transcode and thumbnail figures

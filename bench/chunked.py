@@ -151,23 +151,10 @@ def queue_order(child_ids: list[str]) -> list[str]:
     return sorted(child_ids, key=key)
 
 
-def critical_path(run: dict, workers: int) -> float:
-    """The package's wall time on ``workers`` transcoders, from a run on one: its children's measured
-    durations, each plus the mean dispatch gap between consecutive children, list-scheduled in queue
-    order; plus the run's head (POST → first child started) and tail (last child finished → package
-    completed: the stitch and the publishing), which no number of transcoders shortens."""
-    kids = run["children"]
-    order = [kids[c] for c in queue_order(list(kids))]
-    durations = [k["finished_at"] - k["started_at"] for k in order]
-    first = min(k["started_at"] for k in order)
-    last = max(k["finished_at"] for k in order)
-    gap = max(0.0, (last - first - sum(durations)) / max(1, len(order) - 1))
-    head = first - run["posted_at"]
-    tail = run["posted_at"] + run["complete"] - last
-    return head + list_schedule([d + gap for d in durations], workers) + tail
-
-
 def one_worker_breakdown(run: dict) -> dict:
+    """A package run on one transcoder: its head (POST → first child started), the mean dispatch gap
+    between one child's end and the next one's start, and its tail (last child finished → package
+    completed: the stitch, the manifests)."""
     kids = list(run["children"].values())
     first = min(k["started_at"] for k in kids)
     last = max(k["finished_at"] for k in kids)
@@ -175,9 +162,24 @@ def one_worker_breakdown(run: dict) -> dict:
     return {
         "head": first - run["posted_at"],
         "tail": run["posted_at"] + run["complete"] - last,
-        "gap": (last - first - busy) / max(1, len(kids) - 1),
+        "gap": max(0.0, (last - first - busy) / max(1, len(kids) - 1)),
         "children": len(kids),
     }
+
+
+def busy_seconds(run: dict) -> float:
+    """The children's time on transcoders, summed."""
+    return sum(k["finished_at"] - k["started_at"] for k in run["children"].values())
+
+
+def critical_path(run: dict, workers: int) -> float:
+    """The package's wall time on ``workers`` transcoders, from a run on one: its children's measured
+    durations, each plus the mean dispatch gap, list-scheduled in queue order, between the run's head
+    and tail, which no number of transcoders shortens."""
+    w = one_worker_breakdown(run)
+    kids = run["children"]
+    durations = [kids[c]["finished_at"] - kids[c]["started_at"] + w["gap"] for c in queue_order(list(kids))]
+    return w["head"] + list_schedule(durations, workers) + w["tail"]
 
 
 # --- one package --------------------------------------------------------------------------------
@@ -359,10 +361,22 @@ def chunked(
         "probe": {"seconds": on["probe_s"], "streams": on["streams"]},
         "complete": med(p[0]["complete"] for p in pairs),
         "whole": med(p[1]["complete"] for p in pairs),
+        # the children's own time (started → finished, summed): where a difference between the two is
+        "busy": {
+            "chunked": med(busy_seconds(p[0]) for p in pairs),
+            "whole": med(busy_seconds(p[1]) for p in pairs),
+        },
         "read": {"chunked": on["read"], "whole": off["read"]},
         "quality": quality,
         "source_frames": source.frames,
         "scale": {k: med(r["complete"] for r in v) for k, v in scale.items()},
+        "each": {  # every run's seconds, in order
+            "playable": [p[0]["playable"] for p in pairs],
+            "chunked": [p[0]["complete"] for p in pairs],
+            "whole": [p[1]["complete"] for p in pairs],
+            "scale1": [r["complete"] for r in scale[1]],
+            "scale2": [r["complete"] for r in scale[2]],
+        },
         "scale_children": len(single["children"]),
         "critical": {k: critical_path(single, k) for k in SCHEDULED_TRANSCODERS},
         "one_worker": one_worker_breakdown(single),

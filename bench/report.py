@@ -180,24 +180,31 @@ def _chunk_setting(c: dict) -> str:
 def _chunked_rows(res: dict) -> list[str]:
     c = res["chunked"]
     src, tr, size = c["source"], c["transcoders"], c["source_bytes"]
-    runs = f", median of {c['runs']}" if c["runs"] > 1 else ""
+    runs = f", median of {c['runs']} runs" if c["runs"] > 1 else ""
+
+    def each(name: str) -> str:
+        return f" (runs: {', '.join(f'{t:.1f}' for t in c['each'][name])} s)" if c["runs"] > 1 else ""
+
     probe = c["probe"]
     rows = [
         f"| chunked package: time to playable, POST → `job.playable` on its event stream ({src}; "
         f"{_chunk_setting(c)}, progressive; {c['children']} child jobs on {tr} transcoders{runs}; ffprobe then "
         f"opened the master through the job's `playable_url` in {probe['seconds']:.2f} s: "
-        f"{probe['streams']['video']} video + {probe['streams']['audio']} audio streams) | {c['playable']:.2f} s | "
-        f"time to complete, the same package: {c['complete']:.2f} s | {_ratio(c['playable'], c['complete'])} | "
+        f"{probe['streams']['video']} video + {probe['streams']['audio']} audio streams) | {c['playable']:.2f} s"
+        f"{each('playable')} | time to complete, the same package: {c['complete']:.2f} s{each('chunked')} | "
+        f"{_ratio(c['playable'], c['complete'])} | "
         "≤ 10 s; ≤ 0.15 of complete |",
         f"| no loss on one machine: the chunked package vs the same with `chunk_seconds: 0`, POST → completed "
-        f"({src}; {tr} transcoders, reading S3 through the counting proxy{runs}) | {c['complete']:.2f} s | "
-        f"unchunked: {c['whole']:.2f} s | {_ratio(c['complete'], c['whole'], '×')} | ≤ 1.05× |",
+        f"({src}; {tr} transcoders, reading S3 through the counting proxy{runs}; the children's own time, "
+        f"summed: {c['busy']['chunked']:.1f} s chunked, {c['busy']['whole']:.1f} s unchunked) | {c['complete']:.2f} s"
+        f"{each('chunked')} | unchunked: {c['whole']:.2f} s{each('whole')} | {_ratio(c['complete'], c['whole'], '×')} | "
+        "≤ 1.05× |",
     ]
     one, two = c["scale"][1], c["scale"][2]
     rows.append(
         f"| scale-out: the chunked package on 2 transcoders vs 1, each `TRANSCODER_FFMPEG_THREADS=1` and "
         f"`TRANSCODER_CONCURRENCY=1` (a transcoder per core; {c['scale_source']} source, {_chunk_setting(c)}, "
-        f"{c['scale_children']} child jobs{runs}) | {two:.2f} s | 1 transcoder: {one:.2f} s | "
+        f"{c['scale_children']} child jobs{runs}) | {two:.2f} s{each('scale2')} | 1 transcoder: {one:.2f} s{each('scale1')} | "
         f"{_ratio(two, one, '×')} | ≤ 0.6× |"
     )
     w = c["one_worker"]
