@@ -159,7 +159,9 @@ def one_worker_breakdown(run: dict) -> dict:
     first = min(k["started_at"] for k in kids)
     last = max(k["finished_at"] for k in kids)
     busy = sum(k["finished_at"] - k["started_at"] for k in kids)
+    longest = max(kids, key=lambda k: k["finished_at"] - k["started_at"])
     return {
+        "longest": (longest["id"], longest["finished_at"] - longest["started_at"]),
         "head": first - run["posted_at"],
         "tail": run["posted_at"] + run["complete"] - last,
         "gap": max(0.0, (last - first - busy) / max(1, len(kids) - 1)),

@@ -213,7 +213,8 @@ def _chunked_rows(res: dict) -> list[str]:
             f"| critical path at {k} transcoders: the 1-transcoder run's {w['children']} children (their "
             f"measured times, each + the mean dispatch gap of {w['gap']:.2f} s) list-scheduled in queue order "
             f"on {k}, + its head {w['head']:.2f} s (POST → first child started) and tail {w['tail']:.2f} s "
-            f"(last child finished → completed: stitch, manifests) | {t:.2f} s | 1 transcoder: "
+            f"(last child finished → completed: stitch, manifests); the longest child, "
+            f"`{w['longest'][0]}`, took {w['longest'][1]:.2f} s | {t:.2f} s | 1 transcoder: "
             f"{c['one_worker_wall']:.2f} s | {_ratio(t, c['one_worker_wall'], '×')} | (context) |"
         )
     read, whole = c["read"]["chunked"], c["read"]["whole"]
