@@ -10,6 +10,9 @@ figure beside a ceiling measured in the same run (see bench/ceilings.py):
 5. bytes a 10 s trim read from S3 (counted at the reader) vs the source's size; its wall time vs raw.
 6. a package (1080p source → 4 renditions + audio) on 2 transcoders vs one raw FFmpeg command encoding
    the same ladder from a local file.
+7. chunked, progressive packages: time to playable vs time to complete, chunked vs unchunked, 2
+   transcoders vs 1 (one FFmpeg thread each) and the critical path at 16 and 64, the bytes each rung's
+   chunks read from S3, and each chunked rendition's frames, joins, A/V drift and PSNR vs the unchunked.
 
 Results are written as Markdown to docs/benchmarks.md (or --out).
 """
@@ -24,12 +27,13 @@ from pathlib import Path
 from mpr_devstack.stack import Stack
 
 from . import ceilings, mpr
+from .chunked import chunked
 from .common import ffmpeg_version
 from .loadgen import cpu_count
 from .package import package
 from .report import report
 
-SECTIONS = ("api", "scan", "transcode", "thumbnail", "trim", "package")
+SECTIONS = ("api", "scan", "transcode", "thumbnail", "trim", "package", "chunked")
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,14 @@ class Sizes:
     # smaller one's height: "max 720 lines").
     source_size: str = "1280x720"
     fps: int = 25  # every source's frame rate (key frames every 2 s whatever it is)
+    # Chunked packages: the source of time to playable, chunked vs not, bytes and quality; the source
+    # of the scale-out pair (1 and 2 transcoders on one FFmpeg thread each: the longest runs); its
+    # frame size; chunk_seconds (None: the default, mpr_common.jobs.DEFAULT_CHUNK_SECONDS); runs of each.
+    chunked_seconds: int = 300
+    chunked_scale_seconds: int = 60
+    chunked_size: str = "1920x1080"
+    chunk_seconds: float | None = None
+    chunked_runs: int = 1
 
 
 FULL = Sizes(20_000, 1_000, 32, 3, 100_000, 30, 5, 20, 300, 3, 60, 1)
@@ -80,6 +92,12 @@ QUICK = Sizes(
     thumbnail_seconds=2,
     source_size="640x360",
     fps=10,
+    # The shortest source cut in two chunks: abr-h264's segments are 4 s, a chunk is whole segments
+    # and a tail under half a segment joins the chunk before it; 360p: one rung and the sound.
+    chunked_seconds=7,
+    chunked_scale_seconds=7,
+    chunked_size="640x360",
+    chunk_seconds=4,
 )
 TRANSCODERS = 2  # for the transcode and thumbnail figures
 API_STACK_ENV = {"CATALOG_PROBE_CONCURRENCY": "1"}
@@ -140,6 +158,23 @@ def ffmpeg_sections(st: Stack, work: Path, z: Sizes, only: set[str], log, res: d
         res["package"] = package(st, work, z.package_seconds, z.package_runs, z.fps)
 
 
+def chunked_section(st: Stack, proxy, work: Path, z: Sizes, log) -> dict:
+    log("chunked packages…")
+    return chunked(
+        st,
+        proxy,
+        work,
+        z.chunked_seconds,
+        z.chunked_scale_seconds,
+        z.chunked_size,
+        z.fps,
+        z.chunk_seconds,
+        z.chunked_runs,
+        TRANSCODERS,
+        log,
+    )
+
+
 def run(work: Path, z: Sizes, only: set[str], load_processes: int = 1, log=print) -> dict:
     res: dict = {"cores": cpu_count(), "ffmpeg": ffmpeg_version()}
     ffmpeg_kinds = {"transcode", "thumbnail", "package"}
@@ -152,6 +187,8 @@ def run(work: Path, z: Sizes, only: set[str], load_processes: int = 1, log=print
             ffmpeg_sections(st, work, z, only, log, res)
             for name in [n for n in st.services if n.startswith("transcoder-")]:
                 st.services[name].stop()
+            if "chunked" in only:  # its own transcoders, reading S3 through the proxy
+                res["chunked"] = chunked_section(st, proxy, work, z, log)
             if "trim" in only:
                 log("trim…")
                 res["trim"] = mpr.trim(
@@ -173,6 +210,9 @@ def run(work: Path, z: Sizes, only: set[str], load_processes: int = 1, log=print
             ffmpeg_sections(st, work, z, only, log, res)
         finally:
             st.stop()
+    if "chunked" in only:
+        with mpr.proxied_stack(work / "chunked-stack", transcoders=0) as (st, proxy):
+            res["chunked"] = chunked_section(st, proxy, work, z, log)
     if "trim" in only:
         log("trim…")
         with mpr.proxied_stack(work / "trim-stack", transcoders=0) as (st, proxy):

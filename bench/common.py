@@ -96,7 +96,8 @@ def job_of(body: dict) -> dict:
 
 def submit(api: httpx.Client, body: dict) -> str:
     r = api.post("/api/jobs", json=body)
-    r.raise_for_status()
+    if r.status_code >= 400:
+        raise RuntimeError(f"POST /api/jobs answered {r.status_code}: {r.text}")
     return job_of(r.json())["id"]
 
 
@@ -110,17 +111,24 @@ class JobWatch:
     (measured: 1.3 s of the catalog's CPU and 0.5 s of the API's during one 9 s transcode).
 
     The stream is opened for the job ids the bench chose before any job is submitted, so no end is
-    missed; ``ended[job_id]`` is the ``time.perf_counter()`` at which the job's end arrived."""
+    missed; ``ended[job_id]`` is the ``time.perf_counter()`` at which the job's end arrived. Events of
+    the types in ``also`` (e.g. ``job.playable``) are followed too: ``seen[(job_id, type)]`` is when
+    the first one arrived, and :meth:`wait_for` waits for one."""
 
-    def __init__(self, api_url: str, job_ids: list[str], timeout: float = 900) -> None:
+    def __init__(
+        self, api_url: str, job_ids: list[str], timeout: float = 900, also: tuple[str, ...] = ()
+    ) -> None:
         self.job_ids = list(job_ids)
         self.ended: dict[str, float] = {}
         self.errors: dict[str, str] = {}
+        self.seen: dict[tuple[str, str], float] = {}
+        self._also = also
+        self._seen_changed = threading.Condition()
         self._open = threading.Event()
         self._done = threading.Event()
         self._failure: BaseException | None = None
         self._timeout = timeout
-        params = [("job_id", j) for j in self.job_ids] + [("types", ",".join(TERMINAL_EVENTS))]
+        params = [("job_id", j) for j in self.job_ids] + [("types", ",".join((*TERMINAL_EVENTS, *also)))]
         self._client = httpx.Client(
             base_url=api_url, headers=HEADERS, timeout=httpx.Timeout(10, read=timeout)
         )
@@ -145,14 +153,33 @@ class JobWatch:
         finally:
             self._open.set()
             self._done.set()
+            with self._seen_changed:
+                self._seen_changed.notify_all()
             self._client.close()
 
     def _end(self, kind: str, event: dict) -> None:
         job_id = event.get("job_id")
+        if kind in self._also and job_id in self.job_ids:
+            with self._seen_changed:
+                self.seen.setdefault((job_id, kind), time.perf_counter())
+                self._seen_changed.notify_all()
         if kind in TERMINAL_EVENTS and job_id in self.job_ids and job_id not in self.ended:
             self.ended[job_id] = time.perf_counter()
             if kind != "job.completed":
                 self.errors[job_id] = f"{kind[4:]}: {event.get('error')}"
+
+    def wait_for(self, job_id: str, kind: str, timeout: float) -> float:
+        """When the first ``kind`` event of ``job_id`` arrived (``kind`` one of ``also``); raises if the
+        job ended without one, or none came within ``timeout`` seconds."""
+        with self._seen_changed:
+            got = self._seen_changed.wait_for(
+                lambda: (job_id, kind) in self.seen or job_id in self.ended or self._done.is_set(), timeout
+            )
+            if (job_id, kind) in self.seen:
+                return self.seen[(job_id, kind)]
+        if not got:
+            raise TimeoutError(f"no {kind} of {job_id} within {timeout:.0f} s")
+        raise RuntimeError(f"{job_id} had no {kind}: {self.errors.get(job_id, 'ended')} {self._failure!r}")
 
     def wait(self) -> dict[str, float]:
         if not self._done.wait(self._timeout):

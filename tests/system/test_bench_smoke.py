@@ -49,7 +49,30 @@ MAIN_ROWS = {
     "package": rf"\| package through MPR [^|]* \| {SECS} \| ONE raw FFmpeg command[^|]*: {SECS} \| {RATIO} \| ≤ 1.2× \|",
     "trim time copy": rf"\| trim \(`copy`\) wall time[^|]* \| {SECS} \| raw FFmpeg[^|]*: {SECS} \| {RATIO} \|",
     "trim time h264": rf"\| trim \(`h264-720p`\) wall time[^|]* \| {SECS} \| raw FFmpeg[^|]*: {SECS} \| {RATIO} \|",
+    "chunked time to playable": r"\| chunked package: time to playable, POST → `job.playable` on its event stream "
+    rf"\([^|]*ffprobe then opened the master through the job's `playable_url` in {NUM} s: 1 video \+ 1 audio "
+    rf"streams\) \| {SECS}[^|]* \| time to complete, the same package: {SECS}[^|]* \| {RATIO} \| ≤ 10 s; ≤ 0.15 of "
+    r"complete \|",
+    "chunked vs unchunked": rf"\| no loss on one machine: [^|]*`chunk_seconds: 0`[^|]* \| {SECS}[^|]* \| unchunked: {SECS}[^|]* \| "
+    rf"{RATIO} \| ≤ 1.05× \|",
+    "chunked scale-out": rf"\| scale-out: the chunked package on 2 transcoders vs 1[^|]* \| {SECS}[^|]* \| 1 transcoder: "
+    rf"{SECS}[^|]* \| {RATIO} \| ≤ 0.6× \|",
+    "critical path at 16": rf"\| critical path at 16 transcoders: [^|]* \| {SECS} \| 1 transcoder: {SECS} \| {RATIO} \|",
+    "critical path at 64": rf"\| critical path at 64 transcoders: [^|]* \| {SECS} \| 1 transcoder: {SECS} \| {RATIO} \|",
+    "chunked bytes rest": rf"\| bytes read from S3 by the rest of the chunked package: [^|]*audio {NUM} MiB[^|]* \| "
+    rf"{NUM} MiB \| the source: {NUM} MiB \| {RATIO} \|",
 }
+# The quick chunked package's source is 360p: one rung, cut in two chunks. A chunked rendition has
+# exactly the source's frames, one per slot across its join.
+MAIN_ROWS["chunked bytes 360p"] = (
+    rf"\| bytes read from S3 by the 2 chunks of 360p [^|]* \| {NUM} MiB \| the source: {NUM} MiB "
+    rf"\(the unchunked 360p read {NUM} MiB\) \| {RATIO} \| ≤ 1.2× \|"
+)
+MAIN_ROWS["chunked quality 360p"] = (
+    r"\| quality of the chunked 360p \(640x360\) vs the unchunked: frames (\d+) of the source's \1 "
+    rf"\(unchunked \1\); 0 missing and 0 repeated over 1 joins; A/V drift at the end [+-]{NUM} ms [^|]* \| "
+    rf"{NUM} dB \| the unchunked 360p: {NUM} dB \| \*\*[+-]{NUM} dB\*\* \| frames = the source's"
+)
 
 # Every ceiling, with its rate, p50 and p99
 CEILINGS = {

@@ -155,3 +155,30 @@ def test_block_cuts_connections_and_unblock_lets_new_ones_in(proxy):
     c2 = connect(proxy)
     read_exactly(c2, 10_000)
     c2.close()
+
+
+def test_labelled_connections_are_counted_apart(proxy):
+    """``label`` names each client as it connects (here by its port, chosen by the test); the count
+    splits by those names, an open connection's exactly, a closed one's within the bound."""
+    names: dict[int, str] = {}
+    proxy.label = lambda client: names.get(client[1], "unknown")
+    clients = {}
+    for name in ("a", "b"):
+        c = socket.socket()
+        c.bind(("127.0.0.1", 0))
+        names[c.getsockname()[1]] = name
+        c.connect(("127.0.0.1", proxy.port))
+        c.sendall(REQUEST)
+        clients[name] = c
+    read_exactly(clients["a"], 100_000)
+    read_exactly(clients["b"], MiB)
+    time.sleep(0.2)
+    assert proxy.bytes_down_by_label == {"a": 100_000, "b": MiB}
+    clients["a"].close()
+    settled_a = time.monotonic() + 10
+    while proxy.open_connections > 1 and time.monotonic() < settled_a:
+        time.sleep(0.01)
+    by_label = proxy.bytes_down_by_label
+    assert 100_000 <= by_label["a"] <= 100_000 + proxy.unread_bound and by_label["b"] == MiB
+    assert sum(by_label.values()) == proxy.bytes_down
+    clients["b"].close()

@@ -20,6 +20,10 @@ A client that reads N bytes and then closes is therefore counted between N and N
 with its socket and cannot be measured afterwards. On open connections ``bytes_down`` subtracts both
 queues, so it is exact. Without ``sock_diag`` (not Linux, or a client on another host) the pacing uses
 the proxy's own send queue only, and the client's receive buffer adds to the bound.
+
+``label``, when set, names each new connection's client (called with the client's address as it
+connects, while the client waits for its answer, so its socket is still open): ``bytes_down_by_label``
+then splits the count by those names, e.g. by the process that opened the connection.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 try:
     import fcntl
@@ -102,6 +107,7 @@ class _Conn:
         self.fin_sent = False  # our FIN (one sequence number) may sit in SIOCOUTQ
         self.dead = False
         self.ends = 0
+        self.label = ""
 
     def unread(self) -> int | None:
         """Forwarded bytes the client's application has not read; None once its socket is gone."""
@@ -127,6 +133,8 @@ class TcpProxy:
         self._down_closed = 0  # delivered on connections that have ended
         self.bytes_down_forwarded = 0  # upstream -> client, accepted by the client socket (the old count)
         self.bytes_up = 0  # client -> upstream, forwarded
+        self.label: Callable[[tuple[str, int]], str] | None = None
+        self._down_closed_by_label: dict[str, int] = {}
 
     @property
     def url(self) -> str:
@@ -145,6 +153,15 @@ class TcpProxy:
         for c in open_conns:
             total += max(0, c.sent - (c.unread() or 0))
         return total
+
+    @property
+    def bytes_down_by_label(self) -> dict[str, int]:
+        """:attr:`bytes_down` split by the connections' labels (see the module docstring)."""
+        with self._lock:
+            totals, open_conns = dict(self._down_closed_by_label), list(self._conns)
+        for c in open_conns:
+            totals[c.label] = totals.get(c.label, 0) + max(0, c.sent - (c.unread() or 0))
+        return totals
 
     def start(self) -> TcpProxy:
         sock = socket.socket()
@@ -190,6 +207,8 @@ class TcpProxy:
                 upstream.connect(self.target)
                 upstream.settimeout(None)
                 conn = _Conn(client, upstream)
+                if self.label is not None:
+                    conn.label = self.label(conn.client_addr)
             except OSError:
                 client.close()
                 continue
@@ -260,8 +279,10 @@ class TcpProxy:
         outq = _outq(c.client)
         if c.fin_sent and outq:
             outq -= 1
+        delivered = max(0, c.sent - outq)
         with self._lock:
-            self._down_closed += max(0, c.sent - outq)
+            self._down_closed += delivered
+            self._down_closed_by_label[c.label] = self._down_closed_by_label.get(c.label, 0) + delivered
         for s in (c.client, c.upstream):
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
