@@ -24,7 +24,7 @@ from tests.system.test_event_stream import events
 pytestmark = pytest.mark.system
 
 SECONDS = 16
-RATE = 25
+RATE = 10  # frames are what the joins are checked on: 160 of them, each a 1/10 s step
 LADDER = PRESETS[DEFAULT_PRESET["package"]]
 SEGMENT = LADDER.hls_segment_seconds or 0  # 4 s
 # Two segments a chunk, and the first chunk one segment (what plays first is ready first): 0-4, 4-12,
@@ -35,7 +35,9 @@ CHUNKS = 3
 
 @pytest.fixture(scope="module")
 def source(s3, tmp_path_factory) -> tuple[str, Path]:
-    path = make_video(tmp_path_factory.mktemp("chunked") / "show.mp4", seconds=SECONDS, size="854x480")
+    path = make_video(
+        tmp_path_factory.mktemp("chunked") / "show.mp4", seconds=SECONDS, size="854x480", rate=RATE
+    )
     key = f"chunked-{uuid.uuid4().hex[:6]}/show.mp4"
     s3.upload_file(str(path), "mpr-media-in", key)
     return key, path
