@@ -7,6 +7,7 @@ that is missing or not JSON is a one-line error with exit status 2."""
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import itertools
 import json
@@ -251,3 +252,30 @@ def test_a_reset_says_so_and_what_is_kept_follows():
         "1.9.0 reset: the cursor is older than what the streams keep",
         "1.10.0 job.completed j1 audio completed 100%",
     ]
+
+
+class RetriedApi:
+    """POST /retry answers the new run (queued, retries 1); GET reads the last run's failure twice (the
+    catalog has not recorded the retry yet), then the new run, then its completion."""
+
+    def __init__(self) -> None:
+        failed = {**job("j1", "failed"), "retries": 0, "error": "source is not readable media"}
+        queued = {**job("j1", "queued"), "retries": 1}
+        done = {**job("j1", "completed", 100), "retries": 1, "output_bucket": "b", "output_key": "k"}
+        self.reads = iter([failed, failed, queued, done])
+        self.gets = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(200, json={"job": {**job("j1", "queued"), "retries": 1}})
+        self.gets += 1
+        return httpx.Response(200, json={"job": {"output_size": 1, **next(self.reads)}})
+
+
+def test_retry_watch_follows_the_new_run_not_the_failure_it_replaces():
+    api = RetriedApi()
+    out = io.StringIO()
+    c = Cli("http://mpr.test", "t", Console(file=out, width=120), transport=httpx.MockTransport(api))
+    c.watch = functools.partial(c.watch, interval=0)  # type: ignore[method-assign]
+    assert c.retry(parser().parse_args(["retry", "j1", "--watch"])) == 0, out.getvalue()
+    assert api.gets == 4 and "completed: s3://b/k" in out.getvalue()

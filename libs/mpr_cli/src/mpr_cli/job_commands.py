@@ -89,7 +89,9 @@ class JobCommands(ApiClient):
         )
         return self.watch(job["id"]) if args.watch else 0
 
-    def watch(self, job_id: str, interval: float = 0.5) -> int:
+    def watch(self, job_id: str, interval: float = 0.5, retries: int = 0) -> int:
+        """Follow the job until it ends; ``retries``: the run to follow (a job just retried may still
+        read as its last run ended until the catalog has recorded the retry)."""
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -103,7 +105,7 @@ class JobCommands(ApiClient):
                 job = out["job"]
                 speed = f"{job['speed']:.1f}x" if job.get("speed") else ""
                 progress.update(task, completed=job["progress"], status=job["status"], speed=speed)
-                if is_terminal(job["status"]):
+                if is_terminal(job["status"]) and (job.get("retries") or 0) >= retries:
                     break
                 time.sleep(interval)
         if job["status"] == "completed":
@@ -120,7 +122,7 @@ class JobCommands(ApiClient):
         if args.job_id:
             job = self.call("POST", f"/api/jobs/{args.job_id}/retry")["job"]
             self.out.print(f"job {job['id']} {job['status']} (retry {job.get('retries', '')})")
-            return self.watch(job["id"]) if args.watch else 0
+            return self.watch(job["id"], retries=job.get("retries") or 0) if args.watch else 0
         flt = {
             k: v for k, v in {"status": args.status, "reason": args.reason, "kind": args.kind}.items() if v
         }
