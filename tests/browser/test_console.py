@@ -225,7 +225,7 @@ def test_a_packages_hls_and_dash_outputs_play_in_the_page(page, api, stack, medi
 
 
 def test_a_chunked_package_plays_in_the_page_before_it_completes(page, api, stack, media, tmp_path):
-    # Two minutes of a small picture in 8 s chunks: fifteen chunk jobs, most of them still queued when the
+    # A minute of a small picture in 8 s chunks: eight chunk jobs, most of them still queued when the
     # first one makes it playable. That moment its queue class is paused, so the rest wait: it cannot
     # complete while the page plays it. Picture only: the sound is one job over the whole source, and
     # a package plays once its sound is up too, which here could be as late as the last chunk.
@@ -235,7 +235,7 @@ def test_a_chunked_package_plays_in_the_page_before_it_completes(page, api, stac
         "-f",
         "lavfi",
         "-i",
-        "testsrc2=size=320x180:rate=5:duration=120",
+        "testsrc2=size=320x180:rate=5:duration=64",
         "-c:v",
         "libx264",
         "-g",
