@@ -20,9 +20,9 @@ from nats.errors import TimeoutError as NatsTimeout
 from mpr_common import subjects as s
 from mpr_devstack.servers import Proc
 from mpr_devstack.stack import DEV_API_TOKEN, Stack
+from mpr_devstack.tcp_proxy import TcpProxy
 from tests.media import make_video
 from tests.system.conftest import wait_for
-from tests.system.slow_link import SlowLink
 
 
 async def _stream_events(url: str, stream: str, subject: str) -> list[dict]:
@@ -116,7 +116,7 @@ def slow_s3(st: Stack, media_dir: Path) -> Iterator[dict[str, str]]:
     ``LONG_JOB_SECONDS`` (what it uploads, and short answers, pass at once)."""
     assert st.moto
     rate = long_source(media_dir).stat().st_size / LONG_JOB_SECONDS
-    link = SlowLink(st.moto.port, rate).start()
+    link = TcpProxy(st.moto.port, rate=rate).start()
     try:
         yield {"S3_ENDPOINT_URL": link.url}
     finally:

@@ -182,3 +182,22 @@ def test_labelled_connections_are_counted_apart(proxy):
     assert 100_000 <= by_label["a"] <= 100_000 + proxy.unread_bound and by_label["b"] == MiB
     assert sum(by_label.values()) == proxy.bytes_down
     clients["b"].close()
+
+
+def test_a_slow_link_carries_each_answer_at_its_rate_after_a_burst():
+    # 256 KiB at 512 KiB/s after a 64 KiB burst: at least 0.375 s, however fast the machine
+    up = Upstream(256 * 1024)
+    proxy = TcpProxy(up.port, rate=512 * 1024, burst=64 * 1024).start()
+    try:
+        c = connect(proxy)
+        started, got = time.monotonic(), 0
+        while data := c.recv(65536):
+            got += len(data)
+        took = time.monotonic() - started
+        c.close()
+        settled(proxy)
+        assert got == proxy.bytes_down == 256 * 1024  # slowed, never cut short
+        assert took >= (256 - 64) / 512
+    finally:
+        proxy.stop()
+        up.sock.close()

@@ -21,6 +21,11 @@ with its socket and cannot be measured afterwards. On open connections ``bytes_d
 queues, so it is exact. Without ``sock_diag`` (not Linux, or a client on another host) the pacing uses
 the proxy's own send queue only, and the client's receive buffer adds to the bound.
 
+``rate``, when set, makes it a slow link: what the server answers reaches each client at most ``rate``
+bytes a second after a first ``burst`` (so that short answers pass at once); what the client sends is
+not slowed. Fault tests give one to a transcoder whose job must still be running when the fault
+strikes: FFmpeg waits on its source for as long as the link takes, whatever the machine's load.
+
 ``label``, when set, names each new connection's client (called with the client's address as it
 connects, while the client waits for its answer, so its socket is still open): ``bytes_down_by_label``
 then splits the count by those names, e.g. by the process that opened the connection.
@@ -123,9 +128,13 @@ class _Conn:
 class TcpProxy:
     unread_bound = MAX_UNREAD  # per connection, see the module docstring
 
-    def __init__(self, target_port: int, port: int | None = None) -> None:
+    def __init__(
+        self, target_port: int, port: int | None = None, rate: float | None = None, burst: int = 16 * 1024
+    ) -> None:
         self.target = ("127.0.0.1", target_port)
         self.port = port or free_port()
+        self.rate = rate  # bytes a second, upstream -> each client (None: as fast as the client reads)
+        self.burst = burst
         self._listener: socket.socket | None = None
         self._conns: set[_Conn] = set()
         self._lock = threading.Lock()
@@ -231,8 +240,15 @@ class TcpProxy:
             self._end(c, error=True)
 
     def _down(self, c: _Conn) -> None:
+        credit, last = float(self.burst), time.monotonic()  # a token bucket: at most a burst saved up
         try:
             while data := c.upstream.recv(_RECV):
+                if self.rate is not None:
+                    now = time.monotonic()
+                    credit = min(float(self.burst), credit + (now - last) * self.rate) - len(data)
+                    last = now
+                    if credit < 0:
+                        time.sleep(-credit / self.rate)
                 view = memoryview(data)
                 while view:
                     room = self._wait_for_reader(c)
