@@ -7,7 +7,6 @@ of what it ends with."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import uuid
 from pathlib import Path
@@ -20,6 +19,7 @@ from mpr_common.presets import DEFAULT_PRESET, PRESETS
 from tests.media import make_video
 from tests.system.conftest import wait_for, wait_job
 from tests.system.test_event_stream import events
+from tests.system.test_packages import ffprobe
 
 pytestmark = pytest.mark.system
 
@@ -41,11 +41,6 @@ def source(s3, tmp_path_factory) -> tuple[str, Path]:
     key = f"chunked-{uuid.uuid4().hex[:6]}/show.mp4"
     s3.upload_file(str(path), "mpr-media-in", key)
     return key, path
-
-
-def ffprobe(*args: str) -> dict:
-    out = subprocess.run(["ffprobe", "-v", "error", "-of", "json", *args], check=True, capture_output=True)
-    return json.loads(out.stdout)
 
 
 def video_packets(url: str) -> list[dict]:

@@ -4,27 +4,20 @@ from JetStream's acknowledgement, and how errors map to HTTP and GraphQL."""
 from __future__ import annotations
 
 import pytest
-from litestar.testing import TestClient
 
-from mpr_api.app import create_app, services
 from mpr_api.jobs.service import queued_view
-from mpr_api.settings import ApiSettings
 from mpr_common import subjects as s
 from mpr_common.codec import decode, encode
 from mpr_common.events import JobCompleted, JobRequested, JobView
 from mpr_common.presets import DEFAULT_PRESET
-from tests.fakes import FakeKV, FakeNats
+from tests.unit.api.inprocess import in_process_api
 
 TOKEN = "t0ken"
 
 
 @pytest.fixture
 def api():
-    settings = ApiSettings(tokens=frozenset({TOKEN}))
-    nc = FakeNats()
-    app = create_app(settings, state=services(settings, nc, FakeKV(), public_s3=None, owners_kv=FakeKV()))
-    with TestClient(app, base_url="http://mpr.local") as client:
-        client.headers["Authorization"] = f"Bearer {TOKEN}"
+    with in_process_api(TOKEN) as (client, nc, app):
         yield client, nc
 
 

@@ -8,26 +8,20 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from litestar.testing import TestClient
 
-from mpr_api.app import create_app, services
 from mpr_api.automation.rules import Condition, Rule, check_rule
 from mpr_api.automation.templates import Template, TemplateError, check_template, render_output_key
 from mpr_api.http.field_errors import FieldConflict, FieldError, graphql_name
-from mpr_api.settings import ApiSettings
 from mpr_common.events import JOB_KINDS, JobRequested
 from mpr_common.jobs import JobRequestError, normalize_job
-from tests.fakes import FakeKV, FakeNats
+from tests.unit.api.inprocess import in_process_api
 
 JOB_FIELDS = frozenset(f.name for f in msgspec.structs.fields(JobRequested))
 
 
 @pytest.fixture
 def api():
-    settings = ApiSettings(tokens=frozenset())
-    nc = FakeNats()
-    app = create_app(settings, state=services(settings, nc, FakeKV(), public_s3=None, owners_kv=FakeKV()))
-    with TestClient(app, base_url="http://mpr.local") as client:
+    with in_process_api(None) as (client, nc, _):
         yield client, nc
 
 

@@ -8,16 +8,13 @@ import re
 from types import SimpleNamespace
 
 import pytest
-from litestar.testing import TestClient
 
-from mpr_api.app import create_app, services
 from mpr_api.assets.media_links import MediaLinks
 from mpr_api.events.directory import JobDirectory
 from mpr_api.events.hub import EventHub
 from mpr_api.events.settings import EventStreamSettings
 from mpr_api.events.stream import JOB_EVENT_STATUS, EventFilter, JobFacts, parse_filter
 from mpr_api.jobs.service import JobService
-from mpr_api.settings import ApiSettings
 from mpr_api.state import state_of
 from mpr_api.webhooks.cloudevents import cloud_event, job_occurrence, read_job_event
 from mpr_api.webhooks.model import EVENT_TYPES as WEBHOOK_TYPES
@@ -27,7 +24,8 @@ from mpr_common.codec import decode, encode
 from mpr_common.events import JobPlayable, JobRequested, JobView
 from mpr_common.jobs import outcome_id
 from mpr_common.streams import WEBHOOK_JOB_SUBJECTS
-from tests.fakes import FakeKV, FakeNats
+from tests.fakes import FakeNats
+from tests.unit.api.inprocess import in_process_api
 
 TOKEN = "t0ken"
 MASTER = "show/p1/master.m3u8"
@@ -51,11 +49,7 @@ def package(**kw) -> JobView:
 
 @pytest.fixture
 def api():
-    settings = ApiSettings(tokens=frozenset({TOKEN}))
-    nc = FakeNats()
-    app = create_app(settings, state=services(settings, nc, FakeKV(), public_s3=None, owners_kv=FakeKV()))
-    with TestClient(app, base_url="http://mpr.local") as client:
-        client.headers["Authorization"] = f"Bearer {TOKEN}"
+    with in_process_api(TOKEN) as (client, nc, app):
         yield client, nc, state_of(app).get(JobService).links
 
 
