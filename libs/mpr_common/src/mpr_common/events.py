@@ -15,7 +15,10 @@ import msgspec
 # The contract's enumerations: each defined here once; the tuples are derived, never restated.
 # "package": an adaptive-bitrate package, run as one "rendition" child job per rung of its ladder (and a
 # "storyboard" child when asked for); children are published by the transcoder that takes the package.
-JobKind = Literal["transcode", "trim", "thumbnail", "audio", "hls", "package", "rendition", "storyboard"]
+# "preview": a short animated WebP or GIF of clips from evenly spread moments of the source, for listings.
+JobKind = Literal[
+    "transcode", "trim", "thumbnail", "audio", "hls", "package", "rendition", "storyboard", "preview"
+]
 JOB_KINDS: tuple[str, ...] = get_args(JobKind)
 JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 JOB_STATUSES: tuple[str, ...] = get_args(JobStatus)
@@ -141,6 +144,36 @@ class ChunkSpan(msgspec.Struct, kw_only=True, frozen=True):
     first_segment: int = 0
 
 
+WatermarkPosition = Literal["top-left", "top-right", "bottom-left", "bottom-right", "center"]
+WATERMARK_POSITIONS: tuple[str, ...] = get_args(WatermarkPosition)
+
+
+class Watermark(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """An image (``key``: a PNG or JPEG in the job's source bucket) or a line of ``text`` drawn over the
+    picture after it is scaled, in a corner (or the centre) ``margin`` output pixels from the edges, at
+    ``opacity``. The image is ``width`` of the output's width wide (each rung of a package its own), the
+    text's height ``size`` of the output's height. Bounds and defaults: :mod:`mpr_common.overlays`;
+    a normalised job names ``width`` (image) or ``size`` (text), never both."""
+
+    key: str | None = None
+    text: str | None = None
+    position: WatermarkPosition = "top-right"
+    margin: int = 16
+    opacity: float = 0.8
+    width: float | None = None
+    size: float | None = None
+
+
+class PreviewOptions(msgspec.Struct, kw_only=True, frozen=True):
+    """A ``preview`` job's animation: ``clips`` clips of ``clip_seconds`` from evenly spread moments of the
+    source, ``width`` pixels wide, ``fps`` frames a second, looping. Bounds: :mod:`mpr_common.overlays`."""
+
+    clips: int = 6
+    clip_seconds: float = 1.0
+    width: int = 320
+    fps: float = 10.0
+
+
 class JobRequested(Event, kw_only=True):
     """Published on ``mpr.jobs.requested`` with header ``Nats-Msg-Id: <job_id>``.
 
@@ -178,6 +211,10 @@ class JobRequested(Event, kw_only=True):
     progressive: bool | None = None
     # a chunk child of a package: which part of the source it encodes
     chunk: ChunkSpan | None = None
+    # transcode and package jobs (and every video rendition of a package): drawn over the picture
+    watermark: Watermark | None = None
+    # preview jobs: the animation's clips, size and rate (None: the defaults)
+    preview: PreviewOptions | None = None
 
 
 class JobProgress(Event, kw_only=True):

@@ -13,7 +13,9 @@ import msgspec
 
 from .events import JOB_KINDS, JobRequested
 from .keys import MEDIA_EXTENSIONS, InvalidKeyError, extension, is_media_key, validate_key
+from .overlays import PREVIEW_EXTENSIONS, WATERMARK_KINDS, normalize_preview, normalize_watermark
 from .presets import AUDIO_RENDITION, DEFAULT_PRESET, MASTER_PLAYLIST, PRESETS, STORYBOARD_VTT, Preset
+from .request_errors import JobRequestError as JobRequestError  # raised by every rule of a request
 from .settings import S3Settings
 
 MAX_MEDIA_SECONDS = 24 * 3600.0
@@ -43,15 +45,6 @@ CHILD_ONLY = (
 _JOB_ID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 
 
-class JobRequestError(ValueError):
-    """The request can never succeed; the message says why, and ``field`` names the request's field it
-    concerns (None: the request as a whole), so that a client can show the message next to it."""
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
-
-
 def _check_time(name: str, value: float | None) -> None:
     if value is None:
         return
@@ -69,6 +62,8 @@ def default_output_key(source_key: str, job_id: str, preset: Preset, job: JobReq
         return f"{stem}/{job_id}/{MASTER_PLAYLIST}"
     if preset.extension == ".vtt":
         return f"{stem}/{job_id}/{STORYBOARD_VTT}"
+    if job is not None and job.kind == "preview":
+        return f"{stem}/{job_id}/preview{PREVIEW_EXTENSIONS[0]}"
     if preset.container == "hls":
         return f"{stem}/{job_id}/index.m3u8"
     ext = preset.extension or extension(source_key)
@@ -107,11 +102,17 @@ def normalize_job(job: JobRequested) -> JobRequested:
     _check_times(job)
     _check_options(job, preset)
     output_key = job.output_key or default_output_key(job.source_key, job.job_id, preset, job)
-    _check_output(output_key, preset)
+    _check_output(output_key, preset, job)
     for name, bucket in (("source_bucket", job.source_bucket), ("output_bucket", job.output_bucket)):
         if bucket is not None and not _valid_bucket(bucket):
             raise JobRequestError("bucket names must be 3-63 characters of a-z, 0-9, '.' and '-'", field=name)
-    return msgspec.structs.replace(job, preset=preset.name, output_key=output_key)
+    return msgspec.structs.replace(
+        job,
+        preset=preset.name,
+        output_key=output_key,
+        watermark=None if job.watermark is None else normalize_watermark(job.watermark),
+        preview=normalize_preview(job.preview) if job.kind == "preview" else None,
+    )
 
 
 def _check_source(source_key: str) -> None:
@@ -160,15 +161,28 @@ def _check_options(job: JobRequested, preset: Preset) -> None:
             raise JobRequestError(
                 f"rendition must be one of {', '.join(names)} for preset {preset.name!r}", field="rendition"
             )
+    if job.watermark is not None:
+        if job.kind == "rendition" and job.rendition == AUDIO_RENDITION:
+            raise JobRequestError("the audio rendition has no picture to watermark", field="watermark")
+        if job.kind == "transcode" and preset.video_codec in (None, "copy"):
+            raise JobRequestError(
+                f"a watermark re-encodes the picture: preset {preset.name!r} does not", field="watermark"
+            )
 
 
-def _check_output(output_key: str, preset: Preset) -> None:
+def _check_output(output_key: str, preset: Preset, job: JobRequested) -> None:
     try:
         validate_key(output_key)
     except InvalidKeyError as exc:
         raise JobRequestError(f"output_key: {exc}", field="output_key") from None
     out_ext = extension(output_key)
-    if preset.extension:
+    if job.kind == "preview":
+        if out_ext not in PREVIEW_EXTENSIONS:
+            raise JobRequestError(
+                f"output_key must end with {' or '.join(PREVIEW_EXTENSIONS)} (the preview's format)",
+                field="output_key",
+            )
+    elif preset.extension:
         if out_ext != preset.extension:
             raise JobRequestError(
                 f"output_key must end with {preset.extension} for preset {preset.name!r}", field="output_key"
@@ -201,12 +215,23 @@ def _check_graph(job: JobRequested) -> None:
             field="parent_id" if job.parent_id is not None else "rendition",
         )
     _check_chunking(job)
+    _check_picture_options(job)
     if job.loudnorm and job.kind not in LOUDNORM_KINDS:
         raise JobRequestError(f"loudnorm applies to {', '.join(LOUDNORM_KINDS[:3])} jobs", field="loudnorm")
     if job.storyboard and job.kind != "package":
         raise JobRequestError(
             "storyboard is an option of package jobs (or submit a storyboard job)", field="storyboard"
         )
+
+
+def _check_picture_options(job: JobRequested) -> None:
+    """watermark and preview belong to the kinds that draw them (their values: :mod:`.overlays`)."""
+    if job.watermark is not None and job.kind not in WATERMARK_KINDS:
+        raise JobRequestError(
+            f"watermark is an option of {', '.join(WATERMARK_KINDS[:2])} jobs", field="watermark"
+        )
+    if job.preview is not None and job.kind != "preview":
+        raise JobRequestError("preview is an option of preview jobs", field="preview")
 
 
 def _check_chunking(job: JobRequested) -> None:

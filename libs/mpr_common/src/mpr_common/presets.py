@@ -261,6 +261,18 @@ PRESETS: dict[str, Preset] = {
             ladder=_H264_LADDER + _HEVC_RUNGS,
         ),
         Preset(
+            name="preview",
+            kinds=("preview",),
+            extension="",
+            container=None,
+            description=(
+                "Animated preview for listings: clips from evenly spread moments (6 x 1 s, 320 px wide, 10 fps "
+                "by default: see the job's preview options), looping; the output key's extension chooses "
+                "animated WebP (.webp) or GIF (.gif)"
+            ),
+            video_codec="libwebp_anim",
+        ),
+        Preset(
             name="hls-720p",
             kinds=("hls",),
             extension=".m3u8",
@@ -298,6 +310,7 @@ DEFAULT_PRESET: dict[JobKind, str] = {
     "package": "abr-h264",
     "rendition": "abr-h264",
     "storyboard": "storyboard-160",
+    "preview": "preview",
 }
 
 # The rendition that carries a package's sound (one AAC track shared by every video rung).
@@ -318,5 +331,5 @@ LOUDNORM_TARGET_LRA = 7.0  # LU
 OUTPUT_EXTENSIONS: frozenset[str] = frozenset(
     {p.extension for p in PRESETS.values() if p.extension}
     | MEDIA_EXTENSIONS
-    | {".ts", ".m4s", ".vtt", ".mpd", ".jpg"}
+    | {".ts", ".m4s", ".vtt", ".mpd", ".jpg", ".webp", ".gif"}
 )

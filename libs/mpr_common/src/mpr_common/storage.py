@@ -279,6 +279,8 @@ _EXTRA_TYPES = {
     ".m4a": "audio/mp4",
     ".aac": "audio/aac",
     ".webm": "video/webm",
+    ".webp": "image/webp",
+    ".gif": "image/gif",
 }
 
 

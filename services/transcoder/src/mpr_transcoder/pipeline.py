@@ -39,6 +39,7 @@ from .limits import Limits, check_source
 from .settings import setting
 from .steps import StepRunner
 from .uploader import STORAGE_ERRORS, OutputTooLarge, OutputUploader, dir_size
+from .watermarks import prepare_watermark
 from .workdir import free_space, lock
 
 __all__ = ["JobError", "Limits", "Outcome", "read_source", "run_job"]
@@ -178,7 +179,8 @@ async def run_job(
     held: int | None = None
     try:
         held = lock(tmp)  # held until the dir is removed: clean_workdir leaves it alone
-        ctx = JobContext(job, PRESETS[job.preset or ""], url, info, tmp, room.max_bytes, limits)
+        watermark = await prepare_watermark(job, tmp, s3=s3, s3_settings=s3_settings, limits=limits)
+        ctx = JobContext(job, PRESETS[job.preset or ""], url, info, tmp, room.max_bytes, limits, watermark)
         work = kinds.plan_work(ctx)
         out_bucket = job.output_bucket or s3_settings.bucket_out
         uploads = await _execute(ctx, work, room, s3, out_bucket, on_progress, cancelled)
@@ -215,6 +217,8 @@ async def _execute(
     stop = asyncio.Event()
     relay = asyncio.create_task(_relay(cancelled, stop)) if cancelled is not None else None
     names = {ctx.url: job.source_key}
+    if ctx.watermark is not None and ctx.watermark.image_url and job.watermark and job.watermark.key:
+        names[ctx.watermark.image_url] = job.watermark.key  # FFmpeg's errors name the key, not the URL
     runner = StepRunner(ctx.limits, stop, names, on_progress, work.expected, run_ffmpeg)
     # The uploader also watches the size of what HLS writes, which FFmpeg's -fs does not see.
     uploader = OutputUploader(

@@ -13,6 +13,7 @@ from pathlib import Path
 # Defined in mpr_common (the catalog's ffprobe reads sources through the same whitelists); the transcoder
 # takes them from here only.
 from mpr_common.mediainfo import INPUT_FORMATS, NETWORK_PROTOCOLS
+from mpr_common.overlays import WATERMARK_FORMATS
 
 # Every FFmpeg command: no stdin, errors only, overwrite, ``-progress`` reports on stdout (see .runner).
 GLOBAL_ARGS = [
@@ -80,6 +81,26 @@ def input_args(
         stop=None if end is None else fmt(end),
         protocols=protocols,
     )
+
+
+def image_input(url: str, protocols: str = NETWORK_PROTOCOLS) -> list[str]:
+    """A watermark image as an input: the image demuxers of PNG and JPEG only (whatever its key's
+    name says), a read timeout."""
+    return [*whitelist(protocols, ",".join(WATERMARK_FORMATS)), *READ_TIMEOUT, "-i", url]
+
+
+def image_probe_args(url: str, protocols: str = NETWORK_PROTOCOLS) -> list[str]:
+    """ffprobe of a watermark image: its demuxer's name and its picture's size, as JSON."""
+    return [
+        *FFPROBE_ARGS,
+        *whitelist(protocols, ",".join(WATERMARK_FORMATS)),
+        *READ_TIMEOUT,
+        "-show_entries",
+        "format=format_name:stream=codec_type,width,height",
+        "-of",
+        "json",
+        url,
+    ]
 
 
 def local_input(path: Path, formats: str = INPUT_FORMATS) -> list[str]:

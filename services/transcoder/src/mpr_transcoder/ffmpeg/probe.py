@@ -5,9 +5,13 @@ The argument list and the reading of ffprobe's result (``mpr_common.mediainfo.pr
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+
 from mpr_common.events import MediaInfo
 from mpr_common.mediainfo import NETWORK_PROTOCOLS, ProbeError, ffprobe_args, probe_result, redact
 
+from .argv import image_probe_args
 from .errors import FfmpegError
 from .process import capture
 
@@ -37,3 +41,28 @@ async def ffprobe_output(args: list[str], timeout: float, what: str) -> str:
         tail = redact(done.stderr.decode("utf-8", "replace")).strip()
         raise FfmpegError(f"ffprobe of {what} exited with {done.returncode}", done.returncode, tail)
     return done.stdout.decode("utf-8", "replace")
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    format_name: str  # FFmpeg's demuxer: png_pipe or jpeg_pipe
+    width: int
+    height: int
+
+
+async def probe_image(url: str, timeout: float, *, name: str) -> ImageInfo:
+    """ffprobe of a watermark image through the image demuxers only (``argv.image_probe_args``): raises
+    :class:`ProbeError` (naming ``name``, never the URL) when it is not a PNG or JPEG picture."""
+    try:
+        done = await capture(image_probe_args(url), timeout)
+    except TimeoutError:
+        raise ProbeError(f"ffprobe of {name} timed out after {timeout:.0f}s") from None
+    if done.returncode != 0:
+        text = redact(done.stderr.decode("utf-8", "replace"), {url: name}).strip().splitlines()
+        raise ProbeError(f"{name}: {(text[-1] if text else 'unreadable')[:300]}")
+    try:
+        found = json.loads(done.stdout)
+        video = next(s for s in found.get("streams", []) if s.get("codec_type") == "video")
+        return ImageInfo(str(found["format"]["format_name"]), int(video["width"]), int(video["height"]))
+    except (ValueError, KeyError, TypeError, StopIteration):
+        raise ProbeError(f"{name}: no picture found") from None

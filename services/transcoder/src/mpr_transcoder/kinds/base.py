@@ -11,6 +11,7 @@ from pathlib import Path
 from mpr_common.events import JobRequested, Loudness, MediaInfo, Rendition
 from mpr_common.presets import Preset
 
+from ..ffmpeg.filtergraph import WatermarkSource
 from ..job_errors import JobError
 from ..limits import Limits
 from ..loudness import OUTPUT_RATE, LoudnessError, SilentAudio, loudnorm_filter, measure_loudness
@@ -20,7 +21,8 @@ from ..steps import StepRunner
 @dataclass(frozen=True, slots=True)
 class JobContext:
     """One job's plan inputs: the job (normalised), its preset, a presigned URL of its source and the
-    source's probe, its work dir ``tmp``, the bound on its outputs' size, its limits."""
+    source's probe, its work dir ``tmp``, the bound on its outputs' size, its limits, and its watermark
+    (checked and ready to draw: see ``watermarks.prepare_watermark``)."""
 
     job: JobRequested
     preset: Preset
@@ -29,6 +31,7 @@ class JobContext:
     tmp: Path
     max_bytes: int
     limits: Limits
+    watermark: WatermarkSource | None = None
 
     @property
     def out_dir(self) -> Path:

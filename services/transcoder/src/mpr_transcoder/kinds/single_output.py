@@ -15,6 +15,7 @@ from mpr_common.keys import extension
 from mpr_common.presets import Preset
 
 from ..ffmpeg.argv import GLOBAL_ARGS, VIDEO_TIMING, fmt, input_args, output_slack
+from ..ffmpeg.filtergraph import WatermarkSource, watermark_inputs, watermark_outputs
 from ..job_errors import JobError
 from ..steps import StepRunner
 from .base import JobContext, Work, with_loudness
@@ -94,8 +95,11 @@ def _video_encoder(preset: Preset) -> list[str]:
     return []
 
 
-def _stream_args(job: JobRequested, preset: Preset, info: MediaInfo) -> list[str]:
-    """Which streams go to the output and how they are encoded (the sound's options aside)."""
+def _stream_args(
+    job: JobRequested, preset: Preset, info: MediaInfo, watermark: WatermarkSource | None = None
+) -> list[str]:
+    """Which streams go to the output and how they are encoded (the sound's options aside); with a
+    watermark, the picture comes from its filter graph (its image is the second input)."""
     has_video = info.video_codec is not None
     has_audio = info.audio_codec is not None
     if job.kind == "audio":
@@ -107,18 +111,27 @@ def _stream_args(job: JobRequested, preset: Preset, info: MediaInfo) -> list[str
     if not (has_video or has_audio):
         raise ValueError("the source has no audio or video stream")
     args: list[str] = []
+    if watermark is not None and not has_video:
+        raise ValueError("watermark: the source has no video stream to draw it on")
     if has_video:
-        args += ["-map", "0:v:0", "-c:v", _codec(preset.video_codec, preset.name)]
-        if preset.container != "hls":
-            args += VIDEO_TIMING
-        if preset.height:
-            args += ["-vf", _scale_height(preset.height)]
-        args += _video_encoder(preset)
-        if preset.container == "hls" and preset.hls_segment_seconds:
-            seg = preset.hls_segment_seconds
-            args += ["-force_key_frames", f"expr:gte(t,n_forced*{seg})"]
+        args += _video_stream_args(preset, watermark)
     if has_audio:
         args += ["-map", "0:a:0", "-c:a", _codec(preset.audio_codec, preset.name)]
+    return args
+
+
+def _video_stream_args(preset: Preset, watermark: WatermarkSource | None) -> list[str]:
+    scale = _scale_height(preset.height) if preset.height else "null"
+    args = watermark_outputs(scale, watermark) if watermark is not None else ["-map", "0:v:0"]
+    args += ["-c:v", _codec(preset.video_codec, preset.name)]
+    if preset.container != "hls":
+        args += VIDEO_TIMING
+    if preset.height and watermark is None:
+        args += ["-vf", scale]
+    args += _video_encoder(preset)
+    if preset.container == "hls" and preset.hls_segment_seconds:
+        seg = preset.hls_segment_seconds
+        args += ["-force_key_frames", f"expr:gte(t,n_forced*{seg})"]
     return args
 
 
@@ -145,6 +158,7 @@ def build_plan(
     *,
     max_source_duration: float | None = None,
     audio_filter: str | None = None,
+    watermark: WatermarkSource | None = None,
 ) -> Plan:
     """``job`` must be normalised (see ``mpr_common.jobs.normalize_job``).
 
@@ -152,9 +166,12 @@ def build_plan(
     ``-fs max_output_bytes``, and ``-t`` at most the source's probed duration after
     the start plus :func:`output_slack` (``max_source_duration`` when the probe found none), so that
     timestamps that jump far ahead never make FFmpeg write hours of duplicated frames. ``audio_filter``
-    (e.g. the second pass of loudness normalisation) applies when the sound is re-encoded."""
+    (e.g. the second pass of loudness normalisation) applies when the sound is re-encoded; ``watermark``
+    is drawn over the scaled picture."""
     start = job.start if job.kind != "thumbnail" else thumbnail_time(job, info)
     args = GLOBAL_ARGS + input_args(input_url, start)
+    if watermark is not None and job.kind != "thumbnail":  # its image: an input, before any output option
+        args += watermark_inputs(watermark)
     length, expected = _length_and_expected(job, info, start, max_source_duration)
     if length is not None and job.kind != "thumbnail":  # a thumbnail is one frame (-frames:v 1)
         args += ["-t", fmt(length)]
@@ -165,7 +182,7 @@ def build_plan(
     if job.kind == "thumbnail":
         return Plan(args + _thumbnail_args(preset, info, main), output_dir, main, None)
 
-    args += _stream_args(job, preset, info) + _sound_options(job, preset, info, audio_filter)
+    args += _stream_args(job, preset, info, watermark) + _sound_options(job, preset, info, audio_filter)
     args += ["-fs", str(max_output_bytes)]
     if preset.container == "hls":
         args += [
@@ -203,6 +220,7 @@ def plan(ctx: JobContext) -> Work:
                 ctx.max_bytes,
                 max_source_duration=ctx.limits.max_source_duration or None,
                 audio_filter=audio_filter,
+                watermark=ctx.watermark,
             )
         except ValueError as exc:
             raise JobError(str(exc), "invalid") from None

@@ -147,6 +147,8 @@ def plan_package(package: JobRequested, info: MediaInfo) -> PackagePlan:
             output_key=f"{folder}/{name}.m3u8",
             weight=weight,
             loudnorm=loudnorm,
+            # every video rung draws the package's watermark, scaled to the rung
+            watermark=None if name == AUDIO_RENDITION else package.watermark,
         )
 
     spans = chunk_spans(package, preset, info)

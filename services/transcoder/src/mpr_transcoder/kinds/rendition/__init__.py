@@ -39,7 +39,13 @@ def plan(ctx: JobContext) -> Work:
         async def encode(audio_filter: str | None) -> None:
             main = runner.scoped(30.0 if audio_filter else 0.0, 100.0)
             args = rendition_args(
-                input_args(ctx.url), preset, rung, info, ctx.out_dir, loudnorm_filter=audio_filter
+                input_args(ctx.url),
+                preset,
+                rung,
+                info,
+                ctx.out_dir,
+                loudnorm_filter=audio_filter,
+                watermark=ctx.watermark if rung else None,
             )
             await main(args)
             runner.written = main.written
@@ -63,7 +69,10 @@ def _plan_chunk(ctx: JobContext, rung: Rung, chunk: ChunkSpan) -> Work:
     async def run(runner: StepRunner) -> None:
         main = runner.scoped(0.0, 100.0)
         source = input_args(ctx.url, chunk.start, end=chunk.end)
-        await main(chunk_rendition_args(source, ctx.preset, rung, ctx.info, ctx.out_dir, chunk))
+        args = chunk_rendition_args(
+            source, ctx.preset, rung, ctx.info, ctx.out_dir, chunk, watermark=ctx.watermark
+        )
+        await main(args)
         runner.written = main.written
         work.rendition = await asyncio.to_thread(finish_chunk, ctx.out_dir, rung.name, rung, chunk)
 

@@ -28,6 +28,7 @@ from mpr_common.events import ChunkSpan, MediaInfo, Rendition
 from mpr_common.presets import AUDIO_RENDITION, Preset, Rung
 
 from ...ffmpeg.argv import GLOBAL_ARGS, local_input
+from ...ffmpeg.filtergraph import WatermarkSource, watermark_inputs, watermark_outputs
 from ..ladder import ladder_rungs
 
 AUDIO_SAMPLE_RATE = 48000
@@ -183,11 +184,13 @@ def rendition_args(
     out_dir: Path,
     *,
     loudnorm_filter: str | None = None,
+    watermark: WatermarkSource | None = None,
 ) -> list[str]:
     """The FFmpeg argv of one rendition: ``rung`` None is the audio rendition (:data:`AUDIO_RENDITION`).
 
     ``input_args`` are the input's options ending with ``-i URL`` (whitelists, timeouts, bounds; without
-    the program name). The result starts with ``ffmpeg`` and reports progress on stdout."""
+    the program name). The result starts with ``ffmpeg`` and reports progress on stdout. A video rung's
+    ``watermark`` is drawn over the picture scaled to the rung."""
     if len(input_args) < 2 or input_args[-2] != "-i":
         raise ValueError("input_args must end with '-i', URL")
     args = [*GLOBAL_ARGS, *input_args]
@@ -198,20 +201,32 @@ def rendition_args(
         return args + hls_output_args(preset, AUDIO_RENDITION, out_dir)
     return (
         args
-        + _video_args(preset, rung, info, video_filter(rung))
+        + (watermark_inputs(watermark) if watermark else [])
+        + _video_args(preset, rung, info, video_filter(rung), watermark)
         + hls_output_args(preset, rung.name, out_dir)
     )
 
 
-def _video_args(preset: Preset, rung: Rung, info: MediaInfo, filters: str) -> list[str]:
+def _video_args(
+    preset: Preset, rung: Rung, info: MediaInfo, filters: str, watermark: WatermarkSource | None
+) -> list[str]:
     if info.video_codec is None:
         raise ValueError("the source has no video stream to encode")
-    args = ["-map", "0:v:0", "-an", "-sn", "-dn", "-filter:v", filters]
+    if watermark is None:
+        args = ["-map", "0:v:0", "-an", "-sn", "-dn", "-filter:v", filters]
+    else:  # the rung's scaling ends in yuv420p already: nothing to convert after the mark
+        args = [*watermark_outputs(filters, watermark, tail="format=yuv420p"), "-an", "-sn", "-dn"]
     return args + video_encoder_args(preset, rung, info)
 
 
 def chunk_rendition_args(
-    input_args: list[str], preset: Preset, rung: Rung, info: MediaInfo, out_dir: Path, chunk: ChunkSpan
+    input_args: list[str],
+    preset: Preset,
+    rung: Rung,
+    info: MediaInfo,
+    out_dir: Path,
+    chunk: ChunkSpan,
+    watermark: WatermarkSource | None = None,
 ) -> list[str]:
     """The FFmpeg argv of one chunk of a video rung: the frames of the source's ``[chunk.start,
     chunk.end)`` (``input_args`` seek there and stop there, see ``argv.input_args``), encoded as
@@ -222,13 +237,15 @@ def chunk_rendition_args(
     Its timestamps start at 0, as the first chunk's do: the first frame is moved to exactly 0 before the
     encoder (``setpts``), whatever fraction of a frame separates it from ``chunk.start`` (30000/1001 fps
     frames are not on whole seconds), so every chunk's init segment, edit list included, is the first
-    chunk's. The segments get their place in the title afterwards (``fragments.shift_fragments``)."""
+    chunk's. The segments get their place in the title afterwards (``fragments.shift_fragments``). A
+    ``watermark`` is drawn as on the whole rung: every chunk's picture is marked alike."""
     if len(input_args) < 2 or input_args[-2] != "-i":
         raise ValueError("input_args must end with '-i', URL")
     filters = f"setpts=PTS-STARTPTS,{video_filter(rung)}"
     playlist = chunk_playlist_name(rung.name, chunk.index)
     out = hls_output_args(preset, rung.name, out_dir, start_number=chunk.first_segment, playlist=playlist)
-    return [*GLOBAL_ARGS, *input_args, *_video_args(preset, rung, info, filters), *out]
+    marks = watermark_inputs(watermark) if watermark else []
+    return [*GLOBAL_ARGS, *input_args, *marks, *_video_args(preset, rung, info, filters, watermark), *out]
 
 
 def ladder_command(input_path: Path, preset: Preset, info: MediaInfo, out_dir: Path) -> list[str]:
