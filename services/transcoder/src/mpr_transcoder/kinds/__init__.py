@@ -4,6 +4,7 @@
 - ``transcode``, ``audio``, ``thumbnail``, ``hls``: one FFmpeg command (:mod:`.single_output`);
 - ``trim``: frame-accurate smart cut, or a stream copy on key frames (:mod:`.trim`);
 - ``storyboard``: sprite sheets, WebVTT track and poster (:mod:`.storyboard`);
+- ``preview``: an animated WebP or GIF of clips from evenly spread moments (:mod:`.preview`);
 - ``rendition``: one CMAF rendition of a package (:mod:`.rendition`);
 - ``package``: never run as one job: planned into child jobs and completed by its last child, the chord
   (:mod:`.package`), which the worker runs.
@@ -17,7 +18,7 @@ from typing import Protocol
 
 from mpr_common.events import JobRequested
 
-from . import package, rendition, single_output, storyboard, trim
+from . import package, preview, rendition, single_output, storyboard, trim
 from .base import JobContext, Work
 
 
@@ -34,6 +35,7 @@ KINDS: Mapping[str, Kind] = {
     "storyboard": storyboard,
     "rendition": rendition,
     "package": package,
+    "preview": preview,
 }
 
 

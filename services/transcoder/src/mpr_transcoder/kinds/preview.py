@@ -1,0 +1,93 @@
+"""The ``preview`` kind: a short looping animation for listings, clips from evenly spread moments of the
+source (:func:`preview_clips`) joined in one FFmpeg command (:func:`preview_args`, pure): animated WebP
+(libwebp_anim) or GIF (a palette made from the clips themselves), as the output key's extension says.
+
+Each clip is an input of its own, seeking in the source (FFmpeg reads only those seconds, with HTTP
+range requests) under the source's whitelists; its frames are resampled to the preview's rate, scaled
+(never up), and concatenated. A source shorter than the clips gets fewer or shorter clips; one with no
+picture fails as invalid."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from mpr_common.events import MediaInfo, PreviewOptions
+from mpr_common.keys import extension
+
+from ..ffmpeg.argv import GLOBAL_ARGS, input_args, size_limit
+from ..ffmpeg.filtergraph import filter_spec
+from ..job_errors import JobError
+from ..steps import StepRunner
+from .base import JobContext, Work
+
+# Encoder settings: small files that still read well at 320 px.
+WEBP_QUALITY = "70"
+GIF_COLORS = "128"
+
+
+def preview_clips(duration: float | None, opts: PreviewOptions) -> list[tuple[float, float]]:
+    """(start, seconds) of each clip: ``opts.clips`` clips of ``opts.clip_seconds`` centred on evenly
+    spread moments of a source of ``duration`` seconds, inside it; fewer clips when they would not fit
+    one after another, one clip of the whole source when it is shorter than a clip. An unknown duration:
+    one clip from the start."""
+    length = opts.clip_seconds
+    if not duration or duration <= 0 or not math.isfinite(duration):
+        return [(0.0, length)]
+    length = min(length, duration)
+    n = max(1, min(opts.clips, math.floor(duration / length + 1e-9)))
+    clips = []
+    for i in range(n):
+        centre = duration * (2 * i + 1) / (2 * n)
+        start = min(max(0.0, centre - length / 2), duration - length)
+        clips.append((round(start, 3), round(length, 3)))
+    return clips
+
+
+def preview_args(
+    url: str, info: MediaInfo, opts: PreviewOptions, out: Path, max_bytes: int | None = None
+) -> list[str]:
+    """The FFmpeg command that writes the preview to ``out`` (``.webp`` or ``.gif``)."""
+    if info.video_codec is None:
+        raise ValueError("the source has no video stream to make a preview of")
+    clips = preview_clips(info.duration, opts)
+    args = list(GLOBAL_ARGS)
+    for start, seconds in clips:
+        args += input_args(url, start, end=start + seconds)
+    scale = filter_spec("scale", {"w": f"2*trunc(min({opts.width},iw)/2)", "h": "-2", "flags": "lanczos"})
+    each = f"fps={opts.fps:g},{scale},setsar=1,setpts=PTS-STARTPTS"
+    graph = [f"[{i}:v:0]{each}[c{i}]" for i in range(len(clips))]
+    joined = "".join(f"[c{i}]" for i in range(len(clips))) + f"concat=n={len(clips)}:v=1:a=0"
+    frames = math.ceil(sum(s for _, s in clips) * opts.fps) + len(clips)  # a bound, never reached
+    fmt = extension(out.name)
+    if fmt == ".gif":
+        graph.append(
+            f"{joined},split[p0][p1];[p0]palettegen=max_colors={GIF_COLORS}:stats_mode=diff[pal];"
+            "[p1][pal]paletteuse=dither=bayer:bayer_scale=3[out]"
+        )
+        codec = ["-c:v", "gif", "-loop", "0", "-f", "gif"]
+    elif fmt == ".webp":
+        graph.append(f"{joined},format=yuv420p[out]")
+        codec = ["-c:v", "libwebp_anim", "-quality", WEBP_QUALITY, "-loop", "0", "-f", "webp"]
+    else:
+        raise ValueError(f"a preview is a .webp or .gif, not {fmt or 'a file without extension'}")
+    args += ["-filter_complex", ";".join(graph), "-map", "[out]", "-an", "-sn", "-dn"]
+    return args + ["-frames:v", str(frames), *codec, *size_limit(max_bytes), str(out)]
+
+
+def plan(ctx: JobContext) -> Work:
+    job = ctx.job
+    opts = job.preview or PreviewOptions()
+    main = ctx.out_dir / f"preview{extension(job.output_key or '')}"
+    try:
+        args = preview_args(ctx.url, ctx.info, opts, main, ctx.max_bytes)
+    except ValueError as exc:
+        raise JobError(str(exc), "invalid") from None
+    expected = sum(s for _, s in preview_clips(ctx.info.duration, opts))
+
+    async def run(runner: StepRunner) -> None:
+        await runner(args)
+
+    # An animation's clock is its own (frames at the preview's rate), not the source's: not checked
+    # against the source's duration.
+    return Work(main, expected, run, check_written=False)
