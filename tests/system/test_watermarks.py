@@ -10,11 +10,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mpr_common import storage
 from mpr_common.events import JobRequested, MediaInfo
 from mpr_common.jobs import normalize_job
 from mpr_common.mediainfo import probe
+from mpr_common.overlays import normalize_watermark
+from mpr_transcoder.ffmpeg.filtergraph import VIDEO_OUT, WatermarkSource, watermark_graph
 from mpr_transcoder.kinds.package.children import plan_package
 from mpr_transcoder.pipeline import JobError, run_job
 from tests import moto_s3
@@ -197,3 +201,24 @@ async def test_a_missing_or_false_logo_fails_the_job_with_the_reason(s3_settings
     with pytest.raises(JobError) as fake:
         await run(s3_settings, tmp_path / "b", transcode("wm-fake", key=NOT_AN_IMAGE))
     assert fake.value.reason == "invalid" and "not a PNG or JPEG" in str(fake.value)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    text=st.text(
+        st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), min_size=1, max_size=40
+    ).filter(str.strip)
+)
+def test_ffmpeg_draws_any_text_from_a_file_whose_path_has_graph_specials(text, tmp_path):
+    folder = tmp_path / "it's [a],b;c\\d"
+    folder.mkdir(exist_ok=True)
+    (folder / "t.txt").write_text(text, encoding="utf-8")
+    spec = normalize_watermark({"text": text, "position": "center", "size": 0.3})
+    graph = watermark_graph("null", WatermarkSource(spec, text_file=folder / "t.txt"))
+    done = subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=black:s=64x36:d=0.04", "-filter_complex", graph,
+         "-map", f"[{VIDEO_OUT}]", "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"],
+        capture_output=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    assert len(done.stdout) == 64 * 36

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Annotated, Any, cast
 
 import msgspec
@@ -14,6 +13,7 @@ from ..graphql.context import service
 from ..graphql.errors import call as _call
 from ..graphql.errors import checked as _checked
 from ..graphql.errors import maybe as _maybe
+from ..graphql.overlays import PreviewInput, WatermarkInput, unset_dropped
 from .rules import Rule
 from .schemas import DryRunOut, RuleOut, TemplateOut
 from .service import DRY_RUN_LIMIT, MAX_DRY_RUN_LIMIT, AutomationService
@@ -31,8 +31,7 @@ def _automation(info: Info) -> AutomationService:
 
 def _input(value: Any, type_: Any, what: str) -> Any:
     """A GraphQL input as the REST body it stands for, with the same checks (unset fields dropped)."""
-    fields = {k: v for k, v in dataclasses.asdict(value).items() if v is not None}
-    return _checked(fields, type_, what)
+    return _checked(unset_dropped(value), type_, what)
 
 
 def _name(name: str) -> str:
@@ -61,11 +60,16 @@ class JobTemplate:
     end: float | None
     chunk_seconds: float | None
     progressive: bool | None
+    watermark: JSON | None
+    preview: JSON | None
     description: str
 
     @classmethod
     def of(cls, t: TemplateOut) -> JobTemplate:
-        return cls(name=t.name, revision=t.revision, **msgspec.structs.asdict(t.template))
+        fields = msgspec.structs.asdict(t.template)
+        for name in ("watermark", "preview"):  # structs, as the JSON they are
+            fields[name] = msgspec.to_builtins(fields[name])
+        return cls(name=t.name, revision=t.revision, **fields)
 
 
 @strawberry.input
@@ -80,6 +84,8 @@ class JobTemplateInput:
     end: float | None = None
     chunk_seconds: float | None = None
     progressive: bool | None = None
+    watermark: WatermarkInput | None = None
+    preview: PreviewInput | None = None
     description: str | None = None
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from mpr_common.events import JobKind, JobRequested, Priority
+from mpr_common.events import JobKind, JobRequested, PreviewOptions, Priority, Watermark
 from mpr_common.jobs import JobRequestError, normalize_job
 from mpr_common.presets import DEFAULT_PRESET
 
@@ -62,6 +62,8 @@ class Template(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_de
     end: Seconds | None = None
     chunk_seconds: Seconds | None = None
     progressive: bool | None = None
+    watermark: Watermark | None = None
+    preview: PreviewOptions | None = None
     description: Text = ""
 
 
@@ -77,6 +79,8 @@ TEMPLATE_FIELDS: tuple[str, ...] = (
     "end",
     "chunk_seconds",
     "progressive",
+    "watermark",
+    "preview",
 )
 
 # Placeholders of an output key pattern, for a source key "shows/ep1/clip.mov":

@@ -15,6 +15,7 @@ from ..graphql.context import service
 from ..graphql.errors import call as _call
 from ..graphql.errors import checked as _checked
 from ..graphql.errors import maybe as _maybe
+from ..graphql.overlays import PreviewInput, WatermarkInput, unset_dropped
 from ..graphql.paging import check_page
 from ..http.fields import JobId
 from .schemas import JobCreate
@@ -112,6 +113,8 @@ class JobInput:
     storyboard: bool = False
     chunk_seconds: float | None = None
     progressive: bool | None = None
+    watermark: WatermarkInput | None = None
+    preview: PreviewInput | None = None
     template: str | None = None
     priority: str | None = None
 
@@ -149,6 +152,8 @@ class JobsMutation:
             "storyboard": job.storyboard,
             "chunk_seconds": job.chunk_seconds,
             "progressive": job.progressive,
+            "watermark": unset_dropped(job.watermark),
+            "preview": unset_dropped(job.preview),
             "template": job.template,
             **({"priority": job.priority} if job.priority else {}),
         }

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from mpr_common.events import FailureReason, JobKind, JobView, Priority
+from mpr_common.events import FailureReason, JobKind, JobView, PreviewOptions, Priority, Watermark
 
 from ..http.fields import JobId, Key, Page
 from ..http.limits import (
@@ -40,6 +40,11 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # are published as its chunks end (job.playable) rather than once at the end (default: they are)
     chunk_seconds: Annotated[float, msgspec.Meta(ge=0)] | None = None
     progressive: bool | None = None
+    # transcode and package jobs: an image (a PNG or JPEG in the source bucket) or a text drawn over the
+    # picture (every rung of a package); bounds and defaults: docs/outputs.md, mpr_common.overlays
+    watermark: Watermark | None = None
+    # preview jobs: clips, clip_seconds, width, fps of the animation (defaults: 6 x 1 s, 320 px, 10 fps)
+    preview: PreviewOptions | None = None
     # queue class: urgent jobs go first, bulk ones when there is room (never starved)
     priority: Priority = "normal"
     # a stored job template (name, or name@revision): its fields are the defaults of this request

@@ -125,6 +125,8 @@ class JobService:
                     storyboard=body.storyboard,
                     chunk_seconds=body.chunk_seconds,
                     progressive=body.progressive,
+                    watermark=body.watermark,
+                    preview=body.preview,
                     priority=body.priority,
                     template=template,
                 )
