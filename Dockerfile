@@ -20,10 +20,10 @@ FROM python:3.11-slim-bookworm
 ARG SERVICE
 
 # ffmpeg/ffprobe from Debian (the same package the embedded default uses), where they run: the catalog
-# probes sources, the transcoders encode.
+# probes sources, the transcoders encode (and draw text watermarks in DejaVu Sans).
 RUN case "${SERVICE}" in \
       catalog|transcoder) apt-get update \
-        && apt-get install -y --no-install-recommends ffmpeg \
+        && apt-get install -y --no-install-recommends ffmpeg fonts-dejavu-core \
         && rm -rf /var/lib/apt/lists/* ;; \
     esac
 

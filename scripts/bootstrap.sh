@@ -46,6 +46,8 @@ main() {
   # ffmpeg for the services; PostgreSQL's server for the tests that run the production database for real.
   need=()
   command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
+  # The font of text watermarks (FFmpeg's drawtext; mpr_transcoder.ffmpeg.filtergraph.WATERMARK_FONT).
+  [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
   if [ "${MPR_BOOTSTRAP_POSTGRES:-1}" = 1 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     need+=(postgresql)
   fi
