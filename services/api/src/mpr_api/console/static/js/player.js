@@ -11,7 +11,7 @@ export function kindOf(url) {
   const path = pathOf(url);
   if (path.endsWith(".m3u8")) return "hls";
   if (path.endsWith(".mpd")) return "dash";
-  if (/\.(jpe?g|png|webp)$/.test(path)) return "image";
+  if (/\.(jpe?g|png|webp|gif)$/.test(path)) return "image";
   if (/\.(mp3|m4a|aac|flac|wav|ogg|opus)$/.test(path)) return "audio";
   return "video";
 }
