@@ -23,6 +23,7 @@ from mpr_transcoder.kinds.package.children import plan_package
 from mpr_transcoder.pipeline import JobError, run_job
 from tests import moto_s3
 from tests.media import ffmpeg, make_video
+from tests.system.conftest import wait_job
 
 pytestmark = pytest.mark.system
 
@@ -222,3 +223,35 @@ def test_ffmpeg_draws_any_text_from_a_file_whose_path_has_graph_specials(text, t
     )  # fmt: skip
     assert done.returncode == 0, done.stderr.decode()
     assert len(done.stdout) == 64 * 36
+
+
+def test_a_package_submitted_to_the_stack_draws_the_watermark_on_its_rungs(api, s3, tmp_path):
+    """Through the API, the bus and the transcoder that plans the package: its rendition children draw
+    the package's watermark; a missing logo fails the package with the reason."""
+    flat, logo = tmp_path / "flat.mp4", tmp_path / "logo.png"
+    ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=640x360:r=25:d=2", "-c:v", "libx264", "-preset", "ultrafast",
+           "-pix_fmt", "yuv420p", str(flat))  # fmt: skip
+    ffmpeg("-f", "lavfi", "-i", "color=red:s=64x32", "-frames:v", "1", str(logo))
+    s3.upload_file(str(flat), "mpr-media-in", "wm-stack/flat.mp4")
+    s3.upload_file(str(logo), "mpr-media-in", "wm-stack/logo.png")
+    wm = {"key": "wm-stack/logo.png", "opacity": 1, "width": 0.25, "margin": 10, "position": "top-left"}
+    r = api.post("/api/jobs", json={"kind": "package", "source_key": "wm-stack/flat.mp4", "watermark": wm})
+    assert r.status_code == 202, r.text
+    job = wait_job(api, r.json()["job"]["id"])["job"]
+    assert job["status"] == "completed", job
+    folder = job["output_key"].rpartition("/")[0]
+    listed = s3.list_objects_v2(Bucket="mpr-media-out", Prefix=f"{folder}/")["Contents"]
+    for obj in listed:
+        dest = tmp_path / "out" / obj["Key"]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file("mpr-media-out", obj["Key"], str(dest))
+    w, h, px = frame(tmp_path / "out" / folder / "360p.m3u8", at=0.5)
+    x0, y0, x1, y1 = red_box(px, w, h)
+    assert abs((x1 - x0) - w * 0.25) <= 3 and abs(x0 - 10) <= 2 and abs(y0 - 10) <= 2, (x0, y0, x1, y1)
+
+    missing = {**wm, "key": "wm-stack/none.png"}
+    r = api.post(
+        "/api/jobs", json={"kind": "package", "source_key": "wm-stack/flat.mp4", "watermark": missing}
+    )
+    failed = wait_job(api, r.json()["job"]["id"])["job"]
+    assert failed["status"] == "failed" and "wm-stack/none.png" in (failed["error"] or ""), failed
