@@ -38,6 +38,8 @@ MAX_PACKAGE_ID = (
 )
 LOUDNORM_KINDS = ("audio", "transcode", "package", "rendition")
 CHILD_KINDS = ("rendition", "storyboard")
+# The kinds whose jobs may run as a job graph (a parent of child jobs).
+GRAPH_KINDS = ("package", "transcode")
 # The kinds a job graph's child may be: a package's children, and a chunked transcode's parts (a video
 # chunk, with ``chunk``; the sound, ``rendition`` AUDIO_RENDITION), which are transcode jobs of their own.
 GRAPH_CHILD_KINDS = (*CHILD_KINDS, "transcode")

@@ -30,7 +30,7 @@ class Plan:
     segment_glob: str | None = None
 
 
-def _scale_height(h: int) -> str:
+def scale_height(h: int) -> str:
     return f"scale=-2:'trunc(min({h},ih)/2)*2'"
 
 
@@ -84,7 +84,7 @@ def _thumbnail_args(preset: Preset, info: MediaInfo, main: Path) -> list[str]:
     return args + ["-update", "1", "-f", "image2", str(main)]
 
 
-def _video_encoder(preset: Preset) -> list[str]:
+def video_encoder(preset: Preset) -> list[str]:
     if preset.video_codec == "libx264":
         crf = str(preset.crf or 23)
         return ["-preset", preset.x264_preset, "-crf", crf, "-pix_fmt", "yuv420p", "-profile:v", "high"]
@@ -112,8 +112,8 @@ def _stream_args(job: JobRequested, preset: Preset, info: MediaInfo) -> list[str
         if preset.container != "hls":
             args += VIDEO_TIMING
         if preset.height:
-            args += ["-vf", _scale_height(preset.height)]
-        args += _video_encoder(preset)
+            args += ["-vf", scale_height(preset.height)]
+        args += video_encoder(preset)
         if preset.container == "hls" and preset.hls_segment_seconds:
             seg = preset.hls_segment_seconds
             args += ["-force_key_frames", f"expr:gte(t,n_forced*{seg})"]

@@ -102,6 +102,14 @@ class JobGraph(Generic[P]):
         """The child as the plan describes it; raises :class:`JobRequestError` for one that is not."""
         raise NotImplementedError
 
+    def may_fan_out(self, parent: JobRequested) -> bool:
+        """Whether ``parent`` (as delivered) may run as a graph, before its source is read."""
+        return True
+
+    def runs_as_graph(self, parent: JobRequested, info: MediaInfo) -> bool:
+        """Whether ``parent`` (normalised) runs as a graph on this source; else it runs as one job."""
+        return True
+
     def claims(self, parent: JobRequested) -> list[str]:
         """Keys the parent writes besides its children's outputs, claimed before any child is out."""
         return []
