@@ -77,8 +77,12 @@ def transcode_spans(job: JobRequested, info: MediaInfo) -> list[ChunkSpan]:
     if not may_chunk(job) or info.video_codec is None or not info.duration:
         return []
     seconds = DEFAULT_CHUNK_SECONDS if job.chunk_seconds is None else job.chunk_seconds
-    per = max(1, math.ceil(seconds / GRID_SECONDS - 1e-9))
-    spans = plan_spans(info.duration, GRID_SECONDS, seconds, first_chunk_units=per)
+    # Chunks of equal length, the first as well: longer ones when the source would need more than
+    # MAX_CHUNKS of them.
+    per = max(
+        math.ceil(seconds / GRID_SECONDS - 1e-9), math.ceil(info.duration / GRID_SECONDS / MAX_CHUNKS), 1
+    )
+    spans = plan_spans(info.duration, GRID_SECONDS, per * GRID_SECONDS, first_chunk_units=per)
     return spans if len(spans) > 1 else []
 
 
@@ -118,6 +122,7 @@ class TranscodePlan(msgspec.Struct, kw_only=True):
             output_key=self.parts_prefix + name + self.extension,
             output_bucket=t.output_bucket,
             requested_by=t.requested_by,
+            requested_at=t.requested_at,  # a child is the same job each time the plan names it
             parent_id=t.job_id,
             preset=t.preset,
             priority=t.priority,
