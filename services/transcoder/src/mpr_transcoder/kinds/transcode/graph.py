@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import posixpath
 import shutil
 import tempfile
@@ -44,6 +45,7 @@ from ...ffmpeg import FfmpegError, FfmpegKilled, FfmpegTimeout, run_ffmpeg
 from ...ffmpeg.argv import bounded_threads
 from ...limits import Limits
 from ...uploader import STORAGE_ERRORS
+from ...workdir import lock
 from ..graph.runner import JobGraph
 from ..graph.store import PlanStore
 from ..rendition.chunks import plan_spans
@@ -244,13 +246,16 @@ class TranscodeGraph(JobGraph[TranscodePlan]):
         assert t.output_key is not None
         bucket = t.output_bucket or self.bucket_out
         self.workdir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f"join-{t.job_id}-", dir=self.workdir))
+        # A job's dir, locked while the join runs: what a killed worker left is cleaned at start.
+        tmp = Path(tempfile.mkdtemp(prefix=f"job-{t.job_id}-join-", dir=self.workdir))
+        held = lock(tmp)
         try:
             out = await self._join(plan, done, bucket, tmp)
             await asyncio.to_thread(upload_file, out, t.output_key, bucket, client=self.s3)
             size = out.stat().st_size
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+            os.close(held)
         sound = next((done[c.job_id] for c in plan.jobs if c.chunk is None), None)
         return JobCompleted(
             job_id=t.job_id,
