@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from mpr_common.events import ChunkSpan, JobRequested, MediaInfo, Watermark
 from mpr_common.jobs import normalize_job
 from mpr_common.presets import PRESETS
+from mpr_transcoder.ffmpeg.argv import input_args
 from mpr_transcoder.ffmpeg.filtergraph import (
     VIDEO_OUT,
     WATERMARK_FONT,
@@ -23,6 +24,7 @@ from mpr_transcoder.ffmpeg.filtergraph import (
 )
 from mpr_transcoder.kinds.rendition.cmaf import chunk_rendition_args, rendition_args, video_filter
 from mpr_transcoder.kinds.single_output import build_plan
+from mpr_transcoder.kinds.transcode.parts import video_chunk_args
 
 WHITESPACES = " \n\t\r"
 
@@ -201,3 +203,21 @@ def test_every_chunk_of_a_rung_draws_the_watermark_as_the_whole_rung_does(tmp_pa
         assert args[args.index("-map") + 1] == f"[{VIDEO_OUT}]"
     audio = rendition_args(["-i", "https://s3/a.mp4"], preset, None, INFO, tmp_path)
     assert "-filter_complex" not in audio
+
+
+def test_every_chunk_of_a_transcode_draws_the_watermark_as_the_whole_transcode_does(tmp_path):
+    job = normalize_job(JobRequested(job_id="t", kind="transcode", source_key="a.mp4", preset="h264-720p",
+                                     watermark={"key": "l.png"}))  # fmt: skip
+    whole = build_plan(job, PRESETS["h264-720p"], "https://s3/a.mp4", INFO, tmp_path, 1000,
+                       watermark=IMAGE).args  # fmt: skip
+    graph = whole[whole.index("-filter_complex") + 1]
+    for start in (0.0, 12.0):
+        source = input_args("https://s3/a.mp4", start, end=start + 12)
+        args = video_chunk_args(source, PRESETS["h264-720p"], tmp_path / "chunk.mp4", 1000, IMAGE)
+        inputs = [args[i + 1] for i, a in enumerate(args) if a == "-i"]
+        assert inputs == ["https://s3/a.mp4", IMAGE.image_url]  # the image after the chunk's range
+        assert args.index("-filter_complex") > args.index("-i", args.index("-i") + 1)
+        assert args[args.index("-filter_complex") + 1] == graph.replace(
+            "[0:v:0]", "[0:v:0]setpts=PTS-STARTPTS,", 1
+        )
+        assert args[args.index("-map") + 1] == f"[{VIDEO_OUT}]" and "-vf" not in args

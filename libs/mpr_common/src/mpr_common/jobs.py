@@ -20,13 +20,14 @@ from .settings import S3Settings
 
 MAX_MEDIA_SECONDS = 24 * 3600.0
 MAX_JOB_ID = 64
-# Chunked packages: seconds of source per chunk child by default, and at most this many chunks per rung
-# (a longer source gets longer chunks). A chunk child is named <package id>-<rendition>-c<index>.
+# Chunked jobs: seconds of source per chunk child by default, and at most this many chunks per rung
+# (a longer source gets longer chunks). A chunk child is named <package id>-<rendition>-c<index>, or
+# <transcode id>-c<index>.
 DEFAULT_CHUNK_SECONDS = 12.0
 MAX_CHUNKS = 9999
 CHUNK_SUFFIX = "-c{index:04d}"
 DEFAULT_PROGRESSIVE = True
-CHUNKED_KINDS = ("package",)
+CHUNKED_KINDS = ("package", "transcode")
 # A package's children are named <package id>-<rendition>[-c<index>]: the package's id leaves room for
 # the longest.
 MAX_PACKAGE_ID = (
@@ -39,6 +40,11 @@ MAX_PACKAGE_ID = (
 )
 LOUDNORM_KINDS = ("audio", "transcode", "package", "rendition")
 CHILD_KINDS = ("rendition", "storyboard")
+# The kinds whose jobs may run as a job graph (a parent of child jobs).
+GRAPH_KINDS = ("package", "transcode")
+# The kinds a job graph's child may be: a package's children, and a chunked transcode's parts (a video
+# chunk, with ``chunk``; the sound, ``rendition`` AUDIO_RENDITION), which are transcode jobs of their own.
+GRAPH_CHILD_KINDS = (*CHILD_KINDS, "transcode")
 CHILD_ONLY = (
     "parent_id is set only on a package's child jobs, which only the transcoders publish (mpr.jobs.child)"
 )
@@ -204,7 +210,7 @@ def _check_graph(job: JobRequested) -> None:
                 "a package takes the whole source: no start or end",
                 field="start" if job.start is not None else "end",
             )
-    if job.kind in CHILD_KINDS and job.parent_id is not None:
+    if is_graph_child(job):
         if job.kind == "rendition" and not job.rendition:
             raise JobRequestError("a rendition job names its rendition", field="rendition")
     elif job.kind == "rendition":
@@ -234,6 +240,13 @@ def _check_picture_options(job: JobRequested) -> None:
         raise JobRequestError("preview is an option of preview jobs", field="preview")
 
 
+def is_graph_child(job: JobRequested) -> bool:
+    """Whether ``job`` claims to be a child of a job graph (which only the transcoders publish)."""
+    if job.parent_id is None or job.kind not in GRAPH_CHILD_KINDS:
+        return False
+    return job.kind in CHILD_KINDS or job.chunk is not None or job.rendition == AUDIO_RENDITION
+
+
 def _check_chunking(job: JobRequested) -> None:
     """chunk_seconds and progressive are options of chunked kinds; chunk belongs to a rendition child."""
     if job.chunk_seconds is not None:
@@ -245,8 +258,11 @@ def _check_chunking(job: JobRequested) -> None:
     if job.progressive is not None and job.kind != "package":
         raise JobRequestError("progressive is an option of package jobs", field="progressive")
     if job.chunk is not None:
-        if job.kind != "rendition" or job.parent_id is None:
-            raise JobRequestError("chunk belongs to a package's rendition child jobs", field="chunk")
+        if job.kind not in ("rendition", "transcode") or job.parent_id is None:
+            raise JobRequestError(
+                "chunk belongs to a package's rendition child jobs and a chunked transcode's chunks",
+                field="chunk",
+            )
         c = job.chunk
         if c.index < 0 or c.first_segment < 0 or not math.isfinite(c.start) or c.start < 0:
             raise JobRequestError("chunk: index, first_segment and start must not be negative", field="chunk")

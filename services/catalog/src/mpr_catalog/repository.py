@@ -24,6 +24,7 @@ from mpr_common.events import (
     ScanView,
 )
 from mpr_common.job_status import is_terminal
+from mpr_common.jobs import GRAPH_KINDS
 
 from .db import Database
 from .ingest import ASSETS, ATTEMPTS, JOBS, SCANS, NewAsset
@@ -187,9 +188,10 @@ def job_view(j: Any) -> JobView:
 
 
 async def _with_children(conn: AsyncConnection, views: list[JobView]) -> list[JobView]:
-    """Packages get their children's ids and, while they run, the children's progress weighted by each
-    one's share of the work (read when asked: no write per child progress)."""
-    packages = {v.id: v for v in views if v.kind == "package"}
+    """Job graphs' parents (packages, chunked transcodes) get their children's ids and, while they run,
+    the children's progress weighted by each one's share of the work (read when asked: no write per
+    child progress)."""
+    packages = {v.id: v for v in views if v.kind in GRAPH_KINDS}
     if not packages:
         return views
     q = select(JOBS.c.id, JOBS.c.parent_id, JOBS.c.progress, JOBS.c.weight).where(

@@ -1,7 +1,9 @@
 """Job kinds as a registry: each kind of ``mpr_common.events.JOB_KINDS`` maps to the module that plans it
 (``plan(ctx) -> Work``: the FFmpeg steps that run it, what they leave, how progress is counted).
 
-- ``transcode``, ``audio``, ``thumbnail``, ``hls``: one FFmpeg command (:mod:`.single_output`);
+- ``audio``, ``thumbnail``, ``hls``: one FFmpeg command (:mod:`.single_output`);
+- ``transcode``: the same, or a part (a video chunk, the sound) of a chunked transcode, whose job graph
+  the worker runs (:mod:`.transcode`);
 - ``trim``: frame-accurate smart cut, or a stream copy on key frames (:mod:`.trim`);
 - ``storyboard``: sprite sheets, WebVTT track and poster (:mod:`.storyboard`);
 - ``preview``: an animated WebP or GIF of clips from evenly spread moments (:mod:`.preview`);
@@ -18,7 +20,7 @@ from typing import Protocol
 
 from mpr_common.events import JobRequested
 
-from . import package, preview, rendition, single_output, storyboard, trim
+from . import package, preview, rendition, single_output, storyboard, transcode, trim
 from .base import JobContext, Work
 
 
@@ -27,7 +29,7 @@ class Kind(Protocol):
 
 
 KINDS: Mapping[str, Kind] = {
-    "transcode": single_output,
+    "transcode": transcode,
     "audio": single_output,
     "thumbnail": single_output,
     "hls": single_output,

@@ -31,7 +31,7 @@ class Plan:
     segment_glob: str | None = None
 
 
-def _scale_height(h: int) -> str:
+def scale_height(h: int) -> str:
     return f"scale=-2:'trunc(min({h},ih)/2)*2'"
 
 
@@ -85,7 +85,7 @@ def _thumbnail_args(preset: Preset, info: MediaInfo, main: Path) -> list[str]:
     return args + ["-update", "1", "-f", "image2", str(main)]
 
 
-def _video_encoder(preset: Preset) -> list[str]:
+def video_encoder(preset: Preset) -> list[str]:
     if preset.video_codec == "libx264":
         crf = str(preset.crf or 23)
         return ["-preset", preset.x264_preset, "-crf", crf, "-pix_fmt", "yuv420p", "-profile:v", "high"]
@@ -121,14 +121,14 @@ def _stream_args(
 
 
 def _video_stream_args(preset: Preset, watermark: WatermarkSource | None) -> list[str]:
-    scale = _scale_height(preset.height) if preset.height else "null"
+    scale = scale_height(preset.height) if preset.height else "null"
     args = watermark_outputs(scale, watermark) if watermark is not None else ["-map", "0:v:0"]
     args += ["-c:v", _codec(preset.video_codec, preset.name)]
     if preset.container != "hls":
         args += VIDEO_TIMING
     if preset.height and watermark is None:
         args += ["-vf", scale]
-    args += _video_encoder(preset)
+    args += video_encoder(preset)
     if preset.container == "hls" and preset.hls_segment_seconds:
         seg = preset.hls_segment_seconds
         args += ["-force_key_frames", f"expr:gte(t,n_forced*{seg})"]

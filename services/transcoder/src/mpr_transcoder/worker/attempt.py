@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from nats.aio.msg import Msg
@@ -22,12 +22,20 @@ from mpr_common.bus import MSG_ID, dead_letter, publish_event
 from mpr_common.codec import DecodeError, ValidationError, decode
 from mpr_common.events import PRIORITIES, AttemptOutcome, JobAttempt, JobCompleted, JobFailed, JobRequested
 from mpr_common.job_status import failed_status
-from mpr_common.jobs import CHILD_KINDS, CHILD_ONLY, JobRequestError, job_identity, normalize_job, outcome_id
+from mpr_common.jobs import (
+    CHILD_ONLY,
+    JobRequestError,
+    is_graph_child,
+    job_identity,
+    normalize_job,
+    outcome_id,
+)
 from mpr_common.jobstate import UNAVAILABLE, JobLease, QueuePlace, move_number
 from mpr_common.tracing import span_from
 
 from ..ffmpeg import ProgressReport
 from ..job_errors import JobError
+from ..kinds.graph.runner import JobGraph
 from ..metrics import FFMPEG_SPEED, JOB_SECONDS, JOBS_FINISHED, JOBS_IN_FLIGHT
 from ..pipeline import Outcome, read_source, run_job
 from .pulling import wait_for
@@ -49,7 +57,7 @@ def retry_delay(attempt: int, base: float, cap: float) -> float:
 
 class Attempt:
     """One delivery ``msg`` of a job request from queue class ``cls``, handled by ``worker`` (its
-    settings, state buckets, packager and running jobs)."""
+    settings, state buckets, job graphs and running jobs)."""
 
     def __init__(self, worker: Worker, msg: Msg, cls: str) -> None:
         self.w = worker
@@ -118,7 +126,7 @@ class Attempt:
     async def _ended(self, job: JobRequested) -> bool:
         """A delivery of a job that has ended (or was retried since) is acked, its outcome reported
         again (de-duplicated); True when this delivery is done with."""
-        assert self.w.job_state is not None and self.w.packager is not None
+        assert self.w.job_state is not None
         state = await self.w.job_state.get(job.job_id, job.retry)
         if state == "superseded":  # retried since, as a newer generation: that request runs, not this one
             log.info("request of an older generation (%d) skipped", job.retry, extra={"job_id": job.job_id})
@@ -132,8 +140,9 @@ class Attempt:
                 msgspec.structs.replace(state, retry=job.retry),
                 msg_id=outcome_id("completed", job.job_id, job.retry),
             )
-            if job.parent_id is not None and job.kind in CHILD_KINDS:  # it may have died before the manifests
-                await self.w.packager.child_completed(job)
+            graph = self.w.graphs.of_child(job)
+            if graph is not None:  # it may have died before its parent's fan-in
+                await graph.child_completed(job)
             await self.msg.ack_sync()
             return True
         if state == "cancelled":
@@ -150,15 +159,18 @@ class Attempt:
         """The checks of a job that has not ended, before it may run: its request (again: it may not
         have come through the API), its package, its output and its queue copy; a package is fanned
         out here. The job to run, or None when this delivery is done with."""
-        assert self.w.job_state is not None and self.w.packager is not None
+        assert self.w.job_state is not None
         try:  # jobs published straight onto NATS skipped the API's checks: re-check here
             self.w.policy.check(job)
-            if job.parent_id is not None and job.kind in CHILD_KINDS:
-                verdict = await self.w.packager.verdict(job)
+            if is_graph_child(job):
+                graph = self.w.graphs.of_child(job)
+                if graph is None:
+                    raise JobRequestError(f"no job graph of {job.kind} children runs here")
+                verdict = await graph.verdict(job)
                 job = verdict.job
-                if verdict.ended is not None:  # its package failed or was cancelled: never start
+                if verdict.ended is not None:  # its parent failed or was cancelled: never start
                     await self.w.job_state.cancelled(job.job_id)
-                    ended = JobError(f"cancelled: package {job.parent_id} {verdict.ended}", "cancelled")
+                    ended = JobError(f"cancelled: {graph.noun} {job.parent_id} {verdict.ended}", "cancelled")
                     await self._fail(job, ended)
                     await self.msg.ack_sync()
                     return None
@@ -177,9 +189,10 @@ class Attempt:
             await self.msg.ack_sync()
             JOBS_FINISHED.labels(job.kind, "moved").inc()
             return None
-        if job.kind == "package":  # its children queue in the class it was taken from
-            await self._fan_out(msgspec.structs.replace(job, priority=self.cls))
-            return None
+        parent_of = self.w.graphs.of_parent(job.kind) if job.parent_id is None else None
+        if parent_of is not None and parent_of.may_fan_out(job):  # its children queue in its class
+            if await self._fan_out(parent_of, msgspec.structs.replace(job, priority=self.cls)):
+                return None
         if job.job_id in self.w.running:  # the same job redelivered to this replica while it runs
             await self.msg.in_progress()
             return None
@@ -222,7 +235,7 @@ class Attempt:
 
     async def _run(self, job: JobRequested, lease: JobLease | None) -> None:
         """Run a job whose lease this run holds; end it only from that lease."""
-        assert self.w.job_state is not None and self.w.packager is not None
+        assert self.w.job_state is not None
         running = Running(job.job_id, job.parent_id, lease=lease)
         self.w.running[job.job_id] = running
         JOBS_IN_FLIGHT.inc()
@@ -268,7 +281,7 @@ class Attempt:
         self, job: JobRequested, outcome: Outcome, started_at: float, running: Running
     ) -> None:
         """Report a job this run finished, from its lease; a package's last child completes the package."""
-        assert self.w.job_state is not None and self.w.packager is not None
+        assert self.w.job_state is not None
         lease = running.lease
         done = JobCompleted(
             job_id=job.job_id,
@@ -298,11 +311,12 @@ class Attempt:
         await publish_event(
             self.w.js, s.JOB_COMPLETED, done, msg_id=outcome_id("completed", job.job_id, job.retry)
         )
-        if job.parent_id is not None:  # the last child of a package writes its manifests
+        graph = self.w.graphs.of_child(job)
+        if graph is not None:  # the last child of a graph completes its parent
             try:
-                await self.w.packager.child_completed(job)
+                await graph.child_completed(job)
             except Exception as exc:  # storage or NATS: redelivery finishes it (see the completed path)
-                log.warning("package not finished yet: %s", exc, extra={"job_id": job.job_id})
+                log.warning("%s not finished yet: %s", graph.noun, exc, extra={"job_id": job.job_id})
                 await self.msg.nak(
                     delay=retry_delay(self.attempt, self.w.settings.retry_base, self.w.settings.retry_max)
                 )
@@ -401,10 +415,10 @@ class Attempt:
         await self.msg.ack_sync()
         JOBS_FINISHED.labels(job.kind, status).inc()
 
-    async def _fan_out(self, job: JobRequested) -> None:
-        """A package: probe its source (the catalog's probe when there is one), plan it, publish its
-        children, ack. Its completion comes from its last child."""
-        assert self.w.packager is not None
+    async def _fan_out(self, graph: JobGraph[Any], job: JobRequested) -> bool:
+        """A job graph's parent (a package, a transcode that may be chunked): probe its source (the
+        catalog's probe when there is one), plan it, publish its children, ack; its completion comes
+        from its last child. False when it runs as one job after all (a transcode of a short source)."""
         try:
             normalized = normalize_job(job)
             info = await read_source(
@@ -414,14 +428,17 @@ class Attempt:
                 limits=self.w.limits,
                 known_info=self.w.known_info,
             )
-            await self.w.packager.fan_out(normalized, info, self.attempt)
+            if not graph.runs_as_graph(normalized, info):
+                return False
+            await graph.fan_out(normalized, info, self.attempt)
         except JobRequestError as exc:
             await self._on_error(job, JobError(str(exc), "invalid"))
-            return
+            return True
         except JobError as err:
             await self._on_error(job, err)
-            return
+            return True
         await self.msg.ack_sync()
+        return True
 
     async def _claim_start(self, job: JobRequested) -> bool:
         """Whether this copy of the request is the one to run (a queued job may have moved between
@@ -456,7 +473,7 @@ class Attempt:
         """Report a job that ended without output; ``written``: its state is written already (from
         its lease)."""
         log.info("job failed (%s): %s", err.reason, str(err)[:300], extra={"job_id": job.job_id})
-        assert self.w.job_state is not None and self.w.packager is not None
+        assert self.w.job_state is not None
         # A cancel has its own entry, written by whoever cancelled.
         if failed_status(err.reason) == "failed" and not written:
             await self.w.job_state.failed(job.job_id)
@@ -474,8 +491,9 @@ class Attempt:
             ),
             msg_id=outcome_id("failed", job.job_id, job.retry),
         )
-        if job.parent_id is not None and job.kind in CHILD_KINDS:
-            await self.w.packager.child_failed(job, str(err), err.reason, self.attempt)
+        graph = self.w.graphs.of_child(job)
+        if graph is not None:
+            await graph.child_failed(job, str(err), err.reason, self.attempt)
 
     async def _dead_letter(self, error: str, job_id: str | None) -> None:
         await dead_letter(self.w.js, self.msg, error, s.DLQ_JOBS, job_id)

@@ -33,8 +33,10 @@ from mpr_common.outputs import OutputOwners
 from mpr_common.runtime import freeze_startup_heap
 from mpr_common.s3_client import S3Client
 
+from ..kinds.graph.registry import JobGraphs
 from ..kinds.package.children import PackageStore
 from ..kinds.package.chord import Packager
+from ..kinds.transcode.graph import TranscodeGraph, TranscodeStore
 from ..limits import Limits
 from ..settings import TranscoderSettings
 from ..source_info import catalog_probe
@@ -57,7 +59,7 @@ class Worker:
         self.s3 = s3
         self.job_state: JobState | None = None
         self.owners: OutputOwners | None = None
-        self.packager: Packager | None = None
+        self.graphs = JobGraphs()  # bound in setup
         self.places: QueuePlaces | None = None
         self.flags: PauseFlags | None = None
         self.classes = settings.served_classes()
@@ -84,13 +86,15 @@ class Worker:
                 self.places = QueuePlaces(state_kv)
                 self.flags = PauseFlags(await self.js.key_value(s.QUEUES_KV), self.classes)
                 self.owners = OutputOwners(await self.js.key_value(s.OUTPUT_OWNERS_KV))
-                self.packager = Packager(
-                    self.js,
-                    self.s3,
-                    self.job_state,
-                    PackageStore(await self.js.key_value(s.PACKAGES_KV)),
-                    self.settings.s3.bucket_out,
-                    self.settings.instance,
+                plans = await self.js.key_value(s.PACKAGES_KV)
+                out, me = self.settings.s3.bucket_out, self.settings.instance
+                self.graphs = JobGraphs(
+                    Packager(self.js, self.s3, self.job_state, PackageStore(plans), out, me, self.owners),
+                    TranscodeGraph(
+                        *(self.js, self.s3, self.job_state, TranscodeStore(plans), out, me, self.owners),
+                        workdir=self.settings.workdir,
+                        limits=self.limits,
+                    ),
                 )
                 infos = [
                     await self.js.consumer_info(s.JOBS_STREAM, s.transcoders_durable(c)) for c in self.classes

@@ -17,15 +17,13 @@ from __future__ import annotations
 import posixpath
 
 import msgspec
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from mpr_common.bus import retry_transient
-from mpr_common.codec import decode, encode
 from mpr_common.events import ChunkSpan, JobRequested, MediaInfo, new_id, now
 from mpr_common.jobs import CHUNK_SUFFIX, DEFAULT_CHUNK_SECONDS, JobRequestError
 from mpr_common.presets import AUDIO_RENDITION, DEFAULT_PRESET, PRESETS, STORYBOARD_VTT, Preset
 
+from ..graph.store import PlanStore
 from ..ladder import ladder_rungs
 from ..rendition.chunks import plan_chunks
 from ..rendition.cmaf import chunk_playlist_name
@@ -49,6 +47,10 @@ class PackagePlan(msgspec.Struct, kw_only=True):
     chunked: list[JobRequested] = msgspec.field(default_factory=list)
     spans: list[ChunkSpan] = msgspec.field(default_factory=list)
     duration: float | None = None  # the source's, as probed when the plan was made
+
+    @property
+    def parent(self) -> JobRequested:
+        return self.package
 
     @property
     def jobs(self) -> list[JobRequested]:
@@ -191,28 +193,8 @@ def as_planned(job: JobRequested, plan: PackagePlan) -> JobRequested:
     return planned
 
 
-class PackageStore:
+class PackageStore(PlanStore[PackagePlan]):
     """Plans in the ``mpr-packages`` KV bucket, keyed by the package's job id."""
 
     def __init__(self, kv: KeyValue) -> None:
-        self.kv = kv
-
-    async def get(self, package_id: str) -> PackagePlan | None:
-        try:
-            entry = await retry_transient(lambda: self.kv.get(package_id), f"package plan {package_id}")
-        except KeyNotFoundError:
-            return None
-        return decode(entry.value or b"", PackagePlan)
-
-    async def create(self, plan: PackagePlan) -> PackagePlan:
-        """Store ``plan`` unless one exists (a redelivered package): returns the plan that holds."""
-        try:
-            await retry_transient(
-                lambda: self.kv.create(plan.package.job_id, encode(plan)),
-                f"package plan {plan.package.job_id}",
-            )
-            return plan
-        except KeyWrongLastSequenceError:
-            existing = await self.get(plan.package.job_id)
-            assert existing is not None
-            return existing
+        super().__init__(kv, PackagePlan)

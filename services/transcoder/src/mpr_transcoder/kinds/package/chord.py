@@ -1,6 +1,7 @@
-"""The package chord: a package job's life on the transcoders: fan-out into child jobs, the checks a child
-passes before it runs, and the end: the last child to complete writes the manifests (HLS master playlist, DASH MPD) and
-completes the package; a child that fails for good fails the package with its reason and stops the others.
+"""The package chord: a package as a job graph (:mod:`..graph`, which fans it out into its child jobs,
+checks each child before it runs, fails it with a child's reason and stops the others). What is the
+package's own: the last child to complete writes the manifests (HLS master playlist, DASH MPD) and
+completes the package, and what a failed package wrote is discarded.
 
 A chunked package (:mod:`.children`) is stitched here: a rung's chunks become one rendition whose media
 playlist lists each chunk's segments once, in order (:func:`~..rendition.chunks.stitch`). A progressive
@@ -29,38 +30,27 @@ import re
 import time
 from dataclasses import dataclass, field
 
-import msgspec
 from nats.js import JetStreamContext
 from nats.js.errors import KeyWrongLastSequenceError
 
 from mpr_common import subjects as s
 from mpr_common.bus import publish_event
-from mpr_common.events import (
-    FailureReason,
-    JobCancel,
-    JobCompleted,
-    JobFailed,
-    JobPlayable,
-    JobProgress,
-    JobRequested,
-    MediaInfo,
-    Rendition,
-)
-from mpr_common.job_status import failed_status
+from mpr_common.events import JobCompleted, JobPlayable, JobRequested, MediaInfo, Rendition
 from mpr_common.jobs import DEFAULT_PROGRESSIVE, JobRequestError, outcome_id
 from mpr_common.jobstate import JobState
 from mpr_common.outputs import OutputOwners
 from mpr_common.packages import manifest_keys
 from mpr_common.presets import DASH_MANIFEST, MASTER_PLAYLIST, POSTER
 from mpr_common.s3_client import S3Client
-from mpr_common.storage import guess_content_type
 
 from ...uploader import STORAGE_ERRORS
+from ..graph.runner import ChildVerdict, JobGraph
 from ..rendition.chunks import media_playlist, stitch
 from ..rendition.cmaf import init_name, playlist_name
 from .children import PackagePlan, PackageStore, as_planned, chunk_playlist_name, plan_package
 from .manifests import dash_mpd, hls_master
-from .publishing import PublishingLock
+
+__all__ = ["ChildVerdict", "Packager", "child_files"]
 
 log = logging.getLogger("mpr.transcoder")
 
@@ -109,16 +99,10 @@ class _Leftovers:
     emptied: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class ChildVerdict:
-    """What a delivered child job may do: run ``job`` (as planned), or end as cancelled because its
-    package ended (``ended`` names how)."""
+class Packager(JobGraph[PackagePlan]):
+    noun = "package"
+    child_kinds = ("rendition", "storyboard")
 
-    job: JobRequested
-    ended: str | None = None
-
-
-class Packager:
     def __init__(
         self,
         js: JetStreamContext,
@@ -129,115 +113,20 @@ class Packager:
         instance: str,
         owners: OutputOwners | None = None,
     ) -> None:
-        self.lock = PublishingLock(store.kv, instance)
-        self.js = js
-        self.s3 = s3
-        self.job_state = job_state
-        self.store = store
-        self.bucket_out = bucket_out
-        self.instance = instance
-        self._owners = owners  # bound on first use when not given
+        super().__init__(js, s3, job_state, store, bucket_out, instance, owners)
 
-    async def owners(self) -> OutputOwners:
-        if self._owners is None:
-            self._owners = OutputOwners(await self.js.key_value(s.OUTPUT_OWNERS_KV))
-        return self._owners
+    def make_plan(self, parent: JobRequested, info: MediaInfo) -> PackagePlan:
+        return plan_package(parent, info)
 
-    async def fan_out(self, package: JobRequested, info: MediaInfo, attempt: int) -> PackagePlan:
-        """Plan ``package`` (normalised) on its source's probe and publish its children; the package is
-        running from then on. Raises :class:`JobRequestError` when the source cannot make a package, or
-        when another job owns one of its manifest names."""
-        bucket = package.output_bucket or self.bucket_out
-        owners = await self.owners()
-        for key in manifest_keys(package):  # a package published straight onto NATS skipped the API's
-            owner = await owners.claim(bucket, key, package.job_id)
-            if owner is not None:
-                raise JobRequestError(f"{key!r} belongs to job {owner}: a package needs a folder of its own")
-        plan = await self.store.create(plan_package(package, info))
-        for child in plan.jobs:  # queued in the package's class
-            if package.retry:  # a retried package: its children that did not complete run again
-                if not isinstance(await self.job_state.get(child.job_id), JobCompleted):
-                    await self.job_state.retried(child.job_id, package.retry)
-                child = msgspec.structs.replace(child, retry=package.retry)
-            msg_id = plan.msg_id(child) + (f".r{package.retry}" if package.retry else "")
-            await publish_event(self.js, s.child_subject(package.priority), child, msg_id=msg_id)
-        await publish_event(
-            self.js,
-            s.JOB_PROGRESS,
-            JobProgress(
-                job_id=package.job_id,
-                progress=0.0,
-                worker=self.instance,
-                attempt=attempt,
-                retry=package.retry,
-            ),
-        )
-        log.info("package planned: %d child jobs", len(plan.jobs), extra={"job_id": package.job_id})
-        return plan
+    def as_planned(self, job: JobRequested, plan: PackagePlan) -> JobRequested:
+        return as_planned(job, plan)
 
-    async def verdict(self, job: JobRequested) -> ChildVerdict:
-        """A delivered child, checked against its package's plan (raises :class:`JobRequestError` for one
-        that is not a planned child) and its package's state."""
-        assert job.parent_id is not None
-        plan = await self.store.get(job.parent_id)
-        if plan is None:
-            raise JobRequestError(
-                f"package {job.parent_id} has no plan: a package's children are published by the transcoder "
-                "that takes the package"
-            )
-        child = msgspec.structs.replace(as_planned(job, plan), retry=job.retry)
-        state = await self.job_state.get(job.parent_id)
-        if state is None or isinstance(state, JobCompleted):
-            return ChildVerdict(child)
-        return ChildVerdict(child, ended=state)
+    def claims(self, parent: JobRequested) -> list[str]:
+        """A package owns its manifest names: two packages never share a folder."""
+        return list(manifest_keys(parent))
 
-    async def child_completed(self, child: JobRequested) -> JobCompleted | None:
-        """After a child's completion is recorded: publish what its package has now, under the
-        package's publishing lock: if every child has completed, the manifests and the package's
-        completion; else, for a progressive package, its growing playlists. Returns the package's
-        completion once it has one, else None."""
-        assert child.parent_id is not None
-        plan = await self.store.get(child.parent_id)
-        if plan is None:
-            return None
-        package_state = await self.job_state.get(plan.package.job_id)
-        if isinstance(package_state, JobCompleted):
-            return package_state
-        if package_state is not None:  # failed or cancelled: no manifests, and nothing left behind
-            await self.discard(plan)
-            return None
-        retry = child.retry
-        unfit: list[JobRequestError] = []
-
-        async def write() -> None:
-            try:
-                await self._publish(plan, retry)
-            except JobRequestError as exc:  # chunks that cannot be joined: never better on a retry
-                unfit.append(exc)
-
-        await self.lock.run(plan.package.job_id, write)
-        if unfit:
-            await self.child_failed(child, str(unfit[0]), "ffmpeg", 1)
-            return None
-        state = await self.job_state.get(plan.package.job_id)
-        return state if isinstance(state, JobCompleted) else None
-
-    async def _publish(self, plan: PackagePlan, retry: int) -> None:
-        """What the package's children have completed, written out (under its publishing lock)."""
-        package = plan.package
-        if await self.job_state.get(package.job_id) is not None:  # ended meanwhile
-            return
-        jobs = plan.jobs
-        states = await asyncio.gather(*(self.job_state.get(c.job_id) for c in jobs))
-        done = {c.job_id: st for c, st in zip(jobs, states, strict=True) if isinstance(st, JobCompleted)}
-        if len(done) == len(jobs):
-            completed = msgspec.structs.replace(await self._complete(plan, done), retry=retry)
-            await self.job_state.completed(completed)
-            await publish_event(
-                self.js, s.JOB_COMPLETED, completed, msg_id=outcome_id("completed", completed.job_id, retry)
-            )
-            log.info("package completed", extra={"job_id": completed.job_id})
-        elif plan.spans and _progressive(package):
+    async def grow(self, plan: PackagePlan, done: dict[str, JobCompleted], retry: int) -> None:
+        if plan.spans and _progressive(plan.package):
             await self._grow(plan, done, retry)
 
     async def _grow(self, plan: PackagePlan, done: dict[str, JobCompleted], retry: int) -> None:
@@ -281,50 +170,6 @@ class Packager:
             self.js, s.JOB_PLAYABLE, event, msg_id=outcome_id("playable", event.job_id, retry)
         )
         log.info("package playable", extra={"job_id": event.job_id})
-
-    async def child_failed(
-        self, child: JobRequested, error: str, reason: FailureReason, attempt: int
-    ) -> None:
-        """A child ended without output: its package fails with the child's reason (or is cancelled with
-        it), and its other children stop."""
-        assert child.parent_id is not None
-        package_id = child.parent_id
-        if await self.job_state.get(package_id) is not None:
-            # The package has ended already (this child was stopped because of it): what this child
-            # wrote until it stopped goes too.
-            plan = await self.store.get(package_id)
-            if plan is not None:
-                await self.discard(plan)
-            return
-        name = child.rendition or child.kind
-        status = failed_status(reason)  # the package ends as its child did
-        if status == "cancelled":
-            await self.job_state.cancelled(package_id)
-        else:
-            await self.job_state.failed(package_id)
-        await publish_event(
-            self.js,
-            s.JOB_FAILED,
-            JobFailed(
-                job_id=package_id,
-                error=f"{name} ({child.job_id}) {'was cancelled' if status == 'cancelled' else 'failed'}: {error}",
-                reason=reason,
-                worker=self.instance,
-                attempt=attempt,
-                retry=child.retry,
-            ),
-            msg_id=outcome_id("failed", package_id, child.retry),
-        )
-        # Children running elsewhere stop; queued ones see the package's state before they start.
-        await publish_event(
-            self.js,
-            s.JOB_CANCEL,
-            JobCancel(job_id=package_id, retry=child.retry),
-            msg_id=outcome_id("cancel", package_id, child.retry),
-        )
-        plan = await self.store.get(package_id)
-        if plan is not None:
-            await self.discard(plan)
 
     async def discard(self, plan: PackagePlan) -> list[str]:
         """Delete what a failed or cancelled package wrote in its folder and release its claims; returns
@@ -414,17 +259,7 @@ class Packager:
             names += [o["Key"][len(prefix) :] for o in page.get("Contents", [])]
         return names
 
-    def _delete(self, bucket: str, keys: list[str]) -> None:
-        answer = self.s3.delete_objects(
-            Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
-        )
-        if answer.get("Errors"):
-            first = answer["Errors"][0]
-            raise RuntimeError(
-                f"S3 did not delete {first.get('Key')!r}: {first.get('Code')} {first.get('Message')}"
-            )
-
-    async def _complete(self, plan: PackagePlan, done: dict[str, JobCompleted]) -> JobCompleted:
+    async def complete(self, plan: PackagePlan, done: dict[str, JobCompleted]) -> JobCompleted:
         package = plan.package
         bucket = package.output_bucket or self.bucket_out
         folder = plan.folder
@@ -465,9 +300,6 @@ class Packager:
             worker=self.instance,
             loudness=loudness,
         )
-
-    def _put(self, bucket: str, key: str, body: bytes) -> None:
-        self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=guess_content_type(key))
 
 
 def _progressive(package: JobRequested) -> bool:

@@ -70,20 +70,31 @@ def plan_chunks(
     seg = preset.hls_segment_seconds
     if not seg or seg <= 0:
         raise ValueError(f"preset {preset.name!r} has no segment length to cut chunks on")
+    return plan_spans(duration, float(seg), chunk_seconds, first_chunk_units=first_chunk_segments)
+
+
+def plan_spans(
+    duration: float, unit: float, chunk_seconds: float, *, first_chunk_units: int = 1
+) -> list[ChunkSpan]:
+    """:func:`plan_chunks` on a grid of ``unit`` seconds (a segment, or a GOP): every chunk starts on a
+    whole number of units (``first_segment`` counts them), the first ``first_chunk_units`` long."""
+    seg = unit
+    if not (math.isfinite(seg) and seg > 0):
+        raise ValueError(f"chunks are cut on a positive number of seconds, not {unit}")
     if not (math.isfinite(chunk_seconds) and chunk_seconds > 0):
         raise ValueError(f"chunk_seconds must be positive, not {chunk_seconds}")
-    if first_chunk_segments < 1:
+    if first_chunk_units < 1:
         raise ValueError("the first chunk must hold at least one segment")
     if not (math.isfinite(duration) and duration >= 0):
         raise ValueError(f"duration must be a finite number of seconds, not {duration}")
     per = max(1, math.ceil(chunk_seconds / seg - 1e-9))
     # segments that start far enough before the end to begin a chunk
     starts = max(1, math.ceil((duration - _SHORTEST_TAIL * seg) / seg - 1e-9))
-    if duration <= per * seg or starts <= first_chunk_segments:
+    if duration <= per * seg or starts <= first_chunk_units:
         return [ChunkSpan(index=0, start=0.0, end=None, first_segment=0)]
-    rest = starts - first_chunk_segments
+    rest = starts - first_chunk_units
     per = max(per, math.ceil(rest / (MAX_CHUNKS - 1)))
-    firsts = [0, *range(first_chunk_segments, starts, per)]
+    firsts = [0, *range(first_chunk_units, starts, per)]
     ends: list[int | None] = [*firsts[1:], None]
     return [
         ChunkSpan(index=i, start=float(a * seg), end=None if b is None else float(b * seg), first_segment=a)

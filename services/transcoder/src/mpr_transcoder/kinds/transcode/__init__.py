@@ -1,0 +1,54 @@
+"""The ``transcode`` kind: one FFmpeg command (:mod:`..single_output`), or, for a chunked transcode
+(:mod:`.graph`), one of its parts run as a child job: a video chunk (``job.chunk``) or the sound."""
+
+from __future__ import annotations
+
+import msgspec
+
+from mpr_common.events import ChunkSpan
+
+from ...ffmpeg.argv import input_args
+from ...job_errors import JobError
+from ...steps import StepRunner
+from .. import single_output
+from ..base import JobContext, Work
+from .parts import chunkable_preset, video_chunk_args
+
+
+def plan(ctx: JobContext) -> Work:
+    job = ctx.job
+    if job.parent_id is None:
+        return single_output.plan(ctx)
+    if not chunkable_preset(ctx.preset):
+        raise JobError(f"preset {ctx.preset.name!r} is never chunked", "invalid")
+    if job.chunk is not None:
+        return _video_chunk(ctx, job.chunk)
+    return _sound(ctx)
+
+
+def _video_chunk(ctx: JobContext, chunk: ChunkSpan) -> Work:
+    """Exactly the source frames of ``[start, end)``, video only (see :mod:`.parts`)."""
+    if ctx.info.video_codec is None:
+        raise JobError("the source has no video stream to encode in chunks", "invalid")
+    end = chunk.end if chunk.end is not None else ctx.info.duration
+    expected = None if end is None else max(0.0, end - chunk.start)
+    main = ctx.out_dir / "chunk.mp4"
+
+    async def run(runner: StepRunner) -> None:
+        step = runner.scoped(0.0, 100.0)
+        source = input_args(ctx.url, chunk.start, end=chunk.end)
+        await step(video_chunk_args(source, ctx.preset, main, ctx.max_bytes, ctx.watermark))
+        runner.written = step.written
+
+    return Work(main, expected, run)
+
+
+def _sound(ctx: JobContext) -> Work:
+    """The transcode's sound over the whole source, alone: what the unchunked transcode would encode
+    (its codec, bit rate, rate, channels, loudness normalisation), as an audio job of its preset."""
+    if ctx.info.audio_codec is None:
+        raise JobError("the source has no audio stream", "invalid")
+    alone = msgspec.structs.replace(ctx.job, kind="audio")
+    return single_output.plan(
+        JobContext(alone, ctx.preset, ctx.url, ctx.info, ctx.tmp, ctx.max_bytes, ctx.limits)
+    )

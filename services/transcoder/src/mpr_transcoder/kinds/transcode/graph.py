@@ -1,0 +1,343 @@
+"""A chunked transcode as a job graph (:mod:`..graph`): a ``transcode`` to MP4 or MOV of a source longer
+than ``chunk_seconds`` (:data:`~mpr_common.jobs.DEFAULT_CHUNK_SECONDS` when not given; 0: never) becomes
+one video chunk child per chunk of the source, cut on a fixed grid (:mod:`.parts`), spread over
+every transcoder, and one child for the sound over the whole source; the transcoder that completes the
+last of them joins them (:meth:`TranscodeGraph.complete`) into the transcode's output key, under the
+graph's lock, and removes the parts.
+
+Children are transcode jobs of their own (``parent_id`` the transcode): ``<id>-c<index>`` with ``chunk``
+for the video, ``<id>-audio`` (``rendition`` ``audio``) for the sound, writing beside the output in
+``<output stem>.parts/``. A transcode with a range (``start``/``end``), a job id too long for its
+children's names, or no video stream runs as one job."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import posixpath
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import msgspec
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+
+from mpr_common.events import ChunkSpan, JobCompleted, JobRequested, MediaInfo, new_id, now
+from mpr_common.jobs import (
+    CHUNK_SUFFIX,
+    DEFAULT_CHUNK_SECONDS,
+    MAX_CHUNKS,
+    MAX_JOB_ID,
+    JobRequestError,
+    normalize_job,
+)
+from mpr_common.jobstate import JobState
+from mpr_common.outputs import OutputOwners
+from mpr_common.presets import AUDIO_RENDITION, PRESETS
+from mpr_common.s3_client import S3Client
+from mpr_common.storage import download_file, upload_file
+
+from ...ffmpeg import FfmpegError, FfmpegKilled, FfmpegTimeout, run_ffmpeg
+from ...ffmpeg.argv import bounded_threads
+from ...limits import Limits
+from ...uploader import STORAGE_ERRORS
+from ...workdir import lock
+from ..graph.runner import JobGraph
+from ..graph.store import PlanStore
+from ..rendition.chunks import plan_spans
+from .parts import CONCAT_LIST, GRID_SECONDS, chunkable_preset, concat_list, join_args
+
+log = logging.getLogger("mpr.transcoder")
+
+SOUND_SUFFIX = f"-{AUDIO_RENDITION}"
+# A transcode's children are named <id>-c<index> and <id>-audio: a longer id runs as one job.
+MAX_CHUNKED_ID = MAX_JOB_ID - max(len(CHUNK_SUFFIX.format(index=MAX_CHUNKS)), len(SOUND_SUFFIX))
+SOUND_WEIGHT = 0.1  # encoding AAC costs little beside the video
+_DELETE_BATCH = 1000
+
+
+def may_chunk(job: JobRequested) -> bool:
+    """Whether a transcode (normalised) may run as chunks, before its source is read."""
+    seconds = DEFAULT_CHUNK_SECONDS if job.chunk_seconds is None else job.chunk_seconds
+    return (
+        job.kind == "transcode"
+        and job.parent_id is None
+        and seconds > 0
+        and job.start is None
+        and job.end is None
+        and len(job.job_id) <= MAX_CHUNKED_ID
+        and chunkable_preset(PRESETS[job.preset or ""])
+    )
+
+
+def transcode_spans(job: JobRequested, info: MediaInfo) -> list[ChunkSpan]:
+    """The video chunks of a transcode (normalised); none when it runs as one job."""
+    if not may_chunk(job) or info.video_codec is None or not info.duration:
+        return []
+    seconds = DEFAULT_CHUNK_SECONDS if job.chunk_seconds is None else job.chunk_seconds
+    # Chunks of equal length, the first as well: longer ones when the source would need more than
+    # MAX_CHUNKS of them.
+    per = max(
+        math.ceil(seconds / GRID_SECONDS - 1e-9), math.ceil(info.duration / GRID_SECONDS / MAX_CHUNKS), 1
+    )
+    spans = plan_spans(info.duration, GRID_SECONDS, per * GRID_SECONDS, first_chunk_units=per)
+    return spans if len(spans) > 1 else []
+
+
+class TranscodePlan(msgspec.Struct, kw_only=True):
+    """A chunked transcode's children: a video chunk per span, and the sound when the source has one."""
+
+    v: int = 1
+    transcode: JobRequested  # normalised
+    spans: list[ChunkSpan]
+    sound: bool
+    duration: float  # the source's, as probed when the plan was made
+    planned_at: float = msgspec.field(default_factory=now)
+    nonce: str = msgspec.field(default_factory=new_id)
+
+    @property
+    def parent(self) -> JobRequested:
+        return self.transcode
+
+    @property
+    def parts_prefix(self) -> str:
+        """Where the children write: beside the output, in a folder named after it."""
+        assert self.transcode.output_key is not None
+        return posixpath.splitext(self.transcode.output_key)[0] + ".parts/"
+
+    @property
+    def extension(self) -> str:
+        assert self.transcode.output_key is not None
+        return posixpath.splitext(self.transcode.output_key)[1]
+
+    def _child(self, suffix: str, name: str, weight: float, **fields: object) -> JobRequested:
+        t = self.transcode
+        return JobRequested(
+            job_id=t.job_id + suffix,
+            kind="transcode",
+            source_key=t.source_key,
+            source_bucket=t.source_bucket,
+            output_key=self.parts_prefix + name + self.extension,
+            output_bucket=t.output_bucket,
+            requested_by=t.requested_by,
+            requested_at=t.requested_at,  # a child is the same job each time the plan names it
+            parent_id=t.job_id,
+            preset=t.preset,
+            priority=t.priority,
+            weight=round(weight, 6),
+            **fields,  # type: ignore[arg-type]
+        )
+
+    @property
+    def chunks(self) -> list[JobRequested]:
+        return [
+            self._child(
+                CHUNK_SUFFIX.format(index=span.index),
+                f"c{span.index:04d}",
+                _share(span, self.duration),
+                chunk=span,
+                watermark=self.transcode.watermark,  # every chunk's picture marked as the whole one's
+            )
+            for span in self.spans
+        ]
+
+    @property
+    def jobs(self) -> list[JobRequested]:
+        """The sound first (the longest child: started first, the graph's tail is short), then the
+        chunks in order."""
+        sound = self._child(
+            SOUND_SUFFIX,
+            AUDIO_RENDITION,
+            SOUND_WEIGHT,
+            rendition=AUDIO_RENDITION,
+            loudnorm=self.transcode.loudnorm,
+        )
+        return [sound, *self.chunks] if self.sound else self.chunks
+
+    def child(self, job_id: str) -> JobRequested | None:
+        return next((c for c in self.jobs if c.job_id == job_id), None)
+
+    def msg_id(self, child: JobRequested) -> str:
+        return f"{child.job_id}.{self.nonce}"
+
+
+def _share(span: ChunkSpan, duration: float) -> float:
+    end = duration if span.end is None else min(span.end, duration)
+    return max(0.0, end - span.start) / duration if duration > 0 else 1.0
+
+
+def plan_transcode(transcode: JobRequested, info: MediaInfo) -> TranscodePlan:
+    spans = transcode_spans(transcode, info)
+    if not spans or info.duration is None:
+        raise JobRequestError(f"transcode {transcode.job_id} is not chunked")
+    return TranscodePlan(
+        transcode=transcode, spans=spans, sound=info.audio_codec is not None, duration=info.duration
+    )
+
+
+_SAME = ("kind", "source_key", "source_bucket", "output_key", "output_bucket", "preset", "rendition")
+
+
+def as_planned(job: JobRequested, plan: TranscodePlan) -> JobRequested:
+    planned = plan.child(job.job_id)
+    if planned is None:
+        raise JobRequestError(f"job {job.job_id} is not a child of transcode {plan.transcode.job_id}")
+    if any(getattr(job, f) != getattr(planned, f) for f in _SAME if getattr(job, f) is not None) or (
+        job.chunk != planned.chunk
+    ):
+        raise JobRequestError(f"job {job.job_id} differs from the child its transcode planned")
+    return planned
+
+
+class TranscodeStore(PlanStore[TranscodePlan]):
+    """Chunked transcodes' plans, beside packages' in the ``mpr-packages`` KV bucket (job ids are
+    unique: a key is one job's)."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        super().__init__(kv, TranscodePlan)
+
+
+class TranscodeGraph(JobGraph[TranscodePlan]):
+    noun = "transcode"
+    child_kinds = ("transcode",)
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        s3: S3Client,
+        job_state: JobState,
+        store: TranscodeStore,
+        bucket_out: str,
+        instance: str,
+        owners: OutputOwners | None = None,
+        *,
+        workdir: str | Path,
+        limits: Limits,
+    ) -> None:
+        super().__init__(js, s3, job_state, store, bucket_out, instance, owners)
+        self.workdir = Path(workdir)
+        self.limits = limits
+
+    def may_fan_out(self, parent: JobRequested) -> bool:
+        try:
+            return may_chunk(normalize_job(parent))
+        except JobRequestError:
+            return False  # it runs as one job, which fails with the reason
+
+    def runs_as_graph(self, parent: JobRequested, info: MediaInfo) -> bool:
+        return bool(transcode_spans(parent, info))
+
+    def make_plan(self, parent: JobRequested, info: MediaInfo) -> TranscodePlan:
+        return plan_transcode(parent, info)
+
+    def as_planned(self, job: JobRequested, plan: TranscodePlan) -> JobRequested:
+        return as_planned(job, plan)
+
+    def child_name(self, child: JobRequested) -> str:
+        return f"chunk {child.chunk.index}" if child.chunk is not None else "the sound"
+
+    async def complete(self, plan: TranscodePlan, done: dict[str, JobCompleted]) -> JobCompleted:
+        """The join: the parts downloaded, copied into one file, uploaded to the transcode's output key.
+        Again on a redelivery: the same parts make the same bytes."""
+        t = plan.transcode
+        assert t.output_key is not None
+        bucket = t.output_bucket or self.bucket_out
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        # A job's dir, locked while the join runs: what a killed worker left is cleaned at start.
+        tmp = Path(tempfile.mkdtemp(prefix=f"job-{t.job_id}-join-", dir=self.workdir))
+        held = lock(tmp)
+        try:
+            out = await self._join(plan, done, bucket, tmp)
+            await asyncio.to_thread(upload_file, out, t.output_key, bucket, client=self.s3)
+            size = out.stat().st_size
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            os.close(held)
+        sound = next((done[c.job_id] for c in plan.jobs if c.chunk is None), None)
+        return JobCompleted(
+            job_id=t.job_id,
+            output_key=t.output_key,
+            output_bucket=bucket,
+            output_keys=[t.output_key],
+            output_size=size,
+            duration=plan.duration,
+            elapsed=round(max(0.0, time.time() - t.requested_at), 3),
+            worker=self.instance,
+            loudness=sound.loudness if sound is not None else None,
+        )
+
+    async def _join(self, plan: TranscodePlan, done: dict[str, JobCompleted], bucket: str, tmp: Path) -> Path:
+        names: list[str] = []
+        sound: Path | None = None
+        for child in plan.jobs:
+            part = done[child.job_id]
+            local = tmp / posixpath.basename(part.output_key)
+            await asyncio.to_thread(
+                download_file, part.output_key, local, part.output_bucket or bucket, client=self.s3
+            )
+            if child.chunk is None:
+                sound = local
+            else:
+                names.append(local.name)
+        listing = tmp / CONCAT_LIST
+        listing.write_text(concat_list(names))
+        preset = PRESETS[plan.transcode.preset or ""]
+        out = tmp / f"output{plan.extension}"
+        args = join_args(listing, sound, out, preset.container or "mp4", self.limits.max_output_bytes)
+        try:
+            await run_ffmpeg(
+                bounded_threads(args, self.limits.ffmpeg_threads),
+                lambda _: None,
+                timeout=self.limits.job_timeout,
+                stall_timeout=self.limits.stall_timeout or None,
+                max_memory=self.limits.ffmpeg_max_memory or None,
+            )
+        except (FfmpegKilled, FfmpegTimeout):
+            raise  # this machine's trouble: the child's redelivery joins again
+        except FfmpegError as exc:  # the parts do not join: never better on a retry
+            raise JobRequestError(f"joining the chunks of transcode {plan.transcode.job_id}: {exc}") from None
+        return out
+
+    async def completed(self, plan: TranscodePlan, completion: JobCompleted) -> None:
+        """The parts go once the transcode has its output (again on a redelivery: nothing left to do)."""
+        await self._remove_parts(plan, keep_running=False)
+
+    async def discard(self, plan: TranscodePlan) -> list[str]:
+        """A failed or cancelled transcode: its parts go; a child still running keeps its claim until it
+        ends (its own end runs this again); a completed child whose part went is marked failed, so that
+        a retry runs it again. The transcode keeps its output key, as when it runs as one job."""
+        return await self._remove_parts(plan, keep_running=True)
+
+    async def _remove_parts(self, plan: TranscodePlan, *, keep_running: bool) -> list[str]:
+        t = plan.transcode
+        bucket = t.output_bucket or self.bucket_out
+        owners = await self.owners()
+        doomed: list[str] = []
+        claims: list[tuple[str, str]] = []
+        emptied: list[str] = []
+        for child in plan.jobs:
+            assert child.output_key is not None
+            owner = await owners.owner(bucket, child.output_key)
+            if owner not in (None, child.job_id):
+                continue  # never this child's (it was refused its output)
+            state = await self.job_state.get(child.job_id)
+            doomed.append(child.output_key)
+            if owner == child.job_id and (state is not None or not keep_running):
+                claims.append((child.output_key, child.job_id))
+            if keep_running and isinstance(state, JobCompleted):
+                emptied.append(child.job_id)
+        try:
+            for i in range(0, len(doomed), _DELETE_BATCH):
+                await asyncio.to_thread(self._delete, bucket, doomed[i : i + _DELETE_BATCH])
+        except (*STORAGE_ERRORS, RuntimeError) as exc:  # kept, and claimed, until a later run deletes them
+            log.warning("transcode parts kept: %s", exc, extra={"job_id": t.job_id})
+            return []
+        for job_id in emptied:
+            await self.job_state.failed(job_id)
+        for key, job_id in claims:
+            await owners.release(bucket, key, job_id)
+        return doomed

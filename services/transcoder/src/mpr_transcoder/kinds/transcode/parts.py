@@ -1,0 +1,89 @@
+"""The FFmpeg commands of a chunked transcode (pure, unit-tested): a video chunk, and the join.
+
+- A video chunk is the transcode's own video encode (its codec, CRF, scale) of exactly the source
+  frames presented in ``[start, end)`` (input seeking, as a package's chunks: FFmpeg reads only that
+  byte range of the source, with HTTP range requests), video only, its first frame moved to 0. Chunks
+  are cut on a grid of :data:`GRID_SECONDS`; each starts with a key frame and its GOPs are closed, so
+  it decodes without any frame of another chunk. Inside a chunk the encoder places key frames as it
+  does for the whole transcode: forcing one every 2 s as well cost 6 % more bytes for 0.3 dB more
+  PSNR (320x180, 10 fps, CRF 23), a different encode than the unchunked one; without, the chunked
+  output is within 0.05 dB of it.
+- The sound is one child over the whole source (a join in AAC would click): the transcode's own audio
+  encode, alone (see :mod:`.`).
+- The join is a stream copy: FFmpeg's concat demuxer reads the chunks one after the other (each placed
+  at the end of the one before: the sum of its frames' durations), the sound beside them, into the
+  transcode's container with ``+faststart``. Only MP4 and MOV outputs are chunked: there a stream copy
+  keeps every frame's timestamp and the sound's priming exactly; the others (WebM, a stream copy
+  preset, HLS) run as one job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mpr_common.presets import Preset
+
+from ...ffmpeg.argv import GLOBAL_ARGS, LOCAL_FILES, VIDEO_TIMING, local_input, size_limit, whitelist
+from ...ffmpeg.filtergraph import WatermarkSource, watermark_inputs, watermark_outputs
+from ..single_output import scale_height, video_encoder
+
+# A chunked transcode's chunks start on multiples of this (each on a key frame).
+GRID_SECONDS = 2.0
+CHUNKED_CONTAINERS = ("mp4", "mov")
+# The demuxers of the join: the concat list it writes, and the MP4 parts the children wrote.
+JOIN_FORMATS = "concat,mov"
+PART_FORMATS = "mov"
+CONCAT_LIST = "parts.ffconcat"
+
+
+def chunkable_preset(preset: Preset) -> bool:
+    """Whether a transcode with ``preset`` can be encoded in chunks and joined by a stream copy."""
+    return preset.container in CHUNKED_CONTAINERS and preset.video_codec not in (None, "copy")
+
+
+def video_chunk_args(
+    source: list[str], preset: Preset, out: Path, max_bytes: int, watermark: WatermarkSource | None = None
+) -> list[str]:
+    """One video chunk: ``source`` the input arguments of its range (``ffmpeg.argv.input_args``);
+    ``watermark`` drawn as the unchunked transcode draws it (its image the second input)."""
+    assert preset.video_codec is not None
+    filters = ["setpts=PTS-STARTPTS"]
+    if preset.height:
+        filters.append(scale_height(preset.height))
+    if watermark is None:
+        picture = ["-map", "0:v:0", "-vf", ",".join(filters)]
+    else:
+        picture = [*watermark_inputs(watermark), *watermark_outputs(",".join(filters), watermark)]
+    return [
+        *GLOBAL_ARGS,
+        *source,
+        *picture,
+        *["-an", "-sn", "-dn", "-c:v", preset.video_codec, *VIDEO_TIMING],
+        *video_encoder(preset),
+        *["-flags", "+cgop"],
+        *size_limit(max_bytes),
+        *["-f", "mp4", str(out)],
+    ]
+
+
+def concat_list(names: list[str]) -> str:
+    """The concat demuxer's list of the chunks, in order: plain names beside the list (its safe mode
+    refuses anything else)."""
+    for name in names:
+        if not name or "/" in name or not all(c.isalnum() or c in "._-" for c in name):
+            raise ValueError(f"not a plain file name: {name!r}")
+    return "ffconcat version 1.0\n" + "".join(f"file {n}\n" for n in names)
+
+
+def join_args(listing: Path, sound: Path | None, out: Path, container: str, max_bytes: int) -> list[str]:
+    """The join: the chunks listed in ``listing`` and the ``sound`` (None: a silent source), copied
+    into ``out`` with the index first (``+faststart``)."""
+    args = [*GLOBAL_ARGS, *whitelist(LOCAL_FILES, JOIN_FORMATS), "-f", "concat", "-i", str(listing)]
+    if sound is not None:
+        args += local_input(sound, PART_FORMATS)
+    args += ["-map", "0:v:0", *(["-map", "1:a:0"] if sound is not None else [])]
+    return [
+        *args,
+        *["-c", "copy", "-movflags", "+faststart"],
+        *size_limit(max_bytes),
+        *["-f", container, str(out)],
+    ]
