@@ -91,6 +91,7 @@ class Worker:
                     PackageStore(await self.js.key_value(s.PACKAGES_KV)),
                     self.settings.s3.bucket_out,
                     self.settings.instance,
+                    window=self.settings.release_window,
                 )
                 infos = [
                     await self.js.consumer_info(s.JOBS_STREAM, s.transcoders_durable(c)) for c in self.classes

@@ -10,9 +10,13 @@ written and ``job.playable`` goes out, once; each later completion extends them;
 Every write of a package's playlists happens under its publishing lock (:mod:`.publishing`): they only
 ever grow.
 
+Children go onto the queue a window at a time (:mod:`.releasing`): the fan-out publishes the first
+ones, each completion the next, so a long title never holds its class's queue.
+
 Every step is idempotent, so a redelivery after a crash repeats it harmlessly: children are published
-with their ids as ``Nats-Msg-Id``, the plan is created once (``mpr-packages`` KV), a finished child is
-never run again (job-state KV), and manifests are rewritten with the same bytes.
+with their ids as ``Nats-Msg-Id``, the plan is created once (``mpr-packages`` KV), the release's mark
+moves by compare-and-set only, a finished child is never run again (job-state KV), and manifests are
+rewritten with the same bytes.
 
 A package owns its manifest names (``master.m3u8``, ``manifest.mpd`` in its folder, claimed in
 ``mpr-output-owners`` before its children are published), so two packages never share a folder. A package
@@ -55,12 +59,14 @@ from mpr_common.presets import DASH_MANIFEST, MASTER_PLAYLIST, POSTER
 from mpr_common.s3_client import S3Client
 from mpr_common.storage import guess_content_type
 
+from ...settings import DEFAULT_RELEASE_WINDOW
 from ...uploader import STORAGE_ERRORS
 from ..rendition.chunks import media_playlist, stitch
 from ..rendition.cmaf import init_name, playlist_name
 from .children import PackagePlan, PackageStore, as_planned, chunk_playlist_name, plan_package
 from .manifests import dash_mpd, hls_master
 from .publishing import PublishingLock
+from .releasing import Releaser, with_shares
 
 log = logging.getLogger("mpr.transcoder")
 
@@ -128,8 +134,10 @@ class Packager:
         bucket_out: str,
         instance: str,
         owners: OutputOwners | None = None,
+        window: int = DEFAULT_RELEASE_WINDOW,
     ) -> None:
         self.lock = PublishingLock(store.kv, instance)
+        self.releaser = Releaser(js, store.kv, job_state, window)
         self.js = js
         self.s3 = s3
         self.job_state = job_state
@@ -144,7 +152,7 @@ class Packager:
         return self._owners
 
     async def fan_out(self, package: JobRequested, info: MediaInfo, attempt: int) -> PackagePlan:
-        """Plan ``package`` (normalised) on its source's probe and publish its children; the package is
+        """Plan ``package`` (normalised) on its source's probe and publish its first children; the package is
         running from then on. Raises :class:`JobRequestError` when the source cannot make a package, or
         when another job owns one of its manifest names."""
         bucket = package.output_bucket or self.bucket_out
@@ -153,14 +161,13 @@ class Packager:
             owner = await owners.claim(bucket, key, package.job_id)
             if owner is not None:
                 raise JobRequestError(f"{key!r} belongs to job {owner}: a package needs a folder of its own")
-        plan = await self.store.create(plan_package(package, info))
-        for child in plan.jobs:  # queued in the package's class
-            if package.retry:  # a retried package: its children that did not complete run again
+        plan = await self.store.create(with_shares(plan_package(package, info)))
+        if package.retry:  # a retried package: its children that did not complete run again
+            for child in plan.jobs:
                 if not isinstance(await self.job_state.get(child.job_id), JobCompleted):
                     await self.job_state.retried(child.job_id, package.retry)
-                child = msgspec.structs.replace(child, retry=package.retry)
-            msg_id = plan.msg_id(child) + (f".r{package.retry}" if package.retry else "")
-            await publish_event(self.js, s.child_subject(package.priority), child, msg_id=msg_id)
+        # Queued in the package's class a window at a time; each completion releases the next ones.
+        await self.releaser.release(plan, package.retry)
         await publish_event(
             self.js,
             s.JOB_PROGRESS,
@@ -192,7 +199,8 @@ class Packager:
         return ChildVerdict(child, ended=state)
 
     async def child_completed(self, child: JobRequested) -> JobCompleted | None:
-        """After a child's completion is recorded: publish what its package has now, under the
+        """After a child's completion is recorded: release the package's next children, then publish
+        what the package has now, under the
         package's publishing lock: if every child has completed, the manifests and the package's
         completion; else, for a progressive package, its growing playlists. Returns the package's
         completion once it has one, else None."""
@@ -207,6 +215,8 @@ class Packager:
             await self.discard(plan)
             return None
         retry = child.retry
+        # The next children first, for the slots free now (this one's too); again on a redelivery.
+        await self.releaser.release(plan, retry)
         unfit: list[JobRequestError] = []
 
         async def write() -> None:
