@@ -143,7 +143,9 @@ async def complete(p: Packager, child: JobRequested) -> None:
 async def start(p: Packager, *children: JobRequested) -> None:
     """A transcoder takes each child: its lease."""
     for child in children:
-        assert await JobLease(p.job_state, child.job_id, worker="w2", retry=0, seconds=60).acquire() == "taken"
+        assert (
+            await JobLease(p.job_state, child.job_id, worker="w2", retry=0, seconds=60).acquire() == "taken"
+        )
 
 
 def js(p: Packager) -> FakeJetStream:
