@@ -18,10 +18,12 @@ window (at most outstanding) follows: ``max(lead, running + max(floor, idle))``,
   source: a short job waits that long on one slot, a fraction of it on a fleet, instead of for the
   whole title.
 - ``running``: the window is never a cap on the slots a title runs on. It grows with them.
-- ``idle``: slots free right now, measured rather than configured: the class consumer's waiting pull
-  requests (``num_waiting`` of its consumer info: a free transcoder slot keeps one pull waiting on each
-  class it serves, and a pull waits only while its class has nothing to deliver). A title alone on a
-  hundred idle slots takes all of them at its next completion, however small ``floor`` is.
+- ``idle``: transcoders free right now, measured rather than configured: the class consumer's waiting
+  pull requests (``num_waiting`` of its consumer info: a transcoder with a free slot keeps one pull
+  waiting on each class it serves, and a pull waits only while its class has nothing to deliver). A
+  title alone on a hundred idle transcoders takes all of them at its next completion, however small
+  ``floor`` is. (One pull per transcoder whatever its free slots: with ``TRANSCODER_CONCURRENCY`` above
+  1 the rest are filled from the floor and at the next completions.)
 - ``lead``: the children that must all be out before the graph is of any use (a progressive package
   plays once its sound and every rung's first chunk are up; a package that is not chunked only once
   every child is): they go out in the first release, or playing would wait for children not released.
