@@ -254,3 +254,25 @@ async def test_a_packages_children_weigh_one_in_all(packager):
     assert sum(c.weight for c in plan.jobs) == pytest.approx(1.0, abs=1e-4)
     weights = {c.rendition: c.weight for c in plan.children}
     assert 0 < weights["audio"] < 1
+
+
+async def test_a_release_late_in_a_long_title_reads_a_windows_states_not_the_titles(packager):
+    p = packager
+    plan = await fan_out(p)
+    for child in plan.jobs[:-6]:
+        await complete(p, child)
+        await p.child_completed(child)
+    kv = p.job_state.kv
+    reads: list[str] = []
+    get = kv.get
+
+    async def counted(key):
+        reads.append(key)
+        return await get(key)
+
+    kv.get = counted  # type: ignore[method-assign]
+    await complete(p, plan.jobs[-6])
+    assert await p.releaser.release(plan, 0) == 1
+    assert js(p).children() == [c.job_id for c in plan.jobs[:-1]]
+    states = [r for r in reads if r != "p1"]  # (the package's own state, read once)
+    assert 0 < len(states) <= lead(plan) + 2 < len(plan.jobs) - 6, states

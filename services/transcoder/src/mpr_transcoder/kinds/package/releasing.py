@@ -46,6 +46,7 @@ class ReleaseMark(msgspec.Struct, kw_only=True):
     retry: int = 0  # the request generation whose children these are
     upto: int = 0  # the first children of the plan's order that are claimed …
     published: int = 0  # … and those of them that are published
+    low: int = 0  # every child before it has completed (where a release starts reading states)
 
 
 def mark_key(package_id: str) -> str:
@@ -122,17 +123,24 @@ class Releaser:
                 if recorded is None:
                     continue
                 revision = recorded
-            entries = await asyncio.gather(*(self.job_state.read(c.job_id) for c in order))
-            finished = {
-                c.job_id for c, e in zip(order, entries, strict=True) if isinstance(e.state, JobCompleted)
-            }
-            running = {c.job_id for c, e in zip(order, entries, strict=True) if e.lease is not None}
             idle = await self.idle_slots(package.priority)
+            first = lead(plan)
+            # What this release can see: from the first child not known finished to as far as it may
+            # reach (its room is at most the largest of lead, floor and idle). A title's thousandth
+            # completion reads a window's states, not a thousand; children beyond count as unfinished.
+            end = min(len(order), mark.upto + max(first, self.floor, idle))
+            seen = order[mark.low : end]
+            entries = await asyncio.gather(*(self.job_state.read(c.job_id) for c in seen))
             ids = [c.job_id for c in order]
-            upto = release_up_to(ids, mark.upto, finished, running, self.floor, lead(plan), idle)
+            finished = set(ids[: mark.low]) | {
+                c.job_id for c, e in zip(seen, entries, strict=True) if isinstance(e.state, JobCompleted)
+            }
+            running = {c.job_id for c, e in zip(seen, entries, strict=True) if e.lease is not None}
+            upto = release_up_to(ids, mark.upto, finished, running, self.floor, first, idle)
             if upto == mark.upto:
                 return 0
-            claimed = msgspec.structs.replace(mark, upto=upto)
+            low = next((mark.low + i for i, c in enumerate(seen) if c.job_id not in finished), end)
+            claimed = msgspec.structs.replace(mark, upto=upto, low=low)
             taken = await self._cas(key, claimed, revision)
             if taken is None:  # another transcoder released meanwhile: count again with its claim
                 continue
