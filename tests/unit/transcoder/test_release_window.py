@@ -95,3 +95,12 @@ def test_a_graph_is_released_once_in_order_within_its_window_and_wholly(n, floor
         release(idle)
         assert release(0) == []  # a redelivery of the same completion runs nothing more
     assert released_log == order  # once each, in the plan's order, every one of them
+
+
+def test_the_window_setting_is_read_once_with_its_default_and_never_below_one():
+    from mpr_transcoder.settings import DEFAULT_RELEASE_WINDOW, TranscoderSettings
+
+    assert TranscoderSettings.from_env({}).release_window == DEFAULT_RELEASE_WINDOW
+    assert TranscoderSettings.from_env({"TRANSCODER_RELEASE_WINDOW": "3"}).release_window == 3
+    with pytest.raises(ValueError, match="TRANSCODER_RELEASE_WINDOW"):
+        TranscoderSettings.from_env({"TRANSCODER_RELEASE_WINDOW": "0"})
