@@ -152,8 +152,8 @@ class Packager:
         return self._owners
 
     async def fan_out(self, package: JobRequested, info: MediaInfo, attempt: int) -> PackagePlan:
-        """Plan ``package`` (normalised) on its source's probe and publish its first children; the package is
-        running from then on. Raises :class:`JobRequestError` when the source cannot make a package, or
+        """Plan ``package`` (normalised) on its source's probe and publish its first children; the
+        package is running from then on. Raises :class:`JobRequestError` when the source cannot make a package, or
         when another job owns one of its manifest names."""
         bucket = package.output_bucket or self.bucket_out
         owners = await self.owners()
@@ -200,10 +200,9 @@ class Packager:
 
     async def child_completed(self, child: JobRequested) -> JobCompleted | None:
         """After a child's completion is recorded: release the package's next children, then publish
-        what the package has now, under the
-        package's publishing lock: if every child has completed, the manifests and the package's
-        completion; else, for a progressive package, its growing playlists. Returns the package's
-        completion once it has one, else None."""
+        what the package has now, under the package's publishing lock: if every child has completed,
+        the manifests and the package's completion; else, for a progressive package, its growing
+        playlists. Returns the package's completion once it has one, else None."""
         assert child.parent_id is not None
         plan = await self.store.get(child.parent_id)
         if plan is None:
@@ -215,7 +214,8 @@ class Packager:
             await self.discard(plan)
             return None
         retry = child.retry
-        # The next children first, for the slots free now (this one's too); again on a redelivery.
+        # The next children first, before this delivery is acked and its slot pulls again; a
+        # redelivery (the transcoder died before this) releases them then.
         await self.releaser.release(plan, retry)
         unfit: list[JobRequestError] = []
 
