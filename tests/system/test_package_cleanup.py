@@ -35,8 +35,8 @@ SD = MediaInfo(duration=8.0, video_codec="h264", width=854, height=480, audio_co
 
 
 class RevisionKV:
-    """JetStream KV's semantics for what the owners and states need: revisions, create, compare-and-set
-    delete (a deleted key reads as not found and can be created again)."""
+    """JetStream KV's semantics for what the owners, states and packages need: revisions, create,
+    compare-and-set update and delete (a deleted key reads as not found and can be created again)."""
 
     def __init__(self) -> None:
         self.values: dict[str, tuple[bytes, int]] = {}
@@ -60,6 +60,11 @@ class RevisionKV:
             raise KeyNotFoundError
         value, revision = self.values[key]
         return SimpleNamespace(value=value, revision=revision)
+
+    async def update(self, key, value, last=None) -> int:
+        if key not in self.values or self.values[key][1] != last:
+            raise KeyWrongLastSequenceError()
+        return await self.put(key, value)
 
     async def delete(self, key, last=None) -> bool:
         if last is not None and self.values.get(key, (b"", 0))[1] != last:

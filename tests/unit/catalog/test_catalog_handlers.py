@@ -329,6 +329,30 @@ async def test_a_chunked_packages_progress_is_its_chunks_weighted_by_their_lengt
     assert job.progress == pytest.approx(100 * 4.0 / (4.0 + 1.8 + 1.0 + 0.3), abs=0.1)
 
 
+async def test_a_packages_children_not_released_yet_count_as_not_started(deps):
+    from mpr_common.jobs import normalize_job
+    from mpr_transcoder.kinds.package.children import plan_package
+    from mpr_transcoder.kinds.package.releasing import with_shares
+
+    n = deps.nats
+    parent = normalize_job(
+        JobRequested(job_id="pw", kind="package", source_key="in/show.mp4", chunk_seconds=12)
+    )
+    info = MediaInfo(duration=60.0, video_codec="h264", width=1280, height=720, audio_codec="aac")
+    plan = with_shares(plan_package(parent, info))  # as the transcoder stores it: shares of 1
+    window = plan.jobs[:4]  # the sound and every rung's first chunk: all the queue has seen yet
+    batch = [n.delivery(s.JOB_REQUESTED, encode(parent), {"Nats-Msg-Id": "pw"})]
+    batch += [n.delivery(s.JOB_CHILD, encode(c), {"Nats-Msg-Id": plan.msg_id(c)}) for c in window]
+    batch += [
+        n.delivery(s.JOB_PROGRESS, encode(JobProgress(job_id=c.job_id, progress=100.0))) for c in window
+    ]
+    await handle_job_events(deps, batch)
+    job = await deps.catalog.get_job("pw")
+    assert sorted(job.children) == sorted(c.job_id for c in window)
+    # their shares of the whole package, not 100 %: the children still held back have not started
+    assert job.progress == pytest.approx(100 * sum(c.weight for c in window), abs=0.1) and job.progress < 40
+
+
 async def test_a_package_is_playable_once_from_its_playable_event_of_its_generation(deps, queries):
     from mpr_common.jobs import outcome_id
 

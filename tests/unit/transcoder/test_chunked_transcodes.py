@@ -18,6 +18,7 @@ from mpr_common.presets import AUDIO_RENDITION, PRESETS
 from mpr_transcoder.ffmpeg.argv import input_args
 from mpr_transcoder.kinds.transcode.graph import (
     MAX_CHUNKED_ID,
+    SOUND_WEIGHT,
     as_planned,
     may_chunk,
     plan_transcode,
@@ -66,7 +67,8 @@ def test_the_plan_is_the_sound_then_the_chunks_each_with_its_share() -> None:
     assert [c.job_id for c in chunks] == [f"t1{CHUNK_SUFFIX.format(index=i)}" for i in range(5)]
     assert [c.output_key for c in chunks] == [f"in/film/t1/h264-720p.parts/c{i:04d}.mp4" for i in range(5)]
     assert all(c.kind == "transcode" and c.parent_id == "t1" and c.preset == job.preset for c in plan.jobs)
-    assert sum(c.weight for c in chunks) == pytest.approx(1.0)
+    assert sum(c.weight for c in plan.jobs) == pytest.approx(1.0, abs=1e-5)  # shares of the whole job
+    assert sum(c.weight for c in chunks) / sound.weight == pytest.approx(1 / SOUND_WEIGHT, rel=1e-4)
     for child in plan.jobs:  # every child is a valid job of its own
         assert normalize_job(child) == child
     silent = plan_transcode(job, msgspec.structs.replace(INFO, audio_codec=None))

@@ -196,6 +196,7 @@ class JobRequested(Event, kw_only=True):
     # package: also a storyboard (sprite sheets, WebVTT thumbnails track, poster) in the package folder
     storyboard: bool = False
     # a child of a package: its parent's id, the rung of the ladder it encodes, its share of the work
+    # (a package's children's shares add up to 1: the catalog counts a child not released yet as 0)
     parent_id: str | None = None
     rendition: str | None = None
     weight: float = 1.0

@@ -110,7 +110,7 @@ SCANNER_MINIO_DURABLE = "scanner-minio"  # push, queue group of the same name
 # --- Key/value buckets -----------------------------------------------------------------
 JOB_STATE_KV = "mpr-job-state"  # job_id -> a terminal state; encoding in mpr_common.jobstate
 OUTPUT_OWNERS_KV = "mpr-output-owners"  # hash of bucket + output key -> the job that owns it
-PACKAGES_KV = "mpr-packages"  # package job id -> its child jobs' plan (mpr_transcoder.kinds.package.children)
+PACKAGES_KV = "mpr-packages"  # package id -> its children's plan; <id>.released: how far they are queued
 TEMPLATES_KV = "mpr-templates"  # template name -> its job template; the KV history holds its versions
 RULES_KV = "mpr-rules"  # rule id -> an automation rule (prefix/glob + metadata conditions -> template)
 RULE_FIRINGS_KV = "mpr-rule-firings"  # hash of rule + bucket + key + etag -> the job it started (once)

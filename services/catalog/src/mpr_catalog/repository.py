@@ -190,7 +190,9 @@ def job_view(j: Any) -> JobView:
 async def _with_children(conn: AsyncConnection, views: list[JobView]) -> list[JobView]:
     """Job graphs' parents (packages, chunked transcodes) get their children's ids and, while they run,
     the children's progress weighted by each one's share of the work (read when asked: no write per
-    child progress)."""
+    child progress). A graph's shares add up to 1, and its children reach the queue a window at a time:
+    a child not seen yet has not started (counted as 0 by dividing by at least 1). Weights that add up
+    to more are relative shares."""
     packages = {v.id: v for v in views if v.kind in GRAPH_KINDS}
     if not packages:
         return views
@@ -203,8 +205,8 @@ async def _with_children(conn: AsyncConnection, views: list[JobView]) -> list[Jo
     for pid, rows in children.items():
         v = packages[pid]
         v.children = [r.id for r in rows]
-        total = sum(r.weight for r in rows)
-        if not is_terminal(v.status) and total > 0:
+        total = max(1.0, sum(r.weight for r in rows))
+        if not is_terminal(v.status):
             v.progress = round(sum(r.weight * r.progress for r in rows) / total, 1)
     return views
 

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from mpr_common.events import PRIORITIES
 from mpr_common.settings import ServiceSettings, env
 
+# Why 8: mpr_transcoder.kinds.graph.release_window
+DEFAULT_RELEASE_WINDOW = 8
+
 
 @dataclass(frozen=True, slots=True)
 class TranscoderSettings(ServiceSettings):
@@ -50,10 +53,15 @@ class TranscoderSettings(ServiceSettings):
     classes: frozenset[str] = env("TRANSCODER_CLASSES", default=frozenset(PRIORITIES))
     # every Nth free slot is a share slot: it goes to the class that has waited longest (mpr_transcoder.worker.scheduler)
     share_every: int = env("TRANSCODER_SHARE_EVERY", default=4)
+    # a package's children queued ahead of their completion, at least (more when slots are idle): what a
+    # job submitted behind a long title waits for at most (mpr_transcoder.kinds.graph.release_window)
+    release_window: int = env("TRANSCODER_RELEASE_WINDOW", default=DEFAULT_RELEASE_WINDOW)
 
     def __post_init__(self) -> None:
         if not self.lease_seconds > 0:
             raise ValueError(f"TRANSCODER_LEASE_SECONDS must be above 0 (not {self.lease_seconds})")
+        if self.release_window < 1:
+            raise ValueError(f"TRANSCODER_RELEASE_WINDOW must be 1 or more (not {self.release_window})")
         if self.ffmpeg_threads < 0:
             raise ValueError(f"TRANSCODER_FFMPEG_THREADS must be 0 or more (not {self.ffmpeg_threads})")
 

@@ -88,12 +88,17 @@ class Worker:
                 self.owners = OutputOwners(await self.js.key_value(s.OUTPUT_OWNERS_KV))
                 plans = await self.js.key_value(s.PACKAGES_KV)
                 out, me = self.settings.s3.bucket_out, self.settings.instance
+                window = self.settings.release_window
                 self.graphs = JobGraphs(
-                    Packager(self.js, self.s3, self.job_state, PackageStore(plans), out, me, self.owners),
+                    Packager(
+                        *(self.js, self.s3, self.job_state, PackageStore(plans), out, me, self.owners),
+                        window=window,
+                    ),
                     TranscodeGraph(
                         *(self.js, self.s3, self.job_state, TranscodeStore(plans), out, me, self.owners),
                         workdir=self.settings.workdir,
                         limits=self.limits,
+                        window=window,
                     ),
                 )
                 infos = [

@@ -3,8 +3,10 @@ checks a child passes before it runs, fan-in as its children complete, and its e
 
 - **Plan once.** The transcoder that takes the parent plans it on its source's probe and keeps the plan
   in KV (:mod:`.store`); a redelivered parent reuses it.
-- **Fan-out.** Every child is published (:meth:`JobGraph.publish_children`, the one place children are
-  released) with ``Nats-Msg-Id`` = its id and the plan's nonce: a redelivery publishes nothing twice.
+- **Fan-out.** Children are published a window at a time (:mod:`.releasing`, :mod:`.release_window`):
+  the fan-out releases the first ones, each completion the next, so a long title never holds its class's
+  queue. Each goes out with ``Nats-Msg-Id`` = its id and the plan's nonce: a redelivery publishes
+  nothing twice.
 - **Checks.** A delivered child runs only as the plan describes it (:meth:`JobGraph.verdict`), never
   once its parent has ended.
 - **Fan-in.** Each completion publishes what the parent has now under the graph's lock (:mod:`.lock`):
@@ -51,7 +53,9 @@ from mpr_common.outputs import OutputOwners
 from mpr_common.s3_client import S3Client
 from mpr_common.storage import guess_content_type
 
+from ...settings import DEFAULT_RELEASE_WINDOW
 from .lock import PublishingLock
+from .releasing import Releaser
 from .store import P, PlanStore
 
 log = logging.getLogger("mpr.transcoder")
@@ -81,8 +85,10 @@ class JobGraph(Generic[P]):
         bucket_out: str,
         instance: str,
         owners: OutputOwners | None = None,
+        window: int = DEFAULT_RELEASE_WINDOW,
     ) -> None:
         self.lock = PublishingLock(store.kv, instance)
+        self.releaser = Releaser(js, store.kv, job_state, window)
         self.js = js
         self.s3 = s3
         self.job_state = job_state
@@ -130,6 +136,11 @@ class JobGraph(Generic[P]):
         """Remove what a failed or cancelled graph wrote; returns the keys deleted. Idempotent."""
         raise NotImplementedError
 
+    def release_lead(self, plan: P) -> int:
+        """The first children of ``plan.jobs`` that must all be out before the parent is of any use (a
+        progressive package plays once they are): released together, whatever the window."""
+        return 0
+
     def child_name(self, child: JobRequested) -> str:
         """How the parent's failure names the child that caused it."""
         return child.rendition or child.kind
@@ -154,7 +165,7 @@ class JobGraph(Generic[P]):
                     f"{key!r} belongs to job {owner}: a {self.noun} needs a folder of its own"
                 )
         plan = await self.store.create(self.make_plan(parent, info))
-        await self.publish_children(plan)
+        await self.publish_children(plan, parent.retry)
         await publish_event(
             self.js,
             s.JOB_PROGRESS,
@@ -165,17 +176,15 @@ class JobGraph(Generic[P]):
         log.info("%s planned: %d child jobs", self.noun, len(plan.jobs), extra={"job_id": parent.job_id})
         return plan
 
-    async def publish_children(self, plan: P) -> None:
-        """Release the plan's children onto the transcoders' queue, in the plan's order, in the parent's
-        class. A retried parent's children that did not complete run again."""
-        parent = plan.parent
-        for child in plan.jobs:
-            if parent.retry:
+    async def publish_children(self, plan: P, retry: int) -> None:
+        """Release the plan's first children onto the transcoders' queue, in the plan's order, in the
+        parent's class (the others follow as children complete). A retried parent (request generation
+        ``retry``; the plan is its first generation's) has its children that did not complete run again."""
+        if retry:
+            for child in plan.jobs:
                 if not isinstance(await self.job_state.get(child.job_id), JobCompleted):
-                    await self.job_state.retried(child.job_id, parent.retry)
-                child = msgspec.structs.replace(child, retry=parent.retry)
-            msg_id = plan.msg_id(child) + (f".r{parent.retry}" if parent.retry else "")
-            await publish_event(self.js, s.child_subject(parent.priority), child, msg_id=msg_id)
+                    await self.job_state.retried(child.job_id, retry)
+        await self.releaser.release(plan, retry, self.release_lead(plan))
 
     async def verdict(self, job: JobRequested) -> ChildVerdict:
         """A delivered child, checked against its parent's plan (raises :class:`JobRequestError` for one
@@ -210,6 +219,9 @@ class JobGraph(Generic[P]):
             await self.discard(plan)
             return None
         retry = child.retry
+        # The next children first, before this delivery is acked and its slot pulls again; a
+        # redelivery (the transcoder died before this) releases them then.
+        await self.releaser.release(plan, retry, self.release_lead(plan))
         unfit: list[JobRequestError] = []
 
         async def write() -> None:

@@ -43,12 +43,14 @@ from mpr_common.packages import manifest_keys
 from mpr_common.presets import DASH_MANIFEST, MASTER_PLAYLIST, POSTER
 from mpr_common.s3_client import S3Client
 
+from ...settings import DEFAULT_RELEASE_WINDOW
 from ...uploader import STORAGE_ERRORS
 from ..graph.runner import ChildVerdict, JobGraph
 from ..rendition.chunks import media_playlist, stitch
 from ..rendition.cmaf import init_name, playlist_name
 from .children import PackagePlan, PackageStore, as_planned, chunk_playlist_name, plan_package
 from .manifests import dash_mpd, hls_master
+from .releasing import lead, with_shares
 
 __all__ = ["ChildVerdict", "Packager", "child_files"]
 
@@ -112,11 +114,15 @@ class Packager(JobGraph[PackagePlan]):
         bucket_out: str,
         instance: str,
         owners: OutputOwners | None = None,
+        window: int = DEFAULT_RELEASE_WINDOW,
     ) -> None:
-        super().__init__(js, s3, job_state, store, bucket_out, instance, owners)
+        super().__init__(js, s3, job_state, store, bucket_out, instance, owners, window)
 
     def make_plan(self, parent: JobRequested, info: MediaInfo) -> PackagePlan:
-        return plan_package(parent, info)
+        return with_shares(plan_package(parent, info))
+
+    def release_lead(self, plan: PackagePlan) -> int:
+        return lead(plan)
 
     def as_planned(self, job: JobRequested, plan: PackagePlan) -> JobRequested:
         return as_planned(job, plan)

@@ -44,6 +44,7 @@ from mpr_common.storage import download_file, upload_file
 from ...ffmpeg import FfmpegError, FfmpegKilled, FfmpegTimeout, run_ffmpeg
 from ...ffmpeg.argv import bounded_threads
 from ...limits import Limits
+from ...settings import DEFAULT_RELEASE_WINDOW
 from ...uploader import STORAGE_ERRORS
 from ...workdir import lock
 from ..graph.runner import JobGraph
@@ -114,6 +115,11 @@ class TranscodePlan(msgspec.Struct, kw_only=True):
         assert self.transcode.output_key is not None
         return posixpath.splitext(self.transcode.output_key)[1]
 
+    @property
+    def total_weight(self) -> float:
+        """The children's weights before they are made shares of 1: the chunks' add up to 1."""
+        return 1.0 + (SOUND_WEIGHT if self.sound else 0.0)
+
     def _child(self, suffix: str, name: str, weight: float, **fields: object) -> JobRequested:
         t = self.transcode
         return JobRequested(
@@ -128,7 +134,7 @@ class TranscodePlan(msgspec.Struct, kw_only=True):
             parent_id=t.job_id,
             preset=t.preset,
             priority=t.priority,
-            weight=round(weight, 6),
+            weight=round(weight / self.total_weight, 6),  # shares of 1: see .graph.releasing
             **fields,  # type: ignore[arg-type]
         )
 
@@ -217,8 +223,9 @@ class TranscodeGraph(JobGraph[TranscodePlan]):
         *,
         workdir: str | Path,
         limits: Limits,
+        window: int = DEFAULT_RELEASE_WINDOW,
     ) -> None:
-        super().__init__(js, s3, job_state, store, bucket_out, instance, owners)
+        super().__init__(js, s3, job_state, store, bucket_out, instance, owners, window)
         self.workdir = Path(workdir)
         self.limits = limits
 

@@ -1,0 +1,279 @@
+"""The package chord releases its children a window at a time, exactly once and never stuck: the fan-out
+publishes the first window (the sound and every rung's first chunk among them), each completion the
+next; a transcoder that dies after a child completed but before it released leaves the release to the
+child's redelivery, one that dies between claiming children and publishing them leaves it to the next
+release; a cancelled package releases nothing more. The Packager on in-memory JetStream, KV and S3."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import pytest
+from nats.js.api import PubAck
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+
+from mpr_common import subjects as s
+from mpr_common.codec import decode
+from mpr_common.events import JobCompleted, JobRequested, MediaInfo
+from mpr_common.jobs import normalize_job
+from mpr_common.jobstate import JobLease, JobState
+from mpr_common.outputs import OutputOwners
+from mpr_transcoder.kinds.graph.releasing import ReleaseMark, mark_key
+from mpr_transcoder.kinds.package.children import PackageStore
+from mpr_transcoder.kinds.package.chord import Packager
+from mpr_transcoder.kinds.package.releasing import lead
+
+HD = MediaInfo(duration=60.0, video_codec="h264", width=1280, height=720, audio_codec="aac")
+
+
+class RevisionKV:
+    """JetStream KV's compare-and-set: a revision per write; create refuses an existing key, update one
+    that moved on."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, tuple[bytes, int]] = {}
+        self.seq = 0
+
+    def _write(self, key: str, value: bytes) -> int:
+        self.seq += 1
+        self.values[key] = (value, self.seq)
+        return self.seq
+
+    async def get(self, key):
+        if key not in self.values:
+            raise KeyNotFoundError
+        value, revision = self.values[key]
+        return SimpleNamespace(value=value, revision=revision)
+
+    async def put(self, key, value) -> int:
+        return self._write(key, value)
+
+    async def create(self, key, value) -> int:
+        if key in self.values:
+            raise KeyWrongLastSequenceError()
+        return self._write(key, value)
+
+    async def update(self, key, value, last=None) -> int:
+        if key not in self.values or self.values[key][1] != last:
+            raise KeyWrongLastSequenceError()
+        return self._write(key, value)
+
+    async def delete(self, key, last=None) -> None:
+        if last is not None and self.values.get(key, (b"", 0))[1] != last:
+            raise KeyWrongLastSequenceError()
+        self.values.pop(key, None)
+
+
+class Crash(Exception):
+    """The transcoder dies here."""
+
+
+@dataclass
+class FakeJetStream:
+    """Stores once per Nats-Msg-Id, as the stream's de-duplication does; ``crash_after``: that many more
+    publications go through, then the transcoder dies."""
+
+    stored: list[tuple[str, JobRequested, str]] = field(default_factory=list)
+    ids: set[str] = field(default_factory=set)
+    attempts: int = 0
+    crash_after: int | None = None
+    waiting: int = 0  # pulls waiting on the class consumer
+
+    async def publish(self, subject, payload, headers=None, timeout=None) -> PubAck:
+        if self.crash_after is not None:
+            if self.crash_after == 0:
+                raise Crash
+            self.crash_after -= 1
+        self.attempts += 1
+        msg_id = (headers or {}).get("Nats-Msg-Id", "")
+        duplicate = msg_id in self.ids
+        if subject.startswith(s.JOB_CHILD) and not duplicate:
+            self.stored.append((subject, decode(payload, JobRequested), msg_id))
+        self.ids.add(msg_id)
+        return PubAck(stream=s.JOBS_STREAM, seq=len(self.stored), duplicate=duplicate)
+
+    async def consumer_info(self, stream, durable):
+        assert (stream, durable) == (s.JOBS_STREAM, s.transcoders_durable("normal"))
+        return SimpleNamespace(num_waiting=self.waiting)
+
+    def children(self) -> list[str]:
+        return [child.job_id for _, child, _ in self.stored]
+
+
+class FakeS3:
+    """An empty output bucket: what a discard lists and deletes."""
+
+    def get_paginator(self, _name):
+        return SimpleNamespace(paginate=lambda **_: [{"Contents": []}])
+
+    def delete_objects(self, **_):
+        return {}
+
+    def put_object(self, **_):
+        return {}
+
+
+@pytest.fixture
+def packager() -> Packager:
+    js = FakeJetStream()
+    return Packager(
+        js,  # type: ignore[arg-type]
+        FakeS3(),  # type: ignore[arg-type]
+        JobState(RevisionKV()),  # type: ignore[arg-type]
+        PackageStore(RevisionKV()),  # type: ignore[arg-type]
+        "out",
+        "w1",
+        owners=OutputOwners(RevisionKV()),  # type: ignore[arg-type]
+        window=2,
+    )
+
+
+async def fan_out(p: Packager):
+    package = normalize_job(JobRequested(job_id="p1", kind="package", source_key="s.mp4", chunk_seconds=12))
+    return await p.fan_out(package, HD, attempt=1)
+
+
+async def complete(p: Packager, child: JobRequested) -> None:
+    """What the worker records before the chord runs: the child's completion, from its lease."""
+    await p.job_state.completed(
+        JobCompleted(job_id=child.job_id, output_key=child.output_key or "", output_bucket="out")
+    )
+
+
+async def start(p: Packager, *children: JobRequested) -> None:
+    """A transcoder takes each child: its lease."""
+    for child in children:
+        assert (
+            await JobLease(p.job_state, child.job_id, worker="w2", retry=0, seconds=60).acquire() == "taken"
+        )
+
+
+def js(p: Packager) -> FakeJetStream:
+    return p.js  # type: ignore[return-value]
+
+
+async def test_the_first_window_is_what_playing_needs_and_each_completion_releases_the_next(packager):
+    p = packager
+    plan = await fan_out(p)
+    order = [c.job_id for c in plan.jobs]
+    first = order[: lead(plan)]
+    assert len(order) > 12 and len(first) == 4  # the sound and the first chunk of 720p, 480p, 360p
+    assert first[0] == "p1-audio" and all(c.endswith("-c0000") for c in first[1:])
+    assert js(p).children() == first  # more than the floor of 2: playing needs them all
+    assert {subject for subject, _, _ in js(p).stored} == {s.child_subject("normal")}
+
+    await start(p, *plan.jobs[:4])  # four slots took them
+    await complete(p, plan.jobs[0])
+    await p.child_completed(plan.jobs[0])
+    assert js(p).children() == order[:6]  # three running, two queued (the floor) behind them
+    await start(p, *plan.jobs[4:6])
+    # three pulls waiting on the class (idle transcoders): the next completion fills them too
+    js(p).waiting = 3
+    await complete(p, plan.jobs[1])
+    await p.child_completed(plan.jobs[1])
+    assert js(p).children() == order[:9]
+    js(p).waiting = 0
+    for child in plan.jobs[2:-1]:  # the rest complete in order: each one releases the next
+        await complete(p, child)
+        await p.child_completed(child)
+    assert js(p).children() == order  # every child, once, in the plan's order
+    assert len(set(js(p).ids)) == len(js(p).ids)
+
+
+async def test_a_transcoder_that_died_before_releasing_leaves_it_to_the_childs_redelivery(packager):
+    p = packager
+    plan = await fan_out(p)
+    out = js(p).children()
+    done = plan.jobs[0]
+    await complete(p, done)  # recorded, then the transcoder dies before the chord ran: nothing released
+    assert js(p).children() == out
+    # The message was never acked: redelivered, the child finds itself completed and runs the chord
+    # again (Attempt._ended), which releases what the dead transcoder did not.
+    await p.child_completed(done)
+    assert js(p).children() == [c.job_id for c in plan.jobs[: len(out) + 1]]
+    await p.child_completed(done)  # and again, a second redelivery: nothing more
+    assert len(js(p).children()) == len(out) + 1
+
+
+async def test_a_transcoder_that_died_between_claim_and_publication_leaves_it_to_the_next_release(packager):
+    p = packager
+    plan = await fan_out(p)
+    order = [c.job_id for c in plan.jobs]
+    await start(p, *plan.jobs[1:4])
+    js(p).waiting = 2  # two children to release at the next completion: one goes out, then it dies
+    await complete(p, plan.jobs[0])
+    js(p).crash_after = 1
+    with pytest.raises(Crash):
+        await p.child_completed(plan.jobs[0])
+    entry = await p.store.kv.get(mark_key("p1"))
+    mark = decode(entry.value, ReleaseMark)
+    assert (mark.published, mark.upto) == (4, 6)  # claimed, not recorded as published
+    assert js(p).children() == order[:5]
+    js(p).crash_after, js(p).waiting = None, 0
+    await complete(p, plan.jobs[1])  # the next completion publishes the claim first
+    await p.child_completed(plan.jobs[1])
+    assert js(p).children() == order[:6]
+    assert decode((await p.store.kv.get(mark_key("p1"))).value, ReleaseMark).published == 6
+
+
+async def test_a_cancelled_package_releases_nothing_more(packager):
+    p = packager
+    plan = await fan_out(p)
+    out = js(p).children()
+    await p.job_state.cancelled("p1")  # POST /api/jobs/p1/cancel
+    for child in plan.jobs[:2]:
+        await complete(p, child)
+        assert await p.child_completed(child) is None
+    assert js(p).children() == out
+
+
+async def test_a_retried_package_releases_its_children_again_as_the_new_generation(packager):
+    p = packager
+    plan = await fan_out(p)
+    await complete(p, plan.jobs[0])
+    await p.child_completed(plan.jobs[0])
+    await p.job_state.failed("p1")  # a child failed for good
+    retried = normalize_job(
+        JobRequested(job_id="p1", kind="package", source_key="s.mp4", chunk_seconds=12, retry=1)
+    )
+    before = len(js(p).stored)
+    await p.job_state.retried("p1", 1)
+    await p.fan_out(retried, HD, attempt=1)
+    again = js(p).stored[before:]
+    # the completed sound passes through (it ends at once on delivery); a window of the others follows
+    assert [c.job_id for _, c, _ in again] == [c.job_id for c in plan.jobs[:5]]
+    assert all(c.retry == 1 and msg_id.endswith(".r1") for _, c, msg_id in again)
+    # a late completion of the first generation releases nothing for it
+    await complete(p, plan.jobs[1])
+    stale = plan.jobs[1]
+    assert await p.releaser.release(plan, stale.retry) == 0
+
+
+async def test_a_packages_children_weigh_one_in_all(packager):
+    plan = await fan_out(packager)
+    assert sum(c.weight for c in plan.jobs) == pytest.approx(1.0, abs=1e-4)
+    weights = {c.rendition: c.weight for c in plan.children}
+    assert 0 < weights["audio"] < 1
+
+
+async def test_a_release_late_in_a_long_title_reads_a_windows_states_not_the_titles(packager):
+    p = packager
+    plan = await fan_out(p)
+    for child in plan.jobs[:-6]:
+        await complete(p, child)
+        await p.child_completed(child)
+    kv = p.job_state.kv
+    reads: list[str] = []
+    get = kv.get
+
+    async def counted(key):
+        reads.append(key)
+        return await get(key)
+
+    kv.get = counted  # type: ignore[method-assign]
+    await complete(p, plan.jobs[-6])
+    assert await p.releaser.release(plan, 0, lead(plan)) == 1
+    assert js(p).children() == [c.job_id for c in plan.jobs[:-1]]
+    states = [r for r in reads if r != "p1"]  # (the package's own state, read once)
+    assert 0 < len(states) <= lead(plan) + 2 < len(plan.jobs) - 6, states
