@@ -20,8 +20,10 @@ from tests.system.test_event_stream import events
 pytestmark = pytest.mark.system
 
 SEGMENT = PRESETS[DEFAULT_PRESET["package"]].hls_segment_seconds or 0  # 4 s
-SECONDS = 40
-CHUNKS = SECONDS // int(SEGMENT)  # one segment a chunk: ten chunks of one rung (the ladder's lowest)
+# Six chunks against a window of two: released all at once, every one of them would run before the
+# short job (six ahead of it); released a window at a time, at most three do.
+SECONDS = 24
+CHUNKS = SECONDS // int(SEGMENT)  # one segment a chunk: six chunks of one rung (the ladder's lowest)
 WINDOW = 2
 
 
