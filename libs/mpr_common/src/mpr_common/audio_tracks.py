@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
+
+import msgspec
 
 from .events import AudioStream, MediaInfo
 from .languages import ISO_639_1
@@ -20,6 +22,12 @@ from .request_errors import JobRequestError
 MAX_AUDIO_STREAMS = 32  # audio streams a MediaInfo lists (the rest of a source's are not offered)
 MAX_AUDIO_TRACKS = 16  # audio renditions a package makes
 MAX_TITLE_CHARS = 120
+MAX_LANGUAGE_CHARS = 35  # a BCP 47 tag of a language and three subtags
+# A request's audio_languages, as the API and templates bound it (its values: check_audio_languages)
+AudioLanguages = Annotated[
+    list[Annotated[str, msgspec.Meta(min_length=2, max_length=MAX_LANGUAGE_CHARS)]],
+    msgspec.Meta(min_length=1, max_length=MAX_AUDIO_TRACKS),
+]
 # The longest audio rendition name (:func:`select_audio`): the package's id leaves room for it.
 LONGEST_AUDIO_NAME = f"{AUDIO_RENDITION}-xxx-{MAX_AUDIO_STREAMS - 1}"
 

@@ -44,14 +44,16 @@ def hls_text(value: str) -> str:
 
 def _labels(audios: list[Rendition]) -> list[str]:
     """Each audio rendition's NAME, unique in the group as HLS requires: its label (made safe), else its
-    name; a label already taken gets its rendition's name after it."""
+    name; a label already taken gets its rendition's name after it (and a number, if that is taken too)."""
     names: list[str] = []
     for a in audios:
         label = hls_text(a.label) if a.label else ""
         if not label:
             label = a.name
-        if label in names:
-            label = f"{label} ({a.name})"
+        base, n = label, 1
+        while label in names:
+            label = f"{base} ({a.name})" if n == 1 else f"{base} ({a.name} {n})"
+            n += 1
         names.append(label)
     return names
 
