@@ -43,8 +43,4 @@ async def catalog_probe(
     # registered (or an event for another bucket/key, whose digest collided) must be probed again.
     if event.etag != etag or event.bucket != bucket or event.key != key:
         return None
-    info = event.info
-    # A probe made before MediaInfo listed every audio stream: a package needs them (its audio tracks).
-    if info is not None and info.audio_codec is not None and not info.audio_streams:
-        return None
-    return info
+    return event.info
