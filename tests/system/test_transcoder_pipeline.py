@@ -147,6 +147,31 @@ async def test_without_known_info_the_source_is_probed(
     assert len(probed) == 1 and out.output_size > 0
 
 
+async def test_a_graph_is_planned_from_a_probe_that_lists_every_audio_stream(
+    s3, s3_settings, source, monkeypatch
+):
+    _, info = source
+    assert info.audio_streams  # what ffprobe lists now
+    probed = []
+    real = pipeline.probe
+
+    async def counting_probe(url, **kw):
+        probed.append(url)
+        return await real(url, **kw)
+
+    monkeypatch.setattr(pipeline, "probe", counting_probe)
+    job = normalize_job(JobRequested(job_id="pkg-info", kind="package", source_key=SOURCE))
+    older = msgspec.structs.replace(info, audio_streams=[])  # the catalog's, probed before they were listed
+
+    async def known(bucket: str, key: str, etag: str) -> MediaInfo:
+        return older if not probed else info
+
+    assert await pipeline.read_source(job, s3=s3, s3_settings=s3_settings, known_info=known) == info
+    assert len(probed) == 1
+    assert await pipeline.read_source(job, s3=s3, s3_settings=s3_settings, known_info=known) == info
+    assert len(probed) == 1  # a probe that lists them is taken as it is
+
+
 # --- HLS: segments while FFmpeg runs, playlist last ---------------------------------------------
 
 

@@ -7,6 +7,8 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mpr_common.events import Rendition
 from mpr_transcoder.kinds.package.manifests import (
@@ -225,3 +227,104 @@ def test_mpd_start_number_and_escaping() -> None:
     assert template.get("initialization") == 'a&b<"c>_init.mp4'
     with pytest.raises(ValueError):
         dash_mpd([])
+
+
+# --- audio tracks -----------------------------------------------------------------------------------
+
+
+def audio(name: str, language: str | None = None, label: str | None = None) -> Rendition:
+    return Rendition(**{**_fields(AUDIO), "name": name, "playlist": f"{name}.m3u8", "init": f"{name}_init.mp4",
+                        "media_pattern": f"{name}_%05d.m4s", "language": language, "label": label})  # fmt: skip
+
+
+TRACKS = [audio("audio", "en", "English"), audio("audio-fr", "fr", "Français"), audio("audio-3")]
+
+
+def test_each_audio_track_is_a_member_of_the_one_audio_group_the_first_the_default() -> None:
+    lines = hls_master([video("360p", 360, 820_000), *TRACKS]).splitlines()
+    media = [attributes(line) for line in lines if line.startswith("#EXT-X-MEDIA:")]
+    assert [(m["NAME"], m.get("LANGUAGE"), m["DEFAULT"], m["URI"]) for m in media] == [
+        ("English", "en", "YES", "audio.m3u8"),
+        ("Français", "fr", "NO", "audio-fr.m3u8"),
+        ("audio-3", None, "NO", "audio-3.m3u8"),
+    ]
+    assert {(m["TYPE"], m["GROUP-ID"], m["AUTOSELECT"]) for m in media} == {("AUDIO", "aud", "YES")}
+    (variant,) = [attributes(line) for line in lines if line.startswith("#EXT-X-STREAM-INF:")]
+    assert variant["AUDIO"] == "aud" and variant["CODECS"] == "avc1.64001f,mp4a.40.2"
+
+
+def test_names_in_the_group_are_unique_and_a_bad_language_is_left_out() -> None:
+    twins = [audio("audio", "en", "Main"), audio("audio-en", "en", "Main"), audio("audio-2", 'x",Y=1', "")]
+    media = [attributes(line) for line in hls_master([video("360p", 360, 1), *twins]).splitlines()
+             if line.startswith("#EXT-X-MEDIA:")]  # fmt: skip
+    assert [m["NAME"] for m in media] == ["Main", "Main (audio-en)", "audio-2"]
+    tricky = [audio("audio", label="X (audio-2)"), audio("audio-1", label="X"), audio("audio-2", label="X")]
+    names = [attributes(line)["NAME"] for line in hls_master([video("360p", 360, 1), *tricky]).splitlines()
+             if line.startswith("#EXT-X-MEDIA:")]  # fmt: skip
+    assert names == ["X (audio-2)", "X", "X (audio-2 2)"]
+    assert "LANGUAGE" not in media[2]
+
+
+def test_each_audio_track_is_an_adaptation_set_with_its_language_label_and_role() -> None:
+    mpd = ET.fromstring(dash_mpd([video("360p", 360, 820_000), *TRACKS]))
+    sets = [s for s in mpd.findall("d:Period/d:AdaptationSet", NS) if s.get("contentType") == "audio"]
+    assert [s.get("lang") for s in sets] == ["en", "fr", None]
+    assert [s.findtext("d:Label", namespaces=NS) for s in sets] == ["English", "Français", "audio-3"]
+    assert [s.find("d:Role", NS).get("value") for s in sets] == ["main", "alternate", "alternate"]
+    assert [[r.get("id") for r in s.findall("d:Representation", NS)] for s in sets] == [
+        ["audio"],
+        ["audio-fr"],
+        ["audio-3"],
+    ]
+    assert len({s.get("id") for s in mpd.findall("d:Period/d:AdaptationSet", NS)}) == 4
+    # the schema's order: Label, Role, then the representations
+    assert [c.tag.split("}")[1] for c in sets[0]] == ["Label", "Role", "Representation"]
+
+
+_ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"\r\n]*"|[^",\s]+)')
+
+
+def _attribute_list(text: str) -> dict[str, str]:
+    """RFC 8216's attribute-list grammar, strictly: the whole text must be pairs separated by commas."""
+    pairs: dict[str, str] = {}
+    pos = 0
+    while pos < len(text):
+        m = _ATTRIBUTE.match(text, pos)
+        assert m, f"not an attribute list at {text[pos:]!r}"
+        assert m.group(1) not in pairs
+        pairs[m.group(1)] = m.group(2)
+        pos = m.end()
+        if pos < len(text):
+            assert text[pos] == ",", text[pos:]
+            pos += 1
+    return pairs
+
+
+@given(st.lists(st.tuples(st.text(), st.text()), min_size=1, max_size=4))
+def test_no_tag_value_can_break_an_attribute_list_or_add_a_line(tags) -> None:
+    tracks = [audio(f"audio-{i}", language=lang, label=title) for i, (title, lang) in enumerate(tags)]
+    master = hls_master([video("360p", 360, 820_000), *tracks])
+    lines = master.split("\n")
+    assert lines[-1] == "" and len(master.splitlines()) == len(lines) - 1  # no other line break
+    media = [line for line in lines if line.startswith("#EXT-X-MEDIA:")]
+    assert len(lines) == 3 + len(tracks) + 2 + 1 and len(media) == len(tracks)
+    names = []
+    for line, track in zip(media, tracks, strict=True):
+        attrs = _attribute_list(line.split(":", 1)[1])
+        assert set(attrs) <= {
+            "TYPE",
+            "GROUP-ID",
+            "NAME",
+            "LANGUAGE",
+            "DEFAULT",
+            "AUTOSELECT",
+            "CHANNELS",
+            "URI",
+        }
+        assert attrs["URI"] == f'"{track.name}.m3u8"' and attrs["GROUP-ID"] == '"aud"'
+        names.append(attrs["NAME"])
+    assert len(set(names)) == len(names)
+    # the MPD holds the same labels as well-formed XML
+    mpd = ET.fromstring(dash_mpd([video("360p", 360, 820_000), *tracks]))
+    labels = [s.findtext("d:Label", namespaces=NS) for s in mpd.findall("d:Period/d:AdaptationSet", NS)[1:]]
+    assert [f'"{label}"' for label in labels] == names

@@ -1,14 +1,18 @@
-"""Package plans: which children a source gets, their ids, files and weights; a child is run only as
-its package planned it."""
+"""Package plans: which children a source gets (a rendition per rung and per audio track), their ids,
+files and weights; a child is run only as its package planned it."""
 
 from __future__ import annotations
 
 import msgspec
 import pytest
 
-from mpr_common.events import ChunkSpan, JobRequested, MediaInfo
+from mpr_common.events import AudioStream, ChunkSpan, JobRequested, MediaInfo
 from mpr_common.jobs import MAX_JOB_ID, MAX_PACKAGE_ID, JobRequestError, normalize_job
+from mpr_common.presets import PRESETS
 from mpr_transcoder.kinds.package.children import as_planned, plan_package
+from mpr_transcoder.kinds.package.releasing import lead, with_shares
+from mpr_transcoder.kinds.rendition.cmaf import rendition_args
+from mpr_transcoder.loudness import measure_args
 
 HD = MediaInfo(duration=60.0, video_codec="h264", width=1920, height=1080, audio_codec="aac")
 
@@ -113,3 +117,61 @@ def test_chunking_off_or_a_short_source_runs_each_rung_whole():
     short = msgspec.structs.replace(HD, duration=3.0)
     assert not plan_package(package(), short).spans
     assert not plan_package(package(), msgspec.structs.replace(HD, duration=None)).spans
+
+
+BILINGUAL = msgspec.structs.replace(
+    HD,
+    channels=2,
+    audio_streams=[
+        AudioStream(index=0, codec="aac", channels=2, language="en"),
+        AudioStream(index=1, codec="aac", channels=2, language="fr", title="Français"),
+        AudioStream(index=2, codec="aac", channels=6, language="fr", title="Commentaire"),
+    ],
+)
+
+
+def test_every_audio_stream_becomes_a_rendition_child_of_its_own():
+    plan = plan_package(package(chunk_seconds=0, loudnorm=True), BILINGUAL)
+    audios = [c for c in plan.children if c.audio_stream is not None]
+    assert [c.rendition for c in audios] == ["audio", "audio-fr", "audio-fr-2"]
+    assert [c.job_id for c in audios] == ["p1-audio", "p1-audio-fr", "p1-audio-fr-2"]
+    assert [c.output_key for c in audios] == [f"shows/ep1/p1/{c.rendition}.m3u8" for c in audios]
+    assert [c.audio_stream.index for c in audios] == [0, 1, 2]
+    assert audios[1].audio_stream.title == "Français"
+    # each track normalised on its own; no picture, so no watermark
+    assert all(c.loudnorm and c.watermark is None for c in audios)
+    assert not any(c.loudnorm or c.audio_stream for c in plan.children if c not in audios)
+    for c in plan.jobs:
+        assert normalize_job(c) == c and as_planned(c, plan) == c
+
+
+def test_audio_languages_pick_and_order_the_tracks_and_a_missing_one_fails_the_package():
+    plan = plan_package(package(chunk_seconds=0, audio_languages=["fra"]), BILINGUAL)
+    audios = [(c.rendition, c.audio_stream.index) for c in plan.children if c.audio_stream]
+    assert audios == [("audio", 1), ("audio-fr", 2)]
+    with pytest.raises(JobRequestError, match="no audio stream in de") as e:
+        plan_package(package(audio_languages=["fr", "de"]), BILINGUAL)
+    assert e.value.field == "audio_languages"
+
+
+def test_a_chunked_package_releases_every_audio_track_before_it_can_play():
+    plan = plan_package(package(), BILINGUAL)  # 60 s: chunked
+    jobs = plan.jobs
+    assert [c.rendition for c in jobs[:3]] == ["audio", "audio-fr", "audio-fr-2"]
+    first = lead(plan)
+    assert {c.rendition for c in jobs[:first] if c.chunk is None} == {"audio", "audio-fr", "audio-fr-2"}
+    assert all(c.chunk is None or c.chunk.index == 0 for c in jobs[:first])
+    assert sum(c.weight for c in with_shares(plan).jobs) == pytest.approx(1.0, rel=1e-4)
+
+
+def test_an_audio_track_encodes_and_measures_its_own_stream(tmp_path):
+    preset = PRESETS["abr-h264"]
+    args = rendition_args(
+        ["-i", "https://s3/a.mp4"], preset, None, BILINGUAL, tmp_path, audio_name="audio-fr-2", audio_index=2
+    )
+    assert args[args.index("-map") + 1] == "0:a:2" and args.count("-map") == 1
+    assert args[-1] == str(tmp_path / "audio-fr-2.m3u8")
+    assert args[args.index("-hls_fmp4_init_filename") + 1] == "audio-fr-2_init.mp4"
+    assert args[args.index("-hls_segment_filename") + 1] == str(tmp_path / "audio-fr-2_%05d.m4s")
+    measure = measure_args("https://s3/a.mp4", stream=2)
+    assert measure[measure.index("-map") + 1] == "0:a:2"

@@ -63,8 +63,23 @@ class ObjectRemoved(Event, kw_only=True):
     at: float = msgspec.field(default_factory=now)
 
 
+class AudioStream(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """One audio stream of a source, as ffprobe read it: ``index`` counts audio streams only (FFmpeg's
+    ``-map 0:a:<index>``); ``language`` is a BCP 47 tag made from the stream's ``language`` tag (ISO 639-1
+    where there is one: ``eng`` is ``en``; None when untagged or ``und``); ``title`` is its ``title`` tag
+    with control characters and line breaks removed (see :mod:`mpr_common.audio_tracks`)."""
+
+    index: int
+    codec: str | None = None
+    channels: int | None = None
+    language: str | None = None
+    title: str | None = None
+
+
 class MediaInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """Technical metadata read by ffprobe."""
+    """Technical metadata read by ffprobe. ``audio_codec``, ``sample_rate`` and ``channels`` are the first
+    audio stream's; ``audio_streams`` lists every audio stream (at most
+    :data:`mpr_common.audio_tracks.MAX_AUDIO_STREAMS`)."""
 
     format_name: str | None = None
     duration: float | None = None
@@ -78,6 +93,7 @@ class MediaInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
     sample_rate: int | None = None
     channels: int | None = None
     streams: int = 0
+    audio_streams: list[AudioStream] = msgspec.field(default_factory=list)
 
 
 class AssetRegistered(Event, kw_only=True):
@@ -131,6 +147,10 @@ class Rendition(msgspec.Struct, kw_only=True, omit_defaults=True):
     channels: int | None = None
     # sha256 of the init segment: every chunk of a chunked rendition must have written the same one
     init_digest: str | None = None
+    # an audio rendition: its BCP 47 language and the name a player shows (the stream's title, else its
+    # language, else "Audio <n>"); None: the rendition's name
+    language: str | None = None
+    label: str | None = None
 
 
 class ChunkSpan(msgspec.Struct, kw_only=True, frozen=True):
@@ -216,6 +236,11 @@ class JobRequested(Event, kw_only=True):
     watermark: Watermark | None = None
     # preview jobs: the animation's clips, size and rate (None: the defaults)
     preview: PreviewOptions | None = None
+    # package: the source's audio streams that become audio renditions, by language (BCP 47 or ISO 639),
+    # in this order, the first the default; None: every audio stream, in the source's order
+    audio_languages: list[str] | None = None
+    # a package's audio rendition child: the source's audio stream it encodes
+    audio_stream: AudioStream | None = None
 
 
 class JobProgress(Event, kw_only=True):

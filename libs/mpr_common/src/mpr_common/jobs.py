@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from .audio_tracks import LONGEST_AUDIO_NAME, check_audio_languages, is_audio_rendition
 from .events import JOB_KINDS, JobRequested
 from .keys import MEDIA_EXTENSIONS, InvalidKeyError, extension, is_media_key, validate_key
 from .overlays import PREVIEW_EXTENSIONS, WATERMARK_KINDS, normalize_preview, normalize_watermark
@@ -29,13 +30,17 @@ CHUNK_SUFFIX = "-c{index:04d}"
 DEFAULT_PROGRESSIVE = True
 CHUNKED_KINDS = ("package", "transcode")
 # A package's children are named <package id>-<rendition>[-c<index>]: the package's id leaves room for
-# the longest.
+# the longest (an audio rendition is never chunked).
 MAX_PACKAGE_ID = (
     MAX_JOB_ID
     - 1
-    - len(CHUNK_SUFFIX.format(index=MAX_CHUNKS))
     - max(
-        len(n) for n in [AUDIO_RENDITION, "storyboard", *(r.name for p in PRESETS.values() for r in p.ladder)]
+        len(LONGEST_AUDIO_NAME),
+        len(CHUNK_SUFFIX.format(index=MAX_CHUNKS))
+        + max(
+            len(n)
+            for n in [AUDIO_RENDITION, "storyboard", *(r.name for p in PRESETS.values() for r in p.ladder)]
+        ),
     )
 )
 LOUDNORM_KINDS = ("audio", "transcode", "package", "rendition")
@@ -118,6 +123,7 @@ def normalize_job(job: JobRequested) -> JobRequested:
         output_key=output_key,
         watermark=None if job.watermark is None else normalize_watermark(job.watermark),
         preview=normalize_preview(job.preview) if job.kind == "preview" else None,
+        audio_languages=check_audio_languages(job.audio_languages),
     )
 
 
@@ -163,12 +169,16 @@ def _check_options(job: JobRequested, preset: Preset) -> None:
         )
     if job.kind == "rendition":
         names = [r.name for r in preset.ladder] + [AUDIO_RENDITION]
-        if job.rendition not in names:
+        if job.rendition not in names and not is_audio_rendition(job.rendition):
             raise JobRequestError(
-                f"rendition must be one of {', '.join(names)} for preset {preset.name!r}", field="rendition"
+                f"rendition must be one of {', '.join(names)} (or audio-<language>) for preset"
+                f" {preset.name!r}",
+                field="rendition",
             )
+    if job.audio_stream is not None and not (job.kind == "rendition" and is_audio_rendition(job.rendition)):
+        raise JobRequestError("audio_stream belongs to a package's audio renditions", field="audio_stream")
     if job.watermark is not None:
-        if job.kind == "rendition" and job.rendition == AUDIO_RENDITION:
+        if job.kind == "rendition" and is_audio_rendition(job.rendition):
             raise JobRequestError("the audio rendition has no picture to watermark", field="watermark")
         if job.kind == "transcode" and preset.video_codec in (None, "copy"):
             raise JobRequestError(
@@ -224,6 +234,12 @@ def _check_graph(job: JobRequested) -> None:
     _check_picture_options(job)
     if job.loudnorm and job.kind not in LOUDNORM_KINDS:
         raise JobRequestError(f"loudnorm applies to {', '.join(LOUDNORM_KINDS[:3])} jobs", field="loudnorm")
+    _check_package_options(job)
+
+
+def _check_package_options(job: JobRequested) -> None:
+    if job.audio_languages is not None and job.kind != "package":
+        raise JobRequestError("audio_languages is an option of package jobs", field="audio_languages")
     if job.storyboard and job.kind != "package":
         raise JobRequestError(
             "storyboard is an option of package jobs (or submit a storyboard job)", field="storyboard"

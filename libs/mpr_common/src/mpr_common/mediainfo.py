@@ -15,6 +15,7 @@ from fractions import Fraction
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from .audio_tracks import MAX_AUDIO_STREAMS, audio_stream
 from .events import MediaInfo
 
 # Demuxers MPR accepts as input: the supported file types, never playlists or concat lists.
@@ -188,7 +189,8 @@ def parse_ffprobe(data: dict[str, Any]) -> MediaInfo:
         ),
         None,
     )
-    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    audios = [s for s in streams if s.get("codec_type") == "audio"]
+    audio = audios[0] if audios else None
     duration = _num(fmt.get("duration"))
     if duration is None:
         duration = max((d for s in streams if (d := _num(s.get("duration"))) is not None), default=None)
@@ -208,6 +210,7 @@ def parse_ffprobe(data: dict[str, Any]) -> MediaInfo:
         info.audio_codec = audio.get("codec_name")
         info.sample_rate = _num(audio.get("sample_rate"), int)
         info.channels = _num(audio.get("channels"), int)
+        info.audio_streams = [audio_stream(i, s) for i, s in enumerate(audios[:MAX_AUDIO_STREAMS])]
     return info
 
 

@@ -66,9 +66,11 @@ def measure_args(
     target: Target = EBU_R128,
     start: float | None = None,
     duration: float | None = None,
+    stream: int = 0,
 ) -> list[str]:
-    """The first pass over the first audio stream (from ``start``, for ``duration`` seconds: the part the
-    job will encode), to a null output; loudnorm prints its measurement at the ``info`` log level."""
+    """The first pass over audio stream ``stream`` (counting audio streams only; from ``start``, for
+    ``duration`` seconds: the part the job will encode), to a null output; loudnorm prints its
+    measurement at the ``info`` log level."""
     args = global_args("info")
     source = input_args(url, start, protocols=protocols)
     if duration is not None:
@@ -79,7 +81,7 @@ def measure_args(
         + source
         + [
             "-map",
-            "0:a:0",
+            f"0:a:{stream:d}",
             "-vn",
             "-sn",
             "-dn",
@@ -161,11 +163,15 @@ async def measure_loudness(
     start: float | None = None,
     duration: float | None = None,
     info: MediaInfo | None = None,
+    stream: int = 0,
 ) -> Loudness:
-    """Run the first pass and parse it. ``info`` (the probe) lets a source without audio fail at once."""
+    """Run the first pass over audio stream ``stream`` and parse it. ``info`` (the probe) lets a source
+    without audio fail at once."""
     if info is not None and info.audio_codec is None:
         raise NoAudioStream()
-    args = measure_args(url, protocols=protocols, target=target, start=start, duration=duration)
+    args = measure_args(
+        url, protocols=protocols, target=target, start=start, duration=duration, stream=stream
+    )
     try:
         lines = await run(args)
     except FfmpegError as e:

@@ -94,8 +94,17 @@ async def read_source(
     limits: Limits = DEFAULT_LIMITS,
     known_info: KnownInfo | None = None,
 ) -> MediaInfo:
-    """The source's metadata (the catalog's probe when it has one), checked against the limits."""
-    _, info = await _source(job, s3, s3_settings, limits, known_info)
+    """The source's metadata (the catalog's probe when it has one), checked against the limits: what a job
+    graph is planned from. A probe made before MediaInfo listed every audio stream is not taken (the
+    source is probed again): a package makes an audio track of each."""
+
+    async def listing_audio(bucket: str, key: str, etag: str) -> MediaInfo | None:
+        info = await _known_info(known_info, bucket, key, etag)
+        if info is not None and info.audio_codec is not None and not info.audio_streams:
+            return None
+        return info
+
+    _, info = await _source(job, s3, s3_settings, limits, listing_audio)
     return info
 
 

@@ -28,6 +28,15 @@ class ScanResult:
     files: list[str]
 
 
+@strawberry.type(description="An audio stream of the source (index: among its audio streams)")
+class AudioStream:
+    index: int
+    codec: str | None
+    channels: int | None
+    language: str | None
+    title: str | None
+
+
 @strawberry.type
 class MediaInfo:
     format_name: str | None
@@ -40,6 +49,7 @@ class MediaInfo:
     audio_codec: str | None
     sample_rate: int | None
     channels: int | None
+    audio_streams: list[AudioStream]
 
 
 @strawberry.type
@@ -70,6 +80,12 @@ class Asset:
                 audio_codec=i.audio_codec,
                 sample_rate=i.sample_rate,
                 channels=i.channels,
+                audio_streams=[
+                    AudioStream(
+                        index=s.index, codec=s.codec, channels=s.channels, language=s.language, title=s.title
+                    )
+                    for s in i.audio_streams
+                ],
             )
         return cls(
             id=a.id,

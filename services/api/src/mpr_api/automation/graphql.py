@@ -60,6 +60,7 @@ class JobTemplate:
     end: float | None
     chunk_seconds: float | None
     progressive: bool | None
+    audio_languages: list[str] | None
     watermark: JSON | None
     preview: JSON | None
     description: str
@@ -84,6 +85,7 @@ class JobTemplateInput:
     end: float | None = None
     chunk_seconds: float | None = None
     progressive: bool | None = None
+    audio_languages: list[str] | None = None
     watermark: WatermarkInput | None = None
     preview: PreviewInput | None = None
     description: str | None = None

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from mpr_common.audio_tracks import AudioLanguages
 from mpr_common.events import JobKind, JobRequested, PreviewOptions, Priority, Watermark
 from mpr_common.jobs import JobRequestError, normalize_job
 from mpr_common.presets import DEFAULT_PRESET
@@ -62,6 +63,7 @@ class Template(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_de
     end: Seconds | None = None
     chunk_seconds: Seconds | None = None
     progressive: bool | None = None
+    audio_languages: AudioLanguages | None = None
     watermark: Watermark | None = None
     preview: PreviewOptions | None = None
     description: Text = ""
@@ -79,6 +81,7 @@ TEMPLATE_FIELDS: tuple[str, ...] = (
     "end",
     "chunk_seconds",
     "progressive",
+    "audio_languages",
     "watermark",
     "preview",
 )

@@ -113,6 +113,7 @@ class JobInput:
     storyboard: bool = False
     chunk_seconds: float | None = None
     progressive: bool | None = None
+    audio_languages: list[str] | None = None
     watermark: WatermarkInput | None = None
     preview: PreviewInput | None = None
     template: str | None = None
@@ -152,6 +153,7 @@ class JobsMutation:
             "storyboard": job.storyboard,
             "chunk_seconds": job.chunk_seconds,
             "progressive": job.progressive,
+            "audio_languages": job.audio_languages,
             "watermark": unset_dropped(job.watermark),
             "preview": unset_dropped(job.preview),
             "template": job.template,

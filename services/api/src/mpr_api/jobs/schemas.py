@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from mpr_common.audio_tracks import AudioLanguages
 from mpr_common.events import FailureReason, JobKind, JobView, PreviewOptions, Priority, Watermark
 
 from ..http.fields import JobId, Key, Page
@@ -40,6 +41,10 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # are published as its chunks end (job.playable) rather than once at the end (default: they are)
     chunk_seconds: Annotated[float, msgspec.Meta(ge=0)] | None = None
     progressive: bool | None = None
+    # package jobs: the source's audio streams that become audio tracks, by language ("en", "fra",
+    # "pt-BR"), in this order, the first the default; unset: every audio stream. A language the source
+    # does not have fails the package (reason "invalid").
+    audio_languages: AudioLanguages | None = None
     # transcode and package jobs: an image (a PNG or JPEG in the source bucket) or a text drawn over the
     # picture (every rung of a package); bounds and defaults: docs/outputs.md, mpr_common.overlays
     watermark: Watermark | None = None

@@ -125,6 +125,7 @@ class JobService:
                     storyboard=body.storyboard,
                     chunk_seconds=body.chunk_seconds,
                     progressive=body.progressive,
+                    audio_languages=body.audio_languages,
                     watermark=body.watermark,
                     preview=body.preview,
                     priority=body.priority,

@@ -79,6 +79,7 @@ async def with_loudness(ctx: JobContext, work: Work, runner: StepRunner, encode:
             start=job.start,
             duration=expected_duration(job, info) if job.end else None,
             info=info,
+            stream=job.audio_stream.index if job.audio_stream is not None else 0,
         )
     except SilentAudio:  # silence has no loudness to bring to the target: the sound stays as it is
         await encode(None)

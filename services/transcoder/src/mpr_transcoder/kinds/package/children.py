@@ -1,5 +1,7 @@
 """Adaptive packages as job graphs: a package job becomes one ``rendition`` child per rung of its ladder
-that the source can fill (never upscaled), one audio rendition, and a ``storyboard`` child when asked for.
+that the source can fill (never upscaled), one audio rendition per audio track (every audio stream of
+the source, or those of the languages the package names: :func:`mpr_common.audio_tracks.select_audio`),
+and a ``storyboard`` child when asked for.
 
 A source longer than one chunk is encoded in chunks (``chunk_seconds``, :data:`DEFAULT_CHUNK_SECONDS`):
 each video rung becomes one child per chunk of the source (all rungs cut at the same segment boundaries,
@@ -19,16 +21,17 @@ import posixpath
 import msgspec
 from nats.js.kv import KeyValue
 
-from mpr_common.events import ChunkSpan, JobRequested, MediaInfo, new_id, now
+from mpr_common.audio_tracks import select_audio, source_audio
+from mpr_common.events import AudioStream, ChunkSpan, JobRequested, MediaInfo, new_id, now
 from mpr_common.jobs import CHUNK_SUFFIX, DEFAULT_CHUNK_SECONDS, JobRequestError
-from mpr_common.presets import AUDIO_RENDITION, DEFAULT_PRESET, PRESETS, STORYBOARD_VTT, Preset
+from mpr_common.presets import DEFAULT_PRESET, PRESETS, STORYBOARD_VTT, Preset
 
 from ..graph.store import PlanStore
 from ..ladder import ladder_rungs
 from ..rendition.chunks import plan_chunks
 from ..rendition.cmaf import chunk_playlist_name
 
-AUDIO_WEIGHT = 0.3  # encoding AAC costs little beside any video rung
+AUDIO_WEIGHT = 0.3  # encoding AAC costs little beside any video rung (each audio track)
 STORYBOARD_WEIGHT = 0.3
 
 
@@ -141,25 +144,28 @@ def plan_package(package: JobRequested, info: MediaInfo) -> PackagePlan:
     )
     replace = msgspec.structs.replace
 
-    def rendition(name: str, weight: float, loudnorm: bool = False) -> JobRequested:
+    def rendition(name: str, weight: float, audio: AudioStream | None = None) -> JobRequested:
         return replace(
             base,
             job_id=child_id(package.job_id, name),
             rendition=name,
             output_key=f"{folder}/{name}.m3u8",
             weight=weight,
-            loudnorm=loudnorm,
+            # each audio track is normalised on its own
+            loudnorm=package.loudnorm and audio is not None,
+            audio_stream=audio,
             # every video rung draws the package's watermark, scaled to the rung
-            watermark=None if name == AUDIO_RENDITION else package.watermark,
+            watermark=None if audio is not None else package.watermark,
         )
 
     spans = chunk_spans(package, preset, info)
     rungs = [rendition(r.name, r.weight) for r in fitting]
-    children: list[JobRequested] = [] if spans else rungs
-    if info.audio_codec is not None:  # first when chunked: nothing plays without it
-        children.insert(
-            0 if spans else len(children), rendition(AUDIO_RENDITION, AUDIO_WEIGHT, package.loudnorm)
-        )
+    # in the order selected, the default first; first of all when chunked: nothing plays without them
+    audios = [
+        rendition(t.name, AUDIO_WEIGHT, t.stream)
+        for t in select_audio(source_audio(info), package.audio_languages)
+    ]
+    children: list[JobRequested] = [*audios] if spans else [*rungs, *audios]
     if package.storyboard:
         children.append(
             replace(

@@ -1,7 +1,9 @@
 """A package's manifests, written from the description of its finished renditions: an HLS master
 playlist over their media playlists and a DASH MPD over the very same init and media segments. Pure.
 
-Both refer to the renditions' files by relative URIs: the manifests sit in the same folder."""
+Both refer to the renditions' files by relative URIs: the manifests sit in the same folder. Audio tracks
+are listed in the order given, the first the default; their labels come from the source's tags (anyone's
+text), so they are made safe here again, whatever the caller did: :func:`hls_text`."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from collections.abc import Iterable
 from fractions import Fraction
 from urllib.parse import quote
 
+from mpr_common.audio_tracks import display_text, language_tag
 from mpr_common.events import Rendition
 
 AUDIO_GROUP = "aud"
@@ -31,6 +34,28 @@ def _quoted(value: str) -> str:
     if any(c in value for c in '"\r\n'):
         raise ValueError(f"cannot be written in an HLS attribute: {value!r}")
     return f'"{value}"'
+
+
+def hls_text(value: str) -> str:
+    """Text from outside (a stream's title) as the content of an HLS quoted-string, which has no escape:
+    :func:`display_text` (no control character, no line break), a double quote becomes a single one."""
+    return (display_text(value) or "").replace('"', "'")
+
+
+def _labels(audios: list[Rendition]) -> list[str]:
+    """Each audio rendition's NAME, unique in the group as HLS requires: its label (made safe), else its
+    name; a label already taken gets its rendition's name after it (and a number, if that is taken too)."""
+    names: list[str] = []
+    for a in audios:
+        label = hls_text(a.label) if a.label else ""
+        if not label:
+            label = a.name
+        base, n = label, 1
+        while label in names:
+            label = f"{base} ({a.name})" if n == 1 else f"{base} ({a.name} {n})"
+            n += 1
+        names.append(label)
+    return names
 
 
 def _uri(file_name: str) -> str:
@@ -53,15 +78,17 @@ def _audio_variant(a: Rendition) -> list[str]:
     return ["#EXT-X-STREAM-INF:" + ",".join(attrs), _uri(a.playlist)]
 
 
-def _audio_media(a: Rendition, default: bool) -> str:
+def _audio_media(a: Rendition, label: str, default: bool) -> str:
     """An audio rendition as a member of the audio group."""
     attrs = [
         "TYPE=AUDIO",
         f"GROUP-ID={_quoted(AUDIO_GROUP)}",
-        f"NAME={_quoted(a.name)}",
-        f"DEFAULT={'YES' if default else 'NO'}",
-        "AUTOSELECT=YES",
+        f"NAME={_quoted(label)}",
     ]
+    language = language_tag(a.language)
+    if language:
+        attrs.append(f"LANGUAGE={_quoted(language)}")
+    attrs += [f"DEFAULT={'YES' if default else 'NO'}", "AUTOSELECT=YES"]
     if a.channels:
         attrs.append(f"CHANNELS={_quoted(str(a.channels))}")
     attrs.append(f"URI={_quoted(_uri(a.playlist))}")
@@ -88,8 +115,9 @@ def _video_variant(v: Rendition, audios: list[Rendition]) -> list[str]:
 
 
 def hls_master(renditions: list[Rendition]) -> str:
-    """The master playlist: one audio group with the audio rendition(s), one variant per video rendition
-    (ascending bandwidth) that names the group. A variant's BANDWIDTH and AVERAGE-BANDWIDTH add those of
+    """The master playlist: one audio group with the audio renditions (in the order given, the first the
+    default; NAME its label, LANGUAGE its language), one variant per video rendition (ascending
+    bandwidth) that names the group. A variant's BANDWIDTH and AVERAGE-BANDWIDTH add those of
     the group's largest audio rendition to its video's; CODECS lists both. Audio alone: the audio
     renditions are the variants."""
     videos = _by_bandwidth(r for r in renditions if r.type == "video")
@@ -101,7 +129,8 @@ def hls_master(renditions: list[Rendition]) -> str:
         for a in _by_bandwidth(audios):
             lines += _audio_variant(a)
     else:
-        lines += [_audio_media(a, default=i == 0) for i, a in enumerate(audios)]
+        labels = _labels(audios)
+        lines += [_audio_media(a, labels[i], default=i == 0) for i, a in enumerate(audios)]
         for v in videos:
             lines += _video_variant(v, audios)
     return "\n".join(lines) + "\n"
@@ -209,8 +238,15 @@ def _video_set(period: ET.Element, set_id: int, reps: list[Rendition]) -> None:
             rep.set("frameRate", frame_rate_attr(r.frame_rate))
 
 
-def _audio_set(period: ET.Element, set_id: int, audios: list[Rendition]) -> None:
+def _audio_set(period: ET.Element, set_id: int, audios: list[Rendition], label: str, main: bool) -> None:
+    """One audio track's adaptation set: its language (``lang``), its Label, its Role (``main`` for the
+    default track, ``alternate`` for the others), before its representations as the schema orders them."""
     aset = _adaptation_set(period, set_id, "audio")
+    language = language_tag(audios[0].language)
+    if language:
+        aset.set("lang", language)
+    ET.SubElement(aset, "Label").text = label
+    ET.SubElement(aset, "Role", schemeIdUri="urn:mpeg:dash:role:2011", value="main" if main else "alternate")
     for r in audios:
         rate = r.sample_rate or DEFAULT_AUDIO_TIMESCALE
         rep = _representation(aset, r, rate)
@@ -228,7 +264,7 @@ def _audio_set(period: ET.Element, set_id: int, audios: list[Rendition]) -> None
 def dash_mpd(renditions: list[Rendition]) -> str:
     """A static (VOD) MPD, ISO BMFF live profile: one adaptation set per video codec family, their
     segments aligned (every rendition has a key frame at the same times and segments cut on them), and one
-    for the audio; each representation addresses its segments by number along a timeline of their
+    per audio track (in the order given, the first the main one); each representation addresses its segments by number along a timeline of their
     durations."""
     if not renditions:
         raise ValueError("a package needs at least one rendition")
@@ -250,8 +286,8 @@ def dash_mpd(renditions: list[Rendition]) -> str:
     ordered = sorted(families.items(), key=lambda item: (item[0] != "avc1", item[0]))
     for set_id, (_, reps) in enumerate(ordered):
         _video_set(period, set_id, reps)
-    audios = _by_bandwidth(r for r in renditions if r.type == "audio")
-    if audios:
-        _audio_set(period, len(ordered), audios)
+    audios = [r for r in renditions if r.type == "audio"]
+    for i, (audio, label) in enumerate(zip(audios, _labels(audios), strict=True)):
+        _audio_set(period, len(ordered) + i, [audio], label, main=i == 0)
     ET.indent(mpd)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(mpd, encoding="unicode") + "\n"

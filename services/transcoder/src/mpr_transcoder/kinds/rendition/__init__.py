@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 
-from mpr_common.events import ChunkSpan
-from mpr_common.presets import AUDIO_RENDITION, Rung
+from mpr_common.audio_tracks import is_audio_rendition, track_label
+from mpr_common.events import AudioStream, ChunkSpan
+from mpr_common.presets import Rung
 
 from ...ffmpeg.argv import input_args
 from ...job_errors import JobError
@@ -22,12 +23,14 @@ def plan(ctx: JobContext) -> Work:
     preset, info = ctx.preset, ctx.info
     name = ctx.job.rendition or ""
     rung = next((r for r in preset.ladder if r.name == name), None)
-    if rung is None and name != AUDIO_RENDITION:
+    if rung is None and not is_audio_rendition(name):
         raise JobError(f"rendition {name!r} is not in ladder {preset.name!r}", "invalid")
     if (info.video_codec if rung else info.audio_codec) is None:
         raise JobError(
             f"the source has no {'video' if rung else 'audio'} stream for rendition {name}", "invalid"
         )
+    # an audio rendition planned before packages had audio tracks: the first audio stream
+    audio = None if rung else ctx.job.audio_stream or AudioStream(index=0)
     if ctx.job.chunk is not None:
         if rung is None:
             raise JobError(
@@ -46,12 +49,18 @@ def plan(ctx: JobContext) -> Work:
                 ctx.out_dir,
                 loudnorm_filter=audio_filter,
                 watermark=ctx.watermark if rung else None,
+                audio_name=name,
+                audio_index=0 if audio is None else audio.index,
             )
             await main(args)
             runner.written = main.written
 
         await with_loudness(ctx, work, runner, encode)
-        work.rendition = await asyncio.to_thread(describe_rendition, ctx.out_dir, name, rung)
+        described = await asyncio.to_thread(describe_rendition, ctx.out_dir, name, rung)
+        if audio is not None and ctx.job.audio_stream is not None:
+            described.language = audio.language
+            described.label = track_label(audio)
+        work.rendition = described
 
     work = Work(ctx.out_dir / f"{name}.m3u8", info.duration, rendition, segment_glob=f"{name}_*.m4s")
     return work

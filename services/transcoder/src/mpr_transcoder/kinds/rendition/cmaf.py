@@ -185,8 +185,11 @@ def rendition_args(
     *,
     loudnorm_filter: str | None = None,
     watermark: WatermarkSource | None = None,
+    audio_name: str = AUDIO_RENDITION,
+    audio_index: int = 0,
 ) -> list[str]:
-    """The FFmpeg argv of one rendition: ``rung`` None is the audio rendition (:data:`AUDIO_RENDITION`).
+    """The FFmpeg argv of one rendition: ``rung`` None is an audio rendition, ``audio_name``, of the
+    source's audio stream ``audio_index`` (counting audio streams only).
 
     ``input_args`` are the input's options ending with ``-i URL`` (whitelists, timeouts, bounds; without
     the program name). The result starts with ``ffmpeg`` and reports progress on stdout. A video rung's
@@ -197,8 +200,9 @@ def rendition_args(
     if rung is None:
         if info.audio_codec is None:
             raise ValueError("the source has no audio stream for the audio rendition")
-        args += ["-map", "0:a:0", "-vn", "-sn", "-dn", *audio_encoder_args(preset, loudnorm_filter)]
-        return args + hls_output_args(preset, AUDIO_RENDITION, out_dir)
+        args += ["-map", f"0:a:{audio_index:d}", "-vn", "-sn", "-dn"]
+        args += audio_encoder_args(preset, loudnorm_filter)
+        return args + hls_output_args(preset, audio_name, out_dir)
     return (
         args
         + (watermark_inputs(watermark) if watermark else [])

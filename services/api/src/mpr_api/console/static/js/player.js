@@ -16,6 +16,30 @@ export function kindOf(url) {
   return "video";
 }
 
+/** A package's audio tracks (its master playlist's EXT-X-MEDIA TYPE=AUDIO), when it has two or more:
+ * a <select> after the video that switches hls.js's track. The names come from the source's tags:
+ * written as text, never as markup. */
+function audioMenu(video, hls, Events) {
+  hls.on(Events.AUDIO_TRACKS_UPDATED, () => {
+    video.mprAudioMenu?.remove();
+    video.mprAudioMenu = null;
+    const tracks = hls.audioTracks;
+    if (tracks.length < 2 || !video.parentNode) return;
+    const label = (t) => (t.lang && t.lang !== t.name ? `${t.name} (${t.lang})` : t.name);
+    const select = h(
+      "select",
+      { class: "audio-tracks", "aria-label": "Audio track", onchange: () => (hls.audioTrack = Number(select.value)) },
+      tracks.map((t, i) => h("option", { value: String(i) }, label(t))),
+    );
+    select.value = String(Math.max(0, hls.audioTrack));
+    video.mprAudioMenu = select;
+    video.after(select);
+  });
+  hls.on(Events.AUDIO_TRACK_SWITCHED, (_event, data) => {
+    if (video.mprAudioMenu) video.mprAudioMenu.value = String(data.id);
+  });
+}
+
 /** Attach ``url`` to ``video``; returns the library's player (or null) so that it can be destroyed. */
 export async function attach(video, url) {
   const kind = kindOf(url);
@@ -27,6 +51,7 @@ export async function attach(video, url) {
       // From the title's start: a package playable while it encodes has an EVENT playlist (no
       // ENDLIST yet), which hls.js would otherwise join at its live edge.
       const hls = new Hls({ startPosition: 0 });
+      audioMenu(video, hls, Hls.Events);
       hls.loadSource(url);
       hls.attachMedia(video);
       return hls;
@@ -65,6 +90,7 @@ export function mediaElement(url, label, { autoplay = false } = {}) {
  * then) and lets the element go. */
 export async function release(el) {
   const player = await el?.mprPlayer;
+  el?.mprAudioMenu?.remove();
   if (player && typeof player.destroy === "function") player.destroy(); // hls.js
   else if (player && typeof player.reset === "function") player.reset(); // dash.js
 }

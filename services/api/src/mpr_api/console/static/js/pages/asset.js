@@ -14,6 +14,14 @@ function field(label, value) {
   return [h("dt", {}, label), h("dd", {}, String(value))];
 }
 
+// Each audio stream as a package would make it a track: its language and title are the file's tags.
+function audioTracks(streams) {
+  if (!streams || streams.length < 2) return null;
+  return streams
+    .map((s) => [`#${s.index + 1}`, s.language, s.title ? `“${s.title}”` : null, s.codec, s.channels ? `${s.channels} ch` : null].filter(Boolean).join(" "))
+    .join("; ");
+}
+
 function render(a) {
   const i = a.info || {};
   const src = `/media/in/${keyPath(a.key)}`;
@@ -51,6 +59,7 @@ function render(a) {
         field("Bit rate", i.bit_rate ? `${Math.round(i.bit_rate / 1000)} kb/s` : null),
         field("Video", i.video_codec ? `${i.video_codec} ${i.width}×${i.height}${i.fps ? ` @ ${i.fps} fps` : ""}${i.pix_fmt ? `, ${i.pix_fmt}` : ""}` : null),
         field("Audio", i.audio_codec ? `${i.audio_codec}${i.sample_rate ? `, ${i.sample_rate} Hz` : ""}${i.channels ? `, ${i.channels} ch` : ""}` : null),
+        field("Audio tracks", audioTracks(i.audio_streams)),
         field("Streams", i.streams),
         field("Size", bytes(a.size)),
         field("ETag", a.etag),
