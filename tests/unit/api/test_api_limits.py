@@ -252,8 +252,12 @@ def test_the_largest_callback_accepted_fits_in_one_nats_message(api, job):
         "worker": "\x01" * L.MAX_WORKER_CHARS,
         "output_keys": [],
     }
-    while len(msgspec.json.encode({**body, "output_keys": [*body["output_keys"], key]})) <= L.MAX_BODY_BYTES:
-        body["output_keys"].append(key)
+    # As many keys as fit: n keys take n encoded keys and n - 1 commas beside the rest of the body.
+    rest = len(msgspec.json.encode(body))
+    n = (L.MAX_BODY_BYTES - rest + 1) // (len(msgspec.json.encode(key)) + 1)
+    body["output_keys"] = [key] * n
+    assert len(msgspec.json.encode(body)) <= L.MAX_BODY_BYTES
+    assert len(msgspec.json.encode({**body, "output_keys": [key] * (n + 1)})) > L.MAX_BODY_BYTES
     r = client.post(f"/api/jobs/{job}/callback", headers=CALLBACK[job], content=msgspec.json.encode(body))
     assert r.status_code == 200, r.text
     subject, payload, _ = nc.js.published[-1]
