@@ -277,3 +277,33 @@ async def test_a_release_late_in_a_long_title_reads_a_windows_states_not_the_tit
     assert js(p).children() == [c.job_id for c in plan.jobs[:-1]]
     states = [r for r in reads if r != "p1"]  # (the package's own state, read once)
     assert 0 < len(states) <= lead(plan) + 2 < len(plan.jobs) - 6, states
+
+
+async def test_a_completion_late_in_a_long_title_reads_the_unfinished_childrens_states_not_the_titles(
+    packager,
+):
+    """Its fan-in reads the states of the children not yet known complete: over a title's life n reads a
+    completion at most, not n per completion."""
+    p = packager
+    plan = await fan_out(p)
+    for child in plan.jobs[:-6]:
+        await complete(p, child)
+        await p.child_completed(child)
+    kv = p.job_state.kv
+    reads: list[str] = []
+    get = kv.get
+
+    async def counted(key):
+        reads.append(key)
+        return await get(key)
+
+    kv.get = counted  # type: ignore[method-assign]
+    last = plan.jobs[-6]
+    await complete(p, last)
+    await p.child_completed(last)
+    children = {c.job_id for c in plan.jobs}
+    fan_in = [r for r in reads if r in children]
+    unfinished = {c.job_id for c in plan.jobs[-6:]}
+    # The release reads at most its window's states; the fan-in only those of the six unfinished.
+    assert set(fan_in) <= unfinished | {c.job_id for c in plan.jobs[-6 - lead(plan) - 2 :]}, fan_in
+    assert len(fan_in) < len(plan.jobs) - 6, fan_in

@@ -60,6 +60,8 @@ from .store import P, PlanStore
 
 log = logging.getLogger("mpr.transcoder")
 
+_COMPLETIONS_KEPT = 64  # graphs whose children's completions a transcoder remembers
+
 
 @dataclass(frozen=True, slots=True)
 class ChildVerdict:
@@ -96,6 +98,7 @@ class JobGraph(Generic[P]):
         self.bucket_out = bucket_out
         self.instance = instance
         self._owners = owners  # bound on first use when not given
+        self._completed: dict[str, dict[str, JobCompleted]] = {}  # see _completions
 
     # --- what a kind's graph says --------------------------------------------------------------------
 
@@ -246,8 +249,13 @@ class JobGraph(Generic[P]):
         if await self.job_state.get(parent.job_id) is not None:  # ended meanwhile
             return
         jobs = plan.jobs
-        states = await asyncio.gather(*(self.job_state.get(c.job_id) for c in jobs))
-        done = {c.job_id: st for c, st in zip(jobs, states, strict=True) if isinstance(st, JobCompleted)}
+        known = self._completions(parent.job_id)
+        unknown = [c for c in jobs if c.job_id not in known]
+        states = await asyncio.gather(*(self.job_state.get(c.job_id) for c in unknown))
+        known.update(
+            (c.job_id, st) for c, st in zip(unknown, states, strict=True) if isinstance(st, JobCompleted)
+        )
+        done = {c.job_id: known[c.job_id] for c in jobs if c.job_id in known}
         if len(done) < len(jobs):
             await self.grow(plan, done, retry)
             return
@@ -257,6 +265,17 @@ class JobGraph(Generic[P]):
             self.js, s.JOB_COMPLETED, completed, msg_id=outcome_id("completed", completed.job_id, retry)
         )
         log.info("%s completed", self.noun, extra={"job_id": completed.job_id})
+
+    def _completions(self, parent_id: str) -> dict[str, JobCompleted]:
+        """The completions of ``parent_id``'s children this transcoder has read. A completion is final (a
+        retried parent runs again only the children that did not complete), so each child's state is
+        read until it has one, not on every completion of the title: a title of n children costs n
+        reads a completion instead of n * n over its life."""
+        known = self._completed.pop(parent_id, None) or {}
+        self._completed[parent_id] = known  # the most recent last
+        while len(self._completed) > _COMPLETIONS_KEPT:
+            del self._completed[next(iter(self._completed))]
+        return known
 
     async def child_failed(
         self, child: JobRequested, error: str, reason: FailureReason, attempt: int
