@@ -32,7 +32,7 @@ from mpr_devstack.servers import wait_until
 from mpr_devstack.stack import Stack
 from mpr_devstack.tcp_proxy import TcpProxy
 
-from .common import JobWatch, api_client, job_of, make_source, submit
+from .common import JobWatch, api_client, job_of, make_source, s3_client, submit
 from .mpr import register
 from .package import LADDER
 from .quality import ffprobe_json, rendition_quality, source_media
@@ -254,7 +254,7 @@ def _stop(st: Stack, names: list[str]) -> None:
 
 def _download(st: Stack, job: dict, into: Path) -> Path:
     """The package's folder, from S3 to ``into`` (the quality checks read local files)."""
-    s3 = st.s3_client()
+    s3 = s3_client(st)
     folder = posixpath.dirname(job["output_key"])
     into.mkdir(parents=True, exist_ok=True)
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=st.bucket_out, Prefix=folder + "/"):
@@ -264,7 +264,7 @@ def _download(st: Stack, job: dict, into: Path) -> Path:
 
 
 def _upload(st: Stack, api: httpx.Client, src: Path, key: str) -> None:
-    st.s3_client().upload_file(str(src), st.bucket_in, key)
+    s3_client(st).upload_file(str(src), st.bucket_in, key)
     register(api, key)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import subprocess
@@ -16,8 +17,11 @@ from pathlib import Path
 import httpx
 
 from mpr_cli.sse import messages
+from mpr_common.s3_client import S3Client
+from mpr_common.settings import S3Settings
+from mpr_common.storage import get_s3_client
 from mpr_devstack.servers import free_port, wait_until
-from mpr_devstack.stack import DEV_API_TOKEN
+from mpr_devstack.stack import DEV_API_TOKEN, Stack
 
 HEADERS = {"Authorization": f"Bearer {DEV_API_TOKEN}"}
 REPO = Path(__file__).resolve().parent.parent
@@ -87,6 +91,17 @@ def make_source(path: Path, seconds: int, size: str, bitrate: str, fps: int = 25
 
 def api_client(url: str, timeout: float = 60) -> httpx.Client:
     return httpx.Client(base_url=url, headers=HEADERS, timeout=timeout)
+
+
+def s3_client(st: Stack) -> S3Client:
+    """The stack's S3 client, made once: a boto3 client costs about 0.1 s of CPU to make (its session
+    loads the S3 models), and the sections upload and list through one again and again."""
+    return _s3_client(st.s3_settings())
+
+
+@functools.cache
+def _s3_client(settings: S3Settings) -> S3Client:
+    return get_s3_client(settings)
 
 
 def job_of(body: dict) -> dict:

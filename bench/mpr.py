@@ -33,6 +33,7 @@ from .common import (
     proc_cpu_s,
     run_job,
     run_jobs,
+    s3_client,
 )
 from .loadgen import run_load
 
@@ -110,7 +111,7 @@ def median_round(rounds: list[dict]) -> dict:
 
 # --- (b) scan + register -------------------------------------------------------------------------
 def upload_many(st: Stack, n: int, prefix: str = "many/") -> float:
-    s3 = st.s3_client()
+    s3 = s3_client(st)
     t0 = time.perf_counter()
     with ThreadPoolExecutor(16) as pool:
         list(
@@ -126,7 +127,7 @@ def scan(st: Stack, n: int, ceiling_rounds: int) -> dict:
     ``POST /api/assets/scan`` and wait until ``GET /api/assets?prefix=many/`` counts all ``n``;
     peak RSS of the catalog, scanner and API meanwhile."""
     upload_s = upload_many(st, n)
-    ceiling = moto_list(st.s3_client(), st.bucket_in, "many/", n, ceiling_rounds)
+    ceiling = moto_list(s3_client(st), st.bucket_in, "many/", n, ceiling_rounds)
     api = api_client(st.api_url)
     pids = {
         name: st.services[name].popen.pid for name in ("catalog", "scanner", "api") if name in st.services
@@ -188,7 +189,7 @@ def register(api: httpx.Client, key: str, timeout: float = 60) -> None:
 
 def transcode(st: Stack, work: Path, seconds: int, runs: int, size: str = "1280x720", fps: int = 25) -> dict:
     src = make_source(work / "t.mp4", seconds, size, "4M", fps)
-    st.s3_client().upload_file(str(src), st.bucket_in, "bench/t.mp4")
+    s3_client(st).upload_file(str(src), st.bucket_in, "bench/t.mp4")
     body = {"kind": "transcode", "source_key": "bench/t.mp4", "preset": "h264-720p"}
     api = api_client(st.api_url)
     register(api, "bench/t.mp4")
@@ -215,7 +216,7 @@ def thumbnails(
     fps: int = 25,
 ) -> dict:
     src = make_source(work / "thumb.mp4", seconds, size, "4M", fps)
-    st.s3_client().upload_file(str(src), st.bucket_in, "bench/thumb.mp4")
+    s3_client(st).upload_file(str(src), st.bucket_in, "bench/thumb.mp4")
     body = {"kind": "thumbnail", "source_key": "bench/thumb.mp4"}
     raw = median_rate([ffmpeg_runs(body, src, work, n, parallel=transcoders) for _ in range(raw_rounds)])
     api = api_client(st.api_url)
@@ -278,7 +279,7 @@ def trim(
         return Rate(runs, sum(times), times, "commands")
 
     src = make_source(work / "big.mp4", seconds, size, "6M", fps)
-    st.s3_client().upload_file(str(src), st.bucket_in, "bench/big.mp4")
+    s3_client(st).upload_file(str(src), st.bucket_in, "bench/big.mp4")
     # Only this transcoder reads through the proxy, and no other runs meanwhile.
     proxied = st.start_service("transcoder", "transcoder-proxied", env={"S3_ENDPOINT_URL": proxy.url})
     try:

@@ -13,7 +13,7 @@ from mpr_devstack.stack import Stack
 from mpr_transcoder.kinds.rendition.cmaf import ladder_command
 
 from .ceilings import _run_ffmpeg
-from .common import Rate, api_client, job_of, make_source, run_job
+from .common import Rate, api_client, job_of, make_source, run_job, s3_client
 from .mpr import register
 
 LADDER = "abr-h264"
@@ -27,7 +27,7 @@ def raw_ladder(src: Path, out_dir: Path) -> float:
 
 def package(st: Stack, work: Path, seconds: int, runs: int, fps: int = 25) -> dict:
     src = make_source(work / "pkg.mp4", seconds, "1920x1080", "8M", fps)
-    st.s3_client().upload_file(str(src), st.bucket_in, "bench/pkg.mp4")
+    s3_client(st).upload_file(str(src), st.bucket_in, "bench/pkg.mp4")
     raw = [raw_ladder(src, work / f"raw-ladder-{i}") for i in range(runs)]
     api = api_client(st.api_url)
     register(api, "bench/pkg.mp4")

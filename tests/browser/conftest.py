@@ -101,16 +101,42 @@ def signed_in_state(browser, stack: Stack) -> dict:
     return state
 
 
-@pytest.fixture
-def page(browser, stack: Stack, signed_in_state):
-    context = browser.new_context(
-        base_url=stack.api_url, storage_state=signed_in_state, viewport={"width": 1280, "height": 900}
-    )
+VIEWPORT = {"width": 1280, "height": 900}
+
+
+def _signed_in_page(browser, stack: Stack, signed_in_state) -> tuple:
+    """A tab of a browser context of its own, signed in, and the uncaught script errors it sees."""
+    context = browser.new_context(base_url=stack.api_url, storage_state=signed_in_state, viewport=VIEWPORT)
     p = context.new_page()
     errors: list[str] = []  # uncaught script errors: a console test fails on any
     p.on("pageerror", lambda exc: errors.append(str(exc)))
+    return context, p, errors
+
+
+@pytest.fixture
+def page(browser, stack: Stack, signed_in_state):
+    context, p, errors = _signed_in_page(browser, stack, signed_in_state)
     yield p
     context.close()
+    assert not errors, f"script errors on the page: {errors}"
+
+
+@pytest.fixture(scope="module")
+def _shared_tab(browser, stack: Stack, signed_in_state):
+    context, p, errors = _signed_in_page(browser, stack, signed_in_state)
+    yield p, errors
+    context.close()
+
+
+@pytest.fixture
+def rendered_page(_shared_tab):
+    """``page`` for tests that need no browser state of their own (no media played, no sign-in or
+    upload): one signed-in tab for all of them, each test starting at the desktop viewport with a page
+    load of its own; a context and its renderer started per test cost more CPU than most tests."""
+    p, errors = _shared_tab
+    errors.clear()
+    p.set_viewport_size(VIEWPORT)
+    yield p
     assert not errors, f"script errors on the page: {errors}"
 
 

@@ -277,7 +277,8 @@ def test_a_chunked_package_plays_in_the_page_before_it_completes(page, api, stac
     assert not page.locator("#encoding-note").count()
 
 
-def test_bad_input_on_the_new_job_form_is_shown_next_to_its_field(page, api, stack, media):
+def test_bad_input_on_the_new_job_form_is_shown_next_to_its_field(rendered_page, api, stack, media):
+    page = rendered_page
     key = long_source(api, stack, media)
     page.goto("/console/jobs/new")
     page.get_by_label("Kind").select_option("trim")
@@ -299,7 +300,8 @@ def test_bad_input_on_the_new_job_form_is_shown_next_to_its_field(page, api, sta
     assert api.get("/api/jobs?limit=1").json()["total"] == before
 
 
-def test_the_pages_helpers_read_api_errors_and_numbers_right(page):
+def test_the_pages_helpers_read_api_errors_and_numbers_right(rendered_page):
+    page = rendered_page
     page.goto("/console/upload")  # its module is loaded already: importing it again runs nothing
     result = page.evaluate(
         """async () => {
@@ -335,7 +337,8 @@ def test_the_pages_helpers_read_api_errors_and_numbers_right(page):
     assert result["folders"] == ["a/b/", "a/", ""]
 
 
-def test_a_failed_jobs_reason_is_shown(page, api):
+def test_a_failed_jobs_reason_is_shown(rendered_page, api):
+    page = rendered_page
     r = api.post("/api/jobs", json={"kind": "thumbnail", "source_key": "console/missing.mp4", "start": 1})
     job_id = r.json()["job"]["id"]
     page.goto(f"/console/jobs/{job_id}")
@@ -353,7 +356,10 @@ def test_a_failed_jobs_reason_is_shown(page, api):
     assert job["failure_reason"] in row.inner_text()
 
 
-def test_the_dashboard_follows_running_jobs_and_a_job_is_cancelled_from_its_page(page, api, stack, media):
+def test_the_dashboard_follows_running_jobs_and_a_job_is_cancelled_from_its_page(
+    rendered_page, api, stack, media
+):
+    page = rendered_page
     key = long_source(api, stack, media)
     page.goto("/console/")
     page.wait_for_selector("#running:not([aria-busy])")
@@ -386,7 +392,8 @@ def test_the_dashboard_follows_running_jobs_and_a_job_is_cancelled_from_its_page
     page.locator(f'#running tr[data-job-id="{job_id}"]').wait_for(state="detached", timeout=10_000)
 
 
-def test_templates_rules_and_webhooks_are_managed_from_the_console(page, api, stack, media):
+def test_templates_rules_and_webhooks_are_managed_from_the_console(rendered_page, api, stack, media):
+    page = rendered_page
     long_source(api, stack, media)
     page.goto("/console/templates")
     form = page.locator("#admin-form")
@@ -448,7 +455,8 @@ def test_templates_rules_and_webhooks_are_managed_from_the_console(page, api, st
         ("/console/jobs/new", None, "#preset-help:not(:empty)"),
     ],
 )
-def test_every_page_renders_and_fits_a_phone(page, path, name, ready):
+def test_every_page_renders_and_fits_a_phone(rendered_page, path, name, ready):
+    page = rendered_page
     page.goto(path)
     page.wait_for_selector(ready)
     assert not page.locator("#main .error:visible").count(), page.locator(

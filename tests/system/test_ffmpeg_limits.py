@@ -156,8 +156,10 @@ def s3_settings(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def s3(s3_settings):
+    # One client for the module: making a boto3 client costs about 0.1 s of CPU (its session loads the
+    # service's models), and a client keeps no state between the jobs that use it.
     return storage.get_s3_client(s3_settings)
 
 

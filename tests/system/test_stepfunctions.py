@@ -16,7 +16,6 @@ import boto3
 import httpx
 import pytest
 from moto import mock_aws
-from moto.awslambda_simple.models import LambdaSimpleBackend
 
 from mpr_devstack.servers import free_port
 from mpr_devstack.stack import DEV_ACCESS_KEY, DEV_API_TOKEN, DEV_SECRET_KEY, Stack
@@ -106,6 +105,10 @@ def run_state_machine(sfn_stack: Stack, tmp_path, monkeypatch):
             killed = {"errorType": "Sandbox.Timedout", "errorMessage": "Task timed out after 900.00 seconds"}
             return json.dumps(killed).encode()
         return json.dumps(handler(event, LambdaContext(), settings=settings, environ=env)).encode()
+
+    # Imported here, not at the top: moto's Lambda backend takes a noticeable time to import, which
+    # every test process would pay at collection although only this file's process uses it.
+    from moto.awslambda_simple.models import LambdaSimpleBackend
 
     monkeypatch.setattr(LambdaSimpleBackend, "invoke", invoke)
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):

@@ -16,8 +16,6 @@ import msgspec
 import pytest
 from litestar.testing import TestClient
 from moto import mock_aws
-from moto.awslambda_simple.models import LambdaSimpleBackend
-from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
 from mpr_api.app import create_app, services
 from mpr_api.jobs import executors
@@ -252,6 +250,10 @@ def test_the_handler_finds_its_callback_in_the_input_or_the_earlier_forms():
 
 # --- the state machine, run by moto's ASL interpreter --------------------------------------------
 def test_the_definition_is_valid_asl_with_retries_a_catch_and_timeouts():
+    # Imported here, not at the top: moto's ASL interpreter takes seconds to import, which every test
+    # process would pay at collection although only this file's process runs it.
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
     StepFunctionsParserBackend._validate_definition(definition=definition())  # raises on invalid ASL
     states = json.loads(definition())["States"]
     for name in ("RunJob", "ReportFailure"):
@@ -316,6 +318,8 @@ def interpreter(monkeypatch):
         if "errorType" in outcome:
             response_headers["x-amz-function-error"] = "Unhandled"
         return json.dumps(outcome).encode()
+
+    from moto.awslambda_simple.models import LambdaSimpleBackend  # as above: imported where it is used
 
     monkeypatch.setattr(LambdaSimpleBackend, "invoke", invoke)
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
