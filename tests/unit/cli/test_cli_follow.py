@@ -39,10 +39,25 @@ def sse(*events: tuple[str, str, dict]) -> bytes:
 class Api:
     """Answers GET /api/jobs/{id} from ``jobs`` and GET /api/events with ``stream`` (once)."""
 
-    def __init__(self, jobs: dict[str, dict], stream: bytes, extra: dict[str, dict] | None = None) -> None:
+    def __init__(
+        self,
+        jobs: dict[str, dict],
+        stream: bytes,
+        extra: dict[str, dict] | None = None,
+        catalog_lag: int = 1,
+    ) -> None:
         self.jobs, self.stream, self.extra = jobs, stream, extra or {}
         self.requests: list[str] = []
         self.streams = 0
+        # The catalog records what the stream carries a moment later: a job that ended on the stream is
+        # read as ended after ``catalog_lag`` reads of it (the first: the check as the stream opens).
+        self.recorded: dict[str, tuple[int, dict]] = {}
+        for block in stream.decode().split("\n\n"):
+            fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+            kind, data = fields.get("event", ""), json.loads(fields.get("data", "{}"))
+            if kind.removeprefix("job.") in ("completed", "failed", "cancelled") and "job_id" in data:
+                ended = {**job(data["job_id"], kind.removeprefix("job."), 100), **data, "id": data["job_id"]}
+                self.recorded[data["job_id"]] = (catalog_lag, ended)
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -54,6 +69,11 @@ class Api:
         if path in self.extra:
             return httpx.Response(200, json=self.extra[path])
         job_id = path.removeprefix("/api/jobs/")
+        if self.streams and job_id in self.recorded:
+            lag, ended = self.recorded[job_id]
+            if lag <= 0:
+                self.jobs[job_id] = ended
+            self.recorded[job_id] = (lag - 1, ended)
         if job_id in self.jobs:
             return httpx.Response(200, json={"job": self.jobs[job_id]})
         return httpx.Response(404, json={"detail": f"job {job_id} not found"})
@@ -102,6 +122,27 @@ def test_follow_prints_a_line_per_event_when_not_a_terminal_and_ends_with_the_jo
         "1.2.0 job.progress j1 transcode running 42% ETA 12s",
         "1.3.0 job.completed j1 transcode completed 100%",
     ]
+
+
+def test_an_ended_follow_returns_once_the_api_answers_the_end_it_saw(monkeypatch):
+    """The catalog records an end a moment after the stream carries it: the next command (a `curl` of
+    the job's output_url) must read it, so the follow waits for the API to answer it."""
+    monkeypatch.setattr("mpr_cli.follow.SETTLE_POLL", 0.0)
+    stream = sse(("1.3.0", "job.completed", {"job_id": "j1", "kind": "package", "status": "completed"}))
+    api = Api({"j1": job("j1", "running", kind="package")}, stream, catalog_lag=2)
+    c, _ = cli(api)
+    assert c.events(events_args("--follow", "--job", "j1")) == 0
+    assert api.requests == ["GET /api/events", *["GET /api/jobs/j1"] * 3]  # the check, then until ended
+    assert api.jobs["j1"]["status"] == "completed"
+
+
+def test_a_follow_whose_end_the_api_never_answers_gives_up_after_a_while(monkeypatch):
+    monkeypatch.setattr("mpr_cli.follow.SETTLE_POLL", 0.0)
+    monkeypatch.setattr("mpr_cli.follow.SETTLE_SECONDS", 0.2)
+    stream = sse(("1.3.0", "job.completed", {"job_id": "j1", "kind": "package", "status": "completed"}))
+    api = Api({"j1": job("j1", "running", kind="package")}, stream, catalog_lag=10**9)
+    c, _ = cli(api)
+    assert c.events(events_args("--follow", "--job", "j1")) == 0  # the end was seen: still a success
 
 
 def test_a_failed_job_ends_the_follow_with_status_1():

@@ -16,6 +16,10 @@ from .client import OPENED, ApiClient
 # The event of each way a job ends ("job.<status>") -> that status.
 ENDED: dict[str, str] = {f"job.{st}": st for st in JOB_STATUSES if is_terminal(st)}
 ENDED_WITHOUT_OUTPUT = frozenset(kind for kind, st in ENDED.items() if st != "completed")
+# How long an ended follow waits for the API to answer the end it saw on the stream (the catalog records
+# an event a moment after the stream carries it), and how often it asks.
+SETTLE_SECONDS = 10.0
+SETTLE_POLL = 0.2
 
 
 class EventCommands(ApiClient):
@@ -40,8 +44,8 @@ class EventCommands(ApiClient):
 class Follow:
     """What ``mpr events`` shows and when it ends: a bar per job on a terminal (a package's children
     under it, the package's own bar from their weighted progress), else one line per event; it ends
-    when every ``--job`` has ended (at once if they had before the stream opened), or after
-    ``--exit-after`` jobs have ended."""
+    when every ``--job`` has ended (at once if they had before the stream opened) and the API answers
+    so, or after ``--exit-after`` jobs have ended."""
 
     def __init__(self, cli: ApiClient, jobs: list[str], exit_after: int | None, check: bool = True) -> None:
         self.cli = cli
@@ -52,6 +56,7 @@ class Follow:
         self.child_eta: dict[str, dict[str, float]] = {}  # package -> child -> its ETA
         self.refreshed: dict[str, float] = {}  # package -> when its progress was last read
         self.checked = not check
+        self.confirmed: set[str] = set()  # jobs whose end the API answered (see settle)
 
     def run(self, stream: Iterator[tuple[str | None, str, dict]], progress: Progress | None) -> int:
         self.progress = progress
@@ -65,6 +70,7 @@ class Follow:
                 if kind in ENDED and not ev.get("parent_id"):
                     self.ended[ev["job_id"]] = ENDED[kind]
             if self.done():
+                self.settle()
                 break
         else:
             return 0
@@ -74,6 +80,21 @@ class Follow:
         if self.jobs:
             return self.jobs <= set(self.ended)
         return self.exit_after is not None and len(self.ended) >= self.exit_after
+
+    def settle(self) -> None:
+        """Until the API answers each ``--job`` that ended on the stream as ended too: what comes next
+        (``curl /api/jobs/ID``, a script reading ``output_url``) reads the end it was told of. Gives up
+        quietly after :data:`SETTLE_SECONDS` (the end was seen; only the catalog is late)."""
+        waiting = {job_id for job_id in self.jobs if job_id in self.ended and job_id not in self.confirmed}
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while waiting:
+            for job_id in sorted(waiting):
+                r = self.cli.http.get(f"/api/jobs/{job_id}")
+                if r.status_code == 200 and is_terminal(r.json()["job"]["status"]):
+                    waiting.discard(job_id)
+            if not waiting or time.monotonic() >= deadline:
+                return
+            time.sleep(SETTLE_POLL)
 
     def check_jobs(self) -> None:
         """The jobs asked for that ended before the stream opened: their end is shown from the API
@@ -89,6 +110,7 @@ class Follow:
                 event = {**job, "job_id": job["id"]}
                 self.show(None, f"job.{job['status']}", event)
                 self.ended[job_id] = job["status"]
+                self.confirmed.add(job_id)
 
     def print(self, text: str) -> None:
         console = self.progress.console if self.progress is not None else self.cli.out
