@@ -63,6 +63,25 @@ class ObjectRemoved(Event, kw_only=True):
     at: float = msgspec.field(default_factory=now)
 
 
+class MasteringDisplay(msgspec.Struct, frozen=True, kw_only=True):
+    """SMPTE ST 2086 mastering display colour volume, in HEVC SEI units (as x265's master-display takes
+    them): chromaticity coordinates in 1/50000, luminance in 1/10000 cd/m2."""
+
+    red: tuple[int, int]
+    green: tuple[int, int]
+    blue: tuple[int, int]
+    white_point: tuple[int, int]
+    max_luminance: int
+    min_luminance: int
+
+
+class ContentLight(msgspec.Struct, frozen=True, kw_only=True):
+    """CTA-861.3 content light level, cd/m2."""
+
+    max_cll: int
+    max_fall: int
+
+
 class MediaInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Technical metadata read by ffprobe."""
 
@@ -78,6 +97,13 @@ class MediaInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
     sample_rate: int | None = None
     channels: int | None = None
     streams: int = 0
+    # the video stream's colour, as ffprobe names it (HDR10: bt2020 / smpte2084 / bt2020nc; HLG:
+    # arib-std-b67): what keeps an HDR source HDR, see mpr_common.colour
+    color_transfer: str | None = None
+    color_primaries: str | None = None
+    color_space: str | None = None
+    mastering_display: MasteringDisplay | None = None
+    content_light: ContentLight | None = None
 
 
 class AssetRegistered(Event, kw_only=True):
@@ -129,6 +155,8 @@ class Rendition(msgspec.Struct, kw_only=True, omit_defaults=True):
     frame_rate: float | None = None
     sample_rate: int | None = None
     channels: int | None = None
+    # HLS VIDEO-RANGE of an HDR video rendition ("PQ", "HLG", from its colr box); None: SDR
+    video_range: str | None = None
     # sha256 of the init segment: every chunk of a chunked rendition must have written the same one
     init_digest: str | None = None
 
