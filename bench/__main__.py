@@ -10,6 +10,8 @@ figure beside a ceiling measured in the same run (see bench/ceilings.py):
 5. bytes a 10 s trim read from S3 (counted at the reader) vs the source's size; its wall time vs raw.
 6. a package (1080p source → 4 renditions + audio) on 2 transcoders vs one raw FFmpeg command encoding
    the same ladder from a local file.
+   With ``--only package-av1`` (not run by default: AV1 costs minutes), the same for abr-av1's AV1 +
+   H.264 ladder.
 7. chunked, progressive packages: time to playable vs time to complete, chunked vs unchunked, 2
    transcoders vs 1 (one FFmpeg thread each) and the critical path at 16 and 64, the bytes each rung's
    chunks read from S3, and each chunked rendition's frames, joins, A/V drift and PSNR vs the unchunked.
@@ -30,10 +32,12 @@ from . import ceilings, mpr
 from .chunked import chunked
 from .common import ffmpeg_version
 from .loadgen import cpu_count
-from .package import package
+from .package import AV1_LADDER, package
 from .report import report
 
-SECTIONS = ("api", "scan", "transcode", "thumbnail", "trim", "package", "chunked")
+SECTIONS = ("api", "scan", "transcode", "thumbnail", "trim", "package", "chunked", "package-av1")
+# What a run does unless --only says otherwise: the AV1 ladder only when asked for (minutes of CPU)
+DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s != "package-av1")
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,9 @@ def ffmpeg_sections(st: Stack, work: Path, z: Sizes, only: set[str], log, res: d
     if "package" in only:
         log("package…")
         res["package"] = package(st, work, z.package_seconds, z.package_runs, z.fps)
+    if "package-av1" in only:
+        log("package, AV1 + H.264…")
+        res["package-av1"] = package(st, work, z.package_seconds, z.package_runs, z.fps, AV1_LADDER)
 
 
 def chunked_section(st: Stack, proxy, work: Path, z: Sizes, log) -> dict:
@@ -177,7 +184,7 @@ def chunked_section(st: Stack, proxy, work: Path, z: Sizes, log) -> dict:
 
 def run(work: Path, z: Sizes, only: set[str], load_processes: int = 1, log=print) -> dict:
     res: dict = {"cores": cpu_count(), "ffmpeg": ffmpeg_version()}
-    ffmpeg_kinds = {"transcode", "thumbnail", "package"}
+    ffmpeg_kinds = {"transcode", "thumbnail", "package", "package-av1"}
     if z.one_stack:
         # The sections that need transcoders first, then the trim (its own transcoder alone), then the
         # API and the scan with none running (the jobs they post stay queued, as on a stack of their own).
@@ -234,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     p.add_argument(
         "--only",
-        default=",".join(SECTIONS),
-        help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)",
+        default=",".join(DEFAULT_SECTIONS),
+        help=f"comma-separated subset of {','.join(SECTIONS)} (default: all but package-av1)",
     )
     p.add_argument(
         "--load-processes",

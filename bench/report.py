@@ -161,8 +161,8 @@ def _trim_rows(res: dict) -> list[str]:
     return rows
 
 
-def _package_rows(res: dict) -> list[str]:
-    pk = res["package"]
+def _package_rows(res: dict, key: str = "package") -> list[str]:
+    pk = res[key]
     return [
         f"| package through MPR ({pk['source']}; {pk['children']} child jobs on 2 transcoders, source "
         f"registered, POST → master.m3u8 written) | {_secs(pk['mpr'])} | ONE raw FFmpeg command encoding "
@@ -257,12 +257,23 @@ _MAIN_SECTIONS: dict[str, Callable[[dict], list[str]]] = {
     "thumbnail": _thumbnail_rows,
     "trim": _trim_rows,
     "package": _package_rows,
+    "package-av1": lambda res: _package_rows(res, "package-av1"),
     "chunked": _chunked_rows,
 }
 
 
 def _main_rows(res: dict) -> list[str]:
     return [row for name, rows in _MAIN_SECTIONS.items() if name in res for row in rows(res)]
+
+
+def _ladder_ceilings(res: dict, add: Callable[[str, Rate, str], None]) -> None:
+    """The raw one-command ladders the packages are compared with."""
+    for key, what in (
+        ("package", "ladder (one command, whole ladder)"),
+        ("package-av1", "AV1 + H.264 ladder"),
+    ):
+        if key in res:
+            add(f"(f) raw FFmpeg {what}", res[key]["raw"], "local file")
 
 
 def _ceiling_rows(res: dict) -> list[str]:
@@ -305,8 +316,7 @@ def _ceiling_rows(res: dict) -> list[str]:
         for preset, p in res["trim"]["presets"].items():
             what = "the accurate trim's FFmpeg steps" if preset == "accurate" else "raw FFmpeg trim"
             add(f"(e) {what} `{preset}` (per command)", p["raw"], "local file")
-    if "package" in res:
-        add("(f) raw FFmpeg ladder (one command, whole ladder)", res["package"]["raw"], "local file")
+    _ladder_ceilings(res, add)
     if "api" in res:
         loads = res["bare_loads"]
         worst = max(loads, key=lambda x: x.cpu_us_per_req)

@@ -76,6 +76,25 @@ class AudioStream(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True)
     title: str | None = None
 
 
+class MasteringDisplay(msgspec.Struct, frozen=True, kw_only=True):
+    """SMPTE ST 2086 mastering display colour volume, in HEVC SEI units (as x265's master-display takes
+    them): chromaticity coordinates in 1/50000, luminance in 1/10000 cd/m2."""
+
+    red: tuple[int, int]
+    green: tuple[int, int]
+    blue: tuple[int, int]
+    white_point: tuple[int, int]
+    max_luminance: int
+    min_luminance: int
+
+
+class ContentLight(msgspec.Struct, frozen=True, kw_only=True):
+    """CTA-861.3 content light level, cd/m2."""
+
+    max_cll: int
+    max_fall: int
+
+
 class MediaInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Technical metadata read by ffprobe. ``audio_codec``, ``sample_rate`` and ``channels`` are the first
     audio stream's; ``audio_streams`` lists every audio stream (at most
@@ -94,6 +113,13 @@ class MediaInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
     channels: int | None = None
     streams: int = 0
     audio_streams: list[AudioStream] = msgspec.field(default_factory=list)
+    # the video stream's colour, as ffprobe names it (HDR10: bt2020 / smpte2084 / bt2020nc; HLG:
+    # arib-std-b67): what keeps an HDR source HDR, see mpr_common.colour
+    color_transfer: str | None = None
+    color_primaries: str | None = None
+    color_space: str | None = None
+    mastering_display: MasteringDisplay | None = None
+    content_light: ContentLight | None = None
 
 
 class AssetRegistered(Event, kw_only=True):
@@ -145,6 +171,8 @@ class Rendition(msgspec.Struct, kw_only=True, omit_defaults=True):
     frame_rate: float | None = None
     sample_rate: int | None = None
     channels: int | None = None
+    # HLS VIDEO-RANGE of an HDR video rendition ("PQ", "HLG", from its colr box); None: SDR
+    video_range: str | None = None
     # sha256 of the init segment: every chunk of a chunked rendition must have written the same one
     init_digest: str | None = None
     # an audio rendition: its BCP 47 language and the name a player shows (the stream's title, else its

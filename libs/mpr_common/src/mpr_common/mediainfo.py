@@ -16,7 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .audio_tracks import MAX_AUDIO_STREAMS, audio_stream
-from .events import MediaInfo
+from .colour import hdr_metadata
+from .events import ContentLight, MasteringDisplay, MediaInfo
 
 # Demuxers MPR accepts as input: the supported file types, never playlists or concat lists.
 INPUT_FORMATS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,flv,asf,mp3,wav,flac,aac,ogg"
@@ -178,6 +179,55 @@ def _rate(value: str | None) -> float | None:
     return round(float(r), 3) if r > 0 else None
 
 
+def _read_colour(info: MediaInfo, video: dict[str, Any], frames: list[Any]) -> None:
+    """The video's colour tags and HDR metadata: from the stream's side data (Matroska, MP4 with mdcv and
+    clli boxes), else from its first frame's when the probe showed frames (:func:`first_frame_args`)."""
+    for field in ("color_transfer", "color_primaries", "color_space"):
+        value = video.get(field)
+        if isinstance(value, str) and value not in ("unknown", "reserved"):
+            setattr(info, field, value)
+    side = list(video.get("side_data_list") or [])
+    index = video.get("index")
+    for frame in frames:
+        if isinstance(frame, dict) and frame.get("stream_index") == index:
+            side += frame.get("side_data_list") or []
+    info.mastering_display, info.content_light = hdr_metadata(side)
+
+
+def first_frame_args(url: str, protocols: str = NETWORK_PROTOCOLS) -> list[str]:
+    """ffprobe of the first video frame's side data, for an HDR source whose container does not carry
+    its mastering metadata (HEVC in MP4: SEI only). Decodes one frame: run only for HDR sources."""
+    return [
+        "ffprobe",
+        "-v",
+        "error",
+        "-hide_banner",
+        "-protocol_whitelist",
+        protocols,
+        "-format_whitelist",
+        INPUT_FORMATS,
+        "-select_streams",
+        "v:0",
+        "-read_intervals",
+        "%+#1",
+        "-show_entries",
+        "frame=stream_index:frame_side_data",
+        "-of",
+        "json",
+        "-i",
+        url,
+    ]
+
+
+def frame_hdr_metadata(data: dict[str, Any]) -> tuple[MasteringDisplay | None, ContentLight | None]:
+    """What :func:`first_frame_args` printed (parsed JSON): the first frame's mastering display and
+    content light level, each None when absent."""
+    frames = data.get("frames") or []
+    return hdr_metadata(
+        entry for frame in frames if isinstance(frame, dict) for entry in frame.get("side_data_list") or []
+    )
+
+
 def parse_ffprobe(data: dict[str, Any]) -> MediaInfo:
     fmt = data.get("format") or {}
     streams = data.get("streams") or []
@@ -206,6 +256,7 @@ def parse_ffprobe(data: dict[str, Any]) -> MediaInfo:
         info.height = _num(video.get("height"), int)
         info.fps = _rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate"))
         info.pix_fmt = video.get("pix_fmt")
+        _read_colour(info, video, data.get("frames") or [])
     if audio:
         info.audio_codec = audio.get("codec_name")
         info.sample_rate = _num(audio.get("sample_rate"), int)

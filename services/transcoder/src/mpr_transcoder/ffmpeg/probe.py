@@ -6,10 +6,22 @@ The argument list and the reading of ffprobe's result (``mpr_common.mediainfo.pr
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 
+import msgspec
+
+from mpr_common.colour import dynamic_range
 from mpr_common.events import MediaInfo
-from mpr_common.mediainfo import NETWORK_PROTOCOLS, ProbeError, ffprobe_args, probe_result, redact
+from mpr_common.mediainfo import (
+    NETWORK_PROTOCOLS,
+    ProbeError,
+    ffprobe_args,
+    first_frame_args,
+    frame_hdr_metadata,
+    probe_result,
+    redact,
+)
 
 from .argv import image_probe_args
 from .errors import FfmpegError
@@ -31,6 +43,34 @@ async def probe(
     except TimeoutError:
         raise ProbeError(f"ffprobe timed out after {timeout:.0f}s") from None
     return probe_result(done.returncode, done.stdout, done.stderr, url, name)
+
+
+log = logging.getLogger("mpr.transcoder")
+
+
+async def with_hdr_metadata(
+    info: MediaInfo,
+    url: str,
+    timeout: float,
+    protocols: str = NETWORK_PROTOCOLS,
+    *,
+    max_memory: int | None = None,
+) -> MediaInfo:
+    """``info`` with the mastering display and content light level of an HDR source whose probe did not
+    find them in its container (HEVC in MP4 carries them in SEI only): read from its first frame. An SDR
+    source, or one whose metadata are known, is returned as is without running anything. When the frame
+    cannot be read the source stays without metadata: its rungs are still HDR, only without them."""
+    if dynamic_range(info) == "sdr" or info.mastering_display or info.content_light:
+        return info
+    try:
+        done = await capture(first_frame_args(url, protocols), timeout, max_memory=max_memory)
+        if done.returncode != 0:
+            raise ValueError(f"ffprobe exited with {done.returncode}")
+        mastering, light = frame_hdr_metadata(json.loads(done.stdout or b"{}"))
+    except (TimeoutError, ValueError) as exc:
+        log.warning("no HDR metadata read from the first frame: %s", exc)
+        return info
+    return msgspec.structs.replace(info, mastering_display=mastering, content_light=light)
 
 
 async def ffprobe_output(args: list[str], timeout: float, what: str) -> str:

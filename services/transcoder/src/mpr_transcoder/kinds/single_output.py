@@ -19,6 +19,7 @@ from ..ffmpeg.filtergraph import WatermarkSource, watermark_inputs, watermark_ou
 from ..job_errors import JobError
 from ..steps import StepRunner
 from .base import JobContext, Work, with_loudness
+from .colour import to_sdr_filter
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +79,9 @@ def _length_and_expected(
 def _thumbnail_args(preset: Preset, info: MediaInfo, main: Path) -> list[str]:
     if info.video_codec is None:
         raise ValueError("the source has no video stream to take a thumbnail from")
-    args = ["-map", "0:v:0", "-frames:v", "1", "-vf", f"scale={preset.width}:-2"]
+    to_sdr = to_sdr_filter(info)  # an HDR source's thumbnail is SDR, tone-mapped after scaling
+    scale = f"scale={preset.width}:-2" + (f",{to_sdr}" if to_sdr else "")
+    args = ["-map", "0:v:0", "-frames:v", "1", "-vf", scale]
     args += ["-c:v", _codec(preset.video_codec, preset.name)]
     if preset.video_codec == "mjpeg":
         args += ["-q:v", "3", "-pix_fmt", "yuvj420p"]

@@ -48,6 +48,7 @@ from ..ffmpeg.argv import GLOBAL_ARGS, LOCAL_FILES, NETWORK_PROTOCOLS, input_arg
 from ..job_errors import JobError
 from ..steps import StepRunner
 from .base import JobContext, Work
+from .colour import to_sdr_filter
 from .single_output import leader_skip
 
 MIN_INTERVAL = 2.0  # seconds: a tile every 2 s at most (closer tiles mostly repeat a picture)
@@ -203,15 +204,19 @@ def parse_tile_times(text: str) -> list[float]:
     ]
 
 
-def _tile_filter(interval: float | None, tile_w: int, tile_h: int, times_file: Path) -> str:
+def _tile_filter(
+    interval: float | None, tile_w: int, tile_h: int, times_file: Path, to_sdr: str | None = None
+) -> str:
     """Key frames to tiles: the first of each grid interval (when ``interval`` is given), letterboxed into
-    the tile (the probed size may be the coded one of a rotated source), its time printed to ``times_file``."""
+    the tile (the probed size may be the coded one of a rotated source), its time printed to ``times_file``.
+    ``to_sdr``: an HDR source's tone mapping, after the scaling (fewer pixels) and before the padding."""
     steps = []
     if interval is not None:
         iv = f"{interval:.6f}"
         steps.append(f"select=isnan(prev_selected_t)+gt(floor(t/{iv})\\,floor(prev_selected_t/{iv}))")
     steps += [
         f"scale={tile_w}:{tile_h}:force_original_aspect_ratio=decrease",
+        *([to_sdr] if to_sdr else []),
         f"pad={tile_w}:{tile_h}:-1:-1",
         "setsar=1",
         f"metadata=mode=add:key={_TILE_KEY}:value=1",
@@ -236,11 +241,12 @@ def single_pass_args(
     times_file: Path,
     *,
     protocols: str = NETWORK_PROTOCOLS,
+    to_sdr: str | None = None,
 ) -> list[str]:
     """One pass: the sheets (``SHEET_PATTERN`` in ``out_dir``), and a null output fed each tile, so that
     FFmpeg's progress follows the source's time tile by tile instead of sheet by sheet."""
     graph = (
-        f"[0:v:0]{_tile_filter(interval, tile_w, tile_h, times_file)},split[s][p];"
+        f"[0:v:0]{_tile_filter(interval, tile_w, tile_h, times_file, to_sdr)},split[s][p];"
         f"[s]tile={columns}x{rows}[sheets]"
     )
     source = input_args(url, protocols=protocols)
@@ -275,6 +281,7 @@ def seek_tile_args(
     times_file: Path,
     *,
     protocols: str = NETWORK_PROTOCOLS,
+    to_sdr: str | None = None,
 ) -> list[str]:
     """One tile: the first key frame at or after ``at`` (input seeking; times printed relative to ``at``),
     lossless (PNG) until the sheets are assembled."""
@@ -287,7 +294,7 @@ def seek_tile_args(
         "-frames:v",
         "1",
         "-vf",
-        _tile_filter(None, tile_w, tile_h, times_file),
+        _tile_filter(None, tile_w, tile_h, times_file, to_sdr),
         "-c:v",
         "png",
         "-update",
@@ -320,8 +327,11 @@ def assemble_args(tiles_dir: Path, columns: int, rows: int, out_dir: Path) -> li
     ]
 
 
-def poster_args(url: str, at: float, poster: Path, *, protocols: str = NETWORK_PROTOCOLS) -> list[str]:
-    """A full-size frame at ``at`` (input seeking, then decoding up to the exact frame)."""
+def poster_args(
+    url: str, at: float, poster: Path, *, protocols: str = NETWORK_PROTOCOLS, to_sdr: str | None = None
+) -> list[str]:
+    """A full-size frame at ``at`` (input seeking, then decoding up to the exact frame); ``to_sdr``: an
+    HDR source's tone mapping."""
     return [
         *GLOBAL_ARGS,
         *input_args(url, at, protocols=protocols),
@@ -329,6 +339,7 @@ def poster_args(url: str, at: float, poster: Path, *, protocols: str = NETWORK_P
         "0:v:0",
         "-frames:v",
         "1",
+        *(["-vf", to_sdr] if to_sdr else []),
         *_JPEG,
         "-q:v",
         POSTER_QUALITY,
@@ -352,6 +363,7 @@ class _Job:
     out_dir: Path
     work: Path  # the job's own intermediate files, removed at the end
     protocols: str
+    to_sdr: str | None = None  # an HDR source's tone mapping: every picture is SDR
 
 
 # File work, kept out of the coroutines (small files on local disk).
@@ -404,7 +416,7 @@ async def _single_pass(job: _Job, run: Runner) -> list[float]:
     await run(
         single_pass_args(
             job.url, job.duration, job.interval, *job.size, *job.layout, job.out_dir, times_file,
-            protocols=job.protocols,
+            protocols=job.protocols, to_sdr=job.to_sdr,
         )
     )  # fmt: skip
     return _read_times(times_file)
@@ -422,7 +434,11 @@ async def _seek_per_tile(
         nonlocal done
         times_file, tile = job.work / f"seek_{i:04d}.txt", job.work / f"seek_{i:04d}.png"
         async with limit:
-            await run(seek_tile_args(job.url, grid[i], *job.size, tile, times_file, protocols=job.protocols))
+            await run(
+                seek_tile_args(
+                    job.url, grid[i], *job.size, tile, times_file, protocols=job.protocols, to_sdr=job.to_sdr
+                )
+            )
         found[i] = _seek_result(grid[i], times_file, tile)
         done += 1
         if on_progress:
@@ -443,9 +459,9 @@ async def _seek_per_tile(
 
 async def _poster(job: _Job, at: float, run: Runner) -> Path:
     poster = job.out_dir / POSTER
-    await run(poster_args(job.url, at, poster, protocols=job.protocols))
+    await run(poster_args(job.url, at, poster, protocols=job.protocols, to_sdr=job.to_sdr))
     if not poster.exists() and at > 0:  # nothing decodable from there on (e.g. a short last GOP)
-        await run(poster_args(job.url, 0.0, poster, protocols=job.protocols))
+        await run(poster_args(job.url, 0.0, poster, protocols=job.protocols, to_sdr=job.to_sdr))
     if not poster.exists():
         raise ValueError("no video frame could be decoded for the poster")
     return poster
@@ -485,7 +501,7 @@ async def make_storyboard(
     at = default_poster_time(duration) if poster_time is None else min(max(0.0, poster_time), duration)
 
     work = _new_work_dir(out_dir)
-    job = _Job(url, duration, interval, size, layout, out_dir, work, protocols)
+    job = _Job(url, duration, interval, size, layout, out_dir, work, protocols, to_sdr_filter(info))
     try:
         if seek:
             times = await _seek_per_tile(job, run, concurrency, on_progress)

@@ -31,6 +31,10 @@ from ..ladder import ladder_rungs
 from ..rendition.chunks import plan_chunks
 from ..rendition.cmaf import chunk_playlist_name
 
+# Rungs encoded whole even in a chunked package: FFmpeg 5.1's libsvtav1 ignores forced key frames, so an
+# AV1 chunk's key frames would follow its own fixed interval, not the title's GOP grid that chunks are cut
+# on (at 30000/1001 fps they part from it), and a chunk's segment count would not be the plan's.
+UNCHUNKED_CODECS = frozenset({"libsvtav1"})
 AUDIO_WEIGHT = 0.3  # encoding AAC costs little beside any video rung (each audio track)
 STORYBOARD_WEIGHT = 0.3
 
@@ -159,13 +163,16 @@ def plan_package(package: JobRequested, info: MediaInfo) -> PackagePlan:
         )
 
     spans = chunk_spans(package, preset, info)
-    rungs = [rendition(r.name, r.weight) for r in fitting]
+    rungs = [rendition(r.name, r.weight) for r in fitting if r.video_codec not in UNCHUNKED_CODECS]
+    whole = [rendition(r.name, r.weight) for r in fitting if r.video_codec in UNCHUNKED_CODECS]
     # in the order selected, the default first; first of all when chunked: nothing plays without them
     audios = [
         rendition(t.name, AUDIO_WEIGHT, t.stream)
         for t in select_audio(source_audio(info), package.audio_languages)
     ]
-    children: list[JobRequested] = [*audios] if spans else [*rungs, *audios]
+    children: list[JobRequested] = (
+        [*audios, *whole] if spans else [*(rendition(r.name, r.weight) for r in fitting), *audios]
+    )
     if package.storyboard:
         children.append(
             replace(

@@ -40,7 +40,7 @@ from mpr_common.jobs import DEFAULT_PROGRESSIVE, JobRequestError, outcome_id
 from mpr_common.jobstate import JobState
 from mpr_common.outputs import OutputOwners
 from mpr_common.packages import manifest_keys
-from mpr_common.presets import DASH_MANIFEST, MASTER_PLAYLIST, POSTER
+from mpr_common.presets import AUDIO_RENDITION, DASH_MANIFEST, MASTER_PLAYLIST, POSTER
 from mpr_common.s3_client import S3Client
 
 from ...settings import DEFAULT_RELEASE_WINDOW
@@ -140,8 +140,8 @@ class Packager(JobGraph[PackagePlan]):
         chunk are; ``job.playable`` the first time."""
         whole = [c for c in plan.children if c.kind == "rendition"]
         ups = [done[c.job_id] for c in whole if c.job_id in done]
-        if len(ups) < len(whole):  # the sound is not up yet
-            return
+        if any(c.rendition == AUDIO_RENDITION and c.job_id not in done for c in whole):
+            return  # the sound is not up yet; a rung encoded whole (AV1) joins once it is complete
         renditions: list[Rendition] = [u.rendition for u in ups if u.rendition is not None]
         bucket = plan.package.output_bucket or self.bucket_out
         playlists = []

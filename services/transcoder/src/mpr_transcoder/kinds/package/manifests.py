@@ -95,9 +95,9 @@ def _audio_media(a: Rendition, label: str, default: bool) -> str:
     return "#EXT-X-MEDIA:" + ",".join(attrs)
 
 
-def _video_variant(v: Rendition, audios: list[Rendition]) -> list[str]:
+def _video_variant(v: Rendition, audios: list[Rendition], ranges: bool = False) -> list[str]:
     """A video rendition as a variant naming the audio group, its bandwidth that of the group's largest
-    audio rendition added to its own."""
+    audio rendition added to its own. ``ranges``: its VIDEO-RANGE is written (SDR when it has none)."""
     attrs = [
         f"BANDWIDTH={v.bandwidth + max((a.bandwidth for a in audios), default=0)}",
         f"AVERAGE-BANDWIDTH={v.average_bandwidth + max((a.average_bandwidth for a in audios), default=0)}",
@@ -109,6 +109,8 @@ def _video_variant(v: Rendition, audios: list[Rendition]) -> list[str]:
         attrs.append(f"RESOLUTION={v.width}x{v.height}")
     if v.frame_rate:
         attrs.append(f"FRAME-RATE={v.frame_rate:.3f}")
+    if ranges:
+        attrs.append(f"VIDEO-RANGE={v.video_range or 'SDR'}")
     if audios:
         attrs.append(f"AUDIO={_quoted(AUDIO_GROUP)}")
     return ["#EXT-X-STREAM-INF:" + ",".join(attrs), _uri(v.playlist)]
@@ -119,7 +121,9 @@ def hls_master(renditions: list[Rendition]) -> str:
     default; NAME its label, LANGUAGE its language), one variant per video rendition (ascending
     bandwidth) that names the group. A variant's BANDWIDTH and AVERAGE-BANDWIDTH add those of
     the group's largest audio rendition to its video's; CODECS lists both. Audio alone: the audio
-    renditions are the variants."""
+    renditions are the variants. When a video rendition is HDR, every video variant says its
+    VIDEO-RANGE (PQ, HLG or SDR: a player without HDR takes the SDR ones); an all-SDR package's master
+    leaves it out (SDR is the default)."""
     videos = _by_bandwidth(r for r in renditions if r.type == "video")
     audios = [r for r in renditions if r.type == "audio"]
     if not videos and not audios:
@@ -131,8 +135,9 @@ def hls_master(renditions: list[Rendition]) -> str:
     else:
         labels = _labels(audios)
         lines += [_audio_media(a, labels[i], default=i == 0) for i, a in enumerate(audios)]
+        ranges = any(v.video_range for v in videos)
         for v in videos:
-            lines += _video_variant(v, audios)
+            lines += _video_variant(v, audios, ranges)
     return "\n".join(lines) + "\n"
 
 
@@ -192,6 +197,24 @@ def _family(r: Rendition) -> str:
     return r.codecs.split(".", 1)[0] if r.codecs else ""
 
 
+# ISO/IEC 23091-2 code points of HDR video, as DASH-IF IOP signals them (urn:mpeg:mpegB:cicp)
+_CICP = "urn:mpeg:mpegB:cicp:"
+_BT2020 = "9"  # colour primaries and (non-constant luminance) matrix coefficients
+_TRANSFER_CODE = {"PQ": "16", "HLG": "18"}
+
+
+def _colour_properties(aset: ET.Element, video_range: str) -> None:
+    """An HDR set's colour: PQ as an EssentialProperty (a player that cannot show it must skip the set),
+    HLG as a SupplementalProperty (it is watchable as SDR); BT.2020 primaries and matrix beside it."""
+    transfer = "EssentialProperty" if video_range == "PQ" else "SupplementalProperty"
+    for element, name, value in (
+        ("EssentialProperty", "ColourPrimaries", _BT2020),
+        (transfer, "TransferCharacteristics", _TRANSFER_CODE[video_range]),
+        ("EssentialProperty", "MatrixCoefficients", _BT2020),
+    ):
+        ET.SubElement(aset, element, schemeIdUri=_CICP + name, value=value)
+
+
 def _representation(parent: ET.Element, r: Rendition, timescale: int) -> ET.Element:
     rep = ET.SubElement(parent, "Representation", id=r.name, bandwidth=str(r.bandwidth))
     if r.codecs:
@@ -221,8 +244,10 @@ def _adaptation_set(period: ET.Element, set_id: int, content: str) -> ET.Element
 
 
 def _video_set(period: ET.Element, set_id: int, reps: list[Rendition]) -> None:
-    """One video codec family's adaptation set."""
+    """One video codec family's adaptation set (of one dynamic range)."""
     aset = _adaptation_set(period, set_id, "video")
+    if reps[0].video_range:  # descriptors come before the representations (schema order)
+        _colour_properties(aset, reps[0].video_range)
     widths = [r.width for r in reps if r.width]
     heights = [r.height for r in reps if r.height]
     if widths and heights:
@@ -262,10 +287,11 @@ def _audio_set(period: ET.Element, set_id: int, audios: list[Rendition], label: 
 
 
 def dash_mpd(renditions: list[Rendition]) -> str:
-    """A static (VOD) MPD, ISO BMFF live profile: one adaptation set per video codec family, their
+    """A static (VOD) MPD, ISO BMFF live profile: one adaptation set per video codec family (and dynamic
+    range: an HDR set carries its colour properties), their
     segments aligned (every rendition has a key frame at the same times and segments cut on them), and one
-    per audio track (in the order given, the first the main one); each representation addresses its segments by number along a timeline of their
-    durations."""
+    per audio track (in the order given, the first the main one); each representation addresses its
+    segments by number along a timeline of their durations."""
     if not renditions:
         raise ValueError("a package needs at least one rendition")
     total = max(sum(r.segments) for r in renditions)
@@ -279,11 +305,11 @@ def dash_mpd(renditions: list[Rendition]) -> str:
         minBufferTime=_duration(float(math.ceil(longest)) or 1.0),
     )
     period = ET.SubElement(mpd, "Period", id="0", start="PT0S")
-    families: dict[str, list[Rendition]] = {}
+    families: dict[tuple[str, str], list[Rendition]] = {}
     for r in _by_bandwidth(r for r in renditions if r.type == "video"):
-        families.setdefault(_family(r), []).append(r)
+        families.setdefault((_family(r), r.video_range or ""), []).append(r)
     # H.264 first: the set every player decodes, where a player that takes the first one starts
-    ordered = sorted(families.items(), key=lambda item: (item[0] != "avc1", item[0]))
+    ordered = sorted(families.items(), key=lambda item: (item[0][0] != "avc1", item[0]))
     for set_id, (_, reps) in enumerate(ordered):
         _video_set(period, set_id, reps)
     audios = [r for r in renditions if r.type == "audio"]

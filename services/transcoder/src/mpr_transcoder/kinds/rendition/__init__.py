@@ -8,15 +8,28 @@ from __future__ import annotations
 import asyncio
 
 from mpr_common.audio_tracks import is_audio_rendition, track_label
-from mpr_common.events import AudioStream, ChunkSpan
+from mpr_common.events import AudioStream, ChunkSpan, MediaInfo
 from mpr_common.presets import Rung
 
 from ...ffmpeg.argv import input_args
+from ...ffmpeg.probe import with_hdr_metadata
 from ...job_errors import JobError
 from ...steps import StepRunner
 from ..base import JobContext, Work, with_loudness
+from ..colour import rung_range
 from .chunks import finish_chunk
 from .cmaf import chunk_playlist_name, chunk_rendition_args, describe_rendition, rendition_args
+
+
+async def _rung_info(ctx: JobContext, rung: Rung) -> MediaInfo:
+    """The source's probe, with the HDR metadata of its first frame for a rung that keeps HDR (every
+    chunk of a rung reads the same frame: their init segments stay alike)."""
+    if rung_range(rung, ctx.info) == "sdr":
+        return ctx.info
+    limits = ctx.limits
+    return await with_hdr_metadata(
+        ctx.info, ctx.url, limits.probe_timeout, max_memory=limits.ffmpeg_max_memory or None
+    )
 
 
 def plan(ctx: JobContext) -> Work:
@@ -45,7 +58,7 @@ def plan(ctx: JobContext) -> Work:
                 input_args(ctx.url),
                 preset,
                 rung,
-                info,
+                await _rung_info(ctx, rung) if rung else info,
                 ctx.out_dir,
                 loudnorm_filter=audio_filter,
                 watermark=ctx.watermark if rung else None,
@@ -78,8 +91,9 @@ def _plan_chunk(ctx: JobContext, rung: Rung, chunk: ChunkSpan) -> Work:
     async def run(runner: StepRunner) -> None:
         main = runner.scoped(0.0, 100.0)
         source = input_args(ctx.url, chunk.start, end=chunk.end)
+        info = await _rung_info(ctx, rung)
         args = chunk_rendition_args(
-            source, ctx.preset, rung, ctx.info, ctx.out_dir, chunk, watermark=ctx.watermark
+            source, ctx.preset, rung, info, ctx.out_dir, chunk, watermark=ctx.watermark
         )
         await main(args)
         runner.written = main.written

@@ -29,6 +29,15 @@ from mpr_common.presets import AUDIO_RENDITION, Preset, Rung
 
 from ...ffmpeg.argv import GLOBAL_ARGS, local_input
 from ...ffmpeg.filtergraph import WatermarkSource, watermark_inputs, watermark_outputs
+from ..colour import (
+    SDR_PIX_FMT,
+    colour_args,
+    pix_fmt,
+    svtav1_hdr_params,
+    tone_mapped,
+    tonemap_filter,
+    x265_hdr_params,
+)
 from ..ladder import ladder_rungs
 
 AUDIO_SAMPLE_RATE = 48000
@@ -77,10 +86,15 @@ def gop_frames(preset: Preset, info: MediaInfo) -> int | None:
     return max(1, math.ceil(_gop_seconds(preset) * info.fps - 1e-3))
 
 
-def video_filter(rung: Rung) -> str:
-    """Scale to the rung's height with square pixels and even dimensions; never upscale."""
+def video_filter(rung: Rung, info: MediaInfo | None = None) -> str:
+    """Scale to the rung's height with square pixels and even dimensions; never upscale. An HDR source
+    (``info``) stays 10-bit on a rung that keeps HDR and is tone-mapped after scaling on one that does
+    not (see :mod:`.colour`); an SDR source gets 8-bit 4:2:0 only."""
     h = f"min({rung.height},ih)"
-    return f"scale=w='2*round({h}*dar/2)':h='2*trunc({h}/2)',setsar=1,format=yuv420p"
+    scale = f"scale=w='2*round({h}*dar/2)':h='2*trunc({h}/2)',setsar=1"
+    if info is not None and tone_mapped(rung, info):
+        return f"{scale},{tonemap_filter(info)}"
+    return f"{scale},format={pix_fmt(rung, info) if info is not None else SDR_PIX_FMT}"
 
 
 def video_encoder_args(preset: Preset, rung: Rung, info: MediaInfo) -> list[str]:
@@ -106,6 +120,8 @@ def video_encoder_args(preset: Preset, rung: Rung, info: MediaInfo) -> list[str]
         "-force_key_frames",
         f"expr:gte(t,n_forced*{gop:g})",
     ]
+    if rung.video_codec == "libsvtav1":
+        return _svtav1_args(rung, info, frames)
     if rung.video_codec == "libx264":
         args += ["-profile:v", "high", "-sc_threshold", "0"]
         if frames:
@@ -114,11 +130,37 @@ def video_encoder_args(preset: Preset, rung: Rung, info: MediaInfo) -> list[str]
         params = ["scenecut=0", "open-gop=0", "log-level=error"]
         if frames:
             params += [f"keyint={frames}", f"min-keyint={frames}"]
+        params += x265_hdr_params(rung, info)
         # hvc1: parameter sets only in the sample entry, the tag Apple's players require
         args += ["-x265-params", ":".join(params), "-tag:v", "hvc1"]
     else:
         raise ValueError(f"rung {rung.name!r}: unsupported video codec {rung.video_codec!r}")
-    return args
+    return args + colour_args(rung, info)
+
+
+def _svtav1_args(rung: Rung, info: MediaInfo, frames: int | None) -> list[str]:
+    """SVT-AV1, capped CRF, closed GOPs (key frames, ``irefresh-type=2``) at a fixed interval: FFmpeg
+    5.1's libsvtav1 ignores forced key frames, so the interval alone places them, on the multiples of
+    ``gop_seconds`` when the frame rate makes a whole number of frames per GOP (24, 25, 30, 50, 60 fps).
+    At 30000/1001 fps every GOP is 60 frames where the forced key frames of the other rungs make one 59
+    now and then (from about the 17th): AV1 segments then run a frame longer than H.264's. The DASH
+    manifest gives AV1 an adaptation set of its own, and players switch within one codec."""
+    args = [
+        "-c:v",
+        "libsvtav1",
+        "-preset",
+        rung.encoder_preset,
+        "-crf",
+        str(rung.crf),
+        "-maxrate",
+        rung.max_rate,
+        "-bufsize",
+        rung.buf_size,
+    ]
+    if frames:
+        args += ["-g", str(frames)]
+    params = ["irefresh-type=2", *svtav1_hdr_params(rung, info)]
+    return args + ["-svtav1-params", ":".join(params), *colour_args(rung, info)]
 
 
 def audio_encoder_args(preset: Preset, loudnorm_filter: str | None = None) -> list[str]:
@@ -206,7 +248,7 @@ def rendition_args(
     return (
         args
         + (watermark_inputs(watermark) if watermark else [])
-        + _video_args(preset, rung, info, video_filter(rung), watermark)
+        + _video_args(preset, rung, info, video_filter(rung, info), watermark)
         + hls_output_args(preset, rung.name, out_dir)
     )
 
@@ -218,8 +260,9 @@ def _video_args(
         raise ValueError("the source has no video stream to encode")
     if watermark is None:
         args = ["-map", "0:v:0", "-an", "-sn", "-dn", "-filter:v", filters]
-    else:  # the rung's scaling ends in yuv420p already: nothing to convert after the mark
-        args = [*watermark_outputs(filters, watermark, tail="format=yuv420p"), "-an", "-sn", "-dn"]
+    else:  # the rung's filters end in its pixel format already: back to it after the mark
+        tail = f"format={pix_fmt(rung, info)}"
+        args = [*watermark_outputs(filters, watermark, tail=tail), "-an", "-sn", "-dn"]
     return args + video_encoder_args(preset, rung, info)
 
 
@@ -245,7 +288,7 @@ def chunk_rendition_args(
     ``watermark`` is drawn as on the whole rung: every chunk's picture is marked alike."""
     if len(input_args) < 2 or input_args[-2] != "-i":
         raise ValueError("input_args must end with '-i', URL")
-    filters = f"setpts=PTS-STARTPTS,{video_filter(rung)}"
+    filters = f"setpts=PTS-STARTPTS,{video_filter(rung, info)}"
     playlist = chunk_playlist_name(rung.name, chunk.index)
     out = hls_output_args(preset, rung.name, out_dir, start_number=chunk.first_segment, playlist=playlist)
     marks = watermark_inputs(watermark) if watermark else []
@@ -263,7 +306,7 @@ def ladder_command(input_path: Path, preset: Preset, info: MediaInfo, out_dir: P
     if rungs:
         labels = [f"v{i}" for i in range(len(rungs))]
         graph = [f"[0:v:0]split={len(rungs)}" + "".join(f"[s{i}]" for i in range(len(rungs)))]
-        graph += [f"[s{i}]{video_filter(r)}[{labels[i]}]" for i, r in enumerate(rungs)]
+        graph += [f"[s{i}]{video_filter(r, info)}[{labels[i]}]" for i, r in enumerate(rungs)]
         args += ["-filter_complex", ";".join(graph)]
         for label, rung in zip(labels, rungs, strict=True):
             args += ["-map", f"[{label}]", *video_encoder_args(preset, rung, info)]
@@ -379,6 +422,7 @@ def describe_rendition(
     else:
         rendition.width = track.width
         rendition.height = track.height
+        rendition.video_range = VIDEO_RANGES.get(track.transfer or 0)
         count, ticks = fragment_samples((out_dir / pl.segments[0][0]).read_bytes(), track)
         if count and ticks and track.timescale:
             rendition.frame_rate = float(Fraction(count * track.timescale, ticks))
@@ -406,6 +450,7 @@ class TrackInfo:
     sample_rate: int | None = None
     channels: int | None = None
     default_sample_duration: int = 0  # trex: what a fragment's samples last when they do not say
+    transfer: int | None = None  # the colr box's transfer characteristics (ISO/IEC 23091-2), if any
 
 
 def iter_boxes(
@@ -461,6 +506,29 @@ def hevc_codec_string(hvcc: bytes, fourcc: str = "hvc1") -> str:
     return ".".join(parts + [f"{b:02X}" for b in constraints])
 
 
+def av1_codec_string(av1c: bytes) -> str:
+    """AV1 codecs parameter (AV1 ISOBMFF binding, Codecs Parameter String): av01.<profile>.<level><tier>
+    .<bit depth> from an AV1CodecConfigurationRecord."""
+    if len(av1c) < 3 or av1c[0] != 0x81:
+        raise ValueError("not an AV1CodecConfigurationRecord (marker and version 1)")
+    profile, level = av1c[1] >> 5, av1c[1] & 0x1F
+    tier = "H" if av1c[2] & 0x80 else "M"
+    depth = (12 if av1c[2] & 0x20 else 10) if av1c[2] & 0x40 else 8
+    return f"av01.{profile}.{level:02d}{tier}.{depth:02d}"
+
+
+# ISO/IEC 23091-2 transfer characteristics of HDR, and the HLS VIDEO-RANGE they make
+VIDEO_RANGES = {16: "PQ", 18: "HLG"}
+
+
+def _colr_transfer(data: bytes, start: int, end: int) -> int | None:
+    """The transfer characteristics of a sample entry's colr box (nclx), None without one."""
+    box = _child(data, start, end, "colr")
+    if box is None or box[1] - box[0] < 10 or data[box[0] : box[0] + 4] not in (b"nclx", b"nclc"):
+        return None
+    return int(struct.unpack_from(">H", data, box[0] + 6)[0])
+
+
 def _descriptor(data: bytes, pos: int) -> tuple[int, int, int]:
     """(tag, payload start, payload end) of an MPEG-4 descriptor (ISO/IEC 14496-1) at ``pos``."""
     tag = data[pos]
@@ -507,6 +575,23 @@ _VISUAL_ENTRY = 78  # bytes of a VisualSampleEntry before its child boxes
 _AUDIO_ENTRY = 28  # of an AudioSampleEntry (version 0)
 
 
+def _read_visual_entry(data: bytes, fourcc: str, s: int, e: int, info: TrackInfo) -> None:
+    """Picture size, codec string and colr transfer of a video sample entry (payload ``data[s:e]``)."""
+    info.width, info.height = struct.unpack_from(">HH", data, s + 24)
+    config = {"av01": "av1C", "avc1": "avcC", "avc3": "avcC"}.get(fourcc, "hvcC")
+    box = _child(data, s + _VISUAL_ENTRY, e, config)
+    if box is None:
+        raise ValueError(f"{fourcc} sample entry has no {config}")
+    record = data[box[0] : box[1]]
+    if config == "av1C":
+        info.codecs = av1_codec_string(record)
+    elif config == "avcC":
+        info.codecs = avc_codec_string(record, fourcc)
+    else:
+        info.codecs = hevc_codec_string(record, fourcc)
+    info.transfer = _colr_transfer(data, s + _VISUAL_ENTRY, e)
+
+
 def read_init_segment(data: bytes) -> TrackInfo:
     """The first track's codec string, timescale, picture size or audio format, and fragment defaults."""
     info = TrackInfo()
@@ -524,16 +609,8 @@ def read_init_segment(data: bytes) -> TrackInfo:
     if entry is None:
         raise ValueError("init segment has an empty sample description")
     fourcc, s, e = entry
-    if fourcc in ("avc1", "avc3", "hvc1", "hev1"):
-        info.width, info.height = struct.unpack_from(">HH", data, s + 24)
-        config = "avcC" if fourcc.startswith("avc") else "hvcC"
-        box = _child(data, s + _VISUAL_ENTRY, e, config)
-        if box is None:
-            raise ValueError(f"{fourcc} sample entry has no {config}")
-        record = data[box[0] : box[1]]
-        info.codecs = (
-            avc_codec_string(record, fourcc) if config == "avcC" else hevc_codec_string(record, fourcc)
-        )
+    if fourcc in ("av01", "avc1", "avc3", "hvc1", "hev1"):
+        _read_visual_entry(data, fourcc, s, e, info)
     elif fourcc == "mp4a":
         version = struct.unpack_from(">H", data, s + 8)[0]
         info.channels = struct.unpack_from(">H", data, s + 16)[0]
