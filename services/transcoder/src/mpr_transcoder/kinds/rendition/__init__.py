@@ -1,5 +1,5 @@
 """The ``rendition`` kind: one CMAF rendition of an adaptive package (a rung of its ladder, or its
-sound), run as a child job of the package; its description (what the manifests are written from) goes
+sound, or a subtitle track: :mod:`.subtitles`), run as a child job of the package; its description (what the manifests are written from) goes
 with its completion. A chunk child (``job.chunk``) encodes one chunk of a video rung: :mod:`.chunks`.
 Commands and the reading of what FFmpeg wrote: :mod:`.cmaf`."""
 
@@ -10,6 +10,7 @@ import asyncio
 from mpr_common.audio_tracks import is_audio_rendition, track_label
 from mpr_common.events import AudioStream, ChunkSpan
 from mpr_common.presets import Rung
+from mpr_common.subtitles import is_subtitle_rendition
 
 from ...ffmpeg.argv import input_args
 from ...job_errors import JobError
@@ -17,11 +18,14 @@ from ...steps import StepRunner
 from ..base import JobContext, Work, with_loudness
 from .chunks import finish_chunk
 from .cmaf import chunk_playlist_name, chunk_rendition_args, describe_rendition, rendition_args
+from .subtitles import plan_subtitles
 
 
 def plan(ctx: JobContext) -> Work:
     preset, info = ctx.preset, ctx.info
     name = ctx.job.rendition or ""
+    if is_subtitle_rendition(name):
+        return plan_subtitles(ctx, name)
     rung = next((r for r in preset.ladder if r.name == name), None)
     if rung is None and not is_audio_rendition(name):
         raise JobError(f"rendition {name!r} is not in ladder {preset.name!r}", "invalid")
