@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -26,7 +27,7 @@ from mpr_common.subtitles import (
     sidecars,
 )
 
-from .ffmpeg.argv import READ_TIMEOUT, whitelist
+from .ffmpeg.argv import GLOBAL_ARGS, READ_TIMEOUT, size_limit, whitelist
 from .job_errors import JobError, storage_error
 
 _LISTED = 1000  # keys read from the source's folder when looking for its sidecars
@@ -49,6 +50,16 @@ class SubtitleInput:
     @property
     def map(self) -> str:
         return f"0:s:{self.stream}"
+
+    def webvtt_args(self, out: Path) -> list[str]:
+        """FFmpeg converting the track to a WebVTT file (text only: no picture, no sound decoded)."""
+        return [
+            *GLOBAL_ARGS,
+            *self.input_args(),
+            *("-map", self.map, "-vn", "-an", "-c:s", "webvtt"),
+            *size_limit(MAX_SUBTITLE_BYTES),
+            *("-f", "webvtt", str(out)),
+        ]
 
 
 def _list_keys(s3: S3Client, bucket: str, prefix: str) -> list[str]:

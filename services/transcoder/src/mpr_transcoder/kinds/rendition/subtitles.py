@@ -18,25 +18,12 @@ from mpr_common.presets import Preset
 from mpr_common.subtitles import MAX_SUBTITLE_BYTES, subtitle_segment_pattern, subtitle_text_file
 
 from ... import webvtt
-from ...ffmpeg.argv import GLOBAL_ARGS, size_limit
 from ...job_errors import JobError
 from ...steps import StepRunner
-from ...subtitle_sources import SubtitleInput
 from ..base import JobContext, Work
 from .cmaf import playlist_name
 
 CONVERTED = "converted.vtt"  # in the work dir, not uploaded
-
-
-def convert_args(source: SubtitleInput, out: Path) -> list[str]:
-    """FFmpeg converting one subtitle stream to a WebVTT file (text only: no picture, no sound)."""
-    return [
-        *GLOBAL_ARGS,
-        *source.input_args(),
-        *("-map", source.map, "-vn", "-an", "-c:s", "webvtt"),
-        *size_limit(MAX_SUBTITLE_BYTES),
-        *("-f", "webvtt", str(out)),
-    ]
 
 
 def write_track(
@@ -93,7 +80,7 @@ def plan_subtitles(ctx: JobContext, name: str) -> Work:
     converted = ctx.tmp / CONVERTED
 
     async def run(runner: StepRunner) -> None:
-        await runner.scoped(0.0, 90.0)(convert_args(source, converted))
+        await runner.scoped(0.0, 90.0)(source.webvtt_args(converted))
         text = converted.read_bytes()[:MAX_SUBTITLE_BYTES].decode("utf-8", "replace")
         try:
             work.rendition = await asyncio.to_thread(
