@@ -15,19 +15,17 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mpr_common.events import JobRequested, MediaInfo, SubtitleFile, SubtitleTrack
 from mpr_common.jobs import JobRequestError
-from mpr_common.mediainfo import INPUT_FORMATS, NETWORK_PROTOCOLS
 from mpr_common.s3_client import S3Client
 from mpr_common.settings import S3Settings
 from mpr_common.storage import get_presigned_url, head_object
 from mpr_common.subtitles import (
     MAX_SUBTITLE_BYTES,
-    SUBTITLE_FORMATS,
     burn_track,
     sidecar_prefix,
     sidecars,
 )
 
-from .ffmpeg.argv import GLOBAL_ARGS, READ_TIMEOUT, size_limit, whitelist
+from .ffmpeg.argv import GLOBAL_ARGS, input_args, size_limit, subtitle_file_input
 from .job_errors import JobError, storage_error
 
 _LISTED = 1000  # keys read from the source's folder when looking for its sidecars
@@ -35,17 +33,17 @@ _LISTED = 1000  # keys read from the source's folder when looking for its sideca
 
 @dataclass(frozen=True, slots=True)
 class SubtitleInput:
-    """A subtitle track as FFmpeg's input: ``url`` read by the demuxers ``formats``, the stream
-    ``stream`` of it (FFmpeg's ``-map``); ``name`` is what stands for the URL in errors."""
+    """A subtitle track as FFmpeg's input: ``url`` (the source's, or a subtitle file's: ``is_file``), the
+    stream ``stream`` of it (FFmpeg's ``-map``); ``name`` is what stands for the URL in errors."""
 
     track: SubtitleTrack
     url: str
     name: str
-    formats: str
+    is_file: bool
     stream: int
 
     def input_args(self) -> list[str]:
-        return [*whitelist(NETWORK_PROTOCOLS, self.formats), *READ_TIMEOUT, "-i", self.url]
+        return subtitle_file_input(self.url) if self.is_file else input_args(self.url)
 
     @property
     def map(self) -> str:
@@ -100,10 +98,10 @@ async def subtitle_input(
 ) -> SubtitleInput:
     """``track`` (of ``job``'s source) as FFmpeg's input."""
     if track.key is None:
-        return SubtitleInput(track, source_url, job.source_key, INPUT_FORMATS, track.stream or 0)
+        return SubtitleInput(track, source_url, job.source_key, False, track.stream or 0)
     bucket = job.source_bucket or s3_settings.bucket_in
     url = await _file_url(s3, bucket, track.key)
-    return SubtitleInput(track, url, track.key, SUBTITLE_FORMATS, 0)
+    return SubtitleInput(track, url, track.key, True, 0)
 
 
 async def prepare_subtitles(
