@@ -328,3 +328,68 @@ def test_no_tag_value_can_break_an_attribute_list_or_add_a_line(tags) -> None:
     mpd = ET.fromstring(dash_mpd([video("360p", 360, 820_000), *tracks]))
     labels = [s.findtext("d:Label", namespaces=NS) for s in mpd.findall("d:Period/d:AdaptationSet", NS)[1:]]
     assert [f'"{label}"' for label in labels] == names
+
+
+# --- subtitle tracks --------------------------------------------------------------------------------
+
+
+def subs(name: str, language: str | None = None, label: str | None = None, **kw) -> Rendition:
+    return Rendition(name=name, type="subtitles", playlist=f"{name}.m3u8", init="",
+                     media_pattern=f"{name}_%05d.vtt", segments=[4.0, 4.0, 4.0, 1.5], bandwidth=800,
+                     codecs="wvtt", language=language, label=label, text_file=f"{name}.vtt", **kw)  # fmt: skip
+
+
+SUBS = [
+    subs("subs-en", "en", "English", default=True),
+    subs("subs-fr", "fr", "fr", forced=True),
+    subs("subs-2"),
+]
+
+
+def test_each_subtitle_track_is_a_member_of_the_subtitle_group_every_variant_names() -> None:
+    lines = hls_master([*LADDER, *SUBS]).splitlines()
+    media = [attributes(line) for line in lines if line.startswith("#EXT-X-MEDIA:TYPE=SUBTITLES")]
+    assert [(m["NAME"], m.get("LANGUAGE"), m["DEFAULT"], m["FORCED"], m["URI"]) for m in media] == [
+        ("English", "en", "YES", "NO", "subs-en.m3u8"),
+        ("fr", "fr", "NO", "YES", "subs-fr.m3u8"),
+        ("subs-2", None, "NO", "NO", "subs-2.m3u8"),
+    ]
+    assert {(m["GROUP-ID"], m["AUTOSELECT"]) for m in media} == {("subs", "YES")}
+    variants = [attributes(line) for line in lines if line.startswith("#EXT-X-STREAM-INF:")]
+    assert len(variants) == 3 and all(v["SUBTITLES"] == "subs" and v["AUDIO"] == "aud" for v in variants)
+    # the audio group is untouched, and a package without subtitles names no subtitle group
+    assert sum(line.startswith("#EXT-X-MEDIA:TYPE=AUDIO") for line in lines) == 1
+    assert "SUBTITLES" not in hls_master(LADDER)
+
+
+def test_each_subtitle_track_is_a_text_adaptation_set_with_its_whole_file() -> None:
+    mpd = ET.fromstring(dash_mpd([*LADDER, *SUBS]))
+    sets = [s for s in mpd.findall("d:Period/d:AdaptationSet", NS) if s.get("contentType") == "text"]
+    assert [(s.get("mimeType"), s.get("lang")) for s in sets] == [
+        ("text/vtt", "en"),
+        ("text/vtt", "fr"),
+        ("text/vtt", None),
+    ]
+    assert [s.findtext("d:Label", namespaces=NS) for s in sets] == ["English", "fr", "subs-2"]
+    assert [s.find("d:Role", NS).get("value") for s in sets] == ["subtitle", "forced-subtitle", "subtitle"]
+    assert [s.findtext("d:Representation/d:BaseURL", namespaces=NS) for s in sets] == [
+        "subs-en.vtt",
+        "subs-fr.vtt",
+        "subs-2.vtt",
+    ]
+    ids = [s.get("id") for s in mpd.findall("d:Period/d:AdaptationSet", NS)]
+    assert len(set(ids)) == len(ids) == 6  # two video families, the audio, three texts
+
+
+@given(st.lists(st.tuples(st.text(), st.text()), min_size=1, max_size=4))
+def test_no_subtitle_tag_can_break_an_attribute_list_or_add_a_line(tags) -> None:
+    tracks = [subs(f"subs-{i}", language=lang, label=title) for i, (title, lang) in enumerate(tags)]
+    master = hls_master([video("360p", 360, 820_000), *tracks])
+    lines = master.split("\n")
+    assert lines[-1] == "" and len(master.splitlines()) == len(lines) - 1
+    media = [line for line in lines if line.startswith("#EXT-X-MEDIA:")]
+    assert len(media) == len(tracks)
+    for line in media:
+        attrs = _attribute_list(line.split(":", 1)[1])
+        assert attrs["TYPE"] == "SUBTITLES" and attrs["NAME"].startswith('"')
+    ET.fromstring(dash_mpd([video("360p", 360, 820_000), *tracks]))  # well-formed XML

@@ -175,3 +175,45 @@ def test_an_audio_track_encodes_and_measures_its_own_stream(tmp_path):
     assert args[args.index("-hls_segment_filename") + 1] == str(tmp_path / "audio-fr-2_%05d.m4s")
     measure = measure_args("https://s3/a.mp4", stream=2)
     assert measure[measure.index("-map") + 1] == "0:a:2"
+
+
+def test_each_text_subtitle_track_is_a_child_after_the_first_chunks():
+    from mpr_common.events import SubtitleFile, SubtitleStream
+    from mpr_transcoder.kinds.package.chord import child_files
+
+    streams = [
+        SubtitleStream(index=0, codec="subrip", language="en"),
+        SubtitleStream(index=1, codec="dvd_subtitle"),
+    ]
+    info = msgspec.structs.replace(HD, subtitle_streams=streams)
+    asked = [SubtitleFile(key="shows/extra.vtt", language="de")]
+    plan = plan_package(package(subtitles=asked), info, [SubtitleFile(key="shows/ep1.fr.srt", language="fr")])
+    texts = [c for c in plan.jobs if c.subtitle is not None]
+    assert [(c.rendition, c.subtitle.stream, c.subtitle.key) for c in texts] == [
+        ("subs-en", 0, None),
+        ("subs-fr", None, "shows/ep1.fr.srt"),
+        ("subs-de", None, "shows/extra.vtt"),
+    ]
+    assert plan.notes and "dvd_subtitle" in plan.notes[0]
+    for c in texts:
+        assert normalize_job(c) == c and as_planned(c, plan) == c and c.watermark is None
+    # chunked: the sound, every rung's first chunk, then the subtitles; the package plays without them
+    names = [c.job_id.removeprefix("p1-") for c in plan.jobs]
+    first = names.index("subs-en")
+    assert names[:first] == ["audio", "1080p-c0000", "720p-c0000", "480p-c0000", "360p-c0000"]
+    assert lead(plan) == first
+    assert (
+        abs(
+            sum(c.weight for c in with_shares(plan).jobs if c.chunk is None)
+            + sum(r.weight for r in with_shares(plan).chunked)
+            - 1
+        )
+        < 1e-6
+    )
+    main, others = child_files(texts[0])
+    assert (
+        main == "subs-en.m3u8" and others.fullmatch("subs-en_00003.vtt") and others.fullmatch("subs-en.vtt")
+    )
+    assert not others.fullmatch("subs-en-2_00000.vtt")
+    with pytest.raises(JobRequestError, match="no subtitles in ja"):
+        plan_package(package(subtitle_languages=["ja"]), info)

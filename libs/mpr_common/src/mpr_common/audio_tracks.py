@@ -104,27 +104,31 @@ def is_audio_rendition(name: str | None) -> bool:
     return name is not None and _AUDIO_NAME.fullmatch(name) is not None
 
 
-def check_audio_languages(values: list[str] | None) -> list[str] | None:
-    """A request's ``audio_languages``, each as :func:`language_tag` makes it; raises
+def check_languages(values: list[str] | None, field: str, limit: int) -> list[str] | None:
+    """A request's list of languages (``field``), each as :func:`language_tag` makes it; raises
     :class:`JobRequestError` naming the field for an empty or too long list, a value that is no
     language, a language named twice."""
     if values is None:
         return None
-    field = "audio_languages"
-    if not values or len(values) > MAX_AUDIO_TRACKS:
-        raise JobRequestError(f"audio_languages lists 1 to {MAX_AUDIO_TRACKS} languages", field=field)
+    if not values or len(values) > limit:
+        raise JobRequestError(f"{field} lists 1 to {limit} languages", field=field)
     tags: list[str] = []
     for value in values:
         tag = language_tag(value)
         if tag is None:
             raise JobRequestError(
-                f"audio_languages: {str(value)[:40]!r} is not a language (e.g. 'en', 'fra', 'pt-BR')",
+                f"{field}: {str(value)[:40]!r} is not a language (e.g. 'en', 'fra', 'pt-BR')",
                 field=field,
             )
         if tag in tags:
-            raise JobRequestError(f"audio_languages names {tag!r} twice", field=field)
+            raise JobRequestError(f"{field} names {tag!r} twice", field=field)
         tags.append(tag)
     return tags
+
+
+def check_audio_languages(values: list[str] | None) -> list[str] | None:
+    """A request's ``audio_languages``: :func:`check_languages`."""
+    return check_languages(values, "audio_languages", MAX_AUDIO_TRACKS)
 
 
 class AudioTrack(NamedTuple):
@@ -132,11 +136,10 @@ class AudioTrack(NamedTuple):
     stream: AudioStream
 
 
-def _speaks(stream: AudioStream, language: str) -> bool:
-    """Whether the stream is in ``language`` (``en`` takes ``en-gb`` too; ``en-gb`` only itself)."""
-    return stream.language is not None and (
-        stream.language == language or stream.language.startswith(language + "-")
-    )
+def speaks(tagged: str | None, language: str) -> bool:
+    """Whether a stream tagged ``tagged`` is in ``language`` (``en`` takes ``en-gb`` too; ``en-gb`` only
+    itself)."""
+    return tagged is not None and (tagged == language or tagged.startswith(language + "-"))
 
 
 def select_audio(streams: list[AudioStream], languages: list[str] | None) -> list[AudioTrack]:
@@ -153,7 +156,7 @@ def select_audio(streams: list[AudioStream], languages: list[str] | None) -> lis
         chosen = []
         missing: list[str] = []
         for language in languages:
-            found = [s for s in streams if _speaks(s, language) and s not in chosen]
+            found = [s for s in streams if speaks(s.language, language) and s not in chosen]
             if not found:
                 missing.append(language)
             chosen += found

@@ -95,6 +95,40 @@ class ContentLight(msgspec.Struct, frozen=True, kw_only=True):
     max_fall: int
 
 
+class SubtitleStream(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """One subtitle stream of a source, as ffprobe read it: ``index`` counts subtitle streams only
+    (FFmpeg's ``-map 0:s:<index>``); ``language`` and ``title`` made safe as an audio stream's are
+    (see :mod:`mpr_common.subtitles`); ``default`` and ``forced`` are its dispositions."""
+
+    index: int
+    codec: str | None = None
+    language: str | None = None
+    title: str | None = None
+    default: bool = False
+    forced: bool = False
+
+
+class SubtitleFile(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """A subtitle file (SRT or WebVTT) in the job's source bucket: a sidecar found beside the source
+    (``<stem>.<language>.srt|vtt``) or one a package request names; ``language`` a BCP 47 tag."""
+
+    key: str
+    language: str | None = None
+
+
+class SubtitleTrack(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """What one subtitle track of a package (or a burn-in) is made from: the source's subtitle stream
+    ``stream`` (its index among subtitle streams), or the file ``key`` of the source bucket; its language,
+    the name a player shows, and whether it is the default or a forced track."""
+
+    stream: int | None = None
+    key: str | None = None
+    language: str | None = None
+    label: str | None = None
+    default: bool = False
+    forced: bool = False
+
+
 class MediaInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Technical metadata read by ffprobe. ``audio_codec``, ``sample_rate`` and ``channels`` are the first
     audio stream's; ``audio_streams`` lists every audio stream (at most
@@ -120,6 +154,8 @@ class MediaInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
     color_space: str | None = None
     mastering_display: MasteringDisplay | None = None
     content_light: ContentLight | None = None
+    # every subtitle stream (at most mpr_common.subtitles.MAX_SUBTITLE_STREAMS)
+    subtitle_streams: list[SubtitleStream] = msgspec.field(default_factory=list)
 
 
 class AssetRegistered(Event, kw_only=True):
@@ -149,7 +185,7 @@ class Loudness(msgspec.Struct, kw_only=True, omit_defaults=True):
     target_lra: float = 7.0
 
 
-RenditionType = Literal["video", "audio"]
+RenditionType = Literal["video", "audio", "subtitles"]
 
 
 class Rendition(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -179,6 +215,11 @@ class Rendition(msgspec.Struct, kw_only=True, omit_defaults=True):
     # language, else "Audio <n>"); None: the rendition's name
     language: str | None = None
     label: str | None = None
+    # a subtitle track (WebVTT segments, no init segment): the whole track in one file (what DASH lists),
+    # and its dispositions (HLS DEFAULT and FORCED)
+    text_file: str | None = None
+    default: bool = False
+    forced: bool = False
 
 
 class ChunkSpan(msgspec.Struct, kw_only=True, frozen=True):
@@ -269,6 +310,15 @@ class JobRequested(Event, kw_only=True):
     audio_languages: list[str] | None = None
     # a package's audio rendition child: the source's audio stream it encodes
     audio_stream: AudioStream | None = None
+    # package: subtitle files of the source bucket that become subtitle tracks too (besides the source's
+    # subtitle streams and the sidecars beside it)
+    subtitles: list[SubtitleFile] | None = None
+    # package: the subtitle tracks kept, by language, in this order; None: every text subtitle track
+    subtitle_languages: list[str] | None = None
+    # transcode: the subtitle track of this language drawn into the picture
+    burn_subtitles: str | None = None
+    # a package's subtitle child: the track it converts to segmented WebVTT
+    subtitle: SubtitleTrack | None = None
 
 
 class JobProgress(Event, kw_only=True):

@@ -18,6 +18,13 @@ from .overlays import PREVIEW_EXTENSIONS, WATERMARK_KINDS, normalize_preview, no
 from .presets import AUDIO_RENDITION, DEFAULT_PRESET, MASTER_PLAYLIST, PRESETS, STORYBOARD_VTT, Preset
 from .request_errors import JobRequestError as JobRequestError  # raised by every rule of a request
 from .settings import S3Settings
+from .subtitles import (
+    LONGEST_SUBTITLE_NAME,
+    check_burn_subtitles,
+    check_subtitle_files,
+    check_subtitle_languages,
+    is_subtitle_rendition,
+)
 
 MAX_MEDIA_SECONDS = 24 * 3600.0
 MAX_JOB_ID = 64
@@ -36,6 +43,7 @@ MAX_PACKAGE_ID = (
     - 1
     - max(
         len(LONGEST_AUDIO_NAME),
+        len(LONGEST_SUBTITLE_NAME),
         len(CHUNK_SUFFIX.format(index=MAX_CHUNKS))
         + max(
             len(n)
@@ -124,6 +132,9 @@ def normalize_job(job: JobRequested) -> JobRequested:
         watermark=None if job.watermark is None else normalize_watermark(job.watermark),
         preview=normalize_preview(job.preview) if job.kind == "preview" else None,
         audio_languages=check_audio_languages(job.audio_languages),
+        subtitles=check_subtitle_files(job.subtitles),
+        subtitle_languages=check_subtitle_languages(job.subtitle_languages),
+        burn_subtitles=check_burn_subtitles(job.burn_subtitles),
     )
 
 
@@ -169,16 +180,31 @@ def _check_options(job: JobRequested, preset: Preset) -> None:
         )
     if job.kind == "rendition":
         names = [r.name for r in preset.ladder] + [AUDIO_RENDITION]
-        if job.rendition not in names and not is_audio_rendition(job.rendition):
+        if (
+            job.rendition not in names
+            and not is_audio_rendition(job.rendition)
+            and not is_subtitle_rendition(job.rendition)
+        ):
             raise JobRequestError(
-                f"rendition must be one of {', '.join(names)} (or audio-<language>) for preset"
+                f"rendition must be one of {', '.join(names)} (or audio-<language>, subs-<language>) for preset"
                 f" {preset.name!r}",
                 field="rendition",
             )
     if job.audio_stream is not None and not (job.kind == "rendition" and is_audio_rendition(job.rendition)):
         raise JobRequestError("audio_stream belongs to a package's audio renditions", field="audio_stream")
+    if (job.subtitle is not None) != (job.kind == "rendition" and is_subtitle_rendition(job.rendition)):
+        raise JobRequestError(
+            "subtitle belongs to a package's subtitle renditions, which need one", field="subtitle"
+        )
+    if job.burn_subtitles is not None and preset.video_codec in (None, "copy"):
+        raise JobRequestError(
+            f"burning subtitles re-encodes the picture: preset {preset.name!r} does not",
+            field="burn_subtitles",
+        )
     if job.watermark is not None:
-        if job.kind == "rendition" and is_audio_rendition(job.rendition):
+        if job.kind == "rendition" and (
+            is_audio_rendition(job.rendition) or is_subtitle_rendition(job.rendition)
+        ):
             raise JobRequestError("the audio rendition has no picture to watermark", field="watermark")
         if job.kind == "transcode" and preset.video_codec in (None, "copy"):
             raise JobRequestError(
@@ -240,6 +266,11 @@ def _check_graph(job: JobRequested) -> None:
 def _check_package_options(job: JobRequested) -> None:
     if job.audio_languages is not None and job.kind != "package":
         raise JobRequestError("audio_languages is an option of package jobs", field="audio_languages")
+    for name in ("subtitles", "subtitle_languages"):
+        if getattr(job, name) is not None and job.kind != "package":
+            raise JobRequestError(f"{name} is an option of package jobs", field=name)
+    if job.burn_subtitles is not None and job.kind != "transcode":
+        raise JobRequestError("burn_subtitles is an option of transcode jobs", field="burn_subtitles")
     if job.storyboard and job.kind != "package":
         raise JobRequestError(
             "storyboard is an option of package jobs (or submit a storyboard job)", field="storyboard"

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 from .audio_tracks import MAX_AUDIO_STREAMS, audio_stream
 from .colour import hdr_metadata
 from .events import ContentLight, MasteringDisplay, MediaInfo
+from .subtitles import MAX_SUBTITLE_STREAMS, subtitle_stream
 
 # Demuxers MPR accepts as input: the supported file types, never playlists or concat lists.
 INPUT_FORMATS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,flv,asf,mp3,wav,flac,aac,ogg"
@@ -262,6 +263,8 @@ def parse_ffprobe(data: dict[str, Any]) -> MediaInfo:
         info.sample_rate = _num(audio.get("sample_rate"), int)
         info.channels = _num(audio.get("channels"), int)
         info.audio_streams = [audio_stream(i, s) for i, s in enumerate(audios[:MAX_AUDIO_STREAMS])]
+    subtitles = [s for s in streams if s.get("codec_type") == "subtitle"]
+    info.subtitle_streams = [subtitle_stream(i, s) for i, s in enumerate(subtitles[:MAX_SUBTITLE_STREAMS])]
     return info
 
 

@@ -38,6 +38,7 @@ from .kinds.single_output import Plan
 from .limits import Limits, check_source
 from .settings import setting
 from .steps import StepRunner
+from .subtitle_sources import prepare_subtitles
 from .uploader import STORAGE_ERRORS, OutputTooLarge, OutputUploader, dir_size
 from .watermarks import prepare_watermark
 from .workdir import free_space, lock
@@ -95,17 +96,26 @@ async def read_source(
     known_info: KnownInfo | None = None,
 ) -> MediaInfo:
     """The source's metadata (the catalog's probe when it has one), checked against the limits: what a job
-    graph is planned from. A probe made before MediaInfo listed every audio stream is not taken (the
-    source is probed again): a package makes an audio track of each."""
+    graph is planned from. A probe made before MediaInfo listed every audio and subtitle stream is not
+    taken (the source is probed again): a package makes a track of each. Such a probe counts more streams
+    than it lists (a source with a data stream, a timecode track, is probed again too: one ffprobe)."""
 
-    async def listing_audio(bucket: str, key: str, etag: str) -> MediaInfo | None:
-        info = await _known_info(known_info, bucket, key, etag)
-        if info is not None and info.audio_codec is not None and not info.audio_streams:
-            return None
-        return info
-
-    _, info = await _source(job, s3, s3_settings, limits, listing_audio)
+    _, info = await _source(job, s3, s3_settings, limits, _listing_tracks(known_info))
     return info
+
+
+def _listing_tracks(known_info: KnownInfo | None) -> KnownInfo:
+    """``known_info`` without the probes that list fewer streams than they count (made before every
+    audio and subtitle stream was listed)."""
+
+    async def listing(bucket: str, key: str, etag: str) -> MediaInfo | None:
+        info = await _known_info(known_info, bucket, key, etag)
+        if info is None or (info.audio_codec is not None and not info.audio_streams):
+            return None
+        listed = (info.video_codec is not None) + len(info.audio_streams) + len(info.subtitle_streams)
+        return None if info.streams > listed else info
+
+    return listing
 
 
 def check_range(job: JobRequested, info: MediaInfo) -> None:
@@ -181,7 +191,9 @@ async def run_job(
         raise JobError(str(exc), "invalid") from None
     kinds.check(job)
     assert job.output_key
-    url, info = await _source(job, s3, s3_settings, limits, known_info)
+    # a burn-in picks its track among the source's subtitle streams: a probe must list them
+    listing = _listing_tracks(known_info) if job.burn_subtitles is not None else known_info
+    url, info = await _source(job, s3, s3_settings, limits, listing)
     check_range(job, info)
     room = Room.of(workdir, limits)
     tmp = Path(tempfile.mkdtemp(prefix=f"job-{job.job_id}-", dir=room.root))
@@ -189,7 +201,10 @@ async def run_job(
     try:
         held = lock(tmp)  # held until the dir is removed: clean_workdir leaves it alone
         watermark = await prepare_watermark(job, tmp, s3=s3, s3_settings=s3_settings, limits=limits)
-        ctx = JobContext(job, PRESETS[job.preset or ""], url, info, tmp, room.max_bytes, limits, watermark)
+        subtitles = await prepare_subtitles(job, info, url, s3=s3, s3_settings=s3_settings)
+        ctx = JobContext(
+            job, PRESETS[job.preset or ""], url, info, tmp, room.max_bytes, limits, watermark, subtitles
+        )
         work = kinds.plan_work(ctx)
         out_bucket = job.output_bucket or s3_settings.bucket_out
         uploads = await _execute(ctx, work, room, s3, out_bucket, on_progress, cancelled)
@@ -228,6 +243,8 @@ async def _execute(
     names = {ctx.url: job.source_key}
     if ctx.watermark is not None and ctx.watermark.image_url and job.watermark and job.watermark.key:
         names[ctx.watermark.image_url] = job.watermark.key  # FFmpeg's errors name the key, not the URL
+    if ctx.subtitles is not None:
+        names[ctx.subtitles.url] = ctx.subtitles.name
     runner = StepRunner(ctx.limits, stop, names, on_progress, work.expected, run_ffmpeg)
     # The uploader also watches the size of what HLS writes, which FFmpeg's -fs does not see.
     uploader = OutputUploader(

@@ -37,6 +37,16 @@ class AudioStream:
     title: str | None
 
 
+@strawberry.type(description="A subtitle stream of the source (index: among its subtitle streams)")
+class SubtitleStream:
+    index: int
+    codec: str | None
+    language: str | None
+    title: str | None
+    default: bool
+    forced: bool
+
+
 @strawberry.type
 class MediaInfo:
     format_name: str | None
@@ -50,6 +60,7 @@ class MediaInfo:
     sample_rate: int | None
     channels: int | None
     audio_streams: list[AudioStream]
+    subtitle_streams: list[SubtitleStream]
 
 
 @strawberry.type
@@ -85,6 +96,17 @@ class Asset:
                         index=s.index, codec=s.codec, channels=s.channels, language=s.language, title=s.title
                     )
                     for s in i.audio_streams
+                ],
+                subtitle_streams=[
+                    SubtitleStream(
+                        index=s.index,
+                        codec=s.codec,
+                        language=s.language,
+                        title=s.title,
+                        default=s.default,
+                        forced=s.forced,
+                    )
+                    for s in i.subtitle_streams
                 ],
             )
         return cls(

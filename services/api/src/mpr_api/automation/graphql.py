@@ -61,6 +61,8 @@ class JobTemplate:
     chunk_seconds: float | None
     progressive: bool | None
     audio_languages: list[str] | None
+    subtitle_languages: list[str] | None
+    burn_subtitles: str | None
     watermark: JSON | None
     preview: JSON | None
     description: str
@@ -86,6 +88,8 @@ class JobTemplateInput:
     chunk_seconds: float | None = None
     progressive: bool | None = None
     audio_languages: list[str] | None = None
+    subtitle_languages: list[str] | None = None
+    burn_subtitles: str | None = None
     watermark: WatermarkInput | None = None
     preview: PreviewInput | None = None
     description: str | None = None

@@ -17,6 +17,7 @@ from mpr_common.audio_tracks import AudioLanguages
 from mpr_common.events import JobKind, JobRequested, PreviewOptions, Priority, Watermark
 from mpr_common.jobs import JobRequestError, normalize_job
 from mpr_common.presets import DEFAULT_PRESET
+from mpr_common.subtitles import SubtitleLanguages
 
 MAX_NAME_CHARS = 64
 MAX_TEXT_CHARS = 1000  # descriptions
@@ -64,6 +65,8 @@ class Template(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_de
     chunk_seconds: Seconds | None = None
     progressive: bool | None = None
     audio_languages: AudioLanguages | None = None
+    subtitle_languages: SubtitleLanguages | None = None
+    burn_subtitles: Annotated[str, msgspec.Meta(min_length=2, max_length=35)] | None = None
     watermark: Watermark | None = None
     preview: PreviewOptions | None = None
     description: Text = ""
@@ -82,6 +85,8 @@ TEMPLATE_FIELDS: tuple[str, ...] = (
     "chunk_seconds",
     "progressive",
     "audio_languages",
+    "subtitle_languages",
+    "burn_subtitles",
     "watermark",
     "preview",
 )

@@ -100,6 +100,12 @@ class Job:
 JobKind: Any = strawberry.enum(enum.Enum("JobKind", {k: k for k in JOB_KINDS}))  # type: ignore[call-overload]
 
 
+@strawberry.input(description="A subtitle file (SRT or WebVTT) of the source bucket and its language")
+class SubtitleFileInput:
+    key: str
+    language: str
+
+
 @strawberry.input
 class JobInput:
     kind: JobKind
@@ -114,6 +120,9 @@ class JobInput:
     chunk_seconds: float | None = None
     progressive: bool | None = None
     audio_languages: list[str] | None = None
+    subtitles: list[SubtitleFileInput] | None = None
+    subtitle_languages: list[str] | None = None
+    burn_subtitles: str | None = None
     watermark: WatermarkInput | None = None
     preview: PreviewInput | None = None
     template: str | None = None
@@ -154,6 +163,9 @@ class JobsMutation:
             "chunk_seconds": job.chunk_seconds,
             "progressive": job.progressive,
             "audio_languages": job.audio_languages,
+            "subtitles": None if job.subtitles is None else [unset_dropped(f) for f in job.subtitles],
+            "subtitle_languages": job.subtitle_languages,
+            "burn_subtitles": job.burn_subtitles,
             "watermark": unset_dropped(job.watermark),
             "preview": unset_dropped(job.preview),
             "template": job.template,

@@ -8,6 +8,7 @@ import msgspec
 
 from mpr_common.audio_tracks import AudioLanguages
 from mpr_common.events import FailureReason, JobKind, JobView, PreviewOptions, Priority, Watermark
+from mpr_common.subtitles import SubtitleFiles, SubtitleLanguages
 
 from ..http.fields import JobId, Key, Page
 from ..http.limits import (
@@ -45,6 +46,15 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # "pt-BR"), in this order, the first the default; unset: every audio stream. A language the source
     # does not have fails the package (reason "invalid").
     audio_languages: AudioLanguages | None = None
+    # package jobs: subtitle files (SRT or WebVTT, in the source bucket) that become subtitle tracks
+    # besides the source's subtitle streams and its sidecars (<stem>.<language>.srt|vtt beside it)
+    subtitles: SubtitleFiles | None = None
+    # package jobs: the subtitle tracks kept, by language, in this order; unset: every text track. A
+    # language the source does not have fails the package (reason "invalid").
+    subtitle_languages: SubtitleLanguages | None = None
+    # transcode jobs: the subtitle track of this language drawn into the picture (a language the source
+    # does not have fails the job, reason "invalid"); such a transcode is never chunked
+    burn_subtitles: Annotated[str, msgspec.Meta(min_length=2, max_length=35)] | None = None
     # transcode and package jobs: an image (a PNG or JPEG in the source bucket) or a text drawn over the
     # picture (every rung of a package); bounds and defaults: docs/outputs.md, mpr_common.overlays
     watermark: Watermark | None = None

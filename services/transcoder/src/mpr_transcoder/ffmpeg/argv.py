@@ -14,6 +14,7 @@ from pathlib import Path
 # takes them from here only.
 from mpr_common.mediainfo import INPUT_FORMATS, NETWORK_PROTOCOLS
 from mpr_common.overlays import WATERMARK_FORMATS
+from mpr_common.subtitles import SUBTITLE_FORMATS
 
 # Every FFmpeg command: no stdin, errors only, overwrite, ``-progress`` reports on stdout (see .runner).
 GLOBAL_ARGS = [
@@ -87,6 +88,12 @@ def image_input(url: str, protocols: str = NETWORK_PROTOCOLS) -> list[str]:
     """A watermark image as an input: the image demuxers of PNG and JPEG only (whatever its key's
     name says), a read timeout."""
     return [*whitelist(protocols, ",".join(WATERMARK_FORMATS)), *READ_TIMEOUT, "-i", url]
+
+
+def subtitle_file_input(url: str, protocols: str = NETWORK_PROTOCOLS) -> list[str]:
+    """A subtitle file as an input: the SRT and WebVTT demuxers only (whatever its content claims), a
+    read timeout."""
+    return [*whitelist(protocols, SUBTITLE_FORMATS), *READ_TIMEOUT, "-i", url]
 
 
 def image_probe_args(url: str, protocols: str = NETWORK_PROTOCOLS) -> list[str]:

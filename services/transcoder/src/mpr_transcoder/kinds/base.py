@@ -16,13 +16,15 @@ from ..job_errors import JobError
 from ..limits import Limits
 from ..loudness import OUTPUT_RATE, LoudnessError, SilentAudio, loudnorm_filter, measure_loudness
 from ..steps import StepRunner
+from ..subtitle_sources import SubtitleInput
 
 
 @dataclass(frozen=True, slots=True)
 class JobContext:
     """One job's plan inputs: the job (normalised), its preset, a presigned URL of its source and the
-    source's probe, its work dir ``tmp``, the bound on its outputs' size, its limits, and its watermark
-    (checked and ready to draw: see ``watermarks.prepare_watermark``)."""
+    source's probe, its work dir ``tmp``, the bound on its outputs' size, its limits, its watermark
+    (checked and ready to draw: see ``watermarks.prepare_watermark``) and the subtitle track it reads
+    (``subtitle_sources.prepare_subtitles``)."""
 
     job: JobRequested
     preset: Preset
@@ -32,6 +34,7 @@ class JobContext:
     max_bytes: int
     limits: Limits
     watermark: WatermarkSource | None = None
+    subtitles: SubtitleInput | None = None  # the subtitle track it converts or burns in
 
     @property
     def out_dir(self) -> Path:

@@ -14,6 +14,7 @@ from mpr_common.events import JobRequested, MediaInfo
 from mpr_common.keys import extension
 from mpr_common.presets import Preset
 
+from ..burn_in import BURNT, CONVERTED, burn_filter, write_burn_file
 from ..ffmpeg.argv import GLOBAL_ARGS, VIDEO_TIMING, fmt, input_args, output_slack
 from ..ffmpeg.filtergraph import WatermarkSource, watermark_inputs, watermark_outputs
 from ..job_errors import JobError
@@ -99,7 +100,11 @@ def video_encoder(preset: Preset) -> list[str]:
 
 
 def _stream_args(
-    job: JobRequested, preset: Preset, info: MediaInfo, watermark: WatermarkSource | None = None
+    job: JobRequested,
+    preset: Preset,
+    info: MediaInfo,
+    watermark: WatermarkSource | None = None,
+    burn: Path | None = None,
 ) -> list[str]:
     """Which streams go to the output and how they are encoded (the sound's options aside); with a
     watermark, the picture comes from its filter graph (its image is the second input)."""
@@ -117,19 +122,25 @@ def _stream_args(
     if watermark is not None and not has_video:
         raise ValueError("watermark: the source has no video stream to draw it on")
     if has_video:
-        args += _video_stream_args(preset, watermark)
+        args += _video_stream_args(preset, watermark, burn)
+    elif burn is not None:
+        raise ValueError("burn_subtitles: the source has no video stream to draw them on")
     if has_audio:
         args += ["-map", "0:a:0", "-c:a", _codec(preset.audio_codec, preset.name)]
     return args
 
 
-def _video_stream_args(preset: Preset, watermark: WatermarkSource | None) -> list[str]:
+def _video_stream_args(
+    preset: Preset, watermark: WatermarkSource | None, burn: Path | None = None
+) -> list[str]:
     scale = scale_height(preset.height) if preset.height else "null"
+    if burn is not None:  # drawn on the scaled picture, at the output's size
+        scale += "," + burn_filter(burn)
     args = watermark_outputs(scale, watermark) if watermark is not None else ["-map", "0:v:0"]
     args += ["-c:v", _codec(preset.video_codec, preset.name)]
     if preset.container != "hls":
         args += VIDEO_TIMING
-    if preset.height and watermark is None:
+    if (preset.height or burn is not None) and watermark is None:
         args += ["-vf", scale]
     args += video_encoder(preset)
     if preset.container == "hls" and preset.hls_segment_seconds:
@@ -162,6 +173,7 @@ def build_plan(
     max_source_duration: float | None = None,
     audio_filter: str | None = None,
     watermark: WatermarkSource | None = None,
+    burn: Path | None = None,
 ) -> Plan:
     """``job`` must be normalised (see ``mpr_common.jobs.normalize_job``).
 
@@ -170,7 +182,7 @@ def build_plan(
     the start plus :func:`output_slack` (``max_source_duration`` when the probe found none), so that
     timestamps that jump far ahead never make FFmpeg write hours of duplicated frames. ``audio_filter``
     (e.g. the second pass of loudness normalisation) applies when the sound is re-encoded; ``watermark``
-    is drawn over the scaled picture."""
+    is drawn over the scaled picture, after the subtitles of the WebVTT file ``burn``."""
     start = job.start if job.kind != "thumbnail" else thumbnail_time(job, info)
     args = GLOBAL_ARGS + input_args(input_url, start)
     if watermark is not None and job.kind != "thumbnail":  # its image: an input, before any output option
@@ -185,7 +197,7 @@ def build_plan(
     if job.kind == "thumbnail":
         return Plan(args + _thumbnail_args(preset, info, main), output_dir, main, None)
 
-    args += _stream_args(job, preset, info, watermark) + _sound_options(job, preset, info, audio_filter)
+    args += _stream_args(job, preset, info, watermark, burn) + _sound_options(job, preset, info, audio_filter)
     args += ["-fs", str(max_output_bytes)]
     if preset.container == "hls":
         args += [
@@ -210,7 +222,10 @@ def build_plan(
 
 
 def plan(ctx: JobContext) -> Work:
-    """One command; with loudness normalisation, its first pass before it."""
+    """One command; with loudness normalisation, its first pass before it; with burnt-in subtitles,
+    their conversion (:mod:`..burn_in`) before it."""
+    burning = ctx.subtitles if ctx.job.burn_subtitles is not None and ctx.job.kind == "transcode" else None
+    burn = ctx.tmp / BURNT if burning is not None else None
 
     def command(audio_filter: str | None = None) -> Plan:
         try:
@@ -224,6 +239,7 @@ def plan(ctx: JobContext) -> Work:
                 max_source_duration=ctx.limits.max_source_duration or None,
                 audio_filter=audio_filter,
                 watermark=ctx.watermark,
+                burn=burn,
             )
         except ValueError as exc:
             raise JobError(str(exc), "invalid") from None
@@ -231,6 +247,11 @@ def plan(ctx: JobContext) -> Work:
     first = command()
 
     async def single(runner: StepRunner) -> None:
+        if burning is not None and burn is not None:
+            converted = ctx.tmp / CONVERTED
+            await runner.scoped(0.0, 1.0, by_time=False)(burning.webvtt_args(converted))
+            write_burn_file(converted, burn, ctx.job.start, burning.name)
+
         async def encode(audio_filter: str | None) -> None:
             main = runner.scoped(30.0 if audio_filter else 0.0, 100.0)
             await main((command(audio_filter) if audio_filter else first).args)

@@ -93,6 +93,7 @@ class Worker:
                     Packager(
                         *(self.js, self.s3, self.job_state, PackageStore(plans), out, me, self.owners),
                         window=window,
+                        bucket_in=self.settings.s3.bucket_in,
                     ),
                     TranscodeGraph(
                         *(self.js, self.s3, self.job_state, TranscodeStore(plans), out, me, self.owners),

@@ -107,6 +107,10 @@ class JobGraph(Generic[P]):
         source cannot make them."""
         raise NotImplementedError
 
+    async def plan_graph(self, parent: JobRequested, info: MediaInfo) -> P:
+        """:meth:`make_plan`, with what else the kind reads to plan (a package's subtitle sidecars)."""
+        return self.make_plan(parent, info)
+
     def as_planned(self, job: JobRequested, plan: P) -> JobRequested:
         """The child as the plan describes it; raises :class:`JobRequestError` for one that is not."""
         raise NotImplementedError
@@ -167,7 +171,7 @@ class JobGraph(Generic[P]):
                 raise JobRequestError(
                     f"{key!r} belongs to job {owner}: a {self.noun} needs a folder of its own"
                 )
-        plan = await self.store.create(self.make_plan(parent, info))
+        plan = await self.store.create(await self.plan_graph(parent, info))
         await self.publish_children(plan, parent.retry)
         await publish_event(
             self.js,

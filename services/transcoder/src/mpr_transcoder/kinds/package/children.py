@@ -1,7 +1,9 @@
 """Adaptive packages as job graphs: a package job becomes one ``rendition`` child per rung of its ladder
 that the source can fill (never upscaled), one audio rendition per audio track (every audio stream of
 the source, or those of the languages the package names: :func:`mpr_common.audio_tracks.select_audio`),
-and a ``storyboard`` child when asked for.
+one subtitle rendition per text subtitle track (the source's subtitle streams, the sidecars beside it,
+the files the package names: :func:`mpr_common.subtitles.select_subtitles`), and a ``storyboard``
+child when asked for.
 
 A source longer than one chunk is encoded in chunks (``chunk_seconds``, :data:`DEFAULT_CHUNK_SECONDS`):
 each video rung becomes one child per chunk of the source (all rungs cut at the same segment boundaries,
@@ -22,9 +24,10 @@ import msgspec
 from nats.js.kv import KeyValue
 
 from mpr_common.audio_tracks import select_audio, source_audio
-from mpr_common.events import AudioStream, ChunkSpan, JobRequested, MediaInfo, new_id, now
+from mpr_common.events import AudioStream, ChunkSpan, JobRequested, MediaInfo, SubtitleFile, new_id, now
 from mpr_common.jobs import CHUNK_SUFFIX, DEFAULT_CHUNK_SECONDS, JobRequestError
 from mpr_common.presets import DEFAULT_PRESET, PRESETS, STORYBOARD_VTT, Preset
+from mpr_common.subtitles import is_subtitle_rendition, select_subtitles
 
 from ..graph.store import PlanStore
 from ..ladder import ladder_rungs
@@ -36,6 +39,7 @@ from ..rendition.cmaf import chunk_playlist_name
 # on (at 30000/1001 fps they part from it), and a chunk's segment count would not be the plan's.
 UNCHUNKED_CODECS = frozenset({"libsvtav1"})
 AUDIO_WEIGHT = 0.3  # encoding AAC costs little beside any video rung (each audio track)
+SUBTITLE_WEIGHT = 0.05  # converting a subtitle track to WebVTT reads its packets, decodes nothing
 STORYBOARD_WEIGHT = 0.3
 
 
@@ -54,6 +58,7 @@ class PackagePlan(msgspec.Struct, kw_only=True):
     chunked: list[JobRequested] = msgspec.field(default_factory=list)
     spans: list[ChunkSpan] = msgspec.field(default_factory=list)
     duration: float | None = None  # the source's, as probed when the plan was made
+    notes: list[str] = msgspec.field(default_factory=list)  # what of the source the package leaves out
 
     @property
     def parent(self) -> JobRequested:
@@ -61,11 +66,20 @@ class PackagePlan(msgspec.Struct, kw_only=True):
 
     @property
     def jobs(self) -> list[JobRequested]:
-        """Every child, in the order they are published: the whole ones first (the sound is needed to
-        play anything), then chunk by chunk, every rung's first chunk before any rung's second."""
+        """Every child, in the order they are published: the sound first (needed to play anything), then
+        chunk by chunk, every rung's first chunk before any rung's second; the subtitle tracks right after
+        the first chunks (a package plays without them, and they are soon done); the rest last."""
         chunks = [chunk_child(rung, span, self.duration) for span in self.spans for rung in self.chunked]
-        whole = [c for c in self.children if c.kind == "rendition"]
-        return [*whole, *chunks, *(c for c in self.children if c.kind != "rendition")]
+        whole = [c for c in self.children if c.kind == "rendition" and not is_subtitle(c)]
+        subtitles = [c for c in self.children if is_subtitle(c)]
+        first = len(self.chunked)
+        return [
+            *whole,
+            *chunks[:first],
+            *subtitles,
+            *chunks[first:],
+            *(c for c in self.children if c.kind != "rendition"),
+        ]
 
     @property
     def chunked_names(self) -> list[str]:
@@ -86,6 +100,11 @@ class PackagePlan(msgspec.Struct, kw_only=True):
         """The chunk children of the chunked rung ``name``, in order."""
         rung = next((r for r in self.chunked if r.rendition == name), None)
         return [] if rung is None else [chunk_child(rung, span, self.duration) for span in self.spans]
+
+
+def is_subtitle(child: JobRequested) -> bool:
+    """Whether the child makes a subtitle track."""
+    return child.kind == "rendition" and is_subtitle_rendition(child.rendition)
 
 
 def child_id(package_id: str, name: str) -> str:
@@ -125,8 +144,11 @@ def chunk_spans(package: JobRequested, preset: Preset, info: MediaInfo) -> list[
     return spans if len(spans) > 1 else []
 
 
-def plan_package(package: JobRequested, info: MediaInfo) -> PackagePlan:
-    """``package`` must be normalised. Raises :class:`JobRequestError` when the source cannot make one."""
+def plan_package(
+    package: JobRequested, info: MediaInfo, sidecars: list[SubtitleFile] | None = None
+) -> PackagePlan:
+    """``package`` must be normalised; ``sidecars`` are the subtitle files found beside its source.
+    Raises :class:`JobRequestError` when the source cannot make one."""
     preset = PRESETS[package.preset or DEFAULT_PRESET["package"]]
     assert package.output_key is not None
     if info.video_codec is None or not info.height:
@@ -170,8 +192,24 @@ def plan_package(package: JobRequested, info: MediaInfo) -> PackagePlan:
         rendition(t.name, AUDIO_WEIGHT, t.stream)
         for t in select_audio(source_audio(info), package.audio_languages)
     ]
+    subtitles, notes = select_subtitles(
+        info.subtitle_streams, [*(sidecars or []), *(package.subtitles or [])], package.subtitle_languages
+    )
+    texts = [
+        replace(
+            base,
+            job_id=child_id(package.job_id, s.name),
+            rendition=s.name,
+            output_key=f"{folder}/{s.name}.m3u8",
+            weight=SUBTITLE_WEIGHT,
+            subtitle=s.track,
+        )
+        for s in subtitles
+    ]
     children: list[JobRequested] = (
-        [*audios, *whole] if spans else [*(rendition(r.name, r.weight) for r in fitting), *audios]
+        [*audios, *whole, *texts]
+        if spans
+        else [*(rendition(r.name, r.weight) for r in fitting), *audios, *texts]
     )
     if package.storyboard:
         children.append(
@@ -186,7 +224,7 @@ def plan_package(package: JobRequested, info: MediaInfo) -> PackagePlan:
         )
     chunked = rungs if spans else []
     return PackagePlan(
-        package=package, children=children, chunked=chunked, spans=spans, duration=info.duration
+        package=package, children=children, chunked=chunked, spans=spans, duration=info.duration, notes=notes
     )
 
 

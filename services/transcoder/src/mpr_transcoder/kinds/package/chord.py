@@ -34,21 +34,31 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyWrongLastSequenceError
 
 from mpr_common import subjects as s
+from mpr_common.audio_tracks import is_audio_rendition
 from mpr_common.bus import publish_event
 from mpr_common.events import JobCompleted, JobPlayable, JobRequested, MediaInfo, Rendition
 from mpr_common.jobs import DEFAULT_PROGRESSIVE, JobRequestError, outcome_id
 from mpr_common.jobstate import JobState
 from mpr_common.outputs import OutputOwners
 from mpr_common.packages import manifest_keys
-from mpr_common.presets import AUDIO_RENDITION, DASH_MANIFEST, MASTER_PLAYLIST, POSTER
+from mpr_common.presets import DASH_MANIFEST, MASTER_PLAYLIST, POSTER
 from mpr_common.s3_client import S3Client
+from mpr_common.subtitles import subtitle_text_file
 
 from ...settings import DEFAULT_RELEASE_WINDOW
+from ...subtitle_sources import find_sidecars
 from ...uploader import STORAGE_ERRORS
 from ..graph.runner import ChildVerdict, JobGraph
 from ..rendition.chunks import media_playlist, stitch
 from ..rendition.cmaf import init_name, playlist_name
-from .children import PackagePlan, PackageStore, as_planned, chunk_playlist_name, plan_package
+from .children import (
+    PackagePlan,
+    PackageStore,
+    as_planned,
+    chunk_playlist_name,
+    is_subtitle,
+    plan_package,
+)
 from .manifests import dash_mpd, hls_master
 from .releasing import lead, with_shares
 
@@ -69,6 +79,9 @@ def child_files(child: JobRequested) -> tuple[str, re.Pattern[str]]:
     if child.kind == "storyboard":
         return main, re.compile(rf"storyboard_[0-9]+\.jpg|{re.escape(POSTER)}")
     name = child.rendition or ""
+    if is_subtitle(child):  # its WebVTT segments and whole file
+        assert main == playlist_name(name)
+        return main, re.compile(rf"{re.escape(name)}_[0-9]+\.vtt|{re.escape(subtitle_text_file(name))}")
     media = rf"{re.escape(init_name(name))}|{re.escape(name)}_[0-9]+\.m4s"
     if child.chunk is not None:  # and the rung's playlist, which its package writes from its chunks'
         assert main == chunk_playlist_name(name, child.chunk.index)
@@ -115,11 +128,23 @@ class Packager(JobGraph[PackagePlan]):
         instance: str,
         owners: OutputOwners | None = None,
         window: int = DEFAULT_RELEASE_WINDOW,
+        bucket_in: str | None = None,
     ) -> None:
         super().__init__(js, s3, job_state, store, bucket_out, instance, owners, window)
+        self.bucket_in = bucket_in  # where sources are read by default; None: no sidecar is looked for
 
     def make_plan(self, parent: JobRequested, info: MediaInfo) -> PackagePlan:
         return with_shares(plan_package(parent, info))
+
+    async def plan_graph(self, parent: JobRequested, info: MediaInfo) -> PackagePlan:
+        """The plan, with the subtitle sidecars found beside the source (listed once, here)."""
+        found = []
+        if self.bucket_in is not None:  # a failed listing is a storage error: the package is retried
+            found = await find_sidecars(self.s3, parent.source_bucket or self.bucket_in, parent.source_key)
+        plan = with_shares(plan_package(parent, info, found))
+        for note in plan.notes:
+            log.info("package: %s", note, extra={"job_id": parent.job_id})
+        return plan
 
     def release_lead(self, plan: PackagePlan) -> int:
         return lead(plan)
@@ -138,10 +163,12 @@ class Packager(JobGraph[PackagePlan]):
     async def _grow(self, plan: PackagePlan, done: dict[str, JobCompleted], retry: int) -> None:
         """A progressive package's playlists over what is up, once the sound and every rung's first
         chunk are; ``job.playable`` the first time."""
-        whole = [c for c in plan.children if c.kind == "rendition"]
+        whole = [c for c in plan.children if c.kind == "rendition" and not is_subtitle(c)]
         ups = [done[c.job_id] for c in whole if c.job_id in done]
-        if any(c.rendition == AUDIO_RENDITION and c.job_id not in done for c in whole):
-            return  # the sound is not up yet; a rung encoded whole (AV1) joins once it is complete
+        if any(is_audio_rendition(c.rendition or "") and c.job_id not in done for c in whole):
+            return  # a sound track is not up yet; a rung encoded whole (AV1) joins once it is complete
+        # the subtitle tracks done so far (the master lists the others once they are)
+        ups += [done[c.job_id] for c in plan.children if is_subtitle(c) and c.job_id in done]
         renditions: list[Rendition] = [u.rendition for u in ups if u.rendition is not None]
         bucket = plan.package.output_bucket or self.bucket_out
         playlists = []

@@ -18,6 +18,7 @@ from mpr_common.audio_tracks import display_text, language_tag
 from mpr_common.events import Rendition
 
 AUDIO_GROUP = "aud"
+SUBTITLE_GROUP = "subs"
 # 90 kHz counts every common frame duration in whole ticks (1/24, 1/25, 1/30, 1/50, 1/60 s and their
 # 1000/1001 variants), so video segment boundaries, which fall on frames, are exact.
 VIDEO_TIMESCALE = 90000
@@ -95,6 +96,21 @@ def _audio_media(a: Rendition, label: str, default: bool) -> str:
     return "#EXT-X-MEDIA:" + ",".join(attrs)
 
 
+def _subtitle_media(r: Rendition, label: str) -> str:
+    """A subtitle rendition as a member of the subtitle group: its WebVTT media playlist."""
+    attrs = ["TYPE=SUBTITLES", f"GROUP-ID={_quoted(SUBTITLE_GROUP)}", f"NAME={_quoted(label)}"]
+    language = language_tag(r.language)
+    if language:
+        attrs.append(f"LANGUAGE={_quoted(language)}")
+    attrs += [
+        f"DEFAULT={'YES' if r.default else 'NO'}",
+        "AUTOSELECT=YES",
+        f"FORCED={'YES' if r.forced else 'NO'}",
+        f"URI={_quoted(_uri(r.playlist))}",
+    ]
+    return "#EXT-X-MEDIA:" + ",".join(attrs)
+
+
 def _video_variant(v: Rendition, audios: list[Rendition], ranges: bool = False) -> list[str]:
     """A video rendition as a variant naming the audio group, its bandwidth that of the group's largest
     audio rendition added to its own. ``ranges``: its VIDEO-RANGE is written (SDR when it has none)."""
@@ -120,10 +136,11 @@ def hls_master(renditions: list[Rendition]) -> str:
     """The master playlist: one audio group with the audio renditions (in the order given, the first the
     default; NAME its label, LANGUAGE its language), one variant per video rendition (ascending
     bandwidth) that names the group. A variant's BANDWIDTH and AVERAGE-BANDWIDTH add those of
-    the group's largest audio rendition to its video's; CODECS lists both. Audio alone: the audio
-    renditions are the variants. When a video rendition is HDR, every video variant says its
-    VIDEO-RANGE (PQ, HLG or SDR: a player without HDR takes the SDR ones); an all-SDR package's master
-    leaves it out (SDR is the default)."""
+    the group's largest audio rendition to its video's; CODECS lists both. Subtitle renditions (in the
+    order given) form a subtitle group every variant names. Audio alone: the audio renditions are the
+    variants. When a video rendition is HDR, every video variant says its VIDEO-RANGE (PQ, HLG or SDR: a
+    player without HDR takes the SDR ones); an all-SDR package's master leaves it out (SDR is the
+    default)."""
     videos = _by_bandwidth(r for r in renditions if r.type == "video")
     audios = [r for r in renditions if r.type == "audio"]
     if not videos and not audios:
@@ -136,8 +153,13 @@ def hls_master(renditions: list[Rendition]) -> str:
         labels = _labels(audios)
         lines += [_audio_media(a, labels[i], default=i == 0) for i, a in enumerate(audios)]
         ranges = any(v.video_range for v in videos)
+        texts = [r for r in renditions if r.type == "subtitles"]
+        lines += [_subtitle_media(r, label) for r, label in zip(texts, _labels(texts), strict=True)]
         for v in videos:
-            lines += _video_variant(v, audios, ranges)
+            variant = _video_variant(v, audios, ranges)
+            if texts:
+                variant[0] += f",SUBTITLES={_quoted(SUBTITLE_GROUP)}"
+            lines += variant
     return "\n".join(lines) + "\n"
 
 
@@ -286,12 +308,27 @@ def _audio_set(period: ET.Element, set_id: int, audios: list[Rendition], label: 
             rep.insert(0, channels)
 
 
+def _text_set(period: ET.Element, set_id: int, r: Rendition, label: str) -> None:
+    """One subtitle track's adaptation set: the whole track in one WebVTT file, with its language,
+    Label and Role (``subtitle``, or ``forced-subtitle``)."""
+    aset = ET.SubElement(period, "AdaptationSet", id=str(set_id), contentType="text", mimeType="text/vtt")
+    language = language_tag(r.language)
+    if language:
+        aset.set("lang", language)
+    ET.SubElement(aset, "Label").text = label
+    role = "forced-subtitle" if r.forced else "subtitle"
+    ET.SubElement(aset, "Role", schemeIdUri="urn:mpeg:dash:role:2011", value=role)
+    rep = ET.SubElement(aset, "Representation", id=r.name, bandwidth=str(r.bandwidth))
+    ET.SubElement(rep, "BaseURL").text = _uri(r.text_file or "")
+
+
 def dash_mpd(renditions: list[Rendition]) -> str:
     """A static (VOD) MPD, ISO BMFF live profile: one adaptation set per video codec family (and dynamic
     range: an HDR set carries its colour properties), their
     segments aligned (every rendition has a key frame at the same times and segments cut on them), and one
-    per audio track (in the order given, the first the main one); each representation addresses its
-    segments by number along a timeline of their durations."""
+    per audio track (in the order given, the first the main one), and one per subtitle track (its whole
+    WebVTT file); each segmented representation addresses its segments by number along a timeline of
+    their durations."""
     if not renditions:
         raise ValueError("a package needs at least one rendition")
     total = max(sum(r.segments) for r in renditions)
@@ -315,5 +352,8 @@ def dash_mpd(renditions: list[Rendition]) -> str:
     audios = [r for r in renditions if r.type == "audio"]
     for i, (audio, label) in enumerate(zip(audios, _labels(audios), strict=True)):
         _audio_set(period, len(ordered) + i, [audio], label, main=i == 0)
+    texts = [r for r in renditions if r.type == "subtitles" and r.text_file]
+    for i, (text, label) in enumerate(zip(texts, _labels(texts), strict=True)):
+        _text_set(period, len(ordered) + len(audios) + i, text, label)
     ET.indent(mpd)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(mpd, encoding="unicode") + "\n"

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import msgspec
 
-from .children import PackagePlan
+from .children import PackagePlan, is_subtitle
 
 
 def lead(plan: PackagePlan) -> int:
     """The first children of ``plan.jobs`` that must all be out before the package plays: up to the
-    last whole rendition (the sound) or first chunk of a rung for a chunked package, every child for one
-    that is not chunked (it plays once complete)."""
+    last whole rendition (the sound) or first chunk of a rung for a chunked package (subtitle tracks are
+    not needed: they join the playlists as they complete), every child for one that is not chunked (it
+    plays once complete)."""
     jobs = plan.jobs
     if not plan.spans:
         return len(jobs)
     first = [
-        i for i, c in enumerate(jobs) if c.kind == "rendition" and (c.chunk is None or c.chunk.index == 0)
+        i
+        for i, c in enumerate(jobs)
+        if c.kind == "rendition" and not is_subtitle(c) and (c.chunk is None or c.chunk.index == 0)
     ]
     return first[-1] + 1 if first else 0
 

@@ -1,5 +1,5 @@
 """The ``rendition`` kind: one CMAF rendition of an adaptive package (a rung of its ladder, or its
-sound), run as a child job of the package; its description (what the manifests are written from) goes
+sound, or a subtitle track: :mod:`.subtitles`), run as a child job of the package; its description (what the manifests are written from) goes
 with its completion. A chunk child (``job.chunk``) encodes one chunk of a video rung: :mod:`.chunks`.
 Commands and the reading of what FFmpeg wrote: :mod:`.cmaf`."""
 
@@ -10,6 +10,7 @@ import asyncio
 from mpr_common.audio_tracks import is_audio_rendition, track_label
 from mpr_common.events import AudioStream, ChunkSpan, MediaInfo
 from mpr_common.presets import Rung
+from mpr_common.subtitles import is_subtitle_rendition
 
 from ...ffmpeg.argv import input_args
 from ...ffmpeg.probe import with_hdr_metadata
@@ -19,6 +20,7 @@ from ..base import JobContext, Work, with_loudness
 from ..colour import rung_range
 from .chunks import finish_chunk
 from .cmaf import chunk_playlist_name, chunk_rendition_args, describe_rendition, rendition_args
+from .subtitles import plan_subtitles
 
 
 async def _rung_info(ctx: JobContext, rung: Rung) -> MediaInfo:
@@ -35,6 +37,8 @@ async def _rung_info(ctx: JobContext, rung: Rung) -> MediaInfo:
 def plan(ctx: JobContext) -> Work:
     preset, info = ctx.preset, ctx.info
     name = ctx.job.rendition or ""
+    if is_subtitle_rendition(name):
+        return plan_subtitles(ctx, name)
     rung = next((r for r in preset.ladder if r.name == name), None)
     if rung is None and not is_audio_rendition(name):
         raise JobError(f"rendition {name!r} is not in ladder {preset.name!r}", "invalid")

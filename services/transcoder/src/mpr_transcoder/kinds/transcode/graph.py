@@ -70,6 +70,8 @@ def may_chunk(job: JobRequested) -> bool:
         and seconds > 0
         and job.start is None
         and job.end is None
+        # burnt-in subtitles are drawn at each frame's time, which a chunk restarts from 0
+        and job.burn_subtitles is None
         and len(job.job_id) <= MAX_CHUNKED_ID
         and chunkable_preset(PRESETS[job.preset or ""])
     )

@@ -40,6 +40,29 @@ function audioMenu(video, hls, Events) {
   });
 }
 
+/** A package's subtitle tracks (its master playlist's EXT-X-MEDIA TYPE=SUBTITLES): a <select> after the
+ * video, "Off" first, that switches hls.js's subtitle track. Names are the source's tags: text only. */
+function subtitleMenu(video, hls, Events) {
+  hls.on(Events.SUBTITLE_TRACKS_UPDATED, () => {
+    video.mprSubtitleMenu?.remove();
+    video.mprSubtitleMenu = null;
+    const tracks = hls.subtitleTracks;
+    if (!tracks.length || !video.parentNode) return;
+    const label = (t) => (t.lang && t.lang !== t.name ? `${t.name} (${t.lang})` : t.name);
+    const select = h(
+      "select",
+      { class: "subtitle-tracks", "aria-label": "Subtitles", onchange: () => (hls.subtitleTrack = Number(select.value)) },
+      [h("option", { value: "-1" }, "Subtitles off"), ...tracks.map((t, i) => h("option", { value: String(i) }, label(t)))],
+    );
+    select.value = String(hls.subtitleTrack);
+    video.mprSubtitleMenu = select;
+    (video.mprAudioMenu || video).after(select);
+  });
+  hls.on(Events.SUBTITLE_TRACK_SWITCH, (_event, data) => {
+    if (video.mprSubtitleMenu) video.mprSubtitleMenu.value = String(data.id);
+  });
+}
+
 /** Attach ``url`` to ``video``; returns the library's player (or null) so that it can be destroyed. */
 export async function attach(video, url) {
   const kind = kindOf(url);
@@ -52,6 +75,7 @@ export async function attach(video, url) {
       // ENDLIST yet), which hls.js would otherwise join at its live edge.
       const hls = new Hls({ startPosition: 0 });
       audioMenu(video, hls, Hls.Events);
+      subtitleMenu(video, hls, Hls.Events);
       hls.loadSource(url);
       hls.attachMedia(video);
       return hls;
@@ -91,6 +115,7 @@ export function mediaElement(url, label, { autoplay = false } = {}) {
 export async function release(el) {
   const player = await el?.mprPlayer;
   el?.mprAudioMenu?.remove();
+  el?.mprSubtitleMenu?.remove();
   if (player && typeof player.destroy === "function") player.destroy(); // hls.js
   else if (player && typeof player.reset === "function") player.reset(); // dash.js
 }

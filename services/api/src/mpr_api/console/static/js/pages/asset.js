@@ -22,6 +22,14 @@ function audioTracks(streams) {
     .join("; ");
 }
 
+// Each subtitle stream: its language, title, codec and whether it is marked default or forced.
+function subtitleTracks(streams) {
+  if (!streams || !streams.length) return null;
+  return streams
+    .map((s) => [`#${s.index + 1}`, s.language, s.title ? `“${s.title}”` : null, s.codec, s.default ? "default" : null, s.forced ? "forced" : null].filter(Boolean).join(" "))
+    .join("; ");
+}
+
 function render(a) {
   const i = a.info || {};
   const src = `/media/in/${keyPath(a.key)}`;
@@ -60,6 +68,7 @@ function render(a) {
         field("Video", i.video_codec ? `${i.video_codec} ${i.width}×${i.height}${i.fps ? ` @ ${i.fps} fps` : ""}${i.pix_fmt ? `, ${i.pix_fmt}` : ""}` : null),
         field("Audio", i.audio_codec ? `${i.audio_codec}${i.sample_rate ? `, ${i.sample_rate} Hz` : ""}${i.channels ? `, ${i.channels} ch` : ""}` : null),
         field("Audio tracks", audioTracks(i.audio_streams)),
+        field("Subtitles", subtitleTracks(i.subtitle_streams)),
         field("Streams", i.streams),
         field("Size", bytes(a.size)),
         field("ETag", a.etag),

@@ -1,0 +1,186 @@
+"""Subtitles end to end on the test stack: an MKV with an SRT stream and a WebVTT sidecar beside it, and
+an MP4 with a mov_text stream, become packages whose master playlist and MPD list every track with its
+attributes, whose segmented cues keep the source's times (within one frame); a transcode burns a track
+into the picture where and while its cues show; a language the source lacks fails with the reason; the
+asset lists its subtitle streams."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import uuid
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from mpr_transcoder import webvtt
+from tests.media import ffmpeg
+from tests.system.conftest import wait_for, wait_job
+
+pytestmark = pytest.mark.system
+
+SECONDS = 6  # one chunk: the package runs unchunked
+FPS = 25
+FRAME_MS = 1000 / FPS
+NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
+SRT = "1\n00:00:00,500 --> 00:00:01,700\nHello world\n\n2\n00:00:02,300 --> 00:00:04,900\nAcross\na boundary\n\n"
+EN_CUES = [(500, 1700), (2300, 4900)]  # the second spans the first segment boundary (4 s)
+FR_VTT = "WEBVTT\n\n00:00:01.000 --> 00:00:03.250\nBonjour\n\n00:00:04.500 --> 00:00:05.500\nÀ bientôt\n"
+FR_CUES = [(1000, 3250), (4500, 5500)]
+PICTURE = ("-f", "lavfi", "-i", f"testsrc2=size=320x180:rate={FPS}:duration={SECONDS}")
+NOISE = 3  # pixels a re-encode may move by more than the threshold
+X264 = ("-c:v", "libx264", "-preset", "ultrafast", "-g", str(FPS), "-pix_fmt", "yuv420p")
+
+
+@pytest.fixture(scope="module")
+def sources(s3, tmp_path_factory) -> dict[str, str]:
+    d = tmp_path_factory.mktemp("subtitled")
+    (d / "en.srt").write_text(SRT)
+    (d / "talk.fr.vtt").write_text(FR_VTT)
+    folder = f"subtitled-{uuid.uuid4().hex[:6]}"
+    ffmpeg(*PICTURE, "-i", str(d / "en.srt"), "-map", "0:v", "-map", "1", *X264, "-c:s", "srt",
+           "-metadata:s:s:0", "language=eng", "-disposition:s:0", "default", str(d / "talk.mkv"))  # fmt: skip
+    ffmpeg(*PICTURE, "-i", str(d / "en.srt"), "-map", "0:v", "-map", "1", *X264, "-c:s", "mov_text",
+           "-metadata:s:s:0", "language=deu", str(d / "clip.mp4"))  # fmt: skip
+    keys = {"mkv": f"{folder}/talk.mkv", "sidecar": f"{folder}/talk.fr.vtt", "mp4": f"{folder}/clip.mp4"}
+    s3.upload_file(str(d / "talk.mkv"), "mpr-media-in", keys["mkv"])
+    s3.upload_file(str(d / "talk.fr.vtt"), "mpr-media-in", keys["sidecar"])
+    s3.upload_file(str(d / "clip.mp4"), "mpr-media-in", keys["mp4"])
+    return keys
+
+
+def submit(api, **body) -> dict:
+    r = api.post("/api/jobs", json=body)
+    assert r.status_code == 202, r.text
+    return r.json()["job"]
+
+
+def attributes(line: str) -> dict[str, str]:
+    return {k: v.strip('"') for k, v in re.findall(r'([A-Z-]+)=("[^"]*"|[^,]*)', line.split(":", 1)[1])}
+
+
+def cue_times(paths: list[Path], bounds: list[int] | None = None) -> list[tuple[int, int]]:
+    parts = [webvtt.parse(p.read_text()) for p in paths]
+    cues = webvtt.merge(parts, bounds) if bounds else parts[0]
+    return [(c.start, c.end) for c in cues]
+
+
+def within_a_frame(got: list[tuple[int, int]], want: list[tuple[int, int]]) -> bool:
+    return len(got) == len(want) and all(
+        abs(a - b) <= FRAME_MS for g, w in zip(got, want, strict=True) for a, b in zip(g, w, strict=True)
+    )
+
+
+def package(api, s3, tmp_path, source: str, names: list[str]) -> tuple[str, str]:
+    job = submit(api, kind="package", source_key=source)
+    parent = wait_job(api, job["id"], timeout=180)["job"]
+    assert parent["status"] == "completed", parent
+    assert sorted(c.removeprefix(job["id"] + "-") for c in parent["children"]) == sorted(["360p", *names])
+    for key in parent["output_keys"]:
+        s3.download_file("mpr-media-out", key, str(tmp_path / key.rsplit("/", 1)[1]))
+    return (tmp_path / "master.m3u8").read_text(), (tmp_path / "manifest.mpd").read_text()
+
+
+def test_a_subtitle_stream_and_a_sidecar_become_tracks_with_their_cue_times(api, s3, sources, tmp_path):
+    master, mpd_text = package(api, s3, tmp_path, sources["mkv"], ["subs-en", "subs-fr"])
+    media = [attributes(line) for line in master.splitlines() if line.startswith("#EXT-X-MEDIA:")]
+    assert [(m["TYPE"], m["GROUP-ID"], m["NAME"], m["LANGUAGE"], m["DEFAULT"], m["AUTOSELECT"], m["URI"])
+            for m in media] == [
+        ("SUBTITLES", "subs", "en", "en", "YES", "YES", "subs-en.m3u8"),
+        ("SUBTITLES", "subs", "fr", "fr", "NO", "YES", "subs-fr.m3u8"),
+    ]  # fmt: skip
+    variants = [line for line in master.splitlines() if line.startswith("#EXT-X-STREAM-INF:")]
+    assert variants and all('SUBTITLES="subs"' in v for v in variants)
+
+    mpd = ET.fromstring(mpd_text)
+    texts = [s for s in mpd.findall("d:Period/d:AdaptationSet", NS) if s.get("contentType") == "text"]
+    assert [(s.get("lang"), s.get("mimeType")) for s in texts] == [("en", "text/vtt"), ("fr", "text/vtt")]
+    assert [s.findtext("d:Representation/d:BaseURL", namespaces=NS) for s in texts] == [
+        "subs-en.vtt",
+        "subs-fr.vtt",
+    ]
+
+    for name, want in (("subs-en", EN_CUES), ("subs-fr", FR_CUES)):
+        playlist = (tmp_path / f"{name}.m3u8").read_text()
+        segments = [line for line in playlist.splitlines() if line and not line.startswith("#")]
+        assert segments == [f"{name}_00000.vtt", f"{name}_00001.vtt"]  # 4 s segments of a 6 s source
+        assert all(webvtt.TIMESTAMP_MAP in (tmp_path / s).read_text() for s in segments)
+        bounds = webvtt.boundaries(SECONDS * 1000, 4000)
+        assert within_a_frame(cue_times([tmp_path / s for s in segments], bounds), want), name
+        assert within_a_frame(cue_times([tmp_path / f"{name}.vtt"]), want), name  # the DASH file
+    # the cue across the boundary is in both segments (players drop the repeat)
+    assert len(webvtt.parse((tmp_path / "subs-en_00001.vtt").read_text())) == 1
+
+
+def test_a_mov_text_stream_becomes_a_track(api, s3, sources, tmp_path):
+    master, _ = package(api, s3, tmp_path, sources["mp4"], ["subs-de"])
+    (media,) = [attributes(line) for line in master.splitlines() if line.startswith("#EXT-X-MEDIA:")]
+    assert (media["TYPE"], media["LANGUAGE"], media["NAME"]) == ("SUBTITLES", "de", "de")
+    bounds = webvtt.boundaries(SECONDS * 1000, 4000)
+    segments = [tmp_path / f"subs-de_0000{i}.vtt" for i in range(2)]
+    assert within_a_frame(cue_times(segments, bounds), EN_CUES)
+
+
+def test_a_language_the_source_lacks_fails_the_package_and_the_burn_in_with_the_reason(api, sources):
+    job = submit(api, kind="package", source_key=sources["mkv"], subtitle_languages=["ja"])
+    ended = wait_job(api, job["id"], timeout=120)["job"]
+    assert (ended["status"], ended["failure_reason"]) == ("failed", "invalid"), ended
+    assert "no subtitles in ja" in ended["error"] and "en, fr" in ended["error"]
+    job = submit(api, kind="transcode", source_key=sources["mkv"], burn_subtitles="ja")
+    ended = wait_job(api, job["id"], timeout=120)["job"]
+    assert (ended["status"], ended["failure_reason"]) == ("failed", "invalid"), ended
+    assert "burn_subtitles: the source has no subtitles in ja" in ended["error"]
+    bad = api.post(
+        "/api/jobs", json={"kind": "package", "source_key": sources["mkv"], "subtitle_languages": ["x"]}
+    )
+    assert bad.status_code == 400 and "subtitle_languages" in bad.text
+
+
+def gray(path: Path, t: float) -> bytes:
+    return subprocess.run(
+        ["ffmpeg", "-v", "error", "-ss", str(t), "-i", str(path), "-frames:v", "1", "-f", "rawvideo",
+         "-pix_fmt", "gray", "-"], check=True, capture_output=True).stdout  # fmt: skip
+
+
+def changed(a: bytes, b: bytes, rows: range, width: int = 320) -> int:
+    """Pixels of ``rows`` that differ by far more than compression noise (a stray one or two may)."""
+    return sum(1 for i in range(rows.start * width, rows.stop * width) if abs(a[i] - b[i]) > 60)
+
+
+def test_a_burnt_in_track_shows_where_and_while_its_cues_do(api, s3, sources, tmp_path):
+    for name in ("fr", "en"):  # the sidecar, the stream
+        job = submit(
+            api, kind="transcode", source_key=sources["mkv"], burn_subtitles=name, preset="h264-480p"
+        )
+        done = wait_job(api, job["id"], timeout=120)["job"]
+        assert done["status"] == "completed", done
+        s3.download_file("mpr-media-out", done["output_key"], str(tmp_path / f"{name}.mp4"))
+    s3.download_file("mpr-media-in", sources["mkv"], str(tmp_path / "source.mkv"))
+    source = tmp_path / "source.mkv"
+    for name, shown, hidden in (("en", [1.0, 3.0], [0.2, 2.0, 5.5]), ("fr", [2.0, 5.0], [0.5, 4.0])):
+        out = tmp_path / f"{name}.mp4"
+        for t in shown:  # the text at the bottom, nothing above it
+            a, b = gray(source, t), gray(out, t)
+            assert changed(a, b, range(120, 180)) > 50 and changed(a, b, range(0, 90)) <= NOISE, (name, t)
+        for t in hidden:
+            a, b = gray(source, t), gray(out, t)
+            assert changed(a, b, range(0, 180)) <= NOISE, (name, t)
+
+
+def test_the_assets_metadata_lists_its_subtitle_streams(api, sources):
+    scan = api.post("/api/assets/scan", json={"prefix": sources["mkv"].rsplit("/", 1)[0] + "/"})
+    assert scan.status_code in (200, 202), scan.text
+
+    def probed(key):
+        items = api.get("/api/assets", params={"prefix": key}).json()["items"]
+        return items[0] if items and items[0]["probe_status"] == "ok" else None
+
+    mkv = wait_for(lambda: probed(sources["mkv"]), 60, what="the MKV's probe")
+    assert mkv["info"]["subtitle_streams"] == [
+        {"index": 0, "codec": "subrip", "language": "en", "default": True}
+    ]
+    mp4 = wait_for(lambda: probed(sources["mp4"]), 60, what="the MP4's probe")
+    assert mp4["info"]["subtitle_streams"] == [
+        {"index": 0, "codec": "mov_text", "language": "de", "default": True}
+    ]
