@@ -39,9 +39,10 @@ from pathlib import Path
 
 import msgspec
 
-from mpr_common.events import ChunkSpan, Rendition
+from mpr_common.events import ChunkSpan, Quality, Rendition
 from mpr_common.jobs import MAX_CHUNKS
 from mpr_common.presets import Preset, Rung
+from mpr_common.quality import merge
 
 from .cmaf import (
     chunk_playlist_name,
@@ -201,7 +202,15 @@ def stitch(chunks: list[Rendition]) -> Rendition:
         segments=segments,
         bandwidth=max(c.bandwidth for c in chunks),
         average_bandwidth=math.ceil(bits / total) if total > 0 else 0,
+        quality=merge([c.quality for c in chunks]),
     )
+
+
+def without_frames(quality: Quality | None) -> Quality | None:
+    """A chunk's quality as its own job shows it: the statistics, not its frames' values."""
+    if quality is None:
+        return None
+    return msgspec.structs.replace(quality, frame_psnr=[], frame_ssim=[])
 
 
 def media_playlist(rendition: Rendition, *, ended: bool) -> str:
