@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from .events import MetricStats, Quality
+from .events import JobCompleted, MetricStats, Quality
 
 # An identical frame has an infinite PSNR: x264 counts it as this many dB, and so does every mean here.
 PSNR_CAP = 100.0
@@ -52,6 +52,22 @@ def quality_of(
         frame_psnr=list(psnr) if keep_frames else [],
         frame_ssim=list(ssim) if keep_frames else [],
     )
+
+
+def without_frames(quality: Quality | None) -> Quality | None:
+    """A quality as a job row, a webhook or a chunk's own job shows it: the statistics without the
+    per-frame values only a chunk's parent needs."""
+    if quality is None or not (quality.frame_psnr or quality.frame_ssim):
+        return quality
+    return msgspec.structs.replace(quality, frame_psnr=[], frame_ssim=[])
+
+
+def shown(completed: JobCompleted) -> JobCompleted:
+    """A completion as receivers see it (webhooks): its qualities without per-frame values."""
+    rendition = completed.rendition
+    if rendition is not None and rendition.quality is not None:
+        rendition = msgspec.structs.replace(rendition, quality=without_frames(rendition.quality))
+    return msgspec.structs.replace(completed, quality=without_frames(completed.quality), rendition=rendition)
 
 
 def merge(parts: Sequence[Quality | None]) -> Quality | None:

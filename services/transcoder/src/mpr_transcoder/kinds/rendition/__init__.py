@@ -10,13 +10,14 @@ import asyncio
 from mpr_common.audio_tracks import is_audio_rendition, track_label
 from mpr_common.events import AudioStream, ChunkSpan
 from mpr_common.presets import Rung
+from mpr_common.quality import without_frames
 
 from ...ffmpeg.argv import input_args
 from ...job_errors import JobError
 from ...quality import encode_measured
 from ...steps import StepRunner
 from ..base import JobContext, Work, with_loudness
-from .chunks import finish_chunk, without_frames
+from .chunks import finish_chunk
 from .cmaf import chunk_playlist_name, chunk_rendition_args, describe_rendition, rendition_args
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import msgspec
 
-from mpr_common.events import ChunkSpan, Quality, Rendition
+from mpr_common.events import ChunkSpan, Rendition
 from mpr_common.jobs import MAX_CHUNKS
 from mpr_common.presets import Preset, Rung
 from mpr_common.quality import merge
@@ -204,13 +204,6 @@ def stitch(chunks: list[Rendition]) -> Rendition:
         average_bandwidth=math.ceil(bits / total) if total > 0 else 0,
         quality=merge([c.quality for c in chunks]),
     )
-
-
-def without_frames(quality: Quality | None) -> Quality | None:
-    """A chunk's quality as its own job shows it: the statistics, not its frames' values."""
-    if quality is None:
-        return None
-    return msgspec.structs.replace(quality, frame_psnr=[], frame_ssim=[])
 
 
 def media_playlist(rendition: Rendition, *, ended: bool) -> str:
