@@ -149,3 +149,20 @@ def test_a_chunked_package_carries_each_rungs_quality(api, source, tmp_path):
     assert abs(sum(second) / len(second) - merged["mean"]) < TOLERANCE, (merged, sum(second) / len(second))
     assert abs(min(second) - merged["min"]) < TOLERANCE
     assert abs(sorted(second)[3] - merged["p5"]) < TOLERANCE  # nearest rank: the 4th lowest of 80
+
+
+def test_a_chunked_transcode_carries_the_quality_of_all_its_chunks_frames(api, source):
+    key, _ = source
+    body = {"kind": "transcode", "source_key": key, "preset": "h264-480p", "chunk_seconds": 4}
+    r = api.post("/api/jobs", json=body)
+    assert r.status_code == 202, r.text
+    job = wait_job(api, r.json()["job"]["id"], timeout=180)["job"]
+    assert job["status"] == "completed", job
+    chunks = [c for c in job["children"] if "-c0" in c]
+    assert len(chunks) == 2, job["children"]
+    parts = [api.get(f"/api/jobs/{c}").json()["job"]["quality"] for c in chunks]
+    assert [p["frames"] for p in parts] == [40, 40], parts
+    q = job["quality"]
+    assert q["frames"] == 80 and q["psnr"]["min"] == min(p["psnr"]["min"] for p in parts), (q, parts)
+    means = sum(p["psnr"]["mean"] * p["frames"] for p in parts) / 80
+    assert abs(q["psnr"]["mean"] - means) < 1e-3  # the mean of all frames, from the chunks' own
