@@ -15,6 +15,7 @@ figure beside a ceiling measured in the same run (see bench/ceilings.py):
 7. chunked, progressive packages: time to playable vs time to complete, chunked vs unchunked, 2
    transcoders vs 1 (one FFmpeg thread each) and the critical path at 16 and 64, the bytes each rung's
    chunks read from S3, and each chunked rendition's frames, joins, A/V drift and PSNR vs the unchunked.
+8. the cost of quality metrics: a package's rung encodes with x264's per-frame PSNR/SSIM vs without.
 
 Results are written as Markdown to docs/benchmarks.md (or --out).
 """
@@ -32,10 +33,11 @@ from . import ceilings, mpr
 from .chunked import chunked
 from .common import ffmpeg_version
 from .loadgen import cpu_count
+from .metrics_cost import metrics_cost
 from .package import AV1_LADDER, package
 from .report import report
 
-SECTIONS = ("api", "scan", "transcode", "thumbnail", "trim", "package", "chunked", "package-av1")
+SECTIONS = ("api", "scan", "transcode", "thumbnail", "trim", "package", "chunked", "quality", "package-av1")
 # What a run does unless --only says otherwise: the AV1 ladder only when asked for (minutes of CPU)
 DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s != "package-av1")
 
@@ -71,6 +73,11 @@ class Sizes:
     chunked_size: str = "1920x1080"
     chunk_seconds: float | None = None
     chunked_runs: int = 1
+    # The cost of quality metrics: the noisy source's length, frame size and rate; runs of each way.
+    quality_seconds: int = 10
+    quality_size: str = "1920x1080"
+    quality_fps: int = 25
+    quality_runs: int = 3
 
 
 FULL = Sizes(20_000, 1_000, 32, 3, 100_000, 30, 5, 20, 300, 3, 60, 1)
@@ -102,6 +109,10 @@ QUICK = Sizes(
     chunked_scale_seconds=7,
     chunked_size="640x360",
     chunk_seconds=4,
+    quality_seconds=1,
+    quality_size="320x180",
+    quality_fps=10,
+    quality_runs=1,
 )
 TRANSCODERS = 2  # for the transcode and thumbnail figures
 API_STACK_ENV = {"CATALOG_PROBE_CONCURRENCY": "1"}
@@ -184,6 +195,10 @@ def chunked_section(st: Stack, proxy, work: Path, z: Sizes, log) -> dict:
 
 def run(work: Path, z: Sizes, only: set[str], load_processes: int = 1, log=print) -> dict:
     res: dict = {"cores": cpu_count(), "ffmpeg": ffmpeg_version()}
+    if "quality" in only:  # FFmpeg alone, before any stack runs beside it
+        res["quality"] = metrics_cost(
+            work, z.quality_seconds, z.quality_size, z.quality_fps, z.quality_runs, log
+        )
     ffmpeg_kinds = {"transcode", "thumbnail", "package", "package-av1"}
     if z.one_stack:
         # The sections that need transcoders first, then the trim (its own transcoder alone), then the

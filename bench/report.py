@@ -249,6 +249,17 @@ def _chunked_rows(res: dict) -> list[str]:
     return rows
 
 
+def _quality_rows(res: dict) -> list[str]:
+    q = res["quality"]
+    return [
+        f"| a package's rung encodes with quality metrics (x264's per-frame PSNR and SSIM, its debug report "
+        f"file, parsed; {q['source']}, {q['rungs']} rungs one after the other, mean PSNR "
+        f"{', '.join(f'{p:.2f}' for p in q['psnr'])} dB; FFmpeg CPU {q['measured_cpu']:.2f} s vs "
+        f"{q['plain_cpu']:.2f} s) | {q['measured_wall']:.2f} s | the same commands without metrics: "
+        f"{q['plain_wall']:.2f} s | {_ratio(q['measured_wall'], q['plain_wall'], '×')} | ≤ 1.15× |"
+    ]
+
+
 # The main table's sections, in the order they are printed; each present only if its bench ran.
 _MAIN_SECTIONS: dict[str, Callable[[dict], list[str]]] = {
     "api": _api_rows,
@@ -259,6 +270,7 @@ _MAIN_SECTIONS: dict[str, Callable[[dict], list[str]]] = {
     "package": _package_rows,
     "package-av1": lambda res: _package_rows(res, "package-av1"),
     "chunked": _chunked_rows,
+    "quality": _quality_rows,
 }
 
 

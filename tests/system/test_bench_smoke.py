@@ -47,6 +47,8 @@ MAIN_ROWS = {
     "accurate trim vs copy": rf"\| frame-accurate {NUM} s trim [^|]* \| {SECS} \| the key-frame-only trim[^|]*: {SECS} \| "
     rf"{RATIO} \| ≤ 3× \|",
     "package": rf"\| package through MPR [^|]* \| {SECS} \| ONE raw FFmpeg command[^|]*: {SECS} \| {RATIO} \| ≤ 1.2× \|",
+    "quality cost": rf"\| a package's rung encodes with quality metrics [^|]*mean PSNR {NUM} dB[^|]* \| {SECS} \| the same "
+    rf"commands without metrics: {SECS} \| {RATIO} \| ≤ 1.15× \|",
     "trim time copy": rf"\| trim \(`copy`\) wall time[^|]* \| {SECS} \| raw FFmpeg[^|]*: {SECS} \| {RATIO} \|",
     "trim time h264": rf"\| trim \(`h264-720p`\) wall time[^|]* \| {SECS} \| raw FFmpeg[^|]*: {SECS} \| {RATIO} \|",
     "chunked time to playable": r"\| chunked package: time to playable, POST → `job.playable` on its event stream "

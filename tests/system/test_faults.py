@@ -124,6 +124,12 @@ def test_kill_9_mid_chunk_the_package_completes_with_every_segment_once(st, repl
         listed = [line for line in text.splitlines() if line and not line.startswith("#")]
         assert len(listed) == len(set(listed)) == 3 and text.rstrip().endswith("#EXT-X-ENDLIST"), text
         assert all(f"{folder}/{name}" in objects for name in listed)
+    # Quality survives the kill: the successor measured the chunk it took over, and every rung's
+    # statistics cover all its frames (12 s at 5 fps)
+    assert taken_over["quality"] and taken_over["quality"]["frames"] > 0, taken_over
+    names = sorted(r.rsplit("/", 1)[1].removesuffix(".m3u8") for r in rungs)
+    assert sorted(done["rendition_quality"]) == names, done["rendition_quality"]
+    assert all(q["frames"] == 60 and q["psnr"]["mean"] > 25 for q in done["rendition_quality"].values())
 
 
 def test_sigterm_hands_unfinished_work_back_promptly(st, replicas, slow, media_dir):

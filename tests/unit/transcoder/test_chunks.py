@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from mpr_common.events import ChunkSpan, JobRequested, MediaInfo, Rendition
 from mpr_common.jobs import MAX_CHUNKS
 from mpr_common.presets import PRESETS
+from mpr_common.quality import quality_of
 from mpr_transcoder.ffmpeg.argv import input_args
 from mpr_transcoder.job_errors import JobError
 from mpr_transcoder.kinds import rendition as rendition_kind
@@ -380,3 +381,15 @@ def test_a_chunk_child_plans_its_chunk(tmp_path: Path) -> None:
     assert whole.main.name == "360p.m3u8" and whole.segment_glob == "360p_*.m4s"
     with pytest.raises(JobError, match="never chunked"):
         rendition_kind.plan(context(tmp_path, "audio", chunk))
+
+
+def test_stitch_merges_its_chunks_quality_from_their_frames() -> None:
+    first = quality_of([40.0, 30.0, 50.0], [0.9, 0.8, 0.95], width=640, height=360, keep_frames=True)
+    second = quality_of([35.0, 45.0], [0.85, 0.99], width=640, height=360, keep_frames=True)
+    r = stitch([part(0, [4.0], quality=first), part(1, [4.0], quality=second)])
+    assert r.quality == quality_of(
+        [40.0, 30.0, 50.0, 35.0, 45.0], [0.9, 0.8, 0.95, 0.85, 0.99], width=640, height=360
+    )
+    assert r.quality is not None and r.quality.frames == 5 and r.quality.frame_psnr == []
+    # a chunk its encoder could not measure: the rung has no quality rather than a partial one
+    assert stitch([part(0, [4.0], quality=first), part(1, [4.0])]).quality is None

@@ -30,6 +30,8 @@ PRIORITIES: tuple[str, ...] = get_args(Priority)
 ObjectSource = Literal["scan", "notification"]
 ScanState = Literal["running", "completed", "failed"]
 ProbeStatus = Literal["pending", "ok", "error"]  # of an asset: not probed yet, probed, probe failed
+# How an output's quality was measured: by its encoder, against the very frames it was given.
+QualityMethod = Literal["encoder"]
 
 
 def now() -> float:
@@ -185,6 +187,39 @@ class Loudness(msgspec.Struct, kw_only=True, omit_defaults=True):
     target_lra: float = 7.0
 
 
+class MetricStats(msgspec.Struct, kw_only=True, frozen=True):
+    """One metric over an output's frames: the mean, the worst frame and the 5th percentile (nearest rank:
+    the ``ceil(0.05 * n)``-th lowest frame), which says how bad the bad moments are where a mean hides
+    them."""
+
+    mean: float
+    min: float
+    p5: float
+
+
+class Quality(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """How close an encoded video output is to its source at the output's resolution (the picture the
+    encoder was given: scaled, watermarked), measured over every frame (see the transcoder's
+    ``quality`` module and docs/outputs.md). ``psnr``: luma PSNR in dB, an identical frame counts as
+    :data:`mpr_common.quality.PSNR_CAP`; ``ssim``: luma SSIM, 0..1; ``vmaf``: 0..100, only where the FFmpeg
+    in use has libvmaf. A metric not measured is absent (None), never 0.
+
+    ``frame_psnr``/``frame_ssim`` are the per-frame values, carried only by a chunk's completion so that
+    the rendition or transcode stitched from its chunks gets exact statistics (its own quality drops
+    them)."""
+
+    v: int = 1
+    frames: int = 0
+    width: int | None = None
+    height: int | None = None
+    psnr: MetricStats | None = None
+    ssim: MetricStats | None = None
+    vmaf: MetricStats | None = None
+    method: QualityMethod = "encoder"
+    frame_psnr: list[float] = msgspec.field(default_factory=list)
+    frame_ssim: list[float] = msgspec.field(default_factory=list)
+
+
 RenditionType = Literal["video", "audio", "subtitles"]
 
 
@@ -220,6 +255,8 @@ class Rendition(msgspec.Struct, kw_only=True, omit_defaults=True):
     text_file: str | None = None
     default: bool = False
     forced: bool = False
+    # a video rendition: its picture against the source's at its size (a chunk's with per-frame values)
+    quality: Quality | None = None
 
 
 class ChunkSpan(msgspec.Struct, kw_only=True, frozen=True):
@@ -346,6 +383,10 @@ class JobCompleted(Event, kw_only=True):
     loudness: Loudness | None = None  # measured input loudness, when the job normalised it
     rendition: Rendition | None = None  # a package's child: what the manifests need
     log: str = ""  # what FFmpeg printed (errors and warnings, redacted), for the attempts log
+    # the video output's quality against its source; None: not measured (no video, copied, a thumbnail)
+    quality: Quality | None = None
+    # a package: each video rendition's quality, by rendition name
+    rendition_quality: dict[str, Quality] = msgspec.field(default_factory=dict)
     retry: int | None = None  # the request generation it ends; None: the current one
 
 
@@ -522,6 +563,8 @@ class JobView(msgspec.Struct, kw_only=True):
     playable_at: float | None = None
     playable_key: str | None = None
     playable_url: str | None = None
+    quality: Quality | None = None  # its video output's, when measured (see JobCompleted)
+    rendition_quality: dict[str, Quality] = msgspec.field(default_factory=dict)  # a package's, by rung
 
 
 class ScanView(msgspec.Struct, kw_only=True):

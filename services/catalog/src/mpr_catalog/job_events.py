@@ -26,6 +26,7 @@ from mpr_common.events import (
     JobRetried,
 )
 from mpr_common.job_status import failed_status, is_retryable, is_terminal, next_status
+from mpr_common.quality import without_frames
 
 from .models import Job
 
@@ -47,6 +48,8 @@ _RUN_FIELDS = (
     "output_size",
     "output_keys_json",
     "loudness_json",
+    "quality_json",
+    "rendition_quality_json",
     "started_at",
     "finished_at",
     "playable_at",
@@ -120,6 +123,8 @@ def _completed(job: JobRow, ev: JobCompleted, new: bool) -> None:
         output_keys_json=encode(ev.output_keys or [ev.output_key]).decode(),
         output_size=ev.output_size,
         loudness_json=encode(ev.loudness).decode() if ev.loudness is not None else None,
+        quality_json=_quality_json(ev),
+        rendition_quality_json=encode(ev.rendition_quality).decode() if ev.rendition_quality else None,
         worker=ev.worker or job["worker"],
         attempts=max(job["attempts"], ev.attempt),
         error=None,
@@ -127,6 +132,13 @@ def _completed(job: JobRow, ev: JobCompleted, new: bool) -> None:
         finished_at=ev.at,
         started_at=job["started_at"] or (ev.at - (ev.elapsed or 0)),
     )
+
+
+def _quality_json(ev: JobCompleted) -> str | None:
+    """The output's quality as the row keeps it: the statistics, not a chunk's per-frame values (which
+    only its parent needs, from the completion itself)."""
+    quality = without_frames(ev.quality)
+    return None if quality is None else encode(quality).decode()
 
 
 def _playable(job: JobRow, ev: JobPlayable, new: bool) -> None:

@@ -60,6 +60,10 @@ class Job(SQLModel, table=True):
     requested_by: str | None = Field(default=None, max_length=64)
     loudnorm: bool = False
     loudness_json: str | None = Field(default=None, sa_column=Column(Text))
+    # Its video output's quality (mpr_common.events.Quality, without per-frame values); a package's
+    # renditions' by name.
+    quality_json: str | None = Field(default=None, sa_column=Column(Text))
+    rendition_quality_json: str | None = Field(default=None, sa_column=Column(Text))
     # A package's child: its package, the rung it encodes and its share of the package's work.
     parent_id: str | None = Field(default=None, max_length=64, index=True)
     rendition: str | None = Field(default=None, max_length=32)

@@ -20,6 +20,7 @@ from mpr_common.events import (
     JobView,
     Loudness,
     MediaInfo,
+    Quality,
     RefusedObject,
     ScanView,
 )
@@ -182,8 +183,18 @@ def job_view(j: Any) -> JobView:
     row = j._mapping
     output_keys = decode(j.output_keys_json, list[str]) if j.output_keys_json else []
     loudness = decode(j.loudness_json, Loudness) if j.loudness_json else None
+    quality = decode(j.quality_json, Quality) if j.quality_json else None
+    by_rendition = decode(j.rendition_quality_json, dict[str, Quality]) if j.rendition_quality_json else {}
     return msgspec.convert(
-        {**row, "progress": round(j.progress, 1), "output_keys": output_keys, "loudness": loudness}, JobView
+        {
+            **row,
+            "progress": round(j.progress, 1),
+            "output_keys": output_keys,
+            "loudness": loudness,
+            "quality": quality,
+            "rendition_quality": by_rendition,
+        },
+        JobView,
     )
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mpr_common.events import JobRequested, Loudness, MediaInfo, Rendition
+from mpr_common.events import JobRequested, Loudness, MediaInfo, Quality, Rendition
 from mpr_common.jobs import JobRequestError, normalize_job
 from mpr_common.mediainfo import ProbeError, looks_like_network_error
 from mpr_common.presets import PRESETS
@@ -61,6 +61,7 @@ class Outcome:
     elapsed: float = 0.0
     loudness: Loudness | None = None  # measured on the source, when the job normalised loudness
     rendition: Rendition | None = None  # a package's child: what the manifests are written from
+    quality: Quality | None = None  # its video output's against the source, when measured
 
 
 async def _locate(job: JobRequested, s3: S3Client, s3_settings: S3Settings) -> tuple[str, str]:
@@ -217,6 +218,7 @@ async def run_job(
             elapsed=time.monotonic() - started,
             loudness=work.loudness,
             rendition=work.rendition,
+            quality=work.quality,
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

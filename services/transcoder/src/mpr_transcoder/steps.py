@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from .ffmpeg import ProgressReport, Runner, run_ffmpeg
 from .ffmpeg.argv import bounded_threads
@@ -59,7 +60,9 @@ class StepRunner:
 
         return run
 
-    async def __call__(self, args: list[str]) -> list[str]:
+    async def __call__(self, args: list[str], *, report: Path | None = None) -> list[str]:
+        """Run ``args``; ``report``: FFmpeg's debug log goes to that file too (an encoder's per-frame
+        statistics: see ``quality``)."""
         lo, hi = self.window
         self.written = 0.0
 
@@ -82,4 +85,5 @@ class StepRunner:
             stall_timeout=self.limits.stall_timeout or None,
             max_memory=self.limits.ffmpeg_max_memory or None,
             names=self.names,
+            **({"report": report} if report is not None else {}),
         )

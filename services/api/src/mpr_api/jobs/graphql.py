@@ -9,6 +9,7 @@ import msgspec
 import strawberry
 from strawberry.types import Info
 
+from mpr_common import events
 from mpr_common.events import JOB_KINDS, JobStatus, JobView
 
 from ..graphql.context import service
@@ -36,6 +37,50 @@ class Loudness:
     target_i: float
     target_tp: float
     target_lra: float
+
+
+@strawberry.type(
+    description="one metric over an output's frames: mean, worst frame, 5th percentile (nearest rank)"
+)
+class MetricStats:
+    mean: float
+    min: float
+    p5: float
+
+
+@strawberry.type(
+    description="a video output against its source at the output's size: luma PSNR (dB, an identical "
+    "frame counts 100) and SSIM; a metric not measured is null"
+)
+class Quality:
+    frames: int
+    width: int | None = None
+    height: int | None = None
+    psnr: MetricStats | None = None
+    ssim: MetricStats | None = None
+    vmaf: MetricStats | None = None
+    method: str = "encoder"
+
+    @classmethod
+    def of(cls, q: events.Quality) -> Quality:
+        def stats(m: events.MetricStats | None) -> MetricStats | None:
+            return MetricStats(mean=m.mean, min=m.min, p5=m.p5) if m is not None else None
+
+        return cls(
+            frames=q.frames,
+            width=q.width,
+            height=q.height,
+            psnr=stats(q.psnr),
+            ssim=stats(q.ssim),
+            vmaf=stats(q.vmaf),
+            method=q.method,
+        )
+
+
+@strawberry.type(description="a package's video rendition and its quality")
+class RenditionQuality:
+    rendition: str
+    quality: Quality
 
 
 @strawberry.type
@@ -67,6 +112,12 @@ class Job:
     playable_url: str | None = strawberry.field(
         default=None, description="a package: its master playlist's link, once it can be played"
     )
+    quality: Quality | None = strawberry.field(
+        default=None, description="its video output's quality against the source, when measured"
+    )
+    rendition_quality: list[RenditionQuality] = strawberry.field(
+        default_factory=list, description="a package: each video rendition's quality"
+    )
 
     @classmethod
     def of(cls, j: JobView, url: str | None) -> Job:
@@ -84,6 +135,11 @@ class Job:
             rule=j.rule,
             playable_at=j.playable_at,
             playable_url=j.playable_url,
+            quality=Quality.of(j.quality) if j.quality else None,
+            rendition_quality=[
+                RenditionQuality(rendition=name, quality=Quality.of(q))
+                for name, q in j.rendition_quality.items()
+            ],
             id=j.id,
             kind=j.kind,
             status=j.status,

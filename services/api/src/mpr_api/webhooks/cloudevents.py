@@ -28,6 +28,7 @@ from mpr_common.events import (
 )
 from mpr_common.job_status import failed_status
 from mpr_common.jobs import job_identity
+from mpr_common.quality import shown
 
 from .model import ENDED_TYPES, EventType, Occurrence
 
@@ -96,7 +97,7 @@ async def job_occurrence(
         subject=event.job_id,
         source=JOB_SOURCE,
         time=event.at,
-        data={**_fields(event), **known},
+        data={**_fields(shown(event) if isinstance(event, JobCompleted) else event), **known},
         stream=s.JOBS_STREAM,
         seq=seq,
         kind=job.kind if job else None,

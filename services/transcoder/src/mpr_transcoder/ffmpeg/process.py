@@ -4,15 +4,22 @@ stdin closed, under :func:`mpr_common.mediainfo.child_setup` (dies with its pare
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mpr_common.mediainfo import child_setup
 
 
 async def spawn(
-    args: list[str], *, max_memory: int | None = None, new_session: bool = False
+    args: list[str],
+    *,
+    max_memory: int | None = None,
+    new_session: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> asyncio.subprocess.Process:
-    """Start ``args`` with stdout and stderr piped; ``new_session``: in a process group of its own."""
+    """Start ``args`` with stdout and stderr piped; ``new_session``: in a process group of its own;
+    ``env``: variables added to this process's environment."""
     return await asyncio.create_subprocess_exec(
         *args,
         stdin=asyncio.subprocess.DEVNULL,
@@ -20,6 +27,7 @@ async def spawn(
         stderr=asyncio.subprocess.PIPE,
         start_new_session=new_session,
         preexec_fn=child_setup(max_memory),
+        env={**os.environ, **env} if env else None,
     )
 
 

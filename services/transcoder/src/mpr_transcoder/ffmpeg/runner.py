@@ -172,6 +172,7 @@ async def run_ffmpeg(
     names: Mapping[str, str] | None = None,
     keep_lines: int = 400,
     max_frame_gap: float | None = MAX_FRAME_GAP,
+    report: Path | None = None,
 ) -> list[str]:
     """Run ``args``; return what it printed on stderr (redacted, the last ``keep_lines`` lines: e.g. a
     filter's report such as loudnorm's JSON); raise :class:`FfmpegError` (with the stderr tail) on failure.
@@ -182,8 +183,10 @@ async def run_ffmpeg(
     (:class:`FrameGaps`: duplicates always; a leap of the output time in commands with
     ``argv.VIDEO_TIMING``; None: no check).
     ``max_memory``: its address space in bytes. ``names``: URL → name (the object's key) for the stderr
-    tail; any other URL there loses its query string (see ``mpr_common.mediainfo.redact``)."""
-    proc = await spawn(args, max_memory=max_memory, new_session=True)
+    tail; any other URL there loses its query string (see ``mpr_common.mediainfo.redact``).
+    ``report``: FFmpeg also writes its log at debug level to this file (``FFREPORT``; stderr keeps the
+    command's own level), where an encoder's per-frame statistics are (see ``..quality``)."""
+    proc = await spawn(args, max_memory=max_memory, new_session=True, env=report_env(report))
     watch = _Watch(collections.deque(maxlen=tail_lines), collections.deque(maxlen=keep_lines))
     if max_frame_gap:
         watch.gaps = FrameGaps(max_frame_gap, leaps=writes_source_frames(args))
@@ -202,6 +205,19 @@ async def run_ffmpeg(
     if error is not None:
         raise error
     return list(watch.lines)
+
+
+# AV_LOG_DEBUG: the level at which libx264 prints its per-frame statistics.
+REPORT_LEVEL = 48
+
+
+def report_env(report: Path | None) -> dict[str, str] | None:
+    """The environment that makes FFmpeg write its debug log to ``report``: ``FFREPORT``'s option syntax
+    escapes ``:`` and ``\\`` in the file name, and expands ``%`` (``%%``: itself)."""
+    if report is None:
+        return None
+    name = str(report).replace("\\", "\\\\").replace(":", "\\:").replace("%", "%%")
+    return {"FFREPORT": f"file={name}:level={REPORT_LEVEL}"}
 
 
 async def _stop(proc: asyncio.subprocess.Process) -> None:

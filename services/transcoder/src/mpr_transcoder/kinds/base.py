@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mpr_common.events import JobRequested, Loudness, MediaInfo, Rendition
+from mpr_common.events import JobRequested, Loudness, MediaInfo, Quality, Rendition
 from mpr_common.presets import Preset
 
 from ..ffmpeg.filtergraph import WatermarkSource
@@ -54,6 +54,7 @@ class Work:
     check_written: bool = True  # FFmpeg's last command must have written about ``expected`` seconds
     loudness: Loudness | None = None
     rendition: Rendition | None = None
+    quality: Quality | None = None  # its video output's, when its encoder measured it (see ..quality)
 
 
 def expected_duration(job: JobRequested, info: MediaInfo) -> float | None:

@@ -18,6 +18,7 @@ from ..burn_in import BURNT, CONVERTED, burn_filter, write_burn_file
 from ..ffmpeg.argv import GLOBAL_ARGS, VIDEO_TIMING, fmt, input_args, output_slack
 from ..ffmpeg.filtergraph import WatermarkSource, watermark_inputs, watermark_outputs
 from ..job_errors import JobError
+from ..quality import encode_measured
 from ..steps import StepRunner
 from .base import JobContext, Work, with_loudness
 from .colour import to_sdr_filter
@@ -254,7 +255,8 @@ def plan(ctx: JobContext) -> Work:
 
         async def encode(audio_filter: str | None) -> None:
             main = runner.scoped(30.0 if audio_filter else 0.0, 100.0)
-            await main((command(audio_filter) if audio_filter else first).args)
+            args = (command(audio_filter) if audio_filter else first).args
+            work.quality = await encode_measured(main, args, ctx.tmp)
             runner.written = main.written
 
         await with_loudness(ctx, work, runner, encode)

@@ -295,6 +295,7 @@ class Attempt:
             attempt=self.attempt,
             loudness=outcome.loudness,
             rendition=outcome.rendition,
+            quality=outcome.quality,
             retry=job.retry,
         )
         if await self._gone(job, running):

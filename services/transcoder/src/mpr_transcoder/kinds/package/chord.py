@@ -322,6 +322,7 @@ class Packager(JobGraph[PackagePlan]):
         durations = [sum(r.segments) for r in renditions if r.segments]
         loudness = next((c.loudness for c in whole if c.loudness is not None), None)
         children = list(done.values())
+        qualities = {r.name: r.quality for r in renditions if r.quality is not None}
         return JobCompleted(
             job_id=package.job_id,
             output_key=master_key,
@@ -332,6 +333,7 @@ class Packager(JobGraph[PackagePlan]):
             elapsed=round(max(0.0, time.time() - package.requested_at), 3),
             worker=self.instance,
             loudness=loudness,
+            rendition_quality=qualities,
         )
 
 

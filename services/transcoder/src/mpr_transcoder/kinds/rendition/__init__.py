@@ -10,11 +10,13 @@ import asyncio
 from mpr_common.audio_tracks import is_audio_rendition, track_label
 from mpr_common.events import AudioStream, ChunkSpan, MediaInfo
 from mpr_common.presets import Rung
+from mpr_common.quality import without_frames
 from mpr_common.subtitles import is_subtitle_rendition
 
 from ...ffmpeg.argv import input_args
 from ...ffmpeg.probe import with_hdr_metadata
 from ...job_errors import JobError
+from ...quality import encode_measured
 from ...steps import StepRunner
 from ..base import JobContext, Work, with_loudness
 from ..colour import rung_range
@@ -69,11 +71,12 @@ def plan(ctx: JobContext) -> Work:
                 audio_name=name,
                 audio_index=0 if audio is None else audio.index,
             )
-            await main(args)
+            work.quality = await encode_measured(main, args, ctx.tmp)
             runner.written = main.written
 
         await with_loudness(ctx, work, runner, encode)
         described = await asyncio.to_thread(describe_rendition, ctx.out_dir, name, rung)
+        described.quality = work.quality
         if audio is not None and ctx.job.audio_stream is not None:
             described.language = audio.language
             described.label = track_label(audio)
@@ -99,9 +102,12 @@ def _plan_chunk(ctx: JobContext, rung: Rung, chunk: ChunkSpan) -> Work:
         args = chunk_rendition_args(
             source, ctx.preset, rung, info, ctx.out_dir, chunk, watermark=ctx.watermark
         )
-        await main(args)
+        # with its frames' values, for the rung stitched from its chunks (the chunk job's own without)
+        measured = await encode_measured(main, args, ctx.tmp, keep_frames=True)
         runner.written = main.written
         work.rendition = await asyncio.to_thread(finish_chunk, ctx.out_dir, rung.name, rung, chunk)
+        work.rendition.quality = measured
+        work.quality = without_frames(measured)
 
     work = Work(ctx.out_dir / chunk_playlist_name(rung.name, chunk.index), expected, run)
     return work

@@ -42,6 +42,7 @@ import msgspec
 from mpr_common.events import ChunkSpan, Rendition
 from mpr_common.jobs import MAX_CHUNKS
 from mpr_common.presets import Preset, Rung
+from mpr_common.quality import merge
 
 from .cmaf import (
     chunk_playlist_name,
@@ -201,6 +202,7 @@ def stitch(chunks: list[Rendition]) -> Rendition:
         segments=segments,
         bandwidth=max(c.bandwidth for c in chunks),
         average_bandwidth=math.ceil(bits / total) if total > 0 else 0,
+        quality=merge([c.quality for c in chunks]),
     )
 
 

@@ -9,6 +9,7 @@ from mpr_common.events import ChunkSpan
 
 from ...ffmpeg.argv import input_args
 from ...job_errors import JobError
+from ...quality import encode_measured
 from ...steps import StepRunner
 from .. import single_output
 from ..base import JobContext, Work
@@ -37,10 +38,13 @@ def _video_chunk(ctx: JobContext, chunk: ChunkSpan) -> Work:
     async def run(runner: StepRunner) -> None:
         step = runner.scoped(0.0, 100.0)
         source = input_args(ctx.url, chunk.start, end=chunk.end)
-        await step(video_chunk_args(source, ctx.preset, main, ctx.max_bytes, ctx.watermark))
+        args = video_chunk_args(source, ctx.preset, main, ctx.max_bytes, ctx.watermark)
+        # with its frames' values: the transcode's quality is that of all its chunks' frames
+        work.quality = await encode_measured(step, args, ctx.tmp, keep_frames=True)
         runner.written = step.written
 
-    return Work(main, expected, run)
+    work = Work(main, expected, run)
+    return work
 
 
 def _sound(ctx: JobContext) -> Work:

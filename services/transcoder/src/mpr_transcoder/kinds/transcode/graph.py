@@ -38,6 +38,7 @@ from mpr_common.jobs import (
 from mpr_common.jobstate import JobState
 from mpr_common.outputs import OutputOwners
 from mpr_common.presets import AUDIO_RENDITION, PRESETS
+from mpr_common.quality import merge
 from mpr_common.s3_client import S3Client
 from mpr_common.storage import download_file, upload_file
 
@@ -277,6 +278,7 @@ class TranscodeGraph(JobGraph[TranscodePlan]):
             elapsed=round(max(0.0, time.time() - t.requested_at), 3),
             worker=self.instance,
             loudness=sound.loudness if sound is not None else None,
+            quality=merge([done[c.job_id].quality for c in plan.chunks]),
         )
 
     async def _join(self, plan: TranscodePlan, done: dict[str, JobCompleted], bucket: str, tmp: Path) -> Path:

@@ -52,7 +52,36 @@ function summary(j) {
       field("Package", j.parent_id ? h("a", { href: `/console/jobs/${encodeURIComponent(j.parent_id)}` }, j.parent_id) : null),
       field("Rendition", j.rendition),
       field("Loudness", j.loudness ? `${j.loudness.input_i} LUFS in → ${j.loudness.target_i} LUFS` : null),
+      field("Quality", j.quality ? qualityText(j.quality) : null),
     ),
+  );
+}
+
+/** A metric as "mean (min …, 5th percentile …)"; PSNR in dB, where 100 stands for identical frames. */
+function metricText(m, digits, unit = "") {
+  return `${m.mean.toFixed(digits)}${unit} (min ${m.min.toFixed(digits)}, 5th percentile ${m.p5.toFixed(digits)})`;
+}
+
+function qualityText(q) {
+  return [
+    q.psnr ? `PSNR ${metricText(q.psnr, 2, " dB")}` : "",
+    q.ssim ? `SSIM ${metricText(q.ssim, 4)}` : "",
+    q.vmaf ? `VMAF ${metricText(q.vmaf, 1)}` : "",
+    q.width && q.height ? `at ${q.width}×${q.height}` : "",
+    `over ${q.frames} frames`,
+  ].filter(Boolean).join(" · ");
+}
+
+/** A package: each video rendition's quality against the source, one row per rung. */
+function renderQuality(j) {
+  const rungs = Object.entries(j.rendition_quality || {});
+  $("#quality-section").hidden = !rungs.length;
+  if (!rungs.length) return;
+  const cols = [{ label: "Rendition" }, { label: "Size" }, { label: "PSNR (dB): mean, min, 5th pct.", num: true }, { label: "SSIM: mean, min, 5th pct.", num: true }, { label: "Frames", num: true }];
+  const triple = (m, d) => (m ? `${m.mean.toFixed(d)} · ${m.min.toFixed(d)} · ${m.p5.toFixed(d)}` : "not measured");
+  show(
+    $("#quality"),
+    table(cols, rungs.map(([name, q]) => row(cols, [name, q.width && q.height ? `${q.width}×${q.height}` : "", triple(q.psnr, 2), triple(q.ssim, 4), String(q.frames)]))),
   );
 }
 
@@ -228,10 +257,11 @@ async function loadChildren(j) {
   if (!childrenShown) return;
   $("#children-section").hidden = false;
   const children = await Promise.all(j.children.map((id) => api(`/api/jobs/${encodeURIComponent(id)}`).then((r) => r.job).catch(() => ({ id, status: "unknown", progress: 0 }))));
-  const cols = [{ label: "Rendition" }, { label: "Status" }, { label: "Progress" }];
+  const cols = [{ label: "Rendition" }, { label: "Status" }, { label: "Progress" }, { label: "PSNR / SSIM (mean)" }];
+  const quality = (c) => (c.quality && c.quality.psnr && c.quality.ssim ? `${c.quality.psnr.mean.toFixed(2)} dB / ${c.quality.ssim.mean.toFixed(4)}` : "");
   show(
     $("#children"),
-    table(cols, children.map((c) => row(cols, [h("a", { href: `/console/jobs/${encodeURIComponent(c.id)}`, title: c.id }, c.rendition || shortId(c)), h("span", { class: "status" }, badge(c.status)), progressBar(c.status === "completed" ? 100 : c.progress, `Progress of ${c.rendition || shortId(c)}`)], { "data-job-id": c.id }))),
+    table(cols, children.map((c) => row(cols, [h("a", { href: `/console/jobs/${encodeURIComponent(c.id)}`, title: c.id }, c.rendition || shortId(c)), h("span", { class: "status" }, badge(c.status)), progressBar(c.status === "completed" ? 100 : c.progress, `Progress of ${c.rendition || shortId(c)}`), quality(c)], { "data-job-id": c.id }))),
   );
 }
 
@@ -258,6 +288,7 @@ function render(r) {
   renderActions(job);
   renderOutput(job, r.output_url);
   jobTimeline(job);
+  renderQuality(job);
   // a package's children appear once a transcoder has taken it
   if ((job.children || []).length !== childrenShown) loadChildren(job);
 }
