@@ -35,6 +35,7 @@ class JobContext:
     limits: Limits
     watermark: WatermarkSource | None = None
     subtitles: SubtitleInput | None = None  # the subtitle track it converts or burns in
+    content_key: bytes | None = None  # an encrypted package's key (its renditions encrypt with it)
 
     @property
     def out_dir(self) -> Path:
@@ -54,6 +55,8 @@ class Work:
     check_written: bool = True  # FFmpeg's last command must have written about ``expected`` seconds
     loudness: Loudness | None = None
     rendition: Rendition | None = None
+    # what the uploader sends of each file instead of the file (an encrypted rendition's): uploader.py
+    seal: Callable[[Path], bytes | None] | None = None
 
 
 def expected_duration(job: JobRequested, info: MediaInfo) -> float | None:
