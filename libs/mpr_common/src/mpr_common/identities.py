@@ -117,7 +117,8 @@ IDENTITIES: dict[str, Identity] = {
         Identity(
             "api",
             "publishes job requests, cancels, callback results and dispatched jobs; asks scanners and "
-            "the catalog; marks cancelled jobs in the job-state KV",
+            "the catalog; marks cancelled jobs in the job-state KV; reads encrypted packages' keys (wrapped) "
+            "to serve them to playback tokens",
             publish=[
                 s.JOB_REQUESTED,
                 s.JOB_DISPATCHED,
@@ -205,7 +206,8 @@ IDENTITIES: dict[str, Identity] = {
             "transcoder",
             "pulls job requests; publishes progress, completion, failure and dead letters, a package's "
             "child jobs and their cancels, and when a package becomes playable; reads the catalog's "
-            "probes; records terminal job states and package plans",
+            "probes; records terminal job states and package plans; makes and reads encrypted packages' "
+            "keys (wrapped)",
             publish=[
                 *_pull(s.JOBS_STREAM, s.TRANSCODERS_DURABLE),
                 s.JOB_CHILD,
