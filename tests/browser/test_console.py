@@ -236,7 +236,7 @@ def test_an_encrypted_package_submitted_from_the_page_plays_with_its_key(page, a
     page.get_by_label("Source key").fill(key)
     page.get_by_label("Encrypted, HLS AES-128 (package)").check()
     page.get_by_role("button", name="Submit job").click()
-    page.wait_for_url(re.compile(r"/console/jobs/[^/]+$"))
+    page.wait_for_url(re.compile(r"/console/jobs/(?!new$)[^/]+$"))  # the new job's page
     job_id = page.url.rsplit("/", 1)[1]
     assert api.get(f"/api/jobs/{job_id}").json()["job"]["kind"] == "package"
     page.wait_for_selector("#output:not([hidden]) #players video", timeout=90_000)
