@@ -15,6 +15,7 @@ from litestar.testing import TestClient
 from mpr_api.app import create_app, services
 from mpr_api.assets.playback_tokens import KeyRefused, PlaybackTokens
 from mpr_api.assets.service import AssetService
+from mpr_api.automation.templates import Template, TemplateError, check_template
 from mpr_api.settings import ApiSettings
 from mpr_common.content_keys import ContentKeys, KeyUnreadable, KeyWrap, key_uri
 from mpr_common.errors import Unauthorized
@@ -187,3 +188,11 @@ def test_encryption_needs_the_key_secret_and_cenc_is_not_available_yet():
             )
             assert r.status_code == 400 and message in r.text, r.text
             assert "encryption" in r.text
+
+
+def test_templates_carry_encryption_under_the_same_rules():
+    assert check_template(Template(kind="package", encryption="aes-128")).encryption == "aes-128"
+    with pytest.raises(TemplateError, match="not available yet"):
+        check_template(Template(kind="package", encryption="cenc"))
+    with pytest.raises(TemplateError, match="for package jobs"):
+        check_template(Template(kind="transcode", encryption="aes-128"))
