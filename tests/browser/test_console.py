@@ -224,6 +224,32 @@ def test_a_packages_hls_and_dash_outputs_play_in_the_page(page, api, stack, medi
     assert len({package_label, *labels}) == 1 + len(labels)  # no two alike
 
 
+def test_an_encrypted_package_submitted_from_the_page_plays_with_its_key(page, api, stack, media):
+    """The form asks for HLS AES-128; the job page plays the package with hls.js, which fetches the
+    key through the token the signed playlists carry (and no DASH player: it has no MPD)."""
+    key = "console-encrypted/small.mp4"
+    stack.s3_client().upload_file(str(media["small"]), stack.bucket_in, key)
+    keys_fetched: list[int] = []
+    page.on("response", lambda r: keys_fetched.append(r.status) if "/media/keys/" in r.url else None)
+    page.goto("/console/jobs/new")
+    page.get_by_label("Kind").select_option("package")
+    page.get_by_label("Source key").fill(key)
+    page.get_by_label("Encrypted, HLS AES-128 (package)").check()
+    page.get_by_role("button", name="Submit job").click()
+    page.wait_for_url(re.compile(r"/console/jobs/(?!new$)[^/]+$"))  # the new job's page
+    job_id = page.url.rsplit("/", 1)[1]
+    assert api.get(f"/api/jobs/{job_id}").json()["job"]["kind"] == "package"
+    page.wait_for_selector("#output:not([hidden]) #players video", timeout=90_000)
+    players = page.locator("#players video")
+    assert players.count() == 1 and players.first.get_attribute("aria-label").startswith("HLS")
+    players.first.evaluate("v => { v.muted = true; return v.play() }")
+    page.wait_for_function(
+        "() => document.querySelector('#players video').currentTime > 0", polling=POLL_MS, timeout=30_000
+    )
+    players.first.evaluate("v => v.pause()")
+    assert keys_fetched and set(keys_fetched) == {200}, keys_fetched
+
+
 def test_a_chunked_package_plays_in_the_page_before_it_completes(page, api, stack, media, tmp_path):
     # A minute of a small picture in 8 s chunks: eight chunk jobs, most of them still queued when the
     # first one makes it playable. That moment its queue class is paused, so the rest wait: it cannot

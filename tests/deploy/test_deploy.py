@@ -147,6 +147,7 @@ def test_compose_nginx_publishes_the_api_paths_and_nothing_else(compose):
         "= /console",
         "/console/",
         "/media/s/",
+        "/media/keys/",
         "= /schema",
         "/schema/",
     }

@@ -356,6 +356,9 @@ class JobRequested(Event, kw_only=True):
     burn_subtitles: str | None = None
     # a package's subtitle child: the track it converts to segmented WebVTT
     subtitle: SubtitleTrack | None = None
+    # package (and its video and audio renditions): "aes-128" encrypts every media segment (HLS AES-128,
+    # the key served by the API to playback tokens: mpr_common.content_keys); None: in clear
+    encryption: str | None = None
 
 
 class JobProgress(Event, kw_only=True):

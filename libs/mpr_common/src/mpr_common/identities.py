@@ -117,7 +117,8 @@ IDENTITIES: dict[str, Identity] = {
         Identity(
             "api",
             "publishes job requests, cancels, callback results and dispatched jobs; asks scanners and "
-            "the catalog; marks cancelled jobs in the job-state KV",
+            "the catalog; marks cancelled jobs in the job-state KV; reads encrypted packages' keys (wrapped) "
+            "to serve them to playback tokens",
             publish=[
                 s.JOB_REQUESTED,
                 s.JOB_DISPATCHED,
@@ -152,6 +153,8 @@ IDENTITIES: dict[str, Identity] = {
                 # webhooks: subscriptions (with their secrets: no other identity reads them); fan-out from
                 # the jobs and assets streams into the tasks queue, which only the API may write (a task
                 # is signed with a subscription's secret when it is sent); the delivery log; dead letters
+                # encrypted packages: reads their content keys (wrapped), to serve them to playback tokens
+                *_kv(s.CONTENT_KEYS_KV, write=False),
                 *_kv(s.WEBHOOKS_KV, write=True),
                 *_pull(s.JOBS_STREAM, s.WEBHOOKS_JOBS_DURABLE),
                 *_pull(s.ASSETS_STREAM, s.WEBHOOKS_ASSETS_DURABLE),
@@ -203,7 +206,8 @@ IDENTITIES: dict[str, Identity] = {
             "transcoder",
             "pulls job requests; publishes progress, completion, failure and dead letters, a package's "
             "child jobs and their cancels, and when a package becomes playable; reads the catalog's "
-            "probes; records terminal job states and package plans",
+            "probes; records terminal job states and package plans; makes and reads encrypted packages' "
+            "keys (wrapped)",
             publish=[
                 *_pull(s.JOBS_STREAM, s.TRANSCODERS_DURABLE),
                 s.JOB_CHILD,
@@ -218,6 +222,8 @@ IDENTITIES: dict[str, Identity] = {
                 *_job_state(write=True),
                 *_kv(s.OUTPUT_OWNERS_KV, write=True),
                 *_kv(s.PACKAGES_KV, write=True),
+                # encrypted packages: creates each one's content key (wrapped), reads it to encrypt segments
+                *_kv(s.CONTENT_KEYS_KV, write=True),
                 # queue classes: each class's consumer and children; the pause flags, read …
                 *(x for p in _OTHER_CLASSES for x in _pull(s.JOBS_STREAM, s.transcoders_durable(p))),
                 *(s.child_subject(p) for p in _OTHER_CLASSES),

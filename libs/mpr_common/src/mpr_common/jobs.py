@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import msgspec
 
 from .audio_tracks import LONGEST_AUDIO_NAME, check_audio_languages, is_audio_rendition
+from .content_keys import ENCRYPTION_METHODS, NOT_YET
 from .events import JOB_KINDS, JobRequested
 from .keys import MEDIA_EXTENSIONS, InvalidKeyError, extension, is_media_key, validate_key
 from .overlays import PREVIEW_EXTENSIONS, WATERMARK_KINDS, normalize_preview, normalize_watermark
@@ -135,7 +136,27 @@ def normalize_job(job: JobRequested) -> JobRequested:
         subtitles=check_subtitle_files(job.subtitles),
         subtitle_languages=check_subtitle_languages(job.subtitle_languages),
         burn_subtitles=check_burn_subtitles(job.burn_subtitles),
+        encryption=check_encryption(job),
     )
+
+
+def check_encryption(job: JobRequested) -> str | None:
+    """A package's ``encryption`` (and its media renditions'); refused elsewhere, and refused with a
+    reason for a method that is not available yet."""
+    method = job.encryption
+    if method is None:
+        return None
+    if method in NOT_YET:
+        raise JobRequestError(NOT_YET[method], field="encryption")
+    if method not in ENCRYPTION_METHODS:
+        raise JobRequestError(
+            f"encryption must be one of {', '.join(ENCRYPTION_METHODS)}", field="encryption"
+        )
+    if job.kind == "rendition" and is_subtitle_rendition(job.rendition):
+        raise JobRequestError("subtitle tracks are not encrypted", field="encryption")
+    if job.kind not in ("package", "rendition"):
+        raise JobRequestError("encryption is for package jobs", field="encryption")
+    return method
 
 
 def _check_source(source_key: str) -> None:

@@ -118,6 +118,7 @@ WEBHOOKS_KV = "mpr-webhooks"  # subscription id -> a webhook subscription
 QUEUES_KV = "mpr-queues"  # queue class -> paused or not
 QUEUE_PAUSED = b"paused"  # a paused class's value in QUEUES_KV; any other value (or none): it runs
 DLQ_REPLAYS_KV = "mpr-dlq-replays"  # a dead job request (its MPR_JOBS sequence) -> its one replay
+CONTENT_KEYS_KV = "mpr-content-keys"  # package id -> its content key, wrapped (mpr_common.content_keys)
 
 # --- JetStream: webhooks (deliveries log, one subject per subscription) ------------------
 WEBHOOKS_STREAM = "MPR_WEBHOOKS"

@@ -15,6 +15,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mpr_common.content_keys import KEY_SECRET_ENV
 from mpr_common.identities import generate_passwords
 from mpr_common.settings import (
     DEFAULT_BUCKET_IN,
@@ -89,6 +90,8 @@ class Stack:
             "WEBHOOK_ALLOW_NETWORKS": "127.0.0.1/32,::1/128",
             "WEBHOOK_ALLOW_HTTP": "true",
             "API_CALLBACK_SECRET": self.callback_secret,
+            # the API's and the transcoders' (encrypted packages' keys are wrapped with it)
+            KEY_SECRET_ENV: self.key_secret(),
             "TRANSCODER_WORKDIR": str(self.workdir / "transcoder"),
             "LOG_FORMAT": "json",
             "METRICS_HOST": "127.0.0.1",  # ops ports on loopback only
@@ -170,6 +173,15 @@ class Stack:
         path.write_text(json.dumps(passwords, indent=2))
         path.chmod(0o600)
         return passwords
+
+    def key_secret(self) -> str:
+        """Generated once per work dir and kept (0600): keys wrapped with it open after a restart."""
+        path = self.workdir / "key-secret"
+        if not path.exists():
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(32))
+        return path.read_text().strip()
 
     def nats_identity(self, identity: str) -> dict[str, str]:
         """The environment that makes a process connect as ``identity``."""

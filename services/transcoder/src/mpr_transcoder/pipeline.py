@@ -178,11 +178,13 @@ async def run_job(
     cancelled: asyncio.Event | None = None,
     limits: Limits = DEFAULT_LIMITS,
     known_info: KnownInfo | None = None,
+    content_key: bytes | None = None,
 ) -> Outcome:
     """Validate, probe, run FFmpeg on a presigned URL of the source, upload the outputs.
 
     ``known_info(bucket, key, etag)`` may return the source's metadata probed earlier (the catalog's,
-    see ``source_info.catalog_probe``) to save running ffprobe; None means unknown. A package job is not
+    see ``source_info.catalog_probe``) to save running ffprobe; None means unknown. ``content_key``: the
+    key an encrypted package's rendition encrypts its segments with (``kinds.rendition.encryption``). A package job is not
     run here: the worker plans it into child jobs (see ``kinds.package``).
     """
     started = time.monotonic()
@@ -204,7 +206,8 @@ async def run_job(
         watermark = await prepare_watermark(job, tmp, s3=s3, s3_settings=s3_settings, limits=limits)
         subtitles = await prepare_subtitles(job, info, url, s3=s3, s3_settings=s3_settings)
         ctx = JobContext(
-            job, PRESETS[job.preset or ""], url, info, tmp, room.max_bytes, limits, watermark, subtitles
+            *(job, PRESETS[job.preset or ""], url, info, tmp, room.max_bytes, limits, watermark, subtitles),
+            content_key=content_key,
         )
         work = kinds.plan_work(ctx)
         out_bucket = job.output_bucket or s3_settings.bucket_out
@@ -256,6 +259,7 @@ async def _execute(
         job.output_key,
         on_error=stop.set,
         max_bytes=room.max_bytes,
+        seal=work.seal,
     )
     try:
         async with uploader:  # uploads while FFmpeg writes; cleans up if anything below raises

@@ -3,6 +3,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from mpr_common.content_keys import KEY_SECRET_ENV
 from mpr_common.events import PRIORITIES
 from mpr_common.settings import ServiceSettings, env
 
@@ -56,6 +57,9 @@ class TranscoderSettings(ServiceSettings):
     # a package's children queued ahead of their completion, at least (more when slots are idle): what a
     # job submitted behind a long title waits for at most (mpr_transcoder.kinds.graph.release_window)
     release_window: int = env("TRANSCODER_RELEASE_WINDOW", default=DEFAULT_RELEASE_WINDOW)
+    # Wraps encrypted packages' content keys in the mpr-content-keys KV (the API's MPR_KEY_SECRET: the
+    # same value); unset, an encrypted package fails as invalid
+    key_secret: str | None = env(KEY_SECRET_ENV, default=None)
 
     def __post_init__(self) -> None:
         if not self.lease_seconds > 0:

@@ -27,8 +27,9 @@ from types import TracebackType
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
 
+from mpr_common.keys import validate_key
 from mpr_common.s3_client import S3Client
-from mpr_common.storage import upload_file
+from mpr_common.storage import guess_content_type, upload_file
 
 from .kinds.single_output import Plan
 
@@ -71,6 +72,7 @@ class OutputUploader:
         poll: float = 0.25,
         on_error: Callable[[], None] = lambda: None,
         max_bytes: int | None = None,
+        seal: Callable[[Path], bytes | None] | None = None,
     ) -> None:
         self.s3 = s3
         self.bucket = bucket
@@ -79,6 +81,9 @@ class OutputUploader:
         self.poll = poll
         self.on_error = on_error  # called once when a background upload failed (to stop FFmpeg early)
         self.max_bytes = max_bytes  # watched with the segments: the job fails once the output dir holds more
+        # what is sent of a file instead of the file itself (an encrypted rendition's segments and
+        # playlists: kinds/rendition/encryption.py); None from it: the file as it is
+        self.seal = seal
         self.error: BaseException | None = None
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -181,6 +186,11 @@ class OutputUploader:
         return uploads
 
     def _upload(self, f: Path, key: str) -> None:
+        sealed = self.seal(f) if self.seal is not None else None
+        if sealed is not None:
+            validate_key(key)
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=sealed, ContentType=guess_content_type(key))
+            return
         try:
             upload_file(f, key, self.bucket, client=self.s3)
         except S3UploadFailedError as exc:

@@ -5,11 +5,13 @@ from litestar import Request, route
 from litestar.response import Redirect, Response, Stream
 from litestar.status_codes import HTTP_307_TEMPORARY_REDIRECT
 
+from mpr_common.content_keys import KEY_PATH_PREFIX
 from mpr_common.errors import MprError
 from mpr_common.keys import extension
 from mpr_common.storage import get_presigned_url, guess_content_type
 
 from ..http.auth import SIGNED_PREFIX
+from ..http.request_url import request_base_url
 from .media_links import (
     is_manifest,
     link_expires,
@@ -76,6 +78,8 @@ async def media_signed(
     head = request.method == "HEAD"
     if is_manifest(key):
         body = await assets.read_manifest(bucket, key)
+        if extension(key) == ".m3u8":
+            body = await _key_tokens(assets, token, bucket, key, body)
         if extension(key) == ".m3u8" and not assets.settings.media_proxy:
             body = await anyio.to_thread.run_sync(_presign_segments, assets, token, bucket, key, body)
         headers = {**_MANIFEST_HEADERS, "Content-Length": str(len(body))}
@@ -90,6 +94,34 @@ async def media_signed(
     if obj.chunks is None:
         return Response(b"", status_code=obj.status, media_type=media_type, headers=headers)
     return Stream(obj.chunks, status_code=obj.status, media_type=media_type, headers=headers)
+
+
+async def _key_tokens(assets: AssetService, token: str, bucket: str, key: str, body: bytes) -> bytes:
+    """An encrypted package's playlist with a playback token, expiring with the link, in its key URIs."""
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        return body
+    base = assets.links.public_url or request_base_url() or ""
+    return (await assets.keys.with_key_tokens(text, bucket, key, link_expires(token), base)).encode()
+
+
+@route(
+    KEY_PATH_PREFIX + "{package_id:str}",
+    http_method=["GET"],
+    tags=["media"],
+    summary="An encrypted package's content key (16 bytes) for a playback token bound to the package",
+    description=(
+        "The URI of the `#EXT-X-KEY` tags of an `aes-128` package's media playlists. The playlists "
+        "served under the package's signed link carry `?token=`, a playback token bound to the package "
+        "that expires with the link; the token is the credential (no bearer token). 401: no token; 403: "
+        "a token forged, expired or for another package; 404: no such package key."
+    ),
+    security=[],
+)
+async def content_key(assets: AssetService, package_id: str, token: str | None = None) -> Response:
+    key = await assets.keys.key(package_id, token)
+    return Response(key, media_type="application/octet-stream", headers=_SIGNED_HEADERS)
 
 
 def _presign_segments(assets: AssetService, token: str, bucket: str, key: str, body: bytes) -> bytes:

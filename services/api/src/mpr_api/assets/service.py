@@ -34,7 +34,9 @@ from mpr_common.storage import get_presigned_url, guess_content_type
 
 from ..catalog import ask_catalog
 from ..http.field_errors import FieldError
+from .content_keys import PackageKeys
 from .media_links import MediaLinks
+from .playback_tokens import PlaybackTokens
 from .schemas import ScanResult
 from .settings import AssetSettings
 
@@ -70,6 +72,8 @@ class AssetService:
         self.public_s3 = public_s3  # presigns links for clients (S3_PUBLIC_ENDPOINT_URL)
         self.s3 = s3  # reads what a signed link names (S3_ENDPOINT_URL: the public one may be unreachable)
         self.links = links
+        # encrypted packages: their playlists' key tokens and their keys (content_keys.py)
+        self.keys = PackageKeys(nc, settings.key_secret, PlaybackTokens(links.secret))
         self.signed_buckets = BucketPolicy.of(settings.s3).outputs
 
     # --- scans -------------------------------------------------------------------------------

@@ -63,6 +63,7 @@ class JobTemplate:
     audio_languages: list[str] | None
     subtitle_languages: list[str] | None
     burn_subtitles: str | None
+    encryption: str | None
     watermark: JSON | None
     preview: JSON | None
     description: str
@@ -90,6 +91,7 @@ class JobTemplateInput:
     audio_languages: list[str] | None = None
     subtitle_languages: list[str] | None = None
     burn_subtitles: str | None = None
+    encryption: str | None = None
     watermark: WatermarkInput | None = None
     preview: PreviewInput | None = None
     description: str | None = None

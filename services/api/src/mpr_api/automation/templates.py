@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import msgspec
 
 from mpr_common.audio_tracks import AudioLanguages
+from mpr_common.content_keys import EncryptionMethod
 from mpr_common.events import JobKind, JobRequested, PreviewOptions, Priority, Watermark
 from mpr_common.jobs import JobRequestError, normalize_job
 from mpr_common.presets import DEFAULT_PRESET
@@ -67,6 +68,7 @@ class Template(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_de
     audio_languages: AudioLanguages | None = None
     subtitle_languages: SubtitleLanguages | None = None
     burn_subtitles: Annotated[str, msgspec.Meta(min_length=2, max_length=35)] | None = None
+    encryption: EncryptionMethod | None = None
     watermark: Watermark | None = None
     preview: PreviewOptions | None = None
     description: Text = ""
@@ -87,6 +89,7 @@ TEMPLATE_FIELDS: tuple[str, ...] = (
     "audio_languages",
     "subtitle_languages",
     "burn_subtitles",
+    "encryption",
     "watermark",
     "preview",
 )

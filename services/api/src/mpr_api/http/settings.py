@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mpr_common.content_keys import KEY_SECRET_ENV
 from mpr_common.settings import ServiceSettings, env
 
 
@@ -27,6 +28,9 @@ class HttpSettings(ServiceSettings):
     # The API's address as clients know it, for absolute links (output_url). Unset: the request's own
     # scheme and Host. Set it behind a proxy that rewrites Host or terminates TLS.
     public_url: str | None = env("API_PUBLIC_URL", default=None)
+    # Wraps encrypted packages' content keys (the transcoders' MPR_KEY_SECRET: the same value); unset,
+    # encryption is refused (400) and no key is served.
+    key_secret: str | None = env(KEY_SECRET_ENV, default=None)
     # --- console sessions (the gate checks their cookies on every path they may use) ---
     # Signs console session cookies. Unset: a key derived from API_TOKENS (every replica with the same
     # tokens agrees; changing the tokens signs everyone out). Set it to sign sessions out on its own.

@@ -179,6 +179,7 @@ class JobInput:
     subtitles: list[SubtitleFileInput] | None = None
     subtitle_languages: list[str] | None = None
     burn_subtitles: str | None = None
+    encryption: str | None = None
     watermark: WatermarkInput | None = None
     preview: PreviewInput | None = None
     template: str | None = None
@@ -222,6 +223,7 @@ class JobsMutation:
             "subtitles": None if job.subtitles is None else [unset_dropped(f) for f in job.subtitles],
             "subtitle_languages": job.subtitle_languages,
             "burn_subtitles": job.burn_subtitles,
+            "encryption": job.encryption,
             "watermark": unset_dropped(job.watermark),
             "preview": unset_dropped(job.preview),
             "template": job.template,

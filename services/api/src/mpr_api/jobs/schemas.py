@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from mpr_common.audio_tracks import AudioLanguages
+from mpr_common.content_keys import EncryptionMethod
 from mpr_common.events import FailureReason, JobKind, JobView, PreviewOptions, Priority, Watermark
 from mpr_common.subtitles import SubtitleFiles, SubtitleLanguages
 
@@ -58,6 +59,10 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # transcode and package jobs: an image (a PNG or JPEG in the source bucket) or a text drawn over the
     # picture (every rung of a package); bounds and defaults: docs/outputs.md, mpr_common.overlays
     watermark: Watermark | None = None
+    # package jobs: "aes-128" encrypts every audio and video segment (HLS AES-128; the key is served by
+    # the API to the playback token of the package's signed links; no DASH manifest); "cenc" is refused
+    # for now (not available yet)
+    encryption: EncryptionMethod | None = None
     # preview jobs: clips, clip_seconds, width, fps of the animation (defaults: 6 x 1 s, 320 px, 10 fps)
     preview: PreviewOptions | None = None
     # queue class: urgent jobs go first, bulk ones when there is room (never starved)

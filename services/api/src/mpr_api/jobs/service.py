@@ -10,6 +10,7 @@ from nats.aio.client import Client
 from mpr_common import subjects as s
 from mpr_common.bus import publish_event
 from mpr_common.catalog_requests import GetJob, ListJobs
+from mpr_common.content_keys import KEY_SECRET_ENV
 from mpr_common.errors import Conflict, Unauthorized, Unavailable
 from mpr_common.events import (
     JobCancel,
@@ -129,6 +130,7 @@ class JobService:
                     subtitles=body.subtitles,
                     subtitle_languages=body.subtitle_languages,
                     burn_subtitles=body.burn_subtitles,
+                    encryption=body.encryption,
                     watermark=body.watermark,
                     preview=body.preview,
                     priority=body.priority,
@@ -137,6 +139,10 @@ class JobService:
             )
         except JobRequestError as exc:
             raise FieldError(str(exc), exc.field) from None
+        if req.encryption is not None and not self.settings.key_secret:
+            raise FieldError(
+                f"encryption is not configured on this deployment ({KEY_SECRET_ENV} is unset)", "encryption"
+            )
         executor = executors.choose(body.executor, req.kind, self.settings)  # 400 before anything is claimed
         await self._claim_outputs(req, explicit=body.output_key is not None)
         try:

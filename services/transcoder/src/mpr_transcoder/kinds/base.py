@@ -35,6 +35,7 @@ class JobContext:
     limits: Limits
     watermark: WatermarkSource | None = None
     subtitles: SubtitleInput | None = None  # the subtitle track it converts or burns in
+    content_key: bytes | None = None  # an encrypted package's key (its renditions encrypt with it)
 
     @property
     def out_dir(self) -> Path:
@@ -55,6 +56,8 @@ class Work:
     loudness: Loudness | None = None
     rendition: Rendition | None = None
     quality: Quality | None = None  # its video output's, when its encoder measured it (see ..quality)
+    # what the uploader sends of each file instead of the file (an encrypted rendition's): uploader.py
+    seal: Callable[[Path], bytes | None] | None = None
 
 
 def expected_duration(job: JobRequested, info: MediaInfo) -> float | None:

@@ -20,6 +20,7 @@ from nats.aio.msg import Msg
 from mpr_common import subjects as s
 from mpr_common.bus import MSG_ID, dead_letter, publish_event
 from mpr_common.codec import DecodeError, ValidationError, decode
+from mpr_common.content_keys import KEY_SECRET_ENV, KeyUnreadable
 from mpr_common.events import PRIORITIES, AttemptOutcome, JobAttempt, JobCompleted, JobFailed, JobRequested
 from mpr_common.job_status import failed_status
 from mpr_common.jobs import (
@@ -233,6 +234,21 @@ class Attempt:
             if self.w.stopping.is_set():
                 return None
 
+    async def _content_key(self, job: JobRequested) -> bytes | None:
+        """The key an encrypted package's rendition encrypts with (made when the package was planned)."""
+        if job.encryption is None or job.kind != "rendition" or job.parent_id is None:
+            return None
+        keys = self.w.content_keys
+        if keys is None:
+            raise JobError(f"{KEY_SECRET_ENV} is not set on this transcoder: it cannot encrypt", "invalid")
+        try:
+            key = await keys.key(job.parent_id)
+        except KeyUnreadable as exc:
+            raise JobError(str(exc), "internal") from None
+        if key is None:
+            raise JobError(f"package {job.parent_id} has no content key", "invalid")
+        return key
+
     async def _run(self, job: JobRequested, lease: JobLease | None) -> None:
         """Run a job whose lease this run holds; end it only from that lease."""
         assert self.w.job_state is not None
@@ -250,6 +266,7 @@ class Attempt:
 
             outcome = await run_job(
                 job,
+                content_key=await self._content_key(job),
                 s3=self.w.s3,
                 s3_settings=self.w.settings.s3,
                 workdir=self.w.settings.workdir,

@@ -25,6 +25,7 @@ from nats.js.errors import NotFoundError
 
 from mpr_common import subjects as s
 from mpr_common.codec import DecodeError, ValidationError, decode
+from mpr_common.content_keys import ContentKeys, KeyWrap
 from mpr_common.events import JobCancel
 from mpr_common.jobs import BucketPolicy
 from mpr_common.jobstate import JobState, QueuePlaces
@@ -59,6 +60,7 @@ class Worker:
         self.s3 = s3
         self.job_state: JobState | None = None
         self.owners: OutputOwners | None = None
+        self.content_keys: ContentKeys | None = None  # with MPR_KEY_SECRET: encrypted packages' keys
         self.graphs = JobGraphs()  # bound in setup
         self.places: QueuePlaces | None = None
         self.flags: PauseFlags | None = None
@@ -87,6 +89,10 @@ class Worker:
                 self.flags = PauseFlags(await self.js.key_value(s.QUEUES_KV), self.classes)
                 self.owners = OutputOwners(await self.js.key_value(s.OUTPUT_OWNERS_KV))
                 plans = await self.js.key_value(s.PACKAGES_KV)
+                if self.settings.key_secret:
+                    self.content_keys = ContentKeys(
+                        await self.js.key_value(s.CONTENT_KEYS_KV), KeyWrap(self.settings.key_secret)
+                    )
                 out, me = self.settings.s3.bucket_out, self.settings.instance
                 window = self.settings.release_window
                 self.graphs = JobGraphs(
@@ -94,6 +100,7 @@ class Worker:
                         *(self.js, self.s3, self.job_state, PackageStore(plans), out, me, self.owners),
                         window=window,
                         bucket_in=self.settings.s3.bucket_in,
+                        content_keys=self.content_keys,
                     ),
                     TranscodeGraph(
                         *(self.js, self.s3, self.job_state, TranscodeStore(plans), out, me, self.owners),

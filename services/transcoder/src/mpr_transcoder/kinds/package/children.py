@@ -182,6 +182,8 @@ def plan_package(
             audio_stream=audio,
             # every video rung draws the package's watermark, scaled to the rung
             watermark=None if audio is not None else package.watermark,
+            # sound and picture encrypted alike (subtitle tracks and storyboards stay clear)
+            encryption=package.encryption,
         )
 
     spans = chunk_spans(package, preset, info)

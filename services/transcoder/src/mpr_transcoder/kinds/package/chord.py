@@ -36,6 +36,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 from mpr_common import subjects as s
 from mpr_common.audio_tracks import is_audio_rendition
 from mpr_common.bus import publish_event
+from mpr_common.content_keys import ContentKeys
 from mpr_common.events import JobCompleted, JobPlayable, JobRequested, MediaInfo, Rendition
 from mpr_common.jobs import DEFAULT_PROGRESSIVE, JobRequestError, outcome_id
 from mpr_common.jobstate import JobState
@@ -49,7 +50,7 @@ from ...settings import DEFAULT_RELEASE_WINDOW
 from ...subtitle_sources import find_sidecars
 from ...uploader import STORAGE_ERRORS
 from ..graph.runner import ChildVerdict, JobGraph
-from ..rendition.chunks import media_playlist, stitch
+from ..rendition.chunks import stitch
 from ..rendition.cmaf import init_name, playlist_name
 from .children import (
     PackagePlan,
@@ -59,6 +60,7 @@ from .children import (
     is_subtitle,
     plan_package,
 )
+from .encrypted import make_content_key, rung_playlist
 from .manifests import dash_mpd, hls_master
 from .releasing import lead, with_shares
 
@@ -129,9 +131,11 @@ class Packager(JobGraph[PackagePlan]):
         owners: OutputOwners | None = None,
         window: int = DEFAULT_RELEASE_WINDOW,
         bucket_in: str | None = None,
+        content_keys: ContentKeys | None = None,
     ) -> None:
         super().__init__(js, s3, job_state, store, bucket_out, instance, owners, window)
         self.bucket_in = bucket_in  # where sources are read by default; None: no sidecar is looked for
+        self.content_keys = content_keys  # None: no MPR_KEY_SECRET, an encrypted package is refused
 
     def make_plan(self, parent: JobRequested, info: MediaInfo) -> PackagePlan:
         return with_shares(plan_package(parent, info))
@@ -142,6 +146,7 @@ class Packager(JobGraph[PackagePlan]):
         if self.bucket_in is not None:  # a failed listing is a storage error: the package is retried
             found = await find_sidecars(self.s3, parent.source_bucket or self.bucket_in, parent.source_key)
         plan = with_shares(plan_package(parent, info, found))
+        await make_content_key(self.content_keys, plan, parent.output_bucket or self.bucket_out)
         for note in plan.notes:
             log.info("package: %s", note, extra={"job_id": parent.job_id})
         return plan
@@ -183,7 +188,9 @@ class Packager(JobGraph[PackagePlan]):
                 return
             rung = _stitched(name, prefix, plan.package.job_id)
             renditions.append(rung)
-            playlists.append((posixpath.join(plan.folder, rung.playlist), media_playlist(rung, ended=False)))
+            playlists.append(
+                (posixpath.join(plan.folder, rung.playlist), rung_playlist(plan, rung, ended=False))
+            )
         master_key = posixpath.join(plan.folder, MASTER_PLAYLIST)
         for key, text in [*playlists, (master_key, hls_master(renditions))]:
             await asyncio.to_thread(self._put, bucket, key, text.encode())
@@ -306,12 +313,14 @@ class Packager(JobGraph[PackagePlan]):
             rung = _stitched(name, [c.rendition for c in chunks if c.rendition is not None], package.job_id)
             renditions.append(rung)
             playlist_key = posixpath.join(folder, rung.playlist)
-            writes.append((playlist_key, media_playlist(rung, ended=True)))
+            writes.append((playlist_key, rung_playlist(plan, rung, ended=True)))
             chunk_playlists += [c.output_key for c in chunks]
             keys += [k for c in chunks for k in c.output_keys if k != c.output_key] + [playlist_key]
         mpd_key = posixpath.join(folder, DASH_MANIFEST)
         master_key = posixpath.join(folder, MASTER_PLAYLIST)
-        writes += [(mpd_key, dash_mpd(renditions)), (master_key, hls_master(renditions))]
+        if plan.package.encryption is None:  # DASH has no AES-128 full-segment scheme: docs/outputs.md
+            writes.append((mpd_key, dash_mpd(renditions)))
+        writes.append((master_key, hls_master(renditions)))
         for key, text in writes:  # after every child's media: the package appears whole
             await asyncio.to_thread(self._put, bucket, key, text.encode())
         if chunk_playlists:  # each chunk's own playlist: its rung's lists its segments now
@@ -327,7 +336,7 @@ class Packager(JobGraph[PackagePlan]):
             job_id=package.job_id,
             output_key=master_key,
             output_bucket=bucket,
-            output_keys=list(dict.fromkeys([*keys, mpd_key, master_key])),
+            output_keys=list(dict.fromkeys([*keys, *(k for k, _ in writes if k in (mpd_key, master_key))])),
             output_size=sum(c.output_size for c in children) + sum(len(t.encode()) for _, t in writes),
             duration=max(durations) if durations else None,
             elapsed=round(max(0.0, time.time() - package.requested_at), 3),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from mpr_common.audio_tracks import is_audio_rendition, track_label
+from mpr_common.content_keys import key_uri
 from mpr_common.events import AudioStream, ChunkSpan, MediaInfo
 from mpr_common.presets import Rung
 from mpr_common.quality import without_frames
@@ -22,6 +23,7 @@ from ..base import JobContext, Work, with_loudness
 from ..colour import rung_range
 from .chunks import finish_chunk
 from .cmaf import chunk_playlist_name, chunk_rendition_args, describe_rendition, rendition_args
+from .encryption import SegmentSealer
 from .subtitles import plan_subtitles
 
 
@@ -55,7 +57,7 @@ def plan(ctx: JobContext) -> Work:
             raise JobError(
                 "the audio rendition is never chunked (its sound would click at the joins)", "invalid"
             )
-        return _plan_chunk(ctx, rung, ctx.job.chunk)
+        return _sealed(ctx, _plan_chunk(ctx, rung, ctx.job.chunk))
 
     async def rendition(runner: StepRunner) -> None:
         async def encode(audio_filter: str | None) -> None:
@@ -83,6 +85,16 @@ def plan(ctx: JobContext) -> Work:
         work.rendition = described
 
     work = Work(ctx.out_dir / f"{name}.m3u8", info.duration, rendition, segment_glob=f"{name}_*.m4s")
+    return _sealed(ctx, work)
+
+
+def _sealed(ctx: JobContext, work: Work) -> Work:
+    """An encrypted package's rendition: its segments and playlist encrypted and keyed as uploaded."""
+    if ctx.job.encryption is None:
+        return work
+    if ctx.content_key is None or ctx.job.parent_id is None:
+        raise JobError(f"no content key for the {ctx.job.encryption} package of this rendition", "invalid")
+    work.seal = SegmentSealer(ctx.content_key, key_uri(ctx.job.parent_id))
     return work
 
 

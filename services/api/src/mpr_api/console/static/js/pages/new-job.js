@@ -31,6 +31,8 @@ function fitKind() {
   $("#end-field").hidden = kind === "thumbnail";
   $("#storyboard-label").hidden = kind !== "package";
   if (kind !== "package") form.storyboard.checked = false;
+  $("#encryption-label").hidden = kind !== "package";
+  if (kind !== "package") form.encryption.checked = false;
   fillPresets();
 }
 
@@ -93,6 +95,7 @@ async function submit(ev) {
   if (form.output_key.value.trim()) body.output_key = form.output_key.value.trim();
   if (form.loudnorm.checked) body.loudnorm = true;
   if (form.storyboard.checked) body.storyboard = true;
+  if (form.encryption.checked) body.encryption = form.encryption.value;
   const problems = check(body);
   if (problems.length) {
     for (const [name, text] of problems) fieldError(form, name, text);
