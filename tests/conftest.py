@@ -5,11 +5,18 @@ import shutil
 import tempfile
 
 import pytest
+from hypothesis import settings
 
 from mpr_devstack.zygote import PRELOAD_ENV
 from tests.media import MEDIA_CACHE_ENV
 from tests.pg import Postgres, pg_bin
 from tests.progress import Progress, order_items
+
+# No per-example deadline: `make test` runs four test processes and their servers on two cores, where
+# an example that takes 5 ms alone can take 300 ms; what a property test proves is never how fast it is
+# (speed is measured in `make bench`). A test that wants a deadline sets its own.
+settings.register_profile("mpr", deadline=None)
+settings.load_profile("mpr")
 
 
 @pytest.fixture(scope="session")
