@@ -144,7 +144,8 @@ def child_setup(max_memory: int | None = None, nice: int = 0) -> Callable[[], No
     return setup
 
 
-def ffprobe_args(url: str, protocols: str = NETWORK_PROTOCOLS) -> list[str]:
+def _ffprobe(protocols: str) -> list[str]:
+    """ffprobe, quiet, reading only the accepted protocols and file types."""
     return [
         "ffprobe",
         "-v",
@@ -154,6 +155,12 @@ def ffprobe_args(url: str, protocols: str = NETWORK_PROTOCOLS) -> list[str]:
         protocols,
         "-format_whitelist",
         INPUT_FORMATS,
+    ]
+
+
+def ffprobe_args(url: str, protocols: str = NETWORK_PROTOCOLS) -> list[str]:
+    return [
+        *_ffprobe(protocols),
         "-show_format",
         "-show_streams",
         "-of",
@@ -199,14 +206,7 @@ def first_frame_args(url: str, protocols: str = NETWORK_PROTOCOLS) -> list[str]:
     """ffprobe of the first video frame's side data, for an HDR source whose container does not carry
     its mastering metadata (HEVC in MP4: SEI only). Decodes one frame: run only for HDR sources."""
     return [
-        "ffprobe",
-        "-v",
-        "error",
-        "-hide_banner",
-        "-protocol_whitelist",
-        protocols,
-        "-format_whitelist",
-        INPUT_FORMATS,
+        *_ffprobe(protocols),
         "-select_streams",
         "v:0",
         "-read_intervals",

@@ -97,22 +97,21 @@ def video_filter(rung: Rung, info: MediaInfo | None = None) -> str:
     return f"{scale},format={pix_fmt(rung, info) if info is not None else SDR_PIX_FMT}"
 
 
+def _capped_crf(rung: Rung) -> list[str]:
+    """The rung's encoder at its preset, its CRF capped by the VBV maximum rate."""
+    return [
+        *("-c:v", rung.video_codec, "-preset", rung.encoder_preset, "-crf", str(rung.crf)),
+        *("-maxrate", rung.max_rate, "-bufsize", rung.buf_size),
+    ]
+
+
 def video_encoder_args(preset: Preset, rung: Rung, info: MediaInfo) -> list[str]:
     """Capped CRF (quality-driven, bounded by the VBV maximum rate) with closed GOPs whose IDR frames fall
     exactly on every multiple of ``gop_seconds``: forced key frames, no scene-cut key frames."""
     gop = _gop_seconds(preset)
     frames = gop_frames(preset, info)
     args = [
-        "-c:v",
-        rung.video_codec,
-        "-preset",
-        rung.encoder_preset,
-        "-crf",
-        str(rung.crf),
-        "-maxrate",
-        rung.max_rate,
-        "-bufsize",
-        rung.buf_size,
+        *_capped_crf(rung),
         # forced key frames as IDR frames, whatever the encoder's GOP settings make of an I frame:
         # decoding (and a player's switch of rendition) starts anew at each segment
         "-forced-idr",
@@ -145,18 +144,7 @@ def _svtav1_args(rung: Rung, info: MediaInfo, frames: int | None) -> list[str]:
     At 30000/1001 fps every GOP is 60 frames where the forced key frames of the other rungs make one 59
     now and then (from about the 17th): AV1 segments then run a frame longer than H.264's. The DASH
     manifest gives AV1 an adaptation set of its own, and players switch within one codec."""
-    args = [
-        "-c:v",
-        "libsvtav1",
-        "-preset",
-        rung.encoder_preset,
-        "-crf",
-        str(rung.crf),
-        "-maxrate",
-        rung.max_rate,
-        "-bufsize",
-        rung.buf_size,
-    ]
+    args = _capped_crf(rung)
     if frames:
         args += ["-g", str(frames)]
     params = ["irefresh-type=2", *svtav1_hdr_params(rung, info)]
