@@ -307,3 +307,25 @@ async def test_a_completion_late_in_a_long_title_reads_the_unfinished_childrens_
     # The release reads at most its window's states; the fan-in only those of the six unfinished.
     assert set(fan_in) <= unfinished | {c.job_id for c in plan.jobs[-6 - lead(plan) - 2 :]}, fan_in
     assert len(fan_in) < len(plan.jobs) - 6, fan_in
+
+
+async def test_a_discard_looks_only_for_what_some_generation_released(packager):
+    """Children never released never ran and left nothing: a failed title's discard reads the owners
+    of its released children only, across generations (a retry's window may reach less far)."""
+    p = packager
+    plan = await fan_out(p)
+    first = js(p).children()
+    assert 0 < len(first) < len(plan.jobs)  # a window, not the title
+    owners = (await p.owners()).kv
+    reads: list[str] = []
+    get = owners.get
+
+    async def counted(key):
+        reads.append(key)
+        return await get(key)
+
+    owners.get = counted  # type: ignore[method-assign]
+    await p.job_state.failed("p1")
+    await p.discard(plan)
+    assert reads and len(reads) <= 2 * len(first) + 2, (len(reads), len(first))  # each child, the package
+    assert [c.job_id for c in await p.releaser.released(plan)] == first

@@ -55,6 +55,9 @@ class ReleaseMark(msgspec.Struct, kw_only=True):
     upto: int = 0  # the first children of the plan's order that are claimed …
     published: int = 0  # … and those of them that are published
     low: int = 0  # every child before it has completed (where a release starts reading states)
+    # the furthest any generation's release claimed: the children after it never ran (0: not known, a
+    # mark written before it was kept)
+    ever: int = 0
 
 
 def mark_key(package_id: str) -> str:
@@ -95,7 +98,7 @@ class Releaser:
             if mark is not None and mark.retry > retry:
                 return 0  # a request of an older generation: the newer one releases its own children
             if mark is None or mark.retry < retry:
-                mark = ReleaseMark(retry=retry)
+                mark = ReleaseMark(retry=retry, ever=mark.ever if mark is not None else 0)
             if await self.job_state.get(parent.job_id) is not None:
                 return 0  # ended: failed, cancelled (nothing more runs) or completed (nothing is left)
             if mark.published < mark.upto:  # claimed by a release that did not get to publish them
@@ -121,7 +124,7 @@ class Releaser:
             if upto == mark.upto:
                 return 0
             low = next((mark.low + i for i, c in enumerate(seen) if c.job_id not in finished), end)
-            claimed = msgspec.structs.replace(mark, upto=upto, low=low)
+            claimed = msgspec.structs.replace(mark, upto=upto, low=low, ever=max(mark.ever, upto))
             taken = await self._cas(key, claimed, revision)
             if taken is None:  # another transcoder released meanwhile: count again with its claim
                 continue
@@ -137,6 +140,14 @@ class Releaser:
                 extra={"job_id": parent.job_id},
             )
             return upto - mark.upto
+
+    async def released(self, plan: ReleasedPlan) -> list[JobRequested]:
+        """The children of ``plan`` that any of its generations released (in the plan's order): the
+        others never ran and left nothing, so a discard need not look for them. Every child when the
+        release's mark does not say."""
+        mark, _ = await self._read(mark_key(plan.parent.job_id))
+        jobs = plan.jobs
+        return jobs[: mark.ever] if mark is not None and mark.ever else jobs
 
     async def _publish(self, plan: ReleasedPlan, children: list[JobRequested], retry: int) -> None:
         """Onto the package's class, as its request generation: a retried package's children as retries

@@ -231,7 +231,7 @@ class Packager(JobGraph[PackagePlan]):
             )
             return []
         left = _Leftovers()
-        for child in plan.jobs:
+        for child in await self.releaser.released(plan):  # the others never ran
             await self._child_leftovers(left, owners, bucket, _Folder(prefix, names), child)
         await self._package_leftovers(left, owners, bucket, names, package)
         try:

@@ -330,7 +330,7 @@ class TranscodeGraph(JobGraph[TranscodePlan]):
         doomed: list[str] = []
         claims: list[tuple[str, str]] = []
         emptied: list[str] = []
-        for child in plan.jobs:
+        for child in await self.releaser.released(plan):  # the others never ran
             assert child.output_key is not None
             owner = await owners.owner(bucket, child.output_key)
             if owner not in (None, child.job_id):
