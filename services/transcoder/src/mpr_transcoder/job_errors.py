@@ -36,11 +36,16 @@ class JobError(Exception):
         self.log = log  # FFmpeg's stderr tail, when FFmpeg failed
 
 
+def is_missing(exc: ClientError) -> bool:
+    """Whether S3 answered that the object does not exist."""
+    return str(exc.response.get("Error", {}).get("Code", "")) in ("404", "NoSuchKey", "NotFound")
+
+
 def storage_error(exc: Exception) -> JobError:
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        if code in ("404", "NoSuchKey", "NotFound"):
+        if is_missing(exc):
             return JobError("source object not found", "source", retryable=False)
         if code in ("NoSuchBucket",):
             return JobError(redact(f"bucket not found: {exc}"), "storage", retryable=False)

@@ -28,7 +28,6 @@ from mpr_common.mediainfo import ProbeError, looks_like_network_error
 from mpr_common.presets import PRESETS
 from mpr_common.s3_client import S3Client
 from mpr_common.settings import S3Settings
-from mpr_common.storage import get_presigned_url, head_object
 
 from . import kinds
 from .ffmpeg import FfmpegCancelled, FfmpegError, ProgressReport, probe, run_ffmpeg, written_duration
@@ -37,6 +36,7 @@ from .kinds import JobContext, Work
 from .kinds.single_output import Plan
 from .limits import Limits, check_source
 from .settings import setting
+from .source_objects import locate
 from .steps import StepRunner
 from .subtitle_sources import prepare_subtitles
 from .uploader import STORAGE_ERRORS, OutputTooLarge, OutputUploader, dir_size
@@ -68,8 +68,7 @@ async def _locate(job: JobRequested, s3: S3Client, s3_settings: S3Settings) -> t
     """(etag, presigned URL) of the job's source."""
     bucket = job.source_bucket or s3_settings.bucket_in
     try:
-        head = await asyncio.to_thread(head_object, job.source_key, bucket, client=s3)
-        url = await asyncio.to_thread(get_presigned_url, job.source_key, bucket, 6 * 3600, client=s3)
+        head, url = await locate(s3, bucket, job.source_key)
     except (ClientError, BotoCoreError) as exc:
         raise storage_error(exc) from None
     return head.etag, url

@@ -17,7 +17,6 @@ from mpr_common.events import JobRequested, MediaInfo, SubtitleFile, SubtitleTra
 from mpr_common.jobs import JobRequestError
 from mpr_common.s3_client import S3Client
 from mpr_common.settings import S3Settings
-from mpr_common.storage import get_presigned_url, head_object
 from mpr_common.subtitles import (
     MAX_SUBTITLE_BYTES,
     burn_track,
@@ -27,6 +26,7 @@ from mpr_common.subtitles import (
 
 from .ffmpeg.argv import GLOBAL_ARGS, input_args, size_limit, subtitle_file_input
 from .job_errors import JobError, storage_error
+from .source_objects import locate_side_file
 
 _LISTED = 1000  # keys read from the source's folder when looking for its sidecars
 
@@ -76,23 +76,6 @@ async def find_sidecars(s3: S3Client, bucket: str, source_key: str) -> list[Subt
     return sidecars(source_key, keys)
 
 
-async def _file_url(s3: S3Client, bucket: str, key: str) -> str:
-    try:
-        head = await asyncio.to_thread(head_object, key, bucket, client=s3)
-        url = await asyncio.to_thread(get_presigned_url, key, bucket, 6 * 3600, client=s3)
-    except ClientError as exc:
-        if str(exc.response.get("Error", {}).get("Code", "")) in ("404", "NoSuchKey", "NotFound"):
-            raise JobError(f"subtitles: the file {key!r} is not in bucket {bucket!r}", "invalid") from None
-        raise storage_error(exc) from None
-    except BotoCoreError as exc:
-        raise storage_error(exc) from None
-    if head.size > MAX_SUBTITLE_BYTES:
-        raise JobError(
-            f"subtitles: the file {key!r} has {head.size} bytes, more than {MAX_SUBTITLE_BYTES}", "invalid"
-        )
-    return url
-
-
 async def subtitle_input(
     track: SubtitleTrack, job: JobRequested, source_url: str, *, s3: S3Client, s3_settings: S3Settings
 ) -> SubtitleInput:
@@ -100,7 +83,9 @@ async def subtitle_input(
     if track.key is None:
         return SubtitleInput(track, source_url, job.source_key, False, track.stream or 0)
     bucket = job.source_bucket or s3_settings.bucket_in
-    url = await _file_url(s3, bucket, track.key)
+    url = await locate_side_file(
+        s3, bucket, track.key, what="subtitles: the file", max_bytes=MAX_SUBTITLE_BYTES
+    )
     return SubtitleInput(track, url, track.key, True, 0)
 
 

@@ -5,29 +5,21 @@ text never enters a filter graph). What is wrong with it fails the job with the 
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-
-from botocore.exceptions import BotoCoreError, ClientError
 
 from mpr_common.events import JobRequested
 from mpr_common.mediainfo import ProbeError, looks_like_network_error
 from mpr_common.overlays import MAX_WATERMARK_BYTES, MAX_WATERMARK_SIDE, WATERMARK_FORMATS
 from mpr_common.s3_client import S3Client
 from mpr_common.settings import S3Settings
-from mpr_common.storage import get_presigned_url, head_object
 
 from .ffmpeg.filtergraph import WatermarkSource
 from .ffmpeg.probe import probe_image
-from .job_errors import JobError, storage_error
+from .job_errors import JobError
 from .limits import Limits
+from .source_objects import locate_side_file
 
 TEXT_FILE = "watermark.txt"
-
-
-def _missing(exc: ClientError) -> bool:
-    code = str(exc.response.get("Error", {}).get("Code", ""))
-    return code in ("404", "NoSuchKey", "NotFound")
 
 
 async def prepare_watermark(
@@ -43,27 +35,11 @@ async def prepare_watermark(
         return WatermarkSource(spec, text_file=path)
     assert spec.key is not None
     bucket = job.source_bucket or s3_settings.bucket_in
-    url = await _locate(spec.key, bucket, s3)
+    url = await locate_side_file(
+        s3, bucket, spec.key, what="watermark: the image", max_bytes=MAX_WATERMARK_BYTES
+    )
     await _check_image(url, spec.key, limits)
     return WatermarkSource(spec, image_url=url)
-
-
-async def _locate(key: str, bucket: str, s3: S3Client) -> str:
-    """A presigned URL of the image, after its size is checked."""
-    try:
-        head = await asyncio.to_thread(head_object, key, bucket, client=s3)
-        url = await asyncio.to_thread(get_presigned_url, key, bucket, 6 * 3600, client=s3)
-    except ClientError as exc:
-        if _missing(exc):
-            raise JobError(f"watermark: the image {key!r} is not in bucket {bucket!r}", "invalid") from None
-        raise storage_error(exc) from None
-    except BotoCoreError as exc:
-        raise storage_error(exc) from None
-    if head.size > MAX_WATERMARK_BYTES:
-        raise JobError(
-            f"watermark: the image {key!r} has {head.size} bytes, more than {MAX_WATERMARK_BYTES}", "invalid"
-        )
-    return url
 
 
 async def _check_image(url: str, key: str, limits: Limits) -> None:
