@@ -97,3 +97,44 @@ class FakeKV:
 
     async def delete(self, key) -> None:
         self.values.pop(key, None)
+
+
+class RevisionKV:
+    """JetStream KV's semantics for what the owners, states and packages need: revisions, create,
+    compare-and-set update and delete (a deleted key reads as not found and can be created again)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, tuple[bytes, int]] = {}
+        self.revision = 0
+        self.reads: list[str] = []  # every key read, in order: what a test counts
+
+    def _next(self) -> int:
+        self.revision += 1
+        return self.revision
+
+    async def put(self, key, value) -> int:
+        self.values[key] = (value, self._next())
+        return self.revision
+
+    async def create(self, key, value) -> int:
+        if key in self.values:
+            raise KeyWrongLastSequenceError()
+        return await self.put(key, value)
+
+    async def get(self, key):
+        self.reads.append(key)
+        if key not in self.values:
+            raise KeyNotFoundError
+        value, revision = self.values[key]
+        return SimpleNamespace(value=value, revision=revision)
+
+    async def update(self, key, value, last=None) -> int:
+        if key not in self.values or self.values[key][1] != last:
+            raise KeyWrongLastSequenceError()
+        return await self.put(key, value)
+
+    async def delete(self, key, last=None) -> bool:
+        if last is not None and self.values.get(key, (b"", 0))[1] != last:
+            raise KeyWrongLastSequenceError()
+        self.values.pop(key, None)
+        return True

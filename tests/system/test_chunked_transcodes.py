@@ -6,8 +6,6 @@ the source and against the same transcode with ``chunk_seconds: 0``; a cancelled
 
 from __future__ import annotations
 
-import re
-import struct
 import subprocess
 import uuid
 from pathlib import Path
@@ -17,8 +15,10 @@ import pytest
 
 from mpr_common.jobs import CHUNK_SUFFIX
 from mpr_common.presets import AUDIO_RENDITION
+from mpr_transcoder.kinds.rendition import cmaf
 from tests.media import make_video
 from tests.system.conftest import wait_for, wait_job
+from tests.system.test_chunked_renditions import psnr
 from tests.system.test_packages import ffprobe, listed, submit
 
 pytestmark = pytest.mark.system
@@ -38,32 +38,6 @@ def source(s3, tmp_path_factory) -> tuple[str, Path]:
     key = f"chunkedtc-{uuid.uuid4().hex[:6]}/film.mp4"
     s3.upload_file(str(path), "mpr-media-in", key)
     return key, path
-
-
-def top_level_boxes(data: bytes) -> list[str]:
-    boxes, pos = [], 0
-    while pos + 8 <= len(data):
-        size, kind = struct.unpack_from(">I4s", data, pos)
-        if size == 1:
-            (size,) = struct.unpack_from(">Q", data, pos + 8)
-        boxes.append(kind.decode("latin-1"))
-        if size < 8:
-            break
-        pos += size
-    return boxes
-
-
-def psnr(path: Path, source: Path) -> float:
-    out = subprocess.run(
-        ["ffmpeg", "-nostdin", "-hide_banner", "-i", str(path), "-i", str(source)]
-        + ["-lavfi", "[0:v][1:v:0]psnr", "-f", "null", "-"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stderr
-    m = re.search(r"PSNR .* average:([0-9.]+)", out)
-    assert m, out
-    return float(m.group(1))
 
 
 def fetch(url: str, path: Path) -> Path:
@@ -99,7 +73,7 @@ def test_a_chunked_transcode_is_the_unchunked_transcode_joined_once(api, s3, sou
     assert not listed(s3, parts_prefix(job["output_key"]).rstrip("/"))
 
     out = fetch(done["output_url"], tmp_path / "chunked.mp4")
-    boxes = top_level_boxes(out.read_bytes())
+    boxes = [kind for kind, _, _ in cmaf.iter_boxes(out.read_bytes())]
     assert boxes.index("moov") < boxes.index("mdat"), boxes  # faststart
     # Frame-exact across the joins: the source's frames, one every 1/10 s.
     packets = ffprobe("-select_streams", "v:0", "-show_entries", "packet=pts_time", str(out))["packets"]

@@ -4,12 +4,9 @@ and again harmlessly under redelivery. The transcoder's Packager on moto's S3 wi
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 from botocore.exceptions import ClientError
 from litestar.testing import TestClient
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from mpr_api.app import create_app, services
 from mpr_api.settings import ApiSettings
@@ -24,7 +21,7 @@ from mpr_common.packages import manifest_keys
 from mpr_transcoder.kinds.package.children import PackageStore, plan_package
 from mpr_transcoder.kinds.package.chord import Packager, child_files
 from tests import moto_s3
-from tests.fakes import FakeJetStream, FakeKV, FakeNats
+from tests.fakes import FakeJetStream, FakeKV, FakeNats, RevisionKV
 
 pytestmark = pytest.mark.system
 
@@ -32,45 +29,6 @@ s3_settings = moto_s3.s3_settings  # the module's S3 server (a fixture)
 
 TOKEN = "t0ken"
 SD = MediaInfo(duration=8.0, video_codec="h264", width=854, height=480, audio_codec="aac")
-
-
-class RevisionKV:
-    """JetStream KV's semantics for what the owners, states and packages need: revisions, create,
-    compare-and-set update and delete (a deleted key reads as not found and can be created again)."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, tuple[bytes, int]] = {}
-        self.revision = 0
-
-    def _next(self) -> int:
-        self.revision += 1
-        return self.revision
-
-    async def put(self, key, value) -> int:
-        self.values[key] = (value, self._next())
-        return self.revision
-
-    async def create(self, key, value) -> int:
-        if key in self.values:
-            raise KeyWrongLastSequenceError()
-        return await self.put(key, value)
-
-    async def get(self, key):
-        if key not in self.values:
-            raise KeyNotFoundError
-        value, revision = self.values[key]
-        return SimpleNamespace(value=value, revision=revision)
-
-    async def update(self, key, value, last=None) -> int:
-        if key not in self.values or self.values[key][1] != last:
-            raise KeyWrongLastSequenceError()
-        return await self.put(key, value)
-
-    async def delete(self, key, last=None) -> bool:
-        if last is not None and self.values.get(key, (b"", 0))[1] != last:
-            raise KeyWrongLastSequenceError()
-        self.values.pop(key, None)
-        return True
 
 
 # --- at submit ---------------------------------------------------------------------------------------

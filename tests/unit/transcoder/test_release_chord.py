@@ -11,7 +11,6 @@ from types import SimpleNamespace
 
 import pytest
 from nats.js.api import PubAck
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from mpr_common import subjects as s
 from mpr_common.codec import decode
@@ -23,46 +22,9 @@ from mpr_transcoder.kinds.graph.releasing import ReleaseMark, mark_key
 from mpr_transcoder.kinds.package.children import PackageStore
 from mpr_transcoder.kinds.package.chord import Packager
 from mpr_transcoder.kinds.package.releasing import lead
+from tests.fakes import RevisionKV
 
 HD = MediaInfo(duration=60.0, video_codec="h264", width=1280, height=720, audio_codec="aac")
-
-
-class RevisionKV:
-    """JetStream KV's compare-and-set: a revision per write; create refuses an existing key, update one
-    that moved on."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, tuple[bytes, int]] = {}
-        self.seq = 0
-
-    def _write(self, key: str, value: bytes) -> int:
-        self.seq += 1
-        self.values[key] = (value, self.seq)
-        return self.seq
-
-    async def get(self, key):
-        if key not in self.values:
-            raise KeyNotFoundError
-        value, revision = self.values[key]
-        return SimpleNamespace(value=value, revision=revision)
-
-    async def put(self, key, value) -> int:
-        return self._write(key, value)
-
-    async def create(self, key, value) -> int:
-        if key in self.values:
-            raise KeyWrongLastSequenceError()
-        return self._write(key, value)
-
-    async def update(self, key, value, last=None) -> int:
-        if key not in self.values or self.values[key][1] != last:
-            raise KeyWrongLastSequenceError()
-        return self._write(key, value)
-
-    async def delete(self, key, last=None) -> None:
-        if last is not None and self.values.get(key, (b"", 0))[1] != last:
-            raise KeyWrongLastSequenceError()
-        self.values.pop(key, None)
 
 
 class Crash(Exception):
@@ -264,14 +226,8 @@ async def test_a_release_late_in_a_long_title_reads_a_windows_states_not_the_tit
         await complete(p, child)
         await p.child_completed(child)
     kv = p.job_state.kv
-    reads: list[str] = []
-    get = kv.get
-
-    async def counted(key):
-        reads.append(key)
-        return await get(key)
-
-    kv.get = counted  # type: ignore[method-assign]
+    reads = kv.reads
+    reads.clear()
     await complete(p, plan.jobs[-6])
     assert await p.releaser.release(plan, 0, lead(plan)) == 1
     assert js(p).children() == [c.job_id for c in plan.jobs[:-1]]
@@ -290,14 +246,8 @@ async def test_a_completion_late_in_a_long_title_reads_the_unfinished_childrens_
         await complete(p, child)
         await p.child_completed(child)
     kv = p.job_state.kv
-    reads: list[str] = []
-    get = kv.get
-
-    async def counted(key):
-        reads.append(key)
-        return await get(key)
-
-    kv.get = counted  # type: ignore[method-assign]
+    reads = kv.reads
+    reads.clear()
     last = plan.jobs[-6]
     await complete(p, last)
     await p.child_completed(last)
@@ -317,14 +267,8 @@ async def test_a_discard_looks_only_for_what_some_generation_released(packager):
     first = js(p).children()
     assert 0 < len(first) < len(plan.jobs)  # a window, not the title
     owners = (await p.owners()).kv
-    reads: list[str] = []
-    get = owners.get
-
-    async def counted(key):
-        reads.append(key)
-        return await get(key)
-
-    owners.get = counted  # type: ignore[method-assign]
+    reads = owners.reads
+    reads.clear()
     await p.job_state.failed("p1")
     await p.discard(plan)
     assert reads and len(reads) <= 2 * len(first) + 2, (len(reads), len(first))  # each child, the package
