@@ -23,7 +23,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, NotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
 from . import subjects as s
@@ -216,7 +216,9 @@ async def ensure_streams(
     for cfg in stream_configs(replicas, jobs_max_bytes):
         try:
             await js.add_stream(cfg)
-        except BadRequestError:
+        except BadRequestError as exc:
+            if cluster_forming(exc):
+                raise
             # Exists with a different config: update what may be updated.
             try:
                 await js.update_stream(cfg)
@@ -349,6 +351,8 @@ async def ensure_consumers(js: JetStreamContext, queue: JobQueueSettings) -> Non
         try:  # creates, or updates what may be updated (ack_wait, max_deliver, …)
             await js.add_consumer(stream, cfg)
         except BadRequestError as exc:  # e.g. a changed filter subject: keep the existing one
+            if cluster_forming(exc):
+                raise
             log.warning("consumer %s kept as is: %s", cfg.durable_name, exc)
 
 
@@ -394,12 +398,40 @@ async def setup_jetstream(js: JetStreamContext, nats: NatsSettings, queue: JobQu
     await ensure_consumers(js, queue)
 
 
+# JetStream's answer while a cluster is still forming: its meta leader does not yet know every peer.
+NO_PEERS_FOR_PLACEMENT = 10005
+SETUP_PATIENCE = 60.0  # how long setup waits for a forming cluster (pods started together in k8s)
+
+
+def cluster_forming(exc: APIError) -> bool:
+    """True for the answers a cluster gives while it forms (asked again later), not for a bad config."""
+    return isinstance(exc, ServiceUnavailableError) or exc.err_code == NO_PEERS_FOR_PLACEMENT
+
+
+async def setup_when_ready(
+    js: JetStreamContext, nats: NatsSettings, queue: JobQueueSettings, patience: float = SETUP_PATIENCE
+) -> None:
+    """``setup_jetstream``, asked again while the cluster is still forming (it is idempotent): a
+    replicated stream cannot be placed until the meta leader has heard from enough peers."""
+    deadline = time.monotonic() + patience
+    delay = 0.1
+    while True:
+        try:
+            return await setup_jetstream(js, nats, queue)
+        except APIError as exc:
+            if not cluster_forming(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.info("JetStream cluster still forming (%s): setup again in %.1f s", exc.description, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
 async def run_setup(nats: NatsSettings, queue: JobQueueSettings) -> None:
     from .bus import connect
 
     nc = await connect(nats, "mpr-setup")
     try:
-        await setup_jetstream(nc.jetstream(), nats, queue)
+        await setup_when_ready(nc.jetstream(), nats, queue)
     finally:
         await nc.close()
 

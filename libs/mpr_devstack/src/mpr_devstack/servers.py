@@ -221,9 +221,21 @@ class NatsCluster:
     def start(self) -> NatsCluster:
         for n in self.nodes:
             n.start(wait=False)
-        for n in self.nodes:  # JetStream is healthy once the cluster has elected its meta leader
+        for n in self.nodes:
             n.wait_healthy(60)
+        # Streams are placed by the meta leader on peers it knows to be current: until then a
+        # replicated stream is refused ("no suitable peers for placement").
+        wait_until(self._formed, 60, "the JetStream cluster's meta leader and its peers")
         return self
+
+    def _formed(self) -> bool:
+        for n in self.nodes:
+            with urllib.request.urlopen(f"http://127.0.0.1:{n.monitor_port}/jsz", timeout=1) as r:
+                meta = json.load(r).get("meta_cluster") or {}
+            if meta.get("leader") == n.name:
+                peers = meta.get("replicas") or []
+                return len(peers) == self.size - 1 and all(p.get("current") and not p.get("offline") for p in peers)
+        return False
 
     def node(self, name: str) -> NatsServer:
         return next(n for n in self.nodes if n.name == name)
