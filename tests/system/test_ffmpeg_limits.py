@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from mpr_common import storage
-from mpr_common.events import JobRequested, MediaInfo
+from mpr_common.events import PROBE_VERSION, JobRequested, MediaInfo
 from mpr_common.settings import S3Settings
 from mpr_devstack.servers import MotoServer
 from mpr_transcoder import pipeline
@@ -207,7 +207,14 @@ async def test_a_16000_pixel_square_fails_at_once_with_the_default_limits(
     s3, s3_settings, tmp_path, no_ffmpeg
 ):
     async def huge(bucket: str, key: str, etag: str) -> MediaInfo:
-        return MediaInfo(duration=0.04, video_codec="png", width=16000, height=16000, streams=1)
+        return MediaInfo(
+            duration=0.04,
+            video_codec="png",
+            width=16000,
+            height=16000,
+            streams=1,
+            probe_version=PROBE_VERSION,
+        )
 
     t0 = time.monotonic()
     with pytest.raises(JobError) as err:

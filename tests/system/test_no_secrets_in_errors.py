@@ -13,7 +13,7 @@ import pytest
 from mpr_catalog.models import Asset
 from mpr_catalog.prober import Prober
 from mpr_common import storage
-from mpr_common.events import JobRequested, MediaInfo
+from mpr_common.events import PROBE_VERSION, JobRequested, MediaInfo
 from mpr_common.mediainfo import ProbeError, probe, redact
 from mpr_common.settings import S3Settings
 from mpr_devstack.servers import MotoServer, free_port
@@ -128,7 +128,14 @@ async def test_ffmpeg_failure_names_the_key_not_the_presigned_url(s3, s3_setting
     caplog.set_level(logging.DEBUG)
 
     async def known(bucket: str, key: str, etag: str) -> MediaInfo:  # probe passed: FFmpeg itself fails
-        return MediaInfo(duration=10.0, video_codec="h264", width=320, height=240, audio_codec="aac")
+        return MediaInfo(
+            duration=10.0,
+            video_codec="h264",
+            width=320,
+            height=240,
+            audio_codec="aac",
+            probe_version=PROBE_VERSION,
+        )
 
     with pytest.raises(JobError) as err:
         await run_job(

@@ -15,7 +15,7 @@ import msgspec
 import pytest
 
 from mpr_common import storage
-from mpr_common.events import JobRequested, MediaInfo
+from mpr_common.events import PROBE_VERSION, JobRequested, MediaInfo
 from mpr_common.jobs import normalize_job
 from mpr_common.mediainfo import probe
 from mpr_common.presets import PRESETS
@@ -147,11 +147,11 @@ async def test_without_known_info_the_source_is_probed(
     assert len(probed) == 1 and out.output_size > 0
 
 
-async def test_a_graph_is_planned_from_a_probe_that_lists_every_audio_stream(
-    s3, s3_settings, source, monkeypatch
-):
+async def test_a_probe_from_an_older_catalog_is_not_planned_from(s3, s3_settings, source, monkeypatch):
+    """A catalog probe made before every audio and subtitle stream and the colour were read (an older
+    probe version, or none) would plan too few tracks, or an HDR source as SDR: the source is probed again."""
     _, info = source
-    assert info.audio_streams  # what ffprobe lists now
+    assert info.audio_streams and info.probe_version == PROBE_VERSION  # what ffprobe reads now
     probed = []
     real = pipeline.probe
 
@@ -161,7 +161,7 @@ async def test_a_graph_is_planned_from_a_probe_that_lists_every_audio_stream(
 
     monkeypatch.setattr(pipeline, "probe", counting_probe)
     job = normalize_job(JobRequested(job_id="pkg-info", kind="package", source_key=SOURCE))
-    older = msgspec.structs.replace(info, audio_streams=[])  # the catalog's, probed before they were listed
+    older = msgspec.structs.replace(info, audio_streams=[], probe_version=0)  # from before the stamp
 
     async def known(bucket: str, key: str, etag: str) -> MediaInfo:
         return older if not probed else info
@@ -169,7 +169,7 @@ async def test_a_graph_is_planned_from_a_probe_that_lists_every_audio_stream(
     assert await pipeline.read_source(job, s3=s3, s3_settings=s3_settings, known_info=known) == info
     assert len(probed) == 1
     assert await pipeline.read_source(job, s3=s3, s3_settings=s3_settings, known_info=known) == info
-    assert len(probed) == 1  # a probe that lists them is taken as it is
+    assert len(probed) == 1  # a probe of the current version is taken as it is
 
 
 # --- HLS: segments while FFmpeg runs, playlist last ---------------------------------------------

@@ -131,10 +131,17 @@ class SubtitleTrack(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tru
     forced: bool = False
 
 
+# What a probe of this version reads: every audio and subtitle stream and the video's colour. A probe
+# stamped with an older version (or none: made before the stamp existed) lacks some of it, so a transcoder
+# probes the source again rather than plan tracks or colour from it.
+PROBE_VERSION = 1
+
+
 class MediaInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Technical metadata read by ffprobe. ``audio_codec``, ``sample_rate`` and ``channels`` are the first
     audio stream's; ``audio_streams`` lists every audio stream (at most
-    :data:`mpr_common.audio_tracks.MAX_AUDIO_STREAMS`)."""
+    :data:`mpr_common.audio_tracks.MAX_AUDIO_STREAMS`). ``probe_version`` is the :data:`PROBE_VERSION` of
+    the code that probed (0: a probe from before it was stamped)."""
 
     format_name: str | None = None
     duration: float | None = None
@@ -158,6 +165,7 @@ class MediaInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
     content_light: ContentLight | None = None
     # every subtitle stream (at most mpr_common.subtitles.MAX_SUBTITLE_STREAMS)
     subtitle_streams: list[SubtitleStream] = msgspec.field(default_factory=list)
+    probe_version: int = 0
 
 
 class AssetRegistered(Event, kw_only=True):

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .audio_tracks import MAX_AUDIO_STREAMS, audio_stream
 from .colour import hdr_metadata
-from .events import ContentLight, MasteringDisplay, MediaInfo
+from .events import PROBE_VERSION, ContentLight, MasteringDisplay, MediaInfo
 from .subtitles import MAX_SUBTITLE_STREAMS, subtitle_stream
 
 # Demuxers MPR accepts as input: the supported file types, never playlists or concat lists.
@@ -250,6 +250,7 @@ def parse_ffprobe(data: dict[str, Any]) -> MediaInfo:
         duration=round(duration, 3) if duration is not None else None,
         bit_rate=_num(fmt.get("bit_rate"), int),
         streams=len(streams),
+        probe_version=PROBE_VERSION,
     )
     if video:
         info.video_codec = video.get("codec_name")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mpr_common.events import JobRequested, Loudness, MediaInfo, Quality, Rendition
+from mpr_common.events import PROBE_VERSION, JobRequested, Loudness, MediaInfo, Quality, Rendition
 from mpr_common.jobs import JobRequestError, normalize_job
 from mpr_common.mediainfo import ProbeError, looks_like_network_error
 from mpr_common.presets import PRESETS
@@ -96,26 +96,10 @@ async def read_source(
     known_info: KnownInfo | None = None,
 ) -> MediaInfo:
     """The source's metadata (the catalog's probe when it has one), checked against the limits: what a job
-    graph is planned from. A probe made before MediaInfo listed every audio and subtitle stream is not
-    taken (the source is probed again): a package makes a track of each. Such a probe counts more streams
-    than it lists (a source with a data stream, a timecode track, is probed again too: one ffprobe)."""
+    graph is planned from."""
 
-    _, info = await _source(job, s3, s3_settings, limits, _listing_tracks(known_info))
+    _, info = await _source(job, s3, s3_settings, limits, known_info)
     return info
-
-
-def _listing_tracks(known_info: KnownInfo | None) -> KnownInfo:
-    """``known_info`` without the probes that list fewer streams than they count (made before every
-    audio and subtitle stream was listed)."""
-
-    async def listing(bucket: str, key: str, etag: str) -> MediaInfo | None:
-        info = await _known_info(known_info, bucket, key, etag)
-        if info is None or (info.audio_codec is not None and not info.audio_streams):
-            return None
-        listed = (info.video_codec is not None) + len(info.audio_streams) + len(info.subtitle_streams)
-        return None if info.streams > listed else info
-
-    return listing
 
 
 def check_range(job: JobRequested, info: MediaInfo) -> None:
@@ -194,8 +178,7 @@ async def run_job(
     kinds.check(job)
     assert job.output_key
     # a burn-in picks its track among the source's subtitle streams: a probe must list them
-    listing = _listing_tracks(known_info) if job.burn_subtitles is not None else known_info
-    url, info = await _source(job, s3, s3_settings, limits, listing)
+    url, info = await _source(job, s3, s3_settings, limits, known_info)
     check_range(job, info)
     room = Room.of(workdir, limits)
     tmp = Path(tempfile.mkdtemp(prefix=f"job-{job.job_id}-", dir=room.root))
@@ -303,13 +286,17 @@ async def _check_written(work: Work, runner: StepRunner, room: Room) -> None:
 
 
 async def _known_info(known_info: KnownInfo | None, bucket: str, key: str, etag: str) -> MediaInfo | None:
+    """The catalog's probe, when it read everything this transcoder plans from (its probe version: an
+    older probe lacks audio or subtitle streams or the colour, and would plan too few tracks or an HDR
+    source as SDR)."""
     if known_info is None:
         return None
     try:
-        return await known_info(bucket, key, etag)
+        info = await known_info(bucket, key, etag)
     except Exception:  # only a shortcut: probe instead of failing the job
         log.warning("known_info failed; probing the source", exc_info=True)
         return None
+    return info if info is not None and info.probe_version >= PROBE_VERSION else None
 
 
 async def _probe(url: str, key: str, limits: Limits) -> MediaInfo:
