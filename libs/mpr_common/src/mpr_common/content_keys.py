@@ -172,7 +172,12 @@ class ContentKeys:
     def key_of(self, record: ContentKeyRecord) -> bytes:
         return self.wrap.unwrap(record.wrapped, record.package_id)
 
-    async def key(self, package_id: str) -> PackageKey | None:
-        """The package's clear key (and KID); None when it has none."""
+    async def key(self, package_id: str) -> bytes | None:
+        """The package's clear key; None when it has none."""
+        record = await self.record(package_id)
+        return None if record is None else self.key_of(record)
+
+    async def package_key(self, package_id: str) -> PackageKey | None:
+        """The package's clear key and its KID (cenc); None when it has none."""
         record = await self.record(package_id)
         return None if record is None else PackageKey(self.key_of(record), record.kid_bytes())

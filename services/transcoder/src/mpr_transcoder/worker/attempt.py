@@ -242,7 +242,7 @@ class Attempt:
         if keys is None:
             raise JobError(f"{KEY_SECRET_ENV} is not set on this transcoder: it cannot encrypt", "invalid")
         try:
-            key = await keys.key(job.parent_id)
+            key = await keys.package_key(job.parent_id)
         except KeyUnreadable as exc:
             raise JobError(str(exc), "internal") from None
         if key is None:
