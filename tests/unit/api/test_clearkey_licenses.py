@@ -8,6 +8,7 @@ import asyncio
 import base64
 import json
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -170,3 +171,10 @@ def test_licence_urls_get_a_token_in_the_packages_own_folder_only(api):
         )
         for bucket, key_name in (("out", f"shows/ep2/p2/{name}"), ("other", f"{FOLDER}/{name}")):
             assert run(keys.with_license_tokens(text, bucket, key_name, 2_000_000_000, "")) == text
+
+
+def test_the_console_player_reads_the_licence_where_the_master_names_it():
+    import mpr_api.console
+
+    player = Path(mpr_api.console.__file__).parent / "static" / "js" / "player.js"
+    assert f'const LICENSE_DATA_ID = "{LICENSE_DATA_ID}";' in player.read_text()
