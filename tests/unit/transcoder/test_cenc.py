@@ -46,7 +46,8 @@ FFMPEG = ["ffmpeg", "-nostdin", "-v", "error"]
 
 @pytest.fixture(scope="module")
 def renditions(tmp_path_factory) -> Path:
-    """A 3 s 320x180 H.264 rendition and an AAC one, 1 s segments, as the package's children write them."""
+    """A 3 s 320x180 H.264 rendition, an HEVC one and an AAC one, 1 s segments, as the package's
+    children write them."""
     out = tmp_path_factory.mktemp("cenc")
     hls = ["-f", "hls", "-hls_segment_type", "fmp4", "-hls_time", "1", "-hls_playlist_type", "vod"]
     subprocess.run(
@@ -72,6 +73,16 @@ def renditions(tmp_path_factory) -> Path:
                 str(out / "a_%05d.m4s"),
             ),
             str(out / "a.m3u8"),
+            *("-map", "0:v", "-c:v", "libx265", "-preset", "ultrafast", "-tag:v", "hvc1"),
+            *("-x265-params", "log-level=error:keyint=25", "-pix_fmt", "yuv420p"),
+            *(
+                *hls,
+                "-hls_fmp4_init_filename",
+                "h_init.mp4",
+                "-hls_segment_filename",
+                str(out / "h_%05d.m4s"),
+            ),
+            str(out / "h.m3u8"),
         ],
         check=True,
         timeout=60,
@@ -124,7 +135,7 @@ def test_the_init_segment_announces_cenc_with_the_kid(renditions):
 
 
 def test_segments_decode_with_the_key_exactly_as_clear_and_not_without_it(renditions):
-    for name in ("v", "a"):
+    for name in ("v", "h", "a"):
         init = (renditions / f"{name}_init.mp4").read_bytes()
         track = read_track(init)
         segments = [p.read_bytes() for p in _segments(renditions, name)]
