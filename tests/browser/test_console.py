@@ -250,6 +250,39 @@ def test_an_encrypted_package_submitted_from_the_page_plays_with_its_key(page, a
     assert keys_fetched and set(keys_fetched) == {200}, keys_fetched
 
 
+def test_a_cenc_package_submitted_from_the_page_plays_with_its_clearkey_licence(page, api, stack, media):
+    """The form asks for CMAF CENC; the job page plays the package with dash.js (the MPD's licence URL)
+    and hls.js (the master's session data), each through Chromium's ClearKey CDM and the licence the
+    signed manifests name with a playback token."""
+    key = "console-cenc/small.mp4"
+    stack.s3_client().upload_file(str(media["small"]), stack.bucket_in, key)
+    licences: list[int] = []
+    page.on("response", lambda r: licences.append(r.status) if "/media/licenses/" in r.url else None)
+    page.goto("/console/jobs/new")
+    page.get_by_label("Kind").select_option("package")
+    page.get_by_label("Source key").fill(key)
+    page.get_by_label("Encrypted, CMAF CENC with a ClearKey licence (package)").check()
+    page.get_by_role("button", name="Submit job").click()
+    page.wait_for_url(re.compile(r"/console/jobs/(?!new$)[^/]+$"))
+    job_id = page.url.rsplit("/", 1)[1]
+    assert api.get(f"/api/jobs/{job_id}").json()["job"]["kind"] == "package"
+    page.wait_for_selector("#output:not([hidden]) #players video", timeout=90_000)
+    players = page.locator("#players video")
+    labels = players.evaluate_all("videos => videos.map(v => v.getAttribute('aria-label'))")
+    assert [label.split(" ")[0] for label in labels] == ["HLS", "DASH"]
+    for i in range(players.count()):
+        players.nth(i).evaluate("v => { v.muted = true; return v.play() }")
+        page.wait_for_function(
+            f"() => document.querySelectorAll('#players video')[{i}].currentTime > 0",
+            polling=POLL_MS,
+            timeout=30_000,
+        )
+        players.nth(i).evaluate("v => v.pause()")
+        # through the ClearKey CDM: encrypted media would wait for a key, not play, without one
+        assert players.nth(i).evaluate("v => v.mediaKeys !== null"), labels[i]
+    assert len(licences) >= 2 and set(licences) == {200}, licences  # a licence for each player
+
+
 def test_a_chunked_package_plays_in_the_page_before_it_completes(page, api, stack, media, tmp_path):
     # A minute of a small picture in 8 s chunks: eight chunk jobs, most of them still queued when the
     # first one makes it playable. That moment its queue class is paused, so the rest wait: it cannot

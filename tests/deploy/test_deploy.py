@@ -148,6 +148,7 @@ def test_compose_nginx_publishes_the_api_paths_and_nothing_else(compose):
         "/console/",
         "/media/s/",
         "/media/keys/",
+        "/media/licenses/",
         "= /schema",
         "/schema/",
     }

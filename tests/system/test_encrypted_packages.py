@@ -229,6 +229,9 @@ def test_only_the_transcoders_write_the_keys_and_only_they_and_the_api_read_them
     assert any("permissions violation" in e.lower() for e in errors), errors
 
 
-def test_cenc_is_refused_until_it_is_available(api, source):
-    r = api.post("/api/jobs", json={"kind": "package", "source_key": source, "encryption": "cenc"})
-    assert r.status_code == 400 and "not available yet" in r.text
+def test_cenc_of_an_av1_ladder_is_refused(api, source):
+    r = api.post(
+        "/api/jobs",
+        json={"kind": "package", "source_key": source, "encryption": "cenc", "preset": "abr-av1"},
+    )
+    assert r.status_code == 400 and "not available" in r.text

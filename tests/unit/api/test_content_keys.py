@@ -171,10 +171,10 @@ def test_a_playlist_in_the_packages_folder_gets_a_token_in_its_key_uri(api):
     assert run(keys.with_key_tokens(clear, "out", f"{FOLDER}/720p.m3u8", 2_000_000_000, "")) == clear
 
 
-def test_encryption_needs_the_key_secret_and_cenc_is_not_available_yet():
+def test_encryption_needs_the_key_secret_and_cenc_is_not_available_for_av1():
     for key_secret, body, message in (
         (None, {"encryption": "aes-128"}, "MPR_KEY_SECRET is unset"),
-        (KEY_SECRET, {"encryption": "cenc"}, "not available yet"),
+        (KEY_SECRET, {"encryption": "cenc", "preset": "abr-av1"}, "not available"),
     ):
         settings = ApiSettings(tokens=frozenset({TOKEN}), media_secret=MEDIA_SECRET, key_secret=key_secret)
         app = create_app(
@@ -192,7 +192,8 @@ def test_encryption_needs_the_key_secret_and_cenc_is_not_available_yet():
 
 def test_templates_carry_encryption_under_the_same_rules():
     assert check_template(Template(kind="package", encryption="aes-128")).encryption == "aes-128"
-    with pytest.raises(TemplateError, match="not available yet"):
-        check_template(Template(kind="package", encryption="cenc"))
+    assert check_template(Template(kind="package", encryption="cenc")).encryption == "cenc"
+    with pytest.raises(TemplateError, match="not available"):
+        check_template(Template(kind="package", encryption="cenc", preset="abr-av1"))
     with pytest.raises(TemplateError, match="for package jobs"):
         check_template(Template(kind="transcode", encryption="aes-128"))

@@ -13,7 +13,11 @@ from nats.js.errors import BadRequestError, ServerError
 from mpr_common import streams
 from mpr_common.settings import JobQueueSettings, NatsSettings
 
-FORMING = {"code": 400, "err_code": streams.NO_PEERS_FOR_PLACEMENT, "description": "no suitable peers for placement"}
+FORMING = {
+    "code": 400,
+    "err_code": streams.NO_PEERS_FOR_PLACEMENT,
+    "description": "no suitable peers for placement",
+}
 
 
 def _setup_failing(monkeypatch, errors: list[Exception]) -> list[int]:

@@ -194,8 +194,11 @@ def test_the_stitched_rung_is_keyed_only_for_an_encrypted_package():
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"kind": "package", "encryption": "cenc"}, "not available yet"),
-        ({"kind": "package", "encryption": "rot13"}, "encryption must be one of aes-128"),
+        (
+            {"kind": "package", "encryption": "cenc", "preset": "abr-av1"},
+            "cenc of libsvtav1 rungs is not available",
+        ),
+        ({"kind": "package", "encryption": "rot13"}, "encryption must be one of aes-128, cenc"),
         ({"kind": "transcode", "encryption": "aes-128"}, "encryption is for package jobs"),
     ],
 )

@@ -22,7 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import msgspec
 from cryptography.exceptions import InvalidTag
@@ -38,15 +38,36 @@ KEY_SECRET_ENV = "MPR_KEY_SECRET"  # the key-encryption secret: the transcoders'
 CONTENT_KEY_BYTES = 16  # AES-128
 # What a package may ask for, and what is refused for now with a reason.
 EncryptionMethod = Literal["aes-128", "cenc"]
-ENCRYPTION_METHODS = ("aes-128",)
-NOT_YET = {"cenc": 'CMAF CENC (cenc) is not available yet: use "aes-128" (HLS AES-128)'}
+ENCRYPTION_METHODS = ("aes-128", "cenc")
+NOT_YET: dict[str, str] = {}
+CENC = "cenc"  # CMAF CENC: the key has a KID, and a ClearKey licence serves it (mpr_api.assets.licenses)
+KID_BYTES = 16
+# Video codecs whose samples a cenc package encrypts (AV1's tile-by-tile encryption is not done).
+CENC_VIDEO_CODECS = ("libx264", "libx265")
 # The API's route for a package's key (GET <prefix><package id>?token=<playback token>); the
 # transcoders write it into the EXT-X-KEY lines of the packages' media playlists.
 KEY_PATH_PREFIX = "/media/keys/"
+# The API's W3C ClearKey licence route of a cenc package (POST <prefix><package id>?token=<playback
+# token>), written without its token into the package's MPD (``Laurl``) and master playlist (the session
+# data below); the API adds the token when it serves them under a signed link.
+LICENSE_PATH_PREFIX = "/media/licenses/"
+LICENSE_DATA_ID = "com.mpr.clearkey-license"  # the master playlist's EXT-X-SESSION-DATA naming the licence
 
 _INFO = b"mpr content keys v1"
 _NONCE_BYTES = 12
 _WRAPPED_PREFIX = "wrapped:v1:"
+
+
+def license_uri(package_id: str) -> str:
+    """The licence URL of a cenc package's manifests, as stored (the API adds the token)."""
+    return LICENSE_PATH_PREFIX + package_id
+
+
+class PackageKey(NamedTuple):
+    """What a rendition encrypts with: the clear key and, for cenc, its KID."""
+
+    key: bytes
+    kid: bytes | None = None
 
 
 class KeyUnreadable(Exception):
@@ -99,6 +120,10 @@ class ContentKeyRecord(msgspec.Struct, kw_only=True):
     bucket: str
     folder: str  # the package's folder, without its trailing "/" ("" at the top of the bucket)
     wrapped: str
+    kid: str | None = None  # a cenc key's ID (16 random bytes, hex): public, it names the key in licences
+
+    def kid_bytes(self) -> bytes | None:
+        return None if self.kid is None else bytes.fromhex(self.kid)
 
 
 _encode = msgspec.json.Encoder().encode
@@ -120,6 +145,7 @@ class ContentKeys:
             bucket=bucket,
             folder=folder,
             wrapped=self.wrap.wrap(os.urandom(CONTENT_KEY_BYTES), package_id),
+            kid=os.urandom(KID_BYTES).hex() if method == CENC else None,
         )
         try:
             await retry_transient(lambda: self.kv.create(package_id, _encode(record)), "content key")
@@ -150,3 +176,8 @@ class ContentKeys:
         """The package's clear key; None when it has none."""
         record = await self.record(package_id)
         return None if record is None else self.key_of(record)
+
+    async def package_key(self, package_id: str) -> PackageKey | None:
+        """The package's clear key and its KID (cenc); None when it has none."""
+        record = await self.record(package_id)
+        return None if record is None else PackageKey(self.key_of(record), record.kid_bytes())

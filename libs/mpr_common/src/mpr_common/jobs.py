@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import msgspec
 
 from .audio_tracks import LONGEST_AUDIO_NAME, check_audio_languages, is_audio_rendition
-from .content_keys import ENCRYPTION_METHODS, NOT_YET
+from .content_keys import CENC, CENC_VIDEO_CODECS, ENCRYPTION_METHODS, NOT_YET
 from .events import JOB_KINDS, JobRequested
 from .keys import MEDIA_EXTENSIONS, InvalidKeyError, extension, is_media_key, validate_key
 from .overlays import PREVIEW_EXTENSIONS, WATERMARK_KINDS, normalize_preview, normalize_watermark
@@ -156,6 +156,15 @@ def check_encryption(job: JobRequested) -> str | None:
         raise JobRequestError("subtitle tracks are not encrypted", field="encryption")
     if job.kind not in ("package", "rendition"):
         raise JobRequestError("encryption is for package jobs", field="encryption")
+    if method == CENC and job.kind == "package":
+        preset = _preset_of(job)
+        other = sorted({r.video_codec for r in preset.ladder} - set(CENC_VIDEO_CODECS))
+        if other:
+            raise JobRequestError(
+                f"cenc of {', '.join(other)} rungs is not available (preset {preset.name}): "
+                'use an H.264 or HEVC ladder, or "aes-128"',
+                field="encryption",
+            )
     return method
 
 

@@ -234,7 +234,9 @@ class NatsCluster:
                 meta = json.load(r).get("meta_cluster") or {}
             if meta.get("leader") == n.name:
                 peers = meta.get("replicas") or []
-                return len(peers) == self.size - 1 and all(p.get("current") and not p.get("offline") for p in peers)
+                return len(peers) == self.size - 1 and all(
+                    p.get("current") and not p.get("offline") for p in peers
+                )
         return False
 
     def node(self, name: str) -> NatsServer:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from mpr_common.content_keys import PackageKey
 from mpr_common.events import PROBE_VERSION, JobRequested, Loudness, MediaInfo, Quality, Rendition
 from mpr_common.jobs import JobRequestError, normalize_job
 from mpr_common.mediainfo import ProbeError, looks_like_network_error
@@ -161,7 +162,7 @@ async def run_job(
     cancelled: asyncio.Event | None = None,
     limits: Limits = DEFAULT_LIMITS,
     known_info: KnownInfo | None = None,
-    content_key: bytes | None = None,
+    content_key: PackageKey | None = None,
 ) -> Outcome:
     """Validate, probe, run FFmpeg on a presigned URL of the source, upload the outputs.
 

@@ -16,7 +16,7 @@ from ..feature import Feature, provide
 from ..state import ApiState
 from .graphql import AssetsMutation, AssetsQuery
 from .media_links import MediaLinks
-from .media_routes import content_key, media_in, media_out, media_signed
+from .media_routes import clearkey_license, content_key, media_in, media_out, media_signed
 from .routes import AssetController, ScanController
 from .service import AssetService
 from .settings import AssetSettings
@@ -42,7 +42,15 @@ async def lifespan(settings: AssetSettings, state: ApiState) -> AsyncIterator[No
 
 FEATURE = Feature(
     "assets",
-    routes=[AssetController, ScanController, media_in, media_out, media_signed, content_key],
+    routes=[
+        AssetController,
+        ScanController,
+        media_in,
+        media_out,
+        media_signed,
+        content_key,
+        clearkey_license,
+    ],
     dependencies={"assets": provide(AssetService)},
     lifespan=lifespan,
     graphql_query=AssetsQuery,

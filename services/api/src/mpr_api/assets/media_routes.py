@@ -3,9 +3,10 @@ from __future__ import annotations
 import anyio.to_thread
 from litestar import Request, route
 from litestar.response import Redirect, Response, Stream
+from litestar.serialization import encode_json
 from litestar.status_codes import HTTP_307_TEMPORARY_REDIRECT
 
-from mpr_common.content_keys import KEY_PATH_PREFIX
+from mpr_common.content_keys import KEY_PATH_PREFIX, LICENSE_DATA_ID, LICENSE_PATH_PREFIX
 from mpr_common.errors import MprError
 from mpr_common.keys import extension
 from mpr_common.storage import get_presigned_url, guess_content_type
@@ -80,6 +81,8 @@ async def media_signed(
         body = await assets.read_manifest(bucket, key)
         if extension(key) == ".m3u8":
             body = await _key_tokens(assets, token, bucket, key, body)
+        if extension(key) in (".m3u8", ".mpd"):
+            body = await _license_tokens(assets, token, bucket, key, body)
         if extension(key) == ".m3u8" and not assets.settings.media_proxy:
             body = await anyio.to_thread.run_sync(_presign_segments, assets, token, bucket, key, body)
         headers = {**_MANIFEST_HEADERS, "Content-Length": str(len(body))}
@@ -104,6 +107,41 @@ async def _key_tokens(assets: AssetService, token: str, bucket: str, key: str, b
         return body
     base = assets.links.public_url or request_base_url() or ""
     return (await assets.keys.with_key_tokens(text, bucket, key, link_expires(token), base)).encode()
+
+
+async def _license_tokens(assets: AssetService, token: str, bucket: str, key: str, body: bytes) -> bytes:
+    """A cenc package's MPD or master playlist with a playback token, expiring with the link, in its
+    licence URLs."""
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        return body
+    base = assets.links.public_url or request_base_url() or ""
+    return (await assets.keys.with_license_tokens(text, bucket, key, link_expires(token), base)).encode()
+
+
+@route(
+    LICENSE_PATH_PREFIX + "{package_id:str}",
+    http_method=["POST"],
+    tags=["media"],
+    summary="A cenc package's W3C ClearKey licence for a playback token bound to the package",
+    description=(
+        'The EME ClearKey licence request (`{"kids": ["<base64url KID>"], "type": "temporary"}`) POSTed '
+        "to the licence URL of a `cenc` package's MPD (`dashif:Laurl`) or master playlist "
+        f"(`EXT-X-SESSION-DATA` `{LICENSE_DATA_ID}`), which carry `?token=`, a playback token bound to "
+        'the package that expires with its signed link. The answer: `{"keys": [{"kty": "oct", "k": …, '
+        '"kid": …}], "type": "temporary"}`, the key only for its own KID. 400: a malformed request; 401: '
+        "no token; 403: a token forged, expired or for another package; 404: no cenc package."
+    ),
+    security=[],
+    status_code=200,
+)
+async def clearkey_license(
+    request: Request, assets: AssetService, package_id: str, token: str | None = None
+) -> Response:
+    body = await request.body()
+    licence = await assets.keys.license(package_id, token, body)
+    return Response(encode_json(licence), media_type="application/json", headers=_SIGNED_HEADERS)
 
 
 @route(

@@ -40,7 +40,7 @@ from urllib.parse import quote
 from litestar.serialization import encode_json
 from litestar.types import Message, Receive, Scope, Send
 
-from mpr_common.content_keys import KEY_PATH_PREFIX
+from mpr_common.content_keys import KEY_PATH_PREFIX, LICENSE_PATH_PREFIX
 
 from .limits import AUTH_THROTTLE_MAX_CLIENTS
 from .settings import HttpSettings
@@ -50,9 +50,16 @@ CONSOLE_PREFIX = "/console"
 SIGN_IN_PATH = "/console/sign-in"
 SIGN_OUT_PATH = "/console/sign-out"
 CONSOLE_STATIC_PREFIX = "/console/static/"
-# Signed media links and encrypted packages' key URIs (a playback token) carry their own credential (players and ffprobe cannot send a bearer token); the
+# Signed media links and encrypted packages' key and licence URLs (a playback token) carry their own credential (players and ffprobe cannot send a bearer token); the
 # console's sign-in page, its static files and the redirect from / to the console hold no data.
-OPEN_PREFIXES = ("/health", "/schema", SIGNED_PREFIX, KEY_PATH_PREFIX, CONSOLE_STATIC_PREFIX)
+OPEN_PREFIXES = (
+    "/health",
+    "/schema",
+    SIGNED_PREFIX,
+    KEY_PATH_PREFIX,
+    LICENSE_PATH_PREFIX,
+    CONSOLE_STATIC_PREFIX,
+)
 OPEN_PATHS = frozenset({"/", SIGN_IN_PATH, SIGN_OUT_PATH})
 MEDIA_PREFIX = "/media/"
 CALLBACK = re.compile(r"^/api/jobs/[A-Za-z0-9_-]+/callback$")  # its own per-job token, checked by the route

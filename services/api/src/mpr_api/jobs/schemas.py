@@ -60,8 +60,8 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # picture (every rung of a package); bounds and defaults: docs/outputs.md, mpr_common.overlays
     watermark: Watermark | None = None
     # package jobs: "aes-128" encrypts every audio and video segment (HLS AES-128; the key is served by
-    # the API to the playback token of the package's signed links; no DASH manifest); "cenc" is refused
-    # for now (not available yet)
+    # the API to the playback token of the package's signed links; no DASH manifest); "cenc" encrypts
+    # their samples (CMAF CENC, HLS and DASH; a ClearKey licence served to that token; not with AV1)
     encryption: EncryptionMethod | None = None
     # preview jobs: clips, clip_seconds, width, fps of the animation (defaults: 6 x 1 s, 320 px, 10 fps)
     preview: PreviewOptions | None = None

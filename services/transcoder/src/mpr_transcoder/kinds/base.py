@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mpr_common.content_keys import PackageKey
 from mpr_common.events import JobRequested, Loudness, MediaInfo, Quality, Rendition
 from mpr_common.presets import Preset
 
@@ -35,7 +36,7 @@ class JobContext:
     limits: Limits
     watermark: WatermarkSource | None = None
     subtitles: SubtitleInput | None = None  # the subtitle track it converts or burns in
-    content_key: bytes | None = None  # an encrypted package's key (its renditions encrypt with it)
+    content_key: PackageKey | None = None  # an encrypted package's key (its renditions encrypt with it)
 
     @property
     def out_dir(self) -> Path:

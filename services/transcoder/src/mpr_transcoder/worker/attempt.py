@@ -20,7 +20,7 @@ from nats.aio.msg import Msg
 from mpr_common import subjects as s
 from mpr_common.bus import MSG_ID, dead_letter, publish_event
 from mpr_common.codec import DecodeError, ValidationError, decode
-from mpr_common.content_keys import KEY_SECRET_ENV, KeyUnreadable
+from mpr_common.content_keys import KEY_SECRET_ENV, KeyUnreadable, PackageKey
 from mpr_common.events import PRIORITIES, AttemptOutcome, JobAttempt, JobCompleted, JobFailed, JobRequested
 from mpr_common.job_status import failed_status
 from mpr_common.jobs import (
@@ -234,7 +234,7 @@ class Attempt:
             if self.w.stopping.is_set():
                 return None
 
-    async def _content_key(self, job: JobRequested) -> bytes | None:
+    async def _content_key(self, job: JobRequested) -> PackageKey | None:
         """The key an encrypted package's rendition encrypts with (made when the package was planned)."""
         if job.encryption is None or job.kind != "rendition" or job.parent_id is None:
             return None
@@ -242,7 +242,7 @@ class Attempt:
         if keys is None:
             raise JobError(f"{KEY_SECRET_ENV} is not set on this transcoder: it cannot encrypt", "invalid")
         try:
-            key = await keys.key(job.parent_id)
+            key = await keys.package_key(job.parent_id)
         except KeyUnreadable as exc:
             raise JobError(str(exc), "internal") from None
         if key is None:

@@ -60,8 +60,7 @@ from .children import (
     is_subtitle,
     plan_package,
 )
-from .encrypted import make_content_key, rung_playlist
-from .manifests import dash_mpd, hls_master
+from .encrypted import make_content_key, master_playlist, package_kid, package_mpd, rung_playlist
 from .releasing import lead, with_shares
 
 __all__ = ["ChildVerdict", "Packager", "child_files"]
@@ -176,6 +175,7 @@ class Packager(JobGraph[PackagePlan]):
         ups += [done[c.job_id] for c in plan.children if is_subtitle(c) and c.job_id in done]
         renditions: list[Rendition] = [u.rendition for u in ups if u.rendition is not None]
         bucket = plan.package.output_bucket or self.bucket_out
+        kid = await package_kid(self.content_keys, plan)
         playlists = []
         for name in plan.chunked_names:
             prefix = []
@@ -189,10 +189,10 @@ class Packager(JobGraph[PackagePlan]):
             rung = _stitched(name, prefix, plan.package.job_id)
             renditions.append(rung)
             playlists.append(
-                (posixpath.join(plan.folder, rung.playlist), rung_playlist(plan, rung, ended=False))
+                (posixpath.join(plan.folder, rung.playlist), rung_playlist(plan, rung, ended=False, kid=kid))
             )
         master_key = posixpath.join(plan.folder, MASTER_PLAYLIST)
-        for key, text in [*playlists, (master_key, hls_master(renditions))]:
+        for key, text in [*playlists, (master_key, master_playlist(plan, renditions, kid))]:
             await asyncio.to_thread(self._put, bucket, key, text.encode())
         await self._playable(plan, master_key, bucket, retry)
 
@@ -308,19 +308,21 @@ class Packager(JobGraph[PackagePlan]):
         keys = [k for c in whole for k in (c.output_keys or [c.output_key])]
         chunk_playlists: list[str] = []
         writes: list[tuple[str, str]] = []
+        kid = await package_kid(self.content_keys, plan)
         for name in plan.chunked_names:
             chunks = [done[c.job_id] for c in plan.chunks_of(name)]
             rung = _stitched(name, [c.rendition for c in chunks if c.rendition is not None], package.job_id)
             renditions.append(rung)
             playlist_key = posixpath.join(folder, rung.playlist)
-            writes.append((playlist_key, rung_playlist(plan, rung, ended=True)))
+            writes.append((playlist_key, rung_playlist(plan, rung, ended=True, kid=kid)))
             chunk_playlists += [c.output_key for c in chunks]
             keys += [k for c in chunks for k in c.output_keys if k != c.output_key] + [playlist_key]
         mpd_key = posixpath.join(folder, DASH_MANIFEST)
         master_key = posixpath.join(folder, MASTER_PLAYLIST)
-        if plan.package.encryption is None:  # DASH has no AES-128 full-segment scheme: docs/outputs.md
-            writes.append((mpd_key, dash_mpd(renditions)))
-        writes.append((master_key, hls_master(renditions)))
+        mpd = package_mpd(plan, renditions, kid)  # None: aes-128, which DASH has no scheme for
+        if mpd is not None:
+            writes.append((mpd_key, mpd))
+        writes.append((master_key, master_playlist(plan, renditions, kid)))
         for key, text in writes:  # after every child's media: the package appears whole
             await asyncio.to_thread(self._put, bucket, key, text.encode())
         if chunk_playlists:  # each chunk's own playlist: its rung's lists its segments now

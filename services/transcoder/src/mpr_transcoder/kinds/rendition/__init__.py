@@ -6,9 +6,10 @@ Commands and the reading of what FFmpeg wrote: :mod:`.cmaf`."""
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 from mpr_common.audio_tracks import is_audio_rendition, track_label
-from mpr_common.content_keys import key_uri
+from mpr_common.content_keys import CENC, key_uri
 from mpr_common.events import AudioStream, ChunkSpan, MediaInfo
 from mpr_common.presets import Rung
 from mpr_common.quality import without_frames
@@ -21,6 +22,8 @@ from ...quality import encode_measured
 from ...steps import StepRunner
 from ..base import JobContext, Work, with_loudness
 from ..colour import rung_range
+from ..package.protection import cenc_playlist
+from .cenc import CencSealer
 from .chunks import finish_chunk
 from .cmaf import chunk_playlist_name, chunk_rendition_args, describe_rendition, rendition_args
 from .encryption import SegmentSealer
@@ -94,7 +97,13 @@ def _sealed(ctx: JobContext, work: Work) -> Work:
         return work
     if ctx.content_key is None or ctx.job.parent_id is None:
         raise JobError(f"no content key for the {ctx.job.encryption} package of this rendition", "invalid")
-    work.seal = SegmentSealer(ctx.content_key, key_uri(ctx.job.parent_id))
+    key, kid = ctx.content_key
+    if ctx.job.encryption == CENC:
+        if kid is None:
+            raise JobError(f"the cenc package {ctx.job.parent_id} has no key ID", "invalid")
+        work.seal = CencSealer(key, kid, partial(cenc_playlist, kid=kid))
+    else:
+        work.seal = SegmentSealer(key, key_uri(ctx.job.parent_id))
     return work
 
 

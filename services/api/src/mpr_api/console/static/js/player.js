@@ -63,6 +63,20 @@ function subtitleMenu(video, hls, Events) {
   });
 }
 
+// Where a cenc package's master playlist names its ClearKey licence (with the playback token of the
+// link it was served under): mpr_common.content_keys.LICENSE_DATA_ID. HLS has no tag for a licence
+// server, and hls.js takes it from its config only: it is set there once the master is read, before any
+// key is asked for. A DASH package's MPD names it in dashif:Laurl, which dash.js reads itself.
+const LICENSE_DATA_ID = "com.mpr.clearkey-license";
+const CLEARKEY = "org.w3.clearkey";
+
+function clearKeyLicence(hls, Events) {
+  hls.on(Events.MANIFEST_LOADED, (_event, data) => {
+    const url = data.sessionData?.[LICENSE_DATA_ID]?.VALUE;
+    if (url) hls.config.drmSystems[CLEARKEY].licenseUrl = url;
+  });
+}
+
 /** Attach ``url`` to ``video``; returns the library's player (or null) so that it can be destroyed. */
 export async function attach(video, url) {
   const kind = kindOf(url);
@@ -73,7 +87,9 @@ export async function attach(video, url) {
     if (Hls.isSupported()) {
       // From the title's start: a package playable while it encodes has an EVENT playlist (no
       // ENDLIST yet), which hls.js would otherwise join at its live edge.
-      const hls = new Hls({ startPosition: 0 });
+      // EME for a cenc package's ClearKey licence (clear and AES-128 packages never ask for it)
+      const hls = new Hls({ startPosition: 0, emeEnabled: true, drmSystems: { [CLEARKEY]: { licenseUrl: "" } } });
+      clearKeyLicence(hls, Hls.Events);
       audioMenu(video, hls, Hls.Events);
       subtitleMenu(video, hls, Hls.Events);
       hls.loadSource(url);

@@ -32,7 +32,8 @@ function fitKind() {
   $("#storyboard-label").hidden = kind !== "package";
   if (kind !== "package") form.storyboard.checked = false;
   $("#encryption-label").hidden = kind !== "package";
-  if (kind !== "package") form.encryption.checked = false;
+  $("#encryption_cenc-label").hidden = kind !== "package";
+  if (kind !== "package") form.encryption.checked = form.encryption_cenc.checked = false;
   fillPresets();
 }
 
@@ -96,6 +97,7 @@ async function submit(ev) {
   if (form.loudnorm.checked) body.loudnorm = true;
   if (form.storyboard.checked) body.storyboard = true;
   if (form.encryption.checked) body.encryption = form.encryption.value;
+  if (form.encryption_cenc.checked) body.encryption = form.encryption_cenc.value;
   const problems = check(body);
   if (problems.length) {
     for (const [name, text] of problems) fieldError(form, name, text);
@@ -116,6 +118,9 @@ async function submit(ev) {
 
 async function main() {
   form.kind.addEventListener("change", fitKind);
+  // one encryption at most: checking one method unchecks the other
+  form.encryption.addEventListener("change", () => form.encryption.checked && (form.encryption_cenc.checked = false));
+  form.encryption_cenc.addEventListener("change", () => form.encryption_cenc.checked && (form.encryption.checked = false));
   form.preset.addEventListener("change", describePreset);
   form.source_key.addEventListener("input", suggest);
   form.source_key.addEventListener("change", loadSource);
