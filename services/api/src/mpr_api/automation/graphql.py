@@ -66,6 +66,9 @@ class JobTemplate:
     encryption: str | None
     watermark: JSON | None
     preview: JSON | None
+    keep_if: str | None
+    min_psnr: float | None
+    min_ssim: float | None
     description: str
 
     @classmethod
@@ -94,6 +97,9 @@ class JobTemplateInput:
     encryption: str | None = None
     watermark: WatermarkInput | None = None
     preview: PreviewInput | None = None
+    keep_if: str | None = None
+    min_psnr: float | None = None
+    min_ssim: float | None = None
     description: str | None = None
 
 

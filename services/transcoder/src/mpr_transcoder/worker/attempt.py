@@ -314,6 +314,8 @@ class Attempt:
             rendition=outcome.rendition,
             quality=outcome.quality,
             retry=job.retry,
+            outcome="not_kept" if outcome.keep is not None and not outcome.keep.kept else "kept",
+            keep=outcome.keep,
         )
         if await self._gone(job, running):
             return
