@@ -232,7 +232,7 @@ class Quality(msgspec.Struct, kw_only=True, omit_defaults=True):
     frame_ssim: list[float] = msgspec.field(default_factory=list)
 
 
-class KeepVerdict(msgspec.Struct, kw_only=True, omit_defaults=True):
+class KeepVerdict(msgspec.Struct, kw_only=True):
     """Whether a job's output was kept, and the figures it was judged on (see :mod:`mpr_common.keeping`):
     bytes per second of media of the source (its object's size over its probed duration) and of the
     output (its file's size over the seconds it holds), the output's mean PSNR (dB) and SSIM against
