@@ -242,6 +242,9 @@ class KeepVerdict(msgspec.Struct, kw_only=True):
     v: int = 1
     keep_if: KeepIf = "always"
     kept: bool = True
+    # the source it was compared with (what a rule on job.not_kept matches and starts its job on)
+    source_key: str = ""
+    source_bucket: str | None = None
     reason: NotKeptReason | None = None
     detail: str = ""
     source_rate: float | None = None  # bytes/s

@@ -143,6 +143,8 @@ def decide(
             said.append(f"{label} {fmt.format(value)} ≥ floor {fmt.format(floor)}")
     return KeepVerdict(
         keep_if=keep_if,
+        source_key=job.source_key,
+        source_bucket=job.source_bucket,
         kept=not failed,
         reason=failed[0][0] if failed else None,
         detail="; ".join(d for _, d in failed) if failed else "; ".join(said),

@@ -131,6 +131,7 @@ class AutomationRule:
     enabled: bool
     priority: str | None
     description: str
+    on: str = strawberry.field(description='"object.registered" (default) or "job.not_kept"')
 
     @classmethod
     def of(cls, r: RuleOut) -> AutomationRule:
@@ -154,6 +155,7 @@ class AutomationRuleInput:
     enabled: bool | None = None
     priority: str | None = None
     description: str | None = None
+    on: str | None = None
 
 
 @strawberry.type
