@@ -90,6 +90,8 @@ class RenditionQuality:
 class KeepVerdict:
     keep_if: str
     kept: bool
+    source_key: str = ""
+    source_bucket: str | None = None
     reason: str | None = None
     detail: str = ""
     source_rate: float | None = None
