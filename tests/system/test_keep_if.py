@@ -1,7 +1,8 @@
 """keep_if on the shared stack, with real FFmpeg: a transcode whose output has more bytes per second than
 its source (a source encoded at CRF 51, re-encoded at the preset's CRF 24; in chunks, judged once on the
 joined output) is not kept: completed, outcome stated, no object in the output bucket, no output link;
-one that is smaller (a lossless source) is kept; a PSNR floor above what the encode reaches drops it."""
+one that is smaller (a lossless source) is kept; a PSNR floor above what the encode reaches drops it. A rule
+on job.not_kept starts its fallback (a stream copy) on the source of the output not kept."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from mpr_api.automation.rules import not_kept_version, rule_job_id
 from tests.media import ffmpeg
 from tests.system.conftest import wait_job
 
@@ -52,6 +54,11 @@ def objects(s3, key: str) -> list[str]:
 
 
 def test_larger_or_below_the_floor_is_not_kept_and_smaller_is(api, s3, sources):
+    rule_id = f"remux-{uuid.uuid4().hex[:6]}"
+    r = api.put(f"/api/templates/{rule_id}", json={"kind": "transcode", "preset": "copy"})
+    assert r.status_code == 201, r.text
+    rule = {"id": rule_id, "template": rule_id, "on": "job.not_kept", "prefix": sources["starved"]}
+    assert api.post("/api/rules", json=rule).status_code == 201
     larger = submit(api, source_key=sources["starved"], keep_if="smaller", chunk_seconds=4)
     smaller = submit(api, source_key=sources["lossless"], keep_if="smaller")
     floor = submit(api, source_key=sources["lossless"], min_psnr=60)
@@ -67,6 +74,13 @@ def test_larger_or_below_the_floor_is_not_kept_and_smaller_is(api, s3, sources):
     assert job["output_keys"] == [] and job["output_size"] is None and job["error"] is None
     assert job["attempts"] == 1 and job["retries"] == 0  # an outcome, not a failure: never retried
     assert objects(s3, job["output_key"]) == []
+    # the rule's fallback, on the same source, once
+    fallback = rule_job_id(rule_id, "mpr-media-in", sources["starved"], not_kept_version(larger, 0))
+    copy = wait_job(api, fallback, timeout=120)["job"]
+    assert (copy["status"], copy["rule"], copy["preset"]) == ("completed", rule_id, "copy"), copy
+    assert copy["source_key"] == sources["starved"] and objects(s3, copy["output_key"]) == [
+        copy["output_key"]
+    ]
 
     job = wait_job(api, smaller, timeout=180)["job"]
     assert (job["status"], job["outcome"]) == ("completed", "kept"), job
