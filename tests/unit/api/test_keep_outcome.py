@@ -142,3 +142,11 @@ def test_templates_carry_the_options_and_are_checked_as_jobs():
     with pytest.raises(TemplateError) as refused:
         check_template(Template(kind="package", keep_if="smaller"))
     assert refused.value.field == "keep_if"
+
+
+def test_jobs_run_outside_the_transcoders_refuse_the_options(api):
+    client, _ = api
+    body = {"kind": "transcode", "source_key": "a.mp4", "executor": "lambda", "min_ssim": 0.9}
+    r = client.post("/api/jobs", json=body)
+    assert (r.status_code, r.json().get("field")) == (400, "min_ssim"), r.text
+    assert client.post("/api/jobs", json={**body, "min_ssim": None}).status_code == 202
