@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from mpr_common.events import JOB_KINDS, PRIORITIES
+from mpr_common.events import JOB_KINDS, KEEP_IFS, PRIORITIES
 
 DESCRIPTION = """mpr — upload media, scan, submit jobs, watch them, list assets and jobs; templates, rules, webhooks,
 queues (pause, resume), retries, dead letters and the live event stream.
@@ -48,6 +48,13 @@ def _media_and_jobs(sub: argparse._SubParsersAction) -> None:
     sm.add_argument("--template", help="a stored job template (name or name@revision)")
     sm.add_argument("--loudnorm", action="store_true", help="EBU R128 loudness normalisation")
     sm.add_argument("--storyboard", action="store_true", help="package: also a storyboard")
+    sm.add_argument(
+        "--keep-if", choices=KEEP_IFS, help="transcode, trim: keep the output only if smaller/better"
+    )
+    sm.add_argument(
+        "--min-psnr", type=float, help="transcode, trim: keep the output only at this mean PSNR (dB)"
+    )
+    sm.add_argument("--min-ssim", type=float, help="transcode, trim: keep the output only at this mean SSIM")
     sm.add_argument("--watch", action="store_true", help="show a progress bar until the job ends")
     w = sub.add_parser("watch", help="progress bar of one job until it ends (exit 1 if it failed)")
     w.add_argument("job_id")

@@ -80,6 +80,9 @@ class JobCommands(ApiClient):
                 "template": args.template,
                 "loudnorm": args.loudnorm or None,
                 "storyboard": args.storyboard or None,
+                "keep_if": args.keep_if,
+                "min_psnr": args.min_psnr,
+                "min_ssim": args.min_ssim,
             }.items()
             if v is not None
         }
@@ -108,6 +111,10 @@ class JobCommands(ApiClient):
                 if is_terminal(job["status"]) and (job.get("retries") or 0) >= retries:
                     break
                 time.sleep(interval)
+        if job["status"] == "completed" and job.get("outcome") == "not_kept":  # judged, not a failure
+            detail = (job.get("keep") or {}).get("detail", "")
+            self.out.print(f"completed, not kept (nothing written to {job['output_key']}): {detail}")
+            return 0
         if job["status"] == "completed":
             self.out.print(
                 f"completed: s3://{job['output_bucket']}/{job['output_key']} ({job['output_size']} bytes)"

@@ -32,6 +32,18 @@ ScanState = Literal["running", "completed", "failed"]
 ProbeStatus = Literal["pending", "ok", "error"]  # of an asset: not probed yet, probed, probe failed
 # How an output's quality was measured: by its encoder, against the very frames it was given.
 QualityMethod = Literal["encoder"]
+# Whether a transcode or trim keeps its output (see mpr_common.keeping and docs/outputs.md): "always";
+# "smaller": only when its bytes per second of media are at most the source's; "better": smaller and at
+# or above the quality floor (min_psnr/min_ssim, else mpr_common.keeping.BETTER_MIN_PSNR).
+KeepIf = Literal["always", "smaller", "better"]
+KEEP_IFS: tuple[str, ...] = get_args(KeepIf)
+# How a completed job ended: its output kept, or made, judged and not kept (never uploaded).
+JobOutcome = Literal["kept", "not_kept"]
+JOB_OUTCOMES: tuple[str, ...] = get_args(JobOutcome)
+# Why an output was not kept: more bytes per second than the source; a mean below a floor; a figure
+# needed to judge it not known (the source's duration, or a quality not measured).
+NotKeptReason = Literal["larger", "below_min_psnr", "below_min_ssim", "not_measured"]
+NOT_KEPT_REASONS: tuple[str, ...] = get_args(NotKeptReason)
 
 
 def now() -> float:
@@ -228,6 +240,30 @@ class Quality(msgspec.Struct, kw_only=True, omit_defaults=True):
     frame_ssim: list[float] = msgspec.field(default_factory=list)
 
 
+class KeepVerdict(msgspec.Struct, kw_only=True):
+    """Whether a job's output was kept, and the figures it was judged on (see :mod:`mpr_common.keeping`):
+    bytes per second of media of the source (its object's size over its probed duration) and of the
+    output (its file's size over the seconds it holds), the output's mean PSNR (dB) and SSIM against
+    the source, and the floors they were held to. ``detail`` says it in one line ("output 412 kB/s >
+    source 300 kB/s")."""
+
+    v: int = 1
+    keep_if: KeepIf = "always"
+    kept: bool = True
+    # the source it was compared with (what a rule on job.not_kept matches and starts its job on)
+    source_key: str = ""
+    source_bucket: str | None = None
+    reason: NotKeptReason | None = None
+    detail: str = ""
+    source_rate: float | None = None  # bytes/s
+    output_rate: float | None = None  # bytes/s
+    output_size: int = 0  # bytes of the output made (uploaded only when kept)
+    psnr: float | None = None
+    ssim: float | None = None
+    min_psnr: float | None = None
+    min_ssim: float | None = None
+
+
 RenditionType = Literal["video", "audio", "subtitles"]
 
 
@@ -364,6 +400,11 @@ class JobRequested(Event, kw_only=True):
     burn_subtitles: str | None = None
     # a package's subtitle child: the track it converts to segmented WebVTT
     subtitle: SubtitleTrack | None = None
+    # transcode and trim (re-encoding presets): the output is kept only if it passes (mpr_common.keeping);
+    # None: "always". min_psnr (dB) / min_ssim (0..1): floors on the output's mean quality (H.264 presets)
+    keep_if: KeepIf | None = None
+    min_psnr: float | None = None
+    min_ssim: float | None = None
     # package (and its video and audio renditions): "aes-128" encrypts every media segment (HLS AES-128,
     # the key served by the API to playback tokens: mpr_common.content_keys); None: in clear
     encryption: str | None = None
@@ -399,6 +440,10 @@ class JobCompleted(Event, kw_only=True):
     # a package: each video rendition's quality, by rendition name
     rendition_quality: dict[str, Quality] = msgspec.field(default_factory=dict)
     retry: int | None = None  # the request generation it ends; None: the current one
+    # "not_kept": the output was made and judged by the job's keep_if/floors, and not uploaded (its
+    # output_keys empty, output_size 0); ``keep`` says why, with the figures. Not a failure: never retried.
+    outcome: JobOutcome = "kept"
+    keep: KeepVerdict | None = None  # when the job had keep_if or a floor
 
 
 class JobPlayable(Event, kw_only=True):
@@ -576,6 +621,8 @@ class JobView(msgspec.Struct, kw_only=True):
     playable_url: str | None = None
     quality: Quality | None = None  # its video output's, when measured (see JobCompleted)
     rendition_quality: dict[str, Quality] = msgspec.field(default_factory=dict)  # a package's, by rung
+    outcome: JobOutcome | None = None  # a completed job's (see JobCompleted.outcome)
+    keep: KeepVerdict | None = None
 
 
 class ScanView(msgspec.Struct, kw_only=True):

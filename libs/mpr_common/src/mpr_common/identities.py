@@ -141,6 +141,7 @@ IDENTITIES: dict[str, Identity] = {
                 *_kv(s.RULES_KV, write=True),
                 *_kv(s.RULE_FIRINGS_KV, write=True),
                 *_pull(s.ASSETS_STREAM, s.RULES_DURABLE),
+                *_pull(s.JOBS_STREAM, s.RULES_JOBS_DURABLE),
                 # retries and dead letters: read MPR_DLQ, mark a letter replayed, announce a retry
                 s.JOB_RETRIED,
                 f"{JS_API}.STREAM.INFO.{s.DLQ_STREAM}",

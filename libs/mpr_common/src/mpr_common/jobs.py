@@ -14,6 +14,7 @@ import msgspec
 from .audio_tracks import LONGEST_AUDIO_NAME, check_audio_languages, is_audio_rendition
 from .content_keys import CENC, CENC_VIDEO_CODECS, ENCRYPTION_METHODS, NOT_YET
 from .events import JOB_KINDS, JobRequested
+from .keeping import check_keep
 from .keys import MEDIA_EXTENSIONS, InvalidKeyError, extension, is_media_key, validate_key
 from .overlays import PREVIEW_EXTENSIONS, WATERMARK_KINDS, normalize_preview, normalize_watermark
 from .presets import AUDIO_RENDITION, DEFAULT_PRESET, MASTER_PLAYLIST, PRESETS, STORYBOARD_VTT, Preset
@@ -121,6 +122,7 @@ def normalize_job(job: JobRequested) -> JobRequested:
     preset = _preset_of(job)
     _check_times(job)
     _check_options(job, preset)
+    check_keep(job, preset)
     output_key = job.output_key or default_output_key(job.source_key, job.job_id, preset, job)
     _check_output(output_key, preset, job)
     for name, bucket in (("source_bucket", job.source_bucket), ("output_bucket", job.output_bucket)):

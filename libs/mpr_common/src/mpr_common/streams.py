@@ -188,6 +188,11 @@ def consumer_configs(queue: JobQueueSettings) -> list[tuple[str, ConsumerConfig]
             s.ASSETS_STREAM,
             replace(pull(s.RULES_DURABLE, s.ASSETS_REGISTERED_ALL), deliver_policy=DeliverPolicy.NEW),
         ),
+        # … and on outputs not kept (job.completed with outcome not_kept), from its creation on
+        (
+            s.JOBS_STREAM,
+            replace(pull(s.RULES_JOBS_DURABLE, s.JOB_COMPLETED), deliver_policy=DeliverPolicy.NEW),
+        ),
         # Webhooks: API replicas share each one, so every event is fanned out, and every attempt made,
         # by one replica. Events from the consumer's creation on (never history); never given up on.
         *(

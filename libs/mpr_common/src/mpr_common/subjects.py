@@ -139,3 +139,4 @@ def webhook_delivery_subject(subscription_id: str, delivery_id: str = "*") -> st
 
 
 RULES_DURABLE = "rules"  # on the assets stream: rules fire on registered assets (API)
+RULES_JOBS_DURABLE = "rules-jobs"  # on the jobs stream's completions: rules on job.not_kept (API)

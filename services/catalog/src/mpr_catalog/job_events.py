@@ -50,6 +50,8 @@ _RUN_FIELDS = (
     "loudness_json",
     "quality_json",
     "rendition_quality_json",
+    "outcome",
+    "keep_json",
     "started_at",
     "finished_at",
     "playable_at",
@@ -115,13 +117,17 @@ def _progress(job: JobRow, ev: JobProgress, new: bool) -> None:
 def _completed(job: JobRow, ev: JobCompleted, new: bool) -> None:
     if not _current(job, ev.retry) or next_status(job["status"], "completed") != "completed":
         return
+    not_kept = ev.outcome == "not_kept"
     job.update(
         status="completed",
         progress=100.0,
         output_bucket=ev.output_bucket,
         output_key=ev.output_key,
-        output_keys_json=encode(ev.output_keys or [ev.output_key]).decode(),
-        output_size=ev.output_size,
+        # an output not kept was never uploaded: the job names its key, and no file
+        output_keys_json=encode([] if not_kept else ev.output_keys or [ev.output_key]).decode(),
+        output_size=None if not_kept else ev.output_size,
+        outcome=ev.outcome,
+        keep_json=encode(ev.keep).decode() if ev.keep is not None else None,
         loudness_json=encode(ev.loudness).decode() if ev.loudness is not None else None,
         quality_json=_quality_json(ev),
         rendition_quality_json=encode(ev.rendition_quality).decode() if ev.rendition_quality else None,

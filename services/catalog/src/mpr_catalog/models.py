@@ -64,6 +64,10 @@ class Job(SQLModel, table=True):
     # renditions' by name.
     quality_json: str | None = Field(default=None, sa_column=Column(Text))
     rendition_quality_json: str | None = Field(default=None, sa_column=Column(Text))
+    # A completed job: "kept", or "not_kept" with the verdict (mpr_common.events.KeepVerdict) of its
+    # keep_if/floors.
+    outcome: str | None = Field(default=None, max_length=16)
+    keep_json: str | None = Field(default=None, sa_column=Column(Text))
     # A package's child: its package, the rung it encodes and its share of the package's work.
     parent_id: str | None = Field(default=None, max_length=64, index=True)
     rendition: str | None = Field(default=None, max_length=32)

@@ -23,12 +23,22 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mpr_common.content_keys import PackageKey
-from mpr_common.events import PROBE_VERSION, JobRequested, Loudness, MediaInfo, Quality, Rendition
+from mpr_common.events import (
+    PROBE_VERSION,
+    JobRequested,
+    KeepVerdict,
+    Loudness,
+    MediaInfo,
+    Quality,
+    Rendition,
+)
 from mpr_common.jobs import JobRequestError, normalize_job
+from mpr_common.keeping import decide, judged
 from mpr_common.mediainfo import ProbeError, looks_like_network_error
 from mpr_common.presets import PRESETS
 from mpr_common.s3_client import S3Client
 from mpr_common.settings import S3Settings
+from mpr_common.storage import S3Object
 
 from . import kinds
 from .ffmpeg import FfmpegCancelled, FfmpegError, ProgressReport, probe, run_ffmpeg, written_duration
@@ -63,29 +73,32 @@ class Outcome:
     loudness: Loudness | None = None  # measured on the source, when the job normalised loudness
     rendition: Rendition | None = None  # a package's child: what the manifests are written from
     quality: Quality | None = None  # its video output's against the source, when measured
+    keep: KeepVerdict | None = None  # judged by the job's keep_if/floors; not kept: nothing uploaded
 
 
-async def _locate(job: JobRequested, s3: S3Client, s3_settings: S3Settings) -> tuple[str, str]:
-    """(etag, presigned URL) of the job's source."""
+async def _locate(job: JobRequested, s3: S3Client, s3_settings: S3Settings) -> tuple[S3Object, str]:
+    """(HEAD, presigned URL) of the job's source."""
     bucket = job.source_bucket or s3_settings.bucket_in
     try:
         head, url = await locate(s3, bucket, job.source_key)
     except (ClientError, BotoCoreError) as exc:
         raise storage_error(exc) from None
-    return head.etag, url
+    return head, url
 
 
 async def _source(
     job: JobRequested, s3: S3Client, s3_settings: S3Settings, limits: Limits, known_info: KnownInfo | None
-) -> tuple[str, MediaInfo]:
-    """(presigned URL, metadata) of the job's source (the catalog's probe when it has one), checked
-    against the limits."""
-    etag, url = await _locate(job, s3, s3_settings)
-    info = await _known_info(known_info, job.source_bucket or s3_settings.bucket_in, job.source_key, etag)
+) -> tuple[str, MediaInfo, int]:
+    """(presigned URL, metadata, size in bytes) of the job's source (the catalog's probe when it has one),
+    checked against the limits."""
+    head, url = await _locate(job, s3, s3_settings)
+    info = await _known_info(
+        known_info, job.source_bucket or s3_settings.bucket_in, job.source_key, head.etag
+    )
     if info is None:
         info = await _probe(url, job.source_key, limits)
     check_source(info, limits)
-    return url, info
+    return url, info, head.size
 
 
 async def read_source(
@@ -99,7 +112,7 @@ async def read_source(
     """The source's metadata (the catalog's probe when it has one), checked against the limits: what a job
     graph is planned from."""
 
-    _, info = await _source(job, s3, s3_settings, limits, known_info)
+    _, info, _ = await _source(job, s3, s3_settings, limits, known_info)
     return info
 
 
@@ -178,8 +191,7 @@ async def run_job(
         raise JobError(str(exc), "invalid") from None
     kinds.check(job)
     assert job.output_key
-    # a burn-in picks its track among the source's subtitle streams: a probe must list them
-    url, info = await _source(job, s3, s3_settings, limits, known_info)
+    url, info, source_size = await _source(job, s3, s3_settings, limits, known_info)
     check_range(job, info)
     room = Room.of(workdir, limits)
     tmp = Path(tempfile.mkdtemp(prefix=f"job-{job.job_id}-", dir=room.root))
@@ -194,12 +206,26 @@ async def run_job(
         )
         work = kinds.plan_work(ctx)
         out_bucket = job.output_bucket or s3_settings.bucket_out
-        uploads = await _execute(ctx, work, room, s3, out_bucket, on_progress, cancelled)
+
+        def judge(work: Work) -> KeepVerdict | None:
+            if not judged(job):
+                return None
+            return decide(
+                job,
+                source_size=source_size,
+                source_seconds=info.duration,
+                output_size=dir_size(work.main.parent),
+                output_seconds=work.expected,
+                quality=work.quality,
+            )
+
+        uploads, verdict = await _execute(ctx, work, room, s3, out_bucket, on_progress, cancelled, judge)
         return Outcome(
             output_bucket=out_bucket,
             output_key=job.output_key,
             output_keys=[k for _, k in uploads],
             output_size=sum(f.stat().st_size for f, _ in uploads),
+            keep=verdict,
             duration=work.expected,
             elapsed=time.monotonic() - started,
             loudness=work.loudness,
@@ -220,8 +246,10 @@ async def _execute(
     out_bucket: str,
     on_progress: Callable[[float, ProgressReport], None],
     cancelled: asyncio.Event | None,
-) -> list[tuple[Path, str]]:
-    """Run the job's steps while its finished outputs upload, check what they wrote, upload the rest."""
+    judge: Callable[[Work], KeepVerdict | None] = lambda _: None,
+) -> tuple[list[tuple[Path, str]], KeepVerdict | None]:
+    """Run the job's steps while its finished outputs upload, check what they wrote, judge it (keep_if),
+    upload the rest; an output not kept is not uploaded (kinds judged write one file, uploaded last)."""
     job = ctx.job
     assert job.output_key
     # FFmpeg stops on a cancel request, and also when an upload running beside it failed: the
@@ -258,7 +286,7 @@ async def _execute(
             await _check_written(work, runner, room)
             if cancelled is not None and cancelled.is_set():  # e.g. its lease lost: upload nothing more
                 raise JobError("cancelled by request", "cancelled")
-            return await uploader.finish()  # segments first, the main output last
+            return await _deliver(uploader, work, judge)
     except OutputTooLarge as exc:
         raise room.too_large(exc.size) from None
     except STORAGE_ERRORS as exc:
@@ -266,6 +294,17 @@ async def _execute(
     finally:
         if relay is not None:
             relay.cancel()
+
+
+async def _deliver(
+    uploader: OutputUploader, work: Work, judge: Callable[[Work], KeepVerdict | None]
+) -> tuple[list[tuple[Path, str]], KeepVerdict | None]:
+    """Upload what the job made, unless its verdict does not keep it (then nothing more is sent)."""
+    verdict = judge(work)
+    if verdict is not None and not verdict.kept:
+        await uploader.discard()
+        return [], verdict
+    return await uploader.finish(), verdict  # segments first, the main output last
 
 
 async def _check_written(work: Work, runner: StepRunner, room: Room) -> None:

@@ -185,6 +185,10 @@ class OutputUploader:
         await asyncio.to_thread(self._upload, main, self.output_key)
         return uploads
 
+    async def discard(self) -> None:
+        """Upload nothing more (an output judged not worth keeping): as when the job fails."""
+        await self._abort()
+
     def _upload(self, f: Path, key: str) -> None:
         sealed = self.seal(f) if self.seal is not None else None
         if sealed is not None:

@@ -22,12 +22,13 @@ from mpr_common import subjects as s
 from mpr_common.bus import publish_event
 from mpr_common.codec import DecodeError, ValidationError, decode
 from mpr_common.errors import NotFound
-from mpr_common.events import AssetRegistered
+from mpr_common.events import AssetRegistered, JobCompleted
 from mpr_common.jobs import BucketPolicy, JobRequestError
+from mpr_common.keeping import judged
 from mpr_common.outputs import OutputOwners
 
 from ..http.settings import HttpSettings
-from .rules import Firing, Rule, firing_id, rule_job, rule_job_id, rule_matches
+from .rules import Firing, Rule, firing_id, not_kept_version, rule_job, rule_job_id, rule_matches
 from .store import FiringStore, RuleStore, Stored, TemplateStore
 from .templates import TemplateError, template_ref
 
@@ -96,28 +97,85 @@ class RuleEngine:
         outcomes = {}
         for stored in rules if rules is not None else await self.rules.current():
             rule = stored.value
-            if rule.enabled and rule_matches(
-                rule, self.bucket_in, asset.bucket, asset.key, asset.info, asset.size
+            if (
+                rule.enabled
+                and rule.on == "object.registered"
+                and rule_matches(rule, self.bucket_in, asset.bucket, asset.key, asset.info, asset.size)
             ):
                 outcome = await self.fire(stored, asset)
                 RULE_FIRINGS.labels(outcome).inc()
                 outcomes[stored.key] = outcome
         return outcomes
 
+    async def handle_jobs(self, msgs: list[Msg]) -> None:
+        """A batch from the ``rules-jobs`` consumer (job completions): rules on job.not_kept fire on
+        those whose output was not kept; the others are acked at once."""
+        try:
+            rules = [
+                r for r in await self.rules.current() if r.value.enabled and r.value.on == "job.not_kept"
+            ]
+        except Exception:
+            log.exception("rules could not be read; %d completion(s) will be redelivered", len(msgs))
+            for msg in msgs:
+                await msg.nak(delay=RETRY_DELAY)
+            return
+        for msg in msgs:
+            try:
+                done = decode(msg.data, JobCompleted)
+            except (DecodeError, ValidationError) as exc:
+                log.warning("not a JobCompleted on %s: %s", msg.subject, exc)
+                await msg.ack()
+                continue
+            try:
+                await self.on_not_kept(done, rules)
+            except Exception:
+                log.exception("rules on job %s failed; will be redelivered", done.job_id)
+                await msg.nak(delay=RETRY_DELAY)
+                continue
+            await msg.ack()
+
+    async def on_not_kept(
+        self, done: JobCompleted, rules: list[Stored[Rule]] | None = None
+    ) -> dict[str, str]:
+        """Fire every enabled rule on job.not_kept that the source of ``done`` matches, when its output
+        was not kept; returns rule id → outcome."""
+        keep = done.keep
+        if done.outcome != "not_kept" or keep is None or not keep.source_key:
+            return {}
+        bucket = keep.source_bucket or self.bucket_in
+        outcomes = {}
+        for stored in rules if rules is not None else await self.rules.current():
+            rule = stored.value
+            if (
+                rule.enabled
+                and rule.on == "job.not_kept"
+                and rule_matches(rule, self.bucket_in, bucket, keep.source_key, None)
+            ):
+                version = not_kept_version(done.job_id, done.retry)
+                outcome = await self._fire(stored, bucket, keep.source_key, version)
+                RULE_FIRINGS.labels(outcome).inc()
+                outcomes[stored.key] = outcome
+        return outcomes
+
     async def fire(self, stored: Stored[Rule], asset: AssetRegistered) -> str:
+        return await self._fire(stored, asset.bucket, asset.key, asset.etag)
+
+    async def _fire(self, stored: Stored[Rule], bucket: str, key: str, etag: str) -> str:
+        """Start the rule's job on ``bucket/key`` once per ``etag`` (an object's version, or a run of a
+        job not kept: :func:`.rules.not_kept_version`)."""
         rule_id, rule = stored.key, stored.value
         try:
             template = await self.templates.get(rule.template, rule.template_revision)
         except NotFound as exc:  # nothing is claimed: the object is evaluated again if registered again
-            log.warning("rule %s matched %s but its template is missing: %s", rule_id, asset.key, exc)
+            log.warning("rule %s matched %s but its template is missing: %s", rule_id, key, exc)
             return "template_missing"
-        fid = firing_id(rule_id, asset.bucket, asset.key, asset.etag)
+        fid = firing_id(rule_id, bucket, key, etag)
         firing = Firing(
             rule=rule_id,
-            bucket=asset.bucket,
-            key=asset.key,
-            etag=asset.etag,
-            job_id=rule_job_id(rule_id, asset.bucket, asset.key, asset.etag),
+            bucket=bucket,
+            key=key,
+            etag=etag,
+            job_id=rule_job_id(rule_id, bucket, key, etag),
             template=template_ref(template.key, template.revision),
             at=time.time(),
         )
@@ -127,17 +185,22 @@ class RuleEngine:
                 rule,
                 template.value,
                 template.revision,
-                bucket=asset.bucket,
-                key=asset.key,
-                etag=asset.etag,
+                bucket=bucket,
+                key=key,
+                etag=etag,
                 default_bucket=self.bucket_in,
             )
             self.policy.check(job)
+            if rule.on == "job.not_kept" and judged(job):  # its own job could be not kept: a loop
+                raise TemplateError(
+                    "a rule on job.not_kept starts a job that is always kept: its template "
+                    "must not set keep_if, min_psnr or min_ssim"
+                )
         except (TemplateError, JobRequestError) as exc:
             refused = msgspec.structs.replace(firing, state="refused", error=str(exc))
             _, existing = await self.firings.claim(fid, refused)
             if existing is None:
-                log.warning("rule %s refused %s: %s", rule_id, asset.key, exc)
+                log.warning("rule %s refused %s: %s", rule_id, key, exc)
                 return "refused"
             return "duplicate"
         revision, existing = await self.firings.claim(fid, firing)
@@ -153,13 +216,11 @@ class RuleEngine:
                 await self.firings.mark(
                     fid, msgspec.structs.replace(firing, state="refused", error=error), revision
                 )
-                log.warning("rule %s refused %s: %s", rule_id, asset.key, error)
+                log.warning("rule %s refused %s: %s", rule_id, key, error)
                 return "refused"
         ack = await publish_event(self.js, s.requested_subject(job.priority), job, msg_id=job.job_id)
         await self.firings.mark(fid, msgspec.structs.replace(firing, state="started"), revision)
         if ack.duplicate:  # another delivery of the same registration published it first
             return "duplicate"
-        log.info(
-            "rule %s started job %s for %s", rule_id, job.job_id, asset.key, extra={"job_id": job.job_id}
-        )
+        log.info("rule %s started job %s for %s", rule_id, job.job_id, key, extra={"job_id": job.job_id})
         return "started"

@@ -36,12 +36,17 @@ def services(settings: HttpSettings, state: ApiState) -> tuple[AutomationService
 async def lifespan(settings: HttpSettings, state: ApiState) -> AsyncIterator[None]:
     service, engine = services(settings, state)
     state.provide(service)
-    consumer = BatchConsumer(engine.js, s.ASSETS_STREAM, s.RULES_DURABLE, engine.handle, batch=RULES_BATCH)
-    consumer.start()
+    consumers = [
+        BatchConsumer(engine.js, s.ASSETS_STREAM, s.RULES_DURABLE, engine.handle, batch=RULES_BATCH),
+        BatchConsumer(engine.js, s.JOBS_STREAM, s.RULES_JOBS_DURABLE, engine.handle_jobs, batch=RULES_BATCH),
+    ]
+    for consumer in consumers:
+        consumer.start()
     try:
         yield
     finally:
-        await consumer.stop()
+        for consumer in consumers:
+            await consumer.stop()
 
 
 FEATURE = Feature(

@@ -66,6 +66,9 @@ class JobTemplate:
     encryption: str | None
     watermark: JSON | None
     preview: JSON | None
+    keep_if: str | None
+    min_psnr: float | None
+    min_ssim: float | None
     description: str
 
     @classmethod
@@ -94,6 +97,9 @@ class JobTemplateInput:
     encryption: str | None = None
     watermark: WatermarkInput | None = None
     preview: PreviewInput | None = None
+    keep_if: str | None = None
+    min_psnr: float | None = None
+    min_ssim: float | None = None
     description: str | None = None
 
 
@@ -125,6 +131,7 @@ class AutomationRule:
     enabled: bool
     priority: str | None
     description: str
+    on: str = strawberry.field(description='"object.registered" (default) or "job.not_kept"')
 
     @classmethod
     def of(cls, r: RuleOut) -> AutomationRule:
@@ -148,6 +155,7 @@ class AutomationRuleInput:
     enabled: bool | None = None
     priority: str | None = None
     description: str | None = None
+    on: str | None = None
 
 
 @strawberry.type

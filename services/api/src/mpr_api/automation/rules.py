@@ -48,6 +48,11 @@ ConditionField = Literal[
     "probed",
 ]
 ConditionOp = Literal["<", "<=", ">", ">=", "==", "!=", "in"]
+# What a rule fires on: an object registered (a scan or a notification found it), or a transcode or trim
+# whose output was not kept (job.completed, outcome "not_kept"): its job then runs on that job's source,
+# e.g. a fallback preset. Each fires once per object version, or per run of the job not kept.
+RuleTrigger = Literal["object.registered", "job.not_kept"]
+RULE_TRIGGERS: tuple[str, ...] = get_args(RuleTrigger)
 CONDITION_FIELDS: tuple[str, ...] = get_args(ConditionField)
 CONDITION_OPS: tuple[str, ...] = get_args(ConditionOp)
 NUMBER_FIELDS = frozenset(
@@ -87,6 +92,12 @@ class Rule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaul
     enabled: bool = True
     priority: Priority | None = None  # overrides the template's queue class
     description: Text = ""
+    on: RuleTrigger = "object.registered"
+
+
+def not_kept_version(job_id: str, retry: int | None) -> str:
+    """What a rule on job.not_kept fires once for, in place of an object's etag: one run of one job."""
+    return f"job.not_kept:{job_id}:{retry or 0}"
 
 
 def check_rule(rule: Rule) -> None:
@@ -94,6 +105,12 @@ def check_rule(rule: Rule) -> None:
     operator or value does not fit its field)."""
     if rule.glob is not None:
         compile_glob(rule.glob)
+    if rule.on == "job.not_kept" and rule.conditions:
+        raise TemplateError(
+            "conditions read a registered object's metadata: a rule on job.not_kept takes none (its bucket, "
+            "prefix and glob match the source of the job not kept)",
+            "conditions",
+        )
     for i, c in enumerate(rule.conditions):
         where = f"conditions[{i}] ({c.field} {c.op})"
         values = c.value if isinstance(c.value, list) else [c.value]

@@ -102,9 +102,18 @@ class AutomationService:
         if bucket not in self.sources:
             raise FieldError(f"bucket {bucket!r} is not one jobs may read", "bucket")
         try:
-            return await self.templates.get(rule.template, rule.template_revision)
+            template = await self.templates.get(rule.template, rule.template_revision)
         except NotFound as exc:
             raise FieldError(f"template: {exc.detail}", "template") from None
+        if rule.on == "job.not_kept" and any(
+            getattr(template.value, f) is not None for f in ("keep_if", "min_psnr", "min_ssim")
+        ):
+            raise FieldError(
+                f"template: a rule on job.not_kept starts a job that is always kept, and {rule.template!r} "
+                "sets keep_if, min_psnr or min_ssim",
+                "template",
+            )
+        return template
 
     # --- dry runs --------------------------------------------------------------------------------
     async def dry_run_stored(self, rule_id: str, limit: int = DRY_RUN_LIMIT) -> DryRunOut:
@@ -114,6 +123,12 @@ class AutomationService:
         """The registered objects ``rule`` matches now and the jobs it would start for them, each
         marked when the rule (``rule_id``; an unsaved rule has none) already fired on it. Whether or
         not the rule is enabled: a dry run says what it would do once it is."""
+        if rule.on != "object.registered":
+            raise FieldError(
+                "a dry run lists the registered objects a rule matches: a rule on job.not_kept fires on "
+                "job completions",
+                "on",
+            )
         template = await self._check_rule(rule)
         out = DryRunOut(
             rule_id=rule_id,

@@ -15,7 +15,7 @@ import msgspec
 
 from mpr_common.audio_tracks import AudioLanguages
 from mpr_common.content_keys import EncryptionMethod
-from mpr_common.events import JobKind, JobRequested, PreviewOptions, Priority, Watermark
+from mpr_common.events import JobKind, JobRequested, KeepIf, PreviewOptions, Priority, Watermark
 from mpr_common.jobs import JobRequestError, normalize_job
 from mpr_common.presets import DEFAULT_PRESET
 from mpr_common.subtitles import SubtitleLanguages
@@ -71,6 +71,9 @@ class Template(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_de
     encryption: EncryptionMethod | None = None
     watermark: Watermark | None = None
     preview: PreviewOptions | None = None
+    keep_if: KeepIf | None = None
+    min_psnr: float | None = None
+    min_ssim: float | None = None
     description: Text = ""
 
 
@@ -92,6 +95,9 @@ TEMPLATE_FIELDS: tuple[str, ...] = (
     "encryption",
     "watermark",
     "preview",
+    "keep_if",
+    "min_psnr",
+    "min_ssim",
 )
 
 # Placeholders of an output key pattern, for a source key "shows/ep1/clip.mov":

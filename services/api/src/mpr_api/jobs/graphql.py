@@ -83,6 +83,32 @@ class RenditionQuality:
     quality: Quality
 
 
+@strawberry.type(
+    description="whether a job's output was kept (keep_if, min_psnr, min_ssim) and the figures it was "
+    "judged on: bytes per second of media of the source and the output, mean PSNR (dB) and SSIM, floors"
+)
+class KeepVerdict:
+    keep_if: str
+    kept: bool
+    source_key: str = ""
+    source_bucket: str | None = None
+    reason: str | None = None
+    detail: str = ""
+    source_rate: float | None = None
+    output_rate: float | None = None
+    output_size: float = 0  # bytes: a Float, as a file may pass GraphQL's 32-bit Int
+    psnr: float | None = None
+    ssim: float | None = None
+    min_psnr: float | None = None
+    min_ssim: float | None = None
+
+    @classmethod
+    def of(cls, k: events.KeepVerdict) -> KeepVerdict:
+        fields = msgspec.structs.asdict(k)
+        del fields["v"]
+        return cls(**fields)
+
+
 @strawberry.type
 class Job:
     id: str
@@ -118,6 +144,11 @@ class Job:
     rendition_quality: list[RenditionQuality] = strawberry.field(
         default_factory=list, description="a package: each video rendition's quality"
     )
+    outcome: str | None = strawberry.field(
+        default=None,
+        description='a completed job: "kept", or "not_kept" (judged by keep_if: nothing uploaded)',
+    )
+    keep: KeepVerdict | None = strawberry.field(default=None, description="the verdict of keep_if and floors")
 
     @classmethod
     def of(cls, j: JobView, url: str | None) -> Job:
@@ -140,6 +171,8 @@ class Job:
                 RenditionQuality(rendition=name, quality=Quality.of(q))
                 for name, q in j.rendition_quality.items()
             ],
+            outcome=j.outcome,
+            keep=KeepVerdict.of(j.keep) if j.keep else None,
             id=j.id,
             kind=j.kind,
             status=j.status,
@@ -184,6 +217,9 @@ class JobInput:
     preview: PreviewInput | None = None
     template: str | None = None
     priority: str | None = None
+    keep_if: str | None = None
+    min_psnr: float | None = None
+    min_ssim: float | None = None
 
 
 @strawberry.type
@@ -227,6 +263,9 @@ class JobsMutation:
             "watermark": unset_dropped(job.watermark),
             "preview": unset_dropped(job.preview),
             "template": job.template,
+            "keep_if": job.keep_if,
+            "min_psnr": job.min_psnr,
+            "min_ssim": job.min_ssim,
             **({"priority": job.priority} if job.priority else {}),
         }
         body = _checked(fields, JobCreate, "job")  # the same bounds as POST /api/jobs

@@ -8,7 +8,7 @@ import msgspec
 
 from mpr_common.audio_tracks import AudioLanguages
 from mpr_common.content_keys import EncryptionMethod
-from mpr_common.events import FailureReason, JobKind, JobView, PreviewOptions, Priority, Watermark
+from mpr_common.events import FailureReason, JobKind, JobView, KeepIf, PreviewOptions, Priority, Watermark
 from mpr_common.subtitles import SubtitleFiles, SubtitleLanguages
 
 from ..http.fields import JobId, Key, Page
@@ -65,6 +65,13 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     encryption: EncryptionMethod | None = None
     # preview jobs: clips, clip_seconds, width, fps of the animation (defaults: 6 x 1 s, 320 px, 10 fps)
     preview: PreviewOptions | None = None
+    # transcode and trim jobs (re-encoding presets): keep the output only when it is no larger than the
+    # source per second of media ("smaller"), and also at or above the quality floor ("better"); min_psnr
+    # (dB, 0-100) and min_ssim (0-1) are floors on its mean quality (H.264 presets). An output not kept
+    # ends the job completed with outcome "not_kept": docs/outputs.md
+    keep_if: KeepIf | None = None
+    min_psnr: float | None = None
+    min_ssim: float | None = None
     # queue class: urgent jobs go first, bulk ones when there is room (never starved)
     priority: Priority = "normal"
     # a stored job template (name, or name@revision): its fields are the defaults of this request

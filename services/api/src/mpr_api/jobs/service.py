@@ -25,6 +25,7 @@ from mpr_common.events import (
 from mpr_common.job_status import is_terminal
 from mpr_common.jobs import JobRequestError, normalize_job, outcome_id
 from mpr_common.jobstate import JobState
+from mpr_common.keeping import keep_options
 from mpr_common.keys import validate_key
 from mpr_common.outputs import OutputOwners
 from mpr_common.packages import manifest_keys
@@ -95,7 +96,7 @@ class JobService:
         the moment it can be played."""
         bucket = job.output_bucket or self.settings.s3.bucket_out
         url = None
-        if job.status == "completed" and job.output_key:
+        if job.status == "completed" and job.output_key and job.outcome != "not_kept":
             url = self.links.link(bucket, job.output_key, self.public_s3)
         if job.playable_at is not None and job.playable_key:
             job = msgspec.structs.replace(
@@ -133,6 +134,9 @@ class JobService:
                     encryption=body.encryption,
                     watermark=body.watermark,
                     preview=body.preview,
+                    keep_if=body.keep_if,
+                    min_psnr=body.min_psnr,
+                    min_ssim=body.min_ssim,
                     priority=body.priority,
                     template=template,
                 )
@@ -144,6 +148,11 @@ class JobService:
                 f"encryption is not configured on this deployment ({KEY_SECRET_ENV} is unset)", "encryption"
             )
         executor = executors.choose(body.executor, req.kind, self.settings)  # 400 before anything is claimed
+        if executor in executors.DISPATCHED and keep_options(req):
+            name = keep_options(req)[0]
+            raise FieldError(
+                f'{name} is judged on the transcoders (executor "workers"), not "{executor}"', name
+            )
         await self._claim_outputs(req, explicit=body.output_key is not None)
         try:
             # A client is waiting: a few quick retries, then a 503 naming the job_id to retry with.

@@ -314,6 +314,8 @@ class Attempt:
             rendition=outcome.rendition,
             quality=outcome.quality,
             retry=job.retry,
+            outcome="not_kept" if outcome.keep is not None and not outcome.keep.kept else "kept",
+            keep=outcome.keep,
         )
         if await self._gone(job, running):
             return
@@ -343,7 +345,8 @@ class Attempt:
         JOBS_FINISHED.labels(job.kind, "completed").inc()
         if running.report.speed:
             FFMPEG_SPEED.labels(job.kind).observe(running.report.speed)
-        log.info("job completed in %.1fs", outcome.elapsed, extra={"job_id": job.job_id})
+        judged = "" if outcome.keep is None else f"; output {'kept' if outcome.keep.kept else 'not kept'}"
+        log.info("job completed in %.1fs%s", outcome.elapsed, judged, extra={"job_id": job.job_id})
 
     async def _attempt_ended(
         self,

@@ -107,6 +107,7 @@ class Worker:
                         workdir=self.settings.workdir,
                         limits=self.limits,
                         window=window,
+                        bucket_in=self.settings.s3.bucket_in,
                     ),
                 )
                 infos = [

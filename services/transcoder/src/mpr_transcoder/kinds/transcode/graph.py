@@ -26,7 +26,7 @@ import msgspec
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from mpr_common.events import ChunkSpan, JobCompleted, JobRequested, MediaInfo, new_id, now
+from mpr_common.events import ChunkSpan, JobCompleted, JobRequested, KeepVerdict, MediaInfo, new_id, now
 from mpr_common.jobs import (
     CHUNK_SUFFIX,
     DEFAULT_CHUNK_SECONDS,
@@ -36,11 +36,12 @@ from mpr_common.jobs import (
     normalize_job,
 )
 from mpr_common.jobstate import JobState
+from mpr_common.keeping import decide, judged
 from mpr_common.outputs import OutputOwners
 from mpr_common.presets import AUDIO_RENDITION, PRESETS
 from mpr_common.quality import merge
 from mpr_common.s3_client import S3Client
-from mpr_common.storage import download_file, upload_file
+from mpr_common.storage import download_file, head_object, upload_file
 
 from ...ffmpeg import FfmpegError, FfmpegKilled, FfmpegTimeout, run_ffmpeg
 from ...ffmpeg.argv import bounded_threads
@@ -227,10 +228,12 @@ class TranscodeGraph(JobGraph[TranscodePlan]):
         workdir: str | Path,
         limits: Limits,
         window: int = DEFAULT_RELEASE_WINDOW,
+        bucket_in: str | None = None,
     ) -> None:
         super().__init__(js, s3, job_state, store, bucket_out, instance, owners, window)
         self.workdir = Path(workdir)
         self.limits = limits
+        self.bucket_in = bucket_in  # where sources are when a job names no bucket (its keep_if reads it)
 
     def may_fan_out(self, parent: JobRequested) -> bool:
         try:
@@ -252,7 +255,8 @@ class TranscodeGraph(JobGraph[TranscodePlan]):
 
     async def complete(self, plan: TranscodePlan, done: dict[str, JobCompleted]) -> JobCompleted:
         """The join: the parts downloaded, copied into one file, uploaded to the transcode's output key.
-        Again on a redelivery: the same parts make the same bytes."""
+        Again on a redelivery: the same parts make the same bytes. A transcode with keep_if is judged
+        once, here, on the joined file: not kept, it is not uploaded (the parts go as always)."""
         t = plan.transcode
         assert t.output_key is not None
         bucket = t.output_bucket or self.bucket_out
@@ -260,26 +264,52 @@ class TranscodeGraph(JobGraph[TranscodePlan]):
         # A job's dir, locked while the join runs: what a killed worker left is cleaned at start.
         tmp = Path(tempfile.mkdtemp(prefix=f"job-{t.job_id}-join-", dir=self.workdir))
         held = lock(tmp)
+        quality = merge([done[c.job_id].quality for c in plan.chunks])
+        verdict: KeepVerdict | None = None
         try:
             out = await self._join(plan, done, bucket, tmp)
-            await asyncio.to_thread(upload_file, out, t.output_key, bucket, client=self.s3)
             size = out.stat().st_size
+            if judged(t):
+                verdict = decide(
+                    t,
+                    source_size=await self._source_size(t),
+                    source_seconds=plan.duration,
+                    output_size=size,
+                    output_seconds=plan.duration,
+                    quality=quality,
+                )
+            if verdict is None or verdict.kept:
+                await asyncio.to_thread(upload_file, out, t.output_key, bucket, client=self.s3)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
             os.close(held)
+        kept = verdict is None or verdict.kept
         sound = next((done[c.job_id] for c in plan.jobs if c.chunk is None), None)
         return JobCompleted(
             job_id=t.job_id,
             output_key=t.output_key,
             output_bucket=bucket,
-            output_keys=[t.output_key],
-            output_size=size,
+            output_keys=[t.output_key] if kept else [],
+            output_size=size if kept else 0,
             duration=plan.duration,
             elapsed=round(max(0.0, time.time() - t.requested_at), 3),
             worker=self.instance,
             loudness=sound.loudness if sound is not None else None,
-            quality=merge([done[c.job_id].quality for c in plan.chunks]),
+            quality=quality,
+            outcome="kept" if kept else "not_kept",
+            keep=verdict,
         )
+
+    async def _source_size(self, t: JobRequested) -> int:
+        """The source's bytes now (0, "not known", when it cannot be read: the output is not kept)."""
+        try:
+            head = await asyncio.to_thread(
+                head_object, t.source_key, t.source_bucket or self.bucket_in, client=self.s3
+            )
+        except STORAGE_ERRORS as exc:
+            log.warning("source size unknown for keep_if: %s", exc, extra={"job_id": t.job_id})
+            return 0
+        return head.size
 
     async def _join(self, plan: TranscodePlan, done: dict[str, JobCompleted], bucket: str, tmp: Path) -> Path:
         names: list[str] = []

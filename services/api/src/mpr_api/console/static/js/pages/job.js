@@ -46,6 +46,7 @@ function summary(j) {
       field("End", j.end !== null && j.end !== undefined ? `${duration(j.end)} (${j.end} s)` : null),
       field("Output", j.output_key ? `${j.output_bucket ? j.output_bucket + "/" : ""}${j.output_key}` : null),
       field("Output size", j.output_size ? bytes(j.output_size) : null),
+      field("Kept?", j.keep ? h("span", { id: "keep-outcome", class: j.keep.kept ? "" : "not-kept" }, keepText(j.keep)) : null),
       field("Worker", h("span", { id: "worker" }, j.worker || "")),
       field("Attempts", String(j.attempts || 0)),
       field("Retries", j.retries ? String(j.retries) : null),
@@ -55,6 +56,11 @@ function summary(j) {
       field("Quality", j.quality ? qualityText(j.quality) : null),
     ),
   );
+}
+
+/** keep_if's verdict as one line: "Not kept: output 412 kB/s > source 300 kB/s" (the API's wording). */
+function keepText(k) {
+  return `${k.kept ? "Kept" : "Not kept"}: ${k.detail || k.keep_if}`;
 }
 
 /** A metric as "mean (min …, 5th percentile …)"; PSNR in dB, where 100 stands for identical frames. */
