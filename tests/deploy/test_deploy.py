@@ -102,6 +102,13 @@ def test_compose_is_secure_by_default(compose):
             if any(a.startswith("s3:Put") for a in st["Action"])
             for r in st["Resource"]
         }
+        lists = {r for st in statements if "s3:ListBucket" in st["Action"] for r in st["Resource"]}
+        # The scanner lists sources; a transcoder lists a package's source folder for its subtitle sidecars
+        # (and without ListBucket S3 answers a missing source 403, not 404) and a package's outputs.
+        assert lists == {
+            "scanner": {"arn:aws:s3:::mpr-media-in"},
+            "transcoder": {"arn:aws:s3:::mpr-media-in", "arn:aws:s3:::mpr-media-out"},
+        }.get(name, set()), name
         if name == "api":  # presigns the console's uploads: into the in bucket only
             assert puts == {"arn:aws:s3:::mpr-media-in/*"}
         elif name != "transcoder":
