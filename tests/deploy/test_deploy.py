@@ -104,9 +104,11 @@ def test_compose_is_secure_by_default(compose):
         }
         lists = {r for st in statements if "s3:ListBucket" in st["Action"] for r in st["Resource"]}
         # The scanner lists sources; a transcoder lists a package's source folder for its subtitle sidecars
-        # (and without ListBucket S3 answers a missing source 403, not 404) and a package's outputs.
+        # (and without ListBucket S3 answers a missing source 403, not 404) and a package's outputs; the
+        # API an asset's folder for the sidecars its view lists.
         assert lists == {
             "scanner": {"arn:aws:s3:::mpr-media-in"},
+            "api": {"arn:aws:s3:::mpr-media-in"},
             "transcoder": {"arn:aws:s3:::mpr-media-in", "arn:aws:s3:::mpr-media-out"},
         }.get(name, set()), name
         if name == "api":  # presigns the console's uploads: into the in bucket only

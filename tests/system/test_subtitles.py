@@ -168,7 +168,7 @@ def test_a_burnt_in_track_shows_where_and_while_its_cues_do(api, s3, sources, tm
             assert changed(a, b, range(0, 180)) <= NOISE, (name, t)
 
 
-def test_the_assets_metadata_lists_its_subtitle_streams(api, sources):
+def test_the_assets_metadata_lists_its_subtitle_streams_and_sidecars(api, sources):
     scan = api.post("/api/assets/scan", json={"prefix": sources["mkv"].rsplit("/", 1)[0] + "/"})
     assert scan.status_code in (200, 202), scan.text
 
@@ -184,3 +184,11 @@ def test_the_assets_metadata_lists_its_subtitle_streams(api, sources):
     assert mp4["info"]["subtitle_streams"] == [
         {"index": 0, "codec": "mov_text", "language": "de", "default": True}
     ]
+    # One asset's view lists the subtitle files beside it (a page of assets does not list them).
+    assert mkv["sidecars"] is None
+    one = api.get(f"/api/assets/{mkv['id']}").json()
+    assert one["sidecars"] == [{"key": sources["sidecar"], "language": "fr"}]
+    assert api.get(f"/api/assets/{mp4['id']}").json()["sidecars"] == []
+    query = "query($id: String!) { asset(id: $id) { sidecars { key language } } }"
+    answer = api.post("/graphql", json={"query": query, "variables": {"id": mkv["id"]}}).json()
+    assert answer == {"data": {"asset": {"sidecars": [{"key": sources["sidecar"], "language": "fr"}]}}}

@@ -580,6 +580,10 @@ class AssetView(msgspec.Struct, kw_only=True):
     removed: bool
     created_at: float
     updated_at: float
+    # The subtitle files beside it (``<stem>.<language>.srt|vtt``), listed from its bucket when one asset
+    # is read (GET /api/assets/{id}, GraphQL ``asset``): what a package of it would make tracks of. None:
+    # not listed (a page of assets, or the listing failed).
+    sidecars: list[SubtitleFile] | None = None
 
 
 class JobView(msgspec.Struct, kw_only=True):

@@ -21,6 +21,7 @@ from .audio_tracks import MAX_LANGUAGE_CHARS, check_languages, display_text, lan
 from .events import SubtitleFile, SubtitleStream, SubtitleTrack
 from .keys import InvalidKeyError, validate_key
 from .request_errors import JobRequestError
+from .s3_client import S3Client
 
 MAX_SUBTITLE_STREAMS = 32  # subtitle streams a MediaInfo lists
 MAX_SUBTITLE_FILES = 16  # sidecars taken from beside a source, and files a request names (each)
@@ -97,6 +98,18 @@ def sidecars(source_key: str, keys: list[str]) -> list[SubtitleFile]:
         SubtitleFile(key=k, language=lang) for k in sorted(keys) if (lang := sidecar_language(source_key, k))
     ]
     return found[:MAX_SUBTITLE_FILES]
+
+
+SIDECAR_LISTING = 1000  # keys read from a source's folder (those starting with its stem) for its sidecars
+
+
+def list_sidecars(s3: S3Client, bucket: str, source_key: str) -> list[SubtitleFile]:
+    """The sidecars of ``source_key`` in ``bucket``, listed now (blocking: run it in a thread). S3's
+    errors are the caller's to map."""
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=sidecar_prefix(source_key), PaginationConfig={"MaxItems": SIDECAR_LISTING}
+    )
+    return sidecars(source_key, [o["Key"] for page in pages for o in page.get("Contents", [])])
 
 
 # --- a request's options ------------------------------------------------------------------------------

@@ -20,15 +20,12 @@ from mpr_common.settings import S3Settings
 from mpr_common.subtitles import (
     MAX_SUBTITLE_BYTES,
     burn_track,
-    sidecar_prefix,
-    sidecars,
+    list_sidecars,
 )
 
 from .ffmpeg.argv import GLOBAL_ARGS, input_args, size_limit, subtitle_file_input
 from .job_errors import JobError, storage_error
 from .source_objects import locate_side_file
-
-_LISTED = 1000  # keys read from the source's folder when looking for its sidecars
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,20 +57,12 @@ class SubtitleInput:
         ]
 
 
-def _list_keys(s3: S3Client, bucket: str, prefix: str) -> list[str]:
-    pages = s3.get_paginator("list_objects_v2").paginate(
-        Bucket=bucket, Prefix=prefix, PaginationConfig={"MaxItems": _LISTED}
-    )
-    return [o["Key"] for page in pages for o in page.get("Contents", [])]
-
-
 async def find_sidecars(s3: S3Client, bucket: str, source_key: str) -> list[SubtitleFile]:
     """The sidecars of ``source_key`` in ``bucket`` (``<stem>.<language>.srt|vtt`` beside it)."""
     try:
-        keys = await asyncio.to_thread(_list_keys, s3, bucket, sidecar_prefix(source_key))
+        return await asyncio.to_thread(list_sidecars, s3, bucket, source_key)
     except (ClientError, BotoCoreError) as exc:
         raise storage_error(exc) from None
-    return sidecars(source_key, keys)
 
 
 async def subtitle_input(

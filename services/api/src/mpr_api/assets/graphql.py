@@ -47,6 +47,12 @@ class SubtitleStream:
     forced: bool
 
 
+@strawberry.type(description="A subtitle file beside the source (<stem>.<language>.srt|vtt)")
+class Sidecar:
+    key: str
+    language: str | None
+
+
 @strawberry.type
 class MediaInfo:
     format_name: str | None
@@ -74,6 +80,9 @@ class Asset:
     probe_status: str
     probe_error: str | None
     info: MediaInfo | None
+    sidecars: list[Sidecar] | None = strawberry.field(
+        description="subtitle files beside it, listed when one asset is read (null in a list of assets)"
+    )
 
     @classmethod
     def of(cls, a: AssetView) -> Asset:
@@ -119,6 +128,9 @@ class Asset:
             probe_status=a.probe_status,
             probe_error=a.probe_error,
             info=info,
+            sidecars=None
+            if a.sidecars is None
+            else [Sidecar(key=f.key, language=f.language) for f in a.sidecars],
         )
 
 

@@ -4,12 +4,14 @@ link names are read here."""
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio.to_thread
+import msgspec
 from botocore.exceptions import BotoCoreError, ClientError
 from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -31,6 +33,7 @@ from mpr_common.keys import MEDIA_EXTENSIONS, extension, validate_key
 from mpr_common.presets import OUTPUT_EXTENSIONS
 from mpr_common.s3_client import S3Client
 from mpr_common.storage import get_presigned_url, guess_content_type
+from mpr_common.subtitles import list_sidecars
 
 from ..catalog import ask_catalog
 from ..http.field_errors import FieldError
@@ -39,6 +42,8 @@ from .media_links import MediaLinks
 from .playback_tokens import PlaybackTokens
 from .schemas import ScanResult
 from .settings import AssetSettings
+
+log = logging.getLogger(__name__)
 
 _chunk = decoder(ScanChunk)
 T = TypeVar("T")
@@ -142,7 +147,17 @@ class AssetService:
         return reply.assets, reply.total
 
     async def get(self, asset_id: str) -> AssetView:
-        return (await ask_catalog(self.nc, GetAsset(id=asset_id), self.settings.request_timeout)).asset
+        """The catalog's asset, with the subtitle sidecars beside it in its bucket (listed now: a sidecar
+        uploaded after its video is found; None when the listing fails, the asset is still answered)."""
+        asset = (await ask_catalog(self.nc, GetAsset(id=asset_id), self.settings.request_timeout)).asset
+        if asset.removed:
+            return asset
+        try:
+            found = await anyio.to_thread.run_sync(list_sidecars, self.s3, asset.bucket, asset.key)
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("listing the sidecars of %s/%s failed: %s", asset.bucket, asset.key, exc)
+            return asset
+        return msgspec.structs.replace(asset, sidecars=found)
 
     def media_url(self, which: str, key: str) -> str:
         """Link only what MPR serves: sources with a media extension, outputs of a kind jobs write. A

@@ -69,6 +69,7 @@ function render(a) {
         field("Audio", i.audio_codec ? `${i.audio_codec}${i.sample_rate ? `, ${i.sample_rate} Hz` : ""}${i.channels ? `, ${i.channels} ch` : ""}` : null),
         field("Audio tracks", audioTracks(i.audio_streams)),
         field("Subtitles", subtitleTracks(i.subtitle_streams)),
+        field("Subtitle files", a.sidecars && a.sidecars.length ? a.sidecars.map((f) => `${f.language} ${f.key}`).join("; ") : null),
         field("Streams", i.streams),
         field("Size", bytes(a.size)),
         field("ETag", a.etag),
