@@ -22,12 +22,14 @@ from mpr_common.events import ContentLight, MasteringDisplay, MediaInfo, Renditi
 from mpr_common.mediainfo import probe
 from mpr_common.presets import AUDIO_RENDITION, DASH_MANIFEST, MASTER_PLAYLIST, PRESETS, Preset, Rung
 from mpr_transcoder.ffmpeg import run_ffmpeg
+from mpr_transcoder.ffmpeg.argv import local_input
 from mpr_transcoder.ffmpeg.probe import with_hdr_metadata
 from mpr_transcoder.kinds.colour import to_sdr_filter
 from mpr_transcoder.kinds.ladder import ladder_rungs
 from mpr_transcoder.kinds.package.manifests import dash_mpd, hls_master
 from mpr_transcoder.kinds.rendition import cmaf
 from mpr_transcoder.kinds.storyboard import poster_args
+from mpr_transcoder.kinds.transcode.parts import video_chunk_args
 from tests.media import ffmpeg, make_video
 
 pytestmark = pytest.mark.system
@@ -232,6 +234,24 @@ def test_an_hdr_sources_poster_is_tone_mapped(hdr, tmp_path) -> None:
     # pixels differ by 25 levels on average
     a, b = luma(mapped), luma(raw)
     assert len(a) == len(b) and sum(abs(x - y) for x, y in zip(a, b, strict=True)) / len(a) > 12
+
+
+def test_an_hdr_sources_transcode_is_tone_mapped_to_bt709(hdr, tmp_path) -> None:
+    """A transcode's video (here one chunk of it: the whole transcode's picture options are the same,
+    tests/unit/transcoder/test_sdr_outputs.py) of an HDR10 source through x264 is 8-bit BT.709."""
+    source, info, _, _ = hdr
+    preset = msgspec.structs.replace(PRESETS["h264-480p"], x264_preset="ultrafast")
+    out = tmp_path / "chunk.mp4"
+    asyncio.run(
+        run_all([video_chunk_args(local_input(source), preset, out, 10**8, to_sdr=to_sdr_filter(info))])
+    )
+    got = colour(out)
+    assert (got["pix_fmt"], got["color_primaries"], got["color_transfer"], got["color_space"]) == (
+        "yuv420p",
+        "bt709",
+        "bt709",
+        "bt709",
+    )
 
 
 def test_an_sdr_av1_and_h264_package_lists_both_codecs_and_decodes(tmp_path_factory) -> None:

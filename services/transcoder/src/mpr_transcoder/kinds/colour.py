@@ -59,6 +59,10 @@ def tonemap_filter(info: MediaInfo) -> str:
     )
 
 
+# The colour tags of a tone-mapped picture (VUI and colr box): SDR BT.709.
+SDR_TAGS = ("-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709")
+
+
 def to_sdr_filter(info: MediaInfo) -> str | None:
     """The filter an SDR picture (thumbnail, storyboard, poster) of the source needs: None for an SDR
     source (nothing added), the tone mapping for an HDR one."""
@@ -73,7 +77,7 @@ def colour_args(rung: Rung, info: MediaInfo) -> list[str]:
         trc = _TRANSFER[written]
         return ["-color_primaries", BT2020_PRIMARIES, "-color_trc", trc, "-colorspace", BT2020_MATRIX]
     if tone_mapped(rung, info):
-        return ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"]
+        return list(SDR_TAGS)
     return []
 
 

@@ -20,6 +20,7 @@ from ..ffmpeg.filtergraph import filter_spec
 from ..job_errors import JobError
 from ..steps import StepRunner
 from .base import JobContext, Work
+from .colour import to_sdr_filter
 
 # Encoder settings: small files that still read well at 320 px.
 WEBP_QUALITY = "70"
@@ -55,7 +56,8 @@ def preview_args(
     for start, seconds in clips:
         args += input_args(url, start, end=start + seconds)
     scale = filter_spec("scale", {"w": f"2*trunc(min({opts.width},iw)/2)", "h": "-2", "flags": "lanczos"})
-    each = f"fps={opts.fps:g},{scale},setsar=1,setpts=PTS-STARTPTS"
+    to_sdr = to_sdr_filter(info)  # an HDR source's preview is SDR, tone-mapped after scaling
+    each = f"fps={opts.fps:g},{scale}{',' + to_sdr if to_sdr else ''},setsar=1,setpts=PTS-STARTPTS"
     graph = [f"[{i}:v:0]{each}[c{i}]" for i in range(len(clips))]
     joined = "".join(f"[c{i}]" for i in range(len(clips))) + f"concat=n={len(clips)}:v=1:a=0"
     frames = math.ceil(sum(s for _, s in clips) * opts.fps) + len(clips)  # a bound, never reached

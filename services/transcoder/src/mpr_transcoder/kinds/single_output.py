@@ -21,7 +21,7 @@ from ..job_errors import JobError
 from ..quality import encode_measured
 from ..steps import StepRunner
 from .base import JobContext, Work, with_loudness
-from .colour import to_sdr_filter
+from .colour import SDR_TAGS, to_sdr_filter
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +123,7 @@ def _stream_args(
     if watermark is not None and not has_video:
         raise ValueError("watermark: the source has no video stream to draw it on")
     if has_video:
-        args += _video_stream_args(preset, watermark, burn)
+        args += _video_stream_args(preset, watermark, burn, to_sdr_filter(info))
     elif burn is not None:
         raise ValueError("burn_subtitles: the source has no video stream to draw them on")
     if has_audio:
@@ -132,18 +132,26 @@ def _stream_args(
 
 
 def _video_stream_args(
-    preset: Preset, watermark: WatermarkSource | None, burn: Path | None = None
+    preset: Preset, watermark: WatermarkSource | None, burn: Path | None = None, to_sdr: str | None = None
 ) -> list[str]:
-    scale = scale_height(preset.height) if preset.height else "null"
+    """The picture's stream options. Every video preset of a single output encodes SDR (H.264, VP9 at
+    8 bits): ``to_sdr``, an HDR source's tone mapping, runs after the scaling (fewer pixels) and before
+    subtitles or a watermark are drawn (they are SDR), and the output is tagged BT.709."""
+    filters = [scale_height(preset.height)] if preset.height else []
+    if to_sdr:
+        filters.append(to_sdr)
     if burn is not None:  # drawn on the scaled picture, at the output's size
-        scale += "," + burn_filter(burn)
+        filters.append(burn_filter(burn))
+    scale = ",".join(filters) or "null"
     args = watermark_outputs(scale, watermark) if watermark is not None else ["-map", "0:v:0"]
     args += ["-c:v", _codec(preset.video_codec, preset.name)]
     if preset.container != "hls":
         args += VIDEO_TIMING
-    if (preset.height or burn is not None) and watermark is None:
+    if filters and watermark is None:
         args += ["-vf", scale]
     args += video_encoder(preset)
+    if to_sdr:
+        args += SDR_TAGS
     if preset.container == "hls" and preset.hls_segment_seconds:
         seg = preset.hls_segment_seconds
         args += ["-force_key_frames", f"expr:gte(t,n_forced*{seg})"]

@@ -13,6 +13,7 @@ from ...quality import encode_measured
 from ...steps import StepRunner
 from .. import single_output
 from ..base import JobContext, Work
+from ..colour import to_sdr_filter
 from .parts import chunkable_preset, video_chunk_args
 
 
@@ -38,7 +39,9 @@ def _video_chunk(ctx: JobContext, chunk: ChunkSpan) -> Work:
     async def run(runner: StepRunner) -> None:
         step = runner.scoped(0.0, 100.0)
         source = input_args(ctx.url, chunk.start, end=chunk.end)
-        args = video_chunk_args(source, ctx.preset, main, ctx.max_bytes, ctx.watermark)
+        args = video_chunk_args(
+            source, ctx.preset, main, ctx.max_bytes, ctx.watermark, to_sdr_filter(ctx.info)
+        )
         # with its frames' values: the transcode's quality is that of all its chunks' frames
         work.quality = await encode_measured(step, args, ctx.tmp, keep_frames=True)
         runner.written = step.written

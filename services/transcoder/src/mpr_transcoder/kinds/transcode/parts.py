@@ -24,6 +24,7 @@ from mpr_common.presets import Preset
 
 from ...ffmpeg.argv import GLOBAL_ARGS, LOCAL_FILES, VIDEO_TIMING, local_input, size_limit, whitelist
 from ...ffmpeg.filtergraph import WatermarkSource, watermark_inputs, watermark_outputs
+from ..colour import SDR_TAGS
 from ..single_output import scale_height, video_encoder
 
 # A chunked transcode's chunks start on multiples of this (each on a key frame).
@@ -41,14 +42,22 @@ def chunkable_preset(preset: Preset) -> bool:
 
 
 def video_chunk_args(
-    source: list[str], preset: Preset, out: Path, max_bytes: int, watermark: WatermarkSource | None = None
+    source: list[str],
+    preset: Preset,
+    out: Path,
+    max_bytes: int,
+    watermark: WatermarkSource | None = None,
+    to_sdr: str | None = None,
 ) -> list[str]:
     """One video chunk: ``source`` the input arguments of its range (``ffmpeg.argv.input_args``);
-    ``watermark`` drawn as the unchunked transcode draws it (its image the second input)."""
+    ``watermark`` drawn and ``to_sdr`` (an HDR source's tone mapping) applied as the unchunked
+    transcode does."""
     assert preset.video_codec is not None
     filters = ["setpts=PTS-STARTPTS"]
     if preset.height:
         filters.append(scale_height(preset.height))
+    if to_sdr:
+        filters.append(to_sdr)
     if watermark is None:
         picture = ["-map", "0:v:0", "-vf", ",".join(filters)]
     else:
@@ -59,6 +68,7 @@ def video_chunk_args(
         *picture,
         *["-an", "-sn", "-dn", "-c:v", preset.video_codec, *VIDEO_TIMING],
         *video_encoder(preset),
+        *(SDR_TAGS if to_sdr else ()),
         *["-flags", "+cgop"],
         *size_limit(max_bytes),
         *["-f", "mp4", str(out)],
