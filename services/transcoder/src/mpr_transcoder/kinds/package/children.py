@@ -18,6 +18,7 @@ bucket: a redelivered package reuses it, and a child job is run only as its pack
 
 from __future__ import annotations
 
+import functools
 import posixpath
 
 import msgspec
@@ -43,7 +44,7 @@ SUBTITLE_WEIGHT = 0.05  # converting a subtitle track to WebVTT reads its packet
 STORYBOARD_WEIGHT = 0.3
 
 
-class PackagePlan(msgspec.Struct, kw_only=True):
+class PackagePlan(msgspec.Struct, kw_only=True, dict=True):
     """A package's children, kept compact: the children that run whole (the sound, a storyboard, the
     rungs of an unchunked package) are listed; a chunked rung is kept once (``chunked``, without a chunk)
     with the chunks every chunked rung is cut into (``spans``). :attr:`jobs` lists every child."""
@@ -64,11 +65,12 @@ class PackagePlan(msgspec.Struct, kw_only=True):
     def parent(self) -> JobRequested:
         return self.package
 
-    @property
+    @functools.cached_property
     def jobs(self) -> list[JobRequested]:
         """Every child, in the order they are published: the sound first (needed to play anything), then
         chunk by chunk, every rung's first chunk before any rung's second; the subtitle tracks right after
-        the first chunks (a package plays without them, and they are soon done); the rest last."""
+        the first chunks (a package plays without them, and they are soon done); the rest last. Made once
+        per plan (a plan is never changed: a new one is a copy), read-only to callers."""
         chunks = [chunk_child(rung, span, self.duration) for span in self.spans for rung in self.chunked]
         whole = [c for c in self.children if c.kind == "rendition" and not is_subtitle(c)]
         subtitles = [c for c in self.children if is_subtitle(c)]
@@ -94,7 +96,11 @@ class PackagePlan(msgspec.Struct, kw_only=True):
         return f"{child.job_id}.{self.nonce}"
 
     def child(self, job_id: str) -> JobRequested | None:
-        return next((c for c in self.jobs if c.job_id == job_id), None)
+        return self._by_id.get(job_id)
+
+    @functools.cached_property
+    def _by_id(self) -> dict[str, JobRequested]:
+        return {c.job_id: c for c in self.jobs}
 
     def chunks_of(self, name: str) -> list[JobRequested]:
         """The chunk children of the chunked rung ``name``, in order."""

@@ -13,6 +13,7 @@ children's names, or no video stream runs as one job."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import os
@@ -93,7 +94,7 @@ def transcode_spans(job: JobRequested, info: MediaInfo) -> list[ChunkSpan]:
     return spans if len(spans) > 1 else []
 
 
-class TranscodePlan(msgspec.Struct, kw_only=True):
+class TranscodePlan(msgspec.Struct, kw_only=True, dict=True):
     """A chunked transcode's children: a video chunk per span, and the sound when the source has one."""
 
     v: int = 1
@@ -155,10 +156,10 @@ class TranscodePlan(msgspec.Struct, kw_only=True):
             for span in self.spans
         ]
 
-    @property
+    @functools.cached_property
     def jobs(self) -> list[JobRequested]:
         """The sound first (the longest child: started first, the graph's tail is short), then the
-        chunks in order."""
+        chunks in order. Made once per plan (never changed), read-only to callers."""
         sound = self._child(
             SOUND_SUFFIX,
             AUDIO_RENDITION,
@@ -169,7 +170,11 @@ class TranscodePlan(msgspec.Struct, kw_only=True):
         return [sound, *self.chunks] if self.sound else self.chunks
 
     def child(self, job_id: str) -> JobRequested | None:
-        return next((c for c in self.jobs if c.job_id == job_id), None)
+        return self._by_id.get(job_id)
+
+    @functools.cached_property
+    def _by_id(self) -> dict[str, JobRequested]:
+        return {c.job_id: c for c in self.jobs}
 
     def msg_id(self, child: JobRequested) -> str:
         return f"{child.job_id}.{self.nonce}"
