@@ -87,52 +87,61 @@ def browser(chromium_path: Path, stack: Stack):
         b.close()
 
 
+VIEWPORT = {"width": 1280, "height": 900}
+
+
 @pytest.fixture(scope="module")
-def signed_in_state(browser, stack: Stack) -> dict:
-    """A session signed in once through the page: the cookie every other test's browser starts with."""
-    context = browser.new_context(base_url=stack.api_url)
+def signed_in_context(browser, stack: Stack):
+    """A browser context signed in once through the page, shared by every test that needs no sign-in of
+    its own: each test gets a tab of its own in it (``page``) or the shared tab (``rendered_page``). A
+    context costs a renderer and its setup (more CPU than most tests); a tab closed after its test
+    leaves nothing of its page behind, and the console keeps no state in the browser but the cookie."""
+    context = browser.new_context(base_url=stack.api_url, viewport=VIEWPORT)
     page = context.new_page()
     page.goto("/console/sign-in")
     page.get_by_label("API token").fill(DEV_API_TOKEN)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(re.compile(r"/console/$"))
-    state = context.storage_state()
+    page.close()
+    yield context
     context.close()
-    return state
 
 
-VIEWPORT = {"width": 1280, "height": 900}
+@pytest.fixture(scope="module")
+def signed_in_state(signed_in_context) -> dict:
+    """The signed-in session's cookie (and the rest of the context's storage)."""
+    return signed_in_context.storage_state()
 
 
-def _signed_in_page(browser, stack: Stack, signed_in_state) -> tuple:
-    """A tab of a browser context of its own, signed in, and the uncaught script errors it sees."""
-    context = browser.new_context(base_url=stack.api_url, storage_state=signed_in_state, viewport=VIEWPORT)
+def _signed_in_page(context) -> tuple:
+    """A tab of the signed-in context, and the uncaught script errors it sees."""
     p = context.new_page()
     errors: list[str] = []  # uncaught script errors: a console test fails on any
     p.on("pageerror", lambda exc: errors.append(str(exc)))
-    return context, p, errors
+    return p, errors
 
 
 @pytest.fixture
-def page(browser, stack: Stack, signed_in_state):
-    context, p, errors = _signed_in_page(browser, stack, signed_in_state)
+def page(signed_in_context):
+    """A tab of its own, closed after the test (media played, uploads, listeners on its responses)."""
+    p, errors = _signed_in_page(signed_in_context)
     yield p
-    context.close()
+    p.close()
     assert not errors, f"script errors on the page: {errors}"
 
 
 @pytest.fixture(scope="module")
-def _shared_tab(browser, stack: Stack, signed_in_state):
-    context, p, errors = _signed_in_page(browser, stack, signed_in_state)
+def _shared_tab(signed_in_context):
+    p, errors = _signed_in_page(signed_in_context)
     yield p, errors
-    context.close()
+    p.close()
 
 
 @pytest.fixture
 def rendered_page(_shared_tab):
     """``page`` for tests that need no browser state of their own (no media played, no sign-in or
     upload): one signed-in tab for all of them, each test starting at the desktop viewport with a page
-    load of its own; a context and its renderer started per test cost more CPU than most tests."""
+    load of its own; a tab started per test costs more CPU than most tests."""
     p, errors = _shared_tab
     errors.clear()
     p.set_viewport_size(VIEWPORT)

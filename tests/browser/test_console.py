@@ -297,6 +297,8 @@ def test_a_chunked_package_plays_in_the_page_before_it_completes(page, api, stac
         "testsrc2=size=320x180:rate=5:duration=64",
         "-c:v",
         "libx264",
+        "-preset",
+        "ultrafast",
         "-g",
         "5",
         str(source),

@@ -103,13 +103,20 @@ def _segments(folder: Path, name: str) -> list[Path]:
     return sorted(folder.glob(f"{name}_0*.m4s"))
 
 
-def _framemd5(data: bytes, *args: str) -> tuple[int, bytes]:
-    """FFmpeg's frame hashes of ``data`` read from a pipe: FFmpeg 5.1 reads a seekable file's fragments
-    ahead and then decrypts samples with the last one's encryption info; streamed it reads each in turn."""
-    run = subprocess.run(
-        [*FFMPEG, *args, "-i", "pipe:", "-f", "framemd5", "-"], input=data, capture_output=True, timeout=60
-    )
-    return run.returncode, run.stdout
+def _framemd5(inputs: list[tuple[Path, str | None]], out: Path) -> tuple[int, list[bytes]]:
+    """FFmpeg's frame hashes of each input (a file, decrypted with its key if one is given), ONE FFmpeg
+    for all of them: each input its own demuxer and decoder, each hashed to a file of its own. Read as
+    a stream (``-seekable 0``): FFmpeg 5.1 reads a seekable file's fragments ahead and then decrypts
+    samples with the last one's encryption info; streamed it reads each in turn."""
+    out.mkdir()
+    args = [*FFMPEG, "-y"]
+    for path, key in inputs:
+        args += ["-seekable", "0", *(("-decryption_key", key) if key else ()), "-i", str(path)]
+    hashes = [out / f"{i}.framemd5" for i in range(len(inputs))]
+    for i, path in enumerate(hashes):
+        args += ["-map", str(i), "-f", "framemd5", str(path)]
+    run = subprocess.run(args, capture_output=True, timeout=60)
+    return run.returncode, [p.read_bytes() if p.exists() else b"" for p in hashes]
 
 
 def test_the_init_segment_announces_cenc_with_the_kid(renditions):
@@ -134,19 +141,34 @@ def test_the_init_segment_announces_cenc_with_the_kid(renditions):
         assert read_track(clear) == (Track(nal_length=4, nal_header=1) if name == "v" else Track())
 
 
-def test_segments_decode_with_the_key_exactly_as_clear_and_not_without_it(renditions):
+def test_segments_decode_with_the_key_exactly_as_clear_and_not_without_it(renditions, tmp_path):
+    clear, protected = {}, {}
     for name in ("v", "h", "a"):
         init = (renditions / f"{name}_init.mp4").read_bytes()
         track = read_track(init)
         segments = [p.read_bytes() for p in _segments(renditions, name)]
         assert len(segments) >= 3  # several fragments, each with its own aux info
         sealed = [encrypt_segment(s, KEY, track) for s in segments]
-        protected = protect_init(init, KID) + b"".join(sealed)
-        rc, clear_frames = _framemd5(init + b"".join(segments))
-        assert rc == 0 and clear_frames
-        assert _framemd5(protected, "-decryption_key", KEY.hex()) == (0, clear_frames)
-        assert _framemd5(protected, "-decryption_key", bytes(16).hex())[1] != clear_frames
-        assert _framemd5(protected)[1] != clear_frames
+        clear[name] = tmp_path / f"{name}-clear.mp4"
+        clear[name].write_bytes(init + b"".join(segments))
+        protected[name] = tmp_path / f"{name}-cenc.mp4"
+        protected[name].write_bytes(protect_init(init, KID) + b"".join(sealed))
+    names = list(clear)
+    # the clear files and the protected ones with the key: every input decodes without an error
+    rc, frames = _framemd5(
+        [(clear[n], None) for n in names] + [(protected[n], KEY.hex()) for n in names], tmp_path / "ok"
+    )
+    assert rc == 0
+    clear_frames, keyed_frames = frames[: len(names)], frames[len(names) :]
+    assert all(clear_frames) and keyed_frames == clear_frames
+    # with a wrong key, and with none: other frames (errors, or none at all), whatever FFmpeg's exit
+    _, frames = _framemd5(
+        [(protected[n], bytes(16).hex()) for n in names] + [(protected[n], None) for n in names],
+        tmp_path / "bad",
+    )
+    wrong, keyless = frames[: len(names)], frames[len(names) :]
+    for name, want, bad, none in zip(names, clear_frames, wrong, keyless, strict=True):
+        assert bad != want and none != want, name
 
 
 def test_offsets_index_and_ivs_stay_true(renditions):
