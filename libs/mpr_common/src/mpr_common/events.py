@@ -300,6 +300,10 @@ class PreviewOptions(msgspec.Struct, kw_only=True, frozen=True):
     fps: float = 10.0
 
 
+# A package's ladder: the preset's as it is, or one chosen from an analysis of the source (per_title).
+LadderKind = Literal["fixed", "per-title"]
+
+
 class QualityTarget(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
     """What a per-title ladder aims at: exactly one of luma PSNR (dB), SSIM (0-1) or VMAF (0-100) per
     rung, at the rung's own resolution. Bounds and the default: :mod:`mpr_common.per_title`."""
@@ -418,7 +422,7 @@ class JobRequested(Event, kw_only=True):
     encryption: str | None = None
     # package: "per-title" chooses each rung's rate from an analysis of the source (mpr_common.per_title);
     # None or "fixed": the preset's ladder as it is
-    ladder: str | None = None
+    ladder: LadderKind | None = None
     # a per-title package: the quality each rung aims at; None: mpr_common.per_title.DEFAULT_TARGET
     quality_target: QualityTarget | None = None
     # a per-title package's video rendition child: its rung's chosen rate settings

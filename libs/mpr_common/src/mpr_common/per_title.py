@@ -27,13 +27,14 @@ import bisect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import get_args
 
 import msgspec
 
-from .events import ProbePoint, QualityTarget, RungChoice
+from .events import LadderKind, ProbePoint, QualityTarget, RungChoice
 from .request_errors import JobRequestError
 
-LADDERS = ("fixed", "per-title")
+LADDERS: tuple[str, ...] = get_args(LadderKind)
 PER_TITLE = "per-title"
 DEFAULT_TARGET = QualityTarget(psnr=40.0)
 # What a target may ask: a value outside is no useful quality (or one no encoder reaches).

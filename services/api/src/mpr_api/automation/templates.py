@@ -15,7 +15,15 @@ import msgspec
 
 from mpr_common.audio_tracks import AudioLanguages
 from mpr_common.content_keys import EncryptionMethod
-from mpr_common.events import JobKind, JobRequested, PreviewOptions, Priority, Watermark
+from mpr_common.events import (
+    JobKind,
+    JobRequested,
+    LadderKind,
+    PreviewOptions,
+    Priority,
+    QualityTarget,
+    Watermark,
+)
 from mpr_common.jobs import JobRequestError, normalize_job
 from mpr_common.presets import DEFAULT_PRESET
 from mpr_common.subtitles import SubtitleLanguages
@@ -71,6 +79,8 @@ class Template(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_de
     encryption: EncryptionMethod | None = None
     watermark: Watermark | None = None
     preview: PreviewOptions | None = None
+    ladder: LadderKind | None = None
+    quality_target: QualityTarget | None = None
     description: Text = ""
 
 
@@ -92,6 +102,8 @@ TEMPLATE_FIELDS: tuple[str, ...] = (
     "encryption",
     "watermark",
     "preview",
+    "ladder",
+    "quality_target",
 )
 
 # Placeholders of an output key pattern, for a source key "shows/ep1/clip.mov":

@@ -8,7 +8,16 @@ import msgspec
 
 from mpr_common.audio_tracks import AudioLanguages
 from mpr_common.content_keys import EncryptionMethod
-from mpr_common.events import FailureReason, JobKind, JobView, PreviewOptions, Priority, Watermark
+from mpr_common.events import (
+    FailureReason,
+    JobKind,
+    JobView,
+    LadderKind,
+    PreviewOptions,
+    Priority,
+    QualityTarget,
+    Watermark,
+)
 from mpr_common.subtitles import SubtitleFiles, SubtitleLanguages
 
 from ..http.fields import JobId, Key, Page
@@ -65,6 +74,11 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     encryption: EncryptionMethod | None = None
     # preview jobs: clips, clip_seconds, width, fps of the animation (defaults: 6 x 1 s, 320 px, 10 fps)
     preview: PreviewOptions | None = None
+    # package jobs: "per-title" chooses each rung's rate (and drops rungs) from an analysis of the source
+    # so that each reaches quality_target ({"psnr": dB} or {"ssim": x}; default {"psnr": 40}) at the
+    # fewest bytes; unset or "fixed": the preset's ladder (docs/outputs.md)
+    ladder: LadderKind | None = None
+    quality_target: QualityTarget | None = None
     # queue class: urgent jobs go first, bulk ones when there is room (never starved)
     priority: Priority = "normal"
     # a stored job template (name, or name@revision): its fields are the defaults of this request

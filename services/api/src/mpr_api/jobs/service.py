@@ -133,6 +133,8 @@ class JobService:
                     encryption=body.encryption,
                     watermark=body.watermark,
                     preview=body.preview,
+                    ladder=body.ladder,
+                    quality_target=body.quality_target,
                     priority=body.priority,
                     template=template,
                 )

@@ -1,0 +1,26 @@
+"""jobs: a per-title package's chosen ladder (each rung's CRF, caps and why, or why it was dropped)
+
+Revision ID: 0007_ladder
+Revises: 0006_quality
+Create Date: 2026-12-07
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0007_ladder"
+down_revision = "0006_quality"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("jobs") as batch:
+        batch.add_column(sa.Column("ladder_json", sa.Text(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("ladder_json")
