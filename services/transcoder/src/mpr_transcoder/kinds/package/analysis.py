@@ -34,7 +34,6 @@ from pathlib import Path
 import msgspec
 
 from mpr_common.events import JobRequested, LadderChoice, MediaInfo, ProbePoint
-from mpr_common.mediainfo import NETWORK_PROTOCOLS
 from mpr_common.per_title import (
     PROBE_CRFS,
     SAMPLE_SECONDS,
@@ -47,7 +46,7 @@ from mpr_common.per_title import (
 from mpr_common.presets import Preset, Rung
 
 from ...ffmpeg import ProgressReport, run_ffmpeg
-from ...ffmpeg.argv import GLOBAL_ARGS, fmt, source_input
+from ...ffmpeg.argv import GLOBAL_ARGS, NETWORK_PROTOCOLS, fmt, source_input
 from ...limits import Limits
 from ...quality import STATS_PARAMS, parse_frame_line
 from ...steps import StartFfmpeg, StepRunner
