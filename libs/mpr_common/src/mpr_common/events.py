@@ -459,7 +459,7 @@ class JobCompleted(Event, kw_only=True):
     # a package: each video rendition's quality, by rendition name
     rendition_quality: dict[str, Quality] = msgspec.field(default_factory=dict)
     retry: int | None = None  # the request generation it ends; None: the current one
-    ladder: LadderChoice | None = None  # a per-title package: the ladder chosen and why
+    chosen_ladder: LadderChoice | None = None  # a per-title package: the ladder chosen and why
 
 
 class JobPlayable(Event, kw_only=True):
@@ -637,7 +637,7 @@ class JobView(msgspec.Struct, kw_only=True):
     playable_url: str | None = None
     quality: Quality | None = None  # its video output's, when measured (see JobCompleted)
     rendition_quality: dict[str, Quality] = msgspec.field(default_factory=dict)  # a package's, by rung
-    ladder: LadderChoice | None = None  # a per-title package's chosen ladder (see JobCompleted)
+    chosen_ladder: LadderChoice | None = None  # a per-title package's (see JobCompleted)
 
 
 class ScanView(msgspec.Struct, kw_only=True):

@@ -186,7 +186,7 @@ def job_view(j: Any) -> JobView:
     loudness = decode(j.loudness_json, Loudness) if j.loudness_json else None
     quality = decode(j.quality_json, Quality) if j.quality_json else None
     by_rendition = decode(j.rendition_quality_json, dict[str, Quality]) if j.rendition_quality_json else {}
-    ladder = decode(j.ladder_json, LadderChoice) if j.ladder_json else None
+    chosen = decode(j.chosen_ladder_json, LadderChoice) if j.chosen_ladder_json else None
     return msgspec.convert(
         {
             **row,
@@ -195,7 +195,7 @@ def job_view(j: Any) -> JobView:
             "loudness": loudness,
             "quality": quality,
             "rendition_quality": by_rendition,
-            "ladder": ladder,
+            "chosen_ladder": chosen,
         },
         JobView,
     )

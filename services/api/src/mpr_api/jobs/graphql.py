@@ -167,7 +167,7 @@ class Job:
     rendition_quality: list[RenditionQuality] = strawberry.field(
         default_factory=list, description="a package: each video rendition's quality"
     )
-    ladder: Ladder | None = strawberry.field(
+    chosen_ladder: Ladder | None = strawberry.field(
         default=None, description="a per-title package: the ladder its analysis chose, and why"
     )
 
@@ -192,7 +192,7 @@ class Job:
                 RenditionQuality(rendition=name, quality=Quality.of(q))
                 for name, q in j.rendition_quality.items()
             ],
-            ladder=Ladder.of(j.ladder) if j.ladder else None,
+            chosen_ladder=Ladder.of(j.chosen_ladder) if j.chosen_ladder else None,
             id=j.id,
             kind=j.kind,
             status=j.status,

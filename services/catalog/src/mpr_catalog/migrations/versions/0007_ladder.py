@@ -18,9 +18,9 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
-        batch.add_column(sa.Column("ladder_json", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("chosen_ladder_json", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
-        batch.drop_column("ladder_json")
+        batch.drop_column("chosen_ladder_json")

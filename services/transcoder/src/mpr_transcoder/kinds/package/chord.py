@@ -386,7 +386,7 @@ class Packager(JobGraph[PackagePlan]):
             worker=self.instance,
             loudness=loudness,
             rendition_quality=qualities,
-            ladder=plan.ladder,
+            chosen_ladder=plan.ladder,
         )
 
 
