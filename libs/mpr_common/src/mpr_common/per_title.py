@@ -104,7 +104,7 @@ def sample_starts(
     if duration <= length:
         return [0.0], "even"
     room = duration - length
-    count = max(1, min(count, int(duration // length)))
+    count = max(1, min(count, int(room // length)))  # evenly spread samples never overlap
     even = [round(room * (i + 0.5) / count, 3) for i in range(count)]
     cuts = sorted({round(c, 3) for c in scenes if 0.0 <= c <= room})
     if len(cuts) < count:
