@@ -224,3 +224,10 @@ def test_a_target_as_json_is_decoded_or_refused_never_crashes(raw: dict[str, flo
         normalize_job(_package(ladder="per-title", quality_target=target))
     except JobRequestError as exc:
         assert exc.field == "quality_target"
+
+
+def test_ffmpegs_filters_are_detected_once() -> None:
+    from mpr_common.ffmpeg_features import has_filter
+
+    assert has_filter("scdet")  # the analysis' scene detector, in every FFmpeg since 4.4
+    assert not has_filter("no-such-filter")
