@@ -16,8 +16,11 @@ What is decided with the measurements: :mod:`mpr_common.per_title`.
    frames are one probe, and a probe's CRF is known from its quality's rank (a lower CRF never scores
    lower over the same frames).
 
-Cost, measured on this machine (2 shared cores, FFmpeg 5.1): see docs/benchmarks.md (``per_title``
-section) for the analysis' share of a package's wall time on 30 s 1080p sources."""
+Cost, measured on this machine (2 shared cores, FFmpeg 5.1, ``python -m bench --only per_title``, 30 s
+720p sources): 5.5 s of FFmpeg CPU for a slide deck (its per-title package's encodes 8.2 s, the fixed
+package 11.4 s) and 63.3 s for a noise-filled source (encodes about 129 s, fixed package 119.9 s): 0.33-0.40
+of the per-title package, above the 0.15 aimed at (docs/benchmarks.md). The probes' cost is the same
+whatever the source's length (3 CRFs x 3 s per rung), so their share falls on longer sources."""
 
 from __future__ import annotations
 
