@@ -35,9 +35,21 @@ from .common import ffmpeg_version
 from .loadgen import cpu_count
 from .metrics_cost import metrics_cost
 from .package import AV1_LADDER, package
+from .per_title import per_title
 from .report import report
 
-SECTIONS = ("api", "scan", "transcode", "thumbnail", "trim", "package", "chunked", "quality", "package-av1")
+SECTIONS = (
+    "api",
+    "scan",
+    "transcode",
+    "thumbnail",
+    "trim",
+    "package",
+    "chunked",
+    "quality",
+    "per_title",
+    "package-av1",
+)
 # What a run does unless --only says otherwise: the AV1 ladder only when asked for (minutes of CPU)
 DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s != "package-av1")
 
@@ -78,6 +90,10 @@ class Sizes:
     quality_size: str = "1920x1080"
     quality_fps: int = 25
     quality_runs: int = 3
+    # Per-title ladders against the fixed one: the two sources' length, frame size and rate.
+    per_title_seconds: int = 30
+    per_title_size: str = "1280x720"
+    per_title_fps: int = 25
 
 
 FULL = Sizes(20_000, 1_000, 32, 3, 100_000, 30, 5, 20, 300, 3, 60, 1)
@@ -113,6 +129,9 @@ QUICK = Sizes(
     quality_size="320x180",
     quality_fps=10,
     quality_runs=1,
+    per_title_seconds=2,
+    per_title_size="320x180",
+    per_title_fps=10,
 )
 TRANSCODERS = 2  # for the transcode and thumbnail figures
 API_STACK_ENV = {"CATALOG_PROBE_CONCURRENCY": "1"}
@@ -193,12 +212,19 @@ def chunked_section(st: Stack, proxy, work: Path, z: Sizes, log) -> dict:
     )
 
 
-def run(work: Path, z: Sizes, only: set[str], load_processes: int = 1, log=print) -> dict:
-    res: dict = {"cores": cpu_count(), "ffmpeg": ffmpeg_version()}
-    if "quality" in only:  # FFmpeg alone, before any stack runs beside it
+def ffmpeg_alone_sections(work: Path, z: Sizes, only: set[str], log, res: dict) -> None:
+    """The sections that run FFmpeg alone, before any stack runs beside it."""
+    if "quality" in only:
         res["quality"] = metrics_cost(
             work, z.quality_seconds, z.quality_size, z.quality_fps, z.quality_runs, log
         )
+    if "per_title" in only:
+        res["per_title"] = per_title(work, z.per_title_seconds, z.per_title_size, z.per_title_fps, log)
+
+
+def run(work: Path, z: Sizes, only: set[str], load_processes: int = 1, log=print) -> dict:
+    res: dict = {"cores": cpu_count(), "ffmpeg": ffmpeg_version()}
+    ffmpeg_alone_sections(work, z, only, log, res)
     ffmpeg_kinds = {"transcode", "thumbnail", "package", "package-av1"}
     if z.one_stack:
         # The sections that need transcoders first, then the trim (its own transcoder alone), then the

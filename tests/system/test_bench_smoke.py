@@ -75,6 +75,17 @@ MAIN_ROWS["chunked quality 360p"] = (
     rf"\(unchunked \1\); 0 missing and 0 repeated over 1 joins; A/V drift at the end [+-]{NUM} ms [^|]* \| "
     rf"{NUM} dB \| the unchunked 360p: {NUM} dB \| \*\*[+-]{NUM} dB\*\* \| frames = the source's"
 )
+# Per-title ladders against the fixed one (FFmpeg alone): bytes of each way, the top rung's PSNR, the
+# analysis' cost
+MAIN_ROWS["per-title low"] = (
+    rf"\| per-title package of a low-complexity source [^|]* \| {NUM} B \| the fixed ladder: {NUM} B [^|]*\| "
+    rf"{NUM}× \| ≤ 0.5×"
+)
+MAIN_ROWS["per-title high"] = (
+    rf"\| per-title top rung \(\w+\) of a high-complexity source [^|]* \| {NUM} dB \| the fixed ladder's: "
+    rf"{NUM} dB \| [+-]{NUM} dB \|"
+)
+MAIN_ROWS["per-title cost"] = rf"\| per-title analysis of the low-complexity source [^|]* \| {SECS} \|"
 
 # Every ceiling, with its rate, p50 and p99
 CEILINGS = {

@@ -106,3 +106,11 @@ def test_openapi_describes_them(api):
     assert set(preview["properties"]) == {"clips", "clip_seconds", "width", "fps"}
     kinds = next(v for k, v in schemas.items() if k.endswith("JobCreate"))["properties"]
     assert "watermark" in kinds and "preview" in kinds
+
+
+def test_graphql_shows_a_per_title_templates_ladder_and_target():
+    per_title = msgspec.convert(
+        {"kind": "package", "ladder": "per-title", "quality_target": {"psnr": 42}}, Template
+    )
+    shown = JobTemplate.of(TemplateOut(name="pt", revision=1, template=per_title))
+    assert shown.ladder == "per-title" and shown.quality_target == {"psnr": 42.0}

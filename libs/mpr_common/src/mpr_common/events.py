@@ -344,6 +344,67 @@ class PreviewOptions(msgspec.Struct, kw_only=True, frozen=True):
     fps: float = 10.0
 
 
+# A package's ladder: the preset's as it is, or one chosen from an analysis of the source (per_title).
+LadderKind = Literal["fixed", "per-title"]
+
+
+class QualityTarget(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """What a per-title ladder aims at: exactly one of luma PSNR (dB), SSIM (0-1) or VMAF (0-100) per
+    rung, at the rung's own resolution. Bounds and the default: :mod:`mpr_common.per_title`."""
+
+    psnr: float | None = None
+    ssim: float | None = None
+    vmaf: float | None = None
+
+
+class RungSettings(msgspec.Struct, kw_only=True, frozen=True):
+    """A per-title package's video rendition child: the rate settings its package's analysis chose for
+    its rung (in place of the preset's)."""
+
+    crf: int
+    max_rate: str  # e.g. "1200k"
+    buf_size: str
+
+
+class ProbePoint(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """One constant-quality probe encode of a per-title analysis: the rung's samples at ``crf``, the
+    rate it took and the quality it reached (mean over the samples' frames)."""
+
+    crf: int
+    kbps: float
+    psnr: float | None = None
+    ssim: float | None = None
+
+
+class RungChoice(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """What a per-title analysis chose for one rung, and why."""
+
+    name: str
+    height: int
+    kept: bool
+    reason: str  # why this CRF, or why the rung was dropped
+    crf: int | None = None
+    max_rate: str | None = None
+    buf_size: str | None = None
+    predicted_kbps: float | None = None
+    predicted_quality: float | None = None  # in the target's metric
+    probes: list[ProbePoint] = msgspec.field(default_factory=list)
+
+
+class LadderChoice(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """A per-title package's ladder: the target, where the samples came from (the source's scene
+    changes, kept for later work, else even spacing), each rung's choice, and what the analysis cost."""
+
+    metric: str  # "psnr", "ssim" or "vmaf"
+    target: float
+    samples: list[float] = msgspec.field(default_factory=list)  # start of each sample, seconds
+    sample_seconds: float = 0.0
+    scenes: list[float] = msgspec.field(default_factory=list)  # scene changes found (seconds)
+    spread: str = "even"  # "scenes": samples start at scene changes; "even": evenly spread
+    rungs: list[RungChoice] = msgspec.field(default_factory=list)
+    elapsed: float = 0.0  # wall seconds the analysis took
+
+
 class JobRequested(Event, kw_only=True):
     """Published on ``mpr.jobs.requested`` with header ``Nats-Msg-Id: <job_id>``.
 
@@ -408,6 +469,13 @@ class JobRequested(Event, kw_only=True):
     # package (and its video and audio renditions): "aes-128" encrypts every media segment (HLS AES-128,
     # the key served by the API to playback tokens: mpr_common.content_keys); None: in clear
     encryption: str | None = None
+    # package: "per-title" chooses each rung's rate from an analysis of the source (mpr_common.per_title);
+    # None or "fixed": the preset's ladder as it is
+    ladder: LadderKind | None = None
+    # a per-title package: the quality each rung aims at; None: mpr_common.per_title.DEFAULT_TARGET
+    quality_target: QualityTarget | None = None
+    # a per-title package's video rendition child: its rung's chosen rate settings
+    rung: RungSettings | None = None
 
 
 class JobProgress(Event, kw_only=True):
@@ -444,6 +512,7 @@ class JobCompleted(Event, kw_only=True):
     # output_keys empty, output_size 0); ``keep`` says why, with the figures. Not a failure: never retried.
     outcome: JobOutcome = "kept"
     keep: KeepVerdict | None = None  # when the job had keep_if or a floor
+    chosen_ladder: LadderChoice | None = None  # a per-title package: the ladder chosen and why
 
 
 class JobPlayable(Event, kw_only=True):
@@ -627,6 +696,7 @@ class JobView(msgspec.Struct, kw_only=True):
     rendition_quality: dict[str, Quality] = msgspec.field(default_factory=dict)  # a package's, by rung
     outcome: JobOutcome | None = None  # a completed job's (see JobCompleted.outcome)
     keep: KeepVerdict | None = None
+    chosen_ladder: LadderChoice | None = None  # a per-title package's (see JobCompleted)
 
 
 class ScanView(msgspec.Struct, kw_only=True):

@@ -13,10 +13,12 @@ import msgspec
 
 from .audio_tracks import LONGEST_AUDIO_NAME, check_audio_languages, is_audio_rendition
 from .content_keys import CENC, CENC_VIDEO_CODECS, ENCRYPTION_METHODS, NOT_YET
-from .events import JOB_KINDS, JobRequested
+from .events import JOB_KINDS, JobRequested, QualityTarget
+from .ffmpeg_features import has_libvmaf
 from .keeping import check_keep
 from .keys import MEDIA_EXTENSIONS, InvalidKeyError, extension, is_media_key, validate_key
 from .overlays import PREVIEW_EXTENSIONS, WATERMARK_KINDS, normalize_preview, normalize_watermark
+from .per_title import DEFAULT_TARGET, LADDERS, PER_TITLE, check_target
 from .presets import AUDIO_RENDITION, DEFAULT_PRESET, MASTER_PLAYLIST, PRESETS, STORYBOARD_VTT, Preset
 from .request_errors import JobRequestError as JobRequestError  # raised by every rule of a request
 from .settings import S3Settings
@@ -139,7 +141,28 @@ def normalize_job(job: JobRequested) -> JobRequested:
         subtitle_languages=check_subtitle_languages(job.subtitle_languages),
         burn_subtitles=check_burn_subtitles(job.burn_subtitles),
         encryption=check_encryption(job),
+        quality_target=_quality_target(job, preset),
     )
+
+
+def _quality_target(job: JobRequested, preset: Preset) -> QualityTarget | None:
+    """A per-title package's target (the default when it names none); refused on any other job, and
+    per-title on a ladder x264 does not measure (HEVC and AV1 rungs report no per-frame quality)."""
+    if job.ladder is not None and job.ladder not in LADDERS:
+        raise JobRequestError(f"ladder must be one of {', '.join(LADDERS)}", field="ladder")
+    if job.ladder is not None and job.kind != "package":
+        raise JobRequestError("ladder is an option of package jobs", field="ladder")
+    if job.ladder != PER_TITLE:
+        if job.quality_target is not None:
+            raise JobRequestError('quality_target goes with "ladder": "per-title"', field="quality_target")
+        return None
+    if any(r.video_codec != "libx264" for r in preset.ladder):
+        raise JobRequestError(
+            f"a per-title ladder needs an H.264 ladder (abr-h264): preset {preset.name!r} has other codecs",
+            field="ladder",
+        )
+    target = job.quality_target or DEFAULT_TARGET
+    return check_target(target, has_libvmaf() if target.vmaf is not None else False)
 
 
 def check_encryption(job: JobRequested) -> str | None:
@@ -303,6 +326,8 @@ def _check_package_options(job: JobRequested) -> None:
             raise JobRequestError(f"{name} is an option of package jobs", field=name)
     if job.burn_subtitles is not None and job.kind != "transcode":
         raise JobRequestError("burn_subtitles is an option of transcode jobs", field="burn_subtitles")
+    if job.rung is not None and not (job.kind == "rendition" and job.parent_id is not None):
+        raise JobRequestError("rung belongs to a per-title package's rendition children", field="rung")
     if job.storyboard and job.kind != "package":
         raise JobRequestError(
             "storyboard is an option of package jobs (or submit a storyboard job)", field="storyboard"

@@ -68,6 +68,8 @@ class Job(SQLModel, table=True):
     # keep_if/floors.
     outcome: str | None = Field(default=None, max_length=16)
     keep_json: str | None = Field(default=None, sa_column=Column(Text))
+    # A per-title package: the ladder its analysis chose and why (mpr_common.events.LadderChoice).
+    chosen_ladder_json: str | None = Field(default=None, sa_column=Column(Text))
     # A package's child: its package, the rung it encodes and its share of the package's work.
     parent_id: str | None = Field(default=None, max_length=64, index=True)
     rendition: str | None = Field(default=None, max_length=32)

@@ -19,6 +19,7 @@ from mpr_common.events import (
     JobRequested,
     JobView,
     KeepVerdict,
+    LadderChoice,
     Loudness,
     MediaInfo,
     Quality,
@@ -187,6 +188,7 @@ def job_view(j: Any) -> JobView:
     quality = decode(j.quality_json, Quality) if j.quality_json else None
     by_rendition = decode(j.rendition_quality_json, dict[str, Quality]) if j.rendition_quality_json else {}
     keep = decode(j.keep_json, KeepVerdict) if j.keep_json else None
+    chosen = decode(j.chosen_ladder_json, LadderChoice) if j.chosen_ladder_json else None
     return msgspec.convert(
         {
             **row,
@@ -196,6 +198,7 @@ def job_view(j: Any) -> JobView:
             "quality": quality,
             "rendition_quality": by_rendition,
             "keep": keep,
+            "chosen_ladder": chosen,
         },
         JobView,
     )

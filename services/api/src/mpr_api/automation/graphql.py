@@ -69,12 +69,14 @@ class JobTemplate:
     keep_if: str | None
     min_psnr: float | None
     min_ssim: float | None
+    ladder: str | None
+    quality_target: JSON | None
     description: str
 
     @classmethod
     def of(cls, t: TemplateOut) -> JobTemplate:
         fields = msgspec.structs.asdict(t.template)
-        for name in ("watermark", "preview"):  # structs, as the JSON they are
+        for name in ("watermark", "preview", "quality_target"):  # structs, as the JSON they are
             fields[name] = msgspec.to_builtins(fields[name])
         return cls(name=t.name, revision=t.revision, **fields)
 
@@ -100,6 +102,8 @@ class JobTemplateInput:
     keep_if: str | None = None
     min_psnr: float | None = None
     min_ssim: float | None = None
+    ladder: str | None = None
+    quality_target: JSON | None = None
     description: str | None = None
 
 

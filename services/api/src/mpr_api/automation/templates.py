@@ -15,7 +15,16 @@ import msgspec
 
 from mpr_common.audio_tracks import AudioLanguages
 from mpr_common.content_keys import EncryptionMethod
-from mpr_common.events import JobKind, JobRequested, KeepIf, PreviewOptions, Priority, Watermark
+from mpr_common.events import (
+    JobKind,
+    JobRequested,
+    KeepIf,
+    LadderKind,
+    PreviewOptions,
+    Priority,
+    QualityTarget,
+    Watermark,
+)
 from mpr_common.jobs import JobRequestError, normalize_job
 from mpr_common.presets import DEFAULT_PRESET
 from mpr_common.subtitles import SubtitleLanguages
@@ -74,6 +83,8 @@ class Template(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_de
     keep_if: KeepIf | None = None
     min_psnr: float | None = None
     min_ssim: float | None = None
+    ladder: LadderKind | None = None
+    quality_target: QualityTarget | None = None
     description: Text = ""
 
 
@@ -98,6 +109,8 @@ TEMPLATE_FIELDS: tuple[str, ...] = (
     "keep_if",
     "min_psnr",
     "min_ssim",
+    "ladder",
+    "quality_target",
 )
 
 # Placeholders of an output key pattern, for a source key "shows/ep1/clip.mov":

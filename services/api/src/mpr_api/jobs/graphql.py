@@ -77,6 +77,55 @@ class Quality:
         )
 
 
+@strawberry.type(description="one rung of a per-title ladder: the CRF and caps chosen, or why it was dropped")
+class LadderRung:
+    name: str
+    height: int
+    kept: bool
+    reason: str
+    crf: int | None = None
+    max_rate: str | None = None
+    buf_size: str | None = None
+    predicted_kbps: float | None = None
+    predicted_quality: float | None = None
+
+
+@strawberry.type(description="a per-title package's ladder: its target, its samples and each rung's choice")
+class Ladder:
+    metric: str
+    target: float
+    samples: list[float]
+    sample_seconds: float
+    scenes: list[float]
+    spread: str
+    elapsed: float
+    rungs: list[LadderRung]
+
+    @classmethod
+    def of(cls, c: events.LadderChoice) -> Ladder:
+        rungs = [
+            LadderRung(**{k: v for k, v in msgspec.structs.asdict(r).items() if k != "probes"})
+            for r in c.rungs
+        ]
+        return cls(
+            metric=c.metric,
+            target=c.target,
+            samples=c.samples,
+            sample_seconds=c.sample_seconds,
+            scenes=c.scenes,
+            spread=c.spread,
+            elapsed=c.elapsed,
+            rungs=rungs,
+        )
+
+
+@strawberry.input(description="a per-title package's target: exactly one of psnr (dB) or ssim")
+class QualityTargetInput:
+    psnr: float | None = None
+    ssim: float | None = None
+    vmaf: float | None = None
+
+
 @strawberry.type(description="a package's video rendition and its quality")
 class RenditionQuality:
     rendition: str
@@ -149,6 +198,9 @@ class Job:
         description='a completed job: "kept", or "not_kept" (judged by keep_if: nothing uploaded)',
     )
     keep: KeepVerdict | None = strawberry.field(default=None, description="the verdict of keep_if and floors")
+    chosen_ladder: Ladder | None = strawberry.field(
+        default=None, description="a per-title package: the ladder its analysis chose, and why"
+    )
 
     @classmethod
     def of(cls, j: JobView, url: str | None) -> Job:
@@ -173,6 +225,7 @@ class Job:
             ],
             outcome=j.outcome,
             keep=KeepVerdict.of(j.keep) if j.keep else None,
+            chosen_ladder=Ladder.of(j.chosen_ladder) if j.chosen_ladder else None,
             id=j.id,
             kind=j.kind,
             status=j.status,
@@ -215,6 +268,8 @@ class JobInput:
     encryption: str | None = None
     watermark: WatermarkInput | None = None
     preview: PreviewInput | None = None
+    ladder: str | None = None
+    quality_target: QualityTargetInput | None = None
     template: str | None = None
     priority: str | None = None
     keep_if: str | None = None
@@ -262,6 +317,8 @@ class JobsMutation:
             "encryption": job.encryption,
             "watermark": unset_dropped(job.watermark),
             "preview": unset_dropped(job.preview),
+            "ladder": job.ladder,
+            "quality_target": unset_dropped(job.quality_target),
             "template": job.template,
             "keep_if": job.keep_if,
             "min_psnr": job.min_psnr,

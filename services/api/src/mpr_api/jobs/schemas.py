@@ -8,7 +8,17 @@ import msgspec
 
 from mpr_common.audio_tracks import AudioLanguages
 from mpr_common.content_keys import EncryptionMethod
-from mpr_common.events import FailureReason, JobKind, JobView, KeepIf, PreviewOptions, Priority, Watermark
+from mpr_common.events import (
+    FailureReason,
+    JobKind,
+    JobView,
+    KeepIf,
+    LadderKind,
+    PreviewOptions,
+    Priority,
+    QualityTarget,
+    Watermark,
+)
 from mpr_common.subtitles import SubtitleFiles, SubtitleLanguages
 
 from ..http.fields import JobId, Key, Page
@@ -72,6 +82,11 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     keep_if: KeepIf | None = None
     min_psnr: float | None = None
     min_ssim: float | None = None
+    # package jobs: "per-title" chooses each rung's rate (and drops rungs) from an analysis of the source
+    # so that each reaches quality_target ({"psnr": dB} or {"ssim": x}; default {"psnr": 40}) at the
+    # fewest bytes; unset or "fixed": the preset's ladder (docs/outputs.md)
+    ladder: LadderKind | None = None
+    quality_target: QualityTarget | None = None
     # queue class: urgent jobs go first, bulk ones when there is room (never starved)
     priority: Priority = "normal"
     # a stored job template (name, or name@revision): its fields are the defaults of this request

@@ -137,6 +137,8 @@ class JobService:
                     keep_if=body.keep_if,
                     min_psnr=body.min_psnr,
                     min_ssim=body.min_ssim,
+                    ladder=body.ladder,
+                    quality_target=body.quality_target,
                     priority=body.priority,
                     template=template,
                 )

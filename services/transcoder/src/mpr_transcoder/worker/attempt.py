@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -451,7 +452,7 @@ class Attempt:
             )
             if not graph.runs_as_graph(normalized, info):
                 return False
-            await graph.fan_out(normalized, info, self.attempt)
+            await self._kept_in_progress(graph.fan_out(normalized, info, self.attempt))
         except JobRequestError as exc:
             await self._on_error(job, JobError(str(exc), "invalid"))
             return True
@@ -460,6 +461,17 @@ class Attempt:
             return True
         await self.msg.ack_sync()
         return True
+
+    async def _kept_in_progress(self, planning: Awaitable[Any]) -> None:
+        """Await a fan-out, keeping this delivery in progress meanwhile: a per-title package analyses its
+        source first, which may take longer than the ack wait."""
+        task = asyncio.ensure_future(planning)
+        while not task.done():
+            await asyncio.wait({task}, timeout=self.w.ack_wait / 3)
+            if not task.done():
+                with contextlib.suppress(Exception):
+                    await self.msg.in_progress()
+        task.result()
 
     async def _claim_start(self, job: JobRequested) -> bool:
         """Whether this copy of the request is the one to run (a queued job may have moved between

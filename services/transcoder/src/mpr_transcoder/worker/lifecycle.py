@@ -35,6 +35,7 @@ from mpr_common.runtime import freeze_startup_heap
 from mpr_common.s3_client import S3Client
 
 from ..kinds.graph.registry import JobGraphs
+from ..kinds.package.analysis import Analyser
 from ..kinds.package.children import PackageStore
 from ..kinds.package.chord import Packager
 from ..kinds.transcode.graph import TranscodeGraph, TranscodeStore
@@ -101,6 +102,7 @@ class Worker:
                         window=window,
                         bucket_in=self.settings.s3.bucket_in,
                         content_keys=self.content_keys,
+                        analyser=Analyser(self.settings.workdir, self.limits),
                     ),
                     TranscodeGraph(
                         *(self.js, self.s3, self.job_state, TranscodeStore(plans), out, me, self.owners),

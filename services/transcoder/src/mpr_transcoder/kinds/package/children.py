@@ -25,7 +25,17 @@ import msgspec
 from nats.js.kv import KeyValue
 
 from mpr_common.audio_tracks import select_audio, source_audio
-from mpr_common.events import AudioStream, ChunkSpan, JobRequested, MediaInfo, SubtitleFile, new_id, now
+from mpr_common.events import (
+    AudioStream,
+    ChunkSpan,
+    JobRequested,
+    LadderChoice,
+    MediaInfo,
+    RungSettings,
+    SubtitleFile,
+    new_id,
+    now,
+)
 from mpr_common.jobs import CHUNK_SUFFIX, DEFAULT_CHUNK_SECONDS, JobRequestError
 from mpr_common.presets import DEFAULT_PRESET, PRESETS, STORYBOARD_VTT, Preset
 from mpr_common.subtitles import is_subtitle_rendition, select_subtitles
@@ -60,6 +70,8 @@ class PackagePlan(msgspec.Struct, kw_only=True, dict=True):
     spans: list[ChunkSpan] = msgspec.field(default_factory=list)
     duration: float | None = None  # the source's, as probed when the plan was made
     notes: list[str] = msgspec.field(default_factory=list)  # what of the source the package leaves out
+    # a per-title package: its analysis (each rung's choice and why), made once before the plan
+    ladder: LadderChoice | None = None
 
     @property
     def parent(self) -> JobRequested:
@@ -151,9 +163,13 @@ def chunk_spans(package: JobRequested, preset: Preset, info: MediaInfo) -> list[
 
 
 def plan_package(
-    package: JobRequested, info: MediaInfo, sidecars: list[SubtitleFile] | None = None
+    package: JobRequested,
+    info: MediaInfo,
+    sidecars: list[SubtitleFile] | None = None,
+    ladder: LadderChoice | None = None,
 ) -> PackagePlan:
-    """``package`` must be normalised; ``sidecars`` are the subtitle files found beside its source.
+    """``package`` must be normalised; ``sidecars`` are the subtitle files found beside its source;
+    ``ladder``: a per-title package's analysis (the rungs it keeps, each with its own rate settings).
     Raises :class:`JobRequestError` when the source cannot make one."""
     preset = PRESETS[package.preset or DEFAULT_PRESET["package"]]
     assert package.output_key is not None
@@ -162,6 +178,9 @@ def plan_package(
     folder = posixpath.dirname(package.output_key)
     # Heaviest first: the longest child starts first, so the package's tail is short.
     fitting = sorted(ladder_rungs(preset, info), key=lambda r: -r.weight)
+    chosen = {c.name: c for c in ladder.rungs} if ladder is not None else {}
+    if ladder is not None:
+        fitting = [r for r in fitting if r.name in chosen and chosen[r.name].kept]
     # What every child shares with its package; each child replaces what is its own.
     base = JobRequested(
         job_id="",
@@ -175,6 +194,12 @@ def plan_package(
         priority=package.priority,
     )
     replace = msgspec.structs.replace
+
+    def settings(name: str) -> RungSettings | None:
+        c = chosen.get(name)
+        if c is None or c.crf is None or c.max_rate is None or c.buf_size is None:
+            return None
+        return RungSettings(crf=c.crf, max_rate=c.max_rate, buf_size=c.buf_size)
 
     def rendition(name: str, weight: float, audio: AudioStream | None = None) -> JobRequested:
         return replace(
@@ -190,6 +215,8 @@ def plan_package(
             watermark=None if audio is not None else package.watermark,
             # sound and picture encrypted alike (subtitle tracks and storyboards stay clear)
             encryption=package.encryption,
+            # a per-title rung's own CRF and caps (every chunk of it copies them)
+            rung=None if audio is not None else settings(name),
         )
 
     spans = chunk_spans(package, preset, info)
@@ -232,7 +259,13 @@ def plan_package(
         )
     chunked = rungs if spans else []
     return PackagePlan(
-        package=package, children=children, chunked=chunked, spans=spans, duration=info.duration, notes=notes
+        package=package,
+        children=children,
+        chunked=chunked,
+        spans=spans,
+        duration=info.duration,
+        notes=notes,
+        ladder=ladder,
     )
 
 

@@ -30,6 +30,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from botocore.exceptions import BotoCoreError, ClientError
 from nats.js import JetStreamContext
 from nats.js.errors import KeyWrongLastSequenceError
 
@@ -37,21 +38,27 @@ from mpr_common import subjects as s
 from mpr_common.audio_tracks import is_audio_rendition
 from mpr_common.bus import publish_event
 from mpr_common.content_keys import ContentKeys
-from mpr_common.events import JobCompleted, JobPlayable, JobRequested, MediaInfo, Rendition
+from mpr_common.events import JobCompleted, JobPlayable, JobRequested, LadderChoice, MediaInfo, Rendition
 from mpr_common.jobs import DEFAULT_PROGRESSIVE, JobRequestError, outcome_id
 from mpr_common.jobstate import JobState
 from mpr_common.outputs import OutputOwners
 from mpr_common.packages import manifest_keys
-from mpr_common.presets import DASH_MANIFEST, MASTER_PLAYLIST, POSTER
+from mpr_common.per_title import PER_TITLE
+from mpr_common.presets import DASH_MANIFEST, DEFAULT_PRESET, MASTER_PLAYLIST, POSTER, PRESETS
 from mpr_common.s3_client import S3Client
 from mpr_common.subtitles import subtitle_text_file
 
+from ...ffmpeg import FfmpegError
+from ...job_errors import ffmpeg_error, storage_error
 from ...settings import DEFAULT_RELEASE_WINDOW
+from ...source_objects import locate
 from ...subtitle_sources import find_sidecars
 from ...uploader import STORAGE_ERRORS
 from ..graph.runner import ChildVerdict, JobGraph
+from ..ladder import ladder_rungs
 from ..rendition.chunks import stitch
 from ..rendition.cmaf import init_name, playlist_name
+from .analysis import Analyser
 from .children import (
     PackagePlan,
     PackageStore,
@@ -131,24 +138,60 @@ class Packager(JobGraph[PackagePlan]):
         window: int = DEFAULT_RELEASE_WINDOW,
         bucket_in: str | None = None,
         content_keys: ContentKeys | None = None,
+        analyser: Analyser | None = None,
     ) -> None:
         super().__init__(js, s3, job_state, store, bucket_out, instance, owners, window)
         self.bucket_in = bucket_in  # where sources are read by default; None: no sidecar is looked for
         self.content_keys = content_keys  # None: no MPR_KEY_SECRET, an encrypted package is refused
+        self.analyser = analyser  # None: a per-title package is refused
 
     def make_plan(self, parent: JobRequested, info: MediaInfo) -> PackagePlan:
         return with_shares(plan_package(parent, info))
 
     async def plan_graph(self, parent: JobRequested, info: MediaInfo) -> PackagePlan:
-        """The plan, with the subtitle sidecars found beside the source (listed once, here)."""
+        """The plan, with the subtitle sidecars found beside the source (listed once, here), and a
+        per-title package's analysis (run once: a redelivered package takes the plan it made)."""
+        ladder = None
+        if parent.ladder == PER_TITLE:
+            existing = await self.store.get(parent.job_id)
+            if existing is not None:
+                return existing
+            ladder = await self._analyse(parent, info)
         found = []
         if self.bucket_in is not None:  # a failed listing is a storage error: the package is retried
             found = await find_sidecars(self.s3, parent.source_bucket or self.bucket_in, parent.source_key)
-        plan = with_shares(plan_package(parent, info, found))
+        plan = with_shares(plan_package(parent, info, found, ladder))
         await make_content_key(self.content_keys, plan, parent.output_bucket or self.bucket_out)
         for note in plan.notes:
             log.info("package: %s", note, extra={"job_id": parent.job_id})
         return plan
+
+    async def _analyse(self, parent: JobRequested, info: MediaInfo) -> LadderChoice:
+        if self.analyser is None:
+            raise JobRequestError("this transcoder makes no per-title ladders")
+        preset = PRESETS[parent.preset or DEFAULT_PRESET["package"]]
+        rungs = ladder_rungs(preset, info)
+        if not rungs:
+            raise JobRequestError("a package needs a source with a video stream")
+        bucket = parent.source_bucket or self.bucket_in or ""
+        try:
+            _, url = await locate(self.s3, bucket, parent.source_key)
+        except (ClientError, BotoCoreError) as exc:
+            raise storage_error(exc) from None
+        try:
+            ladder = await self.analyser(parent, info, url, preset, rungs)
+        except FfmpegError as exc:
+            raise ffmpeg_error(exc, self.analyser.limits) from None
+        kept = [r.name for r in ladder.rungs if r.kept]
+        log.info(
+            "per-title ladder: %s kept of %d rungs, analysed in %.1f s (%s samples)",
+            ", ".join(kept),
+            len(ladder.rungs),
+            ladder.elapsed,
+            ladder.spread,
+            extra={"job_id": parent.job_id},
+        )
+        return ladder
 
     def release_lead(self, plan: PackagePlan) -> int:
         return lead(plan)
@@ -345,6 +388,7 @@ class Packager(JobGraph[PackagePlan]):
             worker=self.instance,
             loudness=loudness,
             rendition_quality=qualities,
+            chosen_ladder=plan.ladder,
         )
 
 

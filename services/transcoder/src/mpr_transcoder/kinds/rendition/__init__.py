@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 from functools import partial
 
+import msgspec
+
 from mpr_common.audio_tracks import is_audio_rendition, track_label
 from mpr_common.content_keys import CENC, key_uri
 from mpr_common.events import AudioStream, ChunkSpan, MediaInfo
@@ -49,6 +51,11 @@ def plan(ctx: JobContext) -> Work:
     rung = next((r for r in preset.ladder if r.name == name), None)
     if rung is None and not is_audio_rendition(name):
         raise JobError(f"rendition {name!r} is not in ladder {preset.name!r}", "invalid")
+    if rung is not None and ctx.job.rung is not None:  # a per-title package chose this rung's rate
+        chosen = ctx.job.rung
+        rung = msgspec.structs.replace(
+            rung, crf=chosen.crf, max_rate=chosen.max_rate, buf_size=chosen.buf_size
+        )
     if (info.video_codec if rung else info.audio_codec) is None:
         raise JobError(
             f"the source has no {'video' if rung else 'audio'} stream for rendition {name}", "invalid"

@@ -88,7 +88,16 @@ function renderQuality(j) {
   show(
     $("#quality"),
     table(cols, rungs.map(([name, q]) => row(cols, [name, q.width && q.height ? `${q.width}×${q.height}` : "", triple(q.psnr, 2), triple(q.ssim, 4), String(q.frames)]))),
+    ...ladderTable(j.chosen_ladder),
   );
+}
+
+/** A per-title package: the ladder its analysis chose, a line per rung (CRF, caps, prediction, why). */
+function ladderTable(ladder) {
+  if (!ladder) return [];
+  const cols = [{ label: `Per-title rung (target ${ladder.metric.toUpperCase()} ${ladder.target})` }, { label: "CRF", num: true }, { label: "Max rate" }, { label: "Predicted", num: true }, { label: "Why" }];
+  const predicted = (r) => (r.predicted_kbps != null ? `${Math.round(r.predicted_kbps)} kb/s at ${r.predicted_quality}` : "");
+  return [table(cols, ladder.rungs.map((r) => row(cols, [r.kept ? r.name : `${r.name} (dropped)`, r.crf != null ? String(r.crf) : "", r.max_rate || "", predicted(r), r.reason])))];
 }
 
 function progressText(j) {
