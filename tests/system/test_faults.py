@@ -9,6 +9,7 @@ changes are restored (faults.job_queue)."""
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -130,6 +131,61 @@ def test_kill_9_mid_chunk_the_package_completes_with_every_segment_once(st, repl
     names = sorted(r.rsplit("/", 1)[1].removesuffix(".m3u8") for r in rungs)
     assert sorted(done["rendition_quality"]) == names, done["rendition_quality"]
     assert all(q["frames"] == 60 and q["psnr"]["mean"] > 25 for q in done["rendition_quality"].values())
+
+
+def test_kill_9_mid_chunk_the_chunked_transcode_joins_every_frame_once(
+    st, replicas, slow, media_dir, tmp_path
+):
+    # The long job's source (12 s at 5 fps) as a chunked transcode in chunks of 4 s: the killed replica's
+    # chunk is taken over by the successor once its lease runs out, and the parts are joined once.
+    api = client(st)
+    killed = replicas.start("transcoder-tc-killed", **LEASE, **slow)
+    source = long_source(media_dir)
+    key = upload_sample(st, media_dir, source.name)
+    body = {"kind": "transcode", "source_key": key, "chunk_seconds": 4}
+    transcode = api.post("/api/jobs", json=body).json()["job"]
+
+    def running_chunk() -> str | None:
+        children = api.get(f"/api/jobs/{transcode['id']}").json()["job"]["children"]
+        for child_id in (c for c in children if "-c0" in c):
+            child = api.get(f"/api/jobs/{child_id}").json()["job"]
+            if child["status"] == "running" and child["worker"] == "transcoder-tc-killed":
+                return child_id
+        return None
+
+    chunk_id = wait_for(running_chunk, timeout=60, interval=0.1, what="a chunk to run")
+    killed.popen.kill()  # SIGKILL: no NAK, no goodbye
+    killed.popen.wait()
+    replicas.start("transcoder-tc-successor", **LEASE, **slow)
+    finished = wait_job(api, transcode["id"], timeout=180)
+    done = finished["job"]
+    assert done["status"] == "completed", done
+    taken_over = api.get(f"/api/jobs/{chunk_id}").json()["job"]
+    assert (taken_over["worker"], taken_over["attempts"]) == ("transcoder-tc-successor", 2), taken_over
+    for child_id in [done["id"], *done["children"]]:
+        assert len(completed_events(st, child_id)) == 1, child_id
+    assert output_objects(st, done) == [done["output_key"]]  # one MP4, no part left
+    out = tmp_path / "joined.mp4"
+    out.write_bytes(httpx.get(finished["output_url"], timeout=60).content)
+    probe = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time",
+            "-of",
+            "csv=p=0",
+        ]
+        + [str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    times = sorted(round(float(t) * 5, 3) for t in probe.stdout.split())
+    assert times == [float(i) for i in range(60)], "a frame lost or repeated at a join"
 
 
 def test_sigterm_hands_unfinished_work_back_promptly(st, replicas, slow, media_dir):

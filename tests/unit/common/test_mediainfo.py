@@ -1,8 +1,18 @@
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from mpr_common.mediainfo import INPUT_FORMATS, ProbeError, ffprobe_args, parse_ffprobe, probe_result
+from mpr_common.mediainfo import (
+    INPUT_FORMATS,
+    ProbeError,
+    child_setup,
+    ffprobe_args,
+    parse_ffprobe,
+    probe_result,
+)
 
 FFPROBE = {
     "streams": [
@@ -75,3 +85,15 @@ def test_probe_result_without_a_name_keeps_the_url_without_its_query():
     with pytest.raises(ProbeError, match="^https://s3.local/in/a.mp4: Server returned 404") as caught:
         probe_result(8, b"", f"{URL}: Server returned 404 Not Found".encode(), URL)
     assert "secret" not in str(caught.value)
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or "THP_enabled" not in Path("/proc/self/status").read_text(),
+    reason="per-process transparent huge pages are a Linux 6.x flag",
+)
+def test_a_child_runs_without_transparent_huge_pages():
+    """x264's huge-page buffers cost each FFmpeg start more than they save (see child_setup)."""
+    status = subprocess.run(
+        ["cat", "/proc/self/status"], preexec_fn=child_setup(), capture_output=True, text=True, check=True
+    ).stdout
+    assert "THP_enabled:\t0" in status

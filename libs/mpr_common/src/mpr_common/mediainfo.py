@@ -95,6 +95,7 @@ def redact(text: str, names: Mapping[str, str] | None = None) -> str:
 # --- the limits every FFmpeg/ffprobe child runs under --------------------------------------------------
 
 PR_SET_PDEATHSIG = 1
+PR_SET_THP_DISABLE = 41
 
 
 def _load_prctl() -> Any:
@@ -115,7 +116,13 @@ def child_setup(max_memory: int | None = None, nice: int = 0) -> Callable[[], No
 
     Everything is resolved here, in the parent: the function runs between fork and exec, where it must
     not import, lock or allocate much. ``nice`` > 0 lowers the child's CPU priority (background work such
-    as the catalog's probes yields to listing and ingestion)."""
+    as the catalog's probes yields to listing and ingestion).
+
+    Transparent huge pages are off in the child (``PR_SET_THP_DISABLE``): x264 asks for them
+    (``madvise``) on its frame buffers from 720p up, and each FFmpeg run then pays to zero and compact
+    2 MiB pages as it starts. Measured on a 2-core VM, a 12 s 1080p chunk of a package: 1.25 to 1.6 s of
+    system time with them, 0.4 s without, and 0.2 to 0.5 s more user time without (the TLB); a chunked
+    package starts a run per chunk and rung, and paid that start 24 times for a 60 s title."""
     parent = os.getpid()
     setnice = os.nice
     prctl = _PRCTL
@@ -134,6 +141,7 @@ def child_setup(max_memory: int | None = None, nice: int = 0) -> Callable[[], No
     def setup() -> None:
         if prctl is not None:
             prctl(PR_SET_PDEATHSIG, int(sigkill), 0, 0, 0)
+            prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)
             if getppid() != parent:  # the parent died before prctl: nobody would send the signal
                 kill(getpid(), sigkill)
         if limit is not None:
