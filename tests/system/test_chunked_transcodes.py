@@ -17,7 +17,8 @@ from mpr_common.jobs import CHUNK_SUFFIX
 from mpr_common.presets import AUDIO_RENDITION
 from mpr_transcoder.kinds.rendition import cmaf
 from tests.media import make_video
-from tests.system.conftest import wait_for, wait_job
+from tests.system.conftest import wait_for
+from tests.system.job_waits import wait_job
 from tests.system.test_chunked_renditions import psnrs
 from tests.system.test_packages import ffprobe, listed, submit
 

@@ -21,7 +21,8 @@ from mpr_common import subjects as s
 from mpr_common.codec import encode
 from mpr_common.events import JobRequested
 from tests.media import ffmpeg, make_video
-from tests.system.conftest import wait_for, wait_job
+from tests.system.conftest import wait_for
+from tests.system.job_waits import wait_job
 
 pytestmark = pytest.mark.system
 

@@ -16,7 +16,8 @@ import pytest
 
 from mpr_transcoder import webvtt
 from tests.media import ffmpeg
-from tests.system.conftest import wait_for, wait_job
+from tests.system.conftest import wait_for
+from tests.system.job_waits import wait_job
 
 pytestmark = pytest.mark.system
 

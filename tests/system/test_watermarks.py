@@ -24,7 +24,7 @@ from mpr_transcoder.pipeline import JobError, run_job
 from tests import moto_s3
 from tests.media import ffmpeg, make_video
 from tests.media_checks import rgb_frame
-from tests.system.conftest import wait_job
+from tests.system.job_waits import wait_job
 
 pytestmark = pytest.mark.system
 
