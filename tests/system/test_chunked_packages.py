@@ -17,7 +17,8 @@ import pytest
 from mpr_common.jobs import CHUNK_SUFFIX
 from mpr_common.presets import DEFAULT_PRESET, PRESETS
 from tests.media import make_video
-from tests.system.conftest import wait_for, wait_job
+from tests.system.conftest import wait_for
+from tests.system.job_waits import wait_job
 from tests.system.test_event_stream import events
 from tests.system.test_packages import ffprobe
 

@@ -17,8 +17,9 @@ from mpr_common.jobs import CHUNK_SUFFIX
 from mpr_common.presets import AUDIO_RENDITION
 from mpr_transcoder.kinds.rendition import cmaf
 from tests.media import make_video
-from tests.system.conftest import wait_for, wait_job
-from tests.system.test_chunked_renditions import psnr
+from tests.system.conftest import wait_for
+from tests.system.job_waits import wait_job
+from tests.system.test_chunked_renditions import psnrs
 from tests.system.test_packages import ffprobe, listed, submit
 
 pytestmark = pytest.mark.system
@@ -76,17 +77,19 @@ def test_a_chunked_transcode_is_the_unchunked_transcode_joined_once(api, s3, sou
     boxes = [kind for kind, _, _ in cmaf.iter_boxes(out.read_bytes())]
     assert boxes.index("moov") < boxes.index("mdat"), boxes  # faststart
     # Frame-exact across the joins: the source's frames, one every 1/10 s.
-    packets = ffprobe("-select_streams", "v:0", "-show_entries", "packet=pts_time", str(out))["packets"]
+    # the output's packets and streams, one ffprobe
+    probed = ffprobe(
+        "-show_entries", "packet=stream_index,pts_time:stream=index,codec_type,duration", str(out)
+    )
+    video = next(s["index"] for s in probed["streams"] if s["codec_type"] == "video")
+    packets = [p for p in probed["packets"] if p["stream_index"] == video]
     source_frames = ffprobe("-select_streams", "v:0", "-show_entries", "packet=pts_time", str(path))[
         "packets"
     ]
     assert len(packets) == len(source_frames) == SECONDS * RATE
     times = sorted(round(float(p["pts_time"]) * RATE, 3) for p in packets)
     assert times == [float(i) for i in range(len(times))], "a gap or a repeat at a join"
-    streams = {
-        s["codec_type"]: float(s["duration"])
-        for s in ffprobe("-show_entries", "stream=codec_type,duration", str(out))["streams"]
-    }
+    streams = {s["codec_type"]: float(s["duration"]) for s in probed["streams"]}
     assert abs(streams["audio"] - streams["video"]) <= AAC_FRAME + 1e-6, streams
     decode = subprocess.run(
         ["ffmpeg", "-v", "error", "-i", str(out), "-f", "null", "-"], capture_output=True, text=True
@@ -94,7 +97,8 @@ def test_a_chunked_transcode_is_the_unchunked_transcode_joined_once(api, s3, sou
     assert decode.returncode == 0 and decode.stderr.strip() == "", decode.stderr
     # The joins cost nothing measurable against the same transcode in one piece.
     unchunked = fetch(whole_done["output_url"], tmp_path / "whole.mp4")
-    assert psnr(out, path) == pytest.approx(psnr(unchunked, path), abs=0.1)
+    chunked_psnr, unchunked_psnr = psnrs([out, unchunked], path)
+    assert chunked_psnr == pytest.approx(unchunked_psnr, abs=0.1)
 
 
 def test_a_cancelled_chunked_transcode_leaves_no_part(api, s3, tmp_path):

@@ -133,8 +133,10 @@ def stored(s3_settings):
     return s3_settings
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def api(stored):
+    """One app for the module's tests (making one costs about 0.4 s of CPU): they only read, and none
+    sends a wrong token or a session cookie, so none spends the auth throttle the others share."""
     client, nc = make_client(stored)
     nc.jobs["job1"] = completed("job1", f"{FOLDER}index.m3u8")
     nc.jobs["thumb"] = completed("thumb", f"{FOLDER}storyboard_000.jpg")

@@ -21,7 +21,8 @@ from mpr_common import subjects as s
 from mpr_common.codec import encode
 from mpr_common.events import JobRequested
 from tests.media import ffmpeg, make_video
-from tests.system.conftest import wait_for, wait_job
+from tests.system.conftest import wait_for
+from tests.system.job_waits import wait_job
 
 pytestmark = pytest.mark.system
 
@@ -155,11 +156,16 @@ def listed(s3, folder: str) -> set[str]:
     return {o["Key"] for page in pages for o in page.get("Contents", [])}
 
 
-def test_a_failing_child_fails_the_package_with_its_reason_and_leaves_nothing_behind(api, s3, source):
+def test_a_failing_child_fails_the_package_with_its_reason_and_leaves_nothing_behind(
+    api, s3, source, tmp_path
+):
     package_id = f"pkg{uuid.uuid4().hex[:8]}"
     folder = source.rsplit(".", 1)[0] + f"/{package_id}"
     # Another job owns the file the 360p rendition would write: that child fails (invalid), for good.
-    squatter = submit(api, kind="hls", source_key=source, output_key=f"{folder}/360p.m3u8")
+    # (what the squatter encodes is not the point: 2 s of 320x180 of its own, a fraction of the show)
+    tiny = f"pkg-{uuid.uuid4().hex[:6]}/tiny.mp4"
+    s3.upload_file(str(make_video(tmp_path / "tiny.mp4", seconds=2, size="320x180")), "mpr-media-in", tiny)
+    squatter = submit(api, kind="hls", source_key=tiny, output_key=f"{folder}/360p.m3u8")
     wait_job(api, squatter["id"], timeout=120)
     theirs = listed(s3, folder)
     assert f"{folder}/360p.m3u8" in theirs

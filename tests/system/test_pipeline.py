@@ -10,7 +10,8 @@ import pytest
 
 from mpr_common import subjects as s
 from tests.media import make_video, probe
-from tests.system.conftest import wait_for, wait_job
+from tests.system.conftest import wait_for
+from tests.system.job_waits import wait_job
 
 pytestmark = pytest.mark.system
 

@@ -6,6 +6,7 @@ picture fails with the reason."""
 from __future__ import annotations
 
 import asyncio
+import re
 import struct
 import subprocess
 from pathlib import Path
@@ -33,9 +34,9 @@ def uploaded(s3_settings, tmp_path_factory) -> None:
     d = tmp_path_factory.mktemp("pv")
     ramp, short, tone = d / "ramp.mp4", d / "short.mp4", d / "tone.m4a"
     enc = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
-    ffmpeg(
-        "-f", "lavfi", "-i", f"color=s=320x180:r=25:d=12,geq=r='T*{RED_PER_SECOND}':g=0:b=0", *enc, str(ramp)
-    )
+    # geq evaluates its expression at every pixel: on 32x18, scaled up (a flat colour stays the same)
+    ramp_graph = f"color=s=32x18:r=25:d=12,geq=r='T*{RED_PER_SECOND}':g=0:b=0,scale=320:180"
+    ffmpeg("-f", "lavfi", "-i", ramp_graph, *enc, str(ramp))
     ffmpeg("-f", "lavfi", "-i", "testsrc2=s=320x180:r=25:d=0.6", *enc, str(short))
     ffmpeg("-f", "lavfi", "-i", "sine=d=2", "-c:a", "aac", str(tone))
     s3 = storage.get_s3_client(s3_settings)
@@ -82,19 +83,23 @@ def webp_animation(path: Path) -> tuple[int, int, int, int]:
 
 
 def gif_frames(path: Path) -> tuple[int, int, list[int]]:
-    """(width, height, the mean red level of each frame) of a GIF, decoded by FFmpeg."""
-    size = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "stream=width,height", "-of", "csv=p=0", str(path)],
-        capture_output=True, text=True, check=True,
-    ).stdout.split()[0].split(",")  # fmt: skip
-    w, h = int(size[0]), int(size[1])
-    raw = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+    """(width, height, the mean red level of each frame) of a GIF, decoded by FFmpeg in one run: each
+    frame a PPM, whose header gives the size."""
+    data = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-f", "image2pipe", "-c:v", "ppm", "-"],
         capture_output=True, check=True,
     ).stdout  # fmt: skip
-    n = w * h * 3
-    frames = [raw[i : i + n] for i in range(0, len(raw), n)]
-    return w, h, [sum(f[0::3]) // (w * h) for f in frames]  # the red channel's mean
+    sizes, reds, pos = set(), [], 0
+    while pos < len(data):
+        header = re.compile(rb"P6\s(\d+)\s(\d+)\s255\s").match(data, pos)
+        assert header, data[pos : pos + 20]
+        w, h = int(header[1]), int(header[2])
+        sizes.add((w, h))
+        pos = header.end() + w * h * 3
+        assert pos <= len(data)
+        reds.append(sum(data[header.end() : pos : 3]) // (w * h))  # the red channel's mean
+    ((w, h),) = sizes
+    return w, h, reds
 
 
 def test_an_animated_webp_of_the_asked_size_that_loops(s3_settings, uploaded, tmp_path):

@@ -22,7 +22,7 @@ from mpr_transcoder.limits import Limits
 from mpr_transcoder.quality import encode_measured
 from mpr_transcoder.steps import StepRunner
 from tests.media import make_video
-from tests.system.conftest import wait_job
+from tests.system.job_waits import wait_job
 
 pytestmark = pytest.mark.system
 

@@ -23,7 +23,8 @@ from mpr_transcoder.kinds.package.children import plan_package
 from mpr_transcoder.pipeline import JobError, run_job
 from tests import moto_s3
 from tests.media import ffmpeg, make_video
-from tests.system.conftest import wait_job
+from tests.media_checks import rgb_frame
+from tests.system.job_waits import wait_job
 
 pytestmark = pytest.mark.system
 
@@ -66,35 +67,8 @@ async def run(s3_settings, tmp_path: Path, job: JobRequested) -> Path:
 
 
 def frame(path: Path, at: float = 1.0) -> tuple[int, int, bytes]:
-    """(width, height, rgb24 pixels) of the frame shown at ``at`` seconds."""
-    size = (
-        subprocess.run(
-            [
-                "ffprobe",
-                "-v",
-                "error",
-                "-select_streams",
-                "v:0",
-                "-show_entries",
-                "stream=width,height",
-                "-of",
-                "csv=p=0",
-                str(path),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        .stdout.split()[0]
-        .split(",")
-    )  # fmt: skip  (a playlist lists its stream once per program)
-    w, h = int(size[0]), int(size[1])
-    raw = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(path), "-ss", str(at), "-frames:v", "1", "-f", "rawvideo",
-         "-pix_fmt", "rgb24", "-"], capture_output=True, check=True,
-    ).stdout  # fmt: skip
-    assert len(raw) == w * h * 3
-    return w, h, raw
+    """(width, height, rgb24 pixels) of the frame shown at ``at`` seconds (one FFmpeg run: a PPM)."""
+    return rgb_frame(path, at=at)
 
 
 def region_diff(a: bytes, b: bytes, w: int, box: tuple[int, int, int, int]) -> float:
@@ -139,8 +113,14 @@ TOP_LEFT = (16, 16, 16 + 48, 16 + 24)
 BOTTOM_LEFT = (0, H // 2, W // 2, H)
 
 
-async def test_an_image_watermark_changes_its_corner_only_and_opacity_blends(s3_settings, media, tmp_path):
-    _, _, plain = frame(await run(s3_settings, tmp_path / "a", transcode("wm-plain")))
+@pytest.fixture(scope="module")
+def plain(s3_settings, media, tmp_path_factory) -> bytes:
+    """The frame at 1 s of the source transcoded without a watermark: what the marked ones differ from."""
+    out = asyncio.run(run(s3_settings, tmp_path_factory.mktemp("plain"), transcode("wm-plain")))
+    return frame(out)[2]
+
+
+async def test_an_image_watermark_changes_its_corner_only_and_opacity_blends(s3_settings, plain, tmp_path):
     _, _, opaque = frame(
         await run(s3_settings, tmp_path / "b", transcode("wm-opaque", key=LOGO, opacity=1.0, margin=16))
     )
@@ -157,8 +137,7 @@ async def test_an_image_watermark_changes_its_corner_only_and_opacity_blends(s3_
     assert redness(faint, W, inner) < redness(opaque, W, inner) - 80
 
 
-async def test_a_text_watermark_renders_in_its_corner(s3_settings, media, tmp_path):
-    _, _, plain = frame(await run(s3_settings, tmp_path / "a", transcode("wm-plain2")))
+async def test_a_text_watermark_renders_in_its_corner(s3_settings, plain, tmp_path):
     text = "© MPR 'quoted' [x],y;z %{pts} \\n"  # graph and drawtext specials: drawn as they are
     out = await run(
         s3_settings,
