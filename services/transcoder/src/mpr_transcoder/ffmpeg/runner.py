@@ -50,6 +50,9 @@ class _Watch:
     gap_found: asyncio.Future[tuple[float, float]] | None = None
 
 
+STOP_GRACE = 3.0  # seconds FFmpeg has to end after SIGTERM before it is killed
+
+
 async def _read_progress(proc: asyncio.subprocess.Process, watch: _Watch, on_progress) -> None:
     block: list[str] = []
     assert proc.stdout and watch.gap_found is not None
@@ -101,7 +104,10 @@ async def _wait(
         elif waiter not in done:
             reason = "cancelled" if cancel_wait in done else "stalled" if stall_wait in done else "timeout"
         if reason is not None:
-            await _stop(proc)
+            # Cancelled: asked to end (it usually does at once). Otherwise FFmpeg has gone wrong (stalled,
+            # writing duplicates, over its time): its output is thrown away, and a stalled FFmpeg may
+            # spin a core through a grace period without ending, so it is killed at once.
+            await _stop(proc, grace=STOP_GRACE if reason == "cancelled" else 0.0)
         await waiter
         with contextlib.suppress(Exception):
             await asyncio.wait_for(readers, 5)
@@ -220,14 +226,16 @@ def report_env(report: Path | None) -> dict[str, str] | None:
     return {"FFREPORT": f"file={name}:level={REPORT_LEVEL}"}
 
 
-async def _stop(proc: asyncio.subprocess.Process) -> None:
+async def _stop(proc: asyncio.subprocess.Process, grace: float = STOP_GRACE) -> None:
+    """SIGTERM, then SIGKILL when FFmpeg has not ended within ``grace`` seconds (0: SIGKILL at once)."""
     if proc.returncode is not None:
         return
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(proc.wait(), 3)
-    except TimeoutError:
+    if grace > 0:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), grace)
+    if proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         await proc.wait()
