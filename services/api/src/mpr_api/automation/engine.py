@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import msgspec
 from nats.aio.msg import Msg
@@ -31,6 +33,8 @@ from ..http.settings import HttpSettings
 from .rules import Firing, Rule, firing_id, not_kept_version, rule_job, rule_job_id, rule_matches
 from .store import FiringStore, RuleStore, Stored, TemplateStore
 from .templates import TemplateError, template_ref
+
+E = TypeVar("E", AssetRegistered, JobCompleted)
 
 log = logging.getLogger("mpr.api.rules")
 
@@ -65,26 +69,40 @@ class RuleEngine:
         self.policy = BucketPolicy.of(settings.s3)
 
     async def handle(self, msgs: list[Msg]) -> None:
-        """A batch from the ``rules`` consumer: each message settled on its own, against the rules as
-        they were when the batch arrived (one read of the rules bucket per batch)."""
+        """A batch from the ``rules`` consumer (registered objects)."""
+        await self._settle(msgs, AssetRegistered, list, self.on_registered, lambda a: f"{a.bucket}/{a.key}")
+
+    async def _settle(
+        self,
+        msgs: list[Msg],
+        kind: type[E],
+        chosen: Callable[[list[Stored[Rule]]], list[Stored[Rule]]],
+        act: Callable[[E, list[Stored[Rule]]], Awaitable[object]],
+        name: Callable[[E], str],
+    ) -> None:
+        """Each message of a batch settled on its own, against the rules (those ``chosen``) as they were
+        when the batch arrived: one read of the rules bucket per batch. A message that is not a ``kind``
+        is acked (it never will be); one whose rules failed is redelivered."""
         try:
-            rules = await self.rules.current()
+            rules = chosen(await self.rules.current())
         except Exception:
-            log.exception("rules could not be read; %d registration(s) will be redelivered", len(msgs))
+            log.exception(
+                "rules could not be read; %d %s message(s) will be redelivered", len(msgs), kind.__name__
+            )
             for msg in msgs:
                 await msg.nak(delay=RETRY_DELAY)
             return
         for msg in msgs:
             try:
-                event = decode(msg.data, AssetRegistered)
+                event = decode(msg.data, kind)
             except (DecodeError, ValidationError) as exc:
-                log.warning("not an AssetRegistered on %s: %s", msg.subject, exc)
+                log.warning("not a %s on %s: %s", kind.__name__, msg.subject, exc)
                 await msg.ack()
                 continue
             try:
-                await self.on_registered(event, rules)
+                await act(event, rules)
             except Exception:
-                log.exception("rules on %s/%s failed; will be redelivered", event.bucket, event.key)
+                log.exception("rules on %s failed; will be redelivered", name(event))
                 await msg.nak(delay=RETRY_DELAY)
                 continue
             await msg.ack()
@@ -110,29 +128,7 @@ class RuleEngine:
     async def handle_jobs(self, msgs: list[Msg]) -> None:
         """A batch from the ``rules-jobs`` consumer (job completions): rules on job.not_kept fire on
         those whose output was not kept; the others are acked at once."""
-        try:
-            rules = [
-                r for r in await self.rules.current() if r.value.enabled and r.value.on == "job.not_kept"
-            ]
-        except Exception:
-            log.exception("rules could not be read; %d completion(s) will be redelivered", len(msgs))
-            for msg in msgs:
-                await msg.nak(delay=RETRY_DELAY)
-            return
-        for msg in msgs:
-            try:
-                done = decode(msg.data, JobCompleted)
-            except (DecodeError, ValidationError) as exc:
-                log.warning("not a JobCompleted on %s: %s", msg.subject, exc)
-                await msg.ack()
-                continue
-            try:
-                await self.on_not_kept(done, rules)
-            except Exception:
-                log.exception("rules on job %s failed; will be redelivered", done.job_id)
-                await msg.nak(delay=RETRY_DELAY)
-                continue
-            await msg.ack()
+        await self._settle(msgs, JobCompleted, _not_kept_rules, self.on_not_kept, lambda d: f"job {d.job_id}")
 
     async def on_not_kept(
         self, done: JobCompleted, rules: list[Stored[Rule]] | None = None
@@ -224,3 +220,7 @@ class RuleEngine:
             return "duplicate"
         log.info("rule %s started job %s for %s", rule_id, job.job_id, key, extra={"job_id": job.job_id})
         return "started"
+
+
+def _not_kept_rules(rules: list[Stored[Rule]]) -> list[Stored[Rule]]:
+    return [r for r in rules if r.value.enabled and r.value.on == "job.not_kept"]
