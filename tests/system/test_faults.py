@@ -164,7 +164,8 @@ def test_kill_9_mid_chunk_the_chunked_transcode_joins_every_frame_once(
     assert (taken_over["worker"], taken_over["attempts"]) == ("transcoder-tc-successor", 2), taken_over
     for child_id in [done["id"], *done["children"]]:
         assert len(completed_events(st, child_id)) == 1, child_id
-    assert output_objects(st, done) == [done["output_key"]]  # one MP4, no part left
+    # one MP4, no part left (the parts go right after the completion is recorded)
+    wait_for(lambda: output_objects(st, done) == [done["output_key"]], 60, what="the parts removed")
     out = tmp_path / "joined.mp4"
     out.write_bytes(httpx.get(finished["output_url"], timeout=60).content)
     probe = subprocess.run(
