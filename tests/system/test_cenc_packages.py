@@ -24,6 +24,7 @@ from mpr_common import subjects as s
 from mpr_common.identities import inbox_prefix
 from tests.media import make_video
 from tests.system.conftest import wait_job
+from tests.system.content_key_checks import stored_key_and_job_messages
 
 pytestmark = pytest.mark.system
 
@@ -134,24 +135,7 @@ def test_the_key_is_wrapped_at_rest_and_on_no_message_of_the_jobs_stream(stack, 
     key = licence["key"]
     forms = [key, key.hex().encode(), base64.b64encode(key).rstrip(b"="), _b64url(key).encode()]
 
-    async def read() -> tuple[bytes, list[bytes]]:
-        nc = await nats.connect(stack.nats.url, inbox_prefix=inbox_prefix("setup"))
-        try:
-            js = nc.jetstream()
-            stored = (await (await js.key_value(s.CONTENT_KEYS_KV)).get(pid)).value or b""
-            last = (await js.stream_info(s.JOBS_STREAM)).state.last_seq
-            bodies = []
-            for seq in range(package["seq_before"] + 1, last + 1):
-                try:
-                    msg = await js.get_msg(s.JOBS_STREAM, seq)
-                except Exception:  # noqa: BLE001 - retired by the catalog or removed: nothing to read
-                    continue
-                bodies.append((msg.data or b"") + repr(msg.headers).encode())
-            return stored, bodies
-        finally:
-            await nc.close()
-
-    stored, bodies = asyncio.run(read())
+    stored, bodies = stored_key_and_job_messages(stack, pid, package["seq_before"])
     assert b"wrapped:v1:" in stored and licence["kid"].hex().encode() in stored  # the KID is public
     assert not any(f in stored for f in forms)
     assert any(pid.encode() in b for b in bodies), "the package's messages are in the jobs stream"
