@@ -224,21 +224,28 @@ def test_a_packages_hls_and_dash_outputs_play_in_the_page(page, api, stack, medi
     assert len({package_label, *labels}) == 1 + len(labels)  # no two alike
 
 
-def test_an_encrypted_package_submitted_from_the_page_plays_with_its_key(page, api, stack, media):
-    """The form asks for HLS AES-128; the job page plays the package with hls.js, which fetches the
-    key through the token the signed playlists carry (and no DASH player: it has no MPD)."""
-    key = "console-encrypted/small.mp4"
+def submit_encrypted_package(page, api, stack, media, key: str, label: str) -> None:
+    """Uploads the small source under ``key``, submits a package of it from the new-job form with the
+    encryption checkbox ``label``; returns once the new package's page is open."""
     stack.s3_client().upload_file(str(media["small"]), stack.bucket_in, key)
-    keys_fetched: list[int] = []
-    page.on("response", lambda r: keys_fetched.append(r.status) if "/media/keys/" in r.url else None)
     page.goto("/console/jobs/new")
     page.get_by_label("Kind").select_option("package")
     page.get_by_label("Source key").fill(key)
-    page.get_by_label("Encrypted, HLS AES-128 (package)").check()
+    page.get_by_label(label).check()
     page.get_by_role("button", name="Submit job").click()
     page.wait_for_url(re.compile(r"/console/jobs/(?!new$)[^/]+$"))  # the new job's page
     job_id = page.url.rsplit("/", 1)[1]
     assert api.get(f"/api/jobs/{job_id}").json()["job"]["kind"] == "package"
+
+
+def test_an_encrypted_package_submitted_from_the_page_plays_with_its_key(page, api, stack, media):
+    """The form asks for HLS AES-128; the job page plays the package with hls.js, which fetches the
+    key through the token the signed playlists carry (and no DASH player: it has no MPD)."""
+    keys_fetched: list[int] = []
+    page.on("response", lambda r: keys_fetched.append(r.status) if "/media/keys/" in r.url else None)
+    submit_encrypted_package(
+        page, api, stack, media, "console-encrypted/small.mp4", "Encrypted, HLS AES-128 (package)"
+    )
     page.wait_for_selector("#output:not([hidden]) #players video", timeout=90_000)
     players = page.locator("#players video")
     assert players.count() == 1 and players.first.get_attribute("aria-label").startswith("HLS")
@@ -254,18 +261,10 @@ def test_a_cenc_package_submitted_from_the_page_plays_with_its_clearkey_licence(
     """The form asks for CMAF CENC; the job page plays the package with dash.js (the MPD's licence URL)
     and hls.js (the master's session data), each through Chromium's ClearKey CDM and the licence the
     signed manifests name with a playback token."""
-    key = "console-cenc/small.mp4"
-    stack.s3_client().upload_file(str(media["small"]), stack.bucket_in, key)
     licences: list[int] = []
     page.on("response", lambda r: licences.append(r.status) if "/media/licenses/" in r.url else None)
-    page.goto("/console/jobs/new")
-    page.get_by_label("Kind").select_option("package")
-    page.get_by_label("Source key").fill(key)
-    page.get_by_label("Encrypted, CMAF CENC with a ClearKey licence (package)").check()
-    page.get_by_role("button", name="Submit job").click()
-    page.wait_for_url(re.compile(r"/console/jobs/(?!new$)[^/]+$"))
-    job_id = page.url.rsplit("/", 1)[1]
-    assert api.get(f"/api/jobs/{job_id}").json()["job"]["kind"] == "package"
+    label = "Encrypted, CMAF CENC with a ClearKey licence (package)"
+    submit_encrypted_package(page, api, stack, media, "console-cenc/small.mp4", label)
     page.wait_for_selector("#output:not([hidden]) #players video", timeout=90_000)
     players = page.locator("#players video")
     labels = players.evaluate_all("videos => videos.map(v => v.getAttribute('aria-label'))")
