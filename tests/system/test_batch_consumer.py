@@ -4,12 +4,13 @@ trickle in one by one or arrive by the thousand (batches then grow with the load
 from __future__ import annotations
 
 import asyncio
+import time
 
 import nats
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
-from mpr_common.bus import BatchConsumer, settle_batch
+from mpr_common.bus import LONG_POLL_SECONDS, BatchConsumer, settle_batch
 from mpr_devstack.servers import NatsServer, free_port
 
 pytestmark = pytest.mark.system
@@ -89,3 +90,31 @@ async def test_a_failed_batch_is_redelivered(js):
     await until(lambda: len(attempts) >= 2, 5)
     await consumer.stop()
     assert attempts == [1, 1]
+
+
+async def test_the_first_message_after_a_quiet_spell_is_handled_before_the_idle_wait_ends(js):
+    """An idle consumer waits long on the server (few requests), yet a message that comes during the
+    wait is handled at once, not when the batch is full or the wait ends; and stopping does not wait."""
+    handled: list[float] = []
+
+    async def handle(msgs):
+        await settle_batch(msgs, _noop)
+        handled.extend(time.monotonic() for _ in msgs)
+
+    consumer = BatchConsumer(js, "S", "c", handle, batch=500)
+    consumer.start()
+    await asyncio.sleep(0.5)  # the consumer is now in its long wait
+    for _ in range(2):
+        sent = time.monotonic()
+        await js.publish("t.a", b"x")
+        await until(lambda: len(handled) >= 1, LONG_POLL_SECONDS)
+        assert handled and handled[-1] - sent < LONG_POLL_SECONDS / 3
+        handled.clear()
+        await asyncio.sleep(0.5)
+    began = time.monotonic()
+    await consumer.stop()
+    assert time.monotonic() - began < LONG_POLL_SECONDS / 3
+
+
+async def _noop() -> None:
+    return None

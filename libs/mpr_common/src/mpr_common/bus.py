@@ -125,6 +125,11 @@ async def request(nc: NatsClient, subject: str, payload: Any, reply_type: type[T
 
 BatchHandler = Callable[[list[Msg]], Awaitable[None]]
 
+# How long an idle pull waits on the server before it is made again. A waiting pull is answered the
+# moment a message comes and is given up at once on stop, so this sets only how often an idle consumer
+# asks: every request costs the server and the client a wake-up, and a stack has a dozen idle consumers.
+LONG_POLL_SECONDS = 5.0
+
 
 class BatchConsumer:
     """Pull a durable consumer (made by ``mpr-setup``) in batches and hand each batch to ``handle``,
@@ -132,8 +137,9 @@ class BatchConsumer:
 
     nats-py directly, not a FastStream batch subscriber: FastStream fills a batch by re-fetching with
     ever shorter timeouts, and under a trickle of messages that left deliveries unhandled until
-    ack_wait (reproduced in tests/system/test_batch_consumer.py). One long-poll fetch returns as soon as
-    anything is there, so the first message after a quiet spell is handled at once; after a partial
+    ack_wait (reproduced in tests/system/test_batch_consumer.py). A long-poll fetch returns as soon as
+    anything is there (its first request asks for what is waiting or else the first to come), so the
+    first message after a quiet spell is handled at once, however long the idle wait; after a partial
     batch the next fetch waits ``linger`` seconds, so that under load batches grow (one transaction
     per ~100 messages instead of per ~15) at the cost of that much latency."""
 
@@ -178,7 +184,7 @@ class BatchConsumer:
         try:
             while True:
                 try:
-                    msgs = await sub.fetch(self.batch, timeout=1)
+                    msgs = await sub.fetch(self.batch, timeout=LONG_POLL_SECONDS)
                 except (TimeoutError, NatsTimeoutError):
                     continue
                 except asyncio.CancelledError:

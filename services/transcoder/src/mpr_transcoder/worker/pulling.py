@@ -13,6 +13,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from mpr_common import subjects as s
+from mpr_common.bus import LONG_POLL_SECONDS
 
 from .pause_flags import PauseFlags
 from .pull import PullRefused, pull_one
@@ -20,7 +21,8 @@ from .scheduler import Scheduler
 
 log = logging.getLogger("mpr.transcoder")
 
-LONG_POLL = 1.0  # how long an idle replica's pulls wait before they are made again
+# Pulls the server refused at once (a leader changing, a consumer being made) are asked again after this.
+REFUSED_PAUSE = 1.0
 
 
 async def wait_for(stopping: asyncio.Event, event: asyncio.Event, timeout: float | None) -> None:
@@ -66,7 +68,7 @@ class Puller:
                 if await self._take(*got):
                     return got
                 continue
-            rest = began + LONG_POLL - time.monotonic()  # pulls refused at once: no spinning
+            rest = began + REFUSED_PAUSE - time.monotonic()  # pulls refused at once: no spinning
             if rest > 0:
                 await wait_for(self.stopping, self.flags.changed, rest)
         return None
@@ -85,7 +87,7 @@ class Puller:
         abort = asyncio.Event()
 
         async def pull(cls: str) -> tuple[str, Msg | None]:
-            msg = await self._pull(cls, LONG_POLL, abort)
+            msg = await self._pull(cls, LONG_POLL_SECONDS, abort)
             if msg is not None:
                 abort.set()
             return cls, msg
