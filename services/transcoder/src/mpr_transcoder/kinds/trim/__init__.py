@@ -32,16 +32,16 @@ def plan(ctx: JobContext) -> Work:
             start, end = check_range(ctx.info, job.start, job.end)
         except ValueError as exc:  # TrimRangeError, or an output container it cannot write
             raise JobError(str(exc), "invalid") from None
-        kept = subtitles.kept_streams(ctx.info, container)
-        subs_dir = ctx.tmp / "subs"
+        kept = subtitles.kept(ctx.info, ctx.sidecars, container, ctx.tmp / "subs")
         # With subtitles, the cut is written beside the output dir (all of which is uploaded) and muxed
         # with them into the output; their conversion reads the source while the cut runs.
-        cut = subs_dir / f"cut{main.suffix}" if kept else main
+        cut = kept.work_dir / f"cut{main.suffix}" if kept.tracks else main
         converting = None
-        if kept:
-            await asyncio.to_thread(subs_dir.mkdir, parents=True, exist_ok=True)
-            args = subtitles.convert_args(ctx.url, NETWORK_PROTOCOLS, kept, end, subs_dir)
-            converting = asyncio.ensure_future(runner.scoped(0.0, 0.0, by_time=False)(args))
+        if kept.tracks:
+            await asyncio.to_thread(kept.work_dir.mkdir, parents=True, exist_ok=True)
+            aside = runner.scoped(0.0, 0.0, by_time=False)
+            runs = kept.conversions(ctx.url, NETWORK_PROTOCOLS, end)
+            converting = asyncio.ensure_future(asyncio.gather(*(aside(args) for args in runs)))
         try:
             result = await smart_trim(
                 ctx.url,
@@ -62,9 +62,10 @@ def plan(ctx: JobContext) -> Work:
             if converting is not None and not converting.done():
                 converting.cancel()
                 await asyncio.gather(converting, return_exceptions=True)
-        if kept:
-            await subtitles.write_all(subs_dir, kept, start, result.origin, result.duration, job.source_key)
-            args = subtitles.mux_args(cut, container, kept, subs_dir, main, ctx.max_bytes)
+        if kept.tracks:
+            tracks, subs_dir = kept.tracks, kept.work_dir
+            await subtitles.write_all(subs_dir, tracks, start, result.origin, result.duration, job.source_key)
+            args = subtitles.mux_args(cut, container, tracks, subs_dir, main, ctx.max_bytes)
             await runner.scoped(95.0, 100.0, by_time=False)(args)
 
     return Work(main, expected_duration(job, ctx.info), trim, check_written=False)
