@@ -14,7 +14,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from mpr_api.http import limits as L
 from mpr_common import subjects as s
-from mpr_common.catalog_requests import REQUEST_TYPES, JobReply
+from mpr_common.catalog_requests import REQUEST_TYPES, AssetsPage, JobReply
 from mpr_common.codec import decode, encode
 from mpr_common.errors import NotFound, error_headers
 
@@ -55,10 +55,12 @@ class FakeJetStream:
 
 @dataclass
 class FakeNats:
-    """Answers the catalog's queries: jobs by id from ``jobs`` (job_id → JobView), empty lists."""
+    """Answers the catalog's queries: jobs by id from ``jobs`` (job_id → JobView), the ``assets``
+    (AssetView) whose key starts with a listing's prefix, no job in a list."""
 
     js: FakeJetStream = field(default_factory=FakeJetStream)
     jobs: dict[str, Any] = field(default_factory=dict)
+    assets: list[Any] = field(default_factory=list)
     requests: list[tuple[str, Any]] = field(default_factory=list)
     is_connected: bool = True
 
@@ -68,7 +70,10 @@ class FakeNats:
     async def request(self, subject, payload, timeout=None) -> Msg:
         q: Any = decode(payload, REQUEST_TYPES[subject])  # the typed request of its subject
         self.requests.append((subject, q))
-        if subject in (s.CATALOG_JOBS_LIST, s.CATALOG_ASSETS_LIST):
+        if subject == s.CATALOG_ASSETS_LIST:
+            found = [a for a in self.assets if a.key.startswith(q.prefix or "")]
+            return Msg(encode(AssetsPage(assets=found, total=len(found))))
+        if subject == s.CATALOG_JOBS_LIST:
             return Msg(encode(REQUEST_TYPES[subject].reply()))  # an empty page
         job = self.jobs.get(q.id or "")
         if job is None:

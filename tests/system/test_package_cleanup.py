@@ -4,6 +4,7 @@ and again harmlessly under redelivery. The transcoder's Packager on moto's S3 wi
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from botocore.exceptions import ClientError
 from litestar.testing import TestClient
@@ -13,6 +14,7 @@ from mpr_api.settings import ApiSettings
 from mpr_common import storage
 from mpr_common import subjects as s
 from mpr_common.codec import decode, encode
+from mpr_common.content_keys import ContentKeys, KeyWrap
 from mpr_common.events import JobCompleted, JobFailed, JobRequested, JobView, MediaInfo
 from mpr_common.jobs import JobRequestError, normalize_job
 from mpr_common.jobstate import JobState
@@ -198,6 +200,24 @@ async def test_a_child_that_completes_after_its_package_was_cancelled_leaves_not
     left = listing(p, folder + "/")
     assert not any(k.endswith((".m4s", "master.m3u8", "manifest.mpd")) and "/sub/" not in k for k in left)
     assert f"{folder}/{last.rendition}.m3u8" not in left
+
+
+async def test_a_failed_encrypted_package_takes_its_key_with_its_files_and_a_retry_makes_another(packager):
+    p = packager
+    p.content_keys = keys = ContentKeys(RevisionKV(), KeyWrap("key-secret"))
+    job = JobRequested(job_id="pk5", kind="package", source_key="s.mp4", output_key="shows/ep5/pk5/master.m3u8",
+                       encryption="aes-128")  # fmt: skip
+    plan = await p.fan_out(normalize_job(job), SD, attempt=1)
+    first = await keys.key("pk5")
+    assert first is not None
+    child = plan.children[0]
+    await p.job_state.failed(child.job_id)
+    await p.child_failed(child, "ffmpeg exited 1", "ffmpeg", attempt=1)
+    assert await keys.record("pk5") is None  # the key of nothing kept is not kept either
+    await p.child_failed(child, "ffmpeg exited 1", "ffmpeg", attempt=1)  # redelivered: no error
+    await p.fan_out(normalize_job(msgspec.structs.replace(job, retry=1)), SD, attempt=1)
+    again = await keys.key("pk5")
+    assert again is not None and again != first
 
 
 async def test_a_package_refused_its_manifests_is_not_planned(packager):

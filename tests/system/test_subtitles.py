@@ -6,6 +6,7 @@ asset lists its subtitle streams."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import uuid
@@ -136,6 +137,53 @@ def test_a_language_the_source_lacks_fails_the_package_and_the_burn_in_with_the_
         "/api/jobs", json={"kind": "package", "source_key": sources["mkv"], "subtitle_languages": ["x"]}
     )
     assert bad.status_code == 400 and "subtitle_languages" in bad.text
+
+
+# Cues before the trim's range (2-5 s), across its start, inside it and across its end.
+TRIM_SRT = (
+    "1\n00:00:00,300 --> 00:00:01,200\nBefore\n\n2\n00:00:01,500 --> 00:00:02,800\nAcross the start\n\n"
+    "3\n00:00:03,200 --> 00:00:04,100\nInside\n\n4\n00:00:04,600 --> 00:00:05,600\nAcross the end\n\n"
+)
+TRIM_CUES = [(0, 800), (1200, 2100), (2600, 3000)]  # on the output's timeline, cut at 0 and 3 s
+TRIM_SIDECAR = "WEBVTT\n\n00:00.500 --> 00:01.000\nGone\n\n00:04.500 --> 00:06.000\nKept, cut\n"
+TRIM_SIDECAR_CUES = [(2500, 3000)]
+
+
+def test_a_trim_keeps_a_subtitle_stream_and_a_sidecar_with_their_cues_cut_to_the_range(api, s3, tmp_path):
+    (tmp_path / "in.srt").write_text(TRIM_SRT)
+    ffmpeg(*PICTURE, "-i", str(tmp_path / "in.srt"), "-map", "0:v", "-map", "1", *X264, "-c:s", "srt",
+           "-metadata:s:s:0", "language=fre", str(tmp_path / "film.mkv"))  # fmt: skip
+    folder = f"trim-subs-{uuid.uuid4().hex[:6]}"
+    s3.upload_file(str(tmp_path / "film.mkv"), "mpr-media-in", f"{folder}/film.mkv")
+    s3.put_object(Bucket="mpr-media-in", Key=f"{folder}/film.en.vtt", Body=TRIM_SIDECAR.encode())
+    job = submit(
+        api, kind="trim", source_key=f"{folder}/film.mkv", start=2.0, end=5.0, output_key=f"{folder}/cut.mp4"
+    )
+    done = wait_job(api, job["id"], timeout=120)["job"]
+    assert done["status"] == "completed", done
+    s3.download_file("mpr-media-out", done["output_key"], str(tmp_path / "cut.mp4"))
+    probe = json.loads(subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,codec_name:stream_tags=language:"
+         "packet=stream_index,pts_time,duration_time,size", "-of", "json", str(tmp_path / "cut.mp4")],
+        check=True, capture_output=True).stdout)  # fmt: skip
+    streams = [
+        (s["codec_type"], s["codec_name"], s.get("tags", {}).get("language")) for s in probe["streams"]
+    ]
+    assert streams == [
+        ("video", "h264", "und"),
+        ("subtitle", "mov_text", "fra"),
+        ("subtitle", "mov_text", "eng"),
+    ]
+
+    def cues(index: int) -> list[tuple[int, int]]:
+        # mov_text fills the gaps between cues with empty samples (a 2-byte length of 0)
+        found = [p for p in probe["packets"] if p["stream_index"] == index and int(p["size"]) > 2]
+        return [(round(float(p["pts_time"]) * 1000), round((float(p["pts_time"]) + float(p["duration_time"])) * 1000))
+                for p in found]  # fmt: skip
+
+    assert within_a_frame(cues(1), TRIM_CUES), cues(1)
+    assert within_a_frame(cues(2), TRIM_SIDECAR_CUES), cues(2)
+    assert abs(len(cues(0)) - 3 * FPS) <= 1  # the picture is the range's, as without subtitles
 
 
 def gray(path: Path, times: list[float]) -> dict[float, bytes]:

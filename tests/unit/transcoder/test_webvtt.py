@@ -102,3 +102,47 @@ def test_segments_read_back_and_merged_are_the_input_cues(text, segment_ms, dura
         assert all(c.end > bounds[i] for c in part)
     assert webvtt.merge(read_back, bounds) == cues
     assert webvtt.parse(webvtt.serialize(cues)) == cues  # the whole file, for DASH
+
+
+def test_a_window_drops_cues_outside_cuts_those_across_an_edge_and_moves_the_rest():
+    cues = [Cue(300, 1200, "before"), Cue(1500, 2800, "start"), Cue(3200, 4100, "in"), Cue(4600, 5600, "end")]
+    assert webvtt.window(cues, 2000, 5000) == [
+        Cue(0, 800, "start"),
+        Cue(1200, 2100, "in"),
+        Cue(2600, 3000, "end"),
+    ]
+    # an output whose time 0 comes 5 ms before what it shows (a sound packet kept before the start)
+    assert webvtt.window(cues, 2000, 5000, origin=1995)[0] == Cue(5, 805, "start")
+    assert webvtt.window(cues, 1200, None) == [
+        Cue(300, 1600, "start"),
+        Cue(2000, 2900, "in"),
+        Cue(3400, 4400, "end"),
+    ]
+    with pytest.raises(ValueError, match="time 0"):
+        webvtt.window(cues, 2000, 5000, origin=2001)
+
+
+_cues = st.lists(
+    st.tuples(st.integers(0, 100_000), st.integers(1, 20_000), st.text(max_size=5)).map(
+        lambda t: Cue(t[0], t[0] + t[1], t[2])
+    ),
+    max_size=12,
+).map(lambda cues: sorted(cues, key=lambda c: c.start))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_cues, st.integers(0, 120_000), st.integers(0, 60_000), st.integers(0, 1000), st.booleans())
+def test_a_windows_cues_lie_within_it_in_order_and_none_gains_time(cues, start, length, lead, open_ended):
+    end = None if open_ended else start + length
+    origin = max(0, start - lead)
+    out = webvtt.window(cues, start, end, origin=origin)
+    overlapping = [c for c in cues if c.end > start and (end is None or c.start < end)]
+    assert [c.text for c in out] == [c.text for c in overlapping]  # every cue shown in it, in order
+    for c, src in zip(out, overlapping, strict=True):
+        assert start - origin <= c.start < c.end  # within the window, never empty
+        assert end is None or c.end <= end - origin
+        assert c.end - c.start <= src.end - src.start  # no cue gains time
+        # a cue's times are the source's, moved by the origin, except where an edge cuts it
+        assert c.start + origin == max(src.start, start)
+        assert c.end + origin == (src.end if end is None else min(src.end, end))
+    assert [c.start for c in out] == sorted(c.start for c in out)

@@ -177,6 +177,11 @@ class ContentKeys:
         record = await self.record(package_id)
         return None if record is None else self.key_of(record)
 
+    async def forget(self, package_id: str) -> None:
+        """Delete the package's key (a failed or cancelled package's: nothing it encrypted is kept). The
+        bucket keeps one revision per key, so the delete marker takes the wrapped key's place."""
+        await retry_transient(lambda: self.kv.delete(package_id), "content key")
+
     async def package_key(self, package_id: str) -> PackageKey | None:
         """The package's clear key and its KID (cenc); None when it has none."""
         record = await self.record(package_id)

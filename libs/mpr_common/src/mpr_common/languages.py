@@ -25,3 +25,11 @@ _PAIRS = (
 
 # three letters -> two letters
 ISO_639_1: dict[str, str] = dict(pair.split(":") for pair in _PAIRS.split())
+
+# ISO 639-2's bibliographic codes (``fre``), which MP4's language field does not take (ISO/IEC 14496-12
+# names the terminological ones, ``fra``).
+_BIBLIOGRAPHIC = frozenset(
+    "alb arm baq bur chi cze dut fre geo ger gre ice mac mao may per rum slo tib wel".split()
+)
+# two letters -> three letters (terminological)
+ISO_639_2T: dict[str, str] = {two: three for three, two in ISO_639_1.items() if three not in _BIBLIOGRAPHIC}

@@ -62,7 +62,7 @@ def services(
     links = media_links(settings)
     # ``s3`` None: tests that read no media through the API, where the service never touches it
     assets = AssetService(settings, nc, public_s3, cast(S3Client, s3), links)
-    jobs = job_service(settings, nc, kv, public_s3, owners_kv, links)
+    jobs = job_service(settings, nc, kv, public_s3, owners_kv, links, s3)
     return {"nc": nc, "jobs": jobs, "assets": assets}
 
 

@@ -27,13 +27,7 @@ def burn_filter(path: Path) -> str:
 def shifted(cues: list[webvtt.Cue], start: float | None) -> list[webvtt.Cue]:
     """``cues`` on the timeline of an output that starts ``start`` seconds into the source: earlier
     ones left out, one that spans the start cut to it."""
-    offset = round((start or 0.0) * 1000)
-    out = []
-    for c in cues:
-        if c.end - offset <= 0:
-            continue
-        out.append(webvtt.Cue(max(0, c.start - offset), c.end - offset, c.text, c.settings))
-    return out
+    return webvtt.window(cues, round((start or 0.0) * 1000))
 
 
 def write_burn_file(converted: Path, out: Path, start: float | None, name: str) -> None:

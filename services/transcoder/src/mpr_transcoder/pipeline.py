@@ -49,7 +49,7 @@ from .limits import Limits, check_source
 from .settings import setting
 from .source_objects import locate
 from .steps import StepRunner
-from .subtitle_sources import prepare_subtitles
+from .subtitle_sources import prepare_subtitles, trim_sidecars
 from .uploader import STORAGE_ERRORS, OutputTooLarge, OutputUploader, dir_size
 from .watermarks import prepare_watermark
 from .workdir import free_space, lock
@@ -200,9 +200,11 @@ async def run_job(
         held = lock(tmp)  # held until the dir is removed: clean_workdir leaves it alone
         watermark = await prepare_watermark(job, tmp, s3=s3, s3_settings=s3_settings, limits=limits)
         subtitles = await prepare_subtitles(job, info, url, s3=s3, s3_settings=s3_settings)
+        sidecars = await trim_sidecars(job, url, s3=s3, s3_settings=s3_settings)
         ctx = JobContext(
             *(job, PRESETS[job.preset or ""], url, info, tmp, room.max_bytes, limits, watermark, subtitles),
             content_key=content_key,
+            sidecars=tuple(sidecars),
         )
         work = kinds.plan_work(ctx)
         out_bucket = job.output_bucket or s3_settings.bucket_out
@@ -256,12 +258,7 @@ async def _execute(
     # job fails (and is retried) now rather than after hours of encoding.
     stop = asyncio.Event()
     relay = asyncio.create_task(_relay(cancelled, stop)) if cancelled is not None else None
-    names = {ctx.url: job.source_key}
-    if ctx.watermark is not None and ctx.watermark.image_url and job.watermark and job.watermark.key:
-        names[ctx.watermark.image_url] = job.watermark.key  # FFmpeg's errors name the key, not the URL
-    if ctx.subtitles is not None:
-        names[ctx.subtitles.url] = ctx.subtitles.name
-    runner = StepRunner(ctx.limits, stop, names, on_progress, work.expected, run_ffmpeg)
+    runner = StepRunner(ctx.limits, stop, _names(ctx), on_progress, work.expected, run_ffmpeg)
     # The uploader also watches the size of what HLS writes, which FFmpeg's -fs does not see.
     uploader = OutputUploader(
         s3,
@@ -294,6 +291,19 @@ async def _execute(
     finally:
         if relay is not None:
             relay.cancel()
+
+
+def _names(ctx: JobContext) -> dict[str, str]:
+    """What stands for each URL the job's FFmpeg reads in its errors: the object's key."""
+    job = ctx.job
+    names = {ctx.url: job.source_key}
+    if ctx.watermark is not None and ctx.watermark.image_url and job.watermark and job.watermark.key:
+        names[ctx.watermark.image_url] = job.watermark.key
+    if ctx.subtitles is not None:
+        names[ctx.subtitles.url] = ctx.subtitles.name
+    for sidecar in ctx.sidecars:
+        names[sidecar.url] = sidecar.name
+    return names
 
 
 async def _deliver(

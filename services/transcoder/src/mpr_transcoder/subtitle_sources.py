@@ -15,6 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mpr_common.events import JobRequested, MediaInfo, SubtitleFile, SubtitleTrack
 from mpr_common.jobs import JobRequestError
+from mpr_common.presets import PRESETS
 from mpr_common.s3_client import S3Client
 from mpr_common.settings import S3Settings
 from mpr_common.subtitles import (
@@ -96,3 +97,18 @@ async def prepare_subtitles(
     except JobRequestError as exc:
         raise JobError(str(exc), "invalid") from None
     return await subtitle_input(track, job, source_url, s3=s3, s3_settings=s3_settings)
+
+
+async def trim_sidecars(
+    job: JobRequested, source_url: str, *, s3: S3Client, s3_settings: S3Settings
+) -> list[SubtitleInput]:
+    """The sidecars a frame-accurate trim (``job``, normalised) embeds as subtitle tracks of its output,
+    as FFmpeg's inputs; none for any other job."""
+    if job.kind != "trim" or PRESETS[job.preset or ""].video_codec != "smart":
+        return []
+    bucket = job.source_bucket or s3_settings.bucket_in
+    tracks = [
+        SubtitleTrack(key=f.key, language=f.language, label=f.language)
+        for f in await find_sidecars(s3, bucket, job.source_key)
+    ]
+    return [await subtitle_input(t, job, source_url, s3=s3, s3_settings=s3_settings) for t in tracks]

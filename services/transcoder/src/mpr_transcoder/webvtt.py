@@ -125,6 +125,21 @@ def serialize(cues: list[Cue], header: tuple[str, ...] = ()) -> str:
     return "\n".join(out) + "\n"
 
 
+def window(cues: list[Cue], start: int, end: int | None = None, *, origin: int | None = None) -> list[Cue]:
+    """The cues shown in ``[start, end)`` (milliseconds; ``end`` None: no end), on the timeline of an
+    output whose time 0 is ``origin`` (``start`` by default, never after it): a cue wholly outside is
+    left out, one across an edge is cut to it. Order is kept and no cue gets longer."""
+    zero = start if origin is None else origin
+    if zero > start:
+        raise ValueError("the output's time 0 comes after the start of what it shows")
+    out = []
+    for c in cues:
+        lo, hi = max(c.start, start), c.end if end is None else min(c.end, end)
+        if hi > lo:
+            out.append(Cue(lo - zero, hi - zero, c.text, c.settings))
+    return out
+
+
 def boundaries(duration_ms: int, segment_ms: int) -> list[int]:
     """Segment boundaries every ``segment_ms`` from 0 to ``duration_ms`` (the last segment shorter)."""
     if segment_ms <= 0:

@@ -38,16 +38,18 @@ def job_service(
     public_s3: S3Client,
     owners_kv: KeyValue | None,
     links: MediaLinks,
+    s3: S3Client | None = None,
 ) -> JobService:
     """The jobs service over the job-state and output-owners KV buckets (``owners_kv`` None: no
-    package's outputs are claimed, in tests that submit none)."""
+    package's outputs are claimed, in tests that submit none); ``s3`` lists a source's subtitle files
+    when a job names subtitle languages (None: not listed)."""
     secret = settings.callback_secret or secrets.token_hex(32)
     if not settings.callback_secret:
         log.warning("API_CALLBACK_SECRET is unset: callback tokens are valid on this API replica only")
     callbacks = CallbackTokens(secret.encode(), settings.callback_ttl)
     # None only where no package is submitted, so the owners are never asked
     owners = OutputOwners(cast(KeyValue, owners_kv))
-    return JobService(settings, nc, JobState(kv), public_s3, callbacks, owners, links)
+    return JobService(settings, nc, JobState(kv), public_s3, callbacks, owners, links, s3)
 
 
 @asynccontextmanager
@@ -55,7 +57,8 @@ async def lifespan(settings: JobSettings, state: ApiState) -> AsyncIterator[None
     nc = state.bus()
     js = nc.jetstream()
     kv, owners = await js.key_value(s.JOB_STATE_KV), await js.key_value(s.OUTPUT_OWNERS_KV)  # by mpr-setup
-    jobs = job_service(settings, nc, kv, state.get(AssetService).public_s3, owners, state.get(MediaLinks))
+    assets = state.get(AssetService)
+    jobs = job_service(settings, nc, kv, assets.public_s3, owners, state.get(MediaLinks), assets.s3)
     state.provide(jobs, jobs.owners)  # the owners for rules, which start jobs of their own
     yield
 

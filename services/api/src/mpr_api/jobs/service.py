@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import posixpath
 
+import anyio
 import msgspec
+from botocore.exceptions import BotoCoreError, ClientError
 from nats.aio.client import Client
 
 from mpr_common import subjects as s
 from mpr_common.bus import publish_event
-from mpr_common.catalog_requests import GetJob, ListJobs
+from mpr_common.catalog_requests import GetJob, ListAssets, ListJobs
 from mpr_common.content_keys import KEY_SECRET_ENV
 from mpr_common.errors import Conflict, Unauthorized, Unavailable
 from mpr_common.events import (
@@ -20,6 +23,7 @@ from mpr_common.events import (
     JobRequested,
     JobStatus,
     JobView,
+    MediaInfo,
     new_id,
 )
 from mpr_common.job_status import is_terminal
@@ -30,6 +34,8 @@ from mpr_common.keys import validate_key
 from mpr_common.outputs import OutputOwners
 from mpr_common.packages import manifest_keys
 from mpr_common.s3_client import S3Client
+from mpr_common.source_languages import check_source_languages
+from mpr_common.subtitles import list_sidecars
 
 from ..assets.media_links import MediaLinks
 from ..catalog import ask_catalog
@@ -40,6 +46,8 @@ from .metrics import JOBS_SUBMITTED
 from .schemas import JobCallback, JobCreate, JobOut
 from .settings import JobSettings
 from .templates import templated_body
+
+log = logging.getLogger("mpr.api")
 
 
 class JobNotConfirmed(Unavailable):
@@ -72,8 +80,10 @@ class JobService:
         callbacks: CallbackTokens,
         owners: OutputOwners,
         links: MediaLinks,
+        s3: S3Client | None = None,
     ) -> None:
         self.settings = settings
+        self.s3 = s3  # lists the subtitle files beside a source (None: not listed)
         self.nc = nc
         self.js = nc.jetstream()
         self.job_state = job_state
@@ -145,6 +155,7 @@ class JobService:
             )
         except JobRequestError as exc:
             raise FieldError(str(exc), exc.field) from None
+        await self._check_languages(req)
         if req.encryption is not None and not self.settings.key_secret:
             raise FieldError(
                 f"encryption is not configured on this deployment ({KEY_SECRET_ENV} is unset)", "encryption"
@@ -175,6 +186,41 @@ class JobService:
             await executors.start_execution(self.settings, self.js, req, self.callbacks.issue(req.job_id))
         token = self.callbacks.issue(req.job_id) if executor == "lambda" else None
         return JobOut(job=queued_view(req), callback_token=token), True
+
+    async def _check_languages(self, req: JobRequested) -> None:
+        """A 400 for a language the source lacks, when the catalog has probed it (its newest version);
+        else the job fails with the reason when it is planned."""
+        if req.audio_languages is None and req.subtitle_languages is None and req.burn_subtitles is None:
+            return
+        bucket = req.source_bucket or self.settings.s3.bucket_in
+        info = await self._probed(bucket, req.source_key)
+        if info is None:
+            return
+        sidecars = None
+        if self.s3 is not None and (req.subtitle_languages is not None or req.burn_subtitles is not None):
+            try:
+                sidecars = await anyio.to_thread.run_sync(list_sidecars, self.s3, bucket, req.source_key)
+            except (ClientError, BotoCoreError) as exc:
+                log.warning("listing the sidecars of %s/%s failed: %s", bucket, req.source_key, exc)
+        try:
+            check_source_languages(req, info, sidecars)
+        except JobRequestError as exc:
+            raise FieldError(str(exc), exc.field) from None
+
+    async def _probed(self, bucket: str, key: str) -> MediaInfo | None:
+        """The catalog's probe of the newest version of ``bucket``/``key``; None when it has none (not
+        scanned or not probed yet, removed, or the catalog did not answer)."""
+        try:
+            page = await ask_catalog(
+                self.nc, ListAssets(prefix=key, limit=100), self.settings.request_timeout
+            )
+        except Unavailable:
+            return None
+        versions = [a for a in page.assets if a.bucket == bucket and a.key == key and not a.removed]
+        newest = max(versions, key=lambda a: a.updated_at, default=None)
+        if newest is None or newest.probe_status != "ok":
+            return None
+        return newest.info
 
     async def _claim_outputs(self, req: JobRequested, explicit: bool) -> None:
         """Claim what the job will write, or raise 409 naming the job that owns it: the output key given

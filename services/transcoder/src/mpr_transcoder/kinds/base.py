@@ -36,6 +36,7 @@ class JobContext:
     limits: Limits
     watermark: WatermarkSource | None = None
     subtitles: SubtitleInput | None = None  # the subtitle track it converts or burns in
+    sidecars: tuple[SubtitleInput, ...] = ()  # the subtitle files a trim embeds (subtitle_sources)
     content_key: PackageKey | None = None  # an encrypted package's key (its renditions encrypt with it)
 
     @property

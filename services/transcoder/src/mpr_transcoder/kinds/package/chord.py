@@ -154,7 +154,8 @@ class Packager(JobGraph[PackagePlan]):
         ladder = None
         if parent.ladder == PER_TITLE:
             existing = await self.store.get(parent.job_id)
-            if existing is not None:
+            if existing is not None:  # its key too: a failed package's went with its files
+                await make_content_key(self.content_keys, existing, parent.output_bucket or self.bucket_out)
                 return existing
             ladder = await self._analyse(parent, info)
         found = []
@@ -287,6 +288,9 @@ class Packager(JobGraph[PackagePlan]):
             await self.job_state.failed(job_id)
         for key, job_id in left.claims:
             await owners.release(bucket, key, job_id)
+        if package.encryption is not None and self.content_keys is not None:
+            # What it encrypted is gone: its key goes too (a retry of the package makes a new one).
+            await self.content_keys.forget(package.job_id)
         if left.doomed or left.claims:
             log.info(
                 "package discarded: %d objects deleted, %d claims released",

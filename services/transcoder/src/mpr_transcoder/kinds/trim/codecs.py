@@ -24,6 +24,7 @@ class Container:
     faststart: bool = False
     rotation: bool = False  # keeps a display matrix (set from the "rotate" tag)
     passthrough: bool = True  # timestamps as they are (variable frame rate); False: constant rate
+    subtitle_codec: str | None = None  # what the source's text subtitles become (None: left out)
 
 
 _X264 = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p", "-profile:v", "high"]
@@ -36,16 +37,31 @@ _H26X = frozenset({"h264", "hevc"})
 _MP4_AUDIO = frozenset({"aac", "mp3", "ac3", "eac3", "alac"})
 _PCM = frozenset({"pcm_s16le", "pcm_s24le", "pcm_s32le", "pcm_f32le", "pcm_s16be", "pcm_s24be"})
 
+
+def _quicktime(muxer: str, audio: frozenset[str]) -> Container:
+    """MP4 and MOV: H.264/HEVC kept, a display matrix, the index up front, mov_text subtitles."""
+    return Container(
+        muxer, _H26X, audio, _X264, _AAC, faststart=True, rotation=True, subtitle_codec="mov_text"
+    )
+
+
 CONTAINERS: dict[str, Container] = {
-    ".mp4": Container("mp4", _H26X, _MP4_AUDIO, _X264, _AAC, faststart=True, rotation=True),
-    ".m4v": Container("mp4", _H26X, _MP4_AUDIO, _X264, _AAC, faststart=True, rotation=True),
-    ".mov": Container("mov", _H26X, _MP4_AUDIO | _PCM, _X264, _AAC, faststart=True, rotation=True),
+    ".mp4": _quicktime("mp4", _MP4_AUDIO),
+    ".m4v": _quicktime("mp4", _MP4_AUDIO),
+    ".mov": _quicktime("mov", _MP4_AUDIO | _PCM),
     ".mkv": Container(
-        "matroska", _H26X, _MP4_AUDIO | _PCM | {"opus", "vorbis", "flac", "mp2", "dts"}, _X264, _AAC
+        "matroska",
+        _H26X,
+        _MP4_AUDIO | _PCM | {"opus", "vorbis", "flac", "mp2", "dts"},
+        _X264,
+        _AAC,
+        subtitle_codec="srt",
     ),
     ".ts": Container("mpegts", _H26X, frozenset({"aac", "mp3", "mp2", "ac3", "eac3", "opus"}), _X264, _AAC),
     # WebM holds VP8/VP9/AV1 only: an H.264 or HEVC source is re-encoded to VP9.
-    ".webm": Container("webm", frozenset(), frozenset({"opus", "vorbis"}), _VP9, _OPUS),
+    ".webm": Container(
+        "webm", frozenset(), frozenset({"opus", "vorbis"}), _VP9, _OPUS, subtitle_codec="webvtt"
+    ),
     # Containers without the decode/presentation times B-frames need (or with parameter sets in the
     # header only): the range is re-encoded, to their usual codecs.
     ".avi": Container("avi", frozenset(), frozenset({"mp3"}), _X264, _MP3, passthrough=False),

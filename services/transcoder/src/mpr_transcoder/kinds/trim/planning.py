@@ -42,6 +42,9 @@ class TrimResult:
     # The picture's (the sound's for sound-only outputs): "smart", the edges re-encoded and the whole
     # GOPs copied; "copy", nothing re-encoded; "reencode", all of it.
     mode: TrimMode
+    # The source's second the output's time 0 shows (the first frame or sound packet kept, within a
+    # microsecond): what moves the source's subtitle cues onto the output's timeline.
+    origin: float = 0.0
 
 
 # --- the range ----------------------------------------------------------------------------------------

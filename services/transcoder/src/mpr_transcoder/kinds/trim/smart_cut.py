@@ -133,6 +133,11 @@ async def _read_range(
         first = first - READ_RETRY_BEFORE if first > READ_RETRY_BEFORE else 0.0
 
 
+def _origin(t0: Fraction) -> float:
+    """The source's second of local time ``t0``, where the output starts (floored as the offsets are)."""
+    return round(float(floor_us(t0) - BASE), 6)
+
+
 async def _upright() -> int:
     return 0
 
@@ -180,7 +185,7 @@ async def smart_trim(
         # local copy either; FFmpeg's own accurate seek reads the range once.
         await run(direct_reencode_args(url, protocols, s, e, container, output, max_bytes))
         last = e if math.isfinite(e) else (info.duration or s)
-        return TrimResult(round(last - s, 6), "reencode")
+        return TrimResult(round(last - s, 6), "reencode", s)
 
     await asyncio.to_thread(work_dir.mkdir, parents=True, exist_ok=True)
     local = work_dir / "range.nut"
@@ -233,7 +238,7 @@ async def _trim_video(
         sound = (start_t, min(end_t, plan.frame_end), reencoded) if audio_pts else None
         video = (plan.frames, everything)
         await run(reencode_args(local, offset, video, sound, container, output, max_bytes, await rotation))
-        return TrimResult(round(float(plan.frame_end - t0), 6), "reencode")
+        return TrimResult(round(float(plan.frame_end - t0), 6), "reencode", _origin(t0))
 
     copy_sound = sound_options is None
     if not audio_pts:
@@ -268,7 +273,7 @@ async def _trim_video(
     ends = [plan.frame_end]
     if audio_pts:
         ends.append(sound_end(copy.audio_pts, audio_pts) if copy_sound else min(end_t, plan.frame_end))
-    return TrimResult(round(float(max(ends) - t0), 6), plan.mode)
+    return TrimResult(round(float(max(ends) - t0), 6), plan.mode, _origin(t0))
 
 
 async def _trim_sound(
@@ -290,8 +295,9 @@ async def _trim_sound(
     encoder = sound_encoder(copy.audio.get("codec_name"), container)
     if encoder is None:
         await run(audio_copy_args(local, start_t, end_t, container, output, max_bytes))
-        return TrimResult(round(float(sound_end(copy.audio_pts, audio_pts) - audio_pts[0]), 6), "copy")
+        ended = sound_end(copy.audio_pts, audio_pts)
+        return TrimResult(round(float(ended - audio_pts[0]), 6), "copy", _origin(audio_pts[0]))
     end_sound = min(end_t, sound_end(copy.audio_pts, audio_pts))
     offset = BASE - floor_us(start_t)
     await run(reencode_args(local, offset, None, (start_t, end_sound, encoder), container, output, max_bytes))
-    return TrimResult(round(float(end_sound - start_t), 6), "reencode")
+    return TrimResult(round(float(end_sound - start_t), 6), "reencode", _origin(start_t))
