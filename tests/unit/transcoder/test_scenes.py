@@ -112,6 +112,21 @@ def test_two_jobs_on_one_source_detect_once_and_a_changed_object_again() -> None
     asyncio.run(go())
 
 
+def test_a_job_that_only_reads_gets_scenes_once_they_are_detected_for_that_version() -> None:
+    kv = FakeKV()
+
+    async def go() -> None:
+        store = _store(kv)
+        assert await store.known("in", "x.mp4", "e1", 9) is None  # nobody detected them
+        await store._claim(scenes_key("in", "x.mp4"), _mine(), None)
+        assert await store.known("in", "x.mp4", "e1", 9) is None  # being detected: not waited for
+        await _store(kv, claim_seconds=0.0).scenes("in", "x.mp4", "e1", 9, Detector([2.5]))
+        assert await store.known("in", "x.mp4", "e1", 9) == [2.5]
+        assert await store.known("in", "x.mp4", "e2", 9) is None  # another version of the object
+
+    asyncio.run(go())
+
+
 def test_a_dead_transcoders_claim_is_taken_over_once_it_is_old() -> None:
     kv, now = FakeKV(), [1000.0]
     dead = _store(kv, clock=lambda: now[0])

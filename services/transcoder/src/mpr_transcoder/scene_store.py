@@ -42,9 +42,6 @@ CLAIM_SECONDS = 30.0  # a claim not renewed for this long is a dead transcoder's
 POLL_SECONDS = 0.25  # how often a waiting job reads the entry
 STORE_ERRORS = (NatsError, TimeoutError, OSError)
 
-# One job's view of its source's scenes: given the step to run the detector in, the cuts (seconds).
-SceneLookup = Callable[[StepRunner], Awaitable[list[float]]]
-
 
 async def detect_scenes(
     step: StepRunner, url: str, report_dir: Path, protocols: str = NETWORK_PROTOCOLS
@@ -63,6 +60,30 @@ def _report_file(folder: Path) -> Path:
     fd, name = tempfile.mkstemp(prefix="scenes-", suffix=".log", dir=folder)
     os.close(fd)
     return Path(name)
+
+
+class SceneLookup:
+    """One job's view of its source's scenes: :meth:`detected` reads them or detects them (in the job's
+    step, once across jobs), for a job that decodes the whole source anyway; :meth:`known` only reads
+    them, for a job that reads a few seconds of it (a pass over the whole source would cost it more
+    than all its own work)."""
+
+    def __init__(
+        self, store: SceneStore, bucket: str, key: str, etag: str, size: int, url: str, report_dir: Path
+    ) -> None:
+        self.store = store
+        self.source = (bucket, key, etag, size)
+        self.url = url
+        self.report_dir = report_dir
+
+    async def detected(self, step: StepRunner) -> list[float]:
+        async def detect() -> list[float]:
+            return await detect_scenes(step, self.url, self.report_dir)
+
+        return await self.store.scenes(*self.source, detect)
+
+    async def known(self) -> list[float]:
+        return await self.store.known(*self.source) or []
 
 
 class SceneStore:
@@ -84,16 +105,19 @@ class SceneStore:
         self.clock = clock
 
     def lookup(self, bucket: str, key: str, etag: str, size: int, url: str, report_dir: Path) -> SceneLookup:
-        """The scenes of ``bucket/key`` at ``etag`` and ``size`` (read through ``url``), detected in the
-        job's step when nobody has."""
+        """One job's view of the scenes of ``bucket/key`` at ``etag`` and ``size`` (read through ``url``)."""
+        return SceneLookup(self, bucket, key, etag, size, url, report_dir)
 
-        async def scenes(step: StepRunner) -> list[float]:
-            async def detect() -> list[float]:
-                return await detect_scenes(step, url, report_dir)
-
-            return await self.scenes(bucket, key, etag, size, detect)
-
-        return scenes
+    async def known(self, bucket: str, key: str, etag: str, size: int) -> list[float] | None:
+        """The stored scenes of that object version; None when nobody has detected them (yet)."""
+        try:
+            entry, _ = await self._read(scenes_key(bucket, key))
+        except STORE_ERRORS as exc:
+            log.warning("scene store unavailable (%s): going on without scenes", exc)
+            return None
+        if entry is None or entry.state != DONE or not entry.is_of(bucket, key, etag, size):
+            return None
+        return list(entry.scenes)
 
     async def scenes(
         self, bucket: str, key: str, etag: str, size: int, detect: Callable[[], Awaitable[list[float]]]

@@ -26,7 +26,8 @@ def scene_args(url: str, protocols: str = NETWORK_PROTOCOLS) -> list[str]:
         *("-map", "0:v:0", "-an", "-sn", "-dn"),
         "-filter:v",
         f"scale=-2:{SCENE_HEIGHT},scdet=threshold={SCENE_THRESHOLD:g}",
-        *("-f", "null", "-"),
+        # each decoded frame once: a jump in the source's timestamps is never filled with copies
+        *("-fps_mode", "passthrough", "-f", "null", "-"),
     ]
 
 

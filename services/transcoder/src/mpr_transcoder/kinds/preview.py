@@ -1,6 +1,6 @@
 """The ``preview`` kind: a short looping animation for listings, clips from evenly spread moments of the
 source, or a little after the scene changes nearest them when the source has a scene per clip
-(:func:`preview_clips`; the scenes as every job on the source reads them, :mod:`..scene_store`), joined in
+(:func:`preview_clips`; the scenes kept by an earlier job on the source, :mod:`..scene_store`), joined in
 one FFmpeg command (:func:`preview_args`, pure): animated WebP (libwebp_anim) or GIF (a palette made from
 the clips themselves), as the output key's extension says.
 
@@ -107,7 +107,9 @@ def plan(ctx: JobContext) -> Work:
     expected = sum(s for _, s in preview_clips(ctx.info.duration, opts))
 
     async def run(runner: StepRunner) -> None:
-        scenes = await ctx.scenes(runner.scoped(0.0, 0.0, by_time=False)) if ctx.scenes is not None else []
+        # the scenes a transcode or an analysis kept: a pass over the whole source would cost far more
+        # than the few seconds a preview reads
+        scenes = await ctx.scenes.known() if ctx.scenes is not None else []
         await runner(command(scenes))
 
     # An animation's clock is its own (frames at the preview's rate), not the source's: not checked

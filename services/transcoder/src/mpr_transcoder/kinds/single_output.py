@@ -278,7 +278,7 @@ def plan(ctx: JobContext) -> Work:
 
         key_frames: list[float] = []
         if ctx.scenes is not None and _cuts_key_frames(ctx):
-            cuts = await ctx.scenes(runner.scoped(0.0, 0.0, by_time=False))
+            cuts = await ctx.scenes.detected(runner.scoped(0.0, 0.0, by_time=False))
             key_frames = key_frame_times(cuts, ctx.job.start or 0.0, ctx.job.end)
 
         async def encode(audio_filter: str | None) -> None:

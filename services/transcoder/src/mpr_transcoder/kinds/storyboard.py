@@ -26,8 +26,9 @@ Seeking wins once a few megabytes lie between two tiles: long, high bit-rate sou
 300 tiles 24 s apart, 15 MB each; the pass would read 4.5 GB). One FFmpeg with an input per tile is no
 better: it keeps reading every input (224 MB for 25 tiles).
 
-Scenes. The poster is taken a little after the source's scene cut nearest 10 % in (:func:`poster_time`;
-the scenes as every job on the source reads them, ``..scene_store``). The tiles stay on their time grid:
+Scenes. The poster is taken a little after the source's scene cut nearest 10 % in (:func:`poster_time`),
+when an earlier job on the source kept its scenes (``..scene_store``): a storyboard never decodes the
+whole source to find them, which would cost more than its key frames. The tiles stay on their time grid:
 a seek-bar thumbnail must show the picture at its cue's time, and a tile is a key frame of the source,
 which scene cuts need not be (decoding up to each cut would cost the whole decode that key frames save).
 
@@ -555,9 +556,8 @@ def plan(ctx: JobContext) -> Work:
             steps.on_progress(95.0 * frac, ProgressReport())
 
         poster_at = None
-        if ctx.scenes is not None and ctx.info.video_codec is not None and ctx.info.duration:
-            cuts = await ctx.scenes(runner.scoped(0.0, 0.0, by_time=False))
-            poster_at = poster_time(ctx.info.duration, cuts)
+        if ctx.scenes is not None and ctx.info.duration:  # kept by an earlier job: never detected here
+            poster_at = poster_time(ctx.info.duration, await ctx.scenes.known())
         try:
             await make_storyboard(
                 ctx.url, ctx.info, ctx.preset, out_dir, steps, poster_time=poster_at, on_progress=done

@@ -163,7 +163,7 @@ class Analyser:
         step = StepRunner(self.limits, asyncio.Event(), {url: package.source_key}, _ignore, None, self.start)
         try:
             if scenes is not None:
-                cuts = await scenes(step)
+                cuts = await scenes.detected(step)
             else:
                 cuts = await detect_scenes(step, url, tmp, self.protocols)
             duration = info.duration or SAMPLE_SECONDS
