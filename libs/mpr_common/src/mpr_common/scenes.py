@@ -54,6 +54,11 @@ def scenes_key(bucket: str, key: str) -> str:
     return hashlib.sha256(f"{bucket}\0{key}".encode()).hexdigest()[:40]
 
 
+def _ms(seconds: float) -> float:
+    """``seconds`` to the millisecond below (never past the time it stands for)."""
+    return math.floor(seconds * 1000) / 1000
+
+
 def _starts(duration: float, scenes: Sequence[float], include_start: bool) -> list[float]:
     cuts = sorted({c for c in scenes if math.isfinite(c) and 0.0 < c < duration})
     return [0.0, *cuts] if include_start else cuts
@@ -78,7 +83,7 @@ def scene_moments(
     starts = _starts(duration, scenes, include_start)
     if not even or len(starts) < len(even):
         return fallback, "even"
-    candidates = sorted({round(min(room, s + lead), 3) for s in starts})
+    candidates = sorted({_ms(min(room, s + lead)) for s in starts})
     picked: list[float] = []
     for moment in fallback:
         free = [c for c in candidates if c not in picked and all(abs(c - p) >= length for p in picked)]
@@ -100,6 +105,6 @@ def key_frame_times(
         t = cut - start
         if t - last < min_gap or (end is not None and cut >= end):
             continue
-        out.append(math.floor(t * 1000) / 1000)  # never past the cut's frame
+        out.append(_ms(t))  # never past the cut's frame
         last = t
     return out
