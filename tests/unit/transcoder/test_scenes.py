@@ -133,7 +133,7 @@ def test_a_dead_transcoders_claim_is_taken_over_once_it_is_old() -> None:
 
     async def go() -> None:
         await dead._claim(scenes_key("in", "x.mp4"), _mine(), None)
-        now[0] += 31.0  # not renewed: its transcoder is gone
+        now[0] += 11.0  # not renewed: its transcoder is gone
         assert await _store(kv, clock=lambda: now[0]).scenes("in", "x.mp4", "e1", 9, Detector([3.0])) == [3.0]
 
     asyncio.run(go())

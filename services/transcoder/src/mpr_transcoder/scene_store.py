@@ -38,7 +38,7 @@ from .steps import StepRunner
 
 log = logging.getLogger("mpr.transcoder")
 
-CLAIM_SECONDS = 30.0  # a claim not renewed for this long is a dead transcoder's
+CLAIM_SECONDS = 10.0  # a claim not renewed for this long (renewed every third of it) is a dead transcoder's
 POLL_SECONDS = 0.25  # how often a waiting job reads the entry
 STORE_ERRORS = (NatsError, TimeoutError, OSError)
 
