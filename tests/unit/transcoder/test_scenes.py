@@ -179,6 +179,32 @@ def test_a_transcode_forces_key_frames_at_the_given_times_hls_keeps_its_own(tmp_
     assert args[args.index("-force_key_frames") + 1].startswith("expr:")
 
 
+def test_a_transcode_of_the_whole_source_finds_scenes_as_a_second_output(tmp_path: Path) -> None:
+    info = MediaInfo(duration=6.0, video_codec="h264", audio_codec="aac", width=320, height=180)
+    job = normalize_job(JobRequested(job_id="j", kind="transcode", source_key="a.mp4"))
+    args = build_plan(job, PRESETS[job.preset or ""], "u", info, tmp_path / "o", 10**9, find_scenes=True).args
+    main = args.index(str(tmp_path / "o" / "output.mp4"))
+    assert args[main + 1 :][:2] == ["-map", "0:v:0"] and args[-3:] == ["-f", "null", "-"]
+    assert "scdet" in args[args.index("-filter:v", main) + 1]
+    assert args[args.index("-t", main) + 1] == args[args.index("-t") + 1]  # bounded as the output
+
+
+def test_scenes_found_on_the_way_are_kept_unless_another_jobs_are() -> None:
+    kv = FakeKV()
+
+    async def go() -> None:
+        store = _store(kv)
+        await store.offer("in", "x.mp4", "e1", 9, [2.0])
+        await store.offer("in", "x.mp4", "e1", 9, [9.0])  # the first kept holds
+        assert await store.known("in", "x.mp4", "e1", 9) == [2.0]
+        await store.offer("in", "x.mp4", "e2", 9, [3.0])  # a new version replaces it
+        assert await store.known("in", "x.mp4", "e2", 9) == [3.0]
+        kv.down = True
+        await store.offer("in", "x.mp4", "e3", 9, [1.0])  # no store: nothing kept, no error
+
+    asyncio.run(go())
+
+
 def test_preview_clips_follow_scenes_when_there_is_one_per_clip() -> None:
     opts = PreviewOptions(clips=3, clip_seconds=1.0)
     assert preview_clips(6.0, opts, [2.0, 4.0]) == [(0.2, 1.0), (2.2, 1.0), (4.2, 1.0)]

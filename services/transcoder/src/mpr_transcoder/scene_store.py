@@ -1,7 +1,10 @@
 """A source's scene changes, detected once per object version and kept in ``SCENES_KV`` for every job on
 it (what is kept and how kinds use it: :mod:`mpr_common.scenes`).
 
-A job that needs them reads the entry; when it is missing or describes another version of the object,
+A transcode that encodes the whole source finds them on the way (an extra output of its command, the
+picture it decodes anyway scaled and scored: no second read of the source) and offers them
+(:meth:`SceneStore.offer`: kept unless another job's are). A job that needs them before it starts (a
+per-title analysis) reads the entry; when it is missing or describes another version of the object,
 the job claims it (a KV create, or an update at the revision it read: one compare-and-set, so of two
 jobs only one wins), runs the detector (:mod:`.ffmpeg.scdet`) and stores the result over its claim.
 A job that finds a fresh claim of another waits for its result, reading the entry every
@@ -63,10 +66,11 @@ def _report_file(folder: Path) -> Path:
 
 
 class SceneLookup:
-    """One job's view of its source's scenes: :meth:`detected` reads them or detects them (in the job's
-    step, once across jobs), for a job that decodes the whole source anyway; :meth:`known` only reads
-    them, for a job that reads a few seconds of it (a pass over the whole source would cost it more
-    than all its own work)."""
+    """One job's view of its source's scenes: :meth:`detected` reads them or detects them in a pass of
+    their own (in the job's step, once across jobs: a per-title analysis, which needs them before it
+    starts); :meth:`known` only reads them (a preview reads a few seconds of the source, a pass over all
+    of it would cost more than its own work); :meth:`keep` offers what a command that decoded the whole
+    source for its own output found on the way (a transcode's detector output: no second read)."""
 
     def __init__(
         self, store: SceneStore, bucket: str, key: str, etag: str, size: int, url: str, report_dir: Path
@@ -82,8 +86,13 @@ class SceneLookup:
 
         return await self.store.scenes(*self.source, detect)
 
-    async def known(self) -> list[float]:
-        return await self.store.known(*self.source) or []
+    async def known(self) -> list[float] | None:
+        """The scenes kept for this version of the source; None when no job has detected them."""
+        return await self.store.known(*self.source)
+
+    async def keep(self, cuts: list[float]) -> None:
+        """Keep the scenes a command found that decoded the whole source for its own output."""
+        await self.store.offer(*self.source, cuts)
 
 
 class SceneStore:
@@ -118,6 +127,28 @@ class SceneStore:
         if entry is None or entry.state != DONE or not entry.is_of(bucket, key, etag, size):
             return None
         return list(entry.scenes)
+
+    async def offer(self, bucket: str, key: str, etag: str, size: int, cuts: list[float]) -> None:
+        """Keep ``cuts`` as that object version's scenes unless another job's are kept or being detected
+        (never fails: a lost race or an unreachable store keeps nothing)."""
+        k = scenes_key(bucket, key)
+        done = SourceScenes(
+            bucket=bucket, key=key, etag=etag, size=size, state=DONE, scenes=list(cuts),
+            threshold=SCENE_THRESHOLD, by=self.instance, at=self.clock(),
+        )  # fmt: skip
+        try:
+            entry, revision = await self._read(k)
+            if entry is not None and entry.is_of(bucket, key, etag, size):
+                if entry.state == DONE or self.clock() - entry.at < self.claim_seconds:
+                    return
+            if revision is None:
+                await self.kv.create(k, encode(done))
+            else:
+                await self.kv.update(k, encode(done), last=revision)
+        except KeyWrongLastSequenceError:
+            pass
+        except STORE_ERRORS as exc:
+            log.warning("scenes of %s/%s not kept: %s", bucket, key, exc)
 
     async def scenes(
         self, bucket: str, key: str, etag: str, size: int, detect: Callable[[], Awaitable[list[float]]]

@@ -109,7 +109,7 @@ def plan(ctx: JobContext) -> Work:
     async def run(runner: StepRunner) -> None:
         # the scenes a transcode or an analysis kept: a pass over the whole source would cost far more
         # than the few seconds a preview reads
-        scenes = await ctx.scenes.known() if ctx.scenes is not None else []
+        scenes = (await ctx.scenes.known() or []) if ctx.scenes is not None else []
         await runner(command(scenes))
 
     # An animation's clock is its own (frames at the preview's rate), not the source's: not checked

@@ -19,6 +19,7 @@ from mpr_common.scenes import key_frame_times
 from ..burn_in import BURNT, CONVERTED, burn_filter, write_burn_file
 from ..ffmpeg.argv import GLOBAL_ARGS, VIDEO_TIMING, fmt, input_args, output_slack
 from ..ffmpeg.filtergraph import WatermarkSource, watermark_inputs, watermark_outputs
+from ..ffmpeg.scdet import read_scenes, scene_output
 from ..job_errors import JobError
 from ..quality import encode_measured
 from ..steps import StepRunner
@@ -194,6 +195,7 @@ def build_plan(
     watermark: WatermarkSource | None = None,
     burn: Path | None = None,
     key_frames: Sequence[float] = (),
+    find_scenes: bool = False,
 ) -> Plan:
     """``job`` must be normalised (see ``mpr_common.jobs.normalize_job``).
 
@@ -203,7 +205,9 @@ def build_plan(
     timestamps that jump far ahead never make FFmpeg write hours of duplicated frames. ``audio_filter``
     (e.g. the second pass of loudness normalisation) applies when the sound is re-encoded; ``watermark``
     is drawn over the scaled picture, after the subtitles of the WebVTT file ``burn``; ``key_frames``
-    (seconds of the output) are forced key frames of its video, when it is encoded and not HLS."""
+    (seconds of the output) are forced key frames of its video, when it is encoded and not HLS;
+    ``find_scenes``: the scene detector is a second output (:func:`~..ffmpeg.scdet.scene_output`), its
+    cuts in the command's report."""
     start = job.start if job.kind != "thumbnail" else thumbnail_time(job, info)
     args = GLOBAL_ARGS + input_args(input_url, start)
     if watermark is not None and job.kind != "thumbnail":  # its image: an input, before any output option
@@ -240,17 +244,23 @@ def build_plan(
     if preset.container:
         args += ["-f", preset.container]
     args += [str(main)]
+    if find_scenes and info.video_codec is not None:
+        args += scene_output(fmt(length) if length is not None else None)
     return Plan(args, output_dir, main, expected)
 
 
 def plan(ctx: JobContext) -> Work:
     """One command; with loudness normalisation, its first pass before it; with burnt-in subtitles,
-    their conversion (:mod:`..burn_in`) before it; a transcode's video gets key frames at its source's
-    scene cuts (read where they are kept, or detected once: :mod:`..scene_store`)."""
+    their conversion (:mod:`..burn_in`) before it. A transcode's video gets key frames at its source's
+    scene cuts when they are kept (:mod:`..scene_store`); when they are not, its command finds them on
+    the way (the scene detector as a second output of the picture it decodes anyway) and keeps them for
+    the jobs after it."""
     burning = ctx.subtitles if ctx.job.burn_subtitles is not None and ctx.job.kind == "transcode" else None
     burn = ctx.tmp / BURNT if burning is not None else None
 
-    def command(audio_filter: str | None = None, key_frames: Sequence[float] = ()) -> Plan:
+    def command(
+        audio_filter: str | None = None, key_frames: Sequence[float] = (), find_scenes: bool = False
+    ) -> Plan:
         try:
             return build_plan(
                 ctx.job,
@@ -264,6 +274,7 @@ def plan(ctx: JobContext) -> Work:
                 watermark=ctx.watermark,
                 burn=burn,
                 key_frames=key_frames,
+                find_scenes=find_scenes,
             )
         except ValueError as exc:
             raise JobError(str(exc), "invalid") from None
@@ -276,16 +287,24 @@ def plan(ctx: JobContext) -> Work:
             await runner.scoped(0.0, 1.0, by_time=False)(burning.webvtt_args(converted))
             write_burn_file(converted, burn, ctx.job.start, burning.name)
 
-        key_frames: list[float] = []
-        if ctx.scenes is not None and _cuts_key_frames(ctx):
-            cuts = await ctx.scenes.detected(runner.scoped(0.0, 0.0, by_time=False))
-            key_frames = key_frame_times(cuts, ctx.job.start or 0.0, ctx.job.end)
+        scenes = ctx.scenes if _cuts_key_frames(ctx) else None
+        known = await scenes.known() if scenes is not None else None
+        key_frames = key_frame_times(known, ctx.job.start or 0.0, ctx.job.end) if known else []
+        # unknown: found on the way, for the jobs after this one, when this one decodes the whole source
+        find = scenes is not None and known is None and not ctx.job.start and ctx.job.end is None
+        found: list[float] = []
+
+        def read_found(report: Path) -> None:
+            found.extend(read_scenes(report))
 
         async def encode(audio_filter: str | None) -> None:
             main = runner.scoped(30.0 if audio_filter else 0.0, 100.0)
-            args = (command(audio_filter, key_frames) if audio_filter or key_frames else first).args
-            work.quality = await encode_measured(main, args, ctx.tmp)
+            changed = audio_filter or key_frames or find
+            args = (command(audio_filter, key_frames, find) if changed else first).args
+            work.quality = await encode_measured(main, args, ctx.tmp, on_report=read_found if find else None)
             runner.written = main.written
+            if find and scenes is not None:
+                await scenes.keep(found)
 
         await with_loudness(ctx, work, runner, encode)
 

@@ -557,7 +557,7 @@ def plan(ctx: JobContext) -> Work:
 
         poster_at = None
         if ctx.scenes is not None and ctx.info.duration:  # kept by an earlier job: never detected here
-            poster_at = poster_time(ctx.info.duration, await ctx.scenes.known())
+            poster_at = poster_time(ctx.info.duration, await ctx.scenes.known() or [])
         try:
             await make_storyboard(
                 ctx.url, ctx.info, ctx.preset, out_dir, steps, poster_time=poster_at, on_progress=done
