@@ -13,7 +13,8 @@ from mpr_common.events import JobRequested, LadderChoice, MediaInfo, RungChoice,
 from mpr_common.jobs import normalize_job
 from mpr_common.per_title import PROBE_CRFS
 from mpr_common.presets import PRESETS
-from mpr_transcoder.kinds.package.analysis import probe_args, read_probes, read_scenes, scene_args
+from mpr_transcoder.ffmpeg.scdet import read_scenes, scene_args
+from mpr_transcoder.kinds.package.analysis import probe_args, read_probes
 from mpr_transcoder.kinds.package.children import as_planned, plan_package
 
 HD = MediaInfo(duration=30.0, video_codec="h264", width=1920, height=1080, audio_codec="aac", fps=25.0)

@@ -208,7 +208,7 @@ IDENTITIES: dict[str, Identity] = {
             "pulls job requests; publishes progress, completion, failure and dead letters, a package's "
             "child jobs and their cancels, and when a package becomes playable; reads the catalog's "
             "probes; records terminal job states and package plans; makes and reads encrypted packages' "
-            "keys (wrapped)",
+            "keys (wrapped) and sources' scene changes",
             publish=[
                 *_pull(s.JOBS_STREAM, s.TRANSCODERS_DURABLE),
                 s.JOB_CHILD,
@@ -225,6 +225,8 @@ IDENTITIES: dict[str, Identity] = {
                 *_kv(s.PACKAGES_KV, write=True),
                 # encrypted packages: creates each one's content key (wrapped), reads it to encrypt segments
                 *_kv(s.CONTENT_KEYS_KV, write=True),
+                # sources' scene changes: detected once per object version, read by every job on it
+                *_kv(s.SCENES_KV, write=True),
                 # queue classes: each class's consumer and children; the pause flags, read …
                 *(x for p in _OTHER_CLASSES for x in _pull(s.JOBS_STREAM, s.transcoders_durable(p))),
                 *(s.child_subject(p) for p in _OTHER_CLASSES),

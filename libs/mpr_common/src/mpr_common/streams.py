@@ -395,6 +395,8 @@ async def setup_jetstream(js: JetStreamContext, nats: NatsSettings, queue: JobQu
     await ensure_kv(js, s.QUEUES_KV, nats.stream_replicas, ttl=None)  # a paused class stays paused
     await ensure_kv(js, s.DLQ_REPLAYS_KV, nats.stream_replicas, ttl=30 * DAY)  # as long as the letters
     await ensure_kv(js, s.CONTENT_KEYS_KV, nats.stream_replicas, ttl=None)  # as long as the packages
+    # a source's scenes: detected again after 30 days unused, or at once when the object changes
+    await ensure_kv(js, s.SCENES_KV, nats.stream_replicas, ttl=30 * DAY)
     # Automation: a template's history is its revisions (64, the most KV keeps); rules and their firings
     # (once per rule and object version) are kept for good.
     await ensure_kv(js, s.TEMPLATES_KV, nats.stream_replicas, ttl=None, history=64)

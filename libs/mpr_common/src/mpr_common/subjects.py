@@ -119,6 +119,7 @@ QUEUES_KV = "mpr-queues"  # queue class -> paused or not
 QUEUE_PAUSED = b"paused"  # a paused class's value in QUEUES_KV; any other value (or none): it runs
 DLQ_REPLAYS_KV = "mpr-dlq-replays"  # a dead job request (its MPR_JOBS sequence) -> its one replay
 CONTENT_KEYS_KV = "mpr-content-keys"  # package id -> its content key, wrapped (mpr_common.content_keys)
+SCENES_KV = "mpr-scenes"  # hash of bucket + key -> the source's scene changes at an ETag (mpr_common.scenes)
 
 # --- JetStream: webhooks (deliveries log, one subject per subscription) ------------------
 WEBHOOKS_STREAM = "MPR_WEBHOOKS"

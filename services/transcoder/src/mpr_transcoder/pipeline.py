@@ -46,6 +46,7 @@ from .job_errors import JobError, ffmpeg_error, storage_error
 from .kinds import JobContext, Work
 from .kinds.single_output import Plan
 from .limits import Limits, check_source
+from .scene_store import SceneStore
 from .settings import setting
 from .source_objects import locate
 from .steps import StepRunner
@@ -88,8 +89,8 @@ async def _locate(job: JobRequested, s3: S3Client, s3_settings: S3Settings) -> t
 
 async def _source(
     job: JobRequested, s3: S3Client, s3_settings: S3Settings, limits: Limits, known_info: KnownInfo | None
-) -> tuple[str, MediaInfo, int]:
-    """(presigned URL, metadata, size in bytes) of the job's source (the catalog's probe when it has one),
+) -> tuple[str, MediaInfo, S3Object]:
+    """(presigned URL, metadata, HEAD) of the job's source (the catalog's probe when it has one),
     checked against the limits."""
     head, url = await _locate(job, s3, s3_settings)
     info = await _known_info(
@@ -98,7 +99,7 @@ async def _source(
     if info is None:
         info = await _probe(url, job.source_key, limits)
     check_source(info, limits)
-    return url, info, head.size
+    return url, info, head
 
 
 async def read_source(
@@ -176,12 +177,15 @@ async def run_job(
     limits: Limits = DEFAULT_LIMITS,
     known_info: KnownInfo | None = None,
     content_key: PackageKey | None = None,
+    scene_store: SceneStore | None = None,
 ) -> Outcome:
     """Validate, probe, run FFmpeg on a presigned URL of the source, upload the outputs.
 
     ``known_info(bucket, key, etag)`` may return the source's metadata probed earlier (the catalog's,
     see ``source_info.catalog_probe``) to save running ffprobe; None means unknown. ``content_key``: the
-    key an encrypted package's rendition encrypts its segments with (``kinds.rendition.encryption``). A package job is not
+    key an encrypted package's rendition encrypts its segments with (``kinds.rendition.encryption``).
+    ``scene_store``: where the source's scene changes are kept for every job on it (none: the kinds
+    do without them). A package job is not
     run here: the worker plans it into child jobs (see ``kinds.package``).
     """
     started = time.monotonic()
@@ -191,7 +195,8 @@ async def run_job(
         raise JobError(str(exc), "invalid") from None
     kinds.check(job)
     assert job.output_key
-    url, info, source_size = await _source(job, s3, s3_settings, limits, known_info)
+    url, info, head = await _source(job, s3, s3_settings, limits, known_info)
+    source_size = head.size
     check_range(job, info)
     room = Room.of(workdir, limits)
     tmp = Path(tempfile.mkdtemp(prefix=f"job-{job.job_id}-", dir=room.root))
@@ -201,10 +206,15 @@ async def run_job(
         watermark = await prepare_watermark(job, tmp, s3=s3, s3_settings=s3_settings, limits=limits)
         subtitles = await prepare_subtitles(job, info, url, s3=s3, s3_settings=s3_settings)
         sidecars = await trim_sidecars(job, url, s3=s3, s3_settings=s3_settings)
+        scenes = None
+        if scene_store is not None:
+            bucket = job.source_bucket or s3_settings.bucket_in
+            scenes = scene_store.lookup(bucket, job.source_key, head.etag, head.size, url, tmp)
         ctx = JobContext(
             *(job, PRESETS[job.preset or ""], url, info, tmp, room.max_bytes, limits, watermark, subtitles),
             content_key=content_key,
             sidecars=tuple(sidecars),
+            scenes=scenes,
         )
         work = kinds.plan_work(ctx)
         out_bucket = job.output_bucket or s3_settings.bucket_out

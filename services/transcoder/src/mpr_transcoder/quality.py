@@ -40,6 +40,7 @@ import asyncio
 import contextlib
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,12 +166,19 @@ def quality_from(report: Report, *, keep_frames: bool = False) -> Quality | None
 
 
 async def encode_measured(
-    step: StepRunner, args: list[str], work_dir: Path, *, keep_frames: bool = False
+    step: StepRunner,
+    args: list[str],
+    work_dir: Path,
+    *,
+    keep_frames: bool = False,
+    on_report: Callable[[Path], None] | None = None,
 ) -> Quality | None:
     """Run the encode ``args`` with ``step``; the quality of what it wrote when its encoder can measure it
     (None otherwise, or when it logged no frame). ``keep_frames``: with the per-frame values (a chunk's,
-    which its parent merges)."""
-    if not measurable(args):
+    which its parent merges). ``on_report``: also given the command's report (in a thread) before it
+    goes (another output's log: the scenes its detector found)."""
+    measured = measurable(args)
+    if not measured and on_report is None:
         await step(args)
         return None
     n = 0
@@ -178,7 +186,11 @@ async def encode_measured(
         n += 1
     report = work_dir / REPORT_NAME.format(n=n)
     try:
-        await step(with_encoder_stats(args), report=report)
+        await step(with_encoder_stats(args) if measured else args, report=report)
+        if on_report is not None:
+            await asyncio.to_thread(on_report, report)
+        if not measured:
+            return None
         read = await asyncio.to_thread(read_report, report)
     finally:
         report.unlink(missing_ok=True)

@@ -6,7 +6,8 @@
   the worker runs (:mod:`.transcode`);
 - ``trim``: frame-accurate smart cut, or a stream copy on key frames (:mod:`.trim`);
 - ``storyboard``: sprite sheets, WebVTT track and poster (:mod:`.storyboard`);
-- ``preview``: an animated WebP or GIF of clips from evenly spread moments (:mod:`.preview`);
+- ``preview``: an animated WebP or GIF of clips from evenly spread moments, or from scenes when they
+  are known (:mod:`.preview`);
 - ``rendition``: one CMAF rendition of a package (:mod:`.rendition`);
 - ``package``: never run as one job: planned into child jobs and completed by its last child, the chord
   (:mod:`.package`), which the worker runs.

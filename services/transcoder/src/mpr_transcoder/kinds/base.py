@@ -16,6 +16,7 @@ from ..ffmpeg.filtergraph import WatermarkSource
 from ..job_errors import JobError
 from ..limits import Limits
 from ..loudness import OUTPUT_RATE, LoudnessError, SilentAudio, loudnorm_filter, measure_loudness
+from ..scene_store import SceneLookup
 from ..steps import StepRunner
 from ..subtitle_sources import SubtitleInput
 
@@ -24,8 +25,9 @@ from ..subtitle_sources import SubtitleInput
 class JobContext:
     """One job's plan inputs: the job (normalised), its preset, a presigned URL of its source and the
     source's probe, its work dir ``tmp``, the bound on its outputs' size, its limits, its watermark
-    (checked and ready to draw: see ``watermarks.prepare_watermark``) and the subtitle track it reads
-    (``subtitle_sources.prepare_subtitles``)."""
+    (checked and ready to draw: see ``watermarks.prepare_watermark``), the subtitle track it reads
+    (``subtitle_sources.prepare_subtitles``) and where its source's scene changes are read (none: the
+    kind does without them)."""
 
     job: JobRequested
     preset: Preset
@@ -38,6 +40,7 @@ class JobContext:
     subtitles: SubtitleInput | None = None  # the subtitle track it converts or burns in
     sidecars: tuple[SubtitleInput, ...] = ()  # the subtitle files a trim embeds (subtitle_sources)
     content_key: PackageKey | None = None  # an encrypted package's key (its renditions encrypt with it)
+    scenes: SceneLookup | None = None  # the source's scene changes, kept per object (..scene_store)
 
     @property
     def out_dir(self) -> Path:

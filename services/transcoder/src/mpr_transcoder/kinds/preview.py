@@ -1,6 +1,8 @@
 """The ``preview`` kind: a short looping animation for listings, clips from evenly spread moments of the
-source (:func:`preview_clips`) joined in one FFmpeg command (:func:`preview_args`, pure): animated WebP
-(libwebp_anim) or GIF (a palette made from the clips themselves), as the output key's extension says.
+source, or a little after the scene changes nearest them when the source has a scene per clip
+(:func:`preview_clips`; the scenes kept by an earlier job on the source, :mod:`..scene_store`), joined in
+one FFmpeg command (:func:`preview_args`, pure): animated WebP (libwebp_anim) or GIF (a palette made from
+the clips themselves), as the output key's extension says.
 
 Each clip is an input of its own, seeking in the source (FFmpeg reads only those seconds, with HTTP
 range requests) under the source's whitelists; its frames are resampled to the preview's rate, scaled
@@ -10,10 +12,12 @@ picture fails as invalid."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 from mpr_common.events import MediaInfo, PreviewOptions
 from mpr_common.keys import extension
+from mpr_common.scenes import scene_moments
 
 from ..ffmpeg.argv import GLOBAL_ARGS, input_args, size_limit
 from ..ffmpeg.filtergraph import filter_spec
@@ -27,31 +31,41 @@ WEBP_QUALITY = "70"
 GIF_COLORS = "128"
 
 
-def preview_clips(duration: float | None, opts: PreviewOptions) -> list[tuple[float, float]]:
+def preview_clips(
+    duration: float | None, opts: PreviewOptions, scenes: Sequence[float] = ()
+) -> list[tuple[float, float]]:
     """(start, seconds) of each clip: ``opts.clips`` clips of ``opts.clip_seconds`` centred on evenly
     spread moments of a source of ``duration`` seconds, inside it; fewer clips when they would not fit
     one after another, one clip of the whole source when it is shorter than a clip. An unknown duration:
-    one clip from the start."""
+    one clip from the start. With ``scenes`` (the source's cuts) that give a scene per clip, each clip
+    starts a little after the scene start nearest its even moment instead
+    (:func:`~mpr_common.scenes.scene_moments`)."""
     length = opts.clip_seconds
     if not duration or duration <= 0 or not math.isfinite(duration):
         return [(0.0, length)]
     length = min(length, duration)
     n = max(1, min(opts.clips, math.floor(duration / length + 1e-9)))
-    clips = []
+    even = []
     for i in range(n):
         centre = duration * (2 * i + 1) / (2 * n)
-        start = min(max(0.0, centre - length / 2), duration - length)
-        clips.append((round(start, 3), round(length, 3)))
-    return clips
+        even.append(round(min(max(0.0, centre - length / 2), duration - length), 3))
+    starts, _ = scene_moments(duration, scenes, even, length)
+    return [(start, round(length, 3)) for start in starts]
 
 
 def preview_args(
-    url: str, info: MediaInfo, opts: PreviewOptions, out: Path, max_bytes: int | None = None
+    url: str,
+    info: MediaInfo,
+    opts: PreviewOptions,
+    out: Path,
+    max_bytes: int | None = None,
+    scenes: Sequence[float] = (),
 ) -> list[str]:
-    """The FFmpeg command that writes the preview to ``out`` (``.webp`` or ``.gif``)."""
+    """The FFmpeg command that writes the preview to ``out`` (``.webp`` or ``.gif``), its clips chosen
+    with the source's ``scenes``."""
     if info.video_codec is None:
         raise ValueError("the source has no video stream to make a preview of")
-    clips = preview_clips(info.duration, opts)
+    clips = preview_clips(info.duration, opts, scenes)
     args = list(GLOBAL_ARGS)
     for start, seconds in clips:
         args += input_args(url, start, end=start + seconds)
@@ -81,14 +95,22 @@ def plan(ctx: JobContext) -> Work:
     job = ctx.job
     opts = job.preview or PreviewOptions()
     main = ctx.out_dir / f"preview{extension(job.output_key or '')}"
-    try:
-        args = preview_args(ctx.url, ctx.info, opts, main, ctx.max_bytes)
-    except ValueError as exc:
-        raise JobError(str(exc), "invalid") from None
+
+    def command(scenes: Sequence[float]) -> list[str]:
+        try:
+            return preview_args(ctx.url, ctx.info, opts, main, ctx.max_bytes, scenes)
+        except ValueError as exc:
+            raise JobError(str(exc), "invalid") from None
+
+    command(())  # refused before any FFmpeg runs
+    # as many clips as long with scenes or without
     expected = sum(s for _, s in preview_clips(ctx.info.duration, opts))
 
     async def run(runner: StepRunner) -> None:
-        await runner(args)
+        # the scenes a transcode or an analysis kept: a pass over the whole source would cost far more
+        # than the few seconds a preview reads
+        scenes = (await ctx.scenes.known() or []) if ctx.scenes is not None else []
+        await runner(command(scenes))
 
     # An animation's clock is its own (frames at the preview's rate), not the source's: not checked
     # against the source's duration.

@@ -7,16 +7,19 @@ never come from user strings."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mpr_common.events import JobRequested, MediaInfo
 from mpr_common.keys import extension
 from mpr_common.presets import Preset
+from mpr_common.scenes import key_frame_times
 
 from ..burn_in import BURNT, CONVERTED, burn_filter, write_burn_file
 from ..ffmpeg.argv import GLOBAL_ARGS, VIDEO_TIMING, fmt, input_args, output_slack
 from ..ffmpeg.filtergraph import WatermarkSource, watermark_inputs, watermark_outputs
+from ..ffmpeg.scdet import read_scenes, scene_output
 from ..job_errors import JobError
 from ..quality import encode_measured
 from ..steps import StepRunner
@@ -106,6 +109,7 @@ def _stream_args(
     info: MediaInfo,
     watermark: WatermarkSource | None = None,
     burn: Path | None = None,
+    key_frames: Sequence[float] = (),
 ) -> list[str]:
     """Which streams go to the output and how they are encoded (the sound's options aside); with a
     watermark, the picture comes from its filter graph (its image is the second input)."""
@@ -123,7 +127,7 @@ def _stream_args(
     if watermark is not None and not has_video:
         raise ValueError("watermark: the source has no video stream to draw it on")
     if has_video:
-        args += _video_stream_args(preset, watermark, burn, to_sdr_filter(info))
+        args += _video_stream_args(preset, watermark, burn, to_sdr_filter(info), key_frames)
     elif burn is not None:
         raise ValueError("burn_subtitles: the source has no video stream to draw them on")
     if has_audio:
@@ -132,11 +136,16 @@ def _stream_args(
 
 
 def _video_stream_args(
-    preset: Preset, watermark: WatermarkSource | None, burn: Path | None = None, to_sdr: str | None = None
+    preset: Preset,
+    watermark: WatermarkSource | None,
+    burn: Path | None = None,
+    to_sdr: str | None = None,
+    key_frames: Sequence[float] = (),
 ) -> list[str]:
     """The picture's stream options. Every video preset of a single output encodes SDR (H.264, VP9 at
     8 bits): ``to_sdr``, an HDR source's tone mapping, runs after the scaling (fewer pixels) and before
-    subtitles or a watermark are drawn (they are SDR), and the output is tagged BT.709."""
+    subtitles or a watermark are drawn (they are SDR), and the output is tagged BT.709. ``key_frames``:
+    seconds of the output where a key frame is forced (its scene cuts), besides the encoder's own."""
     filters = [scale_height(preset.height)] if preset.height else []
     if to_sdr:
         filters.append(to_sdr)
@@ -155,6 +164,8 @@ def _video_stream_args(
     if preset.container == "hls" and preset.hls_segment_seconds:
         seg = preset.hls_segment_seconds
         args += ["-force_key_frames", f"expr:gte(t,n_forced*{seg})"]
+    elif key_frames:
+        args += ["-force_key_frames", ",".join(fmt(t) for t in key_frames)]
     return args
 
 
@@ -183,6 +194,8 @@ def build_plan(
     audio_filter: str | None = None,
     watermark: WatermarkSource | None = None,
     burn: Path | None = None,
+    key_frames: Sequence[float] = (),
+    find_scenes: bool = False,
 ) -> Plan:
     """``job`` must be normalised (see ``mpr_common.jobs.normalize_job``).
 
@@ -191,7 +204,10 @@ def build_plan(
     the start plus :func:`output_slack` (``max_source_duration`` when the probe found none), so that
     timestamps that jump far ahead never make FFmpeg write hours of duplicated frames. ``audio_filter``
     (e.g. the second pass of loudness normalisation) applies when the sound is re-encoded; ``watermark``
-    is drawn over the scaled picture, after the subtitles of the WebVTT file ``burn``."""
+    is drawn over the scaled picture, after the subtitles of the WebVTT file ``burn``; ``key_frames``
+    (seconds of the output) are forced key frames of its video, when it is encoded and not HLS;
+    ``find_scenes``: the scene detector is a second output (:func:`~..ffmpeg.scdet.scene_output`), its
+    cuts in the command's report."""
     start = job.start if job.kind != "thumbnail" else thumbnail_time(job, info)
     args = GLOBAL_ARGS + input_args(input_url, start)
     if watermark is not None and job.kind != "thumbnail":  # its image: an input, before any output option
@@ -206,7 +222,8 @@ def build_plan(
     if job.kind == "thumbnail":
         return Plan(args + _thumbnail_args(preset, info, main), output_dir, main, None)
 
-    args += _stream_args(job, preset, info, watermark, burn) + _sound_options(job, preset, info, audio_filter)
+    args += _stream_args(job, preset, info, watermark, burn, key_frames)
+    args += _sound_options(job, preset, info, audio_filter)
     args += ["-fs", str(max_output_bytes)]
     if preset.container == "hls":
         args += [
@@ -227,16 +244,23 @@ def build_plan(
     if preset.container:
         args += ["-f", preset.container]
     args += [str(main)]
+    if find_scenes and info.video_codec is not None:
+        args += scene_output(fmt(length) if length is not None else None)
     return Plan(args, output_dir, main, expected)
 
 
 def plan(ctx: JobContext) -> Work:
     """One command; with loudness normalisation, its first pass before it; with burnt-in subtitles,
-    their conversion (:mod:`..burn_in`) before it."""
+    their conversion (:mod:`..burn_in`) before it. A transcode's video gets key frames at its source's
+    scene cuts when they are kept (:mod:`..scene_store`); when they are not, its command finds them on
+    the way (the scene detector as a second output of the picture it decodes anyway) and keeps them for
+    the jobs after it."""
     burning = ctx.subtitles if ctx.job.burn_subtitles is not None and ctx.job.kind == "transcode" else None
     burn = ctx.tmp / BURNT if burning is not None else None
 
-    def command(audio_filter: str | None = None) -> Plan:
+    def command(
+        audio_filter: str | None = None, key_frames: Sequence[float] = (), find_scenes: bool = False
+    ) -> Plan:
         try:
             return build_plan(
                 ctx.job,
@@ -249,6 +273,8 @@ def plan(ctx: JobContext) -> Work:
                 audio_filter=audio_filter,
                 watermark=ctx.watermark,
                 burn=burn,
+                key_frames=key_frames,
+                find_scenes=find_scenes,
             )
         except ValueError as exc:
             raise JobError(str(exc), "invalid") from None
@@ -261,13 +287,38 @@ def plan(ctx: JobContext) -> Work:
             await runner.scoped(0.0, 1.0, by_time=False)(burning.webvtt_args(converted))
             write_burn_file(converted, burn, ctx.job.start, burning.name)
 
+        scenes = ctx.scenes if _cuts_key_frames(ctx) else None
+        known = await scenes.known() if scenes is not None else None
+        key_frames = key_frame_times(known, ctx.job.start or 0.0, ctx.job.end) if known else []
+        # unknown: found on the way, for the jobs after this one, when this one decodes the whole source
+        find = scenes is not None and known is None and not ctx.job.start and ctx.job.end is None
+        found: list[float] = []
+
+        def read_found(report: Path) -> None:
+            found.extend(read_scenes(report))
+
         async def encode(audio_filter: str | None) -> None:
             main = runner.scoped(30.0 if audio_filter else 0.0, 100.0)
-            args = (command(audio_filter) if audio_filter else first).args
-            work.quality = await encode_measured(main, args, ctx.tmp)
+            changed = audio_filter or key_frames or find
+            args = (command(audio_filter, key_frames, find) if changed else first).args
+            work.quality = await encode_measured(main, args, ctx.tmp, on_report=read_found if find else None)
             runner.written = main.written
+            if find and scenes is not None:
+                await scenes.keep(found)
 
         await with_loudness(ctx, work, runner, encode)
 
     work = Work(first.main_output, first.expected_duration, single, segment_glob=first.segment_glob)
     return work
+
+
+def _cuts_key_frames(ctx: JobContext) -> bool:
+    """Whether the job's output gets key frames at its source's scene cuts: a transcode that encodes
+    video into one file (HLS keeps its segments' fixed key frames)."""
+    preset = ctx.preset
+    return (
+        ctx.job.kind == "transcode"
+        and ctx.info.video_codec is not None
+        and preset.video_codec not in (None, "copy")
+        and preset.container != "hls"
+    )

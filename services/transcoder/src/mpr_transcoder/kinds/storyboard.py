@@ -26,6 +26,12 @@ Seeking wins once a few megabytes lie between two tiles: long, high bit-rate sou
 300 tiles 24 s apart, 15 MB each; the pass would read 4.5 GB). One FFmpeg with an input per tile is no
 better: it keeps reading every input (224 MB for 25 tiles).
 
+Scenes. The poster is taken a little after the source's scene cut nearest 10 % in (:func:`poster_time`),
+when an earlier job on the source kept its scenes (``..scene_store``): a storyboard never decodes the
+whole source to find them, which would cost more than its key frames. The tiles stay on their time grid:
+a seek-bar thumbnail must show the picture at its cue's time, and a tile is a key frame of the source,
+which scene cuts need not be (decoding up to each cut would cost the whole decode that key frames save).
+
 Sheets have ``columns x rows`` tiles; a storyboard that fits on one sheet gets only the rows (or columns)
 it needs, and the last sheet of a longer one keeps the full size with its unused cells black (every sheet
 of a storyboard has the same size)."""
@@ -36,12 +42,13 @@ import asyncio
 import math
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mpr_common.events import MediaInfo
 from mpr_common.presets import POSTER, STORYBOARD_VTT, Preset
+from mpr_common.scenes import scene_moments
 
 from ..ffmpeg import ProgressReport, Runner
 from ..ffmpeg.argv import GLOBAL_ARGS, LOCAL_FILES, NETWORK_PROTOCOLS, input_args, output_slack, whitelist
@@ -119,6 +126,13 @@ def seeks_per_tile(info: MediaInfo, interval: float) -> bool:
 
 def default_poster_time(duration: float) -> float:
     return leader_skip(duration)
+
+
+def poster_time(duration: float, scenes: Sequence[float] = ()) -> float:
+    """Where the poster is taken: a little after the scene cut nearest :func:`default_poster_time` (a
+    picture of one scene, never a transition), that time itself when the source has no cut."""
+    at, _ = scene_moments(duration, scenes, [default_poster_time(duration)], include_start=False)
+    return at[0]
 
 
 def cue_times(tile_times: list[float], interval: float, duration: float) -> list[tuple[float, float]]:
@@ -541,8 +555,13 @@ def plan(ctx: JobContext) -> Work:
         def done(frac: float) -> None:
             steps.on_progress(95.0 * frac, ProgressReport())
 
+        poster_at = None
+        if ctx.scenes is not None and ctx.info.duration:  # kept by an earlier job: never detected here
+            poster_at = poster_time(ctx.info.duration, await ctx.scenes.known() or [])
         try:
-            await make_storyboard(ctx.url, ctx.info, ctx.preset, out_dir, steps, on_progress=done)
+            await make_storyboard(
+                ctx.url, ctx.info, ctx.preset, out_dir, steps, poster_time=poster_at, on_progress=done
+            )
         except ValueError as exc:
             raise JobError(str(exc), "invalid") from None
 

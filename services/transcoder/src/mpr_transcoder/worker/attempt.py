@@ -275,6 +275,7 @@ class Attempt:
                 cancelled=running.cancel,
                 limits=self.w.limits,
                 known_info=self.w.known_info,
+                scene_store=self.w.scenes,
             )
         except JobError as err:
             ticker.cancel()

@@ -40,6 +40,7 @@ from ..kinds.package.children import PackageStore
 from ..kinds.package.chord import Packager
 from ..kinds.transcode.graph import TranscodeGraph, TranscodeStore
 from ..limits import Limits
+from ..scene_store import SceneStore
 from ..settings import TranscoderSettings
 from ..source_info import catalog_probe
 from .attempt import Attempt
@@ -62,6 +63,7 @@ class Worker:
         self.job_state: JobState | None = None
         self.owners: OutputOwners | None = None
         self.content_keys: ContentKeys | None = None  # with MPR_KEY_SECRET: encrypted packages' keys
+        self.scenes: SceneStore | None = None  # sources' scene changes, bound in setup
         self.graphs = JobGraphs()  # bound in setup
         self.places: QueuePlaces | None = None
         self.flags: PauseFlags | None = None
@@ -90,6 +92,7 @@ class Worker:
                 self.flags = PauseFlags(await self.js.key_value(s.QUEUES_KV), self.classes)
                 self.owners = OutputOwners(await self.js.key_value(s.OUTPUT_OWNERS_KV))
                 plans = await self.js.key_value(s.PACKAGES_KV)
+                self.scenes = SceneStore(await self.js.key_value(s.SCENES_KV), self.settings.instance)
                 if self.settings.key_secret:
                     self.content_keys = ContentKeys(
                         await self.js.key_value(s.CONTENT_KEYS_KV), KeyWrap(self.settings.key_secret)
@@ -103,6 +106,7 @@ class Worker:
                         bucket_in=self.settings.s3.bucket_in,
                         content_keys=self.content_keys,
                         analyser=Analyser(self.settings.workdir, self.limits),
+                        scenes=self.scenes,
                     ),
                     TranscodeGraph(
                         *(self.js, self.s3, self.job_state, TranscodeStore(plans), out, me, self.owners),

@@ -2,9 +2,9 @@
 any rendition (its result is kept in the package's plan: a redelivered package does not analyse again).
 What is decided with the measurements: :mod:`mpr_common.per_title`.
 
-1. **Scenes.** One pass of FFmpeg's ``scdet`` over the whole source, decoded without the loop filter and
-   scaled to 144 lines first (the detector's cost is then the decode alone); the scene changes it logs
-   are kept with the analysis (``LadderChoice.scenes``) for later work.
+1. **Scenes.** The source's scene changes as every job on it reads them (:mod:`...scene_store`: detected
+   once per object version by one pass of FFmpeg's ``scdet``, :mod:`...ffmpeg.scdet`), also kept with
+   the analysis (``LadderChoice.scenes``).
 2. **Samples.** :data:`~mpr_common.per_title.SAMPLES` samples of
    :data:`~mpr_common.per_title.SAMPLE_SECONDS` at the scene changes nearest evenly spread moments,
    else evenly spread; each read by input seeking (HTTP range requests), not by reading the source.
@@ -52,40 +52,13 @@ from ...ffmpeg import ProgressReport, run_ffmpeg
 from ...ffmpeg.argv import GLOBAL_ARGS, NETWORK_PROTOCOLS, fmt, source_input
 from ...limits import Limits
 from ...quality import STATS_PARAMS, parse_frame_line
+from ...scene_store import SceneLookup, detect_scenes
 from ...steps import StartFfmpeg, StepRunner
 from ...workdir import lock
 from ..rendition.cmaf import video_encoder_args, video_filter
 
-SCENE_HEIGHT = 144
-SCENE_THRESHOLD = 10.0  # scdet's score (0-100) from which a frame starts a scene
 UNCAPPED = "1000000k"  # the probes' VBV cap: none that binds (each probe is plain CRF)
-_SCENE = re.compile(r"lavfi\.scd\.time:\s*([0-9]+(?:\.[0-9]+)?)")
 _ADDRESS = re.compile(r"\[libx264 @ (0x[0-9a-fA-F]+)\]")
-
-
-def scene_args(url: str, protocols: str = NETWORK_PROTOCOLS) -> list[str]:
-    """The scene detector's pass over the whole source: each scene change logged (at info level, into
-    the command's report) with its time."""
-    return [
-        *GLOBAL_ARGS,
-        "-skip_loop_filter",
-        "all",
-        *source_input(url, protocols=protocols),
-        *("-map", "0:v:0", "-an", "-sn", "-dn"),
-        "-filter:v",
-        f"scale=-2:{SCENE_HEIGHT},scdet=threshold={SCENE_THRESHOLD:g}",
-        *("-f", "null", "-"),
-    ]
-
-
-def read_scenes(report: Path) -> list[float]:
-    """The scene changes scdet logged, in order."""
-    times: list[float] = []
-    with contextlib.suppress(FileNotFoundError), report.open(encoding="utf-8", errors="replace") as lines:
-        for line in lines:
-            if "scdet" in line and (m := _SCENE.search(line)):
-                times.append(float(m[1]))
-    return sorted(set(times))
 
 
 def probe_args(
@@ -172,8 +145,16 @@ class Analyser:
         self.start = start
 
     async def __call__(
-        self, package: JobRequested, info: MediaInfo, url: str, preset: Preset, rungs: tuple[Rung, ...]
+        self,
+        package: JobRequested,
+        info: MediaInfo,
+        url: str,
+        preset: Preset,
+        rungs: tuple[Rung, ...],
+        scenes: SceneLookup | None = None,
     ) -> LadderChoice:
+        """The ladder chosen for ``package``; ``scenes``: where its source's scene changes are kept (else
+        they are detected here, for this analysis alone)."""
         began = time.monotonic()
         metric, target = target_of(package.quality_target)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -181,12 +162,13 @@ class Analyser:
         held = lock(tmp)
         step = StepRunner(self.limits, asyncio.Event(), {url: package.source_key}, _ignore, None, self.start)
         try:
-            scenes_log = tmp / "scenes.log"
-            await step(scene_args(url, self.protocols), report=scenes_log)
-            scenes = await asyncio.to_thread(read_scenes, scenes_log)
+            if scenes is not None:
+                cuts = await scenes.detected(step)
+            else:
+                cuts = await detect_scenes(step, url, tmp, self.protocols)
             duration = info.duration or SAMPLE_SECONDS
             seconds = min(SAMPLE_SECONDS, duration)
-            starts, spread = sample_starts(duration, scenes, SAMPLES, seconds)
+            starts, spread = sample_starts(duration, cuts, SAMPLES, seconds)
             sampled = seconds * len(starts)
             probes: dict[str, list[ProbePoint]] = {}
             for rung in rungs:
@@ -205,7 +187,7 @@ class Analyser:
             target=target,
             samples=starts,
             sample_seconds=seconds,
-            scenes=scenes,
+            scenes=cuts,
             spread=spread,
             rungs=choose_ladder(plans, probes, metric, target),
             elapsed=round(time.monotonic() - began, 3),

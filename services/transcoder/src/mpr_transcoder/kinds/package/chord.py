@@ -50,6 +50,7 @@ from mpr_common.subtitles import subtitle_text_file
 
 from ...ffmpeg import FfmpegError
 from ...job_errors import ffmpeg_error, storage_error
+from ...scene_store import SceneStore
 from ...settings import DEFAULT_RELEASE_WINDOW
 from ...source_objects import locate
 from ...subtitle_sources import find_sidecars
@@ -139,11 +140,13 @@ class Packager(JobGraph[PackagePlan]):
         bucket_in: str | None = None,
         content_keys: ContentKeys | None = None,
         analyser: Analyser | None = None,
+        scenes: SceneStore | None = None,
     ) -> None:
         super().__init__(js, s3, job_state, store, bucket_out, instance, owners, window)
         self.bucket_in = bucket_in  # where sources are read by default; None: no sidecar is looked for
         self.content_keys = content_keys  # None: no MPR_KEY_SECRET, an encrypted package is refused
         self.analyser = analyser  # None: a per-title package is refused
+        self.scenes = scenes  # None: the analysis detects its source's scenes itself, keeping nothing
 
     def make_plan(self, parent: JobRequested, info: MediaInfo) -> PackagePlan:
         return with_shares(plan_package(parent, info))
@@ -176,11 +179,16 @@ class Packager(JobGraph[PackagePlan]):
             raise JobRequestError("a package needs a source with a video stream")
         bucket = parent.source_bucket or self.bucket_in or ""
         try:
-            _, url = await locate(self.s3, bucket, parent.source_key)
+            head, url = await locate(self.s3, bucket, parent.source_key)
         except (ClientError, BotoCoreError) as exc:
             raise storage_error(exc) from None
+        scenes = None
+        if self.scenes is not None:  # the source's scenes, detected once for every job on it
+            scenes = self.scenes.lookup(
+                bucket, parent.source_key, head.etag, head.size, url, self.analyser.workdir
+            )
         try:
-            ladder = await self.analyser(parent, info, url, preset, rungs)
+            ladder = await self.analyser(parent, info, url, preset, rungs, scenes)
         except FfmpegError as exc:
             raise ffmpeg_error(exc, self.analyser.limits) from None
         kept = [r.name for r in ladder.rungs if r.kept]
