@@ -42,11 +42,14 @@ def test_curve_interpolates_quality_linearly_and_rate_geometrically() -> None:
 
 
 def test_psnr_goes_on_below_the_lowest_probe_down_to_the_lowest_crf_and_ssim_does_not() -> None:
-    points = [ProbePoint(crf=20, kbps=4000, psnr=44, ssim=0.97), ProbePoint(crf=30, kbps=1000, psnr=38, ssim=0.9)]
+    points = [
+        ProbePoint(crf=20, kbps=4000, psnr=44, ssim=0.97),
+        ProbePoint(crf=30, kbps=1000, psnr=38, ssim=0.9),
+    ]
     psnr = pt.Curve.of(points, "psnr")
     assert psnr.low == pt.MIN_CRF
     assert psnr.quality(16) == pytest.approx(46.4)  # 0.6 dB a CRF, the two lowest probes' line
-    assert psnr.kbps(14) == pytest.approx(4000 * 4 ** 0.6)  # x4 per 10 CRF, geometrically
+    assert psnr.kbps(14) == pytest.approx(4000 * 4**0.6)  # x4 per 10 CRF, geometrically
     assert psnr.quality(pt.MIN_CRF - 4) == psnr.quality(pt.MIN_CRF)  # held below MIN_CRF
     assert psnr.crf_for_quality(46) == 16 and psnr.crf_for_quality(60) is None
     ssim = pt.Curve.of(points, "ssim")
@@ -110,7 +113,9 @@ def test_a_rung_gets_the_target_or_the_most_quality_its_ceiling_buys(
     curve = pt.Curve.of(points, "psnr")
     ceiling = pt.CEILING_FACTOR * pt.fixed_rate(curve, RUNG)
     choice = pt.choose_rung(RUNG, points, "psnr", target)
-    assert choice.crf is not None and choice.predicted_kbps is not None and choice.predicted_quality is not None
+    assert (
+        choice.crf is not None and choice.predicted_kbps is not None and choice.predicted_quality is not None
+    )
     best = curve.crf_for_rate(ceiling)  # the lowest CRF the ceiling allows
     if curve.kbps(best) <= ceiling + 1e-6:
         assert choice.predicted_kbps <= ceiling * 1.001  # never past the ceiling when a CRF is within it
