@@ -8,9 +8,11 @@ decides with their results is here, unit-tested.
   where compression artefacts stop being visible on most content at a normal viewing distance).
 - **Curve.** A rung's probes give (CRF, rate, quality) points. Quality falls and rate falls as CRF rises;
   between probes both are interpolated linearly in CRF, the rate in its logarithm (x264's rate about
-  halves every 6 CRF). For PSNR, the two lowest probes' line goes on down to :data:`MIN_CRF`, so content
-  that misses the target at the lowest probe CRF can still spend up to its ceiling; nothing is
-  extrapolated above the highest probe, nor for SSIM (it saturates towards 1, a line would overshoot).
+  halves every 6 CRF). For PSNR, the curve goes on below the lowest probe down to :data:`MIN_CRF`
+  (quality on the two lowest probes' line, rate :data:`RATE_STEEPER` times as steep, erring towards
+  more rate), so content that misses the target at the lowest probe CRF can still spend up to its
+  ceiling; nothing is extrapolated above the highest probe, nor for SSIM (it saturates towards 1, a line
+  would overshoot).
 - **Choice.** The highest CRF (fewest bytes) whose predicted quality meets the target, within the rung's
   rate ceiling (:data:`CEILING_FACTOR` times the fixed rung's predicted rate, its CRF's or its cap when
   that binds: content that misses the target at any affordable rate gets at most that many times the
@@ -50,11 +52,14 @@ TARGET_BOUNDS: dict[str, tuple[float, float]] = {
 ENCODER_METRICS = ("psnr", "ssim")
 # The probes' CRFs: wide enough that a slide deck and a noise-filled match both land inside.
 PROBE_CRFS = (18, 29, 40)
-# The lowest CRF a rung may get, below the lowest probe by the PSNR line of the two lowest probes. On a
-# mandelbrot zoom (360p, x264 veryfast) the line through CRF 18 and 29 predicted CRF 14 at 45.97 dB
-# and 3074 kb/s, CRF 12 at 47.35 dB and 4352 kb/s; encoded: 46.39 dB at 2567 kb/s, 47.96 dB at 3201 kb/s.
-# Both err on the safe side there (less quality, more rate); further down a line is guesswork.
+# The lowest CRF a rung may get, below the lowest probe. Measured at 360p, x264 veryfast, 10 s: on a
+# mandelbrot zoom the line through CRF 18 and 29 predicted CRF 14 at 45.97 dB (encoded: 46.39) and 12
+# at 47.35 dB (47.96); with film-grain-like noise over it, CRF 14 at 41.17 dB (41.27). Quality on the
+# line errs low. The rate does not follow one line: from CRF 18 down it grew 0.7x as fast per CRF as
+# between 18 and 29 on the zoom, 1.9x as fast on the grain (grain costs ever more bits as it is kept).
+# Hence RATE_STEEPER: a predicted rate past the ceiling only spends less, one below it more than promised.
 MIN_CRF = 12
+RATE_STEEPER = 2.0
 EXTRAPOLATED = ("psnr",)  # the metrics whose curve goes on below the lowest probe
 CEILING_FACTOR = 3.0
 HEADROOM = 1.6  # max_rate over the predicted mean rate
@@ -178,7 +183,7 @@ class Curve:
         low = min(MIN_CRF, crfs[0]) if metric in EXTRAPOLATED and len(crfs) > 1 else crfs[0]
         return cls(crfs, qs, rs, low)
 
-    def _at(self, crf: float, values: list[float], log: bool = False) -> float:
+    def _at(self, crf: float, values: list[float], log: bool = False, steeper: float = 1.0) -> float:
         crf = max(crf, self.low)
         if crf >= self.crfs[-1]:
             return values[-1]
@@ -187,6 +192,8 @@ class Curve:
         i = max(0, bisect.bisect_right(self.crfs, crf) - 1)  # below the lowest probe: its segment's line
         c0, c1 = self.crfs[i], self.crfs[i + 1]
         f = (crf - c0) / (c1 - c0)
+        if f < 0:
+            f *= steeper
         a, b = values[i], values[i + 1]
         if log:
             return math.exp(math.log(a) + f * (math.log(b) - math.log(a)))
@@ -196,7 +203,7 @@ class Curve:
         return self._at(crf, self.qualities)
 
     def kbps(self, crf: float) -> float:
-        return self._at(crf, self.rates, log=True)
+        return self._at(crf, self.rates, log=True, steeper=RATE_STEEPER)
 
     def crf_for_quality(self, target: float) -> int | None:
         """The highest whole CRF of the curve whose predicted quality meets ``target``; None when none
