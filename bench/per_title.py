@@ -41,8 +41,9 @@ def sources(work: Path, seconds: int, size: str, fps: int) -> dict[str, Path]:
         f"drawbox=x='mod(floor(t/6)*{w // 5},{w - w // 4})':y={h // 3}:w={w // 4}:h={h // 5}:color=orange:t=fill"
     )
     # Rendered straight into the H.264 source like the slides: about 37 s of CPU at 30 s of 720p, a small
-    # part of this section. Not noise: no encoder gains on pure noise at any rate (an earlier run of
-    # testsrc2 under temporal noise: +0.21 dB at 2.72x the bytes), so it shows the encoder, not the planner.
+    # part of this section. Not noise: no encoder gains on pure noise at any affordable rate (testsrc2
+    # under temporal noise: +0.21 dB at 2.72x the bytes, docs/benchmarks.md): it shows the encoder, not
+    # the planner.
     fractal = f"mandelbrot=size={size}:rate={fps},trim=duration={seconds}"
     out = {}
     for name, graph in (("low", slides), ("high", fractal)):
