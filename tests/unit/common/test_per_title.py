@@ -36,10 +36,25 @@ def test_curve_interpolates_quality_linearly_and_rate_geometrically() -> None:
     )
     assert curve.quality(25) == pytest.approx(41.0)
     assert curve.kbps(25) == pytest.approx(2000.0)  # halfway in log: the geometric mean
-    assert curve.quality(10) == 44 and curve.quality(40) == 38  # held at the ends, never extrapolated
+    assert curve.quality(40) == 38 and curve.kbps(40) == 1000  # held above the highest probe
     assert curve.crf_for_quality(40) == 26  # 26 predicts 40.4, 27 predicts 39.8
-    assert curve.crf_for_quality(45) is None
     assert curve.crf_for_rate(2000) == 25
+
+
+def test_psnr_goes_on_below_the_lowest_probe_down_to_the_lowest_crf_and_ssim_does_not() -> None:
+    points = [
+        ProbePoint(crf=20, kbps=4000, psnr=44, ssim=0.97),
+        ProbePoint(crf=30, kbps=1000, psnr=38, ssim=0.9),
+    ]
+    psnr = pt.Curve.of(points, "psnr")
+    assert psnr.low == pt.MIN_CRF
+    assert psnr.quality(16) == pytest.approx(46.4)  # 0.6 dB a CRF, the two lowest probes' line
+    # x4 per 10 CRF between the probes; below them RATE_STEEPER times as steep (more rate predicted)
+    assert psnr.kbps(14) == pytest.approx(4000 * 4 ** (0.6 * pt.RATE_STEEPER))
+    assert psnr.quality(pt.MIN_CRF - 4) == psnr.quality(pt.MIN_CRF)  # held below MIN_CRF
+    assert psnr.crf_for_quality(46) == 16 and psnr.crf_for_quality(60) is None
+    ssim = pt.Curve.of(points, "ssim")
+    assert ssim.low == 20 and ssim.quality(14) == 0.97 and ssim.crf_for_quality(0.98) is None
 
 
 def test_a_probe_that_scores_higher_at_a_higher_crf_is_held_to_its_neighbour() -> None:
@@ -56,9 +71,9 @@ def test_the_chosen_crf_reaches_the_target_whenever_a_probe_within_the_ceiling_d
 ) -> None:
     points = _points(qualities, kbps)
     choice = pt.choose_rung(RUNG, points, "psnr", target)
-    ceiling = pt.CEILING_FACTOR * pt.kbps(RUNG.max_rate)
+    ceiling = pt.CEILING_FACTOR * pt.fixed_rate(pt.Curve.of(points, "psnr"), RUNG)
     assert choice.crf is not None and choice.predicted_quality is not None
-    assert pt.PROBE_CRFS[0] <= choice.crf <= pt.PROBE_CRFS[-1]
+    assert pt.MIN_CRF <= choice.crf <= pt.PROBE_CRFS[-1]
     if any(p.psnr is not None and p.psnr >= target and p.kbps <= ceiling for p in points):
         assert choice.predicted_quality >= target - 1e-3
     # the caps follow the predicted rate with headroom: the VBV cap never undoes the choice
@@ -88,6 +103,45 @@ def test_a_slide_deck_gets_a_high_crf_and_a_noisy_source_its_ceiling() -> None:
     assert easy.crf == pt.PROBE_CRFS[-1] and "reach" in easy.reason
     assert hard.predicted_kbps is not None and hard.predicted_kbps <= 9000.0 + 1e-6
     assert "no probe reaches" in hard.reason
+
+
+@given(decreasing, rates, st.floats(25.0, 60.0))
+@settings(max_examples=300, deadline=None)
+def test_a_rung_gets_the_target_or_the_most_quality_its_ceiling_buys(
+    qualities: list[float], kbps: list[float], target: float
+) -> None:
+    points = _points(qualities, kbps)
+    curve = pt.Curve.of(points, "psnr")
+    ceiling = pt.CEILING_FACTOR * pt.fixed_rate(curve, RUNG)
+    choice = pt.choose_rung(RUNG, points, "psnr", target)
+    assert (
+        choice.crf is not None and choice.predicted_kbps is not None and choice.predicted_quality is not None
+    )
+    best = curve.crf_for_rate(ceiling)  # the lowest CRF the ceiling allows
+    if curve.kbps(best) <= ceiling + 1e-6:
+        assert choice.predicted_kbps <= ceiling * 1.001  # never past the ceiling when a CRF is within it
+        assert choice.predicted_quality >= min(target, round(curve.quality(best), 4)) - 1e-3
+
+
+def test_the_ceiling_is_three_times_the_fixed_rungs_own_rate_when_its_cap_does_not_bind() -> None:
+    # The fixed CRF 23 predicts ~1100 kb/s, under its 3000k cap: 3x the cap (9000) would be ~8x its bytes.
+    points = _points([34.0, 28.0, 24.0], [2_000.0, 600.0, 200.0])
+    curve = pt.Curve.of(points, "psnr")
+    assert pt.fixed_rate(curve, RUNG) == pytest.approx(curve.kbps(23)) and curve.kbps(23) < 3000
+    choice = pt.choose_rung(RUNG, points, "psnr", 40.0)
+    assert choice.predicted_kbps is not None
+    assert choice.predicted_kbps <= pt.CEILING_FACTOR * curve.kbps(23) * 1.001
+    assert choice.crf is not None and choice.crf < 18 and "no probe reaches" in choice.reason
+
+
+def test_a_hard_source_that_misses_the_target_at_the_lowest_probe_spends_below_it() -> None:
+    # The fixed 720p rung is held to its 3000k cap; CRF 18 predicts 39 dB at 5000 kb/s. Below 18 the
+    # curve reaches 40 dB (CRF 16: 40.45 dB at ~7600 kb/s) within 3x the fixed rate.
+    points = _points([39.0, 31.0, 26.0], [5_000.0, 1_600.0, 450.0])
+    choice = pt.choose_rung(RUNG, points, "psnr", 40.0, top=True)
+    assert choice.crf is not None and choice.crf < pt.PROBE_CRFS[0]
+    assert choice.predicted_quality is not None and choice.predicted_quality >= 40.0
+    assert choice.predicted_kbps is not None and choice.predicted_kbps <= 9000.0 * 1.001
 
 
 def _choice(name: str, height: int, kbps: float) -> RungChoice:

@@ -17,9 +17,9 @@ What is decided with the measurements: :mod:`mpr_common.per_title`.
    lower over the same frames).
 
 Cost, measured on this machine (2 shared cores, FFmpeg 5.1, ``python -m bench --only per_title``, 30 s
-720p sources): 5.5 s of FFmpeg CPU for a slide deck (its per-title package's encodes 8.2 s, the fixed
-package 11.4 s) and 63.3 s for a noise-filled source (encodes about 129 s, fixed package 119.9 s): 0.33-0.40
-of the per-title package, above the 0.15 aimed at (docs/benchmarks.md). The probes' cost is the same
+720p sources, medians of 3): 5.1 s of FFmpeg CPU for a slide deck (its per-title package's encodes about
+8 s, the fixed package 13.4 s) and 16.3 s for a mandelbrot zoom (encodes about 42 s, fixed package
+36.3 s): 0.28-0.39 of the per-title package, above the 0.15 aimed at (docs/benchmarks.md). The probes' cost is the same
 whatever the source's length (3 CRFs x 3 s per rung), so their share falls on longer sources."""
 
 from __future__ import annotations
