@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.system.conftest import wait_job
+from tests.system.job_waits import wait_job
 
 pytestmark = pytest.mark.system
 
