@@ -15,9 +15,8 @@ import pytest
 from mpr_common import subjects as s
 from mpr_devstack.stack import Stack
 from mpr_devstack.tcp_proxy import TcpProxy
-from tests.system.conftest import wait_for
+from tests.system.conftest import wait_for, wait_job
 from tests.system.faults import Replicas, client, job_queue, stream_events, upload_sample
-from tests.system.job_waits import wait_job
 
 pytestmark = pytest.mark.system
 
