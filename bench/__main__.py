@@ -100,7 +100,8 @@ FULL = Sizes(20_000, 1_000, 32, 3, 100_000, 30, 5, 20, 300, 3, 60, 1)
 # A smoke run (tests/system/test_bench_smoke.py): every section end to end, the fewest sizes that
 # still exercise it, on one stack: the trim still has whole GOPs between mid-GOP edges (4 s of a 10 s
 # source, key frames every 2 s), the package still a 1080p source (the whole 4-rung ladder); the 720p
-# sources are 360p and every source 10 fps (every FFmpeg command and job the same, on fewer pixels).
+# sources are 180p and the stack's sources 5 fps (every FFmpeg command and job the same, on fewer
+# pixels and frames: key frames still every 2 s, so GOPs, segments and chunks keep their shape).
 QUICK = Sizes(
     api_requests=200,
     api_warmup=20,
@@ -117,8 +118,8 @@ QUICK = Sizes(
     one_stack=True,
     trim_span=4,
     thumbnail_seconds=2,
-    source_size="640x360",
-    fps=10,
+    source_size="320x180",
+    fps=5,
     # The shortest source cut in two chunks: abr-h264's segments are 4 s, a chunk is whole segments
     # and a tail under half a segment joins the chunk before it; 360p: one rung and the sound.
     chunked_seconds=7,

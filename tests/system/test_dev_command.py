@@ -1,7 +1,11 @@
 """The README's `make dev` command (mpr-dev): starts everything, prints the API URL and upload
 commands that work on a machine without ~/.aws, serves the flow, and Ctrl-C (or SIGTERM) stops every
 process it started, quietly and with status 0. A process that dies is restarted; a restart of mpr-dev
-finds every object, asset and job it had."""
+finds every object, asset and job it had.
+
+Both tests share one fresh start (each start costs several CPU-seconds: six processes come up): the
+newcomer's checks run on it first, then the restart test kills its processes, stops it with the
+terminal's Ctrl-C and starts it again on the same work dir."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,101 +98,6 @@ def start_mpr_dev(workdir: Path, ports: list[int] | None = None) -> tuple[subpro
     return proc, text
 
 
-def stop_quietly(proc: subprocess.Popen, sig: int, *, group: bool = False) -> str:
-    """Send ``sig`` (to the whole process group, as a terminal's Ctrl-C does, if ``group``) and
-    check mpr-dev stops with 0 and without a traceback or a "service exited" complaint."""
-    if group:
-        os.killpg(proc.pid, sig)
-    else:
-        proc.send_signal(sig)
-    rest = proc.stdout.read()  # until mpr-dev exits
-    rc = proc.wait(60)
-    assert rc == 0, rest
-    assert "Traceback" not in rest and "exited with" not in rest, rest
-    assert "stopping" in rest
-    return rest
-
-
-async def publish_job(url: str):
-    nc = await nats.connect(url, inbox_prefix=inbox_prefix("publisher"))  # the only inbox it may read
-    try:
-        body = b'{"kind": "thumbnail", "source_key": "videos/a.mp4"}'
-        return await nc.jetstream().publish(
-            "mpr.jobs.requested", body, headers={"Nats-Msg-Id": "from-another-team"}
-        )
-    finally:
-        await nc.close()
-
-
-def test_mpr_dev_starts_everything_its_printed_commands_work_and_terminal_ctrl_c_stops_it(
-    tmp_path, media_dir
-):
-    """What a newcomer does with one `make dev`: the banner's API, token and publisher credential work,
-    its upload commands work on a machine without ~/.aws, and Ctrl-C on the terminal (the whole process
-    group) stops every process quietly. (Ctrl-C sent to mpr-dev alone, and SIGTERM: the restart test.)"""
-    workdir = tmp_path / "dev"
-    proc, text = start_mpr_dev(workdir)
-    started: set[int] = set()
-    try:
-        api_url = re.search(r"API\s+(http://127\.0\.0\.1:\d+)", text).group(1)
-        assert DEV_API_TOKEN in text
-        r = httpx.post(
-            f"{api_url}/api/assets/scan", headers={"Authorization": f"Bearer {DEV_API_TOKEN}"}, timeout=30
-        )
-        assert r.status_code == 200 and r.json()["found"] == 0  # buckets exist, empty
-        # The printed publisher credential submits a job straight onto NATS, as another team would.
-        publisher = re.search(r"publisher\s+(nats://publisher:\S+)", text).group(1)
-        assert f'inbox_prefix="{inbox_prefix("publisher")}"' in text
-        ack = asyncio.run(publish_job(publisher))
-        assert ack.stream == "MPR_JOBS" and not ack.duplicate
-        job = httpx.get(
-            f"{api_url}/api/jobs/from-another-team",
-            headers={"Authorization": f"Bearer {DEV_API_TOKEN}"},
-            timeout=30,
-        ).json()["job"]
-        assert job["kind"] == "thumbnail" and job["source_key"] == "videos/a.mp4"
-        started = children_of(proc.pid)
-        assert len(started) >= 6  # nats-server, moto, catalog, scanner, transcoder, api
-
-        # A fresh machine: no AWS variables, no ~/.aws; only what the banner's export line sets.
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_", "MPR_"))}
-        clean["HOME"] = str(tmp_path / "home")
-        export = re.search(r"^\s*upload\s+export (.+)$", text, re.M).group(1)
-        env = {**clean, **dict(kv.split("=", 1) for kv in shlex.split(export))}
-        video = tmp_path / "video.mp4"
-        shutil.copy(media_dir / "sample.mp4", video)
-        upload = re.search(r"^\s*(uv run mpr upload video\.mp4)", text, re.M).group(1)
-        mpr = str(Path(sys.executable).parent / "mpr")  # `uv run mpr` in this environment
-        cmd = [mpr, *shlex.split(upload)[3:]]
-        r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0, r.stdout + r.stderr
-        expected = ["video.mp4"]
-        if shutil.which("aws"):  # the AWS CLI line too, where the CLI is installed
-            aws = re.search(r"^\s*(aws --endpoint-url .+)$", text, re.M).group(1)
-            aws = aws.replace("video.mp4", "video2.mp4")
-            shutil.copy(video, tmp_path / "video2.mp4")
-            r = subprocess.run(
-                shlex.split(aws), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
-            )
-            assert r.returncode == 0, r.stdout + r.stderr
-            expected.append("video2.mp4")
-        assert env["MPR_API_URL"] == api_url
-        r = httpx.post(
-            f"{env['MPR_API_URL']}/api/assets/scan",
-            headers={"Authorization": f"Bearer {env['MPR_TOKEN']}"},
-            timeout=30,
-        )
-        assert r.status_code == 200 and r.json()["files"] == expected, r.text
-    finally:
-        stop_quietly(proc, signal.SIGINT, group=True)  # Ctrl-C on a terminal: the whole group
-    time.sleep(0.5)
-    assert not [p for p in started if alive(p)], "processes left running after Ctrl-C"
-    assert (workdir / "catalog.db").exists() and (workdir / "jetstream").is_dir()
-    # The services shut down in order (not killed by the terminal along with nats-server and moto).
-    for log in (workdir / "logs").glob("*.log"):
-        assert "Traceback" not in log.read_text(errors="replace"), log.name
-
-
 class Output:
     """What mpr-dev prints after its banner, read as it comes (restart lines)."""
 
@@ -211,14 +121,126 @@ class Output:
             time.sleep(0.1)
         raise AssertionError(f"no line with {text!r} in {''.join(self.lines)!r}")
 
-    def stop(self, sig: int = signal.SIGINT) -> str:
-        self.proc.send_signal(sig)
+    def stop(self, sig: int = signal.SIGINT, *, group: bool = False) -> str:
+        """Send ``sig`` (to the whole process group, as a terminal's Ctrl-C does, if ``group``) and
+        check mpr-dev stops with 0 and without a traceback; everything it printed."""
+        if group:
+            os.killpg(self.proc.pid, sig)
+        else:
+            self.proc.send_signal(sig)
         rc = self.proc.wait(60)
         self.thread.join(10)
         rest = "".join(self.lines)
         assert rc == 0, rest
         assert "Traceback" not in rest, rest
         return rest
+
+
+@dataclass
+class DevRun:
+    """mpr-dev started fresh, still running: what the tests need to use it, stop it and start it again."""
+
+    workdir: Path
+    ports: list[int]  # API, NATS, S3
+    proc: subprocess.Popen
+    banner: str
+    out: Output
+
+
+@pytest.fixture(scope="module")
+def fresh_start(tmp_path_factory) -> Iterator[DevRun]:
+    """One fresh mpr-dev for the module's tests, in test order: the newcomer's checks, then the restart
+    test's kills, Ctrl-C and restart (which leave it stopped)."""
+    workdir = tmp_path_factory.mktemp("mpr-dev") / "dev"
+    ports = [free_port() for _ in range(3)]
+    proc, banner = start_mpr_dev(workdir, ports)
+    run = DevRun(workdir, ports, proc, banner, Output(proc))
+    yield run
+    if proc.poll() is None:  # a test failed before it stopped mpr-dev
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+
+
+def log_sizes(workdir: Path) -> dict[str, int]:
+    return {log.name: log.stat().st_size for log in (workdir / "logs").glob("*.log")}
+
+
+def tracebacks_in_logs(workdir: Path, since: dict[str, int] | None = None) -> list[str]:
+    """The service logs with a traceback (in what each wrote after ``since``'s sizes, if given)."""
+    found = []
+    for log in (workdir / "logs").glob("*.log"):
+        with log.open("rb") as f:
+            f.seek((since or {}).get(log.name, 0))
+            if b"Traceback" in f.read():
+                found.append(log.name)
+    return found
+
+
+async def publish_job(url: str):
+    nc = await nats.connect(url, inbox_prefix=inbox_prefix("publisher"))  # the only inbox it may read
+    try:
+        body = b'{"kind": "thumbnail", "source_key": "videos/a.mp4"}'
+        return await nc.jetstream().publish(
+            "mpr.jobs.requested", body, headers={"Nats-Msg-Id": "from-another-team"}
+        )
+    finally:
+        await nc.close()
+
+
+def test_mpr_dev_starts_everything_and_its_printed_commands_work(fresh_start, tmp_path, media_dir):
+    """What a newcomer does with one `make dev`: the banner's API, token and publisher credential work,
+    its upload commands work on a machine without ~/.aws, and no service logs a traceback. (Ctrl-C on
+    the terminal, and SIGTERM: the restart test, which stops this same start.)"""
+    proc, text = fresh_start.proc, fresh_start.banner
+    api_url = re.search(r"API\s+(http://127\.0\.0\.1:\d+)", text).group(1)
+    assert DEV_API_TOKEN in text
+    r = httpx.post(
+        f"{api_url}/api/assets/scan", headers={"Authorization": f"Bearer {DEV_API_TOKEN}"}, timeout=30
+    )
+    assert r.status_code == 200 and r.json()["found"] == 0  # buckets exist, empty
+    # The printed publisher credential submits a job straight onto NATS, as another team would.
+    publisher = re.search(r"publisher\s+(nats://publisher:\S+)", text).group(1)
+    assert f'inbox_prefix="{inbox_prefix("publisher")}"' in text
+    ack = asyncio.run(publish_job(publisher))
+    assert ack.stream == "MPR_JOBS" and not ack.duplicate
+    job = httpx.get(
+        f"{api_url}/api/jobs/from-another-team",
+        headers={"Authorization": f"Bearer {DEV_API_TOKEN}"},
+        timeout=30,
+    ).json()["job"]
+    assert job["kind"] == "thumbnail" and job["source_key"] == "videos/a.mp4"
+    assert len(children_of(proc.pid)) >= 6  # nats-server, moto, catalog, scanner, transcoder, api
+
+    # A fresh machine: no AWS variables, no ~/.aws; only what the banner's export line sets.
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_", "MPR_"))}
+    clean["HOME"] = str(tmp_path / "home")
+    export = re.search(r"^\s*upload\s+export (.+)$", text, re.M).group(1)
+    env = {**clean, **dict(kv.split("=", 1) for kv in shlex.split(export))}
+    video = tmp_path / "video.mp4"
+    shutil.copy(media_dir / "sample.mp4", video)
+    upload = re.search(r"^\s*(uv run mpr upload video\.mp4)", text, re.M).group(1)
+    mpr = str(Path(sys.executable).parent / "mpr")  # `uv run mpr` in this environment
+    cmd = [mpr, *shlex.split(upload)[3:]]
+    r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    expected = ["video.mp4"]
+    if shutil.which("aws"):  # the AWS CLI line too, where the CLI is installed
+        aws = re.search(r"^\s*(aws --endpoint-url .+)$", text, re.M).group(1)
+        aws = aws.replace("video.mp4", "video2.mp4")
+        shutil.copy(video, tmp_path / "video2.mp4")
+        r = subprocess.run(
+            shlex.split(aws), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert r.returncode == 0, r.stdout + r.stderr
+        expected.append("video2.mp4")
+    assert env["MPR_API_URL"] == api_url
+    r = httpx.post(
+        f"{env['MPR_API_URL']}/api/assets/scan",
+        headers={"Authorization": f"Bearer {env['MPR_TOKEN']}"},
+        timeout=30,
+    )
+    assert r.status_code == 200 and r.json()["files"] == expected, r.text
+    assert not tracebacks_in_logs(fresh_start.workdir)
 
 
 def child_running(parent: int, module: str) -> int:
@@ -323,13 +345,16 @@ def jobs_complete_across_kills(
     return FirstRun([first, second], objects, asset)
 
 
-def ctrl_c_to_mpr_dev_alone(proc: subprocess.Popen, out: Output) -> tuple[set[int], str]:
-    """Its processes (the restarted ones included) and what it printed once sent kill -INT: it stops
-    its services itself."""
-    running = children_of(proc.pid)
-    shown = len(out.lines)
-    out.stop()
-    return running, "".join(out.lines[shown:])
+def ctrl_c_on_the_terminal(run: DevRun) -> tuple[set[int], str]:
+    """Its processes (the restarted ones included) and what it printed once the terminal's Ctrl-C (a
+    SIGINT to its whole process group) stopped it; the services shut down in order, not killed along
+    with nats-server and moto: no service logs a traceback meanwhile."""
+    running = children_of(run.proc.pid)
+    shown = len(run.out.lines)
+    logged = log_sizes(run.workdir)
+    run.out.stop(signal.SIGINT, group=True)
+    assert not tracebacks_in_logs(run.workdir, since=logged)
+    return running, "".join(run.out.lines[shown:])
 
 
 def check_everything_kept(api: httpx.Client, run: FirstRun, source: Path, key: str) -> None:
@@ -346,27 +371,26 @@ def check_everything_kept(api: httpx.Client, run: FirstRun, source: Path, key: s
         assert r.headers["etag"] == run.objects[(DEFAULT_BUCKET_OUT, job["job"]["output_key"])]
 
 
-def test_restart_keeps_every_object_and_a_killed_process_is_restarted(tmp_path, media_dir):
+def test_restart_keeps_every_object_and_a_killed_process_is_restarted(fresh_start, media_dir):
     """(1) kill -9 a transcoder, the S3 server and nats-server: each is restarted with a line on the
-    terminal, the stack keeps running and a job submitted afterwards completes; (2) Ctrl-C (to mpr-dev
-    alone: every process stops, quietly) and start again on the same
-    work dir and ports: the asset's source and the jobs' outputs are still there with the same ETags
-    (the catalog's identity of an asset), their links answer, and a new job on the old asset completes;
-    (3) SIGTERM stops it quietly, leaving no process behind."""
-    workdir = tmp_path / "dev"
-    ports = [free_port() for _ in range(3)]
+    terminal, the stack keeps running and a job submitted afterwards completes; (2) Ctrl-C on the
+    terminal (the whole process group: every process stops, quietly; what it sends mpr-dev alone, as its
+    children run in process groups of their own) and start again on the same work dir and ports: the
+    asset's source and the jobs' outputs are still there with the same ETags (the catalog's identity of
+    an asset), their links answer, and a new job on the old asset completes; (3) SIGTERM stops it
+    quietly, leaving no process behind."""
+    workdir, ports, proc = fresh_start.workdir, fresh_start.ports, fresh_start.proc
     source, key = media_dir / "sample.mp4", f"{PREFIX}sample.mp4"
     s3 = dev_s3(ports[2])
-    proc, text = start_mpr_dev(workdir, ports)
-    out = Output(proc)
-    assert f"fresh start in {workdir}" in text
+    assert f"fresh start in {workdir}" in fresh_start.banner
     try:
         with dev_api(ports[0]) as api:
-            run = jobs_complete_across_kills(proc, out, api, s3, source, key)
+            run = jobs_complete_across_kills(proc, fresh_start.out, api, s3, source, key)
     finally:
-        running, after_ctrl_c = ctrl_c_to_mpr_dev_alone(proc, out)
+        running, after_ctrl_c = ctrl_c_on_the_terminal(fresh_start)
     assert "stopping" in after_ctrl_c and "exited with" not in after_ctrl_c, after_ctrl_c
     assert_all_gone(running, "Ctrl-C")
+    assert (workdir / "catalog.db").exists() and (workdir / "jetstream").is_dir()
 
     proc, text = start_mpr_dev(workdir, ports)
     out = Output(proc)

@@ -22,7 +22,7 @@ from mpr_common import subjects as s
 from mpr_common.codec import encode
 from mpr_common.events import JobRequested
 from mpr_devstack.stack import Stack
-from tests.system.conftest import wait_for, wait_job
+from tests.system.conftest import wait_for
 from tests.system.faults import (
     Replicas,
     client,
@@ -38,6 +38,7 @@ from tests.system.faults import (
     stream_events,
     upload_sample,
 )
+from tests.system.job_waits import wait_job
 
 pytestmark = pytest.mark.system
 
@@ -70,6 +71,18 @@ def job_total(api: httpx.Client) -> int:
     return api.get("/api/jobs", params={"limit": 1}).json()["total"]
 
 
+def chunk_running_on(api: httpx.Client, parent_id: str, worker: str) -> str | None:
+    """A chunk of ``parent_id`` that ``worker`` runs (its lease taken, its source being read over the
+    slow link): one GET of the running jobs per look, not one per child (each costs the API and the
+    catalog some milliseconds of CPU, ten times a second)."""
+    for item in api.get("/api/jobs", params={"status": "running"}).json()["items"]:
+        job = item["job"]
+        if "-c0" in job["id"] and job["worker"] == worker:
+            if job["id"] in api.get(f"/api/jobs/{parent_id}").json()["job"]["children"]:
+                return job["id"]
+    return None
+
+
 def test_kill_9_transcoder_mid_job_another_replica_finishes(st, replicas, slow, media_dir):
     api = client(st)
     jobs_before = job_total(api)
@@ -97,15 +110,12 @@ def test_kill_9_mid_chunk_the_package_completes_with_every_segment_once(st, repl
         "job"
     ]
 
-    def running_chunk() -> str | None:
-        children = api.get(f"/api/jobs/{package['id']}").json()["job"]["children"]
-        for child_id in (c for c in children if "-c0" in c):
-            child = api.get(f"/api/jobs/{child_id}").json()["job"]
-            if child["status"] == "running" and child["worker"] == "transcoder-chunk-killed":
-                return child_id  # its lease taken, its source being read over the slow link
-        return None
-
-    chunk_id = wait_for(running_chunk, timeout=60, interval=0.1, what="a chunk to run")
+    chunk_id = wait_for(
+        lambda: chunk_running_on(api, package["id"], "transcoder-chunk-killed"),
+        timeout=60,
+        interval=0.1,
+        what="a chunk to run",
+    )
     killed.popen.kill()  # SIGKILL: no NAK, no goodbye
     killed.popen.wait()
     replicas.start("transcoder-chunk-successor", **LEASE, **slow)
@@ -145,15 +155,12 @@ def test_kill_9_mid_chunk_the_chunked_transcode_joins_every_frame_once(
     body = {"kind": "transcode", "source_key": key, "chunk_seconds": 4}
     transcode = api.post("/api/jobs", json=body).json()["job"]
 
-    def running_chunk() -> str | None:
-        children = api.get(f"/api/jobs/{transcode['id']}").json()["job"]["children"]
-        for child_id in (c for c in children if "-c0" in c):
-            child = api.get(f"/api/jobs/{child_id}").json()["job"]
-            if child["status"] == "running" and child["worker"] == "transcoder-tc-killed":
-                return child_id
-        return None
-
-    chunk_id = wait_for(running_chunk, timeout=60, interval=0.1, what="a chunk to run")
+    chunk_id = wait_for(
+        lambda: chunk_running_on(api, transcode["id"], "transcoder-tc-killed"),
+        timeout=60,
+        interval=0.1,
+        what="a chunk to run",
+    )
     killed.popen.kill()  # SIGKILL: no NAK, no goodbye
     killed.popen.wait()
     replicas.start("transcoder-tc-successor", **LEASE, **slow)

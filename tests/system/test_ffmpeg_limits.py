@@ -1,7 +1,7 @@
 """FFmpeg is bounded in more than time: picture size and source duration are checked against the probe
 before it runs, its address space is limited, a run whose progress stops is ended, its output stays below
 the work dir's free space, it dies with its worker, a worker's leftovers are removed at start, and a kill
-by the OOM killer is retried. Real FFmpeg on lavfi media, run_job on moto's S3 server."""
+by the OOM killer is retried. Real FFmpeg on lavfi media, run_job on the test stack's S3 server (moto)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ import pytest
 from mpr_common import storage
 from mpr_common.events import PROBE_VERSION, JobRequested, MediaInfo
 from mpr_common.settings import S3Settings
-from mpr_devstack.servers import MotoServer
 from mpr_transcoder import pipeline
 from mpr_transcoder.ffmpeg import (
     FfmpegCancelled,
@@ -135,10 +134,12 @@ def kill_on_first_report(sig: int = signal.SIGKILL):
 
 
 @pytest.fixture(scope="module")
-def s3_settings(tmp_path_factory):
-    server = MotoServer().start()
+def s3_settings(stack, tmp_path_factory):
+    # The session stack's S3 server (moto checks no credential), buckets of this module's own: a server
+    # of its own would cost a start and a stop.
+    assert stack.moto
     settings = S3Settings(
-        endpoint_url=server.url,
+        endpoint_url=stack.moto.url,
         bucket_in="lim-in",
         bucket_out="lim-out",
         access_key_id="k",
@@ -152,8 +153,7 @@ def s3_settings(tmp_path_factory):
     client.upload_file(str(make_gap_mkv(media / "gap.mkv", 20_000)), "lim-in", GAP)
     client.upload_file(str(make_gap_mkv(media / "jump.mkv", 40_000)), "lim-in", JUMP)
     client.upload_file(str(make_vfr_mkv(media / "vfr.mkv")), "lim-in", VFR)
-    yield settings
-    server.stop()
+    return settings
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.system.conftest import wait_job
+from tests.system.job_waits import wait_job
 
 pytestmark = pytest.mark.system
 
-SIZE, RATE, SECONDS = "854x480", 10, 4
+# 5 fps: what the ladders are chosen and checked by is the picture (still or noisy), not its frame rate
+SIZE, RATE, SECONDS = "854x480", 5, 4
 # twice as long: two chunks of 4 s (chunks are cut on the 4 s segments)
 STILL = f"color=c=0x203050:size={SIZE}:rate={RATE}:duration={2 * SECONDS},drawbox=x=80:y=60:w=500:h=50:color=orange:t=fill,drawgrid=w=107:h=60:color=white@0.5"
 NOISY = f"testsrc2=size={SIZE}:rate={RATE}:duration={SECONDS},noise=alls=40:allf=t+u"
