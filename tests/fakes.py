@@ -10,13 +10,17 @@ from typing import Any
 from nats.errors import MaxPayloadError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import PubAck
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequenceError
 
 from mpr_api.http import limits as L
 from mpr_common import subjects as s
 from mpr_common.catalog_requests import REQUEST_TYPES, AssetsPage, JobReply
 from mpr_common.codec import decode, encode
 from mpr_common.errors import NotFound, error_headers
+
+# nats-py's KeyValue.delete(last=…) at a revision the key has moved past raises a bare BadRequestError
+# (update raises KeyWrongLastSequenceError): fakes raise what the real one does.
+WRONG_LAST_ON_DELETE = BadRequestError(code=400, err_code=10071, description="wrong last sequence")
 
 
 @dataclass
@@ -140,6 +144,6 @@ class RevisionKV:
 
     async def delete(self, key, last=None) -> bool:
         if last is not None and self.values.get(key, (b"", 0))[1] != last:
-            raise KeyWrongLastSequenceError()
+            raise WRONG_LAST_ON_DELETE  # what nats-py raises (tests/system/test_kv_compare_and_set.py)
         self.values.pop(key, None)
         return True

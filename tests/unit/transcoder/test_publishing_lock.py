@@ -10,6 +10,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from mpr_common.codec import encode
 from mpr_transcoder.kinds.package.publishing import STALE_SECONDS, LockRecord, PublishingLock, lock_key
+from tests.fakes import WRONG_LAST_ON_DELETE
 
 
 class RevisionedKV:
@@ -42,7 +43,7 @@ class RevisionedKV:
 
     async def delete(self, key, last=None):
         if last is not None and (key not in self.values or self.values[key][1] != last):
-            raise KeyWrongLastSequenceError()
+            raise WRONG_LAST_ON_DELETE  # what nats-py raises (tests/system/test_kv_compare_and_set.py)
         if key in self.values:
             self._write(key, b"")
 

@@ -25,6 +25,7 @@ from mpr_transcoder.kinds.preview import preview_clips
 from mpr_transcoder.kinds.single_output import build_plan
 from mpr_transcoder.kinds.storyboard import default_poster_time, poster_time
 from mpr_transcoder.scene_store import SceneStore
+from tests.fakes import WRONG_LAST_ON_DELETE
 
 times = st.lists(st.decimals(0, 10_000, places=3).map(float), max_size=20)
 
@@ -69,7 +70,7 @@ class FakeKV:
 
     async def delete(self, key: str, last: int) -> None:
         if self.data.get(key, (None, 0))[1] != last:
-            raise KeyWrongLastSequenceError
+            raise WRONG_LAST_ON_DELETE  # what nats-py raises (tests/system/test_kv_compare_and_set.py)
         self._write(key, None)
 
     def entry(self, bucket: str, key: str) -> SourceScenes:

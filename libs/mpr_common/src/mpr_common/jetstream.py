@@ -23,7 +23,8 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import Header, PubAck
-from nats.js.errors import APIError, NoStreamResponseError
+from nats.js.errors import APIError, KeyWrongLastSequenceError, NoStreamResponseError
+from nats.js.kv import KeyValue
 
 from .streams import message_ttl
 
@@ -31,6 +32,27 @@ log = logging.getLogger(__name__)
 
 NO_RESPONDERS = "503"
 TTL_DISABLED = 10166  # JetStream's error: the stream does not take per-message TTLs
+# JetStream's errors for a write at a revision the subject is no longer at (a compare-and-set that lost).
+WRONG_LAST_SEQUENCE = (10071, 10164)
+
+
+def is_wrong_last_sequence(exc: BaseException) -> bool:
+    """A compare-and-set that lost, however nats-py raised it."""
+    return isinstance(exc, KeyWrongLastSequenceError) or getattr(exc, "err_code", None) in WRONG_LAST_SEQUENCE
+
+
+async def delete_at(kv: KeyValue, key: str, revision: int) -> None:
+    """Delete ``key`` only while it is still at ``revision``; :class:`KeyWrongLastSequenceError` when it
+    is not. (nats-py's ``KeyValue.update`` raises that error for a lost compare-and-set, but its
+    ``delete(last=…)`` raises a bare ``BadRequestError``, which a caller catching the former misses.)"""
+    try:
+        await kv.delete(key, last=revision)
+    except KeyWrongLastSequenceError:
+        raise
+    except APIError as exc:
+        if is_wrong_last_sequence(exc):
+            raise KeyWrongLastSequenceError(description=exc.description) from None
+        raise
 
 
 class _Ack(msgspec.Struct):

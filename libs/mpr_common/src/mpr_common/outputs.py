@@ -10,6 +10,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from .bus import retry_transient
+from .jetstream import delete_at
 
 
 def owner_key(bucket: str, key: str) -> str:
@@ -55,7 +56,7 @@ class OutputOwners:
             return False
         try:
             await retry_transient(
-                lambda: self.kv.delete(k, last=entry.revision), f"release of {bucket}/{key}"
+                lambda: delete_at(self.kv, k, entry.revision or 0), f"release of {bucket}/{key}"
             )
         except KeyWrongLastSequenceError:  # claimed again meanwhile (by this job's retry, or another)
             return False

@@ -32,6 +32,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from mpr_common.codec import DecodeError, ValidationError, decode, encode
+from mpr_common.jetstream import delete_at
 from mpr_common.scenes import DETECTING, DONE, SourceScenes, scenes_key
 
 from .ffmpeg import FfmpegCancelled, FfmpegError
@@ -248,7 +249,7 @@ class SceneStore:
 
     async def _withdraw(self, k: str, held: list[int]) -> None:
         with contextlib.suppress(*STORE_ERRORS, KeyWrongLastSequenceError):
-            await self.kv.delete(k, last=held[0])
+            await delete_at(self.kv, k, held[0])
 
 
 def _stamped(entry: SourceScenes, at: float) -> SourceScenes:

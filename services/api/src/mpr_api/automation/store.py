@@ -19,6 +19,7 @@ from nats.js.kv import KeyValue
 from mpr_common import subjects as s
 from mpr_common.codec import DecodeError, ValidationError, decode, encode
 from mpr_common.errors import Conflict, NotFound, Unavailable
+from mpr_common.jetstream import is_wrong_last_sequence
 
 from .rules import Firing, Rule
 from .templates import Template
@@ -26,7 +27,6 @@ from .templates import Template
 T = TypeVar("T")
 
 KV_OPERATION = "KV-Operation"  # header of a delete or purge marker
-_WRONG_LAST = (10071, 10164)  # JetStream's "wrong last sequence" error codes
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +34,6 @@ class Stored(Generic[T]):
     key: str
     revision: int
     value: T
-
-
-def _wrong_last(exc: Exception) -> bool:
-    return isinstance(exc, KeyWrongLastSequenceError) or getattr(exc, "err_code", None) in _WRONG_LAST
 
 
 class VersionedStore(Generic[T]):
@@ -106,7 +102,7 @@ class VersionedStore(Generic[T]):
                 return await kv.create(key, data), True
             return await kv.update(key, data, last=expected), False
         except APIError as exc:
-            if not _wrong_last(exc):
+            if not is_wrong_last_sequence(exc):
                 raise
             current = await self._latest_revision(key)
             state = f"its latest revision is {current}" if current else "it does not exist"
@@ -123,7 +119,7 @@ class VersionedStore(Generic[T]):
         try:
             await kv.delete(key, last=current.revision)
         except APIError as exc:
-            if not _wrong_last(exc):
+            if not is_wrong_last_sequence(exc):
                 raise
             raise Conflict(f"{self.what} {key!r} changed while it was being deleted") from None
 

@@ -26,6 +26,7 @@ from nats.js.kv import KeyValue
 
 from mpr_common.bus import retry_transient
 from mpr_common.codec import decode, encode
+from mpr_common.jetstream import delete_at
 
 # Longer than any write of a package's playlists and manifests takes (a few S3 puts).
 STALE_SECONDS = 60.0
@@ -86,7 +87,7 @@ class PublishingLock:
         """Released (None) unless someone marked the lock since ``revision``: then the lock refreshed
         to this writer again, at its new revision."""
         try:
-            await self.kv.delete(key, last=revision)
+            await delete_at(self.kv, key, revision)
             return None
         except KeyWrongLastSequenceError:
             pass
@@ -105,7 +106,7 @@ class PublishingLock:
         try:
             record, revision = await self._entry(key)
             if record is not None and record.holder == self.instance:
-                await self.kv.delete(key, last=revision)
+                await delete_at(self.kv, key, revision)
         except Exception:
             pass
 
