@@ -11,6 +11,7 @@ import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
 from mpr_common.bus import LONG_POLL_SECONDS, BatchConsumer, settle_batch
+from mpr_common.jetstream import Client
 from mpr_devstack.servers import NatsServer, free_port
 
 pytestmark = pytest.mark.system
@@ -118,3 +119,41 @@ async def test_the_first_message_after_a_quiet_spell_is_handled_before_the_idle_
 
 async def _noop() -> None:
     return None
+
+
+async def test_a_wait_lost_with_the_server_is_made_again_once_the_connection_is_back(tmp_path):
+    """A restarted nats-server has forgotten the consumer's waiting pull: the consumer asks again as soon
+    as its connection is back, so the first message after the restart is not left for the old wait's
+    expiry."""
+    srv = NatsServer(tmp_path / "js", port=free_port(), log_path=tmp_path / "nats.log").start()
+    nc = Client()
+    await nc.connect(servers=[srv.url], reconnect_time_wait=0.1, max_reconnect_attempts=-1)
+    js = nc.jetstream()
+    await js.add_stream(StreamConfig(name="S", subjects=["t.*"]))
+    await js.add_consumer("S", ConsumerConfig(durable_name="c", ack_policy=AckPolicy.EXPLICIT))
+    handled: list[float] = []
+
+    async def handle(msgs):
+        await settle_batch(msgs, _noop)
+        handled.extend(time.monotonic() for _ in msgs)
+
+    consumer = BatchConsumer(js, "S", "c", handle)
+    consumer.start()
+    try:
+        await asyncio.sleep(0.3)  # in its long wait
+        srv.kill()
+        srv.start()  # same port, same store
+        await until(lambda: nc.is_connected, 10)
+        for _ in range(50):  # the stream is back shortly after the server
+            try:
+                await js.publish("t.a", b"x", timeout=0.5)
+                break
+            except Exception:
+                await asyncio.sleep(0.1)
+        sent = time.monotonic()
+        await until(lambda: bool(handled), LONG_POLL_SECONDS)
+        assert handled and handled[0] - sent < LONG_POLL_SECONDS / 3
+    finally:
+        await consumer.stop()
+        await nc.close()
+        srv.stop()

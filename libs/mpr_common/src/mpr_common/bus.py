@@ -128,7 +128,34 @@ BatchHandler = Callable[[list[Msg]], Awaitable[None]]
 # How long an idle pull waits on the server before it is made again. A waiting pull is answered the
 # moment a message comes and is given up at once on stop, so this sets only how often an idle consumer
 # asks: every request costs the server and the client a wake-up, and a stack has a dozen idle consumers.
+# A wait lost with its server (a reconnect) is made again at once (:func:`fetch_or_reconnect`); one lost
+# with a stream's leader in a cluster (no reconnect, no answer) is made again when it expires.
 LONG_POLL_SECONDS = 5.0
+
+
+async def fetch_or_reconnect(
+    js: JetStreamContext, sub: JetStreamContext.PullSubscription, batch: int
+) -> list[Msg]:
+    """``sub.fetch(batch)`` with a long poll (:data:`LONG_POLL_SECONDS`), given up as a timeout when the
+    connection comes back meanwhile: the pull request died with the old connection, and waiting out its
+    expiry would leave the consumer idle that long after every broker restart. What the server sends
+    after a fetch is given up is queued on the subscription and taken by the next fetch."""
+    nc = getattr(js, "_nc", None)
+    if not isinstance(nc, Client):
+        return await sub.fetch(batch, timeout=LONG_POLL_SECONDS)
+    fetch = asyncio.ensure_future(sub.fetch(batch, timeout=LONG_POLL_SECONDS))
+    back = asyncio.ensure_future(nc.next_reconnect().wait())
+    try:
+        await asyncio.wait({fetch, back}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        back.cancel()
+        if not fetch.done():
+            fetch.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await fetch
+    if fetch.cancelled():
+        raise NatsTimeoutError
+    return fetch.result()
 
 
 class BatchConsumer:
@@ -184,7 +211,7 @@ class BatchConsumer:
         try:
             while True:
                 try:
-                    msgs = await sub.fetch(self.batch, timeout=LONG_POLL_SECONDS)
+                    msgs = await fetch_or_reconnect(self.js, sub, self.batch)
                 except (TimeoutError, NatsTimeoutError):
                     continue
                 except asyncio.CancelledError:

@@ -158,11 +158,30 @@ class JetStream(JetStreamContext):
 
 
 class Client(NatsClient):
-    """nats-py's client; its ``jetstream()`` contexts share one :class:`Acks`."""
+    """nats-py's client; its ``jetstream()`` contexts share one :class:`Acks`, and it says when it
+    comes back after losing its server (:meth:`next_reconnect`)."""
 
     def __init__(self) -> None:
         super().__init__()
         self._acks: Acks | None = None
+        self._back = asyncio.Event()
+
+    async def connect(self, **options: Any) -> None:  # type: ignore[override]
+        theirs = options.pop("reconnected_cb", None)
+
+        async def reconnected() -> None:
+            back, self._back = self._back, asyncio.Event()
+            back.set()
+            if theirs is not None:
+                await theirs()
+
+        await super().connect(reconnected_cb=reconnected, **options)
+
+    def next_reconnect(self) -> asyncio.Event:
+        """Set once this connection is back after losing its server. A pull request waiting on the server
+        died with the old connection: whoever waits on its answer should ask again instead of waiting
+        out its expiry."""
+        return self._back
 
     def jetstream(self, **options: Any) -> JetStream:
         if self._acks is None:

@@ -31,7 +31,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
 from mpr_common import subjects as s
-from mpr_common.bus import LONG_POLL_SECONDS, BatchConsumer, publish_event, settle_batch
+from mpr_common.bus import BatchConsumer, fetch_or_reconnect, publish_event, settle_batch
 from mpr_common.catalog_requests import GetJob
 from mpr_common.codec import DecodeError, ValidationError, decode, encode
 from mpr_common.errors import NotFound
@@ -233,7 +233,7 @@ class WebhookEngine:
                     await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 try:
-                    msgs = await sub.fetch(room, timeout=LONG_POLL_SECONDS)
+                    msgs = await fetch_or_reconnect(self.js, sub, room)
                 except (TimeoutError, NatsTimeoutError):
                     continue
                 except asyncio.CancelledError:

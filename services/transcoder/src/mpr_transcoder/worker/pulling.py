@@ -14,6 +14,7 @@ from nats.aio.msg import Msg
 
 from mpr_common import subjects as s
 from mpr_common.bus import LONG_POLL_SECONDS
+from mpr_common.jetstream import Client as ReconnectingClient
 
 from .pause_flags import PauseFlags
 from .pull import PullRefused, pull_one
@@ -94,14 +95,24 @@ class Puller:
 
         flags_or_stop = asyncio.ensure_future(wait_for(self.stopping, self.flags.changed, None))
         flags_or_stop.add_done_callback(lambda _: abort.set())
+        # The waits died with a lost connection: asked again once it is back, not when they expire.
+        back = asyncio.ensure_future(self._reconnected())
+        back.add_done_callback(lambda _: abort.set())
         try:
             results = await asyncio.gather(*(pull(c) for c in classes))
         finally:
             flags_or_stop.cancel()
+            back.cancel()
         got = [(cls, msg) for cls, msg in results if msg is not None]
         for _, extra in got[1:]:
             await self.hand_back(extra)
         return got[0] if got else None
+
+    async def _reconnected(self) -> None:
+        if isinstance(self.nc, ReconnectingClient):
+            await self.nc.next_reconnect().wait()
+        else:  # a client that does not say: its waits end when they expire
+            await asyncio.Event().wait()
 
     async def _pull(self, cls: str, wait: float | None, abort: asyncio.Event | None = None) -> Msg | None:
         try:
