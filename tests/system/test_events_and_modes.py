@@ -185,7 +185,8 @@ def test_lambda_handler_runs_the_same_core_and_calls_back(stack, api, s3, media_
     with pytest.raises(urllib.error.HTTPError) as refused:  # an API token is not this job's credential
         invoke(DEV_API_TOKEN)
     assert refused.value.code == 401
-    assert api.get(f"/api/jobs/{job_id}").json()["job"]["status"] == "queued"
+    r = api.get(f"/api/jobs/{job_id}")
+    assert r.status_code == 200 and r.json()["job"]["status"] == "queued", r.text
     result = invoke(token)
     assert result["status"] == "completed", result
     done = wait_job(api, job_id)
