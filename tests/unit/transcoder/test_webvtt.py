@@ -136,7 +136,8 @@ def test_a_windows_cues_lie_within_it_in_order_and_none_gains_time(cues, start, 
     end = None if open_ended else start + length
     origin = max(0, start - lead)
     out = webvtt.window(cues, start, end, origin=origin)
-    overlapping = [c for c in cues if c.end > start and (end is None or c.start < end)]
+    # shown: what of the cue lies in the window (none of an empty window)
+    overlapping = [c for c in cues if max(c.start, start) < (c.end if end is None else min(c.end, end))]
     assert [c.text for c in out] == [c.text for c in overlapping]  # every cue shown in it, in order
     for c, src in zip(out, overlapping, strict=True):
         assert start - origin <= c.start < c.end  # within the window, never empty
