@@ -151,11 +151,12 @@ def test_a_trim_submitted_from_the_page_shows_live_progress_and_plays(page, api,
     player.evaluate("v => { v.currentTime = 0.5 }")
     page.wait_for_function("() => !document.querySelector('#source-player').seeking")
     page.get_by_role("button", name="Set in from player").click()
-    player.evaluate("v => { v.currentTime = 23 }")
+    # out at 12 s: 11.5 s to re-encode still gives the page many progress events to show (one every 0.2 s)
+    player.evaluate("v => { v.currentTime = 12 }")
     page.wait_for_function("() => !document.querySelector('#source-player').seeking")
     page.get_by_role("button", name="Set out from player").click()
     assert float(page.get_by_label("Start (s)").input_value()) == pytest.approx(0.5, abs=0.05)
-    assert float(page.get_by_label("End (s)").input_value()) == pytest.approx(23, abs=0.05)
+    assert float(page.get_by_label("End (s)").input_value()) == pytest.approx(12, abs=0.05)
     page.get_by_label("Preset").select_option("h264-480p")  # re-encoded: seconds of work to watch
     screenshot(page, "new-job")
     page.get_by_role("button", name="Submit job").click()
@@ -169,7 +170,7 @@ def test_a_trim_submitted_from_the_page_shows_live_progress_and_plays(page, api,
     assert page.locator("#status .badge").inner_text() == "completed"
     job = api.get(f"/api/jobs/{job_id}").json()["job"]
     assert job["kind"] == "trim" and job["start"] == pytest.approx(0.5, abs=0.05)
-    assert job["end"] == pytest.approx(23, abs=0.05)
+    assert job["end"] == pytest.approx(12, abs=0.05)
     video = page.get_by_label(re.compile(r"^Output output of job"))
     video.evaluate("v => { v.muted = true; return v.play() }")
     page.wait_for_function(
