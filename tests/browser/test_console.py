@@ -284,17 +284,18 @@ def test_a_cenc_package_submitted_from_the_page_plays_with_its_clearkey_licence(
 
 
 def test_a_chunked_package_plays_in_the_page_before_it_completes(page, api, stack, media, tmp_path):
-    # A minute of a small picture in 8 s chunks: eight chunk jobs, most of them still queued when the
-    # first one makes it playable. That moment its queue class is paused, so the rest wait: it cannot
-    # complete while the page plays it. Picture only: the sound is one job over the whole source, and
-    # a package plays once its sound is up too, which here could be as late as the last chunk.
+    # 48 s of a small picture in 8 s chunks: six chunk jobs, at most four of them started (two
+    # transcoders, each on to its next) when the first one makes it playable. That moment its queue
+    # class is paused, so the rest wait: it cannot complete while the page plays it. Picture only: the
+    # sound is one job over the whole source, and a package plays once its sound is up too, which here
+    # could be as late as the last chunk.
     key = "console-chunked/long.mp4"
     source = tmp_path / "long-small.mp4"
     ffmpeg(
         "-f",
         "lavfi",
         "-i",
-        "testsrc2=size=320x180:rate=5:duration=64",
+        "testsrc2=size=320x180:rate=5:duration=48",
         "-c:v",
         "libx264",
         "-preset",
