@@ -1,4 +1,4 @@
-"""Watermarks with real FFmpeg on tiny lavfi media through run_job on moto's S3 server: the watermarked
+"""Watermarks with real FFmpeg on tiny lavfi media through run_job on the session stack's S3 server: the watermarked
 picture differs from the plain one in the watermark's corner and nowhere else, opacity changes the blend,
 a text renders, every rung of a package draws the image scaled to the rung; a missing or non-image logo
 fails the job with the reason."""
@@ -18,17 +18,32 @@ from mpr_common.events import JobRequested, MediaInfo
 from mpr_common.jobs import normalize_job
 from mpr_common.mediainfo import probe
 from mpr_common.overlays import normalize_watermark
+from mpr_common.settings import S3Settings
 from mpr_transcoder.ffmpeg.filtergraph import VIDEO_OUT, WatermarkSource, watermark_graph
 from mpr_transcoder.kinds.package.children import plan_package
 from mpr_transcoder.pipeline import JobError, run_job
-from tests import moto_s3
 from tests.media import ffmpeg, make_video
 from tests.media_checks import rgb_frame
 from tests.system.job_waits import wait_job
 
 pytestmark = pytest.mark.system
 
-s3_settings = moto_s3.s3_settings
+
+@pytest.fixture(scope="module")
+def s3_settings(stack) -> S3Settings:
+    # The session stack's S3 server (moto checks no credential; the last test needs the stack all the
+    # same), buckets of this module's own: a server of its own would cost a start and a stop.
+    assert stack.moto
+    settings = S3Settings(
+        endpoint_url=stack.moto.url,
+        bucket_in="wm-in",
+        bucket_out="wm-out",
+        access_key_id="k",
+        secret_access_key="s",
+    )
+    storage.ensure_buckets(storage.get_s3_client(settings), settings.bucket_in, settings.bucket_out)
+    return settings
+
 
 W, H = 320, 180
 LOGO = "brand/logo.png"  # 64x32 of pure red
@@ -48,8 +63,8 @@ def media(s3_settings, tmp_path_factory) -> dict[str, MediaInfo]:
     ffmpeg("-f", "lavfi", "-i", "color=red:s=64x32", "-frames:v", "1", str(logo))
     s3 = storage.get_s3_client(s3_settings)
     for path, key in ((clip, SOURCE), (flat, FLAT), (logo, LOGO)):
-        s3.upload_file(str(path), "t-in", key)
-    s3.put_object(Bucket="t-in", Key=NOT_AN_IMAGE, Body=b"plain text, named like a PNG\n" * 10)
+        s3.upload_file(str(path), s3_settings.bucket_in, key)
+    s3.put_object(Bucket=s3_settings.bucket_in, Key=NOT_AN_IMAGE, Body=b"plain text, named like a PNG\n" * 10)
     return {k: asyncio.run(probe(str(p), protocols="file")) for k, p in ((SOURCE, clip), (FLAT, flat))}
 
 
@@ -62,7 +77,7 @@ async def run(s3_settings, tmp_path: Path, job: JobRequested) -> Path:
     for key in out.output_keys:
         dest = local / key
         dest.parent.mkdir(parents=True, exist_ok=True)
-        s3.download_file("t-out", key, str(dest))
+        s3.download_file(s3_settings.bucket_out, key, str(dest))
     return local / out.output_key
 
 
