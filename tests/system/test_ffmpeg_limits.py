@@ -20,7 +20,6 @@ import pytest
 
 from mpr_common import storage
 from mpr_common.events import PROBE_VERSION, JobRequested, MediaInfo
-from mpr_common.settings import S3Settings
 from mpr_transcoder import pipeline
 from mpr_transcoder.ffmpeg import (
     FfmpegCancelled,
@@ -35,6 +34,7 @@ from mpr_transcoder.pipeline import JobError, Limits, run_job
 from mpr_transcoder.settings import TranscoderSettings
 from mpr_transcoder.workdir import clean_workdir
 from tests.media import make_timed_mkv, make_video
+from tests.moto_s3 import buckets_on
 
 pytestmark = pytest.mark.system
 
@@ -135,18 +135,9 @@ def kill_on_first_report(sig: int = signal.SIGKILL):
 
 @pytest.fixture(scope="module")
 def s3_settings(stack, tmp_path_factory):
-    # The session stack's S3 server (moto checks no credential), buckets of this module's own: a server
-    # of its own would cost a start and a stop.
     assert stack.moto
-    settings = S3Settings(
-        endpoint_url=stack.moto.url,
-        bucket_in="lim-in",
-        bucket_out="lim-out",
-        access_key_id="k",
-        secret_access_key="s",
-    )
+    settings = buckets_on(stack.moto.url, "lim-in", "lim-out")
     client = storage.get_s3_client(settings)
-    storage.ensure_buckets(client, "lim-in", "lim-out")
     media = tmp_path_factory.mktemp("media")
     client.upload_file(str(make_video(media / "clip.mp4", seconds=6, size="320x240")), "lim-in", CLIP)
     client.upload_file(str(make_gap_mkv(media / "far.mkv", 86_000)), "lim-in", FAR)

@@ -24,6 +24,7 @@ from mpr_transcoder.kinds.package.children import plan_package
 from mpr_transcoder.pipeline import JobError, run_job
 from tests.media import ffmpeg, make_video
 from tests.media_checks import rgb_frame
+from tests.moto_s3 import buckets_on
 from tests.system.job_waits import wait_job
 
 pytestmark = pytest.mark.system
@@ -31,18 +32,9 @@ pytestmark = pytest.mark.system
 
 @pytest.fixture(scope="module")
 def s3_settings(stack) -> S3Settings:
-    # The session stack's S3 server (moto checks no credential; the last test needs the stack all the
-    # same), buckets of this module's own: a server of its own would cost a start and a stop.
+    # The session stack's S3 server (the last test needs the stack all the same).
     assert stack.moto
-    settings = S3Settings(
-        endpoint_url=stack.moto.url,
-        bucket_in="wm-in",
-        bucket_out="wm-out",
-        access_key_id="k",
-        secret_access_key="s",
-    )
-    storage.ensure_buckets(storage.get_s3_client(settings), settings.bucket_in, settings.bucket_out)
-    return settings
+    return buckets_on(stack.moto.url, "wm-in", "wm-out")
 
 
 W, H = 320, 180
