@@ -83,6 +83,34 @@ def chunk_running_on(api: httpx.Client, parent_id: str, worker: str) -> str | No
     return None
 
 
+def kill_a_chunk_runner(
+    st: Stack, api: httpx.Client, replicas: Replicas, slow: dict[str, str], parent_id: str, name: str
+) -> tuple[dict, dict]:
+    """kill -9 the replica ``name``-killed (started before ``parent_id`` was submitted) once it runs a
+    chunk of it, and start ``name``-successor. Returns the job's GET once it has ended and the chunk
+    taken over, having checked: the job completed, the successor ran the chunk (its second attempt),
+    every child completed once."""
+    killed = replicas.started[-1]  # the replica the test started last
+    assert killed.name == f"{name}-killed", killed.name
+    chunk_id = wait_for(
+        lambda: chunk_running_on(api, parent_id, f"{name}-killed"),
+        timeout=60,
+        interval=0.1,
+        what="a chunk to run",
+    )
+    killed.popen.kill()  # SIGKILL: no NAK, no goodbye
+    killed.popen.wait()
+    replicas.start(f"{name}-successor", **LEASE, **slow)
+    finished = wait_job(api, parent_id, timeout=180)
+    done = finished["job"]
+    assert done["status"] == "completed", done
+    taken_over = api.get(f"/api/jobs/{chunk_id}").json()["job"]
+    assert (taken_over["worker"], taken_over["attempts"]) == (f"{name}-successor", 2), taken_over
+    for child_id in [done["id"], *done["children"]]:
+        assert len(completed_events(st, child_id)) == 1, child_id
+    return finished, taken_over
+
+
 def test_kill_9_transcoder_mid_job_another_replica_finishes(st, replicas, slow, media_dir):
     api = client(st)
     jobs_before = job_total(api)
@@ -104,27 +132,13 @@ def test_kill_9_mid_chunk_the_package_completes_with_every_segment_once(st, repl
     # 3 s over the slow link) and 8 s, the killed replica's chunk taken over by the successor once its
     # lease runs out, and stitched once.
     api = client(st)
-    killed = replicas.start("transcoder-chunk-killed", **LEASE, **slow)
+    replicas.start("transcoder-chunk-killed", **LEASE, **slow)
     key = upload_sample(st, media_dir, long_source(media_dir).name)
     package = api.post("/api/jobs", json={"kind": "package", "source_key": key, "chunk_seconds": 8}).json()[
         "job"
     ]
-
-    chunk_id = wait_for(
-        lambda: chunk_running_on(api, package["id"], "transcoder-chunk-killed"),
-        timeout=60,
-        interval=0.1,
-        what="a chunk to run",
-    )
-    killed.popen.kill()  # SIGKILL: no NAK, no goodbye
-    killed.popen.wait()
-    replicas.start("transcoder-chunk-successor", **LEASE, **slow)
-    done = wait_job(api, package["id"], timeout=180)["job"]
-    assert done["status"] == "completed", done
-    taken_over = api.get(f"/api/jobs/{chunk_id}").json()["job"]
-    assert (taken_over["worker"], taken_over["attempts"]) == ("transcoder-chunk-successor", 2), taken_over
-    for child_id in [done["id"], *done["children"]]:
-        assert len(completed_events(st, child_id)) == 1, child_id
+    finished, taken_over = kill_a_chunk_runner(st, api, replicas, slow, package["id"], "transcoder-chunk")
+    done = finished["job"]
     objects = output_objects(st, done)
     assert not [k for k in objects if "-c0" in k.rsplit("/", 1)[1]], objects  # no chunk's own playlist left
     folder = done["output_key"].rsplit("/", 1)[0]
@@ -149,28 +163,13 @@ def test_kill_9_mid_chunk_the_chunked_transcode_joins_every_frame_once(
     # The long job's source (12 s at 5 fps) as a chunked transcode in chunks of 4 s: the killed replica's
     # chunk is taken over by the successor once its lease runs out, and the parts are joined once.
     api = client(st)
-    killed = replicas.start("transcoder-tc-killed", **LEASE, **slow)
+    replicas.start("transcoder-tc-killed", **LEASE, **slow)
     source = long_source(media_dir)
     key = upload_sample(st, media_dir, source.name)
     body = {"kind": "transcode", "source_key": key, "chunk_seconds": 4}
     transcode = api.post("/api/jobs", json=body).json()["job"]
-
-    chunk_id = wait_for(
-        lambda: chunk_running_on(api, transcode["id"], "transcoder-tc-killed"),
-        timeout=60,
-        interval=0.1,
-        what="a chunk to run",
-    )
-    killed.popen.kill()  # SIGKILL: no NAK, no goodbye
-    killed.popen.wait()
-    replicas.start("transcoder-tc-successor", **LEASE, **slow)
-    finished = wait_job(api, transcode["id"], timeout=180)
+    finished, _ = kill_a_chunk_runner(st, api, replicas, slow, transcode["id"], "transcoder-tc")
     done = finished["job"]
-    assert done["status"] == "completed", done
-    taken_over = api.get(f"/api/jobs/{chunk_id}").json()["job"]
-    assert (taken_over["worker"], taken_over["attempts"]) == ("transcoder-tc-successor", 2), taken_over
-    for child_id in [done["id"], *done["children"]]:
-        assert len(completed_events(st, child_id)) == 1, child_id
     # one MP4, no part left (the parts go right after the completion is recorded)
     wait_for(lambda: output_objects(st, done) == [done["output_key"]], 60, what="the parts removed")
     out = tmp_path / "joined.mp4"
