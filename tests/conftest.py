@@ -8,6 +8,7 @@ import pytest
 from hypothesis import settings
 
 from mpr_devstack.zygote import PRELOAD_ENV
+from tests import rewrite_cache
 from tests.media import MEDIA_CACHE_ENV
 from tests.pg import Postgres, pg_bin
 from tests.progress import Progress, order_items
@@ -49,6 +50,8 @@ def pytest_configure(config: pytest.Config) -> None:
         # made here, before the workers start, so that they all inherit it (tests/media.py)
         os.environ[MEDIA_CACHE_ENV] = tempfile.mkdtemp(prefix="mpr-test-media-")
         config.stash[_MEDIA_CACHE] = os.environ[MEDIA_CACHE_ENV]
+        if config.getoption("numprocesses", None):  # before the test processes start (tests/rewrite_cache.py)
+            rewrite_cache.prewarm(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -34,7 +34,7 @@ from mpr_common.catalog_requests import (
     subject_of,
 )
 from mpr_common.codec import decode, encode
-from mpr_common.errors import ERROR_CODE_HEADER, NotFound, error_from_headers
+from mpr_common.errors import ERROR_CODE_HEADER, NotFound, Unavailable, error_from_headers
 from mpr_common.events import (
     DeadLetter,
     JobCompleted,
@@ -216,6 +216,41 @@ async def test_queries_answer_with_results_or_error_codes(deps, queries):
     assert misrouted.headers[ERROR_CODE_HEADER] == "400"
     unknown_status = await queries.request(b'{"status":"lost"}', s.CATALOG_JOBS_LIST, timeout=30)
     assert unknown_status.headers[ERROR_CODE_HEADER] == "400"
+
+
+class Behind:
+    """A catalog that has not read its streams up to their end yet (the consumer's ack floor is lower)."""
+
+    def __init__(self) -> None:
+        self.waited: list[tuple[str, int | None, float]] = []
+
+    async def wait(self, stream, durable, seq, timeout) -> bool:
+        self.waited.append((stream, seq, timeout))
+        return False
+
+
+async def test_a_catalog_still_catching_up_says_retry_not_not_found(deps, queries):
+    """A job the API acknowledged a moment ago and this catalog has not read yet is not "not found":
+    the catalog waits up to its read wait, then answers 503 (retry). Caught up, a miss is a 404."""
+    deps.barrier = behind = Behind()
+    for q in (GetJob(id="j-new"), GetJobLog(id="j-new"), GetScan(id="s-new")):
+        with pytest.raises(Unavailable, match="catching up"):
+            await ask(queries, q)
+    assert [(stream, seq) for stream, seq, _ in behind.waited] == [
+        (s.JOBS_STREAM, None),
+        (s.JOBS_STREAM, None),
+        (s.OBJECTS_STREAM, None),
+    ]
+    assert {timeout for *_, timeout in behind.waited} == {deps.read_wait}
+    assert deps.read_wait < 10.0  # under the API's request timeout, so the answer reaches it
+    n = deps.nats
+    await handle_job_events(
+        deps, [n.delivery(s.JOB_REQUESTED, b'{"kind":"audio","source_key":"b.mp3","job_id":"j-new"}')]
+    )
+    assert (await ask(queries, GetJob(id="j-new"))).job.id == "j-new"  # found: no wait
+    deps.barrier = NoWait()
+    with pytest.raises(NotFound):
+        await ask(queries, GetJobLog(id="nope"))
 
 
 async def test_a_request_without_its_tag_is_answered_on_its_subject(deps, queries):

@@ -58,14 +58,19 @@ class CatalogDeps:
     js: JetStreamContext  # the advisory handler reads the original request
     bucket_in: str = "mpr-media-in"  # object events name it, or are dead-lettered
     job_state: JobState | None = None  # where a job failed for good is marked, so it never runs again
-    read_wait: float = 2.0
+    # How long a read waits for the catalog to catch up with a stream: under the API's request timeout
+    # (10 s), so that a catalog behind a busy stream answers late rather than "not found".
+    read_wait: float = 8.0
     scan_wait: float = 110.0  # under the API's scan timeout
 
-    async def wait_for_jobs(self, seq: int | None, timeout: float | None = None) -> None:
-        await self.barrier.wait(s.JOBS_STREAM, s.CATALOG_JOBS_DURABLE, seq, timeout or self.read_wait)
+    async def wait_for_jobs(self, seq: int | None, timeout: float | None = None) -> bool:
+        """True once the jobs stream is ingested up to ``seq`` (None: all it holds now)."""
+        return await self.barrier.wait(s.JOBS_STREAM, s.CATALOG_JOBS_DURABLE, seq, timeout or self.read_wait)
 
-    async def wait_for_objects(self, seq: int | None, timeout: float | None = None) -> None:
-        await self.barrier.wait(s.OBJECTS_STREAM, s.CATALOG_OBJECTS_DURABLE, seq, timeout or self.read_wait)
+    async def wait_for_objects(self, seq: int | None, timeout: float | None = None) -> bool:
+        return await self.barrier.wait(
+            s.OBJECTS_STREAM, s.CATALOG_OBJECTS_DURABLE, seq, timeout or self.read_wait
+        )
 
     async def dead_letter(self, raw: Msg, error: str) -> None:
         await dead_letter(self.js, raw, error, s.DLQ_CATALOG)

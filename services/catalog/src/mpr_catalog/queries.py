@@ -27,7 +27,7 @@ from mpr_common.catalog_requests import (
     ScanReply,
 )
 from mpr_common.codec import encode
-from mpr_common.errors import NotFound
+from mpr_common.errors import MprError, NotFound, Unavailable
 
 from .deps import CatalogDeps
 
@@ -54,26 +54,35 @@ async def list_jobs(d: CatalogDeps, q: ListJobs) -> JobsPage:
 
 
 async def get_job(d: CatalogDeps, q: GetJob) -> JobReply:
-    """A job JetStream has stored but this catalog has not ingested yet is waited for, briefly: what the
-    API acknowledged is readable at once, without a second write path."""
+    """A job JetStream has stored but this catalog has not ingested yet is waited for: what the API
+    acknowledged is readable at once, without a second write path."""
     job = None if q.after_seq else await d.catalog.get_job(q.id)
     if job is None:  # not ingested yet, or asked for as of a write (after_seq): wait that far
-        await d.wait_for_jobs(q.after_seq or None)
+        caught_up = await d.wait_for_jobs(q.after_seq or None)
         job = await d.catalog.get_job(q.id)
-    if job is None:
-        raise NotFound(f"job {q.id} not found")
+        if job is None:
+            raise _missing_job(q.id, caught_up)
     return JobReply(job=job)
 
 
 async def get_job_log(d: CatalogDeps, q: GetJobLog) -> JobLogReply:
     """A job and its attempts (the API's GET /api/jobs/{id}/log)."""
-    if q.after_seq:
-        await d.wait_for_jobs(q.after_seq)
-    found = await d.catalog.job_log(q.id)
+    found = None if q.after_seq else await d.catalog.job_log(q.id)
     if found is None:
-        raise NotFound(f"job {q.id} not found")
+        caught_up = await d.wait_for_jobs(q.after_seq or None)
+        found = await d.catalog.job_log(q.id)
+        if found is None:
+            raise _missing_job(q.id, caught_up)
     job, attempts = found
     return JobLogReply(job=job, attempts=attempts)
+
+
+def _missing_job(job_id: str, caught_up: bool) -> MprError:
+    """Not found only once everything the jobs stream held has been read: a catalog still catching up
+    (a busy stream, a batch being retried) cannot tell, and says so (retry) instead of "not found"."""
+    if caught_up:
+        return NotFound(f"job {job_id} not found")
+    return Unavailable(f"job {job_id} not found yet: the catalog is catching up with the jobs stream; retry")
 
 
 async def find_job_requests(d: CatalogDeps, q: FindJobRequests) -> JobRequestsReply:
@@ -107,8 +116,10 @@ async def get_scan(d: CatalogDeps, q: GetScan) -> ScanReply:
         await d.wait_for_objects(q.after_seq, d.scan_wait)
     scan = await d.catalog.get_scan(q.id)
     if scan is None:  # started a moment ago
-        await d.wait_for_objects(None)
+        caught_up = await d.wait_for_objects(None)
         scan = await d.catalog.get_scan(q.id)
+        if scan is None and not caught_up:
+            raise Unavailable(f"scan {q.id} not found yet: the catalog is catching up; retry")
     if scan is None:
         raise NotFound(f"scan {q.id} not found")
     return ScanReply(scan=scan)
