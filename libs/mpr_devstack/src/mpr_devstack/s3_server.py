@@ -1,6 +1,8 @@
-"""moto's server (every AWS service it mocks, on one port) with its S3 objects kept on disk.
+"""moto's server (every AWS service it mocks, on one port), its range reads made cheap
+(:mod:`.s3_ranges`), and with ``--data-dir`` its S3 objects kept on disk.
 
-``python -m mpr_devstack.s3_server --port N --data-dir .mpr/s3`` loads every stored object back into
+``python -m mpr_devstack.s3_server --port N`` is moto's server with range reads that cost the range.
+``python -m mpr_devstack.s3_server --port N --data-dir .mpr/s3`` also loads every stored object back into
 moto's S3 backend before the port opens, then serves moto's own WSGI application behind
 :class:`PersistentS3`, which writes through: a request that changed objects or buckets answers only
 after the change is on disk. What changed is not parsed from the URL: moto's backend reports the
@@ -26,6 +28,7 @@ from typing import Any
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.s3.models import FakeKey, S3Backend, s3_backends
 
+from . import s3_ranges
 from .s3_store import ObjectStore, StoredObject
 
 _local = threading.local()  # .touched: the set a request in this thread records into (None: not recording)
@@ -181,19 +184,25 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m mpr_devstack.s3_server", description=__doc__)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--data-dir", type=Path, required=True)
+    p.add_argument("--data-dir", type=Path, help="keep the S3 objects here (default: in memory only)")
     args = p.parse_args(argv)
     os.environ.setdefault("MOTO_PORT", str(args.port))  # moto builds some URLs with it
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: sys.exit(0))
 
-    store = ObjectStore(args.data_dir)
-    install_hooks()
-    n = load(store)  # before the port opens: no client sees a half-loaded server
-    print(f"loaded {n} objects from {args.data_dir}", flush=True)
-    server = make_server(
-        args.host, args.port, make_app(store), threaded=True, request_handler=MotoRequestHandler
-    )
+    s3_ranges.install()
+    app: Callable
+    if args.data_dir is None:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+        app = DomainDispatcherApplication(create_backend_app)
+    else:
+        store = ObjectStore(args.data_dir)
+        install_hooks()
+        n = load(store)  # before the port opens: no client sees a half-loaded server
+        print(f"loaded {n} objects from {args.data_dir}", flush=True)
+        app = make_app(store)
+    server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
     server.serve_forever(poll_interval=0.1)
 
 

@@ -251,10 +251,14 @@ class NatsCluster:
             n.kill()
 
 
+# moto's server with range reads that cost the range (and, given a data dir, objects kept on disk)
+S3_SERVER = "mpr_devstack.s3_server"
+
+
 @dataclass
 class MotoServer:
-    """moto's server; with ``data_dir``, our wrapper of it (``mpr_devstack.s3_server``) that keeps the
-    S3 objects there, so that a restart (or a kill -9) loses none."""
+    """moto's server, run by our wrapper of it (``mpr_devstack.s3_server``): range reads cost the range;
+    with ``data_dir`` it keeps the S3 objects there, so that a restart (or a kill -9) loses none."""
 
     port: int = field(default_factory=free_port)
     proc: Proc | None = None
@@ -268,20 +272,9 @@ class MotoServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, wait: bool = True) -> MotoServer:
+        args = [sys.executable, "-m", S3_SERVER, "--host", "127.0.0.1", "--port", str(self.port)]
         if self.data_dir is not None:
-            args = [
-                sys.executable,
-                "-m",
-                "mpr_devstack.s3_server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--data-dir",
-                str(self.data_dir),
-            ]
-        else:
-            args = [_bin("moto_server"), "-H", "127.0.0.1", "-p", str(self.port)]
+            args += ["--data-dir", str(self.data_dir)]
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         env = {**os.environ, "MOTO_S3_CUSTOM_ENDPOINTS": ""}
         popen: Process
@@ -289,7 +282,7 @@ class MotoServer:
             # Unset, as the launcher imported moto: its S3 routes were built then, and to moto unset
             # and empty are the same (no custom endpoints)
             env.pop("MOTO_S3_CUSTOM_ENDPOINTS")
-            popen = zygote.spawn("moto.server", args[1:], env, out, preload=True)
+            popen = zygote.spawn(S3_SERVER, args[3:], env, out, preload=True)
         else:
             popen = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, process_group=0)
         self.proc = Proc("s3", popen, self.log_path)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 ENTRIES: dict[str, tuple[str, ...]] = {
-    "moto.server": ("moto.s3.urls", "moto.s3.responses", "moto.s3.models"),
+    "mpr_devstack.s3_server": ("moto.s3.urls", "moto.s3.responses", "moto.s3.models"),
     "mpr_catalog": ("uvloop",),
     "mpr_scanner": (),
     "mpr_transcoder": (),
