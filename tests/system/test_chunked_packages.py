@@ -3,10 +3,12 @@ server, two transcoders, the catalog, the API): one request → every rung cut i
 spread over both transcoders → one rendition per rung, stitched once, with exactly the source's frames
 and a key frame every GOP across the joins; the package is announced playable (``job.playable`` on the
 event stream, ``playable_url`` on the job) before it completes, and what was playable then is a prefix
-of what it ends with."""
+of what it ends with. An AV1 ladder at a whole number of frames per GOP is chunked too, and stitched
+into the manifests its unchunked package writes."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import uuid
 from pathlib import Path
@@ -128,5 +130,90 @@ def test_a_chunked_package_is_playable_before_it_completes_and_ends_frame_exact(
         assert keys == [i * gop for i in range(round(SECONDS / gop))], (rung, keys)
     decode = subprocess.run(
         ["ffmpeg", "-v", "error", "-i", done["output_url"], "-f", "null", "-"], capture_output=True, text=True
+    )
+    assert decode.returncode == 0 and decode.stderr.strip() == "", decode.stderr
+
+
+AV1_SECONDS = 9  # segments 0-4, 4-8, 8-9 s: chunks 0-4 and 4-9 s (a 1 s tail joins the chunk before)
+AV1_CHUNKS = {"av1-360p": [1, 2], "360p": [1, 2]}  # each rung's chunks, by their segments in the plan
+
+
+def without_rates(text: str) -> str:
+    """A manifest with its bit rates left out: what a chunked rung's (measured chunk by chunk) may change."""
+    return re.sub(r'(BANDWIDTH=|bandwidth=")[0-9]+', r"\1", text)
+
+
+def test_an_av1_package_is_chunked_at_a_whole_number_of_frames_per_gop(api, s3, tmp_path):
+    """abr-av1 on a 160x90 10 fps source (20 frames a 2 s GOP): the AV1 rung is chunked like the H.264
+    one, and stitched into what the same package encoded whole writes."""
+    path = make_video(tmp_path / "av1.mp4", seconds=AV1_SECONDS, size="160x90", rate=RATE)
+    key = f"chunked-av1-{uuid.uuid4().hex[:6]}/show.mp4"
+    s3.upload_file(str(path), "mpr-media-in", key)
+    ids = {how: f"av1{how}{uuid.uuid4().hex[:8]}" for how in ("chunked", "whole")}
+    for how, seconds in (("chunked", SEGMENT), ("whole", 0)):
+        body = {"kind": "package", "source_key": key, "job_id": ids[how], "preset": "abr-av1"}
+        submitted = api.post("/api/jobs", json={**body, "chunk_seconds": seconds})
+        assert submitted.status_code == 202, submitted.text
+    done = {how: wait_job(api, job_id, timeout=240) for how, job_id in ids.items()}
+    for how, d in done.items():
+        assert d["job"]["status"] == "completed", (how, d["job"])
+    job_id, job = ids["chunked"], done["chunked"]["job"]
+    # every rung in chunks, none whole; the chord stitched them, which it refuses unless every chunk of
+    # a rung wrote the same init segment (sha256) and numbered its segments on from the chunk before
+    chunks = [f"{job_id}-{rung}{CHUNK_SUFFIX.format(index=i)}" for rung in AV1_CHUNKS for i in range(2)]
+    assert sorted(c for c in job["children"] if "-c0" in c) == sorted(chunks), job["children"]
+    assert (
+        f"{job_id}-av1-360p" not in job["children"]
+        and f"{ids['whole']}-av1-360p" in done["whole"]["job"]["children"]
+    )
+    folders = {how: d["job"]["output_key"].rsplit("/", 1)[0] for how, d in done.items()}
+    prefix = folders["chunked"] + "/"
+    listed = {o["Key"] for o in s3.list_objects_v2(Bucket="mpr-media-out", Prefix=prefix)["Contents"]}
+    assert f"{prefix}av1-360p_init.mp4" in listed and not [k for k in listed if ".c0" in k], sorted(listed)
+
+    # as written (a signed link's playlists carry signatures of their own)
+    texts = {
+        (how, name): s3.get_object(Bucket="mpr-media-out", Key=f"{f}/{name}")["Body"].read().decode()
+        for how, f in folders.items()
+        for name in ("av1-360p.m3u8", "master.m3u8", "manifest.mpd")
+    }
+    # each chunk's segments as the plan cut them: 4 s, then 4 + 1 s, numbered on
+    rung = texts["chunked", "av1-360p.m3u8"]
+    assert segments(rung) == [f"av1-360p_{i:05d}.m4s" for i in range(sum(AV1_CHUNKS["av1-360p"]))], rung
+    assert re.findall(r"#EXTINF:([0-9.]+),", rung) == ["4.000000", "4.000000", "1.000000"], rung
+    # the master and the MPD as the whole encode writes them, but for the bit rates
+    for name in ("master.m3u8", "manifest.mpd"):
+        chunked, whole = (without_rates(texts[how, name]) for how in ("chunked", "whole"))
+        assert chunked == whole, name
+    assert 'CODECS="av01.0.' in texts["chunked", "master.m3u8"]
+
+    # the source's frames, one every 1/10 s across the join, a key frame every 2 s, decoded end to end
+    url = done["chunked"]["output_url"].rsplit("/", 1)[0] + "/av1-360p.m3u8"
+    packets = video_packets(url)
+    times = sorted(round(float(p["pts_time"]) * RATE) for p in packets)
+    assert times == list(range(times[0], times[0] + AV1_SECONDS * RATE)), "a gap or repeat at the join"
+    keys = [round(float(p["pts_time"]) - times[0] / RATE, 3) for p in packets if "K" in p["flags"]]
+    assert keys == [0.0, 2.0, 4.0, 6.0, 8.0], keys
+    counted = ffprobe(
+        "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames", url
+    )
+    assert int(counted["streams"][0]["nb_read_frames"]) == len(video_packets(str(path))) == AV1_SECONDS * RATE
+    decode = subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-i",
+            done["chunked"]["output_url"],
+            "-map",
+            "0:v",
+            "-map",
+            "0:a",
+            "-f",
+            "null",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert decode.returncode == 0 and decode.stderr.strip() == "", decode.stderr

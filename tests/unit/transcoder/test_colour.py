@@ -2,7 +2,7 @@
 (PQ, HLG) keeps HDR on HEVC and AV1 rungs (10-bit, BT.2020, its transfer, its mastering metadata) and is
 tone-mapped on H.264, thumbnails, storyboard tiles and posters; AV1 codec strings and colr boxes read
 from init segments; VIDEO-RANGE in the master and the transfer in the MPD; AV1 rungs of a chunked
-package are encoded whole."""
+package are chunked when a GOP is a whole number of frames, and encoded whole otherwise."""
 
 from __future__ import annotations
 
@@ -12,13 +12,16 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from mpr_common.events import ContentLight, JobRequested, MasteringDisplay, MediaInfo, Rendition
 from mpr_common.jobs import normalize_job
 from mpr_common.presets import PRESETS, Rung
 from mpr_transcoder.kinds.colour import to_sdr_filter
-from mpr_transcoder.kinds.package.children import plan_package
+from mpr_transcoder.kinds.package.children import PackagePlan, plan_package
 from mpr_transcoder.kinds.package.manifests import dash_mpd, hls_master
+from mpr_transcoder.kinds.package.releasing import lead, with_shares
 from mpr_transcoder.kinds.rendition import cmaf
 from mpr_transcoder.kinds.single_output import build_plan
 from mpr_transcoder.kinds.storyboard import poster_args, seek_tile_args, single_pass_args
@@ -283,11 +286,68 @@ def test_the_mpd_has_a_set_per_codec_and_range_with_its_colour_properties():
     assert tags.index("Representation") > max(i for i, t in enumerate(tags) if t.endswith("Property"))
 
 
-def test_av1_rungs_of_a_chunked_package_are_encoded_whole():
-    job = normalize_job(JobRequested(job_id="p1", kind="package", source_key="a.mp4", preset="abr-av1"))
-    plan = plan_package(job, SDR)  # 60 s: chunked
+def av1_package(info: MediaInfo, **options) -> PackagePlan:
+    job = JobRequested(job_id="p1", kind="package", source_key="a.mp4", preset="abr-av1", **options)
+    return plan_package(normalize_job(job), info)
+
+
+AV1_RUNGS = ["av1-1080p", "av1-720p", "av1-360p"]
+
+
+@pytest.mark.parametrize("fps", [24.0, 25.0, 30.0, 50.0, 60.0, 10.0])
+def test_av1_rungs_are_chunked_when_a_gop_is_a_whole_number_of_frames(fps):
+    plan = av1_package(msgspec.structs.replace(SDR, fps=fps))  # 60 s: chunked
+    assert len(plan.spans) > 1
+    # every rung, AV1 and H.264, cut at the same times; none encoded whole (the source has no sound)
+    assert sorted(plan.chunked_names) == sorted([*AV1_RUNGS, "720p", "360p"])
+    assert [c for c in plan.children if c.kind == "rendition"] == [] and plan.notes == []
+    for name in AV1_RUNGS:
+        assert [c.chunk for c in plan.chunks_of(name)] == plan.spans
+    # the first window holds every rung's first chunk: the package plays once they are up
+    assert {c.rendition for c in plan.jobs[: lead(with_shares(plan))]} == set(plan.chunked_names)
+
+
+@pytest.mark.parametrize("fps", [30000 / 1001, 24000 / 1001, 60000 / 1001, None])
+def test_av1_rungs_are_encoded_whole_when_a_gop_is_not_a_whole_number_of_frames(fps):
+    plan = av1_package(msgspec.structs.replace(SDR, fps=fps))
     assert plan.spans and plan.chunked_names == ["720p", "360p"]  # the H.264 rungs, in chunks
     whole = [c.rendition for c in plan.children if c.kind == "rendition"]
-    assert sorted(whole) == ["av1-1080p", "av1-360p", "av1-720p"]  # (the source has no sound)
+    assert whole == AV1_RUNGS  # heaviest first, as every rung
     assert all(c.chunk is None for c in plan.jobs if c.rendition in whole)
     assert {c.rendition for c in plan.jobs if c.chunk is not None} == {"720p", "360p"}
+    # why, in the plan (logged when it is made)
+    (note,) = plan.notes
+    assert note.startswith("rungs av1-1080p, av1-720p, av1-360p encoded whole")
+    assert ("59.94 frames" in note) if fps == 30000 / 1001 else True
+    assert ("frame rate is unknown" in note) == (fps is None)
+
+
+def test_an_unchunked_av1_package_runs_each_rung_whole_without_a_note():
+    for info, options in ((SDR, {"chunk_seconds": 0}), (msgspec.structs.replace(SDR, duration=3.0), {})):
+        plan = av1_package(info, **options)
+        assert not plan.spans and not plan.chunked and plan.notes == []
+        whole = sorted(c.rendition or "" for c in plan.children if c.kind == "rendition")
+        assert whole == sorted([*AV1_RUNGS, "720p", "360p"])
+
+
+def test_the_grid_needs_whole_frames_per_gop_and_whole_gops_per_segment():
+    on_grid = cmaf.key_frame_interval_on_grid
+    assert on_grid(AV1, msgspec.structs.replace(SDR, fps=12.5))  # 25 frames a 2 s GOP
+    assert not on_grid(AV1, msgspec.structs.replace(SDR, fps=29.97))
+    odd = msgspec.structs.replace(AV1, hls_segment_seconds=3)  # 1.5 GOPs: a chunk starts mid-GOP
+    assert not on_grid(odd, SDR)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    frames=st.integers(min_value=1, max_value=600),
+    gop=st.sampled_from([0.5, 1.0, 2.0, 4.0]),
+    per_segment=st.integers(min_value=1, max_value=4),
+)
+def test_a_rate_of_whole_frames_per_gop_is_on_the_grid_and_one_a_frame_off_is_not(frames, gop, per_segment):
+    """As ffprobe's rational rates reach the probe: a float, here ``frames / gop`` and a rate 1/1001 off."""
+    preset = msgspec.structs.replace(AV1, gop_seconds=gop, hls_segment_seconds=int(gop * per_segment) or None)
+    assume(preset.hls_segment_seconds and preset.hls_segment_seconds == gop * per_segment)
+    assert cmaf.key_frame_interval_on_grid(preset, msgspec.structs.replace(SDR, fps=frames / gop))
+    ntsc = frames / gop * 1000 / 1001
+    assert not cmaf.key_frame_interval_on_grid(preset, msgspec.structs.replace(SDR, fps=ntsc))

@@ -2,19 +2,21 @@
 publishes the first window (the sound and every rung's first chunk among them), each completion the
 next; a transcoder that dies after a child completed but before it released leaves the release to the
 child's redelivery, one that dies between claiming children and publishing them leaves it to the next
-release; a cancelled package releases nothing more. The Packager on in-memory JetStream, KV and S3."""
+release; a cancelled package releases nothing more. An AV1 package's rungs, chunked or whole, are
+played and listed at the end. The Packager on in-memory JetStream, KV and S3."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
+import msgspec
 import pytest
 from nats.js.api import PubAck
 
 from mpr_common import subjects as s
 from mpr_common.codec import decode
-from mpr_common.events import JobCompleted, JobRequested, MediaInfo
+from mpr_common.events import JobCompleted, JobRequested, MediaInfo, Rendition
 from mpr_common.jobs import normalize_job
 from mpr_common.jobstate import JobLease, JobState
 from mpr_common.outputs import OutputOwners
@@ -273,3 +275,65 @@ async def test_a_discard_looks_only_for_what_some_generation_released(packager):
     await p.discard(plan)
     assert reads and len(reads) <= 2 * len(first) + 2, (len(reads), len(first))  # each child, the package
     assert [c.job_id for c in await p.releaser.released(plan)] == first
+
+
+def rendition_of(child: JobRequested) -> Rendition:
+    """What a video rung's child (a chunk: its segments only) reports: 4 s segments, numbered on."""
+    name = child.rendition or ""
+    span = child.chunk
+    first, count = (
+        (0, 15) if span is None else (span.first_segment, round(((span.end or 60.0) - span.start) / 4))
+    )
+    return Rendition(
+        name=name,
+        type="video",
+        playlist=f"{name}.m3u8",
+        init=f"{name}_init.mp4",
+        media_pattern=f"{name}_%05d.m4s",
+        segments=[4.0] * count,
+        start_number=first,
+        bandwidth=400_000,
+        average_bandwidth=300_000,
+        codecs="av01.0.05M.08" if name.startswith("av1") else "avc1.64001f",
+        width=640,
+        height=360,
+        init_digest=None if span is None else f"init-of-{name}",
+    )
+
+
+@pytest.mark.parametrize(("fps", "av1_chunked"), [(25.0, True), (30000 / 1001, False)])
+async def test_a_chunked_av1_package_plays_and_ends_with_its_av1_rungs_chunked_or_whole(
+    packager, fps, av1_chunked
+):
+    """At 25 fps the AV1 rungs are stitched from their chunks like the H.264 ones; at 30000/1001 fps they
+    are whole children, the playable master waiting for none of them and the last one listing them."""
+    written: dict[str, str] = {}
+    packager.s3.put_object = lambda Key, Body, **_: written.__setitem__(Key, Body.decode())  # type: ignore[attr-defined]
+    package = normalize_job(
+        JobRequested(job_id="p1", kind="package", source_key="s.mp4", preset="abr-av1", chunk_seconds=12)
+    )
+    plan = packager.make_plan(package, msgspec.structs.replace(HD, audio_codec=None, fps=fps))
+    av1 = {"av1-720p", "av1-360p"}
+    assert (av1 <= set(plan.chunked_names)) == av1_chunked and plan.spans
+    done: dict[str, JobCompleted] = {}
+    for child in sorted(plan.jobs, key=lambda c: c.chunk is None):  # the whole rungs (no sound) last
+        done[child.job_id] = JobCompleted(
+            job_id=child.job_id,
+            output_key=child.output_key or "",
+            output_bucket="out",
+            rendition=rendition_of(child),
+        )
+        if child.chunk is not None and child.chunk.index == 0 and child.rendition == plan.chunked_names[-1]:
+            await packager.grow(plan, done, 0)  # every rung's first chunk is up: playable
+            master = written.pop("s/p1/master.m3u8")
+            assert ("av1-720p.m3u8" in master) == av1_chunked, master  # a whole rung joins once complete
+            assert "#EXT-X-PLAYLIST-TYPE:EVENT" in written["s/p1/720p.m3u8"]
+    completed = await packager.complete(plan, done)
+    master = written["s/p1/master.m3u8"]
+    for name in ("av1-720p", "av1-360p", "720p", "360p"):
+        assert f"{name}.m3u8" in master and f"s/p1/{name}.m3u8" in completed.output_keys
+        # a chunked rung's playlist is the package's to write; a whole rung's is its child's
+        assert (f"s/p1/{name}.m3u8" in written) == (name in plan.chunked_names)
+    stitched = written["s/p1/av1-720p.m3u8" if av1_chunked else "s/p1/720p.m3u8"]
+    assert stitched.count(".m4s") == 15 and stitched.rstrip().endswith("#EXT-X-ENDLIST")
+    assert 'codecs="av01.0.05M.08"' in written["s/p1/manifest.mpd"]

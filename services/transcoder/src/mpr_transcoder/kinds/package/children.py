@@ -9,7 +9,9 @@ A source longer than one chunk is encoded in chunks (``chunk_seconds``, :data:`D
 each video rung becomes one child per chunk of the source (all rungs cut at the same segment boundaries,
 see :func:`~mpr_transcoder.kinds.rendition.chunks.plan_chunks`), so one title runs on every transcoder
 at once and its first seconds are ready long before its last. The sound stays one child over the whole
-source: a join in AAC would click. Children are published chunk by chunk (every rung's first chunk, then
+source: a join in AAC would click. An AV1 rung is chunked only when a GOP is a whole number of frames at
+the source's rate (:func:`chunked_rung`); otherwise it is one child over the whole source, and the plan
+notes why. Children are published chunk by chunk (every rung's first chunk, then
 every rung's second, ...), so the title becomes playable in order.
 
 The plan is made once, by the transcoder that takes the package, and kept in the ``mpr-packages`` KV
@@ -37,18 +39,19 @@ from mpr_common.events import (
     now,
 )
 from mpr_common.jobs import CHUNK_SUFFIX, DEFAULT_CHUNK_SECONDS, JobRequestError
-from mpr_common.presets import DEFAULT_PRESET, PRESETS, STORYBOARD_VTT, Preset
+from mpr_common.presets import DEFAULT_PRESET, PRESETS, STORYBOARD_VTT, Preset, Rung
 from mpr_common.subtitles import is_subtitle_rendition, select_subtitles
 
 from ..graph.store import PlanStore
 from ..ladder import ladder_rungs
 from ..rendition.chunks import plan_chunks
-from ..rendition.cmaf import chunk_playlist_name
+from ..rendition.cmaf import chunk_playlist_name, key_frame_interval_on_grid
 
-# Rungs encoded whole even in a chunked package: FFmpeg 5.1's libsvtav1 ignores forced key frames, so an
-# AV1 chunk's key frames would follow its own fixed interval, not the title's GOP grid that chunks are cut
-# on (at 30000/1001 fps they part from it), and a chunk's segment count would not be the plan's.
-UNCHUNKED_CODECS = frozenset({"libsvtav1"})
+# Codecs whose key frames follow a fixed interval only: FFmpeg 5.1's libsvtav1 ignores forced key frames,
+# so a chunk's key frames are every gop_frames frames from its own first frame. That is the title's GOP
+# grid when a GOP is a whole number of frames (chunks start on segment boundaries, whole GOPs); at
+# 30000/1001 fps it parts from it, and such a rung is encoded whole.
+FIXED_KEY_INTERVAL_CODECS = frozenset({"libsvtav1"})
 AUDIO_WEIGHT = 0.3  # encoding AAC costs little beside any video rung (each audio track)
 SUBTITLE_WEIGHT = 0.05  # converting a subtitle track to WebVTT reads its packets, decodes nothing
 STORYBOARD_WEIGHT = 0.3
@@ -69,7 +72,8 @@ class PackagePlan(msgspec.Struct, kw_only=True, dict=True):
     chunked: list[JobRequested] = msgspec.field(default_factory=list)
     spans: list[ChunkSpan] = msgspec.field(default_factory=list)
     duration: float | None = None  # the source's, as probed when the plan was made
-    notes: list[str] = msgspec.field(default_factory=list)  # what of the source the package leaves out
+    # what the plan tells of the source: what the package leaves out, a rung it cannot chunk
+    notes: list[str] = msgspec.field(default_factory=list)
     # a per-title package: its analysis (each rung's choice and why), made once before the plan
     ladder: LadderChoice | None = None
 
@@ -152,6 +156,25 @@ def span_share(span: ChunkSpan, duration: float | None) -> float:
     return max(0.0, end - span.start) / duration
 
 
+def chunked_rung(rung: Rung, preset: Preset, info: MediaInfo) -> bool:
+    """Whether a video rung of a chunked package is cut into chunks: any rung whose encoder takes forced
+    key frames; one keyed by a fixed interval only when that interval keeps the title's GOP grid."""
+    return rung.video_codec not in FIXED_KEY_INTERVAL_CODECS or key_frame_interval_on_grid(preset, info)
+
+
+def whole_rungs_note(names: list[str], preset: Preset, info: MediaInfo) -> str:
+    """Why the rungs ``names`` of a chunked package are encoded whole (see :func:`chunked_rung`)."""
+    gop = preset.gop_seconds or 0.0
+    if info.fps:
+        why = f"at {info.fps:.3f} fps a {gop:g} s GOP is {gop * info.fps:.2f} frames, not a whole number"
+    else:
+        why = "the source's frame rate is unknown"
+    return (
+        f"rungs {', '.join(names)} encoded whole, not in chunks: {why}, and their encoder places key "
+        "frames at a fixed interval only, which chunks would move off the title's key frame grid"
+    )
+
+
 def chunk_spans(package: JobRequested, preset: Preset, info: MediaInfo) -> list[ChunkSpan]:
     """The chunks a package's video rungs are cut into; none (each rung one child) when chunking is
     off, the source's length is unknown, or it would make one chunk only."""
@@ -220,8 +243,8 @@ def plan_package(
         )
 
     spans = chunk_spans(package, preset, info)
-    rungs = [rendition(r.name, r.weight) for r in fitting if r.video_codec not in UNCHUNKED_CODECS]
-    whole = [rendition(r.name, r.weight) for r in fitting if r.video_codec in UNCHUNKED_CODECS]
+    rungs = [rendition(r.name, r.weight) for r in fitting if chunked_rung(r, preset, info)]
+    whole = [rendition(r.name, r.weight) for r in fitting if not chunked_rung(r, preset, info)]
     # in the order selected, the default first; first of all when chunked: nothing plays without them
     audios = [
         rendition(t.name, AUDIO_WEIGHT, t.stream)
@@ -258,6 +281,8 @@ def plan_package(
             )
         )
     chunked = rungs if spans else []
+    if spans and whole:
+        notes = [*notes, whole_rungs_note([w.rendition or "" for w in whole], preset, info)]
     return PackagePlan(
         package=package,
         children=children,

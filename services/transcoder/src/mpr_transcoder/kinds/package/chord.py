@@ -222,7 +222,7 @@ class Packager(JobGraph[PackagePlan]):
         whole = [c for c in plan.children if c.kind == "rendition" and not is_subtitle(c)]
         ups = [done[c.job_id] for c in whole if c.job_id in done]
         if any(is_audio_rendition(c.rendition or "") and c.job_id not in done for c in whole):
-            return  # a sound track is not up yet; a rung encoded whole (AV1) joins once it is complete
+            return  # a sound track is not up yet; a rung encoded whole (AV1 at 30000/1001 fps) joins once complete
         # the subtitle tracks done so far (the master lists the others once they are)
         ups += [done[c.job_id] for c in plan.children if is_subtitle(c) and c.job_id in done]
         renditions: list[Rendition] = [u.rendition for u in ups if u.rendition is not None]

@@ -86,6 +86,21 @@ def gop_frames(preset: Preset, info: MediaInfo) -> int | None:
     return max(1, math.ceil(_gop_seconds(preset) * info.fps - 1e-3))
 
 
+def key_frame_interval_on_grid(preset: Preset, info: MediaInfo) -> bool:
+    """Whether key frames every :func:`gop_frames` frames, counted from any segment boundary, fall
+    exactly on every multiple of ``gop_seconds`` and nowhere else: what an encoder that places key frames
+    by a fixed interval alone (libsvtav1 in FFmpeg 5.1) needs for its chunks to keep the title's grid.
+    True when a GOP is a whole number of frames at the source's rate (24, 25, 30, 50, 60 fps; not
+    30000/1001, whose 2 s GOP is 59.94 frames) and a segment a whole number of GOPs (a chunk starts on
+    a segment boundary). False when the rate is unknown."""
+    gop = _gop_seconds(preset)
+    if not info.fps or info.fps <= 0:
+        return False
+    frames = gop * info.fps
+    gops = (preset.hls_segment_seconds or 0) / gop
+    return abs(frames - round(frames)) < 1e-6 and abs(gops - round(gops)) < 1e-9
+
+
 def video_filter(rung: Rung, info: MediaInfo | None = None) -> str:
     """Scale to the rung's height with square pixels and even dimensions; never upscale. An HDR source
     (``info``) stays 10-bit on a rung that keeps HDR and is tone-mapped after scaling on one that does
@@ -140,10 +155,12 @@ def video_encoder_args(preset: Preset, rung: Rung, info: MediaInfo) -> list[str]
 def _svtav1_args(rung: Rung, info: MediaInfo, frames: int | None) -> list[str]:
     """SVT-AV1, capped CRF, closed GOPs (key frames, ``irefresh-type=2``) at a fixed interval: FFmpeg
     5.1's libsvtav1 ignores forced key frames, so the interval alone places them, on the multiples of
-    ``gop_seconds`` when the frame rate makes a whole number of frames per GOP (24, 25, 30, 50, 60 fps).
-    At 30000/1001 fps every GOP is 60 frames where the forced key frames of the other rungs make one 59
+    ``gop_seconds`` when the frame rate makes a whole number of frames per GOP (24, 25, 30, 50, 60 fps;
+    :func:`key_frame_interval_on_grid`: a chunk of such a rung starting on a segment boundary has its key
+    frames where the whole rung has them, so it is chunked like any rung). At 30000/1001 fps every GOP is 60 frames where the forced key frames of the other rungs make one 59
     now and then (from about the 17th): AV1 segments then run a frame longer than H.264's. The DASH
-    manifest gives AV1 an adaptation set of its own, and players switch within one codec."""
+    manifest gives AV1 an adaptation set of its own, and players switch within one codec; such a rung is
+    encoded whole, as a chunk's interval would restart at its own first frame."""
     args = _capped_crf(rung)
     if frames:
         args += ["-g", str(frames)]
