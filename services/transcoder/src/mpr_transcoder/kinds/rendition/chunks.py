@@ -47,6 +47,7 @@ queued, so both are busy from the first child to the last in either package.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
 from collections.abc import Sequence
@@ -142,9 +143,12 @@ def move_to_cuts(
     before = 0.0  # where the chunk before the boundary starts (moved or not)
     for i, b in enumerate(grid):
         after = grid[i + 1] if i + 1 < len(grid) else duration  # where the next one ends at most
+        window = usable[
+            bisect.bisect_left(usable, b - tolerance) : bisect.bisect_right(usable, b + tolerance)
+        ]
         near = [
             c
-            for c in usable
+            for c in window
             if abs(c - b) <= tolerance and c - before >= floor and after - c >= floor and c != b
         ]
         if near:
