@@ -1,6 +1,7 @@
 """Chunked transcodes, the pure parts: which transcodes are chunked, the plan of their children (over
-generated durations and chunk lengths), the checks a child passes, and the FFmpeg commands of a chunk
-and of the join. Real FFmpeg: tests/system/test_chunked_transcodes.py."""
+generated durations and chunk lengths), its chunk boundaries moved to scene cuts (over generated cuts),
+the checks a child passes, and the FFmpeg commands of a chunk and of the join. Real FFmpeg:
+tests/system/test_chunked_transcodes.py, tests/system/test_scenes.py."""
 
 from __future__ import annotations
 
@@ -12,19 +13,33 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mpr_common.events import JobRequested, MediaInfo
+from mpr_common.events import ChunkSpan, JobRequested, MediaInfo
 from mpr_common.jobs import CHUNK_SUFFIX, MAX_CHUNKS, JobRequestError, normalize_job
 from mpr_common.presets import AUDIO_RENDITION, PRESETS
 from mpr_transcoder.ffmpeg.argv import input_args
+from mpr_transcoder.kinds.rendition.chunks import move_to_cuts
 from mpr_transcoder.kinds.transcode.graph import (
     MAX_CHUNKED_ID,
     SOUND_WEIGHT,
+    TranscodeGraph,
+    TranscodeStore,
     as_planned,
     may_chunk,
     plan_transcode,
     transcode_spans,
 )
-from mpr_transcoder.kinds.transcode.parts import GRID_SECONDS, concat_list, join_args, video_chunk_args
+from mpr_transcoder.kinds.transcode.parts import (
+    CUT_TOLERANCE,
+    GRID_SECONDS,
+    SHORTEST_CHUNK,
+    chunk_key_frames,
+    concat_list,
+    join_args,
+    video_chunk_args,
+)
+from mpr_transcoder.limits import Limits
+from mpr_transcoder.scene_store import SceneStore
+from tests.fakes import RevisionKV
 
 INFO = MediaInfo(duration=60.0, video_codec="h264", audio_codec="aac", width=640, height=360, fps=25.0)
 
@@ -56,6 +71,133 @@ def test_chunks_cover_the_source_once_in_order_on_the_grid(duration: float, chun
         assert s.start < duration
     lengths = {s.end - s.start for s in spans[:-1] if s.end is not None}
     assert len(lengths) == 1 and lengths.pop() >= chunk_seconds - 1e-9  # equal chunks, none too short
+
+
+def _ms(t: float) -> float:
+    return math.floor(t * 1000) / 1000
+
+
+@st.composite
+def cut_lists(draw, duration: float, grid: list[float]) -> list[float]:
+    """Cuts anywhere (outside the source and not numbers too), and many near the grid's boundaries."""
+    near = (
+        st.builds(
+            lambda g, d: g + d,
+            st.sampled_from(grid),
+            st.floats(min_value=-0.4, max_value=0.4).map(lambda f: f * 20),
+        )
+        if grid
+        else st.nothing()
+    )
+    anywhere = st.floats(min_value=-0.1 * duration, max_value=1.1 * duration)
+    odd = st.sampled_from([math.nan, math.inf, -math.inf, 0.0, duration])
+    return draw(st.lists(st.one_of(near, anywhere, odd), max_size=60))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    duration=st.floats(min_value=0.1, max_value=20_000.0),
+    chunk_seconds=st.floats(min_value=0.5, max_value=300.0),
+    data=st.data(),
+)
+def test_chunks_at_scene_cuts_cover_the_source_once_each_boundary_on_the_grid_or_a_near_cut(
+    duration: float, chunk_seconds: float, data: st.DataObject
+) -> None:
+    job = transcode(chunk_seconds=chunk_seconds)
+    info = msgspec.structs.replace(INFO, duration=duration)
+    grid = transcode_spans(job, info)
+    if not grid:
+        return  # one job: no boundary to move (the grid's own test)
+    cuts = data.draw(cut_lists(duration, [s.start for s in grid[1:]]))
+    plan = plan_transcode(job, info, cuts)
+    spans = plan.spans
+    length = grid[1].start  # the grid's chunk length: every chunk but the last
+    tolerance, floor = CUT_TOLERANCE * length, SHORTEST_CHUNK * length
+    assert [s.index for s in spans] == [g.index for g in grid] == list(range(len(spans)))
+    assert spans[0].start == 0.0 and spans[-1].end is None  # from the first frame to the last
+    for a, b in zip(spans, spans[1:], strict=False):
+        assert a.end == b.start and a.start < b.start  # no gap, no overlap, in order
+    usable = {_ms(c) for c in cuts if math.isfinite(c) and 0 < c < duration}
+    moved = []
+    for s, g in zip(spans[1:], grid[1:], strict=True):
+        if s.start != g.start:  # a grid point, or a cut near it
+            assert s.start in usable and abs(s.start - g.start) <= tolerance, (s, g)
+            moved.append(s.start)
+    assert plan.at_cuts == moved
+    for s, g in zip(spans, grid, strict=True):
+        end = duration if s.end is None else s.end
+        assert end - s.start >= floor - 1e-9 or (s.start, s.end) == (g.start, g.end), (s, g, floor)
+
+
+def test_a_boundary_moves_to_the_nearest_cut_within_a_quarter_chunk_and_never_leaves_a_short_chunk() -> None:
+    job = transcode(chunk_seconds=12)  # 60 s: boundaries at 12, 24, 36, 48; within 3 s; no chunk under 6 s
+    cuts = [10.5, 13.0, 25.5, 30.0, 47.0004, 49.2, math.nan, -1.0, 75.0]
+    plan = plan_transcode(job, INFO, cuts)
+    assert [s.start for s in plan.spans] == [0.0, 13.0, 25.5, 36.0, 47.0]  # 36: no cut within 3 s
+    assert [s.end for s in plan.spans] == [13.0, 25.5, 36.0, 47.0, None]
+    assert plan.at_cuts == [13.0, 25.5, 47.0]  # 47.0004 to the millisecond below
+    assert plan_transcode(job, INFO, [11.0, 13.0]).at_cuts == [11.0]  # as near: the earlier
+    assert (
+        plan_transcode(job, INFO).spans
+        == plan_transcode(job, INFO, [30.0]).spans
+        == transcode_spans(job, INFO)
+    )
+    # 27 s: chunks 0-12, 12-24, 24-27 on the grid; the last boundary moves only where the tail keeps 6 s
+    short = msgspec.structs.replace(INFO, duration=27.0)
+    assert plan_transcode(job, short, [26.0]).at_cuts == []
+    assert plan_transcode(job, short, [22.0]).at_cuts == []  # 5 s: still under 6
+    assert [s.start for s in plan_transcode(job, short, [21.0]).spans] == [0.0, 12.0, 21.0]
+
+
+def test_moving_to_cuts_refuses_a_meaningless_tolerance_or_floor() -> None:
+    spans = transcode_spans(transcode(chunk_seconds=12), INFO)
+    for tolerance, floor in [(-1.0, 6.0), (math.nan, 6.0), (3.0, 0.0), (3.0, math.inf)]:
+        with pytest.raises(ValueError):
+            move_to_cuts(spans, [12.5], 60.0, tolerance=tolerance, floor=floor)
+    assert move_to_cuts(spans, [12.5], 60.0, tolerance=0.0, floor=6.0) == (spans, [])
+
+
+def test_a_chunks_key_frames_are_its_cuts_counted_from_its_first_frame() -> None:
+    ntsc = 30000 / 1001
+    chunk = ChunkSpan(index=1, start=2.0, end=10.0, first_segment=1)
+    # its first frame is the source's 60th (2.002 s); the cut at frame 150 (5.005 s) is its 90th
+    (t,) = chunk_key_frames([1.0, 5.005, 10.5], chunk, ntsc)
+    assert math.ceil(t * ntsc - 1e-9) == 90  # forced on the cut's frame, not the one after
+    assert chunk_key_frames([5.005], chunk, None) == [3.005]  # no rate: from its start
+    # within MIN_KEY_GAP of the chunk's first frame (a key frame anyway) or of the last one kept: none
+    assert chunk_key_frames([2.5, 4.0, 4.5, 9.99], chunk, 10.0) == [2.0, 7.99]
+    last = ChunkSpan(index=2, start=10.0, end=None, first_segment=5)
+    assert chunk_key_frames([12.0, 13.5], last, 10.0) == [2.0, 3.5]
+
+
+async def test_a_transcode_planned_on_a_source_with_known_scenes_cuts_its_chunks_there(
+    tmp_path: Path,
+) -> None:
+    class Heads:
+        def head_object(self, Bucket: str, Key: str) -> dict:  # noqa: N803 (boto3's names)
+            assert (Bucket, Key) == ("in", "in/film.mp4")
+            return {"ContentLength": 1000, "ETag": '"v1"'}
+
+    scenes = SceneStore(RevisionKV(), "w1")  # type: ignore[arg-type]
+    graph = TranscodeGraph(
+        None,  # type: ignore[arg-type]
+        Heads(),  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        TranscodeStore(RevisionKV()),  # type: ignore[arg-type]
+        "out",
+        "w1",
+        workdir=tmp_path,
+        limits=Limits(),
+        bucket_in="in",
+        scenes=scenes,
+    )
+    job = transcode(chunk_seconds=12)
+    assert (await graph.plan_graph(job, INFO)).spans == transcode_spans(job, INFO)  # none known yet
+    await scenes.offer("in", "in/film.mp4", "v0", 1000, [13.0])  # another version of the object
+    assert (await graph.plan_graph(job, INFO)).at_cuts == []
+    await scenes.offer("in", "in/film.mp4", "v1", 1000, [13.0, 30.0])  # this one's
+    plan = await graph.plan_graph(job, INFO)
+    assert [s.start for s in plan.spans] == [0.0, 13.0, 24.0, 36.0, 48.0] and plan.at_cuts == [13.0]
 
 
 def test_the_plan_is_the_sound_then_the_chunks_each_with_its_share() -> None:
@@ -130,6 +272,9 @@ def test_a_video_chunk_encodes_its_range_alone_from_time_zero() -> None:
     assert args[args.index("-c:v") + 1] == "libx264" and args[args.index("-crf") + 1] == str(preset.crf)
     assert args[args.index("-flags") + 1] == "+cgop"  # closed GOPs: no frame refers to another chunk
     assert args[-3:] == ["-f", "mp4", "/w/out/chunk.mp4"] and args[args.index("-fs") + 1] == "1000"
+    assert "-force_key_frames" not in args
+    cut = video_chunk_args(source, preset, Path("/w/out/chunk.mp4"), 1000, key_frames=[2.5, 7.25])
+    assert cut[cut.index("-force_key_frames") + 1] == "2.500,7.250"
 
 
 def test_the_join_copies_the_chunks_and_the_sound_with_the_index_first() -> None:

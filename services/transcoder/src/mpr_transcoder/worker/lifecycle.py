@@ -114,6 +114,7 @@ class Worker:
                         limits=self.limits,
                         window=window,
                         bucket_in=self.settings.s3.bucket_in,
+                        scenes=self.scenes,
                     ),
                 )
                 infos = [

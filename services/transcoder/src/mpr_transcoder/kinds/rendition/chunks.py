@@ -2,7 +2,8 @@
 child job, on any transcoder), then stitched into the one rendition the manifests list.
 
 - :func:`plan_chunks` cuts the title on segment boundaries: every chunk is a whole number of segments,
-  and every rung is cut at the same times, so renditions stay aligned.
+  and every rung is cut at the same times, so renditions stay aligned. A chunked transcode, joined into
+  one file, has no segments to align: :func:`move_to_cuts` moves its boundaries to scene cuts near them.
 - Each chunk runs ``cmaf.chunk_rendition_args``: exactly the source frames presented in ``[start, end)``
   (input seeking, decoded from the key frame before ``start``, frames before it dropped; ``-to`` keeps
   those before ``end``), timestamps from 0, segments numbered from the chunk's first one.
@@ -46,8 +47,10 @@ queued, so both are busy from the first child to the last in either package.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -115,6 +118,49 @@ def plan_spans(
         ChunkSpan(index=i, start=float(a * seg), end=None if b is None else float(b * seg), first_segment=a)
         for i, (a, b) in enumerate(zip(firsts, ends, strict=True))
     ]
+
+
+def move_to_cuts(
+    spans: list[ChunkSpan], cuts: Sequence[float], duration: float, *, tolerance: float, floor: float
+) -> tuple[list[ChunkSpan], list[float]]:
+    """``spans`` (cut on a grid, the last one to the source's end) with each boundary between two of
+    them moved to the scene cut nearest it within ``tolerance`` seconds (the earlier of two as near), a
+    boundary with no such cut left on the grid; a move never makes a chunk shorter than ``floor``
+    seconds (the source's last chunk ends at ``duration``). Cuts are taken to the millisecond below
+    (never past the cut's frame). Also returns the boundaries that moved, in order.
+
+    Only for chunks joined by a stream copy into one file: a package's renditions must cut every rung
+    on its segment grid. ``first_segment`` keeps the grid's count (a chunked transcode has no
+    segments)."""
+    if not (math.isfinite(tolerance) and tolerance >= 0):
+        raise ValueError(f"tolerance must be a finite number of seconds, not {tolerance}")
+    if not (math.isfinite(floor) and floor > 0):
+        raise ValueError(f"floor must be a positive number of seconds, not {floor}")
+    grid = [s.start for s in spans[1:]]
+    usable = sorted({math.floor(c * 1000) / 1000 for c in cuts if math.isfinite(c) and 0 < c < duration})
+    bounds: list[float] = []
+    moved: list[float] = []
+    before = 0.0  # where the chunk before the boundary starts (moved or not)
+    for i, b in enumerate(grid):
+        after = grid[i + 1] if i + 1 < len(grid) else duration  # where the next one ends at most
+        window = usable[
+            bisect.bisect_left(usable, b - tolerance) : bisect.bisect_right(usable, b + tolerance)
+        ]
+        near = [
+            c
+            for c in window
+            if abs(c - b) <= tolerance and c - before >= floor and after - c >= floor and c != b
+        ]
+        if near:
+            b = min(near, key=lambda c: (abs(c - b), c))
+            moved.append(b)
+        bounds.append(b)
+        before = b
+    starts = [0.0, *bounds]
+    ends: list[float | None] = [*bounds, None]
+    return [
+        msgspec.structs.replace(s, start=a, end=e) for s, a, e in zip(spans, starts, ends, strict=True)
+    ], moved
 
 
 # --- one chunk, finished ----------------------------------------------------------------------------------

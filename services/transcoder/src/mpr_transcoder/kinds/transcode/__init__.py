@@ -14,7 +14,7 @@ from ...steps import StepRunner
 from .. import single_output
 from ..base import JobContext, Work
 from ..colour import to_sdr_filter
-from .parts import chunkable_preset, video_chunk_args
+from .parts import chunk_key_frames, chunkable_preset, video_chunk_args
 
 
 def plan(ctx: JobContext) -> Work:
@@ -29,7 +29,9 @@ def plan(ctx: JobContext) -> Work:
 
 
 def _video_chunk(ctx: JobContext, chunk: ChunkSpan) -> Work:
-    """Exactly the source frames of ``[start, end)``, video only (see :mod:`.parts`)."""
+    """Exactly the source frames of ``[start, end)``, video only (see :mod:`.parts`), with key frames at
+    the source's scene cuts inside it when they are kept (read, never detected: a chunk decodes only
+    its span)."""
     if ctx.info.video_codec is None:
         raise JobError("the source has no video stream to encode in chunks", "invalid")
     end = chunk.end if chunk.end is not None else ctx.info.duration
@@ -39,8 +41,10 @@ def _video_chunk(ctx: JobContext, chunk: ChunkSpan) -> Work:
     async def run(runner: StepRunner) -> None:
         step = runner.scoped(0.0, 100.0)
         source = input_args(ctx.url, chunk.start, end=chunk.end)
+        scenes = await ctx.scenes.known() if ctx.scenes is not None else None
+        key_frames = chunk_key_frames(scenes, chunk, ctx.info.fps) if scenes else []
         args = video_chunk_args(
-            source, ctx.preset, main, ctx.max_bytes, ctx.watermark, to_sdr_filter(ctx.info)
+            source, ctx.preset, main, ctx.max_bytes, ctx.watermark, to_sdr_filter(ctx.info), key_frames
         )
         # with its frames' values: the transcode's quality is that of all its chunks' frames
         work.quality = await encode_measured(step, args, ctx.tmp, keep_frames=True)

@@ -1,7 +1,8 @@
 """A chunked transcode as a job graph (:mod:`..graph`): a ``transcode`` to MP4 or MOV of a source longer
 than ``chunk_seconds`` (:data:`~mpr_common.jobs.DEFAULT_CHUNK_SECONDS` when not given; 0: never) becomes
-one video chunk child per chunk of the source, cut on a fixed grid (:mod:`.parts`), spread over
-every transcoder, and one child for the sound over the whole source; the transcoder that completes the
+one video chunk child per chunk of the source, cut on a fixed grid (:mod:`.parts`) or, when the
+source's scene cuts are known (``mpr-scenes``), at the cuts near its boundaries, spread over every
+transcoder, and one child for the sound over the whole source; the transcoder that completes the
 last of them joins them (:meth:`TranscodeGraph.complete`) into the transcode's output key, under the
 graph's lock, and removes the parts.
 
@@ -21,6 +22,7 @@ import posixpath
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
@@ -47,13 +49,22 @@ from mpr_common.storage import download_file, head_object, upload_file
 from ...ffmpeg import FfmpegError, FfmpegKilled, FfmpegTimeout, run_ffmpeg
 from ...ffmpeg.argv import bounded_threads
 from ...limits import Limits
+from ...scene_store import SceneStore
 from ...settings import DEFAULT_RELEASE_WINDOW
 from ...uploader import STORAGE_ERRORS
 from ...workdir import lock
 from ..graph.runner import JobGraph
 from ..graph.store import PlanStore
-from ..rendition.chunks import plan_spans
-from .parts import CONCAT_LIST, GRID_SECONDS, chunkable_preset, concat_list, join_args
+from ..rendition.chunks import move_to_cuts, plan_spans
+from .parts import (
+    CONCAT_LIST,
+    CUT_TOLERANCE,
+    GRID_SECONDS,
+    SHORTEST_CHUNK,
+    chunkable_preset,
+    concat_list,
+    join_args,
+)
 
 log = logging.getLogger("mpr.transcoder")
 
@@ -81,9 +92,14 @@ def may_chunk(job: JobRequested) -> bool:
 
 
 def transcode_spans(job: JobRequested, info: MediaInfo) -> list[ChunkSpan]:
-    """The video chunks of a transcode (normalised); none when it runs as one job."""
+    """The video chunks of a transcode (normalised) on the grid; none when it runs as one job."""
+    return _grid_spans(job, info)[0]
+
+
+def _grid_spans(job: JobRequested, info: MediaInfo) -> tuple[list[ChunkSpan], float]:
+    """:func:`transcode_spans`, and the length of a chunk on the grid."""
     if not may_chunk(job) or info.video_codec is None or not info.duration:
-        return []
+        return [], 0.0
     seconds = DEFAULT_CHUNK_SECONDS if job.chunk_seconds is None else job.chunk_seconds
     # Chunks of equal length, the first as well: longer ones when the source would need more than
     # MAX_CHUNKS of them.
@@ -91,7 +107,7 @@ def transcode_spans(job: JobRequested, info: MediaInfo) -> list[ChunkSpan]:
         math.ceil(seconds / GRID_SECONDS - 1e-9), math.ceil(info.duration / GRID_SECONDS / MAX_CHUNKS), 1
     )
     spans = plan_spans(info.duration, GRID_SECONDS, per * GRID_SECONDS, first_chunk_units=per)
-    return spans if len(spans) > 1 else []
+    return (spans if len(spans) > 1 else []), per * GRID_SECONDS
 
 
 class TranscodePlan(msgspec.Struct, kw_only=True, dict=True):
@@ -102,6 +118,8 @@ class TranscodePlan(msgspec.Struct, kw_only=True, dict=True):
     spans: list[ChunkSpan]
     sound: bool
     duration: float  # the source's, as probed when the plan was made
+    # the chunk boundaries moved from the grid to a scene cut (seconds of the source), in order
+    at_cuts: list[float] = msgspec.field(default_factory=list)
     planned_at: float = msgspec.field(default_factory=now)
     nonce: str = msgspec.field(default_factory=new_id)
 
@@ -185,12 +203,23 @@ def _share(span: ChunkSpan, duration: float) -> float:
     return max(0.0, end - span.start) / duration if duration > 0 else 1.0
 
 
-def plan_transcode(transcode: JobRequested, info: MediaInfo) -> TranscodePlan:
-    spans = transcode_spans(transcode, info)
+def plan_transcode(transcode: JobRequested, info: MediaInfo, scenes: Sequence[float] = ()) -> TranscodePlan:
+    """The children of a chunked transcode; with its source's ``scenes`` (cuts, in seconds), its chunk
+    boundaries moved to the cuts near them (:func:`~..rendition.chunks.move_to_cuts`)."""
+    spans, length = _grid_spans(transcode, info)
     if not spans or info.duration is None:
         raise JobRequestError(f"transcode {transcode.job_id} is not chunked")
+    moved: list[float] = []
+    if scenes:
+        spans, moved = move_to_cuts(
+            spans, scenes, info.duration, tolerance=CUT_TOLERANCE * length, floor=SHORTEST_CHUNK * length
+        )
     return TranscodePlan(
-        transcode=transcode, spans=spans, sound=info.audio_codec is not None, duration=info.duration
+        transcode=transcode,
+        spans=spans,
+        sound=info.audio_codec is not None,
+        duration=info.duration,
+        at_cuts=moved,
     )
 
 
@@ -234,11 +263,13 @@ class TranscodeGraph(JobGraph[TranscodePlan]):
         limits: Limits,
         window: int = DEFAULT_RELEASE_WINDOW,
         bucket_in: str | None = None,
+        scenes: SceneStore | None = None,
     ) -> None:
         super().__init__(js, s3, job_state, store, bucket_out, instance, owners, window)
         self.workdir = Path(workdir)
         self.limits = limits
         self.bucket_in = bucket_in  # where sources are when a job names no bucket (its keep_if reads it)
+        self.scenes = scenes  # None: chunks are cut on the grid
 
     def may_fan_out(self, parent: JobRequested) -> bool:
         try:
@@ -251,6 +282,32 @@ class TranscodeGraph(JobGraph[TranscodePlan]):
 
     def make_plan(self, parent: JobRequested, info: MediaInfo) -> TranscodePlan:
         return plan_transcode(parent, info)
+
+    async def plan_graph(self, parent: JobRequested, info: MediaInfo) -> TranscodePlan:
+        """The plan, its chunks cut at the source's scene cuts near the grid when a job on this version
+        of the source has detected them (none is detected here: that would read the whole source before
+        any chunk starts)."""
+        plan = plan_transcode(parent, info, await self._known_scenes(parent))
+        if plan.at_cuts:
+            log.info(
+                "transcode: %d of %d chunk boundaries moved to scene cuts (%s s)",
+                len(plan.at_cuts),
+                len(plan.spans) - 1,
+                ", ".join(f"{c:g}" for c in plan.at_cuts),
+                extra={"job_id": parent.job_id},
+            )
+        return plan
+
+    async def _known_scenes(self, t: JobRequested) -> list[float]:
+        bucket = t.source_bucket or self.bucket_in
+        if self.scenes is None or bucket is None:
+            return []
+        try:
+            head = await asyncio.to_thread(head_object, t.source_key, bucket, client=self.s3)
+        except STORAGE_ERRORS as exc:  # a shortcut: the chunks stay on the grid
+            log.warning("source unread for its scenes: %s", exc, extra={"job_id": t.job_id})
+            return []
+        return await self.scenes.known(bucket, t.source_key, head.etag, head.size) or []
 
     def as_planned(self, job: JobRequested, plan: TranscodePlan) -> JobRequested:
         return as_planned(job, plan)
