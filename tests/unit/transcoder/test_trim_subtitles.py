@@ -26,7 +26,6 @@ from mpr_transcoder.steps import StepRunner
 from mpr_transcoder.subtitle_sources import SubtitleInput
 from mpr_transcoder.webvtt import Cue
 
-
 STREAMS = [
     SubtitleStream(index=0, codec="subrip", language="fr", title="Français", default=True),
     SubtitleStream(index=1, codec="hdmv_pgs_subtitle", language="en"),
@@ -190,6 +189,18 @@ SOURCE = MediaInfo(
 SRC_VTT = "WEBVTT\n\n00:00:01.500 --> 00:00:02.800\nAcross\n\n00:00:04.600 --> 00:00:05.600\nEnd\n"
 
 
+def write_outputs(args: list[str]) -> None:
+    """What an FFmpeg command of a trim writes: its WebVTT conversions (SRC_VTT), its packet listing
+    (FRAMECRC) and its media."""
+    for i, a in enumerate(args[1:], 1):
+        if a.endswith(".vtt") and args[i - 1] != "-i":
+            Path(a).write_text(SRC_VTT)
+        elif a.endswith(".crc"):
+            Path(a).write_text(FRAMECRC)
+        elif args[i - 1] != "-i" and "/output." in a:
+            Path(a).write_bytes(b"media")
+
+
 def run_trim(tmp_path, monkeypatch, preset: str, output_key: str = "f/cut.mp4", sidecars=()):
     """Plan a trim of 2.3-4.3 s and run its steps with FFmpeg and ffprobe replaced: each command's
     outputs are written as FFmpeg would (the copy's listing as FRAMECRC, the key frame at 0.096016 s)."""
@@ -211,13 +222,7 @@ def run_trim(tmp_path, monkeypatch, preset: str, output_key: str = "f/cut.mp4", 
 
     async def ffmpeg(args, progress, **_):
         commands.append(args)
-        for i, a in enumerate(args[1:], 1):
-            if a.endswith(".vtt") and args[i - 1] != "-i":
-                Path(a).write_text(SRC_VTT)
-            elif a.endswith(".crc"):
-                Path(a).write_text(FRAMECRC)
-            elif args[i - 1] not in ("-i", "-hls_segment_filename") and "/output." in a:
-                Path(a).write_bytes(b"media")
+        write_outputs(args)
         return []
 
     async def ffprobe(args, timeout, what):
