@@ -149,16 +149,25 @@ TRIM_SIDECAR = "WEBVTT\n\n00:00.500 --> 00:01.000\nGone\n\n00:04.500 --> 00:06.0
 TRIM_SIDECAR_CUES = [(2500, 3000)]
 
 
-def test_a_trim_keeps_a_subtitle_stream_and_a_sidecar_with_their_cues_cut_to_the_range(api, s3, tmp_path):
-    (tmp_path / "in.srt").write_text(TRIM_SRT)
-    ffmpeg(*PICTURE, "-i", str(tmp_path / "in.srt"), "-map", "0:v", "-map", "1", *X264, "-c:s", "srt",
-           "-metadata:s:s:0", "language=fre", str(tmp_path / "film.mkv"))  # fmt: skip
+@pytest.fixture(scope="module")
+def film(s3, tmp_path_factory) -> str:
+    """An MKV (key frames every second, no B-frames) with a French SRT stream, and an English WebVTT
+    sidecar beside it."""
+    d = tmp_path_factory.mktemp("trim-subs")
+    (d / "in.srt").write_text(TRIM_SRT)
+    ffmpeg(*PICTURE, "-i", str(d / "in.srt"), "-map", "0:v", "-map", "1", *X264, "-c:s", "srt",
+           "-metadata:s:s:0", "language=fre", str(d / "film.mkv"))  # fmt: skip
     folder = f"trim-subs-{uuid.uuid4().hex[:6]}"
-    s3.upload_file(str(tmp_path / "film.mkv"), "mpr-media-in", f"{folder}/film.mkv")
+    s3.upload_file(str(d / "film.mkv"), "mpr-media-in", f"{folder}/film.mkv")
     s3.put_object(Bucket="mpr-media-in", Key=f"{folder}/film.en.vtt", Body=TRIM_SIDECAR.encode())
-    job = submit(
-        api, kind="trim", source_key=f"{folder}/film.mkv", start=2.0, end=5.0, output_key=f"{folder}/cut.mp4"
-    )
+    return f"{folder}/film.mkv"
+
+
+def trimmed(api, s3, tmp_path, film: str, **body) -> tuple[list[tuple], dict[int, list[tuple[int, int]]]]:
+    """The trim's output: its streams (type, codec, language) and each stream's packets as cue times
+    (ms on its timeline)."""
+    folder = film.rsplit("/", 1)[0]
+    job = submit(api, kind="trim", source_key=film, output_key=f"{folder}/{uuid.uuid4().hex[:6]}.mp4", **body)
     done = wait_job(api, job["id"], timeout=120)["job"]
     assert done["status"] == "completed", done
     s3.download_file("mpr-media-out", done["output_key"], str(tmp_path / "cut.mp4"))
@@ -169,21 +178,50 @@ def test_a_trim_keeps_a_subtitle_stream_and_a_sidecar_with_their_cues_cut_to_the
     streams = [
         (s["codec_type"], s["codec_name"], s.get("tags", {}).get("language")) for s in probe["streams"]
     ]
+    # mov_text fills the gaps between cues with empty samples (a 2-byte length of 0)
+    times: dict[int, list[tuple[int, int]]] = {}
+    for p in probe["packets"]:
+        if int(p["size"]) > 2 or streams[p["stream_index"]][0] != "subtitle":
+            t, d = float(p["pts_time"]), float(p.get("duration_time") or 0)
+            times.setdefault(p["stream_index"], []).append((round(t * 1000), round((t + d) * 1000)))
+    return streams, times
+
+
+def test_a_trim_keeps_a_subtitle_stream_and_a_sidecar_with_their_cues_cut_to_the_range(
+    api, s3, film, tmp_path
+):
+    streams, cues = trimmed(api, s3, tmp_path, film, start=2.0, end=5.0)
     assert streams == [
         ("video", "h264", "und"),
         ("subtitle", "mov_text", "fra"),
         ("subtitle", "mov_text", "eng"),
     ]
+    assert within_a_frame(cues[1], TRIM_CUES), cues[1]
+    assert within_a_frame(cues[2], TRIM_SIDECAR_CUES), cues[2]
+    assert abs(len(cues[0]) - 3 * FPS) <= 1  # the picture is the range's, as without subtitles
 
-    def cues(index: int) -> list[tuple[int, int]]:
-        # mov_text fills the gaps between cues with empty samples (a 2-byte length of 0)
-        found = [p for p in probe["packets"] if p["stream_index"] == index and int(p["size"]) > 2]
-        return [(round(float(p["pts_time"]) * 1000), round((float(p["pts_time"]) + float(p["duration_time"])) * 1000))
-                for p in found]  # fmt: skip
 
-    assert within_a_frame(cues(1), TRIM_CUES), cues(1)
-    assert within_a_frame(cues(2), TRIM_SIDECAR_CUES), cues(2)
-    assert abs(len(cues(0)) - 3 * FPS) <= 1  # the picture is the range's, as without subtitles
+# From 2.5 s to 5 s: a copy starts at the key frame at 2 s (its time 0), a re-encode at 2.5 s.
+ONE_COMMAND_CUES = {
+    "copy": ([(0, 800), (1200, 2100), (2600, 3000)], [(2500, 3000)]),
+    "h264-480p": ([(0, 300), (700, 1600), (2100, 2500)], [(2000, 2500)]),
+}
+
+
+@pytest.mark.parametrize("preset", ["copy", "h264-480p"])
+def test_a_copy_or_reencoding_trim_keeps_them_from_where_its_output_starts(api, s3, film, tmp_path, preset):
+    streams, cues = trimmed(api, s3, tmp_path, film, start=2.5, end=5.0, preset=preset)
+    assert [(kind, language) for kind, _, language in streams] == [
+        ("video", "und"),
+        ("subtitle", "fra"),
+        ("subtitle", "eng"),
+    ]
+    stream_cues, sidecar_cues = ONE_COMMAND_CUES[preset]
+    assert within_a_frame(cues[1], stream_cues), cues[1]
+    assert within_a_frame(cues[2], sidecar_cues), cues[2]
+    if preset == "copy":  # the picture runs from that key frame: 3 s, not the 2.5 s asked for
+        first, last = min(start for start, _ in cues[0]), max(end for _, end in cues[0])
+        assert first == 0 and abs(last - 3000) <= FRAME_MS, (first, last)
 
 
 def gray(path: Path, times: list[float]) -> dict[float, bytes]:

@@ -4,15 +4,25 @@ argument lists."""
 
 from __future__ import annotations
 
+import asyncio
+from fractions import Fraction
 from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from mpr_common.audio_tracks import language_tag
-from mpr_common.events import MediaInfo, SubtitleStream, SubtitleTrack
+from mpr_common.events import JobRequested, MediaInfo, SubtitleStream, SubtitleTrack
+from mpr_common.jobs import normalize_job
+from mpr_common.presets import PRESETS
+from mpr_transcoder import webvtt
+from mpr_transcoder.kinds import trim as trim_kind
+from mpr_transcoder.kinds.base import JobContext
 from mpr_transcoder.kinds.trim import subtitles
 from mpr_transcoder.kinds.trim.codecs import container_for
+from mpr_transcoder.kinds.trim.planning import copy_origin, first_packet_time, parse_cut_probe
+from mpr_transcoder.limits import Limits
+from mpr_transcoder.steps import StepRunner
 from mpr_transcoder.subtitle_sources import SubtitleInput
 from mpr_transcoder.webvtt import Cue
 
@@ -126,3 +136,141 @@ def test_the_mux_copies_the_cut_and_adds_each_track_with_its_tags(tmp_path):
         tmp_path / "cut.mkv", container_for(Path("o.mkv")), tracks[:1], tmp_path, out, None
     )
     assert mkv[mkv.index("-format_whitelist") + 1] == "matroska" and "-movflags" not in mkv
+
+
+# --- a trim by one command (copy, re-encode): where its output starts, and its steps --------------------
+
+# FFmpeg 5.1's framecrc of a copy cut at 2.3 s of an MP4 (H.264 with B-frames, AAC): the sound's first
+# packet (stream 1) is listed before the picture's key frame, shown 0.3 s before the seek.
+FRAMECRC = """#extradata 0:       44, 0x10760d8b
+#software: Lavf59.27.100
+#tb 0: 1/12800
+#media_type 0: video
+#tb 1: 1/44100
+#media_type 1: audio
+1,     -17462,     -17462,     1024,      167, 0xe01e5457
+0,      -4864,      -3840,      512,     2892, 0x225aa828
+0,      -4352,      -2304,      512,      699, 0x9390613f, F=0x0
+"""
+
+
+def test_a_copys_first_packet_is_read_from_its_listing_in_its_own_time_base():
+    assert first_packet_time(FRAMECRC) == Fraction(-3840, 12800)
+    assert first_packet_time(FRAMECRC, 1) == Fraction(-17462, 44100)
+    assert first_packet_time(FRAMECRC, 2) is None  # no such stream
+    assert first_packet_time("#tb 0: 1/1000\n0, 5, -9223372036854775808, 1, 2, 0x0\n") is None  # no pts
+    assert first_packet_time("0, 5, 7, 1, 2, 0x0\n") is None  # no time base
+
+
+def test_the_outputs_first_packet_and_duration_are_read_from_ffprobe():
+    probe = '{"packets": [{"pts_time": "0.096016"}], "format": {"duration": "2.497000"}}'
+    assert parse_cut_probe(probe) == (0.096016, 2.497)
+    assert parse_cut_probe('{"format": {"duration": "N/A"}}') == (None, None)
+    assert parse_cut_probe("not json") == (None, None)
+
+
+def test_a_copys_time_0_is_where_its_muxer_put_its_lowest_decode_time():
+    # The key frame at 2.0 s is at 0.096016 s in the output: its time 0 is the source's 1.903984 s (the
+    # sound's first packet), neither the key frame (2.0) nor the seek (2.3).
+    assert copy_origin(2.3, Fraction(-3840, 12800), 0.096016) == 1.903984
+    assert copy_origin(2.3, None, 0.1) == 2.3 == copy_origin(2.3, Fraction(0), None)
+
+
+@given(st.text(max_size=300))
+def test_any_listing_or_probe_text_gives_a_time_or_none(text):
+    assert first_packet_time(text) is None or isinstance(first_packet_time(text), Fraction)
+    first, duration = parse_cut_probe(text)
+    assert all(v is None or isinstance(v, float) for v in (first, duration))
+
+
+SOURCE = MediaInfo(
+    duration=6.0, video_codec="h264", audio_codec="aac", subtitle_streams=[STREAMS[0], STREAMS[1]]
+)
+SRC_VTT = "WEBVTT\n\n00:00:01.500 --> 00:00:02.800\nAcross\n\n00:00:04.600 --> 00:00:05.600\nEnd\n"
+
+
+def write_outputs(args: list[str]) -> None:
+    """What an FFmpeg command of a trim writes: its WebVTT conversions (SRC_VTT), its packet listing
+    (FRAMECRC) and its media."""
+    for i, a in enumerate(args[1:], 1):
+        if a.endswith(".vtt") and args[i - 1] != "-i":
+            Path(a).write_text(SRC_VTT)
+        elif a.endswith(".crc"):
+            Path(a).write_text(FRAMECRC)
+        elif args[i - 1] != "-i" and "/output." in a:
+            Path(a).write_bytes(b"media")
+
+
+def run_trim(tmp_path, monkeypatch, preset: str, output_key: str = "f/cut.mp4", sidecars=()):
+    """Plan a trim of 2.3-4.3 s and run its steps with FFmpeg and ffprobe replaced: each command's
+    outputs are written as FFmpeg would (the copy's listing as FRAMECRC, the key frame at 0.096016 s)."""
+    job = normalize_job(
+        JobRequested(
+            job_id="j",
+            kind="trim",
+            source_key="f/t.mp4",
+            output_key=output_key,
+            preset=preset,
+            start=2.3,
+            end=4.3,
+        )  # fmt: skip
+    )
+    ctx = JobContext(
+        job, PRESETS[preset], "https://s3/f/t.mp4", SOURCE, tmp_path, 10**9, Limits(), sidecars=sidecars
+    )
+    commands: list[list[str]] = []
+
+    async def ffmpeg(args, progress, **_):
+        commands.append(args)
+        write_outputs(args)
+        return []
+
+    async def ffprobe(args, timeout, what):
+        assert args[-1].endswith(("/cut/output.mp4", "/cut/output.mkv")), args
+        return '{"packets": [{"pts_time": "0.096016"}], "format": {"duration": "2.496"}}'
+
+    monkeypatch.setattr(trim_kind, "ffprobe_output", ffprobe)
+    work = trim_kind.plan(ctx)
+    runner = StepRunner(Limits(), asyncio.Event(), {}, lambda *_: None, work.expected, ffmpeg)
+    asyncio.run(work.run(runner))
+    return work, commands
+
+
+def test_a_copy_trim_keeps_the_text_streams_cut_to_what_it_wrote_from_its_first_packet(tmp_path, monkeypatch):
+    work, commands = run_trim(tmp_path, monkeypatch, "copy")
+    assert work.main == tmp_path / "out" / "output.mp4" and work.main.exists()
+    cut, convert, mux = commands[0], commands[1], commands[-1]
+    assert len(commands) == 3 and "framecrc" in cut and convert[convert.index("-map") + 1] == "0:s:0"
+    assert cut[cut.index("-avoid_negative_ts") + 1] == "make_zero"
+    cut_file = str(tmp_path / "subs" / "cut" / "output.mp4")
+    # the cut as the preset makes it, then its first packets
+    assert cut.index(cut_file) < cut.index("framecrc") and cut[-1].endswith(".crc")
+    assert [mux[i + 1] for i, a in enumerate(mux) if a == "-i"][0] == cut_file
+    assert mux[-1] == str(work.main) and "-map_metadata" not in mux  # the source's tags, as without subtitles
+    # time 0 is the source's 1.903984 s; what the output shows ends 2.496 s later (4.399984 s)
+    assert webvtt.parse((tmp_path / "subs" / "stream-0.vtt").read_text()) == [Cue(0, 896, "Across")]
+
+
+def test_a_reencoding_trim_keeps_streams_and_sidecars_from_its_start(tmp_path, monkeypatch):
+    work, commands = run_trim(tmp_path, monkeypatch, "h264-480p", sidecars=(SIDECAR,))
+    cut, mux = commands[0], commands[-1]
+    assert "framecrc" not in cut and cut[cut.index("-ss") + 1] == "2.300"
+    assert len(commands) == 4  # the encode, the stream's conversion, the sidecar's, the mux
+    assert [mux[i + 1] for i, a in enumerate(mux) if a == "-map"] == ["0", "1:0", "2:0"]
+    assert mux[mux.index("-metadata:s:s:1") + 1] == "language=eng"
+    # time 0 is the start, 2.3 s: the cue across it is cut to it, the one across the end to 2.496 s
+    for name in ("stream-0", "sidecar-0"):
+        assert webvtt.parse((tmp_path / "subs" / f"{name}.vtt").read_text()) == [
+            Cue(0, 500, "Across"),
+            Cue(2300, 2496, "End"),
+        ]
+
+
+def test_a_trim_into_a_type_without_subtitles_or_without_text_keeps_one_command(tmp_path, monkeypatch):
+    work, commands = run_trim(tmp_path, monkeypatch, "copy", output_key="f/cut.avi")
+    assert len(commands) == 1 and commands[0][-1] == str(work.main) == str(tmp_path / "out" / "output.avi")
+    job = normalize_job(JobRequested(job_id="j", kind="trim", source_key="f/t.mp4", preset="copy", start=1))
+    ctx = JobContext(
+        job, PRESETS["copy"], "u", MediaInfo(duration=6.0, video_codec="h264"), tmp_path, 1, Limits()
+    )
+    assert trim_kind.plan(ctx).main == tmp_path / "out" / "output.mp4"

@@ -15,7 +15,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mpr_common.events import JobRequested, MediaInfo, SubtitleFile, SubtitleTrack
 from mpr_common.jobs import JobRequestError
-from mpr_common.presets import PRESETS
 from mpr_common.s3_client import S3Client
 from mpr_common.settings import S3Settings
 from mpr_common.subtitles import (
@@ -102,9 +101,9 @@ async def prepare_subtitles(
 async def trim_sidecars(
     job: JobRequested, source_url: str, *, s3: S3Client, s3_settings: S3Settings
 ) -> list[SubtitleInput]:
-    """The sidecars a frame-accurate trim (``job``, normalised) embeds as subtitle tracks of its output,
-    as FFmpeg's inputs; none for any other job."""
-    if job.kind != "trim" or PRESETS[job.preset or ""].video_codec != "smart":
+    """The sidecars a trim (``job``, normalised) embeds as subtitle tracks of its output, as FFmpeg's
+    inputs; none for any other job."""
+    if job.kind != "trim":
         return []
     bucket = job.source_bucket or s3_settings.bucket_in
     tracks = [

@@ -1,14 +1,16 @@
 """The kinds that run as one FFmpeg command (``transcode``, ``audio``, ``thumbnail``, ``hls``, and a
-``trim`` with the ``copy`` preset): its argument list for each preset (:func:`build_plan`, pure,
-unit-tested) and the kind's plan.
+``trim`` with the ``copy`` preset or a re-encoding one): its argument list for each preset
+(:func:`build_plan`, pure, unit-tested) and the kind's plan. A kind may finish the command's output with
+steps of its own (:class:`Finish`: a trim muxes the source's subtitles into it).
 
 Safety: the input is the source's URL under the protocol and demuxer whitelists (``ffmpeg.argv``); options
 never come from user strings."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mpr_common.events import JobRequested, MediaInfo
@@ -35,6 +37,32 @@ class Plan:
     expected_duration: float | None  # seconds of media the output will hold (for progress)
     # HLS media segments, uploaded while FFmpeg writes the next ones (see ..uploader)
     segment_glob: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """Steps of a kind after the command: the command writes its output into ``cut_dir`` (not uploaded)
+    under the name it would have in the output dir, with ``extra`` outputs after it (arguments: the
+    second output's options and file); ``beside(runner)`` runs while it does, and ``then(runner, cut)``
+    writes the job's output (the same name in the output dir) from that file, as the last 5 % of the
+    progress."""
+
+    cut_dir: Path
+    then: Callable[[StepRunner, Path], Awaitable[None]]
+    beside: Callable[[StepRunner], Awaitable[None]] | None = None
+    extra: list[str] = field(default_factory=list)
+
+
+# What a stream copy keeps of the source: every picture and sound stream.
+COPIED_STREAMS = ("-map", "0:v?", "-map", "0:a?")
+
+
+def output_name(job: JobRequested, preset: Preset) -> str:
+    """The file the command writes (in the output dir): ``index.m3u8`` for HLS, else ``output`` with the
+    preset's extension, the output key's, or ``.mp4``."""
+    if preset.container == "hls":
+        return "index.m3u8"
+    return f"output{preset.extension or extension(job.output_key or '') or '.mp4'}"
 
 
 def scale_height(h: int) -> str:
@@ -120,7 +148,7 @@ def _stream_args(
             raise ValueError("the source has no audio stream to extract")
         return ["-map", "0:a:0", "-vn", "-c:a", _codec(preset.audio_codec, preset.name)]
     if preset.video_codec == "copy":
-        return ["-map", "0:v?", "-map", "0:a?", "-c", "copy", "-avoid_negative_ts", "make_zero"]
+        return [*COPIED_STREAMS, "-c", "copy", "-avoid_negative_ts", "make_zero"]
     if not (has_video or has_audio):
         raise ValueError("the source has no audio or video stream")
     args: list[str] = []
@@ -216,9 +244,9 @@ def build_plan(
     if length is not None and job.kind != "thumbnail":  # a thumbnail is one frame (-frames:v 1)
         args += ["-t", fmt(length)]
 
-    out_ext = preset.extension or extension(job.output_key or "") or ".mp4"
     output_dir.mkdir(parents=True, exist_ok=True)
-    main = output_dir / ("index.m3u8" if preset.container == "hls" else f"output{out_ext}")
+    main = output_dir / output_name(job, preset)
+    out_ext = main.name.removeprefix("output")
     if job.kind == "thumbnail":
         return Plan(args + _thumbnail_args(preset, info, main), output_dir, main, None)
 
@@ -249,12 +277,12 @@ def build_plan(
     return Plan(args, output_dir, main, expected)
 
 
-def plan(ctx: JobContext) -> Work:
+def plan(ctx: JobContext, finish: Finish | None = None) -> Work:
     """One command; with loudness normalisation, its first pass before it; with burnt-in subtitles,
-    their conversion (:mod:`..burn_in`) before it. A transcode's video gets key frames at its source's
-    scene cuts when they are kept (:mod:`..scene_store`); when they are not, its command finds them on
-    the way (the scene detector as a second output of the picture it decodes anyway) and keeps them for
-    the jobs after it."""
+    their conversion (:mod:`..burn_in`) before it; with ``finish``, its steps after it. A transcode's
+    video gets key frames at its source's scene cuts when they are kept (:mod:`..scene_store`); when they
+    are not, its command finds them on the way (the scene detector as a second output of the picture it
+    decodes anyway) and keeps them for the jobs after it."""
     burning = ctx.subtitles if ctx.job.burn_subtitles is not None and ctx.job.kind == "transcode" else None
     burn = ctx.tmp / BURNT if burning is not None else None
 
@@ -267,7 +295,7 @@ def plan(ctx: JobContext) -> Work:
                 ctx.preset,
                 ctx.url,
                 ctx.info,
-                ctx.out_dir,
+                ctx.out_dir if finish is None else finish.cut_dir,
                 ctx.max_bytes,
                 max_source_duration=ctx.limits.max_source_duration or None,
                 audio_filter=audio_filter,
@@ -280,6 +308,8 @@ def plan(ctx: JobContext) -> Work:
             raise JobError(str(exc), "invalid") from None
 
     first = command()
+    extra = finish.extra if finish is not None else []
+    top = 100.0 if finish is None else 95.0
 
     async def single(runner: StepRunner) -> None:
         if burning is not None and burn is not None:
@@ -298,18 +328,40 @@ def plan(ctx: JobContext) -> Work:
             found.extend(read_scenes(report))
 
         async def encode(audio_filter: str | None) -> None:
-            main = runner.scoped(30.0 if audio_filter else 0.0, 100.0)
+            main = runner.scoped(30.0 if audio_filter else 0.0, top)
             changed = audio_filter or key_frames or find
-            args = (command(audio_filter, key_frames, find) if changed else first).args
+            args = [*(command(audio_filter, key_frames, find) if changed else first).args, *extra]
             work.quality = await encode_measured(main, args, ctx.tmp, on_report=read_found if find else None)
             runner.written = main.written
             if find and scenes is not None:
                 await scenes.keep(found)
 
-        await with_loudness(ctx, work, runner, encode)
+        if finish is None:
+            await with_loudness(ctx, work, runner, encode)
+            return
+        await _beside(with_loudness(ctx, work, runner, encode), finish.beside, runner)
+        await finish.then(runner, first.main_output)
 
-    work = Work(first.main_output, first.expected_duration, single, segment_glob=first.segment_glob)
+    main = first.main_output if finish is None else ctx.out_dir / first.main_output.name
+    work = Work(main, first.expected_duration, single, segment_glob=first.segment_glob)
     return work
+
+
+async def _beside(
+    main: Awaitable[None], beside: Callable[[StepRunner], Awaitable[None]] | None, runner: StepRunner
+) -> None:
+    """``main``, with ``beside`` (its progress not counted) running at the same time: the first failure
+    stops the other and is what is raised."""
+    tasks = [asyncio.ensure_future(main)]
+    if beside is not None:
+        tasks.append(asyncio.ensure_future(beside(runner.scoped(0.0, 0.0, by_time=False))))
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _cuts_key_frames(ctx: JobContext) -> bool:

@@ -274,3 +274,24 @@ def audio_copy_args(
     ]
     args += ["-ss", _secs(start - EPS), "-to", _secs(end - EPS)]
     return [*args, *_output_tail(container, max_bytes), str(output)]
+
+
+# The source's seconds a copying trim's command lists after its start: its first packet of each stream is
+# among them (at or before the start: from the key frame before it).
+FIRST_PACKETS_SECONDS = 0.5
+
+
+def first_packets_output(streams: Sequence[str], path: Path) -> list[str]:
+    """A second output of a copying trim's command (``streams``: its ``-map`` options, the same as its
+    first output's): one line per packet copied in the first :data:`FIRST_PACKETS_SECONDS` (framecrc:
+    stream, decode and presentation times in each stream's time base), on the command's timeline before
+    its muxer moves it to start at 0 (see :func:`.planning.copy_origin`)."""
+    return [*streams, "-c", "copy", "-t", _secs(FIRST_PACKETS_SECONDS), "-f", "framecrc", str(path)]
+
+
+def cut_probe_args(path: Path, demuxer: str) -> list[str]:
+    """ffprobe's JSON of the duration of a trim's output written by one command (``path``, read by
+    ``demuxer`` only) and the presentation time of its first stream's first packet."""
+    args = [*FFPROBE_ARGS, *whitelist(LOCAL_FILES, demuxer), "-f", demuxer, "-select_streams", "0"]
+    args += ["-read_intervals", "%+#1", "-show_entries", "format=duration:packet=pts_time", "-of", "json"]
+    return [*args, "-i", str(path)]

@@ -4,7 +4,9 @@ seconds; no I/O."""
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -276,3 +278,68 @@ def sound_end(every: Sequence[Fraction], kept: Sequence[Fraction]) -> Fraction:
 def describe_range(start_t: Fraction, end_t: Fraction, name: str) -> str:
     end = "its end" if end_t >= 10**9 else f"{float(end_t - BASE):.3f}s"
     return f"the range {float(start_t - BASE):.3f}s to {end} of {name or 'the source'}"
+
+
+# --- where a copying or re-encoding trim's output starts -------------------------------------------
+
+
+_TIME_BASE = re.compile(r"#tb (\d+): (\d+)/(\d+)")
+_NOPTS = -(2**63)  # what framecrc prints for a packet without a timestamp
+
+
+def first_packet_time(framecrc: str, stream: int = 0) -> Fraction | None:
+    """The presentation time (seconds) of ``stream``'s first packet in FFmpeg's framecrc listing
+    (``#tb N: num/den`` headers, then ``stream, dts, pts, duration, size, crc`` lines); None when the
+    listing has no such packet, or it has no timestamp."""
+    bases: dict[int, Fraction] = {}
+    for line in framecrc.splitlines():
+        if m := _TIME_BASE.match(line):
+            if int(m[3]):
+                bases[int(m[1])] = Fraction(int(m[2]), int(m[3]))
+            continue
+        if line.startswith("#"):
+            continue
+        fields = [f.strip() for f in line.split(",")]
+        try:
+            index, pts = int(fields[0]), int(fields[2])
+        except (IndexError, ValueError):
+            continue
+        if index != stream:
+            continue
+        base = bases.get(index)
+        return None if base is None or pts == _NOPTS else pts * base
+    return None
+
+
+def parse_cut_probe(text: str) -> tuple[float | None, float | None]:
+    """ffprobe's JSON of a written trim (``cut_probe_args``): the presentation time of its first
+    stream's first packet and its duration, in seconds (None for what it does not say)."""
+    try:
+        data = json.loads(text or "{}")
+    except ValueError:
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    packets = data.get("packets") or [{}]
+    return _seconds(packets[0].get("pts_time")), _seconds((data.get("format") or {}).get("duration"))
+
+
+def _seconds(value: object) -> float | None:
+    try:
+        t = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return t if math.isfinite(t) else None
+
+
+def copy_origin(seek: float, listed: Fraction | None, written: float | None) -> float:
+    """The source's second at a copying trim's time 0. Its command seeks to ``seek`` (the source's
+    seconds: its packets then carry the source's times minus ``seek``) and copies from the key frame at
+    or before it; its muxer then moves every timestamp by the same amount so that the first packet it
+    writes (the lowest decode time of any stream: often neither the key frame nor ``seek``) is at 0.
+    ``listed``: the first packet of the first stream as the command had it before the muxer (its second
+    output, :func:`first_packet_time`); ``written``: the same packet in the output (ffprobe). Without
+    either, ``seek`` (where a re-encoding trim starts), within a GOP of the truth."""
+    if listed is None or written is None:
+        return seek
+    return round(seek + float(listed) - written, 6)

@@ -83,6 +83,11 @@ def kept(info: MediaInfo, sidecars: Sequence[SubtitleInput], container: Containe
     return Kept([s for s in info.subtitle_streams if is_text(s)], list(sidecars), work_dir)
 
 
+def demuxer(container: Container) -> str:
+    """The demuxer that reads back what ``container``'s muxer wrote (one that holds subtitles)."""
+    return _DEMUXERS[container.muxer]
+
+
 def stream_track(stream: SubtitleStream) -> KeptTrack:
     return KeptTrack(f"stream-{stream.index}", stream.language, stream.title, stream.default, stream.forced)
 
@@ -153,17 +158,23 @@ def mux_args(
     work_dir: Path,
     output: Path,
     max_bytes: int | None,
+    *,
+    keep_tags: bool = False,
 ) -> list[str]:
     """The cut (picture and sound, copied as they are) and the trimmed WebVTT of each of ``tracks``
-    (:func:`trimmed_file`) into ``output``, the cues as the container's subtitle codec."""
+    (:func:`trimmed_file`) into ``output``, the cues as the container's subtitle codec. ``keep_tags``:
+    the cut's tags (its own and its streams') are kept, as a trim by one command keeps the source's;
+    else none are (a frame-accurate trim keeps none)."""
     assert container.subtitle_codec is not None
-    args = [*GLOBAL_ARGS, *whitelist(LOCAL_FILES, _DEMUXERS[container.muxer]), "-i", str(cut)]
+    args = [*GLOBAL_ARGS, *whitelist(LOCAL_FILES, demuxer(container)), "-i", str(cut)]
     for t in tracks:
         args += [*whitelist(LOCAL_FILES, "webvtt"), "-f", "webvtt", "-i", str(trimmed_file(work_dir, t))]
     args += ["-map", "0"]
     for n in range(len(tracks)):
         args += ["-map", f"{n + 1}:0"]
-    args += ["-c", "copy", "-c:s", container.subtitle_codec, "-map_metadata", "-1"]
+    args += ["-c", "copy", "-c:s", container.subtitle_codec]
+    if not keep_tags:
+        args += ["-map_metadata", "-1"]
     for n, s in enumerate(tracks):
         args += [f"-metadata:s:s:{n}", f"language={container_language(s.language)}"]
         if s.title:
