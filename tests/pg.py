@@ -57,8 +57,12 @@ class Postgres:
     def url(self, db: str = "mpr") -> str:
         return f"postgresql+asyncpg://mpr@127.0.0.1:{self.port}/{db}"
 
-    def create_db(self, name: str) -> str:
-        self._run(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "mpr", name)
+    def create_db(self, name: str, template: str | None = None) -> str:
+        """A new database; ``template``: a copy of that database (nobody may be connected to it)."""
+        copy = ["-T", template] if template else []
+        self._run(
+            str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "mpr", *copy, name
+        )
         return self.url(name)
 
     def stop(self) -> None:

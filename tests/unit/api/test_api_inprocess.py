@@ -4,15 +4,21 @@ from JetStream's acknowledgement, and how errors map to HTTP and GraphQL."""
 from __future__ import annotations
 
 import pytest
+from litestar.testing import TestClient
 
+from mpr_api.app import services
 from mpr_api.jobs.service import queued_view
+from mpr_api.settings import ApiSettings
+from mpr_api.state import state_of
 from mpr_common import subjects as s
 from mpr_common.codec import decode, encode
 from mpr_common.events import JobCompleted, JobRequested, JobView
 from mpr_common.presets import DEFAULT_PRESET
-from tests.unit.api.inprocess import in_process_api
+from tests.fakes import FakeKV, FakeNats
+from tests.unit.api.inprocess import gate_of, in_process_api, serving
 
 TOKEN = "t0ken"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
@@ -153,3 +159,24 @@ def test_assets_are_searched_by_prefix_and_by_a_part_of_the_name(api):
     (subject, q), *_ = [(sub, q) for sub, q in nc.requests if sub == s.CATALOG_ASSETS_LIST]
     assert (q.prefix, q.name) == ("shows/", "Interview")
     assert client.get("/api/assets", params={"name": "x" * 5000}).status_code == 400
+
+
+def test_tests_that_share_an_app_see_nothing_of_each_other():
+    """The helper every in-process test builds its API with (inprocess.serving): one app per settings,
+    each test's own fakes, services and authentication throttle while it runs, none after."""
+    settings = ApiSettings(tokens=frozenset({TOKEN}))
+    first, second = FakeNats(), FakeNats()
+    job = {"kind": "audio", "source_key": "a.mp4"}
+    with serving(settings, services(settings, first, FakeKV(), public_s3=None)) as app:
+        with TestClient(app, base_url="http://mpr.local") as client:
+            assert client.get("/api/jobs", headers={"Authorization": "Bearer guess"}).status_code == 401
+            assert client.post("/api/jobs", json=job, headers=BEARER).status_code == 202
+        assert len(gate_of(app).throttle) == 1 and len(first.js.published) == 1
+        with serving(settings, services(settings, FakeNats(), FakeKV(), public_s3=None)) as beside:
+            assert beside is not app  # the shared one is in use: another of its own
+    assert state_of(app).nc is None and state_of(app).services == {}
+    with serving(settings, services(settings, second, FakeKV(), public_s3=None)) as again:
+        assert again is app and len(gate_of(app).throttle) == 0
+        with TestClient(app, base_url="http://mpr.local") as client:
+            assert client.post("/api/jobs", json=job, headers=BEARER).status_code == 202
+    assert len(first.js.published) == 1 and len(second.js.published) == 1

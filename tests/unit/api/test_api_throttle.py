@@ -5,17 +5,21 @@ refills; valid traffic spends nothing; other clients are not affected; memory st
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from litestar.exceptions import WebSocketDisconnect
 from litestar.testing import TestClient
 
-from mpr_api.app import create_app, services
+from mpr_api.app import services
 from mpr_api.console.feature import console_state
 from mpr_api.http.auth import SESSION_COOKIE, AuthThrottle
 from mpr_api.settings import ApiSettings
 from tests.fakes import FakeKV, FakeNats
+from tests.unit.api.inprocess import gate_of, serving
 
 TOKEN = "t0ken"
 PER_MINUTE = 5
@@ -29,16 +33,18 @@ class Clock:
         return self.now
 
 
-def make_app(**settings_kw):
+@contextmanager
+def api_client(**settings_kw) -> Iterator[TestClient]:
     settings = ApiSettings(tokens=frozenset({TOKEN}), auth_failures_per_minute=PER_MINUTE, **settings_kw)
     state = services(settings, FakeNats(), FakeKV(), public_s3=None, owners_kv=FakeKV())
     state.update(console_state(settings, state["assets"]))
-    return create_app(settings, state=state)
+    with serving(settings, state) as app, TestClient(app, base_url="http://mpr.local") as c:
+        yield c
 
 
 @pytest.fixture
 def client():
-    with TestClient(make_app(), base_url="http://mpr.local") as c:
+    with api_client() as c:
         yield c
 
 
@@ -47,14 +53,7 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def throttle_of(client: TestClient) -> AuthThrottle:
-    # the edge layer's gate, as app.py wires it
-    for layer in client.app.middleware:
-        gate = getattr(layer, "__closure__", None)
-        if gate:
-            for cell in gate:
-                if hasattr(cell.cell_contents, "throttle"):
-                    return cell.cell_contents.throttle
-    raise AssertionError("no gate")
+    return gate_of(client.app).throttle
 
 
 def test_wrong_tokens_are_401_then_429_with_retry_after_and_a_valid_token_waits_too(client):
@@ -123,7 +122,7 @@ def test_an_ipv6_client_counts_per_64_and_a_forwarded_header_only_when_configure
 
 
 def test_the_forwarded_header_is_used_when_configured():
-    with TestClient(make_app(client_address_header="X-Forwarded-For"), base_url="http://mpr.local") as c:
+    with api_client(client_address_header="X-Forwarded-For") as c:
         for _ in range(PER_MINUTE):
             c.get("/api/jobs", headers={**bearer("guess"), "X-Forwarded-For": "192.0.2.1"})
         assert (
@@ -199,7 +198,7 @@ def test_websocket_handshakes_with_a_wrong_token_are_throttled(client):
 def test_the_throttle_is_off_with_zero():
     settings = ApiSettings(tokens=frozenset({TOKEN}), auth_failures_per_minute=0)
     state = services(settings, FakeNats(), FakeKV(), public_s3=None, owners_kv=FakeKV())
-    with TestClient(create_app(settings, state=state), base_url="http://mpr.local") as c:
+    with serving(settings, state) as app, TestClient(app, base_url="http://mpr.local") as c:
         for _ in range(30):
             assert c.get("/api/jobs", headers=bearer("guess")).status_code == 401
         assert c.get("/api/jobs", headers=bearer(TOKEN)).status_code == 200

@@ -15,13 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
 
-from mpr_api.app import create_app, services
+from mpr_api.app import services
 from mpr_api.assets.licenses import b64url, license_response, parse_license_request
 from mpr_api.assets.service import AssetService
 from mpr_api.settings import ApiSettings
 from mpr_common.content_keys import LICENSE_DATA_ID, ContentKeys, KeyWrap, license_uri
 from mpr_common.errors import BadRequest
 from tests.fakes import FakeKV, FakeNats
+from tests.unit.api.inprocess import serving
 
 TOKEN = "t0ken"
 KEY_SECRET = "key-secret"
@@ -78,7 +79,7 @@ def api():
     run(store.create("a1", "aes-128", "out", "shows/ep3/a1"))
     record = run(store.record("p1"))
     assert record is not None and record.kid is not None
-    with TestClient(create_app(settings, state=named), base_url="http://mpr.local") as client:
+    with serving(settings, named) as app, TestClient(app, base_url="http://mpr.local") as client:
         yield client, assets, key, bytes.fromhex(record.kid)
 
 

@@ -4,11 +4,13 @@ is refused (forged, expired, revoked cookies; changes without the CSRF header; c
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from litestar.testing import TestClient
 
-from mpr_api.app import create_app, services
+from mpr_api.app import services
 from mpr_api.console.feature import console_state
 from mpr_api.console.pages import safe_next
 from mpr_api.http.auth import (
@@ -21,16 +23,21 @@ from mpr_api.http.auth import (
 )
 from mpr_api.settings import ApiSettings
 from tests.fakes import FakeKV, FakeNats
+from tests.unit.api.inprocess import serving
 
 TOKEN = "console-t0ken"
 OTHER = "other-t0ken"
 
 
-def make_client(tokens=frozenset({TOKEN, OTHER}), base_url="http://mpr.local", **settings_kw):
+@contextmanager
+def make_client(
+    tokens=frozenset({TOKEN, OTHER}), base_url="http://mpr.local", **settings_kw
+) -> Iterator[TestClient]:
     settings = ApiSettings(tokens=tokens, **settings_kw)
     state = services(settings, FakeNats(), FakeKV(), public_s3=None, owners_kv=FakeKV())
     state.update(console_state(settings, state["assets"]))
-    return TestClient(create_app(settings, state=state), base_url=base_url)
+    with serving(settings, state) as app, TestClient(app, base_url=base_url) as client:
+        yield client
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
 
-from mpr_api.app import create_app, services
+from mpr_api.app import services
 from mpr_api.assets.playback_tokens import KeyRefused, PlaybackTokens
 from mpr_api.assets.service import AssetService
 from mpr_api.automation.templates import Template, TemplateError, check_template
@@ -20,6 +20,7 @@ from mpr_api.settings import ApiSettings
 from mpr_common.content_keys import ContentKeys, KeyUnreadable, KeyWrap, key_uri
 from mpr_common.errors import Unauthorized
 from tests.fakes import FakeKV, FakeNats
+from tests.unit.api.inprocess import serving
 
 TOKEN = "t0ken"
 MEDIA_SECRET = "media-secret"
@@ -85,7 +86,7 @@ def api():
     assets.keys._store = store  # the bucket mpr-setup makes, on the fake bus
     key = run(store.create("p1", "aes-128", "out", FOLDER))
     run(store.create("p2", "aes-128", "out", "shows/ep2/p2"))
-    with TestClient(create_app(settings, state=named), base_url="http://mpr.local") as client:
+    with serving(settings, named) as app, TestClient(app, base_url="http://mpr.local") as client:
         yield client, assets, key
 
 
@@ -177,10 +178,8 @@ def test_encryption_needs_the_key_secret_and_cenc_is_not_available_for_av1():
         (KEY_SECRET, {"encryption": "cenc", "preset": "abr-av1"}, "not available"),
     ):
         settings = ApiSettings(tokens=frozenset({TOKEN}), media_secret=MEDIA_SECRET, key_secret=key_secret)
-        app = create_app(
-            settings, state=services(settings, FakeNats(), FakeKV(), public_s3=None, owners_kv=FakeKV())
-        )
-        with TestClient(app) as client:
+        state = services(settings, FakeNats(), FakeKV(), public_s3=None, owners_kv=FakeKV())
+        with serving(settings, state) as app, TestClient(app) as client:
             r = client.post(
                 "/api/jobs",
                 json={"kind": "package", "source_key": "a.mp4", **body},

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ import pytest
 from litestar.testing import TestClient
 from moto import mock_aws
 
-from mpr_api.app import create_app, services
+from mpr_api.app import services
 from mpr_api.jobs import executors
 from mpr_api.jobs.service import queued_view
 from mpr_api.settings import ApiSettings
@@ -27,6 +29,7 @@ from mpr_common.events import JobFailed, JobRequested
 from mpr_common.settings import S3Settings
 from mpr_transcoder import lambda_handler
 from tests.fakes import FakeKV, FakeNats
+from tests.unit.api.inprocess import serving
 
 ROOT = Path(__file__).resolve().parents[3]
 TOKEN = "t0ken"
@@ -54,18 +57,26 @@ def sfn():
     executors.stepfunctions.cache_clear()
 
 
-def make_api(**overrides: Any):
+@pytest.fixture
+def make_api() -> Iterator[Any]:
+    """Makes an API client (settings overridden by its keywords), its fake NATS and its callback tokens;
+    the client is not yet entered. What it serves ends with the test."""
     configured = {
         "stepfunctions_state_machine_arn": ARN,
         "callback_url": CALLBACK_BASE + "/",
         "callback_secret": "callback-secret",
     }
-    settings = ApiSettings(tokens=frozenset({TOKEN}), **{**configured, **overrides})
-    nc = FakeNats()
-    state = services(settings, nc, FakeKV(), public_s3=None, owners_kv=FakeKV())
-    client = TestClient(create_app(settings, state=state), base_url="http://mpr.local")
-    client.headers["Authorization"] = f"Bearer {TOKEN}"
-    return client, nc, state["jobs"].callbacks
+    with ExitStack() as served:
+
+        def make(**overrides: Any):
+            settings = ApiSettings(tokens=frozenset({TOKEN}), **{**configured, **overrides})
+            nc = FakeNats()
+            state = services(settings, nc, FakeKV(), public_s3=None, owners_kv=FakeKV())
+            client = TestClient(served.enter_context(serving(settings, state)), base_url="http://mpr.local")
+            client.headers["Authorization"] = f"Bearer {TOKEN}"
+            return client, nc, state["jobs"].callbacks
+
+        yield make
 
 
 def executions(sfn) -> list[dict]:
@@ -81,7 +92,7 @@ JOB = {"kind": "audio", "source_key": "talks/a.mp4", "executor": "stepfunctions"
 
 
 # --- the API starts executions -------------------------------------------------------------------
-def test_a_job_starts_one_execution_named_after_it_with_the_job_and_its_own_callback(sfn):
+def test_a_job_starts_one_execution_named_after_it_with_the_job_and_its_own_callback(sfn, make_api):
     client, nc, callbacks = make_api()
     with client:
         r = client.post("/api/jobs", json=JOB)
@@ -104,7 +115,7 @@ def test_a_job_starts_one_execution_named_after_it_with_the_job_and_its_own_call
     assert TOKEN not in text and "callback-secret" not in text  # no credential but the job's own
 
 
-def test_a_repeated_submit_starts_no_second_execution_and_a_lost_answer_is_started_on_retry(sfn):
+def test_a_repeated_submit_starts_no_second_execution_and_a_lost_answer_is_started_on_retry(sfn, make_api):
     client, nc, _ = make_api()
     with client:
         first = client.post("/api/jobs", json={**JOB, "job_id": "talk-1"})
@@ -131,7 +142,7 @@ def test_a_repeated_submit_starts_no_second_execution_and_a_lost_answer_is_start
     assert [p[0] for p in nc.js.published] == [s.JOB_DISPATCHED, s.JOB_DISPATCHED]
 
 
-def test_the_deployment_default_applies_when_the_request_names_no_executor(sfn):
+def test_the_deployment_default_applies_when_the_request_names_no_executor(sfn, make_api):
     client, nc, _ = make_api(executor="stepfunctions")
     with client:
         default = client.post("/api/jobs", json={"kind": "audio", "source_key": "a.mp4"}).json()
@@ -143,7 +154,7 @@ def test_the_deployment_default_applies_when_the_request_names_no_executor(sfn):
     assert [p[0] for p in nc.js.published] == [s.JOB_DISPATCHED, s.JOB_REQUESTED]
 
 
-def test_an_execution_that_does_not_start_fails_the_job_with_the_reason_and_is_a_503(sfn):
+def test_an_execution_that_does_not_start_fails_the_job_with_the_reason_and_is_a_503(sfn, make_api):
     missing = ARN.replace("mpr-job", "no-such-machine")
     client, nc, _ = make_api(stepfunctions_state_machine_arn=missing)
     with client:
@@ -160,7 +171,7 @@ def test_an_execution_that_does_not_start_fails_the_job_with_the_reason_and_is_a
     assert executions(sfn) == []
 
 
-def test_an_executor_the_api_cannot_use_is_a_400_before_anything_is_published(sfn):
+def test_an_executor_the_api_cannot_use_is_a_400_before_anything_is_published(sfn, make_api):
     client, nc, _ = make_api(stepfunctions_state_machine_arn=None)
     with client:
         r = client.post("/api/jobs", json=JOB)
@@ -176,7 +187,7 @@ def test_an_executor_the_api_cannot_use_is_a_400_before_anything_is_published(sf
     assert nc.js.published == [] and executions(sfn) == []
 
 
-def test_lambda_stays_a_manual_dispatch_answered_with_the_callback_token(sfn):
+def test_lambda_stays_a_manual_dispatch_answered_with_the_callback_token(sfn, make_api):
     client, nc, callbacks = make_api()
     with client:
         out = client.post("/api/jobs", json={**JOB, "executor": "lambda"}).json()

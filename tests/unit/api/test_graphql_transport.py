@@ -13,13 +13,14 @@ from hypothesis import strategies as st
 from litestar.exceptions import WebSocketDisconnect
 from litestar.testing import TestClient
 
-from mpr_api.app import create_app, services
+from mpr_api.app import services
 from mpr_api.graphql.limits import SUBSCRIPTIONS_OVER_WEBSOCKET
 from mpr_api.graphql.schema import INTERNAL_ERROR
 from mpr_api.graphql.transport import NOT_AN_OBJECT
 from mpr_api.http import limits as L
 from mpr_api.settings import ApiSettings
 from tests.fakes import FakeKV, FakeNats
+from tests.unit.api.inprocess import serving
 
 TOKEN = "t0ken"
 WS = ["graphql-transport-ws"]
@@ -28,10 +29,8 @@ WS = ["graphql-transport-ws"]
 @pytest.fixture(scope="module")
 def client():
     settings = ApiSettings(tokens=frozenset({TOKEN}), auth_failures_per_minute=0)
-    app = create_app(
-        settings, state=services(settings, FakeNats(), FakeKV(), public_s3=None, owners_kv=FakeKV())
-    )
-    with TestClient(app, base_url="http://mpr.local") as c:
+    state = services(settings, FakeNats(), FakeKV(), public_s3=None, owners_kv=FakeKV())
+    with serving(settings, state) as app, TestClient(app, base_url="http://mpr.local") as c:
         c.headers["Authorization"] = f"Bearer {TOKEN}"
         yield c
 

@@ -17,13 +17,18 @@ from mpr_api.settings import ApiSettings
 from mpr_common.ops_server import MAX_LINE, REASONS, OpsServer
 from mpr_devstack.servers import free_port
 from tests.fakes import FakeKV, FakeNats
+from tests.unit.api.inprocess import serving
 
 TOKEN = "t0ken"
 
 
+def fakes(settings: ApiSettings) -> dict[str, object]:
+    return services(settings, FakeNats(), FakeKV(), public_s3=None, owners_kv=FakeKV())
+
+
 def make_app(settings: ApiSettings):
-    state = services(settings, FakeNats(), FakeKV(), public_s3=None, owners_kv=FakeKV())
-    return create_app(settings, state=state)
+    """An app of its own, as ``python -m mpr_api`` serves it: its connection only once its lifespan runs."""
+    return create_app(settings, state=fakes(settings))
 
 
 async def ask(port: int, raw: bytes) -> bytes:
@@ -42,7 +47,8 @@ async def get(port: int, path: str, method: str = "GET") -> tuple[int, bytes]:
 
 
 def test_the_api_port_serves_no_metrics_with_or_without_a_token():
-    with TestClient(make_app(ApiSettings(tokens=frozenset({TOKEN}))), base_url="http://mpr.local") as client:
+    settings = ApiSettings(tokens=frozenset({TOKEN}))
+    with serving(settings, fakes(settings)) as app, TestClient(app, base_url="http://mpr.local") as client:
         assert client.get("/metrics").status_code == 404
         assert client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 404
         assert client.get("/health/live").status_code == 200  # probes keep the public port's health
@@ -50,7 +56,7 @@ def test_the_api_port_serves_no_metrics_with_or_without_a_token():
 
 def test_the_ops_server_serves_the_api_metrics_and_its_readiness():
     settings = ApiSettings(tokens=frozenset({TOKEN}))
-    with TestClient(make_app(settings), base_url="http://mpr.local") as client:
+    with serving(settings, fakes(settings)) as app, TestClient(app, base_url="http://mpr.local") as client:
         client.headers["Authorization"] = f"Bearer {TOKEN}"
         assert (
             client.post("/api/jobs", json={"kind": "thumbnail", "source_key": "a/b.mp4"}).status_code == 202

@@ -14,7 +14,7 @@ from litestar.testing import TestClient
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import NotFoundError
 
-from mpr_api.app import create_app, services
+from mpr_api.app import services
 from mpr_api.retries.dead_letters import DeadLetterService
 from mpr_api.retries.service import RetryService
 from mpr_api.settings import ApiSettings
@@ -31,6 +31,7 @@ from mpr_common.events import (
 )
 from mpr_common.jobstate import JobState
 from tests.fakes import FakeJetStream, FakeKV, FakeNats, Msg
+from tests.unit.api.inprocess import serving
 
 TOKEN = "t0ken"
 
@@ -129,7 +130,7 @@ def api():
         "retries": retries,
         "dead_letters": DeadLetterService(nc, replays, retries),
     }
-    with TestClient(create_app(settings, state=state), base_url="http://mpr.local") as client:
+    with serving(settings, state) as app, TestClient(app, base_url="http://mpr.local") as client:
         client.headers["Authorization"] = f"Bearer {TOKEN}"
         yield SimpleNamespace(client=client, nc=nc, js=nc.js, job_kv=job_kv, replays=replays)
 

@@ -11,12 +11,13 @@ from types import SimpleNamespace
 import pytest
 from litestar.testing import TestClient
 
-from mpr_api.app import create_app, services
+from mpr_api.app import services
 from mpr_api.settings import ApiSettings
 from mpr_common.events import AssetView, AudioStream, JobRequested, MediaInfo, SubtitleFile, SubtitleStream
 from mpr_common.request_errors import JobRequestError
 from mpr_common.source_languages import check_source_languages
 from tests.fakes import FakeKV, FakeNats
+from tests.unit.api.inprocess import serving
 
 INFO = MediaInfo(
     duration=6.0,
@@ -51,7 +52,7 @@ def api(assets: list[AssetView], keys: list[str]):
     nc = FakeNats(assets=assets)
     settings = ApiSettings(tokens=frozenset())
     state = services(settings, nc, FakeKV(), public_s3=None, owners_kv=FakeKV(), s3=SidecarListing(keys))
-    with TestClient(create_app(settings, state=state), base_url="http://mpr.local") as client:
+    with serving(settings, state) as app, TestClient(app, base_url="http://mpr.local") as client:
         yield client, nc
 
 

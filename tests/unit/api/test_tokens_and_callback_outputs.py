@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
 
-from mpr_api.app import create_app, services
+from mpr_api.app import services
 from mpr_api.assets.media_links import LinkRefused, MediaLinks
 from mpr_api.jobs.callbacks import CallbackTokens
 from mpr_api.settings import ApiSettings
@@ -20,6 +20,7 @@ from mpr_common.codec import decode, encode
 from mpr_common.events import JobCompleted, JobView
 from mpr_common.outputs import OutputOwners
 from tests.fakes import FakeKV, FakeNats
+from tests.unit.api.inprocess import serving
 
 TOKEN = "t0ken"
 SECRET = b"callback-secret"
@@ -47,8 +48,8 @@ def api():
     )
     nc = FakeNats()
     owners_kv = FakeKV()
-    app = create_app(settings, state=services(settings, nc, FakeKV(), public_s3=None, owners_kv=owners_kv))
-    with TestClient(app, base_url="http://mpr.local") as client:
+    state = services(settings, nc, FakeKV(), public_s3=None, owners_kv=owners_kv)
+    with serving(settings, state) as app, TestClient(app, base_url="http://mpr.local") as client:
         client.headers["Authorization"] = f"Bearer {TOKEN}"
         yield client, nc, owners_kv
 

@@ -4,8 +4,6 @@ publishes again; and through the handlers, every subject of the jobs stream that
 
 from __future__ import annotations
 
-import uuid
-
 import msgspec
 import pytest
 from faststream.nats import NatsBroker, TestNatsBroker
@@ -14,7 +12,6 @@ from mpr_catalog.batches import handle_job_events
 from mpr_catalog.db import Database, make_engine
 from mpr_catalog.deps import CatalogDeps
 from mpr_catalog.ingest import JOBS, Ingestor
-from mpr_catalog.migrate import upgrade_async
 from mpr_catalog.queries import MAX_REPLY_BYTES
 from mpr_catalog.repository import Catalog
 from mpr_catalog.router import register
@@ -40,13 +37,8 @@ class Ctx:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def ctx(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'c.db'}"
-    else:
-        url = request.getfixturevalue("postgres").create_db(f"a{uuid.uuid4().hex[:12]}")
-    engine = make_engine(url)
-    await upgrade_async(engine, url)
+async def ctx(request, migrated_db):
+    engine = make_engine(migrated_db(request.param))
     yield Ctx(Database(engine))
     await engine.dispose()
 
@@ -168,10 +160,8 @@ async def test_rows_recorded_before_requests_were_kept_get_a_request_from_their_
 
 # --- through the handlers (SQLite) ------------------------------------------------------------
 @pytest.fixture
-async def deps(tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path / 'h.db'}"
-    engine = make_engine(url)
-    await upgrade_async(engine, url)
+async def deps(migrated_db):
+    engine = make_engine(migrated_db("sqlite"))
     db = Database(engine)
     nats = FakeNats()
     d = CatalogDeps(

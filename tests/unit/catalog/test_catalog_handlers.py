@@ -16,7 +16,6 @@ from mpr_catalog.batches import handle_job_events, handle_objects
 from mpr_catalog.db import Database, make_engine
 from mpr_catalog.deps import CatalogDeps
 from mpr_catalog.ingest import Ingestor
-from mpr_catalog.migrate import upgrade_async
 from mpr_catalog.repository import Catalog
 from mpr_catalog.router import register
 from mpr_common import subjects as s
@@ -80,10 +79,8 @@ class FakeNats:
 
 
 @pytest.fixture
-async def deps(tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path / 'c.db'}"
-    engine = make_engine(url)
-    await upgrade_async(engine, url)
+async def deps(migrated_db):
+    engine = make_engine(migrated_db("sqlite"))
     db = Database(engine)
     nats = FakeNats()
     probes: list = []

@@ -1,13 +1,11 @@
 """Catalog ingestion (batches from the streams) and reads, on real SQLite and PostgreSQL databases."""
 
 import asyncio
-import uuid
 
 import pytest
 
 from mpr_catalog.db import Database, make_engine
 from mpr_catalog.ingest import Ingestor, asset_id
-from mpr_catalog.migrate import upgrade_async
 from mpr_catalog.repository import Catalog
 from mpr_common.events import (
     JobCancel,
@@ -28,13 +26,8 @@ class Ctx:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def ctx(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'c.db'}"
-    else:
-        url = request.getfixturevalue("postgres").create_db(f"t{uuid.uuid4().hex[:12]}")
-    engine = make_engine(url)
-    await upgrade_async(engine, url)  # the schema comes from the migrations, as in production
+async def ctx(request, migrated_db):
+    engine = make_engine(migrated_db(request.param))  # the schema comes from the migrations, as in production
     yield Ctx(Database(engine))
     await engine.dispose()
 

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from mpr_catalog.db import Database, make_engine
 from mpr_catalog.ingest import Ingestor, ProbeResult
-from mpr_catalog.migrate import upgrade_async
 from mpr_catalog.repository import Catalog
 from mpr_common.events import MediaInfo, ObjectFound
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def db(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'c.db'}"
-    else:
-        url = request.getfixturevalue("postgres").create_db(f"t{uuid.uuid4().hex[:12]}")
-    engine = make_engine(url)
-    await upgrade_async(engine, url)
+async def db(request, migrated_db):
+    engine = make_engine(migrated_db(request.param))
     yield Database(engine)
     await engine.dispose()
 
