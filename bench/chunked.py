@@ -10,7 +10,9 @@ sound and every rung's first chunk are up. Measured here, every figure in the sa
    the chunked package; and the critical path at 16 and 64 transcoders, list-scheduled from the
    1-transcoder run's measured child durations (:func:`critical_path`);
 4. bytes read from S3 by each rung's chunks, counted by a proxy in front of S3 that attributes each
-   connection to the process that opened it (:class:`ProcessLabels`);
+   connection to the process that opened it (:class:`ProcessLabels`), on a pair of its own (the scale-out
+   source, chunked and not): the proxy copies every byte in this process, which would weigh on the
+   timed figures, so items 1 and 2 read S3 directly;
 5. quality of each chunked rendition vs the unchunked one of item 2 (:mod:`bench.quality`)."""
 
 from __future__ import annotations
@@ -268,6 +270,30 @@ def _upload(st: Stack, api: httpx.Client, src: Path, key: str) -> None:
     register(api, key)
 
 
+def _bytes_pair(
+    st: Stack, api: httpx.Client, proxy: TcpProxy, key: str, chunk_seconds: float | None, transcoders: int
+) -> dict:
+    """The bytes each rung's children read from S3 (by the process that opened each connection), the
+    package chunked then not, on transcoders that reach S3 through the counting proxy."""
+    names = [f"transcoder-counted-{i + 1}" for i in range(transcoders)]
+    pids = _start_transcoders(st, names, {"S3_ENDPOINT_URL": proxy.url})
+    proxy.label = ProcessLabels(proxy, set(pids))
+    read: dict = {}
+    try:
+        for way, seconds in (("chunked", chunk_seconds), ("whole", 0)):
+            before = proxy.bytes_down_by_label
+            run = run_package(api, _body(key, seconds), playable=False)
+            time.sleep(0.2)  # the proxy settles the connections FFmpeg closed
+            read[way] = _delta(proxy.bytes_down_by_label, before)
+            if way == "chunked":
+                rungs = [m["rung"] for c in run["children"] if (m := _CHUNK_ID.search(c))]
+                read["chunks_per_rung"] = {rung: rungs.count(rung) for rung in sorted(set(rungs))}
+    finally:
+        proxy.label = None
+        _stop(st, names)
+    return read
+
+
 def chunked(
     st: Stack,
     proxy: TcpProxy,
@@ -287,24 +313,16 @@ def chunked(
     src = make_source(work / "chunked.mp4", seconds, size, "8M", fps)
     _upload(st, api, src, "bench-chunked/src.mp4")
     names = [f"transcoder-chunked-{i + 1}" for i in range(transcoders)]
-    pids = _start_transcoders(st, names, {"S3_ENDPOINT_URL": proxy.url})
-    proxy.label = ProcessLabels(proxy, set(pids))
+    _start_transcoders(st, names, {})  # S3 directly: the timed figures carry no counting proxy
     pairs: list[tuple[dict, dict]] = []
     try:
         for _ in range(runs):  # in pairs: a pair sees the same machine
             log("chunked package (progressive)…")
-            before = proxy.bytes_down_by_label
             on = run_package(api, _body("bench-chunked/src.mp4", chunk_seconds), playable=True)
-            time.sleep(0.2)  # the proxy settles the connections FFmpeg closed
-            on["read"] = _delta(proxy.bytes_down_by_label, before)
             log("the same, chunk_seconds 0…")
-            before = proxy.bytes_down_by_label
             off = run_package(api, _body("bench-chunked/src.mp4", 0), playable=False)
-            time.sleep(0.2)
-            off["read"] = _delta(proxy.bytes_down_by_label, before)
             pairs.append((on, off))
     finally:
-        proxy.label = None
         _stop(st, names)
 
     log("quality of the renditions…")
@@ -346,6 +364,9 @@ def chunked(
     finally:
         _stop(st, one)
 
+    log("bytes read from S3, through the counting proxy…")
+    read = _bytes_pair(st, api, proxy, scale_key, chunk_seconds, transcoders)
+
     med = statistics.median
     single = sorted(scale[1], key=lambda r: r["complete"])[len(scale[1]) // 2]
     return {
@@ -368,7 +389,9 @@ def chunked(
             "chunked": med(busy_seconds(p[0]) for p in pairs),
             "whole": med(busy_seconds(p[1]) for p in pairs),
         },
-        "read": {"chunked": on["read"], "whole": off["read"]},
+        "read": {"chunked": read["chunked"], "whole": read["whole"]},
+        "read_chunks_per_rung": read["chunks_per_rung"],
+        "read_source_bytes": scale_src.stat().st_size,
         "quality": quality,
         "source_frames": source.frames,
         "scale": {k: med(r["complete"] for r in v) for k, v in scale.items()},

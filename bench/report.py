@@ -179,7 +179,7 @@ def _chunk_setting(c: dict) -> str:
 
 def _chunked_rows(res: dict) -> list[str]:
     c = res["chunked"]
-    src, tr, size = c["source"], c["transcoders"], c["source_bytes"]
+    src, tr = c["source"], c["transcoders"]
     runs = f", median of {c['runs']} runs" if c["runs"] > 1 else ""
 
     def each(name: str) -> str:
@@ -195,7 +195,7 @@ def _chunked_rows(res: dict) -> list[str]:
         f"{_ratio(c['playable'], c['complete'])} | "
         "≤ 10 s; ≤ 0.15 of complete |",
         f"| no loss on one machine: the chunked package vs the same with `chunk_seconds: 0`, POST → completed "
-        f"({src}; {tr} transcoders, reading S3 through the counting proxy{runs}; the children's own time, "
+        f"({src}; {tr} transcoders, reading S3 directly{runs}; the children's own time, "
         f"summed: {c['busy']['chunked']:.1f} s chunked, {c['busy']['whole']:.1f} s unchunked) | {c['complete']:.2f} s"
         f"{each('chunked')} | unchunked: {c['whole']:.2f} s{each('whole')} | {_ratio(c['complete'], c['whole'], '×')} | "
         "≤ 1.05× |",
@@ -218,15 +218,17 @@ def _chunked_rows(res: dict) -> list[str]:
             f"{c['one_worker_wall']:.2f} s | {_ratio(t, c['one_worker_wall'], '×')} | (context) |"
         )
     read, whole = c["read"]["chunked"], c["read"]["whole"]
-    for rung, chunks in c["chunks_per_rung"].items():
+    size = c["read_source_bytes"]
+    for rung, chunks in c["read_chunks_per_rung"].items():
         rows.append(
-            f"| bytes read from S3 by the {chunks} chunks of {rung} (counted at the reader per connection, "
-            f"each attributed to the FFmpeg run that opened it; + at most {c['unread_bound'] // 1024} KiB a "
-            f"connection unmeasurable) | {read.get(rung, 0) / MiB:.1f} MiB | the source: {size / MiB:.1f} MiB "
+            f"| bytes read from S3 by the {chunks} chunks of {rung} ({c['scale_source']} source, through a "
+            f"proxy that counts at the reader per connection, each attributed to the FFmpeg run that opened "
+            f"it; + at most {c['unread_bound'] // 1024} KiB a connection unmeasurable) | "
+            f"{read.get(rung, 0) / MiB:.1f} MiB | the source: {size / MiB:.1f} MiB "
             f"(the unchunked {rung} read {whole.get(rung, 0) / MiB:.1f} MiB) | "
             f"{_ratio(read.get(rung, 0), size, '×')} | ≤ 1.2× |"
         )
-    rest = {k: v for k, v in read.items() if k not in c["chunks_per_rung"]}
+    rest = {k: v for k, v in read.items() if k not in c["read_chunks_per_rung"]}
     rows.append(
         "| bytes read from S3 by the rest of the chunked package: "
         + ", ".join(f"{k} {v / MiB:.2f} MiB" for k, v in sorted(rest.items()))

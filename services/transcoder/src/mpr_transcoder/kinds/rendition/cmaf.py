@@ -157,8 +157,9 @@ def _svtav1_args(rung: Rung, info: MediaInfo, frames: int | None) -> list[str]:
     5.1's libsvtav1 ignores forced key frames, so the interval alone places them, on the multiples of
     ``gop_seconds`` when the frame rate makes a whole number of frames per GOP (24, 25, 30, 50, 60 fps;
     :func:`key_frame_interval_on_grid`: a chunk of such a rung starting on a segment boundary has its key
-    frames where the whole rung has them, so it is chunked like any rung). At 30000/1001 fps every GOP is 60 frames where the forced key frames of the other rungs make one 59
-    now and then (from about the 17th): AV1 segments then run a frame longer than H.264's. The DASH
+    frames where the whole rung has them, so it is chunked like any rung). At 30000/1001 fps every GOP
+    is 60 frames where the forced key frames of the other rungs make one 59 now and then (from about
+    the 17th): AV1 segments then run a frame longer than H.264's. The DASH
     manifest gives AV1 an adaptation set of its own, and players switch within one codec; such a rung is
     encoded whole, as a chunk's interval would restart at its own first frame."""
     args = _capped_crf(rung)
