@@ -287,7 +287,8 @@ def _bytes_pair(
             read[way] = _delta(proxy.bytes_down_by_label, before)
             if way == "chunked":
                 rungs = [m["rung"] for c in run["children"] if (m := _CHUNK_ID.search(c))]
-                read["chunks_per_rung"] = {rung: rungs.count(rung) for rung in sorted(set(rungs))}
+                tallest_first = sorted(set(rungs), key=lambda r: -int(re.sub(r"\D", "", r) or 0))
+                read["chunks_per_rung"] = {rung: rungs.count(rung) for rung in tallest_first}
     finally:
         proxy.label = None
         _stop(st, names)
