@@ -16,7 +16,7 @@ from nats.js.api import PubAck
 
 from mpr_common import subjects as s
 from mpr_common.codec import decode
-from mpr_common.events import JobCompleted, JobRequested, MediaInfo, Rendition
+from mpr_common.events import JobCompleted, JobPlayable, JobRequested, MediaInfo, Rendition
 from mpr_common.jobs import normalize_job
 from mpr_common.jobstate import JobLease, JobState
 from mpr_common.outputs import OutputOwners
@@ -337,3 +337,45 @@ async def test_a_chunked_av1_package_plays_and_ends_with_its_av1_rungs_chunked_o
     stitched = written["s/p1/av1-720p.m3u8" if av1_chunked else "s/p1/720p.m3u8"]
     assert stitched.count(".m4s") == 15 and stitched.rstrip().endswith("#EXT-X-ENDLIST")
     assert 'codecs="av01.0.05M.08"' in written["s/p1/manifest.mpd"]
+
+
+async def test_a_progressive_package_whose_sound_ends_last_is_announced_playable_before_it_completes(
+    packager,
+):
+    """A short title's sound may finish after every chunk: the completion that ends the package is also
+    the one that makes it playable, and ``job.playable`` still goes out, once, before ``job.completed``."""
+    p = packager
+    sent: list[tuple[str, bytes]] = []
+    publish = p.js.publish
+
+    async def recording(subject, payload, headers=None, timeout=None):
+        sent.append((subject, payload))
+        return await publish(subject, payload, headers, timeout)
+
+    p.js.publish = recording  # type: ignore[method-assign]
+    p.s3.put_object = lambda **_: None  # type: ignore[attr-defined]
+    plan = await fan_out(p)
+    sound = next(c for c in plan.jobs if c.rendition == "audio")
+    order = [c for c in plan.jobs if c is not sound] + [sound]
+    for child in order:
+        rendition = rendition_of(child)
+        if child is sound:
+            rendition = msgspec.structs.replace(
+                rendition, type="audio", codecs="mp4a.40.2", width=None, height=None, init_digest=None
+            )
+        await p.job_state.completed(
+            JobCompleted(
+                job_id=child.job_id,
+                output_key=child.output_key or "",
+                output_bucket="out",
+                rendition=rendition,
+            )
+        )
+        await p.child_completed(child)
+    assert isinstance(await p.job_state.get("p1"), JobCompleted)
+    ends = [subject for subject, _ in sent if subject in (s.JOB_PLAYABLE, s.JOB_COMPLETED)]
+    assert ends == [s.JOB_PLAYABLE, s.JOB_COMPLETED]
+    playable = decode(next(body for subject, body in sent if subject == s.JOB_PLAYABLE), JobPlayable)
+    assert playable.job_id == "p1" and playable.output_key.endswith("master.m3u8")
+    await p.child_completed(sound)  # a redelivery of the last completion: nothing is sent again
+    assert [subject for subject, _ in sent].count(s.JOB_PLAYABLE) == 1

@@ -136,6 +136,10 @@ class JobGraph(Generic[P]):
     async def grow(self, plan: P, done: dict[str, JobCompleted], retry: int) -> None:
         """Some children have completed (``done``): publish what can be of the parent already."""
 
+    async def ending(self, plan: P, completion: JobCompleted, retry: int) -> None:
+        """The parent is complete (``completion``), not recorded yet: announce what must come before its
+        end (under the graph's lock, again on a redelivery: it must be idempotent)."""
+
     async def completed(self, plan: P, completion: JobCompleted) -> None:
         """After the parent's completion is recorded (and again on a redelivery): tidy up."""
 
@@ -264,6 +268,7 @@ class JobGraph(Generic[P]):
             await self.grow(plan, done, retry)
             return
         completed = msgspec.structs.replace(await self.complete(plan, done), retry=retry)
+        await self.ending(plan, completed, retry)
         await self.job_state.completed(completed)
         await publish_event(
             self.js, s.JOB_COMPLETED, completed, msg_id=outcome_id("completed", completed.job_id, retry)

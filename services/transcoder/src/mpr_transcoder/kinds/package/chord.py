@@ -7,7 +7,8 @@ A chunked package (:mod:`.children`) is stitched here: a rung's chunks become on
 playlist lists each chunk's segments once, in order (:func:`~..rendition.chunks.stitch`). A progressive
 one is published as it goes: once the sound and every rung's first chunk are up, the master playlist and
 EVENT media playlists over each rung's completed chunks (in order, up to the first missing one) are
-written and ``job.playable`` goes out, once; each later completion extends them; the last one ends them.
+written and ``job.playable`` goes out, once; each later completion extends them; the last one ends them
+(and, when it was the one the package waited for to be playable, sends ``job.playable`` before its end).
 Every write of a package's playlists happens under its publishing lock (:mod:`.publishing`): they only
 ever grow.
 
@@ -247,6 +248,14 @@ class Packager(JobGraph[PackagePlan]):
         for key, text in [*playlists, (master_key, master_playlist(plan, renditions, kid))]:
             await asyncio.to_thread(self._put, bucket, key, text.encode())
         await self._playable(plan, master_key, bucket, retry)
+
+    async def ending(self, plan: PackagePlan, completion: JobCompleted, retry: int) -> None:
+        """A progressive package whose last child was the one it waited for to be playable (the sound of
+        a short title, finished after every chunk) was never announced playable: it is, now, before its
+        end, so that every progressive package has its ``job.playable`` (and ``playable_url``)."""
+        if plan.spans and _progressive(plan.package):
+            bucket = completion.output_bucket or plan.package.output_bucket or self.bucket_out
+            await self._playable(plan, completion.output_key, bucket, retry)
 
     async def _playable(self, plan: PackagePlan, master_key: str, bucket: str, retry: int) -> None:
         """``job.playable``, once per request generation: the first writer to create its marker sends it."""
