@@ -8,7 +8,6 @@ never come from user strings."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from ..ffmpeg.scdet import read_scenes, scene_output
 from ..job_errors import JobError
 from ..quality import encode_measured
 from ..steps import StepRunner
+from ..together import together
 from .base import JobContext, Work, with_loudness
 from .colour import SDR_TAGS, to_sdr_filter
 
@@ -339,29 +339,16 @@ def plan(ctx: JobContext, finish: Finish | None = None) -> Work:
         if finish is None:
             await with_loudness(ctx, work, runner, encode)
             return
-        await _beside(with_loudness(ctx, work, runner, encode), finish.beside, runner)
+        encoding = with_loudness(ctx, work, runner, encode)
+        if finish.beside is None:
+            await encoding
+        else:  # its progress not counted
+            await together(encoding, finish.beside(runner.scoped(0.0, 0.0, by_time=False)))
         await finish.then(runner, first.main_output)
 
     main = first.main_output if finish is None else ctx.out_dir / first.main_output.name
     work = Work(main, first.expected_duration, single, segment_glob=first.segment_glob)
     return work
-
-
-async def _beside(
-    main: Awaitable[None], beside: Callable[[StepRunner], Awaitable[None]] | None, runner: StepRunner
-) -> None:
-    """``main``, with ``beside`` (its progress not counted) running at the same time: the first failure
-    stops the other and is what is raised."""
-    tasks = [asyncio.ensure_future(main)]
-    if beside is not None:
-        tasks.append(asyncio.ensure_future(beside(runner.scoped(0.0, 0.0, by_time=False))))
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
 
 
 def _cuts_key_frames(ctx: JobContext) -> bool:

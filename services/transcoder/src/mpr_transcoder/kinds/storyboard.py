@@ -54,6 +54,7 @@ from ..ffmpeg import ProgressReport, Runner
 from ..ffmpeg.argv import GLOBAL_ARGS, LOCAL_FILES, NETWORK_PROTOCOLS, input_args, output_slack, whitelist
 from ..job_errors import JobError
 from ..steps import StepRunner
+from ..together import together
 from .base import JobContext, Work
 from .colour import to_sdr_filter
 from .single_output import leader_skip
@@ -458,13 +459,7 @@ async def _seek_per_tile(
         if on_progress:
             on_progress(done / len(grid))
 
-    tasks = [asyncio.ensure_future(one(i)) for i in range(len(grid))]
-    try:
-        await asyncio.gather(*tasks)
-    finally:  # a failed tile (or a cancelled job) stops the others
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    await together(*(one(i) for i in range(len(grid))))  # a failed tile (or a cancelled job) stops the others
     tiles_dir, kept = _keep_tiles(job.work, found)
     if kept:
         await run(assemble_args(tiles_dir, *job.layout, job.out_dir))

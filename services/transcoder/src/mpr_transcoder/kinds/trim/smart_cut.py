@@ -54,6 +54,7 @@ from mpr_common.events import MediaInfo
 from ...ffmpeg import FfmpegError, Runner
 from ...ffmpeg.argv import NETWORK_PROTOCOLS
 from ...ffmpeg.probe import ffprobe_output
+from ...together import together
 from .argv import (
     COPIED,
     SOUND,
@@ -140,18 +141,6 @@ def _origin(t0: Fraction) -> float:
 
 async def _upright() -> int:
     return 0
-
-
-async def _all(run: Runner, steps: Sequence[list[str]]) -> None:
-    """Run independent steps at once; the first failure stops the others and is what is raised."""
-    tasks = [asyncio.ensure_future(run(args)) for args in steps]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
 
 
 async def smart_trim(
@@ -267,7 +256,7 @@ async def _trim_video(
                 local, offset, plan.tail, everything, encoder, segments[-1], seek=plan.tail_key
             )
         )
-    await _all(run, steps)
+    await together(*(run(args) for args in steps))
     sound_file = work_dir / SOUND if audio is not None else None
     await run(final_mux_args(segments, sound_file, codec, container, output, max_bytes, await rotation))
     ends = [plan.frame_end]
