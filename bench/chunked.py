@@ -139,6 +139,15 @@ def list_schedule(durations: list[float], workers: int) -> float:
     return end
 
 
+def rung_height(rung: str) -> int:
+    """A rung's height from its name (``720p``: 720; 0 when it has none)."""
+    return int(re.sub(r"\D", "", rung) or 0)
+
+
+def tallest_first(rungs: set[str]) -> list[str]:
+    return sorted(rungs, key=lambda r: -rung_height(r))
+
+
 def queue_order(child_ids: list[str]) -> list[str]:
     """The children in the order their package publishes them (``PackagePlan.jobs``): the whole ones
     (the sound) first, then chunk by chunk, each chunk's rungs heaviest (tallest) first."""
@@ -147,8 +156,7 @@ def queue_order(child_ids: list[str]) -> list[str]:
         m = _CHUNK_ID.search(cid)
         if m is None:
             return (0, 0, 0)
-        height = int(re.sub(r"\D", "", m["rung"]) or 0)
-        return (1, int(m["index"]), -height)
+        return (1, int(m["index"]), -rung_height(m["rung"]))
 
     return sorted(child_ids, key=key)
 
@@ -287,8 +295,7 @@ def _bytes_pair(
             read[way] = _delta(proxy.bytes_down_by_label, before)
             if way == "chunked":
                 rungs = [m["rung"] for c in run["children"] if (m := _CHUNK_ID.search(c))]
-                tallest_first = sorted(set(rungs), key=lambda r: -int(re.sub(r"\D", "", r) or 0))
-                read["chunks_per_rung"] = {rung: rungs.count(rung) for rung in tallest_first}
+                read["chunks_per_rung"] = {rung: rungs.count(rung) for rung in tallest_first(set(rungs))}
     finally:
         proxy.label = None
         _stop(st, names)
@@ -331,9 +338,8 @@ def chunked(
     source = source_media(src, fps)
     chunked_dir = _download(st, on["job"], work / "out-chunked")
     whole_dir = _download(st, off["job"], work / "out-whole")
-    rungs = sorted(
-        {k["rendition"] for k in on["children"].values() if k.get("rendition") not in (None, "audio")},
-        key=lambda r: -int(re.sub(r"\D", "", r) or 0),
+    rungs = tallest_first(
+        {k["rendition"] for k in on["children"].values() if k.get("rendition") not in (None, "audio")}
     )
     quality = {
         rung: {

@@ -64,7 +64,7 @@ def _rewrite_share(paths: list[Path]) -> int:
 def prewarm(config: pytest.Config) -> int:
     """Write the rewritten modules that are not cached yet; the number written."""
     global _CONFIG
-    if sys.dont_write_bytecode or config.getini("python_files") is None:
+    if sys.dont_write_bytecode:
         return 0
     try:
         paths = test_modules(config)

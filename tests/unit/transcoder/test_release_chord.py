@@ -25,6 +25,7 @@ from mpr_transcoder.kinds.package.children import PackageStore
 from mpr_transcoder.kinds.package.chord import Packager
 from mpr_transcoder.kinds.package.releasing import lead
 from tests.fakes import RevisionKV
+from tests.unit.transcoder.test_manifests import video
 
 HD = MediaInfo(duration=60.0, video_codec="h264", width=1280, height=720, audio_codec="aac")
 
@@ -284,19 +285,13 @@ def rendition_of(child: JobRequested) -> Rendition:
     first, count = (
         (0, 15) if span is None else (span.first_segment, round(((span.end or 60.0) - span.start) / 4))
     )
-    return Rendition(
-        name=name,
-        type="video",
-        playlist=f"{name}.m3u8",
-        init=f"{name}_init.mp4",
-        media_pattern=f"{name}_%05d.m4s",
+    return video(
+        name,
+        360,
+        400_000,
+        "av01.0.05M.08" if name.startswith("av1") else "avc1.64001f",
         segments=[4.0] * count,
         start_number=first,
-        bandwidth=400_000,
-        average_bandwidth=300_000,
-        codecs="av01.0.05M.08" if name.startswith("av1") else "avc1.64001f",
-        width=640,
-        height=360,
         init_digest=None if span is None else f"init-of-{name}",
     )
 
