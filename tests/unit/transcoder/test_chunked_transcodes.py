@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mpr_common.events import ChunkSpan, JobRequested, MediaInfo
-from mpr_common.jobs import CHUNK_SUFFIX, MAX_CHUNKS, JobRequestError, normalize_job
+from mpr_common.jobs import CHUNK_SUFFIX, DEFAULT_CHUNK_SECONDS, MAX_CHUNKS, JobRequestError, normalize_job
 from mpr_common.presets import AUDIO_RENDITION, PRESETS
 from mpr_transcoder.ffmpeg.argv import input_args
 from mpr_transcoder.kinds.rendition.chunks import move_to_cuts
@@ -239,7 +239,7 @@ def test_what_is_never_chunked(fields: dict, why: str) -> None:
 
 def test_a_short_source_or_one_without_picture_runs_as_one_job() -> None:
     job = transcode()
-    assert may_chunk(job) and len(transcode_spans(job, INFO)) == 5  # 60 s in DEFAULT_CHUNK_SECONDS
+    assert may_chunk(job) and len(transcode_spans(job, INFO)) == 60 / DEFAULT_CHUNK_SECONDS  # 60 s source
     assert transcode_spans(job, msgspec.structs.replace(INFO, duration=12.5)) == []
     assert transcode_spans(job, msgspec.structs.replace(INFO, video_codec=None)) == []
     assert transcode_spans(job, msgspec.structs.replace(INFO, duration=None)) == []

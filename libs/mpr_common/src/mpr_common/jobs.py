@@ -34,8 +34,10 @@ MAX_MEDIA_SECONDS = 24 * 3600.0
 MAX_JOB_ID = 64
 # Chunked jobs: seconds of source per chunk child by default, and at most this many chunks per rung
 # (a longer source gets longer chunks). A chunk child is named <package id>-<rendition>-c<index>, or
-# <transcode id>-c<index>.
-DEFAULT_CHUNK_SECONDS = 12.0
+# <transcode id>-c<index>. Each chunk pays FFmpeg's start, its seek and the encoder's warm-up again
+# (about 0.6 CPU-s beside a 1080p ladder's chunk, docs/benchmarks.md): 20 s keeps that within the
+# no-loss bar while a 5-minute title still has 15 chunks per rung for the cluster to share.
+DEFAULT_CHUNK_SECONDS = 20.0
 MAX_CHUNKS = 9999
 CHUNK_SUFFIX = "-c{index:04d}"
 DEFAULT_PROGRESSIVE = True
