@@ -14,6 +14,7 @@ within 100 ms each time: nothing a request sends may hold the event loop."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import subprocess
@@ -210,25 +211,41 @@ ROUTES: list[tuple[str, str]] = sorted(
     for method in route.methods
     if method != "OPTIONS"
 )
-_OPENAPI = APP.openapi_schema.to_schema()
-PARAM_NAMES = sorted(
-    {
-        p["name"]
-        for item in _OPENAPI["paths"].values()
-        for op in item.values()
-        if isinstance(op, dict)
-        for p in op.get("parameters", [])
-        if p.get("in") == "query"
-    }
-    | {"limit", "offset", "revision", "id", "after", "status", "prefix", "kind", "types", "job_id"}
-)
-FIELD_NAMES = sorted(
-    {
-        name
-        for schema_ in _OPENAPI.get("components", {}).get("schemas", {}).values()
-        for name in schema_.get("properties", {})
-    }
-)
+@functools.cache
+def _openapi() -> dict[str, Any]:
+    # Built when the first example is drawn, not at import: every test process imports this module to
+    # collect it, and the schema costs a second or two of CPU; only the process that runs it needs it.
+    return APP.openapi_schema.to_schema()
+
+
+@functools.cache
+def _param_names() -> list[str]:
+    return sorted(
+        {
+            p["name"]
+            for item in _openapi()["paths"].values()
+            for op in item.values()
+            if isinstance(op, dict)
+            for p in op.get("parameters", [])
+            if p.get("in") == "query"
+        }
+        | {"limit", "offset", "revision", "id", "after", "status", "prefix", "kind", "types", "job_id"}
+    )
+
+
+@functools.cache
+def _field_names() -> list[str]:
+    return sorted(
+        {
+            name
+            for schema_ in _openapi().get("components", {}).get("schemas", {}).values()
+            for name in schema_.get("properties", {})
+        }
+    )
+
+
+PARAM_NAMES = st.deferred(lambda: st.sampled_from(_param_names()))
+FIELD_NAMES = st.deferred(lambda: st.sampled_from(_field_names()))
 
 HOSTILE_TEXT = st.sampled_from(
     [
@@ -269,7 +286,7 @@ JSON = st.recursive(
     max_leaves=15,
 )
 # objects with the API's own field names, so that validation goes deep
-FIELDED = st.dictionaries(st.sampled_from(FIELD_NAMES), JSON, max_size=8)
+FIELDED = st.dictionaries(FIELD_NAMES, JSON, max_size=8)
 VALID_BASE = st.sampled_from(
     [
         {"kind": "thumbnail", "source_key": "a.mp4", "start": 1},
@@ -307,7 +324,7 @@ BODIES = st.one_of(
     JSON.map(_json_bytes),
     FIELDED.map(_json_bytes),
     MUTATED.map(_json_bytes),
-    st.dictionaries(st.sampled_from(FIELD_NAMES), st.just("__HUGE__"), min_size=1, max_size=3).map(
+    st.dictionaries(FIELD_NAMES, st.just("__HUGE__"), min_size=1, max_size=3).map(
         _json_bytes
     ),
     RAW_BODIES,
@@ -319,7 +336,7 @@ SEGMENTS = st.one_of(
 )
 QUERIES = st.one_of(
     st.dictionaries(
-        st.sampled_from(PARAM_NAMES),
+        PARAM_NAMES,
         st.one_of(st.text(max_size=30), HOSTILE_TEXT, SCALARS.map(str)),
         max_size=4,
     ).map(lambda d: urlencode({k: v.encode("utf-8", "surrogatepass") for k, v in d.items()})),
