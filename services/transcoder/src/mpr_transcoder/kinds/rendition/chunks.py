@@ -30,7 +30,7 @@ Key frames are forced at each ``gop_seconds`` of the chunk's own time: on intege
 the whole rendition's; at 30000/1001 fps one may fall a frame from where the unchunked rendition has it
 (every rung of the package is chunked alike, so renditions stay aligned with one another).
 
-What a chunk costs beyond its frames, measured on a 60 s 1920x1080 25 fps source (abr-h264, 2
+What a chunk costs beyond its frames, measured on a 60 s 1920x1080 25 fps source (12 s chunks, abr-h264, 2
 transcoders on a shared 2-core VM, each FFmpeg run's user and system time read one by one; the sums over
 every process of the stack, per package): x264's own work per frame is the same in a chunk as in the
 whole rung (user time +0.3 s on the 1080p rung's 6 chunks, +0.3, +0.8, +0.5 s on the others: FFmpeg's
