@@ -211,6 +211,8 @@ ROUTES: list[tuple[str, str]] = sorted(
     for method in route.methods
     if method != "OPTIONS"
 )
+
+
 @functools.cache
 def _openapi() -> dict[str, Any]:
     # Built when the first example is drawn, not at import: every test process imports this module to
@@ -324,9 +326,7 @@ BODIES = st.one_of(
     JSON.map(_json_bytes),
     FIELDED.map(_json_bytes),
     MUTATED.map(_json_bytes),
-    st.dictionaries(FIELD_NAMES, st.just("__HUGE__"), min_size=1, max_size=3).map(
-        _json_bytes
-    ),
+    st.dictionaries(FIELD_NAMES, st.just("__HUGE__"), min_size=1, max_size=3).map(_json_bytes),
     RAW_BODIES,
     st.binary(max_size=200),
 )
