@@ -132,6 +132,8 @@ def test_the_mux_copies_the_cut_and_adds_each_track_with_its_tags(tmp_path):
         ("-disposition:s:2", "0"),
     ]
     assert args[-3:] == ["-f", "mp4", str(out)] and "+faststart" in args and "1000" in args
+    # the cut's timestamps as they are: its first frame may be after its time 0, where the cues start
+    assert "-copyts" in args[: args.index("-i")]
     mkv = subtitles.mux_args(
         tmp_path / "cut.mkv", container_for(Path("o.mkv")), tracks[:1], tmp_path, out, None
     )

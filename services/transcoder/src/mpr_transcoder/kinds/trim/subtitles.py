@@ -164,9 +164,11 @@ def mux_args(
     """The cut (picture and sound, copied as they are) and the trimmed WebVTT of each of ``tracks``
     (:func:`trimmed_file`) into ``output``, the cues as the container's subtitle codec. ``keep_tags``:
     the cut's tags (its own and its streams') are kept, as a trim by one command keeps the source's;
-    else none are (a frame-accurate trim keeps none)."""
+    else none are (a frame-accurate trim keeps none). The cut keeps its timeline (``-copyts``): the cues
+    were placed on it, and FFmpeg would otherwise move a cut whose first frame is after its time 0 (a
+    re-encode without sound from between two frames) to start at 0, the picture ahead of its cues."""
     assert container.subtitle_codec is not None
-    args = [*GLOBAL_ARGS, *whitelist(LOCAL_FILES, demuxer(container)), "-i", str(cut)]
+    args = [*GLOBAL_ARGS, "-copyts", *whitelist(LOCAL_FILES, demuxer(container)), "-i", str(cut)]
     for t in tracks:
         args += [*whitelist(LOCAL_FILES, "webvtt"), "-f", "webvtt", "-i", str(trimmed_file(work_dir, t))]
     args += ["-map", "0"]
