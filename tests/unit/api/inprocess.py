@@ -25,7 +25,7 @@ _BUSY: set[int] = set()  # ids of the apps some test is being served by now
 
 
 def gate_of(app: Litestar) -> Gate:
-    """The gate the app's edge layer closed over (app.py: ``middleware=[edge(gate)]``)."""
+    """The gate the app's edge layer closed over (app.py: ``middleware=[edge(gate, players)]``)."""
     for layer in app.middleware:
         for cell in getattr(layer, "__closure__", None) or ():
             if isinstance(cell.cell_contents, Gate):

@@ -30,6 +30,7 @@ from .http.bodies import ApiRequest
 from .http.edge import edge
 from .http.errors import EXCEPTION_HANDLERS
 from .http.limits import MAX_BODY_BYTES
+from .http.player_cors import PlayerCors
 from .jobs.feature import job_service
 from .settings import ApiSettings
 from .state import STATE_KEY, ApiState
@@ -98,7 +99,7 @@ def create_app(settings: ApiSettings, state: Mapping[str, object] | None = None)
             *(route for feature in FEATURES for route in feature.routes),
             graphql_controller(schema, path="/graphql"),
         ],
-        middleware=[edge(Gate.from_settings(settings))],
+        middleware=[edge(Gate.from_settings(settings), PlayerCors(settings.player_origins))],
         logging_config=None,
         dependencies={name: dep for feature in FEATURES for name, dep in feature.dependencies.items()},
         lifespan=[lifespan],

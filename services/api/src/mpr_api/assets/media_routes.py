@@ -12,6 +12,7 @@ from mpr_common.keys import extension
 from mpr_common.storage import get_presigned_url, guess_content_type
 
 from ..http.auth import SIGNED_PREFIX
+from ..http.player_cors import KEY_METHODS, LICENSE_METHODS, SIGNED_MEDIA_METHODS
 from ..http.request_url import request_base_url
 from .media_links import (
     is_manifest,
@@ -21,9 +22,9 @@ from .media_links import (
 )
 from .service import AssetService
 
-# A signed link is a capability: any page may play it (no cookie or other credential rides along), and
-# no shared cache should keep what it named.
-_SIGNED_HEADERS = {"Access-Control-Allow-Origin": "*", "Cache-Control": "private, no-store"}
+# A signed link is a capability: no shared cache should keep what it named. Which pages may play it
+# (CORS) is the edge's (http/player_cors.py), for these routes only.
+_SIGNED_HEADERS = {"Cache-Control": "private, no-store"}
 # A manifest is served from the API's origin: never rendered as a page (an MPD is XML).
 _MANIFEST_HEADERS = {
     **_SIGNED_HEADERS,
@@ -57,7 +58,7 @@ async def media_out(assets: AssetService, key: str) -> Redirect:
 
 @route(
     SIGNED_PREFIX + "{token:str}/{path:path}",
-    http_method=["GET", "HEAD"],
+    http_method=list(SIGNED_MEDIA_METHODS),
     tags=["media"],
     summary="Read an output through a signed folder link (the token is the credential: no bearer token)",
     description=(
@@ -122,7 +123,7 @@ async def _license_tokens(assets: AssetService, token: str, bucket: str, key: st
 
 @route(
     LICENSE_PATH_PREFIX + "{package_id:str}",
-    http_method=["POST"],
+    http_method=list(LICENSE_METHODS),
     tags=["media"],
     summary="A cenc package's W3C ClearKey licence for a playback token bound to the package",
     description=(
@@ -146,7 +147,7 @@ async def clearkey_license(
 
 @route(
     KEY_PATH_PREFIX + "{package_id:str}",
-    http_method=["GET"],
+    http_method=list(KEY_METHODS),
     tags=["media"],
     summary="An encrypted package's content key (16 bytes) for a playback token bound to the package",
     description=(

@@ -12,8 +12,9 @@ HMAC of them all. The cookie is accepted only for the console's pages, ``/api`` 
 websocket. A request sent with the cookie that changes anything (POST, PUT, PATCH, DELETE) must also carry
 the session's CSRF token in the ``X-MPR-CSRF`` header: the console's page has it (the server writes it into
 the page), another site cannot read it, and a custom header cannot be sent cross-site without a CORS
-preflight, which the API never grants. A bearer token in the Authorization header always wins over the
-cookie: a browser never sends one on its own, so such a request needs no CSRF token.
+preflight, which the API never grants where the cookie is accepted (only the token-bound playback routes,
+which never read it, answer CORS: ``player_cors.py``). A bearer token in the Authorization header always
+wins over the cookie: a browser never sends one on its own, so such a request needs no CSRF token.
 
 Guessing is throttled per client (:class:`AuthThrottle`): every wrong bearer token, invalid session cookie,
 refused WebSocket handshake and refused console sign-in spends one of the client's

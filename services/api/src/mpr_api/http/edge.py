@@ -1,5 +1,6 @@
-"""The API's one ASGI layer in front of its routes: who may pass (``auth.Gate``), the request kept for
-absolute media links (``request_url``), the caller's W3C trace continued, and the HTTP metrics.
+"""The API's one ASGI layer in front of its routes: who may pass (``auth.Gate``), the playback routes'
+CORS (``player_cors``), the request kept for absolute media links (``request_url``), the caller's W3C
+trace continued, and the HTTP metrics.
 
 One layer rather than four middlewares: each layer of the stack cost about as much as the check it
 made, and the four together were a fifth of the CPU of ``POST /api/jobs`` (measured in process).
@@ -18,11 +19,13 @@ from mpr_common.tracing import http_trace_headers, span_from
 
 from . import metrics as http_metrics
 from .auth import Gate
+from .player_cors import PLAYBACK_PREFIXES, PlayerCors, is_preflight
 from .request_url import forget_request, remember_request
 
 
-def edge(gate: Gate) -> Callable[[ASGIApp], ASGIApp]:
-    """Litestar middleware factory (``middleware=[edge(gate)]``)."""
+def edge(gate: Gate, players: PlayerCors) -> Callable[[ASGIApp], ASGIApp]:
+    """Litestar middleware factory (``middleware=[edge(gate, players)]``): ``players`` is the CORS of
+    the playback routes, the only routes that have any."""
 
     def factory(app: ASGIApp) -> ASGIApp:
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
@@ -35,12 +38,18 @@ def edge(gate: Gate) -> Callable[[ASGIApp], ASGIApp]:
             if not await gate.admit(scope, receive, send):
                 return
             send = gate.watch(scope, send)
+            target = app
+            if scope["path"].startswith(PLAYBACK_PREFIXES):
+                if is_preflight(scope):
+                    target = players.preflight
+                else:
+                    send = players.watch(scope, send)
             remembered = remember_request(scope)
             try:
                 if scope["path"].startswith(http_metrics.SKIPPED_PREFIXES):
-                    await app(scope, receive, send)
+                    await target(scope, receive, send)
                 else:
-                    await _measured(app, cast("HTTPScope", scope), receive, send)
+                    await _measured(target, cast("HTTPScope", scope), receive, send)
             finally:
                 forget_request(remembered)
 

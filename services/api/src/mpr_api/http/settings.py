@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from mpr_common.content_keys import KEY_SECRET_ENV
 from mpr_common.settings import ServiceSettings, env
 
+from .origins import ANY_ORIGIN, parse_origins
+
+PLAYER_ORIGINS_ENV = "API_PLAYER_ORIGINS"
+
 
 @dataclass(frozen=True)
 class HttpSettings(ServiceSettings):
@@ -31,6 +35,12 @@ class HttpSettings(ServiceSettings):
     # Wraps encrypted packages' content keys (the transcoders' MPR_KEY_SECRET: the same value); unset,
     # encryption is refused (400) and no key is served.
     key_secret: str | None = env(KEY_SECRET_ENV, default=None)
+    # Web pages whose players may fetch signed media links, AES-128 keys and ClearKey licences
+    # (http/player_cors.py): comma-separated origins (https://player.example.com), "*" for any, empty
+    # for the API's own origin only. Any, by default: those routes take no cookie, only the token in
+    # their URL, and whoever holds a link can read it without a browser anyway; CORS narrows only
+    # which pages may embed a player that does. No other route ever gets a CORS header.
+    player_origins: frozenset[str] = env(PLAYER_ORIGINS_ENV, default=frozenset({ANY_ORIGIN}))
     # --- console sessions (the gate checks their cookies on every path they may use) ---
     # Signs console session cookies. Unset: a key derived from API_TOKENS (every replica with the same
     # tokens agrees; changing the tokens signs everyone out). Set it to sign sessions out on its own.
@@ -40,3 +50,5 @@ class HttpSettings(ServiceSettings):
     def __post_init__(self) -> None:
         if self.auth_failures_per_minute < 0:
             raise ValueError("API_AUTH_FAILURES_PER_MINUTE: 0 (no throttle) or more")
+        # Kept as browsers write an Origin header: a request is then matched by string equality.
+        object.__setattr__(self, "player_origins", parse_origins(self.player_origins, PLAYER_ORIGINS_ENV))
