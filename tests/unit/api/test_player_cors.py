@@ -24,6 +24,7 @@ from mpr_api.http.player_cors import (
     PLAYBACK_PREFIXES,
     PLAYBACK_ROUTES,
     PlayerCors,
+    merge_headers,
 )
 from mpr_api.http.settings import PLAYER_ORIGINS_ENV
 from mpr_api.settings import ApiSettings
@@ -74,6 +75,14 @@ def test_the_setting_is_read_into_origins_as_browsers_send_them():
         ("https://player.example.com:99999", "port"),
         ("https://player.example.com:", "port"),
         ("https://plåyer.example.com", "punycode"),
+        # addresses a browser would write otherwise (127.0.0.1), so they could never match
+        ("http://127.1", "four numbers"),
+        ("http://0x7f.0.0.1", "four numbers"),
+        ("http://010.0.0.1", "four numbers"),
+        ("http://256.0.0.1", "four numbers"),
+        ("http://player.123", "four numbers"),
+        ("http://[:]", "IPv6"),
+        ("http://[fe80::1%25eth0]", "IPv6"),
     ],
 )
 def test_a_malformed_setting_stops_the_api_at_start_with_the_reason(value, reason):
@@ -83,8 +92,10 @@ def test_a_malformed_setting_stops_the_api_at_start_with_the_reason(value, reaso
 
 
 _labels = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
+# a host name's last label is not a number (a browser takes such a host for an IPv4 address)
+_last_labels = st.from_regex(r"[a-z]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
 _hosts = st.one_of(
-    st.lists(_labels, min_size=1, max_size=4).map(".".join),
+    st.builds(lambda first, last: ".".join([*first, last]), st.lists(_labels, max_size=3), _last_labels),
     st.ip_addresses(v=4).map(str),
     st.ip_addresses(v=6).map(lambda ip: f"[{ip}]"),
 )
@@ -103,6 +114,11 @@ def test_any_origin_is_read_as_a_browser_serializes_it(scheme, host, port, upper
     expected = f"{scheme}://{host.lower()}" + ("" if port in (None, default) else f":{port}")
     assert parse_origin(written.upper() if upper else written, PLAYER_ORIGINS_ENV) == expected
     assert parse_origin(expected, PLAYER_ORIGINS_ENV) == expected  # what it gives is read as itself
+
+
+def test_an_ipv6_address_is_read_compressed_as_browsers_send_it():
+    assert parse_origin("http://[0:0:0:0:0:0:0:1]:8080", PLAYER_ORIGINS_ENV) == "http://[::1]:8080"
+    assert parse_origin("https://[2001:DB8:0::1]", PLAYER_ORIGINS_ENV) == "https://[2001:db8::1]"
 
 
 @settings(max_examples=300, deadline=None)
@@ -322,3 +338,21 @@ def test_by_default_any_origin_may_play_and_empty_means_none():
             # and the API's own routes still get none
             api = _preflight(client, "/api/jobs")
             assert api.status_code == 401 and not cors_headers(api)
+
+
+@pytest.mark.parametrize(
+    ("answer", "vary"),
+    [
+        ([], b"Origin"),
+        ([(b"vary", b"Accept-Encoding"), (b"Vary", b"X-Origin-Id")], b"Accept-Encoding, X-Origin-Id, Origin"),
+        ([(b"vary", b"accept-encoding, origin")], b"accept-encoding, origin"),
+        ([(b"vary", b"*")], b"*"),
+    ],
+)
+def test_an_answers_own_vary_is_kept_and_origin_named_once(answer, vary):
+    headers = [*answer, (b"access-control-allow-origin", b"*"), (b"content-type", b"text/plain")]
+    extra = [(b"vary", b"Origin"), (b"access-control-allow-origin", PLAYER.encode())]
+    merged = merge_headers(headers, extra)
+    assert [v for n, v in merged if n.lower() == b"vary"] == [vary]
+    assert [v for n, v in merged if n == b"access-control-allow-origin"] == [PLAYER.encode()]
+    assert (b"content-type", b"text/plain") in merged

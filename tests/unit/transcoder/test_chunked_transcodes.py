@@ -240,7 +240,7 @@ def test_what_is_never_chunked(fields: dict, why: str) -> None:
 def test_a_short_source_or_one_without_picture_runs_as_one_job() -> None:
     job = transcode()
     assert may_chunk(job) and len(transcode_spans(job, INFO)) == 60 / DEFAULT_CHUNK_SECONDS  # 60 s source
-    assert transcode_spans(job, msgspec.structs.replace(INFO, duration=12.5)) == []
+    assert transcode_spans(job, msgspec.structs.replace(INFO, duration=DEFAULT_CHUNK_SECONDS + 0.5)) == []
     assert transcode_spans(job, msgspec.structs.replace(INFO, video_codec=None)) == []
     assert transcode_spans(job, msgspec.structs.replace(INFO, duration=None)) == []
     with pytest.raises(JobRequestError, match="not chunked"):

@@ -36,7 +36,7 @@ MAX_JOB_ID = 64
 # (a longer source gets longer chunks). A chunk child is named <package id>-<rendition>-c<index>, or
 # <transcode id>-c<index>. Each chunk pays FFmpeg's start, its seek and the encoder's warm-up again
 # (about 0.6 CPU-s beside a 1080p ladder's chunk, docs/benchmarks.md): 20 s keeps that within the
-# no-loss bar while a 5-minute title still has 15 chunks per rung for the cluster to share.
+# no-loss bar while a 5-minute package still has 16 chunks per rung (a 4 s first one, then 15).
 DEFAULT_CHUNK_SECONDS = 20.0
 MAX_CHUNKS = 9999
 CHUNK_SUFFIX = "-c{index:04d}"

@@ -9,15 +9,19 @@ refused at start with a message naming the value, rather than silently never mat
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 ANY_ORIGIN = "*"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # A host as browsers send it: DNS labels (letters, digits, hyphens; punycode for IDNs), or an IP literal.
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 _HOST = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
-_IPV6 = re.compile(r"\[[0-9a-f:.]+\]")
+# A host that ends in a number is an IPv4 address to a browser (WHATWG URL), which sends it as a dotted
+# quad: 127.1, 0x7f.0.0.1 or 010.0.0.1 would never match what a browser sends.
+_ENDS_IN_A_NUMBER = re.compile(r"(?:^|.*\.)(?:[0-9]+|0x[0-9a-f]*)")
+_QUAD_PART = re.compile(r"0|[1-9][0-9]{0,2}")
 _ORIGIN = re.compile(
     r"(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<host>\[[^\]/]*\]|[^:/?#@]*)(?::(?P<port>[^/?#]*))?"
 )
@@ -55,11 +59,30 @@ def parse_origin(value: str, setting: str) -> str:
         raise refused("the scheme is http or https")
     if "*" in host:
         raise refused(f"no wildcards: list each origin, or {ANY_ORIGIN!r} alone for any")
-    if not (_IPV6.fullmatch(host) or _HOST.fullmatch(host)):
-        raise refused("not a host name")
+    host = _host(host, refused)
     if port_text is None:
         return f"{scheme}://{host}"
     if not (port_text.isdigit() and len(port_text) <= 5 and 0 < int(port_text) < 65536):
         raise refused("the port is a number from 1 to 65535")
     port = int(port_text)
     return f"{scheme}://{host}" if port == _DEFAULT_PORTS[scheme] else f"{scheme}://{host}:{port}"
+
+
+def _host(host: str, refused: Callable[[str], ValueError]) -> str:
+    """``host`` (lower case) as browsers write it: an IPv6 literal compressed (``[0:0:0:0:0:0:0:1]`` is
+    ``[::1]``), an IPv4 address only as a dotted quad, a DNS name as it is."""
+    if host.startswith("["):
+        try:
+            address = ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise refused("not an IPv6 address") from None
+        if address.scope_id is not None:
+            raise refused("no zone in an IPv6 address: browsers send none")
+        return f"[{address.compressed}]"
+    if not _HOST.fullmatch(host):
+        raise refused("not a host name")
+    if _ENDS_IN_A_NUMBER.fullmatch(host):
+        parts = host.split(".")
+        if len(parts) != 4 or not all(_QUAD_PART.fullmatch(p) and int(p) < 256 for p in parts):
+            raise refused("an IPv4 address is four numbers from 0 to 255, e.g. 127.0.0.1")
+    return host

@@ -96,7 +96,7 @@ class PlayerCors:
 
         async def watched(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = _merged(message.get("headers", ()), extra)
+                message["headers"] = merge_headers(message.get("headers", ()), extra)
             await send(message)
 
         return watched
@@ -145,20 +145,27 @@ class PlayerCors:
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def _merged(
+def merge_headers(
     headers: Iterable[tuple[bytes, bytes]], extra: list[tuple[bytes, bytes]]
 ) -> list[tuple[bytes, bytes]]:
-    """``headers`` with ``extra``: CORS headers the answer has already are replaced, a Vary extended."""
+    """``headers`` with ``extra``: CORS headers the answer has already are replaced; a ``Vary`` in
+    ``extra`` joins the answer's own (every ``Vary`` header of it, one list, each field once)."""
     names = {name for name, _ in extra}
     out: list[tuple[bytes, bytes]] = []
-    vary: bytes | None = None
+    varied: list[bytes] = []
     for name, value in headers:
         if name.lower() == b"vary" and b"vary" in names:
-            vary = value
+            varied += [v.strip() for v in value.split(b",") if v.strip()]
         elif name.lower() not in names:
             out.append((name, value))
     for name, value in extra:
-        if name == b"vary" and vary:
-            value = vary if b"origin" in vary.lower() or vary.strip() == b"*" else vary + b", " + value
+        if name == b"vary":
+            fields = {v.lower() for v in varied}
+            if b"*" in fields:
+                value = b"*"
+            elif value.lower() not in fields:
+                value = b", ".join([*varied, value])
+            else:
+                value = b", ".join(varied)
         out.append((name, value))
     return out

@@ -14,8 +14,8 @@ window (at most outstanding) follows: ``max(lead, running + max(floor, idle))``,
 - ``floor`` (``TRANSCODER_RELEASE_WINDOW``, 8 by default): the graph's queued children, ready for the
   next free slot, and what a job submitted meanwhile waits behind at most (per running graph). The
   transcoder whose child completed releases before it acknowledges, so its freed slot finds the next
-  child queued: a title keeps every slot it runs on. 8 chunks of 12 s are about a minute and a half of
-  source: a short job waits that long on one slot, a fraction of it on a fleet, instead of for the
+  child queued: a title keeps every slot it runs on. 8 chunks of 20 s (the default) are about 2 min 40 s
+  of source: a short job waits that long on one slot, a fraction of it on a fleet, instead of for the
   whole title.
 - ``running``: the window is never a cap on the slots a title runs on. It grows with them.
 - ``idle``: transcoders free right now, measured rather than configured: the class consumer's waiting
