@@ -2,7 +2,8 @@
 transcoders, the catalog, the API): one ``transcode`` request of a source longer than ``chunk_seconds``
 → video chunk child jobs spread over both transcoders and one child for the sound → one MP4 joined by
 stream copy, once, into the transcode's output key, the parts removed. The output is checked against
-the source and against the same transcode with ``chunk_seconds: 0``; a cancelled one leaves no part."""
+the source and against the same transcode with ``chunk_seconds: 0``; the source's scene cuts, found by
+its chunks on the way, are kept in ``mpr-scenes``; a cancelled one leaves no part."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ import pytest
 from mpr_common.jobs import CHUNK_SUFFIX
 from mpr_common.presets import AUDIO_RENDITION
 from mpr_transcoder.kinds.rendition import cmaf
-from tests.media import make_video
+from tests.media import ffmpeg, make_video
 from tests.system.conftest import wait_for
 from tests.system.job_waits import wait_job
 from tests.system.test_chunked_renditions import psnrs
 from tests.system.test_packages import ffprobe, listed, submit
+from tests.system.test_scenes import _entry
 
 pytestmark = pytest.mark.system
 
@@ -29,16 +31,30 @@ RATE = 10  # frames are what the joins are checked on: 240 of them, each a 1/10 
 CHUNK_SECONDS = 6  # four chunks: 0-6, 6-12, 12-18, 18-24 s
 CHUNKS = 4
 AAC_FRAME = 1024 / 48000
+# four different test patterns: hard cuts at 4.3, 9.7 and 15.1 s, inside chunks 0, 1 and 2
+CUTS = (4.3, 9.7, 15.1)
+CLIPS = ("testsrc2", "smptehdbars", "testsrc", "rgbtestsrc")
 
 
 @pytest.fixture(scope="module")
-def source(s3, tmp_path_factory) -> tuple[str, Path]:
-    path = make_video(
-        tmp_path_factory.mktemp("chunked-transcode") / "film.mp4", seconds=SECONDS, size="320x180", rate=RATE
+def source(s3, tmp_path_factory) -> tuple[str, str, Path]:
+    """The film under two keys: the chunked transcode's and the unchunked one's (the scenes of each
+    object are kept apart: the chunked one's are those its own chunks found)."""
+    path = tmp_path_factory.mktemp("chunked-transcode") / "film.mp4"
+    lengths = [b - a for a, b in zip((0, *CUTS), (*CUTS, SECONDS), strict=True)]
+    clips = ";".join(
+        f"{c}=s=320x180:r={RATE}:d={d:g}[c{i}]" for i, (c, d) in enumerate(zip(CLIPS, lengths, strict=True))
     )
-    key = f"chunkedtc-{uuid.uuid4().hex[:6]}/film.mp4"
-    s3.upload_file(str(path), "mpr-media-in", key)
-    return key, path
+    ffmpeg(
+        *("-f", "lavfi", "-i", f"{clips};{''.join(f'[c{i}]' for i in range(4))}concat=n=4:v=1:a=0[out0]"),
+        *("-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={SECONDS}"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-g", str(RATE), "-pix_fmt", "yuv420p"),
+        *("-c:a", "aac", "-b:a", "96k", "-shortest", "-movflags", "+faststart", str(path)),
+    )
+    folder = f"chunkedtc-{uuid.uuid4().hex[:6]}"
+    for name in ("film.mp4", "whole.mp4"):
+        s3.upload_file(str(path), "mpr-media-in", f"{folder}/{name}")
+    return f"{folder}/film.mp4", f"{folder}/whole.mp4", path
 
 
 def fetch(url: str, path: Path) -> Path:
@@ -53,10 +69,10 @@ def parts_prefix(output_key: str) -> str:
     return output_key.rsplit(".", 1)[0] + ".parts/"
 
 
-def test_a_chunked_transcode_is_the_unchunked_transcode_joined_once(api, s3, source, tmp_path):
-    key, path = source
+def test_a_chunked_transcode_is_the_unchunked_transcode_joined_once(stack, api, s3, source, tmp_path):
+    key, whole_key, path = source
     chunked = submit(api, kind="transcode", source_key=key, chunk_seconds=CHUNK_SECONDS)
-    whole = submit(api, kind="transcode", source_key=key, chunk_seconds=0)
+    whole = submit(api, kind="transcode", source_key=whole_key, chunk_seconds=0)
     done = wait_job(api, chunked["id"], timeout=240)
     job = done["job"]
     assert job["status"] == "completed", job
@@ -71,6 +87,8 @@ def test_a_chunked_transcode_is_the_unchunked_transcode_joined_once(api, s3, sou
     # Its completion carries its output as an unchunked transcode's does; no part is left.
     assert job["output_key"] == chunked["output_key"] and job["output_keys"] == [job["output_key"]]
     assert job["output_size"] > 0 and done["output_url"]
+    # The source's cuts, each found by the chunk it falls in, kept by the join for the jobs after it.
+    assert _entry(stack, "mpr-media-in", key)[0].scenes == pytest.approx(list(CUTS), abs=1 / RATE)
     # The parts go once the completion is recorded (the transcoder that joined them removes them next;
     # a redelivered child's run removes what is left): soon after job.completed, not before it.
     parts = parts_prefix(job["output_key"]).rstrip("/")

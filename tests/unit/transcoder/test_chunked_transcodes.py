@@ -1,10 +1,12 @@
 """Chunked transcodes, the pure parts: which transcodes are chunked, the plan of their children (over
 generated durations and chunk lengths), its chunk boundaries moved to scene cuts (over generated cuts),
-the checks a child passes, and the FFmpeg commands of a chunk and of the join. Real FFmpeg:
+the checks a child passes, the FFmpeg commands of a chunk and of the join, and the scene cuts the
+chunks find when none are kept, merged by the join (over generated cut lists) and kept once. Real FFmpeg:
 tests/system/test_chunked_transcodes.py, tests/system/test_scenes.py."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from pathlib import Path
 
@@ -13,10 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mpr_common.events import ChunkSpan, JobRequested, MediaInfo
+from mpr_common.events import ChunkSpan, JobCompleted, JobRequested, MediaInfo
 from mpr_common.jobs import CHUNK_SUFFIX, DEFAULT_CHUNK_SECONDS, MAX_CHUNKS, JobRequestError, normalize_job
 from mpr_common.presets import AUDIO_RENDITION, PRESETS
+from mpr_transcoder import kinds
 from mpr_transcoder.ffmpeg.argv import input_args
+from mpr_transcoder.kinds.base import JobContext
 from mpr_transcoder.kinds.rendition.chunks import move_to_cuts
 from mpr_transcoder.kinds.transcode.graph import (
     MAX_CHUNKED_ID,
@@ -33,12 +37,15 @@ from mpr_transcoder.kinds.transcode.parts import (
     GRID_SECONDS,
     SHORTEST_CHUNK,
     chunk_key_frames,
+    chunk_scene_cuts,
     concat_list,
     join_args,
+    merge_scene_cuts,
     video_chunk_args,
 )
 from mpr_transcoder.limits import Limits
 from mpr_transcoder.scene_store import SceneStore
+from mpr_transcoder.steps import StepRunner
 from tests.fakes import RevisionKV
 
 INFO = MediaInfo(duration=60.0, video_codec="h264", audio_codec="aac", width=640, height=360, fps=25.0)
@@ -198,6 +205,7 @@ async def test_a_transcode_planned_on_a_source_with_known_scenes_cuts_its_chunks
     await scenes.offer("in", "in/film.mp4", "v1", 1000, [13.0, 30.0])  # this one's
     plan = await graph.plan_graph(job, INFO)
     assert [s.start for s in plan.spans] == [0.0, 13.0, 24.0, 36.0, 48.0] and plan.at_cuts == [13.0]
+    assert (plan.source_etag, plan.source_size) == ("v1", 1000)  # the version its join keeps scenes of
 
 
 def test_the_plan_is_the_sound_then_the_chunks_each_with_its_share() -> None:
@@ -298,3 +306,142 @@ def test_the_concat_list_names_plain_files_only() -> None:
     for bad in ["../x.mp4", "a b.mp4", "c'0.mp4", "", "/abs.mp4"]:
         with pytest.raises(ValueError):
             concat_list([bad])
+
+
+def test_a_chunk_finds_scenes_as_a_second_output_of_its_own_span() -> None:
+    source = input_args("https://s3/in/film.mp4?sig", 12.0, end=24.0)
+    out = Path("/w/out/chunk.mp4")
+    args = video_chunk_args(source, PRESETS["h264-720p"], out, 1000, find_scenes=True)
+    main = args.index(str(out))
+    assert args[:main] == video_chunk_args(source, PRESETS["h264-720p"], out, 1000)[:main]
+    assert args[main + 1 : main + 3] == ["-map", "0:v:0"] and args[-3:] == ["-f", "null", "-"]
+    assert "scdet=threshold=10" in args[args.index("-filter:v", main) + 1]
+    assert args.count("-i") == 1  # the same decoded frames: bounded by the input's -to, no second read
+
+
+class KnownScenes:
+    """A job's view of the scene store: what it has kept of the source (None: nothing yet)."""
+
+    def __init__(self, scenes: list[float] | None) -> None:
+        self.scenes = scenes
+
+    async def known(self) -> list[float] | None:
+        return self.scenes
+
+
+def run_chunk(
+    tmp_path: Path, index: int, scenes: KnownScenes | None, logged: list[float]
+) -> tuple[list, object]:
+    """Plan and run a chunk of a 60 s transcode in 12 s chunks with a fake FFmpeg whose detector logs
+    ``logged`` (seconds from the chunk's start): its command and its work."""
+    child = plan_transcode(transcode(chunk_seconds=12), INFO).chunks[index]
+    ctx = JobContext(
+        child, PRESETS[child.preset or ""], "https://s3/in/film.mp4?sig", INFO, tmp_path, 10**9, Limits(),
+        scenes=scenes,  # type: ignore[arg-type]
+    )  # fmt: skip
+    commands: list[list[str]] = []
+
+    async def ffmpeg(args, progress, report=None, **_):
+        commands.append(args)
+        if report is not None and any("scdet" in a for a in args):
+            report.write_text(
+                "".join(f"[scdet @ 0x1] lavfi.scd.score: 30.1, lavfi.scd.time: {t:g}\n" for t in logged)
+            )
+        return []
+
+    work = kinds.plan_work(ctx)
+    asyncio.run(work.run(StepRunner(Limits(), asyncio.Event(), {}, lambda *_: None, work.expected, ffmpeg)))
+    (command,) = commands
+    return command, work
+
+
+def test_a_chunk_runs_the_detector_only_when_its_sources_scenes_are_not_kept(tmp_path: Path) -> None:
+    # chunk 1 is 12-24 s: what its detector logs is counted from 12 s; 0 is its first frame, 12 its end
+    command, work = run_chunk(tmp_path / "a", 1, KnownScenes(None), [0.0, 3.5, 7.25, 12.0])
+    assert any("scdet" in a for a in command) and work.scene_cuts == [15.5, 19.25]
+    command, work = run_chunk(tmp_path / "b", 1, KnownScenes(None), [])
+    assert any("scdet" in a for a in command) and work.scene_cuts == []  # looked, found none
+    # kept already: key frames at them, no detector, nothing carried
+    command, work = run_chunk(tmp_path / "c", 1, KnownScenes([13.0, 30.0]), [3.5])
+    assert not any("scdet" in a for a in command) and work.scene_cuts is None
+    assert command[command.index("-force_key_frames") + 1] == "1.000"
+    # no store: nowhere to keep them, nothing to find
+    command, work = run_chunk(tmp_path / "d", 1, None, [3.5])
+    assert not any("scdet" in a for a in command) and work.scene_cuts is None
+
+
+def test_a_chunks_cuts_are_on_the_sources_timeline_inside_its_span_after_its_first_frame() -> None:
+    chunk = ChunkSpan(index=1, start=2.0, end=10.0, first_segment=1)
+    ntsc = 30000 / 1001  # its first frame is at 2.002 s, 0.002 s into the chunk
+    assert chunk_scene_cuts([0.002, 3.003, 3.003, 7.999, 8.0, math.nan], chunk, ntsc) == [5.003, 9.999]
+    assert chunk_scene_cuts([0.0, 0.1], chunk, None) == [2.1]
+    assert chunk_scene_cuts([0.5, 40.0], ChunkSpan(index=2, start=10.0), 10.0) == [10.5, 50.0]
+
+
+@st.composite
+def chunks_and_cuts(draw) -> tuple[list[tuple[ChunkSpan, list[float]]], float]:
+    bounds = sorted(set(draw(st.lists(st.floats(0.1, 999.0), min_size=1, max_size=8))))
+    duration = draw(st.floats(bounds[-1] + 0.01, 1000.0))
+    starts = [0.0, *bounds]
+    last_end = draw(st.sampled_from([None, duration]))
+    spans = [
+        ChunkSpan(index=i, start=a, end=b)
+        for i, (a, b) in enumerate(zip(starts, [*bounds, last_end], strict=True))
+    ]
+    anything = st.floats(-10.0, 1100.0) | st.sampled_from([math.nan, math.inf, 0.0, *starts])
+    return [(span, draw(st.lists(anything, max_size=6))) for span in spans], duration
+
+
+@settings(max_examples=300, deadline=None)
+@given(chunks_and_cuts())
+def test_merged_cuts_are_sorted_once_inside_the_source_each_from_its_chunks_span(
+    case: tuple[list[tuple[ChunkSpan, list[float]]], float],
+) -> None:
+    chunks, duration = case
+    merged = merge_scene_cuts(chunks, duration)
+    assert merged == sorted(set(merged))
+    assert all(0.0 < c < duration for c in merged)
+    for c in merged:  # from a chunk that found it, strictly inside that chunk's span (no boundary)
+        assert any(c in cuts and span.start < c < (span.end or duration) for span, cuts in chunks)
+    for span, cuts in chunks:  # and nothing a chunk saw inside its span is lost
+        end = duration if span.end is None else span.end
+        assert all(c in merged for c in cuts if span.start < c < end)
+
+
+async def test_the_join_keeps_the_chunks_cuts_once_and_only_when_every_chunk_looked(tmp_path: Path) -> None:
+    kv = RevisionKV()
+    scenes = SceneStore(kv, "w1")  # type: ignore[arg-type]
+    graph = TranscodeGraph(
+        None, None, None, TranscodeStore(RevisionKV()), "out", "w1",  # type: ignore[arg-type]
+        workdir=tmp_path, limits=Limits(), bucket_in="in", scenes=scenes,
+    )  # fmt: skip
+    plan = msgspec.structs.replace(
+        plan_transcode(transcode(chunk_seconds=12), INFO), source_etag="v1", source_size=1000
+    )
+
+    def done(cuts: dict[int, list[float] | None]) -> dict[str, JobCompleted]:
+        return {
+            c.job_id: JobCompleted(
+                job_id=c.job_id,
+                output_key=c.output_key or "",
+                output_bucket="out",
+                scene_cuts=cuts[c.chunk.index] if c.chunk is not None else None,
+            )  # fmt: skip
+            for c in plan.jobs
+        }
+
+    found: dict[int, list[float] | None] = {0: [5.0], 1: [], 2: [30.5, 24.0], 3: [40.0], 4: [59.0]}
+    # one chunk read the scenes (kept meanwhile by another job) or ran without the store: a partial list
+    await graph.keep_scenes(plan, done({**found, 3: None}))
+    assert await scenes.known("in", "in/film.mp4", "v1", 1000) is None and not kv.values
+    await graph.keep_scenes(plan, done(found))
+    # 24.0 is chunk 2's first frame (a boundary, never a cut it saw)
+    assert await scenes.known("in", "in/film.mp4", "v1", 1000) == [5.0, 30.5, 40.0, 59.0]
+    revision = kv.revision
+    await graph.keep_scenes(plan, done({**found, 0: [6.0]}))  # a redelivered join: kept once
+    assert kv.revision == revision
+    assert await scenes.known("in", "in/film.mp4", "v1", 1000) == [5.0, 30.5, 40.0, 59.0]
+    unread = msgspec.structs.replace(plan, source_etag="")  # the source's version unknown: nothing kept
+    kv.values.clear()
+    await graph.keep_scenes(unread, done(found))
+    assert not kv.values

@@ -513,6 +513,10 @@ class JobCompleted(Event, kw_only=True):
     outcome: JobOutcome = "kept"
     keep: KeepVerdict | None = None  # when the job had keep_if or a floor
     chosen_ladder: LadderChoice | None = None  # a per-title package: the ladder chosen and why
+    # a chunked transcode's video chunk that ran the scene detector over its span (its source's scenes
+    # were not kept yet): the cuts it found, in seconds of the source; None: it did not look. The join
+    # keeps them all as the source's scenes once every chunk looked.
+    scene_cuts: list[float] | None = None
 
 
 class JobPlayable(Event, kw_only=True):

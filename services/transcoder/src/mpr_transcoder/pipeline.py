@@ -75,6 +75,7 @@ class Outcome:
     rendition: Rendition | None = None  # a package's child: what the manifests are written from
     quality: Quality | None = None  # its video output's against the source, when measured
     keep: KeepVerdict | None = None  # judged by the job's keep_if/floors; not kept: nothing uploaded
+    scene_cuts: list[float] | None = None  # a transcode chunk's, for its join (see kinds.transcode)
 
 
 async def _locate(job: JobRequested, s3: S3Client, s3_settings: S3Settings) -> tuple[S3Object, str]:
@@ -243,6 +244,7 @@ async def run_job(
             loudness=work.loudness,
             rendition=work.rendition,
             quality=work.quality,
+            scene_cuts=work.scene_cuts,
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -3,7 +3,8 @@ it (what is kept and how kinds use it: :mod:`mpr_common.scenes`).
 
 A transcode that encodes the whole source finds them on the way (an extra output of its command, the
 picture it decodes anyway scaled and scored: no second read of the source) and offers them
-(:meth:`SceneStore.offer`: kept unless another job's are). A job that needs them before it starts (a
+(:meth:`SceneStore.offer`: kept unless another job's are); a chunked one's chunks find those of their
+spans, and its join offers them all (``kinds.transcode``). A job that needs them before it starts (a
 per-title analysis) reads the entry; when it is missing or describes another version of the object,
 the job claims it (a KV create, or an update at the revision it read: one compare-and-set, so of two
 jobs only one wins), runs the detector (:mod:`.ffmpeg.scdet`) and stores the result over its claim.

@@ -61,6 +61,8 @@ class Work:
     loudness: Loudness | None = None
     rendition: Rendition | None = None
     quality: Quality | None = None  # its video output's, when its encoder measured it (see ..quality)
+    # a chunked transcode's video chunk: the scene cuts its detector found in its span (None: not run)
+    scene_cuts: list[float] | None = None
     # what the uploader sends of each file instead of the file (an encrypted rendition's): uploader.py
     seal: Callable[[Path], bytes | None] | None = None
 

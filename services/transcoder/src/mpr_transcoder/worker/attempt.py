@@ -315,6 +315,7 @@ class Attempt:
             loudness=outcome.loudness,
             rendition=outcome.rendition,
             quality=outcome.quality,
+            scene_cuts=outcome.scene_cuts,
             retry=job.retry,
             outcome="not_kept" if outcome.keep is not None and not outcome.keep.kept else "kept",
             keep=outcome.keep,

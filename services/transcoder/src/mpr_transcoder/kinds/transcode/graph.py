@@ -4,7 +4,8 @@ one video chunk child per chunk of the source, cut on a fixed grid (:mod:`.parts
 source's scene cuts are known (``mpr-scenes``), at the cuts near its boundaries, spread over every
 transcoder, and one child for the sound over the whole source; the transcoder that completes the
 last of them joins them (:meth:`TranscodeGraph.complete`) into the transcode's output key, under the
-graph's lock, and removes the parts.
+graph's lock, and removes the parts. When the source's scenes were not known, each chunk found those
+of its span on the way: the join keeps them all as the source's (for the jobs after it), once.
 
 Children are transcode jobs of their own (``parent_id`` the transcode): ``<id>-c<index>`` with ``chunk``
 for the video, ``<id>-audio`` (``rendition`` ``audio``) for the sound, writing beside the output in
@@ -44,7 +45,7 @@ from mpr_common.outputs import OutputOwners
 from mpr_common.presets import AUDIO_RENDITION, PRESETS
 from mpr_common.quality import merge
 from mpr_common.s3_client import S3Client
-from mpr_common.storage import download_file, head_object, upload_file
+from mpr_common.storage import S3Object, download_file, head_object, upload_file
 
 from ...ffmpeg import FfmpegError, FfmpegKilled, FfmpegTimeout, run_ffmpeg
 from ...ffmpeg.argv import bounded_threads
@@ -64,6 +65,7 @@ from .parts import (
     chunkable_preset,
     concat_list,
     join_args,
+    merge_scene_cuts,
 )
 
 log = logging.getLogger("mpr.transcoder")
@@ -120,6 +122,9 @@ class TranscodePlan(msgspec.Struct, kw_only=True, dict=True):
     duration: float  # the source's, as probed when the plan was made
     # the chunk boundaries moved from the grid to a scene cut (seconds of the source), in order
     at_cuts: list[float] = msgspec.field(default_factory=list)
+    # the version of the source the plan was made on (its ETag, size): the one its join keeps scenes of
+    source_etag: str = ""
+    source_size: int = 0
     planned_at: float = msgspec.field(default_factory=now)
     nonce: str = msgspec.field(default_factory=new_id)
 
@@ -287,7 +292,10 @@ class TranscodeGraph(JobGraph[TranscodePlan]):
         """The plan, its chunks cut at the source's scene cuts near the grid when a job on this version
         of the source has detected them (none is detected here: that would read the whole source before
         any chunk starts)."""
-        plan = plan_transcode(parent, info, await self._known_scenes(parent))
+        head, scenes = await self._known_scenes(parent)
+        plan = plan_transcode(parent, info, scenes)
+        if head is not None:
+            plan = msgspec.structs.replace(plan, source_etag=head.etag, source_size=head.size)
         if plan.at_cuts:
             log.info(
                 "transcode: %d of %d chunk boundaries moved to scene cuts (%s s)",
@@ -298,16 +306,34 @@ class TranscodeGraph(JobGraph[TranscodePlan]):
             )
         return plan
 
-    async def _known_scenes(self, t: JobRequested) -> list[float]:
+    async def _known_scenes(self, t: JobRequested) -> tuple[S3Object | None, list[float]]:
+        """The source's version (None: unread, or no scenes to keep) and its kept scenes."""
         bucket = t.source_bucket or self.bucket_in
         if self.scenes is None or bucket is None:
-            return []
+            return None, []
         try:
             head = await asyncio.to_thread(head_object, t.source_key, bucket, client=self.s3)
         except STORAGE_ERRORS as exc:  # a shortcut: the chunks stay on the grid
             log.warning("source unread for its scenes: %s", exc, extra={"job_id": t.job_id})
-            return []
-        return await self.scenes.known(bucket, t.source_key, head.etag, head.size) or []
+            return None, []
+        return head, await self.scenes.known(bucket, t.source_key, head.etag, head.size) or []
+
+    async def keep_scenes(self, plan: TranscodePlan, done: dict[str, JobCompleted]) -> None:
+        """Keep the cuts the chunks found as the source's scenes, when every chunk looked (one that read
+        them kept, or ran without a store, found none: a partial list is never kept). Of the version
+        the plan was made on: a source overwritten since is another version, detected again."""
+        t = plan.transcode
+        bucket = t.source_bucket or self.bucket_in
+        if self.scenes is None or bucket is None or not plan.source_etag:
+            return
+        found: list[tuple[ChunkSpan, list[float]]] = []
+        for child in plan.chunks:
+            cuts = done[child.job_id].scene_cuts
+            if child.chunk is None or cuts is None:
+                return
+            found.append((child.chunk, cuts))
+        merged = merge_scene_cuts(found, plan.duration)
+        await self.scenes.offer(bucket, t.source_key, plan.source_etag, plan.source_size, merged)
 
     def as_planned(self, job: JobRequested, plan: TranscodePlan) -> JobRequested:
         return as_planned(job, plan)
@@ -342,6 +368,7 @@ class TranscodeGraph(JobGraph[TranscodePlan]):
                 )
             if verdict is None or verdict.kept:
                 await asyncio.to_thread(upload_file, out, t.output_key, bucket, client=self.s3)
+            await self.keep_scenes(plan, done)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
             os.close(held)

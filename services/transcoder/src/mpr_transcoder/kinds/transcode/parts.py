@@ -12,6 +12,10 @@
   :data:`SHORTEST_CHUNK` of it; the grid where no cut is near): a join at a cut shows no quality step
   mid-shot, and the chunk's first key frame is one the encoder needs there anyway. Inside a chunk, key
   frames are forced at its cuts (:func:`chunk_key_frames`), as the unchunked transcode forces them.
+  When they are not known yet, each chunk runs the scene detector as a second output of the picture it
+  decodes anyway (``find_scenes``), over its own span; the join keeps every chunk's cuts
+  (:func:`chunk_scene_cuts`, :func:`merge_scene_cuts`) as the source's scenes. A cut exactly at a chunk
+  boundary is seen by no chunk: the first frame of a chunk has no frame before it to be compared with.
 - The sound is one child over the whole source (a join in AAC would click): the transcode's own audio
   encode, alone (see :mod:`.`).
 - The join is a stream copy: FFmpeg's concat demuxer reads the chunks one after the other (each placed
@@ -32,6 +36,7 @@ from mpr_common.scenes import key_frame_times
 
 from ...ffmpeg.argv import GLOBAL_ARGS, LOCAL_FILES, VIDEO_TIMING, fmt, local_input, size_limit, whitelist
 from ...ffmpeg.filtergraph import WatermarkSource, watermark_inputs, watermark_outputs
+from ...ffmpeg.scdet import scene_output
 from ..colour import SDR_TAGS
 from ..single_output import scale_height, video_encoder
 
@@ -61,11 +66,15 @@ def video_chunk_args(
     watermark: WatermarkSource | None = None,
     to_sdr: str | None = None,
     key_frames: Sequence[float] = (),
+    *,
+    find_scenes: bool = False,
 ) -> list[str]:
     """One video chunk: ``source`` the input arguments of its range (``ffmpeg.argv.input_args``);
     ``watermark`` drawn and ``to_sdr`` (an HDR source's tone mapping) applied as the unchunked
     transcode does; ``key_frames``: seconds of the chunk where a key frame is forced (its scene cuts,
-    :func:`chunk_key_frames`)."""
+    :func:`chunk_key_frames`); ``find_scenes``: the scene detector is a second output
+    (:func:`~...ffmpeg.scdet.scene_output`), its cuts in the command's report, in seconds from the
+    chunk's start (input seeking moves its start to 0; see :func:`chunk_scene_cuts`)."""
     assert preset.video_codec is not None
     filters = ["setpts=PTS-STARTPTS"]
     if preset.height:
@@ -87,7 +96,35 @@ def video_chunk_args(
         *["-flags", "+cgop"],
         *size_limit(max_bytes),
         *["-f", "mp4", str(out)],
+        *(scene_output() if find_scenes else []),
     ]
+
+
+def _first_frame(chunk: ChunkSpan, fps: float | None) -> float:
+    """When a chunk's first frame is presented (seconds of the source): the first one at or after its
+    start, on a constant ``fps`` source up to a frame after it."""
+    if fps is not None and math.isfinite(fps) and fps > 0:
+        return max(chunk.start, math.ceil(chunk.start * fps - 1e-6) / fps)
+    return chunk.start
+
+
+def chunk_scene_cuts(found: Sequence[float], chunk: ChunkSpan, fps: float | None) -> list[float]:
+    """The cuts a chunk's detector ``found`` (seconds from its start) in seconds of the source, sorted,
+    each once: only those inside its span, after its first frame (that frame starts the chunk, it is
+    no cut the detector saw) and before its end."""
+    first = _first_frame(chunk, fps)
+    cuts = {round(chunk.start + t, 6) for t in found if math.isfinite(t)}
+    return sorted(c for c in cuts if c > first + 1e-6 and (chunk.end is None or c < chunk.end))
+
+
+def merge_scene_cuts(chunks: Sequence[tuple[ChunkSpan, Sequence[float]]], duration: float) -> list[float]:
+    """The source's scene cuts from every chunk's (``chunk_scene_cuts``: seconds of the source), of a
+    source of ``duration`` seconds: each chunk's inside its own span and the source, sorted, each once."""
+    merged: set[float] = set()
+    for span, cuts in chunks:
+        end = duration if span.end is None else min(span.end, duration)
+        merged.update(c for c in cuts if math.isfinite(c) and span.start < c < end)
+    return sorted(merged)
 
 
 def chunk_key_frames(scenes: Sequence[float], chunk: ChunkSpan, fps: float | None) -> list[float]:
@@ -96,10 +133,7 @@ def chunk_key_frames(scenes: Sequence[float], chunk: ChunkSpan, fps: float | Non
     presented at or after its start: on a constant ``fps`` source whose frames sit at multiples of a
     frame duration that is up to a frame later than the start, and each cut is counted from that frame
     (counted from the start, a forced key frame could land on the frame after the cut's)."""
-    first = chunk.start
-    if fps is not None and math.isfinite(fps) and fps > 0:
-        first = max(chunk.start, math.ceil(chunk.start * fps - 1e-6) / fps)
-    return key_frame_times(scenes, first, chunk.end)
+    return key_frame_times(scenes, _first_frame(chunk, fps), chunk.end)
 
 
 def concat_list(names: list[str]) -> str:
