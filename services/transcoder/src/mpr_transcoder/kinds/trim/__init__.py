@@ -16,6 +16,7 @@ from ...ffmpeg.argv import NETWORK_PROTOCOLS, fmt
 from ...ffmpeg.probe import ffprobe_output
 from ...job_errors import JobError
 from ...steps import StepRunner
+from ...together import together
 from .. import single_output
 from ..base import JobContext, Work, expected_duration
 from . import subtitles
@@ -45,8 +46,7 @@ def plan(ctx: JobContext) -> Work:
         if kept.tracks:
             await asyncio.to_thread(kept.work_dir.mkdir, parents=True, exist_ok=True)
             aside = runner.scoped(0.0, 0.0, by_time=False)
-            runs = kept.conversions(ctx.url, NETWORK_PROTOCOLS, end)
-            converting = asyncio.ensure_future(asyncio.gather(*(aside(args) for args in runs)))
+            converting = asyncio.ensure_future(_convert(kept, ctx.url, end, aside))
         try:
             result = await smart_trim(
                 ctx.url,
@@ -96,7 +96,7 @@ def _one_command(ctx: JobContext) -> Work:
 
     async def convert(runner: StepRunner) -> None:
         await asyncio.to_thread(subs_dir.mkdir, parents=True, exist_ok=True)
-        await asyncio.gather(*(runner(args) for args in kept.conversions(ctx.url, NETWORK_PROTOCOLS, end)))
+        await _convert(kept, ctx.url, end, runner)
 
     async def then(runner: StepRunner, cut: Path) -> None:
         text = await ffprobe_output(
@@ -115,6 +115,12 @@ def _one_command(ctx: JobContext) -> Work:
     extra = first_packets_output(single_output.COPIED_STREAMS, listing) if copying else []
     finish = single_output.Finish(subs_dir / "cut", then, beside=convert, extra=extra)
     return single_output.plan(ctx, finish)
+
+
+async def _convert(kept: subtitles.Kept, url: str, end: float, run: StepRunner) -> None:
+    """Each kept track converted to WebVTT (the source read up to ``end``), all at once: the first
+    failure stops the others."""
+    await together(*(run(args) for args in kept.conversions(url, NETWORK_PROTOCOLS, end)))
 
 
 async def origin(copying: bool, start: float, listing: Path, written: float | None) -> float:
