@@ -87,11 +87,12 @@ def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def _header(scope: Scope, name: bytes) -> bytes:
+def scope_header(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of the header ``name`` (lower case) of an ASGI request; None without one."""
     for key, value in scope.get("headers", ()):
         if key == name:
             return value
-    return b""
+    return None
 
 
 def check_token(header: bytes, tokens: list[bytes]) -> str | None:
@@ -210,7 +211,7 @@ class AuthThrottle:
         address = ""
         if self.header is not None:
             # the nearest proxy appends the address it saw: the last one is the one it vouches for
-            address = _header(scope, self.header).decode("latin-1").rsplit(",", 1)[-1].strip()
+            address = (scope_header(scope, self.header) or b"").decode("latin-1").rsplit(",", 1)[-1].strip()
         if not address:
             peer = scope.get("client")
             address = str(peer[0]) if peer else ""
@@ -325,7 +326,7 @@ class Gate:
             return True
         if not await self._not_throttled(scope, receive, send):
             return False
-        authorization = _header(scope, b"authorization")
+        authorization = scope_header(scope, b"authorization") or b""
         if scope["type"] == "http" and not authorization and path.startswith(SESSION_PREFIXES):
             return await _session_admits(sessions, scope, send, self.throttle)
         reason = check_token(authorization, self.encoded)
@@ -371,7 +372,7 @@ async def _session_admits(sessions: Sessions, scope: Scope, send: Send, throttle
     """A request without a bearer token on a path where the console's cookie is accepted."""
     path = scope["path"]
     page = path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
-    value = cookie_value(_header(scope, b"cookie"), (SECURE_SESSION_COOKIE, SESSION_COOKIE))
+    value = cookie_value(scope_header(scope, b"cookie") or b"", (SECURE_SESSION_COOKIE, SESSION_COOKIE))
     if value is None:
         if page and scope.get("method") in SAFE_METHODS:
             await _redirect(send, sign_in_location(scope, None))
@@ -390,7 +391,7 @@ async def _session_admits(sessions: Sessions, scope: Scope, send: Send, throttle
             await _unauthorized(send, session)
         return False
     if scope.get("method") not in SAFE_METHODS and not hmac.compare_digest(
-        _header(scope, CSRF_HEADER.lower().encode()), session.csrf.encode()
+        scope_header(scope, CSRF_HEADER.lower().encode()) or b"", session.csrf.encode()
     ):
         await _refuse(
             send,

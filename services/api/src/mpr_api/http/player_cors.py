@@ -21,7 +21,7 @@ from litestar.types import Message, Method, Receive, Scope, Send
 
 from mpr_common.content_keys import KEY_PATH_PREFIX, LICENSE_PATH_PREFIX
 
-from .auth import SIGNED_PREFIX
+from .auth import SIGNED_PREFIX, scope_header
 from .origins import ANY_ORIGIN
 
 # The methods of each playback route: its handler declares these (assets/media_routes.py), a preflight
@@ -50,15 +50,10 @@ _ALLOWED_HEADERS = ", ".join(REQUEST_HEADERS).encode()
 _METHODS = {prefix: (frozenset(methods), ", ".join(methods).encode()) for prefix, methods in PLAYBACK_ROUTES}
 
 
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return value
-    return None
-
-
 def is_preflight(scope: Scope) -> bool:
-    return scope.get("method") == "OPTIONS" and _header(scope, b"access-control-request-method") is not None
+    return (
+        scope.get("method") == "OPTIONS" and scope_header(scope, b"access-control-request-method") is not None
+    )
 
 
 class PlayerCors:
@@ -87,7 +82,7 @@ class PlayerCors:
         included, carries the CORS headers its origin gets. The request's cookies are dropped first:
         the route's credential is its token, never a browser's session."""
         scope["headers"] = [(k, v) for k, v in scope.get("headers", ()) if k != b"cookie"]
-        allow = self.allowed(_header(scope, b"origin"))
+        allow = self.allowed(scope_header(scope, b"origin"))
         extra = self._vary()
         if allow is not None:
             extra += [(b"access-control-allow-origin", allow), (b"access-control-expose-headers", _EXPOSED)]
@@ -106,10 +101,10 @@ class PlayerCors:
         204 with the grant, or 403 without one, saying why."""
         path = scope["path"]
         methods, listed = next(_METHODS[p] for p in PLAYBACK_PREFIXES if path.startswith(p))
-        origin = _header(scope, b"origin")
+        origin = scope_header(scope, b"origin")
         allow = self.allowed(origin)
-        method = (_header(scope, b"access-control-request-method") or b"").decode("latin-1").upper()
-        asked = _header(scope, b"access-control-request-headers") or b""
+        method = (scope_header(scope, b"access-control-request-method") or b"").decode("latin-1").upper()
+        asked = scope_header(scope, b"access-control-request-headers") or b""
         unknown = sorted(
             {h.strip() for h in asked.decode("latin-1").lower().split(",")} - _REQUEST_HEADERS - {""}
         )
