@@ -15,9 +15,11 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from mpr_api.app import create_app, services
+from mpr_api.assets.service import AssetService
 from mpr_api.http.auth import AuthThrottle, Gate
 from mpr_api.settings import ApiSettings
 from mpr_api.state import STATE_KEY, ApiState
+from mpr_common.content_keys import ContentKeys, KeyWrap
 from tests.fakes import FakeKV, FakeNats
 
 _APPS: dict[ApiSettings, Litestar] = {}  # built without services of their own: see serving
@@ -31,6 +33,19 @@ def gate_of(app: Litestar) -> Gate:
             if isinstance(cell.cell_contents, Gate):
                 return cell.cell_contents
     raise AssertionError("the app has no edge layer with a gate")
+
+
+def keyed_services(settings: ApiSettings) -> tuple[dict[str, object], AssetService, ContentKeys]:
+    """The API's services on fakes (for :func:`serving`), their asset service keeping content keys in a
+    store of its own (the bucket mpr-setup makes, on the fake bus) wrapped with ``settings.key_secret``;
+    also that service and that store, to make the keys a test serves."""
+    assert settings.key_secret is not None
+    named = services(settings, FakeNats(), FakeKV(), public_s3=None, owners_kv=FakeKV())
+    assets = named["assets"]
+    assert isinstance(assets, AssetService)
+    store = ContentKeys(FakeKV(), KeyWrap(settings.key_secret))
+    assets.keys._store = store
+    return named, assets, store
 
 
 @contextmanager

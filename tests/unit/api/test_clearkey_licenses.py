@@ -15,14 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
 
-from mpr_api.app import services
 from mpr_api.assets.licenses import b64url, license_response, parse_license_request
-from mpr_api.assets.service import AssetService
 from mpr_api.settings import ApiSettings
-from mpr_common.content_keys import LICENSE_DATA_ID, ContentKeys, KeyWrap, license_uri
+from mpr_common.content_keys import LICENSE_DATA_ID, license_uri
 from mpr_common.errors import BadRequest
-from tests.fakes import FakeKV, FakeNats
-from tests.unit.api.inprocess import serving
+from tests.unit.api.inprocess import keyed_services, serving
 
 TOKEN = "t0ken"
 KEY_SECRET = "key-secret"
@@ -69,11 +66,7 @@ def test_the_answer_holds_the_key_only_for_its_own_kid():
 @pytest.fixture(scope="module")
 def api():
     settings = ApiSettings(tokens=frozenset({TOKEN}), media_secret="media-secret", key_secret=KEY_SECRET)
-    named = services(settings, FakeNats(), FakeKV(), public_s3=None, owners_kv=FakeKV())
-    assets = named["assets"]
-    assert isinstance(assets, AssetService)
-    store = ContentKeys(FakeKV(), KeyWrap(KEY_SECRET))
-    assets.keys._store = store
+    named, assets, store = keyed_services(settings)
     key = run(store.create("p1", "cenc", "out", FOLDER))
     run(store.create("p2", "cenc", "out", "shows/ep2/p2"))
     run(store.create("a1", "aes-128", "out", "shows/ep3/a1"))

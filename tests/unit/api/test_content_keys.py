@@ -14,13 +14,12 @@ from litestar.testing import TestClient
 
 from mpr_api.app import services
 from mpr_api.assets.playback_tokens import KeyRefused, PlaybackTokens
-from mpr_api.assets.service import AssetService
 from mpr_api.automation.templates import Template, TemplateError, check_template
 from mpr_api.settings import ApiSettings
 from mpr_common.content_keys import ContentKeys, KeyUnreadable, KeyWrap, key_uri
 from mpr_common.errors import Unauthorized
 from tests.fakes import FakeKV, FakeNats
-from tests.unit.api.inprocess import serving
+from tests.unit.api.inprocess import keyed_services, serving
 
 TOKEN = "t0ken"
 MEDIA_SECRET = "media-secret"
@@ -79,11 +78,7 @@ def test_a_playback_token_is_bound_to_its_package_and_expires():
 @pytest.fixture(scope="module")
 def api():
     settings = ApiSettings(tokens=frozenset({TOKEN}), media_secret=MEDIA_SECRET, key_secret=KEY_SECRET)
-    named = services(settings, FakeNats(), FakeKV(), public_s3=None, owners_kv=FakeKV())
-    assets = named["assets"]
-    assert isinstance(assets, AssetService)
-    store = ContentKeys(FakeKV(), KeyWrap(KEY_SECRET))
-    assets.keys._store = store  # the bucket mpr-setup makes, on the fake bus
+    named, assets, store = keyed_services(settings)
     key = run(store.create("p1", "aes-128", "out", FOLDER))
     run(store.create("p2", "aes-128", "out", "shows/ep2/p2"))
     with serving(settings, named) as app, TestClient(app, base_url="http://mpr.local") as client:

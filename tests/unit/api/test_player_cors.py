@@ -14,9 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
 
-from mpr_api.app import services
 from mpr_api.assets.licenses import b64url
-from mpr_api.assets.service import AssetService
 from mpr_api.http.origins import parse_origin, parse_origins
 from mpr_api.http.player_cors import (
     EXPOSED_HEADERS,
@@ -28,9 +26,8 @@ from mpr_api.http.player_cors import (
 )
 from mpr_api.http.settings import PLAYER_ORIGINS_ENV
 from mpr_api.settings import ApiSettings
-from mpr_common.content_keys import ContentKeys, KeyWrap, key_uri, license_uri
-from tests.fakes import FakeKV, FakeNats
-from tests.unit.api.inprocess import gate_of, serving
+from mpr_common.content_keys import key_uri, license_uri
+from tests.unit.api.inprocess import gate_of, keyed_services, serving
 
 TOKEN = "t0ken"
 KEY_SECRET = "key-secret"
@@ -151,11 +148,7 @@ def _client(origins: frozenset[str]):
         key_secret=KEY_SECRET,
         player_origins=origins,
     )
-    named = services(settings_, FakeNats(), FakeKV(), public_s3=None, owners_kv=FakeKV())
-    assets = named["assets"]
-    assert isinstance(assets, AssetService)
-    store = ContentKeys(FakeKV(), KeyWrap(KEY_SECRET))
-    assets.keys._store = store
+    named, assets, store = keyed_services(settings_)
     key = run(store.create("p1", "cenc", "out", "shows/ep1/p1"))
     record = run(store.record("p1"))
     assert record is not None and record.kid is not None
